@@ -1,0 +1,235 @@
+//! Where a node keeps its data and how it is tuned.
+//!
+//! Precedence, highest first: command-line flags, `<data-dir>/config.toml`,
+//! built-in defaults. The data directory itself comes from `--data-dir`, else
+//! `ROOST_HOME`, else the platform data directory (`$XDG_DATA_HOME/roost`).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use serde::Deserialize;
+
+/// Name of the optional configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// Default TCP and UDP (QUIC) port; fixed so a firewall rule can name it.
+pub const DEFAULT_PORT: u16 = 7117;
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No `--data-dir`, no `ROOST_HOME` and no platform data dir.
+    #[error("cannot tell where to keep data: pass --data-dir or set ROOST_HOME")]
+    NoDataDir,
+    /// `config.toml` exists but is not valid.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, from the TOML parser.
+        message: String,
+    },
+    /// Reading the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// Everything a node needs to start. Built by [`Config::new`] with defaults,
+/// then adjusted by `config.toml` and flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds the key, the sled database, `api.json`.
+    pub data_dir: PathBuf,
+    /// Addresses to listen on (TCP and QUIC).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join the network through, in addition to remembered ones.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Find peers on the local network by multicast DNS.
+    pub mdns: bool,
+    /// Serve the DHT to others. Right for reachable nodes; a node behind a
+    /// NAT that nobody can dial should set this to false.
+    pub dht_server: bool,
+    /// Lifetime of our locator record in the DHT; it is republished at half
+    /// of it, so a crashed node is forgotten after at most this long.
+    pub locator_ttl: Duration,
+    /// Least time between two republications caused by the network growing.
+    pub republish_min_interval: Duration,
+    /// How long a connection with no open stream is kept (libp2p's default
+    /// of 10 s would close links to buddies between two messages).
+    pub idle_timeout: Duration,
+    /// Upper bound for one DHT query.
+    pub query_timeout: Duration,
+    /// Where the local HTTP API listens; port 0 picks a free one.
+    pub api: SocketAddr,
+    /// sled page cache in bytes (sled's default of 1 GiB is far too much).
+    pub cache_bytes: u64,
+}
+
+impl Config {
+    /// Defaults for a node whose data lives in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        let listen = vec![
+            format!("/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"),
+            format!("/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1"),
+        ]
+        .into_iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+        Self {
+            data_dir,
+            listen,
+            bootstrap: Vec::new(),
+            mdns: true,
+            dht_server: true,
+            locator_ttl: Duration::from_secs(3600),
+            republish_min_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            query_timeout: Duration::from_secs(20),
+            api: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cache_bytes: 16 << 20,
+        }
+    }
+
+    /// A node for tests and the demo: loopback only, ephemeral ports, no mDNS.
+    pub fn local(data_dir: PathBuf) -> Self {
+        let mut c = Self::new(data_dir);
+        c.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
+        c.mdns = false;
+        c.republish_min_interval = Duration::from_secs(1);
+        c
+    }
+
+    /// Applies `<data_dir>/config.toml` if it exists.
+    pub fn apply_file(&mut self) -> Result<(), ConfigError> {
+        let path = self.data_dir.join(CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(ConfigError::Io { path, source }),
+        };
+        let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        file.apply(self);
+        Ok(())
+    }
+}
+
+/// The shape of `config.toml`: every key optional, unknown keys refused so a
+/// typo does not go unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`Config::listen`].
+    pub listen: Option<Vec<Multiaddr>>,
+    /// See [`Config::bootstrap`].
+    pub bootstrap: Option<Vec<Multiaddr>>,
+    /// See [`Config::mdns`].
+    pub mdns: Option<bool>,
+    /// See [`Config::dht_server`].
+    pub dht_server: Option<bool>,
+    /// See [`Config::api`].
+    pub api: Option<SocketAddr>,
+    /// See [`Config::locator_ttl`], in seconds.
+    pub locator_ttl_secs: Option<u64>,
+    /// See [`Config::idle_timeout`], in seconds.
+    pub idle_timeout_secs: Option<u64>,
+    /// See [`Config::cache_bytes`].
+    pub cache_bytes: Option<u64>,
+}
+
+impl FileConfig {
+    fn apply(self, c: &mut Config) {
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.bootstrap {
+            c.bootstrap = v;
+        }
+        if let Some(v) = self.mdns {
+            c.mdns = v;
+        }
+        if let Some(v) = self.dht_server {
+            c.dht_server = v;
+        }
+        if let Some(v) = self.api {
+            c.api = v;
+        }
+        if let Some(v) = self.locator_ttl_secs {
+            c.locator_ttl = Duration::from_secs(v.max(60));
+        }
+        if let Some(v) = self.idle_timeout_secs {
+            c.idle_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = self.cache_bytes {
+            c.cache_bytes = v;
+        }
+    }
+}
+
+/// The data directory: the flag (which clap also fills from `ROOST_HOME`),
+/// else the platform's data directory.
+pub fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    dirs::data_dir()
+        .map(|d| d.join("roost"))
+        .ok_or(ConfigError::NoDataDir)
+}
+
+/// Creates `dir` (mode 0700) if needed, and tightens it to 0700 if it is ours
+/// and looser: it holds the secret key and the message history.
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let perms = std::fs::metadata(dir)?.permissions();
+    if perms.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_rejects_typos() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Config::new(dir.path().into());
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "mdns = false\nbootstrap = [\"/ip4/10.0.0.1/tcp/7117\"]\napi = \"127.0.0.1:5000\"\n",
+        )
+        .unwrap();
+        c.apply_file().unwrap();
+        assert!(!c.mdns);
+        assert_eq!(c.bootstrap.len(), 1);
+        assert_eq!(c.api.port(), 5000);
+
+        std::fs::write(dir.path().join(CONFIG_FILE), "mnds = false\n").unwrap();
+        let err = Config::new(dir.path().into()).apply_file().unwrap_err();
+        assert!(err.to_string().contains("mnds"), "{err}");
+    }
+
+    #[test]
+    fn private_dir_is_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("a/b");
+        ensure_private_dir(&d).unwrap();
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}

@@ -1,0 +1,81 @@
+//! The libp2p protocols a roost node speaks, and how they are configured.
+
+use std::time::Duration;
+
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, identify, kad, mdns, ping};
+
+use crate::config::Config;
+use crate::identity::Identity;
+
+/// Our private Kademlia protocol: roost nodes form their own DHT rather than
+/// joining (and validating records for) the public IPFS one.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/kad/1.0.0");
+/// Identify protocol version string.
+pub const ID_PROTOCOL: &str = "/roost/id/1.0.0";
+
+/// The combined behaviour; the event loop owns the only instance.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Discovery and locator records.
+    pub kad: kad::Behaviour<MemoryStore>,
+    /// Learns peers' listen addresses and protocols.
+    pub identify: identify::Behaviour,
+    /// Liveness of connections.
+    pub ping: ping::Behaviour,
+    /// LAN discovery, off in tests.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Long-lived streams for messages (`/roost/msg/1`).
+    pub stream: libp2p_stream::Behaviour,
+}
+
+impl Behaviour {
+    /// Builds the behaviour for `identity` under `config`.
+    pub fn new(identity: &Identity, config: &Config) -> std::io::Result<Self> {
+        let peer_id = identity.peer_id();
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config
+            .set_record_filtering(kad::StoreInserts::FilterBoth)
+            .set_query_timeout(config.query_timeout)
+            // We republish our own record; nobody else's is ours to publish.
+            .set_publication_interval(None)
+            .set_replication_interval(Some(Duration::from_secs(600)))
+            .set_max_packet_size(16 * 1024);
+        let store = MemoryStore::with_config(
+            peer_id,
+            MemoryStoreConfig {
+                max_records: 4096,
+                max_value_bytes: crate::wire::locator::MAX_RECORD_BYTES,
+                max_providers_per_key: 0,
+                max_provided_keys: 0,
+            },
+        );
+        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+        if config.dht_server {
+            // Kademlia stays a client until an external address is confirmed,
+            // which never happens without AutoNAT; a reachable node must serve.
+            kad.set_mode(Some(kad::Mode::Server));
+        }
+        let identify = identify::Behaviour::new(
+            identify::Config::new(ID_PROTOCOL.into(), identity.keypair().public())
+                .with_agent_version(format!("roost/{}", env!("CARGO_PKG_VERSION"))),
+        );
+        let mdns = if config.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                peer_id,
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            kad,
+            identify,
+            ping: ping::Behaviour::default(),
+            mdns: mdns.into(),
+            stream: libp2p_stream::Behaviour::new(),
+        })
+    }
+}

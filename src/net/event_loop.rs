@@ -1,0 +1,566 @@
+//! The task that owns the Swarm. It translates between libp2p events, the
+//! commands of [`crate::node::NodeHandle`] and the pure state machines in
+//! [`crate::node`]; it never blocks (disk I/O goes to `spawn_blocking`).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::kad::store::RecordStore;
+use libp2p::kad::{
+    self, GetRecordOk, InboundRequest, PeerRecord, QueryId, QueryResult, Quorum, Record,
+};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use crate::clock::unix_ms;
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::node::republish::Republisher;
+use crate::store::{KnownPeer, Store, Writer};
+use crate::wire::locator::{self, Locator};
+
+/// How long a clean shutdown waits for the "offline" record to be stored.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Remembered peers dialled at start.
+const REDIAL_AT_START: usize = 8;
+
+/// What the rest of the program may ask of the network task.
+#[derive(Debug)]
+pub enum Command {
+    /// Our current listen addresses.
+    ListenAddrs {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    /// Peers with an open connection.
+    ConnectedPeers {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// Look up a peer's locator record in the DHT.
+    Find {
+        /// Whose record.
+        peer: PeerId,
+        /// The first valid record found, or `None`.
+        reply: oneshot::Sender<Option<Locator>>,
+    },
+    /// Connect to a peer at the given addresses.
+    Dial {
+        /// Whom.
+        peer: PeerId,
+        /// Where (from its locator).
+        addrs: Vec<Multiaddr>,
+        /// `Ok` once a connection is established.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Put raw bytes as a DHT record at one peer, bypassing our own checks:
+    /// lets tests play a hostile node against an honest one.
+    PutRecordTo {
+        /// Record key.
+        key: kad::RecordKey,
+        /// Record value.
+        value: Vec<u8>,
+        /// The peer asked to store it.
+        peer: PeerId,
+        /// `Ok` when the peer answered.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The record we hold locally under a key, if any (tests and status).
+    HeldRecord {
+        /// Record key.
+        key: kad::RecordKey,
+        /// The value held.
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
+    /// Leave the network cleanly: publish an "offline" record, then stop.
+    Shutdown {
+        /// Answered once the task is about to exit.
+        reply: oneshot::Sender<()>,
+    },
+}
+
+struct Stopping {
+    query: Option<QueryId>,
+    deadline: Instant,
+    replies: Vec<oneshot::Sender<()>>,
+}
+
+/// Owner of the Swarm.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    commands_open: bool,
+    identity: Identity,
+    writer: Writer,
+    locator_ttl: Duration,
+    republisher: Republisher,
+    seq: u64,
+    pending_finds: HashMap<QueryId, Vec<oneshot::Sender<Option<Locator>>>>,
+    pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
+    pending_puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
+    stopping: Option<Stopping>,
+}
+
+impl EventLoop {
+    /// Wraps a built swarm. `seq` is the last locator seq we published.
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        identity: Identity,
+        store: Store,
+        config: &Config,
+        seq: u64,
+    ) -> Self {
+        Self {
+            swarm,
+            commands,
+            commands_open: true,
+            identity,
+            writer: Writer::spawn(store),
+            locator_ttl: config.locator_ttl,
+            republisher: Republisher::new(config.locator_ttl, config.republish_min_interval),
+            seq,
+            pending_finds: HashMap::new(),
+            pending_dials: HashMap::new(),
+            pending_puts: HashMap::new(),
+            stopping: None,
+        }
+    }
+
+    /// Opens the listeners (waiting until each reports its address, so the
+    /// caller can hand them out) and starts joining the network through the
+    /// bootstrap addresses and the peers remembered from earlier runs.
+    pub async fn start(
+        &mut self,
+        listen: &[Multiaddr],
+        bootstrap: &[Multiaddr],
+        known: Vec<KnownPeer>,
+    ) -> Result<(), super::NetError> {
+        let mut waiting = std::collections::HashSet::new();
+        for addr in listen {
+            let id = self
+                .swarm
+                .listen_on(addr.clone())
+                .map_err(|e| super::NetError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+            waiting.insert(id);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !waiting.is_empty() {
+            let event = tokio::time::timeout_at(deadline, self.swarm.select_next_some())
+                .await
+                .map_err(|_| super::NetError::Setup("listeners did not come up".into()))?;
+            match &event {
+                SwarmEvent::NewListenAddr { listener_id, .. } => {
+                    waiting.remove(listener_id);
+                }
+                SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason,
+                    ..
+                } => {
+                    let reason = format!("{reason:?}");
+                    if waiting.remove(listener_id) {
+                        return Err(super::NetError::Setup(format!("listener closed: {reason}")));
+                    }
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(super::NetError::Setup(format!("listener failed: {error}")));
+                }
+                _ => {}
+            }
+            self.on_swarm_event(event);
+        }
+
+        for addr in bootstrap {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                let mut plain = addr.clone();
+                plain.pop();
+                self.swarm.behaviour_mut().kad.add_address(&peer, plain);
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                warn!(%addr, "cannot dial bootstrap address: {e}");
+            }
+        }
+        for (i, k) in known.into_iter().enumerate() {
+            for addr in &k.addrs {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&k.peer, addr.clone());
+            }
+            if i < REDIAL_AT_START {
+                let opts = DialOpts::peer_id(k.peer).addresses(k.addrs).build();
+                let _ = self.swarm.dial(opts);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until shut down (by command, or when every handle is dropped).
+    pub async fn run(mut self) {
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                cmd = self.commands.recv(), if self.commands_open => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => {
+                        self.commands_open = false;
+                        self.begin_shutdown(None);
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => self.on_timer(),
+            }
+            if let Some(s) = &self.stopping
+                && (s.query.is_none() || Instant::now() >= s.deadline)
+            {
+                break;
+            }
+        }
+        let replies = self.stopping.take().map(|s| s.replies).unwrap_or_default();
+        let Self { swarm, writer, .. } = self;
+        drop(swarm);
+        writer.close().await;
+        for r in replies {
+            let _ = r.send(());
+        }
+        info!("node stopped");
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let publish = self.republisher.due().unwrap_or(far);
+        let stop = self.stopping.as_ref().map_or(far, |s| s.deadline);
+        publish.min(stop)
+    }
+
+    fn on_timer(&mut self) {
+        if self.stopping.is_none() && self.republisher.is_due(Instant::now()) {
+            self.publish(true);
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(self.swarm.connected_peers().copied().collect());
+            }
+            Command::Find { peer, reply } => self.find(peer, reply),
+            Command::Dial { peer, addrs, reply } => self.dial(peer, addrs, reply),
+            Command::PutRecordTo {
+                key,
+                value,
+                peer,
+                reply,
+            } => {
+                let record = Record::new(key, value);
+                let id = self.swarm.behaviour_mut().kad.put_record_to(
+                    record,
+                    std::iter::once(peer),
+                    Quorum::One,
+                );
+                self.pending_puts.insert(id, reply);
+            }
+            Command::HeldRecord { key, reply } => {
+                let held = self.swarm.behaviour_mut().kad.store_mut().get(&key);
+                let _ = reply.send(held.map(|r| r.value.clone()));
+            }
+            Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
+        }
+    }
+
+    fn find(&mut self, peer: PeerId, reply: oneshot::Sender<Option<Locator>>) {
+        let key = locator::record_key(&peer);
+        if peer == *self.swarm.local_peer_id() {
+            let own = self.swarm.behaviour_mut().kad.store_mut().get(&key);
+            let loc = own.and_then(|r| locator::validate(&key, &r.value, unix_ms(), None).ok());
+            let _ = reply.send(loc);
+            return;
+        }
+        let id = self.swarm.behaviour_mut().kad.get_record(key);
+        self.pending_finds.entry(id).or_default().push(reply);
+    }
+
+    fn dial(
+        &mut self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<(), String>>,
+    ) {
+        if self.swarm.is_connected(&peer) {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(opts) {
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {
+                self.pending_dials.entry(peer).or_default().push(reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+            }
+        }
+    }
+
+    /// Signs and puts a fresh locator record.
+    fn publish(&mut self, online: bool) -> Option<QueryId> {
+        let now = unix_ms();
+        self.seq = (self.seq + 1).max(now);
+        let addrs = self.public_addrs();
+        let ttl_ms = self.locator_ttl.as_millis() as u64;
+        let value = match locator::sign(&self.identity, self.seq, &addrs, now + ttl_ms, online) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!("cannot sign locator: {e}");
+                return None;
+            }
+        };
+        let seq = self.seq;
+        self.writer.submit(move |s| {
+            if let Err(e) = s.set_locator_seq(seq) {
+                warn!("cannot save locator seq: {e}");
+            }
+        });
+        let record = Record {
+            key: locator::record_key(self.swarm.local_peer_id()),
+            value,
+            publisher: None,
+            expires: Some(Instant::now() + self.locator_ttl),
+        };
+        let table = self.routing_table_size();
+        debug!(seq, online, ?addrs, table, "publishing locator");
+        self.republisher.published(Instant::now(), table);
+        match self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, Quorum::One)
+        {
+            Ok(id) => Some(id),
+            Err(e) => {
+                warn!("cannot store own locator: {e}");
+                None
+            }
+        }
+    }
+
+    /// Addresses worth publishing: our listeners, without loopback ones
+    /// unless that is all we have (tests, the demo).
+    fn public_addrs(&self) -> Vec<Multiaddr> {
+        let all: Vec<Multiaddr> = self
+            .swarm
+            .listeners()
+            .chain(self.swarm.external_addresses())
+            .cloned()
+            .collect();
+        let is_loopback = |a: &Multiaddr| {
+            a.iter().any(|p| match p {
+                Protocol::Ip4(ip) => ip.is_loopback(),
+                Protocol::Ip6(ip) => ip.is_loopback(),
+                _ => false,
+            })
+        };
+        let routable: Vec<Multiaddr> = all.iter().filter(|a| !is_loopback(a)).cloned().collect();
+        if routable.is_empty() { all } else { routable }
+    }
+
+    fn routing_table_size(&mut self) -> usize {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum()
+    }
+
+    fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
+        if let Some(s) = &mut self.stopping {
+            s.replies.extend(reply);
+            return;
+        }
+        info!("leaving the network");
+        let query = self.publish(false);
+        self.stopping = Some(Stopping {
+            query,
+            deadline: Instant::now() + SHUTDOWN_GRACE,
+            replies: reply.into_iter().collect(),
+        });
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
+                self.republisher.addresses_changed(Instant::now());
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                debug!(%address, "listen address gone");
+                self.republisher.addresses_changed(Instant::now());
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                debug!(%peer_id, "connected");
+                for r in self.pending_dials.remove(&peer_id).unwrap_or_default() {
+                    let _ = r.send(Ok(()));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                debug!(%peer, "dial failed: {error}");
+                if !self.swarm.is_connected(&peer) {
+                    for r in self.pending_dials.remove(&peer).unwrap_or_default() {
+                        let _ = r.send(Err(error.to_string()));
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => self.on_identified(peer_id, info),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    debug!(%peer, %addr, "found on the LAN");
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self
+                            .swarm
+                            .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
+        if !info.protocols.contains(&KAD_PROTOCOL) {
+            return;
+        }
+        for addr in &info.listen_addrs {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, addr.clone());
+        }
+        let addrs = info.listen_addrs;
+        self.writer.submit(move |s| {
+            if let Err(e) = s.remember_peer(&peer, &addrs, unix_ms()) {
+                warn!("cannot remember peer: {e}");
+            }
+        });
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest {
+                request:
+                    InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => self.on_inbound_record(source, record),
+            kad::Event::RoutingUpdated {
+                is_new_peer: true, ..
+            } => {
+                let size = self.routing_table_size();
+                self.republisher.peer_added(Instant::now(), size);
+            }
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(PeerRecord {
+                    record,
+                    peer,
+                }))) => {
+                    let now = unix_ms();
+                    match locator::validate(&record.key, &record.value, now, None) {
+                        Ok(loc) => {
+                            if let Some(replies) = self.pending_finds.remove(&id) {
+                                for r in replies {
+                                    let _ = r.send(Some(loc.clone()));
+                                }
+                            }
+                            if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                                q.finish();
+                            }
+                        }
+                        Err(e) => debug!(?peer, "ignoring invalid record from lookup: {e}"),
+                    }
+                    if step.last {
+                        self.find_done(id);
+                    }
+                }
+                QueryResult::GetRecord(_) => self.find_done(id),
+                QueryResult::PutRecord(res) => {
+                    if let Some(reply) = self.pending_puts.remove(&id) {
+                        let _ = reply.send(res.map(|_| ()).map_err(|e| e.to_string()));
+                        return;
+                    }
+                    if let Some(s) = &mut self.stopping
+                        && s.query == Some(id)
+                    {
+                        s.query = None;
+                        return;
+                    }
+                    if let Err(e) = res {
+                        debug!("locator publication incomplete: {e}");
+                        let size = self.routing_table_size();
+                        self.republisher.failed(Instant::now(), size);
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn find_done(&mut self, id: QueryId) {
+        for r in self.pending_finds.remove(&id).unwrap_or_default() {
+            let _ = r.send(None);
+        }
+    }
+
+    /// With `FilterBoth`, nothing enters our record store unless it passes
+    /// here: signature, key, seq, expiry and size.
+    fn on_inbound_record(&mut self, source: PeerId, mut record: Record) {
+        let now = unix_ms();
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        let held = store.get(&record.key).map(|r| r.value.clone());
+        if held.as_deref() == Some(record.value.as_slice()) {
+            return; // a re-replication of what we hold
+        }
+        let held_seq = held.as_deref().and_then(locator::seq_of);
+        match locator::validate(&record.key, &record.value, now, held_seq) {
+            Ok(loc) => {
+                record.expires = Some(Instant::now() + Duration::from_millis(loc.expires_at - now));
+                if let Err(e) = store.put(record) {
+                    warn!("record store full: {e}");
+                }
+            }
+            Err(e) => debug!(%source, "refused record: {e}"),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The network side: one task owns the libp2p `Swarm` ([`EventLoop`]); the
+//! rest of the program talks to it through [`Command`]s sent over a bounded
+//! channel, the pattern of rust-libp2p's file-sharing example.
+
+mod behaviour;
+mod event_loop;
+
+use libp2p::{Swarm, noise, tcp, yamux};
+
+pub use behaviour::{Behaviour, KAD_PROTOCOL};
+pub use event_loop::{Command, EventLoop};
+
+use crate::config::Config;
+use crate::identity::Identity;
+
+/// Errors building the swarm.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The transport stack could not be set up.
+    #[error("cannot set up the network: {0}")]
+    Setup(String),
+    /// A listen address was refused.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: libp2p::Multiaddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Builds the swarm: TCP and QUIC, Noise, Yamux, with our behaviour.
+pub fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behaviour>, NetError> {
+    let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
+    let behaviour = Behaviour::new(identity, config).map_err(|e| setup(&e))?;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| setup(&e))?
+        .with_quic()
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| setup(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+        .build();
+    Ok(swarm)
+}

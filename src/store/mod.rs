@@ -1,0 +1,109 @@
+//! The node's durable state, in sled, behind a typed API.
+//!
+//! No sled tree leaks out of this module. Every call blocks (sled does disk
+//! I/O), so async code calls it through `spawn_blocking`, never on the swarm
+//! task. sled fsyncs only every 500 ms by itself; anything the node
+//! acknowledges to someone else is flushed explicitly first.
+
+mod peers;
+mod writer;
+
+use std::path::Path;
+
+pub use peers::KnownPeer;
+pub use writer::Writer;
+
+/// Bumped when the on-disk layout changes incompatibly.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META: &str = "meta";
+const SCHEMA_KEY: &[u8] = b"schema";
+const LOCATOR_SEQ_KEY: &[u8] = b"locator_seq";
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption).
+    #[error("database error: {0}")]
+    Db(#[from] sled::Error),
+    /// The database was written by an incompatible version of roost.
+    #[error("database schema {found} is not supported (this roost uses {SCHEMA_VERSION})")]
+    Schema {
+        /// Version found on disk.
+        found: u32,
+    },
+    /// A stored value could not be decoded.
+    #[error("corrupt stored value in {0}")]
+    Corrupt(&'static str),
+    /// The store's lock is held by another process (a daemon is running).
+    #[error("the database at {0} is in use by another roost process")]
+    Locked(String),
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    peers: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir` with a page cache of
+    /// `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io) if io.to_string().contains("acquire lock") => {
+                    StoreError::Locked(dir.display().to_string())
+                }
+                other => StoreError::Db(other),
+            })?;
+        let meta = db.open_tree(META)?;
+        match meta.get(SCHEMA_KEY)? {
+            None => {
+                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+            Some(v) => {
+                let found = u32::from_be_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt(META))?,
+                );
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema { found });
+                }
+            }
+        }
+        let peers = db.open_tree(peers::TREE)?;
+        Ok(Self { db, meta, peers })
+    }
+
+    /// Forces everything written so far to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The last locator seq we published (0 if none).
+    pub fn locator_seq(&self) -> Result<u64, StoreError> {
+        Ok(match self.meta.get(LOCATOR_SEQ_KEY)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt(META))?,
+            ),
+            None => 0,
+        })
+    }
+
+    /// Records the seq of a locator about to be published.
+    pub fn set_locator_seq(&self, seq: u64) -> Result<(), StoreError> {
+        self.meta.insert(LOCATOR_SEQ_KEY, &seq.to_be_bytes())?;
+        Ok(())
+    }
+}

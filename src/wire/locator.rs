@@ -1,0 +1,361 @@
+//! The signed locator record: where (and whether) a user's node can be
+//! reached, stored in the DHT under `/roost/loc/<ID>`.
+//!
+//! On the wire a record is `{body, sig}` where `body` is the CBOR of
+//! [`LocatorBody`] and `sig` an ed25519 signature over a domain prefix and
+//! exactly those bytes. Signing the bytes as sent (instead of re-encoding a
+//! decoded struct) means no canonical-encoding rules are needed for the
+//! signature to check.
+//!
+//! Every node validates a record before storing it and every lookup result
+//! before using it ([`validate`]); nothing in the DHT is trusted unchecked.
+
+use std::time::Duration;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use libp2p::kad::RecordKey;
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use super::WireError;
+use crate::identity::{Identity, ed25519_key, peer_id_of};
+
+/// Largest record we store or accept.
+pub const MAX_RECORD_BYTES: usize = 2048;
+/// Most addresses one record may list.
+pub const MAX_ADDRS: usize = 16;
+/// Longest multiaddr we carry.
+pub const MAX_ADDR_BYTES: usize = 128;
+/// Records expiring further ahead than this are refused, so a leaked or
+/// stale record cannot pin a wrong address for long.
+pub const MAX_AHEAD: Duration = Duration::from_secs(24 * 3600);
+/// Record key prefix.
+pub const KEY_PREFIX: &str = "/roost/loc/";
+
+const SIG_DOMAIN: &[u8] = b"roost/locator/v1\0";
+
+/// What the signature covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocatorBody {
+    /// The ed25519 public key of the user (32 bytes).
+    #[serde(with = "serde_bytes")]
+    pub pubkey: Vec<u8>,
+    /// Strictly increasing per user; a holder keeps only the newest.
+    pub seq: u64,
+    /// Multiaddrs in binary form.
+    pub addrs: Vec<ByteBuf>,
+    /// Unix time in milliseconds after which the record is void.
+    pub expires_at: u64,
+    /// False in the record a node leaves behind on a clean shutdown.
+    pub online: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SignedLocator {
+    #[serde(with = "serde_bytes")]
+    body: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    sig: Vec<u8>,
+}
+
+/// A validated locator: what lookups return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locator {
+    /// Whose record this is.
+    pub peer: PeerId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Where the node listens.
+    pub addrs: Vec<Multiaddr>,
+    /// Unix milliseconds after which it is void.
+    pub expires_at: u64,
+    /// Whether the node was running when it published this.
+    pub online: bool,
+}
+
+/// Why a record was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Over [`MAX_RECORD_BYTES`].
+    #[error("record is {0} bytes, over the {MAX_RECORD_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// Not a locator record at all.
+    #[error("record is malformed: {0}")]
+    Malformed(WireError),
+    /// Key is not `/roost/loc/<ed25519 ID>`.
+    #[error("record key is not a roost locator key")]
+    BadKey,
+    /// The record names another key than the one it is stored under.
+    #[error("record public key does not match its DHT key")]
+    KeyMismatch,
+    /// The signature does not verify (strictly) for that key.
+    #[error("record signature does not verify")]
+    BadSignature,
+    /// Too many or too long addresses, or an unparsable one.
+    #[error("record carries bad addresses")]
+    BadAddrs,
+    /// Already expired.
+    #[error("record has expired")]
+    Expired,
+    /// Expires further ahead than [`MAX_AHEAD`].
+    #[error("record expires too far in the future")]
+    TooFarAhead,
+    /// Not newer than the record already held: a replay or a stale copy.
+    #[error("record seq {got} is not newer than the held {held}")]
+    Stale {
+        /// Seq of the record we hold.
+        held: u64,
+        /// Seq of the record offered.
+        got: u64,
+    },
+}
+
+/// The DHT key of `peer`'s locator.
+pub fn record_key(peer: &PeerId) -> RecordKey {
+    RecordKey::new(&format!("{KEY_PREFIX}{peer}"))
+}
+
+/// The peer whose locator lives under `key`, if it is a locator key.
+pub fn peer_of_key(key: &RecordKey) -> Option<PeerId> {
+    let text = std::str::from_utf8(key.as_ref()).ok()?;
+    let id = text.strip_prefix(KEY_PREFIX)?;
+    crate::identity::parse_id(id).ok()
+}
+
+/// Builds and signs a record; returns its bytes for the DHT. `addrs` beyond
+/// the limits are dropped (we never publish what others would refuse).
+pub fn sign(
+    identity: &Identity,
+    seq: u64,
+    addrs: &[Multiaddr],
+    expires_at: u64,
+    online: bool,
+) -> Result<Vec<u8>, WireError> {
+    let addrs = addrs
+        .iter()
+        .map(|a| a.to_vec())
+        .filter(|a| a.len() <= MAX_ADDR_BYTES)
+        .take(MAX_ADDRS)
+        .map(ByteBuf::from)
+        .collect();
+    let body = super::encode(&LocatorBody {
+        pubkey: identity.verifying_key().to_bytes().to_vec(),
+        seq,
+        addrs,
+        expires_at,
+        online,
+    })?;
+    let sig = identity.sign(&signed_bytes(&body)).to_bytes().to_vec();
+    super::encode(&SignedLocator { body, sig })
+}
+
+fn signed_bytes(body: &[u8]) -> Vec<u8> {
+    [SIG_DOMAIN, body].concat()
+}
+
+/// Checks a record offered under `key` at time `now_ms`, against the seq of
+/// the record we already hold for that key (if any).
+pub fn validate(
+    key: &RecordKey,
+    value: &[u8],
+    now_ms: u64,
+    held_seq: Option<u64>,
+) -> Result<Locator, RecordError> {
+    if value.len() > MAX_RECORD_BYTES {
+        return Err(RecordError::TooLarge(value.len()));
+    }
+    let peer = peer_of_key(key).ok_or(RecordError::BadKey)?;
+    let signed: SignedLocator =
+        super::decode(value, MAX_RECORD_BYTES).map_err(RecordError::Malformed)?;
+    let body: LocatorBody =
+        super::decode(&signed.body, MAX_RECORD_BYTES).map_err(RecordError::Malformed)?;
+
+    let key_bytes: [u8; 32] = body
+        .pubkey
+        .as_slice()
+        .try_into()
+        .map_err(|_| RecordError::KeyMismatch)?;
+    let vk = VerifyingKey::from_bytes(&key_bytes).map_err(|_| RecordError::KeyMismatch)?;
+    if ed25519_key(&peer) != Some(vk) || peer_id_of(&vk) != Some(peer) {
+        return Err(RecordError::KeyMismatch);
+    }
+    let sig = Signature::from_slice(&signed.sig).map_err(|_| RecordError::BadSignature)?;
+    vk.verify_strict(&signed_bytes(&signed.body), &sig)
+        .map_err(|_| RecordError::BadSignature)?;
+
+    if body.addrs.len() > MAX_ADDRS {
+        return Err(RecordError::BadAddrs);
+    }
+    let addrs = body
+        .addrs
+        .into_iter()
+        .map(|a| {
+            if a.len() > MAX_ADDR_BYTES {
+                return Err(RecordError::BadAddrs);
+            }
+            Multiaddr::try_from(a.into_vec()).map_err(|_| RecordError::BadAddrs)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if body.expires_at <= now_ms {
+        return Err(RecordError::Expired);
+    }
+    if body.expires_at > now_ms.saturating_add(MAX_AHEAD.as_millis() as u64) {
+        return Err(RecordError::TooFarAhead);
+    }
+    if let Some(held) = held_seq
+        && body.seq <= held
+    {
+        return Err(RecordError::Stale {
+            held,
+            got: body.seq,
+        });
+    }
+    Ok(Locator {
+        peer,
+        seq: body.seq,
+        addrs,
+        expires_at: body.expires_at,
+        online: body.online,
+    })
+}
+
+/// The seq of a record we already hold; `None` for anything unreadable (our
+/// own store only holds validated records, so that does not happen).
+pub fn seq_of(value: &[u8]) -> Option<u64> {
+    let signed: SignedLocator = super::decode(value, MAX_RECORD_BYTES).ok()?;
+    let body: LocatorBody = super::decode(&signed.body, MAX_RECORD_BYTES).ok()?;
+    Some(body.seq)
+}
+
+/// The raw parts of a record, for tests that need to forge one.
+#[doc(hidden)]
+pub fn assemble(body: &LocatorBody, sig: Vec<u8>) -> Result<Vec<u8>, WireError> {
+    super::encode(&SignedLocator {
+        body: super::encode(body)?,
+        sig,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000_000;
+    const HOUR: u64 = 3_600_000;
+
+    fn addr() -> Multiaddr {
+        "/ip4/127.0.0.1/tcp/7117".parse().unwrap()
+    }
+
+    #[test]
+    fn a_good_record_validates() {
+        let id = Identity::generate().unwrap();
+        let value = sign(&id, 5, &[addr()], NOW + HOUR, true).unwrap();
+        let loc = validate(&record_key(&id.peer_id()), &value, NOW, Some(4)).unwrap();
+        assert_eq!(loc.peer, id.peer_id());
+        assert_eq!(loc.addrs, vec![addr()]);
+        assert_eq!(loc.seq, 5);
+        assert!(loc.online);
+        assert!(value.len() < 300, "record is {} bytes", value.len());
+    }
+
+    #[test]
+    fn every_kind_of_bad_record_is_refused() {
+        let id = Identity::generate().unwrap();
+        let other = Identity::generate().unwrap();
+        let key = record_key(&id.peer_id());
+        let good = sign(&id, 5, &[addr()], NOW + HOUR, true).unwrap();
+
+        // Signed by another key than the one in its name.
+        let forged = sign(&other, 5, &[addr()], NOW + HOUR, true).unwrap();
+        assert_eq!(
+            validate(&key, &forged, NOW, None),
+            Err(RecordError::KeyMismatch)
+        );
+
+        // Right key inside, but signature from someone else.
+        let body = LocatorBody {
+            pubkey: id.verifying_key().to_bytes().to_vec(),
+            seq: 9,
+            addrs: vec![],
+            expires_at: NOW + HOUR,
+            online: true,
+        };
+        let bad_sig = assemble(&body, other.sign(b"x").to_bytes().to_vec()).unwrap();
+        assert_eq!(
+            validate(&key, &bad_sig, NOW, None),
+            Err(RecordError::BadSignature)
+        );
+
+        // Flipped bit in the body.
+        let mut tampered = good.clone();
+        let n = tampered.len();
+        tampered[n - 70] ^= 1;
+        assert!(validate(&key, &tampered, NOW, None).is_err());
+
+        // Replay of an older or equal seq.
+        assert_eq!(
+            validate(&key, &good, NOW, Some(5)),
+            Err(RecordError::Stale { held: 5, got: 5 })
+        );
+        // Expired, and too far ahead.
+        assert_eq!(
+            validate(&key, &good, NOW + HOUR, None),
+            Err(RecordError::Expired)
+        );
+        let far = sign(&id, 6, &[addr()], NOW + 25 * HOUR, true).unwrap();
+        assert_eq!(
+            validate(&key, &far, NOW, None),
+            Err(RecordError::TooFarAhead)
+        );
+        // Oversized.
+        let big = vec![0u8; MAX_RECORD_BYTES + 1];
+        assert_eq!(
+            validate(&key, &big, NOW, None),
+            Err(RecordError::TooLarge(MAX_RECORD_BYTES + 1))
+        );
+        // Garbage, and a key that is not a locator key.
+        assert!(matches!(
+            validate(&key, b"\xff\x00garbage", NOW, None),
+            Err(RecordError::Malformed(_))
+        ));
+        assert_eq!(
+            validate(&RecordKey::new(b"/other/x"), &good, NOW, None),
+            Err(RecordError::BadKey)
+        );
+    }
+
+    #[test]
+    fn too_many_addresses_are_refused_but_never_signed() {
+        let id = Identity::generate().unwrap();
+        let many: Vec<Multiaddr> = (0..40)
+            .map(|p| format!("/ip4/127.0.0.1/tcp/{}", 1000 + p).parse().unwrap())
+            .collect();
+        let value = sign(&id, 1, &many, NOW + HOUR, true).unwrap();
+        let loc = validate(&record_key(&id.peer_id()), &value, NOW, None).unwrap();
+        assert_eq!(loc.addrs.len(), MAX_ADDRS);
+
+        let body = LocatorBody {
+            pubkey: id.verifying_key().to_bytes().to_vec(),
+            seq: 2,
+            addrs: many.iter().map(|a| ByteBuf::from(a.to_vec())).collect(),
+            expires_at: NOW + HOUR,
+            online: true,
+        };
+        let body_bytes = crate::wire::encode(&body).unwrap();
+        let sig = id.sign(&signed_bytes(&body_bytes)).to_bytes().to_vec();
+        let value = assemble(&body, sig).unwrap();
+        assert_eq!(
+            validate(&record_key(&id.peer_id()), &value, NOW, None),
+            Err(RecordError::BadAddrs)
+        );
+    }
+
+    #[test]
+    fn seq_of_reads_back() {
+        let id = Identity::generate().unwrap();
+        let value = sign(&id, 77, &[], NOW + HOUR, false).unwrap();
+        assert_eq!(seq_of(&value), Some(77));
+    }
+}

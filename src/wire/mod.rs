@@ -1,0 +1,82 @@
+//! Everything that crosses the network, as CBOR (ciborium) with hard size
+//! limits. Decoding is the first thing done with hostile bytes, so every
+//! decoder here checks the length before parsing and returns a typed error;
+//! ciborium then allocates at most in proportion to the input.
+
+pub mod locator;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Nesting deeper than this is refused (our types nest at most 4 deep).
+const MAX_DEPTH: usize = 16;
+
+/// Why bytes from the network were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Longer than the type's limit; not parsed at all.
+    #[error("{len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Bytes received.
+        len: usize,
+        /// Bytes allowed.
+        max: usize,
+    },
+    /// Not valid CBOR for the expected type.
+    #[error("malformed CBOR: {0}")]
+    Malformed(String),
+}
+
+/// Encodes a value we built ourselves. Our types always serialise, so a
+/// failure here is a bug, reported rather than panicking.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::with_capacity(128);
+    ciborium::ser::into_writer(value, &mut out).map_err(|e| WireError::Malformed(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes untrusted bytes, refusing anything longer than `max` before
+/// looking inside.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH)
+        .map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversize_input_is_refused_before_parsing() {
+        let big = vec![0u8; 100];
+        assert_eq!(
+            decode::<u8>(&big, 10),
+            Err(WireError::TooLarge { len: 100, max: 10 })
+        );
+    }
+
+    #[test]
+    fn a_lying_length_header_does_not_allocate_or_panic() {
+        // Byte string header claiming 2^63 bytes, followed by nothing.
+        let lie = [0x5b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            decode::<serde_bytes::ByteBuf>(&lie, 64),
+            Err(WireError::Malformed(_))
+        ));
+        // Array header claiming 2^32 elements.
+        let lie = [0x9b, 0, 0, 0, 1, 0, 0, 0, 0];
+        assert!(decode::<Vec<u64>>(&lie, 64).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep = vec![0x81u8; 1000]; // [[[[...
+        assert!(decode::<ciborium::Value>(&deep, 2048).is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! Shared helpers for integration tests: real nodes over TCP on 127.0.0.1
+//! with real sled stores in temp dirs, and event-polling with a deadline.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use roost::{Config, Identity, Node, NodeHandle};
+use tempfile::TempDir;
+
+/// How long any condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running node and the temp dir that holds its data.
+pub struct TestNode {
+    pub dir: TempDir,
+    pub handle: NodeHandle,
+}
+
+impl TestNode {
+    /// A fresh identity in a new temp dir, started with `bootstrap`.
+    pub async fn start(bootstrap: &[Multiaddr]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Identity::create_in(dir.path()).expect("identity");
+        let handle = start_in(&dir, bootstrap).await;
+        Self { dir, handle }
+    }
+
+    /// Stops the node and starts it again on the same data dir.
+    pub async fn restart(&mut self, bootstrap: &[Multiaddr]) {
+        self.handle.shutdown().await.expect("shutdown");
+        self.handle = start_in(&self.dir, bootstrap).await;
+    }
+
+    /// An address others can bootstrap from.
+    pub async fn addr(&self) -> Multiaddr {
+        self.handle.dial_addrs().await.expect("addrs").remove(0)
+    }
+}
+
+/// Starts a node on an existing data dir.
+pub async fn start_in(dir: &TempDir, bootstrap: &[Multiaddr]) -> NodeHandle {
+    let mut config = Config::local(dir.path().to_path_buf());
+    config.bootstrap = bootstrap.to_vec();
+    Node::start(config).await.expect("node starts")
+}
+
+/// Polls `check` every 50 ms until it yields `Some`, failing the test with
+/// `what` after [`DEADLINE`]. Waits for an event, never for a fixed time.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("timed out after {DEADLINE:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}

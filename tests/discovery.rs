@@ -1,0 +1,103 @@
+//! [core] Discovery by public key over a real DHT of real nodes.
+
+mod common;
+
+use common::{TestNode, eventually, init_tracing};
+use futures::future::join_all;
+use libp2p::PeerId;
+use roost::NodeHandle;
+
+/// Waits until `from` finds `to`'s locator; returns whether it says online.
+async fn found(from: &NodeHandle, to: PeerId) -> bool {
+    eventually(&format!("{} finds {to}", from.peer_id()), || async move {
+        from.find(to).await.expect("node running").map(|l| l.online)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twelve_nodes_find_each_other_and_survive_loss_of_the_bootstrap_node() {
+    init_tracing();
+    let seed = TestNode::start(&[]).await;
+    let boot = seed.addr().await;
+    let mut nodes = vec![seed];
+    for _ in 1..12 {
+        nodes.push(TestNode::start(std::slice::from_ref(&boot)).await);
+    }
+    let ids: Vec<PeerId> = nodes.iter().map(|n| n.handle.peer_id()).collect();
+
+    // Every node finds every other node's locator by key alone, and connects.
+    join_all(nodes.iter().map(|n| {
+        let ids = ids.clone();
+        async move {
+            for &other in ids.iter().filter(|&&p| p != n.handle.peer_id()) {
+                assert!(found(&n.handle, other).await, "{other} should be online");
+                n.handle.dial(other).await.expect("dial by ID");
+            }
+        }
+    }))
+    .await;
+
+    // The bootstrap node leaves; a newcomer that knows only node 5 still
+    // finds everyone, and sees node 0 as offline.
+    let gone = nodes.remove(0);
+    gone.handle.shutdown().await.expect("shutdown");
+    let via5 = nodes[4].addr().await;
+    let late = TestNode::start(&[via5]).await;
+    for &other in &ids[1..] {
+        assert!(found(&late.handle, other).await);
+        late.handle.dial(other).await.expect("dial by ID");
+    }
+    let node0_online = eventually("newcomer sees node 0 offline", || async {
+        let loc = late.handle.find(ids[0]).await.expect("running")?;
+        (!loc.online).then_some(loc.online)
+    })
+    .await;
+    assert!(!node0_online);
+    for n in nodes.iter().chain([&late]) {
+        n.handle.shutdown().await.expect("shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rejoins_through_remembered_peers() {
+    init_tracing();
+    let seed = TestNode::start(&[]).await;
+    let boot = seed.addr().await;
+    let other = TestNode::start(std::slice::from_ref(&boot)).await;
+    let mut roamer = TestNode::start(&[boot]).await;
+    found(&roamer.handle, other.handle.peer_id()).await;
+    let old_addr = roamer.addr().await;
+
+    // No --bootstrap this time: only what the roamer remembered.
+    roamer.restart(&[]).await;
+    let new_addr = roamer.addr().await;
+    assert_ne!(
+        old_addr, new_addr,
+        "a restart listens on a new ephemeral port"
+    );
+    assert!(found(&roamer.handle, other.handle.peer_id()).await);
+    // The rest of the network learns the roamer's new address from its
+    // republished locator, and can dial it by ID.
+    eventually("others see the roamer's new address", || async {
+        let loc = other
+            .handle
+            .find(roamer.handle.peer_id())
+            .await
+            .expect("running")?;
+        let new_plain = new_addr.clone().with_p2p(roamer.handle.peer_id()).ok()?;
+        loc.addrs
+            .iter()
+            .any(|a| a.clone().with_p2p(roamer.handle.peer_id()).ok() == Some(new_plain.clone()))
+            .then_some(())
+    })
+    .await;
+    other
+        .handle
+        .dial(roamer.handle.peer_id())
+        .await
+        .expect("dial the roamer by ID");
+    for n in [&seed, &other, &roamer] {
+        n.handle.shutdown().await.expect("shutdown");
+    }
+}

@@ -1,0 +1,110 @@
+//! [core] The *storing* node refuses bad locator records sent by a hostile
+//! peer, and keeps serving honest ones.
+
+mod common;
+
+use common::{TestNode, eventually, init_tracing};
+use libp2p::kad::RecordKey;
+use roost::Identity;
+use roost::clock::unix_ms;
+use roost::wire::locator::{self, LocatorBody, MAX_RECORD_BYTES, record_key};
+
+const HOUR: u64 = 3_600_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storing_node_refuses_forged_replayed_oversized_and_far_future_records() {
+    init_tracing();
+    let honest = TestNode::start(&[]).await;
+    let hostile = TestNode::start(&[honest.addr().await]).await;
+    let target = honest.handle.peer_id();
+    let victim = Identity::generate().unwrap();
+    let mallory = Identity::generate().unwrap();
+    let key = record_key(&victim.peer_id());
+    let now = unix_ms();
+    let addr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+
+    let put = |key: RecordKey, value: Vec<u8>| {
+        let hostile = hostile.handle.clone();
+        async move {
+            hostile
+                .put_record_to(key, value, target)
+                .await
+                .expect("peer answered")
+        }
+    };
+    let held = |key: RecordKey| {
+        let honest = honest.handle.clone();
+        async move { honest.held_record(key).await.expect("running") }
+    };
+
+    // A good record with seq 10 is stored; this also proves the channel works.
+    let good = locator::sign(&victim, 10, &[addr], now + HOUR, true).unwrap();
+    put(key.clone(), good.clone()).await;
+    eventually("honest node stores the good record", || async {
+        (held(key.clone()).await == Some(good.clone())).then_some(())
+    })
+    .await;
+
+    // Each of these is answered (FilterBoth answers before validating) but
+    // must not replace what the honest node holds.
+    let body = LocatorBody {
+        pubkey: victim.verifying_key().to_bytes().to_vec(),
+        seq: 20,
+        addrs: vec![],
+        expires_at: now + HOUR,
+        online: true,
+    };
+    let bad_signature =
+        locator::assemble(&body, mallory.sign(b"nope").to_bytes().to_vec()).unwrap();
+    let other_key = locator::sign(&mallory, 21, &[], now + HOUR, true).unwrap();
+    let replay_older = locator::sign(&victim, 5, &[], now + HOUR, true).unwrap();
+    let far_future = locator::sign(&victim, 22, &[], now + 48 * HOUR, true).unwrap();
+    let mut oversized = locator::sign(&victim, 23, &[], now + HOUR, true).unwrap();
+    oversized.resize(MAX_RECORD_BYTES + 100, 0);
+    let garbage = b"\xa1\x61x\xff not a record".to_vec();
+    for bad in [
+        bad_signature,
+        other_key,
+        replay_older,
+        far_future,
+        oversized,
+        garbage,
+    ] {
+        put(key.clone(), bad).await;
+    }
+    // A key that is not a locator key at all.
+    let junk_key = RecordKey::new(b"/not/roost");
+    put(junk_key.clone(), good.clone()).await;
+
+    // A newer honest record afterwards is accepted: the node kept serving,
+    // and since puts are handled in order, every bad one was seen before it.
+    let newer = locator::sign(&victim, 11, &[], now + HOUR, false).unwrap();
+    put(key.clone(), newer.clone()).await;
+    eventually("honest node stores the newer record", || async {
+        (held(key.clone()).await == Some(newer.clone())).then_some(())
+    })
+    .await;
+    assert_eq!(held(junk_key).await, None);
+    // Replaying the seq-10 record after seq 11 is refused too.
+    put(key.clone(), good).await;
+    let mallory_key = record_key(&mallory.peer_id());
+    put(mallory_key.clone(), newer.clone()).await; // victim's record under mallory's key
+    let probe = locator::sign(&victim, 12, &[], now + HOUR, true).unwrap();
+    put(key.clone(), probe.clone()).await;
+    eventually("honest node stores the probe", || async {
+        (held(key.clone()).await == Some(probe.clone())).then_some(())
+    })
+    .await;
+    assert_eq!(held(mallory_key).await, None);
+
+    // And a lookup through the hostile-fed node still validates.
+    let loc = hostile
+        .handle
+        .find(victim.peer_id())
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(loc.seq, 12);
+    honest.handle.shutdown().await.unwrap();
+    hostile.handle.shutdown().await.unwrap();
+}
