@@ -11,6 +11,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod identity;
 pub mod net;
 pub mod node;
@@ -19,5 +20,5 @@ pub mod wire;
 
 pub use config::Config;
 pub use identity::Identity;
-pub use node::{Node, NodeError, NodeHandle};
+pub use node::{Content, Event, Node, NodeError, NodeHandle};
 pub use wire::locator::Locator;

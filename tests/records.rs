@@ -27,6 +27,7 @@ async fn storing_node_refuses_forged_replayed_oversized_and_far_future_records()
         let hostile = hostile.handle.clone();
         async move {
             hostile
+                .net()
                 .put_record_to(key, value, target)
                 .await
                 .expect("peer answered")
@@ -34,7 +35,7 @@ async fn storing_node_refuses_forged_replayed_oversized_and_far_future_records()
     };
     let held = |key: RecordKey| {
         let honest = honest.handle.clone();
-        async move { honest.held_record(key).await.expect("running") }
+        async move { honest.net().held_record(key).await.expect("running") }
     };
 
     // A good record with seq 10 is stored; this also proves the channel works.

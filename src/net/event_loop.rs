@@ -85,6 +85,13 @@ pub enum Command {
     },
 }
 
+/// What the network tells the services beside it.
+#[derive(Debug, Clone)]
+pub enum NetEvent {
+    /// A connection to this peer was established.
+    Connected(PeerId),
+}
+
 struct Stopping {
     query: Option<QueryId>,
     deadline: Instant,
@@ -96,6 +103,7 @@ pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
+    net_events: mpsc::Sender<NetEvent>,
     identity: Identity,
     writer: Writer,
     locator_ttl: Duration,
@@ -112,6 +120,7 @@ impl EventLoop {
     pub fn new(
         swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
+        net_events: mpsc::Sender<NetEvent>,
         identity: Identity,
         store: Store,
         config: &Config,
@@ -121,6 +130,7 @@ impl EventLoop {
             swarm,
             commands,
             commands_open: true,
+            net_events,
             identity,
             writer: Writer::spawn(store),
             locator_ttl: config.locator_ttl,
@@ -414,6 +424,7 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 debug!(%peer_id, "connected");
+                let _ = self.net_events.try_send(NetEvent::Connected(peer_id));
                 for r in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = r.send(Ok(()));
                 }

@@ -3,12 +3,14 @@
 //! channel, the pattern of rust-libp2p's file-sharing example.
 
 mod behaviour;
+mod client;
 mod event_loop;
 
 use libp2p::{Swarm, noise, tcp, yamux};
 
 pub use behaviour::{Behaviour, KAD_PROTOCOL};
-pub use event_loop::{Command, EventLoop};
+pub use client::NetClient;
+pub use event_loop::{Command, EventLoop, NetEvent};
 
 use crate::config::Config;
 use crate::identity::Identity;

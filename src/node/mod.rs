@@ -3,25 +3,36 @@
 //! daemon, tests, the demo) uses it. Protocol policy lives in small pure
 //! state machines beside it ([`republish`]).
 
+pub mod content;
+pub mod messenger;
+pub mod outbox;
 pub mod republish;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use content::{Content, ContentError};
+pub use messenger::Event;
+
+use crate::clock::unix_ms;
 use crate::config::{Config, ensure_private_dir};
+use crate::crypto::Sealer;
 use crate::identity::{Identity, IdentityError};
-use crate::net::{self, Command, EventLoop, NetError};
-use crate::store::{Store, StoreError};
+use crate::net::{self, EventLoop, NetClient, NetError, NetEvent};
+use crate::store::{Direction, MessageState, Store, StoreError, StoredMessage};
 use crate::wire::locator::Locator;
+use crate::wire::message::{self as msg, Body, Inner, MessageId};
+use messenger::Request;
 
 /// Subdirectory of the data dir holding the sled database.
 pub const DB_DIR: &str = "db";
-/// Longest a dial may take before we give up on it.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Capacity of the event stream; a listener that falls further behind
+/// misses events (and is told so by `broadcast`).
+const EVENT_CAPACITY: usize = 4096;
 
 /// Errors a node reports to its users.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +58,15 @@ pub enum NodeError {
     /// The peer's last record says it left.
     #[error("{0} is offline")]
     Offline(PeerId),
+    /// The message cannot be sent as given.
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    /// Sending to ourselves.
+    #[error("cannot send a message to yourself")]
+    SelfSend,
+    /// Sealing failed (the recipient's ID has no usable key).
+    #[error("cannot seal the message: {0}")]
+    Seal(#[from] crate::crypto::CryptoError),
     /// The peer could not be reached at its published addresses.
     #[error("cannot connect to {peer}: {reason}")]
     Dial {
@@ -63,13 +83,14 @@ pub struct Node;
 impl Node {
     /// Starts a node from the identity and database in `config.data_dir`:
     /// listeners are up (their addresses known) when this returns, and the
-    /// node is joining the network in the background.
+    /// node is joining the network in the background; messages left in the
+    /// outbox by an earlier run are being sent again.
     pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
         ensure_private_dir(&config.data_dir).map_err(NodeError::DataDir)?;
         let identity = Identity::load_from(&config.data_dir)?;
         let db_dir = config.data_dir.join(DB_DIR);
         let cache = config.cache_bytes;
-        let store = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let store = Store::open(&db_dir, cache)?;
             let seq = store.locator_seq()?;
             let known = store.known_peers(64)?;
@@ -77,28 +98,65 @@ impl Node {
         })
         .await
         .map_err(|_| NodeError::Stopped)?;
-        let (store, seq, known) = store?;
+        let (store, seq, known) = opened?;
 
         let swarm = net::build_swarm(&identity, &config)?;
-        let (tx, rx) = mpsc::channel(256);
-        let mut event_loop = EventLoop::new(swarm, rx, identity.clone(), store, &config, seq);
+        let control = swarm.behaviour().stream.new_control();
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let (net_tx, mut net_rx) = mpsc::channel(256);
+        let mut event_loop = EventLoop::new(
+            swarm,
+            cmd_rx,
+            net_tx,
+            identity.clone(),
+            store.clone(),
+            &config,
+            seq,
+        );
         event_loop
             .start(&config.listen, &config.bootstrap, known)
             .await?;
+        let net = NetClient::new(cmd_tx);
+        let sealer = Arc::new(Sealer::new(&identity));
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let messages = messenger::spawn(
+            store,
+            sealer.clone(),
+            net.clone(),
+            control.clone(),
+            events.clone(),
+        )
+        .map_err(|_| NetError::Setup("message protocol registered twice".into()))?;
+        let forward = messages.clone();
+        tokio::spawn(async move {
+            while let Some(NetEvent::Connected(peer)) = net_rx.recv().await {
+                let _ = forward.send(Request::PeerConnected(peer)).await;
+            }
+        });
         let task = tokio::spawn(event_loop.run());
         Ok(NodeHandle {
-            inner: Arc::new(Inner {
+            inner: Arc::new(NodeInner {
                 peer_id: identity.peer_id(),
-                commands: tx,
+                net,
+                messages,
+                sealer,
+                events,
+                control,
+                last_sent_at: AtomicU64::new(0),
                 task: Mutex::new(Some(task)),
             }),
         })
     }
 }
 
-struct Inner {
+struct NodeInner {
     peer_id: PeerId,
-    commands: mpsc::Sender<Command>,
+    net: NetClient,
+    messages: mpsc::Sender<Request>,
+    sealer: Arc<Sealer>,
+    events: broadcast::Sender<Event>,
+    control: libp2p_stream::Control,
+    last_sent_at: AtomicU64,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -106,7 +164,7 @@ struct Inner {
 /// down as [`NodeHandle::shutdown`] would.
 #[derive(Clone)]
 pub struct NodeHandle {
-    inner: Arc<Inner>,
+    inner: Arc<NodeInner>,
 }
 
 impl NodeHandle {
@@ -115,22 +173,14 @@ impl NodeHandle {
         self.inner.peer_id
     }
 
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, NodeError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .commands
-            .send(make(tx))
-            .await
-            .map_err(|_| NodeError::Stopped)?;
-        rx.await.map_err(|_| NodeError::Stopped)
+    /// The network side, for lookups and dials.
+    pub fn net(&self) -> &NetClient {
+        &self.inner.net
     }
 
     /// Where this node listens, with the real ports.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
-        self.ask(|reply| Command::ListenAddrs { reply }).await
+        self.inner.net.listen_addrs().await
     }
 
     /// Full dialable addresses (`…/p2p/<ID>`), to hand to others as
@@ -147,67 +197,187 @@ impl NodeHandle {
 
     /// Peers we currently have a connection to.
     pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NodeError> {
-        self.ask(|reply| Command::ConnectedPeers { reply }).await
+        self.inner.net.connected_peers().await
     }
 
     /// Looks up `peer`'s locator in the DHT; `None` if no valid record exists.
     pub async fn find(&self, peer: PeerId) -> Result<Option<Locator>, NodeError> {
-        self.ask(|reply| Command::Find { peer, reply }).await
+        self.inner.net.find(peer).await
     }
 
     /// Connects to `peer`, found by its ID alone through the DHT.
     pub async fn dial(&self, peer: PeerId) -> Result<(), NodeError> {
-        let loc = self.find(peer).await?.ok_or(NodeError::NotFound(peer))?;
-        if !loc.online {
-            return Err(NodeError::Offline(peer));
-        }
-        let dial = self.ask(|reply| Command::Dial {
-            peer,
-            addrs: loc.addrs,
-            reply,
-        });
-        match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
-            Ok(res) => res?.map_err(|reason| NodeError::Dial { peer, reason }),
-            Err(_) => Err(NodeError::Dial {
-                peer,
-                reason: "timed out".into(),
-            }),
-        }
+        self.inner.net.dial(peer).await
     }
 
-    /// Puts raw bytes as a DHT record at `peer` without any checks of ours:
-    /// for tests that play a hostile node.
-    #[doc(hidden)]
-    pub async fn put_record_to(
+    /// Sends a message. When this returns, the message is sealed and in the
+    /// durable outbox (flushed): it survives a crash and leaves the outbox
+    /// only when the recipient's node has accepted it (or refused it for
+    /// good). Delivery happens in the background; watch [`Self::events`].
+    pub async fn send(&self, to: PeerId, content: Content) -> Result<MessageId, NodeError> {
+        Ok(self.send_many(to, vec![content]).await?[0])
+    }
+
+    /// Sends several messages with one flush of the outbox.
+    pub async fn send_many(
         &self,
-        key: libp2p::kad::RecordKey,
-        value: Vec<u8>,
+        to: PeerId,
+        contents: Vec<Content>,
+    ) -> Result<Vec<MessageId>, NodeError> {
+        if to == self.peer_id() {
+            return Err(NodeError::SelfSend);
+        }
+        let mut items = Vec::with_capacity(contents.len());
+        for c in contents {
+            c.validate()?;
+            let id = MessageId::random();
+            let sent_at = self.next_sent_at();
+            let inner = Inner {
+                from: self.peer_id().to_bytes(),
+                sent_at,
+                body: Body::Content {
+                    content_type: c.content_type.clone(),
+                    subject: c.subject.clone(),
+                    data: c.data.clone(),
+                },
+            };
+            let envelope = msg::seal(&self.inner.sealer, id, &to, &inner)?;
+            let stored = StoredMessage {
+                id,
+                peer: to.to_bytes(),
+                direction: Direction::Out,
+                sent_at,
+                stored_at: sent_at,
+                content_type: c.content_type,
+                subject: c.subject,
+                data: c.data,
+                state: MessageState::Queued,
+                request: false,
+            };
+            items.push((stored, envelope));
+        }
+        let ids = items.iter().map(|(m, _)| m.id).collect();
+        self.request(|reply| Request::Send { items, reply })
+            .await??;
+        Ok(ids)
+    }
+
+    /// The last `limit` messages exchanged with `peer`, both directions,
+    /// ordered by sending time then id.
+    pub async fn conversation(
+        &self,
         peer: PeerId,
-    ) -> Result<(), NodeError> {
-        self.ask(|reply| Command::PutRecordTo {
-            key,
-            value,
-            peer,
-            reply,
-        })
-        .await?
-        .map_err(|reason| NodeError::Dial { peer, reason })
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, NodeError> {
+        self.read(move |s| s.conversation(&peer, limit)).await
     }
 
-    /// The DHT record this node holds under `key`, if any.
+    /// Incoming messages from buddies.
+    pub async fn inbox(&self) -> Result<Vec<StoredMessage>, NodeError> {
+        self.read(|s| s.incoming(false)).await
+    }
+
+    /// Incoming messages from keys that are not buddies.
+    pub async fn requests(&self) -> Result<Vec<StoredMessage>, NodeError> {
+        self.read(|s| s.incoming(true)).await
+    }
+
+    /// Marks the conversation with `peer` read and sends `peer` a read
+    /// receipt; returns how many messages were newly read.
+    pub async fn mark_read(&self, peer: PeerId) -> Result<usize, NodeError> {
+        Ok(self
+            .request(|reply| Request::MarkRead { peer, reply })
+            .await??)
+    }
+
+    /// Puts `peer` on the buddy list (its messages are no longer requests).
+    pub async fn add_buddy(&self, peer: PeerId, name: String) -> Result<(), NodeError> {
+        self.read(move |s| s.add_buddy(&peer, &name)).await
+    }
+
+    /// Blocks `peer`: its messages are refused from now on.
+    pub async fn block(&self, peer: PeerId) -> Result<(), NodeError> {
+        self.read(move |s| s.block(&peer)).await
+    }
+
+    /// Messages waiting in the outbox.
+    pub async fn outbox_len(&self) -> Result<usize, NodeError> {
+        self.read(|s| Ok(s.outbox_len())).await
+    }
+
+    /// New messages and state changes of our messages, as they happen.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Sending times strictly increase, so a burst of messages keeps its
+    /// order in every history (which sorts by sending time).
+    fn next_sent_at(&self) -> u64 {
+        let now = unix_ms();
+        let step = |prev: u64| Some(now.max(prev + 1));
+        let prev = self
+            .inner
+            .last_sent_at
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, step)
+            .unwrap_or(now);
+        now.max(prev + 1)
+    }
+
+    /// Opens a raw stream to `peer` on `protocol`: lets tests play a
+    /// hostile peer speaking our protocols badly.
     #[doc(hidden)]
-    pub async fn held_record(
+    pub async fn open_raw_stream(
         &self,
-        key: libp2p::kad::RecordKey,
-    ) -> Result<Option<Vec<u8>>, NodeError> {
-        self.ask(|reply| Command::HeldRecord { key, reply }).await
+        peer: PeerId,
+        protocol: libp2p::StreamProtocol,
+    ) -> Result<libp2p::Stream, NodeError> {
+        self.dial(peer).await?;
+        self.inner
+            .control
+            .clone()
+            .open_stream(peer, protocol)
+            .await
+            .map_err(|e| NodeError::Dial {
+                peer,
+                reason: e.to_string(),
+            })
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .messages
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .messages
+            .send(Request::Read(Box::new(move |s| {
+                let _ = tx.send(f(s));
+            })))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        Ok(rx.await.map_err(|_| NodeError::Stopped)??)
     }
 
     /// Leaves the network cleanly (an "offline" locator replaces ours) and
-    /// waits until the node has stopped and its database is flushed.
+    /// waits until the node has stopped and its database is closed.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
-        // If the loop is already gone, the wait below still applies.
-        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
+        // Messages first (no more writes), then the network. Either may
+        // already be gone; the waits below still apply.
+        let _ = self.request(Request::Stop).await;
+        let _ = self.inner.net.shutdown().await;
         if let Some(task) = self.inner.task.lock().await.take() {
             let _ = task.await;
         }

@@ -5,11 +5,13 @@
 //! task. sled fsyncs only every 500 ms by itself; anything the node
 //! acknowledges to someone else is flushed explicitly first.
 
+mod messages;
 mod peers;
 mod writer;
 
 use std::path::Path;
 
+pub use messages::{Direction, MessageState, Relation, StoredMessage};
 pub use peers::KnownPeer;
 pub use writer::Writer;
 
@@ -46,6 +48,10 @@ pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     peers: sled::Tree,
+    msgs: sled::Tree,
+    index: sled::Tree,
+    outbox: sled::Tree,
+    buddies: sled::Tree,
 }
 
 impl Store {
@@ -79,8 +85,15 @@ impl Store {
                 }
             }
         }
-        let peers = db.open_tree(peers::TREE)?;
-        Ok(Self { db, meta, peers })
+        Ok(Self {
+            peers: db.open_tree(peers::TREE)?,
+            msgs: db.open_tree(messages::MSGS)?,
+            index: db.open_tree(messages::INDEX)?,
+            outbox: db.open_tree(messages::OUTBOX)?,
+            buddies: db.open_tree(messages::BUDDIES)?,
+            db,
+            meta,
+        })
     }
 
     /// Forces everything written so far to disk.

@@ -4,6 +4,7 @@
 //! ciborium then allocates at most in proportion to the input.
 
 pub mod locator;
+pub mod message;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

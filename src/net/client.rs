@@ -1,0 +1,106 @@
+//! [`NetClient`]: the cloneable handle to the network task.
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Command;
+use crate::node::NodeError;
+use crate::wire::locator::Locator;
+
+/// Longest a dial may take before we give up on it.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Sends [`Command`]s to the event loop and awaits the answers.
+#[derive(Clone)]
+pub struct NetClient {
+    commands: mpsc::Sender<Command>,
+}
+
+impl NetClient {
+    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
+        Self { commands }
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Where this node listens, with the real ports.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+        self.ask(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Peers we currently have a connection to.
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NodeError> {
+        self.ask(|reply| Command::ConnectedPeers { reply }).await
+    }
+
+    /// Looks up `peer`'s locator in the DHT; `None` if no valid record exists.
+    pub async fn find(&self, peer: PeerId) -> Result<Option<Locator>, NodeError> {
+        self.ask(|reply| Command::Find { peer, reply }).await
+    }
+
+    /// Connects to `peer`, found by its ID alone through the DHT (no lookup
+    /// if a connection is already open).
+    pub async fn dial(&self, peer: PeerId) -> Result<(), NodeError> {
+        if self.connected_peers().await?.contains(&peer) {
+            return Ok(());
+        }
+        let loc = self.find(peer).await?.ok_or(NodeError::NotFound(peer))?;
+        if !loc.online {
+            return Err(NodeError::Offline(peer));
+        }
+        let dial = self.ask(|reply| Command::Dial {
+            peer,
+            addrs: loc.addrs,
+            reply,
+        });
+        match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
+            Ok(res) => res?.map_err(|reason| NodeError::Dial { peer, reason }),
+            Err(_) => Err(NodeError::Dial {
+                peer,
+                reason: "timed out".into(),
+            }),
+        }
+    }
+
+    /// Puts raw bytes as a DHT record at `peer`, bypassing our checks.
+    pub async fn put_record_to(
+        &self,
+        key: libp2p::kad::RecordKey,
+        value: Vec<u8>,
+        peer: PeerId,
+    ) -> Result<(), NodeError> {
+        self.ask(|reply| Command::PutRecordTo {
+            key,
+            value,
+            peer,
+            reply,
+        })
+        .await?
+        .map_err(|reason| NodeError::Dial { peer, reason })
+    }
+
+    /// The DHT record held locally under `key`.
+    pub async fn held_record(
+        &self,
+        key: libp2p::kad::RecordKey,
+    ) -> Result<Option<Vec<u8>>, NodeError> {
+        self.ask(|reply| Command::HeldRecord { key, reply }).await
+    }
+
+    /// Asks the event loop to leave the network and stop.
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        self.ask(|reply| Command::Shutdown { reply }).await
+    }
+}

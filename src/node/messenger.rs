@@ -1,0 +1,692 @@
+//! The messaging service: one task that owns the outbox schedule and every
+//! store write of the message path, plus small tasks per stream.
+//!
+//! - Outbound, one *link* task per peer holds a long-lived `/roost/msg/1`
+//!   stream, writes envelopes back to back (at most [`WINDOW`] unacked) and
+//!   reports each ack.
+//! - Inbound, a *session* task per stream reads frames, opens the seals
+//!   (CPU only), and hands batches to this task, which stores a whole batch
+//!   with one flush (group commit) before the session acknowledges it.
+//!
+//! The service never blocks on disk itself: every store call runs in
+//! `spawn_blocking`. It holds the only long-lived `Store` handle of the
+//! message path, so when it stops, the database is free.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::outbox::Outbox;
+use crate::clock::unix_ms;
+use crate::crypto::Sealer;
+use crate::net::NetClient;
+use crate::store::{Direction, MessageState, Relation, Store, StoreError, StoredMessage};
+use crate::wire::message::{
+    self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
+    ReceiptKind, RejectReason,
+};
+
+/// The message protocol.
+pub const MSG_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/msg/1");
+/// Most unacknowledged messages on one link.
+pub const WINDOW: usize = 64;
+/// Most frames one inbound batch (one flush) covers.
+const BATCH: usize = 256;
+
+/// What the node tells its users about messages.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A new message arrived (stored durably).
+    Message(StoredMessage),
+    /// One of our messages moved on (delivered, read, failed).
+    State {
+        /// The message.
+        id: MessageId,
+        /// Its recipient.
+        peer: PeerId,
+        /// Its new state.
+        state: MessageState,
+    },
+}
+
+/// Requests to the service.
+pub(crate) enum Request {
+    /// Store these sealed messages in the outbox (one flush), then send.
+    Send {
+        items: Vec<(StoredMessage, Envelope)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Mark a conversation read and send a read receipt.
+    MarkRead {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    /// A store read, run in order with the writes.
+    Read(Box<dyn FnOnce(&Store) + Send>),
+    /// The network saw this peer connect.
+    PeerConnected(PeerId),
+    /// Stop; answered when the store is released.
+    Stop(oneshot::Sender<()>),
+}
+
+/// One inbound frame after opening: the message, or why it was refused.
+type Opened = Result<(MessageId, PeerId, Inner), (Option<MessageId>, RejectReason)>;
+
+enum Internal {
+    LinkUp(PeerId, mpsc::UnboundedSender<(MessageId, Vec<u8>)>),
+    LinkFailed(PeerId, String),
+    LinkDown(PeerId),
+    Acked(PeerId, Ack),
+    Incoming {
+        items: Vec<Opened>,
+        reply: oneshot::Sender<Vec<Ack>>,
+    },
+}
+
+enum Link {
+    Connecting(Vec<MessageId>),
+    Up {
+        tx: mpsc::UnboundedSender<(MessageId, Vec<u8>)>,
+        in_flight: HashSet<MessageId>,
+    },
+}
+
+/// Starts the service; returns its request channel.
+pub(crate) fn spawn(
+    store: Store,
+    sealer: Arc<Sealer>,
+    net: NetClient,
+    mut control: libp2p_stream::Control,
+    events: broadcast::Sender<Event>,
+) -> Result<mpsc::Sender<Request>, libp2p_stream::AlreadyRegistered> {
+    let (req_tx, req_rx) = mpsc::channel(1024);
+    let (int_tx, int_rx) = mpsc::channel(4096);
+    let mut incoming = control.accept(MSG_PROTOCOL)?;
+    let accept_tx = int_tx.clone();
+    let accept_sealer = sealer.clone();
+    tokio::spawn(async move {
+        while let Some((peer, stream)) = incoming.next().await {
+            tokio::spawn(session(
+                peer,
+                stream,
+                accept_sealer.clone(),
+                accept_tx.clone(),
+            ));
+        }
+    });
+    let service = Service {
+        store,
+        sealer,
+        net,
+        control,
+        events,
+        outbox: Outbox::new(),
+        frames: HashMap::new(),
+        links: HashMap::new(),
+        int_tx,
+    };
+    tokio::spawn(service.run(req_rx, int_rx));
+    Ok(req_tx)
+}
+
+struct Service {
+    store: Store,
+    sealer: Arc<Sealer>,
+    net: NetClient,
+    control: libp2p_stream::Control,
+    events: broadcast::Sender<Event>,
+    outbox: Outbox,
+    /// Encoded `Frame::Deliver` of every message in the outbox.
+    frames: HashMap<MessageId, Vec<u8>>,
+    links: HashMap<PeerId, Link>,
+    int_tx: mpsc::Sender<Internal>,
+}
+
+/// A state change to write, collected and applied in one blocking call.
+enum Op {
+    Done(PeerId, MessageId, MessageState),
+    Receipt(PeerId, ReceiptKind, Vec<MessageId>),
+}
+
+impl Service {
+    async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut internal: mpsc::Receiver<Internal>,
+    ) {
+        if let Err(e) = self.load_outbox().await {
+            warn!("cannot load the outbox: {e}");
+        }
+        let mut stop = None;
+        while stop.is_none() {
+            self.dispatch();
+            let wake = self
+                .outbox
+                .next_due()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let mut ops = Vec::new();
+            tokio::select! {
+                Some(req) = requests.recv() => stop = self.on_request(req).await,
+                Some(ev) = internal.recv() => {
+                    self.on_internal(ev, &mut ops).await;
+                    // Drain what else is ready, so acks are written in batches.
+                    while ops.len() < BATCH {
+                        let Ok(ev) = internal.try_recv() else { break };
+                        self.on_internal(ev, &mut ops).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            if !ops.is_empty() {
+                self.apply(ops).await;
+            }
+        }
+        let Self { store, .. } = self;
+        let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+        if let Some(reply) = stop {
+            let _ = reply.send(());
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|_| StoreError::Corrupt("task"))?
+    }
+
+    async fn load_outbox(&mut self) -> Result<(), StoreError> {
+        let items = self.blocking(|s| s.outbox()).await?;
+        let now = Instant::now();
+        for (peer, env) in items {
+            self.queue(peer, env, now);
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, peer: PeerId, env: Envelope, now: Instant) {
+        match crate::wire::encode(&Frame::Deliver(env.clone())) {
+            Ok(frame) => {
+                self.frames.insert(env.id, frame);
+                self.outbox.enqueue(env.id, peer, now);
+            }
+            Err(e) => warn!("cannot encode a queued message: {e}"),
+        }
+    }
+
+    async fn on_request(&mut self, req: Request) -> Option<oneshot::Sender<()>> {
+        match req {
+            Request::Send { items, reply } => {
+                let to_store = items.clone();
+                let res = self
+                    .blocking(move |s| {
+                        for (m, env) in &to_store {
+                            s.insert_outgoing(m, env)?;
+                        }
+                        s.flush()
+                    })
+                    .await;
+                if res.is_ok() {
+                    let now = Instant::now();
+                    for (m, env) in items {
+                        if let Some(peer) = m.peer_id() {
+                            self.queue(peer, env, now);
+                        }
+                    }
+                }
+                let _ = reply.send(res);
+            }
+            Request::MarkRead { peer, reply } => {
+                let res = self.blocking(move |s| s.mark_read(&peer)).await;
+                if let Ok(ids) = &res
+                    && !ids.is_empty()
+                {
+                    self.send_receipt(peer, ReceiptKind::Read, ids.clone())
+                        .await;
+                }
+                let _ = reply.send(res.map(|ids| ids.len()));
+            }
+            Request::Read(f) => {
+                let store = self.store.clone();
+                let _ = tokio::task::spawn_blocking(move || f(&store)).await;
+            }
+            Request::PeerConnected(peer) => self.outbox.peer_seen(&peer, Instant::now()),
+            Request::Stop(reply) => return Some(reply),
+        }
+        None
+    }
+
+    /// Receipts travel as messages of their own, through the outbox, but are
+    /// not part of the visible conversation.
+    async fn send_receipt(&mut self, peer: PeerId, kind: ReceiptKind, ids: Vec<MessageId>) {
+        for chunk in ids.chunks(message::MAX_RECEIPT_IDS) {
+            let inner = Inner {
+                from: self.sealer.me().to_bytes(),
+                sent_at: unix_ms(),
+                body: Body::Receipt {
+                    kind,
+                    ids: chunk.to_vec(),
+                },
+            };
+            let id = MessageId::random();
+            let env = match message::seal(&self.sealer, id, &peer, &inner) {
+                Ok(e) => e,
+                Err(e) => {
+                    warn!("cannot seal a receipt: {e}");
+                    return;
+                }
+            };
+            let stored = env.clone();
+            match self
+                .blocking(move |s| s.insert_outbox_only(&peer, &stored))
+                .await
+            {
+                Ok(()) => self.queue(peer, env, Instant::now()),
+                Err(e) => warn!("cannot queue a receipt: {e}"),
+            }
+        }
+    }
+
+    /// Hands due messages to their links, connecting where needed.
+    fn dispatch(&mut self) {
+        for (peer, ids) in self.outbox.take_due(Instant::now()) {
+            match self.links.get_mut(&peer) {
+                Some(Link::Up { tx, in_flight }) => {
+                    for id in ids {
+                        if let Some(frame) = self.frames.get(&id) {
+                            in_flight.insert(id);
+                            let _ = tx.send((id, frame.clone()));
+                        }
+                    }
+                }
+                Some(Link::Connecting(waiting)) => waiting.extend(ids),
+                None => {
+                    self.links.insert(peer, Link::Connecting(ids));
+                    let net = self.net.clone();
+                    let control = self.control.clone();
+                    let int_tx = self.int_tx.clone();
+                    tokio::spawn(connect(peer, net, control, int_tx));
+                }
+            }
+        }
+    }
+
+    async fn on_internal(&mut self, ev: Internal, ops: &mut Vec<Op>) {
+        let now = Instant::now();
+        match ev {
+            Internal::LinkUp(peer, tx) => {
+                let waiting = match self.links.remove(&peer) {
+                    Some(Link::Connecting(w)) => w,
+                    _ => Vec::new(),
+                };
+                let mut in_flight = HashSet::new();
+                for id in waiting {
+                    if let Some(frame) = self.frames.get(&id) {
+                        in_flight.insert(id);
+                        let _ = tx.send((id, frame.clone()));
+                    }
+                }
+                self.links.insert(peer, Link::Up { tx, in_flight });
+            }
+            Internal::LinkFailed(peer, reason) => {
+                debug!(%peer, "cannot reach: {reason}");
+                if let Some(Link::Connecting(ids)) = self.links.remove(&peer) {
+                    for id in ids {
+                        self.outbox.failed(&id, now);
+                    }
+                }
+            }
+            Internal::LinkDown(peer) => {
+                if let Some(Link::Up { in_flight, .. }) = self.links.remove(&peer) {
+                    for id in in_flight {
+                        self.outbox.failed(&id, now);
+                    }
+                }
+            }
+            Internal::Acked(peer, ack) => {
+                let Some(id) = ack.id else { return };
+                if let Some(Link::Up { in_flight, .. }) = self.links.get_mut(&peer) {
+                    in_flight.remove(&id);
+                }
+                if ack.result == AckResult::Rejected(RejectReason::Unavailable) {
+                    self.outbox.failed(&id, now);
+                    return;
+                }
+                if !self.outbox.finished(&id) {
+                    return;
+                }
+                self.frames.remove(&id);
+                let state = match ack.result {
+                    AckResult::Accepted | AckResult::Duplicate => MessageState::Delivered,
+                    AckResult::Rejected(reason) => {
+                        warn!(%peer, %id, "message refused: {reason}");
+                        MessageState::Failed
+                    }
+                };
+                ops.push(Op::Done(peer, id, state));
+            }
+            Internal::Incoming { items, reply } => {
+                let acks = self.store_incoming(items).await;
+                let _ = reply.send(acks);
+            }
+        }
+    }
+
+    /// Applies collected state changes in one blocking call, then tells
+    /// listeners about those that changed something.
+    async fn apply(&mut self, ops: Vec<Op>) {
+        let changed = self
+            .blocking(move |s| {
+                let mut changed = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Done(peer, id, state) => {
+                            s.remove_from_outbox(&id)?;
+                            if s.advance(Direction::Out, &peer, &id, state)?.is_some() {
+                                changed.push((peer, id, state));
+                            }
+                        }
+                        Op::Receipt(peer, kind, ids) => {
+                            let state = match kind {
+                                ReceiptKind::Delivered => MessageState::Delivered,
+                                ReceiptKind::Read => MessageState::Read,
+                            };
+                            for id in ids {
+                                if s.advance(Direction::Out, &peer, &id, state)?.is_some() {
+                                    changed.push((peer, id, state));
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(changed)
+            })
+            .await;
+        match changed {
+            Ok(changed) => {
+                for (peer, id, state) in changed {
+                    let _ = self.events.send(Event::State { id, peer, state });
+                }
+            }
+            Err(e) => warn!("cannot record message states: {e}"),
+        }
+    }
+
+    /// Stores a batch of opened envelopes with one flush; returns the acks.
+    async fn store_incoming(&mut self, items: Vec<Opened>) -> Vec<Ack> {
+        let res = self
+            .blocking(move |s| {
+                let now = unix_ms();
+                let mut acks: Vec<Ack> = Vec::with_capacity(items.len());
+                let mut msgs = Vec::new();
+                let mut slots = Vec::new();
+                let mut receipts = Vec::new();
+                for item in items {
+                    let (id, from, inner) = match item {
+                        Ok(x) => x,
+                        Err((id, reason)) => {
+                            acks.push(Ack {
+                                id,
+                                result: AckResult::Rejected(reason),
+                            });
+                            continue;
+                        }
+                    };
+                    let relation = s.relation(&from)?;
+                    let result = if relation == Relation::Blocked {
+                        AckResult::Rejected(RejectReason::Blocked)
+                    } else {
+                        match inner.body {
+                            Body::Content {
+                                content_type,
+                                subject,
+                                data,
+                            } => {
+                                slots.push(acks.len());
+                                msgs.push(StoredMessage {
+                                    id,
+                                    peer: from.to_bytes(),
+                                    direction: Direction::In,
+                                    sent_at: inner.sent_at,
+                                    stored_at: now,
+                                    content_type,
+                                    subject,
+                                    data,
+                                    state: MessageState::Unread,
+                                    request: relation == Relation::Stranger,
+                                });
+                                AckResult::Accepted
+                            }
+                            Body::Receipt { kind, ids } => {
+                                receipts.push((from, kind, ids));
+                                AckResult::Accepted
+                            }
+                        }
+                    };
+                    acks.push(Ack {
+                        id: Some(id),
+                        result,
+                    });
+                }
+                let fresh = s.insert_incoming(&msgs)?;
+                let mut new_msgs = Vec::new();
+                for ((slot, m), new) in slots.into_iter().zip(msgs).zip(fresh) {
+                    if new {
+                        new_msgs.push(m);
+                    } else {
+                        acks[slot].result = AckResult::Duplicate;
+                    }
+                }
+                Ok((acks, new_msgs, receipts))
+            })
+            .await;
+        match res {
+            Ok((acks, new_msgs, receipts)) => {
+                for m in new_msgs {
+                    let _ = self.events.send(Event::Message(m));
+                }
+                let ops = receipts
+                    .into_iter()
+                    .map(|(p, k, ids)| Op::Receipt(p, k, ids))
+                    .collect::<Vec<_>>();
+                if !ops.is_empty() {
+                    self.apply(ops).await;
+                }
+                acks
+            }
+            Err(e) => {
+                warn!("cannot store incoming messages: {e}");
+                Vec::new() // the session answers Unavailable for each
+            }
+        }
+    }
+}
+
+/// Finds and dials the peer, then opens the message stream.
+async fn connect(
+    peer: PeerId,
+    net: NetClient,
+    mut control: libp2p_stream::Control,
+    int_tx: mpsc::Sender<Internal>,
+) {
+    let result = async {
+        net.dial(peer).await.map_err(|e| e.to_string())?;
+        control
+            .open_stream(peer, MSG_PROTOCOL)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(stream) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = int_tx.send(Internal::LinkUp(peer, tx)).await;
+            tokio::spawn(link(peer, stream, rx, int_tx));
+        }
+        Err(reason) => {
+            let _ = int_tx.send(Internal::LinkFailed(peer, reason)).await;
+        }
+    }
+}
+
+/// One outbound stream: pipelined writes, acks read back.
+async fn link(
+    peer: PeerId,
+    stream: Stream,
+    mut rx: mpsc::UnboundedReceiver<(MessageId, Vec<u8>)>,
+    int_tx: mpsc::Sender<Internal>,
+) {
+    let (mut r, mut w) = futures::AsyncReadExt::split(stream);
+    let window = Arc::new(Semaphore::new(WINDOW));
+    let writer = {
+        let window = window.clone();
+        async move {
+            while let Some((_id, frame)) = rx.recv().await {
+                let permit = window.acquire().await.map_err(std::io::Error::other)?;
+                permit.forget();
+                message::write_frame(&mut w, &frame).await?;
+                if rx.is_empty() {
+                    w.flush().await?;
+                }
+            }
+            w.close().await
+        }
+    };
+    let reader = async {
+        loop {
+            match message::read_frame(&mut r, MAX_FRAME).await? {
+                ReadFrame::Frame(bytes) => {
+                    window.add_permits(1);
+                    match crate::wire::decode::<Ack>(&bytes, MAX_FRAME) {
+                        Ok(ack) => {
+                            if int_tx.send(Internal::Acked(peer, ack)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => return Err(std::io::Error::other(e)),
+                    }
+                }
+                ReadFrame::TooLarge(_) | ReadFrame::Eof => return Ok::<_, std::io::Error>(()),
+            }
+        }
+    };
+    let res = tokio::select! {
+        r = writer => r,
+        r = reader => r,
+    };
+    if let Err(e) = res {
+        debug!(%peer, "message link closed: {e}");
+    }
+    let _ = int_tx.send(Internal::LinkDown(peer)).await;
+}
+
+/// One inbound stream: frames are read by one task and processed in batches
+/// by another, so a batch is stored with a single flush.
+async fn session(
+    peer: PeerId,
+    stream: Stream,
+    sealer: Arc<Sealer>,
+    int_tx: mpsc::Sender<Internal>,
+) {
+    let (mut r, mut w) = futures::AsyncReadExt::split(stream);
+    let (frame_tx, mut frame_rx) = mpsc::channel::<ReadFrame>(WINDOW);
+    let reader = tokio::spawn(async move {
+        loop {
+            let f = match message::read_frame(&mut r, MAX_FRAME).await {
+                Ok(f) => f,
+                Err(_) => ReadFrame::Eof,
+            };
+            let end = !matches!(f, ReadFrame::Frame(_));
+            if frame_tx.send(f).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    'outer: while let Some(first) = frame_rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match frame_rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let mut items = Vec::with_capacity(batch.len());
+        let mut close = false;
+        for f in batch {
+            match f {
+                ReadFrame::Frame(bytes) => items.push(open_frame(&sealer, &bytes)),
+                ReadFrame::TooLarge(len) => {
+                    debug!(%peer, len, "oversize frame; closing the stream");
+                    items.push(Err((None, RejectReason::TooLarge)));
+                    close = true;
+                    break;
+                }
+                ReadFrame::Eof => {
+                    close = true;
+                    break;
+                }
+            }
+        }
+        let ids: Vec<Option<MessageId>> = items
+            .iter()
+            .map(|i| match i {
+                Ok((id, _, _)) => Some(*id),
+                Err((id, _)) => *id,
+            })
+            .collect();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        if int_tx
+            .send(Internal::Incoming {
+                items,
+                reply: reply_tx,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let mut acks = reply_rx.await.unwrap_or_default();
+        if acks.len() != ids.len() {
+            // We could not store them: say so, so the sender retries later.
+            acks = ids
+                .into_iter()
+                .map(|id| Ack {
+                    id,
+                    result: AckResult::Rejected(RejectReason::Unavailable),
+                })
+                .collect();
+        }
+        for ack in acks {
+            let Ok(bytes) = crate::wire::encode(&ack) else {
+                continue;
+            };
+            if message::write_frame(&mut w, &bytes).await.is_err() {
+                break 'outer;
+            }
+        }
+        if w.flush().await.is_err() || close {
+            break;
+        }
+    }
+    let _ = w.close().await;
+    reader.abort();
+}
+
+/// Decodes and opens one frame; any failure becomes a typed rejection.
+fn open_frame(
+    sealer: &Sealer,
+    bytes: &[u8],
+) -> Result<(MessageId, PeerId, Inner), (Option<MessageId>, RejectReason)> {
+    let Frame::Deliver(env) = crate::wire::decode::<Frame>(bytes, MAX_FRAME)
+        .map_err(|_| (None, RejectReason::Malformed))?;
+    let (from, inner) = message::open(sealer, &env).map_err(|r| (Some(env.id), r))?;
+    Ok((env.id, from, inner))
+}

@@ -1,0 +1,464 @@
+//! Message history, the durable outbox and the buddy relation hook.
+//!
+//! Layout: `msgs` holds every message under `peer ‖ sent_at ‖ id ‖ dir`, so a
+//! conversation is one ordered prefix scan (by sent_at, then id); `msg_index`
+//! maps `dir ‖ peer ‖ id` to that key, for dedupe and state changes; `outbox`
+//! holds the sealed envelope of every outgoing message not yet delivered.
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
+
+use super::{Store, StoreError};
+use crate::wire::message::{Envelope, MessageId};
+
+pub(super) const MSGS: &str = "msgs";
+pub(super) const INDEX: &str = "msg_index";
+pub(super) const OUTBOX: &str = "outbox";
+pub(super) const BUDDIES: &str = "buddies";
+const MAX_ROW: usize = 256 * 1024;
+
+/// Which way a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    /// Received.
+    In,
+    /// Sent by us.
+    Out,
+}
+
+/// Where a message stands. Outgoing: queued → stored → delivered → read,
+/// or failed (refused by the recipient). Incoming: unread → read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageState {
+    /// In our outbox, not yet accepted anywhere.
+    Queued,
+    /// Deposited in the recipient's mailboxes (replicated), not yet fetched.
+    Stored,
+    /// The recipient's node has it.
+    Delivered,
+    /// The recipient (or we, for incoming) has read it.
+    Read,
+    /// Incoming, not yet read.
+    Unread,
+    /// Refused by the recipient's node; will not be retried.
+    Failed,
+}
+
+impl MessageState {
+    /// Lower-case name used by the API and CLI.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Stored => "stored",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Unread => "unread",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Queued | Self::Unread => 0,
+            Self::Stored => 1,
+            Self::Delivered => 2,
+            Self::Read | Self::Failed => 3,
+        }
+    }
+}
+
+/// A message as kept in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// Its id.
+    pub id: MessageId,
+    /// The other party (PeerId bytes).
+    #[serde(with = "serde_bytes")]
+    pub peer: Vec<u8>,
+    /// Which way.
+    pub direction: Direction,
+    /// Sender's clock, Unix ms.
+    pub sent_at: u64,
+    /// Our clock when stored, Unix ms.
+    pub stored_at: u64,
+    /// MIME type.
+    pub content_type: String,
+    /// Optional subject.
+    pub subject: Option<String>,
+    /// Body.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// Where it stands.
+    pub state: MessageState,
+    /// Incoming from someone who is not a buddy: listed under requests.
+    pub request: bool,
+}
+
+impl StoredMessage {
+    /// The other party.
+    pub fn peer_id(&self) -> Option<PeerId> {
+        PeerId::from_bytes(&self.peer).ok()
+    }
+}
+
+/// How we relate to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// Not on the buddy list: messages land under requests.
+    Stranger,
+    /// On the buddy list.
+    Buddy,
+    /// Blocked: everything from it is refused.
+    Blocked,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BuddyRow {
+    name: String,
+    blocked: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutboxRow {
+    #[serde(with = "serde_bytes")]
+    to: Vec<u8>,
+    envelope: Envelope,
+}
+
+fn peer_prefix(peer: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(peer.len() + 1);
+    k.push(peer.len() as u8);
+    k.extend_from_slice(peer);
+    k
+}
+
+fn msg_key(m: &StoredMessage) -> Vec<u8> {
+    let mut k = peer_prefix(&m.peer);
+    k.extend_from_slice(&m.sent_at.to_be_bytes());
+    k.extend_from_slice(&m.id.0);
+    k.push(m.direction as u8);
+    k
+}
+
+fn index_key(dir: Direction, peer: &[u8], id: &MessageId) -> Vec<u8> {
+    let mut k = vec![dir as u8];
+    k.extend_from_slice(peer);
+    k.extend_from_slice(&id.0);
+    k
+}
+
+fn enc<T: Serialize>(v: &T, tree: &'static str) -> Result<Vec<u8>, StoreError> {
+    crate::wire::encode(v).map_err(|_| StoreError::Corrupt(tree))
+}
+
+fn dec<T: serde::de::DeserializeOwned>(b: &[u8], tree: &'static str) -> Result<T, StoreError> {
+    crate::wire::decode(b, MAX_ROW).map_err(|_| StoreError::Corrupt(tree))
+}
+
+impl Store {
+    /// Records an outgoing message and its sealed envelope in the outbox,
+    /// atomically, and flushes: after this returns it survives any crash.
+    pub fn insert_outgoing(
+        &self,
+        msg: &StoredMessage,
+        envelope: &Envelope,
+    ) -> Result<(), StoreError> {
+        let key = msg_key(msg);
+        let row = enc(msg, MSGS)?;
+        let ob = enc(
+            &OutboxRow {
+                to: msg.peer.clone(),
+                envelope: envelope.clone(),
+            },
+            OUTBOX,
+        )?;
+        let idx = index_key(Direction::Out, &msg.peer, &msg.id);
+        (&self.msgs, &self.index, &self.outbox)
+            .transaction(|(m, i, o)| {
+                m.insert(key.as_slice(), row.as_slice())?;
+                i.insert(idx.as_slice(), key.as_slice())?;
+                o.insert(&msg.id.0, ob.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|_| StoreError::Corrupt(OUTBOX))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Stores incoming messages not seen before, with one flush for the
+    /// whole batch (group commit). Returns, per message, whether it was new.
+    pub fn insert_incoming(&self, msgs: &[StoredMessage]) -> Result<Vec<bool>, StoreError> {
+        let mut fresh = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let idx = index_key(Direction::In, &m.peer, &m.id);
+            if self.index.contains_key(&idx)? || fresh_dup(msgs, m, &fresh) {
+                fresh.push(false);
+                continue;
+            }
+            let key = msg_key(m);
+            self.msgs.insert(key.as_slice(), enc(m, MSGS)?)?;
+            self.index.insert(idx, key)?;
+            fresh.push(true);
+        }
+        self.db.flush()?;
+        Ok(fresh)
+    }
+
+    /// Whether an incoming message with this id from `peer` is stored.
+    pub fn has_incoming(&self, peer: &PeerId, id: &MessageId) -> Result<bool, StoreError> {
+        Ok(self
+            .index
+            .contains_key(index_key(Direction::In, &peer.to_bytes(), id))?)
+    }
+
+    /// Moves a message forward to `state` (never backwards, so a late
+    /// "delivered" cannot undo "read"). Returns the message if it changed.
+    pub fn advance(
+        &self,
+        dir: Direction,
+        peer: &PeerId,
+        id: &MessageId,
+        state: MessageState,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        let Some(key) = self.index.get(index_key(dir, &peer.to_bytes(), id))? else {
+            return Ok(None);
+        };
+        let Some(row) = self.msgs.get(&key)? else {
+            return Ok(None);
+        };
+        let mut m: StoredMessage = dec(&row, MSGS)?;
+        if m.state.rank() >= state.rank() {
+            return Ok(None);
+        }
+        m.state = state;
+        self.msgs.insert(key, enc(&m, MSGS)?)?;
+        Ok(Some(m))
+    }
+
+    /// Queues an envelope that is not part of the visible history (a
+    /// receipt), flushed like any other send.
+    pub fn insert_outbox_only(&self, to: &PeerId, envelope: &Envelope) -> Result<(), StoreError> {
+        let row = OutboxRow {
+            to: to.to_bytes(),
+            envelope: envelope.clone(),
+        };
+        self.outbox.insert(envelope.id.0, enc(&row, OUTBOX)?)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Takes a message out of the outbox (delivered, or given up).
+    pub fn remove_from_outbox(&self, id: &MessageId) -> Result<(), StoreError> {
+        self.outbox.remove(id.0)?;
+        Ok(())
+    }
+
+    /// Everything still in the outbox, to resume after a restart.
+    pub fn outbox(&self) -> Result<Vec<(PeerId, Envelope)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.outbox.iter() {
+            let (_, v) = item?;
+            let row: OutboxRow = dec(&v, OUTBOX)?;
+            let peer = PeerId::from_bytes(&row.to).map_err(|_| StoreError::Corrupt(OUTBOX))?;
+            out.push((peer, row.envelope));
+        }
+        Ok(out)
+    }
+
+    /// Number of messages waiting in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The last `limit` messages exchanged with `peer`, oldest first.
+    pub fn conversation(
+        &self,
+        peer: &PeerId,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.msgs.scan_prefix(peer_prefix(&peer.to_bytes())).rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = item?;
+            out.push(dec(&v, MSGS)?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Every incoming message, in conversation order; `requests` selects
+    /// those from non-buddies instead of those from buddies.
+    pub fn incoming(&self, requests: bool) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.msgs.iter() {
+            let (_, v) = item?;
+            let m: StoredMessage = dec(&v, MSGS)?;
+            if m.direction == Direction::In && m.request == requests {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks every unread message from `peer` read; returns their ids.
+    pub fn mark_read(&self, peer: &PeerId) -> Result<Vec<MessageId>, StoreError> {
+        let mut ids = Vec::new();
+        for item in self.msgs.scan_prefix(peer_prefix(&peer.to_bytes())) {
+            let (k, v) = item?;
+            let mut m: StoredMessage = dec(&v, MSGS)?;
+            if m.direction == Direction::In && m.state == MessageState::Unread {
+                m.state = MessageState::Read;
+                self.msgs.insert(k, enc(&m, MSGS)?)?;
+                ids.push(m.id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// How we relate to `peer`.
+    pub fn relation(&self, peer: &PeerId) -> Result<Relation, StoreError> {
+        Ok(match self.buddies.get(peer.to_bytes())? {
+            None => Relation::Stranger,
+            Some(v) => {
+                let row: BuddyRow = dec(&v, BUDDIES)?;
+                if row.blocked {
+                    Relation::Blocked
+                } else {
+                    Relation::Buddy
+                }
+            }
+        })
+    }
+
+    /// Puts `peer` on the buddy list under `name` (unblocking it).
+    pub fn add_buddy(&self, peer: &PeerId, name: &str) -> Result<(), StoreError> {
+        let row = BuddyRow {
+            name: name.to_string(),
+            blocked: false,
+        };
+        self.buddies.insert(peer.to_bytes(), enc(&row, BUDDIES)?)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Blocks `peer`: everything from it is refused from now on.
+    pub fn block(&self, peer: &PeerId) -> Result<(), StoreError> {
+        let name = match self.buddies.get(peer.to_bytes())? {
+            Some(v) => dec::<BuddyRow>(&v, BUDDIES)?.name,
+            None => String::new(),
+        };
+        let row = BuddyRow {
+            name,
+            blocked: true,
+        };
+        self.buddies.insert(peer.to_bytes(), enc(&row, BUDDIES)?)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// A batch may carry the same message twice (two paths at once).
+fn fresh_dup(all: &[StoredMessage], m: &StoredMessage, decided: &[bool]) -> bool {
+    all[..decided.len()]
+        .iter()
+        .zip(decided)
+        .any(|(o, &new)| new && o.id == m.id && o.peer == m.peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(peer: &PeerId, dir: Direction, sent_at: u64) -> StoredMessage {
+        StoredMessage {
+            id: MessageId::random(),
+            peer: peer.to_bytes(),
+            direction: dir,
+            sent_at,
+            stored_at: sent_at,
+            content_type: "text/plain".into(),
+            subject: None,
+            data: b"hi".to_vec(),
+            state: if dir == Direction::In {
+                MessageState::Unread
+            } else {
+                MessageState::Queued
+            },
+            request: false,
+        }
+    }
+
+    #[test]
+    fn incoming_is_deduplicated_and_conversations_are_ordered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let bob = PeerId::random();
+        let (m2, m1) = (msg(&bob, Direction::In, 20), msg(&bob, Direction::In, 10));
+        assert_eq!(
+            s.insert_incoming(&[m2.clone(), m1.clone(), m2.clone()])
+                .unwrap(),
+            vec![true, true, false]
+        );
+        assert_eq!(
+            s.insert_incoming(std::slice::from_ref(&m1)).unwrap(),
+            vec![false]
+        );
+        let conv = s.conversation(&bob, 10).unwrap();
+        assert_eq!(
+            conv.iter().map(|m| m.sent_at).collect::<Vec<_>>(),
+            vec![10, 20]
+        );
+        assert_eq!(s.conversation(&bob, 1).unwrap()[0].sent_at, 20);
+        assert_eq!(s.mark_read(&bob).unwrap().len(), 2);
+        assert!(s.mark_read(&bob).unwrap().is_empty());
+        assert!(s.conversation(&PeerId::random(), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn outbox_survives_reopen_and_states_only_advance() {
+        let dir = tempfile::tempdir().unwrap();
+        let bob = PeerId::random();
+        let m = msg(&bob, Direction::Out, 5);
+        let env = Envelope {
+            id: m.id,
+            to: bob.to_bytes(),
+            from: vec![1],
+            nonce: [0; 24],
+            sealed: vec![2; 10],
+        };
+        {
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
+            s.insert_outgoing(&m, &env).unwrap();
+        }
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.outbox().unwrap(), vec![(bob, env)]);
+        assert!(
+            s.advance(Direction::Out, &bob, &m.id, MessageState::Read)
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            s.advance(Direction::Out, &bob, &m.id, MessageState::Delivered)
+                .unwrap()
+                .is_none()
+        );
+        s.remove_from_outbox(&m.id).unwrap();
+        assert_eq!(s.outbox_len(), 0);
+    }
+
+    #[test]
+    fn relations() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let p = PeerId::random();
+        assert_eq!(s.relation(&p).unwrap(), Relation::Stranger);
+        s.add_buddy(&p, "bob").unwrap();
+        assert_eq!(s.relation(&p).unwrap(), Relation::Buddy);
+        s.block(&p).unwrap();
+        assert_eq!(s.relation(&p).unwrap(), Relation::Blocked);
+    }
+}
