@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use libp2p::Multiaddr;
 use roost::api::client::ApiClient;
-use roost::api::{IdView, StatusView};
+use roost::api::{IdView, MessageView, SendView, StatusView};
 use roost::{Config, Identity, Node, config};
 
 /// roost — a peer-to-peer instant messenger with no server in the middle.
@@ -44,6 +44,32 @@ enum Cmd {
     Daemon(DaemonArgs),
     /// Show the running daemon's state.
     Status,
+    /// Send a message (direct when the recipient is online; kept in the
+    /// outbox and retried until it is accepted).
+    Send {
+        /// Recipient ID.
+        to: String,
+        /// The message text.
+        text: String,
+        /// MIME type of the body.
+        #[arg(long = "type", value_name = "MIME", default_value = "text/plain")]
+        content_type: String,
+    },
+    /// Show the conversation with a peer, both directions.
+    Log {
+        /// The peer's ID.
+        peer: String,
+        /// How many of the latest messages.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show received messages.
+    Inbox,
+    /// Mark the conversation with a peer read (sends a read receipt).
+    Read {
+        /// The peer's ID.
+        peer: String,
+    },
     /// Print a shell completion script.
     Completions {
         /// Which shell.
@@ -148,6 +174,43 @@ async fn run(cli: Cli) -> Result<()> {
             let s: StatusView = client.get("status").await?;
             out.object(&s, || format!("{}\npeers: {}", s.id, s.peers))
         }
+        Cmd::Send {
+            to,
+            text,
+            content_type,
+        } => {
+            roost::identity::parse_id(&to)?;
+            let client = ApiClient::open(&data_dir)?;
+            let body = serde_json::json!({ "to": to, "text": text, "content_type": content_type });
+            let v: SendView = client.post("send", &body).await?;
+            out.object(&v, || format!("{} {}", v.id, v.state))
+        }
+        Cmd::Log { peer, limit } => {
+            roost::identity::parse_id(&peer)?;
+            let client = ApiClient::open(&data_dir)?;
+            let rows: Vec<MessageView> = client.get(&format!("log/{peer}?limit={limit}")).await?;
+            out.rows(&rows, |m| {
+                format!(
+                    "{} {:>9} {}",
+                    if m.direction == "in" { "<" } else { ">" },
+                    m.state,
+                    m.text
+                )
+            })
+        }
+        Cmd::Inbox => {
+            let client = ApiClient::open(&data_dir)?;
+            let rows: Vec<MessageView> = client.get("inbox").await?;
+            out.rows(&rows, |m| format!("{}: {}", m.peer, m.text))
+        }
+        Cmd::Read { peer } => {
+            roost::identity::parse_id(&peer)?;
+            let client = ApiClient::open(&data_dir)?;
+            let v: serde_json::Value = client
+                .post(&format!("read/{peer}"), &serde_json::json!({}))
+                .await?;
+            out.object(&v, || format!("{} marked read", v["read"]))
+        }
         Cmd::Daemon(args) => daemon(data_dir, args).await,
         Cmd::Completions { shell } => {
             let mut cmd = Cli::command();
@@ -211,6 +274,19 @@ impl Out {
             writeln!(stdout)?;
         } else {
             writeln!(stdout, "{}", human())?;
+        }
+        Ok(())
+    }
+
+    fn rows<T: serde::Serialize>(&self, rows: &[T], human: impl Fn(&T) -> String) -> Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        for r in rows {
+            if self.json {
+                serde_json::to_writer(&mut stdout, r)?;
+                writeln!(stdout)?;
+            } else {
+                writeln!(stdout, "{}", human(r))?;
+            }
         }
         Ok(())
     }

@@ -11,16 +11,17 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use axum::extract::{Request, State};
+use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::node::{NodeError, NodeHandle};
+use crate::node::{Content, NodeError, NodeHandle};
+use crate::store::{Direction, StoredMessage};
 
 /// Name of the file that tells clients where the API is.
 pub const API_FILE: &str = "api.json";
@@ -52,6 +53,75 @@ pub struct StatusView {
     pub peers: usize,
     /// Its listen addresses.
     pub addrs: Vec<String>,
+    /// Messages waiting in the outbox.
+    pub outbox: usize,
+}
+
+/// `POST /api/v1/send` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// Recipient ID.
+    pub to: String,
+    /// The body as text.
+    pub text: String,
+    /// MIME type (default `text/plain`).
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Optional subject.
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+/// `POST /api/v1/send` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendView {
+    /// The new message's id.
+    pub id: String,
+    /// Its state (`queued` right after sending).
+    pub state: String,
+}
+
+/// A message as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageView {
+    /// Message id.
+    pub id: String,
+    /// The other party.
+    pub peer: String,
+    /// `in` or `out`.
+    pub direction: String,
+    /// queued | stored | delivered | read | failed (out); unread | read (in).
+    pub state: String,
+    /// Sender's clock, Unix ms.
+    pub sent_at: u64,
+    /// MIME type.
+    pub content_type: String,
+    /// Subject, if any.
+    pub subject: Option<String>,
+    /// The body as text (lossy for non-UTF-8 bodies).
+    pub text: String,
+    /// From a key that is not a buddy.
+    pub request: bool,
+}
+
+impl From<&StoredMessage> for MessageView {
+    fn from(m: &StoredMessage) -> Self {
+        Self {
+            id: m.id.to_string(),
+            peer: m.peer_id().map(|p| p.to_string()).unwrap_or_default(),
+            direction: match m.direction {
+                Direction::In => "in",
+                Direction::Out => "out",
+            }
+            .into(),
+            state: m.state.as_str().into(),
+            sent_at: m.sent_at,
+            content_type: m.content_type.clone(),
+            subject: m.subject.clone(),
+            text: String::from_utf8_lossy(&m.data).into_owned(),
+            request: m.request,
+        }
+    }
 }
 
 /// An error as the API reports it: `{"error": "..."}` with a status code.
@@ -68,6 +138,9 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let code = match e {
             NodeError::NotFound(_) => StatusCode::NOT_FOUND,
+            NodeError::Content(_) | NodeError::SelfSend | NodeError::Seal(_) => {
+                StatusCode::BAD_REQUEST
+            }
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         };
@@ -138,6 +211,10 @@ pub async fn serve(
     let app = Router::new()
         .route("/api/v1/id", get(id))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/send", post(send))
+        .route("/api/v1/log/{peer}", get(log))
+        .route("/api/v1/inbox", get(inbox))
+        .route("/api/v1/read/{peer}", post(mark_read))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state);
     let task = tokio::spawn(async move {
@@ -195,5 +272,58 @@ async fn status(State(s): State<AppState>) -> Result<Json<StatusView>, ApiError>
         id: s.node.peer_id().to_string(),
         peers,
         addrs: addrs.iter().map(|a| a.to_string()).collect(),
+        outbox: s.node.outbox_len().await?,
     }))
+}
+
+fn parse_peer(text: &str) -> Result<libp2p::PeerId, ApiError> {
+    crate::identity::parse_id(text).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn send(
+    State(s): State<AppState>,
+    Json(req): Json<SendRequest>,
+) -> Result<Json<SendView>, ApiError> {
+    let to = parse_peer(&req.to)?;
+    let content = Content {
+        content_type: req.content_type.unwrap_or_else(|| "text/plain".into()),
+        subject: req.subject,
+        data: req.text.into_bytes(),
+    };
+    let id = s.node.send(to, content).await?;
+    Ok(Json(SendView {
+        id: id.to_string(),
+        state: "queued".into(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    limit: Option<usize>,
+}
+
+async fn log(
+    State(s): State<AppState>,
+    UrlPath(peer): UrlPath<String>,
+    Query(q): Query<LogQuery>,
+) -> Result<Json<Vec<MessageView>>, ApiError> {
+    let peer = parse_peer(&peer)?;
+    let msgs = s.node.conversation(peer, q.limit.unwrap_or(100)).await?;
+    Ok(Json(msgs.iter().map(MessageView::from).collect()))
+}
+
+async fn inbox(State(s): State<AppState>) -> Result<Json<Vec<MessageView>>, ApiError> {
+    let mut msgs = s.node.inbox().await?;
+    msgs.extend(s.node.requests().await?);
+    msgs.sort_by_key(|m| (m.sent_at, m.id));
+    Ok(Json(msgs.iter().map(MessageView::from).collect()))
+}
+
+async fn mark_read(
+    State(s): State<AppState>,
+    UrlPath(peer): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let peer = parse_peer(&peer)?;
+    let n = s.node.mark_read(peer).await?;
+    Ok(Json(serde_json::json!({ "read": n })))
 }
