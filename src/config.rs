@@ -71,6 +71,35 @@ pub struct Config {
     pub api: SocketAddr,
     /// sled page cache in bytes (sled's default of 1 GiB is far too much).
     pub cache_bytes: u64,
+    /// Store-and-forward settings.
+    pub mailbox: MailboxConfig,
+}
+
+/// How this node uses and serves replicated mailboxes.
+#[derive(Debug, Clone)]
+pub struct MailboxConfig {
+    /// Holders per mailbox (R).
+    pub replicas: usize,
+    /// Holder acknowledgements that make a deposit `stored`.
+    pub quorum: usize,
+    /// How long a holder keeps an item.
+    pub ttl: Duration,
+    /// How often we check our own mailbox even without a reason to.
+    pub poll: Duration,
+    /// What a holder accepts.
+    pub quotas: crate::node::mailbox::Quotas,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 3,
+            quorum: 2,
+            ttl: Duration::from_secs(7 * 24 * 3600),
+            poll: Duration::from_secs(60),
+            quotas: Default::default(),
+        }
+    }
 }
 
 impl Config {
@@ -95,6 +124,7 @@ impl Config {
             query_timeout: Duration::from_secs(20),
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             cache_bytes: 16 << 20,
+            mailbox: MailboxConfig::default(),
         }
     }
 
@@ -145,6 +175,12 @@ pub struct FileConfig {
     pub idle_timeout_secs: Option<u64>,
     /// See [`Config::cache_bytes`].
     pub cache_bytes: Option<u64>,
+    /// See [`MailboxConfig::replicas`].
+    pub mailbox_replicas: Option<usize>,
+    /// See [`MailboxConfig::poll`], in seconds.
+    pub mailbox_poll_secs: Option<u64>,
+    /// See [`MailboxConfig::ttl`], in seconds.
+    pub mailbox_ttl_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -172,6 +208,15 @@ impl FileConfig {
         }
         if let Some(v) = self.cache_bytes {
             c.cache_bytes = v;
+        }
+        if let Some(v) = self.mailbox_replicas {
+            c.mailbox.replicas = v.clamp(1, 20);
+        }
+        if let Some(v) = self.mailbox_poll_secs {
+            c.mailbox.poll = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = self.mailbox_ttl_secs {
+            c.mailbox.ttl = Duration::from_secs(v.max(60));
         }
     }
 }

@@ -116,6 +116,14 @@ impl Identity {
 
     /// Creates a new key file in `dir`; refuses to overwrite an existing one.
     pub fn create_in(dir: &Path) -> Result<Self, IdentityError> {
+        let id = Self::generate()?;
+        id.save_new_in(dir)?;
+        Ok(id)
+    }
+
+    /// Writes this identity as the key file of `dir` (mode 0600, the
+    /// directory 0700); refuses to overwrite an existing one.
+    pub fn save_new_in(&self, dir: &Path) -> Result<(), IdentityError> {
         let path = dir.join(KEY_FILE);
         if path.exists() {
             return Err(IdentityError::AlreadyExists(path));
@@ -124,7 +132,6 @@ impl Identity {
             path: dir.to_path_buf(),
             source,
         })?;
-        let id = Self::generate()?;
         let io = |source| IdentityError::Io {
             path: path.clone(),
             source,
@@ -138,9 +145,9 @@ impl Identity {
                 std::io::ErrorKind::AlreadyExists => IdentityError::AlreadyExists(path.clone()),
                 _ => io(e),
             })?;
-        writeln!(file, "{}", hex::encode(id.seed())).map_err(io)?;
+        writeln!(file, "{}", hex::encode(self.seed())).map_err(io)?;
         file.sync_all().map_err(io)?;
-        Ok(id)
+        Ok(())
     }
 
     /// Loads the key file from `dir`, refusing one that others can read.

@@ -172,7 +172,12 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Status => {
             let client = ApiClient::open(&data_dir)?;
             let s: StatusView = client.get("status").await?;
-            out.object(&s, || format!("{}\npeers: {}", s.id, s.peers))
+            out.object(&s, || {
+                format!(
+                    "{}\npeers: {}\noutbox: {}\nheld for others: {}",
+                    s.id, s.peers, s.outbox, s.held
+                )
+            })
         }
         Cmd::Send {
             to,

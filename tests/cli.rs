@@ -3,21 +3,9 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::eventually;
-
-fn roost(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roost"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("ROOST_HOME")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run roost")
-}
+use common::{eventually, roost};
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(

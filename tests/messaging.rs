@@ -10,8 +10,8 @@ use roost::crypto::Sealer;
 use roost::node::messenger::MSG_PROTOCOL;
 use roost::store::{Direction, MessageState};
 use roost::wire::message::{
-    self, Ack, AckResult, Body, Frame, Inner, MAX_FRAME, MessageId, ReadFrame, RejectReason,
-    read_frame, write_frame,
+    self, Ack, AckResult, Frame, Inner, MAX_FRAME, MessageId, ReadFrame, RejectReason, read_frame,
+    write_frame,
 };
 use roost::{Content, Event, Identity};
 
@@ -144,15 +144,7 @@ async fn hostile_frames_get_typed_rejections_and_honest_traffic_continues() {
     let mal_id = Identity::load_from(mallory.dir.path()).unwrap();
     let sealer = Sealer::new(&mal_id);
     let target = honest.handle.peer_id();
-    let text = |from: &Identity, s: &str| Inner {
-        from: from.peer_id().to_bytes(),
-        sent_at: 1,
-        body: Body::Content {
-            content_type: "text/plain".into(),
-            subject: None,
-            data: s.as_bytes().to_vec(),
-        },
-    };
+    let text = |from: &Identity, s: &str| Inner::text(&from.peer_id(), 1, s);
     let frame = |env| roost::wire::encode(&Frame::Deliver(env)).unwrap();
     eventually("mallory finds the honest node", || async {
         mallory.handle.find(target).await.unwrap()

@@ -55,6 +55,8 @@ pub struct StatusView {
     pub addrs: Vec<String>,
     /// Messages waiting in the outbox.
     pub outbox: usize,
+    /// Mailbox items held for others.
+    pub held: usize,
 }
 
 /// `POST /api/v1/send` body.
@@ -273,6 +275,7 @@ async fn status(State(s): State<AppState>) -> Result<Json<StatusView>, ApiError>
         peers,
         addrs: addrs.iter().map(|a| a.to_string()).collect(),
         outbox: s.node.outbox_len().await?,
+        held: s.node.held_len().await?,
     }))
 }
 

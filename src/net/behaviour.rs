@@ -5,10 +5,15 @@ use std::time::Duration;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, identify, kad, mdns, ping};
+use libp2p::{StreamProtocol, identify, kad, mdns, ping, request_response};
 
 use crate::config::Config;
 use crate::identity::Identity;
+use crate::wire::frame::CborCodec;
+use crate::wire::mailbox::{self, MailboxRequest, MailboxResponse};
+
+/// The mailbox protocol's request-response behaviour.
+pub type MailboxBehaviour = request_response::Behaviour<CborCodec<MailboxRequest, MailboxResponse>>;
 
 /// Our private Kademlia protocol: roost nodes form their own DHT rather than
 /// joining (and validating records for) the public IPFS one.
@@ -29,6 +34,8 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Long-lived streams for messages (`/roost/msg/1`).
     pub stream: libp2p_stream::Behaviour,
+    /// Store-and-forward (`/roost/mailbox/1`).
+    pub mailbox: MailboxBehaviour,
 }
 
 impl Behaviour {
@@ -76,6 +83,16 @@ impl Behaviour {
             ping: ping::Behaviour::default(),
             mdns: mdns.into(),
             stream: libp2p_stream::Behaviour::new(),
+            mailbox: request_response::Behaviour::with_codec(
+                CborCodec::new(mailbox::MAX_REQUEST, mailbox::MAX_RESPONSE),
+                [(
+                    mailbox::MAILBOX_PROTOCOL,
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(15))
+                    .with_max_concurrent_streams(128),
+            ),
         })
     }
 }

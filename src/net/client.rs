@@ -8,6 +8,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::Command;
 use crate::node::NodeError;
 use crate::wire::locator::Locator;
+use crate::wire::mailbox::{MailboxRequest, MailboxResponse};
+use libp2p::request_response::ResponseChannel;
 
 /// Longest a dial may take before we give up on it.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -97,6 +99,38 @@ impl NetClient {
         key: libp2p::kad::RecordKey,
     ) -> Result<Option<Vec<u8>>, NodeError> {
         self.ask(|reply| Command::HeldRecord { key, reply }).await
+    }
+
+    /// The peers closest to `key`, by an iterative DHT lookup.
+    pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NodeError> {
+        self.ask(|reply| Command::ClosestPeers { key, reply }).await
+    }
+
+    /// Sends a mailbox request to `peer`.
+    pub async fn mailbox(
+        &self,
+        peer: PeerId,
+        request: MailboxRequest,
+    ) -> Result<MailboxResponse, NodeError> {
+        self.ask(|reply| Command::Mailbox {
+            peer,
+            request,
+            reply,
+        })
+        .await?
+        .map_err(|reason| NodeError::Dial { peer, reason })
+    }
+
+    /// Answers a mailbox request (fire and forget).
+    pub async fn mailbox_respond(
+        &self,
+        channel: ResponseChannel<MailboxResponse>,
+        response: MailboxResponse,
+    ) {
+        let _ = self
+            .commands
+            .send(Command::MailboxRespond { channel, response })
+            .await;
     }
 
     /// Asks the event loop to leave the network and stop.

@@ -11,6 +11,7 @@ use libp2p::kad::{
     self, GetRecordOk, InboundRequest, PeerRecord, QueryId, QueryResult, Quorum, Record,
 };
 use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
@@ -24,6 +25,7 @@ use crate::identity::Identity;
 use crate::node::republish::Republisher;
 use crate::store::{KnownPeer, Store, Writer};
 use crate::wire::locator::{self, Locator};
+use crate::wire::mailbox::{MailboxRequest, MailboxResponse};
 
 /// How long a clean shutdown waits for the "offline" record to be stored.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -78,6 +80,29 @@ pub enum Command {
         /// The value held.
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
+    /// The peers closest to a key, found by an iterative DHT lookup.
+    ClosestPeers {
+        /// The key (e.g. a mailbox key).
+        key: Vec<u8>,
+        /// The peers found, closest first.
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// Send a mailbox request and wait for the answer.
+    Mailbox {
+        /// To whom.
+        peer: PeerId,
+        /// What.
+        request: MailboxRequest,
+        /// The answer, or why there is none.
+        reply: oneshot::Sender<Result<MailboxResponse, String>>,
+    },
+    /// Answer a mailbox request received earlier.
+    MailboxRespond {
+        /// The request's channel.
+        channel: ResponseChannel<MailboxResponse>,
+        /// The answer.
+        response: MailboxResponse,
+    },
     /// Leave the network cleanly: publish an "offline" record, then stop.
     Shutdown {
         /// Answered once the task is about to exit.
@@ -86,10 +111,21 @@ pub enum Command {
 }
 
 /// What the network tells the services beside it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum NetEvent {
     /// A connection to this peer was established.
     Connected(PeerId),
+    /// A peer entered our routing table: our DHT neighbourhood changed.
+    RoutingChanged,
+    /// A peer asks something of the mailboxes we hold.
+    MailboxRequest {
+        /// Authenticated by the connection.
+        peer: PeerId,
+        /// What it asks.
+        request: MailboxRequest,
+        /// Where the answer goes ([`Command::MailboxRespond`]).
+        channel: ResponseChannel<MailboxResponse>,
+    },
 }
 
 struct Stopping {
@@ -112,6 +148,8 @@ pub struct EventLoop {
     pending_finds: HashMap<QueryId, Vec<oneshot::Sender<Option<Locator>>>>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
+    pending_closest: HashMap<QueryId, oneshot::Sender<Vec<PeerId>>>,
+    pending_mailbox: HashMap<OutboundRequestId, oneshot::Sender<Result<MailboxResponse, String>>>,
     stopping: Option<Stopping>,
 }
 
@@ -139,6 +177,8 @@ impl EventLoop {
             pending_finds: HashMap::new(),
             pending_dials: HashMap::new(),
             pending_puts: HashMap::new(),
+            pending_closest: HashMap::new(),
+            pending_mailbox: HashMap::new(),
             stopping: None,
         }
     }
@@ -286,6 +326,29 @@ impl EventLoop {
             Command::HeldRecord { key, reply } => {
                 let held = self.swarm.behaviour_mut().kad.store_mut().get(&key);
                 let _ = reply.send(held.map(|r| r.value.clone()));
+            }
+            Command::ClosestPeers { key, reply } => {
+                let id = self.swarm.behaviour_mut().kad.get_closest_peers(key);
+                self.pending_closest.insert(id, reply);
+            }
+            Command::Mailbox {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .mailbox
+                    .send_request(&peer, request);
+                self.pending_mailbox.insert(id, reply);
+            }
+            Command::MailboxRespond { channel, response } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .mailbox
+                    .send_response(channel, response);
             }
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
         }
@@ -442,6 +505,7 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Mailbox(e)) => self.on_mailbox(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -498,6 +562,7 @@ impl EventLoop {
             } => {
                 let size = self.routing_table_size();
                 self.republisher.peer_added(Instant::now(), size);
+                let _ = self.net_events.try_send(NetEvent::RoutingChanged);
             }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
@@ -525,6 +590,20 @@ impl EventLoop {
                     }
                 }
                 QueryResult::GetRecord(_) => self.find_done(id),
+                QueryResult::GetClosestPeers(res) => {
+                    let peers = match res {
+                        Ok(ok) => ok.peers,
+                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                    };
+                    for p in &peers {
+                        for a in &p.addrs {
+                            self.swarm.add_peer_address(p.peer_id, a.clone());
+                        }
+                    }
+                    if let Some(reply) = self.pending_closest.remove(&id) {
+                        let _ = reply.send(peers.into_iter().map(|p| p.peer_id).collect());
+                    }
+                }
                 QueryResult::PutRecord(res) => {
                     if let Some(reply) = self.pending_puts.remove(&id) {
                         let _ = reply.send(res.map(|_| ()).map_err(|e| e.to_string()));
@@ -544,6 +623,50 @@ impl EventLoop {
                 }
                 _ => {}
             },
+            _ => {}
+        }
+    }
+
+    fn on_mailbox(&mut self, event: request_response::Event<MailboxRequest, MailboxResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                // Bounded: when the service is behind, the request is
+                // dropped and the peer sees a failure it will retry.
+                let ev = NetEvent::MailboxRequest {
+                    peer,
+                    request,
+                    channel,
+                };
+                if self.net_events.try_send(ev).is_err() {
+                    debug!(%peer, "mailbox service busy; dropping a request");
+                }
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
             _ => {}
         }
     }

@@ -4,6 +4,7 @@
 //! state machines beside it ([`republish`]).
 
 pub mod content;
+pub mod mailbox;
 pub mod messenger;
 pub mod outbox;
 pub mod republish;
@@ -22,7 +23,7 @@ use crate::clock::unix_ms;
 use crate::config::{Config, ensure_private_dir};
 use crate::crypto::Sealer;
 use crate::identity::{Identity, IdentityError};
-use crate::net::{self, EventLoop, NetClient, NetError, NetEvent};
+use crate::net::{self, EventLoop, NetClient, NetError};
 use crate::store::{Direction, MessageState, Store, StoreError, StoredMessage};
 use crate::wire::locator::Locator;
 use crate::wire::message::{self as msg, Body, Inner, MessageId};
@@ -125,12 +126,15 @@ impl Node {
             net.clone(),
             control.clone(),
             events.clone(),
+            config.mailbox.clone(),
         )
         .map_err(|_| NetError::Setup("message protocol registered twice".into()))?;
         let forward = messages.clone();
         tokio::spawn(async move {
-            while let Some(NetEvent::Connected(peer)) = net_rx.recv().await {
-                let _ = forward.send(Request::PeerConnected(peer)).await;
+            while let Some(ev) = net_rx.recv().await {
+                if forward.send(Request::Net(ev)).await.is_err() {
+                    break;
+                }
             }
         });
         let task = tokio::spawn(event_loop.run());
@@ -303,6 +307,11 @@ impl NodeHandle {
     /// Messages waiting in the outbox.
     pub async fn outbox_len(&self) -> Result<usize, NodeError> {
         self.read(|s| Ok(s.outbox_len())).await
+    }
+
+    /// Mailbox items this node holds for others.
+    pub async fn held_len(&self) -> Result<usize, NodeError> {
+        self.read(|s| Ok(s.held_len())).await
     }
 
     /// New messages and state changes of our messages, as they happen.

@@ -19,6 +19,8 @@ use crate::wire::message::MessageId;
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Retry interval of a message already deposited in mailboxes.
+pub const PARKED_RETRY: Duration = Duration::from_secs(1800);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -79,6 +81,16 @@ impl Outbox {
                 .min(BACKOFF_MAX);
             item.failures = item.failures.saturating_add(1);
             item.phase = Phase::Waiting(now + delay);
+        }
+    }
+
+    /// Deposited in the recipient's mailboxes: no need to hurry. Retry only
+    /// after [`PARKED_RETRY`] (re-depositing is idempotent) or as soon as
+    /// the recipient's node is seen again.
+    pub fn parked(&mut self, id: &MessageId, now: Instant) {
+        if let Some(item) = self.items.get_mut(id) {
+            item.failures = 0;
+            item.phase = Phase::Waiting(now + PARKED_RETRY);
         }
     }
 
@@ -153,6 +165,20 @@ mod tests {
         }
         assert_eq!(&delays[..5], &[1, 2, 4, 8, 16]);
         assert_eq!(*delays.last().unwrap(), 300);
+    }
+
+    #[test]
+    fn parked_messages_wait_long_but_wake_when_the_peer_is_seen() {
+        let t0 = Instant::now();
+        let bob = PeerId::random();
+        let mut o = Outbox::new();
+        let id = MessageId::random();
+        o.enqueue(id, bob, t0);
+        o.take_due(t0);
+        o.parked(&id, t0);
+        assert_eq!(o.next_due(), Some(t0 + PARKED_RETRY));
+        o.peer_seen(&bob, t0 + Duration::from_secs(5));
+        assert_eq!(o.take_due(t0 + Duration::from_secs(5)).len(), 1);
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! task. sled fsyncs only every 500 ms by itself; anything the node
 //! acknowledges to someone else is flushed explicitly first.
 
+mod held;
 mod messages;
 mod peers;
 mod writer;
 
 use std::path::Path;
 
+pub use held::HeldItem;
 pub use messages::{Direction, MessageState, Relation, StoredMessage};
 pub use peers::KnownPeer;
 pub use writer::Writer;
@@ -52,6 +54,8 @@ pub struct Store {
     index: sled::Tree,
     outbox: sled::Tree,
     buddies: sled::Tree,
+    held: sled::Tree,
+    held_ids: sled::Tree,
 }
 
 impl Store {
@@ -91,6 +95,8 @@ impl Store {
             index: db.open_tree(messages::INDEX)?,
             outbox: db.open_tree(messages::OUTBOX)?,
             buddies: db.open_tree(messages::BUDDIES)?,
+            held: db.open_tree(held::HELD)?,
+            held_ids: db.open_tree(held::HELD_IDS)?,
             db,
             meta,
         })

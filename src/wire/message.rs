@@ -7,11 +7,11 @@
 //! stream per peer pair, not one per message: that is what keeps libp2p near
 //! its raw throughput (see docs/messaging.md).
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
 use super::WireError;
+pub use super::frame::{ReadFrame, read_frame, write_frame};
 use crate::crypto::{CryptoError, NONCE_LEN, Sealer};
 
 /// Largest frame either side accepts.
@@ -94,6 +94,21 @@ pub struct Inner {
     pub sent_at: u64,
     /// What it is.
     pub body: Body,
+}
+
+impl Inner {
+    /// A `text/plain` message from `from`, written at `sent_at`.
+    pub fn text(from: &PeerId, sent_at: u64, text: &str) -> Self {
+        Self {
+            from: from.to_bytes(),
+            sent_at,
+            body: Body::Content {
+                content_type: "text/plain".into(),
+                subject: None,
+                data: text.as_bytes().to_vec(),
+            },
+        }
+    }
 }
 
 /// The kinds of message.
@@ -232,58 +247,13 @@ pub fn open(sealer: &Sealer, env: &Envelope) -> Result<(PeerId, Inner), RejectRe
     Ok((from, inner))
 }
 
-/// Writes one length-prefixed frame (not flushed).
-pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
-    let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
-    w.write_all(&len.to_be_bytes()).await?;
-    w.write_all(bytes).await
-}
-
-/// A frame read from a stream.
-#[derive(Debug)]
-pub enum ReadFrame {
-    /// A frame of acceptable size.
-    Frame(Vec<u8>),
-    /// The peer announced a frame over the limit; the stream cannot be
-    /// trusted to resynchronise and should be closed after answering.
-    TooLarge(usize),
-    /// Clean end of stream.
-    Eof,
-}
-
-/// Reads one length-prefixed frame of at most `max` bytes; never allocates
-/// more than `max`.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<ReadFrame> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(ReadFrame::Eof),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > max {
-        return Ok(ReadFrame::TooLarge(len));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    Ok(ReadFrame::Frame(buf))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::identity::Identity;
 
     fn text(from: &Identity, s: &str) -> Inner {
-        Inner {
-            from: from.peer_id().to_bytes(),
-            sent_at: 1,
-            body: Body::Content {
-                content_type: "text/plain".into(),
-                subject: None,
-                data: s.as_bytes().to_vec(),
-            },
-        }
+        Inner::text(&from.peer_id(), 1, s)
     }
 
     #[test]

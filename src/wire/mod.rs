@@ -3,7 +3,9 @@
 //! decoder here checks the length before parsing and returns a typed error;
 //! ciborium then allocates at most in proportion to the input.
 
+pub mod frame;
 pub mod locator;
+pub mod mailbox;
 pub mod message;
 
 use serde::Serialize;

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use libp2p::Multiaddr;
@@ -27,6 +29,13 @@ impl TestNode {
         Self { dir, handle }
     }
 
+    /// Starts a node for an identity chosen by the test.
+    pub async fn start_as(identity: &Identity, bootstrap: &[Multiaddr]) -> Self {
+        let dir = dir_for(identity);
+        let handle = start_in(&dir, bootstrap).await;
+        Self { dir, handle }
+    }
+
     /// Stops the node and starts it again on the same data dir.
     pub async fn restart(&mut self, bootstrap: &[Multiaddr]) {
         self.handle.shutdown().await.expect("shutdown");
@@ -41,9 +50,26 @@ impl TestNode {
 
 /// Starts a node on an existing data dir.
 pub async fn start_in(dir: &TempDir, bootstrap: &[Multiaddr]) -> NodeHandle {
+    start_with(dir, bootstrap, |_| {}).await
+}
+
+/// Starts a node on an existing data dir with adjusted settings.
+pub async fn start_with(
+    dir: &TempDir,
+    bootstrap: &[Multiaddr],
+    adjust: impl FnOnce(&mut Config),
+) -> NodeHandle {
     let mut config = Config::local(dir.path().to_path_buf());
     config.bootstrap = bootstrap.to_vec();
+    adjust(&mut config);
     Node::start(config).await.expect("node starts")
+}
+
+/// A data dir holding `identity`, not started yet.
+pub fn dir_for(identity: &Identity) -> TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    identity.save_new_in(dir.path()).expect("identity");
+    dir
 }
 
 /// Polls `check` every 50 ms until it yields `Some`, failing the test with
@@ -71,4 +97,16 @@ pub fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// Runs the real `roost` binary on data dir `dir`.
+pub fn roost(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_roost"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("ROOST_HOME")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run roost")
 }

@@ -8,6 +8,11 @@
 //!   (CPU only), and hands batches to this task, which stores a whole batch
 //!   with one flush (group commit) before the session acknowledges it.
 //!
+//! - Mailboxes ([`mailbox`]): when direct delivery fails, the envelope is
+//!   deposited with the peers closest to the recipient's mailbox key; this
+//!   node also holds, hands on and serves others' mailboxes, and fetches
+//!   its own.
+//!
 //! The service never blocks on disk itself: every store call runs in
 //! `spawn_blocking`. It holds the only long-lived `Store` handle of the
 //! message path, so when it stops, the database is free.
@@ -21,10 +26,14 @@ use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
+mod mailbox;
+
+use super::mailbox::Ledger;
 use super::outbox::Outbox;
 use crate::clock::unix_ms;
+use crate::config::MailboxConfig;
 use crate::crypto::Sealer;
-use crate::net::NetClient;
+use crate::net::{NetClient, NetEvent};
 use crate::store::{Direction, MessageState, Relation, Store, StoreError, StoredMessage};
 use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
@@ -68,8 +77,8 @@ pub(crate) enum Request {
     },
     /// A store read, run in order with the writes.
     Read(Box<dyn FnOnce(&Store) + Send>),
-    /// The network saw this peer connect.
-    PeerConnected(PeerId),
+    /// Something happened on the network.
+    Net(NetEvent),
     /// Stop; answered when the store is released.
     Stop(oneshot::Sender<()>),
 }
@@ -84,7 +93,21 @@ enum Internal {
     Acked(PeerId, Ack),
     Incoming {
         items: Vec<Opened>,
+        via_mailbox: bool,
         reply: oneshot::Sender<Vec<Ack>>,
+    },
+    /// A deposit round ended: these made their quorum, these did not.
+    Deposited {
+        peer: PeerId,
+        stored: Vec<MessageId>,
+        failed: Vec<MessageId>,
+    },
+    /// A fetch of our own mailbox ended.
+    FetchDone,
+    /// These peers now have copies of `recipient`'s items from us.
+    HandedOff {
+        recipient: PeerId,
+        peers: Vec<PeerId>,
     },
 }
 
@@ -103,6 +126,7 @@ pub(crate) fn spawn(
     net: NetClient,
     mut control: libp2p_stream::Control,
     events: broadcast::Sender<Event>,
+    mailbox: MailboxConfig,
 ) -> Result<mpsc::Sender<Request>, libp2p_stream::AlreadyRegistered> {
     let (req_tx, req_rx) = mpsc::channel(1024);
     let (int_tx, int_rx) = mpsc::channel(4096);
@@ -119,6 +143,7 @@ pub(crate) fn spawn(
             ));
         }
     });
+    let poll = mailbox.poll;
     let service = Service {
         store,
         sealer,
@@ -126,9 +151,17 @@ pub(crate) fn spawn(
         control,
         events,
         outbox: Outbox::new(),
-        frames: HashMap::new(),
+        envelopes: HashMap::new(),
         links: HashMap::new(),
         int_tx,
+        ledger: Ledger::new(mailbox.quotas),
+        mcfg: mailbox,
+        handed: HashMap::new(),
+        fetching: false,
+        fetch_due: None,
+        handoff_due: None,
+        next_poll: Instant::now() + poll,
+        next_purge: Instant::now(),
     };
     tokio::spawn(service.run(req_rx, int_rx));
     Ok(req_tx)
@@ -141,15 +174,26 @@ struct Service {
     control: libp2p_stream::Control,
     events: broadcast::Sender<Event>,
     outbox: Outbox,
-    /// Encoded `Frame::Deliver` of every message in the outbox.
-    frames: HashMap<MessageId, Vec<u8>>,
+    /// The sealed envelope of every message in the outbox.
+    envelopes: HashMap<MessageId, (PeerId, Envelope)>,
     links: HashMap<PeerId, Link>,
     int_tx: mpsc::Sender<Internal>,
+    /// Quota counts of the mailbox items we hold for others.
+    ledger: Ledger,
+    mcfg: MailboxConfig,
+    /// Per recipient, the peers we already handed its items to.
+    handed: HashMap<PeerId, HashSet<PeerId>>,
+    fetching: bool,
+    fetch_due: Option<Instant>,
+    handoff_due: Option<Instant>,
+    next_poll: Instant,
+    next_purge: Instant,
 }
 
 /// A state change to write, collected and applied in one blocking call.
 enum Op {
     Done(PeerId, MessageId, MessageState),
+    Stored(PeerId, MessageId),
     Receipt(PeerId, ReceiptKind, Vec<MessageId>),
 }
 
@@ -162,13 +206,24 @@ impl Service {
         if let Err(e) = self.load_outbox().await {
             warn!("cannot load the outbox: {e}");
         }
+        if let Err(e) = self.load_ledger().await {
+            warn!("cannot load the held mailbox items: {e}");
+        }
         let mut stop = None;
         while stop.is_none() {
             self.dispatch();
-            let wake = self
-                .outbox
-                .next_due()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            self.mailbox_timers().await;
+            let wake = [
+                self.outbox.next_due(),
+                self.fetch_due,
+                self.handoff_due,
+                Some(self.next_poll),
+                Some(self.next_purge),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let mut ops = Vec::new();
             tokio::select! {
                 Some(req) = requests.recv() => stop = self.on_request(req).await,
@@ -213,13 +268,19 @@ impl Service {
     }
 
     fn queue(&mut self, peer: PeerId, env: Envelope, now: Instant) {
-        match crate::wire::encode(&Frame::Deliver(env.clone())) {
-            Ok(frame) => {
-                self.frames.insert(env.id, frame);
-                self.outbox.enqueue(env.id, peer, now);
-            }
-            Err(e) => warn!("cannot encode a queued message: {e}"),
-        }
+        self.outbox.enqueue(env.id, peer, now);
+        self.envelopes.insert(env.id, (peer, env));
+    }
+
+    /// The frame that carries message `id` on a link.
+    fn frame(&self, id: &MessageId) -> Option<Vec<u8>> {
+        encode_frame(&self.envelopes.get(id)?.1)
+    }
+
+    /// Takes a message out of the outbox schedule for good.
+    fn finish(&mut self, id: &MessageId) -> bool {
+        self.envelopes.remove(id);
+        self.outbox.finished(id)
     }
 
     async fn on_request(&mut self, req: Request) -> Option<oneshot::Sender<()>> {
@@ -258,7 +319,16 @@ impl Service {
                 let store = self.store.clone();
                 let _ = tokio::task::spawn_blocking(move || f(&store)).await;
             }
-            Request::PeerConnected(peer) => self.outbox.peer_seen(&peer, Instant::now()),
+            Request::Net(NetEvent::Connected(peer)) => self.outbox.peer_seen(&peer, Instant::now()),
+            Request::Net(NetEvent::RoutingChanged) => self.neighbourhood_changed(),
+            Request::Net(NetEvent::MailboxRequest {
+                peer,
+                request,
+                channel,
+            }) => {
+                let response = self.serve_mailbox(peer, request).await;
+                self.net.mailbox_respond(channel, response).await;
+            }
             Request::Stop(reply) => return Some(reply),
         }
         None
@@ -301,10 +371,13 @@ impl Service {
             match self.links.get_mut(&peer) {
                 Some(Link::Up { tx, in_flight }) => {
                     for id in ids {
-                        if let Some(frame) = self.frames.get(&id) {
-                            in_flight.insert(id);
-                            let _ = tx.send((id, frame.clone()));
-                        }
+                        let Some(frame) =
+                            self.envelopes.get(&id).and_then(|(_, e)| encode_frame(e))
+                        else {
+                            continue;
+                        };
+                        in_flight.insert(id);
+                        let _ = tx.send((id, frame));
                     }
                 }
                 Some(Link::Connecting(waiting)) => waiting.extend(ids),
@@ -329,19 +402,18 @@ impl Service {
                 };
                 let mut in_flight = HashSet::new();
                 for id in waiting {
-                    if let Some(frame) = self.frames.get(&id) {
+                    if let Some(frame) = self.frame(&id) {
                         in_flight.insert(id);
-                        let _ = tx.send((id, frame.clone()));
+                        let _ = tx.send((id, frame));
                     }
                 }
                 self.links.insert(peer, Link::Up { tx, in_flight });
             }
             Internal::LinkFailed(peer, reason) => {
-                debug!(%peer, "cannot reach: {reason}");
+                debug!(%peer, "cannot reach directly: {reason}");
                 if let Some(Link::Connecting(ids)) = self.links.remove(&peer) {
-                    for id in ids {
-                        self.outbox.failed(&id, now);
-                    }
+                    // Store and forward: leave them in the recipient's mailboxes.
+                    self.deposit(peer, ids);
                 }
             }
             Internal::LinkDown(peer) => {
@@ -360,10 +432,9 @@ impl Service {
                     self.outbox.failed(&id, now);
                     return;
                 }
-                if !self.outbox.finished(&id) {
+                if !self.finish(&id) {
                     return;
                 }
-                self.frames.remove(&id);
                 let state = match ack.result {
                     AckResult::Accepted | AckResult::Duplicate => MessageState::Delivered,
                     AckResult::Rejected(reason) => {
@@ -373,9 +444,32 @@ impl Service {
                 };
                 ops.push(Op::Done(peer, id, state));
             }
-            Internal::Incoming { items, reply } => {
-                let acks = self.store_incoming(items).await;
+            Internal::Incoming {
+                items,
+                via_mailbox,
+                reply,
+            } => {
+                let acks = self.store_incoming(items, via_mailbox).await;
                 let _ = reply.send(acks);
+            }
+            Internal::Deposited {
+                peer,
+                stored,
+                failed,
+            } => {
+                for id in failed {
+                    self.outbox.failed(&id, now);
+                }
+                for id in stored {
+                    self.outbox.parked(&id, now);
+                    ops.push(Op::Stored(peer, id));
+                }
+            }
+            Internal::FetchDone => {
+                self.fetching = false;
+            }
+            Internal::HandedOff { recipient, peers } => {
+                self.handed.entry(recipient).or_default().extend(peers);
             }
         }
     }
@@ -394,12 +488,20 @@ impl Service {
                                 changed.push((peer, id, state));
                             }
                         }
+                        Op::Stored(peer, id) => {
+                            if s.advance(Direction::Out, &peer, &id, MessageState::Stored)?
+                                .is_some()
+                            {
+                                changed.push((peer, id, MessageState::Stored));
+                            }
+                        }
                         Op::Receipt(peer, kind, ids) => {
                             let state = match kind {
                                 ReceiptKind::Delivered => MessageState::Delivered,
                                 ReceiptKind::Read => MessageState::Read,
                             };
                             for id in ids {
+                                s.remove_from_outbox(&id)?;
                                 if s.advance(Direction::Out, &peer, &id, state)?.is_some() {
                                     changed.push((peer, id, state));
                                 }
@@ -421,7 +523,7 @@ impl Service {
     }
 
     /// Stores a batch of opened envelopes with one flush; returns the acks.
-    async fn store_incoming(&mut self, items: Vec<Opened>) -> Vec<Ack> {
+    async fn store_incoming(&mut self, items: Vec<Opened>, via_mailbox: bool) -> Vec<Ack> {
         let res = self
             .blocking(move |s| {
                 let now = unix_ms();
@@ -490,8 +592,23 @@ impl Service {
             .await;
         match res {
             Ok((acks, new_msgs, receipts)) => {
+                // A message fetched from a mailbox tells its sender nothing by
+                // itself: send an automatic delivery receipt. (On the direct
+                // path the ack already did.)
+                let mut delivered: HashMap<PeerId, Vec<MessageId>> = HashMap::new();
                 for m in new_msgs {
+                    if via_mailbox && let Some(p) = m.peer_id() {
+                        delivered.entry(p).or_default().push(m.id);
+                    }
                     let _ = self.events.send(Event::Message(m));
+                }
+                for (peer, ids) in delivered {
+                    self.send_receipt(peer, ReceiptKind::Delivered, ids).await;
+                }
+                for (_, _, ids) in &receipts {
+                    for id in ids {
+                        self.finish(id);
+                    }
                 }
                 let ops = receipts
                     .into_iter()
@@ -646,6 +763,7 @@ async fn session(
         if int_tx
             .send(Internal::Incoming {
                 items,
+                via_mailbox: false,
                 reply: reply_tx,
             })
             .await
@@ -681,12 +799,18 @@ async fn session(
 }
 
 /// Decodes and opens one frame; any failure becomes a typed rejection.
-fn open_frame(
-    sealer: &Sealer,
-    bytes: &[u8],
-) -> Result<(MessageId, PeerId, Inner), (Option<MessageId>, RejectReason)> {
+fn open_frame(sealer: &Sealer, bytes: &[u8]) -> Opened {
     let Frame::Deliver(env) = crate::wire::decode::<Frame>(bytes, MAX_FRAME)
         .map_err(|_| (None, RejectReason::Malformed))?;
-    let (from, inner) = message::open(sealer, &env).map_err(|r| (Some(env.id), r))?;
+    open_envelope(sealer, &env)
+}
+
+/// Opens one envelope; any failure becomes a typed rejection.
+fn open_envelope(sealer: &Sealer, env: &Envelope) -> Opened {
+    let (from, inner) = message::open(sealer, env).map_err(|r| (Some(env.id), r))?;
     Ok((env.id, from, inner))
+}
+
+fn encode_frame(env: &Envelope) -> Option<Vec<u8>> {
+    crate::wire::encode(&Frame::Deliver(env.clone())).ok()
 }

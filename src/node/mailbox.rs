@@ -1,0 +1,224 @@
+//! Mailbox policy — pure functions and a ledger, no I/O: who holds a
+//! recipient's mailbox, how many acknowledgements make a deposit safe,
+//! whether a deposit fits the quotas, and to whom held items are handed on.
+
+use std::collections::{HashMap, HashSet};
+
+use libp2p::PeerId;
+use libp2p::kad::KBucketKey;
+
+use crate::store::HeldItem;
+use crate::wire::mailbox::DepositReject;
+
+/// Limits a holder enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Most items held for one recipient.
+    pub recipient_items: usize,
+    /// Most bytes held for one recipient.
+    pub recipient_bytes: usize,
+    /// Most items held from one depositor.
+    pub depositor_items: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            recipient_items: 10_000,
+            recipient_bytes: 64 << 20,
+            depositor_items: 10_000,
+        }
+    }
+}
+
+/// The `r` peers closest to `key` by Kademlia's XOR distance, leaving out
+/// `exclude` (the recipient, who is away, and the sender, whose outbox
+/// already keeps a copy).
+pub fn holders(
+    key: &[u8],
+    candidates: impl IntoIterator<Item = PeerId>,
+    exclude: &[PeerId],
+    r: usize,
+) -> Vec<PeerId> {
+    let target = KBucketKey::new(key.to_vec());
+    let mut peers: Vec<PeerId> = candidates
+        .into_iter()
+        .filter(|p| !exclude.contains(p))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    peers.sort_by_key(|p| KBucketKey::from(*p).distance(&target));
+    peers.truncate(r);
+    peers
+}
+
+/// Acknowledgements a deposit needs: `want`, or all holders when fewer
+/// exist (a tiny network still gets its messages stored).
+pub fn quorum(holders: usize, want: usize) -> usize {
+    want.min(holders).max(1)
+}
+
+/// Peers that should receive a copy of a mailbox's items: the current `r`
+/// closest to its key (excluding us and the recipient) that have not had
+/// them from us yet. Keeps `r` copies near the key as peers come and go.
+pub fn handoff_targets(
+    key: &[u8],
+    closest: impl IntoIterator<Item = PeerId>,
+    me: PeerId,
+    recipient: PeerId,
+    r: usize,
+    already: &HashSet<PeerId>,
+) -> Vec<PeerId> {
+    holders(key, closest, &[me, recipient], r)
+        .into_iter()
+        .filter(|p| !already.contains(p))
+        .collect()
+}
+
+/// Running counts of what a holder keeps, for quota checks without a scan.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    quotas: Quotas,
+    by_recipient: HashMap<PeerId, (usize, usize)>,
+    by_depositor: HashMap<PeerId, usize>,
+}
+
+impl Ledger {
+    /// An empty ledger with these quotas.
+    pub fn new(quotas: Quotas) -> Self {
+        Self {
+            quotas,
+            ..Self::default()
+        }
+    }
+
+    /// Whether one more item of `size` bytes fits.
+    pub fn admit(
+        &self,
+        recipient: &PeerId,
+        depositor: &PeerId,
+        size: usize,
+    ) -> Result<(), DepositReject> {
+        let (items, bytes) = self.by_recipient.get(recipient).copied().unwrap_or((0, 0));
+        if items + 1 > self.quotas.recipient_items || bytes + size > self.quotas.recipient_bytes {
+            return Err(DepositReject::RecipientQuota);
+        }
+        if self.by_depositor.get(depositor).copied().unwrap_or(0) + 1 > self.quotas.depositor_items
+        {
+            return Err(DepositReject::DepositorQuota);
+        }
+        Ok(())
+    }
+
+    /// An item was stored.
+    pub fn added(&mut self, item: &HeldItem) {
+        let e = self.by_recipient.entry(item.recipient).or_default();
+        e.0 += 1;
+        e.1 += item.size;
+        *self.by_depositor.entry(item.depositor).or_default() += 1;
+    }
+
+    /// An item was released or purged.
+    pub fn removed(&mut self, item: &HeldItem) {
+        if let Some(e) = self.by_recipient.get_mut(&item.recipient) {
+            e.0 = e.0.saturating_sub(1);
+            e.1 = e.1.saturating_sub(item.size);
+            if e.0 == 0 {
+                self.by_recipient.remove(&item.recipient);
+            }
+        }
+        if let Some(d) = self.by_depositor.get_mut(&item.depositor) {
+            *d = d.saturating_sub(1);
+            if *d == 0 {
+                self.by_depositor.remove(&item.depositor);
+            }
+        }
+    }
+
+    /// Recipients with items here.
+    pub fn recipients(&self) -> Vec<PeerId> {
+        self.by_recipient.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_are_the_closest_excluding_recipient_and_sender() {
+        let key = b"some mailbox key".to_vec();
+        let peers: Vec<PeerId> = (0..20).map(|_| PeerId::random()).collect();
+        let all = holders(&key, peers.clone(), &[], 20);
+        let target = KBucketKey::new(key.clone());
+        for w in all.windows(2) {
+            assert!(
+                KBucketKey::from(w[0]).distance(&target)
+                    <= KBucketKey::from(w[1]).distance(&target)
+            );
+        }
+        let chosen = holders(&key, peers.clone(), &[all[0], all[2]], 3);
+        assert_eq!(chosen, vec![all[1], all[3], all[4]]);
+        assert!(holders(&key, Vec::new(), &[], 3).is_empty());
+    }
+
+    #[test]
+    fn quorum_is_two_or_all_when_fewer() {
+        assert_eq!(quorum(3, 2), 2);
+        assert_eq!(quorum(1, 2), 1);
+        assert_eq!(quorum(0, 2), 1);
+    }
+
+    #[test]
+    fn handoff_goes_to_new_closest_peers_only() {
+        let key = b"k".to_vec();
+        let (me, jack) = (PeerId::random(), PeerId::random());
+        let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
+        let top = holders(&key, peers.clone(), &[], 3);
+        let mut already: HashSet<PeerId> = top[..2].iter().copied().collect();
+        let mut cands = peers.clone();
+        cands.extend([me, jack]);
+        assert_eq!(
+            handoff_targets(&key, cands.clone(), me, jack, 3, &already),
+            vec![top[2]]
+        );
+        already.insert(top[2]);
+        assert!(handoff_targets(&key, cands, me, jack, 3, &already).is_empty());
+    }
+
+    #[test]
+    fn quotas_per_recipient_and_depositor() {
+        let q = Quotas {
+            recipient_items: 2,
+            recipient_bytes: 1000,
+            depositor_items: 3,
+        };
+        let mut l = Ledger::new(q);
+        let (jack, jill, alice) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let item = |r, size| HeldItem {
+            recipient: r,
+            depositor: alice,
+            size,
+            expires_at: 0,
+        };
+        assert!(l.admit(&jack, &alice, 600).is_ok());
+        l.added(&item(jack, 600));
+        assert_eq!(
+            l.admit(&jack, &alice, 600),
+            Err(DepositReject::RecipientQuota)
+        );
+        l.added(&item(jack, 100));
+        assert_eq!(
+            l.admit(&jack, &alice, 1),
+            Err(DepositReject::RecipientQuota)
+        );
+        l.added(&item(jill, 1));
+        assert_eq!(
+            l.admit(&jill, &alice, 1),
+            Err(DepositReject::DepositorQuota)
+        );
+        l.removed(&item(jack, 600));
+        assert!(l.admit(&jill, &alice, 1).is_ok());
+        assert_eq!(l.recipients().len(), 2);
+    }
+}

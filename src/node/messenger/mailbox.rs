@@ -1,0 +1,333 @@
+//! The mailbox side of the messaging service: depositing for offline
+//! recipients, serving the mailboxes we hold, handing them on to closer
+//! peers, and fetching our own. Policy comes from [`crate::node::mailbox`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::{Internal, Service, open_envelope};
+use crate::clock::unix_ms;
+use crate::crypto::Sealer;
+use crate::net::NetClient;
+use crate::node::mailbox::{handoff_targets, holders, quorum};
+use crate::store::HeldItem;
+use crate::wire::mailbox::{
+    DepositReject, MailboxRequest, MailboxResponse, PAGE_BYTES, PAGE_ITEMS, mailbox_key,
+};
+use crate::wire::message::{AckResult, Envelope, MessageId, RejectReason};
+
+/// Delay that coalesces a burst of routing-table changes.
+const SETTLE: Duration = Duration::from_millis(500);
+/// How often expired items are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+impl Service {
+    pub(super) async fn load_ledger(&mut self) -> Result<(), crate::store::StoreError> {
+        for item in self.blocking(|s| s.held_items()).await? {
+            self.ledger.added(&item);
+        }
+        Ok(())
+    }
+
+    /// Our DHT neighbourhood changed: look into our mailbox, and see whether
+    /// mailboxes we hold have new closest peers — both after a short settle.
+    pub(super) fn neighbourhood_changed(&mut self) {
+        let at = Instant::now() + SETTLE;
+        self.fetch_due.get_or_insert(at);
+        if !self.ledger.recipients().is_empty() {
+            self.handoff_due.get_or_insert(at);
+        }
+    }
+
+    /// Starts whatever mailbox work is due.
+    pub(super) async fn mailbox_timers(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_poll {
+            self.next_poll = now + self.mcfg.poll;
+            self.fetch_due.get_or_insert(now);
+        }
+        if self.fetch_due.is_some_and(|t| t <= now) && !self.fetching {
+            self.fetch_due = None;
+            self.fetching = true;
+            self.next_poll = now + self.mcfg.poll;
+            tokio::spawn(fetch_own(
+                self.sealer.clone(),
+                self.net.clone(),
+                self.mcfg.replicas,
+                self.int_tx.clone(),
+            ));
+        }
+        if self.handoff_due.is_some_and(|t| t <= now) {
+            self.handoff_due = None;
+            self.hand_off().await;
+        }
+        if now >= self.next_purge {
+            self.next_purge = now + PURGE_EVERY.min(self.mcfg.ttl / 2);
+            match self.blocking(|s| s.purge_expired(unix_ms())).await {
+                Ok(gone) => {
+                    for item in &gone {
+                        self.ledger.removed(item);
+                    }
+                    if !gone.is_empty() {
+                        info!(count = gone.len(), "purged expired mailbox items");
+                    }
+                }
+                Err(e) => warn!("cannot purge mailbox items: {e}"),
+            }
+        }
+    }
+
+    /// Deposits the messages `ids` for `peer` with its mailbox holders, in
+    /// the background; the outcome comes back as `Internal::Deposited`.
+    pub(super) fn deposit(&mut self, peer: PeerId, ids: Vec<MessageId>) {
+        let envs: Vec<Envelope> = ids
+            .iter()
+            .filter_map(|id| self.envelopes.get(id).map(|(_, e)| e.clone()))
+            .collect();
+        let net = self.net.clone();
+        let me = self.sealer.me();
+        let (r, want) = (self.mcfg.replicas, self.mcfg.quorum);
+        let int_tx = self.int_tx.clone();
+        tokio::spawn(async move {
+            let key = mailbox_key(&peer);
+            let found = net.closest_peers(key.clone()).await.unwrap_or_default();
+            let chosen = holders(&key, found, &[me, peer], r);
+            let need = quorum(chosen.len(), want);
+            let results = join_all(envs.iter().map(|env| {
+                let (net, chosen) = (net.clone(), chosen.clone());
+                async move {
+                    let acks = join_all(
+                        chosen
+                            .iter()
+                            .map(|h| net.mailbox(*h, MailboxRequest::Deposit(env.clone()))),
+                    )
+                    .await;
+                    let ok = acks
+                        .iter()
+                        .filter(|a| matches!(a, Ok(MailboxResponse::Stored)))
+                        .count();
+                    for a in &acks {
+                        if let Ok(MailboxResponse::Rejected(why)) = a {
+                            debug!(id = %env.id, "deposit refused: {why}");
+                        }
+                    }
+                    (env.id, !chosen.is_empty() && ok >= need)
+                }
+            }))
+            .await;
+            let (stored, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|(_, ok)| *ok);
+            debug!(%peer, holders = chosen.len(), stored = stored.len(), failed = failed.len(), "deposit round");
+            let _ = int_tx
+                .send(Internal::Deposited {
+                    peer,
+                    stored: stored.into_iter().map(|(id, _)| id).collect(),
+                    failed: failed.into_iter().map(|(id, _)| id).collect(),
+                })
+                .await;
+        });
+    }
+
+    /// Answers a request to the mailboxes we hold. Fetch and Ack are only
+    /// for the recipient itself, as authenticated by the connection.
+    pub(super) async fn serve_mailbox(
+        &mut self,
+        peer: PeerId,
+        request: MailboxRequest,
+    ) -> MailboxResponse {
+        let me = self.sealer.me();
+        match request {
+            MailboxRequest::Deposit(env) => {
+                let Ok(recipient) = PeerId::from_bytes(&env.to) else {
+                    return MailboxResponse::Rejected(DepositReject::NotAcceptable);
+                };
+                if recipient == me || recipient == peer || PeerId::from_bytes(&env.from).is_err() {
+                    return MailboxResponse::Rejected(DepositReject::NotAcceptable);
+                }
+                let size = env.sealed.len();
+                if let Err(why) = self.ledger.admit(&recipient, &peer, size) {
+                    return MailboxResponse::Rejected(why);
+                }
+                let expires_at = unix_ms() + self.mcfg.ttl.as_millis() as u64;
+                match self
+                    .blocking(move |s| s.hold(&recipient, &peer, &env, expires_at))
+                    .await
+                {
+                    Ok(new) => {
+                        if new {
+                            self.ledger.added(&HeldItem {
+                                recipient,
+                                depositor: peer,
+                                size,
+                                expires_at,
+                            });
+                            self.handoff_due.get_or_insert(Instant::now() + SETTLE);
+                        }
+                        MailboxResponse::Stored
+                    }
+                    Err(e) => {
+                        warn!("cannot hold a mailbox item: {e}");
+                        MailboxResponse::Rejected(DepositReject::Unavailable)
+                    }
+                }
+            }
+            MailboxRequest::Fetch { recipient, cursor } => {
+                if recipient != peer.to_bytes() {
+                    return MailboxResponse::Denied;
+                }
+                match self
+                    .blocking(move |s| s.held_page(&peer, cursor, PAGE_ITEMS, PAGE_BYTES))
+                    .await
+                {
+                    Ok((items, next)) => MailboxResponse::Page { items, next },
+                    Err(e) => {
+                        warn!("cannot read held items: {e}");
+                        MailboxResponse::Page {
+                            items: Vec::new(),
+                            next: None,
+                        }
+                    }
+                }
+            }
+            MailboxRequest::Ack { recipient, ids } => {
+                if recipient != peer.to_bytes() {
+                    return MailboxResponse::Denied;
+                }
+                let ids: Vec<MessageId> = ids
+                    .into_iter()
+                    .take(crate::wire::mailbox::MAX_ACK_IDS)
+                    .collect();
+                match self.blocking(move |s| s.release(&peer, &ids)).await {
+                    Ok(gone) => {
+                        for item in &gone {
+                            self.ledger.removed(item);
+                        }
+                        MailboxResponse::Acked {
+                            removed: gone.len() as u32,
+                        }
+                    }
+                    Err(e) => {
+                        warn!("cannot release held items: {e}");
+                        MailboxResponse::Acked { removed: 0 }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies held mailboxes to their current closest peers that have not
+    /// had them from us yet, so R copies stay near each key as peers join
+    /// and leave while the recipient is away.
+    async fn hand_off(&mut self) {
+        let me = self.sealer.me();
+        for recipient in self.ledger.recipients() {
+            let envs = match self.blocking(move |s| s.held_for(&recipient)).await {
+                Ok(e) if !e.is_empty() => e,
+                _ => continue,
+            };
+            let already = self.handed.get(&recipient).cloned().unwrap_or_default();
+            let (net, r, int_tx) = (self.net.clone(), self.mcfg.replicas, self.int_tx.clone());
+            tokio::spawn(async move {
+                let key = mailbox_key(&recipient);
+                let found = net.closest_peers(key.clone()).await.unwrap_or_default();
+                let targets = handoff_targets(&key, found, me, recipient, r, &already);
+                let mut done = Vec::new();
+                for t in targets {
+                    let acks = join_all(
+                        envs.iter()
+                            .map(|e| net.mailbox(t, MailboxRequest::Deposit(e.clone()))),
+                    )
+                    .await;
+                    if acks
+                        .iter()
+                        .all(|a| matches!(a, Ok(MailboxResponse::Stored)))
+                    {
+                        done.push(t);
+                    }
+                }
+                if !done.is_empty() {
+                    debug!(%recipient, peers = done.len(), items = envs.len(), "handed mailbox on");
+                    let _ = int_tx
+                        .send(Internal::HandedOff {
+                            recipient,
+                            peers: done,
+                        })
+                        .await;
+                }
+            });
+        }
+    }
+}
+
+/// Fetches our own mailbox from its holders: every page is stored through
+/// the normal incoming path (one flush per page), then acknowledged to the
+/// holder, which deletes what we stored.
+async fn fetch_own(sealer: Arc<Sealer>, net: NetClient, r: usize, int_tx: mpsc::Sender<Internal>) {
+    let me = sealer.me();
+    let key = mailbox_key(&me);
+    let found = net.closest_peers(key.clone()).await.unwrap_or_default();
+    // A few more than R: holders that joined since the deposit may still be
+    // between hand-offs.
+    let chosen = holders(&key, found, &[me], r + 2);
+    join_all(
+        chosen
+            .into_iter()
+            .map(|h| fetch_from(h, &sealer, &net, &int_tx)),
+    )
+    .await;
+    let _ = int_tx.send(Internal::FetchDone).await;
+}
+
+async fn fetch_from(
+    holder: PeerId,
+    sealer: &Sealer,
+    net: &NetClient,
+    int_tx: &mpsc::Sender<Internal>,
+) {
+    let me = sealer.me().to_bytes();
+    let mut cursor = 0;
+    loop {
+        let request = MailboxRequest::Fetch {
+            recipient: me.clone(),
+            cursor,
+        };
+        let (items, next) = match net.mailbox(holder, request).await {
+            Ok(MailboxResponse::Page { items, next }) => (items, next),
+            _ => return,
+        };
+        if items.is_empty() {
+            return;
+        }
+        let opened = items.iter().map(|e| open_envelope(sealer, e)).collect();
+        let (tx, rx) = oneshot::channel();
+        let incoming = Internal::Incoming {
+            items: opened,
+            via_mailbox: true,
+            reply: tx,
+        };
+        if int_tx.send(incoming).await.is_err() {
+            return;
+        }
+        let Ok(acks) = rx.await else { return };
+        // Everything stored, duplicate or refused for good can go; what we
+        // could not store stays with the holder.
+        let done: Vec<MessageId> = acks
+            .into_iter()
+            .filter(|a| a.result != AckResult::Rejected(RejectReason::Unavailable))
+            .filter_map(|a| a.id)
+            .collect();
+        let ack = MailboxRequest::Ack {
+            recipient: me.clone(),
+            ids: done,
+        };
+        let _ = net.mailbox(holder, ack).await;
+        match next {
+            Some(c) => cursor = c,
+            None => return,
+        }
+    }
+}

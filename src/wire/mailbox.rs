@@ -1,0 +1,100 @@
+//! `/roost/mailbox/1`: store-and-forward for recipients who are offline.
+//! Request-response, one CBOR frame each way ([`super::frame::CborCodec`]).
+//!
+//! Holders keep the sealed [`Envelope`]s exactly as the sender made them:
+//! they can see who wrote to whom, never what.
+
+use libp2p::{PeerId, StreamProtocol};
+use serde::{Deserialize, Serialize};
+
+use super::message::{Envelope, MAX_FRAME, MessageId};
+
+/// The protocol name.
+pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/mailbox/1");
+/// Largest request (one deposited envelope, or an ack of many ids).
+pub const MAX_REQUEST: usize = MAX_FRAME;
+/// Largest response (a page of envelopes).
+pub const MAX_RESPONSE: usize = 1024 * 1024;
+/// Most envelopes in one page.
+pub const PAGE_ITEMS: usize = 64;
+/// Most bytes of envelopes in one page (leaves room for framing).
+pub const PAGE_BYTES: usize = 768 * 1024;
+/// Most ids in one ack.
+pub const MAX_ACK_IDS: usize = 1024;
+
+/// The key under which a recipient's mailbox lives in the DHT keyspace:
+/// holders are the peers closest to it. Hashing (rather than using the
+/// recipient's own ID) puts the mailbox on other peers than the recipient's
+/// DHT neighbourhood, and the prefix separates it from any other use.
+pub fn mailbox_key(recipient: &PeerId) -> Vec<u8> {
+    let mut h = blake3::Hasher::new();
+    h.update(b"roost/mbox");
+    h.update(&recipient.to_bytes());
+    h.finalize().as_bytes().to_vec()
+}
+
+/// Requests to a mailbox holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MailboxRequest {
+    /// Keep this envelope for its recipient.
+    Deposit(Envelope),
+    /// The recipient asks for its items from `cursor` on (0 = the start).
+    /// Refused unless the connection is authenticated as `recipient`.
+    Fetch {
+        /// Whose mailbox.
+        #[serde(with = "serde_bytes")]
+        recipient: Vec<u8>,
+        /// The `next` of the previous page.
+        cursor: u64,
+    },
+    /// The recipient has stored these; delete them. Refused unless the
+    /// connection is authenticated as `recipient`.
+    Ack {
+        /// Whose mailbox.
+        #[serde(with = "serde_bytes")]
+        recipient: Vec<u8>,
+        /// Message ids.
+        ids: Vec<MessageId>,
+    },
+}
+
+/// Answers of a holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MailboxResponse {
+    /// Stored durably (flushed) — or already held.
+    Stored,
+    /// Not stored.
+    Rejected(DepositReject),
+    /// A page of the recipient's items.
+    Page {
+        /// The envelopes.
+        items: Vec<Envelope>,
+        /// Cursor for the next page, `None` when this was the last.
+        next: Option<u64>,
+    },
+    /// This many items were deleted.
+    Acked {
+        /// Count.
+        removed: u32,
+    },
+    /// Only the recipient may fetch or ack its items.
+    Denied,
+}
+
+/// Why a deposit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DepositReject {
+    /// The recipient's mailbox here is full (count or bytes).
+    #[error("recipient's mailbox is full")]
+    RecipientQuota,
+    /// The depositor has too many items here.
+    #[error("depositor is over its quota")]
+    DepositorQuota,
+    /// The depositor is not the envelope's sender, or the envelope is
+    /// addressed oddly (to the holder, to the depositor).
+    #[error("envelope not acceptable from this depositor")]
+    NotAcceptable,
+    /// The holder cannot store now.
+    #[error("holder unavailable")]
+    Unavailable,
+}
