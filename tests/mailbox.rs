@@ -110,8 +110,8 @@ async fn store_and_forward_to_jack_while_both_are_away_in_turn() {
     assert_eq!(alice.handle.outbox_len().await.unwrap(), 0);
     // Holders let go of what Jack acknowledged.
     for p in &plain {
-        eventually("holders are emptied", || async {
-            (p.handle.held_len().await.unwrap() == 0).then_some(())
+        eventually("holders let go of Jack's items", || async {
+            (p.handle.held_for(jack).await.unwrap() == 0).then_some(())
         })
         .await;
     }

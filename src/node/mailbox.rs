@@ -58,21 +58,36 @@ pub fn quorum(holders: usize, want: usize) -> usize {
     want.min(holders).max(1)
 }
 
-/// Peers that should receive a copy of a mailbox's items: the current `r`
-/// closest to its key (excluding us and the recipient) that have not had
-/// them from us yet. Keeps `r` copies near the key as peers come and go.
-pub fn handoff_targets(
+/// What a holder should do with one recipient's items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    /// Peers among the `r` closest to the key that have not had the items
+    /// from us yet: send them copies.
+    pub targets: Vec<PeerId>,
+    /// Whether we are still among the `r` closest ourselves. If not, once
+    /// every one of them has a copy, ours can go: the items have moved on.
+    pub keep: bool,
+}
+
+/// Plans a hand-off: the ranking includes us, so copies go only to the
+/// current `r` closest peers (never further out), and a holder that has
+/// dropped out of them hands its items on and lets go.
+pub fn handoff(
     key: &[u8],
     closest: impl IntoIterator<Item = PeerId>,
     me: PeerId,
     recipient: PeerId,
     r: usize,
     already: &HashSet<PeerId>,
-) -> Vec<PeerId> {
-    holders(key, closest, &[me, recipient], r)
-        .into_iter()
-        .filter(|p| !already.contains(p))
-        .collect()
+) -> Handoff {
+    let ranking = holders(key, closest.into_iter().chain([me]), &[recipient], r);
+    Handoff {
+        keep: ranking.contains(&me),
+        targets: ranking
+            .into_iter()
+            .filter(|p| *p != me && !already.contains(p))
+            .collect(),
+    }
 }
 
 /// Running counts of what a holder keeps, for quota checks without a scan.
@@ -170,20 +185,30 @@ mod tests {
     }
 
     #[test]
-    fn handoff_goes_to_new_closest_peers_only() {
+    fn handoff_goes_to_the_closest_only_and_an_outranked_holder_lets_go() {
         let key = b"k".to_vec();
-        let (me, jack) = (PeerId::random(), PeerId::random());
-        let peers: Vec<PeerId> = (0..6).map(|_| PeerId::random()).collect();
-        let top = holders(&key, peers.clone(), &[], 3);
-        let mut already: HashSet<PeerId> = top[..2].iter().copied().collect();
+        let jack = PeerId::random();
+        let peers: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
+        let top = holders(&key, peers.clone(), &[], 8);
         let mut cands = peers.clone();
-        cands.extend([me, jack]);
-        assert_eq!(
-            handoff_targets(&key, cands.clone(), me, jack, 3, &already),
-            vec![top[2]]
+        cands.push(jack);
+
+        // The 2nd closest holds: it copies to the 1st and 3rd, and keeps.
+        let me = top[1];
+        let plan = handoff(&key, cands.clone(), me, jack, 3, &HashSet::new());
+        assert_eq!(plan.targets, vec![top[0], top[2]]);
+        assert!(plan.keep);
+        let already: HashSet<PeerId> = plan.targets.iter().copied().collect();
+        assert!(
+            handoff(&key, cands.clone(), me, jack, 3, &already)
+                .targets
+                .is_empty()
         );
-        already.insert(top[2]);
-        assert!(handoff_targets(&key, cands, me, jack, 3, &already).is_empty());
+
+        // The 6th closest is outranked: it copies to the top 3 and lets go.
+        let plan = handoff(&key, cands, top[5], jack, 3, &HashSet::new());
+        assert_eq!(plan.targets, top[..3].to_vec());
+        assert!(!plan.keep);
     }
 
     #[test]

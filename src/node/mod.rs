@@ -314,6 +314,11 @@ impl NodeHandle {
         self.read(|s| Ok(s.held_len())).await
     }
 
+    /// Mailbox items this node holds for `recipient`.
+    pub async fn held_for(&self, recipient: PeerId) -> Result<usize, NodeError> {
+        self.read(move |s| Ok(s.held_for(&recipient)?.len())).await
+    }
+
     /// New messages and state changes of our messages, as they happen.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()

@@ -19,6 +19,8 @@ pub const MAX_RESPONSE: usize = 1024 * 1024;
 pub const PAGE_ITEMS: usize = 64;
 /// Most bytes of envelopes in one page (leaves room for framing).
 pub const PAGE_BYTES: usize = 768 * 1024;
+/// Most holders a recipient asks for its items (Kademlia's K).
+pub const FETCH_FROM: usize = 20;
 /// Most ids in one ack.
 pub const MAX_ACK_IDS: usize = 1024;
 

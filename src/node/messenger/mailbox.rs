@@ -14,7 +14,7 @@ use super::{Internal, Service, open_envelope};
 use crate::clock::unix_ms;
 use crate::crypto::Sealer;
 use crate::net::NetClient;
-use crate::node::mailbox::{handoff_targets, holders, quorum};
+use crate::node::mailbox::{handoff, holders, quorum};
 use crate::store::HeldItem;
 use crate::wire::mailbox::{
     DepositReject, MailboxRequest, MailboxResponse, PAGE_BYTES, PAGE_ITEMS, mailbox_key,
@@ -234,27 +234,34 @@ impl Service {
             tokio::spawn(async move {
                 let key = mailbox_key(&recipient);
                 let found = net.closest_peers(key.clone()).await.unwrap_or_default();
-                let targets = handoff_targets(&key, found, me, recipient, r, &already);
+                if found.is_empty() {
+                    return;
+                }
+                let plan = handoff(&key, found, me, recipient, r, &already);
                 let mut done = Vec::new();
-                for t in targets {
+                for t in &plan.targets {
                     let acks = join_all(
                         envs.iter()
-                            .map(|e| net.mailbox(t, MailboxRequest::Deposit(e.clone()))),
+                            .map(|e| net.mailbox(*t, MailboxRequest::Deposit(e.clone()))),
                     )
                     .await;
                     if acks
                         .iter()
                         .all(|a| matches!(a, Ok(MailboxResponse::Stored)))
                     {
-                        done.push(t);
+                        done.push(*t);
                     }
                 }
-                if !done.is_empty() {
-                    debug!(%recipient, peers = done.len(), items = envs.len(), "handed mailbox on");
+                // Outranked, and every closer holder confirmed a copy: let go.
+                let release = (!plan.keep && done.len() == plan.targets.len())
+                    .then(|| envs.iter().map(|e| e.id).collect::<Vec<_>>());
+                if !done.is_empty() || release.is_some() {
+                    debug!(%recipient, peers = done.len(), items = envs.len(), released = release.is_some(), "handed mailbox on");
                     let _ = int_tx
                         .send(Internal::HandedOff {
                             recipient,
                             peers: done,
+                            release,
                         })
                         .await;
                 }
@@ -270,9 +277,9 @@ async fn fetch_own(sealer: Arc<Sealer>, net: NetClient, r: usize, int_tx: mpsc::
     let me = sealer.me();
     let key = mailbox_key(&me);
     let found = net.closest_peers(key.clone()).await.unwrap_or_default();
-    // A few more than R: holders that joined since the deposit may still be
-    // between hand-offs.
-    let chosen = holders(&key, found, &[me], r + 2);
+    // Every peer of the neighbourhood, not just the R closest: a copy left
+    // on a peer that has since been outranked is found and cleared too.
+    let chosen = holders(&key, found, &[me], r.max(crate::wire::mailbox::FETCH_FROM));
     join_all(
         chosen
             .into_iter()

@@ -104,10 +104,12 @@ enum Internal {
     },
     /// A fetch of our own mailbox ended.
     FetchDone,
-    /// These peers now have copies of `recipient`'s items from us.
+    /// These peers now have copies of `recipient`'s items from us; if
+    /// `release` is set, ours have moved on and can go.
     HandedOff {
         recipient: PeerId,
         peers: Vec<PeerId>,
+        release: Option<Vec<MessageId>>,
     },
 }
 
@@ -468,8 +470,18 @@ impl Service {
             Internal::FetchDone => {
                 self.fetching = false;
             }
-            Internal::HandedOff { recipient, peers } => {
+            Internal::HandedOff {
+                recipient,
+                peers,
+                release,
+            } => {
                 self.handed.entry(recipient).or_default().extend(peers);
+                if let Some(ids) = release {
+                    match self.blocking(move |s| s.release(&recipient, &ids)).await {
+                        Ok(gone) => gone.iter().for_each(|i| self.ledger.removed(i)),
+                        Err(e) => warn!("cannot release handed-off items: {e}"),
+                    }
+                }
             }
         }
     }
