@@ -73,6 +73,9 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Store-and-forward settings.
     pub mailbox: MailboxConfig,
+    /// Show `away` after this long without user activity through the local
+    /// API, while the explicit state is `online`; `None` disables it.
+    pub auto_away: Option<Duration>,
 }
 
 /// How this node uses and serves replicated mailboxes.
@@ -125,6 +128,7 @@ impl Config {
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             cache_bytes: 16 << 20,
             mailbox: MailboxConfig::default(),
+            auto_away: Some(Duration::from_secs(15 * 60)),
         }
     }
 
@@ -181,6 +185,8 @@ pub struct FileConfig {
     pub mailbox_poll_secs: Option<u64>,
     /// See [`MailboxConfig::ttl`], in seconds.
     pub mailbox_ttl_secs: Option<u64>,
+    /// See [`Config::auto_away`], in minutes; 0 disables it.
+    pub auto_away_mins: Option<u64>,
 }
 
 impl FileConfig {
@@ -214,6 +220,9 @@ impl FileConfig {
         }
         if let Some(v) = self.mailbox_poll_secs {
             c.mailbox.poll = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = self.auto_away_mins {
+            c.auto_away = (v > 0).then(|| Duration::from_secs(v * 60));
         }
         if let Some(v) = self.mailbox_ttl_secs {
             c.mailbox.ttl = Duration::from_secs(v.max(60));

@@ -11,9 +11,13 @@ use crate::config::Config;
 use crate::identity::Identity;
 use crate::wire::frame::CborCodec;
 use crate::wire::mailbox::{self, MailboxRequest, MailboxResponse};
+use crate::wire::presence::{self, PresenceRequest, PresenceResponse};
 
 /// The mailbox protocol's request-response behaviour.
 pub type MailboxBehaviour = request_response::Behaviour<CborCodec<MailboxRequest, MailboxResponse>>;
+/// The presence protocol's request-response behaviour.
+pub type PresenceBehaviour =
+    request_response::Behaviour<CborCodec<PresenceRequest, PresenceResponse>>;
 
 /// Our private Kademlia protocol: roost nodes form their own DHT rather than
 /// joining (and validating records for) the public IPFS one.
@@ -36,6 +40,8 @@ pub struct Behaviour {
     pub stream: libp2p_stream::Behaviour,
     /// Store-and-forward (`/roost/mailbox/1`).
     pub mailbox: MailboxBehaviour,
+    /// SUBSCRIBE / NOTIFY (`/roost/presence/1`).
+    pub presence: PresenceBehaviour,
 }
 
 impl Behaviour {
@@ -92,6 +98,16 @@ impl Behaviour {
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(15))
                     .with_max_concurrent_streams(128),
+            ),
+            presence: request_response::Behaviour::with_codec(
+                CborCodec::new(presence::MAX_PRESENCE_FRAME, presence::MAX_PRESENCE_FRAME),
+                [(
+                    presence::PRESENCE_PROTOCOL,
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(10))
+                    .with_max_concurrent_streams(256),
             ),
         })
     }

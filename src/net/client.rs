@@ -9,6 +9,7 @@ use super::Command;
 use crate::node::NodeError;
 use crate::wire::locator::Locator;
 use crate::wire::mailbox::{MailboxRequest, MailboxResponse};
+use crate::wire::presence::{PresenceRequest, PresenceResponse};
 use libp2p::request_response::ResponseChannel;
 
 /// Longest a dial may take before we give up on it.
@@ -130,6 +131,33 @@ impl NetClient {
         let _ = self
             .commands
             .send(Command::MailboxRespond { channel, response })
+            .await;
+    }
+
+    /// Sends a presence request to `peer`.
+    pub async fn presence(
+        &self,
+        peer: PeerId,
+        request: PresenceRequest,
+    ) -> Result<PresenceResponse, NodeError> {
+        self.ask(|reply| Command::Presence {
+            peer,
+            request,
+            reply,
+        })
+        .await?
+        .map_err(|reason| NodeError::Dial { peer, reason })
+    }
+
+    /// Answers a presence request (fire and forget).
+    pub async fn presence_respond(
+        &self,
+        channel: ResponseChannel<PresenceResponse>,
+        response: PresenceResponse,
+    ) {
+        let _ = self
+            .commands
+            .send(Command::PresenceRespond { channel, response })
             .await;
     }
 

@@ -26,6 +26,7 @@ use crate::node::republish::Republisher;
 use crate::store::{KnownPeer, Store, Writer};
 use crate::wire::locator::{self, Locator};
 use crate::wire::mailbox::{MailboxRequest, MailboxResponse};
+use crate::wire::presence::{PresenceRequest, PresenceResponse};
 
 /// How long a clean shutdown waits for the "offline" record to be stored.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -103,6 +104,22 @@ pub enum Command {
         /// The answer.
         response: MailboxResponse,
     },
+    /// Send a presence request and wait for the answer.
+    Presence {
+        /// To whom.
+        peer: PeerId,
+        /// What.
+        request: PresenceRequest,
+        /// The answer, or why there is none.
+        reply: oneshot::Sender<Result<PresenceResponse, String>>,
+    },
+    /// Answer a presence request received earlier.
+    PresenceRespond {
+        /// The request's channel.
+        channel: ResponseChannel<PresenceResponse>,
+        /// The answer.
+        response: PresenceResponse,
+    },
     /// Leave the network cleanly: publish an "offline" record, then stop.
     Shutdown {
         /// Answered once the task is about to exit.
@@ -110,11 +127,64 @@ pub enum Command {
     },
 }
 
+/// Answers awaited for our outbound requests of one request-response
+/// protocol.
+type Pending<Resp> = HashMap<OutboundRequestId, oneshot::Sender<Result<Resp, String>>>;
+
+/// Routes one request-response event: inbound requests become a
+/// [`NetEvent`] for the services (dropped when they are behind: the
+/// channel is bounded and the peer sees a failure it will retry), answers
+/// and failures go to whoever is waiting for them.
+fn route_rpc<Req, Resp>(
+    event: request_response::Event<Req, Resp>,
+    pending: &mut Pending<Resp>,
+    events: &mpsc::Sender<NetEvent>,
+    inbound: impl FnOnce(PeerId, Req, ResponseChannel<Resp>) -> NetEvent,
+) {
+    match event {
+        request_response::Event::Message {
+            peer,
+            message:
+                request_response::Message::Request {
+                    request, channel, ..
+                },
+            ..
+        } => {
+            let busy = events.try_send(inbound(peer, request, channel)).is_err();
+            if busy {
+                debug!(%peer, "services busy; dropping a request");
+            }
+        }
+        request_response::Event::Message {
+            message:
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                },
+            ..
+        } => {
+            if let Some(reply) = pending.remove(&request_id) {
+                let _ = reply.send(Ok(response));
+            }
+        }
+        request_response::Event::OutboundFailure {
+            request_id, error, ..
+        } => {
+            if let Some(reply) = pending.remove(&request_id) {
+                let _ = reply.send(Err(error.to_string()));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// What the network tells the services beside it.
 #[derive(Debug)]
 pub enum NetEvent {
     /// A connection to this peer was established.
     Connected(PeerId),
+    /// The last connection to this peer closed.
+    Disconnected(PeerId),
     /// A peer entered our routing table: our DHT neighbourhood changed.
     RoutingChanged,
     /// A peer asks something of the mailboxes we hold.
@@ -125,6 +195,15 @@ pub enum NetEvent {
         request: MailboxRequest,
         /// Where the answer goes ([`Command::MailboxRespond`]).
         channel: ResponseChannel<MailboxResponse>,
+    },
+    /// A peer subscribes to or notifies us of presence.
+    PresenceRequest {
+        /// Authenticated by the connection.
+        peer: PeerId,
+        /// What it asks.
+        request: PresenceRequest,
+        /// Where the answer goes ([`Command::PresenceRespond`]).
+        channel: ResponseChannel<PresenceResponse>,
     },
 }
 
@@ -149,7 +228,8 @@ pub struct EventLoop {
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
     pending_closest: HashMap<QueryId, oneshot::Sender<Vec<PeerId>>>,
-    pending_mailbox: HashMap<OutboundRequestId, oneshot::Sender<Result<MailboxResponse, String>>>,
+    pending_mailbox: Pending<MailboxResponse>,
+    pending_presence: Pending<PresenceResponse>,
     stopping: Option<Stopping>,
 }
 
@@ -179,6 +259,7 @@ impl EventLoop {
             pending_puts: HashMap::new(),
             pending_closest: HashMap::new(),
             pending_mailbox: HashMap::new(),
+            pending_presence: HashMap::new(),
             stopping: None,
         }
     }
@@ -350,6 +431,25 @@ impl EventLoop {
                     .mailbox
                     .send_response(channel, response);
             }
+            Command::Presence {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .presence
+                    .send_request(&peer, request);
+                self.pending_presence.insert(id, reply);
+            }
+            Command::PresenceRespond { channel, response } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .presence
+                    .send_response(channel, response);
+            }
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
         }
     }
@@ -505,7 +605,33 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e),
-            SwarmEvent::Behaviour(BehaviourEvent::Mailbox(e)) => self.on_mailbox(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Mailbox(e)) => route_rpc(
+                e,
+                &mut self.pending_mailbox,
+                &self.net_events,
+                |peer, request, channel| NetEvent::MailboxRequest {
+                    peer,
+                    request,
+                    channel,
+                },
+            ),
+            SwarmEvent::Behaviour(BehaviourEvent::Presence(e)) => route_rpc(
+                e,
+                &mut self.pending_presence,
+                &self.net_events,
+                |peer, request, channel| NetEvent::PresenceRequest {
+                    peer,
+                    request,
+                    channel,
+                },
+            ),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                let _ = self.net_events.try_send(NetEvent::Disconnected(peer_id));
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -623,50 +749,6 @@ impl EventLoop {
                 }
                 _ => {}
             },
-            _ => {}
-        }
-    }
-
-    fn on_mailbox(&mut self, event: request_response::Event<MailboxRequest, MailboxResponse>) {
-        match event {
-            request_response::Event::Message {
-                peer,
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                // Bounded: when the service is behind, the request is
-                // dropped and the peer sees a failure it will retry.
-                let ev = NetEvent::MailboxRequest {
-                    peer,
-                    request,
-                    channel,
-                };
-                if self.net_events.try_send(ev).is_err() {
-                    debug!(%peer, "mailbox service busy; dropping a request");
-                }
-            }
-            request_response::Event::Message {
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
-                    let _ = reply.send(Ok(response));
-                }
-            }
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => {
-                if let Some(reply) = self.pending_mailbox.remove(&request_id) {
-                    let _ = reply.send(Err(error.to_string()));
-                }
-            }
             _ => {}
         }
     }

@@ -7,6 +7,8 @@ pub mod content;
 pub mod mailbox;
 pub mod messenger;
 pub mod outbox;
+pub mod presence;
+pub mod presence_service;
 pub mod republish;
 
 use std::sync::Arc;
@@ -18,13 +20,15 @@ use tokio::task::JoinHandle;
 
 pub use content::{Content, ContentError};
 pub use messenger::Event;
+pub use presence::{Own, OwnStatus};
+pub use presence_service::{BuddyChange, BuddyView};
 
 use crate::clock::unix_ms;
 use crate::config::{Config, ensure_private_dir};
 use crate::crypto::Sealer;
 use crate::identity::{Identity, IdentityError};
-use crate::net::{self, EventLoop, NetClient, NetError};
-use crate::store::{Direction, MessageState, Store, StoreError, StoredMessage};
+use crate::net::{self, EventLoop, NetClient, NetError, NetEvent};
+use crate::store::{BuddyRequest, Direction, MessageState, Store, StoreError, StoredMessage};
 use crate::wire::locator::Locator;
 use crate::wire::message::{self as msg, Body, Inner, MessageId};
 use messenger::Request;
@@ -68,6 +72,12 @@ pub enum NodeError {
     /// Sealing failed (the recipient's ID has no usable key).
     #[error("cannot seal the message: {0}")]
     Seal(#[from] crate::crypto::CryptoError),
+    /// No buddy has that name.
+    #[error("no buddy is called {0:?} (give a name from `roost buddy list` or an ID)")]
+    UnknownName(String),
+    /// Several buddies have that name.
+    #[error("several buddies are called {0:?}; use the ID")]
+    AmbiguousName(String),
     /// The peer could not be reached at its published addresses.
     #[error("cannot connect to {peer}: {reason}")]
     Dial {
@@ -120,19 +130,37 @@ impl Node {
         let net = NetClient::new(cmd_tx);
         let sealer = Arc::new(Sealer::new(&identity));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let presence =
+            presence_service::spawn(store.clone(), net.clone(), events.clone(), config.auto_away)
+                .await?;
         let messages = messenger::spawn(
-            store,
+            store.clone(),
             sealer.clone(),
             net.clone(),
             control.clone(),
             events.clone(),
             config.mailbox.clone(),
+            presence.clone(),
         )
         .map_err(|_| NetError::Setup("message protocol registered twice".into()))?;
-        let forward = messages.clone();
+        let (to_msgs, to_presence) = (messages.clone(), presence.clone());
         tokio::spawn(async move {
+            use presence_service::Request as P;
             while let Some(ev) = net_rx.recv().await {
-                if forward.send(Request::Net(ev)).await.is_err() {
+                let sent = match ev {
+                    NetEvent::Connected(peer) => {
+                        let _ = to_presence.send(P::Net(NetEvent::Connected(peer))).await;
+                        to_msgs
+                            .send(Request::Net(NetEvent::Connected(peer)))
+                            .await
+                            .is_ok()
+                    }
+                    ev @ (NetEvent::Disconnected(_) | NetEvent::PresenceRequest { .. }) => {
+                        to_presence.send(P::Net(ev)).await.is_ok()
+                    }
+                    ev => to_msgs.send(Request::Net(ev)).await.is_ok(),
+                };
+                if !sent {
                     break;
                 }
             }
@@ -143,6 +171,7 @@ impl Node {
                 peer_id: identity.peer_id(),
                 net,
                 messages,
+                presence,
                 sealer,
                 events,
                 control,
@@ -157,6 +186,7 @@ struct NodeInner {
     peer_id: PeerId,
     net: NetClient,
     messages: mpsc::Sender<Request>,
+    presence: mpsc::Sender<presence_service::Request>,
     sealer: Arc<Sealer>,
     events: broadcast::Sender<Event>,
     control: libp2p_stream::Control,
@@ -294,14 +324,120 @@ impl NodeHandle {
             .await??)
     }
 
-    /// Puts `peer` on the buddy list (its messages are no longer requests).
+    /// Adds `peer` to the buddy list under `name`: it may now see my
+    /// presence, its messages are no longer requests, and it is sent a buddy
+    /// request (through its mailbox if it is offline). Adding someone who
+    /// added me is how a request is accepted.
     pub async fn add_buddy(&self, peer: PeerId, name: String) -> Result<(), NodeError> {
-        self.read(move |s| s.add_buddy(&peer, &name)).await
+        if peer == self.peer_id() {
+            return Err(NodeError::SelfSend);
+        }
+        if self.change_buddy(peer, BuddyChange::Add(name)).await? {
+            let request = Request::Control {
+                to: peer,
+                body: Body::BuddyRequest,
+            };
+            self.inner
+                .messages
+                .send(request)
+                .await
+                .map_err(|_| NodeError::Stopped)?;
+        }
+        Ok(())
     }
 
-    /// Blocks `peer`: its messages are refused from now on.
+    /// Changes one buddy entry (remove, rename, hide/show, block/unblock);
+    /// permission changes reach that buddy at once. Returns whether the key
+    /// became a buddy.
+    pub async fn change_buddy(&self, peer: PeerId, change: BuddyChange) -> Result<bool, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let req = presence_service::Request::Change {
+            peer,
+            change,
+            reply: tx,
+        };
+        self.inner
+            .presence
+            .send(req)
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        Ok(rx.await.map_err(|_| NodeError::Stopped)??)
+    }
+
+    /// Blocks `peer`: its messages and subscriptions are refused from now on.
     pub async fn block(&self, peer: PeerId) -> Result<(), NodeError> {
-        self.read(move |s| s.block(&peer)).await
+        self.change_buddy(peer, BuddyChange::Block(true))
+            .await
+            .map(|_| ())
+    }
+
+    /// The buddy list with each buddy's presence as last pushed to us.
+    pub async fn buddies(&self) -> Result<Vec<BuddyView>, NodeError> {
+        self.ask_presence(presence_service::Request::Buddies).await
+    }
+
+    /// Keys that added me and that I have not added (yet).
+    pub async fn buddy_requests(&self) -> Result<Vec<BuddyRequest>, NodeError> {
+        self.read(|s| s.buddy_requests()).await
+    }
+
+    /// Sets my presence; pushed at once to every buddy allowed to see it,
+    /// and kept across restarts.
+    pub async fn set_presence(&self, own: Own) -> Result<(), NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let req = presence_service::Request::SetOwn { own, reply: tx };
+        self.inner
+            .presence
+            .send(req)
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        Ok(rx.await.map_err(|_| NodeError::Stopped)??)
+    }
+
+    /// My presence as I set it.
+    pub async fn presence(&self) -> Result<Own, NodeError> {
+        self.ask_presence(presence_service::Request::Own).await
+    }
+
+    /// Records user activity (ends an automatic away).
+    pub async fn touch(&self) {
+        let _ = self
+            .inner
+            .presence
+            .send(presence_service::Request::Activity)
+            .await;
+    }
+
+    /// A buddy's ID from its name, or an ID given as text.
+    pub async fn resolve(&self, name_or_id: &str) -> Result<PeerId, NodeError> {
+        if let Ok(peer) = crate::identity::parse_id(name_or_id) {
+            return Ok(peer);
+        }
+        let matches: Vec<PeerId> = self
+            .buddies()
+            .await?
+            .into_iter()
+            .filter(|b| b.name == name_or_id)
+            .map(|b| b.peer)
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(NodeError::UnknownName(name_or_id.to_string())),
+            _ => Err(NodeError::AmbiguousName(name_or_id.to_string())),
+        }
+    }
+
+    async fn ask_presence<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> presence_service::Request,
+    ) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .presence
+            .send(make(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
     }
 
     /// Messages waiting in the outbox.
@@ -388,8 +524,10 @@ impl NodeHandle {
     /// Leaves the network cleanly (an "offline" locator replaces ours) and
     /// waits until the node has stopped and its database is closed.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
-        // Messages first (no more writes), then the network. Either may
-        // already be gone; the waits below still apply.
+        // Presence first (watchers hear we leave), then messages (no more
+        // writes), then the network. Any may already be gone; the waits
+        // below still apply.
+        let _ = self.ask_presence(presence_service::Request::Stop).await;
         let _ = self.request(Request::Stop).await;
         let _ = self.inner.net.shutdown().await;
         if let Some(task) = self.inner.task.lock().await.take() {

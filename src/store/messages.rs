@@ -16,7 +16,6 @@ use crate::wire::message::{Envelope, MessageId};
 pub(super) const MSGS: &str = "msgs";
 pub(super) const INDEX: &str = "msg_index";
 pub(super) const OUTBOX: &str = "outbox";
-pub(super) const BUDDIES: &str = "buddies";
 const MAX_ROW: usize = 256 * 1024;
 
 /// Which way a message went.
@@ -103,23 +102,6 @@ impl StoredMessage {
     }
 }
 
-/// How we relate to a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Relation {
-    /// Not on the buddy list: messages land under requests.
-    Stranger,
-    /// On the buddy list.
-    Buddy,
-    /// Blocked: everything from it is refused.
-    Blocked,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct BuddyRow {
-    name: String,
-    blocked: bool,
-}
-
 #[derive(Serialize, Deserialize)]
 struct OutboxRow {
     #[serde(with = "serde_bytes")]
@@ -149,11 +131,14 @@ fn index_key(dir: Direction, peer: &[u8], id: &MessageId) -> Vec<u8> {
     k
 }
 
-fn enc<T: Serialize>(v: &T, tree: &'static str) -> Result<Vec<u8>, StoreError> {
+pub(super) fn enc<T: Serialize>(v: &T, tree: &'static str) -> Result<Vec<u8>, StoreError> {
     crate::wire::encode(v).map_err(|_| StoreError::Corrupt(tree))
 }
 
-fn dec<T: serde::de::DeserializeOwned>(b: &[u8], tree: &'static str) -> Result<T, StoreError> {
+pub(super) fn dec<T: serde::de::DeserializeOwned>(
+    b: &[u8],
+    tree: &'static str,
+) -> Result<T, StoreError> {
     crate::wire::decode(b, MAX_ROW).map_err(|_| StoreError::Corrupt(tree))
 }
 
@@ -318,47 +303,6 @@ impl Store {
         }
         Ok(ids)
     }
-
-    /// How we relate to `peer`.
-    pub fn relation(&self, peer: &PeerId) -> Result<Relation, StoreError> {
-        Ok(match self.buddies.get(peer.to_bytes())? {
-            None => Relation::Stranger,
-            Some(v) => {
-                let row: BuddyRow = dec(&v, BUDDIES)?;
-                if row.blocked {
-                    Relation::Blocked
-                } else {
-                    Relation::Buddy
-                }
-            }
-        })
-    }
-
-    /// Puts `peer` on the buddy list under `name` (unblocking it).
-    pub fn add_buddy(&self, peer: &PeerId, name: &str) -> Result<(), StoreError> {
-        let row = BuddyRow {
-            name: name.to_string(),
-            blocked: false,
-        };
-        self.buddies.insert(peer.to_bytes(), enc(&row, BUDDIES)?)?;
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// Blocks `peer`: everything from it is refused from now on.
-    pub fn block(&self, peer: &PeerId) -> Result<(), StoreError> {
-        let name = match self.buddies.get(peer.to_bytes())? {
-            Some(v) => dec::<BuddyRow>(&v, BUDDIES)?.name,
-            None => String::new(),
-        };
-        let row = BuddyRow {
-            name,
-            blocked: true,
-        };
-        self.buddies.insert(peer.to_bytes(), enc(&row, BUDDIES)?)?;
-        self.db.flush()?;
-        Ok(())
-    }
 }
 
 /// A batch may carry the same message twice (two paths at once).
@@ -448,17 +392,5 @@ mod tests {
         );
         s.remove_from_outbox(&m.id).unwrap();
         assert_eq!(s.outbox_len(), 0);
-    }
-
-    #[test]
-    fn relations() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), 1 << 20).unwrap();
-        let p = PeerId::random();
-        assert_eq!(s.relation(&p).unwrap(), Relation::Stranger);
-        s.add_buddy(&p, "bob").unwrap();
-        assert_eq!(s.relation(&p).unwrap(), Relation::Buddy);
-        s.block(&p).unwrap();
-        assert_eq!(s.relation(&p).unwrap(), Relation::Blocked);
     }
 }

@@ -5,6 +5,7 @@
 //! task. sled fsyncs only every 500 ms by itself; anything the node
 //! acknowledges to someone else is flushed explicitly first.
 
+mod buddies;
 mod held;
 mod messages;
 mod peers;
@@ -12,8 +13,9 @@ mod writer;
 
 use std::path::Path;
 
+pub use buddies::{Buddy, BuddyRequest, Relation};
 pub use held::HeldItem;
-pub use messages::{Direction, MessageState, Relation, StoredMessage};
+pub use messages::{Direction, MessageState, StoredMessage};
 pub use peers::KnownPeer;
 pub use writer::Writer;
 
@@ -56,6 +58,7 @@ pub struct Store {
     buddies: sled::Tree,
     held: sled::Tree,
     held_ids: sled::Tree,
+    requests: sled::Tree,
 }
 
 impl Store {
@@ -94,7 +97,8 @@ impl Store {
             msgs: db.open_tree(messages::MSGS)?,
             index: db.open_tree(messages::INDEX)?,
             outbox: db.open_tree(messages::OUTBOX)?,
-            buddies: db.open_tree(messages::BUDDIES)?,
+            buddies: db.open_tree(buddies::BUDDIES)?,
+            requests: db.open_tree(buddies::REQUESTS)?,
             held: db.open_tree(held::HELD)?,
             held_ids: db.open_tree(held::HELD_IDS)?,
             db,

@@ -124,6 +124,9 @@ pub enum Body {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// "I added you": a buddy request (or, if the recipient has the sender
+    /// on its list already, the acceptance of the one it sent).
+    BuddyRequest,
     /// A receipt for earlier messages, travelling as a message of its own.
     Receipt {
         /// Delivered or read.

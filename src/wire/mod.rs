@@ -7,6 +7,7 @@ pub mod frame;
 pub mod locator;
 pub mod mailbox;
 pub mod message;
+pub mod presence;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -52,6 +52,18 @@ const BATCH: usize = 256;
 pub enum Event {
     /// A new message arrived (stored durably).
     Message(StoredMessage),
+    /// A buddy's presence changed (pushed by its node).
+    Presence {
+        /// The buddy.
+        peer: PeerId,
+        /// Its new presence.
+        info: crate::wire::presence::PresenceInfo,
+    },
+    /// Someone added us as a buddy; add them back to accept.
+    BuddyRequest {
+        /// Who.
+        peer: PeerId,
+    },
     /// One of our messages moved on (delivered, read, failed).
     State {
         /// The message.
@@ -75,6 +87,8 @@ pub(crate) enum Request {
         peer: PeerId,
         reply: oneshot::Sender<Result<usize, StoreError>>,
     },
+    /// Queue a control message (buddy request) for `to`.
+    Control { to: PeerId, body: Body },
     /// A store read, run in order with the writes.
     Read(Box<dyn FnOnce(&Store) + Send>),
     /// Something happened on the network.
@@ -129,6 +143,7 @@ pub(crate) fn spawn(
     mut control: libp2p_stream::Control,
     events: broadcast::Sender<Event>,
     mailbox: MailboxConfig,
+    presence: mpsc::Sender<super::presence_service::Request>,
 ) -> Result<mpsc::Sender<Request>, libp2p_stream::AlreadyRegistered> {
     let (req_tx, req_rx) = mpsc::channel(1024);
     let (int_tx, int_rx) = mpsc::channel(4096);
@@ -157,6 +172,7 @@ pub(crate) fn spawn(
         links: HashMap::new(),
         int_tx,
         ledger: Ledger::new(mailbox.quotas),
+        presence,
         mcfg: mailbox,
         handed: HashMap::new(),
         fetching: false,
@@ -182,6 +198,8 @@ struct Service {
     int_tx: mpsc::Sender<Internal>,
     /// Quota counts of the mailbox items we hold for others.
     ledger: Ledger,
+    /// The presence service, told when a buddy grants us its presence.
+    presence: mpsc::Sender<super::presence_service::Request>,
     mcfg: MailboxConfig,
     /// Per recipient, the peers we already handed its items to.
     handed: HashMap<PeerId, HashSet<PeerId>>,
@@ -317,6 +335,7 @@ impl Service {
                 }
                 let _ = reply.send(res.map(|ids| ids.len()));
             }
+            Request::Control { to, body } => self.send_control(to, body).await,
             Request::Read(f) => {
                 let store = self.store.clone();
                 let _ = tokio::task::spawn_blocking(move || f(&store)).await;
@@ -331,6 +350,7 @@ impl Service {
                 let response = self.serve_mailbox(peer, request).await;
                 self.net.mailbox_respond(channel, response).await;
             }
+            Request::Net(_) => {}
             Request::Stop(reply) => return Some(reply),
         }
         None
@@ -340,30 +360,36 @@ impl Service {
     /// not part of the visible conversation.
     async fn send_receipt(&mut self, peer: PeerId, kind: ReceiptKind, ids: Vec<MessageId>) {
         for chunk in ids.chunks(message::MAX_RECEIPT_IDS) {
-            let inner = Inner {
-                from: self.sealer.me().to_bytes(),
-                sent_at: unix_ms(),
-                body: Body::Receipt {
-                    kind,
-                    ids: chunk.to_vec(),
-                },
+            let body = Body::Receipt {
+                kind,
+                ids: chunk.to_vec(),
             };
-            let id = MessageId::random();
-            let env = match message::seal(&self.sealer, id, &peer, &inner) {
-                Ok(e) => e,
-                Err(e) => {
-                    warn!("cannot seal a receipt: {e}");
-                    return;
-                }
-            };
-            let stored = env.clone();
-            match self
-                .blocking(move |s| s.insert_outbox_only(&peer, &stored))
-                .await
-            {
-                Ok(()) => self.queue(peer, env, Instant::now()),
-                Err(e) => warn!("cannot queue a receipt: {e}"),
+            self.send_control(peer, body).await;
+        }
+    }
+
+    /// Seals a message that is not part of the visible history (a receipt,
+    /// a buddy request) and queues it durably like any other.
+    async fn send_control(&mut self, peer: PeerId, body: Body) {
+        let inner = Inner {
+            from: self.sealer.me().to_bytes(),
+            sent_at: unix_ms(),
+            body,
+        };
+        let env = match message::seal(&self.sealer, MessageId::random(), &peer, &inner) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!("cannot seal a control message: {e}");
+                return;
             }
+        };
+        let stored = env.clone();
+        match self
+            .blocking(move |s| s.insert_outbox_only(&peer, &stored))
+            .await
+        {
+            Ok(()) => self.queue(peer, env, Instant::now()),
+            Err(e) => warn!("cannot queue a control message: {e}"),
         }
     }
 
@@ -543,6 +569,8 @@ impl Service {
                 let mut msgs = Vec::new();
                 let mut slots = Vec::new();
                 let mut receipts = Vec::new();
+                let mut requests = Vec::new();
+                let mut accepted = Vec::new();
                 for item in items {
                     let (id, from, inner) = match item {
                         Ok(x) => x,
@@ -583,6 +611,15 @@ impl Service {
                                 receipts.push((from, kind, ids));
                                 AckResult::Accepted
                             }
+                            Body::BuddyRequest => {
+                                if relation == Relation::Stranger && s.add_request(&from, now)? {
+                                    requests.push(from);
+                                }
+                                if relation == Relation::Buddy {
+                                    accepted.push(from);
+                                }
+                                AckResult::Accepted
+                            }
                         }
                     };
                     acks.push(Ack {
@@ -599,11 +636,19 @@ impl Service {
                         acks[slot].result = AckResult::Duplicate;
                     }
                 }
-                Ok((acks, new_msgs, receipts))
+                Ok((acks, new_msgs, receipts, requests, accepted))
             })
             .await;
         match res {
-            Ok((acks, new_msgs, receipts)) => {
+            Ok((acks, new_msgs, receipts, requests, accepted)) => {
+                for peer in requests {
+                    let _ = self.events.send(Event::BuddyRequest { peer });
+                }
+                for peer in accepted {
+                    let _ = self
+                        .presence
+                        .try_send(super::presence_service::Request::Retry(peer));
+                }
                 // A message fetched from a mailbox tells its sender nothing by
                 // itself: send an automatic delivery receipt. (On the direct
                 // path the ack already did.)

@@ -1,0 +1,385 @@
+//! The presence service: one task that drives the [`Publisher`] and
+//! [`Watcher`] state machines with the network and the buddy list.
+//!
+//! Buddy-list changes go through this task (it keeps the list in memory for
+//! the permission check of every notify), write through to the store, and
+//! take effect at once: a buddy who is hidden, removed or blocked is told
+//! `offline` immediately and gets no real state afterwards.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::Event;
+use super::presence::{Own, Permission, Publisher, SUBSCRIPTION, Watcher};
+use crate::net::{NetClient, NetEvent};
+use crate::store::{Buddy, Store, StoreError};
+use crate::wire::presence::{PresenceInfo, PresenceRequest, PresenceResponse};
+
+/// A buddy as shown to the user: the entry and its last known presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuddyView {
+    /// Its ID.
+    pub peer: PeerId,
+    /// My name for it.
+    pub name: String,
+    /// It sees me offline.
+    pub hidden: bool,
+    /// Everything from it is refused.
+    pub blocked: bool,
+    /// Its presence as last pushed to me (`offline` if unknown).
+    pub presence: PresenceInfo,
+}
+
+/// A change to one buddy entry.
+#[derive(Debug, Clone)]
+pub enum BuddyChange {
+    /// Add (or re-add, unblocking) under a name.
+    Add(String),
+    /// Remove from the list.
+    Remove,
+    /// New name.
+    Rename(String),
+    /// Hide (true) or show (false) my presence.
+    Hide(bool),
+    /// Block (true) or unblock (false).
+    Block(bool),
+}
+
+pub(crate) enum Request {
+    /// Returns whether the peer became a buddy (for the buddy request).
+    Change {
+        peer: PeerId,
+        change: BuddyChange,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    SetOwn {
+        own: Own,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Own(oneshot::Sender<Own>),
+    Buddies(oneshot::Sender<Vec<BuddyView>>),
+    Activity,
+    /// `peer` just granted us its presence (its buddy request arrived):
+    /// subscribe again now instead of waiting for the backoff.
+    Retry(PeerId),
+    Net(NetEvent),
+    Stop(oneshot::Sender<()>),
+}
+
+enum Internal {
+    Subscribed(PeerId, Option<PresenceResponse>),
+}
+
+struct Service {
+    store: Store,
+    net: NetClient,
+    events: broadcast::Sender<Event>,
+    publisher: Publisher,
+    watcher: Watcher,
+    buddies: HashMap<PeerId, Buddy>,
+    int_tx: mpsc::Sender<Internal>,
+}
+
+/// Loads the buddy list and my presence, and starts the service.
+pub(crate) async fn spawn(
+    store: Store,
+    net: NetClient,
+    events: broadcast::Sender<Event>,
+    auto_away: Option<Duration>,
+) -> Result<mpsc::Sender<Request>, StoreError> {
+    let s = store.clone();
+    let (list, own) =
+        tokio::task::spawn_blocking(move || Ok::<_, StoreError>((s.buddies()?, s.own_presence()?)))
+            .await
+            .map_err(|_| StoreError::Corrupt("task"))??;
+    let now = Instant::now();
+    let mut watcher = Watcher::new();
+    let mut buddies = HashMap::new();
+    for b in list {
+        if let Some(p) = b.peer_id() {
+            if !b.blocked {
+                watcher.add(p, now);
+            }
+            buddies.insert(p, b);
+        }
+    }
+    let (tx, rx) = mpsc::channel(256);
+    let (int_tx, int_rx) = mpsc::channel(256);
+    let service = Service {
+        store,
+        net,
+        events,
+        publisher: Publisher::new(own.unwrap_or_default(), auto_away, now),
+        watcher,
+        buddies,
+        int_tx,
+    };
+    tokio::spawn(service.run(rx, int_rx));
+    Ok(tx)
+}
+
+impl Service {
+    async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<Request>,
+        mut internal: mpsc::Receiver<Internal>,
+    ) {
+        loop {
+            let now = Instant::now();
+            if self.publisher.tick(now) {
+                self.notify_all();
+            }
+            for peer in self.watcher.due(now) {
+                self.subscribe(peer);
+            }
+            let wake = [self.publisher.next_deadline(), self.watcher.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(now + Duration::from_secs(3600));
+            tokio::select! {
+                Some(req) = requests.recv() => {
+                    if let Request::Stop(reply) = req {
+                        self.leave().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    self.on_request(req).await;
+                }
+                Some(Internal::Subscribed(peer, answer)) = internal.recv() => {
+                    self.on_subscribed(peer, answer);
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+    }
+
+    fn permission(&self, peer: &PeerId) -> Permission {
+        match self.buddies.get(peer) {
+            Some(b) if b.blocked => Permission::Denied,
+            Some(b) if b.hidden => Permission::Hidden,
+            Some(_) => Permission::Allowed,
+            None => Permission::Denied,
+        }
+    }
+
+    fn send_notify(&self, peer: PeerId, info: PresenceInfo) {
+        let net = self.net.clone();
+        tokio::spawn(async move {
+            if let Err(e) = net.presence(peer, PresenceRequest::Notify(info)).await {
+                debug!(%peer, "notify not delivered: {e}");
+            }
+        });
+    }
+
+    fn notify_all(&mut self) {
+        let perms: HashMap<PeerId, Permission> = self
+            .buddies
+            .keys()
+            .map(|p| (*p, self.permission(p)))
+            .collect();
+        for (peer, info) in self
+            .publisher
+            .notifications(|p| perms.get(p).copied().unwrap_or(Permission::Denied))
+        {
+            self.send_notify(peer, info);
+        }
+    }
+
+    fn subscribe(&self, peer: PeerId) {
+        let (net, int_tx) = (self.net.clone(), self.int_tx.clone());
+        tokio::spawn(async move {
+            let answer = async {
+                net.dial(peer).await.ok()?;
+                let req = PresenceRequest::Subscribe {
+                    expires_secs: SUBSCRIPTION.as_secs() as u32,
+                };
+                net.presence(peer, req).await.ok()
+            }
+            .await;
+            let _ = int_tx.send(Internal::Subscribed(peer, answer)).await;
+        });
+    }
+
+    fn on_subscribed(&mut self, peer: PeerId, answer: Option<PresenceResponse>) {
+        let now = Instant::now();
+        let changed = match answer {
+            Some(PresenceResponse::State(info)) if info.is_within_limits() => {
+                self.watcher.subscribed(&peer, info, now)
+            }
+            _ => self.watcher.failed(&peer, now),
+        };
+        if let Some(info) = changed {
+            let _ = self.events.send(Event::Presence { peer, info });
+        }
+    }
+
+    async fn on_request(&mut self, req: Request) {
+        match req {
+            Request::Change {
+                peer,
+                change,
+                reply,
+            } => {
+                let _ = reply.send(self.change(peer, change).await);
+            }
+            Request::SetOwn { own, reply } => {
+                let saved = own.clone();
+                let res = self.blocking(move |s| s.set_own_presence(&saved)).await;
+                if res.is_ok() {
+                    self.publisher.set_own(own, Instant::now());
+                    self.notify_all();
+                }
+                let _ = reply.send(res);
+            }
+            Request::Own(reply) => {
+                let _ = reply.send(self.publisher.own().clone());
+            }
+            Request::Buddies(reply) => {
+                let mut list: Vec<BuddyView> = self
+                    .buddies
+                    .iter()
+                    .map(|(peer, b)| BuddyView {
+                        peer: *peer,
+                        name: b.name.clone(),
+                        hidden: b.hidden,
+                        blocked: b.blocked,
+                        presence: self.watcher.view(peer),
+                    })
+                    .collect();
+                list.sort_by(|a, b| a.name.cmp(&b.name).then(a.peer.cmp(&b.peer)));
+                let _ = reply.send(list);
+            }
+            Request::Activity => {
+                if self.publisher.activity(Instant::now()) {
+                    self.notify_all();
+                }
+            }
+            Request::Retry(peer) => self.watcher.connected(&peer, Instant::now()),
+            Request::Net(ev) => self.on_net(ev).await,
+            Request::Stop(_) => {}
+        }
+    }
+
+    async fn on_net(&mut self, ev: NetEvent) {
+        let now = Instant::now();
+        match ev {
+            NetEvent::Connected(peer) => self.watcher.connected(&peer, now),
+            NetEvent::Disconnected(peer) => {
+                self.publisher.unsubscribe(&peer);
+                self.watcher.disconnected(&peer, now);
+            }
+            NetEvent::PresenceRequest {
+                peer,
+                request,
+                channel,
+            } => {
+                let response = match request {
+                    PresenceRequest::Subscribe { expires_secs } => {
+                        let expires = Duration::from_secs(u64::from(expires_secs));
+                        match self
+                            .publisher
+                            .subscribe(peer, self.permission(&peer), expires, now)
+                        {
+                            Some(info) => PresenceResponse::State(info),
+                            None => PresenceResponse::Rejected,
+                        }
+                    }
+                    PresenceRequest::Unsubscribe => {
+                        self.publisher.unsubscribe(&peer);
+                        PresenceResponse::Ok
+                    }
+                    PresenceRequest::Notify(info) => {
+                        // Only from buddies we watch, and only well-formed.
+                        if self.watcher.watches(&peer)
+                            && info.is_within_limits()
+                            && let Some(info) = self.watcher.notified(&peer, info)
+                        {
+                            let _ = self.events.send(Event::Presence { peer, info });
+                        }
+                        PresenceResponse::Ok
+                    }
+                };
+                self.net.presence_respond(channel, response).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|_| StoreError::Corrupt("task"))?
+    }
+
+    async fn change(&mut self, peer: PeerId, change: BuddyChange) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let (entry, became_buddy) = match change {
+            BuddyChange::Add(name) => {
+                let new = self.blocking(move |s| s.add_buddy(&peer, &name)).await?;
+                self.watcher.add(peer, now);
+                (self.blocking(move |s| s.buddy(&peer)).await?, new)
+            }
+            BuddyChange::Remove => {
+                self.blocking(move |s| s.remove_buddy(&peer)).await?;
+                self.watcher.remove(&peer);
+                (None, false)
+            }
+            BuddyChange::Block(true) => {
+                self.blocking(move |s| s.block(&peer)).await?;
+                self.watcher.remove(&peer);
+                (self.blocking(move |s| s.buddy(&peer)).await?, false)
+            }
+            other => {
+                let b = self
+                    .blocking(move |s| {
+                        s.update_buddy(&peer, |b| match other {
+                            BuddyChange::Rename(n) => b.name = n,
+                            BuddyChange::Hide(h) => b.hidden = h,
+                            BuddyChange::Block(false) => b.blocked = false,
+                            _ => {}
+                        })
+                    })
+                    .await?;
+                if b.as_ref().is_some_and(|b| !b.blocked) {
+                    self.watcher.add(peer, now);
+                }
+                (b, false)
+            }
+        };
+        match entry {
+            Some(b) => self.buddies.insert(peer, b),
+            None => self.buddies.remove(&peer),
+        };
+        // The permission of this one watcher changed: tell it at once.
+        if let Some(info) = self
+            .publisher
+            .notification_for(&peer, self.permission(&peer))
+        {
+            self.send_notify(peer, info);
+        }
+        Ok(became_buddy)
+    }
+
+    /// Clean shutdown: every watcher is told `offline` (briefly awaited).
+    async fn leave(&mut self) {
+        let notes = self.publisher.notifications(|_| Permission::Hidden);
+        let sends = notes
+            .into_iter()
+            .map(|(peer, info)| self.net.presence(peer, PresenceRequest::Notify(info)));
+        if tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(sends))
+            .await
+            .is_err()
+        {
+            warn!("not every watcher heard that we are leaving");
+        }
+    }
+}

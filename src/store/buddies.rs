@@ -1,0 +1,222 @@
+//! The buddy list, pending buddy requests, and my own presence.
+//!
+//! Adding a key is the permission for it to see my presence; `hidden`
+//! buddies see me offline; `blocked` keys are refused everything.
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use super::messages::{dec, enc};
+use super::{Store, StoreError};
+use crate::node::presence::Own;
+
+pub(super) const BUDDIES: &str = "buddies";
+pub(super) const REQUESTS: &str = "buddy_requests";
+const OWN_PRESENCE_KEY: &[u8] = b"own_presence";
+
+/// How we relate to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// Not on the buddy list: messages land under requests.
+    Stranger,
+    /// On the buddy list.
+    Buddy,
+    /// Blocked: everything from it is refused.
+    Blocked,
+}
+
+/// One entry of the buddy list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Buddy {
+    /// Its ID (PeerId bytes).
+    #[serde(with = "serde_bytes")]
+    pub peer: Vec<u8>,
+    /// My name for it.
+    pub name: String,
+    /// Sees me offline.
+    pub hidden: bool,
+    /// Refused everything.
+    pub blocked: bool,
+}
+
+impl Buddy {
+    /// Its ID.
+    pub fn peer_id(&self) -> Option<PeerId> {
+        PeerId::from_bytes(&self.peer).ok()
+    }
+}
+
+/// A buddy request: someone added me.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuddyRequest {
+    /// Who (PeerId bytes).
+    #[serde(with = "serde_bytes")]
+    pub peer: Vec<u8>,
+    /// When it arrived, Unix ms.
+    pub at: u64,
+}
+
+impl Store {
+    fn write_buddy(&self, b: &Buddy) -> Result<(), StoreError> {
+        self.buddies.insert(&b.peer, enc(b, BUDDIES)?)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The entry for `peer`, if any.
+    pub fn buddy(&self, peer: &PeerId) -> Result<Option<Buddy>, StoreError> {
+        self.buddies
+            .get(peer.to_bytes())?
+            .map(|v| dec(&v, BUDDIES))
+            .transpose()
+    }
+
+    /// The whole list, blocked keys included.
+    pub fn buddies(&self) -> Result<Vec<Buddy>, StoreError> {
+        self.buddies.iter().map(|i| dec(&i?.1, BUDDIES)).collect()
+    }
+
+    /// How we relate to `peer`.
+    pub fn relation(&self, peer: &PeerId) -> Result<Relation, StoreError> {
+        Ok(match self.buddy(peer)? {
+            None => Relation::Stranger,
+            Some(b) if b.blocked => Relation::Blocked,
+            Some(_) => Relation::Buddy,
+        })
+    }
+
+    /// Puts `peer` on the list under `name` (unblocking it, keeping its
+    /// hidden flag) and clears its pending request. Returns true if it was
+    /// not a buddy before.
+    pub fn add_buddy(&self, peer: &PeerId, name: &str) -> Result<bool, StoreError> {
+        let old = self.buddy(peer)?;
+        let was_buddy = old.as_ref().is_some_and(|b| !b.blocked);
+        let b = Buddy {
+            peer: peer.to_bytes(),
+            name: name.to_string(),
+            hidden: old.is_some_and(|b| b.hidden),
+            blocked: false,
+        };
+        self.requests.remove(peer.to_bytes())?;
+        self.write_buddy(&b)?;
+        Ok(!was_buddy)
+    }
+
+    /// Removes `peer` from the list; returns whether it was there.
+    pub fn remove_buddy(&self, peer: &PeerId) -> Result<bool, StoreError> {
+        let gone = self.buddies.remove(peer.to_bytes())?.is_some();
+        self.db.flush()?;
+        Ok(gone)
+    }
+
+    /// Changes one buddy's entry; `None` if it is not on the list.
+    pub fn update_buddy(
+        &self,
+        peer: &PeerId,
+        f: impl FnOnce(&mut Buddy),
+    ) -> Result<Option<Buddy>, StoreError> {
+        let Some(mut b) = self.buddy(peer)? else {
+            return Ok(None);
+        };
+        f(&mut b);
+        self.write_buddy(&b)?;
+        Ok(Some(b))
+    }
+
+    /// Blocks `peer` (adding an entry for a stranger) and drops its request.
+    pub fn block(&self, peer: &PeerId) -> Result<(), StoreError> {
+        let mut b = self.buddy(peer)?.unwrap_or(Buddy {
+            peer: peer.to_bytes(),
+            name: String::new(),
+            hidden: false,
+            blocked: false,
+        });
+        b.blocked = true;
+        self.requests.remove(peer.to_bytes())?;
+        self.write_buddy(&b)
+    }
+
+    /// Records that `peer` added me; returns true if this is news.
+    pub fn add_request(&self, peer: &PeerId, at: u64) -> Result<bool, StoreError> {
+        if self.requests.contains_key(peer.to_bytes())? {
+            return Ok(false);
+        }
+        let r = BuddyRequest {
+            peer: peer.to_bytes(),
+            at,
+        };
+        self.requests.insert(peer.to_bytes(), enc(&r, REQUESTS)?)?;
+        Ok(true)
+    }
+
+    /// Pending buddy requests, oldest first.
+    pub fn buddy_requests(&self) -> Result<Vec<BuddyRequest>, StoreError> {
+        let mut v: Vec<BuddyRequest> = self
+            .requests
+            .iter()
+            .map(|i| dec(&i?.1, REQUESTS))
+            .collect::<Result<_, _>>()?;
+        v.sort_by_key(|r| r.at);
+        Ok(v)
+    }
+
+    /// My explicit presence as last set.
+    pub fn own_presence(&self) -> Result<Option<Own>, StoreError> {
+        self.meta
+            .get(OWN_PRESENCE_KEY)?
+            .map(|v| dec(&v, "meta"))
+            .transpose()
+    }
+
+    /// Saves my explicit presence (flushed).
+    pub fn set_own_presence(&self, own: &Own) -> Result<(), StoreError> {
+        self.meta.insert(OWN_PRESENCE_KEY, enc(own, "meta")?)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::presence::OwnStatus;
+
+    #[test]
+    fn relations_requests_and_presence_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bob, eve) = (PeerId::random(), PeerId::random());
+        {
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
+            assert_eq!(s.relation(&bob).unwrap(), Relation::Stranger);
+            assert!(s.add_request(&bob, 5).unwrap());
+            assert!(!s.add_request(&bob, 6).unwrap());
+            assert!(s.add_buddy(&bob, "bob").unwrap());
+            assert!(!s.add_buddy(&bob, "bobby").unwrap());
+            assert!(
+                s.buddy_requests().unwrap().is_empty(),
+                "adding accepts the request"
+            );
+            s.update_buddy(&bob, |b| b.hidden = true).unwrap();
+            s.add_request(&eve, 7).unwrap();
+            s.set_own_presence(&Own {
+                status: OwnStatus::Away,
+                note: Some("lunch".into()),
+                ..Own::default()
+            })
+            .unwrap();
+        }
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let b = s.buddy(&bob).unwrap().unwrap();
+        assert_eq!((b.name.as_str(), b.hidden), ("bobby", true));
+        assert_eq!(s.buddy_requests().unwrap().len(), 1);
+        assert_eq!(
+            s.own_presence().unwrap().unwrap().note.as_deref(),
+            Some("lunch")
+        );
+        s.block(&eve).unwrap();
+        assert_eq!(s.relation(&eve).unwrap(), Relation::Blocked);
+        assert!(s.buddy_requests().unwrap().is_empty());
+        assert!(s.remove_buddy(&bob).unwrap());
+        assert_eq!(s.relation(&bob).unwrap(), Relation::Stranger);
+    }
+}

@@ -1,0 +1,260 @@
+//! [presence] The lecture's figure: Alex, Alice, Bob, Oscar and Jack with a
+//! few plain nodes. Presence is pushed (SUBSCRIBE/NOTIFY), permissions are
+//! checked by the publisher on every notify, and everything survives a
+//! restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestNode, eventually, init_tracing};
+use libp2p::PeerId;
+use roost::node::{BuddyChange, Own, OwnStatus};
+use roost::store::MessageState;
+use roost::wire::presence::{PresenceInfo, Status};
+use roost::{Content, Event, Identity, NodeHandle};
+
+/// What `who` currently shows for `buddy`.
+async fn seen(who: &NodeHandle, buddy: PeerId) -> PresenceInfo {
+    who.buddies()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|b| b.peer == buddy)
+        .map(|b| b.presence)
+        .unwrap_or_else(PresenceInfo::offline)
+}
+
+async fn sees(who: &NodeHandle, buddy: PeerId, status: Status, what: &str) {
+    eventually(what, || async {
+        (seen(who, buddy).await.status == status).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lecture_figure_presence_permissions_push_and_restart() {
+    init_tracing();
+    let seed = TestNode::start(&[]).await;
+    let boot = seed.addr().await;
+    let b = std::slice::from_ref(&boot);
+    let plain = TestNode::start(b).await;
+    let alex = TestNode::start(b).await;
+    let alice = TestNode::start(b).await;
+    let mut bob = TestNode::start(b).await;
+    let oscar = TestNode::start(b).await;
+    let jack_id = Identity::generate().unwrap();
+    let (idx, ida, idb, ido, idj) = (
+        alex.handle.peer_id(),
+        alice.handle.peer_id(),
+        bob.handle.peer_id(),
+        oscar.handle.peer_id(),
+        jack_id.peer_id(),
+    );
+
+    // Adding a key is the permission to see my presence.
+    alice.handle.add_buddy(idb, "bob".into()).await.unwrap();
+    alice.handle.add_buddy(ido, "oscar".into()).await.unwrap();
+    alice.handle.add_buddy(idj, "jack".into()).await.unwrap();
+    alice.handle.add_buddy(idx, "alex".into()).await.unwrap();
+    // Bob sees Alice's request and accepts it by adding her back.
+    eventually("Bob gets Alice's buddy request", || async {
+        bob.handle
+            .buddy_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.peer == ida.to_bytes())
+            .then_some(())
+    })
+    .await;
+    bob.handle.add_buddy(ida, "alice".into()).await.unwrap();
+    assert!(bob.handle.buddy_requests().await.unwrap().is_empty());
+    oscar.handle.add_buddy(ida, "alice".into()).await.unwrap();
+    oscar.handle.add_buddy(idx, "alex".into()).await.unwrap();
+    alex.handle.add_buddy(ido, "oscar".into()).await.unwrap();
+    // Alex leaves Alice's request pending.
+
+    // Alice's buddy list: Bob and Oscar online, Jack offline.
+    sees(&alice.handle, idb, Status::Online, "Alice sees Bob online").await;
+    sees(
+        &alice.handle,
+        ido,
+        Status::Online,
+        "Alice sees Oscar online",
+    )
+    .await;
+    assert_eq!(seen(&alice.handle, idj).await.status, Status::Offline);
+    // Alex never added Alice: Alice may not see Alex.
+    assert_eq!(seen(&alice.handle, idx).await.status, Status::Offline);
+    sees(&alex.handle, ido, Status::Online, "Alex sees Oscar online").await;
+
+    // Oscar hides from Alex: Alex sees him offline, Alice still online.
+    oscar
+        .handle
+        .change_buddy(idx, BuddyChange::Hide(true))
+        .await
+        .unwrap();
+    sees(
+        &alex.handle,
+        ido,
+        Status::Offline,
+        "Alex sees Oscar offline",
+    )
+    .await;
+    assert_eq!(seen(&alice.handle, ido).await.status, Status::Online);
+    // Oscar changes his state: Alice sees it, Alex still gets no real state.
+    let busy = Own {
+        status: OwnStatus::Busy,
+        note: Some("exam".into()),
+        ..Own::default()
+    };
+    oscar.handle.set_presence(busy).await.unwrap();
+    sees(&alice.handle, ido, Status::Busy, "Alice sees Oscar busy").await;
+    assert_eq!(seen(&alex.handle, ido).await, PresenceInfo::offline());
+    // Shown again: Alex sees the real state.
+    oscar
+        .handle
+        .change_buddy(idx, BuddyChange::Hide(false))
+        .await
+        .unwrap();
+    sees(
+        &alex.handle,
+        ido,
+        Status::Busy,
+        "Alex sees Oscar busy again",
+    )
+    .await;
+
+    // Alice → Bob: direct.
+    let to_bob = alice
+        .handle
+        .send(idb, Content::text("Bob, come here!"))
+        .await
+        .unwrap();
+    eventually("Bob has Alice's message, delivered directly", || async {
+        let conv = alice.handle.conversation(idb, 10).await.unwrap();
+        conv.iter()
+            .any(|m| m.id == to_bob && m.state == MessageState::Delivered)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        bob.handle.inbox().await.unwrap()[0].data,
+        b"Bob, come here!"
+    );
+
+    // Alice → Jack: Jack is offline, so it goes to his mailboxes...
+    let to_jack = alice
+        .handle
+        .send(idj, Content::text("Jack, call me"))
+        .await
+        .unwrap();
+    eventually("Alice's message to Jack is stored", || async {
+        let conv = alice.handle.conversation(idj, 10).await.unwrap();
+        conv.iter()
+            .any(|m| m.id == to_jack && m.state == MessageState::Stored)
+            .then_some(())
+    })
+    .await;
+    // ...and arrives when Jack starts. Alice's buddy request reaches him too.
+    let jack = TestNode::start_as(&jack_id, b).await;
+    eventually("Jack gets the message", || async {
+        let conv = jack.handle.conversation(ida, 10).await.unwrap();
+        conv.iter().any(|m| m.id == to_jack).then_some(())
+    })
+    .await;
+    eventually("Jack gets Alice's buddy request", || async {
+        (!jack.handle.buddy_requests().await.unwrap().is_empty()).then_some(())
+    })
+    .await;
+    jack.handle.add_buddy(ida, "alice".into()).await.unwrap();
+    sees(&alice.handle, idj, Status::Online, "Alice sees Jack online").await;
+
+    // Bob sets away with a note: Alice is told (pushed, no polling).
+    let mut events = alice.handle.events();
+    let lunch = Own {
+        status: OwnStatus::Away,
+        note: Some("lunch, back at 14:00".into()),
+        until: Some("14:00".into()),
+        ..Own::default()
+    };
+    bob.handle.set_presence(lunch.clone()).await.unwrap();
+    let pushed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(Event::Presence { peer, info }) = events.recv().await
+                && peer == idb
+            {
+                return info;
+            }
+        }
+    })
+    .await
+    .expect("Bob's change is pushed to Alice");
+    assert_eq!(pushed.status, Status::Away);
+    assert_eq!(pushed.note.as_deref(), Some("lunch, back at 14:00"));
+    assert_eq!(pushed.until.as_deref(), Some("14:00"));
+
+    // Restart keeps buddies, explicit state and note; and pending requests.
+    bob.restart(b).await;
+    assert_eq!(bob.handle.presence().await.unwrap(), lunch);
+    assert!(
+        bob.handle
+            .buddies()
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.peer == ida && x.name == "alice")
+    );
+    sees(
+        &alice.handle,
+        idb,
+        Status::Away,
+        "Alice sees Bob away after his restart",
+    )
+    .await;
+    assert!(
+        alex.handle
+            .buddy_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.peer == ida.to_bytes())
+    );
+
+    // Bob blocks Alice: she sees him offline and her messages are refused.
+    bob.handle.block(ida).await.unwrap();
+    sees(
+        &alice.handle,
+        idb,
+        Status::Offline,
+        "Alice sees blocked Bob offline",
+    )
+    .await;
+    let refused = alice
+        .handle
+        .send(idb, Content::text("hello?"))
+        .await
+        .unwrap();
+    eventually("Alice's message to Bob fails", || async {
+        let conv = alice.handle.conversation(idb, 10).await.unwrap();
+        conv.iter()
+            .any(|m| m.id == refused && m.state == MessageState::Failed)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(bob.handle.conversation(ida, 10).await.unwrap().len(), 1);
+
+    // A clean shutdown is pushed as offline.
+    oscar.handle.shutdown().await.unwrap();
+    sees(
+        &alice.handle,
+        ido,
+        Status::Offline,
+        "Alice sees Oscar leave",
+    )
+    .await;
+    for n in [&seed, &plain, &alex, &alice, &bob, &jack] {
+        n.handle.shutdown().await.unwrap();
+    }
+}
