@@ -12,6 +12,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod identity;
 pub mod net;
 pub mod node;

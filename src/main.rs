@@ -1,21 +1,26 @@
 //! The `roost` command: a thin layer that parses arguments, talks to the
 //! library or the running daemon's local API, and prints. Exit codes: 0 ok,
-//! 1 error (one line on stderr), 2 usage error.
+//! 1 error (one line on stderr), 2 usage error. With `--json`, stdout
+//! carries JSON only: one object, or one object per line for lists.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use libp2p::Multiaddr;
 use roost::api::client::ApiClient;
-use roost::api::{IdView, MessageView, SendView, StatusView};
+use roost::api::{
+    BuddyRow, EventView, IdView, MessageView, OwnPresence, RequestRow, SendView, StatusView,
+};
 use roost::{Config, Identity, Node, config};
+use serde_json::json;
 
 /// roost — a peer-to-peer instant messenger with no server in the middle.
 ///
 /// Run `roost init` once, then `roost daemon`; give your ID (`roost id`) to
-/// friends. Every other command talks to the running daemon.
+/// friends and add theirs with `roost buddy add`. Every other command talks
+/// to the running daemon. `roost demo` shows the whole story on one machine.
 #[derive(Debug, Parser)]
 #[command(name = "roost", version, propagate_version = true)]
 struct Cli {
@@ -40,36 +45,57 @@ enum Cmd {
         #[arg(long)]
         qr: bool,
     },
-    /// Run my node: DHT, presence and delivery, plus the local API.
+    /// Run my node: DHT, presence, delivery, mailboxes, plus the local API.
     Daemon(DaemonArgs),
     /// Show the running daemon's state.
     Status,
-    /// Send a message (direct when the recipient is online; kept in the
-    /// outbox and retried until it is accepted).
+    /// Manage buddies: adding a key lets it see my presence.
+    #[command(subcommand)]
+    Buddy(BuddyCmd),
+    /// Show my buddies' presence, or set mine with `presence set`.
+    Presence {
+        #[command(subcommand)]
+        set: Option<PresenceCmd>,
+    },
+    /// Send a message (direct if the buddy is online, else into its
+    /// replicated mailboxes; kept in the outbox until accepted).
     Send {
-        /// Recipient ID.
+        /// Recipient: a buddy's name or an ID.
         to: String,
-        /// The message text.
-        text: String,
+        /// The message text (or use --file).
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
         /// MIME type of the body.
         #[arg(long = "type", value_name = "MIME", default_value = "text/plain")]
         content_type: String,
+        /// Read the body from a file (≤ 64 KiB).
+        #[arg(long, value_name = "PATH", conflicts_with = "text")]
+        file: Option<PathBuf>,
     },
-    /// Show the conversation with a peer, both directions.
+    /// Show received messages.
+    Inbox {
+        /// Keep running and print new messages as they arrive.
+        #[arg(long)]
+        follow: bool,
+        /// Only messages from this buddy (name or ID).
+        #[arg(long, value_name = "NAME|ID")]
+        from: Option<String>,
+    },
+    /// Show the conversation with a buddy, both directions, with states.
     Log {
-        /// The peer's ID.
+        /// The buddy's name or ID.
         peer: String,
         /// How many of the latest messages.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// Show received messages.
-    Inbox,
-    /// Mark the conversation with a peer read (sends a read receipt).
+    /// Mark the conversation with a buddy read (sends a read receipt).
     Read {
-        /// The peer's ID.
+        /// The buddy's name or ID.
         peer: String,
     },
+    /// Run the whole story on this machine: a small network in one process.
+    Demo,
     /// Print a shell completion script.
     Completions {
         /// Which shell.
@@ -91,6 +117,75 @@ struct DaemonArgs {
     /// Address of the local API [default: 127.0.0.1:0, any free port].
     #[arg(long, value_name = "ADDR:PORT")]
     api: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BuddyCmd {
+    /// Add a buddy by ID (also accepts its buddy request).
+    Add {
+        /// The buddy's ID.
+        id: String,
+        /// My name for it.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List buddies with their presence.
+    List,
+    /// List keys that added me and that I have not added.
+    Requests,
+    /// Remove a buddy (it no longer sees my presence).
+    Remove {
+        /// Name or ID.
+        buddy: String,
+    },
+    /// Give a buddy a new name.
+    Rename {
+        /// Name or ID.
+        buddy: String,
+        /// The new name.
+        name: String,
+    },
+    /// Hide my presence from a buddy (it sees me offline).
+    Hide {
+        /// Name or ID.
+        buddy: String,
+    },
+    /// Show my presence to a buddy again.
+    Show {
+        /// Name or ID.
+        buddy: String,
+    },
+    /// Refuse everything from a key.
+    Block {
+        /// Name or ID.
+        buddy: String,
+    },
+    /// Stop refusing a key.
+    Unblock {
+        /// Name or ID.
+        buddy: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PresenceCmd {
+    /// Set my presence: online, away, busy or invisible (appear offline).
+    Set {
+        /// online | away | busy | invisible
+        state: String,
+        /// A note, e.g. "lunch, back at 14:00" (≤ 256 characters).
+        #[arg(long)]
+        note: Option<String>,
+        /// What I am doing.
+        #[arg(long)]
+        activity: Option<String>,
+        /// Where I am.
+        #[arg(long)]
+        location: Option<String>,
+        /// Until when, e.g. 14:00.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+    },
 }
 
 fn main() {
@@ -130,10 +225,11 @@ fn one_line(e: &anyhow::Error) -> String {
 async fn run(cli: Cli) -> Result<()> {
     let data_dir = config::data_dir(cli.data_dir.clone())?;
     let out = Out { json: cli.json };
+    let api = || ApiClient::open(&data_dir);
     match cli.command {
         Cmd::Init => {
             let id = Identity::create_in(&data_dir)?;
-            out.object(&serde_json::json!({ "id": id.peer_id().to_string() }), || {
+            out.object(&json!({ "id": id.peer_id().to_string() }), || {
                 format!(
                     "Created identity {}\nin {}\nGive this ID to your buddies; start your node with `roost daemon`.",
                     id.peer_id(),
@@ -143,7 +239,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Id { qr } => {
             let id = Identity::load_from(&data_dir)?;
-            let addrs = match ApiClient::open(&data_dir) {
+            let addrs = match api() {
                 Ok(c) => c
                     .get::<IdView>("id")
                     .await
@@ -170,58 +266,176 @@ async fn run(cli: Cli) -> Result<()> {
             })
         }
         Cmd::Status => {
-            let client = ApiClient::open(&data_dir)?;
-            let s: StatusView = client.get("status").await?;
+            let s: StatusView = api()?.get("status").await?;
             out.object(&s, || {
                 format!(
-                    "{}\npeers: {}\noutbox: {}\nheld for others: {}",
-                    s.id, s.peers, s.outbox, s.held
+                    "{}\npeers connected: {}\nbuddies: {}\noutbox: {} waiting\nheld for others: {}",
+                    s.id, s.peers, s.buddies, s.outbox, s.held
                 )
             })
+        }
+        Cmd::Daemon(args) => daemon(data_dir, args).await,
+        Cmd::Buddy(cmd) => buddy(&api()?, &out, cmd).await,
+        Cmd::Presence { set: None } => {
+            let rows: Vec<BuddyRow> = api()?.get("presence/buddies").await?;
+            out.rows(&rows, |b| {
+                let note = b
+                    .note
+                    .as_deref()
+                    .map(|n| format!("  \"{n}\""))
+                    .unwrap_or_default();
+                format!("{:<16} {:<8}{}", b.name, b.status, note)
+            })
+        }
+        Cmd::Presence {
+            set:
+                Some(PresenceCmd::Set {
+                    state,
+                    note,
+                    activity,
+                    location,
+                    until,
+                }),
+        } => {
+            if !["online", "away", "busy", "invisible"].contains(&state.as_str()) {
+                bail!("unknown presence state {state:?}: expected online, away, busy or invisible");
+            }
+            let body = json!({ "status": state, "note": note, "activity": activity, "location": location, "until": until });
+            let v: OwnPresence = api()?.post("presence", &body).await?;
+            out.object(&v, || format!("presence: {}", v.status))
         }
         Cmd::Send {
             to,
             text,
             content_type,
+            file,
         } => {
-            roost::identity::parse_id(&to)?;
-            let client = ApiClient::open(&data_dir)?;
-            let body = serde_json::json!({ "to": to, "text": text, "content_type": content_type });
-            let v: SendView = client.post("send", &body).await?;
+            let body = match (text, file) {
+                (Some(t), _) => json!({ "to": to, "text": t, "content_type": content_type }),
+                (None, Some(path)) => {
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    match String::from_utf8(bytes) {
+                        Ok(t) => json!({ "to": to, "text": t, "content_type": content_type }),
+                        Err(e) => {
+                            json!({ "to": to, "hex": hex::encode(e.into_bytes()), "content_type": content_type })
+                        }
+                    }
+                }
+                (None, None) => bail!("give the message text or --file"),
+            };
+            let v: SendView = api()?.post("send", &body).await?;
             out.object(&v, || format!("{} {}", v.id, v.state))
         }
+        Cmd::Inbox { follow, from } => {
+            let client = api()?;
+            let path = match &from {
+                Some(f) => format!("inbox?from={f}"),
+                None => "inbox".to_string(),
+            };
+            let rows: Vec<MessageView> = client.get(&path).await?;
+            let show = |m: &MessageView| {
+                let who = m.from_name.clone().unwrap_or_else(|| m.from.clone());
+                format!("{who}: {}", m.text)
+            };
+            out.rows(&rows, show)?;
+            if follow {
+                let only = match &from {
+                    Some(f) => Some(resolve_for_filter(&client, f).await?),
+                    None => None,
+                };
+                client
+                    .follow(|ev| {
+                        if let EventView::Message(m) = ev
+                            && only.as_ref().is_none_or(|o| *o == m.from)
+                        {
+                            return out.rows(std::slice::from_ref(&m), show).is_ok();
+                        }
+                        true
+                    })
+                    .await?;
+            }
+            Ok(())
+        }
         Cmd::Log { peer, limit } => {
-            roost::identity::parse_id(&peer)?;
-            let client = ApiClient::open(&data_dir)?;
-            let rows: Vec<MessageView> = client.get(&format!("log/{peer}?limit={limit}")).await?;
+            let rows: Vec<MessageView> = api()?.get(&format!("log/{peer}?limit={limit}")).await?;
             out.rows(&rows, |m| {
-                format!(
-                    "{} {:>9} {}",
-                    if m.direction == "in" { "<" } else { ">" },
-                    m.state,
-                    m.text
-                )
+                let arrow = if m.direction == "in" { "<" } else { ">" };
+                format!("{arrow} {:<9} {}", m.state, m.text)
             })
         }
-        Cmd::Inbox => {
-            let client = ApiClient::open(&data_dir)?;
-            let rows: Vec<MessageView> = client.get("inbox").await?;
-            out.rows(&rows, |m| format!("{}: {}", m.peer, m.text))
-        }
         Cmd::Read { peer } => {
-            roost::identity::parse_id(&peer)?;
-            let client = ApiClient::open(&data_dir)?;
-            let v: serde_json::Value = client
-                .post(&format!("read/{peer}"), &serde_json::json!({}))
-                .await?;
+            let v: serde_json::Value = api()?.post(&format!("read/{peer}"), &json!({})).await?;
             out.object(&v, || format!("{} marked read", v["read"]))
         }
-        Cmd::Daemon(args) => daemon(data_dir, args).await,
+        Cmd::Demo => {
+            let mut stdout = std::io::stdout();
+            roost::demo::run(|line| {
+                let _ = writeln!(stdout, "{line}");
+            })
+            .await?;
+            Ok(())
+        }
         Cmd::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "roost", &mut std::io::stdout());
             Ok(())
         }
+    }
+}
+
+/// The ID behind a name, for filtering the event stream locally.
+async fn resolve_for_filter(client: &ApiClient, name_or_id: &str) -> Result<String> {
+    if roost::identity::parse_id(name_or_id).is_ok() {
+        return Ok(name_or_id.to_string());
+    }
+    let rows: Vec<BuddyRow> = client.get("buddies").await?;
+    rows.into_iter()
+        .find(|b| b.name == name_or_id)
+        .map(|b| b.id)
+        .with_context(|| format!("no buddy is called {name_or_id:?}"))
+}
+
+async fn buddy(client: &ApiClient, out: &Out, cmd: BuddyCmd) -> Result<()> {
+    let action = |buddy: String, action: &'static str, body: serde_json::Value| async move {
+        let v: serde_json::Value = client
+            .post(&format!("buddies/{buddy}/{action}"), &body)
+            .await?;
+        out.object(&v, || format!("{action}: done"))
+    };
+    match cmd {
+        BuddyCmd::Add { id, name } => {
+            roost::identity::parse_id(&id)?;
+            let row: BuddyRow = client
+                .post("buddies", &json!({ "id": id, "name": name }))
+                .await?;
+            out.object(&row, || format!("added {} as {}", row.id, row.name))
+        }
+        BuddyCmd::List => {
+            let rows: Vec<BuddyRow> = client.get("buddies").await?;
+            out.rows(&rows, |b| {
+                let mut flags = String::new();
+                if b.hidden {
+                    flags.push_str(" (hidden from)");
+                }
+                if b.blocked {
+                    flags.push_str(" (blocked)");
+                }
+                format!("{:<16} {:<8} {}{flags}", b.name, b.status, b.id)
+            })
+        }
+        BuddyCmd::Requests => {
+            let rows: Vec<RequestRow> = client.get("requests").await?;
+            out.rows(&rows, |r| {
+                format!("{} wants to be your buddy: roost buddy add {}", r.id, r.id)
+            })
+        }
+        BuddyCmd::Remove { buddy } => action(buddy, "remove", json!({})).await,
+        BuddyCmd::Rename { buddy, name } => action(buddy, "rename", json!({ "name": name })).await,
+        BuddyCmd::Hide { buddy } => action(buddy, "hide", json!({})).await,
+        BuddyCmd::Show { buddy } => action(buddy, "show", json!({})).await,
+        BuddyCmd::Block { buddy } => action(buddy, "block", json!({})).await,
+        BuddyCmd::Unblock { buddy } => action(buddy, "unblock", json!({})).await,
     }
 }
 
@@ -288,10 +502,11 @@ impl Out {
         for r in rows {
             if self.json {
                 serde_json::to_writer(&mut stdout, r)?;
-                writeln!(stdout)?;
             } else {
-                writeln!(stdout, "{}", human(r))?;
+                write!(stdout, "{}", human(r))?;
             }
+            writeln!(stdout)?;
+            stdout.flush()?;
         }
         Ok(())
     }

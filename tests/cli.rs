@@ -82,11 +82,30 @@ fn every_command_has_help() {
     let top = roost(dir.path(), &["--help"]);
     assert!(top.status.success());
     let text = String::from_utf8_lossy(&top.stdout).to_string();
-    for sub in ["init", "id", "daemon", "status", "completions"] {
+    for sub in [
+        "init",
+        "id",
+        "daemon",
+        "status",
+        "buddy",
+        "presence",
+        "send",
+        "inbox",
+        "log",
+        "read",
+        "demo",
+        "completions",
+    ] {
         assert!(text.contains(sub), "top-level help lists {sub}");
         let out = roost(dir.path(), &[sub, "--help"]);
         assert!(out.status.success(), "{sub} --help");
         assert!(String::from_utf8_lossy(&out.stdout).contains("--data-dir"));
+    }
+    for sub in [
+        "add", "list", "requests", "remove", "rename", "hide", "show", "block", "unblock",
+    ] {
+        let out = roost(dir.path(), &["buddy", sub, "--help"]);
+        assert!(out.status.success(), "buddy {sub} --help");
     }
     let out = roost(dir.path(), &["completions", "bash"]);
     assert!(out.status.success() && !out.stdout.is_empty());
@@ -134,4 +153,29 @@ async fn daemon_publishes_its_addresses_and_stops_cleanly_on_sigterm() {
     assert!(!api_file.exists(), "api.json removed on clean shutdown");
     let after = json(&roost(dir.path(), &["--json", "id"]));
     assert_eq!(after["addrs"], serde_json::json!([]));
+}
+
+#[test]
+fn the_demo_tells_the_whole_story_and_exits_0() {
+    let out = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .arg("demo")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "Discovery by key",
+        "Oscar hides",
+        "pushed",
+        "direct MESSAGE",
+        "Store and forward",
+        "All steps passed",
+    ] {
+        assert!(text.contains(step), "narrates {step:?}:\n{text}");
+    }
 }

@@ -3,9 +3,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
-use super::{API_FILE, ApiInfo};
+use super::{API_FILE, ApiInfo, EventView};
 
 /// Errors talking to the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,43 @@ impl ApiClient {
             .post(format!("{}/api/v1/{path}", self.info.url))
             .json(body);
         self.send(req).await
+    }
+
+    /// Follows the event stream, calling `f` for each event until it
+    /// returns false or the daemon goes away.
+    pub async fn follow(&self, mut f: impl FnMut(EventView) -> bool) -> Result<(), ClientError> {
+        let req = self.http.get(format!("{}/api/v1/events", self.info.url));
+        let resp = req
+            .bearer_auth(&self.info.token)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    ClientError::NotRunning(self.info.url.clone())
+                } else {
+                    ClientError::Http(e.to_string())
+                }
+            })?;
+        if !resp.status().is_success() {
+            return Err(ClientError::Api(format!("HTTP {}", resp.status())));
+        }
+        let mut body = resp.bytes_stream();
+        let mut buf = Vec::new();
+        while let Some(chunk) = body.next().await {
+            buf.extend_from_slice(&chunk.map_err(|e| ClientError::Http(e.to_string()))?);
+            while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                let Some(data) = line.strip_prefix(b"data:") else {
+                    continue;
+                };
+                if let Ok(ev) = serde_json::from_slice::<EventView>(data.trim_ascii())
+                    && !f(ev)
+                {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn send<T: DeserializeOwned>(

@@ -1,0 +1,329 @@
+//! The handlers of `/api/v1/`. Each is a thin translation between JSON and
+//! a [`NodeHandle`] call; see docs/api.md for the contract.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use libp2p::PeerId;
+use serde::Deserialize;
+
+use super::views::*;
+use super::{ApiError, AppState};
+use crate::node::{BuddyChange, Content, Own, OwnStatus};
+use crate::store::Direction;
+use crate::wire::presence::{MAX_CONTEXT, MAX_NOTE, PresenceInfo};
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/id", get(id))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/send", post(send))
+        .route("/api/v1/log/{peer}", get(log))
+        .route("/api/v1/inbox", get(inbox))
+        .route("/api/v1/read/{peer}", post(mark_read))
+        .route("/api/v1/buddies", get(buddies).post(add_buddy))
+        .route("/api/v1/buddies/{peer}/{action}", post(buddy_action))
+        .route("/api/v1/requests", get(requests))
+        .route("/api/v1/presence", get(own_presence).post(set_presence))
+        .route("/api/v1/presence/buddies", get(presence_of_buddies))
+        .route("/api/v1/events", get(events))
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+async fn names(s: &AppState) -> Result<HashMap<PeerId, String>, ApiError> {
+    Ok(s.node
+        .buddies()
+        .await?
+        .into_iter()
+        .map(|b| (b.peer, b.name))
+        .collect())
+}
+
+async fn id(State(s): State<AppState>) -> ApiResult<IdView> {
+    let addrs = s.node.dial_addrs().await?;
+    Ok(Json(IdView {
+        id: s.node.peer_id().to_string(),
+        addrs: addrs.iter().map(|a| a.to_string()).collect(),
+    }))
+}
+
+async fn status(State(s): State<AppState>) -> ApiResult<StatusView> {
+    let addrs = s.node.dial_addrs().await?;
+    Ok(Json(StatusView {
+        id: s.node.peer_id().to_string(),
+        peers: s.node.connected_peers().await?.len(),
+        addrs: addrs.iter().map(|a| a.to_string()).collect(),
+        outbox: s.node.outbox_len().await?,
+        held: s.node.held_len().await?,
+        buddies: s
+            .node
+            .buddies()
+            .await?
+            .iter()
+            .filter(|b| !b.blocked)
+            .count(),
+    }))
+}
+
+async fn send(State(s): State<AppState>, Json(req): Json<SendRequest>) -> ApiResult<SendView> {
+    let to = s.node.resolve(&req.to).await?;
+    let data = match (req.text, req.hex) {
+        (Some(t), None) => t.into_bytes(),
+        (None, Some(h)) => {
+            hex::decode(h.trim()).map_err(|_| bad_request("hex body is not valid hex"))?
+        }
+        _ => return Err(bad_request("give exactly one of \"text\" and \"hex\"")),
+    };
+    let content = Content {
+        content_type: req.content_type.unwrap_or_else(|| "text/plain".into()),
+        subject: req.subject,
+        data,
+    };
+    let id = s.node.send(to, content).await?;
+    Ok(Json(SendView {
+        id: id.to_string(),
+        state: "queued".into(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    limit: Option<usize>,
+}
+
+async fn log(
+    State(s): State<AppState>,
+    Path(peer): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Vec<MessageView>> {
+    let peer = s.node.resolve(&peer).await?;
+    let msgs = s
+        .node
+        .conversation(peer, q.limit.unwrap_or(100).min(10_000))
+        .await?;
+    let name = names(&s).await?.remove(&peer);
+    let me = s.node.peer_id().to_string();
+    Ok(Json(
+        msgs.iter()
+            .map(|m| MessageView::new(m, &me, name.clone()))
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct InboxQuery {
+    from: Option<String>,
+}
+
+async fn inbox(
+    State(s): State<AppState>,
+    Query(q): Query<InboxQuery>,
+) -> ApiResult<Vec<MessageView>> {
+    let from = match q.from {
+        Some(f) => Some(s.node.resolve(&f).await?),
+        None => None,
+    };
+    let mut msgs = s.node.inbox().await?;
+    msgs.extend(s.node.requests().await?);
+    msgs.retain(|m| m.direction == Direction::In && from.is_none_or(|f| m.peer_id() == Some(f)));
+    msgs.sort_by_key(|m| (m.sent_at, m.id));
+    let names = names(&s).await?;
+    let me = s.node.peer_id().to_string();
+    Ok(Json(
+        msgs.iter()
+            .map(|m| MessageView::new(m, &me, m.peer_id().and_then(|p| names.get(&p).cloned())))
+            .collect(),
+    ))
+}
+
+async fn mark_read(
+    State(s): State<AppState>,
+    Path(peer): Path<String>,
+) -> ApiResult<serde_json::Value> {
+    let peer = s.node.resolve(&peer).await?;
+    let n = s.node.mark_read(peer).await?;
+    Ok(Json(serde_json::json!({ "read": n })))
+}
+
+async fn buddies(State(s): State<AppState>) -> ApiResult<Vec<BuddyRow>> {
+    Ok(Json(
+        s.node.buddies().await?.iter().map(BuddyRow::from).collect(),
+    ))
+}
+
+async fn add_buddy(State(s): State<AppState>, Json(req): Json<AddBuddy>) -> ApiResult<BuddyRow> {
+    let peer = crate::identity::parse_id(&req.id).map_err(|e| bad_request(e.to_string()))?;
+    let name = req
+        .name
+        .unwrap_or_else(|| req.id.chars().skip(8).take(8).collect());
+    if name.is_empty() || name.len() > 64 || crate::identity::parse_id(&name).is_ok() {
+        return Err(bad_request(
+            "a buddy name must be 1 to 64 characters and not an ID",
+        ));
+    }
+    s.node.add_buddy(peer, name).await?;
+    buddy_row(&s, peer).await
+}
+
+async fn buddy_row(s: &AppState, peer: PeerId) -> ApiResult<BuddyRow> {
+    s.node
+        .buddies()
+        .await?
+        .iter()
+        .find(|b| b.peer == peer)
+        .map(|b| Json(BuddyRow::from(b)))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                format!("{peer} is not on the buddy list"),
+            )
+        })
+}
+
+#[derive(Deserialize, Default)]
+struct ActionBody {
+    name: Option<String>,
+}
+
+async fn buddy_action(
+    State(s): State<AppState>,
+    Path((peer, action)): Path<(String, String)>,
+    body: Option<Json<ActionBody>>,
+) -> ApiResult<serde_json::Value> {
+    let peer = s.node.resolve(&peer).await?;
+    let on_list = s.node.buddies().await?.iter().any(|b| b.peer == peer);
+    let change = match action.as_str() {
+        "remove" => BuddyChange::Remove,
+        "rename" => {
+            let name = body
+                .and_then(|b| b.0.name)
+                .filter(|n| !n.is_empty() && n.len() <= 64);
+            BuddyChange::Rename(name.ok_or_else(|| {
+                bad_request("rename needs {\"name\": \"...\"} (1 to 64 characters)")
+            })?)
+        }
+        "hide" => BuddyChange::Hide(true),
+        "show" => BuddyChange::Hide(false),
+        "block" => BuddyChange::Block(true),
+        "unblock" => BuddyChange::Block(false),
+        other => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("unknown buddy action {other:?}"),
+            ));
+        }
+    };
+    if !on_list && !matches!(change, BuddyChange::Block(true)) {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{peer} is not on the buddy list"),
+        ));
+    }
+    s.node.change_buddy(peer, change).await?;
+    Ok(Json(
+        serde_json::json!({ "id": peer.to_string(), "done": action }),
+    ))
+}
+
+async fn requests(State(s): State<AppState>) -> ApiResult<Vec<RequestRow>> {
+    Ok(Json(
+        s.node
+            .buddy_requests()
+            .await?
+            .iter()
+            .map(RequestRow::from)
+            .collect(),
+    ))
+}
+
+fn own_view(o: &Own) -> OwnPresence {
+    OwnPresence {
+        status: match o.status {
+            OwnStatus::Online => "online",
+            OwnStatus::Away => "away",
+            OwnStatus::Busy => "busy",
+            OwnStatus::Invisible => "invisible",
+        }
+        .into(),
+        note: o.note.clone(),
+        activity: o.activity.clone(),
+        location: o.location.clone(),
+        until: o.until.clone(),
+    }
+}
+
+async fn own_presence(State(s): State<AppState>) -> ApiResult<OwnPresence> {
+    Ok(Json(own_view(&s.node.presence().await?)))
+}
+
+async fn set_presence(
+    State(s): State<AppState>,
+    Json(p): Json<OwnPresence>,
+) -> ApiResult<OwnPresence> {
+    let status: OwnStatus = p.status.parse().map_err(bad_request)?;
+    let own = Own {
+        status,
+        note: p.note,
+        activity: p.activity,
+        location: p.location,
+        until: p.until,
+    };
+    let check = PresenceInfo {
+        status: crate::wire::presence::Status::Online,
+        note: own.note.clone(),
+        activity: own.activity.clone(),
+        location: own.location.clone(),
+        until: own.until.clone(),
+    };
+    if !check.is_within_limits() {
+        return Err(bad_request(format!(
+            "note is limited to {MAX_NOTE} characters, activity, location and until to {MAX_CONTEXT}"
+        )));
+    }
+    s.node.set_presence(own.clone()).await?;
+    Ok(Json(own_view(&own)))
+}
+
+async fn presence_of_buddies(State(s): State<AppState>) -> ApiResult<Vec<BuddyRow>> {
+    let list = s.node.buddies().await?;
+    Ok(Json(
+        list.iter()
+            .filter(|b| !b.blocked)
+            .map(BuddyRow::from)
+            .collect(),
+    ))
+}
+
+/// Server-sent events: one `data:` line of JSON ([`EventView`]) per event.
+async fn events(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = s.node.events();
+    let me = s.node.peer_id().to_string();
+    let stream = futures::stream::unfold((rx, me), |(mut rx, me)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    let data = serde_json::to_string(&EventView::new(&e, &me)).unwrap_or_default();
+                    return Some((Ok(SseEvent::default().data(data)), (rx, me)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("event stream listener fell behind; {n} events skipped");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

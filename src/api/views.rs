@@ -1,0 +1,270 @@
+//! The JSON shapes of the local API (and so of `roost --json`). These are a
+//! contract for scripts: fields are only ever added.
+
+use serde::{Deserialize, Serialize};
+
+use crate::node::{BuddyView, Event};
+use crate::store::{BuddyRequest, Direction, StoredMessage};
+use crate::wire::presence::PresenceInfo;
+
+/// Contents of `api.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiInfo {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// Bearer token for every request.
+    pub token: String,
+}
+
+/// `GET /api/v1/id`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdView {
+    /// The node's ID.
+    pub id: String,
+    /// Its listen addresses, each ending in `/p2p/<ID>`.
+    pub addrs: Vec<String>,
+}
+
+/// `GET /api/v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    /// The node's ID.
+    pub id: String,
+    /// Number of connected peers.
+    pub peers: usize,
+    /// Its listen addresses.
+    pub addrs: Vec<String>,
+    /// Messages waiting in the outbox.
+    pub outbox: usize,
+    /// Mailbox items held for others.
+    pub held: usize,
+    /// Number of buddies.
+    pub buddies: usize,
+}
+
+/// `POST /api/v1/send` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// Recipient: a buddy's name or an ID.
+    pub to: String,
+    /// The body as text.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The body as hex, for binary content types.
+    #[serde(default)]
+    pub hex: Option<String>,
+    /// MIME type (default `text/plain`).
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Optional subject.
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+/// `POST /api/v1/send` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendView {
+    /// The new message's id.
+    pub id: String,
+    /// Its state (`queued` right after sending).
+    pub state: String,
+}
+
+/// A message as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageView {
+    /// Message id.
+    pub id: String,
+    /// `in` or `out`.
+    pub direction: String,
+    /// queued | stored | delivered | read | failed (out); unread | read (in).
+    pub state: String,
+    /// The other party's ID.
+    pub peer: String,
+    /// Sender's ID.
+    pub from: String,
+    /// Sender's buddy name, if any (empty for our own messages).
+    pub from_name: Option<String>,
+    /// Sender's clock, Unix ms.
+    pub sent_at: u64,
+    /// MIME type.
+    pub content_type: String,
+    /// Subject, if any.
+    pub subject: Option<String>,
+    /// The body as text (lossy for non-UTF-8 bodies).
+    pub text: String,
+    /// From a key that is not a buddy.
+    pub request: bool,
+}
+
+impl MessageView {
+    /// Builds the view; `me` is our ID, `name` the other party's name.
+    pub fn new(m: &StoredMessage, me: &str, name: Option<String>) -> Self {
+        let peer = m.peer_id().map(|p| p.to_string()).unwrap_or_default();
+        let incoming = m.direction == Direction::In;
+        Self {
+            id: m.id.to_string(),
+            direction: if incoming { "in" } else { "out" }.into(),
+            state: m.state.as_str().into(),
+            from: if incoming {
+                peer.clone()
+            } else {
+                me.to_string()
+            },
+            from_name: if incoming { name } else { None },
+            peer,
+            sent_at: m.sent_at,
+            content_type: m.content_type.clone(),
+            subject: m.subject.clone(),
+            text: String::from_utf8_lossy(&m.data).into_owned(),
+            request: m.request,
+        }
+    }
+}
+
+/// A buddy-list row (`GET /api/v1/buddies`) and a presence row
+/// (`GET /api/v1/presence/buddies`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuddyRow {
+    /// Its ID.
+    pub id: String,
+    /// My name for it.
+    pub name: String,
+    /// online | away | busy | offline, as it last told us.
+    pub status: String,
+    /// Its note.
+    pub note: Option<String>,
+    /// Its activity.
+    pub activity: Option<String>,
+    /// Its location.
+    pub location: Option<String>,
+    /// Until when.
+    pub until: Option<String>,
+    /// It sees me offline.
+    pub hidden: bool,
+    /// It is blocked.
+    pub blocked: bool,
+}
+
+impl From<&BuddyView> for BuddyRow {
+    fn from(b: &BuddyView) -> Self {
+        let p = &b.presence;
+        Self {
+            id: b.peer.to_string(),
+            name: b.name.clone(),
+            status: p.status.as_str().into(),
+            note: p.note.clone(),
+            activity: p.activity.clone(),
+            location: p.location.clone(),
+            until: p.until.clone(),
+            hidden: b.hidden,
+            blocked: b.blocked,
+        }
+    }
+}
+
+/// A pending buddy request (`GET /api/v1/requests`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestRow {
+    /// Who added me.
+    pub id: String,
+    /// When it arrived, Unix ms.
+    pub at: u64,
+}
+
+impl From<&BuddyRequest> for RequestRow {
+    fn from(r: &BuddyRequest) -> Self {
+        Self {
+            id: libp2p::PeerId::from_bytes(&r.peer)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            at: r.at,
+        }
+    }
+}
+
+/// `POST /api/v1/buddies` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddBuddy {
+    /// The ID to add.
+    pub id: String,
+    /// My name for it (default: the start of the ID).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// My presence (`GET`/`POST /api/v1/presence`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OwnPresence {
+    /// online | away | busy | invisible.
+    pub status: String,
+    /// Note, ≤ 256 characters.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Activity.
+    #[serde(default)]
+    pub activity: Option<String>,
+    /// Location.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Until when (free text, e.g. "14:00").
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// One event of `GET /api/v1/events` (SSE `data:`), tagged by `type`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventView {
+    /// A new incoming message.
+    Message(MessageView),
+    /// One of our messages changed state.
+    State {
+        /// Message id.
+        id: String,
+        /// Its recipient.
+        peer: String,
+        /// Its new state.
+        state: String,
+    },
+    /// A buddy's presence changed.
+    Presence {
+        /// The buddy.
+        id: String,
+        /// online | away | busy | offline.
+        status: String,
+        /// Its note.
+        note: Option<String>,
+    },
+    /// Someone added me.
+    BuddyRequest {
+        /// Who.
+        id: String,
+    },
+}
+
+impl EventView {
+    /// The view of a node event; `me` is our ID.
+    pub fn new(e: &Event, me: &str) -> Self {
+        match e {
+            Event::Message(m) => Self::Message(MessageView::new(m, me, None)),
+            Event::State { id, peer, state } => Self::State {
+                id: id.to_string(),
+                peer: peer.to_string(),
+                state: state.as_str().into(),
+            },
+            Event::Presence { peer, info } => presence_event(peer, info),
+            Event::BuddyRequest { peer } => Self::BuddyRequest {
+                id: peer.to_string(),
+            },
+        }
+    }
+}
+
+fn presence_event(peer: &libp2p::PeerId, info: &PresenceInfo) -> EventView {
+    EventView::Presence {
+        id: peer.to_string(),
+        status: info.status.as_str().into(),
+        note: info.note.clone(),
+    }
+}
