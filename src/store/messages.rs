@@ -143,31 +143,30 @@ pub(super) fn dec<T: serde::de::DeserializeOwned>(
 }
 
 impl Store {
-    /// Records an outgoing message and its sealed envelope in the outbox,
-    /// atomically, and flushes: after this returns it survives any crash.
-    pub fn insert_outgoing(
-        &self,
-        msg: &StoredMessage,
-        envelope: &Envelope,
-    ) -> Result<(), StoreError> {
-        let key = msg_key(msg);
-        let row = enc(msg, MSGS)?;
-        let ob = enc(
-            &OutboxRow {
-                to: msg.peer.clone(),
-                envelope: envelope.clone(),
-            },
-            OUTBOX,
-        )?;
-        let idx = index_key(Direction::Out, &msg.peer, &msg.id);
-        (&self.msgs, &self.index, &self.outbox)
-            .transaction(|(m, i, o)| {
-                m.insert(key.as_slice(), row.as_slice())?;
-                i.insert(idx.as_slice(), key.as_slice())?;
-                o.insert(&msg.id.0, ob.as_slice())?;
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(|_| StoreError::Corrupt(OUTBOX))?;
+    /// Records outgoing messages and their sealed envelopes in the outbox,
+    /// each atomically, with one flush for the batch (group commit): after
+    /// this returns they survive any crash.
+    pub fn insert_outgoing(&self, items: &[(StoredMessage, Envelope)]) -> Result<(), StoreError> {
+        for (msg, envelope) in items {
+            let key = msg_key(msg);
+            let row = enc(msg, MSGS)?;
+            let ob = enc(
+                &OutboxRow {
+                    to: msg.peer.clone(),
+                    envelope: envelope.clone(),
+                },
+                OUTBOX,
+            )?;
+            let idx = index_key(Direction::Out, &msg.peer, &msg.id);
+            (&self.msgs, &self.index, &self.outbox)
+                .transaction(|(m, i, o)| {
+                    m.insert(key.as_slice(), row.as_slice())?;
+                    i.insert(idx.as_slice(), key.as_slice())?;
+                    o.insert(&msg.id.0, ob.as_slice())?;
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                })
+                .map_err(|_| StoreError::Corrupt(OUTBOX))?;
+        }
         self.db.flush()?;
         Ok(())
     }
@@ -376,7 +375,7 @@ mod tests {
         };
         {
             let s = Store::open(dir.path(), 1 << 20).unwrap();
-            s.insert_outgoing(&m, &env).unwrap();
+            s.insert_outgoing(&[(m.clone(), env.clone())]).unwrap();
         }
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(s.outbox().unwrap(), vec![(bob, env)]);

@@ -41,6 +41,9 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt stored value in {0}")]
     Corrupt(&'static str),
+    /// A write shared by several callers failed (the cause, as text).
+    #[error("database write failed: {0}")]
+    Failed(String),
     /// The store's lock is held by another process (a daemon is running).
     #[error("the database at {0} is in use by another roost process")]
     Locked(String),

@@ -97,6 +97,9 @@ pub(crate) enum Request {
     Stop(oneshot::Sender<()>),
 }
 
+/// Messages to store and send, and who waits for them to be durable.
+type SendJob = (Vec<(StoredMessage, Envelope)>, oneshot::Sender<Result<(), StoreError>>);
+
 /// One inbound frame after opening: the message, or why it was refused.
 type Opened = Result<(MessageId, PeerId, Inner), (Option<MessageId>, RejectReason)>;
 
@@ -246,7 +249,15 @@ impl Service {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let mut ops = Vec::new();
             tokio::select! {
-                Some(req) = requests.recv() => stop = self.on_request(req).await,
+                Some(req) = requests.recv() => {
+                    // Group commit: every send waiting now shares one flush.
+                    let mut batch = vec![req];
+                    while batch.len() < BATCH {
+                        let Ok(r) = requests.try_recv() else { break };
+                        batch.push(r);
+                    }
+                    stop = self.on_requests(batch).await;
+                }
                 Some(ev) = internal.recv() => {
                     self.on_internal(ev, &mut ops).await;
                     // Drain what else is ready, so acks are written in batches.
@@ -303,28 +314,60 @@ impl Service {
         self.outbox.finished(id)
     }
 
-    async fn on_request(&mut self, req: Request) -> Option<oneshot::Sender<()>> {
-        match req {
-            Request::Send { items, reply } => {
-                let to_store = items.clone();
-                let res = self
-                    .blocking(move |s| {
-                        for (m, env) in &to_store {
-                            s.insert_outgoing(m, env)?;
-                        }
-                        s.flush()
-                    })
-                    .await;
-                if res.is_ok() {
-                    let now = Instant::now();
-                    for (m, env) in items {
-                        if let Some(peer) = m.peer_id() {
-                            self.queue(peer, env, now);
-                        }
+    /// Handles a batch of requests: all sends first, with one flush, then
+    /// the rest in order.
+    async fn on_requests(&mut self, batch: Vec<Request>) -> Option<oneshot::Sender<()>> {
+        let (sends, rest): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|r| matches!(r, Request::Send { .. }));
+        let sends = sends
+            .into_iter()
+            .filter_map(|r| match r {
+                Request::Send { items, reply } => Some((items, reply)),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        if !sends.is_empty() {
+            self.send_batch(sends).await;
+        }
+        let mut stop = None;
+        for r in rest {
+            if let Some(s) = self.on_request(r).await {
+                stop = Some(s);
+            }
+        }
+        stop
+    }
+
+    async fn send_batch(
+        &mut self,
+        sends: Vec<SendJob>,
+    ) {
+        let all: Vec<(StoredMessage, Envelope)> = sends
+            .iter()
+            .flat_map(|(items, _)| items.iter().cloned())
+            .collect();
+        // One result for many waiters: share it as text.
+        let res = self
+            .blocking(move |s| s.insert_outgoing(&all))
+            .await
+            .map_err(|e| e.to_string());
+        let now = Instant::now();
+        for (items, reply) in sends {
+            if res.is_ok() {
+                for (m, env) in items {
+                    if let Some(peer) = m.peer_id() {
+                        self.queue(peer, env, now);
                     }
                 }
-                let _ = reply.send(res);
             }
+            let _ = reply.send(res.clone().map_err(StoreError::Failed));
+        }
+    }
+
+    async fn on_request(&mut self, req: Request) -> Option<oneshot::Sender<()>> {
+        match req {
+            Request::Send { items, reply } => self.send_batch(vec![(items, reply)]).await,
             Request::MarkRead { peer, reply } => {
                 let res = self.blocking(move |s| s.mark_read(&peer)).await;
                 if let Ok(ids) = &res
