@@ -47,33 +47,37 @@ fn row_of(v: &[u8]) -> Result<Row, StoreError> {
 }
 
 impl Store {
-    /// Keeps `envelope` for `recipient` until `expires_at`, flushed before
-    /// returning. Returns false if it was already held.
+    /// Keeps each envelope for its recipient until `expires_at`, with one
+    /// flush for the batch before returning. Returns, per item, whether it
+    /// is new (false: already held).
     pub fn hold(
         &self,
-        recipient: &PeerId,
-        depositor: &PeerId,
-        envelope: &Envelope,
-        expires_at: u64,
-    ) -> Result<bool, StoreError> {
-        let mut id_key = prefix(recipient);
-        id_key.extend_from_slice(&envelope.id.0);
-        if self.held_ids.contains_key(&id_key)? {
-            return Ok(false);
+        items: &[HeldItem],
+        envelopes: &[Envelope],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut fresh = Vec::with_capacity(items.len());
+        for (item, envelope) in items.iter().zip(envelopes) {
+            let mut id_key = prefix(&item.recipient);
+            id_key.extend_from_slice(&envelope.id.0);
+            if self.held_ids.contains_key(&id_key)? {
+                fresh.push(false);
+                continue;
+            }
+            let seq = self.db.generate_id()?;
+            let mut key = prefix(&item.recipient);
+            key.extend_from_slice(&seq.to_be_bytes());
+            let row = Row {
+                envelope: envelope.clone(),
+                depositor: item.depositor.to_bytes(),
+                expires_at: item.expires_at,
+            };
+            let bytes = crate::wire::encode(&row).map_err(|_| StoreError::Corrupt(HELD))?;
+            self.held.insert(key, bytes)?;
+            self.held_ids.insert(id_key, &seq.to_be_bytes())?;
+            fresh.push(true);
         }
-        let seq = self.db.generate_id()?;
-        let mut key = prefix(recipient);
-        key.extend_from_slice(&seq.to_be_bytes());
-        let row = Row {
-            envelope: envelope.clone(),
-            depositor: depositor.to_bytes(),
-            expires_at,
-        };
-        let bytes = crate::wire::encode(&row).map_err(|_| StoreError::Corrupt(HELD))?;
-        self.held.insert(key, bytes)?;
-        self.held_ids.insert(id_key, &seq.to_be_bytes())?;
         self.db.flush()?;
-        Ok(true)
+        Ok(fresh)
     }
 
     /// Up to `max_items` / `max_bytes` of `recipient`'s items from `cursor`
@@ -225,17 +229,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         let (jack, other, dep) = (PeerId::random(), PeerId::random(), PeerId::random());
-        for n in 0..5 {
-            assert!(
-                s.hold(&jack, &dep, &env(&jack, n), 1000 + n as u64)
-                    .unwrap()
-            );
-        }
-        assert!(
-            !s.hold(&jack, &dep, &env(&jack, 0), 2000).unwrap(),
+        let item = |r: PeerId, exp| HeldItem {
+            recipient: r,
+            depositor: dep,
+            size: 100,
+            expires_at: exp,
+        };
+        let items: Vec<HeldItem> = (0..5).map(|n| item(jack, 1000 + n)).collect();
+        let envs: Vec<Envelope> = (0..5).map(|n| env(&jack, n as u8)).collect();
+        assert_eq!(s.hold(&items, &envs).unwrap(), vec![true; 5]);
+        assert_eq!(
+            s.hold(&[item(jack, 2000)], &[env(&jack, 0)]).unwrap(),
+            vec![false],
             "dedupe"
         );
-        s.hold(&other, &dep, &env(&other, 9), 5000).unwrap();
+        s.hold(&[item(other, 5000)], &[env(&other, 9)]).unwrap();
 
         let (page, next) = s.held_page(&jack, 0, 2, 1 << 20).unwrap();
         assert_eq!(page.len(), 2);

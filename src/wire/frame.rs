@@ -11,11 +11,15 @@ use libp2p::StreamProtocol;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Writes one length-prefixed frame (not flushed).
+/// Writes one length-prefixed frame (not flushed), as a single write: on
+/// a Yamux stream every write becomes a frame of its own, and every frame
+/// is encrypted separately by Noise.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
-    w.write_all(&len.to_be_bytes()).await?;
-    w.write_all(bytes).await
+    let mut buf = Vec::with_capacity(4 + bytes.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(bytes);
+    w.write_all(&buf).await
 }
 
 /// A frame read from a stream.

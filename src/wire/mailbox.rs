@@ -7,12 +7,14 @@
 use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 
-use super::message::{Envelope, MAX_FRAME, MessageId};
+use super::message::{Envelope, MessageId};
 
 /// The protocol name.
 pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/mailbox/1");
-/// Largest request (one deposited envelope, or an ack of many ids).
-pub const MAX_REQUEST: usize = MAX_FRAME;
+/// Most envelopes in one deposit.
+pub const DEPOSIT_BATCH: usize = 64;
+/// Largest request (a batch of deposited envelopes, or an ack of many ids).
+pub const MAX_REQUEST: usize = 2 * 1024 * 1024;
 /// Largest response (a page of envelopes).
 pub const MAX_RESPONSE: usize = 1024 * 1024;
 /// Most envelopes in one page.
@@ -38,8 +40,9 @@ pub fn mailbox_key(recipient: &PeerId) -> Vec<u8> {
 /// Requests to a mailbox holder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MailboxRequest {
-    /// Keep this envelope for its recipient.
-    Deposit(Envelope),
+    /// Keep these envelopes (at most [`DEPOSIT_BATCH`]) for their
+    /// recipients; one flush covers the whole batch.
+    Deposit(Vec<Envelope>),
     /// The recipient asks for its items from `cursor` on (0 = the start).
     /// Refused unless the connection is authenticated as `recipient`.
     Fetch {
@@ -63,10 +66,9 @@ pub enum MailboxRequest {
 /// Answers of a holder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MailboxResponse {
-    /// Stored durably (flushed) — or already held.
-    Stored,
-    /// Not stored.
-    Rejected(DepositReject),
+    /// Per deposited envelope, in order: `None` = stored durably (flushed),
+    /// or already held; `Some(reason)` = not stored.
+    Deposited(Vec<Option<DepositReject>>),
     /// A page of the recipient's items.
     Page {
         /// The envelopes.

@@ -17,7 +17,8 @@ use crate::net::NetClient;
 use crate::node::mailbox::{handoff, holders, quorum};
 use crate::store::HeldItem;
 use crate::wire::mailbox::{
-    DepositReject, MailboxRequest, MailboxResponse, PAGE_BYTES, PAGE_ITEMS, mailbox_key,
+    DEPOSIT_BATCH, DepositReject, MailboxRequest, MailboxResponse, PAGE_BYTES, PAGE_ITEMS,
+    mailbox_key,
 };
 use crate::wire::message::{AckResult, Envelope, MessageId, RejectReason};
 
@@ -98,28 +99,18 @@ impl Service {
             let found = net.closest_peers(key.clone()).await.unwrap_or_default();
             let chosen = holders(&key, found, &[me, peer], r);
             let need = quorum(chosen.len(), want);
-            let results = join_all(envs.iter().map(|env| {
-                let (net, chosen) = (net.clone(), chosen.clone());
-                async move {
-                    let acks = join_all(
-                        chosen
-                            .iter()
-                            .map(|h| net.mailbox(*h, MailboxRequest::Deposit(env.clone()))),
-                    )
-                    .await;
-                    let ok = acks
-                        .iter()
-                        .filter(|a| matches!(a, Ok(MailboxResponse::Stored)))
-                        .count();
-                    for a in &acks {
-                        if let Ok(MailboxResponse::Rejected(why)) = a {
-                            debug!(id = %env.id, "deposit refused: {why}");
-                        }
-                    }
-                    (env.id, !chosen.is_empty() && ok >= need)
+            let mut ok = vec![0usize; envs.len()];
+            let per_holder = join_all(chosen.iter().map(|h| deposit_all(&net, *h, &envs))).await;
+            for stored in per_holder {
+                for (n, s) in ok.iter_mut().zip(stored) {
+                    *n += usize::from(s);
                 }
-            }))
-            .await;
+            }
+            let results: Vec<(MessageId, bool)> = envs
+                .iter()
+                .zip(ok)
+                .map(|(e, n)| (e.id, !chosen.is_empty() && n >= need))
+                .collect();
             let (stored, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|(_, ok)| *ok);
             debug!(%peer, holders = chosen.len(), stored = stored.len(), failed = failed.len(), "deposit round");
             let _ = int_tx
@@ -141,39 +132,60 @@ impl Service {
     ) -> MailboxResponse {
         let me = self.sealer.me();
         match request {
-            MailboxRequest::Deposit(env) => {
-                let Ok(recipient) = PeerId::from_bytes(&env.to) else {
-                    return MailboxResponse::Rejected(DepositReject::NotAcceptable);
-                };
-                if recipient == me || recipient == peer || PeerId::from_bytes(&env.from).is_err() {
-                    return MailboxResponse::Rejected(DepositReject::NotAcceptable);
-                }
-                let size = env.sealed.len();
-                if let Err(why) = self.ledger.admit(&recipient, &peer, size) {
-                    return MailboxResponse::Rejected(why);
-                }
+            MailboxRequest::Deposit(envs) => {
                 let expires_at = unix_ms() + self.mcfg.ttl.as_millis() as u64;
-                match self
-                    .blocking(move |s| s.hold(&recipient, &peer, &env, expires_at))
-                    .await
-                {
-                    Ok(new) => {
-                        if new {
-                            self.ledger.added(&HeldItem {
-                                recipient,
+                let mut results = Vec::with_capacity(envs.len());
+                let (mut items, mut keep) = (Vec::new(), Vec::new());
+                for env in envs.into_iter().take(DEPOSIT_BATCH) {
+                    let verdict = match PeerId::from_bytes(&env.to) {
+                        Ok(r) if r != me && r != peer && PeerId::from_bytes(&env.from).is_ok() => {
+                            let item = HeldItem {
+                                recipient: r,
                                 depositor: peer,
-                                size,
+                                size: env.sealed.len(),
                                 expires_at,
-                            });
-                            self.handoff_due.get_or_insert(Instant::now() + SETTLE);
+                            };
+                            // Count this batch's earlier items against the quotas too.
+                            self.ledger.admit(&r, &peer, item.size).map(|()| {
+                                self.ledger.added(&item);
+                                item
+                            })
                         }
-                        MailboxResponse::Stored
+                        _ => Err(DepositReject::NotAcceptable),
+                    };
+                    match verdict {
+                        Ok(item) => {
+                            results.push(None);
+                            items.push(item);
+                            keep.push(env);
+                        }
+                        Err(why) => results.push(Some(why)),
+                    }
+                }
+                if items.is_empty() {
+                    return MailboxResponse::Deposited(results);
+                }
+                let (held, envs) = (items.clone(), keep);
+                match self.blocking(move |s| s.hold(&held, &envs)).await {
+                    Ok(fresh) => {
+                        // Already-held items were counted twice above.
+                        for (item, new) in items.iter().zip(fresh) {
+                            if !new {
+                                self.ledger.removed(item);
+                            }
+                        }
+                        self.handoff_due.get_or_insert(Instant::now() + SETTLE);
                     }
                     Err(e) => {
-                        warn!("cannot hold a mailbox item: {e}");
-                        MailboxResponse::Rejected(DepositReject::Unavailable)
+                        warn!("cannot hold mailbox items: {e}");
+                        items.iter().for_each(|i| self.ledger.removed(i));
+                        results
+                            .iter_mut()
+                            .filter(|r| r.is_none())
+                            .for_each(|r| *r = Some(DepositReject::Unavailable));
                     }
                 }
+                MailboxResponse::Deposited(results)
             }
             MailboxRequest::Fetch { recipient, cursor } => {
                 if recipient != peer.to_bytes() {
@@ -240,15 +252,7 @@ impl Service {
                 let plan = handoff(&key, found, me, recipient, r, &already);
                 let mut done = Vec::new();
                 for t in &plan.targets {
-                    let acks = join_all(
-                        envs.iter()
-                            .map(|e| net.mailbox(*t, MailboxRequest::Deposit(e.clone()))),
-                    )
-                    .await;
-                    if acks
-                        .iter()
-                        .all(|a| matches!(a, Ok(MailboxResponse::Stored)))
-                    {
+                    if deposit_all(&net, *t, &envs).await.iter().all(|s| *s) {
                         done.push(*t);
                     }
                 }
@@ -268,6 +272,29 @@ impl Service {
             });
         }
     }
+}
+
+/// Deposits `envs` with one holder in batches; per envelope, whether the
+/// holder stored it.
+async fn deposit_all(net: &NetClient, holder: PeerId, envs: &[Envelope]) -> Vec<bool> {
+    let mut stored = Vec::with_capacity(envs.len());
+    for chunk in envs.chunks(DEPOSIT_BATCH) {
+        match net
+            .mailbox(holder, MailboxRequest::Deposit(chunk.to_vec()))
+            .await
+        {
+            Ok(MailboxResponse::Deposited(results)) if results.len() == chunk.len() => {
+                for (env, r) in chunk.iter().zip(results) {
+                    if let Some(why) = r {
+                        debug!(id = %env.id, %holder, "deposit refused: {why}");
+                    }
+                    stored.push(r.is_none());
+                }
+            }
+            _ => stored.extend(std::iter::repeat_n(false, chunk.len())),
+        }
+    }
+    stored
 }
 
 /// Fetches our own mailbox from its holders: every page is stored through

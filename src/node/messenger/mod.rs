@@ -98,7 +98,10 @@ pub(crate) enum Request {
 }
 
 /// Messages to store and send, and who waits for them to be durable.
-type SendJob = (Vec<(StoredMessage, Envelope)>, oneshot::Sender<Result<(), StoreError>>);
+type SendJob = (
+    Vec<(StoredMessage, Envelope)>,
+    oneshot::Sender<Result<(), StoreError>>,
+);
 
 /// One inbound frame after opening: the message, or why it was refused.
 type Opened = Result<(MessageId, PeerId, Inner), (Option<MessageId>, RejectReason)>;
@@ -339,10 +342,7 @@ impl Service {
         stop
     }
 
-    async fn send_batch(
-        &mut self,
-        sends: Vec<SendJob>,
-    ) {
+    async fn send_batch(&mut self, sends: Vec<SendJob>) {
         let all: Vec<(StoredMessage, Envelope)> = sends
             .iter()
             .flat_map(|(items, _)| items.iter().cloned())
