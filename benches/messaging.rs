@@ -538,18 +538,58 @@ async fn idle() {
     );
 }
 
+/// Hundreds of nodes in one process need far more file descriptors than
+/// the usual soft limit (each node's connections count twice here).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            let want = 262_144.max(lim.rlim_cur);
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: want.max(lim.rlim_max),
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` probes with --list
     }
+    raise_fd_limit();
+    // `cargo bench --bench messaging -- fanout` runs only the named parts.
+    let want = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
     let c = counts();
-    floor(&c, false).await;
-    floor(&c, true).await;
-    roost_system(&c).await;
-    mailbox(&c).await;
-    for &n in &c.fanout {
-        fanout(n).await;
+    if want("floor") {
+        floor(&c, false).await;
+        floor(&c, true).await;
     }
-    idle().await;
+    if want("roost") {
+        roost_system(&c).await;
+    }
+    if want("mailbox") {
+        mailbox(&c).await;
+    }
+    if want("fanout") {
+        for &n in &c.fanout {
+            fanout(n).await;
+        }
+    }
+    if want("idle") {
+        idle().await;
+    }
 }

@@ -44,6 +44,14 @@ use crate::wire::message::{
 pub const MSG_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/msg/1");
 /// Most unacknowledged messages on one link.
 pub const WINDOW: usize = 64;
+/// Most message streams one peer may have open to us at once.
+pub const MAX_STREAMS_PER_PEER: usize = 4;
+/// An inbound stream must carry its first frame within this time: a sender
+/// opens one only when it has something to send.
+pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// A stream with no traffic for this long is closed (and reopened when
+/// needed), so idle links do not pin connections and tasks forever.
+pub const STREAM_IDLE: Duration = Duration::from_secs(300);
 /// Most frames one inbound batch (one flush) covers.
 const BATCH: usize = 256;
 
@@ -157,13 +165,30 @@ pub(crate) fn spawn(
     let accept_tx = int_tx.clone();
     let accept_sealer = sealer.clone();
     tokio::spawn(async move {
+        // Streams open per peer: a peer gets a few, not as many as it asks.
+        let open: Arc<std::sync::Mutex<HashMap<PeerId, usize>>> = Default::default();
         while let Some((peer, stream)) = incoming.next().await {
-            tokio::spawn(session(
-                peer,
-                stream,
-                accept_sealer.clone(),
-                accept_tx.clone(),
-            ));
+            {
+                let Ok(mut o) = open.lock() else { break };
+                let n = o.entry(peer).or_default();
+                if *n >= MAX_STREAMS_PER_PEER {
+                    debug!(%peer, "too many message streams; refusing one");
+                    continue;
+                }
+                *n += 1;
+            }
+            let (sealer, tx, open) = (accept_sealer.clone(), accept_tx.clone(), open.clone());
+            tokio::spawn(async move {
+                session(peer, stream, sealer, tx).await;
+                if let Ok(mut o) = open.lock()
+                    && let Some(n) = o.get_mut(&peer)
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        o.remove(&peer);
+                    }
+                }
+            });
         }
     });
     let poll = mailbox.poll;
@@ -766,7 +791,7 @@ async fn link(
     let writer = {
         let window = window.clone();
         async move {
-            while let Some((_id, frame)) = rx.recv().await {
+            while let Ok(Some((_id, frame))) = tokio::time::timeout(STREAM_IDLE, rx.recv()).await {
                 let permit = window.acquire().await.map_err(std::io::Error::other)?;
                 permit.forget();
                 message::write_frame(&mut w, &frame).await?;
@@ -816,11 +841,18 @@ async fn session(
     let (mut r, mut w) = futures::AsyncReadExt::split(stream);
     let (frame_tx, mut frame_rx) = mpsc::channel::<ReadFrame>(WINDOW);
     let reader = tokio::spawn(async move {
+        let mut limit = FIRST_FRAME_TIMEOUT;
         loop {
-            let f = match message::read_frame(&mut r, MAX_FRAME).await {
-                Ok(f) => f,
-                Err(_) => ReadFrame::Eof,
+            let f = match tokio::time::timeout(limit, message::read_frame(&mut r, MAX_FRAME)).await
+            {
+                Ok(Ok(f)) => f,
+                Ok(Err(_)) => ReadFrame::Eof,
+                Err(_) => {
+                    debug!(%peer, "message stream silent; closing it");
+                    ReadFrame::Eof
+                }
             };
+            limit = STREAM_IDLE;
             let end = !matches!(f, ReadFrame::Frame(_));
             if frame_tx.send(f).await.is_err() || end {
                 return;

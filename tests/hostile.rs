@@ -1,0 +1,143 @@
+//! [hardening] Hostile peers: silent streams, too many streams, garbage on
+//! every protocol. Honest nodes keep serving and lose nothing.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestNode, eventually, init_tracing};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use roost::node::messenger::{FIRST_FRAME_TIMEOUT, MAX_STREAMS_PER_PEER, MSG_PROTOCOL};
+use roost::wire::mailbox::{MailboxRequest, MailboxResponse};
+use roost::{Content, Identity};
+
+/// True once the remote has closed `s` (EOF or reset).
+async fn closed(s: &mut libp2p::Stream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(s.read(&mut buf).await, Ok(0) | Err(_))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_surplus_streams_are_closed_and_honest_traffic_flows() {
+    init_tracing();
+    let honest = TestNode::start(&[]).await;
+    let mallory = TestNode::start(&[honest.addr().await]).await;
+    let target = honest.handle.peer_id();
+    eventually("mallory finds the honest node", || async {
+        mallory.handle.find(target).await.unwrap()
+    })
+    .await;
+
+    // Streams beyond the per-peer limit are refused at once.
+    let mut streams = Vec::new();
+    for _ in 0..MAX_STREAMS_PER_PEER {
+        streams.push(
+            mallory
+                .handle
+                .open_raw_stream(target, MSG_PROTOCOL)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut extra = mallory
+        .handle
+        .open_raw_stream(target, MSG_PROTOCOL)
+        .await
+        .unwrap();
+    assert!(closed(&mut extra).await, "the surplus stream is closed");
+
+    // The silent ones are closed after the first-frame timeout.
+    let t = Instant::now();
+    assert!(closed(&mut streams[0]).await);
+    let waited = t.elapsed();
+    assert!(
+        waited >= FIRST_FRAME_TIMEOUT - Duration::from_secs(1),
+        "closed after {waited:?}"
+    );
+    drop(streams);
+
+    // Meanwhile and afterwards, honest messages go through.
+    let id = mallory
+        .handle
+        .send(target, Content::text("still here"))
+        .await
+        .unwrap();
+    eventually("the honest message arrives", || async {
+        let conv = honest
+            .handle
+            .conversation(mallory.handle.peer_id(), 10)
+            .await
+            .unwrap();
+        conv.iter().any(|m| m.id == id).then_some(())
+    })
+    .await;
+    honest.handle.shutdown().await.unwrap();
+    mallory.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_mailbox_and_presence_protocols_does_not_hurt() {
+    init_tracing();
+    let honest = TestNode::start(&[]).await;
+    let mallory = TestNode::start(&[honest.addr().await]).await;
+    let target = honest.handle.peer_id();
+    eventually("mallory finds the honest node", || async {
+        mallory.handle.find(target).await.unwrap()
+    })
+    .await;
+    for proto in [
+        roost::wire::mailbox::MAILBOX_PROTOCOL,
+        roost::wire::presence::PRESENCE_PROTOCOL,
+    ] {
+        // Random bytes, then a length header announcing 4 GiB.
+        let mut s = mallory
+            .handle
+            .open_raw_stream(target, proto.clone())
+            .await
+            .unwrap();
+        s.write_all(b"\x00\x00\x00\x05junk!").await.unwrap();
+        s.close().await.unwrap();
+        assert!(closed(&mut s).await);
+        let mut s = mallory.handle.open_raw_stream(target, proto).await.unwrap();
+        s.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+        assert!(closed(&mut s).await);
+    }
+    // A deposit of envelopes addressed to the holder itself is refused
+    // (it should have been delivered, not deposited).
+    let sealer = roost::crypto::Sealer::new(&Identity::load_from(mallory.dir.path()).unwrap());
+    let inner = roost::wire::message::Inner::text(&mallory.handle.peer_id(), 1, "x");
+    let env = roost::wire::message::seal(
+        &sealer,
+        roost::wire::message::MessageId::random(),
+        &target,
+        &inner,
+    )
+    .unwrap();
+    let resp = mallory
+        .handle
+        .net()
+        .mailbox(target, MailboxRequest::Deposit(vec![env]))
+        .await
+        .unwrap();
+    assert!(matches!(resp, MailboxResponse::Deposited(r) if r[0].is_some()));
+    assert_eq!(honest.handle.held_len().await.unwrap(), 0);
+
+    // The honest node still answers everything.
+    let id = mallory
+        .handle
+        .send(target, Content::text("hello"))
+        .await
+        .unwrap();
+    eventually("the honest message arrives", || async {
+        let conv = honest
+            .handle
+            .conversation(mallory.handle.peer_id(), 10)
+            .await
+            .unwrap();
+        conv.iter().any(|m| m.id == id).then_some(())
+    })
+    .await;
+    honest.handle.shutdown().await.unwrap();
+    mallory.handle.shutdown().await.unwrap();
+}
