@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 
 use common::{TestNode, eventually, init_tracing, roost};
 
@@ -21,21 +21,7 @@ fn rows(out: &Output) -> Option<Vec<serde_json::Value>> {
 }
 
 fn daemon(dir: &Path, bootstrap: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_roost"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "daemon",
-            "--no-mdns",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--bootstrap",
-            bootstrap,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start daemon")
+    common::spawn_daemon(dir, Some(bootstrap))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Instant;
 
 use common::{TestNode, dir_for, eventually, init_tracing, roost, start_with};
@@ -134,21 +134,7 @@ impl Daemon {
         let out = roost(&path, &["--json", "init"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let id: PeerId = v["id"].as_str().unwrap().parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_roost"))
-            .arg("--data-dir")
-            .arg(&path)
-            .args([
-                "daemon",
-                "--no-mdns",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--bootstrap",
-            ])
-            .arg(bootstrap.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = common::spawn_daemon(&path, Some(&bootstrap.to_string()));
         eventually("daemon is up", || async {
             roost(&path, &["--json", "status"])
                 .status

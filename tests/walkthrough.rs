@@ -26,21 +26,7 @@ impl Daemon {
             .as_str()
             .unwrap()
             .to_string();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_roost"));
-        cmd.arg("--data-dir").arg(dir.path()).args([
-            "daemon",
-            "--no-mdns",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ]);
-        if let Some(b) = bootstrap {
-            cmd.args(["--bootstrap", b]);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = common::spawn_daemon(dir.path(), bootstrap);
         let d = Self { dir, child, id };
         eventually("daemon answers", || async { d.try_json(&["status"]) }).await;
         d

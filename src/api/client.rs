@@ -63,18 +63,9 @@ impl ApiClient {
     /// Follows the event stream, calling `f` for each event until it
     /// returns false or the daemon goes away.
     pub async fn follow(&self, mut f: impl FnMut(EventView) -> bool) -> Result<(), ClientError> {
-        let req = self.http.get(format!("{}/api/v1/events", self.info.url));
-        let resp = req
-            .bearer_auth(&self.info.token)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    ClientError::NotRunning(self.info.url.clone())
-                } else {
-                    ClientError::Http(e.to_string())
-                }
-            })?;
+        let resp = self
+            .authed(self.http.get(format!("{}/api/v1/events", self.info.url)))
+            .await?;
         if !resp.status().is_success() {
             return Err(ClientError::Api(format!("HTTP {}", resp.status())));
         }
@@ -97,21 +88,22 @@ impl ApiClient {
         Ok(())
     }
 
+    /// Sends with the token; a refused connection means no daemon.
+    async fn authed(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        req.bearer_auth(&self.info.token).send().await.map_err(|e| {
+            if e.is_connect() {
+                ClientError::NotRunning(self.info.url.clone())
+            } else {
+                ClientError::Http(e.to_string())
+            }
+        })
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        let resp = req
-            .bearer_auth(&self.info.token)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    ClientError::NotRunning(self.info.url.clone())
-                } else {
-                    ClientError::Http(e.to_string())
-                }
-            })?;
+        let resp = self.authed(req).await?;
         let status = resp.status();
         let body = resp
             .bytes()

@@ -88,6 +88,17 @@ pub enum NodeError {
     },
 }
 
+/// Sends a request carrying a reply channel to a task and awaits the
+/// reply; the task being gone means the node has stopped.
+pub(crate) async fn call<R, T>(
+    to: &mpsc::Sender<R>,
+    make: impl FnOnce(oneshot::Sender<T>) -> R,
+) -> Result<T, NodeError> {
+    let (tx, rx) = oneshot::channel();
+    to.send(make(tx)).await.map_err(|_| NodeError::Stopped)?;
+    rx.await.map_err(|_| NodeError::Stopped)
+}
+
 /// Namespace for starting nodes.
 pub struct Node;
 
@@ -350,18 +361,12 @@ impl NodeHandle {
     /// permission changes reach that buddy at once. Returns whether the key
     /// became a buddy.
     pub async fn change_buddy(&self, peer: PeerId, change: BuddyChange) -> Result<bool, NodeError> {
-        let (tx, rx) = oneshot::channel();
-        let req = presence_service::Request::Change {
+        let change = |reply| presence_service::Request::Change {
             peer,
             change,
-            reply: tx,
+            reply,
         };
-        self.inner
-            .presence
-            .send(req)
-            .await
-            .map_err(|_| NodeError::Stopped)?;
-        Ok(rx.await.map_err(|_| NodeError::Stopped)??)
+        Ok(self.ask_presence(change).await??)
     }
 
     /// Blocks `peer`: its messages and subscriptions are refused from now on.
@@ -384,14 +389,9 @@ impl NodeHandle {
     /// Sets my presence; pushed at once to every buddy allowed to see it,
     /// and kept across restarts.
     pub async fn set_presence(&self, own: Own) -> Result<(), NodeError> {
-        let (tx, rx) = oneshot::channel();
-        let req = presence_service::Request::SetOwn { own, reply: tx };
-        self.inner
-            .presence
-            .send(req)
-            .await
-            .map_err(|_| NodeError::Stopped)?;
-        Ok(rx.await.map_err(|_| NodeError::Stopped)??)
+        Ok(self
+            .ask_presence(|reply| presence_service::Request::SetOwn { own, reply })
+            .await??)
     }
 
     /// My presence as I set it.
@@ -431,13 +431,7 @@ impl NodeHandle {
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> presence_service::Request,
     ) -> Result<T, NodeError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .presence
-            .send(make(tx))
-            .await
-            .map_err(|_| NodeError::Stopped)?;
-        rx.await.map_err(|_| NodeError::Stopped)
+        call(&self.inner.presence, make).await
     }
 
     /// Messages waiting in the outbox.
@@ -497,28 +491,19 @@ impl NodeHandle {
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Request,
     ) -> Result<T, NodeError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .messages
-            .send(make(tx))
-            .await
-            .map_err(|_| NodeError::Stopped)?;
-        rx.await.map_err(|_| NodeError::Stopped)
+        call(&self.inner.messages, make).await
     }
 
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, NodeError> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .messages
-            .send(Request::Read(Box::new(move |s| {
+        let read = |tx: oneshot::Sender<Result<T, StoreError>>| {
+            Request::Read(Box::new(move |s| {
                 let _ = tx.send(f(s));
-            })))
-            .await
-            .map_err(|_| NodeError::Stopped)?;
-        Ok(rx.await.map_err(|_| NodeError::Stopped)??)
+            }))
+        };
+        Ok(self.request(read).await??)
     }
 
     /// Leaves the network cleanly (an "offline" locator replaces ours) and

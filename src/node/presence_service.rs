@@ -314,10 +314,7 @@ impl Service {
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|_| StoreError::Corrupt("task"))?
+        self.store.run(f).await
     }
 
     async fn change(&mut self, peer: PeerId, change: BuddyChange) -> Result<bool, StoreError> {

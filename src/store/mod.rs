@@ -109,6 +109,18 @@ impl Store {
         })
     }
 
+    /// Runs `f` on the blocking thread pool: the way async code uses the
+    /// store without stalling its task.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|_| StoreError::Corrupt("blocking task"))?
+    }
+
     /// Forces everything written so far to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;

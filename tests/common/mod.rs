@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use libp2p::Multiaddr;
@@ -109,4 +109,22 @@ pub fn roost(dir: &Path, args: &[&str]) -> Output {
         .env_remove("RUST_LOG")
         .output()
         .expect("run roost")
+}
+
+/// Starts `roost daemon` on `dir` (loopback, ephemeral port, no mDNS).
+pub fn spawn_daemon(dir: &Path, bootstrap: Option<&str>) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roost"));
+    cmd.arg("--data-dir").arg(dir).args([
+        "daemon",
+        "--no-mdns",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", b]);
+    }
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start roost daemon")
 }
