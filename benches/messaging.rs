@@ -40,7 +40,7 @@ fn counts() -> Counts {
             latency: 2000,
             throughput: 20000,
             mailbox: 1000,
-            fanout: vec![50, 500],
+            fanout: vec![50, 100],
         }
     }
 }
