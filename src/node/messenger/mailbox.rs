@@ -24,6 +24,8 @@ use crate::wire::message::{AckResult, Envelope, MessageId, RejectReason};
 
 /// Delay that coalesces a burst of routing-table changes.
 const SETTLE: Duration = Duration::from_millis(500);
+/// Least time between two reactions to routing-table changes.
+const REACT_EVERY: Duration = Duration::from_secs(10);
 /// How often expired items are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
@@ -37,8 +39,12 @@ impl Service {
 
     /// Our DHT neighbourhood changed: look into our mailbox, and see whether
     /// mailboxes we hold have new closest peers — both after a short settle.
+    /// A growing network changes the routing table constantly, so after the
+    /// first time this runs at most once per [`REACT_EVERY`]; the periodic
+    /// poll covers the rest.
     pub(super) fn neighbourhood_changed(&mut self) {
-        let at = Instant::now() + SETTLE;
+        let now = Instant::now();
+        let at = self.last_reaction.map_or(now, |t| t + REACT_EVERY).max(now) + SETTLE;
         self.fetch_due.get_or_insert(at);
         if !self.ledger.recipients().is_empty() {
             self.handoff_due.get_or_insert(at);
@@ -54,6 +60,7 @@ impl Service {
         }
         if self.fetch_due.is_some_and(|t| t <= now) && !self.fetching {
             self.fetch_due = None;
+            self.last_reaction = Some(now);
             self.fetching = true;
             self.next_poll = now + self.mcfg.poll;
             tokio::spawn(fetch_own(

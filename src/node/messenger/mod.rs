@@ -208,6 +208,7 @@ pub(crate) fn spawn(
         handed: HashMap::new(),
         fetching: false,
         fetch_due: None,
+        last_reaction: None,
         handoff_due: None,
         next_poll: Instant::now() + poll,
         next_purge: Instant::now(),
@@ -236,6 +237,8 @@ struct Service {
     handed: HashMap<PeerId, HashSet<PeerId>>,
     fetching: bool,
     fetch_due: Option<Instant>,
+    /// When we last fetched because the neighbourhood changed.
+    last_reaction: Option<Instant>,
     handoff_due: Option<Instant>,
     next_poll: Instant,
     next_purge: Instant,
