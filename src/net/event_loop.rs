@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use super::ratelimit::RateLimiter;
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::identity::Identity;
@@ -132,12 +133,14 @@ pub enum Command {
 type Pending<Resp> = HashMap<OutboundRequestId, oneshot::Sender<Result<Resp, String>>>;
 
 /// Routes one request-response event: inbound requests become a
-/// [`NetEvent`] for the services (dropped when they are behind: the
-/// channel is bounded and the peer sees a failure it will retry), answers
-/// and failures go to whoever is waiting for them.
+/// [`NetEvent`] for the services — unless the peer is over its rate, or the
+/// services are behind (the channel is bounded); then the request is dropped
+/// and the peer sees a failure it will retry. Answers and failures go to
+/// whoever is waiting for them.
 fn route_rpc<Req, Resp>(
     event: request_response::Event<Req, Resp>,
     pending: &mut Pending<Resp>,
+    limiter: &mut RateLimiter,
     events: &mpsc::Sender<NetEvent>,
     inbound: impl FnOnce(PeerId, Req, ResponseChannel<Resp>) -> NetEvent,
 ) {
@@ -150,6 +153,10 @@ fn route_rpc<Req, Resp>(
                 },
             ..
         } => {
+            if !limiter.allow(peer, Instant::now()) {
+                debug!(%peer, "over its request rate; dropping a request");
+                return;
+            }
             let busy = events.try_send(inbound(peer, request, channel)).is_err();
             if busy {
                 debug!(%peer, "services busy; dropping a request");
@@ -230,6 +237,8 @@ pub struct EventLoop {
     pending_closest: HashMap<QueryId, oneshot::Sender<Vec<PeerId>>>,
     pending_mailbox: Pending<MailboxResponse>,
     pending_presence: Pending<PresenceResponse>,
+    mailbox_limit: RateLimiter,
+    presence_limit: RateLimiter,
     stopping: Option<Stopping>,
 }
 
@@ -260,6 +269,10 @@ impl EventLoop {
             pending_closest: HashMap::new(),
             pending_mailbox: HashMap::new(),
             pending_presence: HashMap::new(),
+            // Generous for honest peers (a mailbox fetch is a few requests,
+            // presence one per change), tight enough to stop a flood.
+            mailbox_limit: RateLimiter::new(50.0, 200.0),
+            presence_limit: RateLimiter::new(20.0, 100.0),
             stopping: None,
         }
     }
@@ -608,6 +621,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Mailbox(e)) => route_rpc(
                 e,
                 &mut self.pending_mailbox,
+                &mut self.mailbox_limit,
                 &self.net_events,
                 |peer, request, channel| NetEvent::MailboxRequest {
                     peer,
@@ -618,6 +632,7 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Presence(e)) => route_rpc(
                 e,
                 &mut self.pending_presence,
+                &mut self.presence_limit,
                 &self.net_events,
                 |peer, request, channel| NetEvent::PresenceRequest {
                     peer,

@@ -5,6 +5,7 @@
 mod behaviour;
 mod client;
 mod event_loop;
+pub mod ratelimit;
 
 use libp2p::{Swarm, noise, tcp, yamux};
 

@@ -4,10 +4,14 @@
 //! ciborium then allocates at most in proportion to the input.
 
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod locator;
 pub mod mailbox;
 pub mod message;
 pub mod presence;
+#[cfg(test)]
+mod proptests;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
