@@ -99,7 +99,7 @@ impl Default for MailboxConfig {
             replicas: 3,
             quorum: 2,
             ttl: Duration::from_secs(7 * 24 * 3600),
-            poll: Duration::from_secs(60),
+            poll: Duration::from_secs(300),
             quotas: Default::default(),
         }
     }
