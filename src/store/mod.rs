@@ -9,6 +9,7 @@ mod buddies;
 mod held;
 mod messages;
 mod peers;
+mod queue;
 mod writer;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ pub use buddies::{Buddy, BuddyRequest, Relation};
 pub use held::HeldItem;
 pub use messages::{Direction, MessageState, StoredMessage};
 pub use peers::KnownPeer;
+pub use queue::Queue;
 pub use writer::Writer;
 
 /// Bumped when the on-disk layout changes incompatibly.
@@ -68,16 +70,26 @@ impl Store {
     /// Opens (or creates) the database in `dir` with a page cache of
     /// `cache_bytes`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.to_string().contains("acquire lock") => {
-                    StoreError::Locked(dir.display().to_string())
+        // sled releases its file lock from background threads a moment
+        // after the last handle is dropped; a restart in the same process
+        // (tests, the demo) may get there first. Retry briefly.
+        let mut tries = 0;
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .open();
+            match opened {
+                Err(sled::Error::Io(ref io)) if io.to_string().contains("acquire lock") => {
+                    tries += 1;
+                    if tries > 120 {
+                        return Err(StoreError::Locked(dir.display().to_string()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
                 }
-                other => StoreError::Db(other),
-            })?;
+                other => break other?,
+            }
+        };
         let meta = db.open_tree(META)?;
         match meta.get(SCHEMA_KEY)? {
             None => {

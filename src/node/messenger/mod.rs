@@ -34,7 +34,7 @@ use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
 use crate::crypto::Sealer;
 use crate::net::{NetClient, NetEvent};
-use crate::store::{Direction, MessageState, Relation, Store, StoreError, StoredMessage};
+use crate::store::{Direction, MessageState, Queue, Relation, Store, StoreError, StoredMessage};
 use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
     ReceiptKind, RejectReason,
@@ -132,6 +132,8 @@ enum Internal {
     },
     /// A fetch of our own mailbox ended.
     FetchDone,
+    /// These could not be written to the outbox: stop sending them.
+    Unsent(Vec<MessageId>),
     /// These peers now have copies of `recipient`'s items from us; if
     /// `release` is set, ours have moved on and can go.
     HandedOff {
@@ -193,7 +195,7 @@ pub(crate) fn spawn(
     });
     let poll = mailbox.poll;
     let service = Service {
-        store,
+        store: Queue::new(store),
         sealer,
         net,
         control,
@@ -218,7 +220,8 @@ pub(crate) fn spawn(
 }
 
 struct Service {
-    store: Store,
+    /// Every store call of the message path, in order, on one thread.
+    store: Queue,
     sealer: Arc<Sealer>,
     net: NetClient,
     control: libp2p_stream::Control,
@@ -303,8 +306,10 @@ impl Service {
                 self.apply(ops).await;
             }
         }
+        // Dropping the queue drains it, flushes and releases the store; its
+        // thread may block, so that happens off the async workers.
         let Self { store, .. } = self;
-        let _ = tokio::task::spawn_blocking(move || store.flush()).await;
+        let _ = tokio::task::spawn_blocking(move || drop(store)).await;
         if let Some(reply) = stop {
             let _ = reply.send(());
         }
@@ -367,27 +372,43 @@ impl Service {
         stop
     }
 
+    /// Queues the outbox write (one flush for the batch) and puts the
+    /// messages on the wire at once, without waiting for the flush: the
+    /// senders are answered when it is done, so "nothing is lost" holds, and
+    /// the store queue's order guarantees that any later state change finds
+    /// the rows written.
     async fn send_batch(&mut self, sends: Vec<SendJob>) {
         let all: Vec<(StoredMessage, Envelope)> = sends
             .iter()
             .flat_map(|(items, _)| items.iter().cloned())
             .collect();
-        // One result for many waiters: share it as text.
-        let res = self
-            .blocking(move |s| s.insert_outgoing(&all))
-            .await
-            .map_err(|e| e.to_string());
+        let ids: Vec<MessageId> = all.iter().map(|(m, _)| m.id).collect();
+        let written = self.store.submit(move |s| s.insert_outgoing(&all));
         let now = Instant::now();
+        let mut replies = Vec::with_capacity(sends.len());
         for (items, reply) in sends {
-            if res.is_ok() {
-                for (m, env) in items {
-                    if let Some(peer) = m.peer_id() {
-                        self.queue(peer, env, now);
-                    }
+            for (m, env) in items {
+                if let Some(peer) = m.peer_id() {
+                    self.queue(peer, env, now);
                 }
             }
-            let _ = reply.send(res.clone().map_err(StoreError::Failed));
+            replies.push(reply);
         }
+        let int_tx = self.int_tx.clone();
+        tokio::spawn(async move {
+            // One result for many waiters: share it as text.
+            let res = match written.await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("store thread stopped".to_string()),
+            };
+            if res.is_err() {
+                // Not durable, so not sent: take them back.
+                let _ = int_tx.send(Internal::Unsent(ids)).await;
+            }
+            for reply in replies {
+                let _ = reply.send(res.clone().map_err(StoreError::Failed));
+            }
+        });
     }
 
     async fn on_request(&mut self, req: Request) -> Option<oneshot::Sender<()>> {
@@ -405,8 +426,11 @@ impl Service {
             }
             Request::Control { to, body } => self.send_control(to, body).await,
             Request::Read(f) => {
-                let store = self.store.clone();
-                let _ = tokio::task::spawn_blocking(move || f(&store)).await;
+                // After every write queued before it; no need to wait here.
+                drop(self.store.submit(move |s| {
+                    f(s);
+                    Ok(())
+                }));
             }
             Request::Net(NetEvent::Connected(peer)) => self.outbox.peer_seen(&peer, Instant::now()),
             Request::Net(NetEvent::RoutingChanged) => self.neighbourhood_changed(),
@@ -563,6 +587,11 @@ impl Service {
             }
             Internal::FetchDone => {
                 self.fetching = false;
+            }
+            Internal::Unsent(ids) => {
+                for id in ids {
+                    self.finish(&id);
+                }
             }
             Internal::HandedOff {
                 recipient,
