@@ -141,3 +141,61 @@ async fn garbage_on_the_mailbox_and_presence_protocols_does_not_hurt() {
     honest.handle.shutdown().await.unwrap();
     mallory.handle.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_flood_is_cut_off_and_others_are_still_served() {
+    init_tracing();
+    let honest = TestNode::start(&[]).await;
+    let boot = honest.addr().await;
+    let mallory = TestNode::start(std::slice::from_ref(&boot)).await;
+    let friend = TestNode::start(&[boot]).await;
+    let target = honest.handle.peer_id();
+    eventually("mallory finds the honest node", || async {
+        mallory.handle.find(target).await.unwrap()
+    })
+    .await;
+
+    // 600 mailbox fetches at once: far over the per-peer burst of 200.
+    let net = mallory.handle.net().clone();
+    let me = mallory.handle.peer_id().to_bytes();
+    let answers = futures::future::join_all((0..600).map(|_| {
+        let (net, me) = (net.clone(), me.clone());
+        async move {
+            net.mailbox(
+                target,
+                MailboxRequest::Fetch {
+                    recipient: me,
+                    cursor: 0,
+                },
+            )
+            .await
+            .is_ok()
+        }
+    }))
+    .await;
+    let served = answers.iter().filter(|ok| **ok).count();
+    assert!(
+        served < 600,
+        "a flood is not served in full ({served} of 600 answered)"
+    );
+    assert!(served > 0, "the first requests are served");
+
+    // Another peer is served as usual meanwhile.
+    let id = friend
+        .handle
+        .send(target, Content::text("unaffected"))
+        .await
+        .unwrap();
+    eventually("the friend's message arrives", || async {
+        let conv = honest
+            .handle
+            .conversation(friend.handle.peer_id(), 10)
+            .await
+            .unwrap();
+        conv.iter().any(|m| m.id == id).then_some(())
+    })
+    .await;
+    for n in [&honest, &mallory, &friend] {
+        n.handle.shutdown().await.unwrap();
+    }
+}
