@@ -19,6 +19,10 @@ pub struct Quotas {
     pub recipient_bytes: usize,
     /// Most items held from one depositor.
     pub depositor_items: usize,
+    /// Most items held in all (many depositors must not fill the disk).
+    pub total_items: usize,
+    /// Most bytes held in all.
+    pub total_bytes: usize,
 }
 
 impl Default for Quotas {
@@ -27,6 +31,8 @@ impl Default for Quotas {
             recipient_items: 10_000,
             recipient_bytes: 64 << 20,
             depositor_items: 10_000,
+            total_items: 200_000,
+            total_bytes: 1 << 30,
         }
     }
 }
@@ -96,6 +102,7 @@ pub struct Ledger {
     quotas: Quotas,
     by_recipient: HashMap<PeerId, (usize, usize)>,
     by_depositor: HashMap<PeerId, usize>,
+    total: (usize, usize),
 }
 
 impl Ledger {
@@ -122,11 +129,18 @@ impl Ledger {
         {
             return Err(DepositReject::DepositorQuota);
         }
+        if self.total.0 + 1 > self.quotas.total_items
+            || self.total.1 + size > self.quotas.total_bytes
+        {
+            return Err(DepositReject::Unavailable);
+        }
         Ok(())
     }
 
     /// An item was stored.
     pub fn added(&mut self, item: &HeldItem) {
+        self.total.0 += 1;
+        self.total.1 += item.size;
         let e = self.by_recipient.entry(item.recipient).or_default();
         e.0 += 1;
         e.1 += item.size;
@@ -135,6 +149,8 @@ impl Ledger {
 
     /// An item was released or purged.
     pub fn removed(&mut self, item: &HeldItem) {
+        self.total.0 = self.total.0.saturating_sub(1);
+        self.total.1 = self.total.1.saturating_sub(item.size);
         if let Some(e) = self.by_recipient.get_mut(&item.recipient) {
             e.0 = e.0.saturating_sub(1);
             e.1 = e.1.saturating_sub(item.size);
@@ -217,6 +233,8 @@ mod tests {
             recipient_items: 2,
             recipient_bytes: 1000,
             depositor_items: 3,
+            total_items: 4,
+            total_bytes: 10_000,
         };
         let mut l = Ledger::new(q);
         let (jack, jill, alice) = (PeerId::random(), PeerId::random(), PeerId::random());
@@ -245,5 +263,23 @@ mod tests {
         l.removed(&item(jack, 600));
         assert!(l.admit(&jill, &alice, 1).is_ok());
         assert_eq!(l.recipients().len(), 2);
+        // The holder's overall limit, whoever deposits.
+        let bob = PeerId::random();
+        l.added(&HeldItem {
+            recipient: jill,
+            depositor: bob,
+            size: 1,
+            expires_at: 0,
+        });
+        l.added(&HeldItem {
+            recipient: PeerId::random(),
+            depositor: bob,
+            size: 1,
+            expires_at: 0,
+        });
+        assert_eq!(
+            l.admit(&PeerId::random(), &PeerId::random(), 1),
+            Err(DepositReject::Unavailable)
+        );
     }
 }
