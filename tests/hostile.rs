@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestNode, eventually, init_tracing};
+use common::{TestNode, arrives, eventually, honest_and_other, init_tracing};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use roost::node::messenger::{FIRST_FRAME_TIMEOUT, MAX_STREAMS_PER_PEER, MSG_PROTOCOL};
 use roost::wire::mailbox::{MailboxRequest, MailboxResponse};
@@ -20,13 +20,8 @@ async fn closed(s: &mut libp2p::Stream) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_surplus_streams_are_closed_and_honest_traffic_flows() {
     init_tracing();
-    let honest = TestNode::start(&[]).await;
-    let mallory = TestNode::start(&[honest.addr().await]).await;
+    let (honest, mallory) = honest_and_other().await;
     let target = honest.handle.peer_id();
-    eventually("mallory finds the honest node", || async {
-        mallory.handle.find(target).await.unwrap()
-    })
-    .await;
 
     // Streams beyond the per-peer limit are refused at once.
     let mut streams = Vec::new();
@@ -62,15 +57,7 @@ async fn silent_and_surplus_streams_are_closed_and_honest_traffic_flows() {
         .send(target, Content::text("still here"))
         .await
         .unwrap();
-    eventually("the honest message arrives", || async {
-        let conv = honest
-            .handle
-            .conversation(mallory.handle.peer_id(), 10)
-            .await
-            .unwrap();
-        conv.iter().any(|m| m.id == id).then_some(())
-    })
-    .await;
+    arrives(&honest.handle, mallory.handle.peer_id(), id).await;
     honest.handle.shutdown().await.unwrap();
     mallory.handle.shutdown().await.unwrap();
 }
@@ -78,13 +65,8 @@ async fn silent_and_surplus_streams_are_closed_and_honest_traffic_flows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_mailbox_and_presence_protocols_does_not_hurt() {
     init_tracing();
-    let honest = TestNode::start(&[]).await;
-    let mallory = TestNode::start(&[honest.addr().await]).await;
+    let (honest, mallory) = honest_and_other().await;
     let target = honest.handle.peer_id();
-    eventually("mallory finds the honest node", || async {
-        mallory.handle.find(target).await.unwrap()
-    })
-    .await;
     for proto in [
         roost::wire::mailbox::MAILBOX_PROTOCOL,
         roost::wire::presence::PRESENCE_PROTOCOL,
@@ -129,15 +111,7 @@ async fn garbage_on_the_mailbox_and_presence_protocols_does_not_hurt() {
         .send(target, Content::text("hello"))
         .await
         .unwrap();
-    eventually("the honest message arrives", || async {
-        let conv = honest
-            .handle
-            .conversation(mallory.handle.peer_id(), 10)
-            .await
-            .unwrap();
-        conv.iter().any(|m| m.id == id).then_some(())
-    })
-    .await;
+    arrives(&honest.handle, mallory.handle.peer_id(), id).await;
     honest.handle.shutdown().await.unwrap();
     mallory.handle.shutdown().await.unwrap();
 }
@@ -186,15 +160,7 @@ async fn a_request_flood_is_cut_off_and_others_are_still_served() {
         .send(target, Content::text("unaffected"))
         .await
         .unwrap();
-    eventually("the friend's message arrives", || async {
-        let conv = honest
-            .handle
-            .conversation(friend.handle.peer_id(), 10)
-            .await
-            .unwrap();
-        conv.iter().any(|m| m.id == id).then_some(())
-    })
-    .await;
+    arrives(&honest.handle, friend.handle.peer_id(), id).await;
     for n in [&honest, &mallory, &friend] {
         n.handle.shutdown().await.unwrap();
     }

@@ -128,3 +128,24 @@ pub fn spawn_daemon(dir: &Path, bootstrap: Option<&str>) -> Child {
         .spawn()
         .expect("start roost daemon")
 }
+
+/// Waits until `node` has the message `id` from `from`.
+pub async fn arrives(node: &NodeHandle, from: libp2p::PeerId, id: roost::wire::message::MessageId) {
+    eventually("the message arrives", || async {
+        let conv = node.conversation(from, 10_000).await.expect("node running");
+        conv.iter().any(|m| m.id == id).then_some(())
+    })
+    .await
+}
+
+/// An honest node and a second one that joined through it and can reach it.
+pub async fn honest_and_other() -> (TestNode, TestNode) {
+    let honest = TestNode::start(&[]).await;
+    let other = TestNode::start(&[honest.addr().await]).await;
+    let target = honest.handle.peer_id();
+    eventually("the second node finds the honest one", || async {
+        other.handle.find(target).await.expect("node running")
+    })
+    .await;
+    (honest, other)
+}
