@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// a republish: the put already reached a full replica set.
 pub const WELL_SPREAD: usize = 20;
 /// Delay that coalesces bursts of address or peer events.
-pub const SETTLE: Duration = Duration::from_millis(250);
+pub const SETTLE: Duration = Duration::from_millis(50);
 
 /// The republish schedule.
 #[derive(Debug, Clone)]
@@ -98,8 +98,8 @@ mod tests {
         let mut r = Republisher::new(TTL, MIN);
         assert_eq!(r.due(), None);
         r.addresses_changed(t0);
-        r.addresses_changed(t0 + Duration::from_millis(100));
-        assert!(!r.is_due(t0 + Duration::from_millis(200)));
+        r.addresses_changed(t0 + SETTLE / 2);
+        assert!(!r.is_due(t0 + SETTLE / 2));
         assert!(r.is_due(t0 + SETTLE));
         r.published(t0 + SETTLE, 30);
         assert_eq!(r.due(), Some(t0 + SETTLE + TTL / 2));

@@ -23,7 +23,7 @@ use crate::wire::mailbox::{
 use crate::wire::message::{AckResult, Envelope, MessageId, RejectReason};
 
 /// Delay that coalesces a burst of routing-table changes.
-const SETTLE: Duration = Duration::from_millis(500);
+const SETTLE: Duration = Duration::from_millis(100);
 /// Least time between two reactions to routing-table changes.
 const REACT_EVERY: Duration = Duration::from_secs(10);
 /// How often expired items are purged.
