@@ -329,6 +329,13 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Inbox { follow, from } => {
             let client = api()?;
+            // Open the event stream first, so nothing that arrives while we
+            // list the inbox is missed; skip what was already listed.
+            let mut events = if follow {
+                Some(client.events().await?)
+            } else {
+                None
+            };
             let path = match &from {
                 Some(f) => format!("inbox?from={f}"),
                 None => "inbox".to_string(),
@@ -339,21 +346,21 @@ async fn run(cli: Cli) -> Result<()> {
                 format!("{who}: {}", m.text)
             };
             out.rows(&rows, show)?;
-            if follow {
+            if let Some(events) = events.as_mut() {
+                let mut seen: std::collections::HashSet<String> =
+                    rows.into_iter().map(|m| m.id).collect();
                 let only = match &from {
                     Some(f) => Some(resolve_for_filter(&client, f).await?),
                     None => None,
                 };
-                client
-                    .follow(|ev| {
-                        if let EventView::Message(m) = ev
-                            && only.as_ref().is_none_or(|o| *o == m.from)
-                        {
-                            return out.rows(std::slice::from_ref(&m), show).is_ok();
-                        }
-                        true
-                    })
-                    .await?;
+                while let Some(ev) = events.next().await? {
+                    if let EventView::Message(m) = ev
+                        && only.as_ref().is_none_or(|o| *o == m.from)
+                        && seen.insert(m.id.clone())
+                    {
+                        out.rows(std::slice::from_ref(&m), show)?;
+                    }
+                }
             }
             Ok(())
         }

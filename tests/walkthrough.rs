@@ -182,13 +182,15 @@ async fn three_daemons_run_the_walkthrough_through_the_cli() {
     assert_eq!(sent["state"], "queued");
     let id = sent["id"].as_str().unwrap().to_string();
     let stdout = follow.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
+    let reader = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
         line
-    })
-    .await
-    .unwrap();
+    });
+    let line = tokio::time::timeout(common::DEADLINE, reader)
+        .await
+        .expect("inbox --follow prints the new message")
+        .unwrap();
     let _ = follow.kill();
     let _ = follow.wait();
     let pushed: Value = serde_json::from_str(&line).unwrap();

@@ -60,32 +60,25 @@ impl ApiClient {
         self.send(req).await
     }
 
-    /// Follows the event stream, calling `f` for each event until it
-    /// returns false or the daemon goes away.
-    pub async fn follow(&self, mut f: impl FnMut(EventView) -> bool) -> Result<(), ClientError> {
+    /// Opens the event stream. Once this returns, the daemon is already
+    /// collecting events for it, so a client can list what exists *after*
+    /// opening and miss nothing in between.
+    pub async fn events(&self) -> Result<EventStream, ClientError> {
         let resp = self
             .authed(self.http.get(format!("{}/api/v1/events", self.info.url)))
             .await?;
         if !resp.status().is_success() {
             return Err(ClientError::Api(format!("HTTP {}", resp.status())));
         }
-        let mut body = resp.bytes_stream();
-        let mut buf = Vec::new();
-        while let Some(chunk) = body.next().await {
-            buf.extend_from_slice(&chunk.map_err(|e| ClientError::Http(e.to_string()))?);
-            while let Some(end) = buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=end).collect();
-                let Some(data) = line.strip_prefix(b"data:") else {
-                    continue;
-                };
-                if let Ok(ev) = serde_json::from_slice::<EventView>(data.trim_ascii())
-                    && !f(ev)
-                {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
+        let body = resp.bytes_stream().map(|chunk| {
+            chunk
+                .map(|b| b.to_vec())
+                .map_err(|e| ClientError::Http(e.to_string()))
+        });
+        Ok(EventStream {
+            body: Box::pin(body),
+            buf: Vec::new(),
+        })
     }
 
     /// Sends with the token; a refused connection means no daemon.
@@ -117,5 +110,31 @@ impl ApiClient {
             return Err(ClientError::Api(msg));
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::Http(e.to_string()))
+    }
+}
+
+/// Server-sent events from the daemon, one [`EventView`] at a time.
+pub struct EventStream {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = Result<Vec<u8>, ClientError>> + Send>>,
+    buf: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event; `None` when the daemon closed the stream.
+    pub async fn next(&mut self) -> Result<Option<EventView>, ClientError> {
+        loop {
+            while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                if let Some(data) = line.strip_prefix(b"data:")
+                    && let Ok(ev) = serde_json::from_slice::<EventView>(data.trim_ascii())
+                {
+                    return Ok(Some(ev));
+                }
+            }
+            match self.body.next().await {
+                Some(chunk) => self.buf.extend_from_slice(&chunk?),
+                None => return Ok(None),
+            }
+        }
     }
 }
