@@ -14,7 +14,11 @@ use roost::{Content, Identity};
 /// True once the remote has closed `s` (EOF or reset).
 async fn closed(s: &mut libp2p::Stream) -> bool {
     let mut buf = [0u8; 64];
-    matches!(s.read(&mut buf).await, Ok(0) | Err(_))
+    let read = tokio::time::timeout(common::DEADLINE, s.read(&mut buf));
+    matches!(
+        read.await.expect("the node closes the stream in time"),
+        Ok(0) | Err(_)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,11 +125,18 @@ async fn messages_from_strangers_are_requests_and_blocked_keys_are_refused() {
     b.handle.shutdown().await.unwrap();
 }
 
+/// Fails the test instead of hanging if the node never answers.
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(common::DEADLINE, f)
+        .await
+        .expect("the node answers in time")
+}
+
 /// Writes one frame on a raw stream and reads the ack.
 async fn exchange(stream: &mut libp2p::Stream, bytes: &[u8]) -> Ack {
     write_frame(stream, bytes).await.unwrap();
     stream.flush().await.unwrap();
-    match read_frame(stream, MAX_FRAME).await.unwrap() {
+    match within(read_frame(stream, MAX_FRAME)).await.unwrap() {
         ReadFrame::Frame(b) => roost::wire::decode(&b, MAX_FRAME).unwrap(),
         other => panic!("expected an ack, got {other:?}"),
     }
@@ -220,7 +227,7 @@ async fn hostile_frames_get_typed_rejections_and_honest_traffic_continues() {
         .await
         .unwrap();
     s.flush().await.unwrap();
-    match read_frame(&mut s, MAX_FRAME).await.unwrap() {
+    match within(read_frame(&mut s, MAX_FRAME)).await.unwrap() {
         ReadFrame::Frame(b) => {
             let ack: Ack = roost::wire::decode(&b, MAX_FRAME).unwrap();
             assert_eq!(ack.result, AckResult::Rejected(RejectReason::TooLarge));
@@ -228,7 +235,7 @@ async fn hostile_frames_get_typed_rejections_and_honest_traffic_continues() {
         other => panic!("expected an ack, got {other:?}"),
     }
     assert!(matches!(
-        read_frame(&mut s, MAX_FRAME).await,
+        within(read_frame(&mut s, MAX_FRAME)).await,
         Ok(ReadFrame::Eof) | Err(_)
     ));
 
