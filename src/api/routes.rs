@@ -16,7 +16,6 @@ use serde::Deserialize;
 use super::views::*;
 use super::{ApiError, AppState};
 use crate::node::{BuddyChange, Content, Own, OwnStatus};
-use crate::store::Direction;
 use crate::wire::presence::{MAX_CONTEXT, MAX_NOTE, PresenceInfo};
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -134,9 +133,8 @@ async fn inbox(
         Some(f) => Some(s.node.resolve(&f).await?),
         None => None,
     };
-    let mut msgs = s.node.inbox().await?;
-    msgs.extend(s.node.requests().await?);
-    msgs.retain(|m| m.direction == Direction::In && from.is_none_or(|f| m.peer_id() == Some(f)));
+    let mut msgs = s.node.received().await?;
+    msgs.retain(|m| from.is_none_or(|f| m.peer_id() == Some(f)));
     msgs.sort_by_key(|m| (m.sent_at, m.id));
     let names = names(&s).await?;
     let me = s.node.peer_id().to_string();

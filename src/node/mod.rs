@@ -319,12 +319,17 @@ impl NodeHandle {
 
     /// Incoming messages from buddies.
     pub async fn inbox(&self) -> Result<Vec<StoredMessage>, NodeError> {
-        self.read(|s| s.incoming(false)).await
+        self.read(|s| s.incoming(Some(false))).await
     }
 
     /// Incoming messages from keys that are not buddies.
     pub async fn requests(&self) -> Result<Vec<StoredMessage>, NodeError> {
-        self.read(|s| s.incoming(true)).await
+        self.read(|s| s.incoming(Some(true))).await
+    }
+
+    /// Every incoming message, from buddies and strangers alike.
+    pub async fn received(&self) -> Result<Vec<StoredMessage>, NodeError> {
+        self.read(|s| s.incoming(None)).await
     }
 
     /// Marks the conversation with `peer` read and sends `peer` a read

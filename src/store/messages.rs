@@ -190,13 +190,6 @@ impl Store {
         Ok(fresh)
     }
 
-    /// Whether an incoming message with this id from `peer` is stored.
-    pub fn has_incoming(&self, peer: &PeerId, id: &MessageId) -> Result<bool, StoreError> {
-        Ok(self
-            .index
-            .contains_key(index_key(Direction::In, &peer.to_bytes(), id))?)
-    }
-
     /// Moves a message forward to `state` (never backwards, so a late
     /// "delivered" cannot undo "read"). Returns the message if it changed.
     pub fn advance(
@@ -274,14 +267,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Every incoming message, in conversation order; `requests` selects
-    /// those from non-buddies instead of those from buddies.
-    pub fn incoming(&self, requests: bool) -> Result<Vec<StoredMessage>, StoreError> {
+    /// Incoming messages, in conversation order: from buddies
+    /// (`Some(false)`), from strangers (`Some(true)`, the requests), or all
+    /// (`None`) in one scan.
+    pub fn incoming(&self, requests: Option<bool>) -> Result<Vec<StoredMessage>, StoreError> {
         let mut out = Vec::new();
         for item in self.msgs.iter() {
             let (_, v) = item?;
             let m: StoredMessage = dec(&v, MSGS)?;
-            if m.direction == Direction::In && m.request == requests {
+            if m.direction == Direction::In && requests.is_none_or(|r| m.request == r) {
                 out.push(m);
             }
         }

@@ -152,6 +152,16 @@ pub enum Frame {
     Deliver(Envelope),
 }
 
+/// Encodes `Frame::Deliver(env)` without cloning the envelope (the hot
+/// path of every send): a borrowed twin of [`Frame`] with the same encoding.
+pub fn encode_deliver(env: &Envelope) -> Result<Vec<u8>, WireError> {
+    #[derive(Serialize)]
+    enum FrameRef<'a> {
+        Deliver(&'a Envelope),
+    }
+    super::encode(&FrameRef::Deliver(env))
+}
+
 /// The recipient's answer to one frame: SIP's "200 OK" for MESSAGE means
 /// exactly `Accepted` — stored durably by the recipient's node, not read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,6 +338,20 @@ mod tests {
                 ReadFrame::Eof
             ));
         });
+    }
+
+    #[test]
+    fn the_borrowed_encoding_is_the_frame_encoding() {
+        let (a, b) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+        let env = seal(
+            &Sealer::new(&a),
+            MessageId::random(),
+            &b.peer_id(),
+            &text(&a, "x"),
+        )
+        .unwrap();
+        let owned = crate::wire::encode(&Frame::Deliver(env.clone())).unwrap();
+        assert_eq!(encode_deliver(&env).unwrap(), owned);
     }
 
     #[test]

@@ -973,5 +973,5 @@ fn open_envelope(sealer: &Sealer, env: &Envelope) -> Opened {
 }
 
 fn encode_frame(env: &Envelope) -> Option<Vec<u8>> {
-    crate::wire::encode(&Frame::Deliver(env.clone())).ok()
+    message::encode_deliver(env).ok()
 }
