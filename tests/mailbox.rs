@@ -21,7 +21,17 @@ fn closest(jack: &PeerId, peers: &[PeerId], n: usize) -> Vec<PeerId> {
     roost::node::mailbox::holders(&mailbox_key(jack), peers.iter().copied(), &[], n)
 }
 
-async fn send_50(alice: &NodeHandle, jack: PeerId) -> Vec<roost::wire::message::MessageId> {
+/// Once Alice is connected to `peers` others, she sends Jack 50 messages
+/// and waits until all are stored in his mailboxes.
+async fn send_50(
+    alice: &NodeHandle,
+    jack: PeerId,
+    peers: usize,
+) -> Vec<roost::wire::message::MessageId> {
+    eventually("Alice knows the network", || async {
+        (alice.connected_peers().await.unwrap().len() >= peers).then_some(())
+    })
+    .await;
     let mut ids = Vec::new();
     for i in 0..50 {
         ids.push(
@@ -79,11 +89,7 @@ async fn store_and_forward_to_jack_while_both_are_away_in_turn() {
     let jack_id = Identity::generate().unwrap();
     let jack = jack_id.peer_id();
     // 8 nodes in all: 6 plain, Alice, and Jack, whose node is off.
-    eventually("Alice knows the network", || async {
-        (alice.handle.connected_peers().await.unwrap().len() >= 3).then_some(())
-    })
-    .await;
-    let ids = send_50(&alice.handle, jack).await;
+    let ids = send_50(&alice.handle, jack, 3).await;
     let held: usize = {
         let mut n = 0;
         for p in &plain {
@@ -164,11 +170,7 @@ async fn jack_gets_everything_after_two_of_three_holders_are_killed() {
     let jack = jack_id.peer_id();
     let mut all: Vec<PeerId> = daemons.iter().map(|d| d.id).collect();
     all.push(seed.handle.peer_id());
-    eventually("Alice knows the network", || async {
-        (alice.handle.connected_peers().await.unwrap().len() >= 4).then_some(())
-    })
-    .await;
-    let ids = send_50(&alice.handle, jack).await;
+    let ids = send_50(&alice.handle, jack, 4).await;
 
     // Kill (SIGKILL) the two holders closest to Jack's mailbox key.
     let holders = closest(&jack, &all, 3);
@@ -208,11 +210,7 @@ async fn holders_hand_the_mailbox_on_to_closer_newcomers_before_leaving() {
     let alice = TestNode::start(std::slice::from_ref(&boot)).await;
     let jack_id = Identity::generate().unwrap();
     let jack = jack_id.peer_id();
-    eventually("Alice knows the network", || async {
-        (alice.handle.connected_peers().await.unwrap().len() >= 3).then_some(())
-    })
-    .await;
-    let ids = send_50(&alice.handle, jack).await;
+    let ids = send_50(&alice.handle, jack, 3).await;
 
     // Three newcomers, each closer to Jack's mailbox key than every
     // existing node.
