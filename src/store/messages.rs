@@ -109,6 +109,14 @@ struct OutboxRow {
     envelope: Envelope,
 }
 
+/// [`OutboxRow`] as written: borrows, so no envelope is cloned to store it.
+#[derive(Serialize)]
+struct OutboxRowRef<'a> {
+    #[serde(with = "serde_bytes")]
+    to: &'a [u8],
+    envelope: &'a Envelope,
+}
+
 fn peer_prefix(peer: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(peer.len() + 1);
     k.push(peer.len() as u8);
@@ -144,35 +152,41 @@ pub(super) fn dec<T: serde::de::DeserializeOwned>(
 
 impl Store {
     /// Records outgoing messages and their sealed envelopes in the outbox,
-    /// each atomically, with one flush for the batch (group commit): after
-    /// this returns they survive any crash.
+    /// all in one transaction. Not flushed: the caller makes it durable
+    /// (the messaging service's queue flushes once for many such writes).
     pub fn insert_outgoing(&self, items: &[(StoredMessage, Envelope)]) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(items.len());
         for (msg, envelope) in items {
-            let key = msg_key(msg);
-            let row = enc(msg, MSGS)?;
-            let ob = enc(
-                &OutboxRow {
-                    to: msg.peer.clone(),
-                    envelope: envelope.clone(),
-                },
-                OUTBOX,
-            )?;
-            let idx = index_key(Direction::Out, &msg.peer, &msg.id);
-            (&self.msgs, &self.index, &self.outbox)
-                .transaction(|(m, i, o)| {
+            rows.push((
+                msg_key(msg),
+                enc(msg, MSGS)?,
+                index_key(Direction::Out, &msg.peer, &msg.id),
+                msg.id,
+                enc(
+                    &OutboxRowRef {
+                        to: &msg.peer,
+                        envelope,
+                    },
+                    OUTBOX,
+                )?,
+            ));
+        }
+        (&self.msgs, &self.index, &self.outbox)
+            .transaction(|(m, i, o)| {
+                for (key, row, idx, id, ob) in &rows {
                     m.insert(key.as_slice(), row.as_slice())?;
                     i.insert(idx.as_slice(), key.as_slice())?;
-                    o.insert(&msg.id.0, ob.as_slice())?;
-                    Ok::<_, ConflictableTransactionError<()>>(())
-                })
-                .map_err(|_| StoreError::Corrupt(OUTBOX))?;
-        }
-        self.db.flush()?;
+                    o.insert(&id.0, ob.as_slice())?;
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|_| StoreError::Corrupt(OUTBOX))?;
         Ok(())
     }
 
-    /// Stores incoming messages not seen before, with one flush for the
-    /// whole batch (group commit). Returns, per message, whether it was new.
+    /// Stores incoming messages not seen before. Returns, per message,
+    /// whether it was new. Not flushed: the caller makes the batch durable
+    /// before acknowledging it.
     pub fn insert_incoming(&self, msgs: &[StoredMessage]) -> Result<Vec<bool>, StoreError> {
         let mut fresh = Vec::with_capacity(msgs.len());
         for m in msgs {
@@ -186,7 +200,6 @@ impl Store {
             self.index.insert(idx, key)?;
             fresh.push(true);
         }
-        self.db.flush()?;
         Ok(fresh)
     }
 
@@ -215,14 +228,13 @@ impl Store {
     }
 
     /// Queues an envelope that is not part of the visible history (a
-    /// receipt), flushed like any other send.
+    /// receipt). Not flushed: the caller makes it durable.
     pub fn insert_outbox_only(&self, to: &PeerId, envelope: &Envelope) -> Result<(), StoreError> {
-        let row = OutboxRow {
-            to: to.to_bytes(),
-            envelope: envelope.clone(),
+        let row = OutboxRowRef {
+            to: &to.to_bytes(),
+            envelope,
         };
         self.outbox.insert(envelope.id.0, enc(&row, OUTBOX)?)?;
-        self.db.flush()?;
         Ok(())
     }
 
@@ -370,6 +382,7 @@ mod tests {
         {
             let s = Store::open(dir.path(), 1 << 20).unwrap();
             s.insert_outgoing(&[(m.clone(), env.clone())]).unwrap();
+            s.flush().unwrap();
         }
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(s.outbox().unwrap(), vec![(bob, env)]);

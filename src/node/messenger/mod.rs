@@ -5,17 +5,21 @@
 //!   stream, writes envelopes back to back (at most [`WINDOW`] unacked) and
 //!   reports each ack.
 //! - Inbound, a *session* task per stream reads frames, opens the seals
-//!   (CPU only), and hands batches to this task, which stores a whole batch
-//!   with one flush (group commit) before the session acknowledges it.
+//!   (CPU only) and hands each batch to the store queue, which makes it
+//!   durable before the session acknowledges it. The queue flushes once for
+//!   everything waiting (group commit), so under load one flush covers
+//!   many batches from many peers.
 //!
 //! - Mailboxes ([`mailbox`]): when direct delivery fails, the envelope is
 //!   deposited with the peers closest to the recipient's mailbox key; this
 //!   node also holds, hands on and serves others' mailboxes, and fetches
 //!   its own.
 //!
-//! The service never blocks on disk itself: every store call runs in
-//! `spawn_blocking`. It holds the only long-lived `Store` handle of the
-//! message path, so when it stops, the database is free.
+//! The service never blocks on disk itself: every store call runs on the
+//! queue's thread, and the hot paths (send, receive, acks) do not even wait
+//! for it — results come back as [`Internal`] events. The queue holds the
+//! only long-lived `Store` handle of the message path, so when the service
+//! stops, the database is free.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,7 +38,9 @@ use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
 use crate::crypto::Sealer;
 use crate::net::{NetClient, NetEvent};
-use crate::store::{Direction, MessageState, Queue, Relation, Store, StoreError, StoredMessage};
+use crate::store::{
+    Direction, MessageState, Queue, QueueSender, Relation, Store, StoreError, StoredMessage,
+};
 use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
     ReceiptKind, RejectReason,
@@ -132,6 +138,8 @@ enum Internal {
     },
     /// A fetch of our own mailbox ended.
     FetchDone,
+    /// A batch of incoming messages is on disk; what is left to do.
+    Received(Received),
     /// These could not be written to the outbox: stop sending them.
     Unsent(Vec<MessageId>),
     /// These peers now have copies of `recipient`'s items from us; if
@@ -141,6 +149,28 @@ enum Internal {
         peers: Vec<PeerId>,
         release: Option<Vec<MessageId>>,
     },
+}
+
+/// Follow-ups of a stored incoming batch that need the service's state.
+#[derive(Default)]
+struct Received {
+    /// Buddies who accepted us: retry their presence subscription.
+    accepted: Vec<PeerId>,
+    /// Messages fetched from a mailbox: their senders get a receipt.
+    delivered: HashMap<PeerId, Vec<MessageId>>,
+    /// Receipts for our own messages.
+    receipts: Vec<(PeerId, ReceiptKind, Vec<MessageId>)>,
+}
+
+/// What storing incoming messages needs, shared by the service and every
+/// session, so a session's batch goes straight to the store queue.
+struct Inbound {
+    sealer: Arc<Sealer>,
+    queue: QueueSender,
+    events: broadcast::Sender<Event>,
+    /// Store completions back to the service (unbounded: the store thread
+    /// must never wait for the service).
+    done: mpsc::UnboundedSender<Internal>,
 }
 
 enum Link {
@@ -163,9 +193,16 @@ pub(crate) fn spawn(
 ) -> Result<mpsc::Sender<Request>, libp2p_stream::AlreadyRegistered> {
     let (req_tx, req_rx) = mpsc::channel(1024);
     let (int_tx, int_rx) = mpsc::channel(4096);
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut incoming = control.accept(MSG_PROTOCOL)?;
-    let accept_tx = int_tx.clone();
-    let accept_sealer = sealer.clone();
+    let store = Queue::new(store);
+    let inbound = Arc::new(Inbound {
+        sealer: sealer.clone(),
+        queue: store.sender(),
+        events,
+        done: done_tx,
+    });
+    let accept_inbound = inbound.clone();
     tokio::spawn(async move {
         // Streams open per peer: a peer gets a few, not as many as it asks.
         let open: Arc<std::sync::Mutex<HashMap<PeerId, usize>>> = Default::default();
@@ -179,9 +216,9 @@ pub(crate) fn spawn(
                 }
                 *n += 1;
             }
-            let (sealer, tx, open) = (accept_sealer.clone(), accept_tx.clone(), open.clone());
+            let (inbound, open) = (accept_inbound.clone(), open.clone());
             tokio::spawn(async move {
-                session(peer, stream, sealer, tx).await;
+                session(peer, stream, inbound).await;
                 if let Ok(mut o) = open.lock()
                     && let Some(n) = o.get_mut(&peer)
                 {
@@ -195,11 +232,11 @@ pub(crate) fn spawn(
     });
     let poll = mailbox.poll;
     let service = Service {
-        store: Queue::new(store),
+        store,
+        inbound,
         sealer,
         net,
         control,
-        events,
         outbox: Outbox::new(),
         envelopes: HashMap::new(),
         links: HashMap::new(),
@@ -215,17 +252,17 @@ pub(crate) fn spawn(
         next_poll: Instant::now() + poll,
         next_purge: Instant::now(),
     };
-    tokio::spawn(service.run(req_rx, int_rx));
+    tokio::spawn(service.run(req_rx, int_rx, done_rx));
     Ok(req_tx)
 }
 
 struct Service {
     /// Every store call of the message path, in order, on one thread.
     store: Queue,
+    inbound: Arc<Inbound>,
     sealer: Arc<Sealer>,
     net: NetClient,
     control: libp2p_stream::Control,
-    events: broadcast::Sender<Event>,
     outbox: Outbox,
     /// The sealed envelope of every message in the outbox.
     envelopes: HashMap<MessageId, (PeerId, Envelope)>,
@@ -259,6 +296,7 @@ impl Service {
         mut self,
         mut requests: mpsc::Receiver<Request>,
         mut internal: mpsc::Receiver<Internal>,
+        mut done: mpsc::UnboundedReceiver<Internal>,
     ) {
         if let Err(e) = self.load_outbox().await {
             warn!("cannot load the outbox: {e}");
@@ -300,10 +338,11 @@ impl Service {
                         self.on_internal(ev, &mut ops).await;
                     }
                 }
+                Some(ev) = done.recv() => self.on_internal(ev, &mut ops).await,
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
             if !ops.is_empty() {
-                self.apply(ops).await;
+                self.apply(ops);
             }
         }
         // Dropping the queue drains it, flushes and releases the store; its
@@ -361,7 +400,7 @@ impl Service {
             })
             .collect::<Vec<_>>();
         if !sends.is_empty() {
-            self.send_batch(sends).await;
+            self.send_batch(sends);
         }
         let mut stop = None;
         for r in rest {
@@ -372,18 +411,16 @@ impl Service {
         stop
     }
 
-    /// Queues the outbox write (one flush for the batch) and puts the
-    /// messages on the wire at once, without waiting for the flush: the
-    /// senders are answered when it is done, so "nothing is lost" holds, and
-    /// the store queue's order guarantees that any later state change finds
-    /// the rows written.
-    async fn send_batch(&mut self, sends: Vec<SendJob>) {
+    /// Queues the outbox write and puts the messages on the wire at once,
+    /// without waiting for it: the senders are answered once it is on
+    /// disk, so "nothing is lost" holds, and the store queue's order
+    /// guarantees that any later state change finds the rows written.
+    fn send_batch(&mut self, sends: Vec<SendJob>) {
         let all: Vec<(StoredMessage, Envelope)> = sends
             .iter()
             .flat_map(|(items, _)| items.iter().cloned())
             .collect();
         let ids: Vec<MessageId> = all.iter().map(|(m, _)| m.id).collect();
-        let written = self.store.submit(move |s| s.insert_outgoing(&all));
         let now = Instant::now();
         let mut replies = Vec::with_capacity(sends.len());
         for (items, reply) in sends {
@@ -394,37 +431,37 @@ impl Service {
             }
             replies.push(reply);
         }
-        let int_tx = self.int_tx.clone();
-        tokio::spawn(async move {
-            // One result for many waiters: share it as text.
-            let res = match written.await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err("store thread stopped".to_string()),
-            };
-            if res.is_err() {
-                // Not durable, so not sent: take them back.
-                let _ = int_tx.send(Internal::Unsent(ids)).await;
-            }
-            for reply in replies {
-                let _ = reply.send(res.clone().map_err(StoreError::Failed));
-            }
-        });
+        let done = self.inbound.done.clone();
+        self.inbound.queue.then(
+            true,
+            move |s| s.insert_outgoing(&all),
+            move |res| {
+                // One result for many waiters: share it as text.
+                let res = res.map_err(|e| e.to_string());
+                if res.is_err() {
+                    // Not durable, so not sent: take them back.
+                    let _ = done.send(Internal::Unsent(ids));
+                }
+                for reply in replies {
+                    let _ = reply.send(res.clone().map_err(StoreError::Failed));
+                }
+            },
+        );
     }
 
     async fn on_request(&mut self, req: Request) -> Option<oneshot::Sender<()>> {
         match req {
-            Request::Send { items, reply } => self.send_batch(vec![(items, reply)]).await,
+            Request::Send { items, reply } => self.send_batch(vec![(items, reply)]),
             Request::MarkRead { peer, reply } => {
                 let res = self.blocking(move |s| s.mark_read(&peer)).await;
                 if let Ok(ids) = &res
                     && !ids.is_empty()
                 {
-                    self.send_receipt(peer, ReceiptKind::Read, ids.clone())
-                        .await;
+                    self.send_receipt(peer, ReceiptKind::Read, ids.clone());
                 }
                 let _ = reply.send(res.map(|ids| ids.len()));
             }
-            Request::Control { to, body } => self.send_control(to, body).await,
+            Request::Control { to, body } => self.send_control(to, body),
             Request::Read(f) => {
                 // After every write queued before it; no need to wait here.
                 drop(self.store.submit(move |s| {
@@ -450,19 +487,19 @@ impl Service {
 
     /// Receipts travel as messages of their own, through the outbox, but are
     /// not part of the visible conversation.
-    async fn send_receipt(&mut self, peer: PeerId, kind: ReceiptKind, ids: Vec<MessageId>) {
+    fn send_receipt(&mut self, peer: PeerId, kind: ReceiptKind, ids: Vec<MessageId>) {
         for chunk in ids.chunks(message::MAX_RECEIPT_IDS) {
             let body = Body::Receipt {
                 kind,
                 ids: chunk.to_vec(),
             };
-            self.send_control(peer, body).await;
+            self.send_control(peer, body);
         }
     }
 
     /// Seals a message that is not part of the visible history (a receipt,
     /// a buddy request) and queues it durably like any other.
-    async fn send_control(&mut self, peer: PeerId, body: Body) {
+    fn send_control(&mut self, peer: PeerId, body: Body) {
         let inner = Inner {
             from: self.sealer.me().to_bytes(),
             sent_at: unix_ms(),
@@ -475,14 +512,20 @@ impl Service {
                 return;
             }
         };
-        let stored = env.clone();
-        match self
-            .blocking(move |s| s.insert_outbox_only(&peer, &stored))
-            .await
-        {
-            Ok(()) => self.queue(peer, env, Instant::now()),
-            Err(e) => warn!("cannot queue a control message: {e}"),
-        }
+        // Like a send: on the wire at once, taken back if it cannot be
+        // made durable.
+        let (stored, id, done) = (env.clone(), env.id, self.inbound.done.clone());
+        self.queue(peer, env, Instant::now());
+        self.inbound.queue.then(
+            true,
+            move |s| s.insert_outbox_only(&peer, &stored),
+            move |res| {
+                if let Err(e) = res {
+                    warn!("cannot queue a control message: {e}");
+                    let _ = done.send(Internal::Unsent(vec![id]));
+                }
+            },
+        );
     }
 
     /// Hands due messages to their links, connecting where needed.
@@ -568,10 +611,8 @@ impl Service {
                 items,
                 via_mailbox,
                 reply,
-            } => {
-                let acks = self.store_incoming(items, via_mailbox).await;
-                let _ = reply.send(acks);
-            }
+            } => store_incoming(&self.inbound, items, via_mailbox, reply),
+            Internal::Received(r) => self.received(r),
             Internal::Deposited {
                 peer,
                 stored,
@@ -609,11 +650,15 @@ impl Service {
         }
     }
 
-    /// Applies collected state changes in one blocking call, then tells
-    /// listeners about those that changed something.
-    async fn apply(&mut self, ops: Vec<Op>) {
-        let changed = self
-            .blocking(move |s| {
+    /// Applies collected state changes in one store job, then tells
+    /// listeners about those that changed something. Not flushed: a state
+    /// lost in a crash is learnt again (the message is resent and answered
+    /// `Duplicate`).
+    fn apply(&mut self, ops: Vec<Op>) {
+        let events = self.inbound.events.clone();
+        self.inbound.queue.then(
+            false,
+            move |s| {
                 let mut changed = Vec::new();
                 for op in ops {
                     match op {
@@ -645,140 +690,165 @@ impl Service {
                     }
                 }
                 Ok(changed)
-            })
-            .await;
-        match changed {
-            Ok(changed) => {
-                for (peer, id, state) in changed {
-                    let _ = self.events.send(Event::State { id, peer, state });
+            },
+            move |changed| match changed {
+                Ok(changed) => {
+                    for (peer, id, state) in changed {
+                        let _ = events.send(Event::State { id, peer, state });
+                    }
                 }
-            }
-            Err(e) => warn!("cannot record message states: {e}"),
-        }
+                Err(e) => warn!("cannot record message states: {e}"),
+            },
+        );
     }
 
-    /// Stores a batch of opened envelopes with one flush; returns the acks.
-    async fn store_incoming(&mut self, items: Vec<Opened>, via_mailbox: bool) -> Vec<Ack> {
-        let res = self
-            .blocking(move |s| {
-                let now = unix_ms();
-                let mut acks: Vec<Ack> = Vec::with_capacity(items.len());
-                let mut msgs = Vec::new();
-                let mut slots = Vec::new();
-                let mut receipts = Vec::new();
-                let mut requests = Vec::new();
-                let mut accepted = Vec::new();
-                for item in items {
-                    let (id, from, inner) = match item {
-                        Ok(x) => x,
-                        Err((id, reason)) => {
-                            acks.push(Ack {
+    /// Follow-ups of a stored incoming batch: receipts to send, our own
+    /// messages finished by the peer's receipts, presence to retry.
+    fn received(&mut self, r: Received) {
+        for peer in r.accepted {
+            let _ = self
+                .presence
+                .try_send(super::presence_service::Request::Retry(peer));
+        }
+        for (peer, ids) in r.delivered {
+            self.send_receipt(peer, ReceiptKind::Delivered, ids);
+        }
+        for (_, _, ids) in &r.receipts {
+            for id in ids {
+                self.finish(id);
+            }
+        }
+        let ops = r
+            .receipts
+            .into_iter()
+            .map(|(p, k, ids)| Op::Receipt(p, k, ids))
+            .collect::<Vec<_>>();
+        if !ops.is_empty() {
+            self.apply(ops);
+        }
+    }
+}
+
+/// Stores a batch of opened envelopes; once it is on disk (one flush for
+/// whatever else is waiting too), tells listeners, answers `reply` with the
+/// acks (none if it could not be stored) and hands the follow-ups to the
+/// service.
+fn store_incoming(
+    inbound: &Inbound,
+    items: Vec<Opened>,
+    via_mailbox: bool,
+    reply: oneshot::Sender<Vec<Ack>>,
+) {
+    let (events, done) = (inbound.events.clone(), inbound.done.clone());
+    inbound.queue.then(
+        true,
+        move |s| {
+            let now = unix_ms();
+            let mut acks: Vec<Ack> = Vec::with_capacity(items.len());
+            let mut msgs = Vec::new();
+            let mut slots = Vec::new();
+            let mut receipts = Vec::new();
+            let mut requests = Vec::new();
+            let mut accepted = Vec::new();
+            for item in items {
+                let (id, from, inner) = match item {
+                    Ok(x) => x,
+                    Err((id, reason)) => {
+                        acks.push(Ack {
+                            id,
+                            result: AckResult::Rejected(reason),
+                        });
+                        continue;
+                    }
+                };
+                let relation = s.relation(&from)?;
+                let result = if relation == Relation::Blocked {
+                    AckResult::Rejected(RejectReason::Blocked)
+                } else {
+                    match inner.body {
+                        Body::Content {
+                            content_type,
+                            subject,
+                            data,
+                        } => {
+                            slots.push(acks.len());
+                            msgs.push(StoredMessage {
                                 id,
-                                result: AckResult::Rejected(reason),
-                            });
-                            continue;
-                        }
-                    };
-                    let relation = s.relation(&from)?;
-                    let result = if relation == Relation::Blocked {
-                        AckResult::Rejected(RejectReason::Blocked)
-                    } else {
-                        match inner.body {
-                            Body::Content {
+                                peer: from.to_bytes(),
+                                direction: Direction::In,
+                                sent_at: inner.sent_at,
+                                stored_at: now,
                                 content_type,
                                 subject,
                                 data,
-                            } => {
-                                slots.push(acks.len());
-                                msgs.push(StoredMessage {
-                                    id,
-                                    peer: from.to_bytes(),
-                                    direction: Direction::In,
-                                    sent_at: inner.sent_at,
-                                    stored_at: now,
-                                    content_type,
-                                    subject,
-                                    data,
-                                    state: MessageState::Unread,
-                                    request: relation == Relation::Stranger,
-                                });
-                                AckResult::Accepted
-                            }
-                            Body::Receipt { kind, ids } => {
-                                receipts.push((from, kind, ids));
-                                AckResult::Accepted
-                            }
-                            Body::BuddyRequest => {
-                                if relation == Relation::Stranger && s.add_request(&from, now)? {
-                                    requests.push(from);
-                                }
-                                if relation == Relation::Buddy {
-                                    accepted.push(from);
-                                }
-                                AckResult::Accepted
-                            }
+                                state: MessageState::Unread,
+                                request: relation == Relation::Stranger,
+                            });
+                            AckResult::Accepted
                         }
-                    };
-                    acks.push(Ack {
-                        id: Some(id),
-                        result,
-                    });
-                }
-                let fresh = s.insert_incoming(&msgs)?;
-                let mut new_msgs = Vec::new();
-                for ((slot, m), new) in slots.into_iter().zip(msgs).zip(fresh) {
-                    if new {
-                        new_msgs.push(m);
-                    } else {
-                        acks[slot].result = AckResult::Duplicate;
+                        Body::Receipt { kind, ids } => {
+                            receipts.push((from, kind, ids));
+                            AckResult::Accepted
+                        }
+                        Body::BuddyRequest => {
+                            if relation == Relation::Stranger && s.add_request(&from, now)? {
+                                requests.push(from);
+                            }
+                            if relation == Relation::Buddy {
+                                accepted.push(from);
+                            }
+                            AckResult::Accepted
+                        }
                     }
-                }
-                Ok((acks, new_msgs, receipts, requests, accepted))
-            })
-            .await;
-        match res {
-            Ok((acks, new_msgs, receipts, requests, accepted)) => {
-                for peer in requests {
-                    let _ = self.events.send(Event::BuddyRequest { peer });
-                }
-                for peer in accepted {
-                    let _ = self
-                        .presence
-                        .try_send(super::presence_service::Request::Retry(peer));
-                }
-                // A message fetched from a mailbox tells its sender nothing by
-                // itself: send an automatic delivery receipt. (On the direct
-                // path the ack already did.)
-                let mut delivered: HashMap<PeerId, Vec<MessageId>> = HashMap::new();
-                for m in new_msgs {
-                    if via_mailbox && let Some(p) = m.peer_id() {
-                        delivered.entry(p).or_default().push(m.id);
-                    }
-                    let _ = self.events.send(Event::Message(m));
-                }
-                for (peer, ids) in delivered {
-                    self.send_receipt(peer, ReceiptKind::Delivered, ids).await;
-                }
-                for (_, _, ids) in &receipts {
-                    for id in ids {
-                        self.finish(id);
-                    }
-                }
-                let ops = receipts
-                    .into_iter()
-                    .map(|(p, k, ids)| Op::Receipt(p, k, ids))
-                    .collect::<Vec<_>>();
-                if !ops.is_empty() {
-                    self.apply(ops).await;
-                }
-                acks
+                };
+                acks.push(Ack {
+                    id: Some(id),
+                    result,
+                });
             }
-            Err(e) => {
-                warn!("cannot store incoming messages: {e}");
-                Vec::new() // the session answers Unavailable for each
+            let fresh = s.insert_incoming(&msgs)?;
+            let mut new_msgs = Vec::new();
+            for ((slot, m), new) in slots.into_iter().zip(msgs).zip(fresh) {
+                if new {
+                    new_msgs.push(m);
+                } else {
+                    acks[slot].result = AckResult::Duplicate;
+                }
             }
-        }
-    }
+            Ok((acks, new_msgs, receipts, requests, accepted))
+        },
+        move |res| {
+            let (acks, new_msgs, receipts, requests, accepted) = match res {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!("cannot store incoming messages: {e}");
+                    let _ = reply.send(Vec::new()); // answered Unavailable
+                    return;
+                }
+            };
+            for peer in requests {
+                let _ = events.send(Event::BuddyRequest { peer });
+            }
+            // A message fetched from a mailbox tells its sender nothing by
+            // itself: it gets an automatic delivery receipt. (On the direct
+            // path the ack already did.)
+            let mut delivered: HashMap<PeerId, Vec<MessageId>> = HashMap::new();
+            for m in new_msgs {
+                if via_mailbox && let Some(p) = m.peer_id() {
+                    delivered.entry(p).or_default().push(m.id);
+                }
+                let _ = events.send(Event::Message(m));
+            }
+            let _ = reply.send(acks);
+            if !(accepted.is_empty() && delivered.is_empty() && receipts.is_empty()) {
+                let _ = done.send(Internal::Received(Received {
+                    accepted,
+                    delivered,
+                    receipts,
+                }));
+            }
+        },
+    );
 }
 
 /// Finds and dials the peer, then opens the message stream.
@@ -861,12 +931,7 @@ async fn link(
 
 /// One inbound stream: frames are read by one task and processed in batches
 /// by another, so a batch is stored with a single flush.
-async fn session(
-    peer: PeerId,
-    stream: Stream,
-    sealer: Arc<Sealer>,
-    int_tx: mpsc::Sender<Internal>,
-) {
+async fn session(peer: PeerId, stream: Stream, inbound: Arc<Inbound>) {
     let (mut r, mut w) = futures::AsyncReadExt::split(stream);
     let (frame_tx, mut frame_rx) = mpsc::channel::<ReadFrame>(WINDOW);
     let reader = tokio::spawn(async move {
@@ -900,7 +965,7 @@ async fn session(
         let mut close = false;
         for f in batch {
             match f {
-                ReadFrame::Frame(bytes) => items.push(open_frame(&sealer, &bytes)),
+                ReadFrame::Frame(bytes) => items.push(open_frame(&inbound.sealer, &bytes)),
                 ReadFrame::TooLarge(len) => {
                     debug!(%peer, len, "oversize frame; closing the stream");
                     items.push(Err((None, RejectReason::TooLarge)));
@@ -921,17 +986,7 @@ async fn session(
             })
             .collect();
         let (reply_tx, reply_rx) = oneshot::channel();
-        if int_tx
-            .send(Internal::Incoming {
-                items,
-                via_mailbox: false,
-                reply: reply_tx,
-            })
-            .await
-            .is_err()
-        {
-            break;
-        }
+        store_incoming(&inbound, items, false, reply_tx);
         let mut acks = reply_rx.await.unwrap_or_default();
         if acks.len() != ids.len() {
             // We could not store them: say so, so the sender retries later.
