@@ -16,15 +16,21 @@ use roost::{Config, Content, Event, Identity, Node, NodeHandle};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+mod common;
+use common::{raise_fd_limit, wait_until};
+
 const MSG_BYTES: usize = 100;
 const WARMUP: usize = 100;
 const WINDOW: usize = 64;
+/// Longest wait for any bench condition.
+const LIMIT: Duration = Duration::from_secs(120);
 
 struct Counts {
     latency: usize,
     throughput: usize,
     mailbox: usize,
-    fanout: Vec<usize>,
+    /// Watchers, and whether over the memory transport.
+    fanout: Vec<(usize, bool)>,
 }
 
 fn counts() -> Counts {
@@ -33,14 +39,14 @@ fn counts() -> Counts {
             latency: 200,
             throughput: 2000,
             mailbox: 100,
-            fanout: vec![10],
+            fanout: vec![(10, false), (10, true)],
         }
     } else {
         Counts {
             latency: 2000,
             throughput: 20000,
             mailbox: 1000,
-            fanout: vec![50, 100],
+            fanout: vec![(50, false), (100, false), (100, true), (500, true)],
         }
     }
 }
@@ -75,8 +81,15 @@ fn payload(i: usize) -> String {
     head.clone() + &"x".repeat(MSG_BYTES - head.len())
 }
 
+/// In-process memory transport instead of TCP on 127.0.0.1: for runs with
+/// more nodes than one process has file descriptors for.
+const MEMORY: &str = "/memory/0";
+
 fn bench_config(dir: &std::path::Path, boot: &[Multiaddr]) -> Config {
     let mut c = Config::local(dir.to_path_buf());
+    if boot.iter().any(|a| a.to_string().starts_with("/memory/")) {
+        c.listen = vec![MEMORY.parse().expect("memory multiaddr")];
+    }
     c.bootstrap = boot.to_vec();
     c.auto_away = None;
     c.cache_bytes = 4 << 20;
@@ -87,21 +100,6 @@ async fn node(root: &std::path::Path, name: &str, boot: &[Multiaddr]) -> NodeHan
     let dir = root.join(name);
     Identity::create_in(&dir).expect("identity");
     Node::start(bench_config(&dir, boot)).await.expect("node")
-}
-
-async fn wait_until<F, Fut>(mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t = Instant::now();
-    while !f().await {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "bench condition not reached"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 }
 
 /// The full application path: sealed, authenticated, stored durably by the
@@ -372,11 +370,14 @@ async fn mailbox(c: &Counts) {
     let jack_dir = root.path().join("jack");
     let jack_id = Identity::create_in(&jack_dir).unwrap();
     let jack = jack_id.peer_id();
-    wait_until(|| async { a.connected_peers().await.unwrap().len() >= 3 }).await;
+    wait_until("a connected", LIMIT, || async {
+        a.connected_peers().await.unwrap().len() >= 3
+    })
+    .await;
     let t = Instant::now();
     let contents: Vec<Content> = (0..c.mailbox).map(|i| Content::text(payload(i))).collect();
     a.send_many(jack, contents).await.unwrap();
-    wait_until(|| async {
+    wait_until("all stored", LIMIT, || async {
         let conv = a.conversation(jack, c.mailbox + 10).await.unwrap();
         conv.iter()
             .filter(|m| m.state == MessageState::Stored)
@@ -387,7 +388,7 @@ async fn mailbox(c: &Counts) {
     let deposit = t.elapsed();
     let t = Instant::now();
     let j = Node::start(bench_config(&jack_dir, &boot)).await.unwrap();
-    wait_until(|| async {
+    wait_until("all picked up", LIMIT, || async {
         j.conversation(a.peer_id(), c.mailbox + 10)
             .await
             .unwrap()
@@ -411,10 +412,19 @@ async fn mailbox(c: &Counts) {
     }
 }
 
-/// One presence change pushed to `n` watchers.
-async fn fanout(n: usize) {
+/// One presence change pushed to `n` watchers, over TCP on loopback or
+/// (`memory`) the in-process transport.
+async fn fanout(n: usize, memory: bool) {
     let root = tempfile::tempdir().unwrap();
-    let publisher = node(root.path(), "p", &[]).await;
+    let publisher = if memory {
+        let dir = root.path().join("p");
+        Identity::create_in(&dir).expect("identity");
+        let mut c = bench_config(&dir, &[]);
+        c.listen = vec![MEMORY.parse().expect("memory multiaddr")];
+        Node::start(c).await.expect("node")
+    } else {
+        node(root.path(), "p", &[]).await
+    };
     let boot = publisher.dial_addrs().await.unwrap();
     let mut watchers = Vec::new();
     for i in 0..n {
@@ -428,7 +438,7 @@ async fn fanout(n: usize) {
     }
     let pid = publisher.peer_id();
     for w in &watchers {
-        wait_until(|| async {
+        wait_until("watcher sees online", LIMIT, || async {
             w.buddies().await.unwrap().iter().any(|b| {
                 b.peer == pid && b.presence.status == roost::wire::presence::Status::Online
             })
@@ -468,6 +478,7 @@ async fn fanout(n: usize) {
         "{}",
         json!({
             "system": "roost-presence-fanout",
+            "transport": if memory { "memory" } else { "tcp" },
             "watchers": n,
             "changes": 5,
             "p50_ms": (percentile(&samples, 0.5) / 100.0).round() / 10.0,
@@ -538,29 +549,6 @@ async fn idle() {
     );
 }
 
-/// Hundreds of nodes in one process need far more file descriptors than
-/// the usual soft limit (each node's connections count twice here).
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain libc calls with a valid pointer to a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            let want = 262_144.max(lim.rlim_cur);
-            let raised = libc::rlimit {
-                rlim_cur: want,
-                rlim_max: want.max(lim.rlim_max),
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
-                lim.rlim_cur = lim.rlim_max;
-                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            }
-        }
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args()
@@ -585,8 +573,8 @@ async fn main() {
         mailbox(&c).await;
     }
     if want("fanout") {
-        for &n in &c.fanout {
-            fanout(n).await;
+        for &(n, memory) in &c.fanout {
+            fanout(n, memory).await;
         }
     }
     if want("idle") {

@@ -33,6 +33,9 @@ use roost::wire::mailbox::mailbox_key;
 use roost::wire::message::MessageId;
 use serde_json::json;
 
+mod common;
+use common::{Rng, arg, pct};
+
 const K: usize = 20;
 const ALPHA: usize = 3;
 const R: usize = 3;
@@ -40,26 +43,6 @@ const QUORUM: usize = 2;
 const TIMEOUT_MS: f64 = 1000.0;
 
 /// xorshift64*: tiny, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 type Key = [u8; 32];
 
 fn key_of_peer(p: &PeerId) -> Key {
@@ -302,23 +285,6 @@ impl Net {
     }
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return 0.0;
-    }
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Lookup hops and latency between random live nodes.
 fn lookups(net: &mut Net, n: usize) -> f64 {
     let (mut hops, mut lat, mut msgs, mut rounds) =
@@ -355,13 +321,85 @@ struct Item {
     recipient: usize,
 }
 
-/// Offline delivery under churn: deposit, then waves of departures and
-/// arrivals with hand-off and sender retries between them, then the
-/// recipients come back and fetch.
-fn offline_delivery(net: &mut Net, messages: usize, churn: f64, waves: usize) {
+/// Who holds which copies: `held[node]` = set of (recipient, message id).
+type Held = HashMap<usize, HashSet<(usize, MessageId)>>;
+
+/// Holders run roost's hand-off for the given (holder, recipient) pairs:
+/// a lookup of the mailbox key on their (possibly stale) routing table,
+/// copies to the current R closest they have not handed to yet, and letting
+/// go once outranked and all confirmed. Returns the copies made.
+fn hand_off(
+    net: &mut Net,
+    held: &mut Held,
+    handed: &mut HashMap<(usize, usize), HashSet<PeerId>>,
+    pairs: Vec<(usize, usize)>,
+) -> usize {
+    let mut copies = 0;
+    for (h, r) in pairs {
+        if !net.alive[h] {
+            continue;
+        }
+        let ids: Vec<MessageId> = held
+            .get(&h)
+            .map(|s| {
+                s.iter()
+                    .filter(|(rr, _)| *rr == r)
+                    .map(|(_, id)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ids.is_empty() {
+            continue;
+        }
+        let key = mailbox_key(&net.peers[r]);
+        let l = net.lookup(h, &key_of_bytes(&key));
+        let idx: HashMap<PeerId, usize> = l.found.iter().map(|&i| (net.peers[i], i)).collect();
+        let already = handed.entry((h, r)).or_default();
+        let plan = handoff(
+            &key,
+            l.found.iter().map(|&i| net.peers[i]),
+            net.peers[h],
+            net.peers[r],
+            R,
+            already,
+        );
+        let mut confirmed = 0;
+        for t in &plan.targets {
+            let ti = idx[t];
+            if net.alive[ti] {
+                for id in &ids {
+                    held.entry(ti).or_default().insert((r, *id));
+                    copies += 1;
+                }
+                confirmed += 1;
+                already.insert(*t);
+            }
+        }
+        if !plan.keep
+            && confirmed == plan.targets.len()
+            && let Some(set) = held.get_mut(&h)
+        {
+            set.retain(|(rr, _)| *rr != r);
+        }
+    }
+    copies
+}
+
+/// Offline delivery under churn: deposit, then `hours` of departures and
+/// arrivals, then the recipients come back and fetch.
+///
+/// Time runs in steps of `every` (roost's periodic hand-off, 5 min by
+/// default): in each step some nodes leave for good and as many join;
+/// the remaining holders of any mailbox that lost a holder hand off (as
+/// their periodic pass would find); senders retry what their outbox says is
+/// due. Once an hour, routing tables are refreshed and every holder runs a
+/// full pass (reacting to the newcomers). Lookups in between run on stale
+/// tables and time out on departed nodes.
+fn offline_delivery(net: &mut Net, messages: usize, churn: f64, hours: usize, every: Duration) {
     let n0 = net.peers.len();
     let t0 = Instant::now(); // the simulated clock's origin
-    let hour = Duration::from_secs(3600);
+    let steps_per_hour = (3600 / every.as_secs().max(1)).max(1) as usize;
+    let total_steps = hours * steps_per_hour;
     // Recipients go offline (they are away, not gone); senders are live.
     let mut msgs = Vec::new();
     let (mut away, mut senders) = (HashSet::new(), HashSet::new());
@@ -384,8 +422,7 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, waves: usize) {
     for &r in &away {
         net.alive[r] = false;
     }
-    // held[node] = set of (recipient, message id)
-    let mut held: HashMap<usize, HashSet<(usize, MessageId)>> = HashMap::new();
+    let mut held: Held = HashMap::new();
     let mut outboxes: HashMap<usize, Outbox> = HashMap::new();
     let mut to_of: HashMap<MessageId, (usize, usize)> = HashMap::new();
     for (s, it) in &msgs {
@@ -398,11 +435,13 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, waves: usize) {
     let mut handed: HashMap<(usize, usize), HashSet<PeerId>> = HashMap::new();
     let (mut deposits, mut handoff_copies, mut stored_first) = (0usize, 0usize, 0usize);
     let mut gone_total = 0usize;
-    let per_wave = ((n0 as f64) * churn / waves as f64).round() as usize;
-    for wave in 0..=waves {
-        let now = t0 + hour * wave as u32;
+    let leave_by =
+        |k: usize| ((n0 as f64) * churn * k as f64 / total_steps as f64).round() as usize;
+    for k in 0..=total_steps {
+        let now = t0 + every * k as u32;
         // Senders: whatever their outbox says is due is (re)deposited.
-        let senders: Vec<usize> = outboxes.keys().copied().collect();
+        let mut senders: Vec<usize> = outboxes.keys().copied().collect();
+        senders.sort_unstable(); // HashMap order is not seeded
         for s in senders {
             if !net.alive[s] {
                 continue;
@@ -432,7 +471,7 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, waves: usize) {
                     let o = outboxes.get_mut(&s).expect("sender's outbox");
                     if !chosen.is_empty() && ok >= quorum(chosen.len(), QUORUM) {
                         o.parked(&id, now);
-                        if wave == 0 {
+                        if k == 0 {
                             stored_first += 1;
                         }
                     } else {
@@ -441,70 +480,46 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, waves: usize) {
                 }
             }
         }
-        if wave == waves {
+        if k == total_steps {
             break;
         }
         // Churn: some live nodes leave for good (never the away recipients,
         // who are not live), the same number of new nodes join.
-        net.refresh();
+        let leaving = leave_by(k + 1) - leave_by(k);
+        let mut affected = HashSet::new();
         let mut gone = 0;
-        while gone < per_wave {
+        while gone < leaving {
             let i = net.rng.below(net.peers.len());
             if net.alive[i] && !away.contains(&i) {
                 net.alive[i] = false;
-                held.remove(&i);
+                if let Some(items) = held.remove(&i) {
+                    affected.extend(items.into_iter().map(|(r, _)| r));
+                }
                 gone += 1;
             }
         }
         gone_total += gone;
-        for _ in 0..per_wave {
+        for _ in 0..leaving {
             net.add();
         }
-        // Newcomers are in routing tables only after the next refresh; the
-        // hand-off below runs on the stale tables, as it would in reality.
-        // Holders: hand off to the current R closest; let go if outranked.
-        let holders_now: Vec<usize> = held.keys().copied().filter(|&h| net.alive[h]).collect();
-        net.refresh();
-        for h in holders_now {
-            let items: Vec<(usize, MessageId)> = held[&h].iter().copied().collect();
-            let mut by_recipient: HashMap<usize, Vec<MessageId>> = HashMap::new();
-            for (r, id) in items {
-                by_recipient.entry(r).or_default().push(id);
-            }
-            for (r, ids) in by_recipient {
-                let key = mailbox_key(&net.peers[r]);
-                let l = net.lookup(h, &key_of_bytes(&key));
-                let idx: HashMap<PeerId, usize> =
-                    l.found.iter().map(|&i| (net.peers[i], i)).collect();
-                let already = handed.entry((h, r)).or_default();
-                let plan = handoff(
-                    &key,
-                    l.found.iter().map(|&i| net.peers[i]),
-                    net.peers[h],
-                    net.peers[r],
-                    R,
-                    already,
-                );
-                let mut confirmed = 0;
-                for t in &plan.targets {
-                    let ti = idx[t];
-                    if net.alive[ti] {
-                        for id in &ids {
-                            held.entry(ti).or_default().insert((r, *id));
-                            handoff_copies += 1;
-                        }
-                        confirmed += 1;
-                        already.insert(*t);
-                    }
-                }
-                if !plan.keep
-                    && confirmed == plan.targets.len()
-                    && let Some(set) = held.get_mut(&h)
-                {
-                    set.retain(|(rr, _)| *rr != r);
-                }
-            }
+        let hourly = (k + 1) % steps_per_hour == 0;
+        if hourly {
+            // Newcomers enter routing tables; every holder reacts.
+            net.refresh();
         }
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        for (&h, items) in &held {
+            let mut rs: Vec<usize> = items
+                .iter()
+                .map(|(r, _)| *r)
+                .filter(|r| hourly || affected.contains(r))
+                .collect();
+            rs.sort_unstable();
+            rs.dedup();
+            pairs.extend(rs.into_iter().map(|r| (h, r)));
+        }
+        pairs.sort_unstable(); // HashMap order is not seeded: keep runs reproducible
+        handoff_copies += hand_off(net, &mut held, &mut handed, pairs);
     }
     // Recipients come back and fetch from their mailbox's neighbourhood.
     for &r in &away {
@@ -531,9 +546,11 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, waves: usize) {
             "nodes": n0,
             "messages": messages,
             "churn_fraction_left": (gone_total as f64 / n0 as f64 * 1000.0).round() / 1000.0,
-            "waves": waves,
+            "hours": hours,
+            "handoff_every_s": every.as_secs(),
             "stored_at_first_attempt": stored_first,
             "delivered": delivered,
+            "lost": messages - delivered,
             "success_percent": (delivered as f64 / messages as f64 * 1e4).round() / 100.0,
             "deposit_rpcs": deposits,
             "handoff_copies": handoff_copies,
@@ -613,12 +630,14 @@ fn main() {
     let nodes = arg("--nodes", 10_000) as usize;
     let seed = arg("--seed", 1);
     let messages = arg("--messages", 10_000) as usize;
-    let waves = arg("--waves", 10) as usize;
+    let hours = arg("--hours", 10) as usize;
+    // roost's periodic hand-off pass (the mailbox poll); 3600 = hourly only.
+    let every = Duration::from_secs(arg("--handoff-s", 300));
     let started = Instant::now();
     let mut net = Net::new(nodes, seed);
     let built = started.elapsed();
     let rpcs = lookups(&mut net, 2000);
-    offline_delivery(&mut net, messages, 0.30, waves);
+    offline_delivery(&mut net, messages, 0.30, hours, every);
     per_node_traffic(rpcs, 20, 4);
     println!(
         "{}",

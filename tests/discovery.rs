@@ -101,3 +101,32 @@ async fn a_restarted_node_rejoins_through_remembered_peers() {
         n.handle.shutdown().await.expect("shutdown");
     }
 }
+
+/// The in-process memory transport (what the 1000-node benchmark runs on)
+/// carries the same stack: discovery by key, then a sealed message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_the_memory_transport_find_and_message_each_other() {
+    init_tracing();
+    let memory = |c: &mut roost::Config| c.listen = vec!["/memory/0".parse().expect("multiaddr")];
+    let dirs: Vec<_> = (0..3)
+        .map(|_| {
+            let d = tempfile::tempdir().expect("temp dir");
+            roost::Identity::create_in(d.path()).expect("identity");
+            d
+        })
+        .collect();
+    let seed = common::start_with(&dirs[0], &[], memory).await;
+    let boot = seed.dial_addrs().await.expect("addrs");
+    assert!(boot[0].to_string().starts_with("/memory/"), "{boot:?}");
+    let alice = common::start_with(&dirs[1], &boot, memory).await;
+    let bob = common::start_with(&dirs[2], &boot, memory).await;
+    assert!(found(&alice, bob.peer_id()).await);
+    let id = alice
+        .send(bob.peer_id(), roost::Content::text("over memory"))
+        .await
+        .expect("send");
+    common::arrives(&bob, alice.peer_id(), id).await;
+    for n in [&seed, &alice, &bob] {
+        n.shutdown().await.expect("shutdown");
+    }
+}

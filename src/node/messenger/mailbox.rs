@@ -57,6 +57,12 @@ impl Service {
         if now >= self.next_poll {
             self.next_poll = now + self.mcfg.poll;
             self.fetch_due.get_or_insert(now);
+            // Holders look again at who else holds their mailboxes: a
+            // co-holder may have left without our routing table changing,
+            // and its copies must be replaced before the others leave too.
+            if !self.ledger.recipients().is_empty() {
+                self.handoff_due.get_or_insert(now);
+            }
         }
         if self.fetch_due.is_some_and(|t| t <= now) && !self.fetching {
             self.fetch_due = None;
