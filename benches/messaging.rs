@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 mod common;
-use common::{raise_fd_limit, wait_until};
+use common::{raise_fd_limit, rss_mib, wait_until};
 
 const MSG_BYTES: usize = 100;
 const WARMUP: usize = 100;
@@ -522,13 +522,7 @@ async fn idle() {
     let (c0, t0) = (cpu(pid), Instant::now());
     tokio::time::sleep(Duration::from_secs(30)).await;
     let (c1, secs) = (cpu(pid), t0.elapsed().as_secs_f64());
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let rss = rss_mib(&pid.to_string());
     let switches: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
@@ -541,7 +535,7 @@ async fn idle() {
         "{}",
         json!({
             "system": "roost-idle",
-            "rss_mib": (rss_kib / 102.4).round() / 10.0,
+            "rss_mib": rss,
             "cpu_percent": ((c1 - c0) / secs * 1000.0).round() / 10.0,
             "seconds": secs.round(),
             "context_switches_total": switches,
@@ -559,6 +553,11 @@ async fn main() {
         return; // `cargo test --benches` probes with --list
     }
     raise_fd_limit();
+    // RUST_LOG=roost=debug shows what the nodes do (on stderr).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     // `cargo bench --bench messaging -- fanout` runs only the named parts.
     let want = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
     let c = counts();

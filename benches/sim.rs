@@ -561,7 +561,7 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, hours: usize, ev
 
 /// Presence and background traffic of one node per hour, from roost's own
 /// state machines on the simulated clock, plus the DHT work its timers cause.
-fn per_node_traffic(lookup_rpcs: f64, buddies: usize, changes_per_hour: u32) {
+fn per_node_traffic(lookup_rpcs: f64, buddies: usize, changes_per_hour: u32, held: f64) {
     let t0 = Instant::now();
     let mut rng = Rng::new(99);
     let ids: Vec<PeerId> = (0..buddies).map(|_| peer(&mut rng)).collect();
@@ -600,10 +600,12 @@ fn per_node_traffic(lookup_rpcs: f64, buddies: usize, changes_per_hour: u32) {
         }
         publisher.tick(now);
     }
-    // Timers: mailbox poll every 5 min (a lookup + up to 20 fetches), locator
+    // Timers: mailbox poll every 5 min (a lookup + up to 20 fetches), with
+    // it a hand-off pass (a lookup per mailbox held for others), locator
     // republish at half its 1 h TTL (a lookup + K puts), Kademlia's bucket
     // refresh every 5 min (a lookup).
     let mailbox = 12.0 * (lookup_rpcs + 20.0);
+    let handoff = 12.0 * held * lookup_rpcs;
     let locator = 2.0 * (lookup_rpcs + K as f64);
     let refresh = 12.0 * lookup_rpcs;
     println!(
@@ -616,9 +618,11 @@ fn per_node_traffic(lookup_rpcs: f64, buddies: usize, changes_per_hour: u32) {
             "notifies_sent": notifies,
             "notifies_received_if_buddies_alike": notifies,
             "mailbox_poll_rpcs": mailbox.round(),
+            "mailboxes_held": held,
+            "handoff_pass_rpcs": handoff.round(),
             "locator_republish_rpcs": locator.round(),
             "dht_refresh_rpcs": refresh.round(),
-            "total_rpcs_sent": (subscribes as f64 * 2.0 + notifies as f64 + mailbox + locator + refresh).round(),
+            "total_rpcs_sent": (subscribes as f64 * 2.0 + notifies as f64 + mailbox + handoff + locator + refresh).round(),
         })
     );
 }
@@ -638,7 +642,9 @@ fn main() {
     let built = started.elapsed();
     let rpcs = lookups(&mut net, 2000);
     offline_delivery(&mut net, messages, 0.30, hours, every);
-    per_node_traffic(rpcs, 20, 4);
+    // Every user with mail waiting puts R mailboxes on others: 3 per node
+    // if everyone has some.
+    per_node_traffic(rpcs, 20, 4, R as f64);
     println!(
         "{}",
         json!({

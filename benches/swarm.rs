@@ -137,6 +137,11 @@ async fn main() {
             addrs.push(node.dial_addrs().await.expect("addrs"));
             nodes.push(node);
         }
+        eprintln!(
+            "{:>6.1} s: {} nodes up",
+            run.elapsed().as_secs_f64(),
+            nodes.len()
+        );
     }
     let started = t.elapsed();
     let mut conns = Vec::with_capacity(n);
@@ -181,6 +186,11 @@ async fn main() {
     )
     .await;
     let lookup_phase = t.elapsed();
+    eprintln!(
+        "{:>6.1} s: {} lookups done",
+        run.elapsed().as_secs_f64(),
+        results.len()
+    );
     let first_try = results.iter().filter(|(tries, _)| *tries == 1).count();
     let mut lookup_ms: Vec<f64> = results.iter().map(|(_, ms)| *ms).collect();
 
@@ -198,6 +208,10 @@ async fn main() {
     }
     let mut direct_ms = all_reach(&nodes, &sent, MessageState::Delivered).await;
     let direct_phase = t.elapsed();
+    eprintln!(
+        "{:>6.1} s: direct messages delivered",
+        run.elapsed().as_secs_f64()
+    );
 
     // 4. Mailboxes: the last `offline` nodes leave (cleanly); others write
     // to them; they return and collect.
@@ -220,6 +234,10 @@ async fn main() {
     }
     let mut stored_ms = all_reach(&nodes, &queued, MessageState::Stored).await;
     let deposit_phase = t.elapsed();
+    eprintln!(
+        "{:>6.1} s: offline messages stored",
+        run.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let back = futures::future::join_all(away.iter().map(|&i| {
         let boot = addrs[rng.below(n - offline)].clone();
@@ -245,7 +263,7 @@ async fn main() {
         }
     }
     let pickup = t.elapsed();
-    let rss = rss_mib();
+    let rss = rss_mib("self");
 
     println!(
         "{}",

@@ -48,27 +48,33 @@ impl NetClient {
         self.ask(|reply| Command::Find { peer, reply }).await
     }
 
-    /// Connects to `peer`, found by its ID alone through the DHT (no lookup
-    /// if a connection is already open).
+    /// Connects to `peer`, found by its ID alone through the DHT: by its
+    /// locator record, or where there is none yet, by the addresses our
+    /// routing table knows (no lookup if a connection is already open).
     pub async fn dial(&self, peer: PeerId) -> Result<(), NodeError> {
         if self.connected_peers().await?.contains(&peer) {
             return Ok(());
         }
-        let loc = self.find(peer).await?.ok_or(NodeError::NotFound(peer))?;
-        if !loc.online {
-            return Err(NodeError::Offline(peer));
-        }
-        let dial = self.ask(|reply| Command::Dial {
-            peer,
-            addrs: loc.addrs,
-            reply,
-        });
-        match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
-            Ok(res) => res?.map_err(|reason| NodeError::Dial { peer, reason }),
-            Err(_) => Err(NodeError::Dial {
-                peer,
-                reason: "timed out".into(),
-            }),
+        let addrs = match self.find(peer).await? {
+            Some(loc) if !loc.online => return Err(NodeError::Offline(peer)),
+            Some(loc) => loc.addrs,
+            // No record (a node that started a moment ago has not published
+            // yet): try the addresses our routing table already knows.
+            None => Vec::new(),
+        };
+        let by_record = !addrs.is_empty();
+        let dial = self.ask(|reply| Command::Dial { peer, addrs, reply });
+        let reason = match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
+            Ok(res) => match res? {
+                Ok(()) => return Ok(()),
+                Err(reason) => reason,
+            },
+            Err(_) => "timed out".into(),
+        };
+        if by_record {
+            Err(NodeError::Dial { peer, reason })
+        } else {
+            Err(NodeError::NotFound(peer))
         }
     }
 

@@ -8,7 +8,7 @@
 //! all its messages due at once. Only an ack or a permanent rejection takes
 //! a message out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -33,12 +33,24 @@ struct Item {
     to: PeerId,
     phase: Phase,
     failures: u32,
+    /// The recipient's node was seen while this attempt was in flight: if
+    /// the attempt fails (or ends in a mailbox), retry at once.
+    seen: bool,
 }
 
 /// The retry schedule of every undelivered message.
+///
+/// Indexed so that every operation costs O(log n) in the number of
+/// undelivered messages, not a scan of all of them: the messaging service
+/// asks for the next due time on every event, and a user with a thousand
+/// messages parked for offline buddies must not pay for them on each.
 #[derive(Debug, Default)]
 pub struct Outbox {
     items: HashMap<MessageId, Item>,
+    /// Waiting messages by due time; the first is the next due.
+    due: BTreeSet<(Instant, MessageId)>,
+    /// Undelivered messages per recipient.
+    by_peer: HashMap<PeerId, HashSet<MessageId>>,
 }
 
 impl Outbox {
@@ -49,20 +61,33 @@ impl Outbox {
 
     /// A new (or reloaded) message, due at once.
     pub fn enqueue(&mut self, id: MessageId, to: PeerId, now: Instant) {
-        self.items.entry(id).or_insert(Item {
-            to,
-            phase: Phase::Waiting(now),
-            failures: 0,
-        });
+        if self.items.contains_key(&id) {
+            return;
+        }
+        self.items.insert(
+            id,
+            Item {
+                to,
+                phase: Phase::Waiting(now),
+                failures: 0,
+                seen: false,
+            },
+        );
+        self.due.insert((now, id));
+        self.by_peer.entry(to).or_default().insert(id);
     }
 
     /// Messages due at `now`, grouped by recipient; they become in flight.
     pub fn take_due(&mut self, now: Instant) -> HashMap<PeerId, Vec<MessageId>> {
         let mut due: HashMap<PeerId, Vec<MessageId>> = HashMap::new();
-        for (id, item) in &mut self.items {
-            if matches!(item.phase, Phase::Waiting(t) if t <= now) {
+        while let Some(&(t, id)) = self.due.first() {
+            if t > now {
+                break;
+            }
+            self.due.pop_first();
+            if let Some(item) = self.items.get_mut(&id) {
                 item.phase = Phase::InFlight;
-                due.entry(item.to).or_default().push(*id);
+                due.entry(item.to).or_default().push(id);
             }
         }
         due
@@ -70,48 +95,75 @@ impl Outbox {
 
     /// The recipient has it (or refused it for good): done.
     pub fn finished(&mut self, id: &MessageId) -> bool {
-        self.items.remove(id).is_some()
+        let Some(item) = self.items.remove(id) else {
+            return false;
+        };
+        if let Phase::Waiting(t) = item.phase {
+            self.due.remove(&(t, *id));
+        }
+        if let Some(ids) = self.by_peer.get_mut(&item.to) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_peer.remove(&item.to);
+            }
+        }
+        true
     }
 
     /// The attempt failed (no route, link lost before the ack): back off.
     pub fn failed(&mut self, id: &MessageId, now: Instant) {
-        if let Some(item) = self.items.get_mut(id) {
-            let delay = BACKOFF_MIN
-                .saturating_mul(1u32 << item.failures.min(16))
-                .min(BACKOFF_MAX);
-            item.failures = item.failures.saturating_add(1);
-            item.phase = Phase::Waiting(now + delay);
-        }
+        let Some(item) = self.items.get_mut(id) else {
+            return;
+        };
+        let delay = BACKOFF_MIN
+            .saturating_mul(1u32 << item.failures.min(16))
+            .min(BACKOFF_MAX);
+        let at = if std::mem::take(&mut item.seen) {
+            now
+        } else {
+            now + delay
+        };
+        self.wait(id, at, |f| f.saturating_add(1));
     }
 
     /// Deposited in the recipient's mailboxes: no need to hurry. Retry only
     /// after [`PARKED_RETRY`] (re-depositing is idempotent) or as soon as
     /// the recipient's node is seen again.
     pub fn parked(&mut self, id: &MessageId, now: Instant) {
-        if let Some(item) = self.items.get_mut(id) {
-            item.failures = 0;
-            item.phase = Phase::Waiting(now + PARKED_RETRY);
-        }
+        let Some(item) = self.items.get_mut(id) else {
+            return;
+        };
+        let at = if std::mem::take(&mut item.seen) {
+            now
+        } else {
+            now + PARKED_RETRY
+        };
+        self.wait(id, at, |_| 0);
     }
 
-    /// The recipient's node is reachable again: retry its messages now.
+    /// The recipient's node is reachable again: retry its messages now —
+    /// those in flight as soon as their attempt ends, should it fail (the
+    /// connection may have come up just after a lookup missed the peer).
     pub fn peer_seen(&mut self, peer: &PeerId, now: Instant) {
-        for item in self.items.values_mut() {
-            if item.to == *peer && matches!(item.phase, Phase::Waiting(_)) {
-                item.phase = Phase::Waiting(now);
+        let ids: Vec<MessageId> = self
+            .by_peer
+            .get(peer)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            let Some(item) = self.items.get_mut(&id) else {
+                continue;
+            };
+            match item.phase {
+                Phase::Waiting(_) => self.wait(&id, now, |f| f),
+                Phase::InFlight => item.seen = true,
             }
         }
     }
 
     /// When the next waiting message becomes due.
     pub fn next_due(&self) -> Option<Instant> {
-        self.items
-            .values()
-            .filter_map(|i| match i.phase {
-                Phase::Waiting(t) => Some(t),
-                Phase::InFlight => None,
-            })
-            .min()
+        self.due.first().map(|(t, _)| *t)
     }
 
     /// Messages not yet delivered.
@@ -122,6 +174,19 @@ impl Outbox {
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Makes `id` wait until `at`, with its failure count updated by `failures`.
+    fn wait(&mut self, id: &MessageId, at: Instant, failures: impl FnOnce(u32) -> u32) {
+        let Some(item) = self.items.get_mut(id) else {
+            return;
+        };
+        if let Phase::Waiting(t) = item.phase {
+            self.due.remove(&(t, *id));
+        }
+        item.phase = Phase::Waiting(at);
+        item.failures = failures(item.failures);
+        self.due.insert((at, *id));
     }
 }
 
@@ -179,6 +244,70 @@ mod tests {
         assert_eq!(o.next_due(), Some(t0 + PARKED_RETRY));
         o.peer_seen(&bob, t0 + Duration::from_secs(5));
         assert_eq!(o.take_due(t0 + Duration::from_secs(5)).len(), 1);
+    }
+
+    #[test]
+    fn the_index_agrees_with_a_scan_through_random_operations() {
+        let t0 = Instant::now();
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let ids: Vec<MessageId> = (0..40).map(|_| MessageId::random()).collect();
+        let mut o = Outbox::new();
+        let mut x: u64 = 7;
+        for step in 0..2000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let now = t0 + Duration::from_millis(step * 300);
+            let id = ids[(x % 40) as usize];
+            match (x >> 8) % 6 {
+                0 => o.enqueue(id, peers[(x >> 16) as usize % 3], now),
+                1 => {
+                    o.take_due(now);
+                }
+                2 => o.failed(&id, now),
+                3 => o.parked(&id, now),
+                4 => o.peer_seen(&peers[(x >> 16) as usize % 3], now),
+                _ => {
+                    o.finished(&id);
+                }
+            }
+            let scan = o
+                .items
+                .values()
+                .filter_map(|i| match i.phase {
+                    Phase::Waiting(t) => Some(t),
+                    Phase::InFlight => None,
+                })
+                .min();
+            assert_eq!(o.next_due(), scan);
+            let waiting = o
+                .items
+                .values()
+                .filter(|i| matches!(i.phase, Phase::Waiting(_)))
+                .count();
+            assert_eq!(o.due.len(), waiting);
+            assert_eq!(o.by_peer.values().map(HashSet::len).sum::<usize>(), o.len());
+        }
+    }
+
+    #[test]
+    fn a_peer_seen_during_an_attempt_is_retried_when_the_attempt_fails() {
+        let t0 = Instant::now();
+        let bob = PeerId::random();
+        let mut o = Outbox::new();
+        let (a, b) = (MessageId::random(), MessageId::random());
+        o.enqueue(a, bob, t0);
+        o.enqueue(b, bob, t0);
+        o.take_due(t0);
+        // The lookup missed Bob; meanwhile his node connected.
+        o.peer_seen(&bob, t0);
+        o.parked(&a, t0); // ended in his mailbox
+        o.failed(&b, t0);
+        assert_eq!(o.next_due(), Some(t0));
+        assert_eq!(o.take_due(t0)[&bob].len(), 2);
+        // Only once: the next failure backs off as usual.
+        o.failed(&b, t0);
+        assert!(o.next_due() > Some(t0));
     }
 
     #[test]

@@ -248,6 +248,8 @@ pub(crate) fn spawn(
         fetching: false,
         fetch_due: None,
         last_reaction: None,
+        fetches: 0,
+        last_handoff: None,
         handoff_due: None,
         next_poll: Instant::now() + poll,
         next_purge: Instant::now(),
@@ -277,8 +279,12 @@ struct Service {
     handed: HashMap<PeerId, HashSet<PeerId>>,
     fetching: bool,
     fetch_due: Option<Instant>,
-    /// When we last fetched because the neighbourhood changed.
+    /// When we last fetched our own mailbox.
     last_reaction: Option<Instant>,
+    /// Fetches of our own mailbox so far (spaces out the reactions).
+    fetches: u32,
+    /// When we last ran a hand-off pass.
+    last_handoff: Option<Instant>,
     handoff_due: Option<Instant>,
     next_poll: Instant,
     next_purge: Instant,
