@@ -14,13 +14,16 @@
 //!
 //! Prints one JSON line. Seeded: the same seed picks the same pairs.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use libp2p::{Multiaddr, PeerId};
 use roost::store::MessageState;
-use roost::{Config, Content, Identity, Node, NodeHandle};
+use roost::wire::message::MessageId;
+use roost::{Config, Content, Event, Identity, Node, NodeHandle};
 use serde_json::json;
 
 mod common;
@@ -62,6 +65,15 @@ async fn parallel<T, F: std::future::Future<Output = T>>(jobs: Vec<F>) -> Vec<T>
     out
 }
 
+/// A message sent, as [`all_reach`] follows it.
+type Sent = (usize, PeerId, MessageId, Instant);
+
+/// Node `i` sends `text` to `to`.
+async fn send(nodes: &[NodeHandle], i: usize, to: PeerId, text: String) -> Sent {
+    let id = nodes[i].send(to, Content::text(text)).await.expect("send");
+    (i, to, id, Instant::now())
+}
+
 /// Whether an outgoing message in state `now` got at least as far as `want`
 /// (`failed` never counts).
 fn reached(now: MessageState, want: MessageState) -> bool {
@@ -72,29 +84,65 @@ fn reached(now: MessageState, want: MessageState) -> bool {
     }
 }
 
-/// Waits until every message in `sent` (sender index, recipient, id) has
-/// reached at least `state` at its sender; returns each one's latency.
-async fn all_reach(
-    nodes: &[NodeHandle],
-    sent: &[(usize, PeerId, roost::wire::message::MessageId, Instant)],
-    state: MessageState,
-) -> Vec<f64> {
+/// When each message reached each state, as its sender's events said.
+type Seen = Arc<Mutex<HashMap<(MessageId, MessageState), Instant>>>;
+
+/// Follows the state events of every node in `nodes` (subscribe before
+/// sending: events are not replayed). Event times, not polling, give the
+/// latencies: polling a thousand conversations takes seconds on a busy
+/// machine and would be measured instead.
+fn watch(nodes: &[NodeHandle]) -> (Seen, Vec<tokio::task::JoinHandle<()>>) {
+    let seen: Seen = Arc::default();
+    let tasks = nodes
+        .iter()
+        .map(|n| {
+            let (mut events, seen) = (n.events(), seen.clone());
+            tokio::spawn(async move {
+                loop {
+                    match events.recv().await {
+                        Ok(Event::State { id, state, .. }) => {
+                            if let Ok(mut s) = seen.lock() {
+                                s.entry((id, state)).or_insert_with(Instant::now);
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        _ => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    (seen, tasks)
+}
+
+/// Waits until every message in `sent` has reached at least `state` at its
+/// sender; returns each one's latency from `send` returning, in ms.
+async fn all_reach(seen: &Seen, sent: &[Sent], state: MessageState) -> Vec<f64> {
     let deadline = Instant::now() + LIMIT;
-    let mut done = vec![None; sent.len()];
-    while done.iter().any(Option::is_none) {
-        assert!(Instant::now() < deadline, "messages stuck before {state:?}");
-        for (i, (from, to, id, t)) in sent.iter().enumerate() {
-            if done[i].is_some() {
-                continue;
-            }
-            let conv = nodes[*from].conversation(*to, 1000).await.expect("running");
-            if conv.iter().any(|m| m.id == *id && reached(m.state, state)) {
-                done[i] = Some(t.elapsed().as_secs_f64() * 1e3);
-            }
+    loop {
+        let done: Vec<f64> = {
+            let s = seen.lock().expect("not poisoned");
+            sent.iter()
+                .filter_map(|(_, _, id, t)| {
+                    [
+                        MessageState::Stored,
+                        MessageState::Delivered,
+                        MessageState::Read,
+                    ]
+                    .into_iter()
+                    .filter(|now| reached(*now, state))
+                    .filter_map(|now| s.get(&(*id, now)))
+                    .min()
+                    .map(|at| at.saturating_duration_since(*t).as_secs_f64() * 1e3)
+                })
+                .collect()
+        };
+        if done.len() == sent.len() {
+            return done;
         }
+        assert!(Instant::now() < deadline, "messages stuck before {state:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    done.into_iter().flatten().collect()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -195,18 +243,15 @@ async fn main() {
     let mut lookup_ms: Vec<f64> = results.iter().map(|(_, ms)| *ms).collect();
 
     // 3. Direct messages between random pairs.
+    let (seen, watchers) = watch(&nodes);
     let t = Instant::now();
     let mut sent = Vec::with_capacity(messages);
     for k in 0..messages {
         let (i, j) = (rng.below(n), rng.below(n));
         let j = if i == j { (j + 1) % n } else { j };
-        let id = nodes[i]
-            .send(ids[j], Content::text(format!("direct {k}")))
-            .await
-            .expect("send");
-        sent.push((i, ids[j], id, Instant::now()));
+        sent.push(send(&nodes, i, ids[j], format!("direct {k}")).await);
     }
-    let mut direct_ms = all_reach(&nodes, &sent, MessageState::Delivered).await;
+    let mut direct_ms = all_reach(&seen, &sent, MessageState::Delivered).await;
     let direct_phase = t.elapsed();
     eprintln!(
         "{:>6.1} s: direct messages delivered",
@@ -225,14 +270,10 @@ async fn main() {
     for k in 0..messages {
         let i = rng.below(n - offline);
         let j = away[rng.below(offline)];
-        let id = nodes[i]
-            .send(ids[j], Content::text(format!("offline {k}")))
-            .await
-            .expect("send");
         expected[j] += 1;
-        queued.push((i, ids[j], id, Instant::now()));
+        queued.push(send(&nodes, i, ids[j], format!("offline {k}")).await);
     }
-    let mut stored_ms = all_reach(&nodes, &queued, MessageState::Stored).await;
+    let mut stored_ms = all_reach(&seen, &queued, MessageState::Stored).await;
     let deposit_phase = t.elapsed();
     eprintln!(
         "{:>6.1} s: offline messages stored",
@@ -299,5 +340,6 @@ async fn main() {
             "run_s": run.elapsed().as_secs(),
         })
     );
+    watchers.iter().for_each(|w| w.abort());
     parallel(nodes.iter().map(|n| n.shutdown()).collect()).await;
 }

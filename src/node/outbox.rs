@@ -194,14 +194,20 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    #[test]
-    fn due_messages_go_in_flight_once_and_acks_remove_them() {
-        let t0 = Instant::now();
-        let bob = PeerId::random();
+    /// Two messages queued for one peer at `t0`.
+    fn two_for(bob: PeerId, t0: Instant) -> (Outbox, MessageId, MessageId) {
         let mut o = Outbox::new();
         let (a, b) = (MessageId::random(), MessageId::random());
         o.enqueue(a, bob, t0);
         o.enqueue(b, bob, t0);
+        (o, a, b)
+    }
+
+    #[test]
+    fn due_messages_go_in_flight_once_and_acks_remove_them() {
+        let t0 = Instant::now();
+        let bob = PeerId::random();
+        let (mut o, a, _) = two_for(bob, t0);
         let due = o.take_due(t0);
         assert_eq!(due[&bob].len(), 2);
         assert!(o.take_due(t0).is_empty(), "in flight is not due again");
@@ -294,10 +300,7 @@ mod tests {
     fn a_peer_seen_during_an_attempt_is_retried_when_the_attempt_fails() {
         let t0 = Instant::now();
         let bob = PeerId::random();
-        let mut o = Outbox::new();
-        let (a, b) = (MessageId::random(), MessageId::random());
-        o.enqueue(a, bob, t0);
-        o.enqueue(b, bob, t0);
+        let (mut o, a, b) = two_for(bob, t0);
         o.take_due(t0);
         // The lookup missed Bob; meanwhile his node connected.
         o.peer_seen(&bob, t0);

@@ -29,7 +29,7 @@ pub enum Direction {
 
 /// Where a message stands. Outgoing: queued → stored → delivered → read,
 /// or failed (refused by the recipient). Incoming: unread → read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MessageState {
     /// In our outbox, not yet accepted anywhere.
     Queued,
