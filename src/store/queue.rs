@@ -77,14 +77,6 @@ impl Queue {
         self.tx.submit(f)
     }
 
-    /// Queues `f`; the receiver yields its result once it is on disk.
-    pub fn submit_durable<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> oneshot::Receiver<Result<T, StoreError>> {
-        self.tx.submit_durable(f)
-    }
-
     /// Runs `f` after everything queued before it, and waits for it.
     pub async fn run<T: Send + 'static>(
         &self,
@@ -208,7 +200,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let q = Queue::new(Store::open(dir.path(), 1 << 20).unwrap());
         let first = q.submit(|s| s.set_locator_seq(1));
-        let second = q.submit_durable(|s| s.set_locator_seq(2));
+        let second = q.sender().submit_durable(|s| s.set_locator_seq(2));
         assert_eq!(q.run(|s| s.locator_seq()).await.unwrap(), 2);
         assert!(first.await.unwrap().is_ok() && second.await.unwrap().is_ok());
         drop(q);

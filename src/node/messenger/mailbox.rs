@@ -10,9 +10,8 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::{Internal, Service, open_envelope};
+use super::{Inbound, Internal, Service, open_envelope, store_incoming};
 use crate::clock::unix_ms;
-use crate::crypto::Sealer;
 use crate::net::NetClient;
 use crate::node::mailbox::{handoff, holders, quorum};
 use crate::store::HeldItem;
@@ -81,7 +80,7 @@ impl Service {
             self.fetching = true;
             self.next_poll = now + self.mcfg.poll;
             tokio::spawn(fetch_own(
-                self.sealer.clone(),
+                self.inbound.clone(),
                 self.net.clone(),
                 self.mcfg.replicas,
                 self.int_tx.clone(),
@@ -116,7 +115,7 @@ impl Service {
             .filter_map(|id| self.envelopes.get(id).map(|(_, e)| e.clone()))
             .collect();
         let net = self.net.clone();
-        let me = self.sealer.me();
+        let me = self.inbound.sealer.me();
         let (r, want) = (self.mcfg.replicas, self.mcfg.quorum);
         let int_tx = self.int_tx.clone();
         tokio::spawn(async move {
@@ -155,7 +154,7 @@ impl Service {
         peer: PeerId,
         request: MailboxRequest,
     ) -> MailboxResponse {
-        let me = self.sealer.me();
+        let me = self.inbound.sealer.me();
         match request {
             MailboxRequest::Deposit(envs) => {
                 let expires_at = unix_ms() + self.mcfg.ttl.as_millis() as u64;
@@ -260,7 +259,7 @@ impl Service {
     /// had them from us yet, so R copies stay near each key as peers join
     /// and leave while the recipient is away.
     async fn hand_off(&mut self) {
-        let me = self.sealer.me();
+        let me = self.inbound.sealer.me();
         for recipient in self.ledger.recipients() {
             let envs = match self.blocking(move |s| s.held_for(&recipient)).await {
                 Ok(e) if !e.is_empty() => e,
@@ -325,29 +324,24 @@ async fn deposit_all(net: &NetClient, holder: PeerId, envs: &[Envelope]) -> Vec<
 /// Fetches our own mailbox from its holders: every page is stored through
 /// the normal incoming path (one flush per page), then acknowledged to the
 /// holder, which deletes what we stored.
-async fn fetch_own(sealer: Arc<Sealer>, net: NetClient, r: usize, int_tx: mpsc::Sender<Internal>) {
-    let me = sealer.me();
+async fn fetch_own(
+    inbound: Arc<Inbound>,
+    net: NetClient,
+    r: usize,
+    int_tx: mpsc::Sender<Internal>,
+) {
+    let me = inbound.sealer.me();
     let key = mailbox_key(&me);
     let found = net.closest_peers(key.clone()).await.unwrap_or_default();
     // Every peer of the neighbourhood, not just the R closest: a copy left
     // on a peer that has since been outranked is found and cleared too.
     let chosen = holders(&key, found, &[me], r.max(crate::wire::mailbox::FETCH_FROM));
-    join_all(
-        chosen
-            .into_iter()
-            .map(|h| fetch_from(h, &sealer, &net, &int_tx)),
-    )
-    .await;
+    join_all(chosen.into_iter().map(|h| fetch_from(h, &inbound, &net))).await;
     let _ = int_tx.send(Internal::FetchDone).await;
 }
 
-async fn fetch_from(
-    holder: PeerId,
-    sealer: &Sealer,
-    net: &NetClient,
-    int_tx: &mpsc::Sender<Internal>,
-) {
-    let me = sealer.me().to_bytes();
+async fn fetch_from(holder: PeerId, inbound: &Inbound, net: &NetClient) {
+    let me = inbound.sealer.me().to_bytes();
     let mut cursor = 0;
     loop {
         let request = MailboxRequest::Fetch {
@@ -361,16 +355,12 @@ async fn fetch_from(
         if items.is_empty() {
             return;
         }
-        let opened = items.iter().map(|e| open_envelope(sealer, e)).collect();
+        let opened = items
+            .iter()
+            .map(|e| open_envelope(&inbound.sealer, e))
+            .collect();
         let (tx, rx) = oneshot::channel();
-        let incoming = Internal::Incoming {
-            items: opened,
-            via_mailbox: true,
-            reply: tx,
-        };
-        if int_tx.send(incoming).await.is_err() {
-            return;
-        }
+        store_incoming(inbound, opened, true, tx);
         let Ok(acks) = rx.await else { return };
         // Everything stored, duplicate or refused for good can go; what we
         // could not store stays with the holder.

@@ -94,7 +94,7 @@ pub(crate) enum Request {
     /// Store these sealed messages in the outbox (one flush), then send.
     Send {
         items: Vec<(StoredMessage, Envelope)>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
+        reply: Reply,
     },
     /// Mark a conversation read and send a read receipt.
     MarkRead {
@@ -111,11 +111,8 @@ pub(crate) enum Request {
     Stop(oneshot::Sender<()>),
 }
 
-/// Messages to store and send, and who waits for them to be durable.
-type SendJob = (
-    Vec<(StoredMessage, Envelope)>,
-    oneshot::Sender<Result<(), StoreError>>,
-);
+/// Who waits for a send to be durable.
+type Reply = oneshot::Sender<Result<(), StoreError>>;
 
 /// One inbound frame after opening: the message, or why it was refused.
 type Opened = Result<(MessageId, PeerId, Inner), (Option<MessageId>, RejectReason)>;
@@ -125,11 +122,6 @@ enum Internal {
     LinkFailed(PeerId, String),
     LinkDown(PeerId),
     Acked(PeerId, Ack),
-    Incoming {
-        items: Vec<Opened>,
-        via_mailbox: bool,
-        reply: oneshot::Sender<Vec<Ack>>,
-    },
     /// A deposit round ended: these made their quorum, these did not.
     Deposited {
         peer: PeerId,
@@ -152,7 +144,6 @@ enum Internal {
 }
 
 /// Follow-ups of a stored incoming batch that need the service's state.
-#[derive(Default)]
 struct Received {
     /// Buddies who accepted us: retry their presence subscription.
     accepted: Vec<PeerId>,
@@ -197,7 +188,7 @@ pub(crate) fn spawn(
     let mut incoming = control.accept(MSG_PROTOCOL)?;
     let store = Queue::new(store);
     let inbound = Arc::new(Inbound {
-        sealer: sealer.clone(),
+        sealer,
         queue: store.sender(),
         events,
         done: done_tx,
@@ -234,7 +225,6 @@ pub(crate) fn spawn(
     let service = Service {
         store,
         inbound,
-        sealer,
         net,
         control,
         outbox: Outbox::new(),
@@ -261,8 +251,8 @@ pub(crate) fn spawn(
 struct Service {
     /// Every store call of the message path, in order, on one thread.
     store: Queue,
+    /// What sessions share with us: our keys, the queue's sender, events.
     inbound: Arc<Inbound>,
-    sealer: Arc<Sealer>,
     net: NetClient,
     control: libp2p_stream::Control,
     outbox: Outbox,
@@ -327,15 +317,9 @@ impl Service {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let mut ops = Vec::new();
             tokio::select! {
-                Some(req) = requests.recv() => {
-                    // Group commit: every send waiting now shares one flush.
-                    let mut batch = vec![req];
-                    while batch.len() < BATCH {
-                        let Ok(r) = requests.try_recv() else { break };
-                        batch.push(r);
-                    }
-                    stop = self.on_requests(batch).await;
-                }
+                // In order; concurrent sends still share a flush, as the
+                // store queue commits every job waiting as a group.
+                Some(req) = requests.recv() => stop = self.on_request(req).await,
                 Some(ev) = internal.recv() => {
                     self.on_internal(ev, &mut ops).await;
                     // Drain what else is ready, so acks are written in batches.
@@ -392,72 +376,35 @@ impl Service {
         self.outbox.finished(id)
     }
 
-    /// Handles a batch of requests: all sends first, with one flush, then
-    /// the rest in order.
-    async fn on_requests(&mut self, batch: Vec<Request>) -> Option<oneshot::Sender<()>> {
-        let (sends, rest): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .partition(|r| matches!(r, Request::Send { .. }));
-        let sends = sends
-            .into_iter()
-            .filter_map(|r| match r {
-                Request::Send { items, reply } => Some((items, reply)),
-                _ => None,
-            })
-            .collect::<Vec<_>>();
-        if !sends.is_empty() {
-            self.send_batch(sends);
-        }
-        let mut stop = None;
-        for r in rest {
-            if let Some(s) = self.on_request(r).await {
-                stop = Some(s);
-            }
-        }
-        stop
-    }
-
     /// Queues the outbox write and puts the messages on the wire at once,
-    /// without waiting for it: the senders are answered once it is on
+    /// without waiting for it: the caller is answered once it is on
     /// disk, so "nothing is lost" holds, and the store queue's order
     /// guarantees that any later state change finds the rows written.
-    fn send_batch(&mut self, sends: Vec<SendJob>) {
-        let all: Vec<(StoredMessage, Envelope)> = sends
-            .iter()
-            .flat_map(|(items, _)| items.iter().cloned())
-            .collect();
-        let ids: Vec<MessageId> = all.iter().map(|(m, _)| m.id).collect();
+    fn send(&mut self, items: Vec<(StoredMessage, Envelope)>, reply: Reply) {
+        let ids: Vec<MessageId> = items.iter().map(|(m, _)| m.id).collect();
         let now = Instant::now();
-        let mut replies = Vec::with_capacity(sends.len());
-        for (items, reply) in sends {
-            for (m, env) in items {
-                if let Some(peer) = m.peer_id() {
-                    self.queue(peer, env, now);
-                }
+        for (m, env) in &items {
+            if let Some(peer) = m.peer_id() {
+                self.queue(peer, env.clone(), now);
             }
-            replies.push(reply);
         }
         let done = self.inbound.done.clone();
         self.inbound.queue.then(
             true,
-            move |s| s.insert_outgoing(&all),
+            move |s| s.insert_outgoing(&items),
             move |res| {
-                // One result for many waiters: share it as text.
-                let res = res.map_err(|e| e.to_string());
                 if res.is_err() {
                     // Not durable, so not sent: take them back.
                     let _ = done.send(Internal::Unsent(ids));
                 }
-                for reply in replies {
-                    let _ = reply.send(res.clone().map_err(StoreError::Failed));
-                }
+                let _ = reply.send(res);
             },
         );
     }
 
     async fn on_request(&mut self, req: Request) -> Option<oneshot::Sender<()>> {
         match req {
-            Request::Send { items, reply } => self.send_batch(vec![(items, reply)]),
+            Request::Send { items, reply } => self.send(items, reply),
             Request::MarkRead { peer, reply } => {
                 let res = self.blocking(move |s| s.mark_read(&peer)).await;
                 if let Ok(ids) = &res
@@ -507,11 +454,11 @@ impl Service {
     /// a buddy request) and queues it durably like any other.
     fn send_control(&mut self, peer: PeerId, body: Body) {
         let inner = Inner {
-            from: self.sealer.me().to_bytes(),
+            from: self.inbound.sealer.me().to_bytes(),
             sent_at: unix_ms(),
             body,
         };
-        let env = match message::seal(&self.sealer, MessageId::random(), &peer, &inner) {
+        let env = match message::seal(&self.inbound.sealer, MessageId::random(), &peer, &inner) {
             Ok(e) => e,
             Err(e) => {
                 warn!("cannot seal a control message: {e}");
@@ -613,11 +560,6 @@ impl Service {
                 };
                 ops.push(Op::Done(peer, id, state));
             }
-            Internal::Incoming {
-                items,
-                via_mailbox,
-                reply,
-            } => store_incoming(&self.inbound, items, via_mailbox, reply),
             Internal::Received(r) => self.received(r),
             Internal::Deposited {
                 peer,
