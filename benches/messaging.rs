@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 mod common;
-use common::{raise_fd_limit, rss_mib, wait_until};
+use common::{init_tracing, raise_fd_limit, rss_mib, wait_until};
 
 const MSG_BYTES: usize = 100;
 const WARMUP: usize = 100;
@@ -556,11 +556,7 @@ async fn main() {
         return; // `cargo test --benches` probes with --list
     }
     raise_fd_limit();
-    // RUST_LOG=roost=debug shows what the nodes do (on stderr).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .try_init();
+    init_tracing();
     // `cargo bench --bench messaging -- fanout` runs only the named parts.
     let want = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
     let c = counts();

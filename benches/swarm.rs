@@ -1,4 +1,4 @@
-//! `cargo bench --bench swarm [-- --nodes N --seed S --lookups L --messages M --offline F]`:
+//! `cargo bench --bench swarm [-- --nodes N --seed S --lookups L --messages M --offline F --idle SECS]`:
 //! a smoke run of the *real* stack at scale — by default 1000 roost nodes in
 //! one process, each with its own identity, sled database, Kademlia,
 //! mailbox and presence services, connected by libp2p's in-memory
@@ -12,7 +12,9 @@
 //! 4. `F` nodes leave; `M` messages are sent to them and must reach
 //!    `stored` in their mailboxes; they come back and must pick up all.
 //!
-//! Prints one JSON line. Seeded: the same seed picks the same pairs.
+//! `--idle` adds a quiet spell after start and reports the CPU it cost.
+//! Prints one JSON line, with the CPU time each phase took. Seeded: the
+//! same seed picks the same pairs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,7 +29,7 @@ use roost::{Config, Content, Event, Identity, Node, NodeHandle};
 use serde_json::json;
 
 mod common;
-use common::{Rng, arg, ms, pct, rss_mib};
+use common::{Rng, arg, cpu_s, init_tracing, ms, pct, rss_mib};
 
 /// How long any phase may take before the run fails.
 const LIMIT: Duration = Duration::from_secs(600);
@@ -150,6 +152,7 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` probes with --list
     }
+    init_tracing();
     let n = arg("--nodes", 1000) as usize;
     let seed = arg("--seed", 1);
     let lookups = arg("--lookups", 3) as usize;
@@ -186,15 +189,28 @@ async fn main() {
             nodes.push(node);
         }
         eprintln!(
-            "{:>6.1} s: {} nodes up",
+            "{:>6.1} s: {} nodes up ({:.0} s CPU)",
             run.elapsed().as_secs_f64(),
-            nodes.len()
+            nodes.len(),
+            cpu_s()
         );
     }
     let started = t.elapsed();
+    let cpu_start = cpu_s();
     let mut conns = Vec::with_capacity(n);
     for node in &nodes {
         conns.push(node.connected_peers().await.expect("running").len() as f64);
+    }
+    // Optionally, a quiet spell: what a settled network costs doing nothing.
+    let idle = Duration::from_secs(arg("--idle", 0));
+    tokio::time::sleep(idle).await;
+    let cpu_idle = cpu_s() - cpu_start;
+    if !idle.is_zero() {
+        eprintln!(
+            "{:>6.1} s: idle {} s used {cpu_idle:.1} s CPU",
+            run.elapsed().as_secs_f64(),
+            idle.as_secs()
+        );
     }
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
 
@@ -234,6 +250,7 @@ async fn main() {
     )
     .await;
     let lookup_phase = t.elapsed();
+    let cpu_lookups = cpu_s();
     eprintln!(
         "{:>6.1} s: {} lookups done",
         run.elapsed().as_secs_f64(),
@@ -314,6 +331,7 @@ async fn main() {
             "nodes": n,
             "seed": seed,
             "start_all_s": (started.as_secs_f64() * 10.0).round() / 10.0,
+            "start_cpu_s": cpu_start.round(),
             "threads": threads,
             "connections_per_node_p50": pct(&mut conns, 0.5),
             "connections_per_node_max": pct(&mut conns, 1.0),
@@ -324,6 +342,9 @@ async fn main() {
             "lookup_p50_ms": pct(&mut lookup_ms, 0.5).round(),
             "lookup_p99_ms": pct(&mut lookup_ms, 0.99).round(),
             "lookup_phase_s": (lookup_phase.as_secs_f64() * 10.0).round() / 10.0,
+            "lookup_cpu_s": (cpu_lookups - cpu_start - cpu_idle).round(),
+            "idle_s": idle.as_secs(),
+            "idle_cpu_s": (cpu_idle * 10.0).round() / 10.0,
             "direct_messages": messages,
             "direct_delivered": direct_ms.len(),
             "direct_p50_ms": pct(&mut direct_ms, 0.5).round(),

@@ -192,8 +192,8 @@ pub enum NetEvent {
     Connected(PeerId),
     /// The last connection to this peer closed.
     Disconnected(PeerId),
-    /// A peer entered our routing table: our DHT neighbourhood changed.
-    RoutingChanged,
+    /// This peer entered our routing table: our DHT neighbourhood changed.
+    NewPeer(PeerId),
     /// A peer asks something of the mailboxes we hold.
     MailboxRequest {
         /// Authenticated by the connection.
@@ -699,11 +699,13 @@ impl EventLoop {
                     },
             } => self.on_inbound_record(source, record),
             kad::Event::RoutingUpdated {
-                is_new_peer: true, ..
+                peer,
+                is_new_peer: true,
+                ..
             } => {
                 let size = self.routing_table_size();
                 self.republisher.peer_added(Instant::now(), size);
-                let _ = self.net_events.try_send(NetEvent::RoutingChanged);
+                let _ = self.net_events.try_send(NetEvent::NewPeer(peer));
             }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..

@@ -5,10 +5,65 @@
 use std::collections::{HashMap, HashSet};
 
 use libp2p::PeerId;
-use libp2p::kad::KBucketKey;
+use libp2p::kad::{KBucketDistance, KBucketKey};
 
 use crate::store::HeldItem;
 use crate::wire::mailbox::DepositReject;
+
+/// What the last fetch of our own mailbox covered, so that a change of
+/// the routing table triggers another fetch only when it can matter.
+///
+/// Senders deposit with the closest peers they find and holders hand on
+/// to closer ones, so a peer new to us can hold our mail only if it is as
+/// close to our mailbox key as the farthest peer we asked. Once a fetch
+/// asked a full neighbourhood, that is about one join in N/K; reacting to
+/// every join instead cost the 200-node benchmark a whole core in fetches
+/// that could not find anything.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    key: KBucketKey<Vec<u8>>,
+    /// Distance of the farthest peer asked; `None` until a fetch asked a
+    /// full neighbourhood (a young node's or a small network's), when any
+    /// new peer may hold mail.
+    radius: Option<KBucketDistance>,
+}
+
+impl Reach {
+    /// Nothing fetched yet from the mailbox at `key`.
+    pub fn new(key: &[u8]) -> Self {
+        Self {
+            key: KBucketKey::new(key.to_vec()),
+            radius: None,
+        }
+    }
+
+    /// A fetch asked `asked`; a neighbourhood has `full` peers.
+    pub fn fetched(&mut self, asked: &[PeerId], full: usize) {
+        self.radius = (asked.len() >= full)
+            .then(|| {
+                asked
+                    .iter()
+                    .map(|p| KBucketKey::from(*p).distance(&self.key))
+                    .max()
+            })
+            .flatten();
+    }
+
+    /// Whether `peer`, new in our routing table, may hold mail we have not
+    /// fetched.
+    pub fn may_hold(&self, peer: &PeerId) -> bool {
+        self.radius
+            .is_none_or(|r| KBucketKey::from(*peer).distance(&self.key) <= r)
+    }
+}
+
+/// Whether `peer`, new in our routing table, is closer to the mailbox at
+/// `key` than we are, so that it may outrank us or a co-holder: only then
+/// is it worth a holder's looking again at who should hold that mailbox.
+pub fn outranks(key: &[u8], peer: &PeerId, me: &PeerId) -> bool {
+    let key = KBucketKey::new(key.to_vec());
+    KBucketKey::from(*peer).distance(&key) < KBucketKey::from(*me).distance(&key)
+}
 
 /// Limits a holder enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +280,40 @@ mod tests {
         let plan = handoff(&key, cands, top[5], jack, 3, &HashSet::new());
         assert_eq!(plan.targets, top[..3].to_vec());
         assert!(!plan.keep);
+    }
+
+    #[test]
+    fn only_peers_within_a_full_fetch_may_hold_our_mail() {
+        let key = b"mailbox key".to_vec();
+        let mut reach = Reach::new(&key);
+        let stranger = PeerId::random();
+        assert!(reach.may_hold(&stranger), "nothing fetched yet");
+        let mut peers: Vec<PeerId> = (0..40).map(|_| PeerId::random()).collect();
+        let target = KBucketKey::new(key.clone());
+        peers.sort_by_key(|p| KBucketKey::from(*p).distance(&target));
+        // A neighbourhood of only 3: any newcomer may matter.
+        reach.fetched(&peers[..3], 20);
+        assert!(reach.may_hold(&peers[39]));
+        // A full one: those inside it may hold mail, those beyond may not.
+        reach.fetched(&peers[..20], 20);
+        assert!(reach.may_hold(&peers[0]));
+        assert!(reach.may_hold(&peers[19]));
+        assert!(!reach.may_hold(&peers[20]));
+        assert!(!reach.may_hold(&peers[39]));
+        // A failed lookup asked nobody: react again.
+        reach.fetched(&[], 20);
+        assert!(reach.may_hold(&peers[39]));
+    }
+
+    #[test]
+    fn a_newcomer_outranks_a_holder_only_when_closer() {
+        let key = b"mailbox key".to_vec();
+        let target = KBucketKey::new(key.clone());
+        let mut peers: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
+        peers.sort_by_key(|p| KBucketKey::from(*p).distance(&target));
+        assert!(outranks(&key, &peers[2], &peers[5]));
+        assert!(!outranks(&key, &peers[7], &peers[5]));
+        assert!(!outranks(&key, &peers[5], &peers[5]));
     }
 
     #[test]

@@ -13,11 +13,11 @@ use tracing::{debug, info, warn};
 use super::{Inbound, Internal, Service, open_envelope, store_incoming};
 use crate::clock::unix_ms;
 use crate::net::NetClient;
-use crate::node::mailbox::{handoff, holders, quorum};
+use crate::node::mailbox::{handoff, holders, outranks, quorum};
 use crate::store::HeldItem;
 use crate::wire::mailbox::{
-    DEPOSIT_BATCH, DepositReject, MailboxRequest, MailboxResponse, PAGE_BYTES, PAGE_ITEMS,
-    mailbox_key,
+    DEPOSIT_BATCH, DepositReject, FETCH_FROM, MailboxRequest, MailboxResponse, PAGE_BYTES,
+    PAGE_ITEMS, mailbox_key,
 };
 use crate::wire::message::{AckResult, Envelope, MessageId, RejectReason};
 
@@ -37,24 +37,25 @@ impl Service {
         Ok(())
     }
 
-    /// Our DHT neighbourhood changed: look into our mailbox, and see whether
-    /// mailboxes we hold have new closest peers — both after a short settle.
+    /// `peer` entered our routing table. If it may hold mail our last fetch
+    /// did not ask for, look into our mailbox; if it is closer than we are
+    /// to a mailbox we hold, see who should hold that now. Each after a
+    /// short settle and at most every [`REACT_EVERY`]; the first fetch
+    /// (start-up: the first peer is known) is at once.
     ///
-    /// The first fetch (start-up: the first peers are known) is at once.
-    /// In a large network the routing table changes all the time, and a
-    /// fetch costs a lookup plus up to K requests, so later reactions come
-    /// ever less often: 10 s after the previous fetch, then 20 s, 40 s …
-    /// up to the poll interval (the 1000-node benchmark showed every node
-    /// fetching every 10 s saturating the process). Hand-off, which only
-    /// holders do, reacts at most every [`REACT_EVERY`].
-    pub(super) fn neighbourhood_changed(&mut self) {
+    /// A fetch costs a lookup plus up to K requests, and in a growing
+    /// network every node's table changes all the time: reacting to every
+    /// change had 200 idle nodes open 85 connections a second between
+    /// them. See [`crate::node::mailbox::Reach`] for why nothing is missed.
+    pub(super) fn neighbourhood_changed(&mut self, peer: PeerId) {
         let now = Instant::now();
-        let gap = REACT_EVERY
-            .saturating_mul(1 << self.fetches.saturating_sub(1).min(16))
-            .min(self.mcfg.poll);
-        let at = self.last_reaction.map_or(now, |t| t + gap).max(now) + SETTLE;
-        self.fetch_due.get_or_insert(at);
-        if !self.ledger.recipients().is_empty() {
+        if self.reach.may_hold(&peer) {
+            let at = self.last_reaction.map_or(now, |t| t + REACT_EVERY).max(now) + SETTLE;
+            self.fetch_due.get_or_insert(at);
+        }
+        let me = self.inbound.sealer.me();
+        let closer = |r: &PeerId| outranks(&mailbox_key(r), &peer, &me);
+        if self.ledger.recipients().iter().any(closer) {
             let at = self.last_handoff.map_or(now, |t| t + REACT_EVERY).max(now) + SETTLE;
             self.handoff_due.get_or_insert(at);
         }
@@ -76,7 +77,6 @@ impl Service {
         if self.fetch_due.is_some_and(|t| t <= now) && !self.fetching {
             self.fetch_due = None;
             self.last_reaction = Some(now);
-            self.fetches = self.fetches.saturating_add(1);
             self.fetching = true;
             self.next_poll = now + self.mcfg.poll;
             tokio::spawn(fetch_own(
@@ -335,9 +335,9 @@ async fn fetch_own(
     let found = net.closest_peers(key.clone()).await.unwrap_or_default();
     // Every peer of the neighbourhood, not just the R closest: a copy left
     // on a peer that has since been outranked is found and cleared too.
-    let chosen = holders(&key, found, &[me], r.max(crate::wire::mailbox::FETCH_FROM));
-    join_all(chosen.into_iter().map(|h| fetch_from(h, &inbound, &net))).await;
-    let _ = int_tx.send(Internal::FetchDone).await;
+    let chosen = holders(&key, found, &[me], r.max(FETCH_FROM));
+    join_all(chosen.iter().map(|h| fetch_from(*h, &inbound, &net))).await;
+    let _ = int_tx.send(Internal::FetchDone(chosen)).await;
 }
 
 async fn fetch_from(holder: PeerId, inbound: &Inbound, net: &NetClient) {

@@ -32,7 +32,7 @@ use tracing::{debug, warn};
 
 mod mailbox;
 
-use super::mailbox::Ledger;
+use super::mailbox::{Ledger, Reach};
 use super::outbox::Outbox;
 use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
@@ -41,6 +41,7 @@ use crate::net::{NetClient, NetEvent};
 use crate::store::{
     Direction, MessageState, Queue, QueueSender, Relation, Store, StoreError, StoredMessage,
 };
+use crate::wire::mailbox::{FETCH_FROM, mailbox_key};
 use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
     ReceiptKind, RejectReason,
@@ -128,8 +129,8 @@ enum Internal {
         stored: Vec<MessageId>,
         failed: Vec<MessageId>,
     },
-    /// A fetch of our own mailbox ended.
-    FetchDone,
+    /// A fetch of our own mailbox ended, having asked these peers.
+    FetchDone(Vec<PeerId>),
     /// A batch of incoming messages is on disk; what is left to do.
     Received(Received),
     /// These could not be written to the outbox: stop sending them.
@@ -222,6 +223,7 @@ pub(crate) fn spawn(
         }
     });
     let poll = mailbox.poll;
+    let reach = Reach::new(&mailbox_key(&inbound.sealer.me()));
     let service = Service {
         store,
         inbound,
@@ -238,7 +240,7 @@ pub(crate) fn spawn(
         fetching: false,
         fetch_due: None,
         last_reaction: None,
-        fetches: 0,
+        reach,
         last_handoff: None,
         handoff_due: None,
         next_poll: Instant::now() + poll,
@@ -271,8 +273,8 @@ struct Service {
     fetch_due: Option<Instant>,
     /// When we last fetched our own mailbox.
     last_reaction: Option<Instant>,
-    /// Fetches of our own mailbox so far (spaces out the reactions).
-    fetches: u32,
+    /// Which new peers may hold mail our last fetch did not ask for.
+    reach: Reach,
     /// When we last ran a hand-off pass.
     last_handoff: Option<Instant>,
     handoff_due: Option<Instant>,
@@ -423,7 +425,7 @@ impl Service {
                 }));
             }
             Request::Net(NetEvent::Connected(peer)) => self.outbox.peer_seen(&peer, Instant::now()),
-            Request::Net(NetEvent::RoutingChanged) => self.neighbourhood_changed(),
+            Request::Net(NetEvent::NewPeer(peer)) => self.neighbourhood_changed(peer),
             Request::Net(NetEvent::MailboxRequest {
                 peer,
                 request,
@@ -574,8 +576,9 @@ impl Service {
                     ops.push(Op::Stored(peer, id));
                 }
             }
-            Internal::FetchDone => {
+            Internal::FetchDone(asked) => {
                 self.fetching = false;
+                self.reach.fetched(&asked, FETCH_FROM);
             }
             Internal::Unsent(ids) => {
                 for id in ids {
