@@ -12,12 +12,14 @@
 //!   roost's `node::outbox::Outbox`, and presence traffic comes from roost's
 //!   `node::presence::{Publisher, Watcher}` driven by the simulated clock.
 //!
-//! Churn comes in `--waves` waves (default 10) over as many simulated
-//! hours; 30 % of the nodes leave for good and as many new ones join.
-//! Holders hand off once per wave and senders retry per their outbox, so a
-//! message is lost only if every copy's holder leaves within one wave while
-//! its sender is gone too. Real nodes react within seconds of a
-//! neighbourhood change, so hourly waves are a pessimistic model.
+//! Churn runs over `--hours` simulated hours (10) in steps of
+//! `--handoff-s` seconds (300, roost's periodic hand-off pass): 30 % of the
+//! nodes leave for good and as many new ones join. In each step the holders
+//! of every mailbox that lost a holder or one of its R closest peers run
+//! roost's hand-off, and senders retry per their outbox; every hour routing
+//! tables are refreshed and every holder runs a pass. A message is lost
+//! only if every copy's holder leaves within one step while its sender is
+//! gone too, or if copies drift out of the recipient's lookup result.
 //!
 //! Same seed, same output. Prints one JSON line per experiment.
 
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use libp2p::kad::KBucketKey;
-use roost::node::mailbox::{handoff, holders, quorum};
+use roost::node::mailbox::{Handed, handoff, holders, quorum};
 use roost::node::outbox::Outbox;
 use roost::node::presence::{Own, OwnStatus, Permission, Publisher, SUBSCRIPTION, Watcher};
 use roost::wire::mailbox::mailbox_key;
@@ -324,6 +326,37 @@ struct Item {
 /// Who holds which copies: `held[node]` = set of (recipient, message id).
 type Held = HashMap<usize, HashSet<(usize, MessageId)>>;
 
+/// Per mailbox, the R closest peers its last deposit or hand-off lookup
+/// found, and the reverse. Between routing-table refreshes a holder's
+/// periodic lookup can only come out differently when one of these has
+/// left, so the holders of exactly those mailboxes run their pass in a
+/// step: the outcome of roost's full pass every step, at a fraction of
+/// the lookups.
+#[derive(Default)]
+struct Tops {
+    of: HashMap<usize, Vec<usize>>,
+    watching: HashMap<usize, HashSet<usize>>,
+}
+
+impl Tops {
+    fn set(&mut self, recipient: usize, top: Vec<usize>) {
+        for old in self.of.get(&recipient).into_iter().flatten() {
+            if let Some(w) = self.watching.get_mut(old) {
+                w.remove(&recipient);
+            }
+        }
+        for &t in &top {
+            self.watching.entry(t).or_default().insert(recipient);
+        }
+        self.of.insert(recipient, top);
+    }
+
+    /// Mailboxes whose top R included `node`.
+    fn left(&mut self, node: usize) -> HashSet<usize> {
+        self.watching.remove(&node).unwrap_or_default()
+    }
+}
+
 /// Holders run roost's hand-off for the given (holder, recipient) pairs:
 /// a lookup of the mailbox key on their (possibly stale) routing table,
 /// copies to the current R closest they have not handed to yet, and letting
@@ -331,7 +364,8 @@ type Held = HashMap<usize, HashSet<(usize, MessageId)>>;
 fn hand_off(
     net: &mut Net,
     held: &mut Held,
-    handed: &mut HashMap<(usize, usize), HashSet<PeerId>>,
+    handed: &mut HashMap<(usize, usize), Handed>,
+    tops: &mut Tops,
     pairs: Vec<(usize, usize)>,
 ) -> usize {
     let mut copies = 0;
@@ -354,16 +388,23 @@ fn hand_off(
         let key = mailbox_key(&net.peers[r]);
         let l = net.lookup(h, &key_of_bytes(&key));
         let idx: HashMap<PeerId, usize> = l.found.iter().map(|&i| (net.peers[i], i)).collect();
-        let already = handed.entry((h, r)).or_default();
+        let top = holders(
+            &key,
+            l.found.iter().map(|&i| net.peers[i]),
+            &[net.peers[r]],
+            R,
+        );
+        tops.set(r, top.iter().map(|p| idx[p]).collect());
+        let record = handed.entry((h, r)).or_default();
         let plan = handoff(
             &key,
             l.found.iter().map(|&i| net.peers[i]),
             net.peers[h],
             net.peers[r],
             R,
-            already,
+            &record.holding(&ids),
         );
-        let mut confirmed = 0;
+        let mut confirmed = Vec::new();
         for t in &plan.targets {
             let ti = idx[t];
             if net.alive[ti] {
@@ -371,12 +412,13 @@ fn hand_off(
                     held.entry(ti).or_default().insert((r, *id));
                     copies += 1;
                 }
-                confirmed += 1;
-                already.insert(*t);
+                confirmed.push(*t);
             }
         }
+        record.ranked(&plan.ranking);
+        record.gave(&confirmed, &ids);
         if !plan.keep
-            && confirmed == plan.targets.len()
+            && confirmed.len() == plan.targets.len()
             && let Some(set) = held.get_mut(&h)
         {
             set.retain(|(rr, _)| *rr != r);
@@ -432,7 +474,8 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, hours: usize, ev
             .enqueue(it.id, net.peers[it.recipient], t0);
         to_of.insert(it.id, (*s, it.recipient));
     }
-    let mut handed: HashMap<(usize, usize), HashSet<PeerId>> = HashMap::new();
+    let mut handed: HashMap<(usize, usize), Handed> = HashMap::new();
+    let mut tops = Tops::default();
     let (mut deposits, mut handoff_copies, mut stored_first) = (0usize, 0usize, 0usize);
     let mut gone_total = 0usize;
     let leave_by =
@@ -459,6 +502,7 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, hours: usize, ev
                     let chosen = holders(&key, cands, &[net.peers[s], net.peers[r]], R);
                     let idx: HashMap<PeerId, usize> =
                         l.found.iter().map(|&i| (net.peers[i], i)).collect();
+                    tops.set(r, chosen.iter().map(|h| idx[h]).collect());
                     let mut ok = 0;
                     for h in &chosen {
                         let hi = idx[h];
@@ -495,6 +539,7 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, hours: usize, ev
                 if let Some(items) = held.remove(&i) {
                     affected.extend(items.into_iter().map(|(r, _)| r));
                 }
+                affected.extend(tops.left(i));
                 gone += 1;
             }
         }
@@ -519,14 +564,14 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, hours: usize, ev
             pairs.extend(rs.into_iter().map(|r| (h, r)));
         }
         pairs.sort_unstable(); // HashMap order is not seeded: keep runs reproducible
-        handoff_copies += hand_off(net, &mut held, &mut handed, pairs);
+        handoff_copies += hand_off(net, &mut held, &mut handed, &mut tops, pairs);
     }
     // Recipients come back and fetch from their mailbox's neighbourhood.
     for &r in &away {
         net.alive[r] = true;
     }
     net.refresh();
-    let mut delivered = 0;
+    let (mut delivered, mut lost_no_copy) = (0, 0);
     for (_, it) in &msgs {
         let r = it.recipient;
         let key = mailbox_key(&net.peers[r]);
@@ -536,6 +581,8 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, hours: usize, ev
             .any(|f| held.get(f).is_some_and(|s| s.contains(&(r, it.id))))
         {
             delivered += 1;
+        } else if !held.values().any(|s| s.contains(&(r, it.id))) {
+            lost_no_copy += 1;
         }
     }
     let copies: usize = held.values().map(|s| s.len()).sum();
@@ -551,6 +598,9 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, hours: usize, ev
             "stored_at_first_attempt": stored_first,
             "delivered": delivered,
             "lost": messages - delivered,
+            // Lost because no copy was left anywhere (the rest: copies
+            // left on peers outside the recipient's lookup result).
+            "lost_no_copy_left": lost_no_copy,
             "success_percent": (delivered as f64 / messages as f64 * 1e4).round() / 100.0,
             "deposit_rpcs": deposits,
             "handoff_copies": handoff_copies,

@@ -203,8 +203,9 @@ async fn main() {
     }
     // Optionally, a quiet spell: what a settled network costs doing nothing.
     let idle = Duration::from_secs(arg("--idle", 0));
+    let before_idle = cpu_s();
     tokio::time::sleep(idle).await;
-    let cpu_idle = cpu_s() - cpu_start;
+    let cpu_idle = cpu_s() - before_idle;
     if !idle.is_zero() {
         eprintln!(
             "{:>6.1} s: idle {} s used {cpu_idle:.1} s CPU",
@@ -217,6 +218,7 @@ async fn main() {
     // 2. Lookups by key alone; a miss is retried (the network may still be
     // settling), and both first-try and final success are reported.
     let t = Instant::now();
+    let cpu_before_lookups = cpu_s();
     let pairs: Vec<(usize, usize)> = (0..n)
         .flat_map(|i| (0..lookups).map(move |_| i))
         .map(|i| {
@@ -342,9 +344,9 @@ async fn main() {
             "lookup_p50_ms": pct(&mut lookup_ms, 0.5).round(),
             "lookup_p99_ms": pct(&mut lookup_ms, 0.99).round(),
             "lookup_phase_s": (lookup_phase.as_secs_f64() * 10.0).round() / 10.0,
-            "lookup_cpu_s": (cpu_lookups - cpu_start - cpu_idle).round(),
+            "lookup_cpu_s": (cpu_lookups - cpu_before_lookups).round(),
             "idle_s": idle.as_secs(),
-            "idle_cpu_s": (cpu_idle * 10.0).round() / 10.0,
+            "idle_cpu_s": (!idle.is_zero()).then_some((cpu_idle * 10.0).round() / 10.0),
             "direct_messages": messages,
             "direct_delivered": direct_ms.len(),
             "direct_p50_ms": pct(&mut direct_ms, 0.5).round(),

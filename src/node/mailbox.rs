@@ -9,6 +9,7 @@ use libp2p::kad::{KBucketDistance, KBucketKey};
 
 use crate::store::HeldItem;
 use crate::wire::mailbox::DepositReject;
+use crate::wire::message::MessageId;
 
 /// What the last fetch of our own mailbox covered, so that a change of
 /// the routing table triggers another fetch only when it can matter.
@@ -128,6 +129,44 @@ pub struct Handoff {
     /// Whether we are still among the `r` closest ourselves. If not, once
     /// every one of them has a copy, ours can go: the items have moved on.
     pub keep: bool,
+    /// The `r` closest as we see them, us included if we are: what
+    /// [`Handed::ranked`] keeps.
+    pub ranking: Vec<PeerId>,
+}
+
+/// What a holder knows of the copies it handed on for one recipient: which
+/// peer confirmed which items.
+///
+/// Only peers still among the `r` closest are trusted to keep theirs: one
+/// that dropped out may let its copy go (it hands on and lets go itself),
+/// so if it comes back it must get the items again. The simulator lost a
+/// message exactly that way before this was kept per pass: the last holder
+/// never re-sent to two former co-holders that had let go. And trust is
+/// per item, so an item deposited after a hand-off reaches those peers too.
+#[derive(Debug, Default, Clone)]
+pub struct Handed(HashMap<PeerId, HashSet<MessageId>>);
+
+impl Handed {
+    /// Peers known to hold every one of `items`: [`handoff`]'s `already`.
+    pub fn holding(&self, items: &[MessageId]) -> HashSet<PeerId> {
+        self.0
+            .iter()
+            .filter(|(_, got)| items.iter().all(|i| got.contains(i)))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// `peers` confirmed copies of `items`.
+    pub fn gave(&mut self, peers: &[PeerId], items: &[MessageId]) {
+        for p in peers {
+            self.0.entry(*p).or_default().extend(items.iter().copied());
+        }
+    }
+
+    /// A pass ranked `ranking` the closest: forget what we gave the rest.
+    pub fn ranked(&mut self, ranking: &[PeerId]) {
+        self.0.retain(|p, _| ranking.contains(p));
+    }
 }
 
 /// Plans a hand-off: the ranking includes us, so copies go only to the
@@ -145,9 +184,11 @@ pub fn handoff(
     Handoff {
         keep: ranking.contains(&me),
         targets: ranking
-            .into_iter()
-            .filter(|p| *p != me && !already.contains(p))
+            .iter()
+            .filter(|p| **p != me && !already.contains(p))
+            .copied()
             .collect(),
+        ranking,
     }
 }
 
@@ -280,6 +321,52 @@ mod tests {
         let plan = handoff(&key, cands, top[5], jack, 3, &HashSet::new());
         assert_eq!(plan.targets, top[..3].to_vec());
         assert!(!plan.keep);
+    }
+
+    #[test]
+    fn a_peer_that_dropped_out_of_the_closest_gets_the_items_again() {
+        let key = b"k".to_vec();
+        let jack = PeerId::random();
+        let peers: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
+        let top = holders(&key, peers.clone(), &[], 8);
+        let (me, items) = (top[0], [MessageId::random(), MessageId::random()]);
+        let mut handed = Handed::default();
+
+        // top[1] and top[2] get copies.
+        let plan = handoff(&key, peers.clone(), me, jack, 3, &handed.holding(&items));
+        assert_eq!(plan.targets, vec![top[1], top[2]]);
+        handed.ranked(&plan.ranking);
+        handed.gave(&plan.targets, &items);
+        assert!(
+            handoff(&key, peers.clone(), me, jack, 3, &handed.holding(&items))
+                .targets
+                .is_empty()
+        );
+
+        // A newcomer closer than all: top[2] drops out and may let go.
+        let newcomer = loop {
+            let p = PeerId::random();
+            if holders(&key, [p, top[0]], &[], 1)[0] == p {
+                break p;
+            }
+        };
+        let mut with_newcomer = peers.clone();
+        with_newcomer.push(newcomer);
+        let plan = handoff(&key, with_newcomer, me, jack, 3, &handed.holding(&items));
+        handed.ranked(&plan.ranking);
+        handed.gave(&plan.targets, &items);
+
+        // The newcomer leaves: top[2] is back among the three closest and
+        // gets the items again; top[1], which never dropped out, does not.
+        let plan = handoff(&key, peers.clone(), me, jack, 3, &handed.holding(&items));
+        assert_eq!(plan.targets, vec![top[2]]);
+
+        // An item deposited later goes to peers that hold the earlier ones.
+        let mut handed = Handed::default();
+        handed.ranked(&[me, top[1], top[2]]);
+        handed.gave(&[top[1], top[2]], &items[..1]);
+        let plan = handoff(&key, peers, me, jack, 3, &handed.holding(&items));
+        assert_eq!(plan.targets, vec![top[1], top[2]]);
     }
 
     #[test]

@@ -265,7 +265,12 @@ impl Service {
                 Ok(e) if !e.is_empty() => e,
                 _ => continue,
             };
-            let already = self.handed.get(&recipient).cloned().unwrap_or_default();
+            let items: Vec<MessageId> = envs.iter().map(|e| e.id).collect();
+            let already = self
+                .handed
+                .get(&recipient)
+                .map(|h| h.holding(&items))
+                .unwrap_or_default();
             let (net, r, int_tx) = (self.net.clone(), self.mcfg.replicas, self.int_tx.clone());
             tokio::spawn(async move {
                 let key = mailbox_key(&recipient);
@@ -281,18 +286,19 @@ impl Service {
                     }
                 }
                 // Outranked, and every closer holder confirmed a copy: let go.
-                let release = (!plan.keep && done.len() == plan.targets.len())
-                    .then(|| envs.iter().map(|e| e.id).collect::<Vec<_>>());
-                if !done.is_empty() || release.is_some() {
-                    debug!(%recipient, peers = done.len(), items = envs.len(), released = release.is_some(), "handed mailbox on");
-                    let _ = int_tx
-                        .send(Internal::HandedOff {
-                            recipient,
-                            peers: done,
-                            release,
-                        })
-                        .await;
+                let release = !plan.keep && done.len() == plan.targets.len();
+                if !done.is_empty() || release {
+                    debug!(%recipient, peers = done.len(), items = items.len(), release, "handed mailbox on");
                 }
+                let _ = int_tx
+                    .send(Internal::HandedOff {
+                        recipient,
+                        ranking: plan.ranking,
+                        peers: done,
+                        items,
+                        release,
+                    })
+                    .await;
             });
         }
     }

@@ -32,7 +32,7 @@ use tracing::{debug, warn};
 
 mod mailbox;
 
-use super::mailbox::{Ledger, Reach};
+use super::mailbox::{Handed, Ledger, Reach};
 use super::outbox::Outbox;
 use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
@@ -139,8 +139,12 @@ enum Internal {
     /// `release` is set, ours have moved on and can go.
     HandedOff {
         recipient: PeerId,
+        /// The closest peers as the pass saw them, and which of them
+        /// confirmed copies of `items`.
+        ranking: Vec<PeerId>,
         peers: Vec<PeerId>,
-        release: Option<Vec<MessageId>>,
+        items: Vec<MessageId>,
+        release: bool,
     },
 }
 
@@ -267,8 +271,8 @@ struct Service {
     /// The presence service, told when a buddy grants us its presence.
     presence: mpsc::Sender<super::presence_service::Request>,
     mcfg: MailboxConfig,
-    /// Per recipient, the peers we already handed its items to.
-    handed: HashMap<PeerId, HashSet<PeerId>>,
+    /// Per recipient, which peers confirmed which of its items.
+    handed: HashMap<PeerId, Handed>,
     fetching: bool,
     fetch_due: Option<Instant>,
     /// When we last fetched our own mailbox.
@@ -587,12 +591,17 @@ impl Service {
             }
             Internal::HandedOff {
                 recipient,
+                ranking,
                 peers,
+                items,
                 release,
             } => {
-                self.handed.entry(recipient).or_default().extend(peers);
-                if let Some(ids) = release {
-                    match self.blocking(move |s| s.release(&recipient, &ids)).await {
+                let handed = self.handed.entry(recipient).or_default();
+                handed.ranked(&ranking);
+                handed.gave(&peers, &items);
+                if release {
+                    self.handed.remove(&recipient);
+                    match self.blocking(move |s| s.release(&recipient, &items)).await {
                         Ok(gone) => gone.iter().for_each(|i| self.ledger.removed(i)),
                         Err(e) => warn!("cannot release handed-off items: {e}"),
                     }
