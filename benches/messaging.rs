@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 mod common;
-use common::{init_tracing, raise_fd_limit, rss_mib, wait_until};
+use common::{context_switches, cpu_s_of, init_tracing, raise_fd_limit, rss_mib, wait_until};
 
 const MSG_BYTES: usize = 100;
 const WARMUP: usize = 100;
@@ -514,24 +514,21 @@ async fn idle() {
         .unwrap();
     let pid = child.id();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let cpu = |pid: u32| -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let after = stat.rsplit(')').next().unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        ticks / 100.0
-    };
-    let (c0, t0) = (cpu(pid), Instant::now());
+    let pid = pid.to_string();
+    let (c0, s0, t0) = (cpu_s_of(&pid), context_switches(&pid), Instant::now());
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let (c1, secs) = (cpu(pid), t0.elapsed().as_secs_f64());
-    let rss = rss_mib(&pid.to_string());
-    let switches: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("ctxt_switches"))
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .sum();
+    let (c1, s1, secs) = (
+        cpu_s_of(&pid),
+        context_switches(&pid),
+        t0.elapsed().as_secs_f64(),
+    );
+    let rss = rss_mib(&pid);
+    // Wake-ups in the window, per thread name: who is not idle.
+    let woke: std::collections::BTreeMap<&String, u64> = s1
+        .iter()
+        .map(|(name, n)| (name, n.saturating_sub(s0.get(name).copied().unwrap_or(0))))
+        .filter(|(_, n)| *n > 0)
+        .collect();
     let _ = child.kill();
     let _ = child.wait();
     println!(
@@ -541,7 +538,8 @@ async fn idle() {
             "rss_mib": rss,
             "cpu_percent": ((c1 - c0) / secs * 1000.0).round() / 10.0,
             "seconds": secs.round(),
-            "context_switches_total": switches,
+            "context_switches": woke.values().sum::<u64>(),
+            "context_switches_by_thread": woke,
         })
     );
 }

@@ -108,7 +108,12 @@ pub fn init_tracing() {
 /// the difference over a phase says what the phase cost, whatever the
 /// machine's other load.
 pub fn cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_s_of("self")
+}
+
+/// CPU time process `pid` has used so far, in seconds.
+pub fn cpu_s_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at ')'.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -125,4 +130,25 @@ pub fn cpu_s() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     (ticks(11) + ticks(12)) / hz
+}
+
+/// Context switches so far of every thread of process `pid`, by thread
+/// name (`/proc/<pid>/status` alone counts only the main thread's).
+pub fn context_switches(pid: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+    for task in tasks.into_iter().flatten().flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let name = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .map_or(String::new(), |n| n.trim().to_string());
+        let switches: u64 = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        *by_name.entry(name).or_insert(0) += switches;
+    }
+    by_name
 }
