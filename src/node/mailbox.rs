@@ -156,7 +156,12 @@ impl Handed {
             .collect()
     }
 
-    /// `peers` confirmed copies of `items`.
+    /// Whether `peer` is known to hold `item`.
+    pub fn has(&self, peer: &PeerId, item: &MessageId) -> bool {
+        self.0.get(peer).is_some_and(|got| got.contains(item))
+    }
+
+    /// `peers` confirmed copies of `items` (or gave them to us).
     pub fn gave(&mut self, peers: &[PeerId], items: &[MessageId]) {
         for p in peers {
             self.0.entry(*p).or_default().extend(items.iter().copied());
@@ -337,6 +342,7 @@ mod tests {
         assert_eq!(plan.targets, vec![top[1], top[2]]);
         handed.ranked(&plan.ranking);
         handed.gave(&plan.targets, &items);
+        assert!(handed.has(&top[1], &items[0]) && !handed.has(&top[3], &items[0]));
         assert!(
             handoff(&key, peers.clone(), me, jack, 3, &handed.holding(&items))
                 .targets

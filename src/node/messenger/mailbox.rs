@@ -189,16 +189,29 @@ impl Service {
                 if items.is_empty() {
                     return MailboxResponse::Deposited(results);
                 }
+                // Items a co-holder hands on (not their sender, whose
+                // outbox copy serves no fetch): that peer holds them.
+                let from = peer.to_bytes();
+                let ids: Vec<(MessageId, bool)> =
+                    keep.iter().map(|e| (e.id, e.from != from)).collect();
                 let (held, envs) = (items.clone(), keep);
                 match self.blocking(move |s| s.hold(&held, &envs)).await {
                     Ok(fresh) => {
                         // Already-held items were counted twice above.
-                        for (item, new) in items.iter().zip(fresh) {
+                        for ((item, new), (id, handed_on)) in items.iter().zip(&fresh).zip(&ids) {
                             if !new {
                                 self.ledger.removed(item);
                             }
+                            if *handed_on {
+                                self.handed
+                                    .entry(item.recipient)
+                                    .or_default()
+                                    .gave(&[peer], &[*id]);
+                            }
                         }
-                        self.handoff_due.get_or_insert(Instant::now() + SETTLE);
+                        if fresh.iter().any(|new| *new) {
+                            self.handoff_due.get_or_insert(Instant::now() + SETTLE);
+                        }
                     }
                     Err(e) => {
                         warn!("cannot hold mailbox items: {e}");
@@ -266,11 +279,8 @@ impl Service {
                 _ => continue,
             };
             let items: Vec<MessageId> = envs.iter().map(|e| e.id).collect();
-            let already = self
-                .handed
-                .get(&recipient)
-                .map(|h| h.holding(&items))
-                .unwrap_or_default();
+            let known = self.handed.get(&recipient).cloned().unwrap_or_default();
+            let already = known.holding(&items);
             let (net, r, int_tx) = (self.net.clone(), self.mcfg.replicas, self.int_tx.clone());
             tokio::spawn(async move {
                 let key = mailbox_key(&recipient);
@@ -281,7 +291,13 @@ impl Service {
                 let plan = handoff(&key, found, me, recipient, r, &already);
                 let mut done = Vec::new();
                 for t in &plan.targets {
-                    if deposit_all(&net, *t, &envs).await.iter().all(|s| *s) {
+                    // Only what it is not known to hold already.
+                    let missing: Vec<Envelope> = envs
+                        .iter()
+                        .filter(|e| !known.has(t, &e.id))
+                        .cloned()
+                        .collect();
+                    if deposit_all(&net, *t, &missing).await.iter().all(|s| *s) {
                         done.push(*t);
                     }
                 }
