@@ -2,13 +2,10 @@
 //!
 //! No sled tree leaks out of this module. Every call blocks (sled does disk
 //! I/O), so async code calls it through `spawn_blocking`, never on the swarm
-//! task. Anything the node acknowledges to someone else is flushed
-//! explicitly first; other writes are flushed within half a second by
-//! [`flusher`], which, unlike sled's own flusher, sleeps while nothing is
-//! written.
+//! task. sled fsyncs only every 500 ms by itself; anything the node
+//! acknowledges to someone else is flushed explicitly first.
 
 mod buddies;
-mod flusher;
 mod held;
 mod messages;
 mod peers;
@@ -16,7 +13,6 @@ mod queue;
 mod writer;
 
 use std::path::Path;
-use std::sync::Arc;
 
 pub use buddies::{Buddy, BuddyRequest, Relation};
 pub use held::HeldItem;
@@ -68,7 +64,6 @@ pub struct Store {
     held: sled::Tree,
     held_ids: sled::Tree,
     requests: sled::Tree,
-    lazy: Arc<flusher::Lazy>,
 }
 
 impl Store {
@@ -83,7 +78,6 @@ impl Store {
             let opened = sled::Config::new()
                 .path(dir)
                 .cache_capacity(cache_bytes)
-                .flush_every_ms(None)
                 .open();
             match opened {
                 Err(sled::Error::Io(ref io)) if io.to_string().contains("acquire lock") => {
@@ -122,7 +116,6 @@ impl Store {
             requests: db.open_tree(buddies::REQUESTS)?,
             held: db.open_tree(held::HELD)?,
             held_ids: db.open_tree(held::HELD_IDS)?,
-            lazy: Arc::new(flusher::Lazy::start(db.clone())),
             db,
             meta,
         })
@@ -135,19 +128,9 @@ impl Store {
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let res = f(&store);
-            store.wrote();
-            res
-        })
-        .await
-        .map_err(|_| StoreError::Corrupt("blocking task"))?
-    }
-
-    /// Something may have been written without a flush: have it flushed
-    /// soon ([`flusher::DELAY`]). Cheap when called again before that.
-    pub fn wrote(&self) {
-        self.lazy.wrote();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|_| StoreError::Corrupt("blocking task"))?
     }
 
     /// Forces everything written so far to disk.

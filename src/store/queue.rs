@@ -172,7 +172,6 @@ fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Option<Job>>) -> boo
     let flushed = if durable {
         store.flush().map_err(|e| e.to_string())
     } else {
-        store.wrote();
         Ok(())
     };
     for f in finish {

@@ -35,7 +35,6 @@ impl Writer {
             .spawn(move || {
                 while let Some(job) = rx.blocking_recv() {
                     job(&store);
-                    store.wrote();
                 }
                 if let Err(e) = store.flush() {
                     warn!("final flush failed: {e}");
