@@ -294,6 +294,11 @@ mod tests {
         assert!(holders(&key, Vec::new(), &[], 3).is_empty());
     }
 
+    /// `n` random peers, closest to `key` first.
+    fn ranked(key: &[u8], n: usize) -> Vec<PeerId> {
+        holders(key, (0..n).map(|_| PeerId::random()), &[], n)
+    }
+
     #[test]
     fn quorum_is_two_or_all_when_fewer() {
         assert_eq!(quorum(3, 2), 2);
@@ -305,9 +310,8 @@ mod tests {
     fn handoff_goes_to_the_closest_only_and_an_outranked_holder_lets_go() {
         let key = b"k".to_vec();
         let jack = PeerId::random();
-        let peers: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
-        let top = holders(&key, peers.clone(), &[], 8);
-        let mut cands = peers.clone();
+        let top = ranked(&key, 8);
+        let mut cands = top.clone();
         cands.push(jack);
 
         // The 2nd closest holds: it copies to the 1st and 3rd, and keeps.
@@ -332,8 +336,8 @@ mod tests {
     fn a_peer_that_dropped_out_of_the_closest_gets_the_items_again() {
         let key = b"k".to_vec();
         let jack = PeerId::random();
-        let peers: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
-        let top = holders(&key, peers.clone(), &[], 8);
+        let top = ranked(&key, 8);
+        let peers = top.clone();
         let (me, items) = (top[0], [MessageId::random(), MessageId::random()]);
         let mut handed = Handed::default();
 
@@ -381,9 +385,7 @@ mod tests {
         let mut reach = Reach::new(&key);
         let stranger = PeerId::random();
         assert!(reach.may_hold(&stranger), "nothing fetched yet");
-        let mut peers: Vec<PeerId> = (0..40).map(|_| PeerId::random()).collect();
-        let target = KBucketKey::new(key.clone());
-        peers.sort_by_key(|p| KBucketKey::from(*p).distance(&target));
+        let peers = ranked(&key, 40);
         // A neighbourhood of only 3: any newcomer may matter.
         reach.fetched(&peers[..3], 20);
         assert!(reach.may_hold(&peers[39]));
@@ -401,9 +403,7 @@ mod tests {
     #[test]
     fn a_newcomer_outranks_a_holder_only_when_closer() {
         let key = b"mailbox key".to_vec();
-        let target = KBucketKey::new(key.clone());
-        let mut peers: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
-        peers.sort_by_key(|p| KBucketKey::from(*p).distance(&target));
+        let peers = ranked(&key, 10);
         assert!(outranks(&key, &peers[2], &peers[5]));
         assert!(!outranks(&key, &peers[7], &peers[5]));
         assert!(!outranks(&key, &peers[5], &peers[5]));
