@@ -710,6 +710,7 @@ fn store_incoming(
             let mut receipts = Vec::new();
             let mut requests = Vec::new();
             let mut accepted = Vec::new();
+            let mut last: Option<(PeerId, Relation)> = None;
             for item in items {
                 let (id, from, inner) = match item {
                     Ok(x) => x,
@@ -721,7 +722,12 @@ fn store_incoming(
                         continue;
                     }
                 };
-                let relation = s.relation(&from)?;
+                // A batch usually comes from one peer: look it up once.
+                let relation = match last {
+                    Some((p, r)) if p == from => r,
+                    _ => s.relation(&from)?,
+                };
+                last = Some((from, relation));
                 let result = if relation == Relation::Blocked {
                     AckResult::Rejected(RejectReason::Blocked)
                 } else {
