@@ -17,7 +17,9 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 mod common;
-use common::{context_switches, cpu_s_of, init_tracing, raise_fd_limit, rss_mib, wait_until};
+use common::{
+    arg, context_switches, cpu_s_of, init_tracing, raise_fd_limit, rss_mib, settle, wait_until,
+};
 
 const MSG_BYTES: usize = 100;
 const WARMUP: usize = 100;
@@ -445,6 +447,10 @@ async fn fanout(n: usize, memory: bool) {
         })
         .await;
     }
+    // A change in a running network, not in the start-up storm of the
+    // nodes just created (Kademlia bootstrap, first locator records and
+    // mailbox fetches of every watcher).
+    let (settle_time, background) = settle(0.1, Duration::from_secs(120)).await;
     let mut samples = Vec::new();
     for round in 0..5 {
         let mut streams: Vec<_> = watchers.iter().map(|w| w.events()).collect();
@@ -484,6 +490,8 @@ async fn fanout(n: usize, memory: bool) {
             "p50_ms": (percentile(&samples, 0.5) / 100.0).round() / 10.0,
             "p99_ms": (percentile(&samples, 0.99) / 100.0).round() / 10.0,
             "max_ms": (percentile(&samples, 1.0) / 100.0).round() / 10.0,
+            "settle_s": (settle_time.as_secs_f64() * 10.0).round() / 10.0,
+            "background_cpu": (background * 1000.0).round() / 1000.0,
         })
     );
     // In parallel: each leaving node waits up to 3 s for its offline
@@ -546,9 +554,11 @@ async fn idle() {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `--watchers N`: one fan-out size only (over TCP up to 100, else memory).
+    let watchers = arg("--watchers", 0) as usize;
     let args: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|a| !a.starts_with('-'))
+        .filter(|a| !a.starts_with('-') && a.parse::<usize>().is_err())
         .collect();
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` probes with --list
@@ -557,7 +567,10 @@ async fn main() {
     init_tracing();
     // `cargo bench --bench messaging -- fanout` runs only the named parts.
     let want = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
-    let c = counts();
+    let mut c = counts();
+    if watchers > 0 {
+        c.fanout = vec![(watchers, watchers > 100)];
+    }
     if want("floor") {
         floor(&c, false).await;
         floor(&c, true).await;

@@ -132,6 +132,22 @@ pub fn cpu_s_of(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / hz
 }
 
+/// Waits until this process uses less than `share` of one core over a
+/// half-second window (the nodes it runs have finished starting up), or
+/// until `limit`. Returns how long that took and the share of the last
+/// window, for the bench to print with its figures.
+pub async fn settle(share: f64, limit: Duration) -> (Duration, f64) {
+    let t = Instant::now();
+    loop {
+        let (c0, w0) = (cpu_s(), Instant::now());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let used = (cpu_s() - c0) / w0.elapsed().as_secs_f64();
+        if used < share || t.elapsed() >= limit {
+            return (t.elapsed(), used);
+        }
+    }
+}
+
 /// Context switches so far of every thread of process `pid`, by thread
 /// name (`/proc/<pid>/status` alone counts only the main thread's).
 pub fn context_switches(pid: &str) -> std::collections::BTreeMap<String, u64> {

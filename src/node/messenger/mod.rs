@@ -61,6 +61,8 @@ pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STREAM_IDLE: Duration = Duration::from_secs(300);
 /// Most frames one inbound batch (one flush) covers.
 const BATCH: usize = 256;
+/// Batches of one inbound stream queued for the store at once.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 /// What the node tells its users about messages.
 #[derive(Debug, Clone)]
@@ -896,7 +898,9 @@ async fn link(
 }
 
 /// One inbound stream: frames are read by one task and processed in batches
-/// by another, so a batch is stored with a single flush.
+/// by another, so a batch is stored with a single flush; acks are written
+/// in order by a third, so the next batch is opened and queued for the
+/// store while this one is being flushed.
 async fn session(peer: PeerId, stream: Stream, inbound: Arc<Inbound>) {
     let (mut r, mut w) = futures::AsyncReadExt::split(stream);
     let (frame_tx, mut frame_rx) = mpsc::channel::<ReadFrame>(WINDOW);
@@ -919,66 +923,85 @@ async fn session(peer: PeerId, stream: Stream, inbound: Arc<Inbound>) {
             }
         }
     });
-    'outer: while let Some(first) = frame_rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match frame_rx.try_recv() {
-                Ok(f) => batch.push(f),
-                Err(_) => break,
-            }
-        }
-        let mut items = Vec::with_capacity(batch.len());
-        let mut close = false;
-        for f in batch {
-            match f {
-                ReadFrame::Frame(bytes) => items.push(open_frame(&inbound.sealer, &bytes)),
-                ReadFrame::TooLarge(len) => {
-                    debug!(%peer, len, "oversize frame; closing the stream");
-                    items.push(Err((None, RejectReason::TooLarge)));
-                    close = true;
-                    break;
-                }
-                ReadFrame::Eof => {
-                    close = true;
-                    break;
+    // Bounded: a peer that ignores its window cannot queue store work
+    // without limit.
+    let (ack_tx, mut ack_rx) = mpsc::channel::<Pending>(BATCHES_IN_FLIGHT);
+    let batches = async move {
+        while let Some(first) = frame_rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match frame_rx.try_recv() {
+                    Ok(f) => batch.push(f),
+                    Err(_) => break,
                 }
             }
-        }
-        let ids: Vec<Option<MessageId>> = items
-            .iter()
-            .map(|i| match i {
-                Ok((id, _, _)) => Some(*id),
-                Err((id, _)) => *id,
-            })
-            .collect();
-        let (reply_tx, reply_rx) = oneshot::channel();
-        store_incoming(&inbound, items, false, reply_tx);
-        let mut acks = reply_rx.await.unwrap_or_default();
-        if acks.len() != ids.len() {
-            // We could not store them: say so, so the sender retries later.
-            acks = ids
-                .into_iter()
-                .map(|id| Ack {
-                    id,
-                    result: AckResult::Rejected(RejectReason::Unavailable),
+            let mut items = Vec::with_capacity(batch.len());
+            let mut close = false;
+            for f in batch {
+                match f {
+                    ReadFrame::Frame(bytes) => items.push(open_frame(&inbound.sealer, &bytes)),
+                    ReadFrame::TooLarge(len) => {
+                        debug!(%peer, len, "oversize frame; closing the stream");
+                        items.push(Err((None, RejectReason::TooLarge)));
+                        close = true;
+                        break;
+                    }
+                    ReadFrame::Eof => {
+                        close = true;
+                        break;
+                    }
+                }
+            }
+            let ids: Vec<Option<MessageId>> = items
+                .iter()
+                .map(|i| match i {
+                    Ok((id, _, _)) => Some(*id),
+                    Err((id, _)) => *id,
                 })
                 .collect();
-        }
-        for ack in acks {
-            let Ok(bytes) = crate::wire::encode(&ack) else {
-                continue;
-            };
-            if message::write_frame(&mut w, &bytes).await.is_err() {
-                break 'outer;
+            let (reply_tx, reply_rx) = oneshot::channel();
+            store_incoming(&inbound, items, false, reply_tx);
+            if ack_tx.send((ids, reply_rx, close)).await.is_err() || close {
+                break;
             }
         }
-        if w.flush().await.is_err() || close {
-            break;
+    };
+    let acks = async move {
+        while let Some((ids, reply, close)) = ack_rx.recv().await {
+            let mut acks = reply.await.unwrap_or_default();
+            if acks.len() != ids.len() {
+                // We could not store them: say so, so the sender retries later.
+                acks = ids
+                    .into_iter()
+                    .map(|id| Ack {
+                        id,
+                        result: AckResult::Rejected(RejectReason::Unavailable),
+                    })
+                    .collect();
+            }
+            for ack in acks {
+                let Ok(bytes) = crate::wire::encode(&ack) else {
+                    continue;
+                };
+                if message::write_frame(&mut w, &bytes).await.is_err() {
+                    return;
+                }
+            }
+            if w.flush().await.is_err() || close {
+                break;
+            }
         }
-    }
-    let _ = w.close().await;
+        let _ = w.close().await;
+    };
+    // When the ack writer stops (the stream broke), `batches` stops at its
+    // next send; when `batches` stops, the writer drains what is queued.
+    tokio::join!(batches, acks);
     reader.abort();
 }
+
+/// A batch handed to the store, waiting for its acks: the ids it carried,
+/// the store's answer, and whether the stream closes after it.
+type Pending = (Vec<Option<MessageId>>, oneshot::Receiver<Vec<Ack>>, bool);
 
 /// Decodes and opens one frame; any failure becomes a typed rejection.
 fn open_frame(sealer: &Sealer, bytes: &[u8]) -> Opened {
