@@ -5,7 +5,7 @@ use std::time::Duration;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, identify, kad, mdns, ping, request_response};
+use libp2p::{StreamProtocol, identify, kad, mdns, request_response};
 
 use crate::config::Config;
 use crate::identity::Identity;
@@ -26,14 +26,20 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/kad/1.0.0")
 pub const ID_PROTOCOL: &str = "/roost/id/1.0.0";
 
 /// The combined behaviour; the event loop owns the only instance.
+///
+/// No libp2p ping: it pinged every connection every 15 s, and since
+/// libp2p-ping 0.44 a failed ping closes nothing (nor did anything here act
+/// on its events), so it only cost. In the fan-out bench, 301 nodes in one
+/// process never went quiet with it (half a core busy, its handler and the
+/// timer thread it kept busy on top of every profile); without it they
+/// settle two seconds after start-up. Connections end on close, error or
+/// the idle timeout.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     /// Discovery and locator records.
     pub kad: kad::Behaviour<MemoryStore>,
     /// Learns peers' listen addresses and protocols.
     pub identify: identify::Behaviour,
-    /// Liveness of connections.
-    pub ping: ping::Behaviour,
     /// LAN discovery, off in tests.
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Long-lived streams for messages (`/roost/msg/1`).
@@ -96,7 +102,6 @@ impl Behaviour {
         Ok(Self {
             kad,
             identify,
-            ping: ping::Behaviour::default(),
             mdns: mdns.into(),
             stream: libp2p_stream::Behaviour::new(),
             mailbox: request_response::Behaviour::with_codec(

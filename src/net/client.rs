@@ -9,7 +9,7 @@ use super::Command;
 use crate::node::NodeError;
 use crate::wire::locator::Locator;
 use crate::wire::mailbox::{MailboxRequest, MailboxResponse};
-use crate::wire::presence::{PresenceRequest, PresenceResponse};
+use crate::wire::presence::{PresenceInfo, PresenceRequest, PresenceResponse};
 use libp2p::request_response::ResponseChannel;
 
 /// Longest a dial may take before we give up on it.
@@ -148,6 +148,13 @@ impl NetClient {
         })
         .await?
         .map_err(|reason| NodeError::Dial { peer, reason })
+    }
+
+    /// Sends NOTIFYs to many subscribers with one command, not waiting for
+    /// their answers: a fan-out to hundreds of watchers then costs one hop
+    /// to the event loop, not a task and a round trip per watcher.
+    pub async fn notify(&self, to: Vec<(PeerId, PresenceInfo)>) {
+        let _ = self.commands.send(Command::Notify { to }).await;
     }
 
     /// Answers a presence request (fire and forget).

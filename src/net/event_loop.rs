@@ -27,7 +27,7 @@ use crate::node::republish::Republisher;
 use crate::store::{KnownPeer, Store, Writer};
 use crate::wire::locator::{self, Locator};
 use crate::wire::mailbox::{MailboxRequest, MailboxResponse};
-use crate::wire::presence::{PresenceRequest, PresenceResponse};
+use crate::wire::presence::{PresenceInfo, PresenceRequest, PresenceResponse};
 
 /// How long a clean shutdown waits for the "offline" record to be stored.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -114,6 +114,11 @@ pub enum Command {
         /// The answer, or why there is none.
         reply: oneshot::Sender<Result<PresenceResponse, String>>,
     },
+    /// Send NOTIFYs to many subscribers, not waiting for their answers.
+    Notify {
+        /// Each subscriber and what it is told.
+        to: Vec<(PeerId, PresenceInfo)>,
+    },
     /// Answer a presence request received earlier.
     PresenceRespond {
         /// The request's channel.
@@ -175,12 +180,16 @@ fn route_rpc<Req, Resp>(
             }
         }
         request_response::Event::OutboundFailure {
-            request_id, error, ..
-        } => {
-            if let Some(reply) = pending.remove(&request_id) {
+            peer,
+            request_id,
+            error,
+            ..
+        } => match pending.remove(&request_id) {
+            Some(reply) => {
                 let _ = reply.send(Err(error.to_string()));
             }
-        }
+            None => debug!(%peer, "request not delivered: {error}"),
+        },
         _ => {}
     }
 }
@@ -455,6 +464,13 @@ impl EventLoop {
                     .presence
                     .send_request(&peer, request);
                 self.pending_presence.insert(id, reply);
+            }
+            Command::Notify { to } => {
+                let presence = &mut self.swarm.behaviour_mut().presence;
+                for (peer, info) in to {
+                    // No waiter: the answer is dropped, a failure logged.
+                    presence.send_request(&peer, PresenceRequest::Notify(info));
+                }
             }
             Command::PresenceRespond { channel, response } => {
                 let _ = self

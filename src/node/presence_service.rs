@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::Event;
 use super::presence::{Own, Permission, Publisher, SUBSCRIPTION, Watcher};
@@ -167,13 +167,14 @@ impl Service {
         }
     }
 
-    fn send_notify(&self, peer: PeerId, info: PresenceInfo) {
+    /// Hands NOTIFYs to the event loop in one command, from a task of its
+    /// own (the command channel is bounded; the service must not wait).
+    fn send_notifies(&self, to: Vec<(PeerId, PresenceInfo)>) {
+        if to.is_empty() {
+            return;
+        }
         let net = self.net.clone();
-        tokio::spawn(async move {
-            if let Err(e) = net.presence(peer, PresenceRequest::Notify(info)).await {
-                debug!(%peer, "notify not delivered: {e}");
-            }
-        });
+        tokio::spawn(async move { net.notify(to).await });
     }
 
     fn notify_all(&mut self) {
@@ -182,12 +183,10 @@ impl Service {
             .keys()
             .map(|p| (*p, self.permission(p)))
             .collect();
-        for (peer, info) in self
+        let to = self
             .publisher
-            .notifications(|p| perms.get(p).copied().unwrap_or(Permission::Denied))
-        {
-            self.send_notify(peer, info);
-        }
+            .notifications(|p| perms.get(p).copied().unwrap_or(Permission::Denied));
+        self.send_notifies(to);
     }
 
     fn subscribe(&self, peer: PeerId) {
@@ -361,7 +360,7 @@ impl Service {
             .publisher
             .notification_for(&peer, self.permission(&peer))
         {
-            self.send_notify(peer, info);
+            self.send_notifies(vec![(peer, info)]);
         }
         Ok(became_buddy)
     }
