@@ -925,7 +925,7 @@ async fn session(peer: PeerId, stream: Stream, inbound: Arc<Inbound>) {
     });
     // Bounded: a peer that ignores its window cannot queue store work
     // without limit.
-    let (ack_tx, mut ack_rx) = mpsc::channel::<Pending>(BATCHES_IN_FLIGHT);
+    let (ack_tx, mut ack_rx) = mpsc::channel::<QueuedBatch>(BATCHES_IN_FLIGHT);
     let batches = async move {
         while let Some(first) = frame_rx.recv().await {
             let mut batch = vec![first];
@@ -1001,7 +1001,7 @@ async fn session(peer: PeerId, stream: Stream, inbound: Arc<Inbound>) {
 
 /// A batch handed to the store, waiting for its acks: the ids it carried,
 /// the store's answer, and whether the stream closes after it.
-type Pending = (Vec<Option<MessageId>>, oneshot::Receiver<Vec<Ack>>, bool);
+type QueuedBatch = (Vec<Option<MessageId>>, oneshot::Receiver<Vec<Ack>>, bool);
 
 /// Decodes and opens one frame; any failure becomes a typed rejection.
 fn open_frame(sealer: &Sealer, bytes: &[u8]) -> Opened {
