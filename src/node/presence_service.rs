@@ -122,6 +122,17 @@ pub(crate) async fn spawn(
     Ok(tx)
 }
 
+/// What `peer` may see of our presence: a free function so a borrow of the
+/// buddy list alone suffices.
+fn permission(buddies: &HashMap<PeerId, Buddy>, peer: &PeerId) -> Permission {
+    match buddies.get(peer) {
+        Some(b) if b.blocked => Permission::Denied,
+        Some(b) if b.hidden => Permission::Hidden,
+        Some(_) => Permission::Allowed,
+        None => Permission::Denied,
+    }
+}
+
 impl Service {
     async fn run(
         mut self,
@@ -159,12 +170,7 @@ impl Service {
     }
 
     fn permission(&self, peer: &PeerId) -> Permission {
-        match self.buddies.get(peer) {
-            Some(b) if b.blocked => Permission::Denied,
-            Some(b) if b.hidden => Permission::Hidden,
-            Some(_) => Permission::Allowed,
-            None => Permission::Denied,
-        }
+        permission(&self.buddies, peer)
     }
 
     /// Hands NOTIFYs to the event loop in one command, from a task of its
@@ -178,14 +184,10 @@ impl Service {
     }
 
     fn notify_all(&mut self) {
-        let perms: HashMap<PeerId, Permission> = self
-            .buddies
-            .keys()
-            .map(|p| (*p, self.permission(p)))
-            .collect();
-        let to = self
-            .publisher
-            .notifications(|p| perms.get(p).copied().unwrap_or(Permission::Denied));
+        // Disjoint fields: the check reads `buddies` while the publisher
+        // is borrowed mutably, with no copy of the permissions per change.
+        let buddies = &self.buddies;
+        let to = self.publisher.notifications(|p| permission(buddies, p));
         self.send_notifies(to);
     }
 
