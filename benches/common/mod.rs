@@ -3,6 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+/// The allocator the `roost` binary runs with (see `src/main.rs`), so the
+/// figures are the binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A small seeded generator (xorshift*): a run is reproducible from its seed.
 pub struct Rng(u64);
 

@@ -190,6 +190,15 @@ impl Store {
         Ok(())
     }
 
+    /// Rewrites the history row of a message whose row the caller holds,
+    /// without reading it back (the messaging service keeps an outgoing
+    /// message's row until it leaves the outbox). The caller knows that
+    /// the state moves forward.
+    pub fn put_history(&self, msg: &StoredMessage) -> Result<(), StoreError> {
+        self.msgs.insert(msg_key(msg), enc(msg, MSGS)?)?;
+        Ok(())
+    }
+
     fn insert_history(&self, msg: &StoredMessage) -> Result<(), StoreError> {
         let key = msg_key(msg);
         self.msgs.insert(key.as_slice(), enc(msg, MSGS)?)?;
@@ -251,9 +260,11 @@ impl Store {
         Ok(())
     }
 
-    /// Everything still in the outbox, to resume after a restart. Puts back
+    /// Everything still in the outbox, to resume after a restart: recipient,
+    /// envelope and history row (none for receipts and requests). Puts back
     /// any history row of an outgoing message that a crash cut off.
-    pub fn outbox(&self) -> Result<Vec<(PeerId, Envelope)>, StoreError> {
+    #[allow(clippy::type_complexity)]
+    pub fn outbox(&self) -> Result<Vec<(PeerId, Envelope, Option<StoredMessage>)>, StoreError> {
         let mut out = Vec::new();
         for item in self.outbox.iter() {
             let (_, v) = item?;
@@ -267,7 +278,7 @@ impl Store {
                 tracing::info!("restoring the history row of message {}", m.id);
                 self.insert_history(m)?;
             }
-            out.push((peer, row.envelope));
+            out.push((peer, row.envelope, row.message));
         }
         Ok(out)
     }
@@ -398,10 +409,11 @@ mod tests {
             assert!(s.conversation(&bob, 10).unwrap().is_empty());
         }
         let s = Store::open(dir.path(), 1 << 20).unwrap();
-        assert_eq!(s.outbox().unwrap(), vec![(bob, env.clone())]);
+        let resumed = vec![(bob, env.clone(), Some(m.clone()))];
+        assert_eq!(s.outbox().unwrap(), resumed);
         assert_eq!(s.conversation(&bob, 10).unwrap(), vec![m.clone()]);
         // Restored once: a second resume finds the row and writes nothing.
-        assert_eq!(s.outbox().unwrap(), vec![(bob, env)]);
+        assert_eq!(s.outbox().unwrap(), resumed);
         assert_eq!(s.conversation(&bob, 10).unwrap().len(), 1);
         assert!(
             s.advance(Direction::Out, &bob, &m.id, MessageState::Delivered)
@@ -432,7 +444,14 @@ mod tests {
             s.flush().unwrap();
         }
         let s = Store::open(dir.path(), 1 << 20).unwrap();
-        assert_eq!(s.outbox().unwrap(), vec![(bob, env)]);
+        // The row comes back with the envelope: finishing the message
+        // rewrites it without reading it.
+        let resumed = s.outbox().unwrap();
+        assert_eq!(resumed, vec![(bob, env, Some(m.clone()))]);
+        let mut delivered = m.clone();
+        delivered.state = MessageState::Delivered;
+        s.put_history(&delivered).unwrap();
+        assert_eq!(s.conversation(&bob, 10).unwrap(), vec![delivered]);
         assert!(
             s.advance(Direction::Out, &bob, &m.id, MessageState::Read)
                 .unwrap()

@@ -112,7 +112,7 @@ impl Service {
     pub(super) fn deposit(&mut self, peer: PeerId, ids: Vec<MessageId>) {
         let envs: Vec<Envelope> = ids
             .iter()
-            .filter_map(|id| self.envelopes.get(id).map(|(_, e)| e.clone()))
+            .filter_map(|id| self.envelopes.get(id).map(|o| o.envelope.clone()))
             .collect();
         let net = self.net.clone();
         let me = self.inbound.sealer.me();
