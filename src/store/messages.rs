@@ -2,8 +2,12 @@
 //!
 //! Layout: `msgs` holds every message under `peer ‖ sent_at ‖ id ‖ dir`, so a
 //! conversation is one ordered prefix scan (by sent_at, then id); `msg_index`
-//! maps `dir ‖ peer ‖ id` to that key, for dedupe and state changes; `outbox`
-//! holds the sealed envelope of every outgoing message not yet delivered.
+//! maps `dir ‖ peer ‖ id` of an outgoing message to that key, for the state
+//! changes its receipts bring; `outbox` holds the sealed envelope of every
+//! outgoing message not yet delivered. An incoming message needs no index
+//! entry: its key is known from the message itself, so one compare-and-swap
+//! both deduplicates and stores it (databases written before this still
+//! hold index entries for incoming messages; nothing reads them).
 //!
 //! No write here uses a sled transaction or batch: in sled 0.34 each of
 //! those seals the log buffer and writes it out on its own, which made one
@@ -213,13 +217,14 @@ impl Store {
     pub fn insert_incoming(&self, msgs: &[StoredMessage]) -> Result<Vec<bool>, StoreError> {
         let mut fresh = Vec::with_capacity(msgs.len());
         for m in msgs {
-            let idx = index_key(Direction::In, &m.peer, &m.id);
-            if self.index.contains_key(&idx)? || fresh_dup(msgs, m, &fresh) {
-                fresh.push(false);
-                continue;
-            }
-            self.insert_history(m)?;
-            fresh.push(true);
+            // One operation checks and writes: a copy of a message (resent,
+            // or fetched from a mailbox too) is the same sealed envelope,
+            // so it has the same sender clock and lands on the same key.
+            let new = self
+                .msgs
+                .compare_and_swap(msg_key(m), None::<&[u8]>, Some(enc(m, MSGS)?))?
+                .is_ok();
+            fresh.push(new);
         }
         Ok(fresh)
     }
@@ -335,14 +340,6 @@ impl Store {
         }
         Ok(ids)
     }
-}
-
-/// A batch may carry the same message twice (two paths at once).
-fn fresh_dup(all: &[StoredMessage], m: &StoredMessage, decided: &[bool]) -> bool {
-    all[..decided.len()]
-        .iter()
-        .zip(decided)
-        .any(|(o, &new)| new && o.id == m.id && o.peer == m.peer)
 }
 
 #[cfg(test)]
