@@ -15,11 +15,19 @@ use serde::de::DeserializeOwned;
 /// a Yamux stream every write becomes a frame of its own, and every frame
 /// is encrypted separately by Noise.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
-    let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
     let mut buf = Vec::with_capacity(4 + bytes.len());
+    push_frame(&mut buf, bytes)?;
+    w.write_all(&buf).await
+}
+
+/// Appends one length-prefixed frame to `buf`, so that many frames can go
+/// out in one write (one Yamux frame, one Noise encryption, one system
+/// call for all of them).
+pub fn push_frame(buf: &mut Vec<u8>, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(bytes);
-    w.write_all(&buf).await
+    Ok(())
 }
 
 /// A frame read from a stream.

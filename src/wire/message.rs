@@ -11,7 +11,7 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
 use super::WireError;
-pub use super::frame::{ReadFrame, read_frame, write_frame};
+pub use super::frame::{ReadFrame, push_frame, read_frame, write_frame};
 use crate::crypto::{CryptoError, NONCE_LEN, Sealer};
 
 /// Largest frame either side accepts.

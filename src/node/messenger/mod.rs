@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::io::BufReader;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
@@ -63,6 +64,13 @@ pub const STREAM_IDLE: Duration = Duration::from_secs(300);
 const BATCH: usize = 256;
 /// Batches of one inbound stream queued for the store at once.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// Most bytes of frames a link gathers into one write: one Yamux frame
+/// (16 KiB at most), one Noise encryption and one system call carry many
+/// messages instead of one each.
+const WRITE_BYTES: usize = 16 * 1024;
+/// Read buffer of a message stream: one read from Yamux yields many
+/// frames (acks are ~30 bytes, messages a few hundred).
+const READ_BUFFER: usize = 16 * 1024;
 
 /// What the node tells its users about messages.
 #[derive(Debug, Clone)]
@@ -893,18 +901,31 @@ async fn link(
     mut rx: mpsc::UnboundedReceiver<(MessageId, Vec<u8>)>,
     int_tx: mpsc::Sender<Internal>,
 ) {
-    let (mut r, mut w) = futures::AsyncReadExt::split(stream);
+    let (r, mut w) = futures::AsyncReadExt::split(stream);
+    let mut r = BufReader::with_capacity(READ_BUFFER, r);
     let window = Arc::new(Semaphore::new(WINDOW));
     let writer = {
         let window = window.clone();
         async move {
-            while let Ok(Some((_id, frame))) = tokio::time::timeout(STREAM_IDLE, rx.recv()).await {
-                let permit = window.acquire().await.map_err(std::io::Error::other)?;
-                permit.forget();
-                message::write_frame(&mut w, &frame).await?;
-                if rx.is_empty() {
-                    w.flush().await?;
+            let mut buf = Vec::new();
+            while let Ok(Some((_, mut frame))) = tokio::time::timeout(STREAM_IDLE, rx.recv()).await
+            {
+                // Whatever else is queued goes out in the same write, as
+                // far as the window allows; at a full window, what is
+                // gathered goes first, so the peer can ack it.
+                loop {
+                    if buf.len() >= WRITE_BYTES || window.available_permits() == 0 {
+                        write_out(&mut w, &mut buf).await?;
+                    }
+                    let permit = window.acquire().await.map_err(std::io::Error::other)?;
+                    permit.forget();
+                    message::push_frame(&mut buf, &frame)?;
+                    match rx.try_recv() {
+                        Ok((_, next)) => frame = next,
+                        Err(_) => break,
+                    }
                 }
+                write_out(&mut w, &mut buf).await?;
             }
             w.close().await
         }
@@ -942,7 +963,8 @@ async fn link(
 /// in order by a third, so the next batch is opened and queued for the
 /// store while this one is being flushed.
 async fn session(peer: PeerId, stream: Stream, inbound: Arc<Inbound>) {
-    let (mut r, mut w) = futures::AsyncReadExt::split(stream);
+    let (r, mut w) = futures::AsyncReadExt::split(stream);
+    let mut r = BufReader::with_capacity(READ_BUFFER, r);
     let (frame_tx, mut frame_rx) = mpsc::channel::<ReadFrame>(WINDOW);
     let reader = tokio::spawn(async move {
         let mut limit = FIRST_FRAME_TIMEOUT;
@@ -1019,15 +1041,17 @@ async fn session(peer: PeerId, stream: Stream, inbound: Arc<Inbound>) {
                     })
                     .collect();
             }
+            // All acks of a batch in one write.
+            let mut buf = Vec::new();
             for ack in acks {
-                let Ok(bytes) = crate::wire::encode(&ack) else {
-                    continue;
-                };
-                if message::write_frame(&mut w, &bytes).await.is_err() {
-                    return;
+                if let Ok(bytes) = crate::wire::encode(&ack) {
+                    let _ = message::push_frame(&mut buf, &bytes);
                 }
             }
-            if w.flush().await.is_err() || close {
+            if write_out(&mut w, &mut buf).await.is_err() {
+                return;
+            }
+            if close {
                 break;
             }
         }
@@ -1037,6 +1061,19 @@ async fn session(peer: PeerId, stream: Stream, inbound: Arc<Inbound>) {
     // next send; when `batches` stops, the writer drains what is queued.
     tokio::join!(batches, acks);
     reader.abort();
+}
+
+/// Writes and flushes what `buf` gathered, and empties it.
+async fn write_out<W: futures::AsyncWrite + Unpin>(
+    w: &mut W,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    if !buf.is_empty() {
+        w.write_all(buf).await?;
+        w.flush().await?;
+        buf.clear();
+    }
+    Ok(())
 }
 
 /// A batch handed to the store, waiting for its acks: the ids it carried,
