@@ -409,7 +409,7 @@ impl Service {
     /// was not there (already finished).
     fn finish(&mut self, id: &MessageId) -> Option<Outgoing> {
         let out = self.envelopes.remove(id);
-        (self.outbox.finished(id)).then_some(out).flatten()
+        if self.outbox.finished(id) { out } else { None }
     }
 
     /// Queues the outbox write and puts the messages on the wire at once,
