@@ -85,6 +85,48 @@ async fn a_thousand_messages_arrive_once_in_order_then_are_delivered_and_read() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_event_is_never_ahead_of_the_history() {
+    init_tracing();
+    let b = TestNode::start(&[]).await;
+    let a = TestNode::start(&[b.addr().await]).await;
+    let idb = b.handle.peer_id();
+    let mut events = a.handle.events();
+    for i in 0..20 {
+        a.handle
+            .send(idb, Content::text(format!("note {i}")))
+            .await
+            .unwrap();
+    }
+    let mut seen = 0;
+    while seen < 20 {
+        let ev = tokio::time::timeout(std::time::Duration::from_secs(30), events.recv())
+            .await
+            .expect("A hears about every message")
+            .unwrap();
+        if let Event::State {
+            id,
+            state: MessageState::Delivered,
+            ..
+        } = ev
+        {
+            // Announced at the ack, before the state is written: a read
+            // asked for after the event must already see it.
+            let conv = a.handle.conversation(idb, 100).await.unwrap();
+            let m = conv.iter().find(|m| m.id == id).expect("in the history");
+            assert!(
+                matches!(m.state, MessageState::Delivered | MessageState::Read),
+                "event said delivered, history says {:?}",
+                m.state
+            );
+            seen += 1;
+        }
+    }
+    for n in [&a, &b] {
+        n.handle.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_from_strangers_are_requests_and_blocked_keys_are_refused() {
     init_tracing();
     let b = TestNode::start(&[]).await;
