@@ -129,7 +129,7 @@ type Reply = oneshot::Sender<Result<(), StoreError>>;
 type Opened = Result<(MessageId, PeerId, Inner), (Option<MessageId>, RejectReason)>;
 
 enum Internal {
-    LinkUp(PeerId, mpsc::UnboundedSender<(MessageId, Vec<u8>)>),
+    LinkUp(PeerId, mpsc::UnboundedSender<Vec<u8>>),
     LinkFailed(PeerId, String),
     LinkDown(PeerId),
     Acked(PeerId, Ack),
@@ -182,7 +182,7 @@ struct Inbound {
 enum Link {
     Connecting(Vec<MessageId>),
     Up {
-        tx: mpsc::UnboundedSender<(MessageId, Vec<u8>)>,
+        tx: mpsc::UnboundedSender<Vec<u8>>,
         in_flight: HashSet<MessageId>,
     },
 }
@@ -400,11 +400,6 @@ impl Service {
         self.envelopes.insert(out.envelope.id, out);
     }
 
-    /// The frame that carries message `id` on a link.
-    fn frame(&self, id: &MessageId) -> Option<Vec<u8>> {
-        encode_frame(&self.envelopes.get(id)?.envelope)
-    }
-
     /// Takes a message out of the outbox schedule for good; `None` if it
     /// was not there (already finished).
     fn finish(&mut self, id: &MessageId) -> Option<Outgoing> {
@@ -522,17 +517,7 @@ impl Service {
         for (peer, ids) in self.outbox.take_due(Instant::now()) {
             match self.links.get_mut(&peer) {
                 Some(Link::Up { tx, in_flight }) => {
-                    for id in ids {
-                        let Some(frame) = self
-                            .envelopes
-                            .get(&id)
-                            .and_then(|o| encode_frame(&o.envelope))
-                        else {
-                            continue;
-                        };
-                        in_flight.insert(id);
-                        let _ = tx.send((id, frame));
-                    }
+                    hand_to_link(&self.envelopes, ids, tx, in_flight);
                 }
                 Some(Link::Connecting(waiting)) => waiting.extend(ids),
                 None => {
@@ -555,12 +540,7 @@ impl Service {
                     _ => Vec::new(),
                 };
                 let mut in_flight = HashSet::new();
-                for id in waiting {
-                    if let Some(frame) = self.frame(&id) {
-                        in_flight.insert(id);
-                        let _ = tx.send((id, frame));
-                    }
-                }
+                hand_to_link(&self.envelopes, waiting, &tx, &mut in_flight);
                 self.links.insert(peer, Link::Up { tx, in_flight });
             }
             Internal::LinkFailed(peer, reason) => {
@@ -739,6 +719,23 @@ impl Service {
     }
 }
 
+/// Puts messages on an open link: each one's frame goes to the link's
+/// writer and its id to what the link has in flight. (A free function, so
+/// the service's link map can stay borrowed.)
+fn hand_to_link(
+    envelopes: &HashMap<MessageId, Outgoing>,
+    ids: Vec<MessageId>,
+    tx: &mpsc::UnboundedSender<Vec<u8>>,
+    in_flight: &mut HashSet<MessageId>,
+) {
+    for id in ids {
+        if let Some(frame) = envelopes.get(&id).and_then(|o| encode_frame(&o.envelope)) {
+            in_flight.insert(id);
+            let _ = tx.send(frame);
+        }
+    }
+}
+
 /// Stores a batch of opened envelopes; once it is on disk (one flush for
 /// whatever else is waiting too), tells listeners, answers `reply` with the
 /// acks (none if it could not be stored) and hands the follow-ups to the
@@ -898,7 +895,7 @@ async fn connect(
 async fn link(
     peer: PeerId,
     stream: Stream,
-    mut rx: mpsc::UnboundedReceiver<(MessageId, Vec<u8>)>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
     int_tx: mpsc::Sender<Internal>,
 ) {
     let (r, mut w) = futures::AsyncReadExt::split(stream);
@@ -908,8 +905,7 @@ async fn link(
         let window = window.clone();
         async move {
             let mut buf = Vec::new();
-            while let Ok(Some((_, mut frame))) = tokio::time::timeout(STREAM_IDLE, rx.recv()).await
-            {
+            while let Ok(Some(mut frame)) = tokio::time::timeout(STREAM_IDLE, rx.recv()).await {
                 // Whatever else is queued goes out in the same write, as
                 // far as the window allows; at a full window, what is
                 // gathered goes first, so the peer can ack it.
@@ -921,7 +917,7 @@ async fn link(
                     permit.forget();
                     message::push_frame(&mut buf, &frame)?;
                     match rx.try_recv() {
-                        Ok((_, next)) => frame = next,
+                        Ok(next) => frame = next,
                         Err(_) => break,
                     }
                 }
