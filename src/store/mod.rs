@@ -19,7 +19,7 @@ pub use buddies::{Buddy, BuddyRequest, Relation};
 pub use held::HeldItem;
 pub use messages::{Direction, MessageState, StoredMessage};
 pub use peers::KnownPeer;
-pub use queue::{Queue, QueueSender};
+pub use queue::{Flush, Queue, QueueSender};
 pub use writer::Writer;
 
 /// Bumped when the on-disk layout changes incompatibly.

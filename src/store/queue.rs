@@ -5,12 +5,20 @@
 //! write, carry on without waiting for it (e.g. put a message on the wire
 //! while its outbox entry is being flushed) and still know that every later
 //! job sees it. The thread takes every job that is waiting, runs them all,
-//! flushes **once** if any of them must be durable, and only then reports
-//! their results, in order: under load, one flush covers many writes from
-//! many callers, which is what makes durable messaging fast.
+//! flushes **once** if any of them must be durable now, and only then
+//! reports their results, in order: under load, one flush covers many
+//! writes from many callers, which is what makes durable messaging fast.
+//!
+//! A job that must be durable but not this instant ([`Flush::Soon`]) does
+//! not start a flush of its own: it rides on the next one, at the latest
+//! [`SOON`] after it ran. A sender's outbox entry is such a write: the
+//! message is already on the wire, and if the recipient's store is on the
+//! same disk (or the recipient answers), an immediate flush of ours would
+//! only queue behind or in front of theirs.
 
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -19,12 +27,31 @@ use super::{Store, StoreError};
 /// Most jobs one flush covers; bounds how long the first waits.
 const GROUP: usize = 1024;
 
+/// Longest a [`Flush::Soon`] job waits for a flush to ride on. Short
+/// against anything a person notices; long against a round trip on a
+/// network, so in a conversation the flush for the answer covers it.
+pub const SOON: Duration = Duration::from_millis(5);
+
+/// When a job's writes must be on disk before it reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Reports once run; the writes reach disk with a later flush (or
+    /// sled's own, within half a second). For state that is learnt again
+    /// if lost.
+    No,
+    /// Reports once on disk, but waits up to [`SOON`] for a flush that
+    /// some other job needs, instead of starting one.
+    Soon,
+    /// Reports once on disk; the group is flushed as soon as it has run.
+    Now,
+}
+
 /// What a job leaves to do once the flush (if any) is done: report.
 type Finish = Box<dyn FnOnce(&Result<(), String>) + Send>;
 
 struct Job {
     work: Box<dyn FnOnce(&Store) -> Finish + Send>,
-    durable: bool,
+    flush: Flush,
 }
 
 /// Handle to the queue's thread; dropping it drains the queue, flushes and
@@ -48,14 +75,29 @@ impl Queue {
         let thread = std::thread::Builder::new()
             .name("roost-store".into())
             .spawn(move || {
-                while let Ok(Some(first)) = rx.recv() {
-                    if run_group(&store, first, &rx) {
+                let mut soon = Soon::default();
+                loop {
+                    // Checked before waiting, not only on a timeout: a
+                    // steady stream of jobs would never let one happen.
+                    if soon.due.is_some_and(|due| Instant::now() >= due) {
+                        soon.report(&flush(&store));
+                    }
+                    let first = match soon.due {
+                        None => rx.recv().ok(),
+                        Some(due) => {
+                            match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                                Ok(job) => Some(job),
+                                Err(RecvTimeoutError::Timeout) => continue,
+                                Err(RecvTimeoutError::Disconnected) => None,
+                            }
+                        }
+                    };
+                    let Some(Some(first)) = first else { break };
+                    if run_group(&store, first, &rx, &mut soon) {
                         break;
                     }
                 }
-                if let Err(e) = store.flush() {
-                    tracing::warn!("final flush failed: {e}");
-                }
+                soon.report(&flush(&store));
             })
             .ok();
         Self {
@@ -90,16 +132,17 @@ impl Queue {
 
 impl QueueSender {
     /// Queues `work`; `then` gets its result on the store thread once it has
-    /// run and, if `durable`, once it is on disk. `then` must be quick and
-    /// must not block (send on a channel, answer a oneshot).
+    /// run and is as durable as `flush` asks. `then` must be quick and must
+    /// not block (send on a channel, answer a oneshot).
     pub fn then<T: Send + 'static>(
         &self,
-        durable: bool,
+        flush: Flush,
         work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
         then: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) {
+        let durable = flush != Flush::No;
         let job = Job {
-            durable,
+            flush,
             work: Box::new(move |s| {
                 let res = work(s);
                 Box::new(move |flushed: &Result<(), String>| {
@@ -122,41 +165,59 @@ impl QueueSender {
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> oneshot::Receiver<Result<T, StoreError>> {
-        self.reply(false, f)
+        self.reply(Flush::No, f)
     }
 
-    /// Queues `f`; the receiver yields its result once it is on disk.
-    pub fn submit_durable<T: Send + 'static>(
+    /// Queues `f`; the receiver yields its result once it is as durable as
+    /// `flush` asks.
+    pub fn reply<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> oneshot::Receiver<Result<T, StoreError>> {
-        self.reply(true, f)
-    }
-
-    fn reply<T: Send + 'static>(
-        &self,
-        durable: bool,
+        flush: Flush,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> oneshot::Receiver<Result<T, StoreError>> {
         let (tx, rx) = oneshot::channel();
-        self.then(durable, f, move |r| {
+        self.then(flush, f, move |r| {
             let _ = tx.send(r);
         });
         rx
     }
 }
 
-/// Runs `first` and every job already waiting behind it, flushes once if
-/// any must be durable, then reports all of them in order. Returns whether
-/// the owner asked to stop.
-fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Option<Job>>) -> bool {
+/// [`Flush::Soon`] jobs that have run and wait for a flush, and when that
+/// flush is due at the latest.
+#[derive(Default)]
+struct Soon {
+    held: Vec<Finish>,
+    due: Option<Instant>,
+}
+
+impl Soon {
+    /// Reports every held job with the outcome of the flush that covered it.
+    fn report(&mut self, flushed: &Result<(), String>) {
+        self.due = None;
+        for f in self.held.drain(..) {
+            f(flushed);
+        }
+    }
+}
+
+fn flush(store: &Store) -> Result<(), String> {
+    store.flush().map_err(|e| e.to_string())
+}
+
+/// Runs `first` and every job already waiting behind it. If any must be
+/// durable now, flushes once and reports all of them, and every held
+/// [`Flush::Soon`] job, in order; otherwise reports the plain ones at once
+/// and holds the `Soon` ones for a later flush. Returns whether the owner
+/// asked to stop.
+fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Option<Job>>, soon: &mut Soon) -> bool {
     let mut finish = Vec::new();
-    let mut durable = false;
+    let mut now = false;
     let mut next = Some(first);
     let mut stop = false;
     while let Some(job) = next {
-        durable |= job.durable;
-        finish.push((job.work)(store));
+        now |= job.flush == Flush::Now;
+        finish.push((job.flush, (job.work)(store)));
         if finish.len() >= GROUP {
             break;
         }
@@ -169,13 +230,21 @@ fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Option<Job>>) -> boo
             Err(_) => None,
         };
     }
-    let flushed = if durable {
-        store.flush().map_err(|e| e.to_string())
-    } else {
-        Ok(())
-    };
-    for f in finish {
-        f(&flushed);
+    if now {
+        let flushed = flush(store);
+        soon.report(&flushed);
+        for (_, f) in finish {
+            f(&flushed);
+        }
+        return stop;
+    }
+    for (kind, f) in finish {
+        if kind == Flush::Soon {
+            soon.held.push(f);
+            soon.due.get_or_insert_with(|| Instant::now() + SOON);
+        } else {
+            f(&Ok(()));
+        }
     }
     stop
 }
@@ -200,7 +269,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let q = Queue::new(Store::open(dir.path(), 1 << 20).unwrap());
         let first = q.submit(|s| s.set_locator_seq(1));
-        let second = q.sender().submit_durable(|s| s.set_locator_seq(2));
+        let second = q.sender().reply(Flush::Now, |s| s.set_locator_seq(2));
         assert_eq!(q.run(|s| s.locator_seq()).await.unwrap(), 2);
         assert!(first.await.unwrap().is_ok() && second.await.unwrap().is_ok());
         drop(q);
@@ -224,7 +293,7 @@ mod tests {
             let tx = tx.clone();
             // Alternate durable and plain jobs: the order must hold anyway.
             sender.then(
-                i % 3 == 0,
+                if i % 3 == 0 { Flush::Now } else { Flush::No },
                 move |s| s.set_locator_seq(i).map(|()| i),
                 move |r| {
                     let _ = tx.send(r.unwrap());
@@ -237,5 +306,37 @@ mod tests {
             seen.push(i);
         }
         assert_eq!(seen, (0..200).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_soon_job_rides_on_the_next_flush_or_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::new(Store::open(dir.path(), 1 << 20).unwrap());
+        let s = q.sender();
+        // Covered by a later job's flush: reported with it, and first.
+        let mut soon = s.reply(Flush::Soon, |s| s.set_locator_seq(1));
+        // Run (and held) before the next job is even submitted.
+        assert_eq!(q.run(|s| s.locator_seq()).await.unwrap(), 1);
+        let now = s.reply(Flush::Now, |s| s.set_locator_seq(2));
+        assert!(now.await.unwrap().is_ok());
+        assert!(soon.try_recv().unwrap().is_ok());
+        // Alone: flushed once its wait is over.
+        let alone = s.reply(Flush::Soon, |s| s.set_locator_seq(3));
+        tokio::time::timeout(Duration::from_secs(30), alone)
+            .await
+            .expect("a held job is flushed on its own")
+            .unwrap()
+            .unwrap();
+        // Held when the queue is dropped: the final flush reports it.
+        let last = s.reply(Flush::Soon, |s| s.set_locator_seq(4));
+        drop(q);
+        assert!(last.await.unwrap().is_ok());
+        assert_eq!(
+            Store::open(dir.path(), 1 << 20)
+                .unwrap()
+                .locator_seq()
+                .unwrap(),
+            4
+        );
     }
 }

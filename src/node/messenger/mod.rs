@@ -40,7 +40,7 @@ use crate::config::MailboxConfig;
 use crate::crypto::Sealer;
 use crate::net::{NetClient, NetEvent};
 use crate::store::{
-    Direction, MessageState, Queue, QueueSender, Relation, Store, StoreError, StoredMessage,
+    Direction, Flush, MessageState, Queue, QueueSender, Relation, Store, StoreError, StoredMessage,
 };
 use crate::wire::mailbox::{FETCH_FROM, mailbox_key};
 use crate::wire::message::{
@@ -421,7 +421,7 @@ impl Service {
         }
         let done = self.inbound.done.clone();
         self.inbound.queue.then(
-            true,
+            Flush::Soon,
             move |s| s.insert_outgoing(&items),
             move |res| {
                 if res.is_err() {
@@ -501,7 +501,7 @@ impl Service {
         let (stored, id, done) = (env.clone(), env.id, self.inbound.done.clone());
         self.queue(peer, env, None, Instant::now());
         self.inbound.queue.then(
-            true,
+            Flush::Soon,
             move |s| s.insert_outbox_only(&peer, &stored),
             move |res| {
                 if let Err(e) = res {
@@ -635,7 +635,7 @@ impl Service {
     fn apply(&mut self, ops: Vec<Op>) {
         let events = self.inbound.events.clone();
         self.inbound.queue.then(
-            false,
+            Flush::No,
             move |s| {
                 let mut changed = Vec::new();
                 for op in ops {
@@ -748,7 +748,7 @@ fn store_incoming(
 ) {
     let (events, done) = (inbound.events.clone(), inbound.done.clone());
     inbound.queue.then(
-        true,
+        Flush::Now,
         move |s| {
             let now = unix_ms();
             let mut acks: Vec<Ack> = Vec::with_capacity(items.len());
