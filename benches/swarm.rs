@@ -71,9 +71,12 @@ async fn parallel<T, F: std::future::Future<Output = T>>(jobs: Vec<F>) -> Vec<T>
 type Sent = (usize, PeerId, MessageId, Instant);
 
 /// Node `i` sends `text` to `to`.
+/// Times from the call, not from its return: `send` returns once the
+/// message is on the sender's disk, and it may well be delivered by then.
 async fn send(nodes: &[NodeHandle], i: usize, to: PeerId, text: String) -> Sent {
+    let t = Instant::now();
     let id = nodes[i].send(to, Content::text(text)).await.expect("send");
-    (i, to, id, Instant::now())
+    (i, to, id, t)
 }
 
 /// Whether an outgoing message in state `now` got at least as far as `want`
@@ -243,7 +246,10 @@ async fn main() {
                         if found.is_some_and(|l| l.peer == target && l.online) {
                             return (tries, t.elapsed().as_secs_f64() * 1e3);
                         }
-                        assert!(t.elapsed() < LIMIT, "{target} never found");
+                        assert!(
+                            t.elapsed() < LIMIT,
+                            "{target} (node {j}) never found by node {i}"
+                        );
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }

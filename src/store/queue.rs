@@ -27,10 +27,12 @@ use super::{Store, StoreError};
 /// Most jobs one flush covers; bounds how long the first waits.
 const GROUP: usize = 1024;
 
-/// Longest a [`Flush::Soon`] job waits for a flush to ride on. Short
-/// against anything a person notices; long against a round trip on a
-/// network, so in a conversation the flush for the answer covers it.
-pub const SOON: Duration = Duration::from_millis(5);
+/// Longest a [`Flush::Soon`] job waits for a flush to ride on: long
+/// enough for a recipient's flush on the same disk (a loopback round trip
+/// is ~0.5 ms) to go first, and for a quick answer's flush to cover it;
+/// short enough that one caller's sequential sends still run at hundreds
+/// a second. Nobody notices 2 ms.
+pub const SOON: Duration = Duration::from_millis(2);
 
 /// When a job's writes must be on disk before it reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,14 +77,14 @@ impl Queue {
         let thread = std::thread::Builder::new()
             .name("roost-store".into())
             .spawn(move || {
-                let mut soon = Soon::default();
+                let mut held = Held::default();
                 loop {
                     // Checked before waiting, not only on a timeout: a
                     // steady stream of jobs would never let one happen.
-                    if soon.due.is_some_and(|due| Instant::now() >= due) {
-                        soon.report(&flush(&store));
+                    if held.due.is_some_and(|due| Instant::now() >= due) {
+                        held.report(&flush(&store));
                     }
-                    let first = match soon.due {
+                    let first = match held.due {
                         None => rx.recv().ok(),
                         Some(due) => {
                             match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
@@ -93,11 +95,15 @@ impl Queue {
                         }
                     };
                     let Some(Some(first)) = first else { break };
-                    if run_group(&store, first, &rx, &mut soon) {
+                    if run_group(&store, first, &rx, &mut held) {
                         break;
                     }
                 }
-                soon.report(&flush(&store));
+                let flushed = flush(&store);
+                if let Err(e) = &flushed {
+                    tracing::warn!("final flush failed: {e}");
+                }
+                held.report(&flushed);
             })
             .ok();
         Self {
@@ -186,16 +192,16 @@ impl QueueSender {
 /// [`Flush::Soon`] jobs that have run and wait for a flush, and when that
 /// flush is due at the latest.
 #[derive(Default)]
-struct Soon {
-    held: Vec<Finish>,
+struct Held {
+    jobs: Vec<Finish>,
     due: Option<Instant>,
 }
 
-impl Soon {
+impl Held {
     /// Reports every held job with the outcome of the flush that covered it.
     fn report(&mut self, flushed: &Result<(), String>) {
         self.due = None;
-        for f in self.held.drain(..) {
+        for f in self.jobs.drain(..) {
             f(flushed);
         }
     }
@@ -210,7 +216,7 @@ fn flush(store: &Store) -> Result<(), String> {
 /// [`Flush::Soon`] job, in order; otherwise reports the plain ones at once
 /// and holds the `Soon` ones for a later flush. Returns whether the owner
 /// asked to stop.
-fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Option<Job>>, soon: &mut Soon) -> bool {
+fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Option<Job>>, held: &mut Held) -> bool {
     let mut finish = Vec::new();
     let mut now = false;
     let mut next = Some(first);
@@ -232,7 +238,7 @@ fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Option<Job>>, soon: 
     }
     if now {
         let flushed = flush(store);
-        soon.report(&flushed);
+        held.report(&flushed);
         for (_, f) in finish {
             f(&flushed);
         }
@@ -240,8 +246,8 @@ fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Option<Job>>, soon: 
     }
     for (kind, f) in finish {
         if kind == Flush::Soon {
-            soon.held.push(f);
-            soon.due.get_or_insert_with(|| Instant::now() + SOON);
+            held.jobs.push(f);
+            held.due.get_or_insert_with(|| Instant::now() + SOON);
         } else {
             f(&Ok(()));
         }

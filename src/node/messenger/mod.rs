@@ -102,7 +102,8 @@ pub enum Event {
 
 /// Requests to the service.
 pub(crate) enum Request {
-    /// Store these sealed messages in the outbox (one flush), then send.
+    /// Send these sealed messages and store them in the outbox; answered
+    /// once they are on disk.
     Send {
         items: Vec<(StoredMessage, Envelope)>,
         reply: Reply,
@@ -410,7 +411,10 @@ impl Service {
     /// Queues the outbox write and puts the messages on the wire at once,
     /// without waiting for it: the caller is answered once it is on
     /// disk, so "nothing is lost" holds, and the store queue's order
-    /// guarantees that any later state change finds the rows written.
+    /// guarantees that any later state change finds the rows written. The
+    /// write waits for the next flush ([`Flush::Soon`]) rather than
+    /// starting one: the message's way does not depend on it, and a flush
+    /// now would compete with the recipient's for the disk they may share.
     fn send(&mut self, items: Vec<(StoredMessage, Envelope)>, reply: Reply) {
         let ids: Vec<MessageId> = items.iter().map(|(m, _)| m.id).collect();
         let now = Instant::now();
