@@ -14,7 +14,10 @@
 //! [`SOON`] after it ran. A sender's outbox entry is such a write: the
 //! message is already on the wire, and if the recipient's store is on the
 //! same disk (or the recipient answers), an immediate flush of ours would
-//! only queue behind or in front of theirs.
+//! only queue behind or in front of theirs. Plain jobs queued behind a held
+//! one still report at once (a `delivered` must not wait for the flush of
+//! the send it answers); jobs still *run* in order, so every later job
+//! sees the held job's writes.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
