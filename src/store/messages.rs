@@ -203,11 +203,11 @@ impl Store {
         Ok(())
     }
 
+    /// The row and its index entry (for the state changes receipts bring).
     fn insert_history(&self, msg: &StoredMessage) -> Result<(), StoreError> {
-        let key = msg_key(msg);
-        self.msgs.insert(key.as_slice(), enc(msg, MSGS)?)?;
+        self.put_history(msg)?;
         self.index
-            .insert(index_key(msg.direction, &msg.peer, &msg.id), key)?;
+            .insert(index_key(msg.direction, &msg.peer, &msg.id), msg_key(msg))?;
         Ok(())
     }
 
