@@ -130,3 +130,45 @@ async fn nodes_on_the_memory_transport_find_and_message_each_other() {
         n.shutdown().await.expect("shutdown");
     }
 }
+
+/// A locator published into a small network reaches the nodes that join
+/// after it, though its owner does not publish again: whoever is closest to
+/// the key hands it to each newcomer that ranks among the closest (the
+/// 1000-node run lost an early node's locator for ten minutes without it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locator_reaches_nodes_that_join_after_it_was_published() {
+    init_tracing();
+    let seed = TestNode::start(&[]).await;
+    let boot = seed.addr().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    roost::Identity::create_in(dir.path()).expect("identity");
+    // Growth of its routing table would make the owner publish again
+    // within a second; an hour keeps the test on the hand-over alone.
+    let owner = common::start_with(&dir, std::slice::from_ref(&boot), |c| {
+        c.republish_min_interval = std::time::Duration::from_secs(3600)
+    })
+    .await;
+    let key = roost::wire::locator::record_key(&owner.peer_id());
+    let holds = |n: &NodeHandle| {
+        let key = key.clone();
+        let n = n.clone();
+        async move { n.net().held_record(key).await.expect("running") }
+    };
+    eventually("the seed holds the owner's locator", || holds(&seed.handle)).await;
+
+    let mut late = Vec::new();
+    for _ in 0..6 {
+        late.push(TestNode::start(std::slice::from_ref(&boot)).await);
+    }
+    for n in &late {
+        let who = n.handle.peer_id();
+        eventually(&format!("{who} is handed the owner's locator"), || {
+            holds(&n.handle)
+        })
+        .await;
+    }
+    for n in late.iter().chain([&seed]) {
+        n.handle.shutdown().await.expect("shutdown");
+    }
+    owner.shutdown().await.expect("shutdown");
+}

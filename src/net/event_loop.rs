@@ -2,13 +2,13 @@
 //! commands of [`crate::node::NodeHandle`] and the pure state machines in
 //! [`crate::node`]; it never blocks (disk I/O goes to `spawn_blocking`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::kad::store::RecordStore;
 use libp2p::kad::{
-    self, GetRecordOk, InboundRequest, PeerRecord, QueryId, QueryResult, Quorum, Record,
+    self, GetRecordOk, InboundRequest, KBucketKey, PeerRecord, QueryId, QueryResult, Quorum, Record,
 };
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -23,6 +23,7 @@ use super::ratelimit::RateLimiter;
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::identity::Identity;
+use crate::node::record_handoff;
 use crate::node::republish::Republisher;
 use crate::store::{KnownPeer, Store, Writer};
 use crate::wire::locator::{self, Locator};
@@ -244,6 +245,9 @@ pub struct EventLoop {
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
     pending_closest: HashMap<QueryId, oneshot::Sender<Vec<PeerId>>>,
+    /// Puts handing a held record to a newly met peer: their outcome is
+    /// not our own publication's.
+    handoffs: HashSet<QueryId>,
     pending_mailbox: Pending<MailboxResponse>,
     pending_presence: Pending<PresenceResponse>,
     mailbox_limit: RateLimiter,
@@ -276,6 +280,7 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             pending_puts: HashMap::new(),
             pending_closest: HashMap::new(),
+            handoffs: HashSet::new(),
             pending_mailbox: HashMap::new(),
             pending_presence: HashMap::new(),
             // Generous for honest peers (a mailbox fetch is a few requests,
@@ -721,6 +726,9 @@ impl EventLoop {
             } => {
                 let size = self.routing_table_size();
                 self.republisher.peer_added(Instant::now(), size);
+                if self.stopping.is_none() {
+                    self.hand_over_records(peer);
+                }
                 let _ = self.net_events.try_send(NetEvent::NewPeer(peer));
             }
             kad::Event::OutboundQueryProgressed {
@@ -768,6 +776,12 @@ impl EventLoop {
                         let _ = reply.send(res.map(|_| ()).map_err(|e| e.to_string()));
                         return;
                     }
+                    if self.handoffs.remove(&id) {
+                        if let Err(e) = res {
+                            debug!("hand-over of a held record failed: {e}");
+                        }
+                        return;
+                    }
                     if let Some(s) = &mut self.stopping
                         && s.query == Some(id)
                     {
@@ -783,6 +797,36 @@ impl EventLoop {
                 _ => {}
             },
             _ => {}
+        }
+    }
+
+    /// Gives a newly met peer the held locators it now ranks among the
+    /// closest holders of, when we are the one to send them (see
+    /// [`record_handoff`]). Without it a locator put into a young network stays
+    /// with its first holders while lookups move to nodes that joined later.
+    fn hand_over_records(&mut self, newcomer: PeerId) {
+        let local = KBucketKey::from(*self.swarm.local_peer_id());
+        let theirs = KBucketKey::from(newcomer);
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let now = Instant::now();
+        let keys: Vec<kad::RecordKey> = kad
+            .store_mut()
+            .records()
+            .filter(|r| !r.is_expired(now))
+            .map(|r| r.key.clone())
+            .collect();
+        for key in keys {
+            let target = KBucketKey::new(key.clone());
+            let known = kad.get_closest_local_peers(&target);
+            if !record_handoff::should_hand_over(&target, &local, &theirs, known) {
+                continue;
+            }
+            let Some(record) = kad.store_mut().get(&key).map(|r| r.into_owned()) else {
+                continue;
+            };
+            debug!(%newcomer, ?key, "handing over a held record");
+            let id = kad.put_record_to(record, std::iter::once(newcomer), Quorum::One);
+            self.handoffs.insert(id);
         }
     }
 
