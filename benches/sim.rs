@@ -12,6 +12,18 @@
 //!   roost's `node::outbox::Outbox`, and presence traffic comes from roost's
 //!   `node::presence::{Publisher, Watcher}` driven by the simulated clock.
 //!
+//! - Which held locator a newly met peer is given is roost's
+//!   `node::record_handoff::should_hand_over`.
+//!
+//! Locators in a growing network: `--grow-from` nodes (40) publish, then
+//! the network grows to `--grow-to` (`--nodes`, at most 10 000) in waves of 5 %, routing tables refreshed
+//! after each wave (a node knows a newcomer once the refresh puts it in its
+//! table, and never one that joined after the newcomer being handed to). Every
+//! joining node publishes its own locator; whether lookups at the end find
+//! the early nodes' locators is measured with and without the hand-off on
+//! join. Growth is taken to be faster than half a locator's lifetime, so no
+//! owner republishes in between (the 1000-node run grows in 12 minutes).
+//!
 //! Churn runs over `--hours` simulated hours (10) in steps of
 //! `--handoff-s` seconds (300, roost's periodic hand-off pass): 30 % of the
 //! nodes leave for good and as many new ones join. In each step the holders
@@ -31,6 +43,8 @@ use libp2p::kad::KBucketKey;
 use roost::node::mailbox::{Handed, handoff, holders, quorum};
 use roost::node::outbox::Outbox;
 use roost::node::presence::{Own, OwnStatus, Permission, Publisher, SUBSCRIPTION, Watcher};
+use roost::node::record_handoff::should_hand_over;
+use roost::wire::locator::record_key;
 use roost::wire::mailbox::mailbox_key;
 use roost::wire::message::MessageId;
 use serde_json::json;
@@ -116,6 +130,8 @@ struct Net {
 
 struct Lookup {
     found: Vec<usize>,
+    /// Every node that answered, in the order asked.
+    asked: Vec<usize>,
     /// Rounds until the closest node of the final result was first learned.
     hops: u32,
     /// Rounds until the lookup ended (the K closest all queried).
@@ -212,6 +228,7 @@ impl Net {
         cands.sort_unstable();
         cands.truncate(K);
         let (mut hops, mut msgs, mut latency) = (0u32, 0u32, 0.0f64);
+        let mut asked = Vec::new();
         loop {
             let live: Vec<usize> = cands
                 .iter()
@@ -237,6 +254,7 @@ impl Net {
                 if self.alive[j] {
                     round = round.max(self.rpc_ms(from, j));
                     cands[i].2 = 1;
+                    asked.push(j);
                     let mut theirs: Vec<(Key, u32)> = self.tables[j]
                         .iter()
                         .map(|&x| (dist(&self.keys[x as usize]), x))
@@ -279,6 +297,7 @@ impl Net {
             .map_or(0, |f| learned_in.get(&(*f as u32)).copied().unwrap_or(0));
         Lookup {
             found,
+            asked,
             hops: to_closest,
             rounds: hops,
             msgs,
@@ -316,6 +335,128 @@ fn lookups(net: &mut Net, n: usize) -> f64 {
         })
     );
     mean_msgs
+}
+
+/// A locator followed through the growth experiment.
+struct Tracked {
+    owner: usize,
+    /// The key as the model hashes it.
+    key: Key,
+    /// The same key as libp2p hashes it, for roost's rule.
+    target: KBucketKey<libp2p::kad::RecordKey>,
+    holders: Vec<usize>,
+}
+
+/// How many of `t`'s holders hand it to newcomer `w` by roost's rule,
+/// each knowing its routing table without the nodes that joined after `w`.
+fn senders_to(net: &Net, t: &Tracked, w: usize) -> usize {
+    let newcomer = KBucketKey::from(net.peers[w]);
+    let mut senders = 0;
+    for &u in &t.holders {
+        let known = || {
+            net.tables[u]
+                .iter()
+                .map(|&x| x as usize)
+                .filter(|&x| x <= w)
+        };
+        // Only a holder that met w and is the closest to the key it knows
+        // can send; testing that first spares sorting every holder's table.
+        let ours = xor(&net.keys[u], &t.key);
+        if known().all(|x| x != w) || known().any(|x| x != w && xor(&net.keys[x], &t.key) < ours) {
+            continue;
+        }
+        let mut table: Vec<(Key, usize)> =
+            known().map(|x| (xor(&net.keys[x], &t.key), x)).collect();
+        table.sort_unstable();
+        let sorted = table.iter().map(|&(_, x)| KBucketKey::from(net.peers[x]));
+        if should_hand_over(
+            &t.target,
+            &KBucketKey::from(net.peers[u]),
+            &newcomer,
+            sorted,
+        ) {
+            senders += 1;
+        }
+    }
+    senders
+}
+
+/// Locators in a network that grows from `from` nodes to `to`; see the
+/// module doc. Tracks the locators of the first `from` nodes and of every
+/// 25th later one.
+fn locator_spread(from: usize, to: usize, seed: u64, hand_over: bool) {
+    let started = Instant::now();
+    let mut net = Net::new(from.min(to), seed);
+    let mut tracked: Vec<Tracked> = Vec::new();
+    let publish = |net: &mut Net, tracked: &mut Vec<Tracked>, owner: usize| {
+        let target = KBucketKey::new(record_key(&net.peers[owner]));
+        let mut key = [0u8; 32];
+        key.copy_from_slice(target.hashed_bytes());
+        // The owner stores its own record too, as libp2p's put does.
+        let mut holders = net.lookup(owner, &key).found;
+        holders.push(owner);
+        tracked.push(Tracked {
+            owner,
+            key,
+            target,
+            holders,
+        });
+    };
+    for owner in 0..net.peers.len() {
+        publish(&mut net, &mut tracked, owner);
+    }
+    let (mut puts, mut joins) = (0usize, 0usize);
+    while net.peers.len() < to {
+        let before = net.peers.len();
+        let after = ((before as f64 * 1.05).ceil() as usize).clamp(before + 1, to);
+        for _ in before..after {
+            net.add();
+        }
+        net.refresh();
+        for w in before..after {
+            joins += 1;
+            for t in tracked.iter_mut() {
+                let senders = if hand_over { senders_to(&net, t, w) } else { 0 };
+                if senders > 0 {
+                    t.holders.push(w);
+                    puts += senders;
+                }
+            }
+            if w % 25 == 0 {
+                publish(&mut net, &mut tracked, w);
+            }
+        }
+    }
+    // A lookup from a random node finds a record if any peer it asked
+    // holds it: roost's find takes the first valid record any peer returns.
+    let (mut found, mut early_found, mut early) = (0usize, 0usize, 0usize);
+    let n = net.peers.len();
+    for t in &tracked {
+        let a = net.rng.below(n);
+        let l = net.lookup(a, &t.key);
+        let ok = l.asked.iter().any(|a| t.holders.contains(a));
+        found += usize::from(ok);
+        if t.owner < from {
+            early += 1;
+            early_found += usize::from(ok);
+        }
+    }
+    let pct1 = |a: usize, b: usize| (a as f64 * 1000.0 / b.max(1) as f64).round() / 10.0;
+    println!(
+        "{}",
+        json!({
+            "experiment": "locators_in_a_growing_network",
+            "hand_over_on_join": hand_over,
+            "nodes_from": from, "nodes_to": n,
+            "locators": tracked.len(), "found_pct": pct1(found, tracked.len()),
+            "early_locators": early, "early_found_pct": pct1(early_found, early),
+            // Each locator's hand-overs over the whole growth; a join costs
+            // the network about this many puts times locators per node.
+            "hand_overs_per_locator": (puts as f64 / tracked.len().max(1) as f64 * 10.0).round() / 10.0,
+            "joins": joins,
+            "s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        })
+    );
 }
 
 struct Item {
@@ -687,6 +828,13 @@ fn main() {
     let hours = arg("--hours", 10) as usize;
     // roost's periodic hand-off pass (the mailbox poll); 3600 = hourly only.
     let every = Duration::from_secs(arg("--handoff-s", 300));
+    // The growth experiment tracks ~N/25 locators over every join; past
+    // 10 000 nodes it would dominate the run, so it stops there by default.
+    let grow_from = arg("--grow-from", 40) as usize;
+    let grow_to = arg("--grow-to", nodes.min(10_000) as u64) as usize;
+    for hand_over in [false, true] {
+        locator_spread(grow_from, grow_to, seed, hand_over);
+    }
     let started = Instant::now();
     let mut net = Net::new(nodes, seed);
     let built = started.elapsed();
