@@ -802,8 +802,9 @@ impl EventLoop {
 
     /// Gives a newly met peer the held locators it now ranks among the
     /// closest holders of, when we are the one to send them (see
-    /// [`record_handoff`]). Without it a locator put into a young network stays
-    /// with its first holders while lookups move to nodes that joined later.
+    /// [`record_handoff`]). Without it a locator put into a young network
+    /// stays with its first holders while lookups move to nodes that joined
+    /// later.
     fn hand_over_records(&mut self, newcomer: PeerId) {
         let local = KBucketKey::from(*self.swarm.local_peer_id());
         let theirs = KBucketKey::from(newcomer);

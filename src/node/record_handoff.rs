@@ -27,7 +27,7 @@ use libp2p::kad::{K_VALUE, KBucketKey};
 /// first (what `kad::Behaviour::get_closest_local_peers` yields); it may
 /// include the newcomer. Yes when nobody we know but the newcomer is closer
 /// to the target than we are, and fewer than K peers (us included) are
-/// closer than the newcomer. Looks at no more than K + 2 entries.
+/// closer than the newcomer. Stops after about K entries.
 pub fn should_hand_over<T>(
     target: &KBucketKey<T>,
     local: &KBucketKey<PeerId>,
