@@ -17,6 +17,19 @@ async fn storing_node_refuses_forged_replayed_oversized_and_far_future_records()
     let honest = TestNode::start(&[]).await;
     let hostile = TestNode::start(&[honest.addr().await]).await;
     let target = honest.handle.peer_id();
+    // The honest node must have met the hostile one before any record
+    // exists: a node hands the records it holds to a peer it meets
+    // (`node::record_handoff`), and a copy in the hostile node's own store
+    // would answer its lookup at the end instead of the honest node.
+    let hostile_id = hostile.handle.peer_id();
+    eventually(
+        "the honest node has the hostile one in its routing table",
+        || async {
+            let peers = honest.handle.net().closest_peers(target.to_bytes()).await;
+            peers.expect("running").contains(&hostile_id).then_some(())
+        },
+    )
+    .await;
     let victim = Identity::generate().unwrap();
     let mallory = Identity::generate().unwrap();
     let key = record_key(&victim.peer_id());
