@@ -14,7 +14,11 @@
 //! closest to the key sends. Every holder knows the newcomer's rank, so
 //! without it a newcomer would get each record from up to K holders; with
 //! it, once. As closer nodes join, the record moves with them: the newcomer
-//! that was handed it is now the closest and hands it on. libp2p's own
+//! that was handed it is now the closest and hands it on. Best effort: only
+//! meeting a peer triggers a hand-over, so a node that receives a record
+//! after it met a newcomer does not pass it on, and the owner's republish at
+//! half the lifetime covers that (a loaded test machine shows the race in a
+//! small network: a newcomer then misses the record). libp2p's own
 //! holder replication stays off (see `net::behaviour`): it re-puts every held
 //! record to K peers every interval whether or not anything changed.
 
