@@ -405,7 +405,7 @@ fn locator_spread(from: usize, to: usize, seed: u64, hand_over: bool) {
     for owner in 0..net.peers.len() {
         publish(&mut net, &mut tracked, owner);
     }
-    let (mut puts, mut joins) = (0usize, 0usize);
+    let mut puts = 0usize;
     while net.peers.len() < to {
         let before = net.peers.len();
         let after = ((before as f64 * 1.05).ceil() as usize).clamp(before + 1, to);
@@ -414,7 +414,6 @@ fn locator_spread(from: usize, to: usize, seed: u64, hand_over: bool) {
         }
         net.refresh();
         for w in before..after {
-            joins += 1;
             for t in tracked.iter_mut() {
                 let senders = if hand_over { senders_to(&net, t, w) } else { 0 };
                 if senders > 0 {
@@ -434,7 +433,7 @@ fn locator_spread(from: usize, to: usize, seed: u64, hand_over: bool) {
     for t in &tracked {
         let a = net.rng.below(n);
         let l = net.lookup(a, &t.key);
-        let ok = l.asked.iter().any(|a| t.holders.contains(a));
+        let ok = l.asked.iter().any(|p| t.holders.contains(p));
         found += usize::from(ok);
         if t.owner < from {
             early += 1;
@@ -450,10 +449,10 @@ fn locator_spread(from: usize, to: usize, seed: u64, hand_over: bool) {
             "nodes_from": from, "nodes_to": n,
             "locators": tracked.len(), "found_pct": pct1(found, tracked.len()),
             "early_locators": early, "early_found_pct": pct1(early_found, early),
-            // Each locator's hand-overs over the whole growth; a join costs
-            // the network about this many puts times locators per node.
+            // Puts that handed a tracked locator on, per locator, over the
+            // whole growth.
             "hand_overs_per_locator": (puts as f64 / tracked.len().max(1) as f64 * 10.0).round() / 10.0,
-            "joins": joins,
+            "joins": n - from.min(to),
             "s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         })
     );

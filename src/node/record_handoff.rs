@@ -161,16 +161,12 @@ mod tests {
             table(1)
         ));
         // ...unless the newcomer is the one closer than it.
-        let without_first: Vec<_> = table(1)
-            .into_iter()
-            .filter(|p| *p != key(peers[0]))
-            .collect();
-        assert!(should_hand_over(&target, &key(peers[1]), &key(peers[0]), {
-            let mut t = without_first;
-            t.push(key(peers[0]));
-            t.sort_by_key(|p| target.distance(p));
-            t
-        }));
+        assert!(should_hand_over(
+            &target,
+            &key(peers[1]),
+            &key(peers[0]),
+            table(1)
+        ));
         // Alone with the newcomer, we always send.
         assert!(should_hand_over(
             &target,
