@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
 use roost::node::{Own, OwnStatus};
-use roost::store::MessageState;
+use roost::store::{Direction, MessageState, StoredMessage};
 use roost::wire::frame::{ReadFrame, read_frame, write_frame};
+use roost::wire::message::MessageId;
 use roost::{Config, Content, Event, Identity, Node, NodeHandle};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -230,6 +231,59 @@ impl Journal {
         }
         self.0.sync_data().unwrap();
     }
+}
+
+/// The price of durability alone, with no messaging around it: one stored
+/// message made power-safe by roost's store (a sled write, sled's flush and
+/// an `fdatasync` of its log — what a recipient does before it
+/// acknowledges) against one frame appended to a file and `fdatasync`ed
+/// (what the durable floor does), alternating on the same disk. A round
+/// trip pays two commits, so twice the difference is what roost's RTT
+/// carries over the durable floor's before any messaging work.
+fn commit(c: &Counts) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = roost::store::Store::open(&dir.path().join("db"), 4 << 20).unwrap();
+    let mut journal = Journal::new(dir.path(), "journal.log");
+    let peer = Identity::generate().unwrap().peer_id().to_bytes();
+    let (mut stored, mut appended) = (Vec::new(), Vec::new());
+    for i in 0..WARMUP + c.latency {
+        let text = payload(i).into_bytes();
+        let message = StoredMessage {
+            id: MessageId::random(),
+            peer: peer.clone(),
+            direction: Direction::In,
+            sent_at: i as u64,
+            stored_at: i as u64,
+            content_type: "text/plain".into(),
+            subject: None,
+            data: text.clone(),
+            state: MessageState::Unread,
+            request: false,
+        };
+        let t = Instant::now();
+        store.insert_incoming(&[message]).unwrap();
+        store.flush().unwrap();
+        let store_took = t.elapsed();
+        let t = Instant::now();
+        journal.commit(&[text]);
+        if i >= WARMUP {
+            stored.push(store_took);
+            appended.push(t.elapsed());
+        }
+    }
+    stored.sort();
+    appended.sort();
+    println!(
+        "{}",
+        json!({
+            "part": "commit",
+            "store_commit_p50_us": percentile(&stored, 0.50).round(),
+            "store_commit_p99_us": percentile(&stored, 0.99).round(),
+            "append_commit_p50_us": percentile(&appended, 0.50).round(),
+            "append_commit_p99_us": percentile(&appended, 0.99).round(),
+            "n": c.latency,
+        })
+    );
 }
 
 /// One bare long-lived libp2p stream (TCP + Noise + Yamux) with
@@ -574,6 +628,9 @@ async fn main() {
     if want("floor") {
         floor(&c, false).await;
         floor(&c, true).await;
+    }
+    if want("commit") {
+        commit(&c);
     }
     if want("roost") {
         roost_system(&c).await;
