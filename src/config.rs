@@ -67,6 +67,11 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Upper bound for one DHT query.
     pub query_timeout: Duration,
+    /// Most connections others may hold open to us at once, whoever they
+    /// are: each costs a socket and buffers, and identities are free to
+    /// make. A node with many buddies and a DHT neighbourhood needs a few
+    /// hundred.
+    pub max_incoming_connections: u32,
     /// Where the local HTTP API listens; port 0 picks a free one.
     pub api: SocketAddr,
     /// sled page cache in bytes (sled's default of 1 GiB is far too much).
@@ -125,6 +130,7 @@ impl Config {
             republish_min_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
             query_timeout: Duration::from_secs(20),
+            max_incoming_connections: 2048,
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             cache_bytes: 16 << 20,
             mailbox: MailboxConfig::default(),
@@ -177,6 +183,8 @@ pub struct FileConfig {
     pub locator_ttl_secs: Option<u64>,
     /// See [`Config::idle_timeout`], in seconds.
     pub idle_timeout_secs: Option<u64>,
+    /// See [`Config::max_incoming_connections`].
+    pub max_incoming_connections: Option<u32>,
     /// See [`Config::cache_bytes`].
     pub cache_bytes: Option<u64>,
     /// See [`MailboxConfig::replicas`].
@@ -211,6 +219,9 @@ impl FileConfig {
         }
         if let Some(v) = self.idle_timeout_secs {
             c.idle_timeout = Duration::from_secs(v);
+        }
+        if let Some(v) = self.max_incoming_connections {
+            c.max_incoming_connections = v.max(1);
         }
         if let Some(v) = self.cache_bytes {
             c.cache_bytes = v;
@@ -265,13 +276,15 @@ mod tests {
         let mut c = Config::new(dir.path().into());
         std::fs::write(
             dir.path().join(CONFIG_FILE),
-            "mdns = false\nbootstrap = [\"/ip4/10.0.0.1/tcp/7117\"]\napi = \"127.0.0.1:5000\"\n",
+            "mdns = false\nbootstrap = [\"/ip4/10.0.0.1/tcp/7117\"]\napi = \"127.0.0.1:5000\"\n\
+             max_incoming_connections = 64\n",
         )
         .unwrap();
         c.apply_file().unwrap();
         assert!(!c.mdns);
         assert_eq!(c.bootstrap.len(), 1);
         assert_eq!(c.api.port(), 5000);
+        assert_eq!(c.max_incoming_connections, 64);
 
         std::fs::write(dir.path().join(CONFIG_FILE), "mnds = false\n").unwrap();
         let err = Config::new(dir.path().into()).apply_file().unwrap_err();

@@ -6,7 +6,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestNode, arrives, eventually, honest_and_other, init_tracing};
+use futures::StreamExt;
 use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{SwarmEvent, dummy};
+use libp2p::{Multiaddr, PeerId, Swarm};
+use roost::net::MAX_CONNECTIONS_PER_PEER;
 use roost::node::messenger::{FIRST_FRAME_TIMEOUT, MAX_STREAMS_PER_PEER, MSG_PROTOCOL};
 use roost::wire::mailbox::{MailboxRequest, MailboxResponse};
 use roost::{Content, Identity};
@@ -170,4 +175,101 @@ async fn a_request_flood_is_cut_off_and_others_are_still_served() {
     for n in [&honest, &mallory, &friend] {
         n.handle.shutdown().await.unwrap();
     }
+}
+
+/// A bare libp2p peer: speaks no protocol and keeps idle connections open.
+fn bare_peer() -> Swarm<dummy::Behaviour> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| dummy::Behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build()
+}
+
+/// Dials `target` from `peer` once more, even if already connected.
+fn dial_again(peer: &mut Swarm<dummy::Behaviour>, target: PeerId, addr: &Multiaddr) {
+    let dial = DialOpts::peer_id(target)
+        .addresses(vec![addr.clone()])
+        .condition(PeerCondition::Always)
+        .build();
+    peer.dial(dial).unwrap();
+}
+
+/// Drives `peers` until `open` of their dials are up and `refused` were
+/// turned away (closed right after they were established, or failed in the
+/// upgrade); fails the test with what it saw if that does not happen.
+async fn dials_end(peers: Vec<Swarm<dummy::Behaviour>>, open: u32, refused: u32) {
+    let mut events = futures::stream::select_all(peers);
+    let (mut up, mut away) = (0u32, 0u32);
+    let settled = tokio::time::timeout(common::DEADLINE, async {
+        while !(up == open && away == refused) {
+            match events.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => up += 1,
+                SwarmEvent::ConnectionClosed { .. } => {
+                    up -= 1;
+                    away += 1;
+                }
+                SwarmEvent::OutgoingConnectionError { .. } => away += 1,
+                _ => {}
+            }
+        }
+    });
+    assert!(
+        settled.await.is_ok(),
+        "expected {open} open and {refused} refused, saw {up} open and {away} refused"
+    );
+}
+
+/// A peer that dials us again and again (each connection a socket and
+/// buffers on our side) keeps [`MAX_CONNECTIONS_PER_PEER`]; the node closes
+/// the rest as soon as they are up, and goes on serving others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_cannot_hold_more_than_its_share_of_connections() {
+    init_tracing();
+    let honest = TestNode::start(&[]).await;
+    let target = honest.handle.peer_id();
+    let addr = honest.addr().await;
+    let mut mallory = bare_peer();
+    let extra = 4;
+    for _ in 0..MAX_CONNECTIONS_PER_PEER + extra {
+        dial_again(&mut mallory, target, &addr);
+    }
+    dials_end(vec![mallory], MAX_CONNECTIONS_PER_PEER, extra).await;
+    let other = TestNode::start(&[addr]).await;
+    let id = other
+        .handle
+        .send(target, Content::text("still here"))
+        .await
+        .unwrap();
+    arrives(&honest.handle, other.handle.peer_id(), id).await;
+    other.handle.shutdown().await.unwrap();
+    honest.handle.shutdown().await.unwrap();
+}
+
+/// Identities cost nothing, so many peers together are held to
+/// `max_incoming_connections`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_peers_together_are_held_to_the_incoming_limit() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    Identity::create_in(dir.path()).unwrap();
+    let node = common::start_with(&dir, &[], |c| c.max_incoming_connections = 3).await;
+    let target = node.peer_id();
+    let addr = node.dial_addrs().await.unwrap().remove(0);
+    let peers: Vec<_> = (0..5)
+        .map(|_| {
+            let mut p = bare_peer();
+            dial_again(&mut p, target, &addr);
+            p
+        })
+        .collect();
+    dials_end(peers, 3, 2).await;
+    node.shutdown().await.unwrap();
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, identify, kad, mdns, request_response};
+use libp2p::{StreamProtocol, connection_limits, identify, kad, mdns, request_response};
 
 use crate::config::Config;
 use crate::identity::Identity;
@@ -24,6 +24,14 @@ pub type PresenceBehaviour =
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/kad/1.0.0");
 /// Identify protocol version string.
 pub const ID_PROTOCOL: &str = "/roost/id/1.0.0";
+/// Most connections one peer may hold with us. Honest nodes use one (two
+/// for a moment when both dial at once, more if both speak TCP and QUIC);
+/// anything beyond is a peer trying to use up our sockets.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 8;
+/// Most incoming connections still in their handshake: each costs a socket
+/// and a Noise handshake until it completes or times out, so a flood of
+/// half-open connections must not grow without bound.
+pub const MAX_PENDING_INCOMING: u32 = 128;
 
 /// The combined behaviour; the event loop owns the only instance.
 ///
@@ -36,6 +44,9 @@ pub const ID_PROTOCOL: &str = "/roost/id/1.0.0";
 /// the idle timeout.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Connection limits; first, so a refused connection reaches no other
+    /// protocol.
+    pub limits: connection_limits::Behaviour,
     /// Discovery and locator records.
     pub kad: kad::Behaviour<MemoryStore>,
     /// Learns peers' listen addresses and protocols.
@@ -99,7 +110,12 @@ impl Behaviour {
         } else {
             None
         };
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+            .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+            .with_max_established_incoming(Some(config.max_incoming_connections));
         Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
             kad,
             identify,
             mdns: mdns.into(),
