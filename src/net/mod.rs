@@ -11,7 +11,7 @@ use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::{Swarm, Transport, noise, tcp, yamux};
 
-pub use behaviour::{Behaviour, KAD_PROTOCOL, MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INCOMING};
+pub use behaviour::{Behaviour, KAD_PROTOCOL, MAX_CONNECTIONS_PER_PEER};
 pub use client::NetClient;
 pub use event_loop::{Command, EventLoop, NetEvent};
 
