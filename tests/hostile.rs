@@ -16,6 +16,18 @@ use roost::node::messenger::{FIRST_FRAME_TIMEOUT, MAX_STREAMS_PER_PEER, MSG_PROT
 use roost::wire::mailbox::{MailboxRequest, MailboxResponse};
 use roost::{Content, Identity};
 
+/// `honest` still takes a message from `other`: whatever was thrown at it
+/// did not stop it serving.
+async fn still_serves(honest: &TestNode, other: &TestNode) {
+    let to = honest.handle.peer_id();
+    let id = other
+        .handle
+        .send(to, Content::text("still here"))
+        .await
+        .unwrap();
+    arrives(&honest.handle, other.handle.peer_id(), id).await;
+}
+
 /// True once the remote has closed `s` (EOF or reset).
 async fn closed(s: &mut libp2p::Stream) -> bool {
     let mut buf = [0u8; 64];
@@ -63,12 +75,7 @@ async fn silent_and_surplus_streams_are_closed_and_honest_traffic_flows() {
     drop(streams);
 
     // Meanwhile and afterwards, honest messages go through.
-    let id = mallory
-        .handle
-        .send(target, Content::text("still here"))
-        .await
-        .unwrap();
-    arrives(&honest.handle, mallory.handle.peer_id(), id).await;
+    still_serves(&honest, &mallory).await;
     honest.handle.shutdown().await.unwrap();
     mallory.handle.shutdown().await.unwrap();
 }
@@ -243,12 +250,7 @@ async fn a_peer_cannot_hold_more_than_its_share_of_connections() {
     }
     dials_end(vec![mallory], MAX_CONNECTIONS_PER_PEER, extra).await;
     let other = TestNode::start(&[addr]).await;
-    let id = other
-        .handle
-        .send(target, Content::text("still here"))
-        .await
-        .unwrap();
-    arrives(&honest.handle, other.handle.peer_id(), id).await;
+    still_serves(&honest, &other).await;
     other.handle.shutdown().await.unwrap();
     honest.handle.shutdown().await.unwrap();
 }
