@@ -3,8 +3,9 @@
 //! No sled tree leaks out of this module. Every call blocks (sled does disk
 //! I/O), so async code calls it through `spawn_blocking` or the store
 //! [`Queue`]'s thread, never on the swarm task. sled fsyncs only every
-//! 500 ms by itself; anything the node acknowledges to someone else is flushed explicitly first, with an
-//! `fdatasync` of sled's log on top of sled's own flush ([`Store::flush`]).
+//! 500 ms by itself; anything the node acknowledges to someone else is
+//! flushed explicitly first, with an `fdatasync` of sled's log on top of
+//! sled's own flush ([`Store::flush`]).
 
 mod buddies;
 mod held;
