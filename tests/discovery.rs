@@ -5,7 +5,8 @@ mod common;
 use common::{TestNode, eventually, init_tracing};
 use futures::future::join_all;
 use libp2p::PeerId;
-use roost::NodeHandle;
+use libp2p::kad::KBucketKey;
+use roost::{Identity, NodeHandle};
 
 /// Waits until `from` finds `to`'s locator; returns whether it says online.
 async fn found(from: &NodeHandle, to: PeerId) -> bool {
@@ -157,10 +158,10 @@ async fn a_locator_reaches_nodes_that_join_after_it_was_published() {
     eventually("the seed holds the owner's locator", || holds(&seed.handle)).await;
 
     // Newcomers one at a time; every node already there meets each one
-    // (a dial by ID: a lookup, then a connection) before the next comes. A
-    // node hands over only when it meets a peer, so a record it receives
-    // after meeting one is not passed on — the owner's republish covers
-    // that; this test checks the hand-over itself, not that race.
+    // (a dial by ID: a lookup, then a connection) before the next comes:
+    // this test checks the hand-over on meeting. A record that reaches a
+    // node after it met a closer peer is passed on on receipt; the test
+    // below checks that.
     let mut late: Vec<TestNode> = Vec::new();
     for _ in 0..6 {
         let n = TestNode::start(std::slice::from_ref(&boot)).await;
@@ -182,4 +183,53 @@ async fn a_locator_reaches_nodes_that_join_after_it_was_published() {
         n.handle.shutdown().await.expect("shutdown");
     }
     owner.shutdown().await.expect("shutdown");
+}
+
+/// The race the hand-over on meeting leaves open: a node that met a closer
+/// peer *before* it was handed a record passes the record on when it
+/// arrives. Here the owner is not even running: its record is handed to
+/// the second-closest node by a third, and must reach the closest, whom
+/// only the second-closest knows. (Without passing on, it never does.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_handed_over_is_passed_on_to_a_closer_peer_met_before() {
+    init_tracing();
+    let owner = Identity::generate().expect("identity");
+    let key = roost::wire::locator::record_key(&owner.peer_id());
+    let target = KBucketKey::new(key.clone());
+    let mut ids: Vec<Identity> = (0..32)
+        .map(|_| Identity::generate().expect("identity"))
+        .collect();
+    ids.sort_by_key(|id| target.distance(&KBucketKey::from(id.peer_id())));
+    let [closest, second, third] = [&ids[0], &ids[1], &ids[2]];
+
+    // The closest and the second-closest meet (it bootstraps from it);
+    // neither holds the record. The third knows only the second.
+    let closest = TestNode::start_as(closest, &[]).await;
+    let second = TestNode::start_as(second, &[closest.addr().await]).await;
+    let third = TestNode::start_as(third, &[second.addr().await]).await;
+
+    let expires_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+        + 30 * 60 * 1000;
+    let addr = "/ip4/127.0.0.1/tcp/9".parse().expect("address");
+    let value = roost::wire::locator::sign(&owner, 1, &[addr], expires_at, true).expect("sign");
+    third
+        .handle
+        .net()
+        .put_record_to(key.clone(), value.clone(), second.handle.peer_id())
+        .await
+        .expect("the second-closest takes the record");
+
+    let holds = |n: &TestNode| {
+        let (key, net) = (key.clone(), n.handle.net().clone());
+        async move { net.held_record(key).await.expect("running") }
+    };
+    eventually("the second-closest holds the record", || holds(&second)).await;
+    let passed = eventually("the closest is passed the record", || holds(&closest)).await;
+    assert_eq!(passed, value);
+    for n in [third, second, closest] {
+        n.handle.shutdown().await.expect("shutdown");
+    }
 }
