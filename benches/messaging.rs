@@ -237,9 +237,11 @@ impl Journal {
 /// message made power-safe by roost's store (a sled write, sled's flush and
 /// an `fdatasync` of its log — what a recipient does before it
 /// acknowledges) against one frame appended to a file and `fdatasync`ed
-/// (what the durable floor does), alternating on the same disk. A round
-/// trip pays two commits, so twice the difference is what roost's RTT
-/// carries over the durable floor's before any messaging work.
+/// (what the durable floor does), alternating on the same disk — which of
+/// the two goes first alternates too, so neither always finds the disk
+/// just flushed. A round trip pays two commits, so twice the difference is
+/// what roost's RTT carries over the durable floor's before any messaging
+/// work.
 fn commit(c: &Counts) {
     let dir = tempfile::tempdir().unwrap();
     let store = roost::store::Store::open(&dir.path().join("db"), 4 << 20).unwrap();
@@ -260,15 +262,27 @@ fn commit(c: &Counts) {
             state: MessageState::Unread,
             request: false,
         };
-        let t = Instant::now();
-        store.insert_incoming(&[message]).unwrap();
-        store.flush().unwrap();
-        let store_took = t.elapsed();
-        let t = Instant::now();
-        journal.commit(&[text]);
+        let store_commit = || {
+            let t = Instant::now();
+            store.insert_incoming(&[message]).unwrap();
+            store.flush().unwrap();
+            t.elapsed()
+        };
+        let append_commit = || {
+            let t = Instant::now();
+            journal.commit(&[text]);
+            t.elapsed()
+        };
+        let (store_took, append_took) = if i % 2 == 0 {
+            let s = store_commit();
+            (s, append_commit())
+        } else {
+            let a = append_commit();
+            (store_commit(), a)
+        };
         if i >= WARMUP {
             stored.push(store_took);
-            appended.push(t.elapsed());
+            appended.push(append_took);
         }
     }
     stored.sort();
