@@ -6,6 +6,8 @@ use common::{TestNode, eventually, init_tracing};
 use futures::future::join_all;
 use libp2p::PeerId;
 use libp2p::kad::KBucketKey;
+use roost::clock::unix_ms;
+use roost::wire::locator;
 use roost::{Identity, NodeHandle};
 
 /// Waits until `from` finds `to`'s locator; returns whether it says online.
@@ -149,7 +151,7 @@ async fn a_locator_reaches_nodes_that_join_after_it_was_published() {
         c.republish_min_interval = std::time::Duration::from_secs(3600)
     })
     .await;
-    let key = roost::wire::locator::record_key(&owner.peer_id());
+    let key = locator::record_key(&owner.peer_id());
     let holds = |n: &NodeHandle| {
         let key = key.clone();
         let n = n.clone();
@@ -194,7 +196,7 @@ async fn a_locator_reaches_nodes_that_join_after_it_was_published() {
 async fn a_record_handed_over_is_passed_on_to_a_closer_peer_met_before() {
     init_tracing();
     let owner = Identity::generate().expect("identity");
-    let key = roost::wire::locator::record_key(&owner.peer_id());
+    let key = locator::record_key(&owner.peer_id());
     let target = KBucketKey::new(key.clone());
     let mut ids: Vec<Identity> = (0..32)
         .map(|_| Identity::generate().expect("identity"))
@@ -208,13 +210,9 @@ async fn a_record_handed_over_is_passed_on_to_a_closer_peer_met_before() {
     let second = TestNode::start_as(second, &[closest.addr().await]).await;
     let third = TestNode::start_as(third, &[second.addr().await]).await;
 
-    let expires_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as u64
-        + 30 * 60 * 1000;
+    let expires_at = unix_ms() + 30 * 60 * 1000;
     let addr = "/ip4/127.0.0.1/tcp/9".parse().expect("address");
-    let value = roost::wire::locator::sign(&owner, 1, &[addr], expires_at, true).expect("sign");
+    let value = locator::sign(&owner, 1, &[addr], expires_at, true).expect("sign");
     third
         .handle
         .net()
@@ -230,6 +228,57 @@ async fn a_record_handed_over_is_passed_on_to_a_closer_peer_met_before() {
     let passed = eventually("the closest is passed the record", || holds(&closest)).await;
     assert_eq!(passed, value);
     for n in [third, second, closest] {
+        n.handle.shutdown().await.expect("shutdown");
+    }
+}
+
+/// A holder that missed the owner's last put (here: the owner went
+/// offline) answers its own lookups with what the network holds, not with
+/// its stale copy, and replaces the copy. (Before, the first answer was the
+/// holder's own, so it saw "online" for the record's whole lifetime.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_with_a_stale_copy_looks_past_it() {
+    init_tracing();
+    let owner = Identity::generate().expect("identity");
+    let key = locator::record_key(&owner.peer_id());
+    let stale_holder = TestNode::start(&[]).await;
+    let other = TestNode::start(&[stale_holder.addr().await]).await;
+    let expires_at = unix_ms() + 30 * 60 * 1000;
+    let addr: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().expect("address");
+    let online = locator::sign(&owner, 1, std::slice::from_ref(&addr), expires_at, true);
+    let offline = locator::sign(&owner, 2, &[addr], expires_at, false);
+    let (online, offline) = (online.expect("sign"), offline.expect("sign"));
+    // Raw puts: neither node keeps what it puts to the other.
+    let put = |from: &TestNode, value: &Vec<u8>, to: &TestNode| {
+        let (net, key, value) = (from.handle.net().clone(), key.clone(), value.clone());
+        let to = to.handle.peer_id();
+        async move { net.put_record_to(key, value, to).await.expect("taken") }
+    };
+    let held = |n: &TestNode| {
+        let (net, key) = (n.handle.net().clone(), key.clone());
+        async move { net.held_record(key).await.expect("running") }
+    };
+    put(&other, &online, &stale_holder).await;
+    put(&stale_holder, &offline, &other).await;
+    eventually("both copies are in place", || async {
+        let (s, o) = (held(&stale_holder).await, held(&other).await);
+        (s.as_ref() == Some(&online) && o.as_ref() == Some(&offline)).then_some(())
+    })
+    .await;
+
+    let loc = stale_holder
+        .handle
+        .find(owner.peer_id())
+        .await
+        .expect("running");
+    let loc = loc.expect("found");
+    assert_eq!((loc.seq, loc.online), (2, false), "the newer record wins");
+    assert_eq!(
+        held(&stale_holder).await,
+        Some(offline),
+        "the stale copy is replaced"
+    );
+    for n in [other, stale_holder] {
         n.handle.shutdown().await.expect("shutdown");
     }
 }

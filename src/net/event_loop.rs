@@ -242,6 +242,10 @@ pub struct EventLoop {
     republisher: Republisher,
     seq: u64,
     pending_finds: HashMap<QueryId, Vec<oneshot::Sender<Option<Locator>>>>,
+    /// A lookup's answer from our own record store, given only if no peer
+    /// answers: a holder that missed the owner's last put would otherwise
+    /// answer its own lookups with the stale copy for the record's lifetime.
+    own_answers: HashMap<QueryId, Locator>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
     pending_closest: HashMap<QueryId, oneshot::Sender<Vec<PeerId>>>,
@@ -278,6 +282,7 @@ impl EventLoop {
             republisher: Republisher::new(config.locator_ttl, config.republish_min_interval),
             seq,
             pending_finds: HashMap::new(),
+            own_answers: HashMap::new(),
             pending_dials: HashMap::new(),
             pending_puts: HashMap::new(),
             pending_closest: HashMap::new(),
@@ -553,12 +558,12 @@ impl EventLoop {
         let table = self.routing_table_size();
         debug!(seq, online, ?addrs, table, "publishing locator");
         self.republisher.published(Instant::now(), table);
-        match self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .put_record(record, Quorum::One)
-        {
+        // Leaving, we wait (up to the grace) for every holder: the query
+        // ends at its quorum, and with it our swarm, cutting off the puts
+        // still under way — a holder that missed "offline" would go on
+        // answering "online" for the record's lifetime.
+        let quorum = if online { Quorum::One } else { Quorum::All };
+        match self.swarm.behaviour_mut().kad.put_record(record, quorum) {
             Ok(id) => Some(id),
             Err(e) => {
                 warn!("cannot store own locator: {e}");
@@ -740,18 +745,15 @@ impl EventLoop {
                     peer,
                 }))) => {
                     let now = unix_ms();
-                    match locator::validate(&record.key, &record.value, now, None) {
-                        Ok(loc) => {
-                            if let Some(replies) = self.pending_finds.remove(&id) {
-                                for r in replies {
-                                    let _ = r.send(Some(loc.clone()));
-                                }
-                            }
-                            if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                                q.finish();
-                            }
+                    match (
+                        locator::validate(&record.key, &record.value, now, None),
+                        peer,
+                    ) {
+                        (Ok(loc), None) => {
+                            self.own_answers.insert(id, loc);
                         }
-                        Err(e) => debug!(?peer, "ignoring invalid record from lookup: {e}"),
+                        (Ok(loc), Some(_)) => self.found(id, loc, record),
+                        (Err(e), _) => debug!(?peer, "ignoring invalid record from lookup: {e}"),
                     }
                     if step.last {
                         self.find_done(id);
@@ -835,35 +837,69 @@ impl EventLoop {
         }
     }
 
-    fn find_done(&mut self, id: QueryId) {
+    /// A peer answered lookup `id` with a valid `loc`. The newer of it and
+    /// our own copy (if we hold one) is the answer; an own copy older than
+    /// the peer's is replaced.
+    fn found(&mut self, id: QueryId, loc: Locator, record: Record) {
+        let answer = match self.own_answers.remove(&id) {
+            Some(own) if own.seq > loc.seq => own,
+            Some(_) => {
+                if let Err(e) = self.keep_record(record) {
+                    debug!("not replacing our copy: {e}");
+                }
+                loc
+            }
+            None => loc,
+        };
         for r in self.pending_finds.remove(&id).unwrap_or_default() {
-            let _ = r.send(None);
+            let _ = r.send(Some(answer.clone()));
+        }
+        if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+            q.finish();
+        }
+    }
+
+    /// Lookup `id` ended: whoever has not been answered gets our own copy,
+    /// if we hold one, or nothing.
+    fn find_done(&mut self, id: QueryId) {
+        let own = self.own_answers.remove(&id);
+        for r in self.pending_finds.remove(&id).unwrap_or_default() {
+            let _ = r.send(own.clone());
         }
     }
 
     /// With `FilterBoth`, nothing enters our record store unless it passes
     /// here: signature, key, seq, expiry and size.
-    fn on_inbound_record(&mut self, source: PeerId, mut record: Record) {
+    fn on_inbound_record(&mut self, source: PeerId, record: Record) {
+        match self.keep_record(record) {
+            Ok(Some((loc, record))) if self.stopping.is_none() && loc.peer != source => {
+                self.pass_on_record(source, record);
+            }
+            Ok(_) => {}
+            Err(e) => debug!(%source, "refused record: {e}"),
+        }
+    }
+
+    /// Stores `record` if it is valid and newer than what we hold; returns
+    /// it with its locator if it was new to us.
+    fn keep_record(
+        &mut self,
+        mut record: Record,
+    ) -> Result<Option<(Locator, Record)>, locator::RecordError> {
         let now = unix_ms();
         let store = self.swarm.behaviour_mut().kad.store_mut();
         let held = store.get(&record.key).map(|r| r.value.clone());
         if held.as_deref() == Some(record.value.as_slice()) {
-            return; // a re-replication of what we hold
+            return Ok(None); // a re-replication of what we hold
         }
         let held_seq = held.as_deref().and_then(locator::seq_of);
-        match locator::validate(&record.key, &record.value, now, held_seq) {
-            Ok(loc) => {
-                record.expires = Some(Instant::now() + Duration::from_millis(loc.expires_at - now));
-                if let Err(e) = store.put(record.clone()) {
-                    warn!("record store full: {e}");
-                    return;
-                }
-                if self.stopping.is_none() && loc.peer != source {
-                    self.pass_on_record(source, record);
-                }
-            }
-            Err(e) => debug!(%source, "refused record: {e}"),
+        let loc = locator::validate(&record.key, &record.value, now, held_seq)?;
+        record.expires = Some(Instant::now() + Duration::from_millis(loc.expires_at - now));
+        if let Err(e) = store.put(record.clone()) {
+            warn!("record store full: {e}");
+            return Ok(None);
         }
+        Ok(Some((loc, record)))
     }
 
     /// Passes a record a holder has just handed us on to the closer peers
@@ -879,8 +915,8 @@ impl EventLoop {
             return;
         }
         debug!(%source, ?to, key = ?record.key, "passing on a record handed over");
-        // `All`: with `One`, libp2p would end the query at the first
-        // success, before the puts still queued behind it were sent.
+        // `All`: the outcome then names every peer that did not take it,
+        // for the retry.
         let id = kad.put_record_to(record, to.iter().copied(), Quorum::All);
         self.handoffs.insert(id, Some(to));
     }
