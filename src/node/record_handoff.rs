@@ -180,6 +180,29 @@ mod tests {
         assert!(yes > 100 && no > 100, "yes {yes}, no {no}");
     }
 
+    /// Thirty random peers ordered by distance to a record's key.
+    fn thirty_by_distance() -> (KBucketKey<RecordKey>, Vec<PeerId>) {
+        let target = KBucketKey::new(RecordKey::new(&"a locator"));
+        let mut peers: Vec<PeerId> = (0..30).map(|_| PeerId::random()).collect();
+        peers.sort_by_key(|&p| target.distance(&key(p)));
+        (target, peers)
+    }
+
+    /// The routing table of `peers[me]`: everyone else, closest first.
+    fn all_but_one(
+        target: &KBucketKey<RecordKey>,
+        peers: &[PeerId],
+        me: usize,
+    ) -> Vec<KBucketKey<PeerId>> {
+        let rest: Vec<PeerId> = peers
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != me)
+            .map(|(_, &p)| p)
+            .collect();
+        sorted(target, &rest)
+    }
+
     /// [`pass_on`] spelled out over the whole set, for comparison.
     fn passed_on_by_brute_force(
         target: &KBucketKey<RecordKey>,
@@ -242,18 +265,8 @@ mod tests {
 
     #[test]
     fn a_record_handed_over_goes_on_towards_the_key_only() {
-        let target = KBucketKey::new(RecordKey::new(&"a locator"));
-        let mut peers: Vec<PeerId> = (0..30).map(|_| PeerId::random()).collect();
-        peers.sort_by_key(|&p| target.distance(&key(p)));
-        let all_but = |me: usize| {
-            let rest: Vec<PeerId> = peers
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| i != me)
-                .map(|(_, &p)| p)
-                .collect();
-            sorted(&target, &rest)
-        };
+        let (target, peers) = thirty_by_distance();
+        let all_but = |me: usize| all_but_one(&target, &peers, me);
         // The race: peers[3] met peers[0..3] before peers[5] handed it the
         // record; it passes the record to those three, closest first...
         assert_eq!(
@@ -285,18 +298,8 @@ mod tests {
 
     #[test]
     fn only_the_closest_holder_sends_and_only_to_the_k_closest() {
-        let target = KBucketKey::new(RecordKey::new(&"a locator"));
-        let mut peers: Vec<PeerId> = (0..30).map(|_| PeerId::random()).collect();
-        peers.sort_by_key(|&p| target.distance(&key(p)));
-        let table = |me: usize| {
-            let rest: Vec<PeerId> = peers
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| i != me)
-                .map(|(_, &p)| p)
-                .collect();
-            sorted(&target, &rest)
-        };
+        let (target, peers) = thirty_by_distance();
+        let table = |me: usize| all_but_one(&target, &peers, me);
         // Closest to the key is peers[0]: it hands the record to a newcomer
         // ranked second, and to one ranked K-th, but not (K+1)-th.
         assert!(should_hand_over(
