@@ -153,14 +153,19 @@ mod tests {
         keys
     }
 
+    /// One random case: a record's key, us, the other peer in question
+    /// (newcomer or source) and up to 44 more peers we know.
+    fn random_round(round: usize) -> (KBucketKey<RecordKey>, PeerId, PeerId, Vec<PeerId>) {
+        let target = KBucketKey::new(RecordKey::new(&format!("record {round}")));
+        let others = (0..round % 45).map(|_| PeerId::random()).collect();
+        (target, PeerId::random(), PeerId::random(), others)
+    }
+
     #[test]
     fn agrees_with_the_rule_spelled_out() {
         let (mut yes, mut no) = (0, 0);
         for round in 0..3000 {
-            let target = KBucketKey::new(RecordKey::new(&format!("record {round}")));
-            let local = PeerId::random();
-            let newcomer = PeerId::random();
-            let others: Vec<PeerId> = (0..round % 45).map(|_| PeerId::random()).collect();
+            let (target, local, newcomer, others) = random_round(round);
             let mut table = others.clone();
             table.push(newcomer); // the routing table already holds it
             let got = should_hand_over(
@@ -233,10 +238,7 @@ mod tests {
     fn pass_on_agrees_with_the_rule_spelled_out() {
         let (mut some, mut none, mut refused) = (0, 0, 0);
         for round in 0..3000 {
-            let target = KBucketKey::new(RecordKey::new(&format!("record {round}")));
-            let local = PeerId::random();
-            let source = PeerId::random();
-            let others: Vec<PeerId> = (0..round % 45).map(|_| PeerId::random()).collect();
+            let (target, local, source, others) = random_round(round);
             let mut table = others.clone();
             if round % 2 == 0 {
                 table.push(source); // whether or not we know the source
