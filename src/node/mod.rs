@@ -455,6 +455,14 @@ impl NodeHandle {
         self.read(move |s| Ok(s.held_for(&recipient)?.len())).await
     }
 
+    /// How many times the node's database has been synced to disk
+    /// ([`Store::sync_count`]): tests read it around an acknowledged write
+    /// to prove the acknowledgement waited for an `fdatasync`.
+    #[doc(hidden)]
+    pub async fn sync_count(&self) -> Result<u64, NodeError> {
+        self.read(|s| Ok(s.sync_count())).await
+    }
+
     /// New messages and state changes of our messages, as they happen.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()

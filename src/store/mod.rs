@@ -59,6 +59,9 @@ pub struct Store {
     db: sled::Db,
     /// sled's log file, synced after every [`Store::flush`] (see there).
     log: std::sync::Arc<std::fs::File>,
+    /// How many times [`Store::flush`] has synced the log: tests count
+    /// these around an acknowledgement to prove it waited for the disk.
+    syncs: std::sync::Arc<std::sync::atomic::AtomicU64>,
     meta: sled::Tree,
     peers: sled::Tree,
     msgs: sled::Tree,
@@ -115,6 +118,7 @@ impl Store {
         let log = std::fs::File::open(dir.join("db")).map_err(sled::Error::Io)?;
         Ok(Self {
             log: std::sync::Arc::new(log),
+            syncs: Default::default(),
             peers: db.open_tree(peers::TREE)?,
             msgs: db.open_tree(messages::MSGS)?,
             index: db.open_tree(messages::INDEX)?,
@@ -149,7 +153,16 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.log.sync_data().map_err(sled::Error::Io)?;
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// How many `fdatasync`s of the log [`Store::flush`] has completed on
+    /// this handle and its clones: a test reads it before and after an
+    /// acknowledged write to show the write waited for the disk.
+    pub fn sync_count(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The last locator seq we published (0 if none).
