@@ -1,4 +1,5 @@
-//! [durability] What the user changes — buddies, hiding, blocking, reading —
+//! [durability] What the user changes — buddies, hiding, blocking, their own
+//! presence, reading —
 //! is on disk (sled's flush *and* an `fdatasync` of its log) before the
 //! call returns, as a message is before `send` returns: a block or a hide
 //! that a power cut undoes would let through what the user shut out, and a
@@ -9,7 +10,7 @@ mod common;
 use common::{TestNode, arrives, init_tracing};
 use libp2p::PeerId;
 use roost::Content;
-use roost::node::BuddyChange;
+use roost::node::{BuddyChange, Own, OwnStatus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buddy_hide_block_and_read_are_synced_before_the_call_returns() {
@@ -27,7 +28,15 @@ async fn buddy_hide_block_and_read_are_synced_before_the_call_returns() {
     let carol = PeerId::random();
     let node = &bob.handle;
     for kind in [
-        "add", "rename", "hide", "show", "block", "unblock", "remove", "mark_read",
+        "add",
+        "rename",
+        "hide",
+        "show",
+        "block",
+        "unblock",
+        "remove",
+        "invisible",
+        "mark_read",
     ] {
         let before = node.sync_count().await.unwrap();
         match kind {
@@ -55,6 +64,13 @@ async fn buddy_hide_block_and_read_are_synced_before_the_call_returns() {
             "remove" => {
                 node.change_buddy(carol, BuddyChange::Remove).await.unwrap();
             }
+            "invisible" => {
+                let own = Own {
+                    status: OwnStatus::Invisible,
+                    ..Own::default()
+                };
+                node.set_presence(own).await.unwrap();
+            }
             _ => assert_eq!(node.mark_read(a).await.unwrap(), 1),
         }
         let after = node.sync_count().await.unwrap();
@@ -65,6 +81,7 @@ async fn buddy_hide_block_and_read_are_synced_before_the_call_returns() {
     }
     // The writes took effect (the loop did not pass on no-ops).
     assert!(node.buddies().await.unwrap().is_empty());
+    assert_eq!(node.presence().await.unwrap().status, OwnStatus::Invisible);
     let conv = node.conversation(a, 10).await.unwrap();
     assert_eq!(conv[0].state, roost::store::MessageState::Read);
     bob.handle.shutdown().await.unwrap();
