@@ -19,7 +19,10 @@ async fn buddy_hide_block_and_read_are_synced_before_the_call_returns() {
     let bob = TestNode::start(&[alice.addr().await]).await;
     let a = alice.handle.peer_id();
     // Something for Bob to read.
-    let id = alice.handle.send(bob.handle.peer_id(), Content::text("hi")).await;
+    let id = alice
+        .handle
+        .send(bob.handle.peer_id(), Content::text("hi"))
+        .await;
     arrives(&bob.handle, a, id.unwrap()).await;
 
     // Each kind of write, on a key nobody else writes to: `add_buddy`'s

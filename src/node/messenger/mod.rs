@@ -36,7 +36,6 @@ mod window;
 
 use super::mailbox::{Handed, Ledger, Reach};
 use super::outbox::Outbox;
-use window::Window;
 use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
 use crate::crypto::Sealer;
@@ -49,6 +48,7 @@ use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
     ReceiptKind, RejectReason,
 };
+use window::Window;
 
 /// The message protocol.
 pub const MSG_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/msg/1");
@@ -950,7 +950,11 @@ async fn link(
     let (r, mut w) = futures::AsyncReadExt::split(stream);
     let mut r = BufReader::with_capacity(READ_BUFFER, r);
     let window = std::sync::Mutex::new(Window::new(WINDOW));
-    let lock = || window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lock = || {
+        window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     // Wakes the writer when an ack frees a slot (a wake-up that comes
     // before the writer waits is kept, so none is lost).
     let room = Notify::new();
