@@ -1,9 +1,11 @@
 //! The messaging service: one task that owns the outbox schedule and every
 //! store write of the message path, plus small tasks per stream.
 //!
-//! - Outbound, one *link* task per peer holds a long-lived `/roost/msg/1`
-//!   stream, writes envelopes back to back (at most [`WINDOW`] unacked) and
-//!   reports each ack.
+//! - Outbound, one *link* task per peer ([`link`]) holds a long-lived
+//!   `/roost/msg/1` stream, writes envelopes back to back (at most
+//!   [`WINDOW`] unacked) and reports each ack for a message it carries;
+//!   acks for anything else are dropped. Acks and receipts end a message
+//!   only when they come from its recipient.
 //! - Inbound, a *session* task per stream reads frames, opens the seals
 //!   (CPU only) and hands each batch to the store queue, which makes it
 //!   durable before the session acknowledges it. The queue flushes once for
@@ -28,9 +30,10 @@ use std::time::{Duration, Instant};
 use futures::io::BufReader;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
+mod link;
 mod mailbox;
 mod window;
 
@@ -48,7 +51,7 @@ use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
     ReceiptKind, RejectReason,
 };
-use window::Window;
+use link::{LinkTx, connect};
 
 /// The message protocol.
 pub const MSG_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/msg/1");
@@ -130,9 +133,6 @@ type Reply = oneshot::Sender<Result<(), StoreError>>;
 
 /// One inbound frame after opening: the message, or why it was refused.
 type Opened = Result<(MessageId, PeerId, Inner), (Option<MessageId>, RejectReason)>;
-
-/// What the service hands a link: a message's id and its encoded frame.
-type LinkTx = mpsc::UnboundedSender<(MessageId, Vec<u8>)>;
 
 enum Internal {
     LinkUp(PeerId, LinkTx),
@@ -909,107 +909,6 @@ fn store_incoming(
             }
         },
     );
-}
-
-/// Finds and dials the peer, then opens the message stream.
-async fn connect(
-    peer: PeerId,
-    net: NetClient,
-    mut control: libp2p_stream::Control,
-    int_tx: mpsc::Sender<Internal>,
-) {
-    let result = async {
-        net.dial(peer).await.map_err(|e| e.to_string())?;
-        control
-            .open_stream(peer, MSG_PROTOCOL)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    .await;
-    match result {
-        Ok(stream) => {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let _ = int_tx.send(Internal::LinkUp(peer, tx)).await;
-            tokio::spawn(link(peer, stream, rx, int_tx));
-        }
-        Err(reason) => {
-            let _ = int_tx.send(Internal::LinkFailed(peer, reason)).await;
-        }
-    }
-}
-
-/// One outbound stream: pipelined writes, acks read back. Only an ack for
-/// a message this link carries unanswered frees a slot of the window and
-/// reaches the service ([`Window`]); the rest are dropped here.
-async fn link(
-    peer: PeerId,
-    stream: Stream,
-    mut rx: mpsc::UnboundedReceiver<(MessageId, Vec<u8>)>,
-    int_tx: mpsc::Sender<Internal>,
-) {
-    let (r, mut w) = futures::AsyncReadExt::split(stream);
-    let mut r = BufReader::with_capacity(READ_BUFFER, r);
-    let window = std::sync::Mutex::new(Window::new(WINDOW));
-    let lock = || {
-        window
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
-    // Wakes the writer when an ack frees a slot (a wake-up that comes
-    // before the writer waits is kept, so none is lost).
-    let room = Notify::new();
-    let writer = async {
-        let mut buf = Vec::new();
-        while let Ok(Some(mut next)) = tokio::time::timeout(STREAM_IDLE, rx.recv()).await {
-            // Whatever else is queued goes out in the same write, as far
-            // as the window allows; at a full window, what is gathered
-            // goes first, so the peer can ack it.
-            loop {
-                let (id, frame) = next;
-                if buf.len() >= WRITE_BYTES {
-                    write_out(&mut w, &mut buf).await?;
-                }
-                while !lock().send(id) {
-                    write_out(&mut w, &mut buf).await?;
-                    room.notified().await;
-                }
-                message::push_frame(&mut buf, &frame)?;
-                match rx.try_recv() {
-                    Ok(n) => next = n,
-                    Err(_) => break,
-                }
-            }
-            write_out(&mut w, &mut buf).await?;
-        }
-        w.close().await
-    };
-    let reader = async {
-        loop {
-            match message::read_frame(&mut r, MAX_FRAME).await? {
-                ReadFrame::Frame(bytes) => {
-                    let ack = crate::wire::decode::<Ack>(&bytes, MAX_FRAME)
-                        .map_err(std::io::Error::other)?;
-                    if !lock().ack(ack.id) {
-                        debug!(%peer, "ignoring an ack for nothing this link carries");
-                        continue;
-                    }
-                    room.notify_one();
-                    if int_tx.send(Internal::Acked(peer, ack)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                ReadFrame::TooLarge(_) | ReadFrame::Eof => return Ok::<_, std::io::Error>(()),
-            }
-        }
-    };
-    let res = tokio::select! {
-        r = writer => r,
-        r = reader => r,
-    };
-    if let Err(e) = res {
-        debug!(%peer, "message link closed: {e}");
-    }
-    let _ = int_tx.send(Internal::LinkDown(peer)).await;
 }
 
 /// One inbound stream: frames are read by one task and processed in batches
