@@ -5,8 +5,9 @@
 //! A message is `Waiting` (with a due time) or `InFlight` (handed to a link,
 //! awaiting the recipient's ack). A failed attempt waits with exponential
 //! backoff (1 s doubling to 5 min); seeing the recipient's node again makes
-//! all its messages due at once. Only an ack or a permanent rejection takes
-//! a message out.
+//! all its messages due at once. Only the recipient takes a message out:
+//! its ack for an attempt in flight to it, or its receipt; acks and
+//! receipts naming the id from anyone else are ignored.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -108,6 +109,41 @@ impl Outbox {
             }
         }
         true
+    }
+
+    /// Whether `id` is on its way to `peer` right now: the only case in
+    /// which `peer` can answer it with an ack.
+    pub fn in_flight_to(&self, id: &MessageId, peer: &PeerId) -> bool {
+        self.items
+            .get(id)
+            .is_some_and(|i| i.to == *peer && i.phase == Phase::InFlight)
+    }
+
+    /// `from` acked `id` (accepted, or refused for good): done — but only
+    /// if `id` is in flight to `from`. An ack from anyone else, or for a
+    /// message not sent yet, changes nothing and returns false: message
+    /// ids are not secret (mailbox holders see them), so an ack proves
+    /// nothing unless it comes from where the message went.
+    pub fn acked(&mut self, id: &MessageId, from: &PeerId) -> bool {
+        self.in_flight_to(id, from) && self.finished(id)
+    }
+
+    /// `from` answered `id` "cannot store it now": back off as after a
+    /// failure — only if `id` is in flight to `from` (see [`Self::acked`]).
+    pub fn unavailable(&mut self, id: &MessageId, from: &PeerId, now: Instant) -> bool {
+        let ours = self.in_flight_to(id, from);
+        if ours {
+            self.failed(id, now);
+        }
+        ours
+    }
+
+    /// `from` sent a receipt (delivered, read) naming `id`: done, if `from`
+    /// is its recipient, whatever the phase (a receipt also comes for a
+    /// message parked in mailboxes). From anyone else — a mailbox holder
+    /// sees the ids it holds — it changes nothing and returns false.
+    pub fn receipt(&mut self, id: &MessageId, from: &PeerId) -> bool {
+        self.items.get(id).is_some_and(|i| i.to == *from) && self.finished(id)
     }
 
     /// The attempt failed (no route, link lost before the ack): back off.
@@ -215,6 +251,48 @@ mod tests {
         assert!(o.finished(&a));
         assert!(!o.finished(&a));
         assert_eq!(o.len(), 1);
+    }
+
+    #[test]
+    fn only_the_peer_a_message_is_in_flight_to_can_ack_it() {
+        let t0 = Instant::now();
+        let (bob, eve) = (PeerId::random(), PeerId::random());
+        let (mut o, a, b) = two_for(bob, t0);
+        // Not sent yet: not even Bob's ack counts.
+        assert!(!o.acked(&a, &bob));
+        assert!(!o.unavailable(&a, &bob, t0));
+        o.take_due(t0);
+        // In flight to Bob: Eve's acks change nothing, in either form.
+        assert!(!o.acked(&a, &eve));
+        assert!(!o.unavailable(&b, &eve, t0));
+        assert_eq!(o.len(), 2);
+        assert!(o.take_due(t0).is_empty(), "still in flight, not re-queued");
+        assert_eq!(o.next_due(), None);
+        // Bob's count.
+        assert!(o.acked(&a, &bob));
+        assert!(o.unavailable(&b, &bob, t0));
+        assert_eq!(o.len(), 1);
+        assert_eq!(o.next_due(), Some(t0 + BACKOFF_MIN));
+        // Waiting again: no ack counts until it is sent again.
+        assert!(!o.acked(&b, &bob));
+        assert!(!o.acked(&a, &bob), "a second ack finds nothing");
+    }
+
+    #[test]
+    fn only_the_recipient_can_finish_a_message_with_a_receipt() {
+        let t0 = Instant::now();
+        let (bob, holder) = (PeerId::random(), PeerId::random());
+        let mut o = Outbox::new();
+        let id = MessageId::random();
+        o.enqueue(id, bob, t0);
+        o.take_due(t0);
+        o.parked(&id, t0); // in the mailbox `holder` keeps
+        assert!(!o.receipt(&id, &holder), "the holder saw the id");
+        assert_eq!(o.len(), 1);
+        assert_eq!(o.next_due(), Some(t0 + PARKED_RETRY), "schedule kept");
+        assert!(o.receipt(&id, &bob));
+        assert!(o.is_empty());
+        assert!(!o.receipt(&id, &bob));
     }
 
     #[test]

@@ -57,10 +57,12 @@ pub struct BuddyRequest {
 }
 
 impl Store {
+    /// Writes an entry and makes it durable ([`Store::flush`], with its
+    /// `fdatasync`) before the user is told it is done: a block or a hide
+    /// that a power cut undoes would let through what the user shut out.
     fn write_buddy(&self, b: &Buddy) -> Result<(), StoreError> {
         self.buddies.insert(&b.peer, enc(b, BUDDIES)?)?;
-        self.db.flush()?;
-        Ok(())
+        self.flush()
     }
 
     /// The entry for `peer`, if any.
@@ -102,10 +104,11 @@ impl Store {
         Ok(!was_buddy)
     }
 
-    /// Removes `peer` from the list; returns whether it was there.
+    /// Removes `peer` from the list (durably, as [`Store::flush`]);
+    /// returns whether it was there.
     pub fn remove_buddy(&self, peer: &PeerId) -> Result<bool, StoreError> {
         let gone = self.buddies.remove(peer.to_bytes())?.is_some();
-        self.db.flush()?;
+        self.flush()?;
         Ok(gone)
     }
 
@@ -168,11 +171,11 @@ impl Store {
             .transpose()
     }
 
-    /// Saves my explicit presence (flushed).
+    /// Saves my explicit presence, durably ([`Store::flush`]): an
+    /// "invisible" must survive a power cut as the user set it.
     pub fn set_own_presence(&self, own: &Own) -> Result<(), StoreError> {
         self.meta.insert(OWN_PRESENCE_KEY, enc(own, "meta")?)?;
-        self.db.flush()?;
-        Ok(())
+        self.flush()
     }
 }
 

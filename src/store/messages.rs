@@ -229,8 +229,9 @@ impl Store {
         Ok(fresh)
     }
 
-    /// Moves a message forward to `state` (never backwards, so a late
-    /// "delivered" cannot undo "read"). Returns the message if it changed.
+    /// Moves a message exchanged with `peer` forward to `state` (never
+    /// backwards, so a late "delivered" cannot undo "read"). Returns the
+    /// message if it changed; a message with anyone else is left alone.
     pub fn advance(
         &self,
         dir: Direction,
@@ -245,12 +246,36 @@ impl Store {
             return Ok(None);
         };
         let mut m: StoredMessage = dec(&row, MSGS)?;
-        if m.state.rank() >= state.rank() {
+        // The index is keyed by the peer already; the row is checked too,
+        // as the rule must not rest on how a key happens to be laid out.
+        if m.peer != peer.to_bytes() || m.direction != dir || m.state.rank() >= state.rank() {
             return Ok(None);
         }
         m.state = state;
         self.msgs.insert(key, enc(&m, MSGS)?)?;
         Ok(Some(m))
+    }
+
+    /// A receipt from `from` for our message `id`: takes it out of the
+    /// outbox and moves it forward to `state` — only if `from` is the
+    /// message's recipient. Ids are no secret (a mailbox holder sees the
+    /// ones it holds), so a receipt from anyone else changes nothing and
+    /// the message stays queued. Returns the message if its state changed.
+    pub fn receipt(
+        &self,
+        from: &PeerId,
+        id: &MessageId,
+        state: MessageState,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        let from_b = from.to_bytes();
+        if let Some(v) = self.outbox.get(id.0)? {
+            let row: OutboxRow = dec(&v, OUTBOX)?;
+            if row.to != from_b {
+                return Ok(None);
+            }
+            self.outbox.remove(id.0)?;
+        }
+        self.advance(Direction::Out, from, id, state)
     }
 
     /// Queues an envelope that is not part of the visible history (a
@@ -417,6 +442,29 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[test]
+    fn only_the_recipients_receipt_takes_a_message_out_of_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let (bob, holder) = (PeerId::random(), PeerId::random());
+        let m = msg(&bob, Direction::Out, 5);
+        s.insert_outgoing(&[(m.clone(), envelope(&m, &bob))])
+            .unwrap();
+        for state in [MessageState::Delivered, MessageState::Read] {
+            assert_eq!(s.receipt(&holder, &m.id, state).unwrap(), None);
+            assert_eq!(
+                s.advance(Direction::Out, &holder, &m.id, state).unwrap(),
+                None
+            );
+        }
+        assert_eq!(s.outbox_len(), 1, "still queued for Bob");
+        assert_eq!(s.conversation(&bob, 10).unwrap(), vec![m.clone()]);
+        // Bob's own receipt does it.
+        let read = s.receipt(&bob, &m.id, MessageState::Read).unwrap();
+        assert_eq!(read.map(|r| r.state), Some(MessageState::Read));
+        assert_eq!(s.outbox_len(), 0);
     }
 
     fn envelope(m: &StoredMessage, to: &PeerId) -> Envelope {

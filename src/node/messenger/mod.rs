@@ -1,9 +1,11 @@
 //! The messaging service: one task that owns the outbox schedule and every
 //! store write of the message path, plus small tasks per stream.
 //!
-//! - Outbound, one *link* task per peer holds a long-lived `/roost/msg/1`
-//!   stream, writes envelopes back to back (at most [`WINDOW`] unacked) and
-//!   reports each ack.
+//! - Outbound, one *link* task per peer ([`link`]) holds a long-lived
+//!   `/roost/msg/1` stream, writes envelopes back to back (at most
+//!   [`WINDOW`] unacked) and reports each ack for a message it carries;
+//!   acks for anything else are dropped. Acks and receipts end a message
+//!   only when they come from its recipient.
 //! - Inbound, a *session* task per stream reads frames, opens the seals
 //!   (CPU only) and hands each batch to the store queue, which makes it
 //!   durable before the session acknowledges it. The queue flushes once for
@@ -28,10 +30,12 @@ use std::time::{Duration, Instant};
 use futures::io::BufReader;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
+mod link;
 mod mailbox;
+mod window;
 
 use super::mailbox::{Handed, Ledger, Reach};
 use super::outbox::Outbox;
@@ -47,6 +51,7 @@ use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
     ReceiptKind, RejectReason,
 };
+use link::{LinkTx, connect};
 
 /// The message protocol.
 pub const MSG_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/msg/1");
@@ -130,7 +135,7 @@ type Reply = oneshot::Sender<Result<(), StoreError>>;
 type Opened = Result<(MessageId, PeerId, Inner), (Option<MessageId>, RejectReason)>;
 
 enum Internal {
-    LinkUp(PeerId, mpsc::UnboundedSender<Vec<u8>>),
+    LinkUp(PeerId, LinkTx),
     LinkFailed(PeerId, String),
     LinkDown(PeerId),
     Acked(PeerId, Ack),
@@ -183,7 +188,7 @@ struct Inbound {
 enum Link {
     Connecting(Vec<MessageId>),
     Up {
-        tx: mpsc::UnboundedSender<Vec<u8>>,
+        tx: LinkTx,
         in_flight: HashSet<MessageId>,
     },
 }
@@ -441,13 +446,8 @@ impl Service {
         match req {
             Request::Send { items, reply } => self.send(items, reply),
             Request::MarkRead { peer, reply } => {
-                let res = self.blocking(move |s| s.mark_read(&peer)).await;
-                if let Ok(ids) = &res
-                    && !ids.is_empty()
-                {
-                    self.send_receipt(peer, ReceiptKind::Read, ids.clone());
-                }
-                let _ = reply.send(res.map(|ids| ids.len()));
+                let res = self.mark_read(peer).await;
+                let _ = reply.send(res);
             }
             Request::Control { to, body } => self.send_control(to, body),
             Request::Read(f) => {
@@ -473,6 +473,41 @@ impl Service {
         None
     }
 
+    /// Marks the conversation with `peer` read and queues the read
+    /// receipts, in one store job that is on disk (`fdatasync`) before the
+    /// caller is answered and before any receipt goes on the wire: the
+    /// sender never learns "read" for a state a crash could still undo.
+    /// Returns how many messages were newly read.
+    async fn mark_read(&mut self, peer: PeerId) -> Result<usize, StoreError> {
+        let sealer = self.inbound.sealer.clone();
+        let job = self.inbound.queue.reply(Flush::Now, move |s| {
+            let ids = s.mark_read(&peer)?;
+            let mut receipts = Vec::new();
+            for chunk in ids.chunks(message::MAX_RECEIPT_IDS) {
+                let body = Body::Receipt {
+                    kind: ReceiptKind::Read,
+                    ids: chunk.to_vec(),
+                };
+                match seal_control(&sealer, peer, body) {
+                    Ok(env) => {
+                        s.insert_outbox_only(&peer, &env)?;
+                        receipts.push(env);
+                    }
+                    Err(e) => warn!("cannot seal a read receipt: {e}"),
+                }
+            }
+            Ok((ids.len(), receipts))
+        });
+        let (read, receipts) = job
+            .await
+            .map_err(|_| StoreError::Failed("store thread stopped".into()))??;
+        let now = Instant::now();
+        for env in receipts {
+            self.queue(peer, env, None, now);
+        }
+        Ok(read)
+    }
+
     /// Receipts travel as messages of their own, through the outbox, but are
     /// not part of the visible conversation.
     fn send_receipt(&mut self, peer: PeerId, kind: ReceiptKind, ids: Vec<MessageId>) {
@@ -488,12 +523,7 @@ impl Service {
     /// Seals a message that is not part of the visible history (a receipt,
     /// a buddy request) and queues it durably like any other.
     fn send_control(&mut self, peer: PeerId, body: Body) {
-        let inner = Inner {
-            from: self.inbound.sealer.me().to_bytes(),
-            sent_at: unix_ms(),
-            body,
-        };
-        let env = match message::seal(&self.inbound.sealer, MessageId::random(), &peer, &inner) {
+        let env = match seal_control(&self.inbound.sealer, peer, body) {
             Ok(e) => e,
             Err(e) => {
                 warn!("cannot seal a control message: {e}");
@@ -563,14 +593,24 @@ impl Service {
             }
             Internal::Acked(peer, ack) => {
                 let Some(id) = ack.id else { return };
-                if let Some(Link::Up { in_flight, .. }) = self.links.get_mut(&peer) {
-                    in_flight.remove(&id);
-                }
-                if ack.result == AckResult::Rejected(RejectReason::Unavailable) {
-                    self.outbox.failed(&id, now);
+                // Only an answer to a message this peer's link carries
+                // counts: ids are no secret (mailbox holders see them),
+                // and an ack for one from anyone else must not end it.
+                let on_link = match self.links.get_mut(&peer) {
+                    Some(Link::Up { in_flight, .. }) => in_flight.remove(&id),
+                    _ => false,
+                };
+                if !on_link {
                     return;
                 }
-                let Some(out) = self.finish(&id) else {
+                if ack.result == AckResult::Rejected(RejectReason::Unavailable) {
+                    self.outbox.unavailable(&id, &peer, now);
+                    return;
+                }
+                if !self.outbox.acked(&id, &peer) {
+                    return;
+                }
+                let Some(out) = self.envelopes.remove(&id) else {
                     return;
                 };
                 let state = match ack.result {
@@ -675,8 +715,7 @@ impl Service {
                                 ReceiptKind::Read => MessageState::Read,
                             };
                             for id in ids {
-                                s.remove_from_outbox(&id)?;
-                                if s.advance(Direction::Out, &peer, &id, state)?.is_some() {
+                                if s.receipt(&peer, &id, state)?.is_some() {
                                     changed.push((peer, id, state));
                                 }
                             }
@@ -707,9 +746,13 @@ impl Service {
         for (peer, ids) in r.delivered {
             self.send_receipt(peer, ReceiptKind::Delivered, ids);
         }
-        for (_, _, ids) in &r.receipts {
+        // A receipt ends a message only if it comes from its recipient
+        // (the store op checks the same before it drops the outbox row).
+        for (peer, _, ids) in &r.receipts {
             for id in ids {
-                self.finish(id);
+                if self.outbox.receipt(id, peer) {
+                    self.envelopes.remove(id);
+                }
             }
         }
         let ops = r
@@ -729,13 +772,13 @@ impl Service {
 fn hand_to_link(
     envelopes: &HashMap<MessageId, Outgoing>,
     ids: Vec<MessageId>,
-    tx: &mpsc::UnboundedSender<Vec<u8>>,
+    tx: &LinkTx,
     in_flight: &mut HashSet<MessageId>,
 ) {
     for id in ids {
         if let Some(frame) = envelopes.get(&id).and_then(|o| encode_frame(&o.envelope)) {
             in_flight.insert(id);
-            let _ = tx.send(frame);
+            let _ = tx.send((id, frame));
         }
     }
 }
@@ -866,96 +909,6 @@ fn store_incoming(
             }
         },
     );
-}
-
-/// Finds and dials the peer, then opens the message stream.
-async fn connect(
-    peer: PeerId,
-    net: NetClient,
-    mut control: libp2p_stream::Control,
-    int_tx: mpsc::Sender<Internal>,
-) {
-    let result = async {
-        net.dial(peer).await.map_err(|e| e.to_string())?;
-        control
-            .open_stream(peer, MSG_PROTOCOL)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    .await;
-    match result {
-        Ok(stream) => {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let _ = int_tx.send(Internal::LinkUp(peer, tx)).await;
-            tokio::spawn(link(peer, stream, rx, int_tx));
-        }
-        Err(reason) => {
-            let _ = int_tx.send(Internal::LinkFailed(peer, reason)).await;
-        }
-    }
-}
-
-/// One outbound stream: pipelined writes, acks read back.
-async fn link(
-    peer: PeerId,
-    stream: Stream,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    int_tx: mpsc::Sender<Internal>,
-) {
-    let (r, mut w) = futures::AsyncReadExt::split(stream);
-    let mut r = BufReader::with_capacity(READ_BUFFER, r);
-    let window = Arc::new(Semaphore::new(WINDOW));
-    let writer = {
-        let window = window.clone();
-        async move {
-            let mut buf = Vec::new();
-            while let Ok(Some(mut frame)) = tokio::time::timeout(STREAM_IDLE, rx.recv()).await {
-                // Whatever else is queued goes out in the same write, as
-                // far as the window allows; at a full window, what is
-                // gathered goes first, so the peer can ack it.
-                loop {
-                    if buf.len() >= WRITE_BYTES || window.available_permits() == 0 {
-                        write_out(&mut w, &mut buf).await?;
-                    }
-                    let permit = window.acquire().await.map_err(std::io::Error::other)?;
-                    permit.forget();
-                    message::push_frame(&mut buf, &frame)?;
-                    match rx.try_recv() {
-                        Ok(next) => frame = next,
-                        Err(_) => break,
-                    }
-                }
-                write_out(&mut w, &mut buf).await?;
-            }
-            w.close().await
-        }
-    };
-    let reader = async {
-        loop {
-            match message::read_frame(&mut r, MAX_FRAME).await? {
-                ReadFrame::Frame(bytes) => {
-                    window.add_permits(1);
-                    match crate::wire::decode::<Ack>(&bytes, MAX_FRAME) {
-                        Ok(ack) => {
-                            if int_tx.send(Internal::Acked(peer, ack)).await.is_err() {
-                                return Ok(());
-                            }
-                        }
-                        Err(e) => return Err(std::io::Error::other(e)),
-                    }
-                }
-                ReadFrame::TooLarge(_) | ReadFrame::Eof => return Ok::<_, std::io::Error>(()),
-            }
-        }
-    };
-    let res = tokio::select! {
-        r = writer => r,
-        r = reader => r,
-    };
-    if let Err(e) = res {
-        debug!(%peer, "message link closed: {e}");
-    }
-    let _ = int_tx.send(Internal::LinkDown(peer)).await;
 }
 
 /// One inbound stream: frames are read by one task and processed in batches
@@ -1091,6 +1044,21 @@ fn open_frame(sealer: &Sealer, bytes: &[u8]) -> Opened {
 fn open_envelope(sealer: &Sealer, env: &Envelope) -> Opened {
     let (from, inner) = message::open(sealer, env).map_err(|r| (Some(env.id), r))?;
     Ok((env.id, from, inner))
+}
+
+/// Seals a message of ours that is not part of the visible history (a
+/// receipt, a buddy request) under a fresh id.
+fn seal_control(
+    sealer: &Sealer,
+    peer: PeerId,
+    body: Body,
+) -> Result<Envelope, crate::crypto::CryptoError> {
+    let inner = Inner {
+        from: sealer.me().to_bytes(),
+        sent_at: unix_ms(),
+        body,
+    };
+    message::seal(sealer, MessageId::random(), &peer, &inner)
 }
 
 fn encode_frame(env: &Envelope) -> Option<Vec<u8>> {
