@@ -345,6 +345,9 @@ async fn human_output_shows_escape_sequences_from_others_without_obeying_them() 
             shown.contains("clear\\u{1b}[2Jscreen\\u{1b}]0;owned\\u{7}\n"),
             "{args:?}: {shown:?}"
         );
-        assert!(shown.contains("\n    second\\u{d}line"), "{args:?}: {shown:?}");
+        assert!(
+            shown.contains("\n    second\\u{d}line"),
+            "{args:?}: {shown:?}"
+        );
     }
 }
