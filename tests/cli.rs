@@ -246,12 +246,11 @@ impl FakeDaemon {
         s.write_all(b"GET /sentinel HTTP/1.1\r\n\r\n").unwrap();
         let mut answer = Vec::new();
         let _ = s.read_to_end(&mut answer);
-        let all = eventually("the fake daemon recorded the sentinel", || async {
+        eventually("the fake daemon recorded the sentinel", || async {
             let seen = String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned();
             seen.contains("/sentinel").then_some(seen)
         })
-        .await;
-        all
+        .await
     }
 }
 
