@@ -99,12 +99,12 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     /// Binding the Unix socket failed (e.g. its path is over the ~107
     /// bytes a socket address holds: choose a shorter data dir).
-    #[error("local API socket {path}: {source}")]
+    #[error("local API socket {path}: {error}")]
     Socket {
         /// The socket's path.
         path: String,
-        /// What went wrong.
-        source: std::io::Error,
+        /// What went wrong (not a `source`: the message says it once).
+        error: std::io::Error,
     },
     /// Random token generation failed.
     #[error("local API: no randomness for the token")]
@@ -124,9 +124,9 @@ pub async fn serve(
         tracing::warn!(%addr, "the local API listens beyond loopback: anyone who can reach it and has the token controls this node");
     }
     let socket = data_dir.join(API_SOCKET);
-    let unix = bind_private_socket(&socket).map_err(|source| ServeError::Socket {
+    let unix = bind_private_socket(&socket).map_err(|error| ServeError::Socket {
         path: socket.display().to_string(),
-        source,
+        error,
     })?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
