@@ -46,7 +46,7 @@ pub enum ConfigError {
 /// then adjusted by `config.toml` and flags.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Holds the key, the sled database, `api.json`.
+    /// Holds the key, the sled database, `api.json` and `api.sock`.
     pub data_dir: PathBuf,
     /// Addresses to listen on (TCP and QUIC).
     pub listen: Vec<Multiaddr>,

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use libp2p::Multiaddr;
 use roost::api::client::ApiClient;
+use roost::api::terminal::printable;
 use roost::api::{
     BuddyRow, EventView, IdView, MessageView, OwnPresence, RequestRow, SendView, StatusView,
 };
@@ -215,7 +216,7 @@ fn main() {
         .context("cannot start the async runtime")
         .and_then(|rt| rt.block_on(run(cli)));
     if let Err(e) = result {
-        eprintln!("roost: {}", one_line(&e));
+        eprintln!("roost: {}", printable(&one_line(&e)));
         std::process::exit(1);
     }
 }
@@ -350,7 +351,7 @@ async fn run(cli: Cli) -> Result<()> {
             let rows: Vec<MessageView> = client.get(&path).await?;
             let show = |m: &MessageView| {
                 let who = m.from_name.clone().unwrap_or_else(|| m.from.clone());
-                format!("{who}: {}", m.text)
+                format!("{who}: {}", indented(&m.text))
             };
             out.rows(&rows, show)?;
             if let Some(events) = events.as_mut() {
@@ -375,7 +376,7 @@ async fn run(cli: Cli) -> Result<()> {
             let rows: Vec<MessageView> = api()?.get(&format!("log/{peer}?limit={limit}")).await?;
             out.rows(&rows, |m| {
                 let arrow = if m.direction == "in" { "<" } else { ">" };
-                format!("{arrow} {:<9} {}", m.state, m.text)
+                format!("{arrow} {:<9} {}", m.state, indented(&m.text))
             })
         }
         Cmd::Read { peer } => {
@@ -468,7 +469,7 @@ async fn daemon(data_dir: PathBuf, args: DaemonArgs) -> Result<()> {
     }
     let node = Node::start(config.clone()).await?;
     let api = roost::api::serve(node.clone(), config.api, &data_dir).await?;
-    tracing::info!(id = %node.peer_id(), api = %api.addr, "roost daemon running");
+    tracing::info!(id = %node.peer_id(), api = %api.addr, socket = %api.socket.display(), "roost daemon running");
     wait_for_signal().await?;
     tracing::info!("shutting down");
     api.stop();
@@ -494,7 +495,15 @@ fn qr_text(id: &str) -> Result<String> {
         .build())
 }
 
-/// Printing in the two modes: human text, or JSON only.
+/// A message body's later lines indented, so a body cannot pass for
+/// further rows of the listing.
+fn indented(text: &str) -> String {
+    text.replace('\n', "\n    ")
+}
+
+/// Printing in the two modes: human text, or JSON only. Human text goes
+/// through [`printable`]: it carries other people's words, and a terminal
+/// must not take them for escape sequences.
 struct Out {
     json: bool,
 }
@@ -506,7 +515,7 @@ impl Out {
             serde_json::to_writer(&mut stdout, value)?;
             writeln!(stdout)?;
         } else {
-            writeln!(stdout, "{}", human())?;
+            writeln!(stdout, "{}", printable(&human()))?;
         }
         Ok(())
     }
@@ -517,7 +526,7 @@ impl Out {
             if self.json {
                 serde_json::to_writer(&mut stdout, r)?;
             } else {
-                write!(stdout, "{}", human(r))?;
+                write!(stdout, "{}", printable(&human(r)))?;
             }
             writeln!(stdout)?;
             stdout.flush()?;

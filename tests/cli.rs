@@ -136,6 +136,11 @@ async fn daemon_publishes_its_addresses_and_stops_cleanly_on_sigterm() {
         std::fs::metadata(&api_file).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    let socket = dir.path().join("api.sock");
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let status = json(&roost(dir.path(), &["--json", "status"]));
     assert_eq!(status["id"], shown["id"]);
     assert_eq!(status["peers"], 0);
@@ -151,6 +156,7 @@ async fn daemon_publishes_its_addresses_and_stops_cleanly_on_sigterm() {
     .await;
     assert!(code.success(), "daemon exit: {code:?}");
     assert!(!api_file.exists(), "api.json removed on clean shutdown");
+    assert!(!socket.exists(), "the socket removed on clean shutdown");
     let after = json(&roost(dir.path(), &["--json", "id"]));
     assert_eq!(after["addrs"], serde_json::json!([]));
 }
@@ -177,5 +183,170 @@ fn the_demo_tells_the_whole_story_and_exits_0() {
         "All steps passed",
     ] {
         assert!(text.contains(step), "narrates {step:?}:\n{text}");
+    }
+}
+
+/// A process playing the daemon at the address of a stale `api.json`: it
+/// answers like the real one and records every byte it is sent.
+struct FakeDaemon {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl FakeDaemon {
+    fn start() -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                conn.set_read_timeout(Some(common::DEADLINE)).unwrap();
+                // One request: the head, then as much body as it announces.
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut want = None;
+                while want.is_none_or(|n| req.len() < n) {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                    if want.is_none()
+                        && let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n")
+                    {
+                        let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        want = Some(end + 4 + len);
+                    }
+                }
+                log.lock().unwrap().extend_from_slice(&req);
+                let body = br#"{"id":"00000000000000000000000000000000","state":"queued"}"#;
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(body);
+            }
+        });
+        Self { addr, seen }
+    }
+
+    /// Everything it was sent, once every earlier connection is recorded:
+    /// a sentinel request sent now is served after them.
+    async fn everything_seen(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr).unwrap();
+        s.write_all(b"GET /sentinel HTTP/1.1\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        eventually("the fake daemon recorded the sentinel", || async {
+            let seen = String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned();
+            seen.contains("/sentinel").then_some(seen)
+        })
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_after_a_crash_tells_a_port_squatter_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    json(&roost(dir.path(), &["--json", "init"]));
+    // What a killed daemon leaves: api.json naming its port (now bound by
+    // someone else) and a socket nobody listens on.
+    let fake = FakeDaemon::start();
+    let token = "5ec7e7".repeat(10) + "abcd";
+    let info = serde_json::json!({ "url": format!("http://{}", fake.addr), "token": token });
+    std::fs::write(dir.path().join("api.json"), info.to_string()).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("api.json"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    drop(std::os::unix::net::UnixListener::bind(dir.path().join("api.sock")).unwrap());
+
+    let secret = "meet me at the old mill at midnight";
+    let out = roost(dir.path(), &["send", "bob", secret]);
+    let seen = fake.everything_seen().await;
+    assert!(!seen.contains(secret), "the fake got the text:\n{seen}");
+    assert!(!seen.contains(&token), "the fake got the token:\n{seen}");
+    assert!(
+        seen.starts_with("GET /sentinel"),
+        "nothing but the sentinel reached it:\n{seen}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
+}
+
+/// Kills the daemon it holds when the test ends, however it ends.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn human_output_shows_escape_sequences_from_others_without_obeying_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = json(&roost(dir.path(), &["--json", "init"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _daemon = Daemon(common::spawn_daemon(dir.path(), None));
+    let shown = eventually("the daemon is up", || async {
+        let v = json(&roost(dir.path(), &["--json", "id"]));
+        (!v["addrs"].as_array()?.is_empty()).then_some(v)
+    })
+    .await;
+    let addr: libp2p::Multiaddr = shown["addrs"][0].as_str().unwrap().parse().unwrap();
+    let target: libp2p::PeerId = id.parse().unwrap();
+    let stranger = common::TestNode::start(&[addr]).await;
+    eventually("the stranger finds the daemon", || async {
+        stranger.handle.find(target).await.unwrap()
+    })
+    .await;
+    let text = "clear\x1b[2Jscreen\x1b]0;owned\x07\nsecond\rline";
+    stranger
+        .handle
+        .send(target, roost::Content::text(text))
+        .await
+        .unwrap();
+
+    // JSON carries the text as it is (escaped by JSON itself).
+    let from = stranger.handle.peer_id().to_string();
+    eventually("the message is in the inbox", || async {
+        let out = roost(dir.path(), &["--json", "inbox"]);
+        let row: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (row["text"] == text).then_some(())
+    })
+    .await;
+
+    for args in [&["inbox"][..], &["log", &from][..]] {
+        let out = roost(dir.path(), args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let shown = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !shown.contains(['\x1b', '\x07', '\r']),
+            "{args:?} printed control characters raw: {shown:?}"
+        );
+        assert!(
+            shown.contains("clear\\u{1b}[2Jscreen\\u{1b}]0;owned\\u{7}\n"),
+            "{args:?}: {shown:?}"
+        );
+        assert!(
+            shown.contains("\n    second\\u{d}line"),
+            "{args:?}: {shown:?}"
+        );
     }
 }

@@ -1,11 +1,19 @@
-//! The local HTTP+JSON API under `/api/v1/`, on loopback only by default,
-//! behind a bearer token. The daemon writes `<data-dir>/api.json` (mode
-//! 0600) with the URL and token; the CLI reads it to find the daemon.
-//! Anyone who can read that file already owns the data dir, so that is the
-//! whole authentication story for a single-user machine.
+//! The local HTTP+JSON API under `/api/v1/`, served twice:
+//!
+//! - on a Unix socket, `<data-dir>/api.sock` (mode 0600, in the 0700 data
+//!   dir). Only the data dir's owner can create or reach it, so it needs no
+//!   token, and a client that checks the socket's peer is the data dir's
+//!   owner knows it talks to that user's daemon. The CLI uses only this:
+//!   nothing it sends can reach another local user, even after a crash left
+//!   stale files behind.
+//! - over TCP, on loopback by default, behind a bearer token, for other
+//!   clients. The daemon writes `<data-dir>/api.json` (mode 0600) with the
+//!   URL and token. A TCP client cannot tell the daemon from another
+//!   process that bound the same port after a crash; docs/api.md says so.
 
 pub mod client;
 mod routes;
+pub mod terminal;
 pub mod views;
 
 use std::io::Write;
@@ -24,8 +32,10 @@ pub use views::*;
 
 use crate::node::{NodeError, NodeHandle};
 
-/// Name of the file that tells clients where the API is.
+/// Name of the file that tells TCP clients where the API is.
 pub const API_FILE: &str = "api.json";
+/// Name of the Unix socket the daemon serves the API on, in the data dir.
+pub const API_SOCKET: &str = "api.sock";
 
 /// An error as the API reports it: `{"error": "..."}` with a status code.
 #[derive(Debug)]
@@ -59,36 +69,52 @@ struct AppState {
     token: std::sync::Arc<str>,
 }
 
-/// A running API server. [`ApiServer::stop`] removes `api.json` so clients
-/// stop finding a dead daemon.
+/// A running API server. [`ApiServer::stop`] removes `api.json` and the
+/// socket so clients stop finding a dead daemon.
 pub struct ApiServer {
-    /// Where it listens.
+    /// Where the TCP API listens.
     pub addr: SocketAddr,
+    /// The Unix socket.
+    pub socket: PathBuf,
     file: PathBuf,
-    task: tokio::task::JoinHandle<()>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl ApiServer {
-    /// Stops serving and removes `api.json`.
+    /// Stops serving and removes `api.json` and the socket.
     pub fn stop(self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
         let _ = std::fs::remove_file(&self.file);
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
 /// Errors starting the API.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// Binding the socket or writing `api.json` failed.
+    /// Binding the TCP port or writing `api.json` failed.
     #[error("local API: {0}")]
     Io(#[from] std::io::Error),
+    /// Binding the Unix socket failed (e.g. its path is over the ~107
+    /// bytes a socket address holds: choose a shorter data dir).
+    #[error("local API socket {path}: {error}")]
+    Socket {
+        /// The socket's path.
+        path: String,
+        /// What went wrong (not a `source`: the message says it once).
+        error: std::io::Error,
+    },
     /// Random token generation failed.
     #[error("local API: no randomness for the token")]
     Rng,
 }
 
-/// Binds the API on `addr`, writes `api.json` into `data_dir` and serves
-/// in the background.
+/// Binds the API on the Unix socket `<data_dir>/api.sock` and on TCP
+/// `addr`, writes `api.json` into `data_dir` and serves in the background.
+/// Call it only once the node holds the data dir (its database lock): a
+/// socket file left there is then stale and is replaced.
 pub async fn serve(
     node: NodeHandle,
     addr: SocketAddr,
@@ -97,6 +123,11 @@ pub async fn serve(
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the local API listens beyond loopback: anyone who can reach it and has the token controls this node");
     }
+    let socket = data_dir.join(API_SOCKET);
+    let unix = bind_private_socket(&socket).map_err(|error| ServeError::Socket {
+        path: socket.display().to_string(),
+        error,
+    })?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let mut raw = [0u8; 32];
@@ -105,6 +136,7 @@ pub async fn serve(
     let info = ApiInfo {
         url: format!("http://{addr}"),
         token: token.clone(),
+        socket: Some(socket.display().to_string()),
     };
     let file = data_dir.join(API_FILE);
     write_private(
@@ -116,15 +148,48 @@ pub async fn serve(
         node,
         token: token.into(),
     };
-    let app = routes::router()
+    let tcp_app = routes::router()
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state.clone());
+    let unix_app = routes::router()
+        .layer(middleware::from_fn_with_state(state.clone(), activity))
         .with_state(state);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::warn!("local API stopped: {e}");
+    let tcp = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, tcp_app).await {
+            tracing::warn!("local API (TCP) stopped: {e}");
         }
     });
-    Ok(ApiServer { addr, file, task })
+    let local = tokio::spawn(async move {
+        if let Err(e) = axum::serve(unix, unix_app).await {
+            tracing::warn!("local API (socket) stopped: {e}");
+        }
+    });
+    Ok(ApiServer {
+        addr,
+        socket,
+        file,
+        tasks: [tcp, local],
+    })
+}
+
+/// Binds a Unix socket at `path` that only our user can connect to,
+/// replacing a stale one.
+fn bind_private_socket(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a socket; move it away",
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
 
 /// Writes `bytes` to `path` readable by the owner only (replacing it).
@@ -141,8 +206,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
-/// Checks the bearer token (in constant time), and counts every request
-/// but the event stream as user activity (for auto-away).
+/// Checks the bearer token (in constant time) on the TCP API, then counts
+/// the request as user activity.
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let given = req
         .headers()
@@ -157,6 +222,12 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
         )
         .into_response();
     }
+    activity(State(state), req, next).await
+}
+
+/// Counts every request but the event stream as user activity (for
+/// auto-away).
+async fn activity(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.uri().path() != "/api/v1/events" {
         state.node.touch().await;
     }

@@ -14,6 +14,10 @@ pub struct ApiInfo {
     pub url: String,
     /// Bearer token for every request.
     pub token: String,
+    /// Path of the Unix socket serving the same API without a token (the
+    /// safer way in: see docs/api.md).
+    #[serde(default)]
+    pub socket: Option<String>,
 }
 
 /// `GET /api/v1/id`.

@@ -77,9 +77,41 @@ impl Content {
     }
 }
 
+/// How far ahead of our clock a sender's `sent_at` may be: clocks of
+/// honest machines disagree by seconds; five minutes is the tolerance
+/// Kerberos settled on for the same problem.
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// Whether an incoming message claims to be written further ahead of our
+/// clock `now` than [`MAX_CLOCK_SKEW_MS`]. Histories sort by `sent_at`, so
+/// such a message would stay above everything that follows for as long as
+/// it claims. It is refused for now (`Rejected{Unavailable}`): the sender,
+/// or the mailbox holding it, offers it again later and it is taken once
+/// its time is near; an honest sender with a fast clock is delayed, not
+/// lost. The message is not filed under our own clock instead: an incoming
+/// message's key holds its `sent_at`, which is what deduplicates copies of
+/// it, so that must be the sender's value. The past is not bounded: a
+/// message fetched from a mailbox days later was written days ago.
+pub fn from_the_future(claimed: u64, now: u64) -> bool {
+    claimed > now.saturating_add(MAX_CLOCK_SKEW_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_small_skew_into_the_future_is_taken() {
+        let now = 1_800_000_000_000;
+        assert!(!from_the_future(0, now));
+        assert!(!from_the_future(now - 86_400_000, now), "a day old");
+        assert!(!from_the_future(now, now));
+        assert!(!from_the_future(now + 5_000, now), "a fast clock");
+        assert!(!from_the_future(now + MAX_CLOCK_SKEW_MS, now));
+        assert!(from_the_future(now + MAX_CLOCK_SKEW_MS + 1, now));
+        assert!(from_the_future(u64::MAX, now), "far future");
+        assert!(!from_the_future(u64::MAX, u64::MAX), "no overflow");
+    }
 
     #[test]
     fn limits_and_types() {

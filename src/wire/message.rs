@@ -207,6 +207,10 @@ pub enum RejectReason {
     /// The recipient cannot store it now (disk full, quota).
     #[error("recipient cannot store it")]
     Unavailable,
+    /// A field inside is over its limit ([`MAX_BODY`], [`MAX_SUBJECT`],
+    /// [`MAX_CONTENT_TYPE`]); no honest sender writes one.
+    #[error("a field is over its limit")]
+    FieldTooLarge,
 }
 
 fn aad(id: &MessageId, from: &[u8], to: &[u8]) -> Vec<u8> {
@@ -257,7 +261,27 @@ pub fn open(sealer: &Sealer, env: &Envelope) -> Result<(PeerId, Inner), RejectRe
     {
         return Err(RejectReason::Malformed);
     }
+    check_fields(&inner.body)?;
     Ok((from, inner))
+}
+
+/// The limits a sender's `Content::validate` applies, checked again on
+/// receipt: the frame limit alone would let a subject or a content type
+/// run to ~128 KiB into the history and onto the user's screen.
+pub fn check_fields(body: &Body) -> Result<(), RejectReason> {
+    match body {
+        Body::Content {
+            content_type,
+            subject,
+            data,
+        } if data.len() > MAX_BODY
+            || content_type.len() > MAX_CONTENT_TYPE
+            || subject.as_ref().is_some_and(|s| s.len() > MAX_SUBJECT) =>
+        {
+            Err(RejectReason::FieldTooLarge)
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -301,6 +325,43 @@ mod tests {
         // A validly sealed envelope whose inner sender lies.
         let liar = seal(&sa, id, &b.peer_id(), &text(&c, "I am C")).unwrap();
         assert_eq!(open(&sb, &liar), Err(RejectReason::SenderMismatch));
+    }
+
+    #[test]
+    fn oversize_fields_are_refused_at_open() {
+        let (a, b) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+        let (sa, sb) = (Sealer::new(&a), Sealer::new(&b));
+        let with = |content_type: &str, subject: Option<String>, data: Vec<u8>| Inner {
+            from: a.peer_id().to_bytes(),
+            sent_at: 1,
+            body: Body::Content {
+                content_type: content_type.into(),
+                subject,
+                data,
+            },
+        };
+        let open_it = |inner: &Inner| {
+            let env = seal(&sa, MessageId::random(), &b.peer_id(), inner).unwrap();
+            open(&sb, &env).map(|(_, i)| i)
+        };
+        let at_limits = with(
+            &format!("text/{}", "x".repeat(MAX_CONTENT_TYPE - 5)),
+            Some("s".repeat(MAX_SUBJECT)),
+            vec![b'x'; MAX_BODY],
+        );
+        assert_eq!(open_it(&at_limits), Ok(at_limits.clone()));
+        for over in [
+            with("text/plain", Some("s".repeat(MAX_SUBJECT + 1)), vec![]),
+            with("text/plain", Some("s".repeat(100 * 1024)), vec![]),
+            with(
+                &format!("text/{}", "x".repeat(MAX_CONTENT_TYPE - 4)),
+                None,
+                vec![],
+            ),
+            with("text/plain", None, vec![b'x'; MAX_BODY + 1]),
+        ] {
+            assert_eq!(open_it(&over), Err(RejectReason::FieldTooLarge));
+        }
     }
 
     #[test]

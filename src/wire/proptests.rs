@@ -59,6 +59,7 @@ fn reject() -> impl Strategy<Value = RejectReason> {
         Just(RejectReason::SenderMismatch),
         Just(RejectReason::Blocked),
         Just(RejectReason::Unavailable),
+        Just(RejectReason::FieldTooLarge),
     ]
 }
 

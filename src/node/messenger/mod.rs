@@ -826,6 +826,12 @@ fn store_incoming(
                     AckResult::Rejected(RejectReason::Blocked)
                 } else {
                     match inner.body {
+                        // Not taken until its time is near (content.rs).
+                        Body::Content { .. }
+                            if crate::node::content::from_the_future(inner.sent_at, now) =>
+                        {
+                            AckResult::Rejected(RejectReason::Unavailable)
+                        }
                         Body::Content {
                             content_type,
                             subject,
