@@ -807,12 +807,18 @@ fn store_incoming(
                             receipts.push((from, kind, ids));
                             AckResult::Accepted
                         }
+                        // Taken once: a copy of an old request (replayed
+                        // by a holder) must not bring it back after it was
+                        // accepted and the buddy removed.
                         Body::BuddyRequest => {
-                            if relation == Relation::Stranger && s.add_request(&from, now)? {
-                                requests.push(from);
-                            }
-                            if relation == Relation::Buddy {
-                                accepted.push(from);
+                            if s.buddy_request_is_new(&from, inner.sent_at)? {
+                                if relation == Relation::Stranger && s.add_request(&from, now)? {
+                                    requests.push(from);
+                                }
+                                if relation == Relation::Buddy {
+                                    accepted.push(from);
+                                }
+                                s.note_buddy_request(&from, inner.sent_at)?;
                             }
                             AckResult::Accepted
                         }
