@@ -31,6 +31,7 @@ use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
+mod fetch;
 mod mailbox;
 
 use super::mailbox::{Handed, Ledger, Reach};
@@ -140,8 +141,8 @@ enum Internal {
         stored: Vec<MessageId>,
         failed: Vec<MessageId>,
     },
-    /// A fetch of our own mailbox ended, having asked these peers.
-    FetchDone(Vec<PeerId>),
+    /// A fetch of our own mailbox ended.
+    FetchDone(fetch::FetchOutcome),
     /// A batch of incoming messages is on disk; what is left to do.
     Received(Received),
     /// These could not be written to the outbox: stop sending them.
@@ -163,7 +164,8 @@ enum Internal {
 struct Received {
     /// Buddies who accepted us: retry their presence subscription.
     accepted: Vec<PeerId>,
-    /// Messages fetched from a mailbox: their senders get a receipt.
+    /// Messages fetched from a mailbox, new or already in our history:
+    /// their senders get a receipt.
     delivered: HashMap<PeerId, Vec<MessageId>>,
     /// Receipts for our own messages.
     receipts: Vec<(PeerId, ReceiptKind, Vec<MessageId>)>,
@@ -252,6 +254,7 @@ pub(crate) fn spawn(
         presence,
         mcfg: mailbox,
         handed: HashMap::new(),
+        receipted: fetch::Receipted::new(fetch::RECEIPTED),
         fetching: false,
         fetch_due: None,
         last_reaction: None,
@@ -284,6 +287,8 @@ struct Service {
     mcfg: MailboxConfig,
     /// Per recipient, which peers confirmed which of its items.
     handed: HashMap<PeerId, Handed>,
+    /// Ids we sent a delivery receipt for lately.
+    receipted: fetch::Receipted,
     fetching: bool,
     fetch_due: Option<Instant>,
     /// When we last fetched our own mailbox.
@@ -602,9 +607,12 @@ impl Service {
                     ops.push(Op::Stored(peer, id));
                 }
             }
-            Internal::FetchDone(asked) => {
+            Internal::FetchDone(outcome) => {
                 self.fetching = false;
-                self.reach.fetched(&asked, FETCH_FROM);
+                self.reach.fetched(&outcome.asked, FETCH_FROM);
+                if outcome.more {
+                    self.fetch_due.get_or_insert(now);
+                }
             }
             Internal::Unsent(ids) => {
                 for id in ids {
@@ -705,7 +713,10 @@ impl Service {
                 .try_send(super::presence_service::Request::Retry(peer));
         }
         for (peer, ids) in r.delivered {
-            self.send_receipt(peer, ReceiptKind::Delivered, ids);
+            let ids = self.receipted.fresh(ids);
+            if !ids.is_empty() {
+                self.send_receipt(peer, ReceiptKind::Delivered, ids);
+            }
         }
         for (_, _, ids) in &r.receipts {
             for id in ids {
@@ -830,18 +841,19 @@ fn store_incoming(
                 });
             }
             let fresh = s.insert_incoming(&msgs)?;
-            let mut new_msgs = Vec::new();
+            let (mut new_msgs, mut seen) = (Vec::new(), Vec::new());
             for ((slot, m), new) in slots.into_iter().zip(msgs).zip(fresh) {
                 if new {
                     new_msgs.push(m);
                 } else {
                     acks[slot].result = AckResult::Duplicate;
+                    seen.push(m);
                 }
             }
-            Ok((acks, new_msgs, receipts, requests, accepted))
+            Ok((acks, new_msgs, seen, receipts, requests, accepted))
         },
         move |res| {
-            let (acks, new_msgs, receipts, requests, accepted) = match res {
+            let (acks, new_msgs, seen, receipts, requests, accepted) = match res {
                 Ok(r) => r,
                 Err(e) => {
                     warn!("cannot store incoming messages: {e}");
@@ -854,12 +866,18 @@ fn store_incoming(
             }
             // A message fetched from a mailbox tells its sender nothing by
             // itself: it gets an automatic delivery receipt. (On the direct
-            // path the ack already did.)
+            // path the ack already did.) One fetched again that we already
+            // have gets one too: a crash after storing it may have lost the
+            // first, and its sender would otherwise deposit it forever.
             let mut delivered: HashMap<PeerId, Vec<MessageId>> = HashMap::new();
-            for m in new_msgs {
-                if via_mailbox && let Some(p) = m.peer_id() {
-                    delivered.entry(p).or_default().push(m.id);
+            if via_mailbox {
+                for m in new_msgs.iter().chain(&seen) {
+                    if let Some(p) = m.peer_id() {
+                        delivered.entry(p).or_default().push(m.id);
+                    }
                 }
+            }
+            for m in new_msgs {
                 let _ = events.send(Event::Message(m));
             }
             let _ = reply.send(acks);
