@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,10 +15,11 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, kad, request_response};
 use roost::crypto::{NONCE_LEN, Sealer};
+use roost::node::messenger::fetch::FETCH_ITEMS;
 use roost::node::presence_service::BuddyChange;
 use roost::store::{Direction, MessageState, Store, StoredMessage};
 use roost::wire::frame::CborCodec;
-use roost::wire::mailbox::{self, MailboxRequest, MailboxResponse};
+use roost::wire::mailbox::{self, MailboxRequest, MailboxResponse, PAGE_ITEMS};
 use roost::wire::message::{Body, Envelope, Inner, MessageId, seal};
 use roost::{Content, Identity, NodeHandle};
 
@@ -236,6 +238,65 @@ async fn a_holder_whose_cursor_never_advances_cannot_hold_the_fetch() {
     );
     jack_node.shutdown().await.unwrap();
     honest.handle.shutdown().await.unwrap();
+}
+
+/// A holder with more for Jack than one fetch takes from it: the fetch stops
+/// at the item cap, and because that holder gave new messages the next
+/// fetch follows at once rather than at the next poll (5 min), so nothing
+/// waits behind the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_beyond_the_fetch_cap_drains_without_waiting_for_the_poll() {
+    init_tracing();
+    let (alice_id, jack_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (alice, jack) = (alice_id.peer_id(), jack_id.peer_id());
+    let total = FETCH_ITEMS + 52;
+    let sealer = Sealer::new(&alice_id);
+    let envs: Vec<Envelope> = (0..total)
+        .map(|i| {
+            let inner = Inner::text(&alice, 1_000_000 + i as u64, &format!("m{i}"));
+            seal(&sealer, MessageId::random(), &jack, &inner).unwrap()
+        })
+        .collect();
+    let ids: HashSet<MessageId> = envs.iter().map(|e| e.id).collect();
+    // An honest holder: pages of what it still has from the cursor on
+    // (cursors are sequence numbers), acked items deleted.
+    let held = Arc::new(Mutex::new(envs.into_iter().zip(0u64..).collect::<Vec<_>>()));
+    let holder = FakeHolder::start(move |r| {
+        let mut held = held.lock().unwrap();
+        match r {
+            MailboxRequest::Fetch { cursor, .. } => {
+                let mut rest = held.iter().filter(|(_, seq)| seq >= cursor);
+                let items: Vec<Envelope> = rest
+                    .by_ref()
+                    .take(PAGE_ITEMS)
+                    .map(|(e, _)| e.clone())
+                    .collect();
+                let next = rest.next().map(|(_, seq)| *seq);
+                MailboxResponse::Page { items, next }
+            }
+            MailboxRequest::Ack { ids, .. } => {
+                held.retain(|(e, _)| !ids.contains(&e.id));
+                MailboxResponse::Acked { removed: 0 }
+            }
+            other => plain_answer(other).unwrap(),
+        }
+    })
+    .await;
+    let jack_dir = dir_for(&jack_id);
+    let jack_node = start_in(&jack_dir, std::slice::from_ref(&holder.addr)).await;
+    eventually("Jack has every message", || async {
+        let conv = jack_node.conversation(alice, 10_000).await.unwrap();
+        let got: HashSet<MessageId> = conv.iter().map(|m| m.id).collect();
+        (conv.len() == total && got == ids).then_some(())
+    })
+    .await;
+    let first = fetches(&holder.log_of(jack)).remove(0);
+    assert_eq!(
+        first.len(),
+        FETCH_ITEMS / PAGE_ITEMS,
+        "pages of the first fetch"
+    );
+    jack_node.shutdown().await.unwrap();
 }
 
 /// Jack's node stored a fetched message and crashed before its delivery

@@ -27,7 +27,7 @@ use super::{Inbound, Internal, open_envelope, store_incoming};
 use crate::net::NetClient;
 use crate::node::mailbox::holders;
 use crate::wire::mailbox::{FETCH_FROM, MailboxRequest, MailboxResponse, PAGE_ITEMS, mailbox_key};
-use crate::wire::message::{AckResult, MessageId, RejectReason};
+use crate::wire::message::{AckResult, Body, MessageId, RejectReason};
 
 /// Most pages one fetch takes from one holder. A full mailbox (the default
 /// recipient quota is 10 000 items) drains over a few fetches; see
@@ -188,7 +188,7 @@ pub(super) async fn fetch_own(
 }
 
 /// Fetches from one holder until [`HolderFetch`] says stop; returns why,
-/// and how many new messages it gave.
+/// and how many messages new to our history it gave.
 async fn fetch_from(holder: PeerId, inbound: &Inbound, net: &NetClient) -> (Stop, usize) {
     let me = inbound.sealer.me().to_bytes();
     let mut run = HolderFetch::new(Instant::now());
@@ -216,9 +216,15 @@ async fn fetch_from(holder: PeerId, inbound: &Inbound, net: &NetClient) -> (Stop
         if items.is_empty() {
             continue;
         }
-        let opened = items
+        let opened: Vec<_> = items
             .iter()
             .map(|e| open_envelope(&inbound.sealer, e))
+            .collect();
+        // Only a message (not a receipt or buddy request, which are taken
+        // every time they come) counts as new when accepted.
+        let content: Vec<bool> = opened
+            .iter()
+            .map(|o| matches!(o, Ok((_, _, inner)) if matches!(inner.body, Body::Content { .. })))
             .collect();
         let (tx, rx) = oneshot::channel();
         store_incoming(inbound, opened, true, tx);
@@ -229,7 +235,8 @@ async fn fetch_from(holder: PeerId, inbound: &Inbound, net: &NetClient) -> (Stop
         };
         fresh += acks
             .iter()
-            .filter(|a| a.result == AckResult::Accepted)
+            .zip(&content)
+            .filter(|(a, c)| **c && a.result == AckResult::Accepted)
             .count();
         // Everything stored, duplicate or refused for good can go; what we
         // could not store stays with the holder.

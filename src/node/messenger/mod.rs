@@ -13,7 +13,7 @@
 //! - Mailboxes ([`mailbox`]): when direct delivery fails, the envelope is
 //!   deposited with the peers closest to the recipient's mailbox key; this
 //!   node also holds, hands on and serves others' mailboxes, and fetches
-//!   its own.
+//!   its own, within bounds a holder cannot stretch ([`fetch`]).
 //!
 //! The service never blocks on disk itself: every store call runs on the
 //! queue's thread, and the hot paths (send, receive, acks) do not even wait
@@ -31,7 +31,7 @@ use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
-mod fetch;
+pub mod fetch;
 mod mailbox;
 
 use super::mailbox::{Handed, Ledger, Reach};
