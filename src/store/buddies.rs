@@ -13,6 +13,13 @@ use crate::node::presence::Own;
 pub(super) const BUDDIES: &str = "buddies";
 pub(super) const REQUESTS: &str = "buddy_requests";
 const OWN_PRESENCE_KEY: &[u8] = b"own_presence";
+/// Prefix of the `meta` keys that keep, per peer, the sender clock of the
+/// latest buddy request taken from it.
+const REQUEST_SEEN_PREFIX: &[u8] = b"buddy_request_seen/";
+
+fn request_seen_key(peer: &PeerId) -> Vec<u8> {
+    [REQUEST_SEEN_PREFIX, &peer.to_bytes()].concat()
+}
 
 /// How we relate to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +159,32 @@ impl Store {
         Ok(true)
     }
 
+    /// Whether a buddy request `peer` sealed at `sent_at` (its clock) is
+    /// newer than every one taken from it before. A request envelope stays
+    /// valid for good and anyone who saw it (a mailbox holder) can send it
+    /// again; only a newer one, which only `peer` can seal, may bring a
+    /// request back after it was accepted, removed or blocked.
+    pub fn buddy_request_is_new(&self, peer: &PeerId, sent_at: u64) -> Result<bool, StoreError> {
+        let latest = match self.meta.get(request_seen_key(peer))? {
+            None => return Ok(true),
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt(REQUESTS))?,
+            ),
+        };
+        Ok(sent_at > latest)
+    }
+
+    /// Records that `peer`'s buddy request sealed at `sent_at` was taken
+    /// (see [`Store::buddy_request_is_new`]). Not flushed: it goes with the
+    /// batch that took the request.
+    pub fn note_buddy_request(&self, peer: &PeerId, sent_at: u64) -> Result<(), StoreError> {
+        self.meta
+            .insert(request_seen_key(peer), &sent_at.to_be_bytes())?;
+        Ok(())
+    }
+
     /// Pending buddy requests, oldest first.
     pub fn buddy_requests(&self) -> Result<Vec<BuddyRequest>, StoreError> {
         let mut v: Vec<BuddyRequest> = self
@@ -221,5 +254,29 @@ mod tests {
         assert!(s.buddy_requests().unwrap().is_empty());
         assert!(s.remove_buddy(&bob).unwrap());
         assert_eq!(s.relation(&bob).unwrap(), Relation::Stranger);
+    }
+
+    #[test]
+    fn only_a_newer_buddy_request_is_news_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bob, eve) = (PeerId::random(), PeerId::random());
+        {
+            let s = Store::open(dir.path(), 1 << 20).unwrap();
+            assert!(s.buddy_request_is_new(&bob, 100).unwrap());
+            s.note_buddy_request(&bob, 100).unwrap();
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        assert!(
+            !s.buddy_request_is_new(&bob, 100).unwrap(),
+            "the same one again"
+        );
+        assert!(!s.buddy_request_is_new(&bob, 99).unwrap(), "an older one");
+        assert!(s.buddy_request_is_new(&bob, 101).unwrap(), "a newer one");
+        assert!(s.buddy_request_is_new(&eve, 1).unwrap(), "kept per peer");
+        // Accepting and removing the buddy forgets nothing.
+        s.add_buddy(&bob, "bob").unwrap();
+        s.remove_buddy(&bob).unwrap();
+        assert!(!s.buddy_request_is_new(&bob, 100).unwrap());
     }
 }

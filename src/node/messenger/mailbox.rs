@@ -1,25 +1,25 @@
 //! The mailbox side of the messaging service: depositing for offline
 //! recipients, serving the mailboxes we hold, handing them on to closer
-//! peers, and fetching our own. Policy comes from [`crate::node::mailbox`].
+//! peers, and starting the fetches of our own ([`super::fetch`]). Policy
+//! comes from [`crate::node::mailbox`].
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use libp2p::PeerId;
-use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::{Inbound, Internal, Service, open_envelope, store_incoming};
+use super::fetch::fetch_own;
+use super::{Internal, Service};
 use crate::clock::unix_ms;
 use crate::net::NetClient;
 use crate::node::mailbox::{handoff, holders, outranks, quorum};
 use crate::store::HeldItem;
 use crate::wire::mailbox::{
-    DEPOSIT_BATCH, DepositReject, FETCH_FROM, MailboxRequest, MailboxResponse, PAGE_BYTES,
-    PAGE_ITEMS, mailbox_key,
+    DEPOSIT_BATCH, DepositReject, MailboxRequest, MailboxResponse, PAGE_BYTES, PAGE_ITEMS,
+    mailbox_key,
 };
-use crate::wire::message::{AckResult, Envelope, MessageId, RejectReason};
+use crate::wire::message::{Envelope, MessageId};
 
 /// Delay that coalesces a burst of routing-table changes.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -341,64 +341,4 @@ async fn deposit_all(net: &NetClient, holder: PeerId, envs: &[Envelope]) -> Vec<
         }
     }
     stored
-}
-
-/// Fetches our own mailbox from its holders: every page is stored through
-/// the normal incoming path (one flush per page), then acknowledged to the
-/// holder, which deletes what we stored.
-async fn fetch_own(
-    inbound: Arc<Inbound>,
-    net: NetClient,
-    r: usize,
-    int_tx: mpsc::Sender<Internal>,
-) {
-    let me = inbound.sealer.me();
-    let key = mailbox_key(&me);
-    let found = net.closest_peers(key.clone()).await.unwrap_or_default();
-    // Every peer of the neighbourhood, not just the R closest: a copy left
-    // on a peer that has since been outranked is found and cleared too.
-    let chosen = holders(&key, found, &[me], r.max(FETCH_FROM));
-    join_all(chosen.iter().map(|h| fetch_from(*h, &inbound, &net))).await;
-    let _ = int_tx.send(Internal::FetchDone(chosen)).await;
-}
-
-async fn fetch_from(holder: PeerId, inbound: &Inbound, net: &NetClient) {
-    let me = inbound.sealer.me().to_bytes();
-    let mut cursor = 0;
-    loop {
-        let request = MailboxRequest::Fetch {
-            recipient: me.clone(),
-            cursor,
-        };
-        let (items, next) = match net.mailbox(holder, request).await {
-            Ok(MailboxResponse::Page { items, next }) => (items, next),
-            _ => return,
-        };
-        if items.is_empty() {
-            return;
-        }
-        let opened = items
-            .iter()
-            .map(|e| open_envelope(&inbound.sealer, e))
-            .collect();
-        let (tx, rx) = oneshot::channel();
-        store_incoming(inbound, opened, true, tx);
-        let Ok(acks) = rx.await else { return };
-        // Everything stored, duplicate or refused for good can go; what we
-        // could not store stays with the holder.
-        let done: Vec<MessageId> = acks
-            .into_iter()
-            .filter(|a| a.result != AckResult::Rejected(RejectReason::Unavailable))
-            .filter_map(|a| a.id)
-            .collect();
-        let ack = MailboxRequest::Ack {
-            recipient: me.clone(),
-            ids: done,
-        };
-        let _ = net.mailbox(holder, ack).await;
-        match next {
-            Some(c) => cursor = c,
-            None => return,
-        }
-    }
 }

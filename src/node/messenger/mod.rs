@@ -15,7 +15,7 @@
 //! - Mailboxes ([`mailbox`]): when direct delivery fails, the envelope is
 //!   deposited with the peers closest to the recipient's mailbox key; this
 //!   node also holds, hands on and serves others' mailboxes, and fetches
-//!   its own.
+//!   its own, within bounds a holder cannot stretch ([`fetch`]).
 //!
 //! The service never blocks on disk itself: every store call runs on the
 //! queue's thread, and the hot paths (send, receive, acks) do not even wait
@@ -33,6 +33,7 @@ use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
+pub mod fetch;
 mod link;
 mod mailbox;
 mod window;
@@ -145,8 +146,8 @@ enum Internal {
         stored: Vec<MessageId>,
         failed: Vec<MessageId>,
     },
-    /// A fetch of our own mailbox ended, having asked these peers.
-    FetchDone(Vec<PeerId>),
+    /// A fetch of our own mailbox ended.
+    FetchDone(fetch::FetchOutcome),
     /// A batch of incoming messages is on disk; what is left to do.
     Received(Received),
     /// These could not be written to the outbox: stop sending them.
@@ -168,7 +169,8 @@ enum Internal {
 struct Received {
     /// Buddies who accepted us: retry their presence subscription.
     accepted: Vec<PeerId>,
-    /// Messages fetched from a mailbox: their senders get a receipt.
+    /// Messages fetched from a mailbox, new or already in our history:
+    /// their senders get a receipt.
     delivered: HashMap<PeerId, Vec<MessageId>>,
     /// Receipts for our own messages.
     receipts: Vec<(PeerId, ReceiptKind, Vec<MessageId>)>,
@@ -257,6 +259,7 @@ pub(crate) fn spawn(
         presence,
         mcfg: mailbox,
         handed: HashMap::new(),
+        receipted: fetch::Receipted::new(fetch::RECEIPTED),
         fetching: false,
         fetch_due: None,
         last_reaction: None,
@@ -289,6 +292,8 @@ struct Service {
     mcfg: MailboxConfig,
     /// Per recipient, which peers confirmed which of its items.
     handed: HashMap<PeerId, Handed>,
+    /// Ids we sent a delivery receipt for lately.
+    receipted: fetch::Receipted,
     fetching: bool,
     fetch_due: Option<Instant>,
     /// When we last fetched our own mailbox.
@@ -642,9 +647,12 @@ impl Service {
                     ops.push(Op::Stored(peer, id));
                 }
             }
-            Internal::FetchDone(asked) => {
+            Internal::FetchDone(outcome) => {
                 self.fetching = false;
-                self.reach.fetched(&asked, FETCH_FROM);
+                self.reach.fetched(&outcome.asked, FETCH_FROM);
+                if outcome.more {
+                    self.fetch_due.get_or_insert(now);
+                }
             }
             Internal::Unsent(ids) => {
                 for id in ids {
@@ -744,7 +752,10 @@ impl Service {
                 .try_send(super::presence_service::Request::Retry(peer));
         }
         for (peer, ids) in r.delivered {
-            self.send_receipt(peer, ReceiptKind::Delivered, ids);
+            let ids = self.receipted.fresh(ids);
+            if !ids.is_empty() {
+                self.send_receipt(peer, ReceiptKind::Delivered, ids);
+            }
         }
         // A receipt ends a message only if it comes from its recipient
         // (the store op checks the same before it drops the outbox row).
@@ -856,12 +867,18 @@ fn store_incoming(
                             receipts.push((from, kind, ids));
                             AckResult::Accepted
                         }
+                        // Taken once: a copy of an old request (replayed
+                        // by a holder) must not bring it back after it was
+                        // accepted and the buddy removed.
                         Body::BuddyRequest => {
-                            if relation == Relation::Stranger && s.add_request(&from, now)? {
-                                requests.push(from);
-                            }
-                            if relation == Relation::Buddy {
-                                accepted.push(from);
+                            if s.buddy_request_is_new(&from, inner.sent_at)? {
+                                if relation == Relation::Stranger && s.add_request(&from, now)? {
+                                    requests.push(from);
+                                }
+                                if relation == Relation::Buddy {
+                                    accepted.push(from);
+                                }
+                                s.note_buddy_request(&from, inner.sent_at)?;
                             }
                             AckResult::Accepted
                         }
@@ -873,18 +890,19 @@ fn store_incoming(
                 });
             }
             let fresh = s.insert_incoming(&msgs)?;
-            let mut new_msgs = Vec::new();
+            let (mut new_msgs, mut seen) = (Vec::new(), Vec::new());
             for ((slot, m), new) in slots.into_iter().zip(msgs).zip(fresh) {
                 if new {
                     new_msgs.push(m);
                 } else {
                     acks[slot].result = AckResult::Duplicate;
+                    seen.push(m);
                 }
             }
-            Ok((acks, new_msgs, receipts, requests, accepted))
+            Ok((acks, new_msgs, seen, receipts, requests, accepted))
         },
         move |res| {
-            let (acks, new_msgs, receipts, requests, accepted) = match res {
+            let (acks, new_msgs, seen, receipts, requests, accepted) = match res {
                 Ok(r) => r,
                 Err(e) => {
                     warn!("cannot store incoming messages: {e}");
@@ -897,12 +915,18 @@ fn store_incoming(
             }
             // A message fetched from a mailbox tells its sender nothing by
             // itself: it gets an automatic delivery receipt. (On the direct
-            // path the ack already did.)
+            // path the ack already did.) One fetched again that we already
+            // have gets one too: a crash after storing it may have lost the
+            // first, and its sender would otherwise deposit it forever.
             let mut delivered: HashMap<PeerId, Vec<MessageId>> = HashMap::new();
-            for m in new_msgs {
-                if via_mailbox && let Some(p) = m.peer_id() {
-                    delivered.entry(p).or_default().push(m.id);
+            if via_mailbox {
+                for m in new_msgs.iter().chain(&seen) {
+                    if let Some(p) = m.peer_id() {
+                        delivered.entry(p).or_default().push(m.id);
+                    }
                 }
+            }
+            for m in new_msgs {
                 let _ = events.send(Event::Message(m));
             }
             let _ = reply.send(acks);
