@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -45,20 +46,33 @@ async fn daemon_exits(dir: &Path) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start roost daemon");
-    let child = std::sync::Mutex::new(Some(child));
-    let exited = tokio::time::timeout(
-        common::DEADLINE,
-        eventually("the daemon exits", || async {
-            let mut slot = child.lock().unwrap();
-            let done = slot.as_mut()?.try_wait().unwrap().is_some();
-            done.then(|| slot.take().unwrap().wait_with_output().unwrap())
-        }),
-    )
+    // Killed if the test fails while it still runs.
+    let daemon = std::sync::Mutex::new(Running(child));
+    eventually("the daemon exits", || async {
+        daemon.lock().unwrap().0.try_wait().unwrap().map(|_| ())
+    })
     .await;
-    match exited {
-        Ok(out) => out,
-        Err(_) => unreachable!("eventually panics first"),
-    }
+    let mut daemon = daemon.into_inner().unwrap();
+    let mut out = Output {
+        status: daemon.0.wait().unwrap(),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    daemon
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut out.stdout)
+        .unwrap();
+    daemon
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut out.stderr)
+        .unwrap();
+    out
 }
 
 /// Exit code 1, nothing on stdout, exactly one `roost: …` line on stderr;

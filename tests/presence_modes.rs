@@ -36,6 +36,7 @@ async fn sees(who: &NodeHandle, buddy: PeerId, status: Status, what: &str) {
 async fn next_pushed(
     events: &mut tokio::sync::broadcast::Receiver<Event>,
     peer: PeerId,
+    what: &str,
 ) -> PresenceInfo {
     tokio::time::timeout(common::DEADLINE, async {
         loop {
@@ -47,7 +48,7 @@ async fn next_pushed(
         }
     })
     .await
-    .expect("a presence change is pushed")
+    .unwrap_or_else(|_| panic!("timed out waiting for: {what}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,8 +146,18 @@ async fn auto_away_shows_away_when_idle_and_online_again_on_activity() {
     // is pushed; idleness begins it again.
     let mut events = alice.handle.events();
     bob.touch().await;
-    assert_eq!(next_pushed(&mut events, idb).await.status, Status::Online);
-    assert_eq!(next_pushed(&mut events, idb).await.status, Status::Away);
+    assert_eq!(
+        next_pushed(&mut events, idb, "Bob's activity is pushed")
+            .await
+            .status,
+        Status::Online
+    );
+    assert_eq!(
+        next_pushed(&mut events, idb, "Bob's idleness is pushed again")
+            .await
+            .status,
+        Status::Away
+    );
 
     // An explicit state other than `online` is shown as chosen.
     let busy = Own {
@@ -154,7 +165,12 @@ async fn auto_away_shows_away_when_idle_and_online_again_on_activity() {
         ..Own::default()
     };
     bob.set_presence(busy).await.unwrap();
-    assert_eq!(next_pushed(&mut events, idb).await.status, Status::Busy);
+    assert_eq!(
+        next_pushed(&mut events, idb, "Bob's busy is pushed")
+            .await
+            .status,
+        Status::Busy
+    );
     alice.handle.shutdown().await.unwrap();
     bob.shutdown().await.unwrap();
 }
