@@ -289,3 +289,93 @@ async fn after_unblock_their_messages_arrive_and_their_presence_shows_again() {
         n.handle.shutdown().await.unwrap();
     }
 }
+
+/// The `roost` binary against a running daemon: JSON rows, or the one
+/// stderr line of a refusal.
+fn cli_ok(dir: &std::path::Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = common::roost(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn cli_refused(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = common::roost(dir, args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_names_a_buddy_by_its_new_name_only_and_forgets_a_removed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    cli_ok(path, &["--json", "init"]);
+    let _daemon = Daemon(common::spawn_daemon(path, None));
+    eventually("the daemon is up", || async {
+        common::roost(path, &["--json", "status"])
+            .status
+            .success()
+            .then_some(())
+    })
+    .await;
+    let bob = roost::Identity::generate().unwrap().peer_id().to_string();
+    cli_ok(path, &["--json", "buddy", "add", &bob, "--name", "bob"]);
+
+    let done = cli_ok(path, &["--json", "buddy", "rename", "bob", "robert"]);
+    assert_eq!(done[0]["id"], bob.as_str());
+    let list = cli_ok(path, &["--json", "buddy", "list"]);
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (list[0]["id"].as_str(), list[0]["name"].as_str()),
+        (Some(bob.as_str()), Some("robert"))
+    );
+    let sent = cli_ok(path, &["--json", "send", "robert", "hi robert"]);
+    let log = cli_ok(path, &["--json", "log", "robert"]);
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (&log[0]["id"], log[0]["peer"].as_str()),
+        (&sent[0]["id"], Some(bob.as_str()))
+    );
+    let err = cli_refused(path, &["--json", "send", "bob", "the old name"]);
+    assert!(err.contains("no buddy is called \"bob\""), "{err}");
+    assert_eq!(
+        cli_ok(path, &["--json", "log", "robert"]).len(),
+        1,
+        "nothing sent to the old name"
+    );
+
+    cli_ok(path, &["--json", "buddy", "block", "robert"]);
+    assert_eq!(
+        cli_ok(path, &["--json", "buddy", "list"])[0]["blocked"],
+        true
+    );
+    cli_ok(path, &["--json", "buddy", "unblock", "robert"]);
+    assert_eq!(
+        cli_ok(path, &["--json", "buddy", "list"])[0]["blocked"],
+        false
+    );
+
+    cli_ok(path, &["--json", "buddy", "remove", "robert"]);
+    assert!(cli_ok(path, &["--json", "buddy", "list"]).is_empty());
+    let err = cli_refused(path, &["--json", "buddy", "rename", "robert", "bobby"]);
+    assert!(err.contains("no buddy is called \"robert\""), "{err}");
+}
+
+/// A daemon process, killed when the test ends however it ends.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
