@@ -2,10 +2,13 @@
 
 mod common;
 
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 
 use common::{eventually, roost};
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(
@@ -76,12 +79,50 @@ fn missing_identity_and_bad_usage_are_clear() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// The names listed in the `Commands:` section of clap's help (entries are
+/// indented by two spaces; wrapped descriptions by more).
+fn commands(help: &str) -> Vec<String> {
+    section(help, "Commands:")
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect()
+}
+
+/// The flags (`-x`, `--long`) the `Options:` section lists: the leading
+/// words of its entries, not what their descriptions mention.
+fn options(help: &str) -> Vec<String> {
+    section(help, "Options:")
+        .filter(|l| l.trim_start().starts_with('-'))
+        .flat_map(|l| {
+            l.split_whitespace()
+                .take_while(|t| t.starts_with('-') || t.starts_with('<') || t.starts_with('['))
+        })
+        .filter(|t| t.starts_with('-'))
+        .map(|t| t.trim_end_matches(',').to_string())
+        .collect()
+}
+
+/// The indented lines after the line `title`, up to the next unindented one.
+fn section<'a>(help: &'a str, title: &str) -> impl Iterator<Item = &'a str> {
+    help.lines()
+        .skip_while(move |l| l.trim_end() != title)
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+}
+
+fn help_of(dir: &std::path::Path, args: &[&str]) -> String {
+    let mut full = args.to_vec();
+    full.push("--help");
+    let out = roost(dir, &full);
+    assert!(out.status.success(), "{args:?} --help");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn every_command_has_help() {
     let dir = tempfile::tempdir().unwrap();
-    let top = roost(dir.path(), &["--help"]);
-    assert!(top.status.success());
-    let text = String::from_utf8_lossy(&top.stdout).to_string();
+    let listed = commands(&help_of(dir.path(), &[]));
     for sub in [
         "init",
         "id",
@@ -96,16 +137,25 @@ fn every_command_has_help() {
         "demo",
         "completions",
     ] {
-        assert!(text.contains(sub), "top-level help lists {sub}");
-        let out = roost(dir.path(), &[sub, "--help"]);
-        assert!(out.status.success(), "{sub} --help");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("--data-dir"));
+        assert!(
+            listed.iter().any(|c| c == sub),
+            "top-level help lists {sub}: {listed:?}"
+        );
+        let flags = options(&help_of(dir.path(), &[sub]));
+        assert!(
+            flags.iter().any(|f| f == "--data-dir"),
+            "{sub} --help lists --data-dir: {flags:?}"
+        );
     }
+    let listed = commands(&help_of(dir.path(), &["buddy"]));
     for sub in [
         "add", "list", "requests", "remove", "rename", "hide", "show", "block", "unblock",
     ] {
-        let out = roost(dir.path(), &["buddy", sub, "--help"]);
-        assert!(out.status.success(), "buddy {sub} --help");
+        assert!(
+            listed.iter().any(|c| c == sub),
+            "buddy help lists {sub}: {listed:?}"
+        );
+        help_of(dir.path(), &["buddy", sub]);
     }
     let out = roost(dir.path(), &["completions", "bash"]);
     assert!(out.status.success() && !out.stdout.is_empty());
@@ -129,9 +179,17 @@ async fn daemon_publishes_its_addresses_and_stops_cleanly_on_sigterm() {
         (!v["addrs"].as_array()?.is_empty()).then_some(v)
     })
     .await;
-    let addr = shown["addrs"][0].as_str().unwrap();
-    assert!(addr.starts_with("/ip4/127.0.0.1/tcp/"), "{addr}");
-    assert!(addr.ends_with(shown["id"].as_str().unwrap()), "{addr}");
+    let addr: Multiaddr = shown["addrs"][0].as_str().unwrap().parse().unwrap();
+    let id: PeerId = shown["id"].as_str().unwrap().parse().unwrap();
+    let parts: Vec<Protocol> = addr.iter().collect();
+    assert!(
+        matches!(
+            parts[..],
+            [Protocol::Ip4(ip), Protocol::Tcp(port), Protocol::P2p(p)]
+                if ip == Ipv4Addr::LOCALHOST && port != 0 && p == id
+        ),
+        "{addr}"
+    );
     assert_eq!(
         std::fs::metadata(&api_file).unwrap().permissions().mode() & 0o777,
         0o600
@@ -174,15 +232,31 @@ fn the_demo_tells_the_whole_story_and_exits_0() {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for step in [
-        "Discovery by key",
-        "Oscar hides",
-        "pushed",
-        "direct MESSAGE",
-        "Store and forward",
-        "All steps passed",
+    let lines: Vec<&str> = text.lines().collect();
+    // The numbered steps, each told, in order.
+    let steps: Vec<u32> = lines
+        .iter()
+        .filter_map(|l| l.split_once(". ")?.0.parse().ok())
+        .collect();
+    assert_eq!(steps, (1..=8).collect::<Vec<_>>(), "{text}");
+    // What each check found, as whole lines.
+    for line in [
+        "   Alex sees Oscar: offline.   Alice sees Oscar: online.",
+        "   Jack's node sent a delivery receipt: Alice sees the message delivered.",
+        "All steps passed.",
     ] {
-        assert!(text.contains(step), "narrates {step:?}:\n{text}");
+        assert!(lines.contains(&line), "narrates {line:?}:\n{text}");
+    }
+    for start in [
+        "   found Bob at /ip4/127.0.0.1/tcp/",
+        "   Alice is told: Bob is away — \"lunch, back at 14:00\"",
+        "   Bob's inbox: \"Bob, come here!\" — delivered in ",
+        "   Jack has it ",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(start)),
+            "narrates a line starting {start:?}:\n{text}"
+        );
     }
 }
 

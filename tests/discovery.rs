@@ -42,21 +42,37 @@ async fn twelve_nodes_find_each_other_and_survive_loss_of_the_bootstrap_node() {
     .await;
 
     // The bootstrap node leaves; a newcomer that knows only node 5 still
-    // finds everyone, and sees node 0 as offline.
+    // finds everyone, and sees node 0 as offline: its last locator, the one
+    // it published on leaving, says so.
     let gone = nodes.remove(0);
     gone.handle.shutdown().await.expect("shutdown");
+    // The seq of the last locator node 0 published, from its database: a
+    // stopped node has released it, and saves each seq it publishes.
+    let last_seq = {
+        let db = gone.dir.path().join(roost::node::DB_DIR);
+        roost::store::Store::open(&db, 1 << 20)
+            .expect("node 0's database")
+            .locator_seq()
+            .expect("seq")
+    };
     let via5 = nodes[4].addr().await;
     let late = TestNode::start(&[via5]).await;
     for &other in &ids[1..] {
         assert!(found(&late.handle, other).await);
         late.handle.dial(other).await.expect("dial by ID");
     }
-    let node0_online = eventually("newcomer sees node 0 offline", || async {
+    // Wait for node 0's last record (a holder may still answer with an
+    // earlier one), whatever it says; then check what it says.
+    let last = eventually("newcomer finds node 0's last locator", || async {
         let loc = late.handle.find(ids[0]).await.expect("running")?;
-        (!loc.online).then_some(loc.online)
+        (loc.seq >= last_seq).then_some(loc)
     })
     .await;
-    assert!(!node0_online);
+    assert_eq!(last.seq, last_seq);
+    assert!(
+        !last.online,
+        "node 0's last locator (seq {last_seq}) says it is online"
+    );
     for n in nodes.iter().chain([&late]) {
         n.handle.shutdown().await.expect("shutdown");
     }

@@ -50,6 +50,23 @@ async fn storing_node_refuses_forged_replayed_oversized_and_far_future_records()
         let honest = honest.handle.clone();
         async move { honest.net().held_record(key).await.expect("running") }
     };
+    // A put is answered before it is validated (`FilterBoth`), so the
+    // answer says nothing about the verdict. The hostile peer's puts reach
+    // the honest node's event loop in order: once a valid record of a
+    // witness, put right after a refused one, is held, the refused one has
+    // been judged, and what is held under its key is the verdict.
+    let witness = Identity::generate().unwrap();
+    let witness_key = record_key(&witness.peer_id());
+    let mut witness_seq = 0;
+    let mut judged = async || {
+        witness_seq += 1;
+        let sentinel = locator::sign(&witness, witness_seq, &[], now + HOUR, true).unwrap();
+        put(witness_key.clone(), sentinel.clone()).await;
+        eventually("the honest node holds the witness's sentinel", || async {
+            (held(witness_key.clone()).await == Some(sentinel.clone())).then_some(())
+        })
+        .await;
+    };
 
     // A good record with seq 10 is stored; this also proves the channel works.
     let good = locator::sign(&victim, 10, &[addr], now + HOUR, true).unwrap();
@@ -59,8 +76,7 @@ async fn storing_node_refuses_forged_replayed_oversized_and_far_future_records()
     })
     .await;
 
-    // Each of these is answered (FilterBoth answers before validating) but
-    // must not replace what the honest node holds.
+    // None of these may replace what the honest node holds.
     let body = LocatorBody {
         pubkey: victim.verifying_key().to_bytes().to_vec(),
         seq: 20,
@@ -76,42 +92,60 @@ async fn storing_node_refuses_forged_replayed_oversized_and_far_future_records()
     let mut oversized = locator::sign(&victim, 23, &[], now + HOUR, true).unwrap();
     oversized.resize(MAX_RECORD_BYTES + 100, 0);
     let garbage = b"\xa1\x61x\xff not a record".to_vec();
-    for bad in [
-        bad_signature,
-        other_key,
-        replay_older,
-        far_future,
-        oversized,
-        garbage,
+    for (what, bad) in [
+        ("a forged signature", bad_signature),
+        ("another identity's record", other_key),
+        ("an older seq", replay_older),
+        ("a far-future expiry", far_future),
+        ("an oversized record", oversized),
+        ("garbage", garbage),
     ] {
         put(key.clone(), bad).await;
+        judged().await;
+        assert_eq!(
+            held(key.clone()).await,
+            Some(good.clone()),
+            "{what} replaced the held record"
+        );
     }
     // A key that is not a locator key at all.
     let junk_key = RecordKey::new(b"/not/roost");
     put(junk_key.clone(), good.clone()).await;
+    judged().await;
+    assert_eq!(held(junk_key).await, None, "a non-locator key was stored");
 
-    // A newer honest record afterwards is accepted: the node kept serving,
-    // and since puts are handled in order, every bad one was seen before it.
+    // A newer honest record is accepted: the node kept serving.
     let newer = locator::sign(&victim, 11, &[], now + HOUR, false).unwrap();
     put(key.clone(), newer.clone()).await;
     eventually("honest node stores the newer record", || async {
         (held(key.clone()).await == Some(newer.clone())).then_some(())
     })
     .await;
-    assert_eq!(held(junk_key).await, None);
     // Replaying the seq-10 record after seq 11 is refused too.
     put(key.clone(), good).await;
+    judged().await;
+    assert_eq!(
+        held(key.clone()).await,
+        Some(newer.clone()),
+        "a replay of seq 10 replaced seq 11"
+    );
+    // The victim's record under mallory's key.
     let mallory_key = record_key(&mallory.peer_id());
-    put(mallory_key.clone(), newer.clone()).await; // victim's record under mallory's key
+    put(mallory_key.clone(), newer.clone()).await;
+    judged().await;
+    assert_eq!(
+        held(mallory_key).await,
+        None,
+        "a record was stored under another identity's key"
+    );
+
+    // And a lookup through the hostile-fed node still validates.
     let probe = locator::sign(&victim, 12, &[], now + HOUR, true).unwrap();
     put(key.clone(), probe.clone()).await;
     eventually("honest node stores the probe", || async {
         (held(key.clone()).await == Some(probe.clone())).then_some(())
     })
     .await;
-    assert_eq!(held(mallory_key).await, None);
-
-    // And a lookup through the hostile-fed node still validates.
     let loc = hostile
         .handle
         .find(victim.peer_id())

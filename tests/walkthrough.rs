@@ -162,6 +162,13 @@ async fn three_daemons_run_the_walkthrough_through_the_cli() {
         (bob["status"] == "away" && bob["note"] == "lunch, back at 14:00").then_some(())
     })
     .await;
+    // C must first see alice online: until her presence reaches C, C shows
+    // her offline anyway, and "offline" below would prove nothing.
+    eventually("C sees alice online before the hide", || async {
+        let rows = c.try_json(&["presence"])?;
+        (find(&rows, "name", "alice")?["status"] == "online").then_some(())
+    })
+    .await;
     a.json(&["buddy", "hide", "carol"]);
     eventually("C sees alice offline once hidden", || async {
         let rows = c.try_json(&["presence"])?;

@@ -3,31 +3,14 @@
 
 use std::time::{Duration, Instant};
 
+mod pure;
+#[allow(unused_imports)] // as the rest: each bench uses a part
+pub use pure::{Rng, pct};
+
 /// The allocator the `roost` binary runs with (see `src/main.rs`), so the
 /// figures are the binary's.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A small seeded generator (xorshift*): a run is reproducible from its seed.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// The value after `--name` on the command line, or `default`.
 pub fn arg(name: &str, default: u64) -> u64 {
@@ -37,15 +20,6 @@ pub fn arg(name: &str, default: u64) -> u64 {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The `p` quantile of `v` (sorted in place).
-pub fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        return 0.0;
-    }
-    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Milliseconds with one decimal, for JSON output.

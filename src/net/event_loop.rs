@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
-use super::ratelimit::RateLimiter;
+use super::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, RateLimiter};
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::identity::Identity;
@@ -291,7 +291,7 @@ impl EventLoop {
             pending_presence: HashMap::new(),
             // Generous for honest peers (a mailbox fetch is a few requests,
             // presence one per change), tight enough to stop a flood.
-            mailbox_limit: RateLimiter::new(50.0, 200.0),
+            mailbox_limit: RateLimiter::new(MAILBOX_RATE, MAILBOX_BURST),
             presence_limit: RateLimiter::new(20.0, 100.0),
             stopping: None,
         }

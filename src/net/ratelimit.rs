@@ -9,6 +9,11 @@ use libp2p::PeerId;
 
 /// Most peers tracked at once; beyond it the table is pruned.
 pub const MAX_PEERS: usize = 10_000;
+/// Mailbox requests one peer may make at once: generous for honest peers
+/// (a fetch is a few requests), tight enough to stop a flood.
+pub const MAILBOX_BURST: f64 = 200.0;
+/// Mailbox requests per second one peer may make after its burst.
+pub const MAILBOX_RATE: f64 = 50.0;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
