@@ -228,6 +228,11 @@ async fn a_lookup_ignores_answers_for_another_key() {
     let buddy_id = buddy.handle.peer_id();
     let key = record_key(&buddy_id);
     let target = KBucketKey::new(key.clone());
+    // The buddy holds its own record (it answers lookups with it).
+    eventually("the buddy has published its locator", || async {
+        buddy.handle.find(buddy_id).await.expect("running")
+    })
+    .await;
 
     // Mallory's own identity signs a valid record of its own, offline, with
     // a seq above anything the buddy has published.
