@@ -418,13 +418,34 @@ async fn only_peers_of_lasting_connections_are_remembered() {
     let stays_id = stays.handle.peer_id();
     let known = eventually("the peer that stayed is remembered", || async {
         let known = node.known_peers().await.expect("running");
-        known.contains(&stays_id).then_some(known)
+        known.iter().any(|k| k.peer == stays_id).then_some(known)
     })
     .await;
     assert!(
-        !known.contains(&stranger.peer),
+        known.iter().all(|k| k.peer != stranger.peer),
         "a stranger of a moment was remembered"
     );
-    stays.handle.shutdown().await.unwrap();
+    let remembered_at = known.iter().find(|k| k.peer == stays_id).unwrap().last_seen;
+
+    // Stopping saves the peers still connected as seen until then.
+    eventually("the clock has moved on", || async {
+        (unix_ms() > remembered_at).then_some(())
+    })
+    .await;
+    let before_stop = unix_ms();
     node.shutdown().await.unwrap();
+    let db = dir.path().join(roost::node::DB_DIR);
+    let store = roost::store::Store::open(&db, 1 << 20).unwrap();
+    let saved = store.known_peers(usize::MAX).unwrap();
+    let last_seen = saved
+        .iter()
+        .find(|k| k.peer == stays_id)
+        .map(|k| k.last_seen);
+    assert!(
+        last_seen >= Some(before_stop),
+        "the peer still connected at the stop was saved as seen at {last_seen:?}, before {before_stop}"
+    );
+    assert!(saved.iter().all(|k| k.peer != stranger.peer));
+    drop(store);
+    stays.handle.shutdown().await.unwrap();
 }

@@ -397,6 +397,9 @@ impl EventLoop {
             }
         }
         let replies = self.stopping.take().map(|s| s.replies).unwrap_or_default();
+        for r in self.lasting.still_connected() {
+            self.remember(r);
+        }
         let Self { swarm, writer, .. } = self;
         drop(swarm);
         writer.close().await;

@@ -129,6 +129,20 @@ impl Lasting {
         out
     }
 
+    /// The remembered peers still connected, to save once more as the node
+    /// stops (no close event reaches us then): a peer connected for days is
+    /// then stored as seen at the end, not when it was first remembered.
+    pub fn still_connected(&self) -> Vec<Remember> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.remembered)
+            .filter_map(|(&peer, p)| {
+                let addrs = p.addrs.clone()?;
+                Some(Remember { peer, addrs })
+            })
+            .collect()
+    }
+
     /// Peers with an open connection (tests and bounds).
     pub fn tracked(&self) -> usize {
         self.peers.len()
@@ -166,6 +180,7 @@ mod tests {
         l.opened(conn(1), stranger, t0);
         assert_eq!(l.identified(stranger, addrs(), t0), None);
         assert_eq!(l.due(), Some(t0 + MIN));
+        assert!(l.still_connected().is_empty());
         assert_eq!(l.closed(conn(1)), None);
         assert_eq!(l.due(), None);
         assert!(l.poll(t0 + 2 * MIN).is_empty());
@@ -189,8 +204,10 @@ mod tests {
         l.opened(conn(2), peer, t0 + MIN);
         assert!(l.poll(t0 + 3 * MIN).is_empty());
         assert_eq!(l.closed(conn(1)), None);
+        assert_eq!(l.still_connected(), vec![want.clone()]);
         // The last one closing refreshes it.
         assert_eq!(l.closed(conn(2)), Some(want));
+        assert!(l.still_connected().is_empty());
         assert_eq!(l.tracked(), 0);
     }
 

@@ -467,14 +467,8 @@ impl NodeHandle {
     /// tests check who gets in (only peers of lasting connections, see
     /// [`crate::net::lasting`]).
     #[doc(hidden)]
-    pub async fn known_peers(&self) -> Result<Vec<PeerId>, NodeError> {
-        self.read(|s| {
-            Ok(s.known_peers(usize::MAX)?
-                .into_iter()
-                .map(|k| k.peer)
-                .collect())
-        })
-        .await
+    pub async fn known_peers(&self) -> Result<Vec<crate::store::KnownPeer>, NodeError> {
+        self.read(|s| s.known_peers(usize::MAX)).await
     }
 
     /// New messages and state changes of our messages, as they happen.
