@@ -12,8 +12,8 @@
 //! which stay connected while we run, get in on their own. A peer is
 //! remembered (with the listen addresses it told identify, for peers that
 //! speak our DHT) once per connected spell: when its first connection
-//! becomes lasting, and again when its last connection closes, so the time
-//! stored is when we last saw it.
+//! becomes lasting, and again when its last connection closes or the node
+//! stops, so the time stored is when we last saw it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
