@@ -379,6 +379,50 @@ async fn one_source_cannot_fill_the_record_store() {
     }
 }
 
+/// A record stored under another spelling of its owner's key (the ID with
+/// whitespace around it, which `parse_id` trims) is refused: each spelling
+/// would be a key of its own, so one identity could fill a store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_is_stored_only_under_its_owners_key() {
+    init_tracing();
+    let honest = TestNode::start(&[]).await;
+    let raw = RawNode::start(
+        Keypair::generate_ed25519(),
+        None,
+        Arc::default(),
+        Arc::default(),
+    )
+    .await;
+    raw.dial.send(honest.addr().await).unwrap();
+    let target = honest.handle.peer_id();
+    let owner = Identity::generate().unwrap();
+    let value = locator::sign(&owner, 1, &[], unix_ms() + HOUR, true).unwrap();
+    let padded: Vec<RecordKey> = [" ", "\n", "  "]
+        .iter()
+        .map(|pad| RecordKey::new(&format!("{}{}{pad}", locator::KEY_PREFIX, owner.peer_id())))
+        .collect();
+    for key in &padded {
+        raw.put_to(Record::new(key.clone(), value.clone()), target)
+            .await
+            .expect("the honest node answered");
+    }
+    // Then the same record under its key: puts are handled in order.
+    let key = record_key(&owner.peer_id());
+    raw.put_to(Record::new(key.clone(), value.clone()), target)
+        .await
+        .expect("the honest node answered");
+    eventually("the record is stored under its key", || async {
+        let held = honest.handle.net().held_record(key.clone()).await;
+        (held.expect("running") == Some(value.clone())).then_some(())
+    })
+    .await;
+    for key in padded {
+        let held = honest.handle.net().held_record(key).await.unwrap();
+        assert!(held.is_none(), "a record was stored under a padded key");
+    }
+    honest.handle.shutdown().await.unwrap();
+}
+
 /// A stranger that connects, identifies itself as a DHT peer and leaves at
 /// once is not remembered; a peer that stays connected is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
