@@ -81,9 +81,9 @@ pub struct Config {
     /// Show `away` after this long without user activity through the local
     /// API, while the explicit state is `online`; `None` disables it.
     pub auto_away: Option<Duration>,
-    /// How long a connection must stay open before its peer is remembered
-    /// for the next start (`net::lasting`): strangers passing by stay out
-    /// of the `peers` table a restart reseeds from.
+    /// How long a connection we dialled must stay open before its peer is
+    /// remembered for the next start (`net::lasting`): strangers passing
+    /// by stay out of the `peers` table a restart reseeds from.
     pub lasting_connection: Duration,
 }
 

@@ -423,33 +423,41 @@ async fn a_record_is_stored_only_under_its_owners_key() {
     honest.handle.shutdown().await.unwrap();
 }
 
-/// A stranger that connects, identifies itself as a DHT peer and leaves at
-/// once is not remembered; a peer that stays connected is.
+/// Only a peer we dialled and stayed connected to is remembered: not a
+/// stranger we dialled that hangs up at once, nor one that dialled us and
+/// stays. A clean stop saves the peer still connected as seen then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_peers_of_lasting_connections_are_remembered() {
+async fn only_peers_we_dialled_and_kept_are_remembered() {
     init_tracing();
     const LASTING: Duration = Duration::from_secs(10);
+    let raw = || {
+        RawNode::start(
+            Keypair::generate_ed25519(),
+            None,
+            Arc::default(),
+            Arc::default(),
+        )
+    };
+    // The node dials both (they are its bootstrap peers).
+    let stays = TestNode::start(&[]).await;
+    let stays_id = stays.handle.peer_id();
+    let mut stranger = raw().await;
     let dir = tempfile::tempdir().unwrap();
     Identity::create_in(dir.path()).unwrap();
-    let node = start_with(&dir, &[], |c| c.lasting_connection = LASTING).await;
-    let addr = node.dial_addrs().await.unwrap().remove(0);
-
-    let mut stranger = RawNode::start(
-        Keypair::generate_ed25519(),
-        None,
-        Arc::default(),
-        Arc::default(),
-    )
-    .await;
-    stranger.dial.send(addr.clone()).unwrap();
-    // The node has its identify info (listen address, our DHT protocol):
-    // all it once needed to remember it.
-    loop {
-        let to = stranger.identified_to.recv().await.expect("running");
-        if to == node.peer_id() {
-            break;
-        }
+    let boot = [stays.addr().await, stranger.addr.clone()];
+    let node = start_with(&dir, &boot, |c| c.lasting_connection = LASTING).await;
+    // This one dials the node and stays connected.
+    let mut lurker = raw().await;
+    lurker
+        .dial
+        .send(node.dial_addrs().await.unwrap().remove(0))
+        .unwrap();
+    // The node has the identify info of both strangers (listen address,
+    // our DHT protocol): all it once needed to remember them.
+    for raw in [&mut stranger, &mut lurker] {
+        while raw.identified_to.recv().await.expect("running") != node.peer_id() {}
     }
+    let lurker_since = unix_ms();
     stranger.stop();
     eventually("the stranger is gone", || async {
         let peers = node.connected_peers().await.expect("running");
@@ -457,9 +465,6 @@ async fn only_peers_of_lasting_connections_are_remembered() {
     })
     .await;
 
-    // A peer that stays: remembered once its connection has lasted.
-    let stays = TestNode::start(&[addr]).await;
-    let stays_id = stays.handle.peer_id();
     let known = eventually("the peer that stayed is remembered", || async {
         let known = node.known_peers().await.expect("running");
         known.iter().any(|k| k.peer == stays_id).then_some(known)
@@ -471,16 +476,27 @@ async fn only_peers_of_lasting_connections_are_remembered() {
     );
     let remembered_at = known.iter().find(|k| k.peer == stays_id).unwrap().last_seen;
 
-    // Stopping saves the peers still connected as seen until then.
-    eventually("the clock has moved on", || async {
-        (unix_ms() > remembered_at).then_some(())
-    })
+    // Once the lurker, too, has been connected for longer than the
+    // threshold, and the clock has moved on, stop the node cleanly.
+    let lurked = lurker_since + LASTING.as_millis() as u64;
+    eventually(
+        "the lurker has been connected past the threshold",
+        || async { (unix_ms() > lurked.max(remembered_at)).then_some(()) },
+    )
     .await;
+    let peers = node.connected_peers().await.unwrap();
+    assert!(peers.contains(&lurker.peer), "the lurker stayed connected");
     let before_stop = unix_ms();
     node.shutdown().await.unwrap();
+
     let db = dir.path().join(roost::node::DB_DIR);
     let store = roost::store::Store::open(&db, 1 << 20).unwrap();
     let saved = store.known_peers(usize::MAX).unwrap();
+    assert!(
+        saved.iter().all(|k| k.peer != lurker.peer),
+        "a peer that dialled us was remembered"
+    );
+    assert!(saved.iter().all(|k| k.peer != stranger.peer));
     let last_seen = saved
         .iter()
         .find(|k| k.peer == stays_id)
@@ -489,7 +505,7 @@ async fn only_peers_of_lasting_connections_are_remembered() {
         last_seen >= Some(before_stop),
         "the peer still connected at the stop was saved as seen at {last_seen:?}, before {before_stop}"
     );
-    assert!(saved.iter().all(|k| k.peer != stranger.peer));
     drop(store);
+    lurker.stop();
     stays.handle.shutdown().await.unwrap();
 }

@@ -652,10 +652,13 @@ impl EventLoop {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
+                endpoint,
                 ..
             } => {
                 debug!(%peer_id, "connected");
-                self.lasting.opened(connection_id, peer_id, Instant::now());
+                if endpoint.is_dialer() {
+                    self.lasting.opened(connection_id, peer_id, Instant::now());
+                }
                 let _ = self.net_events.try_send(NetEvent::Connected(peer_id));
                 for r in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = r.send(Ok(()));

@@ -4,16 +4,25 @@
 //!
 //! Remembering every peer that identifies itself lets any stranger who
 //! connects for a moment enter the `peers` table, and with it the peers a
-//! restarted node reseeds from. A connection is lasting once it has stayed
-//! open for the threshold (`Config::lasting_connection`, a minute by
-//! default): cheap to check (a timer, no protocol of our own), and it costs
-//! a stranger an open connection per peer ID for that long — against the
-//! connection limits — to get into the table, where honest neighbours,
-//! which stay connected while we run, get in on their own. A peer is
-//! remembered (with the listen addresses it told identify, for peers that
-//! speak our DHT) once per connected spell: when its first connection
-//! becomes lasting, and again when its last connection closes or the node
-//! stops, so the time stored is when we last saw it.
+//! restarted node reseeds from. A connection is lasting when *we* dialled
+//! it and it has stayed open for the threshold (`Config::lasting_connection`,
+//! a minute by default). Both are cheap to check (the connection's
+//! direction, a timer; no protocol of our own) and both matter:
+//!
+//! - Dialled by us: a stranger cannot get in by connecting to us, however
+//!   long it stays (our idle timeout alone keeps an idle connection open
+//!   five minutes). We dial our bootstrap peers, the peers our own lookups,
+//!   publications and bucket refreshes lead to, buddies and mailbox
+//!   holders — and each such connection has shown that the peer is
+//!   reachable, which is what a restart needs of it.
+//! - Open for the threshold: a peer that answers and hangs up, or whose
+//!   connection fails at once, does not count.
+//!
+//! The event loop hands only the connections we dialled to [`Lasting`]. A
+//! peer is remembered (with the listen addresses it told identify, for
+//! peers that speak our DHT) once per connected spell: when its first
+//! tracked connection becomes lasting, and again when its last one closes
+//! or the node stops, so the time stored is when we last saw it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -65,7 +74,7 @@ impl Lasting {
         }
     }
 
-    /// A connection to `peer` opened at `now`.
+    /// A connection we dialled to `peer` opened at `now`.
     pub fn opened(&mut self, conn: ConnectionId, peer: PeerId, now: Instant) {
         self.peers.entry(peer).or_default().conns.insert(conn, now);
         self.owner.insert(conn, peer);
