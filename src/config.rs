@@ -81,6 +81,10 @@ pub struct Config {
     /// Show `away` after this long without user activity through the local
     /// API, while the explicit state is `online`; `None` disables it.
     pub auto_away: Option<Duration>,
+    /// How long a connection we dialled must stay open before its peer is
+    /// remembered for the next start (`net::lasting`): strangers passing
+    /// by stay out of the `peers` table a restart reseeds from.
+    pub lasting_connection: Duration,
 }
 
 /// How this node uses and serves replicated mailboxes.
@@ -135,6 +139,7 @@ impl Config {
             cache_bytes: 16 << 20,
             mailbox: MailboxConfig::default(),
             auto_away: Some(Duration::from_secs(15 * 60)),
+            lasting_connection: Duration::from_secs(60),
         }
     }
 
@@ -144,6 +149,9 @@ impl Config {
         c.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         c.mdns = false;
         c.republish_min_interval = Duration::from_secs(1);
+        // Short-lived test nodes remember every peer that identifies; the
+        // tests of the rule itself set a threshold.
+        c.lasting_connection = Duration::ZERO;
         c
     }
 

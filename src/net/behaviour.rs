@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, connection_limits, identify, kad, mdns, request_response};
 
+use super::record_store::{MAX_RECORDS, SourceCappedStore};
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::wire::frame::CborCodec;
@@ -47,8 +47,8 @@ pub struct Behaviour {
     /// Connection limits; first, so a refused connection reaches no other
     /// protocol.
     pub limits: connection_limits::Behaviour,
-    /// Discovery and locator records.
-    pub kad: kad::Behaviour<MemoryStore>,
+    /// Discovery and locator records, held capped per source.
+    pub kad: kad::Behaviour<SourceCappedStore>,
     /// Learns peers' listen addresses and protocols.
     pub identify: identify::Behaviour,
     /// LAN discovery, off in tests.
@@ -83,15 +83,8 @@ impl Behaviour {
             // keep the buckets fresh in between.
             .set_periodic_bootstrap_interval(Some(Duration::from_secs(3600)))
             .set_max_packet_size(16 * 1024);
-        let store = MemoryStore::with_config(
-            peer_id,
-            MemoryStoreConfig {
-                max_records: 4096,
-                max_value_bytes: crate::wire::locator::MAX_RECORD_BYTES,
-                max_providers_per_key: 0,
-                max_provided_keys: 0,
-            },
-        );
+        let store =
+            SourceCappedStore::new(peer_id, MAX_RECORDS, crate::wire::locator::MAX_RECORD_BYTES);
         let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         if config.dht_server {
             // Kademlia stays a client until an external address is confirmed,

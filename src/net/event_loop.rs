@@ -19,7 +19,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use super::lasting::{Lasting, Remember};
 use super::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, RateLimiter};
+use super::record_store::PutError;
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::identity::Identity;
@@ -241,7 +243,8 @@ pub struct EventLoop {
     locator_ttl: Duration,
     republisher: Republisher,
     seq: u64,
-    pending_finds: HashMap<QueryId, Vec<oneshot::Sender<Option<Locator>>>>,
+    /// Lookups under way: whose locator each asks for, and who waits.
+    pending_finds: HashMap<QueryId, (PeerId, oneshot::Sender<Option<Locator>>)>,
     /// A lookup's answer from our own record store, given only if no peer
     /// answers: a holder that missed the owner's last put would otherwise
     /// answer its own lookups with the stale copy for the record's lifetime.
@@ -257,6 +260,8 @@ pub struct EventLoop {
     pending_presence: Pending<PresenceResponse>,
     mailbox_limit: RateLimiter,
     presence_limit: RateLimiter,
+    /// Which connections have lasted: their peers are the ones remembered.
+    lasting: Lasting,
     stopping: Option<Stopping>,
 }
 
@@ -293,6 +298,7 @@ impl EventLoop {
             // presence one per change), tight enough to stop a flood.
             mailbox_limit: RateLimiter::new(MAILBOX_RATE, MAILBOX_BURST),
             presence_limit: RateLimiter::new(20.0, 100.0),
+            lasting: Lasting::new(config.lasting_connection),
             stopping: None,
         }
     }
@@ -391,6 +397,9 @@ impl EventLoop {
             }
         }
         let replies = self.stopping.take().map(|s| s.replies).unwrap_or_default();
+        for r in self.lasting.still_connected() {
+            self.remember(r);
+        }
         let Self { swarm, writer, .. } = self;
         drop(swarm);
         writer.close().await;
@@ -404,13 +413,28 @@ impl EventLoop {
         let far = Instant::now() + Duration::from_secs(3600);
         let publish = self.republisher.due().unwrap_or(far);
         let stop = self.stopping.as_ref().map_or(far, |s| s.deadline);
-        publish.min(stop)
+        let lasting = self.lasting.due().unwrap_or(far);
+        publish.min(stop).min(lasting)
     }
 
     fn on_timer(&mut self) {
-        if self.stopping.is_none() && self.republisher.is_due(Instant::now()) {
+        let now = Instant::now();
+        if self.stopping.is_none() && self.republisher.is_due(now) {
             self.publish(true);
         }
+        for r in self.lasting.poll(now) {
+            self.remember(r);
+        }
+    }
+
+    /// Saves a peer we kept a lasting connection with, for the next start.
+    fn remember(&self, Remember { peer, addrs }: Remember) {
+        debug!(%peer, "remembering a peer of a lasting connection");
+        self.writer.submit(move |s| {
+            if let Err(e) = s.remember_peer(&peer, &addrs, unix_ms()) {
+                warn!("cannot remember peer: {e}");
+            }
+        });
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -503,7 +527,7 @@ impl EventLoop {
             return;
         }
         let id = self.swarm.behaviour_mut().kad.get_record(key);
-        self.pending_finds.entry(id).or_default().push(reply);
+        self.pending_finds.insert(id, (peer, reply));
     }
 
     fn dial(
@@ -625,8 +649,16 @@ impl EventLoop {
                 debug!(%address, "listen address gone");
                 self.republisher.addresses_changed(Instant::now());
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
                 debug!(%peer_id, "connected");
+                if endpoint.is_dialer() {
+                    self.lasting.opened(connection_id, peer_id, Instant::now());
+                }
                 let _ = self.net_events.try_send(NetEvent::Connected(peer_id));
                 for r in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = r.send(Ok(()));
@@ -669,10 +701,16 @@ impl EventLoop {
             ),
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                let _ = self.net_events.try_send(NetEvent::Disconnected(peer_id));
+                if let Some(r) = self.lasting.closed(connection_id) {
+                    self.remember(r);
+                }
+                if num_established == 0 {
+                    let _ = self.net_events.try_send(NetEvent::Disconnected(peer_id));
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -707,12 +745,12 @@ impl EventLoop {
                 .kad
                 .add_address(&peer, addr.clone());
         }
-        let addrs = info.listen_addrs;
-        self.writer.submit(move |s| {
-            if let Err(e) = s.remember_peer(&peer, &addrs, unix_ms()) {
-                warn!("cannot remember peer: {e}");
-            }
-        });
+        if let Some(r) = self
+            .lasting
+            .identified(peer, info.listen_addrs, Instant::now())
+        {
+            self.remember(r);
+        }
     }
 
     fn on_kad(&mut self, event: kad::Event) {
@@ -745,15 +783,18 @@ impl EventLoop {
                     peer,
                 }))) => {
                     let now = unix_ms();
-                    match (
-                        locator::validate(&record.key, &record.value, now, None),
-                        peer,
-                    ) {
+                    let answer = match self.pending_finds.get(&id) {
+                        Some(&(asked, _)) => {
+                            locator::validate_answer(&asked, &record.key, &record.value, now)
+                        }
+                        None => return, // answered already
+                    };
+                    match (answer, peer) {
                         (Ok(loc), None) => {
                             self.own_answers.insert(id, loc);
                         }
-                        (Ok(loc), Some(_)) => self.found(id, loc, record),
-                        (Err(e), _) => debug!(?peer, "ignoring invalid record from lookup: {e}"),
+                        (Ok(loc), Some(from)) => self.found(id, loc, record, from),
+                        (Err(e), _) => debug!(?peer, "ignoring record from lookup: {e}"),
                     }
                     if step.last {
                         self.find_done(id);
@@ -840,19 +881,19 @@ impl EventLoop {
     /// A peer answered lookup `id` with a valid `loc`. The newer of it and
     /// our own copy (if we hold one) is the answer; an own copy older than
     /// the peer's is replaced.
-    fn found(&mut self, id: QueryId, loc: Locator, record: Record) {
+    fn found(&mut self, id: QueryId, loc: Locator, record: Record, from: PeerId) {
         let answer = match self.own_answers.remove(&id) {
             Some(own) if own.seq > loc.seq => own,
             Some(_) => {
-                if let Err(e) = self.keep_record(record) {
+                if let Err(e) = self.keep_record(from, record) {
                     debug!("not replacing our copy: {e}");
                 }
                 loc
             }
             None => loc,
         };
-        for r in self.pending_finds.remove(&id).unwrap_or_default() {
-            let _ = r.send(Some(answer.clone()));
+        if let Some((_, reply)) = self.pending_finds.remove(&id) {
+            let _ = reply.send(Some(answer));
         }
         if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
             q.finish();
@@ -863,15 +904,16 @@ impl EventLoop {
     /// if we hold one, or nothing.
     fn find_done(&mut self, id: QueryId) {
         let own = self.own_answers.remove(&id);
-        for r in self.pending_finds.remove(&id).unwrap_or_default() {
-            let _ = r.send(own.clone());
+        if let Some((_, reply)) = self.pending_finds.remove(&id) {
+            let _ = reply.send(own);
         }
     }
 
     /// With `FilterBoth`, nothing enters our record store unless it passes
-    /// here: signature, key, seq, expiry and size.
+    /// here: signature, key (the canonical locator key of the record's
+    /// signer), seq, expiry and size, and the sender's share of the store.
     fn on_inbound_record(&mut self, source: PeerId, record: Record) {
-        match self.keep_record(record) {
+        match self.keep_record(source, record) {
             Ok(Some((loc, record))) if self.stopping.is_none() && loc.peer != source => {
                 self.pass_on_record(source, record);
             }
@@ -880,10 +922,13 @@ impl EventLoop {
         }
     }
 
-    /// Stores `record` if it is valid and newer than what we hold; returns
-    /// it with its locator if it was new to us.
+    /// Stores `record`, sent by `source`, if it is valid, newer than what
+    /// we hold and within `source`'s share of the store
+    /// ([`super::record_store`]); returns it with its locator if it was new
+    /// to us.
     fn keep_record(
         &mut self,
+        source: PeerId,
         mut record: Record,
     ) -> Result<Option<(Locator, Record)>, locator::RecordError> {
         let now = unix_ms();
@@ -895,9 +940,16 @@ impl EventLoop {
         let held_seq = held.as_deref().and_then(locator::seq_of);
         let loc = locator::validate(&record.key, &record.value, now, held_seq)?;
         record.expires = Some(Instant::now() + Duration::from_millis(loc.expires_at - now));
-        if let Err(e) = store.put(record.clone()) {
-            warn!("record store full: {e}");
-            return Ok(None);
+        match store.put_from(source, record.clone(), Instant::now()) {
+            Ok(()) => {}
+            Err(e @ PutError::SourceFull { .. }) => {
+                debug!("record not stored: {e}");
+                return Ok(None);
+            }
+            Err(e) => {
+                warn!("record store full: {e}");
+                return Ok(None);
+            }
         }
         Ok(Some((loc, record)))
     }

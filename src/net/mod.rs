@@ -5,7 +5,9 @@
 mod behaviour;
 mod client;
 mod event_loop;
+pub mod lasting;
 pub mod ratelimit;
+pub mod record_store;
 
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;

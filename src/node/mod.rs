@@ -463,6 +463,14 @@ impl NodeHandle {
         self.read(|s| Ok(s.sync_count())).await
     }
 
+    /// The peers remembered for the next start, seen most recently first:
+    /// tests check who gets in (only peers of lasting connections, see
+    /// [`crate::net::lasting`]).
+    #[doc(hidden)]
+    pub async fn known_peers(&self) -> Result<Vec<crate::store::KnownPeer>, NodeError> {
+        self.read(|s| s.known_peers(usize::MAX)).await
+    }
+
     /// New messages and state changes of our messages, as they happen.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()

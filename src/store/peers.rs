@@ -1,4 +1,8 @@
 //! Peers met before, so a restarted node can rejoin without `--bootstrap`.
+//!
+//! Only peers we kept a lasting connection with are remembered (see
+//! `net::lasting`), and the table is capped at [`MAX_KNOWN_PEERS`]: a new
+//! peer beyond it replaces the one seen longest ago.
 
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
@@ -9,6 +13,9 @@ use super::{Store, StoreError};
 pub(super) const TREE: &str = "peers";
 /// Addresses kept per peer.
 const MAX_ADDRS: usize = 8;
+/// Most peers remembered. A restart dials a few and reads 64; a few
+/// thousand is ample, and bounds what strangers can make us store.
+pub const MAX_KNOWN_PEERS: usize = 2048;
 
 /// A peer we have been connected to, with where it listened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +35,8 @@ struct Row {
 }
 
 impl Store {
-    /// Remembers (or refreshes) a peer.
+    /// Remembers (or refreshes) a peer; a new one beyond
+    /// [`MAX_KNOWN_PEERS`] replaces the peer seen longest ago.
     pub fn remember_peer(
         &self,
         peer: &PeerId,
@@ -44,7 +52,36 @@ impl Store {
             last_seen: now_ms,
         };
         let bytes = crate::wire::encode(&row).map_err(|_| StoreError::Corrupt(TREE))?;
-        self.peers.insert(peer.to_bytes(), bytes)?;
+        let key = peer.to_bytes();
+        if !self.peers.contains_key(&key)? {
+            self.make_room_for_a_peer()?;
+        }
+        self.peers.insert(key, bytes)?;
+        Ok(())
+    }
+
+    /// Removes the peers seen longest ago (and unreadable rows) until one
+    /// more fits under [`MAX_KNOWN_PEERS`]. A scan of at most the cap, run
+    /// only when a new peer is remembered: after a lasting connection.
+    fn make_room_for_a_peer(&self) -> Result<(), StoreError> {
+        if self.peers.len() < MAX_KNOWN_PEERS {
+            return Ok(());
+        }
+        let mut rows: Vec<(u64, sled::IVec)> = Vec::new();
+        for item in self.peers.iter() {
+            let (k, v) = item?;
+            // An unreadable row sorts first and goes first.
+            let seen = crate::wire::decode::<Row>(&v, 4096).map_or(0, |r| r.last_seen);
+            rows.push((seen, k));
+        }
+        if rows.len() < MAX_KNOWN_PEERS {
+            return Ok(());
+        }
+        rows.sort_by_key(|(seen, _)| *seen);
+        let surplus = rows.len() + 1 - MAX_KNOWN_PEERS;
+        for (_, key) in rows.into_iter().take(surplus) {
+            self.peers.remove(key)?;
+        }
         Ok(())
     }
 
@@ -109,5 +146,55 @@ mod tests {
         assert_eq!(s.known_peers(1).unwrap().len(), 1);
         s.forget_peer(&a).unwrap();
         assert_eq!(s.known_peers(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_table_is_capped_and_the_oldest_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        // Seen at 1000, 999, ... so the first remembered is the newest, and
+        // the oldest sits in the middle of the key order.
+        let peers: Vec<PeerId> = (0..MAX_KNOWN_PEERS).map(|_| PeerId::random()).collect();
+        for (i, p) in peers.iter().enumerate() {
+            let seen = 1_000_000 - i as u64;
+            s.remember_peer(p, std::slice::from_ref(&addr), seen)
+                .unwrap();
+        }
+        assert_eq!(s.peers.len(), MAX_KNOWN_PEERS);
+        let oldest = peers[MAX_KNOWN_PEERS - 1];
+        let second_oldest = peers[MAX_KNOWN_PEERS - 2];
+
+        // Refreshing a peer already known evicts nobody.
+        s.remember_peer(&oldest, &[], 5).unwrap();
+        assert_eq!(s.peers.len(), MAX_KNOWN_PEERS);
+
+        // A new peer evicts the one seen longest ago, and only it.
+        let newcomer = PeerId::random();
+        s.remember_peer(&newcomer, &[], 2_000_000).unwrap();
+        assert_eq!(s.peers.len(), MAX_KNOWN_PEERS);
+        let all: Vec<PeerId> = s
+            .known_peers(usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.peer)
+            .collect();
+        assert!(!all.contains(&oldest));
+        assert!(all.contains(&second_oldest));
+        assert_eq!(all[0], newcomer);
+
+        // An unreadable row is the first to go.
+        s.forget_peer(&newcomer).unwrap();
+        let junk = PeerId::random();
+        s.peers.insert(junk.to_bytes(), &b"\xff"[..]).unwrap();
+        s.remember_peer(&PeerId::random(), &[], 3_000_000).unwrap();
+        assert!(!s.peers.contains_key(junk.to_bytes()).unwrap());
+        assert!(
+            s.known_peers(usize::MAX)
+                .unwrap()
+                .iter()
+                .any(|k| k.peer == second_oldest)
+        );
+        assert_eq!(s.peers.len(), MAX_KNOWN_PEERS);
     }
 }

@@ -83,9 +83,20 @@ pub enum RecordError {
     /// Not a locator record at all.
     #[error("record is malformed: {0}")]
     Malformed(WireError),
-    /// Key is not `/roost/loc/<ed25519 ID>`.
+    /// Key is not `/roost/loc/<ed25519 ID>` in its one canonical spelling
+    /// (`record_key` of that ID): other spellings of the same ID (padding
+    /// that `parse_id` trims) would give one identity many DHT keys.
     #[error("record key is not a roost locator key")]
     BadKey,
+    /// A lookup's answer is a record for another key (or another peer) than
+    /// the one looked up.
+    #[error("record answers for {got}, not for the {asked} looked up")]
+    NotAsked {
+        /// The peer whose locator was looked up.
+        asked: PeerId,
+        /// The peer the record is for, if its key names one.
+        got: String,
+    },
     /// The record names another key than the one it is stored under.
     #[error("record public key does not match its DHT key")]
     KeyMismatch,
@@ -166,6 +177,9 @@ pub fn validate(
         return Err(RecordError::TooLarge(value.len()));
     }
     let peer = peer_of_key(key).ok_or(RecordError::BadKey)?;
+    if record_key(&peer) != *key {
+        return Err(RecordError::BadKey);
+    }
     let signed: SignedLocator =
         super::decode(value, MAX_RECORD_BYTES).map_err(RecordError::Malformed)?;
     let body: LocatorBody =
@@ -218,6 +232,35 @@ pub fn validate(
         expires_at: body.expires_at,
         online: body.online,
     })
+}
+
+/// Checks a record a lookup for `asked`'s locator returned, at `now_ms`.
+///
+/// libp2p hands on whatever record a peer answers a `GET_VALUE` with,
+/// without comparing its key with the key asked for. A record that is
+/// valid for *another* key — any peer's own "offline" record, say — would
+/// otherwise answer the lookup, and any peer on the path could make a buddy
+/// look offline. So the key must be `asked`'s locator key, and the record
+/// (validated as on a put) must be `asked`'s.
+pub fn validate_answer(
+    asked: &PeerId,
+    key: &RecordKey,
+    value: &[u8],
+    now_ms: u64,
+) -> Result<Locator, RecordError> {
+    let not_asked = |got: String| RecordError::NotAsked { asked: *asked, got };
+    if *key != record_key(asked) {
+        let got = peer_of_key(key).map_or_else(
+            || "a key that is not a locator key".into(),
+            |p| p.to_string(),
+        );
+        return Err(not_asked(got));
+    }
+    let loc = validate(key, value, now_ms, None)?;
+    if loc.peer != *asked {
+        return Err(not_asked(loc.peer.to_string()));
+    }
+    Ok(loc)
 }
 
 /// The seq of a record we already hold; `None` for anything unreadable (our
@@ -350,6 +393,64 @@ mod tests {
             validate(&record_key(&id.peer_id()), &value, NOW, None),
             Err(RecordError::BadAddrs)
         );
+    }
+
+    #[test]
+    fn a_lookup_accepts_only_the_record_it_asked_for() {
+        let buddy = Identity::generate().unwrap();
+        let other = Identity::generate().unwrap();
+        let asked = buddy.peer_id();
+        let key = record_key(&asked);
+        let good = sign(&buddy, 5, &[addr()], NOW + HOUR, true).unwrap();
+        let loc = validate_answer(&asked, &key, &good, NOW).unwrap();
+        assert_eq!((loc.peer, loc.online), (asked, true));
+
+        // Another identity's own, valid record, under its own key.
+        let theirs = sign(&other, 9, &[], NOW + HOUR, false).unwrap();
+        let their_key = record_key(&other.peer_id());
+        assert!(validate(&their_key, &theirs, NOW, None).is_ok());
+        assert_eq!(
+            validate_answer(&asked, &their_key, &theirs, NOW),
+            Err(RecordError::NotAsked {
+                asked,
+                got: other.peer_id().to_string()
+            })
+        );
+        // The buddy's own record, but returned under another key.
+        assert!(matches!(
+            validate_answer(&asked, &their_key, &good, NOW),
+            Err(RecordError::NotAsked { .. })
+        ));
+        // A key that is no locator key at all.
+        assert!(matches!(
+            validate_answer(&asked, &RecordKey::new(b"/x"), &good, NOW),
+            Err(RecordError::NotAsked { .. })
+        ));
+        // Another identity's record under the buddy's key.
+        assert_eq!(
+            validate_answer(&asked, &key, &theirs, NOW),
+            Err(RecordError::KeyMismatch)
+        );
+        // And everything `validate` refuses.
+        assert_eq!(
+            validate_answer(&asked, &key, &good, NOW + HOUR),
+            Err(RecordError::Expired)
+        );
+    }
+
+    #[test]
+    fn one_identity_has_one_key() {
+        let id = Identity::generate().unwrap();
+        let value = sign(&id, 1, &[], NOW + HOUR, true).unwrap();
+        // `parse_id` trims, so these name the same ID; each would be a
+        // separate DHT key, and one identity could fill a store with them.
+        for padded in [" ", "\n", "\t\t"] {
+            let key = RecordKey::new(&format!("{KEY_PREFIX}{}{padded}", id.peer_id()));
+            assert_eq!(peer_of_key(&key), Some(id.peer_id()));
+            assert_eq!(validate(&key, &value, NOW, None), Err(RecordError::BadKey));
+        }
+        let key = RecordKey::new(&format!("{KEY_PREFIX} {}", id.peer_id()));
+        assert_eq!(validate(&key, &value, NOW, None), Err(RecordError::BadKey));
     }
 
     #[test]
