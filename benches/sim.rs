@@ -504,7 +504,7 @@ impl Tops {
 fn hand_off(
     net: &mut Net,
     held: &mut Held,
-    handed: &mut HashMap<(usize, usize), Handed>,
+    handed: &mut HashMap<(usize, usize), Handed<MessageId>>,
     tops: &mut Tops,
     pairs: Vec<(usize, usize)>,
 ) -> usize {
@@ -614,7 +614,7 @@ fn offline_delivery(net: &mut Net, messages: usize, churn: f64, hours: usize, ev
             .enqueue(it.id, net.peers[it.recipient], t0);
         to_of.insert(it.id, (*s, it.recipient));
     }
-    let mut handed: HashMap<(usize, usize), Handed> = HashMap::new();
+    let mut handed: HashMap<(usize, usize), Handed<MessageId>> = HashMap::new();
     let mut tops = Tops::default();
     let (mut deposits, mut handoff_copies, mut stored_first) = (0usize, 0usize, 0usize);
     let mut gone_total = 0usize;
