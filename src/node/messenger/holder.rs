@@ -67,13 +67,17 @@ pub(crate) enum Job {
 #[doc(hidden)]
 pub struct MailboxPause {
     _release: std::sync::mpsc::Sender<()>,
+    /// Deposits the holder has taken off its channel, and how many of them
+    /// before the pause.
     taken: Arc<AtomicU64>,
+    before: u64,
 }
 
 impl MailboxPause {
-    /// Requests the holder has taken off its channel since it started.
-    pub fn requests_taken(&self) -> u64 {
-        self.taken.load(Ordering::SeqCst)
+    /// Deposits the holder has taken off its channel since the pause (each
+    /// now waits for the store, and so does the holder).
+    pub fn deposits_taken(&self) -> u64 {
+        self.taken.load(Ordering::SeqCst) - self.before
     }
 }
 
@@ -337,7 +341,7 @@ struct Holder {
     last_handoff: Option<Instant>,
     next_poll: Instant,
     next_purge: Instant,
-    /// Requests taken off the channel (read through [`MailboxPause`]).
+    /// Deposits taken off the channel (read through [`MailboxPause`]).
     taken: Arc<AtomicU64>,
 }
 
@@ -362,7 +366,9 @@ impl Holder {
             tokio::select! {
                 job = jobs.recv() => match job {
                     Some(Job::Serve { peer, request, channel }) => {
-                        self.taken.fetch_add(1, Ordering::SeqCst);
+                        if matches!(request, MailboxRequest::Deposit(_)) {
+                            self.taken.fetch_add(1, Ordering::SeqCst);
+                        }
                         let response = self.serve(peer, request).await;
                         self.net.mailbox_respond(channel, response).await;
                     }
@@ -373,7 +379,11 @@ impl Holder {
                             let _ = wait.recv();
                             Ok(())
                         }));
-                        let _ = reply.send(MailboxPause { _release: release, taken: self.taken.clone() });
+                        let _ = reply.send(MailboxPause {
+                            _release: release,
+                            taken: self.taken.clone(),
+                            before: self.taken.load(Ordering::SeqCst),
+                        });
                     }
                     Some(Job::Stop(reply)) => stop = Some(Some(reply)),
                     None => stop = Some(None),
