@@ -82,7 +82,7 @@ async fn an_oversized_envelope_is_refused_and_the_holder_keeps_working() {
 async fn one_depositor_cannot_fill_a_mailbox_others_still_deposit() {
     init_tracing();
     const CAP: usize = 3;
-    let (_dir, holder, mallory) = holder_and_depositor(|c| {
+    let (dir, holder, mallory) = holder_and_depositor(|c| {
         c.mailbox.quotas.pair_items = CAP;
     })
     .await;
@@ -115,6 +115,25 @@ async fn one_depositor_cannot_fill_a_mailbox_others_still_deposit() {
     );
     assert_eq!(holder.held_for(jack).await.unwrap(), CAP + 1);
     assert_eq!(holder.held_len().await.unwrap(), CAP + 2);
+
+    // The counts are rebuilt from the store: after a restart (on the same
+    // address) Mallory is still at the cap for Jack, Alice is not.
+    let listen = holder.listen_addrs().await.unwrap();
+    holder.shutdown().await.unwrap();
+    let holder = start_with(&dir, &[], |c| {
+        c.mailbox.quotas.pair_items = CAP;
+        c.listen = listen;
+    })
+    .await;
+    assert_eq!(
+        deposit(&mallory.handle, h, vec![envelope(jack, m, 100)]).await,
+        MailboxResponse::Deposited(vec![Some(DepositReject::DepositorQuota)])
+    );
+    assert_eq!(
+        deposit(&alice.handle, h, vec![envelope(jack, a, 100)]).await,
+        MailboxResponse::Deposited(vec![None])
+    );
+    assert_eq!(holder.held_len().await.unwrap(), CAP + 3);
 
     for n in [&alice, &mallory] {
         n.handle.shutdown().await.unwrap();
