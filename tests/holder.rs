@@ -8,9 +8,10 @@ mod common;
 
 use common::{DEADLINE, TestNode, arrives, dir_for, eventually, init_tracing, start_with};
 use libp2p::PeerId;
+use roost::crypto::Sealer;
 use roost::store::MessageState;
 use roost::wire::mailbox::{DepositReject, MAX_HELD_ENVELOPE, MailboxRequest, MailboxResponse};
-use roost::wire::message::{Envelope, MessageId};
+use roost::wire::message::{Body, Envelope, Inner, MessageId, seal};
 use roost::{Content, Identity, NodeHandle};
 
 /// An envelope for `to` as a sender `from` would deposit it (the holder
@@ -227,5 +228,70 @@ async fn a_burst_of_mailbox_requests_does_not_stall_sends_and_acks() {
     for n in [&alice, &mallory] {
         n.handle.shutdown().await.unwrap();
     }
+    holder.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_under_a_real_id_does_not_stand_in_for_the_real_item() {
+    init_tracing();
+    // The honest holder under test, Mallory, and a co-holder handing on.
+    let (_dir, holder, mallory) = holder_and_depositor(|_| {}).await;
+    let h = holder.peer_id();
+    let boot = holder.dial_addrs().await.unwrap().remove(0);
+    let coholder = TestNode::start(std::slice::from_ref(&boot)).await;
+    eventually("the co-holder finds the holder", || async {
+        coholder.handle.find(h).await.unwrap()
+    })
+    .await;
+    // Alice's real message to Jack (Alice never runs a node here).
+    let (alice, jack) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let inner = Inner {
+        from: alice.peer_id().to_bytes(),
+        sent_at: roost::clock::unix_ms(),
+        body: Body::Content {
+            content_type: "text/plain".into(),
+            subject: None,
+            data: b"the real one".to_vec(),
+        },
+    };
+    let real = seal(
+        &Sealer::new(&alice),
+        MessageId::random(),
+        &jack.peer_id(),
+        &inner,
+    )
+    .unwrap();
+    let mut junk = real.clone();
+    junk.sealed = vec![0xEE; real.sealed.len()];
+
+    // Mallory plants junk under the real id first; the real item handed
+    // on after it is stored, not taken as "already held".
+    assert_eq!(
+        deposit(&mallory.handle, h, vec![junk]).await,
+        MailboxResponse::Deposited(vec![None])
+    );
+    assert_eq!(
+        deposit(&coholder.handle, h, vec![real.clone()]).await,
+        MailboxResponse::Deposited(vec![None])
+    );
+    assert_eq!(
+        holder.held_for(jack.peer_id()).await.unwrap(),
+        2,
+        "the real item is held beside the junk"
+    );
+
+    // Everyone but the holder is gone before Jack starts: only its
+    // mailbox can deliver.
+    for n in [&mallory, &coholder] {
+        n.handle.shutdown().await.unwrap();
+    }
+    let jack_node = TestNode::start_as(&jack, &[boot]).await;
+    arrives(&jack_node.handle, alice.peer_id(), real.id).await;
+    // (Jack's delivery receipt to Alice may be held here now: count Jack's.)
+    eventually("Jack's ack clears both", || async {
+        (holder.held_for(jack.peer_id()).await.unwrap() == 0).then_some(())
+    })
+    .await;
+    jack_node.handle.shutdown().await.unwrap();
     holder.shutdown().await.unwrap();
 }
