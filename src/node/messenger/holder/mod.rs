@@ -39,8 +39,10 @@ use crate::wire::mailbox::{
 use crate::wire::message::{Envelope, MessageId};
 
 /// Requests waiting for the holder; beyond this, deposits are answered
-/// `Unavailable` at once and other requests dropped.
-pub const QUEUE: usize = 64;
+/// `Unavailable` at once and other requests dropped. Above one peer's
+/// burst of mailbox requests (200, the network layer's rate limit), so a
+/// single peer within its limit meets that limit, not this one.
+pub const QUEUE: usize = 256;
 /// Delay that coalesces a burst of routing-table changes or deposits.
 const SETTLE: Duration = Duration::from_millis(100);
 /// Least time between two hand-off passes started by routing changes.
