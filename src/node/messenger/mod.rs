@@ -270,7 +270,7 @@ struct Service {
     links: HashMap<PeerId, Link>,
     int_tx: mpsc::Sender<Internal>,
     /// The mailbox holder, which serves the mailboxes we keep for others.
-    holder: mpsc::Sender<holder::Job>,
+    holder: holder::Handle,
     /// The presence service, told when a buddy grants us its presence.
     presence: mpsc::Sender<super::presence_service::Request>,
     mcfg: MailboxConfig,
@@ -342,10 +342,7 @@ impl Service {
             }
         }
         // The holder releases its store handle first.
-        let (tx, rx) = oneshot::channel();
-        if self.holder.send(holder::Job::Stop(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        self.holder.stop().await;
         // Dropping the queue drains it, flushes and releases the store; its
         // thread may block, so that happens off the async workers.
         let Self { store, .. } = self;
@@ -441,18 +438,18 @@ impl Service {
             }
             Request::Net(NetEvent::Connected(peer)) => self.outbox.peer_seen(&peer, Instant::now()),
             Request::PauseHolder(reply) => {
-                let _ = self.holder.try_send(holder::Job::Pause(reply));
+                self.holder.offer(holder::Job::Pause(reply));
             }
             Request::Net(NetEvent::NewPeer(peer)) => {
                 self.neighbourhood_changed(peer);
                 // Dropped when the holder is busy: its periodic pass covers it.
-                let _ = self.holder.try_send(holder::Job::NewPeer(peer));
+                self.holder.offer(holder::Job::NewPeer(peer));
             }
             Request::Net(NetEvent::MailboxRequest {
                 peer,
                 request,
                 channel,
-            }) => holder::route(&self.holder, &self.net, peer, request, channel),
+            }) => self.holder.route(&self.net, peer, request, channel),
             Request::Net(_) => {}
             Request::Stop(reply) => return Some(reply),
         }

@@ -72,61 +72,82 @@ pub(crate) enum Job {
 #[doc(hidden)]
 pub struct MailboxPause {
     _release: std::sync::mpsc::Sender<()>,
-    /// Deposits the holder has taken off its channel, and how many of them
-    /// before the pause.
-    taken: Arc<AtomicU64>,
+    /// Deposits routed to the holder, and how many of them before the pause.
+    routed: Arc<AtomicU64>,
     before: u64,
 }
 
 impl MailboxPause {
-    /// Deposits the holder has taken off its channel since the pause (each
-    /// now waits for the store, and so does the holder).
-    pub fn deposits_taken(&self) -> u64 {
-        self.taken.load(Ordering::SeqCst) - self.before
+    /// Deposits routed to the holder since the pause: each is waiting in
+    /// its channel or behind its paused store.
+    pub fn deposits_routed(&self) -> u64 {
+        self.routed.load(Ordering::SeqCst) - self.before
     }
 }
 
-/// Hands a mailbox request to the holder without waiting: when its channel
-/// is full, a deposit is refused `Unavailable` at once.
-pub(super) fn route(
-    holder: &mpsc::Sender<Job>,
-    net: &NetClient,
-    peer: PeerId,
-    request: MailboxRequest,
-    channel: ResponseChannel<MailboxResponse>,
-) {
-    let job = Job::Serve {
-        peer,
-        request,
-        channel,
-    };
-    match holder.try_send(job) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(Job::Serve {
-            request: MailboxRequest::Deposit(envs),
+/// The messaging service's way to the holder: nothing here waits.
+pub(super) struct Handle {
+    tx: mpsc::Sender<Job>,
+    /// Deposits put in the channel (read through [`MailboxPause`]).
+    routed: Arc<AtomicU64>,
+}
+
+impl Handle {
+    /// Hands a mailbox request to the holder without waiting: when its
+    /// channel is full, a deposit is refused `Unavailable` at once.
+    pub(super) fn route(
+        &self,
+        net: &NetClient,
+        peer: PeerId,
+        request: MailboxRequest,
+        channel: ResponseChannel<MailboxResponse>,
+    ) {
+        let deposit = matches!(request, MailboxRequest::Deposit(_));
+        let job = Job::Serve {
+            peer,
+            request,
             channel,
-            ..
-        })) => {
-            debug!(%peer, "mailbox holder busy; refusing a deposit");
-            let busy = vec![Some(DepositReject::Unavailable); envs.len().min(DEPOSIT_BATCH)];
-            let net = net.clone();
-            tokio::spawn(async move {
-                net.mailbox_respond(channel, MailboxResponse::Deposited(busy))
-                    .await
-            });
+        };
+        match self.tx.try_send(job) {
+            Ok(()) if deposit => {
+                self.routed.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(Job::Serve {
+                request: MailboxRequest::Deposit(envs),
+                channel,
+                ..
+            })) => {
+                debug!(%peer, "mailbox holder busy; refusing a deposit");
+                let busy = vec![Some(DepositReject::Unavailable); envs.len().min(DEPOSIT_BATCH)];
+                let net = net.clone();
+                tokio::spawn(async move {
+                    net.mailbox_respond(channel, MailboxResponse::Deposited(busy))
+                        .await
+                });
+            }
+            Err(_) => debug!(%peer, "mailbox holder busy or stopped; dropping a request"),
         }
-        Err(_) => debug!(%peer, "mailbox holder busy or stopped; dropping a request"),
+    }
+
+    /// Passes `job` on if there is room (a new peer, a test's pause).
+    pub(super) fn offer(&self, job: Job) {
+        let _ = self.tx.try_send(job);
+    }
+
+    /// Stops the holder; returns once it has released the store.
+    pub(super) async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Job::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 }
 
-/// Starts the holder over its own store queue; returns its channel.
-pub(super) fn spawn(
-    store: Store,
-    net: NetClient,
-    me: PeerId,
-    cfg: MailboxConfig,
-) -> mpsc::Sender<Job> {
+/// Starts the holder over its own store queue.
+pub(super) fn spawn(store: Store, net: NetClient, me: PeerId, cfg: MailboxConfig) -> Handle {
     let (tx, rx) = mpsc::channel(QUEUE);
+    let routed = Arc::<AtomicU64>::default();
     let (int_tx, int_rx) = mpsc::channel(256);
     let now = Instant::now();
     let holder = Holder {
@@ -141,10 +162,10 @@ pub(super) fn spawn(
         last_handoff: None,
         next_poll: now + cfg.poll,
         next_purge: now,
-        taken: Arc::default(),
+        routed: routed.clone(),
     };
     tokio::spawn(holder.run(rx, int_rx));
-    tx
+    Handle { tx, routed }
 }
 
 /// A hand-off pass's outcome for one recipient.
@@ -174,8 +195,8 @@ struct Holder {
     last_handoff: Option<Instant>,
     next_poll: Instant,
     next_purge: Instant,
-    /// Deposits taken off the channel (read through [`MailboxPause`]).
-    taken: Arc<AtomicU64>,
+    /// Deposits routed to us (read through [`MailboxPause`]).
+    routed: Arc<AtomicU64>,
 }
 
 impl Holder {
@@ -199,9 +220,6 @@ impl Holder {
             tokio::select! {
                 job = jobs.recv() => match job {
                     Some(Job::Serve { peer, request, channel }) => {
-                        if matches!(request, MailboxRequest::Deposit(_)) {
-                            self.taken.fetch_add(1, Ordering::SeqCst);
-                        }
                         let response = self.serve(peer, request).await;
                         self.net.mailbox_respond(channel, response).await;
                     }
@@ -214,8 +232,8 @@ impl Holder {
                         }));
                         let _ = reply.send(MailboxPause {
                             _release: release,
-                            taken: self.taken.clone(),
-                            before: self.taken.load(Ordering::SeqCst),
+                            routed: self.routed.clone(),
+                            before: self.routed.load(Ordering::SeqCst),
                         });
                     }
                     Some(Job::Stop(reply)) => stop = Some(Some(reply)),
