@@ -181,6 +181,7 @@ struct HandedOff {
     release: bool,
 }
 
+/// The holder task's state.
 struct Holder {
     /// The holder's own store thread: its flushes never delay the
     /// messaging service's.

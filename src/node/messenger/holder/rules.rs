@@ -28,6 +28,7 @@ pub(crate) struct Admitted {
     pub results: Vec<Option<DepositReject>>,
     /// The admitted items and their envelopes, already counted.
     pub items: Vec<HeldItem>,
+    /// The admitted envelopes, in the same order as `items`.
     pub envelopes: Vec<Envelope>,
 }
 
