@@ -96,6 +96,9 @@ fn bench_config(dir: &std::path::Path, boot: &[Multiaddr]) -> Config {
     c.bootstrap = boot.to_vec();
     c.auto_away = None;
     c.cache_bytes = 4 << 20;
+    // The mailbox figure leaves up to 1000 messages from one sender for one
+    // recipient: it measures the path, not the per-sender cap.
+    c.mailbox.quotas.pair_items = 10_000;
     c
 }
 

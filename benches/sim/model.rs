@@ -466,7 +466,7 @@ impl Tops {
 fn hand_off(
     net: &mut Net,
     held: &mut Held,
-    handed: &mut BTreeMap<(usize, usize), Handed>,
+    handed: &mut BTreeMap<(usize, usize), Handed<MessageId>>,
     tops: &mut Tops,
     pairs: Vec<(usize, usize)>,
 ) -> usize {
@@ -585,7 +585,7 @@ pub fn offline_delivery(
             .enqueue(it.id, net.peers[it.recipient], t0);
         to_of.insert(it.id, (*s, it.recipient));
     }
-    let mut handed: BTreeMap<(usize, usize), Handed> = BTreeMap::new();
+    let mut handed: BTreeMap<(usize, usize), Handed<MessageId>> = BTreeMap::new();
     let mut tops = Tops::default();
     let (mut deposits, mut handoff_copies, mut stored_first) = (0usize, 0usize, 0usize);
     let mut gone_total = 0usize;

@@ -3,13 +3,13 @@
 //! whether a deposit fits the quotas, and to whom held items are handed on.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use libp2p::PeerId;
 use libp2p::kad::{KBucketDistance, KBucketKey};
 
 use crate::store::HeldItem;
-use crate::wire::mailbox::DepositReject;
-use crate::wire::message::MessageId;
+use crate::wire::mailbox::{DepositReject, ItemHash};
 
 /// What the last fetch of our own mailbox covered, so that a change of
 /// the routing table triggers another fetch only when it can matter.
@@ -66,6 +66,9 @@ pub fn outranks(key: &[u8], peer: &PeerId, me: &PeerId) -> bool {
     KBucketKey::from(*peer).distance(&key) < KBucketKey::from(*me).distance(&key)
 }
 
+/// Default of [`Quotas::pair_items`].
+pub const PAIR_ITEMS: usize = 200;
+
 /// Limits a holder enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quotas {
@@ -75,6 +78,14 @@ pub struct Quotas {
     pub recipient_bytes: usize,
     /// Most items held from one depositor.
     pub depositor_items: usize,
+    /// Most items held from one depositor for one recipient: one identity
+    /// must not fill a recipient's mailbox (and lock out every other
+    /// sender) up to `recipient_items`. In the low hundreds: more than a
+    /// person writes to someone away for a week, and a sender over it
+    /// keeps the rest in its outbox and retries. A co-holder handing on a
+    /// mailbox counts as the depositor too, so a mailbox larger than this
+    /// moves on only in part, and its holder keeps its copies.
+    pub pair_items: usize,
     /// Most items held in all (many depositors must not fill the disk).
     pub total_items: usize,
     /// Most bytes held in all.
@@ -87,6 +98,7 @@ impl Default for Quotas {
             recipient_items: 10_000,
             recipient_bytes: 64 << 20,
             depositor_items: 10_000,
+            pair_items: PAIR_ITEMS,
             total_items: 200_000,
             total_bytes: 1 << 30,
         }
@@ -143,12 +155,23 @@ pub struct Handoff {
 /// message exactly that way before this was kept per pass: the last holder
 /// never re-sent to two former co-holders that had let go. And trust is
 /// per item, so an item deposited after a hand-off reaches those peers too.
-#[derive(Debug, Default, Clone)]
-pub struct Handed(HashMap<PeerId, HashSet<MessageId>>);
+///
+/// An item is named by `K`: a holder uses the envelope's
+/// [`crate::wire::mailbox::ItemHash`], never the message id alone, so a
+/// peer that gave us other bytes under a real id is not taken to hold the
+/// real item (and we do not let go of it on that belief).
+#[derive(Debug, Clone)]
+pub struct Handed<K = ItemHash>(HashMap<PeerId, HashSet<K>>);
 
-impl Handed {
+impl<K> Default for Handed<K> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<K: Eq + Hash + Copy> Handed<K> {
     /// Peers known to hold every one of `items`: [`handoff`]'s `already`.
-    pub fn holding(&self, items: &[MessageId]) -> HashSet<PeerId> {
+    pub fn holding(&self, items: &[K]) -> HashSet<PeerId> {
         self.0
             .iter()
             .filter(|(_, got)| items.iter().all(|i| got.contains(i)))
@@ -157,12 +180,12 @@ impl Handed {
     }
 
     /// Whether `peer` is known to hold `item`.
-    pub fn has(&self, peer: &PeerId, item: &MessageId) -> bool {
+    pub fn has(&self, peer: &PeerId, item: &K) -> bool {
         self.0.get(peer).is_some_and(|got| got.contains(item))
     }
 
     /// `peers` confirmed copies of `items` (or gave them to us).
-    pub fn gave(&mut self, peers: &[PeerId], items: &[MessageId]) {
+    pub fn gave(&mut self, peers: &[PeerId], items: &[K]) {
         for p in peers {
             self.0.entry(*p).or_default().extend(items.iter().copied());
         }
@@ -171,6 +194,27 @@ impl Handed {
     /// A pass ranked `ranking` the closest: forget what we gave the rest.
     pub fn ranked(&mut self, ranking: &[PeerId]) {
         self.0.retain(|p, _| ranking.contains(p));
+    }
+
+    /// Forgets items no longer held (released or purged), so what is
+    /// kept per peer never outgrows what we hold; true when nothing is
+    /// left to remember.
+    pub fn keep_only(&mut self, held: &HashSet<K>) -> bool {
+        self.0.retain(|_, got| {
+            got.retain(|i| held.contains(i));
+            !got.is_empty()
+        });
+        self.0.is_empty()
+    }
+}
+
+impl Handoff {
+    /// Whether a holder may let its copies go once `confirmed` answered
+    /// that they hold them: only when outranked, and only when every
+    /// target confirmed (a target known to hold these exact items already
+    /// is not a target).
+    pub fn lets_go(&self, confirmed: &[PeerId]) -> bool {
+        !self.keep && self.targets.iter().all(|t| confirmed.contains(t))
     }
 }
 
@@ -203,6 +247,8 @@ pub struct Ledger {
     quotas: Quotas,
     by_recipient: HashMap<PeerId, (usize, usize)>,
     by_depositor: HashMap<PeerId, usize>,
+    /// Items per (depositor, recipient), for [`Quotas::pair_items`].
+    by_pair: HashMap<(PeerId, PeerId), usize>,
     total: (usize, usize),
 }
 
@@ -230,6 +276,10 @@ impl Ledger {
         {
             return Err(DepositReject::DepositorQuota);
         }
+        let pair = (*depositor, *recipient);
+        if self.by_pair.get(&pair).copied().unwrap_or(0) + 1 > self.quotas.pair_items {
+            return Err(DepositReject::DepositorQuota);
+        }
         if self.total.0 + 1 > self.quotas.total_items
             || self.total.1 + size > self.quotas.total_bytes
         {
@@ -246,6 +296,10 @@ impl Ledger {
         e.0 += 1;
         e.1 += item.size;
         *self.by_depositor.entry(item.depositor).or_default() += 1;
+        *self
+            .by_pair
+            .entry((item.depositor, item.recipient))
+            .or_default() += 1;
     }
 
     /// An item was released or purged.
@@ -265,6 +319,18 @@ impl Ledger {
                 self.by_depositor.remove(&item.depositor);
             }
         }
+        let pair = (item.depositor, item.recipient);
+        if let Some(n) = self.by_pair.get_mut(&pair) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_pair.remove(&pair);
+            }
+        }
+    }
+
+    /// Whether anything is held for `recipient`.
+    pub fn holds_for(&self, recipient: &PeerId) -> bool {
+        self.by_recipient.contains_key(recipient)
     }
 
     /// Recipients with items here.
@@ -276,6 +342,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::message::MessageId;
 
     #[test]
     fn holders_are_the_closest_excluding_recipient_and_sender() {
@@ -415,6 +482,7 @@ mod tests {
             recipient_items: 2,
             recipient_bytes: 1000,
             depositor_items: 3,
+            pair_items: 10,
             total_items: 4,
             total_bytes: 10_000,
         };
@@ -463,5 +531,53 @@ mod tests {
             l.admit(&PeerId::random(), &PeerId::random(), 1),
             Err(DepositReject::Unavailable)
         );
+    }
+
+    #[test]
+    fn one_depositor_fills_only_its_share_of_a_mailbox() {
+        let q = Quotas {
+            pair_items: 2,
+            ..Quotas::default()
+        };
+        let mut l = Ledger::new(q);
+        let (jack, jill, mallory, alice) = (
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+            PeerId::random(),
+        );
+        let item = |recipient, depositor| HeldItem {
+            recipient,
+            depositor,
+            size: 10,
+            expires_at: 0,
+        };
+        for _ in 0..2 {
+            assert!(l.admit(&jack, &mallory, 10).is_ok());
+            l.added(&item(jack, mallory));
+        }
+        assert_eq!(
+            l.admit(&jack, &mallory, 10),
+            Err(DepositReject::DepositorQuota)
+        );
+        // Others still reach Jack, and Mallory still reaches others.
+        assert!(l.admit(&jack, &alice, 10).is_ok());
+        assert!(l.admit(&jill, &mallory, 10).is_ok());
+        // The count goes down as items go.
+        l.removed(&item(jack, mallory));
+        assert!(l.admit(&jack, &mallory, 10).is_ok());
+    }
+
+    #[test]
+    fn handed_forgets_items_no_longer_held() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let (x, y) = (ItemHash([1; 32]), ItemHash([2; 32]));
+        let mut handed: Handed = Handed::default();
+        handed.gave(&[a], &[x, y]);
+        handed.gave(&[b], &[y]);
+        assert!(!handed.keep_only(&HashSet::from([x])));
+        assert!(handed.has(&a, &x) && !handed.has(&a, &y));
+        assert!(!handed.has(&b, &y));
+        assert!(handed.keep_only(&HashSet::new()), "nothing left");
     }
 }

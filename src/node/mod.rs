@@ -471,6 +471,14 @@ impl NodeHandle {
         self.read(|s| s.known_peers(usize::MAX)).await
     }
 
+    /// Holds the mailbox holder's store queue until the guard is dropped,
+    /// so a test can show that mailbox work stuck behind the disk does not
+    /// hold up messaging.
+    #[doc(hidden)]
+    pub async fn pause_mailbox_holder(&self) -> Result<messenger::MailboxPause, NodeError> {
+        self.request(Request::PauseHolder).await
+    }
+
     /// New messages and state changes of our messages, as they happen.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()

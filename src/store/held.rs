@@ -2,16 +2,30 @@
 //!
 //! `held`: `recipient ‖ seq` → row (envelope, depositor, expiry), so one
 //! recipient's items are one ordered prefix scan and `seq` is the fetch
-//! cursor. `held_ids`: `recipient ‖ id` → `seq`, for dedupe and acks.
+//! cursor. `held_ids`: `recipient ‖ id ‖ hash` → `seq`, where `hash` is the
+//! envelope's [`ItemHash`]: dedupe is on the exact bytes (a peer planting
+//! other bytes under a real id does not make the real item "already held"),
+//! and an ack by id finds every item with that id as one prefix scan.
+//!
+//! A row that cannot be read back (corrupt, or larger than any envelope a
+//! holder accepts) is logged and deleted by whichever reader meets it, so
+//! one bad row never stops a page, a purge, a hand-off or the quota ledger.
 
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use super::{Store, StoreError};
+use crate::wire::mailbox::{ItemHash, MAX_HELD_ENVELOPE};
 use crate::wire::message::{Envelope, MessageId};
 
 pub(super) const HELD: &str = "held";
 pub(super) const HELD_IDS: &str = "held_ids";
+
+/// Largest held row read back: an envelope of [`MAX_HELD_ENVELOPE`] plus
+/// the depositor and expiry fit well within it.
+const MAX_ROW: usize = 256 * 1024;
+const _: () = assert!(MAX_HELD_ENVELOPE + 1024 <= MAX_ROW);
 
 /// One held item, as the mailbox ledger needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +48,18 @@ struct Row {
     expires_at: u64,
 }
 
+impl Row {
+    /// The ledger's view of the row; `None` if its peer ids do not parse.
+    fn item(&self) -> Option<HeldItem> {
+        Some(HeldItem {
+            recipient: PeerId::from_bytes(&self.envelope.to).ok()?,
+            depositor: PeerId::from_bytes(&self.depositor).ok()?,
+            size: self.envelope.sealed.len(),
+            expires_at: self.expires_at,
+        })
+    }
+}
+
 fn prefix(recipient: &PeerId) -> Vec<u8> {
     let b = recipient.to_bytes();
     let mut k = Vec::with_capacity(b.len() + 1);
@@ -42,14 +68,27 @@ fn prefix(recipient: &PeerId) -> Vec<u8> {
     k
 }
 
+/// `held_ids` key of one item; without `hash`, the prefix of every item
+/// of `recipient` with this id.
+fn id_key(recipient: &PeerId, id: &MessageId, hash: Option<&ItemHash>) -> Vec<u8> {
+    let mut k = prefix(recipient);
+    k.extend_from_slice(&id.0);
+    if let Some(h) = hash {
+        k.extend_from_slice(&h.0);
+    }
+    k
+}
+
 fn row_of(v: &[u8]) -> Result<Row, StoreError> {
-    crate::wire::decode(v, 256 * 1024).map_err(|_| StoreError::Corrupt(HELD))
+    crate::wire::decode(v, MAX_ROW).map_err(|_| StoreError::Corrupt(HELD))
 }
 
 impl Store {
-    /// Keeps each envelope for its recipient until `expires_at`, with one
-    /// flush for the batch before returning. Returns, per item, whether it
-    /// is new (false: already held).
+    /// Keeps each envelope for its recipient until `expires_at`, then
+    /// makes the batch durable ([`Store::flush`], with its `fdatasync`)
+    /// before returning: a holder answers "stored" on this. Returns, per
+    /// item, whether it is new (false: these exact bytes are already held).
+    /// The caller refuses envelopes over [`MAX_HELD_ENVELOPE`] first.
     pub fn hold(
         &self,
         items: &[HeldItem],
@@ -57,11 +96,21 @@ impl Store {
     ) -> Result<Vec<bool>, StoreError> {
         let mut fresh = Vec::with_capacity(items.len());
         for (item, envelope) in items.iter().zip(envelopes) {
-            let mut id_key = prefix(&item.recipient);
-            id_key.extend_from_slice(&envelope.id.0);
-            if self.held_ids.contains_key(&id_key)? {
-                fresh.push(false);
-                continue;
+            let encoded = crate::wire::encode(envelope).map_err(|_| StoreError::Corrupt(HELD))?;
+            let ik = id_key(
+                &item.recipient,
+                &envelope.id,
+                Some(&ItemHash::of_encoded(&encoded)),
+            );
+            // An index entry whose row is gone (deleted as unreadable)
+            // does not count.
+            if let Some(seq) = self.held_ids.get(&ik)? {
+                let mut key = prefix(&item.recipient);
+                key.extend_from_slice(&seq);
+                if self.held.contains_key(key)? {
+                    fresh.push(false);
+                    continue;
+                }
             }
             let seq = self.db.generate_id()?;
             let mut key = prefix(&item.recipient);
@@ -73,11 +122,30 @@ impl Store {
             };
             let bytes = crate::wire::encode(&row).map_err(|_| StoreError::Corrupt(HELD))?;
             self.held.insert(key, bytes)?;
-            self.held_ids.insert(id_key, &seq.to_be_bytes())?;
+            self.held_ids.insert(ik, &seq.to_be_bytes())?;
             fresh.push(true);
         }
-        self.db.flush()?;
+        self.flush()?;
         Ok(fresh)
+    }
+
+    /// Deletes a held row no reader can use, so it stops nothing.
+    fn drop_unreadable(&self, key: &[u8]) -> Result<(), StoreError> {
+        warn!(len = key.len(), "deleting an unreadable mailbox item");
+        self.held.remove(key)?;
+        Ok(())
+    }
+
+    /// Removes the index entries of a row being deleted (also the
+    /// `recipient ‖ id` form of rows held before dedupe was by hash).
+    fn unindex(&self, recipient: &PeerId, envelope: &Envelope) -> Result<(), StoreError> {
+        if let Some(h) = ItemHash::of(envelope) {
+            self.held_ids
+                .remove(id_key(recipient, &envelope.id, Some(&h)))?;
+        }
+        self.held_ids
+            .remove(id_key(recipient, &envelope.id, None))?;
+        Ok(())
     }
 
     /// Up to `max_items` / `max_bytes` of `recipient`'s items from `cursor`
@@ -97,7 +165,10 @@ impl Store {
         let (mut items, mut bytes) = (Vec::new(), 0usize);
         for item in self.held.range(start..=end) {
             let (k, v) = item?;
-            let row = row_of(&v)?;
+            let Ok(row) = row_of(&v) else {
+                self.drop_unreadable(&k)?;
+                continue;
+            };
             let size = row.envelope.sealed.len() + 128;
             if items.len() >= max_items || (bytes + size > max_bytes && !items.is_empty()) {
                 let last = k.len().checked_sub(8).map(|i| &k[i..]);
@@ -113,29 +184,49 @@ impl Store {
         Ok((items, None))
     }
 
-    /// Deletes `recipient`'s items with these ids; returns what went.
+    /// Deletes `recipient`'s items with these ids (every item under one id,
+    /// whatever its bytes: the recipient acks what it stored or refused for
+    /// good); returns what went.
     pub fn release(
         &self,
         recipient: &PeerId,
         ids: &[MessageId],
     ) -> Result<Vec<HeldItem>, StoreError> {
+        let keys = ids.iter().map(|id| id_key(recipient, id, None));
+        self.release_keys(recipient, keys)
+    }
+
+    /// Deletes exactly these items of `recipient` (a holder letting go of
+    /// what it handed on, not of other bytes that arrived under an id
+    /// since); returns what went.
+    pub fn release_items(
+        &self,
+        recipient: &PeerId,
+        items: &[(MessageId, ItemHash)],
+    ) -> Result<Vec<HeldItem>, StoreError> {
+        let keys = items.iter().map(|(id, h)| id_key(recipient, id, Some(h)));
+        self.release_keys(recipient, keys)
+    }
+
+    /// Deletes the items whose index keys start with one of `prefixes`.
+    fn release_keys(
+        &self,
+        recipient: &PeerId,
+        prefixes: impl Iterator<Item = Vec<u8>>,
+    ) -> Result<Vec<HeldItem>, StoreError> {
         let mut removed = Vec::new();
-        for id in ids {
-            let mut id_key = prefix(recipient);
-            id_key.extend_from_slice(&id.0);
-            if let Some(seq) = self.held_ids.remove(&id_key)? {
+        for p in prefixes {
+            for entry in self.held_ids.scan_prefix(p) {
+                let (ik, seq) = entry?;
+                self.held_ids.remove(ik)?;
                 let mut key = prefix(recipient);
                 key.extend_from_slice(&seq);
-                if let Some(v) = self.held.remove(key)? {
-                    let row = row_of(&v)?;
-                    let depositor = PeerId::from_bytes(&row.depositor)
-                        .map_err(|_| StoreError::Corrupt(HELD))?;
-                    removed.push(HeldItem {
-                        recipient: *recipient,
-                        depositor,
-                        size: row.envelope.sealed.len(),
-                        expires_at: row.expires_at,
-                    });
+                let Some(v) = self.held.remove(key)? else {
+                    continue;
+                };
+                match row_of(&v).ok().as_ref().and_then(Row::item) {
+                    Some(item) => removed.push(item),
+                    None => warn!(%recipient, "deleted an unreadable mailbox item"),
                 }
             }
         }
@@ -145,30 +236,26 @@ impl Store {
 
     /// Every item of `recipient`, for handing on to closer peers.
     pub fn held_for(&self, recipient: &PeerId) -> Result<Vec<Envelope>, StoreError> {
-        self.held
-            .scan_prefix(prefix(recipient))
-            .map(|item| Ok(row_of(&item?.1)?.envelope))
-            .collect()
+        let mut out = Vec::new();
+        for item in self.held.scan_prefix(prefix(recipient)) {
+            let (k, v) = item?;
+            match row_of(&v) {
+                Ok(row) => out.push(row.envelope),
+                Err(_) => self.drop_unreadable(&k)?,
+            }
+        }
+        Ok(out)
     }
 
     /// A summary of everything held (to rebuild quota counts at start).
     pub fn held_items(&self) -> Result<Vec<HeldItem>, StoreError> {
         let mut out = Vec::new();
         for item in self.held.iter() {
-            let (_, v) = item?;
-            let row = row_of(&v)?;
-            let (Ok(recipient), Ok(depositor)) = (
-                PeerId::from_bytes(&row.envelope.to),
-                PeerId::from_bytes(&row.depositor),
-            ) else {
-                continue;
-            };
-            out.push(HeldItem {
-                recipient,
-                depositor,
-                size: row.envelope.sealed.len(),
-                expires_at: row.expires_at,
-            });
+            let (k, v) = item?;
+            match row_of(&v).ok().as_ref().and_then(Row::item) {
+                Some(item) => out.push(item),
+                None => self.drop_unreadable(&k)?,
+            }
         }
         Ok(out)
     }
@@ -176,29 +263,24 @@ impl Store {
     /// Deletes items expired at `now_ms`; returns them.
     pub fn purge_expired(&self, now_ms: u64) -> Result<Vec<HeldItem>, StoreError> {
         let mut gone = Vec::new();
+        let mut dropped = false;
         for item in self.held.iter() {
             let (k, v) = item?;
-            let row = row_of(&v)?;
+            let Ok(row) = row_of(&v) else {
+                self.drop_unreadable(&k)?;
+                dropped = true;
+                continue;
+            };
             if row.expires_at > now_ms {
                 continue;
             }
-            if let (Ok(recipient), Ok(depositor)) = (
-                PeerId::from_bytes(&row.envelope.to),
-                PeerId::from_bytes(&row.depositor),
-            ) {
-                let mut id_key = prefix(&recipient);
-                id_key.extend_from_slice(&row.envelope.id.0);
-                self.held_ids.remove(id_key)?;
-                gone.push(HeldItem {
-                    recipient,
-                    depositor,
-                    size: row.envelope.sealed.len(),
-                    expires_at: row.expires_at,
-                });
+            if let Some(item) = row.item() {
+                self.unindex(&item.recipient, &row.envelope)?;
+                gone.push(item);
             }
             self.held.remove(k)?;
         }
-        if !gone.is_empty() {
+        if !gone.is_empty() || dropped {
             self.db.flush()?;
         }
         Ok(gone)
@@ -214,13 +296,124 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A fixed sender, so the same `n` gives the same bytes.
     fn env(to: &PeerId, n: u8) -> Envelope {
         Envelope {
             id: MessageId([n; 16]),
             to: to.to_bytes(),
-            from: PeerId::random().to_bytes(),
+            from: vec![n; 8],
             nonce: [0; 24],
             sealed: vec![n; 100],
+        }
+    }
+
+    fn item(recipient: PeerId, depositor: PeerId, expires_at: u64) -> HeldItem {
+        HeldItem {
+            recipient,
+            depositor,
+            size: 100,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn unreadable_rows_are_skipped_and_deleted_by_every_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let (jack, dep) = (PeerId::random(), PeerId::random());
+        // Two bad rows at the head of Jack's mailbox: garbage, and a
+        // well-formed row over the read limit (what an unchecked 2 MiB
+        // deposit left behind).
+        let plant = |s: &Store| {
+            let mut big = env(&jack, 200);
+            big.sealed = vec![7; MAX_ROW + 1];
+            let rows = [
+                b"not cbor at all".to_vec(),
+                crate::wire::encode(&Row {
+                    envelope: big,
+                    depositor: dep.to_bytes(),
+                    expires_at: 0,
+                })
+                .unwrap(),
+            ];
+            for row in rows {
+                let mut key = prefix(&jack);
+                key.extend_from_slice(&s.db.generate_id().unwrap().to_be_bytes());
+                s.held.insert(key, row).unwrap();
+            }
+        };
+        plant(&s);
+        let good: Vec<Envelope> = (1..=3).map(|n| env(&jack, n)).collect();
+        let items = vec![item(jack, dep, 5000); 3];
+        assert_eq!(s.hold(&items, &good).unwrap(), vec![true; 3]);
+        assert_eq!(s.held_len(), 5);
+
+        // A page skips them, and they are gone.
+        let (page, next) = s.held_page(&jack, 0, 64, 1 << 20).unwrap();
+        assert_eq!(page, good);
+        assert_eq!(next, None);
+        assert_eq!(s.held_len(), 3, "the bad rows were deleted");
+
+        // The ledger's scan, a purge and a hand-off's read likewise.
+        plant(&s);
+        assert_eq!(s.held_items().unwrap().len(), 3);
+        assert_eq!(s.held_len(), 3);
+        plant(&s);
+        assert_eq!(s.held_for(&jack).unwrap(), good);
+        assert_eq!(s.held_len(), 3);
+        plant(&s);
+        assert_eq!(
+            s.purge_expired(5000).unwrap().len(),
+            3,
+            "the good ones expire"
+        );
+        assert_eq!(s.held_len(), 0);
+        // An index entry left by a deleted row does not make its item
+        // look held.
+        assert_eq!(s.hold(&items[..1], &good[..1]).unwrap(), vec![true]);
+    }
+
+    #[test]
+    fn other_bytes_under_a_held_id_are_held_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let (jack, mallory, alice) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let real = env(&jack, 1);
+        let mut junk = real.clone();
+        junk.sealed = vec![0xEE; 100];
+        assert_eq!(
+            s.hold(&[item(jack, mallory, 9)], std::slice::from_ref(&junk))
+                .unwrap(),
+            vec![true]
+        );
+        assert_eq!(
+            s.hold(&[item(jack, alice, 9)], std::slice::from_ref(&real))
+                .unwrap(),
+            vec![true],
+            "the real item is not 'already held'"
+        );
+        assert_eq!(
+            s.hold(&[item(jack, alice, 9)], std::slice::from_ref(&real))
+                .unwrap(),
+            vec![false],
+            "the same bytes are"
+        );
+        assert_eq!(s.held_for(&jack).unwrap(), vec![junk, real.clone()]);
+        // Jack's ack of the id clears both.
+        assert_eq!(s.release(&jack, &[real.id]).unwrap().len(), 2);
+        assert_eq!(s.held_len(), 0);
+    }
+
+    #[test]
+    fn hold_syncs_the_log_before_returning() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let jack = PeerId::random();
+        for n in 1..=3u8 {
+            let before = s.sync_count();
+            s.hold(&[item(jack, PeerId::random(), 9)], &[env(&jack, n)])
+                .unwrap();
+            assert_eq!(s.sync_count(), before + 1, "one fdatasync per hold");
         }
     }
 

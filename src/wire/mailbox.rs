@@ -25,6 +25,30 @@ pub const PAGE_BYTES: usize = 768 * 1024;
 pub const FETCH_FROM: usize = 20;
 /// Most ids in one ack.
 pub const MAX_ACK_IDS: usize = 1024;
+/// Largest envelope a holder keeps, encoded: what one message frame can
+/// carry on the direct path. A deposit may be much larger (up to
+/// [`MAX_REQUEST`]), so this is checked per envelope at deposit; a held row
+/// is read back with a limit above it, so nothing stored is unreadable.
+pub const MAX_HELD_ENVELOPE: usize = super::message::MAX_FRAME;
+
+/// What identifies one held item: the BLAKE3 hash of the envelope's
+/// encoding. Holders deduplicate on it, not on the message id, which the
+/// envelope carries in clear: a peer that plants other bytes under a real
+/// id must not make the real item look "already held".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ItemHash(pub [u8; 32]);
+
+impl ItemHash {
+    /// The hash of an envelope already encoded with [`super::encode`].
+    pub fn of_encoded(encoded: &[u8]) -> Self {
+        Self(*blake3::hash(encoded).as_bytes())
+    }
+
+    /// The hash of `envelope` (encodes it); `None` if it cannot be encoded.
+    pub fn of(envelope: &Envelope) -> Option<Self> {
+        super::encode(envelope).ok().map(|b| Self::of_encoded(&b))
+    }
+}
 
 /// The key under which a recipient's mailbox lives in the DHT keyspace:
 /// holders are the peers closest to it. Hashing (rather than using the
@@ -91,7 +115,8 @@ pub enum DepositReject {
     /// The recipient's mailbox here is full (count or bytes).
     #[error("recipient's mailbox is full")]
     RecipientQuota,
-    /// The depositor has too many items here.
+    /// The depositor has too many items here, in all or for this
+    /// recipient.
     #[error("depositor is over its quota")]
     DepositorQuota,
     /// The depositor is not the envelope's sender, or the envelope is
@@ -101,4 +126,7 @@ pub enum DepositReject {
     /// The holder cannot store now.
     #[error("holder unavailable")]
     Unavailable,
+    /// The envelope is larger than a holder keeps ([`MAX_HELD_ENVELOPE`]).
+    #[error("envelope too large to hold")]
+    TooLarge,
 }

@@ -111,6 +111,7 @@ fn mailbox_response() -> impl Strategy<Value = MailboxResponse> {
         Just(DepositReject::DepositorQuota),
         Just(DepositReject::NotAcceptable),
         Just(DepositReject::Unavailable),
+        Just(DepositReject::TooLarge),
     ];
     prop_oneof![
         vec(option::of(why), 0..5).prop_map(MailboxResponse::Deposited),

@@ -13,9 +13,11 @@
 //!   many batches from many peers.
 //!
 //! - Mailboxes ([`mailbox`]): when direct delivery fails, the envelope is
-//!   deposited with the peers closest to the recipient's mailbox key; this
-//!   node also holds, hands on and serves others' mailboxes, and fetches
-//!   its own, within bounds a holder cannot stretch ([`fetch`]).
+//!   deposited with the peers closest to the recipient's mailbox key, and
+//!   this node fetches its own, within bounds a holder cannot stretch
+//!   ([`fetch`]). It also holds, hands on and serves others' mailboxes, on
+//!   a task and store queue of its own ([`holder`]): the service only
+//!   routes requests there, never waiting on them.
 //!
 //! The service never blocks on disk itself: every store call runs on the
 //! queue's thread, and the hot paths (send, receive, acks) do not even wait
@@ -34,11 +36,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
 pub mod fetch;
+mod holder;
 mod link;
 mod mailbox;
 mod window;
 
-use super::mailbox::{Handed, Ledger, Reach};
+pub use holder::MailboxPause;
+
+use super::mailbox::Reach;
 use super::outbox::Outbox;
 use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
@@ -123,6 +128,8 @@ pub(crate) enum Request {
     Control { to: PeerId, body: Body },
     /// A store read, run in order with the writes.
     Read(Box<dyn FnOnce(&Store) + Send>),
+    /// Hold the mailbox holder's store queue (tests).
+    PauseHolder(oneshot::Sender<MailboxPause>),
     /// Something happened on the network.
     Net(NetEvent),
     /// Stop; answered when the store is released.
@@ -152,17 +159,6 @@ enum Internal {
     Received(Received),
     /// These could not be written to the outbox: stop sending them.
     Unsent(Vec<MessageId>),
-    /// These peers now have copies of `recipient`'s items from us; if
-    /// `release` is set, ours have moved on and can go.
-    HandedOff {
-        recipient: PeerId,
-        /// The closest peers as the pass saw them, and which of them
-        /// confirmed copies of `items`.
-        ranking: Vec<PeerId>,
-        peers: Vec<PeerId>,
-        items: Vec<MessageId>,
-        release: bool,
-    },
 }
 
 /// Follow-ups of a stored incoming batch that need the service's state.
@@ -209,6 +205,7 @@ pub(crate) fn spawn(
     let (int_tx, int_rx) = mpsc::channel(4096);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let mut incoming = control.accept(MSG_PROTOCOL)?;
+    let holder = holder::spawn(store.clone(), net.clone(), sealer.me(), mailbox.clone());
     let store = Queue::new(store);
     let inbound = Arc::new(Inbound {
         sealer,
@@ -255,19 +252,15 @@ pub(crate) fn spawn(
         envelopes: HashMap::new(),
         links: HashMap::new(),
         int_tx,
-        ledger: Ledger::new(mailbox.quotas),
+        holder,
         presence,
         mcfg: mailbox,
-        handed: HashMap::new(),
         receipted: fetch::Receipted::new(fetch::RECEIPTED),
         fetching: false,
         fetch_due: None,
         last_reaction: None,
         reach,
-        last_handoff: None,
-        handoff_due: None,
         next_poll: Instant::now() + poll,
-        next_purge: Instant::now(),
     };
     tokio::spawn(service.run(req_rx, int_rx, done_rx));
     Ok(req_tx)
@@ -285,13 +278,11 @@ struct Service {
     envelopes: HashMap<MessageId, Outgoing>,
     links: HashMap<PeerId, Link>,
     int_tx: mpsc::Sender<Internal>,
-    /// Quota counts of the mailbox items we hold for others.
-    ledger: Ledger,
+    /// The mailbox holder, which serves the mailboxes we keep for others.
+    holder: holder::Handle,
     /// The presence service, told when a buddy grants us its presence.
     presence: mpsc::Sender<super::presence_service::Request>,
     mcfg: MailboxConfig,
-    /// Per recipient, which peers confirmed which of its items.
-    handed: HashMap<PeerId, Handed>,
     /// Ids we sent a delivery receipt for lately.
     receipted: fetch::Receipted,
     fetching: bool,
@@ -300,11 +291,7 @@ struct Service {
     last_reaction: Option<Instant>,
     /// Which new peers may hold mail our last fetch did not ask for.
     reach: Reach,
-    /// When we last ran a hand-off pass.
-    last_handoff: Option<Instant>,
-    handoff_due: Option<Instant>,
     next_poll: Instant,
-    next_purge: Instant,
 }
 
 /// A message in the outbox as the service keeps it. Its history row comes
@@ -336,24 +323,15 @@ impl Service {
         if let Err(e) = self.load_outbox().await {
             warn!("cannot load the outbox: {e}");
         }
-        if let Err(e) = self.load_ledger().await {
-            warn!("cannot load the held mailbox items: {e}");
-        }
         let mut stop = None;
         while stop.is_none() {
             self.dispatch();
             self.mailbox_timers().await;
-            let wake = [
-                self.outbox.next_due(),
-                self.fetch_due,
-                self.handoff_due,
-                Some(self.next_poll),
-                Some(self.next_purge),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let wake = [self.outbox.next_due(), self.fetch_due, Some(self.next_poll)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let mut ops = Vec::new();
             tokio::select! {
                 // In order; concurrent sends still share a flush, as the
@@ -374,6 +352,8 @@ impl Service {
                 self.apply(ops);
             }
         }
+        // The holder releases its store handle first.
+        self.holder.stop().await;
         // Dropping the queue drains it, flushes and releases the store; its
         // thread may block, so that happens off the async workers.
         let Self { store, .. } = self;
@@ -463,15 +443,19 @@ impl Service {
                 }));
             }
             Request::Net(NetEvent::Connected(peer)) => self.outbox.peer_seen(&peer, Instant::now()),
-            Request::Net(NetEvent::NewPeer(peer)) => self.neighbourhood_changed(peer),
+            Request::PauseHolder(reply) => {
+                self.holder.offer(holder::Job::Pause(reply));
+            }
+            Request::Net(NetEvent::NewPeer(peer)) => {
+                self.neighbourhood_changed(peer);
+                // Dropped when the holder is busy: its periodic pass covers it.
+                self.holder.offer(holder::Job::NewPeer(peer));
+            }
             Request::Net(NetEvent::MailboxRequest {
                 peer,
                 request,
                 channel,
-            }) => {
-                let response = self.serve_mailbox(peer, request).await;
-                self.net.mailbox_respond(channel, response).await;
-            }
+            }) => self.holder.route(&self.net, peer, request, channel),
             Request::Net(_) => {}
             Request::Stop(reply) => return Some(reply),
         }
@@ -657,24 +641,6 @@ impl Service {
             Internal::Unsent(ids) => {
                 for id in ids {
                     self.finish(&id);
-                }
-            }
-            Internal::HandedOff {
-                recipient,
-                ranking,
-                peers,
-                items,
-                release,
-            } => {
-                let handed = self.handed.entry(recipient).or_default();
-                handed.ranked(&ranking);
-                handed.gave(&peers, &items);
-                if release {
-                    self.handed.remove(&recipient);
-                    match self.blocking(move |s| s.release(&recipient, &items)).await {
-                        Ok(gone) => gone.iter().for_each(|i| self.ledger.removed(i)),
-                        Err(e) => warn!("cannot release handed-off items: {e}"),
-                    }
                 }
             }
         }
