@@ -194,6 +194,14 @@ impl RawNode {
         rx.await.expect("running")
     }
 
+    /// Dials `addr` (of `peer`) and waits until the connection is up (our
+    /// identify info went out on it): a put before that has no connection
+    /// to go on and fails.
+    async fn connect_to(&mut self, addr: Multiaddr, peer: PeerId) {
+        self.dial.send(addr).expect("running");
+        while self.identified_to.recv().await.expect("running") != peer {}
+    }
+
     /// Stops it: its swarm and every connection go.
     fn stop(&mut self) {
         if let Some(s) = self.stop.take() {
@@ -300,16 +308,16 @@ async fn one_source_cannot_fill_the_record_store() {
     init_tracing();
     let honest = TestNode::start(&[]).await;
     let boot = honest.addr().await;
-    let flooder = RawNode::start(
+    let target = honest.handle.peer_id();
+    let mut flooder = RawNode::start(
         Keypair::generate_ed25519(),
         None,
         Arc::default(),
         Arc::default(),
     )
     .await;
-    flooder.dial.send(boot.clone()).unwrap();
+    flooder.connect_to(boot.clone(), target).await;
     let other = TestNode::start(&[boot]).await;
-    let target = honest.handle.peer_id();
     let now = unix_ms();
 
     let records: Vec<(RecordKey, Vec<u8>)> = (0..MAX_RECORDS)
@@ -386,15 +394,15 @@ async fn one_source_cannot_fill_the_record_store() {
 async fn a_record_is_stored_only_under_its_owners_key() {
     init_tracing();
     let honest = TestNode::start(&[]).await;
-    let raw = RawNode::start(
+    let target = honest.handle.peer_id();
+    let mut raw = RawNode::start(
         Keypair::generate_ed25519(),
         None,
         Arc::default(),
         Arc::default(),
     )
     .await;
-    raw.dial.send(honest.addr().await).unwrap();
-    let target = honest.handle.peer_id();
+    raw.connect_to(honest.addr().await, target).await;
     let owner = Identity::generate().unwrap();
     let value = locator::sign(&owner, 1, &[], unix_ms() + HOUR, true).unwrap();
     let padded: Vec<RecordKey> = [" ", "\n", "  "]

@@ -13,9 +13,7 @@ use super::fetch::fetch_own;
 use super::{Internal, Service};
 use crate::net::NetClient;
 use crate::node::mailbox::{holders, quorum};
-use crate::wire::mailbox::{
-    DEPOSIT_BATCH, MailboxRequest, MailboxResponse, mailbox_key,
-};
+use crate::wire::mailbox::{DEPOSIT_BATCH, MailboxRequest, MailboxResponse, mailbox_key};
 use crate::wire::message::{Envelope, MessageId};
 
 /// Delay that coalesces a burst of routing-table changes.
