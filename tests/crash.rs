@@ -7,7 +7,8 @@ mod common;
 use std::path::Path;
 use std::process::{Child, Output};
 
-use common::{TestNode, eventually, init_tracing, roost};
+use common::{Daemon, TestNode, eventually, init_tracing, roost};
+use roost::Identity;
 
 /// Parses stdout as JSON rows if the command succeeded.
 fn rows(out: &Output) -> Option<Vec<serde_json::Value>> {
@@ -74,53 +75,46 @@ async fn a_message_survives_sigkill_right_after_send_and_arrives_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_to_an_offline_peer_survives_sigkill_and_arrives_when_it_returns() {
     init_tracing();
-    let seed = TestNode::start(&[]).await;
-    let boot = seed.addr().await;
-    let mut bob = TestNode::start(std::slice::from_ref(&boot)).await;
-    let bob_id = bob.handle.peer_id().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let init = rows(&roost(dir.path(), &["--json", "init"])).expect("init");
-    let alice: libp2p::PeerId = init[0]["id"].as_str().unwrap().parse().unwrap();
-    bob.handle.shutdown().await.unwrap();
-
-    let mut first = daemon(dir.path(), &boot.to_string());
-    eventually("the daemon answers", || async {
-        rows(&roost(dir.path(), &["--json", "status"]))
-    })
-    .await;
+    // Alice's daemon is alone, so no peer can hold a mailbox copy: only
+    // her outbox keeps the message across the kill.
+    let bob_identity = Identity::generate().unwrap();
+    let bob = bob_identity.peer_id();
+    let bob_id = bob.to_string();
+    let mut alice_daemon = Daemon::start(None).await;
+    let alice = alice_daemon.id;
     let sent = rows(&roost(
-        dir.path(),
+        alice_daemon.dir.path(),
         &["--json", "send", &bob_id, "wait for me"],
     ))
     .expect("send");
-    first.kill().expect("SIGKILL");
-    first.wait().unwrap();
+    alice_daemon.kill(); // SIGKILL
     let id = sent[0]["id"].as_str().unwrap().to_string();
 
-    let mut second = daemon(dir.path(), &boot.to_string());
-    // Still pending after the restart: queued, or already `stored` in
-    // Bob's mailbox at the seed node (the only other peer).
-    eventually("the restarted daemon still has it pending", || async {
-        let log = rows(&roost(dir.path(), &["--json", "log", &bob_id]))?;
-        let state = log.first()?["state"].as_str()?.to_string();
-        (log.len() == 1 && (state == "queued" || state == "stored")).then_some(())
-    })
-    .await;
-    bob.restart(&[boot]).await;
+    alice_daemon.restart().await;
+    let log = rows(&roost(alice_daemon.dir.path(), &["--json", "log", &bob_id])).expect("log");
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0]["id"].as_str(), log[0]["state"].as_str()),
+        (Some(id.as_str()), Some("queued")),
+        "after the restart the message is still only in Alice's outbox"
+    );
+    // Bob comes back, and finds Alice through her address.
+    let bob_node = TestNode::start_as(&bob_identity, &[alice_daemon.addr().await]).await;
     let got = eventually("Bob gets it when he is back", || async {
-        let conv = bob.handle.conversation(alice, 10).await.unwrap();
+        let conv = bob_node.handle.conversation(alice, 10).await.unwrap();
         (!conv.is_empty()).then_some(conv)
     })
     .await;
     assert_eq!((got.len(), got[0].id.to_string()), (1, id.clone()));
+    assert_eq!(got[0].data, b"wait for me");
     eventually("Alice's log shows it delivered", || async {
-        let log = rows(&roost(dir.path(), &["--json", "log", &bob_id]))?;
+        let log = rows(&roost(alice_daemon.dir.path(), &["--json", "log", &bob_id]))?;
         (log.len() == 1 && log[0]["state"] == "delivered").then_some(())
     })
     .await;
-    assert_eq!(bob.handle.conversation(alice, 10).await.unwrap().len(), 1);
-    second.kill().unwrap();
-    second.wait().unwrap();
-    bob.handle.shutdown().await.unwrap();
-    seed.handle.shutdown().await.unwrap();
+    assert_eq!(
+        bob_node.handle.conversation(alice, 10).await.unwrap().len(),
+        1
+    );
+    bob_node.handle.shutdown().await.unwrap();
 }

@@ -1,76 +1,26 @@
-//! [hardening] Crash safety: during a 1000-message exchange the sender, the
-//! recipient and a mailbox holder are killed with SIGKILL at points chosen
-//! by a seeded generator, and restarted. Every message that `send` accepted
-//! must arrive exactly once.
+//! [hardening] Crash safety: during a 1000-message exchange, with 8 sends
+//! in flight at a time, the sender (with sends in flight), the recipient and a mailbox
+//! holder (while it holds some of the recipient's items) are killed with
+//! SIGKILL at points chosen by a seeded generator, and restarted. Every
+//! message that `send` accepted arrives exactly once, and nothing arrives
+//! that was not sent.
 
 mod common;
 
-use std::collections::HashSet;
-use std::path::PathBuf;
-use std::process::Child;
+use std::collections::{HashMap, HashSet};
 
-use common::{TestNode, eventually, roost, spawn_daemon};
+use common::{Daemon, TestNode, eventually, roost};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use roost::api::SendView;
 use roost::api::client::ApiClient;
 use serde_json::json;
 
-/// A daemon process on a data dir that outlives it.
-struct Proc {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    id: String,
-    boot: String,
-}
-
-impl Proc {
-    async fn new(boot: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let out = roost(dir.path(), &["--json", "init"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mut p = Self {
-            dir,
-            child: None,
-            id: v["id"].as_str().unwrap().to_string(),
-            boot: boot.to_string(),
-        };
-        p.start().await;
-        p
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-
-    async fn start(&mut self) {
-        self.child = Some(spawn_daemon(self.dir.path(), Some(&self.boot)));
-        let dir = self.path();
-        eventually("daemon answers", || async {
-            roost(&dir, &["--json", "status"])
-                .status
-                .success()
-                .then_some(())
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap(); // SIGKILL
-            c.wait().unwrap();
-        }
-    }
-
-    async fn client(&self) -> ApiClient {
-        let dir = self.path();
-        eventually("api.json", || async { ApiClient::open(&dir).ok() }).await
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+const TOTAL: usize = 1000;
+/// Sends in flight at once.
+const WINDOW: usize = 8;
+/// Sends made while the recipient is down.
+const AWAY: usize = 96;
 
 /// xorshift64*: a tiny seeded generator, so a failing seed can be replayed.
 struct Rng(u64);
@@ -82,94 +32,218 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
     }
+
+    /// A number in `lo..hi`.
+    fn within(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below((hi - lo) as u64) as usize
+    }
 }
 
-async fn campaign(seed: u64) {
+/// The body of send number `i`.
+fn body(i: usize) -> String {
+    format!("m{i:04}")
+}
+
+async fn client(d: &Daemon) -> ApiClient {
+    let dir = d.dir.path().to_path_buf();
+    eventually("the daemon's api.json", || async {
+        ApiClient::open(&dir).ok()
+    })
+    .await
+}
+
+/// `roost --json log <peer>` on `d`, as (id, state, text, direction) rows.
+fn log(d: &Daemon, peer: &str) -> Option<Vec<[String; 4]>> {
+    let out = roost(d.dir.path(), &["--json", "log", peer, "--limit", "5000"]);
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            let field = |k: &str| v[k].as_str().map(str::to_string);
+            Some([
+                field("id")?,
+                field("state")?,
+                field("text")?,
+                field("direction")?,
+            ])
+        })
+        .collect()
+}
+
+/// What one campaign saw, for the test's output.
+struct Figures {
+    accepted: usize,
+    /// Sends cut by the sender's kill (no answer).
+    cut: usize,
+    /// Of those, how many arrived anyway (committed before the kill).
+    cut_arrived: usize,
+    /// Items the killed holder held when it died.
+    victim_held: u64,
+}
+
+async fn campaign(seed: u64) -> Figures {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let hub = TestNode::start(&[]).await;
-    let boot = hub.addr().await.to_string();
+    let boot = hub.addr().await;
     let mut holders = Vec::new();
     for _ in 0..3 {
-        holders.push(Proc::new(&boot).await);
+        holders.push(Daemon::start(Some(&boot)).await);
     }
-    let mut sender = Proc::new(&boot).await;
-    let mut recipient = Proc::new(&boot).await;
-    let (rid, sid) = (recipient.id.clone(), sender.id.clone());
+    let mut sender = Daemon::start(Some(&boot)).await;
+    let mut recipient = Daemon::start(Some(&boot)).await;
+    let (rid, sid) = (recipient.id.to_string(), sender.id.to_string());
 
-    const TOTAL: usize = 1000;
-    // Three kill points, one per victim, somewhere in the exchange.
-    let points: Vec<usize> = (0..3)
-        .map(|_| 50 + rng.below((TOTAL - 100) as u64) as usize)
-        .collect();
-    let victim_holder = rng.below(holders.len() as u64) as usize;
-    let mut accepted = HashSet::new();
-    let mut client = sender.client().await;
-    let mut recipient_down = false;
-    for i in 0..TOTAL {
-        if i == points[0] {
-            sender.kill();
-            sender.start().await;
-            client = sender.client().await;
-        }
-        if i == points[1] {
-            recipient.kill();
-            recipient_down = true;
-        }
-        if i == points[2] {
-            holders[victim_holder].kill();
-        }
-        // The recipient stays down for a stretch, so some messages take the
-        // mailbox path.
-        if recipient_down && i == points[1] + 100 {
-            recipient.start().await;
-            recipient_down = false;
-        }
-        let body = json!({ "to": rid, "text": format!("m{i:04}") });
-        // A send either returns an id (then it must arrive) or fails.
-        if let Ok(v) = client.post::<SendView>("send", &body).await {
-            accepted.insert(v.id);
-        }
-    }
-    if recipient_down {
-        recipient.start().await;
-    }
-    holders[victim_holder].start().await;
+    // The recipient is down for the AWAY sends from `down`; a holder dies
+    // some way into that stretch; the sender dies in it too, when
+    // `kill_sender` sends were answered, with the next ones in flight and
+    // the last ones it accepted not yet deposited with the holders (so
+    // that only its outbox has them).
+    let down = rng.within(WINDOW, TOTAL - AWAY - WINDOW);
+    let hold_at = down + rng.within(WINDOW, AWAY - WINDOW);
+    let kill_sender = down + rng.within(WINDOW, AWAY - WINDOW);
+    let mut victim = None;
+    let mut victim_held = 0;
 
-    let dir = recipient.path();
-    let got = eventually(
+    let mut accepted: HashMap<usize, String> = HashMap::new();
+    let mut cut: HashSet<usize> = HashSet::new();
+    let mut next = 0;
+    let mut answered = 0;
+    let mut sender_killed = false;
+    while next < TOTAL {
+        let api = client(&sender).await;
+        let mut flight = FuturesUnordered::new();
+        let mut dead = false;
+        loop {
+            while !dead && next < TOTAL && flight.len() < WINDOW {
+                if next == down {
+                    recipient.kill();
+                }
+                if next == hold_at {
+                    // Messages go through `stored` while the recipient is
+                    // down…
+                    eventually(&format!("seed {seed}: a message is `stored`"), || async {
+                        let rows = log(&sender, &rid)?;
+                        rows.iter().any(|r| r[1] == "stored").then_some(())
+                    })
+                    .await;
+                    // …and the holder that dies holds some of them.
+                    let mut held = Vec::new();
+                    for (i, h) in holders.iter().enumerate() {
+                        let n = h.held().await;
+                        if n > 0 {
+                            held.push((i, n));
+                        }
+                    }
+                    assert!(
+                        !held.is_empty(),
+                        "seed {seed}: no holder daemon holds anything while the recipient is down"
+                    );
+                    let (i, n) = held[rng.below(held.len() as u64) as usize];
+                    holders[i].kill();
+                    victim = Some(i);
+                    victim_held = n;
+                }
+                if next == down + AWAY {
+                    recipient.restart().await;
+                }
+                let (i, send) = (next, json!({ "to": rid, "text": body(next) }));
+                let api = &api;
+                flight.push(async move { (i, api.post::<SendView>("send", &send).await) });
+                next += 1;
+            }
+            let Some((i, result)) = flight.next().await else {
+                break;
+            };
+            match result {
+                Ok(v) => {
+                    accepted.insert(i, v.id);
+                }
+                Err(e) => {
+                    assert!(dead, "seed {seed}: send {i} failed with the sender up: {e}");
+                    cut.insert(i);
+                }
+            }
+            answered += 1;
+            if !sender_killed && answered == kill_sender {
+                // WINDOW - 1 sends are in flight.
+                sender.kill();
+                (dead, sender_killed) = (true, true);
+            }
+        }
+        drop(flight);
+        if dead {
+            sender.restart().await;
+        }
+    }
+    let victim = victim.expect("a holder was killed");
+    holders[victim].restart().await;
+
+    // Every accepted message arrives, once.
+    let received = eventually(
         &format!("seed {seed}: every accepted message arrives"),
         || async {
-            let out = roost(&dir, &["--json", "log", &sid, "--limit", "5000"]);
-            if !out.status.success() {
-                return None;
-            }
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter_map(|v| v["id"].as_str().map(str::to_string))
-                .collect();
-            let set: HashSet<String> = ids.iter().cloned().collect();
-            accepted.is_subset(&set).then_some(ids)
+            let rows = log(&recipient, &sid)?;
+            let ids: HashSet<&String> = rows.iter().map(|r| &r[0]).collect();
+            accepted.values().all(|id| ids.contains(id)).then_some(rows)
         },
     )
     .await;
-    let unique: HashSet<&String> = got.iter().collect();
+    let mut bodies = HashSet::new();
+    let mut ids = HashSet::new();
+    let mut cut_arrived = 0;
+    for [id, _, text, direction] in &received {
+        assert_eq!(direction, "in", "seed {seed}: only the sender's messages");
+        assert!(ids.insert(id), "seed {seed}: id {id} arrived twice");
+        assert!(
+            bodies.insert(text),
+            "seed {seed}: body {text} arrived twice"
+        );
+        let i: usize = text
+            .strip_prefix('m')
+            .and_then(|n| n.parse().ok())
+            .filter(|i| *i < TOTAL && body(*i) == *text)
+            .unwrap_or_else(|| panic!("seed {seed}: {text:?} was never sent"));
+        // received ⊆ accepted, but for sends whose answer the kill cut.
+        match accepted.get(&i) {
+            Some(want) => assert_eq!(want, id, "seed {seed}: {text} arrived under another id"),
+            None => {
+                assert!(
+                    cut.contains(&i),
+                    "seed {seed}: {text} arrived but its send was neither accepted nor cut"
+                );
+                cut_arrived += 1;
+            }
+        }
+    }
     assert_eq!(
-        unique.len(),
-        got.len(),
-        "seed {seed}: a message arrived twice"
+        accepted.len() + cut.len(),
+        TOTAL,
+        "seed {seed}: every send was answered or cut by the kill"
     );
     assert!(
-        accepted.len() >= TOTAL - 5,
-        "seed {seed}: only {} sends were accepted",
-        accepted.len()
+        !cut.is_empty(),
+        "seed {seed}: the sender's kill cut no send in flight"
     );
     hub.handle.shutdown().await.unwrap();
+    Figures {
+        accepted: accepted.len(),
+        cut: cut.len(),
+        cut_arrived,
+        victim_held,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_sender_recipient_and_holder_during_a_thousand_messages() {
-    for seed in [1, 2, 3] {
-        campaign(seed).await;
+    for seed in [1, 2, 3, 4, 5] {
+        let f = campaign(seed).await;
+        println!(
+            "seed {seed}: {} accepted, {} cut by the sender's kill ({} of them arrived), \
+             the killed holder held {}",
+            f.accepted, f.cut, f.cut_arrived, f.victim_held
+        );
     }
 }

@@ -5,13 +5,11 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::process::Child;
 use std::time::Instant;
 
-use common::{TestNode, dir_for, eventually, init_tracing, roost, start_with};
+use common::{Daemon, TestNode, dir_for, eventually, init_tracing, start_with};
+use libp2p::PeerId;
 use libp2p::kad::KBucketKey;
-use libp2p::{Multiaddr, PeerId};
 use roost::store::MessageState;
 use roost::wire::mailbox::{MailboxRequest, MailboxResponse, mailbox_key};
 use roost::{Content, Identity, NodeHandle};
@@ -126,76 +124,91 @@ async fn store_and_forward_to_jack_while_both_are_away_in_turn() {
     }
 }
 
-/// A holder as a real `roost daemon` process, so it can die by SIGKILL.
-struct Daemon {
-    _dir: tempfile::TempDir,
-    child: Child,
-    id: PeerId,
-}
-
-impl Daemon {
-    async fn start(bootstrap: &Multiaddr) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path: PathBuf = dir.path().into();
-        let out = roost(&path, &["--json", "init"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let id: PeerId = v["id"].as_str().unwrap().parse().unwrap();
-        let child = common::spawn_daemon(&path, Some(&bootstrap.to_string()));
-        eventually("daemon is up", || async {
-            roost(&path, &["--json", "status"])
-                .status
-                .success()
-                .then_some(())
-        })
-        .await;
-        Self {
-            _dir: dir,
-            child,
-            id,
+/// A recipient whose mailbox key has `sender` farther from it than at least
+/// three of `holders`, so that the sender (which holders may pick as a
+/// co-holder) is not among its mailbox's R = 3 closest peers.
+fn recipient_away_from(sender: PeerId, holders: &[PeerId]) -> Identity {
+    loop {
+        let id = Identity::generate().unwrap();
+        let mut all = holders.to_vec();
+        all.push(sender);
+        if !closest(&id.peer_id(), &all, 3).contains(&sender) {
+            return id;
         }
     }
+}
+
+/// What each daemon holds for others, as `roost status` shows it.
+async fn held_by(daemons: &[Daemon]) -> Vec<u64> {
+    let mut held = Vec::new();
+    for d in daemons {
+        held.push(d.held().await);
+    }
+    held
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jack_gets_everything_after_two_of_three_holders_are_killed() {
     init_tracing();
-    let seed = TestNode::start(&[]).await;
+    // Every peer but Alice and Jack is a real `roost daemon` process, so a
+    // holder dies by SIGKILL, not by a clean shutdown.
+    let seed = Daemon::start(None).await;
     let boot = seed.addr().await;
-    let mut daemons = Vec::new();
+    let mut daemons = vec![seed];
     for _ in 0..5 {
-        daemons.push(Daemon::start(&boot).await);
+        daemons.push(Daemon::start(Some(&boot)).await);
     }
     let alice = TestNode::start(std::slice::from_ref(&boot)).await;
-    let jack_id = Identity::generate().unwrap();
+    let daemon_ids: Vec<PeerId> = daemons.iter().map(|d| d.id).collect();
+    let jack_id = recipient_away_from(alice.handle.peer_id(), &daemon_ids);
     let jack = jack_id.peer_id();
-    let mut all: Vec<PeerId> = daemons.iter().map(|d| d.id).collect();
-    all.push(seed.handle.peer_id());
     let ids = send_50(&alice.handle, jack, 4).await;
+    // The sender is offline before Jack starts: only a mailbox can deliver.
+    alice.handle.shutdown().await.unwrap();
 
-    // Kill (SIGKILL) the two holders closest to Jack's mailbox key.
-    let holders = closest(&jack, &all, 3);
+    let holders: Vec<usize> = eventually("three daemons hold all 50 items", || async {
+        let full: Vec<usize> = (0..)
+            .zip(held_by(&daemons).await)
+            .filter_map(|(i, held)| (held == 50).then_some(i))
+            .collect();
+        (full.len() >= 3).then_some(full)
+    })
+    .await;
+    // Kill (SIGKILL) every daemon that holds anything, but one holder.
+    let survivor = holders[holders.len() - 1];
+    let held = held_by(&daemons).await;
+    println!("held by each daemon before the kills: {held:?}; survivor: {survivor}");
     let mut killed = 0;
-    for d in daemons.iter_mut().filter(|d| holders[..2].contains(&d.id)) {
-        d.child.kill().unwrap();
-        d.child.wait().unwrap();
-        killed += 1;
+    for (i, d) in daemons.iter_mut().enumerate() {
+        if i != survivor && held[i] > 0 {
+            d.kill();
+            killed += 1;
+        }
     }
-    assert!(killed >= 1, "at least one holder was a daemon");
-    if killed < 2 {
-        // The seed node was among the two closest: it dies abruptly too.
-        seed.handle.shutdown().await.unwrap();
+    assert!(killed >= 2, "at least two holders were killed: {killed}");
+    let live: Vec<usize> = (0..daemons.len())
+        .filter(|&i| i == survivor || held[i] == 0)
+        .collect();
+    for &i in &live {
+        let want = if i == survivor { 50 } else { 0 };
+        assert_eq!(
+            daemons[i].held().await,
+            want,
+            "after the kills the survivor holds the only live copies"
+        );
     }
-    let via = if holders[..2].contains(&seed.handle.peer_id()) {
-        alice.addr().await
-    } else {
-        boot.clone()
-    };
-    let jack_node = TestNode::start_as(&jack_id, &[via]).await;
+    // Jack joins through a live daemon that holds nothing.
+    let via = live
+        .iter()
+        .find(|&&i| i != survivor)
+        .expect("a live non-holder");
+    let jack_node = TestNode::start_as(&jack_id, &[daemons[*via].addr().await]).await;
     has_all(&jack_node.handle, alice.handle.peer_id(), &ids).await;
-    for d in daemons.iter_mut() {
-        let _ = d.child.kill();
-        let _ = d.child.wait();
-    }
+    eventually("the survivor lets go of what Jack acknowledged", || async {
+        (daemons[survivor].held().await == 0).then_some(())
+    })
+    .await;
+    jack_node.handle.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,3 +149,82 @@ pub async fn honest_and_other() -> (TestNode, TestNode) {
     .await;
     (honest, other)
 }
+
+/// A `roost daemon` child process on a temp data dir that outlives it, so
+/// a test can kill it with SIGKILL (which an in-process node cannot get)
+/// and start it again on the same data. Killed when dropped.
+pub struct Daemon {
+    pub dir: TempDir,
+    pub id: libp2p::PeerId,
+    bootstrap: Option<String>,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// `roost init` in a new temp dir, then starts the daemon and waits
+    /// until it answers.
+    pub async fn start(bootstrap: Option<&Multiaddr>) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = roost(dir.path(), &["--json", "init"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("init prints JSON");
+        let id = v["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("init prints the ID");
+        let mut d = Self {
+            dir,
+            id,
+            bootstrap: bootstrap.map(|b| b.to_string()),
+            child: None,
+        };
+        d.restart().await;
+        d
+    }
+
+    /// Starts the daemon on its data dir (again) and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.child = Some(spawn_daemon(self.dir.path(), self.bootstrap.as_deref()));
+        self.status().await;
+    }
+
+    /// `roost --json status`, once the daemon answers it.
+    pub async fn status(&self) -> serde_json::Value {
+        eventually("the daemon answers `roost status`", || async {
+            let out = roost(self.dir.path(), &["--json", "status"]);
+            if !out.status.success() {
+                return None;
+            }
+            serde_json::from_slice(&out.stdout).ok()
+        })
+        .await
+    }
+
+    /// Mailbox items it holds for others, as `roost status` shows them.
+    pub async fn held(&self) -> u64 {
+        self.status().await["held"]
+            .as_u64()
+            .expect("status shows `held`")
+    }
+
+    /// An address others can bootstrap from.
+    pub async fn addr(&self) -> Multiaddr {
+        self.status().await["addrs"][0]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("status shows an address")
+    }
+
+    /// Kills the process with SIGKILL and reaps it; a no-op when not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL
+            child.wait().expect("reap the daemon");
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
