@@ -163,13 +163,13 @@ fn a_data_dir_open_to_others_is_refused_before_anything_is_sent() {
     for mode in [0o755, 0o770, 0o701] {
         chmod(dir.path(), mode);
         let out = roost(dir.path(), &["send", "bob", SECRET]);
-        assert_refused(&out, &format!("mode {mode:o}, open to group or others"));
-        assert!(stderr(&out).contains("chmod 700"), "{}", stderr(&out));
         let seen = fake.everything_before_a_sentinel();
         assert!(
             seen.is_empty(),
             "mode {mode:o}: the fake was reached: {seen:?}"
         );
+        assert_refused(&out, &format!("mode {mode:o}, open to group or others"));
+        assert!(stderr(&out).contains("chmod 700"), "{}", stderr(&out));
     }
     // The same fake, in a private dir of ours, is talked to: the refusals
     // above were the mode's doing.
@@ -214,14 +214,14 @@ fn a_data_dir_made_by_another_user_is_refused_even_when_its_daemon_is_theirs() {
     let sock = data.join("api.sock");
     let fake = FakeDaemon::start(&sock, &sock, Some(STRANGER), queued);
     let out = roost(&data, &["send", "bob", SECRET]);
-    assert_refused(
-        &out,
-        &format!("the data dir is owned by uid {STRANGER}, not by you (uid 0)"),
-    );
     let seen = fake.everything_before_a_sentinel();
     assert!(
         seen.is_empty(),
         "the stranger's daemon was reached: {seen:?}"
+    );
+    assert_refused(
+        &out,
+        &format!("the data dir is owned by uid {STRANGER}, not by you (uid 0)"),
     );
 }
 
@@ -239,13 +239,13 @@ fn a_socket_served_by_another_user_is_refused_and_told_nothing() {
     let fake = FakeDaemon::start(&bound, &sock, Some(STRANGER), queued);
     std::fs::rename(&bound, &sock).unwrap();
     let out = roost(&data, &["send", "bob", SECRET]);
+    // It had to connect to learn who serves the socket, and sent nothing.
+    let seen = fake.everything_before_a_sentinel();
+    assert_eq!(seen, vec![String::new()], "the stranger was told something");
     assert_refused(
         &out,
         &format!("it is served by uid {STRANGER}, not by you (uid 0)"),
     );
-    // It had to connect to learn who serves the socket, and sent nothing.
-    let seen = fake.everything_before_a_sentinel();
-    assert_eq!(seen, vec![String::new()], "the stranger was told something");
 }
 
 #[test]

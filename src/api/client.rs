@@ -206,8 +206,9 @@ impl ApiClient {
 
 /// Our effective uid, from the owner of `/proc/self` (the kernel gives a
 /// process's proc directory its effective uid). Read from the file system
-/// so the library needs neither `unsafe` nor a libc binding for it; a
-/// process that cannot read it trusts nothing.
+/// so the library needs neither `unsafe` nor a libc binding for it. It
+/// fails closed: a process that cannot read it trusts nothing, and a
+/// non-dumpable one (whose proc directory is root's) trusts only root's.
 fn effective_uid() -> Result<u32, Distrust> {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid())
