@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use libp2p::Multiaddr;
 use roost::api::client::ApiClient;
-use roost::api::terminal::printable;
+use roost::api::terminal::{printable, printable_line as field};
 use roost::api::{
     BuddyRow, EventView, IdView, MessageView, OwnPresence, RequestRow, SendView, StatusView,
 };
@@ -290,9 +290,9 @@ async fn run(cli: Cli) -> Result<()> {
                 let note = b
                     .note
                     .as_deref()
-                    .map(|n| format!("  \"{n}\""))
+                    .map(|n| format!("  \"{}\"", field(n)))
                     .unwrap_or_default();
-                format!("{:<16} {:<8}{}", b.name, b.status, note)
+                format!("{:<16} {:<8}{}", field(&b.name), field(&b.status), note)
             })
         }
         Cmd::Presence {
@@ -310,7 +310,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let body = json!({ "status": state, "note": note, "activity": activity, "location": location, "until": until });
             let v: OwnPresence = api()?.post("presence", &body).await?;
-            out.object(&v, || format!("presence: {}", v.status))
+            out.object(&v, || format!("presence: {}", field(&v.status)))
         }
         Cmd::Send {
             to,
@@ -333,7 +333,7 @@ async fn run(cli: Cli) -> Result<()> {
                 (None, None) => bail!("give the message text or --file"),
             };
             let v: SendView = api()?.post("send", &body).await?;
-            out.object(&v, || format!("{} {}", v.id, v.state))
+            out.object(&v, || format!("{} {}", field(&v.id), field(&v.state)))
         }
         Cmd::Inbox { follow, from } => {
             let client = api()?;
@@ -350,8 +350,8 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let rows: Vec<MessageView> = client.get(&path).await?;
             let show = |m: &MessageView| {
-                let who = m.from_name.clone().unwrap_or_else(|| m.from.clone());
-                format!("{who}: {}", indented(&m.text))
+                let who = m.from_name.as_deref().unwrap_or(&m.from);
+                format!("{}: {}", field(who), indented(&m.text))
             };
             out.rows(&rows, show)?;
             if let Some(events) = events.as_mut() {
@@ -376,7 +376,7 @@ async fn run(cli: Cli) -> Result<()> {
             let rows: Vec<MessageView> = api()?.get(&format!("log/{peer}?limit={limit}")).await?;
             out.rows(&rows, |m| {
                 let arrow = if m.direction == "in" { "<" } else { ">" };
-                format!("{arrow} {:<9} {}", m.state, indented(&m.text))
+                format!("{arrow} {:<9} {}", field(&m.state), indented(&m.text))
             })
         }
         Cmd::Read { peer } => {
@@ -424,7 +424,9 @@ async fn buddy(client: &ApiClient, out: &Out, cmd: BuddyCmd) -> Result<()> {
             let row: BuddyRow = client
                 .post("buddies", &json!({ "id": id, "name": name }))
                 .await?;
-            out.object(&row, || format!("added {} as {}", row.id, row.name))
+            out.object(&row, || {
+                format!("added {} as {}", field(&row.id), field(&row.name))
+            })
         }
         BuddyCmd::List => {
             let rows: Vec<BuddyRow> = client.get("buddies").await?;
@@ -436,13 +438,19 @@ async fn buddy(client: &ApiClient, out: &Out, cmd: BuddyCmd) -> Result<()> {
                 if b.blocked {
                     flags.push_str(" (blocked)");
                 }
-                format!("{:<16} {:<8} {}{flags}", b.name, b.status, b.id)
+                format!(
+                    "{:<16} {:<8} {}{flags}",
+                    field(&b.name),
+                    field(&b.status),
+                    field(&b.id)
+                )
             })
         }
         BuddyCmd::Requests => {
             let rows: Vec<RequestRow> = client.get("requests").await?;
             out.rows(&rows, |r| {
-                format!("{} wants to be your buddy: roost buddy add {}", r.id, r.id)
+                let id = field(&r.id);
+                format!("{id} wants to be your buddy: roost buddy add {id}")
             })
         }
         BuddyCmd::Remove { buddy } => action(buddy, "remove", json!({})).await,

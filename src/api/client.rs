@@ -1,8 +1,12 @@
 //! The CLI's side of the local API: talks to the daemon over the Unix
-//! socket in the data dir, and only once the socket's peer has proved to
-//! be a process of the data dir's owner (`SO_PEERCRED`). It never reads
-//! `api.json` nor uses TCP: a port can be bound by any local user once a
-//! crashed daemon let go of it, a socket in a 0700 directory cannot.
+//! socket in the data dir, and only if the data dir is private to the user
+//! running the CLI (owned by our effective uid, no group or other bits) and
+//! the socket's peer has proved to run as that same uid (`SO_PEERCRED`). It
+//! never reads `api.json` nor uses TCP: a port can be bound by any local
+//! user once a crashed daemon let go of it, a socket in a 0700 directory of
+//! ours cannot. The uid compared is ours, not the data dir's owner: whoever
+//! creates a data dir in a shared place first (`--data-dir /tmp/x`) owns it,
+//! and could serve its socket.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -23,18 +27,14 @@ pub enum ClientError {
     /// No socket, or nobody answering on it.
     #[error("the roost daemon is not running for {0}; start it with `roost daemon`")]
     NotRunning(String),
-    /// The process behind the socket runs as another user than the one
-    /// owning the data dir: it is not this user's daemon.
-    #[error(
-        "refusing to talk to {path}: it is served by uid {peer}, not by the data dir's owner (uid {owner})"
-    )]
+    /// The data dir or the process behind the socket is not provably
+    /// ours: nothing is sent, as it could reach another user.
+    #[error("refusing to talk to the daemon at {path}: {why}")]
     Untrusted {
-        /// The socket.
+        /// The data dir or the socket.
         path: String,
-        /// The uid of the process serving it.
-        peer: u32,
-        /// The uid owning the data dir.
-        owner: u32,
+        /// What failed.
+        why: Distrust,
     },
     /// The daemon answered with an error.
     #[error("{0}")]
@@ -44,26 +44,65 @@ pub enum ClientError {
     Http(String),
 }
 
+/// Why the CLI does not trust a data dir or the process serving its socket.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Distrust {
+    /// Someone else made (or owns) the data dir, so may have made the socket.
+    #[error("the data dir is owned by uid {owner}, not by you (uid {me})")]
+    DirOwner {
+        /// The uid owning the data dir.
+        owner: u32,
+        /// Our effective uid.
+        me: u32,
+    },
+    /// Group or others may enter or change the data dir: they could replace
+    /// the socket (and read the key).
+    #[error("the data dir has mode {mode:o}, open to group or others; `chmod 700` it")]
+    DirMode {
+        /// The data dir's permission bits.
+        mode: u32,
+    },
+    /// The process behind the socket runs as another user.
+    #[error("it is served by uid {peer}, not by you (uid {me})")]
+    Peer {
+        /// The uid of the process serving the socket.
+        peer: u32,
+        /// Our effective uid.
+        me: u32,
+    },
+    /// Our own uid could not be learnt, so nothing can be proved ours.
+    #[error("cannot tell which user runs this command: {0}")]
+    NoUid(String),
+}
+
 /// A client of one daemon.
 pub struct ApiClient {
     socket: PathBuf,
-    owner: u32,
+    /// Our effective uid: the only uid the daemon may run as.
+    me: u32,
 }
 
 impl ApiClient {
     /// Finds the daemon's socket in `data_dir`. Fails with
-    /// [`ClientError::NotRunning`] if there is none.
+    /// [`ClientError::NotRunning`] if there is no socket, with
+    /// [`ClientError::Untrusted`] if there is one but the data dir is not
+    /// private to us (then someone else may have put it there).
     pub fn open(data_dir: &Path) -> Result<Self, ClientError> {
-        let not_running = || ClientError::NotRunning(data_dir.display().to_string());
+        let shown = data_dir.display().to_string();
+        let untrusted = |why| ClientError::Untrusted {
+            path: shown.clone(),
+            why,
+        };
+        let not_running = || ClientError::NotRunning(shown.clone());
+        let dir = std::fs::metadata(data_dir).map_err(|_| not_running())?;
         let socket = data_dir.join(API_SOCKET);
         let meta = std::fs::symlink_metadata(&socket).map_err(|_| not_running())?;
         if !meta.file_type().is_socket() {
             return Err(not_running());
         }
-        let owner = std::fs::metadata(data_dir)
-            .map_err(|_| not_running())?
-            .uid();
-        Ok(Self { socket, owner })
+        let me = effective_uid().map_err(untrusted)?;
+        check_dir(dir.uid(), dir.mode(), me).map_err(untrusted)?;
+        Ok(Self { socket, me })
     }
 
     /// `GET /api/v1/<path>`.
@@ -110,7 +149,7 @@ impl ApiClient {
             .peer_cred()
             .map_err(|e| ClientError::Http(e.to_string()))?
             .uid();
-        check_peer(&path, peer, self.owner)?;
+        check_peer(peer, self.me).map_err(|why| ClientError::Untrusted { path, why })?;
         Ok(stream)
     }
 
@@ -165,16 +204,38 @@ impl ApiClient {
     }
 }
 
-/// Accepts the socket's peer only if it runs as the data dir's owner.
-fn check_peer(path: &str, peer: u32, owner: u32) -> Result<(), ClientError> {
-    if peer == owner {
+/// Our effective uid, from the owner of `/proc/self` (the kernel gives a
+/// process's proc directory its effective uid). Read from the file system
+/// so the library needs neither `unsafe` nor a libc binding for it. It
+/// fails closed: a process that cannot read it trusts nothing, and a
+/// non-dumpable one (whose proc directory is root's) trusts only root's.
+fn effective_uid() -> Result<u32, Distrust> {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| Distrust::NoUid(format!("/proc/self: {e}")))
+}
+
+/// Accepts a data dir only if it is ours (`me`) and closed to group and
+/// others: then no one else can have put the socket in it, nor swap it.
+fn check_dir(owner: u32, mode: u32, me: u32) -> Result<(), Distrust> {
+    if owner != me {
+        return Err(Distrust::DirOwner { owner, me });
+    }
+    if mode & 0o077 != 0 {
+        return Err(Distrust::DirMode {
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+/// Accepts the socket's peer only if it runs as us (`me`): not as the data
+/// dir's owner, who may be someone else, and not even as root.
+fn check_peer(peer: u32, me: u32) -> Result<(), Distrust> {
+    if peer == me {
         Ok(())
     } else {
-        Err(ClientError::Untrusted {
-            path: path.to_string(),
-            peer,
-            owner,
-        })
+        Err(Distrust::Peer { peer, me })
     }
 }
 
@@ -217,22 +278,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_data_dirs_owner_is_trusted() {
-        assert!(check_peer("s", 1000, 1000).is_ok());
-        let e = check_peer("s", 1001, 1000).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ClientError::Untrusted {
-                    peer: 1001,
-                    owner: 1000,
-                    ..
-                }
-            ),
-            "{e}"
+    fn only_a_peer_running_as_us_is_trusted() {
+        assert_eq!(check_peer(1000, 1000), Ok(()));
+        assert_eq!(
+            check_peer(1001, 1000),
+            Err(Distrust::Peer {
+                peer: 1001,
+                me: 1000
+            })
         );
-        // Not even root is taken for the user.
-        assert!(check_peer("s", 0, 1000).is_err());
+        // Not even root is taken for the user, nor the user for root.
+        assert!(check_peer(0, 1000).is_err());
+        assert!(check_peer(1000, 0).is_err());
+    }
+
+    #[test]
+    fn only_a_private_data_dir_of_ours_is_trusted() {
+        const DIR: u32 = 0o040000;
+        assert_eq!(check_dir(1000, DIR | 0o700, 1000), Ok(()));
+        assert_eq!(check_dir(1000, DIR | 0o500, 1000), Ok(()));
+        // Someone else's data dir, however private: whoever made it first
+        // in a shared place may have made the socket too.
+        assert_eq!(
+            check_dir(1001, DIR | 0o700, 1000),
+            Err(Distrust::DirOwner {
+                owner: 1001,
+                me: 1000
+            })
+        );
+        assert!(check_dir(0, DIR | 0o700, 1000).is_err());
+        // Ours, but open to group or others in any way.
+        for mode in [0o755, 0o750, 0o705, 0o701, 0o710, 0o720, 0o702, 0o777] {
+            assert_eq!(
+                check_dir(1000, DIR | mode, 1000),
+                Err(Distrust::DirMode { mode }),
+                "{mode:o}"
+            );
+        }
+    }
+
+    #[test]
+    fn our_uid_is_the_effective_one() {
+        // The test runs as its own user; a file it creates is owned by its
+        // effective uid.
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let made = std::fs::metadata(f.path()).unwrap().uid();
+        assert_eq!(effective_uid(), Ok(made));
     }
 
     #[test]

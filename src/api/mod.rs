@@ -2,10 +2,11 @@
 //!
 //! - on a Unix socket, `<data-dir>/api.sock` (mode 0600, in the 0700 data
 //!   dir). Only the data dir's owner can create or reach it, so it needs no
-//!   token, and a client that checks the socket's peer is the data dir's
-//!   owner knows it talks to that user's daemon. The CLI uses only this:
-//!   nothing it sends can reach another local user, even after a crash left
-//!   stale files behind.
+//!   token, and a client that checks the data dir is its own and private,
+//!   and that the socket's peer runs as its own uid, knows it talks to its
+//!   user's daemon. The CLI uses only this ([`client`]): nothing it sends
+//!   can reach another local user, even after a crash left stale files
+//!   behind or when someone else created the data dir first.
 //! - over TCP, on loopback by default, behind a bearer token, for other
 //!   clients. The daemon writes `<data-dir>/api.json` (mode 0600) with the
 //!   URL and token. A TCP client cannot tell the daemon from another
