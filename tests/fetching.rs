@@ -1,6 +1,8 @@
 //! [mbox] Fetching our own mailbox against holders that misbehave: one that
-//! never lets a fetch end, one that replays an old buddy request; and a
-//! message fetched again after a crash still tells its sender it arrived.
+//! never lets a fetch end, one that replays an old buddy request; junk
+//! from the far future ahead of real mail, a buddy request from the
+//! future, a store too slow for the fetch deadline; and a message fetched
+//! again after a crash still tells its sender it arrived.
 
 mod common;
 
@@ -155,9 +157,23 @@ type Held = Arc<Mutex<Vec<(Envelope, u64)>>>;
 /// pages of what it still has from the cursor on, oldest first (cursors
 /// are sequence numbers), acked items deleted.
 async fn honest_fake(envs: Vec<Envelope>) -> (FakeHolder, Held) {
+    honest_fake_gated(envs, None).await
+}
+
+/// [`honest_fake`], whose first answer to a fetch waits for `gate`.
+async fn honest_fake_gated(
+    envs: Vec<Envelope>,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+) -> (FakeHolder, Held) {
     let held: Held = Arc::new(Mutex::new(envs.into_iter().zip(0u64..).collect()));
     let kept = held.clone();
+    let gate = Mutex::new(gate);
     let holder = FakeHolder::start(move |r| {
+        if matches!(r, MailboxRequest::Fetch { .. })
+            && let Some(g) = gate.lock().unwrap().take()
+        {
+            let _ = tokio::task::block_in_place(|| g.recv());
+        }
         let mut held = kept.lock().unwrap();
         match r {
             MailboxRequest::Fetch { cursor, .. } => {
@@ -440,6 +456,62 @@ async fn a_buddy_request_from_the_future_is_refused_and_locks_nobody_out() {
     *served.lock().unwrap() = vec![buddy_request(&bob_id, &jack)];
     eventually("Bob's request sealed now is listed", || async {
         has_request(&jack_node, bob).await.then_some(())
+    })
+    .await;
+    jack_node.shutdown().await.unwrap();
+}
+
+/// Jack's store is stalled (a slow disk) while a fetch hands it a page:
+/// the fetch still ends at its deadline — storing is inside it — and the
+/// next one starts, rather than the first waiting on the store for as long
+/// as it takes. Once the store moves again the message is stored and acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_store_does_not_hold_a_fetch_past_its_deadline() {
+    init_tracing();
+    let (alice_id, jack_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (alice, jack) = (alice_id.peer_id(), jack_id.peer_id());
+    let env = seal(
+        &Sealer::new(&alice_id),
+        MessageId::random(),
+        &jack,
+        &Inner::text(&alice, roost::clock::unix_ms(), "slow disk"),
+    )
+    .unwrap();
+    let id = env.id;
+    let (open_gate, gate) = std::sync::mpsc::channel();
+    let (holder, held) = honest_fake_gated(vec![env], Some(gate)).await;
+    let jack_dir = dir_for(&jack_id);
+    let jack_node = start_with(&jack_dir, std::slice::from_ref(&holder.addr), |c| {
+        c.mailbox.poll = Duration::from_secs(1);
+    })
+    .await;
+    eventually("Jack's first fetch reaches the holder", || async {
+        holder.log_of(jack).contains(&Seen::Fetch(0)).then_some(())
+    })
+    .await;
+    // The store stalls before the page is handed over.
+    let (started, stalled) = tokio::sync::oneshot::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    let stall = tokio::spawn({
+        let jack_node = jack_node.clone();
+        async move { jack_node.stall_store(started, released).await }
+    });
+    stalled.await.unwrap();
+    open_gate.send(()).unwrap();
+    let log = eventually_within(SLOW, "a second fetch starts", || async {
+        let log = holder.log_of(jack);
+        (log.iter().filter(|s| **s == Seen::Fetch(0)).count() >= 2).then_some(log)
+    })
+    .await;
+    assert!(
+        !log.iter().any(|s| matches!(s, Seen::Ack(_))),
+        "nothing was stored, so nothing acked: {log:?}"
+    );
+    release.send(()).unwrap();
+    stall.await.unwrap().unwrap();
+    arrives(&jack_node, alice, id).await;
+    eventually("the holder let go of it", || async {
+        held.lock().unwrap().is_empty().then_some(())
     })
     .await;
     jack_node.shutdown().await.unwrap();

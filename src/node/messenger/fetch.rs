@@ -163,6 +163,13 @@ impl HolderFetch {
     }
 }
 
+/// When the next fetch is due once it is wanted `at`: then, or at the
+/// time already set if that is sooner. (Never later: a fetch planned for
+/// later — after a neighbourhood change — must not delay one wanted now.)
+pub(super) fn due_by(due: Option<Instant>, at: Instant) -> Option<Instant> {
+    Some(due.map_or(at, |t| t.min(at)))
+}
+
 /// How a fetch of our own mailbox went, for the service.
 #[derive(Debug, Default)]
 pub(super) struct FetchOutcome {
@@ -481,6 +488,15 @@ mod tests {
             !follow_at_once(Stop::Drained, 5),
             "the holder has nothing more"
         );
+    }
+
+    #[test]
+    fn a_fetch_wanted_now_is_not_put_off_by_one_planned_later() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(due_by(None, t0), Some(t0));
+        assert_eq!(due_by(Some(later), t0), Some(t0), "brought forward");
+        assert_eq!(due_by(Some(t0), later), Some(t0), "kept when sooner");
     }
 
     #[test]

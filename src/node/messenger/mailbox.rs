@@ -66,7 +66,7 @@ impl Service {
         let now = Instant::now();
         if now >= self.next_poll {
             self.next_poll = now + self.mcfg.poll;
-            self.fetch_due.get_or_insert(now);
+            self.fetch_due = super::fetch::due_by(self.fetch_due, now);
             // Holders look again at who else holds their mailboxes: a
             // co-holder may have left without our routing table changing,
             // and its copies must be replaced before the others leave too.

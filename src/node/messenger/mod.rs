@@ -653,7 +653,7 @@ impl Service {
                 self.reach.fetched(&outcome.asked, FETCH_FROM);
                 if outcome.more {
                     // At once, even if a later fetch was already planned.
-                    self.fetch_due = Some(self.fetch_due.map_or(now, |t| t.min(now)));
+                    self.fetch_due = fetch::due_by(self.fetch_due, now);
                 }
             }
             Internal::Unsent(ids) => {
