@@ -1,6 +1,8 @@
 //! [mbox] Fetching our own mailbox against holders that misbehave: one that
-//! never lets a fetch end, one that replays an old buddy request; and a
-//! message fetched again after a crash still tells its sender it arrived.
+//! never lets a fetch end, one that replays an old buddy request; junk
+//! from the far future ahead of real mail, a buddy request from the
+//! future, a store too slow for the fetch deadline; and a message fetched
+//! again after a crash still tells its sender it arrived.
 
 mod common;
 
@@ -147,6 +149,76 @@ fn plain_answer(request: &MailboxRequest) -> Option<MailboxResponse> {
     }
 }
 
+/// What an honest holder still holds, in the order it was deposited
+/// (each with its sequence number, which is also its cursor).
+type Held = Arc<Mutex<Vec<(Envelope, u64)>>>;
+
+/// A fake holder that behaves as an honest one with `envs` for Jack:
+/// pages of what it still has from the cursor on, oldest first (cursors
+/// are sequence numbers), acked items deleted.
+async fn honest_fake(envs: Vec<Envelope>) -> (FakeHolder, Held) {
+    honest_fake_gated(envs, None).await
+}
+
+/// [`honest_fake`], whose first answer to a fetch waits for `gate`.
+async fn honest_fake_gated(
+    envs: Vec<Envelope>,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+) -> (FakeHolder, Held) {
+    let held: Held = Arc::new(Mutex::new(envs.into_iter().zip(0u64..).collect()));
+    let kept = held.clone();
+    let gate = Mutex::new(gate);
+    let holder = FakeHolder::start(move |r| {
+        if matches!(r, MailboxRequest::Fetch { .. })
+            && let Some(g) = gate.lock().unwrap().take()
+        {
+            let _ = tokio::task::block_in_place(|| g.recv());
+        }
+        let mut held = kept.lock().unwrap();
+        match r {
+            MailboxRequest::Fetch { cursor, .. } => {
+                let mut rest = held.iter().filter(|(_, seq)| seq >= cursor);
+                let items: Vec<Envelope> = rest
+                    .by_ref()
+                    .take(PAGE_ITEMS)
+                    .map(|(e, _)| e.clone())
+                    .collect();
+                let next = rest.next().map(|(_, seq)| *seq);
+                MailboxResponse::Page { items, next }
+            }
+            MailboxRequest::Ack { ids, .. } => {
+                held.retain(|(e, _)| !ids.contains(&e.id));
+                MailboxResponse::Acked { removed: 0 }
+            }
+            other => plain_answer(other).unwrap(),
+        }
+    })
+    .await;
+    (holder, held)
+}
+
+/// A generous deadline for waits on a lot of store work.
+const SLOW: Duration = Duration::from_secs(120);
+
+/// [`eventually`] with its own deadline.
+async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() <= deadline,
+            "timed out after {deadline:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Alice, online with `holder`, sends Jack (whose node is off) a message
 /// and waits until it is `stored` with the holder; then Alice goes offline.
 /// Returns her node and the message as her history has it.
@@ -258,33 +330,12 @@ async fn a_mailbox_beyond_the_fetch_cap_drains_without_waiting_for_the_poll() {
         })
         .collect();
     let ids: HashSet<MessageId> = envs.iter().map(|e| e.id).collect();
-    // An honest holder: pages of what it still has from the cursor on
-    // (cursors are sequence numbers), acked items deleted.
-    let held = Arc::new(Mutex::new(envs.into_iter().zip(0u64..).collect::<Vec<_>>()));
-    let holder = FakeHolder::start(move |r| {
-        let mut held = held.lock().unwrap();
-        match r {
-            MailboxRequest::Fetch { cursor, .. } => {
-                let mut rest = held.iter().filter(|(_, seq)| seq >= cursor);
-                let items: Vec<Envelope> = rest
-                    .by_ref()
-                    .take(PAGE_ITEMS)
-                    .map(|(e, _)| e.clone())
-                    .collect();
-                let next = rest.next().map(|(_, seq)| *seq);
-                MailboxResponse::Page { items, next }
-            }
-            MailboxRequest::Ack { ids, .. } => {
-                held.retain(|(e, _)| !ids.contains(&e.id));
-                MailboxResponse::Acked { removed: 0 }
-            }
-            other => plain_answer(other).unwrap(),
-        }
-    })
-    .await;
+    let (holder, _) = honest_fake(envs).await;
     let jack_dir = dir_for(&jack_id);
     let jack_node = start_in(&jack_dir, std::slice::from_ref(&holder.addr)).await;
-    eventually("Jack has every message", || async {
+    // Storing 2100 items on a loaded machine may take a while: the wait is
+    // a deadline, not the measure (the pages of the first fetch are).
+    eventually_within(SLOW, "Jack has every message", || async {
         let conv = jack_node.conversation(alice, 10_000).await.unwrap();
         let got: HashSet<MessageId> = conv.iter().map(|m| m.id).collect();
         (conv.len() == total && got == ids).then_some(())
@@ -296,6 +347,173 @@ async fn a_mailbox_beyond_the_fetch_cap_drains_without_waiting_for_the_poll() {
         FETCH_ITEMS / PAGE_ITEMS,
         "pages of the first fetch"
     );
+    jack_node.shutdown().await.unwrap();
+}
+
+/// Ten years ahead of our clock.
+const FAR_FUTURE_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// A stranger deposited more far-future messages for Jack at his holder
+/// than one fetch takes, ahead of Alice's real one. Refused for good as
+/// they come (not "for now", which would leave them at the front of every
+/// fetch), they are acked and let go, and Alice's message gets through;
+/// none of the junk is in Jack's history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_future_mail_at_a_holder_does_not_keep_real_mail_out() {
+    init_tracing();
+    let ids = [(); 3].map(|_| Identity::generate().unwrap());
+    let [alice_id, mallory_id, jack_id] = &ids;
+    let (alice, mallory, jack) = (alice_id.peer_id(), mallory_id.peer_id(), jack_id.peer_id());
+    let now = roost::clock::unix_ms();
+    let junk_sealer = Sealer::new(mallory_id);
+    let mut envs: Vec<Envelope> = (0..FETCH_ITEMS + 10)
+        .map(|i| {
+            let inner = Inner::text(&mallory, now + FAR_FUTURE_MS + i as u64, "pinned");
+            seal(&junk_sealer, MessageId::random(), &jack, &inner).unwrap()
+        })
+        .collect();
+    let real = seal(
+        &Sealer::new(alice_id),
+        MessageId::random(),
+        &jack,
+        &Inner::text(&alice, now, "real mail"),
+    )
+    .unwrap();
+    let real_id = real.id;
+    envs.push(real);
+    let (holder, held) = honest_fake(envs).await;
+    let jack_dir = dir_for(jack_id);
+    let jack_node = start_with(&jack_dir, std::slice::from_ref(&holder.addr), |c| {
+        c.mailbox.poll = Duration::from_secs(1);
+    })
+    .await;
+    eventually_within(SLOW, "Alice's message gets through", || async {
+        let conv = jack_node.conversation(alice, 10).await.unwrap();
+        conv.iter().any(|m| m.id == real_id).then_some(())
+    })
+    .await;
+    eventually("the holder let go of everything", || async {
+        held.lock().unwrap().is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        jack_node
+            .conversation(mallory, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no message from the future was stored"
+    );
+    jack_node.shutdown().await.unwrap();
+}
+
+/// A buddy request sealed far ahead of Jack's clock (a peer whose clock
+/// was wrong for a while, or a replay of such a request) is refused and
+/// not remembered: it is not listed, and Bob's next request, sealed at the
+/// right time, is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buddy_request_from_the_future_is_refused_and_locks_nobody_out() {
+    init_tracing();
+    let (bob_id, jack_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (bob, jack) = (bob_id.peer_id(), jack_id.peer_id());
+    let ahead = {
+        let inner = Inner {
+            from: bob.to_bytes(),
+            sent_at: roost::clock::unix_ms() + FAR_FUTURE_MS,
+            body: Body::BuddyRequest,
+        };
+        seal(&Sealer::new(&bob_id), MessageId::random(), &jack, &inner).unwrap()
+    };
+    let ahead_id = ahead.id;
+    let served = Arc::new(Mutex::new(vec![ahead]));
+    let serving = served.clone();
+    let holder = FakeHolder::start(move |r| {
+        plain_answer(r).unwrap_or(MailboxResponse::Page {
+            items: serving.lock().unwrap().clone(),
+            next: None,
+        })
+    })
+    .await;
+    let jack_dir = dir_for(&jack_id);
+    let jack_node = start_with(&jack_dir, std::slice::from_ref(&holder.addr), |c| {
+        c.mailbox.poll = Duration::from_secs(1);
+    })
+    .await;
+    eventually("Jack fetched and acked the early request", || async {
+        holder
+            .log_of(jack)
+            .iter()
+            .any(|s| matches!(s, Seen::Ack(ids) if ids.contains(&ahead_id)))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !has_request(&jack_node, bob).await,
+        "a buddy request from the future is not taken"
+    );
+
+    // Sentinel: Bob's request sealed now is taken.
+    *served.lock().unwrap() = vec![buddy_request(&bob_id, &jack)];
+    eventually("Bob's request sealed now is listed", || async {
+        has_request(&jack_node, bob).await.then_some(())
+    })
+    .await;
+    jack_node.shutdown().await.unwrap();
+}
+
+/// Jack's store is stalled (a slow disk) while a fetch hands it a page:
+/// the fetch still ends at its deadline — storing is inside it — and the
+/// next one starts, rather than the first waiting on the store for as long
+/// as it takes. Once the store moves again the message is stored and acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_store_does_not_hold_a_fetch_past_its_deadline() {
+    init_tracing();
+    let (alice_id, jack_id) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+    let (alice, jack) = (alice_id.peer_id(), jack_id.peer_id());
+    let env = seal(
+        &Sealer::new(&alice_id),
+        MessageId::random(),
+        &jack,
+        &Inner::text(&alice, roost::clock::unix_ms(), "slow disk"),
+    )
+    .unwrap();
+    let id = env.id;
+    let (open_gate, gate) = std::sync::mpsc::channel();
+    let (holder, held) = honest_fake_gated(vec![env], Some(gate)).await;
+    let jack_dir = dir_for(&jack_id);
+    let jack_node = start_with(&jack_dir, std::slice::from_ref(&holder.addr), |c| {
+        c.mailbox.poll = Duration::from_secs(1);
+    })
+    .await;
+    eventually("Jack's first fetch reaches the holder", || async {
+        holder.log_of(jack).contains(&Seen::Fetch(0)).then_some(())
+    })
+    .await;
+    // The store stalls before the page is handed over.
+    let (started, stalled) = tokio::sync::oneshot::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    let stall = tokio::spawn({
+        let jack_node = jack_node.clone();
+        async move { jack_node.stall_store(started, released).await }
+    });
+    stalled.await.unwrap();
+    open_gate.send(()).unwrap();
+    let log = eventually_within(SLOW, "a second fetch starts", || async {
+        let log = holder.log_of(jack);
+        (log.iter().filter(|s| **s == Seen::Fetch(0)).count() >= 2).then_some(log)
+    })
+    .await;
+    assert!(
+        !log.iter().any(|s| matches!(s, Seen::Ack(_))),
+        "nothing was stored, so nothing acked: {log:?}"
+    );
+    release.send(()).unwrap();
+    stall.await.unwrap().unwrap();
+    arrives(&jack_node, alice, id).await;
+    eventually("the holder let go of it", || async {
+        held.lock().unwrap().is_empty().then_some(())
+    })
+    .await;
     jack_node.shutdown().await.unwrap();
 }
 

@@ -85,10 +85,12 @@ pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 /// Whether an incoming message claims to be written further ahead of our
 /// clock `now` than [`MAX_CLOCK_SKEW_MS`]. Histories sort by `sent_at`, so
 /// such a message would stay above everything that follows for as long as
-/// it claims. It is refused for now (`Rejected{Unavailable}`): the sender,
-/// or the mailbox holding it, offers it again later and it is taken once
-/// its time is near; an honest sender with a fast clock is delayed, not
-/// lost. The message is not filed under our own clock instead: an incoming
+/// it claims. On a direct link it is refused for now
+/// (`Rejected{Unavailable}`): the sender offers it again later and it is
+/// taken once its time is near. From a mailbox it is refused for good, so
+/// the holder lets go of it (kept, it would head every fetch), and the
+/// sender's next deposit brings it again. Either way an honest sender with
+/// a fast clock is delayed, not lost. Buddy requests are held to it too. The message is not filed under our own clock instead: an incoming
 /// message's key holds its `sent_at`, which is what deduplicates copies of
 /// it, so that must be the sender's value. The past is not bounded: a
 /// message fetched from a mailbox days later was written days ago.

@@ -479,6 +479,23 @@ impl NodeHandle {
         self.request(Request::PauseHolder).await
     }
 
+    /// Holds the store thread — every write and read of the node — from
+    /// when `started` is told until `release` is signalled or dropped:
+    /// tests stand in for a slow disk with it.
+    #[doc(hidden)]
+    pub async fn stall_store(
+        &self,
+        started: oneshot::Sender<()>,
+        release: std::sync::mpsc::Receiver<()>,
+    ) -> Result<(), NodeError> {
+        self.read(move |_| {
+            let _ = started.send(());
+            let _ = release.recv();
+            Ok(())
+        })
+        .await
+    }
+
     /// New messages and state changes of our messages, as they happen.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()

@@ -16,6 +16,15 @@ const OWN_PRESENCE_KEY: &[u8] = b"own_presence";
 /// Prefix of the `meta` keys that keep, per peer, the sender clock of the
 /// latest buddy request taken from it.
 const REQUEST_SEEN_PREFIX: &[u8] = b"buddy_request_seen/";
+/// Most peers whose latest buddy request is remembered. Keys cost a
+/// stranger nothing, so the markers are capped; a new one beyond the cap
+/// replaces the one with the oldest request. A marker only matters while
+/// someone may replay that peer's old request (a mailbox holder that kept
+/// it) after the request was accepted and the buddy removed or blocked;
+/// losing one lets such a replay list the request again — a request the
+/// user can ignore, granting nothing — and `sent_at` is bounded by our
+/// clock, so no marker can pose as newer than every honest one.
+pub const MAX_REQUEST_MARKERS: usize = 2048;
 
 fn request_seen_key(peer: &PeerId) -> Vec<u8> {
     [REQUEST_SEEN_PREFIX, &peer.to_bytes()].concat()
@@ -180,8 +189,37 @@ impl Store {
     /// (see [`Store::buddy_request_is_new`]). Not flushed: it goes with the
     /// batch that took the request.
     pub fn note_buddy_request(&self, peer: &PeerId, sent_at: u64) -> Result<(), StoreError> {
-        self.meta
-            .insert(request_seen_key(peer), &sent_at.to_be_bytes())?;
+        self.note_buddy_request_within(peer, sent_at, MAX_REQUEST_MARKERS)
+    }
+
+    /// [`Store::note_buddy_request`], keeping at most `cap` markers: a
+    /// marker for a peer not yet marked first makes room by removing those
+    /// of the oldest requests (and unreadable ones). A scan of at most the
+    /// cap, only when a new peer's request is taken.
+    fn note_buddy_request_within(
+        &self,
+        peer: &PeerId,
+        sent_at: u64,
+        cap: usize,
+    ) -> Result<(), StoreError> {
+        let key = request_seen_key(peer);
+        if !self.meta.contains_key(&key)? {
+            let mut rows: Vec<(u64, sled::IVec)> = Vec::new();
+            for item in self.meta.scan_prefix(REQUEST_SEEN_PREFIX) {
+                let (k, v) = item?;
+                // An unreadable marker sorts first and goes first.
+                let at = <[u8; 8]>::try_from(v.as_ref()).map_or(0, u64::from_be_bytes);
+                rows.push((at, k));
+            }
+            if rows.len() >= cap {
+                rows.sort_by_key(|(at, _)| *at);
+                let surplus = rows.len() + 1 - cap.max(1);
+                for (_, k) in rows.into_iter().take(surplus) {
+                    self.meta.remove(k)?;
+                }
+            }
+        }
+        self.meta.insert(key, &sent_at.to_be_bytes())?;
         Ok(())
     }
 
@@ -278,5 +316,41 @@ mod tests {
         s.add_buddy(&bob, "bob").unwrap();
         s.remove_buddy(&bob).unwrap();
         assert!(!s.buddy_request_is_new(&bob, 100).unwrap());
+    }
+
+    #[test]
+    fn request_markers_are_capped_and_the_oldest_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        let markers = || s.meta.scan_prefix(REQUEST_SEEN_PREFIX).count();
+        // Sealed at 300, 100, 200: the one at 100 is the oldest.
+        for (p, at) in peers.iter().zip([300, 100, 200]) {
+            s.note_buddy_request_within(p, at, 3).unwrap();
+        }
+        assert_eq!(markers(), 3);
+        // A newer request from a marked peer replaces its marker.
+        s.note_buddy_request_within(&peers[0], 400, 3).unwrap();
+        assert_eq!(markers(), 3);
+        s.note_buddy_request_within(&peers[3], 50, 3).unwrap();
+        assert_eq!(markers(), 3, "capped");
+        assert!(
+            s.buddy_request_is_new(&peers[1], 100).unwrap(),
+            "the oldest was forgotten"
+        );
+        assert!(!s.buddy_request_is_new(&peers[0], 400).unwrap());
+        assert!(!s.buddy_request_is_new(&peers[2], 200).unwrap());
+        assert!(!s.buddy_request_is_new(&peers[3], 50).unwrap());
+        // An unreadable marker goes before any readable one.
+        s.meta
+            .insert(request_seen_key(&peers[3]), &b"bad"[..])
+            .unwrap();
+        s.note_buddy_request_within(&peers[1], 1, 3).unwrap();
+        assert_eq!(markers(), 3);
+        assert!(
+            s.buddy_request_is_new(&peers[3], 0).unwrap(),
+            "the unreadable marker went"
+        );
+        assert!(!s.buddy_request_is_new(&peers[2], 200).unwrap());
     }
 }

@@ -79,6 +79,18 @@ impl Stop {
     }
 }
 
+/// Whether a fetch from one holder that ended at `stop`, after giving us
+/// `fresh` messages new to our history, calls for another fetch at once
+/// rather than at the next poll: it did not reach the holder's end, and
+/// it brought real mail. Whatever made it stop — a cap, the deadline, a
+/// stalled cursor, a failure — the rest may be real mail too. New messages
+/// cannot be made up (each is sealed by its sender), so a hostile holder
+/// cannot use this to keep us fetching: junk, duplicates and refused items
+/// do not count.
+pub fn follow_at_once(stop: Stop, fresh: usize) -> bool {
+    stop != Stop::Drained && fresh > 0
+}
+
 /// What to do with a page that arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageVerdict {
@@ -151,14 +163,21 @@ impl HolderFetch {
     }
 }
 
+/// When the next fetch is due once it is wanted `at`: then, or at the
+/// time already set if that is sooner. (Never later: a fetch planned for
+/// later — after a neighbourhood change — must not delay one wanted now.)
+pub(super) fn due_by(due: Option<Instant>, at: Instant) -> Option<Instant> {
+    Some(due.map_or(at, |t| t.min(at)))
+}
+
 /// How a fetch of our own mailbox went, for the service.
 #[derive(Debug, Default)]
 pub(super) struct FetchOutcome {
     /// The holders asked.
     pub asked: Vec<PeerId>,
-    /// Some holder stopped at a cap after giving us new messages: fetch
-    /// again soon rather than at the next poll. (New messages cannot be
-    /// made up, so a hostile holder cannot use this to keep us fetching.)
+    /// Some holder stopped before its end after giving us new messages
+    /// ([`follow_at_once`]): fetch again at once rather than at the next
+    /// poll.
     pub more: bool,
 }
 
@@ -181,7 +200,7 @@ pub(super) async fn fetch_own(
     let stops = join_all(asked.iter().map(|h| fetch_from(*h, &inbound, &net))).await;
     let more = stops
         .iter()
-        .any(|(stop, fresh)| stop.capped() && *fresh > 0);
+        .any(|(stop, fresh)| follow_at_once(*stop, *fresh));
     let _ = int_tx
         .send(Internal::FetchDone(FetchOutcome { asked, more }))
         .await;
@@ -228,10 +247,15 @@ async fn fetch_from(holder: PeerId, inbound: &Inbound, net: &NetClient) -> (Stop
             .collect();
         let (tx, rx) = oneshot::channel();
         store_incoming(inbound, opened, true, tx);
-        let acks = match rx.await {
-            Ok(acks) if acks.len() == items.len() => acks,
+        // The deadline bounds our own storing too (a slow disk): a batch
+        // still queued when it passes is stored all the same, but not
+        // acknowledged, so the holder keeps it and the next fetch acks it
+        // as a duplicate.
+        let acks = match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(acks)) if acks.len() == items.len() => acks,
             // Not stored: the holder keeps it all for the next fetch.
-            _ => break Stop::Failed,
+            Ok(_) => break Stop::Failed,
+            Err(_) => break Stop::Deadline,
         };
         fresh += acks
             .iter()
@@ -445,6 +469,34 @@ mod tests {
         );
         assert_eq!(last.then, Step::Stop(Stop::ItemCap));
         assert_eq!(taken, FETCH_ITEMS);
+    }
+
+    #[test]
+    fn a_fetch_that_brought_new_mail_and_did_not_drain_is_followed_at_once() {
+        for stop in [
+            Stop::ItemCap,
+            Stop::PageCap,
+            Stop::Deadline,
+            Stop::Stalled,
+            Stop::Failed,
+            Stop::Oversized,
+        ] {
+            assert!(follow_at_once(stop, 1), "{stop:?} after new mail");
+            assert!(!follow_at_once(stop, 0), "{stop:?} with nothing new");
+        }
+        assert!(
+            !follow_at_once(Stop::Drained, 5),
+            "the holder has nothing more"
+        );
+    }
+
+    #[test]
+    fn a_fetch_wanted_now_is_not_put_off_by_one_planned_later() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(due_by(None, t0), Some(t0));
+        assert_eq!(due_by(Some(later), t0), Some(t0), "brought forward");
+        assert_eq!(due_by(Some(t0), later), Some(t0), "kept when sooner");
     }
 
     #[test]

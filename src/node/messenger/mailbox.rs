@@ -46,7 +46,7 @@ impl Service {
         let now = Instant::now();
         if now >= self.next_poll {
             self.next_poll = now + self.mcfg.poll;
-            self.fetch_due.get_or_insert(now);
+            self.fetch_due = super::fetch::due_by(self.fetch_due, now);
         }
         if self.fetch_due.is_some_and(|t| t <= now) && !self.fetching {
             self.fetch_due = None;

@@ -49,6 +49,7 @@ use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
 use crate::crypto::Sealer;
 use crate::net::{NetClient, NetEvent};
+use crate::node::content::from_the_future;
 use crate::store::{
     Direction, Flush, MessageState, Queue, QueueSender, Relation, Store, StoreError, StoredMessage,
 };
@@ -635,7 +636,8 @@ impl Service {
                 self.fetching = false;
                 self.reach.fetched(&outcome.asked, FETCH_FROM);
                 if outcome.more {
-                    self.fetch_due.get_or_insert(now);
+                    // At once, even if a later fetch was already planned.
+                    self.fetch_due = fetch::due_by(self.fetch_due, now);
                 }
             }
             Internal::Unsent(ids) => {
@@ -743,6 +745,25 @@ impl Service {
     }
 }
 
+/// How a message or buddy request from the future is refused
+/// ([`from_the_future`]). On a direct link, for now (`Unavailable`): the
+/// sender offers it again and it is taken once its time is near. From a
+/// mailbox, for good, so the holder lets go of it: a holder keeps what we
+/// leave and pages oldest first, so items we kept refusing would fill
+/// every fetch up to its item cap before any real mail. Nothing honest is
+/// lost: a sender deposits again every
+/// [`PARKED_RETRY`](crate::node::outbox::PARKED_RETRY) until a receipt
+/// comes, and the copy is taken once its `sent_at` is no longer ahead.
+/// (The reason is the one for a field over its limit: `sent_at` is over
+/// ours. It never goes on the wire: a holder is told only the ids.)
+fn too_early(via_mailbox: bool) -> RejectReason {
+    if via_mailbox {
+        RejectReason::FieldTooLarge
+    } else {
+        RejectReason::Unavailable
+    }
+}
+
 /// Puts messages on an open link: each one's frame goes to the link's
 /// writer and its id to what the link has in flight. (A free function, so
 /// the service's link map can stay borrowed.)
@@ -803,11 +824,12 @@ fn store_incoming(
                     AckResult::Rejected(RejectReason::Blocked)
                 } else {
                     match inner.body {
-                        // Not taken until its time is near (content.rs).
-                        Body::Content { .. }
-                            if crate::node::content::from_the_future(inner.sent_at, now) =>
+                        // Not taken until its time is near (content.rs): a
+                        // message or buddy request from the future.
+                        Body::Content { .. } | Body::BuddyRequest
+                            if from_the_future(inner.sent_at, now) =>
                         {
-                            AckResult::Rejected(RejectReason::Unavailable)
+                            AckResult::Rejected(too_early(via_mailbox))
                         }
                         Body::Content {
                             content_type,
