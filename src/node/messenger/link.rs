@@ -10,7 +10,7 @@ use libp2p::{PeerId, Stream};
 use tokio::sync::{Notify, mpsc};
 use tracing::debug;
 
-use super::window::Window;
+use super::window::{Verdict, Window};
 use super::{Internal, MSG_PROTOCOL, READ_BUFFER, STREAM_IDLE, WINDOW, WRITE_BYTES, write_out};
 use crate::net::NetClient;
 use crate::wire::message::{self, Ack, MAX_FRAME, MessageId, ReadFrame};
@@ -47,7 +47,9 @@ pub(super) async fn connect(
 
 /// One outbound stream: pipelined writes, acks read back. Only an ack for
 /// a message this link carries unanswered frees a slot of the window and
-/// reaches the service ([`Window`]); the rest are dropped here.
+/// reaches the service ([`Window`]); other acks are dropped here, and one
+/// without an id (a frame the peer could not read) closes the link, so
+/// that its messages go back to the outbox instead of stalling it.
 async fn link(
     peer: PeerId,
     stream: Stream,
@@ -96,9 +98,18 @@ async fn link(
                 ReadFrame::Frame(bytes) => {
                     let ack = crate::wire::decode::<Ack>(&bytes, MAX_FRAME)
                         .map_err(std::io::Error::other)?;
-                    if !lock().ack(ack.id) {
-                        debug!(%peer, "ignoring an ack for nothing this link carries");
-                        continue;
+                    match lock().ack(ack.id) {
+                        Verdict::Credit => {}
+                        Verdict::Ignore => {
+                            debug!(%peer, "ignoring an ack for nothing this link carries");
+                            continue;
+                        }
+                        Verdict::Broken => {
+                            return Err(std::io::Error::other(format!(
+                                "the peer could not read a frame ({:?})",
+                                ack.result
+                            )));
+                        }
                     }
                     room.notify_one();
                     if int_tx.send(Internal::Acked(peer, ack)).await.is_err() {

@@ -3,15 +3,36 @@
 //! and its ack reader (which frees room).
 //!
 //! Room is freed only by an ack naming a message this link carries and
-//! has not had answered yet. Anything else the peer sends — acks for ids it
-//! guessed or saw elsewhere, a second ack for the same message, acks
-//! without an id — is ignored: it gives no credit (a peer could otherwise
-//! widen the window without bound and make us queue every message at
-//! once) and is not passed on.
+//! has not had answered yet. An ack for an id the peer guessed or saw
+//! elsewhere, or a second ack for the same message, is ignored: it gives
+//! no credit (a peer could otherwise widen the window without bound and
+//! make us queue every message at once) and is not passed on.
+//!
+//! An ack *without* an id ends the link. The peer sends one for a frame it
+//! could not even decode (`Rejected{Malformed}` or `{TooLarge}`, e.g. a
+//! peer of another protocol version): it answers one of our frames, but we
+//! cannot tell which, so its slot could never be freed — after a window's
+//! worth of them the writer would wait for room for good, with its
+//! messages in flight and never retried. Closing the link instead hands
+//! every message it carried back to the outbox's backoff (and, while the
+//! peer stays unreachable, to its mailboxes).
 
 use std::collections::HashMap;
 
 use crate::wire::message::MessageId;
+
+/// What an ack does to a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// It answers a message on the link: a slot is free again, and the
+    /// service hears of it.
+    Credit,
+    /// It answers nothing this link carries unanswered: dropped.
+    Ignore,
+    /// It answers a frame the peer could not read, we cannot tell which:
+    /// the link is closed and its messages go back to the outbox.
+    Broken,
+}
 
 /// Which messages one link has on the wire unanswered, at most `cap`.
 #[derive(Debug)]
@@ -45,19 +66,21 @@ impl Window {
         true
     }
 
-    /// The peer answered `id`: true, and a slot is free again, if `id` is
-    /// on this link unanswered; false — ignore the ack — otherwise.
-    pub(super) fn ack(&mut self, id: Option<MessageId>) -> bool {
-        let Some(id) = id else { return false };
+    /// The peer answered `id` (`None`: a frame it could not read): what
+    /// the link does with the ack.
+    pub(super) fn ack(&mut self, id: Option<MessageId>) -> Verdict {
+        let Some(id) = id else {
+            return Verdict::Broken;
+        };
         let Some(n) = self.in_flight.get_mut(&id) else {
-            return false;
+            return Verdict::Ignore;
         };
         *n -= 1;
         if *n == 0 {
             self.in_flight.remove(&id);
         }
         self.len -= 1;
-        true
+        Verdict::Credit
     }
 
     /// Unanswered messages on the link.
@@ -79,24 +102,25 @@ mod tests {
             assert!(w.send(*id));
         }
         assert!(!w.send(MessageId::random()), "full");
-        // A flood of acks for ids never sent here, and without ids.
+        // A flood of acks for ids never sent here.
         for _ in 0..1000 {
-            w.ack(Some(MessageId::random()));
-            w.ack(None);
+            assert_eq!(w.ack(Some(MessageId::random())), Verdict::Ignore);
         }
         assert_eq!(w.len(), 4, "unsolicited acks freed slots");
         assert!(!w.send(MessageId::random()), "still full");
-        assert!(!w.ack(Some(MessageId::random())), "ignored");
-        assert!(!w.ack(None), "ignored");
         // A real ack frees exactly one slot, once.
-        assert!(w.ack(Some(sent[0])));
-        assert!(!w.ack(Some(sent[0])), "a second ack for it is ignored");
+        assert_eq!(w.ack(Some(sent[0])), Verdict::Credit);
+        assert_eq!(
+            w.ack(Some(sent[0])),
+            Verdict::Ignore,
+            "a second ack for it is ignored"
+        );
         assert_eq!(w.len(), 3);
         let next = MessageId::random();
         assert!(w.send(next));
         assert!(!w.send(MessageId::random()), "one slot, used");
         for id in sent[1..].iter().chain([&next]) {
-            assert!(w.ack(Some(*id)));
+            assert_eq!(w.ack(Some(*id)), Verdict::Credit);
         }
         assert_eq!(w.len(), 0);
     }
@@ -106,8 +130,24 @@ mod tests {
         let mut w = Window::new(2);
         let id = MessageId::random();
         assert!(w.send(id) && w.send(id));
-        assert!(w.ack(Some(id)) && w.ack(Some(id)));
-        assert!(!w.ack(Some(id)));
+        assert_eq!(w.ack(Some(id)), Verdict::Credit);
+        assert_eq!(w.ack(Some(id)), Verdict::Credit);
+        assert_eq!(w.ack(Some(id)), Verdict::Ignore);
         assert_eq!(w.len(), 0);
+    }
+
+    /// An id-less ack answers a frame we cannot name: crediting nothing
+    /// would leak its slot for good (a window of them stalls the writer
+    /// forever), so it breaks the link, full window or not.
+    #[test]
+    fn an_ack_without_an_id_breaks_the_link() {
+        let mut w = Window::new(2);
+        assert_eq!(w.ack(None), Verdict::Broken, "on an idle link");
+        let sent = [MessageId::random(), MessageId::random()];
+        for id in sent {
+            assert!(w.send(id));
+        }
+        assert_eq!(w.ack(None), Verdict::Broken, "on a full link");
+        assert_eq!(w.len(), 2, "and credits nothing");
     }
 }
