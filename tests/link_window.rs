@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{TestNode, eventually, init_tracing};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, Swarm};
-use roost::node::messenger::{MSG_PROTOCOL, WINDOW};
+use roost::node::messenger::{ACK_TIMEOUT, MSG_PROTOCOL, WINDOW};
 use roost::wire::message::{
     self, Ack, AckResult, Frame, MAX_FRAME, MessageId, ReadFrame, RejectReason,
 };
@@ -274,6 +274,40 @@ async fn an_ack_without_an_id_closes_the_link_and_its_messages_are_sent_again() 
         (s.alice.handle.outbox_len().await.unwrap() == 0).then_some(())
     })
     .await;
+    s.driver.abort();
+    s.alice.handle.shutdown().await.unwrap();
+}
+
+/// A peer that takes frames and never answers would hold Alice's messages
+/// in flight for good: after [`ACK_TIMEOUT`] without an ack the link
+/// closes, and the messages are sent again on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_acks_loses_the_link_and_its_messages_are_sent_again() {
+    let mut s = setup().await;
+    let (sent, mut link) = send_n(&mut s, 3).await;
+    let mut got = HashSet::new();
+    while got.len() < sent.len() {
+        let id = next_frame(&mut link, "a frame").await.expect("a frame");
+        got.insert(id);
+    }
+    // Silence. The old link ends, then a new one brings them again.
+    let patience = ACK_TIMEOUT * 2 + common::DEADLINE;
+    let ended = tokio::time::timeout(patience, message::read_frame(&mut link, MAX_FRAME))
+        .await
+        .expect("alice closes a link whose peer does not answer");
+    assert!(!matches!(ended, Ok(ReadFrame::Frame(_))), "no more frames");
+    let (_, mut again) = tokio::time::timeout(common::DEADLINE, s.incoming.next())
+        .await
+        .expect("alice opens a new link")
+        .unwrap();
+    let mut resent = HashSet::new();
+    while resent.len() < sent.len() {
+        let id = next_frame(&mut again, "a resent frame")
+            .await
+            .expect("resent");
+        resent.insert(id);
+    }
+    assert_eq!(resent, got, "every unanswered message again");
     s.driver.abort();
     s.alice.handle.shutdown().await.unwrap();
 }

@@ -53,6 +53,7 @@ use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
     ReceiptKind, RejectReason,
 };
+pub use link::ACK_TIMEOUT;
 use link::{LinkTx, connect};
 
 /// The message protocol.
