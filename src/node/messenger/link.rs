@@ -3,6 +3,7 @@
 //! envelopes back to back within the send [`Window`] and reading the acks.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures::AsyncWriteExt;
 use futures::io::BufReader;
@@ -10,10 +11,18 @@ use libp2p::{PeerId, Stream};
 use tokio::sync::{Notify, mpsc};
 use tracing::debug;
 
-use super::window::Window;
+use super::window::{Verdict, Window};
 use super::{Internal, MSG_PROTOCOL, READ_BUFFER, STREAM_IDLE, WINDOW, WRITE_BYTES, write_out};
 use crate::net::NetClient;
 use crate::wire::message::{self, Ack, MAX_FRAME, MessageId, ReadFrame};
+
+/// Longest a link keeps frames unanswered with no ack crediting any of
+/// them before it gives up on the peer and hands its messages back to the
+/// outbox. A recipient answers a batch once it is flushed, within
+/// milliseconds even under load; half a minute without a single answer
+/// means it has stopped answering (the messages are then retried with
+/// backoff, on a new link or through the mailboxes).
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the service hands a link: a message's id and its encoded frame.
 pub(super) type LinkTx = mpsc::UnboundedSender<(MessageId, Vec<u8>)>;
@@ -47,7 +56,10 @@ pub(super) async fn connect(
 
 /// One outbound stream: pipelined writes, acks read back. Only an ack for
 /// a message this link carries unanswered frees a slot of the window and
-/// reaches the service ([`Window`]); the rest are dropped here.
+/// reaches the service ([`Window`]); other acks are dropped here, and one
+/// without an id (a frame the peer could not read) closes the link, so
+/// that its messages go back to the outbox instead of stalling it — as
+/// does a peer that leaves frames unanswered for [`ACK_TIMEOUT`].
 async fn link(
     peer: PeerId,
     stream: Stream,
@@ -76,7 +88,7 @@ async fn link(
                 if buf.len() >= WRITE_BYTES {
                     write_out(&mut w, &mut buf).await?;
                 }
-                while !lock().send(id) {
+                while !lock().send(id, Instant::now()) {
                     write_out(&mut w, &mut buf).await?;
                     room.notified().await;
                 }
@@ -96,9 +108,18 @@ async fn link(
                 ReadFrame::Frame(bytes) => {
                     let ack = crate::wire::decode::<Ack>(&bytes, MAX_FRAME)
                         .map_err(std::io::Error::other)?;
-                    if !lock().ack(ack.id) {
-                        debug!(%peer, "ignoring an ack for nothing this link carries");
-                        continue;
+                    match lock().ack(ack.id, Instant::now()) {
+                        Verdict::Credit => {}
+                        Verdict::Ignore => {
+                            debug!(%peer, "ignoring an ack for nothing this link carries");
+                            continue;
+                        }
+                        Verdict::Broken => {
+                            return Err(std::io::Error::other(format!(
+                                "the peer could not read a frame ({:?})",
+                                ack.result
+                            )));
+                        }
                     }
                     room.notify_one();
                     if int_tx.send(Internal::Acked(peer, ack)).await.is_err() {
@@ -109,9 +130,21 @@ async fn link(
             }
         }
     };
+    let watchdog = async {
+        loop {
+            tokio::time::sleep(ACK_TIMEOUT / 6).await;
+            if lock().stalled(Instant::now(), ACK_TIMEOUT) {
+                return Err::<(), _>(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no ack for frames in flight",
+                ));
+            }
+        }
+    };
     let res = tokio::select! {
         r = writer => r,
         r = reader => r,
+        r = watchdog => r,
     };
     if let Err(e) = res {
         debug!(%peer, "message link closed: {e}");

@@ -4,8 +4,9 @@
 //! - Outbound, one *link* task per peer ([`link`]) holds a long-lived
 //!   `/roost/msg/1` stream, writes envelopes back to back (at most
 //!   [`WINDOW`] unacked) and reports each ack for a message it carries;
-//!   acks for anything else are dropped. Acks and receipts end a message
-//!   only when they come from its recipient.
+//!   acks for anything else are dropped, and an ack without an id (a frame
+//!   the peer could not read) closes the link. Acks and receipts end a
+//!   message only when they come from its recipient.
 //! - Inbound, a *session* task per stream reads frames, opens the seals
 //!   (CPU only) and hands each batch to the store queue, which makes it
 //!   durable before the session acknowledges it. The queue flushes once for
@@ -58,6 +59,7 @@ use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
     ReceiptKind, RejectReason,
 };
+pub use link::ACK_TIMEOUT;
 use link::{LinkTx, connect};
 
 /// The message protocol.
