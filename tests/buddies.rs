@@ -5,30 +5,13 @@
 
 mod common;
 
+use common::presence::{seen, sees};
 use common::{TestNode, arrives, eventually, init_tracing};
 use libp2p::PeerId;
 use roost::node::{BuddyChange, Own, OwnStatus};
 use roost::store::MessageState;
 use roost::wire::presence::{PresenceInfo, Status};
 use roost::{Content, NodeHandle};
-
-/// What `who` currently shows for `buddy`.
-async fn seen(who: &NodeHandle, buddy: PeerId) -> PresenceInfo {
-    who.buddies()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|b| b.peer == buddy)
-        .map(|b| b.presence)
-        .unwrap_or_else(PresenceInfo::offline)
-}
-
-async fn sees(who: &NodeHandle, buddy: PeerId, status: Status, what: &str) {
-    eventually(what, || async {
-        (seen(who, buddy).await.status == status).then_some(())
-    })
-    .await;
-}
 
 /// `a` and `b` add each other and each sees the other online.
 async fn befriend(a: &NodeHandle, a_name: &str, b: &NodeHandle, b_name: &str) {
