@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::presence::{seen, sees};
 use common::{TestNode, arrives, eventually, init_tracing};
 use libp2p::PeerId;
 use roost::node::{BuddyChange, Own, OwnStatus};
@@ -12,30 +13,21 @@ use roost::store::MessageState;
 use roost::wire::presence::{PresenceInfo, Status};
 use roost::{Content, NodeHandle};
 
-/// What `who` currently shows for `buddy`.
-async fn seen(who: &NodeHandle, buddy: PeerId) -> PresenceInfo {
-    who.buddies()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|b| b.peer == buddy)
-        .map(|b| b.presence)
-        .unwrap_or_else(PresenceInfo::offline)
-}
-
-async fn sees(who: &NodeHandle, buddy: PeerId, status: Status, what: &str) {
-    eventually(what, || async {
-        (seen(who, buddy).await.status == status).then_some(())
-    })
-    .await;
-}
-
 /// `a` and `b` add each other and each sees the other online.
 async fn befriend(a: &NodeHandle, a_name: &str, b: &NodeHandle, b_name: &str) {
     a.add_buddy(b.peer_id(), b_name.into()).await.unwrap();
     b.add_buddy(a.peer_id(), a_name.into()).await.unwrap();
     sees(a, b.peer_id(), Status::Online, "a sees b online").await;
     sees(b, a.peer_id(), Status::Online, "b sees a online").await;
+}
+
+/// Alice and Bob on fresh nodes (Bob joined through Alice), buddies of
+/// each other, each seeing the other online.
+async fn alice_and_bob() -> (TestNode, TestNode) {
+    let alice = TestNode::start(&[]).await;
+    let bob = TestNode::start(&[alice.addr().await]).await;
+    befriend(&alice.handle, "alice", &bob.handle, "bob").await;
+    (alice, bob)
 }
 
 async fn state_of(
@@ -67,11 +59,8 @@ async fn reaches_state(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rename_resolves_the_new_name_and_survives_a_restart() {
     init_tracing();
-    let mut alice = TestNode::start(&[]).await;
-    let boot = alice.addr().await;
-    let bob = TestNode::start(std::slice::from_ref(&boot)).await;
+    let (mut alice, bob) = alice_and_bob().await;
     let (ida, idb) = (alice.handle.peer_id(), bob.handle.peer_id());
-    befriend(&alice.handle, "alice", &bob.handle, "bob").await;
 
     alice
         .handle
@@ -109,16 +98,13 @@ async fn rename_resolves_the_new_name_and_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_buddy_stops_seeing_us_and_its_messages_become_requests() {
     init_tracing();
-    let alice = TestNode::start(&[]).await;
-    let boot = alice.addr().await;
-    let bob = TestNode::start(std::slice::from_ref(&boot)).await;
-    let carol = TestNode::start(std::slice::from_ref(&boot)).await;
+    let (alice, bob) = alice_and_bob().await;
+    let carol = TestNode::start(&[alice.addr().await]).await;
     let (ida, idb, idc) = (
         alice.handle.peer_id(),
         bob.handle.peer_id(),
         carol.handle.peer_id(),
     );
-    befriend(&alice.handle, "alice", &bob.handle, "bob").await;
     befriend(&alice.handle, "alice", &carol.handle, "carol").await;
     let before = bob
         .handle
@@ -215,11 +201,8 @@ async fn a_removed_buddy_stops_seeing_us_and_its_messages_become_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_unblock_their_messages_arrive_and_their_presence_shows_again() {
     init_tracing();
-    let alice = TestNode::start(&[]).await;
-    let boot = alice.addr().await;
-    let bob = TestNode::start(std::slice::from_ref(&boot)).await;
+    let (alice, bob) = alice_and_bob().await;
     let (ida, idb) = (alice.handle.peer_id(), bob.handle.peer_id());
-    befriend(&alice.handle, "alice", &bob.handle, "bob").await;
 
     alice.handle.block(idb).await.unwrap();
     sees(
@@ -316,17 +299,8 @@ fn cli_refused(dir: &std::path::Path, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_names_a_buddy_by_its_new_name_only_and_forgets_a_removed_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path();
-    cli_ok(path, &["--json", "init"]);
-    let _daemon = Daemon(common::spawn_daemon(path, None));
-    eventually("the daemon is up", || async {
-        common::roost(path, &["--json", "status"])
-            .status
-            .success()
-            .then_some(())
-    })
-    .await;
+    let daemon = common::Daemon::start(None).await;
+    let path = daemon.dir.path();
     let bob = roost::Identity::generate().unwrap().peer_id().to_string();
     cli_ok(path, &["--json", "buddy", "add", &bob, "--name", "bob"]);
 
@@ -368,14 +342,4 @@ async fn the_cli_names_a_buddy_by_its_new_name_only_and_forgets_a_removed_one() 
     assert!(cli_ok(path, &["--json", "buddy", "list"]).is_empty());
     let err = cli_refused(path, &["--json", "buddy", "rename", "robert", "bobby"]);
     assert!(err.contains("no buddy is called \"robert\""), "{err}");
-}
-
-/// A daemon process, killed when the test ends however it ends.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -4,24 +4,13 @@ mod common;
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::cli::{Running, json, stderr};
+use common::fake_http::{read_request, respond_json};
 use common::{eventually, roost};
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[test]
 fn init_creates_a_private_key_once_and_never_overwrites_it() {
@@ -269,7 +258,6 @@ struct FakeDaemon {
 
 impl FakeDaemon {
     fn start() -> Self {
-        use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -278,35 +266,13 @@ impl FakeDaemon {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 conn.set_read_timeout(Some(common::DEADLINE)).unwrap();
-                // One request: the head, then as much body as it announces.
-                let mut req = Vec::new();
-                let mut buf = [0u8; 4096];
-                let mut want = None;
-                while want.is_none_or(|n| req.len() < n) {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                    if want.is_none()
-                        && let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n")
-                    {
-                        let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        want = Some(end + 4 + len);
-                    }
-                }
-                log.lock().unwrap().extend_from_slice(&req);
-                let body = br#"{"id":"00000000000000000000000000000000","state":"queued"}"#;
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
+                log.lock()
+                    .unwrap()
+                    .extend_from_slice(&read_request(&mut conn));
+                respond_json(
+                    &mut conn,
+                    r#"{"id":"00000000000000000000000000000000","state":"queued"}"#,
                 );
-                let _ = conn.write_all(body);
             }
         });
         Self { addr, seen }
@@ -360,16 +326,6 @@ async fn send_after_a_crash_tells_a_port_squatter_nothing() {
     assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
 }
 
-/// Kills the daemon it holds when the test ends, however it ends.
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn human_output_shows_escape_sequences_from_others_without_obeying_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -377,7 +333,7 @@ async fn human_output_shows_escape_sequences_from_others_without_obeying_them() 
         .as_str()
         .unwrap()
         .to_string();
-    let _daemon = Daemon(common::spawn_daemon(dir.path(), None));
+    let _daemon = Running(common::spawn_daemon(dir.path(), None));
     let shown = eventually("the daemon is up", || async {
         let v = json(&roost(dir.path(), &["--json", "id"]));
         (!v["addrs"].as_array()?.is_empty()).then_some(v)

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
+use common::cli::stderr;
+use common::fake_http::{read_request, respond_json};
 use common::roost;
 
 /// The uid the foreign fake daemon runs as (`nobody`).
@@ -62,12 +64,7 @@ impl FakeDaemon {
                 let head = String::from_utf8_lossy(&req).into_owned();
                 log.lock().unwrap().push(req);
                 let target = head.split(' ').nth(1).unwrap_or("");
-                let body = answer(target);
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+                respond_json(&mut conn, &answer(target));
             }
         });
         bound.recv().expect("the fake daemon is listening");
@@ -94,38 +91,9 @@ impl FakeDaemon {
     }
 }
 
-/// One request: the head, then as much body as it announces.
-fn read_request(conn: &mut UnixStream) -> Vec<u8> {
-    let mut req = Vec::new();
-    let mut buf = [0u8; 4096];
-    let mut want = None;
-    while want.is_none_or(|n| req.len() < n) {
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => req.extend_from_slice(&buf[..n]),
-        }
-        if want.is_none()
-            && let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n")
-        {
-            let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            want = Some(end + 4 + len);
-        }
-    }
-    req
-}
-
 /// Answers `send` as a daemon would have queued it.
 fn queued(_: &str) -> String {
     r#"{"id":"00000000000000000000000000000000","state":"queued"}"#.into()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A refusal as scripts expect it: exit 1, nothing on stdout, one line on

@@ -7,8 +7,9 @@ mod common;
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
+use common::cli::{Running, json};
 use common::{eventually, roost, spawn_daemon};
 
 /// The `roost` binary with no `--data-dir`, `ROOST_HOME` = `home`, and the
@@ -22,15 +23,6 @@ fn roost_env(home: &Path, xdg: &Path, args: &[&str]) -> Command {
         .env("HOME", xdg)
         .env_remove("RUST_LOG");
     cmd
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
 }
 
 /// Runs `roost daemon` on `dir` (loopback, no mDNS) and waits for it to
@@ -88,16 +80,6 @@ fn refused_in_one_line(out: &Output) -> String {
     );
     assert!(err.starts_with("roost: "), "{err}");
     err
-}
-
-/// A running daemon, killed when the test ends however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn wait_up(dir: &Path) -> serde_json::Value {

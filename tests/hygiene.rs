@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{eventually, honest_and_other, init_tracing};
+use common::{TestNode, eventually, honest_and_other, init_tracing};
 use roost::clock::unix_ms;
 use roost::crypto::Sealer;
 use roost::node::content::MAX_CLOCK_SKEW_MS;
@@ -51,18 +51,26 @@ async fn exchange(stream: &mut libp2p::Stream, bytes: &[u8]) -> Ack {
     }
 }
 
+/// An honest node, a stranger that can reach it, the stranger's identity
+/// (to seal frames as its node would) and a raw `/roost/msg/1` stream from
+/// the stranger to the honest node, on which the test plays the sender.
+async fn raw_sender() -> (TestNode, TestNode, Identity, libp2p::Stream) {
+    let (honest, stranger) = honest_and_other().await;
+    let me = Identity::load_from(stranger.dir.path()).unwrap();
+    let stream = stranger
+        .handle
+        .open_raw_stream(honest.handle.peer_id(), MSG_PROTOCOL)
+        .await
+        .unwrap();
+    (honest, stranger, me, stream)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_far_future_message_is_not_taken_and_a_newer_genuine_one_is_latest() {
     init_tracing();
-    let (honest, stranger) = honest_and_other().await;
-    let me = Identity::load_from(stranger.dir.path()).unwrap();
+    let (honest, stranger, me, mut s) = raw_sender().await;
     let target = honest.handle.peer_id();
     let from = stranger.handle.peer_id();
-    let mut s = stranger
-        .handle
-        .open_raw_stream(target, MSG_PROTOCOL)
-        .await
-        .unwrap();
 
     // The same raw path takes a message written a second ago.
     let (earlier, bytes) = frame(&me, &target, unix_ms() - 1000, None, "earlier");
@@ -105,15 +113,9 @@ async fn a_far_future_message_is_not_taken_and_a_newer_genuine_one_is_latest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversize_subject_is_refused_by_kind_and_not_stored() {
     init_tracing();
-    let (honest, stranger) = honest_and_other().await;
-    let me = Identity::load_from(stranger.dir.path()).unwrap();
+    let (honest, stranger, me, mut s) = raw_sender().await;
     let target = honest.handle.peer_id();
     let from = stranger.handle.peer_id();
-    let mut s = stranger
-        .handle
-        .open_raw_stream(target, MSG_PROTOCOL)
-        .await
-        .unwrap();
 
     let now = unix_ms();
     let (long, bytes) = frame(&me, &target, now, Some("s".repeat(100 * 1024)), "long");

@@ -7,30 +7,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::presence::{seen, sees};
 use common::{TestNode, eventually, init_tracing};
-use libp2p::PeerId;
 use roost::node::{BuddyChange, Own, OwnStatus};
 use roost::store::MessageState;
 use roost::wire::presence::{PresenceInfo, Status};
-use roost::{Content, Event, Identity, NodeHandle};
-
-/// What `who` currently shows for `buddy`.
-async fn seen(who: &NodeHandle, buddy: PeerId) -> PresenceInfo {
-    who.buddies()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|b| b.peer == buddy)
-        .map(|b| b.presence)
-        .unwrap_or_else(PresenceInfo::offline)
-}
-
-async fn sees(who: &NodeHandle, buddy: PeerId, status: Status, what: &str) {
-    eventually(what, || async {
-        (seen(who, buddy).await.status == status).then_some(())
-    })
-    .await;
-}
+use roost::{Content, Event, Identity};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lecture_figure_presence_permissions_push_and_restart() {

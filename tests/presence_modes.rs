@@ -7,30 +7,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::presence::{seen, sees};
 use common::{TestNode, arrives, dir_for, eventually, init_tracing, start_with};
 use libp2p::PeerId;
 use roost::node::{Own, OwnStatus};
 use roost::store::MessageState;
 use roost::wire::presence::{PresenceInfo, Status};
-use roost::{Content, Event, Identity, NodeHandle};
-
-/// What `who` currently shows for `buddy`.
-async fn seen(who: &NodeHandle, buddy: PeerId) -> PresenceInfo {
-    who.buddies()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|b| b.peer == buddy)
-        .map(|b| b.presence)
-        .unwrap_or_else(PresenceInfo::offline)
-}
-
-async fn sees(who: &NodeHandle, buddy: PeerId, status: Status, what: &str) {
-    eventually(what, || async {
-        (seen(who, buddy).await.status == status).then_some(())
-    })
-    .await;
-}
+use roost::{Content, Event, Identity};
 
 /// The next presence `events` reports for `peer`.
 async fn next_pushed(

@@ -10,9 +10,11 @@ mod common;
 use common::{TestNode, dir_for, eventually, init_tracing, start_with};
 use libp2p::PeerId;
 use roost::crypto::Sealer;
+use roost::node::mailbox::Quotas;
 use roost::wire::mailbox::{DepositReject, MailboxRequest, MailboxResponse};
 use roost::wire::message::{self, Envelope, Inner, MessageId};
 use roost::{Identity, NodeHandle};
+use tempfile::TempDir;
 
 /// A depositor: a running node and its identity (to seal as it would).
 struct Depositor {
@@ -45,6 +47,14 @@ impl Depositor {
             other => panic!("expected per-item verdicts, got {other:?}"),
         }
     }
+}
+
+/// A holder on a fresh identity, not bootstrapped, whose mailbox quotas
+/// `limit` sets; the temp dir holds its data while the test runs.
+async fn holder_with(limit: impl FnOnce(&mut Quotas)) -> (TempDir, NodeHandle) {
+    let dir = dir_for(&Identity::generate().unwrap());
+    let holder = start_with(&dir, &[], |c| limit(&mut c.mailbox.quotas)).await;
+    (dir, holder)
 }
 
 /// Starts `recipient`'s node through the holder (every depositor has left)
@@ -82,12 +92,7 @@ async fn picks_up(recipient: &Identity, holder: &NodeHandle, from: &[(PeerId, Ve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_recipient_mailbox_refuses_every_depositor_and_keeps_nothing_more() {
     init_tracing();
-    let holder_id = Identity::generate().unwrap();
-    let holder_dir = dir_for(&holder_id);
-    let holder = start_with(&holder_dir, &[], |c| {
-        c.mailbox.quotas.recipient_items = 3;
-    })
-    .await;
+    let (_dir, holder) = holder_with(|q| q.recipient_items = 3).await;
     let boot = holder.dial_addrs().await.unwrap().remove(0);
     let hid = holder.peer_id();
     let alice = Depositor::start(&boot, hid).await;
@@ -145,12 +150,7 @@ async fn a_full_recipient_mailbox_refuses_every_depositor_and_keeps_nothing_more
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_holder_refuses_every_recipient_until_space_is_freed() {
     init_tracing();
-    let holder_id = Identity::generate().unwrap();
-    let holder_dir = dir_for(&holder_id);
-    let holder = start_with(&holder_dir, &[], |c| {
-        c.mailbox.quotas.total_items = 4;
-    })
-    .await;
+    let (_dir, holder) = holder_with(|q| q.total_items = 4).await;
     let boot = holder.dial_addrs().await.unwrap().remove(0);
     let hid = holder.peer_id();
     let alice = Depositor::start(&boot, hid).await;

@@ -11,6 +11,10 @@ use libp2p::Multiaddr;
 use roost::{Config, Identity, Node, NodeHandle};
 use tempfile::TempDir;
 
+pub mod cli;
+pub mod fake_http;
+pub mod presence;
+
 /// How long any condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
