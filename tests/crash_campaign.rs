@@ -13,7 +13,7 @@ use common::{Daemon, TestNode, eventually, roost};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use roost::api::SendView;
-use roost::api::client::ApiClient;
+use roost::api::client::{ApiClient, ClientError};
 use serde_json::json;
 
 const TOTAL: usize = 1000;
@@ -44,10 +44,33 @@ fn body(i: usize) -> String {
     format!("m{i:04}")
 }
 
+/// Send number `i` to `to` through `api`, tagged with its number.
+async fn send(api: &ApiClient, to: &str, i: usize) -> (usize, Result<SendView, ClientError>) {
+    let body = json!({ "to": to, "text": body(i) });
+    (i, api.post::<SendView>("send", &body).await)
+}
+
 async fn client(d: &Daemon) -> ApiClient {
     let dir = d.dir.path().to_path_buf();
     eventually("the daemon's api.json", || async {
         ApiClient::open(&dir).ok()
+    })
+    .await
+}
+
+/// Waits until a connection waits, unaccepted, on the API socket `sock`
+/// (`ss` reads the listener's backlog): a request the daemon cannot have
+/// answered.
+async fn api_backlog(sock: &std::path::Path) {
+    eventually("a request waits in the frozen daemon's socket", || async {
+        let out = std::process::Command::new("ss")
+            .args(["-xlnH", "src"])
+            .arg(sock)
+            .output()
+            .expect("ss (iproute2) runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let queued: u64 = text.split_whitespace().nth(2)?.parse().ok()?;
+        (queued > 0).then_some(())
     })
     .await
 }
@@ -149,9 +172,7 @@ async fn campaign(seed: u64) -> Figures {
                 if next == down + AWAY {
                     recipient.restart().await;
                 }
-                let (i, send) = (next, json!({ "to": rid, "text": body(next) }));
-                let api = &api;
-                flight.push(async move { (i, api.post::<SendView>("send", &send).await) });
+                flight.push(send(&api, &rid, next));
                 next += 1;
             }
             let Some((i, result)) = flight.next().await else {
@@ -168,7 +189,29 @@ async fn campaign(seed: u64) -> Figures {
             }
             answered += 1;
             if !sender_killed && answered == kill_sender {
-                // WINDOW - 1 sends are in flight.
+                // WINDOW - 1 sends are in flight, but the daemon may have
+                // answered them all already. So that the kill surely cuts
+                // one it has not answered, it is frozen first and sent one
+                // more, and dies once that request waits in its socket.
+                sender.freeze();
+                flight.push(send(&api, &rid, next));
+                next += 1;
+                let sock = sender.dir.path().join("api.sock");
+                let waiting = api_backlog(&sock);
+                tokio::pin!(waiting);
+                loop {
+                    tokio::select! {
+                        () = &mut waiting => break,
+                        Some((i, result)) = flight.next() => {
+                            // Answered before the freeze.
+                            let v = result.unwrap_or_else(|e| {
+                                panic!("seed {seed}: send {i} failed with the sender up: {e}")
+                            });
+                            accepted.insert(i, v.id);
+                            answered += 1;
+                        }
+                    }
+                }
                 sender.kill();
                 (dead, sender_killed) = (true, true);
             }

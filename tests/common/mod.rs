@@ -218,6 +218,44 @@ impl Daemon {
             .expect("status shows an address")
     }
 
+    /// Stops the daemon with SIGSTOP: it answers nothing until killed, so a
+    /// test knows which requests it cannot have answered.
+    pub fn freeze(&self) {
+        if let Some(child) = &self.child {
+            let pid = i32::try_from(child.id()).expect("a pid fits i32");
+            // SAFETY: kill(2) with a pid we spawned and have not reaped.
+            let rc = unsafe { libc::kill(pid, libc::SIGSTOP) };
+            assert_eq!(rc, 0, "SIGSTOP the daemon");
+            // The signal is delivered asynchronously: wait until every
+            // thread of the daemon is stopped (state `T` in /proc).
+            let tasks = format!("/proc/{pid}/task");
+            let all_stopped = || {
+                std::fs::read_dir(&tasks)
+                    .expect("the daemon's /proc")
+                    .all(|t| {
+                        let stat = t
+                            .ok()
+                            .and_then(|t| std::fs::read_to_string(t.path().join("stat")).ok());
+                        // `pid (comm) S …`: the state follows the last ')'.
+                        stat.and_then(|s| {
+                            s.rsplit(')')
+                                .next()
+                                .map(|r| r.trim_start().starts_with('T'))
+                        })
+                        .unwrap_or(false)
+                    })
+            };
+            let start = std::time::Instant::now();
+            while !all_stopped() {
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "the daemon did not stop on SIGSTOP"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
     /// Kills the process with SIGKILL and reaps it; a no-op when not running.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
