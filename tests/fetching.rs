@@ -542,7 +542,10 @@ async fn a_message_fetched_again_after_a_crash_is_still_receipted() {
             request: true,
             ..sent.clone()
         };
-        assert_eq!(store.insert_incoming(&[had]).unwrap(), vec![true]);
+        assert_eq!(
+            store.insert_incoming(&[had]).unwrap(),
+            vec![roost::store::Filed::New]
+        );
         store.flush().unwrap();
     }
     let jack_node = start_in(&jack_dir, std::slice::from_ref(&boot)).await;
