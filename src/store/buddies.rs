@@ -29,9 +29,8 @@ pub const MAX_REQUEST_MARKERS: usize = 2048;
 /// Most pending buddy requests kept. Keys cost a stranger nothing, so the
 /// list is capped; a new request beyond the cap replaces the oldest. A
 /// request is cheap to send again, and a person is unlikely to leave a
-/// thousand requests unanswered and still want the oldest: the cap keeps
-/// the list (listed whole by `roost requests`) a screenful of pages, not
-/// a flood's worth.
+/// thousand requests unanswered and still want the oldest; the list is
+/// read whole (`buddy_requests`), so it must stay small.
 pub const MAX_BUDDY_REQUESTS: usize = 1000;
 
 fn request_seen_key(peer: &PeerId) -> Vec<u8> {
