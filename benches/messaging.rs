@@ -133,6 +133,11 @@ async fn roost_system(c: &Counts) {
         }
     }
     let connect = t0.elapsed();
+    // Buddies both ways (once connected, so as not to change the figure
+    // above): a stranger's messages are capped
+    // (`store::MAX_REQUEST_MESSAGES_PER_STRANGER`) below what is sent here.
+    a.add_buddy(idb, "b".into()).await.unwrap();
+    b.add_buddy(ida, "a".into()).await.unwrap();
 
     // B answers every message from A with a message of its own.
     let responder = {
@@ -444,6 +449,13 @@ async fn mailbox(c: &Counts) {
     let jack_dir = root.path().join("jack");
     let jack_id = Identity::create_in(&jack_dir).unwrap();
     let jack = jack_id.peer_id();
+    // A is Jack's buddy (added while Jack is offline, straight in his
+    // store): a stranger's messages are capped below what is sent here.
+    {
+        let db = jack_dir.join(roost::node::DB_DIR);
+        let store = roost::store::Store::open(&db, 1 << 20).unwrap();
+        store.add_buddy(&a.peer_id(), "a").unwrap();
+    }
     wait_until("a connected", LIMIT, || async {
         a.connected_peers().await.unwrap().len() >= 3
     })

@@ -5,7 +5,7 @@
 //! `ROOST_HOME`, else the platform data directory (`$XDG_DATA_HOME/roost`).
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +40,9 @@ pub enum ConfigError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The data directory is not ours: its `config.toml` is not read.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
 }
 
 /// Everything a node needs to start. Built by [`Config::new`] with defaults,
@@ -157,7 +160,11 @@ impl Config {
 
     /// Applies `<data_dir>/config.toml` if it exists.
     pub fn apply_file(&mut self) -> Result<(), ConfigError> {
+        // Another user's dir (or file) would set our listen addresses,
+        // bootstrap peers and API: refused before a byte of it is read.
+        check_owned(&self.data_dir)?;
         let path = self.data_dir.join(CONFIG_FILE);
+        check_owned(&path)?;
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -260,16 +267,80 @@ pub fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
         .ok_or(ConfigError::NoDataDir)
 }
 
-/// Creates `dir` (mode 0700) if needed, and tightens it to 0700 if it is ours
-/// and looser: it holds the secret key and the message history.
-pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+/// A data directory (or a file in it) we must not use.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// Owned by another user, who could read our key, swap it, or write
+    /// the `config.toml` we would obey (e.g. a dir made ahead under /tmp).
+    #[error(
+        "{path} belongs to uid {owner}, not to this user (uid {me}); use a data dir of your own (--data-dir or ROOST_HOME), or `chown -R {me} {path}` if it is yours"
+    )]
+    NotOwned {
+        /// The path.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Our effective uid.
+        me: u32,
+    },
+    /// Creating, reading or tightening it failed (or our uid is unknown).
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// Refuses `path` if it exists and is not owned by our effective uid
+/// (neither a symlink at `path` nor what it points to). A path that does
+/// not exist passes: whatever creates it makes it ours.
+pub fn check_owned(path: &Path) -> Result<(), DataDirError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DataDirError::Io { path, source }
+    };
+    let link = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let me = crate::os::effective_uid().map_err(io(Path::new("/proc/self")))?;
+    let mut owners = vec![link.uid()];
+    if link.file_type().is_symlink() {
+        owners.push(std::fs::metadata(path).map_err(io(path))?.uid());
+    }
+    match owners.into_iter().find(|o| *o != me) {
+        Some(owner) => Err(DataDirError::NotOwned {
+            path: path.to_path_buf(),
+            owner,
+            me,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Creates `dir` (mode 0700) if needed, refuses it if another user owns it
+/// ([`check_owned`]), and tightens it to 0700 if it is looser: it holds the
+/// secret key and the message history.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), DataDirError> {
+    let io = |source| DataDirError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    // Checked before anything is created in it; a dir that does not exist
+    // yet is created by us, and checked again below.
+    check_owned(dir)?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)?;
-    let perms = std::fs::metadata(dir)?.permissions();
+        .create(dir)
+        .map_err(io)?;
+    check_owned(dir)?;
+    let perms = std::fs::metadata(dir).map_err(io)?.permissions();
     if perms.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
     Ok(())
 }

@@ -49,6 +49,9 @@ pub enum IdentityError {
     /// The OS random number generator failed; nothing sensible can go on.
     #[error("the OS random number generator failed: {0}")]
     Rng(String),
+    /// The data directory or the key file belongs to another user.
+    #[error(transparent)]
+    DataDir(#[from] crate::config::DataDirError),
     /// Reading or writing the key file failed.
     #[error("{path}: {source}")]
     Io {
@@ -125,13 +128,12 @@ impl Identity {
     /// directory 0700); refuses to overwrite an existing one.
     pub fn save_new_in(&self, dir: &Path) -> Result<(), IdentityError> {
         let path = dir.join(KEY_FILE);
+        // Another user's dir is refused before anything is looked at or
+        // written in it.
+        crate::config::ensure_private_dir(dir)?;
         if path.exists() {
             return Err(IdentityError::AlreadyExists(path));
         }
-        crate::config::ensure_private_dir(dir).map_err(|source| IdentityError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
         let io = |source| IdentityError::Io {
             path: path.clone(),
             source,
@@ -157,6 +159,8 @@ impl Identity {
             path: path.clone(),
             source,
         };
+        // A key another user owns is one that user can read or swap.
+        crate::config::check_owned(&path)?;
         let meta = match fs::metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

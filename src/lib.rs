@@ -16,6 +16,7 @@ pub mod demo;
 pub mod identity;
 pub mod net;
 pub mod node;
+pub mod os;
 pub mod store;
 pub mod wire;
 

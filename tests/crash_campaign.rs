@@ -118,6 +118,14 @@ async fn campaign(seed: u64) -> Figures {
     let mut sender = Daemon::start(Some(&boot)).await;
     let mut recipient = Daemon::start(Some(&boot)).await;
     let (rid, sid) = (recipient.id.to_string(), sender.id.to_string());
+    // The sender is the recipient's buddy: a stranger's messages are capped
+    // (`store::MAX_REQUEST_MESSAGES_PER_STRANGER`) far below TOTAL.
+    let added = roost(recipient.dir.path(), &["buddy", "add", &sid]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
 
     // The recipient is down for the AWAY sends from `down`; a holder dies
     // some way into that stretch; the sender dies in it too, when

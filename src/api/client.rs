@@ -204,15 +204,10 @@ impl ApiClient {
     }
 }
 
-/// Our effective uid, from the owner of `/proc/self` (the kernel gives a
-/// process's proc directory its effective uid). Read from the file system
-/// so the library needs neither `unsafe` nor a libc binding for it. It
-/// fails closed: a process that cannot read it trusts nothing, and a
-/// non-dumpable one (whose proc directory is root's) trusts only root's.
+/// Our effective uid ([`crate::os::effective_uid`]); a process that
+/// cannot tell trusts nothing.
 fn effective_uid() -> Result<u32, Distrust> {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .map_err(|e| Distrust::NoUid(format!("/proc/self: {e}")))
+    crate::os::effective_uid().map_err(|e| Distrust::NoUid(format!("/proc/self: {e}")))
 }
 
 /// Accepts a data dir only if it is ours (`me`) and closed to group and

@@ -54,7 +54,7 @@ pub enum NodeError {
     Net(#[from] NetError),
     /// Problem with the data directory.
     #[error("data directory: {0}")]
-    DataDir(std::io::Error),
+    DataDir(#[from] crate::config::DataDirError),
     /// The node has shut down.
     #[error("the node is not running")]
     Stopped,
@@ -109,9 +109,10 @@ impl Node {
     /// node is joining the network in the background; messages left in the
     /// outbox by an earlier run are being sent again.
     pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
-        ensure_private_dir(&config.data_dir).map_err(NodeError::DataDir)?;
+        ensure_private_dir(&config.data_dir)?;
         let identity = Identity::load_from(&config.data_dir)?;
         let db_dir = config.data_dir.join(DB_DIR);
+        crate::config::check_owned(&db_dir)?;
         let cache = config.cache_bytes;
         let opened = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let store = Store::open(&db_dir, cache)?;

@@ -26,6 +26,13 @@ const REQUEST_SEEN_PREFIX: &[u8] = b"buddy_request_seen/";
 /// clock, so no marker can pose as newer than every honest one.
 pub const MAX_REQUEST_MARKERS: usize = 2048;
 
+/// Most pending buddy requests kept. Keys cost a stranger nothing, so the
+/// list is capped; a new request beyond the cap replaces the oldest. A
+/// request is cheap to send again, and a person is unlikely to leave a
+/// thousand requests unanswered and still want the oldest; the list is
+/// read whole (`buddy_requests`), so it must stay small.
+pub const MAX_BUDDY_REQUESTS: usize = 1000;
+
 fn request_seen_key(peer: &PeerId) -> Vec<u8> {
     [REQUEST_SEEN_PREFIX, &peer.to_bytes()].concat()
 }
@@ -116,6 +123,7 @@ impl Store {
             blocked: false,
         };
         self.requests.remove(peer.to_bytes())?;
+        self.release_stranger(peer)?;
         self.write_buddy(&b)?;
         Ok(!was_buddy)
     }
@@ -152,13 +160,36 @@ impl Store {
         });
         b.blocked = true;
         self.requests.remove(peer.to_bytes())?;
+        self.release_stranger(peer)?;
         self.write_buddy(&b)
     }
 
-    /// Records that `peer` added me; returns true if this is news.
+    /// Records that `peer` added me; returns true if this is news. Keeps
+    /// at most [`MAX_BUDDY_REQUESTS`], the oldest going first.
     pub fn add_request(&self, peer: &PeerId, at: u64) -> Result<bool, StoreError> {
+        self.add_request_within(peer, at, MAX_BUDDY_REQUESTS)
+    }
+
+    /// [`Store::add_request`] keeping at most `cap`: a new request first
+    /// makes room by removing the oldest ones (and unreadable ones). A
+    /// scan of at most the cap, only when a request is news.
+    fn add_request_within(&self, peer: &PeerId, at: u64, cap: usize) -> Result<bool, StoreError> {
         if self.requests.contains_key(peer.to_bytes())? {
             return Ok(false);
+        }
+        if self.requests.len() >= cap {
+            let mut rows: Vec<(u64, sled::IVec)> = Vec::new();
+            for item in self.requests.iter() {
+                let (k, v) = item?;
+                // An unreadable request sorts first and goes first.
+                let at = dec::<BuddyRequest>(&v, REQUESTS).map_or(0, |r| r.at);
+                rows.push((at, k));
+            }
+            rows.sort_by_key(|(at, _)| *at);
+            let surplus = rows.len() + 1 - cap.max(1);
+            for (_, k) in rows.into_iter().take(surplus) {
+                self.requests.remove(k)?;
+            }
         }
         let r = BuddyRequest {
             peer: peer.to_bytes(),
@@ -352,5 +383,47 @@ mod tests {
             "the unreadable marker went"
         );
         assert!(!s.buddy_request_is_new(&peers[2], 200).unwrap());
+    }
+
+    #[test]
+    fn buddy_requests_are_capped_and_the_oldest_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let peers: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+        let listed = || -> Vec<Vec<u8>> {
+            s.buddy_requests()
+                .unwrap()
+                .into_iter()
+                .map(|r| r.peer)
+                .collect()
+        };
+        // Arrived at 30, 10, 20: the one at 10 is the oldest.
+        for (p, at) in peers.iter().zip([30, 10, 20]) {
+            assert!(s.add_request_within(p, at, 3).unwrap());
+        }
+        assert!(!s.add_request_within(&peers[0], 40, 3).unwrap(), "known");
+        assert_eq!(listed().len(), 3);
+        assert!(s.add_request_within(&peers[3], 50, 3).unwrap());
+        assert_eq!(
+            listed(),
+            vec![
+                peers[2].to_bytes(),
+                peers[0].to_bytes(),
+                peers[3].to_bytes()
+            ],
+            "capped, the oldest gone"
+        );
+        // An unreadable row goes before any readable one.
+        s.requests.insert(peers[0].to_bytes(), &b"bad"[..]).unwrap();
+        assert!(s.add_request_within(&peers[4], 60, 3).unwrap());
+        assert_eq!(s.requests.len(), 3);
+        assert_eq!(
+            listed(),
+            vec![
+                peers[2].to_bytes(),
+                peers[3].to_bytes(),
+                peers[4].to_bytes()
+            ]
+        );
     }
 }

@@ -113,6 +113,18 @@ impl StoredMessage {
     }
 }
 
+/// What [`Store::insert_incoming`] did with one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filed {
+    /// Stored: not seen before.
+    New,
+    /// Already stored (a resent or refetched copy): nothing written.
+    Duplicate,
+    /// Not stored: from a stranger over its cap or the cap for all
+    /// strangers. Its sender keeps it.
+    Full,
+}
+
 #[derive(Serialize, Deserialize)]
 struct OutboxRow {
     #[serde(with = "serde_bytes")]
@@ -212,21 +224,32 @@ impl Store {
     }
 
     /// Stores incoming messages not seen before. Returns, per message,
-    /// whether it was new. Not flushed: the caller makes the batch durable
-    /// before acknowledging it.
-    pub fn insert_incoming(&self, msgs: &[StoredMessage]) -> Result<Vec<bool>, StoreError> {
-        let mut fresh = Vec::with_capacity(msgs.len());
+    /// whether it was new, a copy of one stored, or refused: a stranger's
+    /// message (a request) over the caps of
+    /// [`strangers`](super::strangers). Not flushed: the caller makes the
+    /// batch durable before acknowledging it.
+    pub fn insert_incoming(&self, msgs: &[StoredMessage]) -> Result<Vec<Filed>, StoreError> {
+        let mut filed = Vec::with_capacity(msgs.len());
         for m in msgs {
+            let key = msg_key(m);
+            // A copy is a duplicate, whatever the caps say.
+            if m.request
+                && !self.msgs.contains_key(&key)?
+                && !self.count_request_message(&m.peer)?
+            {
+                filed.push(Filed::Full);
+                continue;
+            }
             // One operation checks and writes: a copy of a message (resent,
             // or fetched from a mailbox too) is the same sealed envelope,
             // so it has the same sender clock and lands on the same key.
             let new = self
                 .msgs
-                .compare_and_swap(msg_key(m), None::<&[u8]>, Some(enc(m, MSGS)?))?
+                .compare_and_swap(key, None::<&[u8]>, Some(enc(m, MSGS)?))?
                 .is_ok();
-            fresh.push(new);
+            filed.push(if new { Filed::New } else { Filed::Duplicate });
         }
-        Ok(fresh)
+        Ok(filed)
     }
 
     /// Moves a message exchanged with `peer` forward to `state` (never
@@ -399,11 +422,11 @@ mod tests {
         assert_eq!(
             s.insert_incoming(&[m2.clone(), m1.clone(), m2.clone()])
                 .unwrap(),
-            vec![true, true, false]
+            vec![Filed::New, Filed::New, Filed::Duplicate]
         );
         assert_eq!(
             s.insert_incoming(std::slice::from_ref(&m1)).unwrap(),
-            vec![false]
+            vec![Filed::Duplicate]
         );
         let conv = s.conversation(&bob, 10).unwrap();
         assert_eq!(

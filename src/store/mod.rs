@@ -12,15 +12,17 @@ mod held;
 mod messages;
 mod peers;
 mod queue;
+mod strangers;
 mod writer;
 
 use std::path::Path;
 
-pub use buddies::{Buddy, BuddyRequest, Relation};
+pub use buddies::{Buddy, BuddyRequest, MAX_BUDDY_REQUESTS, Relation};
 pub use held::HeldItem;
-pub use messages::{Direction, MessageState, StoredMessage};
+pub use messages::{Direction, Filed, MessageState, StoredMessage};
 pub use peers::KnownPeer;
 pub use queue::{Flush, Queue, QueueSender};
+pub use strangers::{MAX_REQUEST_MESSAGES, MAX_REQUEST_MESSAGES_PER_STRANGER};
 pub use writer::Writer;
 
 /// Bumped when the on-disk layout changes incompatibly.

@@ -52,7 +52,8 @@ use crate::crypto::Sealer;
 use crate::net::{NetClient, NetEvent};
 use crate::node::content::from_the_future;
 use crate::store::{
-    Direction, Flush, MessageState, Queue, QueueSender, Relation, Store, StoreError, StoredMessage,
+    Direction, Filed, Flush, MessageState, Queue, QueueSender, Relation, Store, StoreError,
+    StoredMessage,
 };
 use crate::wire::mailbox::{FETCH_FROM, mailbox_key};
 use crate::wire::message::{
@@ -747,18 +748,23 @@ impl Service {
     }
 }
 
-/// How a message or buddy request from the future is refused
-/// ([`from_the_future`]). On a direct link, for now (`Unavailable`): the
-/// sender offers it again and it is taken once its time is near. From a
+/// How a message we do not take now is refused: a message or buddy
+/// request from the future ([`from_the_future`]), or a stranger's message
+/// over the caps of
+/// [`MAX_REQUEST_MESSAGES_PER_STRANGER`](crate::store::MAX_REQUEST_MESSAGES_PER_STRANGER)
+/// and [`MAX_REQUEST_MESSAGES`](crate::store::MAX_REQUEST_MESSAGES). On a
+/// direct link, for now (`Unavailable`): the sender offers it again and it
+/// is taken once its time is near, or once the stranger is a buddy. From a
 /// mailbox, for good, so the holder lets go of it: a holder keeps what we
 /// leave and pages oldest first, so items we kept refusing would fill
 /// every fetch up to its item cap before any real mail. Nothing honest is
 /// lost: a sender deposits again every
 /// [`PARKED_RETRY`](crate::node::outbox::PARKED_RETRY) until a receipt
-/// comes, and the copy is taken once its `sent_at` is no longer ahead.
-/// (The reason is the one for a field over its limit: `sent_at` is over
-/// ours. It never goes on the wire: a holder is told only the ids.)
-fn too_early(via_mailbox: bool) -> RejectReason {
+/// comes, and the copy is taken once it is no longer refused. (The reason
+/// is the one for a field over its limit — `sent_at` over ours, a count
+/// over its cap. It never goes on the wire: a holder is told only the
+/// ids.)
+fn not_now(via_mailbox: bool) -> RejectReason {
     if via_mailbox {
         RejectReason::FieldTooLarge
     } else {
@@ -831,7 +837,7 @@ fn store_incoming(
                         Body::Content { .. } | Body::BuddyRequest
                             if from_the_future(inner.sent_at, now) =>
                         {
-                            AckResult::Rejected(too_early(via_mailbox))
+                            AckResult::Rejected(not_now(via_mailbox))
                         }
                         Body::Content {
                             content_type,
@@ -879,14 +885,18 @@ fn store_incoming(
                     result,
                 });
             }
-            let fresh = s.insert_incoming(&msgs)?;
+            let filed = s.insert_incoming(&msgs)?;
             let (mut new_msgs, mut seen) = (Vec::new(), Vec::new());
-            for ((slot, m), new) in slots.into_iter().zip(msgs).zip(fresh) {
-                if new {
-                    new_msgs.push(m);
-                } else {
-                    acks[slot].result = AckResult::Duplicate;
-                    seen.push(m);
+            for ((slot, m), f) in slots.into_iter().zip(msgs).zip(filed) {
+                match f {
+                    Filed::New => new_msgs.push(m),
+                    Filed::Duplicate => {
+                        acks[slot].result = AckResult::Duplicate;
+                        seen.push(m);
+                    }
+                    // A stranger over its cap: refused as one from the
+                    // future is, so its sender keeps it.
+                    Filed::Full => acks[slot].result = AckResult::Rejected(not_now(via_mailbox)),
                 }
             }
             Ok((acks, new_msgs, seen, receipts, requests, accepted))
