@@ -7,7 +7,9 @@ mod client;
 mod event_loop;
 pub mod lasting;
 pub mod ratelimit;
+pub mod record_handoff;
 pub mod record_store;
+pub mod republish;
 
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;

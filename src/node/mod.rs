@@ -1,7 +1,7 @@
 //! The node: [`Node::start`] brings one up and returns a [`NodeHandle`], the
 //! cloneable client through which everything else (the API, the CLI's
 //! daemon, tests, the demo) uses it. Protocol policy lives in small pure
-//! state machines beside it ([`republish`], [`record_handoff`]).
+//! state machines beside it ([`outbox`], [`presence`], [`mailbox`]).
 
 pub mod content;
 pub mod mailbox;
@@ -9,8 +9,6 @@ pub mod messenger;
 pub mod outbox;
 pub mod presence;
 pub mod presence_service;
-pub mod record_handoff;
-pub mod republish;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
