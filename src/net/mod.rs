@@ -16,7 +16,7 @@ use libp2p::core::upgrade::Version;
 use libp2p::{Swarm, Transport, noise, tcp, yamux};
 
 pub use behaviour::{Behaviour, KAD_PROTOCOL, MAX_CONNECTIONS_PER_PEER};
-pub use client::NetClient;
+pub use client::{NetClient, RequestError};
 pub use event_loop::{Command, EventLoop, NetEvent};
 
 use crate::config::Config;
