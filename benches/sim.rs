@@ -13,7 +13,7 @@
 //!   `node::presence::{Publisher, Watcher}` driven by the simulated clock.
 //!
 //! - Which held locator a newly met peer is given is roost's
-//!   `node::record_handoff::should_hand_over`.
+//!   `net::record_handoff::should_hand_over`.
 //!
 //! Locators in a growing network: `--grow-from` nodes (40) publish, then
 //! the network grows to `--grow-to` (`--nodes`, at most 10 000) in waves of 5 %, routing tables refreshed

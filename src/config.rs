@@ -102,7 +102,7 @@ pub struct MailboxConfig {
     /// How often we check our own mailbox even without a reason to.
     pub poll: Duration,
     /// What a holder accepts.
-    pub quotas: crate::node::mailbox::Quotas,
+    pub quotas: Quotas,
 }
 
 impl Default for MailboxConfig {
@@ -113,6 +113,45 @@ impl Default for MailboxConfig {
             ttl: Duration::from_secs(7 * 24 * 3600),
             poll: Duration::from_secs(300),
             quotas: Default::default(),
+        }
+    }
+}
+
+/// Default of [`Quotas::pair_items`].
+pub const PAIR_ITEMS: usize = 200;
+
+/// Limits a holder enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Most items held for one recipient.
+    pub recipient_items: usize,
+    /// Most bytes held for one recipient.
+    pub recipient_bytes: usize,
+    /// Most items held from one depositor.
+    pub depositor_items: usize,
+    /// Most items held from one depositor for one recipient: one identity
+    /// must not fill a recipient's mailbox (and lock out every other
+    /// sender) up to `recipient_items`. In the low hundreds: more than a
+    /// person writes to someone away for a week, and a sender over it
+    /// keeps the rest in its outbox and retries. A co-holder handing on a
+    /// mailbox counts as the depositor too, so a mailbox larger than this
+    /// moves on only in part, and its holder keeps its copies.
+    pub pair_items: usize,
+    /// Most items held in all (many depositors must not fill the disk).
+    pub total_items: usize,
+    /// Most bytes held in all.
+    pub total_bytes: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            recipient_items: 10_000,
+            recipient_bytes: 64 << 20,
+            depositor_items: 10_000,
+            pair_items: PAIR_ITEMS,
+            total_items: 200_000,
+            total_bytes: 1 << 30,
         }
     }
 }

@@ -14,9 +14,8 @@ use libp2p::swarm::{SwarmEvent, dummy};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use roost::clock::unix_ms;
 use roost::crypto::Sealer;
-use roost::net::MAX_CONNECTIONS_PER_PEER;
 use roost::net::ratelimit::{MAILBOX_BURST, MAILBOX_RATE};
-use roost::node::NodeError;
+use roost::net::{MAX_CONNECTIONS_PER_PEER, RequestError};
 use roost::node::messenger::{MAX_STREAMS_PER_PEER, MSG_PROTOCOL};
 use roost::wire::mailbox::{DepositReject, FETCH_FROM, MailboxRequest, MailboxResponse};
 use roost::wire::message::{self, Ack, AckResult, MAX_FRAME, MessageId, ReadFrame};
@@ -227,7 +226,7 @@ async fn a_request_flood_is_cut_off_and_others_are_still_served() {
     for answer in &answers {
         match answer {
             Ok(MailboxResponse::Page { items, next: None }) if items.is_empty() => served += 1,
-            Err(NodeError::Dial { reason, .. }) if *reason == refusal => {}
+            Err(RequestError::Dial { reason, .. }) if *reason == refusal => {}
             other => panic!("neither served nor refused by the rate limit: {other:?}"),
         }
     }

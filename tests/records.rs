@@ -19,7 +19,7 @@ async fn storing_node_refuses_forged_replayed_oversized_and_far_future_records()
     let target = honest.handle.peer_id();
     // The honest node must have met the hostile one before any record
     // exists: a node hands the records it holds to a peer it meets
-    // (`node::record_handoff`), and a copy in the hostile node's own store
+    // (`net::record_handoff`), and a copy in the hostile node's own store
     // would answer its lookup at the end instead of the honest node.
     let hostile_id = hostile.handle.peer_id();
     eventually(

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use libp2p::kad::KBucketKey;
+use roost::net::record_handoff::should_hand_over;
 use roost::node::mailbox::{Handed, handoff, holders, quorum};
 use roost::node::outbox::Outbox;
 use roost::node::presence::{Own, OwnStatus, Permission, Publisher, SUBSCRIPTION, Watcher};
-use roost::node::record_handoff::should_hand_over;
 use roost::wire::locator::record_key;
 use roost::wire::mailbox::{FETCH_FROM, mailbox_key};
 use roost::wire::message::MessageId;

@@ -6,7 +6,6 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Command;
-use crate::node::NodeError;
 use crate::wire::locator::Locator;
 use crate::wire::mailbox::{MailboxRequest, MailboxResponse};
 use crate::wire::presence::{PresenceInfo, PresenceRequest, PresenceResponse};
@@ -14,6 +13,30 @@ use libp2p::request_response::ResponseChannel;
 
 /// Longest a dial may take before we give up on it.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why a request to the network task, or through it to a peer, failed.
+/// The node maps each case onto its own error of the same name, so net
+/// needs nothing from node.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The network task has shut down.
+    #[error("the node is not running")]
+    Stopped,
+    /// No locator record for that ID in the DHT.
+    #[error("{0} is not known to the network (no locator record found)")]
+    NotFound(PeerId),
+    /// The peer's last record says it left.
+    #[error("{0} is offline")]
+    Offline(PeerId),
+    /// The peer could not be reached, or did not answer.
+    #[error("cannot connect to {peer}: {reason}")]
+    Dial {
+        /// Whom we tried.
+        peer: PeerId,
+        /// Why it failed.
+        reason: String,
+    },
+}
 
 /// Sends [`Command`]s to the event loop and awaits the answers.
 #[derive(Clone)]
@@ -29,34 +52,39 @@ impl NetClient {
     async fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, NodeError> {
-        crate::node::call(&self.commands, make).await
+    ) -> Result<T, RequestError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| RequestError::Stopped)?;
+        rx.await.map_err(|_| RequestError::Stopped)
     }
 
     /// Where this node listens, with the real ports.
-    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, RequestError> {
         self.ask(|reply| Command::ListenAddrs { reply }).await
     }
 
     /// Peers we currently have a connection to.
-    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NodeError> {
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, RequestError> {
         self.ask(|reply| Command::ConnectedPeers { reply }).await
     }
 
     /// Looks up `peer`'s locator in the DHT; `None` if no valid record exists.
-    pub async fn find(&self, peer: PeerId) -> Result<Option<Locator>, NodeError> {
+    pub async fn find(&self, peer: PeerId) -> Result<Option<Locator>, RequestError> {
         self.ask(|reply| Command::Find { peer, reply }).await
     }
 
     /// Connects to `peer`, found by its ID alone through the DHT: by its
     /// locator record, or where there is none yet, by the addresses our
     /// routing table knows (no lookup if a connection is already open).
-    pub async fn dial(&self, peer: PeerId) -> Result<(), NodeError> {
+    pub async fn dial(&self, peer: PeerId) -> Result<(), RequestError> {
         if self.connected_peers().await?.contains(&peer) {
             return Ok(());
         }
         let addrs = match self.find(peer).await? {
-            Some(loc) if !loc.online => return Err(NodeError::Offline(peer)),
+            Some(loc) if !loc.online => return Err(RequestError::Offline(peer)),
             Some(loc) => loc.addrs,
             // No record (a node that started a moment ago has not published
             // yet): try the addresses our routing table already knows.
@@ -72,9 +100,9 @@ impl NetClient {
             Err(_) => "timed out".into(),
         };
         if by_record {
-            Err(NodeError::Dial { peer, reason })
+            Err(RequestError::Dial { peer, reason })
         } else {
-            Err(NodeError::NotFound(peer))
+            Err(RequestError::NotFound(peer))
         }
     }
 
@@ -84,7 +112,7 @@ impl NetClient {
         key: libp2p::kad::RecordKey,
         value: Vec<u8>,
         peer: PeerId,
-    ) -> Result<(), NodeError> {
+    ) -> Result<(), RequestError> {
         self.ask(|reply| Command::PutRecordTo {
             key,
             value,
@@ -92,19 +120,19 @@ impl NetClient {
             reply,
         })
         .await?
-        .map_err(|reason| NodeError::Dial { peer, reason })
+        .map_err(|reason| RequestError::Dial { peer, reason })
     }
 
     /// The DHT record held locally under `key`.
     pub async fn held_record(
         &self,
         key: libp2p::kad::RecordKey,
-    ) -> Result<Option<Vec<u8>>, NodeError> {
+    ) -> Result<Option<Vec<u8>>, RequestError> {
         self.ask(|reply| Command::HeldRecord { key, reply }).await
     }
 
     /// The peers closest to `key`, by an iterative DHT lookup.
-    pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NodeError> {
+    pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, RequestError> {
         self.ask(|reply| Command::ClosestPeers { key, reply }).await
     }
 
@@ -113,14 +141,14 @@ impl NetClient {
         &self,
         peer: PeerId,
         request: MailboxRequest,
-    ) -> Result<MailboxResponse, NodeError> {
+    ) -> Result<MailboxResponse, RequestError> {
         self.ask(|reply| Command::Mailbox {
             peer,
             request,
             reply,
         })
         .await?
-        .map_err(|reason| NodeError::Dial { peer, reason })
+        .map_err(|reason| RequestError::Dial { peer, reason })
     }
 
     /// Answers a mailbox request (fire and forget).
@@ -140,14 +168,14 @@ impl NetClient {
         &self,
         peer: PeerId,
         request: PresenceRequest,
-    ) -> Result<PresenceResponse, NodeError> {
+    ) -> Result<PresenceResponse, RequestError> {
         self.ask(|reply| Command::Presence {
             peer,
             request,
             reply,
         })
         .await?
-        .map_err(|reason| NodeError::Dial { peer, reason })
+        .map_err(|reason| RequestError::Dial { peer, reason })
     }
 
     /// Sends NOTIFYs to many subscribers with one command, not waiting for
@@ -170,7 +198,7 @@ impl NetClient {
     }
 
     /// Asks the event loop to leave the network and stop.
-    pub async fn shutdown(&self) -> Result<(), NodeError> {
+    pub async fn shutdown(&self) -> Result<(), RequestError> {
         self.ask(|reply| Command::Shutdown { reply }).await
     }
 }

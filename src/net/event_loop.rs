@@ -1,6 +1,8 @@
 //! The task that owns the Swarm. It translates between libp2p events, the
-//! commands of [`crate::node::NodeHandle`] and the pure state machines in
-//! [`crate::node`]; it never blocks (disk I/O goes to `spawn_blocking`).
+//! [`Command`]s the rest of the program sends through [`super::NetClient`],
+//! and the pure locator machines beside it ([`super::republish`],
+//! [`super::record_handoff`]); it never blocks (disk I/O goes to
+//! `spawn_blocking`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -21,12 +23,12 @@ use tracing::{debug, info, warn};
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::lasting::{Lasting, Remember};
 use super::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, RateLimiter};
+use super::record_handoff;
 use super::record_store::PutError;
+use super::republish::Republisher;
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::identity::Identity;
-use crate::node::record_handoff;
-use crate::node::republish::Republisher;
 use crate::store::{KnownPeer, Store, Writer};
 use crate::wire::locator::{self, Locator};
 use crate::wire::mailbox::{MailboxRequest, MailboxResponse};

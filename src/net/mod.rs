@@ -7,14 +7,16 @@ mod client;
 mod event_loop;
 pub mod lasting;
 pub mod ratelimit;
+pub mod record_handoff;
 pub mod record_store;
+pub mod republish;
 
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::{Swarm, Transport, noise, tcp, yamux};
 
 pub use behaviour::{Behaviour, KAD_PROTOCOL, MAX_CONNECTIONS_PER_PEER};
-pub use client::NetClient;
+pub use client::{NetClient, RequestError};
 pub use event_loop::{Command, EventLoop, NetEvent};
 
 use crate::config::Config;

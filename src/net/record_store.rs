@@ -9,7 +9,7 @@
 //! A locator is one record per identity, under one key (see
 //! `wire::locator::validate`), so an owner putting its own record costs its
 //! source one slot; a holder handing records over or passing them on (see
-//! `node::record_handoff`) is charged for each record it hands us, until
+//! `net::record_handoff`) is charged for each record it hands us, until
 //! the owner's own next put (or any newer copy from another source)
 //! replaces it. Honest hand-overs to one peer are about the records near
 //! that peer's key: in the swarm benchmark, 4692 hand-over puts among 200

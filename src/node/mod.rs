@@ -1,7 +1,7 @@
 //! The node: [`Node::start`] brings one up and returns a [`NodeHandle`], the
 //! cloneable client through which everything else (the API, the CLI's
 //! daemon, tests, the demo) uses it. Protocol policy lives in small pure
-//! state machines beside it ([`republish`], [`record_handoff`]).
+//! state machines beside it ([`outbox`], [`presence`], [`mailbox`]).
 
 pub mod content;
 pub mod mailbox;
@@ -9,8 +9,6 @@ pub mod messenger;
 pub mod outbox;
 pub mod presence;
 pub mod presence_service;
-pub mod record_handoff;
-pub mod republish;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +26,7 @@ use crate::clock::unix_ms;
 use crate::config::{Config, ensure_private_dir};
 use crate::crypto::Sealer;
 use crate::identity::{Identity, IdentityError};
-use crate::net::{self, EventLoop, NetClient, NetError, NetEvent};
+use crate::net::{self, EventLoop, NetClient, NetError, NetEvent, RequestError};
 use crate::store::{BuddyRequest, Direction, MessageState, Store, StoreError, StoredMessage};
 use crate::wire::locator::Locator;
 use crate::wire::message::{self as msg, Body, Inner, MessageId};
@@ -87,6 +85,19 @@ pub enum NodeError {
         /// Why it failed.
         reason: String,
     },
+}
+
+/// A failed request through the network task is the node's failure of
+/// the same name.
+impl From<RequestError> for NodeError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::Stopped => NodeError::Stopped,
+            RequestError::NotFound(peer) => NodeError::NotFound(peer),
+            RequestError::Offline(peer) => NodeError::Offline(peer),
+            RequestError::Dial { peer, reason } => NodeError::Dial { peer, reason },
+        }
+    }
 }
 
 /// Sends a request carrying a reply channel to a task and awaits the
@@ -227,7 +238,7 @@ impl NodeHandle {
 
     /// Where this node listens, with the real ports.
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NodeError> {
-        self.inner.net.listen_addrs().await
+        Ok(self.inner.net.listen_addrs().await?)
     }
 
     /// Full dialable addresses (`…/p2p/<ID>`), to hand to others as
@@ -244,17 +255,17 @@ impl NodeHandle {
 
     /// Peers we currently have a connection to.
     pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NodeError> {
-        self.inner.net.connected_peers().await
+        Ok(self.inner.net.connected_peers().await?)
     }
 
     /// Looks up `peer`'s locator in the DHT; `None` if no valid record exists.
     pub async fn find(&self, peer: PeerId) -> Result<Option<Locator>, NodeError> {
-        self.inner.net.find(peer).await
+        Ok(self.inner.net.find(peer).await?)
     }
 
     /// Connects to `peer`, found by its ID alone through the DHT.
     pub async fn dial(&self, peer: PeerId) -> Result<(), NodeError> {
-        self.inner.net.dial(peer).await
+        Ok(self.inner.net.dial(peer).await?)
     }
 
     /// Sends a message. When this returns, the message is sealed and in the

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
-use serde::{Deserialize, Serialize};
 
+pub use crate::wire::presence::{Own, OwnStatus};
 use crate::wire::presence::{PresenceInfo, Status};
 
 /// How long a subscription lasts before it must be renewed.
@@ -22,61 +22,6 @@ pub const SUBSCRIPTION: Duration = Duration::from_secs(600);
 pub const RETRY_MIN: Duration = Duration::from_secs(5);
 /// Longest retry delay.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
-
-/// The state I choose for myself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OwnStatus {
-    /// Available.
-    Online,
-    /// Away.
-    Away,
-    /// Do not disturb.
-    Busy,
-    /// Appear offline to everyone, and still receive.
-    Invisible,
-}
-
-impl std::str::FromStr for OwnStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "online" => Ok(Self::Online),
-            "away" => Ok(Self::Away),
-            "busy" => Ok(Self::Busy),
-            "invisible" => Ok(Self::Invisible),
-            other => Err(format!(
-                "unknown presence state {other:?}: expected online, away, busy or invisible"
-            )),
-        }
-    }
-}
-
-/// My explicit presence; persisted across restarts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Own {
-    /// The chosen state.
-    pub status: OwnStatus,
-    /// Note and context, shown as given.
-    pub note: Option<String>,
-    /// Activity.
-    pub activity: Option<String>,
-    /// Location.
-    pub location: Option<String>,
-    /// Until when.
-    pub until: Option<String>,
-}
-
-impl Default for Own {
-    fn default() -> Self {
-        Self {
-            status: OwnStatus::Online,
-            note: None,
-            activity: None,
-            location: None,
-            until: None,
-        }
-    }
-}
 
 /// What a given watcher may see of me.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

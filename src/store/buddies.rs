@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::messages::{dec, enc};
 use super::{Store, StoreError};
-use crate::node::presence::Own;
+use crate::wire::presence::Own;
 
 pub(super) const BUDDIES: &str = "buddies";
 pub(super) const REQUESTS: &str = "buddy_requests";
@@ -284,7 +284,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::presence::OwnStatus;
+    use crate::wire::presence::OwnStatus;
 
     #[test]
     fn relations_requests_and_presence_persist() {

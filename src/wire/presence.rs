@@ -13,6 +13,63 @@ pub const MAX_NOTE: usize = 256;
 /// Longest activity, location or until text.
 pub const MAX_CONTEXT: usize = 128;
 
+/// The state I choose for myself. Never sent as such: what a watcher
+/// sees is the [`Status`] derived from it (`Invisible` shows as `Offline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OwnStatus {
+    /// Available.
+    Online,
+    /// Away.
+    Away,
+    /// Do not disturb.
+    Busy,
+    /// Appear offline to everyone, and still receive.
+    Invisible,
+}
+
+impl std::str::FromStr for OwnStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "online" => Ok(Self::Online),
+            "away" => Ok(Self::Away),
+            "busy" => Ok(Self::Busy),
+            "invisible" => Ok(Self::Invisible),
+            other => Err(format!(
+                "unknown presence state {other:?}: expected online, away, busy or invisible"
+            )),
+        }
+    }
+}
+
+/// My explicit presence; persisted across restarts by the store, and the
+/// source of the [`PresenceInfo`] the presence service sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Own {
+    /// The chosen state.
+    pub status: OwnStatus,
+    /// Note and context, shown as given.
+    pub note: Option<String>,
+    /// Activity.
+    pub activity: Option<String>,
+    /// Location.
+    pub location: Option<String>,
+    /// Until when.
+    pub until: Option<String>,
+}
+
+impl Default for Own {
+    fn default() -> Self {
+        Self {
+            status: OwnStatus::Online,
+            note: None,
+            activity: None,
+            location: None,
+            until: None,
+        }
+    }
+}
+
 /// What others may see of a user's state. `invisible` is never sent: an
 /// invisible user appears `offline`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
