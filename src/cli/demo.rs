@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId};
 
-use crate::node::{BuddyChange, Content, Event, Own, OwnStatus};
-use crate::store::MessageState;
-use crate::wire::presence::Status;
-use crate::{Config, Identity, Node, NodeHandle};
+use roost::node::{BuddyChange, Content, Event, Own, OwnStatus};
+use roost::store::MessageState;
+use roost::wire::presence::Status;
+use roost::{Config, Identity, Node, NodeHandle};
 
 /// How long any one step may take.
 const STEP: Duration = Duration::from_secs(20);
