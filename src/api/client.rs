@@ -17,6 +17,7 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1;
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{API_SOCKET, EventView};
@@ -110,11 +111,12 @@ impl ApiClient {
         self.call(Method::GET, path, None).await
     }
 
-    /// `POST /api/v1/<path>` with a JSON body.
+    /// `POST /api/v1/<path>` with a JSON body: one of the types in
+    /// [`super::requests`], so the body is the shape the server extracts.
     pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &(impl Serialize + ?Sized),
     ) -> Result<T, ClientError> {
         let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Http(e.to_string()))?;
         self.call(Method::POST, path, Some(bytes)).await

@@ -13,6 +13,7 @@ use futures::Stream;
 use libp2p::PeerId;
 use serde::Deserialize;
 
+use super::requests::*;
 use super::views::*;
 use super::{ApiError, AppState};
 use crate::node::{BuddyChange, Content, Own, OwnStatus};
@@ -145,13 +146,10 @@ async fn inbox(
     ))
 }
 
-async fn mark_read(
-    State(s): State<AppState>,
-    Path(peer): Path<String>,
-) -> ApiResult<serde_json::Value> {
+async fn mark_read(State(s): State<AppState>, Path(peer): Path<String>) -> ApiResult<ReadView> {
     let peer = s.node.resolve(&peer).await?;
-    let n = s.node.mark_read(peer).await?;
-    Ok(Json(serde_json::json!({ "read": n })))
+    let read = s.node.mark_read(peer).await?;
+    Ok(Json(ReadView { read }))
 }
 
 async fn buddies(State(s): State<AppState>) -> ApiResult<Vec<BuddyRow>> {
@@ -189,16 +187,11 @@ async fn buddy_row(s: &AppState, peer: PeerId) -> ApiResult<BuddyRow> {
         })
 }
 
-#[derive(Deserialize, Default)]
-struct ActionBody {
-    name: Option<String>,
-}
-
 async fn buddy_action(
     State(s): State<AppState>,
     Path((peer, action)): Path<(String, String)>,
-    body: Option<Json<ActionBody>>,
-) -> ApiResult<serde_json::Value> {
+    body: Option<Json<BuddyAction>>,
+) -> ApiResult<BuddyActionView> {
     let peer = s.node.resolve(&peer).await?;
     let on_list = s.node.buddies().await?.iter().any(|b| b.peer == peer);
     let change = match action.as_str() {
@@ -229,9 +222,10 @@ async fn buddy_action(
         ));
     }
     s.node.change_buddy(peer, change).await?;
-    Ok(Json(
-        serde_json::json!({ "id": peer.to_string(), "done": action }),
-    ))
+    Ok(Json(BuddyActionView {
+        done: action,
+        id: peer.to_string(),
+    }))
 }
 
 async fn requests(State(s): State<AppState>) -> ApiResult<Vec<RequestRow>> {

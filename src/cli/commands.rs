@@ -10,7 +10,8 @@ use clap::CommandFactory;
 use roost::api::client::ApiClient;
 use roost::api::terminal::printable_line as field;
 use roost::api::{
-    BuddyRow, EventView, IdView, MessageView, OwnPresence, RequestRow, SendView, StatusView,
+    AddBuddy, BuddyAction, BuddyActionView, BuddyRow, Empty, EventView, IdView, MessageView,
+    OwnPresence, ReadView, RequestRow, SendRequest, SendView, StatusView,
 };
 use roost::{Config, Identity, Node, config};
 use serde_json::json;
@@ -46,8 +47,8 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             })
         }
         Cmd::Read { peer } => {
-            let v: serde_json::Value = api()?.post(&format!("read/{peer}"), &json!({})).await?;
-            out.object(&v, || format!("{} marked read", v["read"]))
+            let v: ReadView = api()?.post(&format!("read/{peer}"), &Empty {}).await?;
+            out.object(&v, || format!("{} marked read", v.read))
         }
         Cmd::Demo => {
             let mut stdout = std::io::stdout();
@@ -138,7 +139,13 @@ async fn set_presence(client: &ApiClient, out: &Out, set: PresenceCmd) -> Result
     if !["online", "away", "busy", "invisible"].contains(&state.as_str()) {
         bail!("unknown presence state {state:?}: expected online, away, busy or invisible");
     }
-    let body = json!({ "status": state, "note": note, "activity": activity, "location": location, "until": until });
+    let body = OwnPresence {
+        status: state,
+        note,
+        activity,
+        location,
+        until,
+    };
     let v: OwnPresence = client.post("presence", &body).await?;
     out.object(&v, || format!("presence: {}", field(&v.status)))
 }
@@ -151,19 +158,24 @@ async fn send(
     content_type: String,
     file: Option<PathBuf>,
 ) -> Result<()> {
-    let body = match (text, file) {
-        (Some(t), _) => json!({ "to": to, "text": t, "content_type": content_type }),
+    let (text, hex) = match (text, file) {
+        (Some(t), _) => (Some(t), None),
         (None, Some(path)) => {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             match String::from_utf8(bytes) {
-                Ok(t) => json!({ "to": to, "text": t, "content_type": content_type }),
-                Err(e) => {
-                    json!({ "to": to, "hex": hex::encode(e.into_bytes()), "content_type": content_type })
-                }
+                Ok(t) => (Some(t), None),
+                Err(e) => (None, Some(hex::encode(e.into_bytes()))),
             }
         }
         (None, None) => bail!("give the message text or --file"),
+    };
+    let body = SendRequest {
+        to,
+        text,
+        hex,
+        content_type: Some(content_type),
+        subject: None,
     };
     let v: SendView = client.post("send", &body).await?;
     out.object(&v, || format!("{} {}", field(&v.id), field(&v.state)))
@@ -218,8 +230,8 @@ async fn resolve_for_filter(client: &ApiClient, name_or_id: &str) -> Result<Stri
 }
 
 async fn buddy(client: &ApiClient, out: &Out, cmd: BuddyCmd) -> Result<()> {
-    let action = |buddy: String, action: &'static str, body: serde_json::Value| async move {
-        let v: serde_json::Value = client
+    let action = |buddy: String, action: &'static str, body: BuddyAction| async move {
+        let v: BuddyActionView = client
             .post(&format!("buddies/{buddy}/{action}"), &body)
             .await?;
         out.object(&v, || format!("{action}: done"))
@@ -227,9 +239,7 @@ async fn buddy(client: &ApiClient, out: &Out, cmd: BuddyCmd) -> Result<()> {
     match cmd {
         BuddyCmd::Add { id, name } => {
             roost::identity::parse_id(&id)?;
-            let row: BuddyRow = client
-                .post("buddies", &json!({ "id": id, "name": name }))
-                .await?;
+            let row: BuddyRow = client.post("buddies", &AddBuddy { id, name }).await?;
             out.object(&row, || {
                 format!("added {} as {}", field(&row.id), field(&row.name))
             })
@@ -259,12 +269,14 @@ async fn buddy(client: &ApiClient, out: &Out, cmd: BuddyCmd) -> Result<()> {
                 format!("{id} wants to be your buddy: roost buddy add {id}")
             })
         }
-        BuddyCmd::Remove { buddy } => action(buddy, "remove", json!({})).await,
-        BuddyCmd::Rename { buddy, name } => action(buddy, "rename", json!({ "name": name })).await,
-        BuddyCmd::Hide { buddy } => action(buddy, "hide", json!({})).await,
-        BuddyCmd::Show { buddy } => action(buddy, "show", json!({})).await,
-        BuddyCmd::Block { buddy } => action(buddy, "block", json!({})).await,
-        BuddyCmd::Unblock { buddy } => action(buddy, "unblock", json!({})).await,
+        BuddyCmd::Remove { buddy } => action(buddy, "remove", BuddyAction::default()).await,
+        BuddyCmd::Rename { buddy, name } => {
+            action(buddy, "rename", BuddyAction { name: Some(name) }).await
+        }
+        BuddyCmd::Hide { buddy } => action(buddy, "hide", BuddyAction::default()).await,
+        BuddyCmd::Show { buddy } => action(buddy, "show", BuddyAction::default()).await,
+        BuddyCmd::Block { buddy } => action(buddy, "block", BuddyAction::default()).await,
+        BuddyCmd::Unblock { buddy } => action(buddy, "unblock", BuddyAction::default()).await,
     }
 }
 
