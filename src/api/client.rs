@@ -124,11 +124,23 @@ impl ApiClient {
 
     /// Opens the event stream. Once this returns, the daemon is already
     /// collecting events for it, so a client can list what exists *after*
-    /// opening and miss nothing in between.
-    pub async fn events(&self) -> Result<EventStream, ClientError> {
-        let resp = self.request(Method::GET, "events", None).await?;
-        if !resp.status().is_success() {
-            return Err(ClientError::Api(format!("HTTP {}", resp.status())));
+    /// opening and miss nothing in between. With `from` (a name or an ID,
+    /// resolved by the daemon), only the events about that peer.
+    pub async fn events(&self, from: Option<&str>) -> Result<EventStream, ClientError> {
+        let path = match from {
+            Some(f) => format!("events?from={f}"),
+            None => "events".to_string(),
+        };
+        let resp = self.request(Method::GET, &path, None).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(ClientError::Api(error_message(status, &body)));
         }
         let body = resp.into_body().into_data_stream().map(|chunk| {
             chunk

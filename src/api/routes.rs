@@ -297,18 +297,34 @@ async fn presence_of_buddies(State(s): State<AppState>) -> ApiResult<Vec<BuddyRo
     ))
 }
 
-/// Server-sent events: one `data:` line of JSON ([`EventView`]) per event.
+#[derive(Deserialize)]
+struct EventsQuery {
+    from: Option<String>,
+}
+
+/// Server-sent events: one `data:` line of JSON ([`EventView`]) per event;
+/// with `?from=`, only the events about that peer (a name resolves here,
+/// by the same rule as everywhere else).
 async fn events(
     State(s): State<AppState>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    Query(q): Query<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let only = match q.from {
+        Some(f) => Some(s.node.resolve(&f).await?.to_string()),
+        None => None,
+    };
     let rx = s.node.events();
     let me = s.node.peer_id().to_string();
-    let stream = futures::stream::unfold((rx, me), |(mut rx, me)| async move {
+    let stream = futures::stream::unfold((rx, me, only), |(mut rx, me, only)| async move {
         loop {
             match rx.recv().await {
                 Ok(e) => {
-                    let data = serde_json::to_string(&EventView::new(&e, &me)).unwrap_or_default();
-                    return Some((Ok(SseEvent::default().data(data)), (rx, me)));
+                    let view = EventView::new(&e, &me);
+                    if only.as_ref().is_some_and(|o| o != view.peer()) {
+                        continue;
+                    }
+                    let data = serde_json::to_string(&view).unwrap_or_default();
+                    return Some((Ok(SseEvent::default().data(data)), (rx, me, only)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!("event stream listener fell behind; {n} events skipped");
@@ -317,5 +333,5 @@ async fn events(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

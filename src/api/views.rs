@@ -237,6 +237,16 @@ pub enum EventView {
 }
 
 impl EventView {
+    /// The ID of the peer the event is about: the sender of a message, the
+    /// recipient of ours, the buddy whose presence changed, who added me.
+    pub fn peer(&self) -> &str {
+        match self {
+            Self::Message(m) => &m.peer,
+            Self::State { peer, .. } => peer,
+            Self::Presence { id, .. } | Self::BuddyRequest { id } => id,
+        }
+    }
+
     /// The view of a node event; `me` is our ID.
     pub fn new(e: &Event, me: &str) -> Self {
         match e {

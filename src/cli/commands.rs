@@ -136,9 +136,7 @@ async fn set_presence(client: &ApiClient, out: &Out, set: PresenceCmd) -> Result
         location,
         until,
     } = set;
-    if !["online", "away", "busy", "invisible"].contains(&state.as_str()) {
-        bail!("unknown presence state {state:?}: expected online, away, busy or invisible");
-    }
+    // The daemon knows the states and the limits; it answers what it refuses.
     let body = OwnPresence {
         status: state,
         note,
@@ -183,9 +181,10 @@ async fn send(
 
 async fn inbox(client: &ApiClient, out: &Out, follow: bool, from: Option<String>) -> Result<()> {
     // Open the event stream first, so nothing that arrives while we list
-    // the inbox is missed; skip what was already listed.
+    // the inbox is missed; skip what was already listed. The daemon
+    // resolves `from` and filters the stream.
     let mut events = if follow {
-        Some(client.events().await?)
+        Some(client.events(from.as_deref()).await?)
     } else {
         None
     };
@@ -201,13 +200,8 @@ async fn inbox(client: &ApiClient, out: &Out, follow: bool, from: Option<String>
     out.rows(&rows, show)?;
     if let Some(events) = events.as_mut() {
         let mut seen: std::collections::HashSet<String> = rows.into_iter().map(|m| m.id).collect();
-        let only = match &from {
-            Some(f) => Some(resolve_for_filter(client, f).await?),
-            None => None,
-        };
         while let Some(ev) = events.next().await? {
             if let EventView::Message(m) = ev
-                && only.as_ref().is_none_or(|o| *o == m.from)
                 && seen.insert(m.id.clone())
             {
                 out.rows(std::slice::from_ref(&m), show)?;
@@ -215,18 +209,6 @@ async fn inbox(client: &ApiClient, out: &Out, follow: bool, from: Option<String>
         }
     }
     Ok(())
-}
-
-/// The ID behind a name, for filtering the event stream locally.
-async fn resolve_for_filter(client: &ApiClient, name_or_id: &str) -> Result<String> {
-    if roost::identity::parse_id(name_or_id).is_ok() {
-        return Ok(name_or_id.to_string());
-    }
-    let rows: Vec<BuddyRow> = client.get("buddies").await?;
-    rows.into_iter()
-        .find(|b| b.name == name_or_id)
-        .map(|b| b.id)
-        .with_context(|| format!("no buddy is called {name_or_id:?}"))
 }
 
 async fn buddy(client: &ApiClient, out: &Out, cmd: BuddyCmd) -> Result<()> {
@@ -238,7 +220,6 @@ async fn buddy(client: &ApiClient, out: &Out, cmd: BuddyCmd) -> Result<()> {
     };
     match cmd {
         BuddyCmd::Add { id, name } => {
-            roost::identity::parse_id(&id)?;
             let row: BuddyRow = client.post("buddies", &AddBuddy { id, name }).await?;
             out.object(&row, || {
                 format!("added {} as {}", field(&row.id), field(&row.name))
