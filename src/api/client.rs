@@ -128,7 +128,7 @@ impl ApiClient {
     /// resolved by the daemon), only the events about that peer.
     pub async fn events(&self, from: Option<&str>) -> Result<EventStream, ClientError> {
         let path = match from {
-            Some(f) => format!("events?from={f}"),
+            Some(f) => format!("events?from={}", escape(f)),
             None => "events".to_string(),
         };
         let resp = self.request(Method::GET, &path, None).await?;
@@ -218,6 +218,22 @@ impl ApiClient {
     }
 }
 
+/// `s` percent-encoded for one path segment or query value: a buddy's
+/// name may hold spaces, `/`, `?`, `&` or `#`, which would otherwise break
+/// the request or change its meaning. Everything but RFC 3986's unreserved
+/// characters is encoded; the server's extractors decode it.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Our effective uid ([`crate::os::effective_uid`]); a process that
 /// cannot tell trusts nothing.
 fn effective_uid() -> Result<u32, Distrust> {
@@ -285,6 +301,16 @@ impl EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_keeps_unreserved_and_encodes_the_rest() {
+        assert_eq!(escape("bob-1.x_y~"), "bob-1.x_y~");
+        assert_eq!(
+            escape("my friend/a?b&c#d%"),
+            "my%20friend%2Fa%3Fb%26c%23d%25"
+        );
+        assert_eq!(escape("é"), "%C3%A9");
+    }
 
     #[test]
     fn only_a_peer_running_as_us_is_trusted() {

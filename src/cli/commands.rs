@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
-use roost::api::client::ApiClient;
+use roost::api::client::{ApiClient, escape};
 use roost::api::terminal::printable_line as field;
 use roost::api::{
     AddBuddy, BuddyAction, BuddyActionView, BuddyRow, Empty, EventView, IdView, MessageView,
@@ -40,14 +40,18 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         } => send(&api()?, &out, to, text, content_type, file).await,
         Cmd::Inbox { follow, from } => inbox(&api()?, &out, follow, from).await,
         Cmd::Log { peer, limit } => {
-            let rows: Vec<MessageView> = api()?.get(&format!("log/{peer}?limit={limit}")).await?;
+            let rows: Vec<MessageView> = api()?
+                .get(&format!("log/{}?limit={limit}", escape(&peer)))
+                .await?;
             out.rows(&rows, |m| {
                 let arrow = if m.direction == "in" { "<" } else { ">" };
                 format!("{arrow} {:<9} {}", field(&m.state), indented(&m.text))
             })
         }
         Cmd::Read { peer } => {
-            let v: ReadView = api()?.post(&format!("read/{peer}"), &Empty {}).await?;
+            let v: ReadView = api()?
+                .post(&format!("read/{}", escape(&peer)), &Empty {})
+                .await?;
             out.object(&v, || format!("{} marked read", v.read))
         }
         Cmd::Demo => {
@@ -189,7 +193,7 @@ async fn inbox(client: &ApiClient, out: &Out, follow: bool, from: Option<String>
         None
     };
     let path = match &from {
-        Some(f) => format!("inbox?from={f}"),
+        Some(f) => format!("inbox?from={}", escape(f)),
         None => "inbox".to_string(),
     };
     let rows: Vec<MessageView> = client.get(&path).await?;
@@ -214,7 +218,7 @@ async fn inbox(client: &ApiClient, out: &Out, follow: bool, from: Option<String>
 async fn buddy(client: &ApiClient, out: &Out, cmd: BuddyCmd) -> Result<()> {
     let action = |buddy: String, action: &'static str, body: BuddyAction| async move {
         let v: BuddyActionView = client
-            .post(&format!("buddies/{buddy}/{action}"), &body)
+            .post(&format!("buddies/{}/{action}", escape(&buddy)), &body)
             .await?;
         out.object(&v, || format!("{action}: done"))
     };
