@@ -6,13 +6,12 @@
 //! so finding a buddy needs nothing but that ID.
 //!
 //! Start at [`node::Node::start`]; it returns a [`node::NodeHandle`] that the
-//! daemon, the local API, tests and the demo all use.
+//! daemon, the local API, tests and the demo (in the binary) all use.
 
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod crypto;
-pub mod demo;
 pub mod identity;
 pub mod net;
 pub mod node;

@@ -17,6 +17,7 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1;
 use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{API_SOCKET, EventView};
@@ -110,11 +111,12 @@ impl ApiClient {
         self.call(Method::GET, path, None).await
     }
 
-    /// `POST /api/v1/<path>` with a JSON body.
+    /// `POST /api/v1/<path>` with a JSON body: one of the types in
+    /// [`super::requests`], so the body is the shape the server extracts.
     pub async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &serde_json::Value,
+        body: &(impl Serialize + ?Sized),
     ) -> Result<T, ClientError> {
         let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Http(e.to_string()))?;
         self.call(Method::POST, path, Some(bytes)).await
@@ -122,11 +124,23 @@ impl ApiClient {
 
     /// Opens the event stream. Once this returns, the daemon is already
     /// collecting events for it, so a client can list what exists *after*
-    /// opening and miss nothing in between.
-    pub async fn events(&self) -> Result<EventStream, ClientError> {
-        let resp = self.request(Method::GET, "events", None).await?;
-        if !resp.status().is_success() {
-            return Err(ClientError::Api(format!("HTTP {}", resp.status())));
+    /// opening and miss nothing in between. With `from` (a name or an ID,
+    /// resolved by the daemon), only the events about that peer.
+    pub async fn events(&self, from: Option<&str>) -> Result<EventStream, ClientError> {
+        let path = match from {
+            Some(f) => format!("events?from={}", escape(f)),
+            None => "events".to_string(),
+        };
+        let resp = self.request(Method::GET, &path, None).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(ClientError::Api(error_message(status, &body)));
         }
         let body = resp.into_body().into_data_stream().map(|chunk| {
             chunk
@@ -204,6 +218,22 @@ impl ApiClient {
     }
 }
 
+/// `s` percent-encoded for one path segment or query value: a buddy's
+/// name may hold spaces, `/`, `?`, `&` or `#`, which would otherwise break
+/// the request or change its meaning. Everything but RFC 3986's unreserved
+/// characters is encoded; the server's extractors decode it.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Our effective uid ([`crate::os::effective_uid`]); a process that
 /// cannot tell trusts nothing.
 fn effective_uid() -> Result<u32, Distrust> {
@@ -271,6 +301,16 @@ impl EventStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_keeps_unreserved_and_encodes_the_rest() {
+        assert_eq!(escape("bob-1.x_y~"), "bob-1.x_y~");
+        assert_eq!(
+            escape("my friend/a?b&c#d%"),
+            "my%20friend%2Fa%3Fb%26c%23d%25"
+        );
+        assert_eq!(escape("é"), "%C3%A9");
+    }
 
     #[test]
     fn only_a_peer_running_as_us_is_trusted() {

@@ -13,6 +13,7 @@
 //!   process that bound the same port after a crash; docs/api.md says so.
 
 pub mod client;
+pub mod requests;
 mod routes;
 pub mod terminal;
 pub mod views;
@@ -29,6 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
+pub use requests::*;
 pub use views::*;
 
 use crate::node::{NodeError, NodeHandle};

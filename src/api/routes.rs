@@ -13,6 +13,7 @@ use futures::Stream;
 use libp2p::PeerId;
 use serde::Deserialize;
 
+use super::requests::*;
 use super::views::*;
 use super::{ApiError, AppState};
 use crate::node::{BuddyChange, Content, Own, OwnStatus};
@@ -145,13 +146,10 @@ async fn inbox(
     ))
 }
 
-async fn mark_read(
-    State(s): State<AppState>,
-    Path(peer): Path<String>,
-) -> ApiResult<serde_json::Value> {
+async fn mark_read(State(s): State<AppState>, Path(peer): Path<String>) -> ApiResult<ReadView> {
     let peer = s.node.resolve(&peer).await?;
-    let n = s.node.mark_read(peer).await?;
-    Ok(Json(serde_json::json!({ "read": n })))
+    let read = s.node.mark_read(peer).await?;
+    Ok(Json(ReadView { read }))
 }
 
 async fn buddies(State(s): State<AppState>) -> ApiResult<Vec<BuddyRow>> {
@@ -189,16 +187,11 @@ async fn buddy_row(s: &AppState, peer: PeerId) -> ApiResult<BuddyRow> {
         })
 }
 
-#[derive(Deserialize, Default)]
-struct ActionBody {
-    name: Option<String>,
-}
-
 async fn buddy_action(
     State(s): State<AppState>,
     Path((peer, action)): Path<(String, String)>,
-    body: Option<Json<ActionBody>>,
-) -> ApiResult<serde_json::Value> {
+    body: Option<Json<BuddyAction>>,
+) -> ApiResult<BuddyActionView> {
     let peer = s.node.resolve(&peer).await?;
     let on_list = s.node.buddies().await?.iter().any(|b| b.peer == peer);
     let change = match action.as_str() {
@@ -229,9 +222,10 @@ async fn buddy_action(
         ));
     }
     s.node.change_buddy(peer, change).await?;
-    Ok(Json(
-        serde_json::json!({ "id": peer.to_string(), "done": action }),
-    ))
+    Ok(Json(BuddyActionView {
+        done: action,
+        id: peer.to_string(),
+    }))
 }
 
 async fn requests(State(s): State<AppState>) -> ApiResult<Vec<RequestRow>> {
@@ -303,18 +297,34 @@ async fn presence_of_buddies(State(s): State<AppState>) -> ApiResult<Vec<BuddyRo
     ))
 }
 
-/// Server-sent events: one `data:` line of JSON ([`EventView`]) per event.
+#[derive(Deserialize)]
+struct EventsQuery {
+    from: Option<String>,
+}
+
+/// Server-sent events: one `data:` line of JSON ([`EventView`]) per event;
+/// with `?from=`, only the events about that peer (a name resolves here,
+/// by the same rule as everywhere else).
 async fn events(
     State(s): State<AppState>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    Query(q): Query<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let only = match q.from {
+        Some(f) => Some(s.node.resolve(&f).await?.to_string()),
+        None => None,
+    };
     let rx = s.node.events();
     let me = s.node.peer_id().to_string();
-    let stream = futures::stream::unfold((rx, me), |(mut rx, me)| async move {
+    let stream = futures::stream::unfold((rx, me, only), |(mut rx, me, only)| async move {
         loop {
             match rx.recv().await {
                 Ok(e) => {
-                    let data = serde_json::to_string(&EventView::new(&e, &me)).unwrap_or_default();
-                    return Some((Ok(SseEvent::default().data(data)), (rx, me)));
+                    let view = EventView::new(&e, &me);
+                    if only.as_ref().is_some_and(|o| o != view.peer()) {
+                        continue;
+                    }
+                    let data = serde_json::to_string(&view).unwrap_or_default();
+                    return Some((Ok(SseEvent::default().data(data)), (rx, me, only)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!("event stream listener fell behind; {n} events skipped");
@@ -323,5 +333,5 @@ async fn events(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

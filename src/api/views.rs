@@ -1,5 +1,6 @@
-//! The JSON shapes of the local API (and so of `roost --json`). These are a
-//! contract for scripts: fields are only ever added.
+//! The JSON shapes of the local API's answers (and so of `roost --json`).
+//! These are a contract for scripts: fields are only ever added. The bodies
+//! clients send are in [`super::requests`].
 
 use serde::{Deserialize, Serialize};
 
@@ -46,25 +47,6 @@ pub struct StatusView {
     pub buddies: usize,
 }
 
-/// `POST /api/v1/send` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SendRequest {
-    /// Recipient: a buddy's name or an ID.
-    pub to: String,
-    /// The body as text.
-    #[serde(default)]
-    pub text: Option<String>,
-    /// The body as hex, for binary content types.
-    #[serde(default)]
-    pub hex: Option<String>,
-    /// MIME type (default `text/plain`).
-    #[serde(default)]
-    pub content_type: Option<String>,
-    /// Optional subject.
-    #[serde(default)]
-    pub subject: Option<String>,
-}
-
 /// `POST /api/v1/send` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SendView {
@@ -72,6 +54,23 @@ pub struct SendView {
     pub id: String,
     /// Its state (`queued` right after sending).
     pub state: String,
+}
+
+/// `POST /api/v1/read/{peer}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadView {
+    /// How many messages were marked read.
+    pub read: usize,
+}
+
+/// `POST /api/v1/buddies/{peer}/{action}` answer. The fields are in
+/// alphabetical order, the order the JSON has always had.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuddyActionView {
+    /// The action done: remove | rename | hide | show | block | unblock.
+    pub done: String,
+    /// The buddy's ID.
+    pub id: String,
 }
 
 /// A message as the API shows it.
@@ -187,16 +186,6 @@ impl From<&BuddyRequest> for RequestRow {
     }
 }
 
-/// `POST /api/v1/buddies` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AddBuddy {
-    /// The ID to add.
-    pub id: String,
-    /// My name for it (default: the start of the ID).
-    #[serde(default)]
-    pub name: Option<String>,
-}
-
 /// My presence (`GET`/`POST /api/v1/presence`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OwnPresence {
@@ -248,6 +237,16 @@ pub enum EventView {
 }
 
 impl EventView {
+    /// The ID of the peer the event is about: the sender of a message, the
+    /// recipient of ours, the buddy whose presence changed, who added me.
+    pub fn peer(&self) -> &str {
+        match self {
+            Self::Message(m) => &m.peer,
+            Self::State { peer, .. } => peer,
+            Self::Presence { id, .. } | Self::BuddyRequest { id } => id,
+        }
+    }
+
     /// The view of a node event; `me` is our ID.
     pub fn new(e: &Event, me: &str) -> Self {
         match e {

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId};
 
-use crate::node::{BuddyChange, Content, Event, Own, OwnStatus};
-use crate::store::MessageState;
-use crate::wire::presence::Status;
-use crate::{Config, Identity, Node, NodeHandle};
+use roost::node::{BuddyChange, Content, Event, Own, OwnStatus};
+use roost::store::MessageState;
+use roost::wire::presence::Status;
+use roost::{Config, Identity, Node, NodeHandle};
 
 /// How long any one step may take.
 const STEP: Duration = Duration::from_secs(20);
@@ -104,12 +104,55 @@ pub async fn run(mut say: impl FnMut(&str)) -> Result<(), DemoError> {
     result
 }
 
+/// The nodes of the story: plain ones, the people, and Jack's identity
+/// (his node starts in step 7).
+struct Cast {
+    plain: Vec<NodeHandle>,
+    people: Vec<Person>,
+    jack_id: Identity,
+    boot: Vec<Multiaddr>,
+}
+
+impl Cast {
+    /// Alex, Alice, Bob and Oscar.
+    fn four(&self) -> (&NodeHandle, &NodeHandle, &NodeHandle, &NodeHandle) {
+        (
+            &self.people[0].node,
+            &self.people[1].node,
+            &self.people[2].node,
+            &self.people[3].node,
+        )
+    }
+
+    /// Every running node but Jack's.
+    fn nodes(&self) -> impl Iterator<Item = &NodeHandle> {
+        self.plain.iter().chain(self.people.iter().map(|p| &p.node))
+    }
+}
+
 async fn story(root: &std::path::Path, say: &mut impl FnMut(&str)) -> Result<(), DemoError> {
     say("roost demo: a peer-to-peer messenger, no server in the middle.\n");
     say(
         "1. Starting a small network on 127.0.0.1: three plain nodes, then Alex, Alice, Bob and Oscar.",
     );
     say("   Jack has an identity, but his node is off.");
+    let cast = start_cast(root, say).await?;
+    discovery(&cast, say).await?;
+    buddies(&cast, say).await?;
+    hide_from_one(&cast, say).await?;
+    presence_push(&cast, say).await?;
+    direct_message(&cast, say).await?;
+    let jack = store_and_forward(root, &cast, say).await?;
+    say("\n8. Everyone leaves cleanly (each node leaves an \"offline\" locator record).");
+    for n in cast.nodes().chain([&jack]) {
+        n.shutdown().await.map_err(|e| fail("shutdown", e))?;
+    }
+    say("\nAll steps passed.");
+    Ok(())
+}
+
+/// Step 1: the network and the people on it.
+async fn start_cast(root: &std::path::Path, say: &mut impl FnMut(&str)) -> Result<Cast, DemoError> {
     let seed = start(
         root,
         "node0",
@@ -135,17 +178,21 @@ async fn story(root: &std::path::Path, say: &mut impl FnMut(&str)) -> Result<(),
         });
     }
     let jack_id = Identity::generate().map_err(|e| fail("start nodes", e))?;
-    let (alex, alice, bob, oscar) = (
-        &people[0].node,
-        &people[1].node,
-        &people[2].node,
-        &people[3].node,
-    );
     for p in &people {
         say(&format!("   {:<6} {}", p.name, p.node.peer_id()));
     }
     say(&format!("   jack   {} (offline)", jack_id.peer_id()));
+    Ok(Cast {
+        plain: all,
+        people,
+        jack_id,
+        boot,
+    })
+}
 
+/// Step 2: finding Bob by his key alone.
+async fn discovery(cast: &Cast, say: &mut impl FnMut(&str)) -> Result<(), DemoError> {
+    let (_, alice, bob, _) = cast.four();
     say(
         "\n2. Discovery by key: Alice knows only Bob's ID and finds his signed locator record in the DHT.",
     );
@@ -160,7 +207,12 @@ async fn story(root: &std::path::Path, say: &mut impl FnMut(&str)) -> Result<(),
         ms(t.elapsed()),
         loc.seq
     ));
+    Ok(())
+}
 
+/// Step 3: buddy lists, and presence seen through them.
+async fn buddies(cast: &Cast, say: &mut impl FnMut(&str)) -> Result<(), DemoError> {
+    let (alex, alice, bob, oscar) = cast.four();
     say("\n3. Buddies: adding a key is the permission to see my presence.");
     let add = |who: &NodeHandle, whom: &NodeHandle, name: &str| {
         let (who, peer, name) = (who.clone(), whom.peer_id(), name.to_string());
@@ -173,7 +225,7 @@ async fn story(root: &std::path::Path, say: &mut impl FnMut(&str)) -> Result<(),
     add(alice, bob, "bob").await?;
     add(alice, oscar, "oscar").await?;
     alice
-        .add_buddy(jack_id.peer_id(), "jack".into())
+        .add_buddy(cast.jack_id.peer_id(), "jack".into())
         .await
         .map_err(|e| fail("buddies", e))?;
     add(bob, alice, "alice").await?;
@@ -196,10 +248,15 @@ async fn story(root: &std::path::Path, say: &mut impl FnMut(&str)) -> Result<(),
             b.presence.status.as_str()
         ));
     }
-    if status_of(alice, jack_id.peer_id()).await != Status::Offline {
+    if status_of(alice, cast.jack_id.peer_id()).await != Status::Offline {
         return Err(fail("presence", "Jack should be offline"));
     }
+    Ok(())
+}
 
+/// Step 4: Oscar hidden from Alex only.
+async fn hide_from_one(cast: &Cast, say: &mut impl FnMut(&str)) -> Result<(), DemoError> {
+    let (alex, alice, _, oscar) = cast.four();
     say("\n4. Oscar hides his state from Alex (Alice still sees it).");
     wait("hide from one buddy", || async {
         (status_of(alex, oscar.peer_id()).await == Status::Online).then_some(())
@@ -221,7 +278,12 @@ async fn story(root: &std::path::Path, say: &mut impl FnMut(&str)) -> Result<(),
         ));
     }
     say("   Alex sees Oscar: offline.   Alice sees Oscar: online.");
+    Ok(())
+}
 
+/// Step 5: a presence change pushed to a buddy.
+async fn presence_push(cast: &Cast, say: &mut impl FnMut(&str)) -> Result<(), DemoError> {
+    let (_, alice, bob, _) = cast.four();
     say("\n5. Presence is pushed: Bob goes to lunch; Alice is notified, nobody polls.");
     let mut events = alice.events();
     let t = Instant::now();
@@ -253,7 +315,12 @@ async fn story(root: &std::path::Path, say: &mut impl FnMut(&str)) -> Result<(),
         info.note.unwrap_or_default(),
         ms(t.elapsed())
     ));
+    Ok(())
+}
 
+/// Step 6: a message to a buddy who is online.
+async fn direct_message(cast: &Cast, say: &mut impl FnMut(&str)) -> Result<(), DemoError> {
+    let (_, alice, bob, _) = cast.four();
     say(
         "\n6. A direct MESSAGE: Alice → Bob, sealed end to end; \"delivered\" = stored by Bob's node.",
     );
@@ -278,32 +345,42 @@ async fn story(root: &std::path::Path, say: &mut impl FnMut(&str)) -> Result<(),
         "   Bob's inbox: \"{text}\" — delivered in {}",
         ms(t.elapsed())
     ));
+    Ok(())
+}
 
+/// Step 7: a message to Jack while he is offline, taken from his
+/// mailboxes when he starts; returns Jack's node.
+async fn store_and_forward(
+    root: &std::path::Path,
+    cast: &Cast,
+    say: &mut impl FnMut(&str),
+) -> Result<NodeHandle, DemoError> {
+    let (_, alice, _, _) = cast.four();
     say("\n7. Store and forward: Alice → Jack while Jack is offline.");
     let id = alice
         .send(
-            jack_id.peer_id(),
+            cast.jack_id.peer_id(),
             Content::text("Jack, call me when you are back"),
         )
         .await
         .map_err(|e| fail("store and forward", e))?;
     wait("store and forward", || async {
-        let conv = alice.conversation(jack_id.peer_id(), 10).await.ok()?;
+        let conv = alice.conversation(cast.jack_id.peer_id(), 10).await.ok()?;
         conv.iter()
             .any(|m| m.id == id && m.state == MessageState::Stored)
             .then_some(())
     })
     .await?;
     let mut holders = 0;
-    for n in all.iter().chain(people.iter().map(|p| &p.node)) {
-        holders += usize::from(n.held_for(jack_id.peer_id()).await.unwrap_or(0) > 0);
+    for n in cast.nodes() {
+        holders += usize::from(n.held_for(cast.jack_id.peer_id()).await.unwrap_or(0) > 0);
     }
     say(&format!(
         "   direct delivery failed; the sealed envelope waits on {holders} peers near Jack's mailbox key (state: stored)."
     ));
     say("   Jack's node starts...");
     let t = Instant::now();
-    let jack = start(root, "jack", &jack_id, &boot).await?;
+    let jack = start(root, "jack", &cast.jack_id, &cast.boot).await?;
     wait("store and forward", || async {
         let conv = jack.conversation(alice.peer_id(), 10).await.ok()?;
         conv.iter().any(|m| m.id == id).then_some(())
@@ -314,7 +391,7 @@ async fn story(root: &std::path::Path, say: &mut impl FnMut(&str)) -> Result<(),
         ms(t.elapsed())
     ));
     wait("store and forward", || async {
-        let conv = alice.conversation(jack_id.peer_id(), 10).await.ok()?;
+        let conv = alice.conversation(cast.jack_id.peer_id(), 10).await.ok()?;
         conv.iter()
             .any(|m| m.id == id && m.state == MessageState::Delivered)
             .then_some(())
@@ -322,14 +399,5 @@ async fn story(root: &std::path::Path, say: &mut impl FnMut(&str)) -> Result<(),
     .await?;
     say("   Jack's node sent a delivery receipt: Alice sees the message delivered.");
 
-    say("\n8. Everyone leaves cleanly (each node leaves an \"offline\" locator record).");
-    for n in all
-        .iter()
-        .chain(people.iter().map(|p| &p.node))
-        .chain([&jack])
-    {
-        n.shutdown().await.map_err(|e| fail("shutdown", e))?;
-    }
-    say("\nAll steps passed.");
-    Ok(())
+    Ok(jack)
 }
