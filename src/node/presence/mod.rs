@@ -5,9 +5,15 @@
 //! buddies' states and my subscriptions to them). [`service`] is the one
 //! task that drives them with the network and the buddy list.
 
+use std::time::Duration;
+
 mod publisher;
 pub mod service;
+mod watcher;
 
-pub use publisher::{
-    Own, OwnStatus, Permission, Publisher, RETRY_MAX, RETRY_MIN, SUBSCRIPTION, Watcher,
-};
+pub use crate::wire::presence::{Own, OwnStatus};
+pub use publisher::{Permission, Publisher};
+pub use watcher::{RETRY_MAX, RETRY_MIN, Watcher};
+
+/// How long a subscription lasts before it must be renewed.
+pub const SUBSCRIPTION: Duration = Duration::from_secs(600);
