@@ -10,12 +10,15 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 
 use super::SUBSCRIPTION;
+use crate::backoff::{Backoff, Jitter};
 use crate::wire::presence::PresenceInfo;
 
-/// First retry delay for a buddy we cannot reach.
+/// First retry delay for a buddy we cannot reach (nominal, before jitter).
 pub const RETRY_MIN: Duration = Duration::from_secs(5);
 /// Longest retry delay.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
+/// When to subscribe again to a buddy we could not reach.
+pub const RETRY: Backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sub {
@@ -35,12 +38,23 @@ struct Watched {
 #[derive(Debug, Default)]
 pub struct Watcher {
     buddies: HashMap<PeerId, Watched>,
+    /// Spreads the retries of buddies that failed together.
+    jitter: Jitter,
 }
 
 impl Watcher {
-    /// No buddies yet.
+    /// No buddies yet; retries jittered by numbers from the OS.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No buddies yet; retries jittered by `jitter`: seeded, the same
+    /// schedule every run (the simulator).
+    pub fn with_jitter(jitter: Jitter) -> Self {
+        Self {
+            jitter,
+            ..Self::default()
+        }
     }
 
     /// Starts watching `peer` (subscribe at once).
@@ -102,9 +116,7 @@ impl Watcher {
     /// we try again with backoff.
     pub fn failed(&mut self, peer: &PeerId, now: Instant) -> Option<PresenceInfo> {
         let w = self.buddies.get_mut(peer)?;
-        let delay = RETRY_MIN
-            .saturating_mul(1 << w.failures.min(10))
-            .min(RETRY_MAX);
+        let delay = RETRY.next_delay(w.failures, self.jitter.next_u64());
         w.failures = w.failures.saturating_add(1);
         w.sub = Sub::Idle {
             retry_at: now + delay,
@@ -167,6 +179,34 @@ mod tests {
     use super::*;
     use crate::wire::presence::Status;
 
+    /// Whether `delay` is `nominal` moved by the backoff's jitter (±20 %).
+    fn within_jitter(delay: Duration, nominal: Duration) -> bool {
+        delay >= nominal * 4 / 5 && delay <= nominal * 6 / 5
+    }
+
+    #[test]
+    fn buddies_that_fail_together_are_retried_apart() {
+        let t0 = Instant::now();
+        let mut w = Watcher::with_jitter(Jitter::seeded(5));
+        let buddies: Vec<PeerId> = (0..20).map(|_| PeerId::random()).collect();
+        for b in &buddies {
+            w.add(*b, t0);
+        }
+        assert_eq!(w.due(t0).len(), 20);
+        for b in &buddies {
+            w.failed(b, t0);
+        }
+        let mut at = std::collections::BTreeSet::new();
+        let mut retried = 0;
+        while let Some(next) = w.next_deadline() {
+            assert!(within_jitter(next - t0, RETRY_MIN), "{:?}", next - t0);
+            at.insert(next);
+            retried += w.due(next).len();
+        }
+        assert_eq!(retried, 20);
+        assert!(at.len() > 15, "{} distinct retry times of 20", at.len());
+    }
+
     #[test]
     fn watcher_subscribes_renews_backs_off_and_reacts_to_connections() {
         let t0 = Instant::now();
@@ -185,10 +225,13 @@ mod tests {
 
         // Unreachable: offline, then retries back off.
         assert_eq!(w.failed(&bob, t0), Some(PresenceInfo::offline()));
-        assert_eq!(w.next_deadline(), Some(t0 + RETRY_MIN));
-        w.due(t0 + RETRY_MIN);
+        let first = w.next_deadline().expect("a retry") - t0;
+        assert!(within_jitter(first, RETRY_MIN), "{first:?}");
+        assert!(w.due(t0 + first - Duration::from_millis(1)).is_empty());
+        assert_eq!(w.due(t0 + first), vec![bob]);
         w.failed(&bob, t0);
-        assert_eq!(w.next_deadline(), Some(t0 + 2 * RETRY_MIN));
+        let second = w.next_deadline().expect("a retry") - t0;
+        assert!(within_jitter(second, 2 * RETRY_MIN), "{second:?}");
         // Seen again: retry now.
         w.connected(&bob, t0 + Duration::from_secs(1));
         assert_eq!(w.due(t0 + Duration::from_secs(1)), vec![bob]);
