@@ -48,15 +48,6 @@ impl Watcher {
         Self::default()
     }
 
-    /// No buddies yet; retries jittered by `jitter`: seeded, the same
-    /// schedule every run (the simulator).
-    pub fn with_jitter(jitter: Jitter) -> Self {
-        Self {
-            jitter,
-            ..Self::default()
-        }
-    }
-
     /// Starts watching `peer` (subscribe at once).
     pub fn add(&mut self, peer: PeerId, now: Instant) {
         self.buddies.entry(peer).or_insert(Watched {
@@ -187,7 +178,10 @@ mod tests {
     #[test]
     fn buddies_that_fail_together_are_retried_apart() {
         let t0 = Instant::now();
-        let mut w = Watcher::with_jitter(Jitter::seeded(5));
+        let mut w = Watcher {
+            jitter: Jitter::seeded(5),
+            ..Watcher::default()
+        };
         let buddies: Vec<PeerId> = (0..20).map(|_| PeerId::random()).collect();
         for b in &buddies {
             w.add(*b, t0);
