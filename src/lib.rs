@@ -9,6 +9,7 @@
 //! daemon, the local API, tests and the demo (in the binary) all use.
 
 pub mod api;
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod crypto;

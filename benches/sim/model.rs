@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use libp2p::kad::KBucketKey;
+use roost::backoff::Jitter;
 use roost::net::record_handoff::should_hand_over;
 use roost::node::mailbox::{Handed, handoff, holders, quorum};
 use roost::node::outbox::Outbox;
@@ -581,7 +582,8 @@ pub fn offline_delivery(
     for (s, it) in &msgs {
         outboxes
             .entry(*s)
-            .or_default()
+            // Seeded, so the retries' jitter is the same every run.
+            .or_insert_with(|| Outbox::with_jitter(Jitter::seeded(*s as u64)))
             .enqueue(it.id, net.peers[it.recipient], t0);
         to_of.insert(it.id, (*s, it.recipient));
     }

@@ -8,7 +8,8 @@ pub mod mailbox;
 pub mod messenger;
 pub mod outbox;
 pub mod presence;
-pub mod presence_service;
+/// The presence task, by the path the messenger's requests name.
+pub use presence::service as presence_service;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,7 +4,8 @@
 //!
 //! A message is `Waiting` (with a due time) or `InFlight` (handed to a link,
 //! awaiting the recipient's ack). A failed attempt waits with exponential
-//! backoff (1 s doubling to 5 min); seeing the recipient's node again makes
+//! backoff ([`BACKOFF`]: 1 s doubling to 5 min, each delay ±20 % at
+//! random); seeing the recipient's node again makes
 //! all its messages due at once. Only the recipient takes a message out:
 //! its ack for an attempt in flight to it, or its receipt; acks and
 //! receipts naming the id from anyone else are ignored.
@@ -14,12 +15,15 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
+use crate::backoff::{Backoff, Jitter};
 use crate::wire::message::MessageId;
 
-/// First retry delay.
+/// First retry delay (nominal, before jitter).
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// When to retry a message after a failed attempt.
+pub const BACKOFF: Backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
 /// Retry interval of a message already deposited in mailboxes.
 pub const PARKED_RETRY: Duration = Duration::from_secs(1800);
 
@@ -52,12 +56,23 @@ pub struct Outbox {
     due: BTreeSet<(Instant, MessageId)>,
     /// Undelivered messages per recipient.
     by_peer: HashMap<PeerId, HashSet<MessageId>>,
+    /// Spreads the retries of messages that failed together.
+    jitter: Jitter,
 }
 
 impl Outbox {
-    /// An empty schedule.
+    /// An empty schedule, its retries jittered by numbers from the OS.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty schedule whose retries are jittered by `jitter`: seeded,
+    /// the same schedule every run (the simulator).
+    pub fn with_jitter(jitter: Jitter) -> Self {
+        Self {
+            jitter,
+            ..Self::default()
+        }
     }
 
     /// A new (or reloaded) message, due at once.
@@ -151,9 +166,7 @@ impl Outbox {
         let Some(item) = self.items.get_mut(id) else {
             return;
         };
-        let delay = BACKOFF_MIN
-            .saturating_mul(1u32 << item.failures.min(16))
-            .min(BACKOFF_MAX);
+        let delay = BACKOFF.next_delay(item.failures, self.jitter.next_u64());
         let at = if std::mem::take(&mut item.seen) {
             now
         } else {
@@ -230,6 +243,11 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    /// Whether `delay` is `nominal` moved by the backoff's jitter (±20 %).
+    fn within_jitter(delay: Duration, nominal: Duration) -> bool {
+        delay >= nominal * 4 / 5 && delay <= nominal * 6 / 5
+    }
+
     /// Two messages queued for one peer at `t0`.
     fn two_for(bob: PeerId, t0: Instant) -> (Outbox, MessageId, MessageId) {
         let mut o = Outbox::new();
@@ -272,7 +290,8 @@ mod tests {
         assert!(o.acked(&a, &bob));
         assert!(o.unavailable(&b, &bob, t0));
         assert_eq!(o.len(), 1);
-        assert_eq!(o.next_due(), Some(t0 + BACKOFF_MIN));
+        let due = o.next_due().expect("waiting again") - t0;
+        assert!(within_jitter(due, BACKOFF_MIN), "{due:?}");
         // Waiting again: no ack counts until it is sent again.
         assert!(!o.acked(&b, &bob));
         assert!(!o.acked(&a, &bob), "a second ack finds nothing");
@@ -308,12 +327,39 @@ mod tests {
             assert_eq!(o.take_due(now).len(), 1);
             o.failed(&id, now);
             let next = o.next_due().unwrap();
-            delays.push((next - now).as_secs());
+            delays.push(next - now);
             assert!(o.take_due(next - Duration::from_millis(1)).is_empty());
             now = next;
         }
-        assert_eq!(&delays[..5], &[1, 2, 4, 8, 16]);
-        assert_eq!(*delays.last().unwrap(), 300);
+        let nominal = [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300];
+        for (d, n) in delays.iter().zip(nominal) {
+            assert!(within_jitter(*d, Duration::from_secs(n)), "{d:?} for {n} s");
+            assert!(*d <= BACKOFF_MAX);
+        }
+    }
+
+    #[test]
+    fn messages_that_fail_together_retry_apart() {
+        let t0 = Instant::now();
+        let bob = PeerId::random();
+        let mut o = Outbox::with_jitter(Jitter::seeded(3));
+        let ids: Vec<MessageId> = (0..20).map(|_| MessageId::random()).collect();
+        for id in &ids {
+            o.enqueue(*id, bob, t0);
+        }
+        o.take_due(t0);
+        for id in &ids {
+            o.failed(id, t0);
+        }
+        let mut at = BTreeSet::new();
+        let mut retried = 0;
+        while let Some(next) = o.next_due() {
+            assert!(within_jitter(next - t0, BACKOFF_MIN), "{:?}", next - t0);
+            at.insert(next);
+            retried += o.take_due(next).values().map(Vec::len).sum::<usize>();
+        }
+        assert_eq!(retried, 20);
+        assert!(at.len() > 15, "{} distinct retry times of 20", at.len());
     }
 
     #[test]

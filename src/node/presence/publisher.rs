@@ -1,27 +1,16 @@
-//! Presence as two pure state machines (no I/O, injected clock), driven by
-//! the presence service:
-//!
-//! - [`Publisher`]: my own state (explicit, plus implicit auto-away), the
-//!   table of who subscribed to it, and what each of them may see. The
-//!   permission is checked for every subscriber on every notify, so hiding
-//!   from or removing a buddy takes effect at once.
-//! - [`Watcher`]: the state of each of my buddies as last pushed to me, and
-//!   when to (re)subscribe to each.
+//! My side of presence, a pure state machine (no I/O, injected clock):
+//! my own state (explicit, plus implicit auto-away), the table of who
+//! subscribed to it, and what each of them may see. The permission is
+//! checked for every subscriber on every notify, so hiding from or
+//! removing a buddy takes effect at once.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
-pub use crate::wire::presence::{Own, OwnStatus};
-use crate::wire::presence::{PresenceInfo, Status};
-
-/// How long a subscription lasts before it must be renewed.
-pub const SUBSCRIPTION: Duration = Duration::from_secs(600);
-/// First retry delay for a buddy we cannot reach.
-pub const RETRY_MIN: Duration = Duration::from_secs(5);
-/// Longest retry delay.
-pub const RETRY_MAX: Duration = Duration::from_secs(300);
+use super::SUBSCRIPTION;
+use crate::wire::presence::{Own, OwnStatus, PresenceInfo, Status};
 
 /// What a given watcher may see of me.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,151 +178,6 @@ impl Publisher {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sub {
-    Idle { retry_at: Instant },
-    Pending,
-    Active { renew_at: Instant },
-}
-
-#[derive(Debug, Clone)]
-struct Watched {
-    info: PresenceInfo,
-    sub: Sub,
-    failures: u32,
-}
-
-/// My buddies' states as pushed to me, and my subscriptions to them.
-#[derive(Debug, Default)]
-pub struct Watcher {
-    buddies: HashMap<PeerId, Watched>,
-}
-
-impl Watcher {
-    /// No buddies yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Starts watching `peer` (subscribe at once).
-    pub fn add(&mut self, peer: PeerId, now: Instant) {
-        self.buddies.entry(peer).or_insert(Watched {
-            info: PresenceInfo::offline(),
-            sub: Sub::Idle { retry_at: now },
-            failures: 0,
-        });
-    }
-
-    /// Stops watching `peer`.
-    pub fn remove(&mut self, peer: &PeerId) {
-        self.buddies.remove(peer);
-    }
-
-    /// Buddies to (re)subscribe to now; they become pending.
-    pub fn due(&mut self, now: Instant) -> Vec<PeerId> {
-        let mut out = Vec::new();
-        for (peer, w) in &mut self.buddies {
-            let due = match w.sub {
-                Sub::Idle { retry_at } => retry_at <= now,
-                Sub::Active { renew_at } => renew_at <= now,
-                Sub::Pending => false,
-            };
-            if due {
-                w.sub = Sub::Pending;
-                out.push(*peer);
-            }
-        }
-        out
-    }
-
-    fn set(&mut self, peer: &PeerId, info: PresenceInfo) -> Option<PresenceInfo> {
-        let w = self.buddies.get_mut(peer)?;
-        (w.info != info).then(|| {
-            w.info = info.clone();
-            info
-        })
-    }
-
-    /// The subscription was accepted with `info`; returns the new state if
-    /// it changed.
-    pub fn subscribed(
-        &mut self,
-        peer: &PeerId,
-        info: PresenceInfo,
-        now: Instant,
-    ) -> Option<PresenceInfo> {
-        let w = self.buddies.get_mut(peer)?;
-        w.sub = Sub::Active {
-            renew_at: now + SUBSCRIPTION / 2,
-        };
-        w.failures = 0;
-        self.set(peer, info)
-    }
-
-    /// The buddy could not be reached (or refused): it shows `offline`, and
-    /// we try again with backoff.
-    pub fn failed(&mut self, peer: &PeerId, now: Instant) -> Option<PresenceInfo> {
-        let w = self.buddies.get_mut(peer)?;
-        let delay = RETRY_MIN
-            .saturating_mul(1 << w.failures.min(10))
-            .min(RETRY_MAX);
-        w.failures = w.failures.saturating_add(1);
-        w.sub = Sub::Idle {
-            retry_at: now + delay,
-        };
-        self.set(peer, PresenceInfo::offline())
-    }
-
-    /// A NOTIFY arrived; ignored unless we watch that buddy.
-    pub fn notified(&mut self, peer: &PeerId, info: PresenceInfo) -> Option<PresenceInfo> {
-        self.set(peer, info)
-    }
-
-    /// Whether we watch `peer` (only then are its NOTIFYs accepted).
-    pub fn watches(&self, peer: &PeerId) -> bool {
-        self.buddies.contains_key(peer)
-    }
-
-    /// A connection to `peer` opened: if we are not subscribed, try now.
-    pub fn connected(&mut self, peer: &PeerId, now: Instant) {
-        if let Some(w) = self.buddies.get_mut(peer)
-            && matches!(w.sub, Sub::Idle { .. })
-        {
-            w.sub = Sub::Idle { retry_at: now };
-            w.failures = 0;
-        }
-    }
-
-    /// The last connection to `peer` closed: re-subscribe at once (which
-    /// re-dials); only if that fails does the buddy turn offline.
-    pub fn disconnected(&mut self, peer: &PeerId, now: Instant) {
-        if let Some(w) = self.buddies.get_mut(peer)
-            && matches!(w.sub, Sub::Active { .. })
-        {
-            w.sub = Sub::Idle { retry_at: now };
-        }
-    }
-
-    /// What we know of `peer`.
-    pub fn view(&self, peer: &PeerId) -> PresenceInfo {
-        self.buddies
-            .get(peer)
-            .map_or_else(PresenceInfo::offline, |w| w.info.clone())
-    }
-
-    /// When [`Self::due`] next has something.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.buddies
-            .values()
-            .filter_map(|w| match w.sub {
-                Sub::Idle { retry_at } => Some(retry_at),
-                Sub::Active { renew_at } => Some(renew_at),
-                Sub::Pending => None,
-            })
-            .min()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,35 +292,5 @@ mod tests {
         assert_eq!(p.next_deadline(), Some(t0 + SUBSCRIPTION));
         p.tick(t0 + SUBSCRIPTION);
         assert_eq!(p.subscriber_count(), 0);
-    }
-
-    #[test]
-    fn watcher_subscribes_renews_backs_off_and_reacts_to_connections() {
-        let t0 = Instant::now();
-        let mut w = Watcher::new();
-        let bob = PeerId::random();
-        w.add(bob, t0);
-        assert_eq!(w.due(t0), vec![bob]);
-        assert!(w.due(t0).is_empty(), "pending is not due again");
-        let online = PresenceInfo {
-            status: Status::Online,
-            ..PresenceInfo::offline()
-        };
-        assert_eq!(w.subscribed(&bob, online.clone(), t0), Some(online.clone()));
-        assert_eq!(w.next_deadline(), Some(t0 + SUBSCRIPTION / 2));
-        assert_eq!(w.due(t0 + SUBSCRIPTION / 2), vec![bob], "renewal");
-
-        // Unreachable: offline, then retries back off.
-        assert_eq!(w.failed(&bob, t0), Some(PresenceInfo::offline()));
-        assert_eq!(w.next_deadline(), Some(t0 + RETRY_MIN));
-        w.due(t0 + RETRY_MIN);
-        w.failed(&bob, t0);
-        assert_eq!(w.next_deadline(), Some(t0 + 2 * RETRY_MIN));
-        // Seen again: retry now.
-        w.connected(&bob, t0 + Duration::from_secs(1));
-        assert_eq!(w.due(t0 + Duration::from_secs(1)), vec![bob]);
-        // Notifies from strangers change nothing.
-        assert_eq!(w.notified(&PeerId::random(), online), None);
-        assert!(!w.watches(&PeerId::random()));
     }
 }

@@ -13,9 +13,9 @@ use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::warn;
 
-use super::Event;
-use super::presence::{Own, Permission, Publisher, SUBSCRIPTION, Watcher};
+use super::{Own, Permission, Publisher, SUBSCRIPTION, Watcher};
 use crate::net::{NetClient, NetEvent};
+use crate::node::Event;
 use crate::store::{Buddy, Store, StoreError};
 use crate::wire::presence::{PresenceInfo, PresenceRequest, PresenceResponse};
 
