@@ -36,6 +36,7 @@ use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
+mod accept;
 pub mod fetch;
 mod holder;
 mod link;
@@ -50,7 +51,6 @@ use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
 use crate::crypto::Sealer;
 use crate::net::{NetClient, NetEvent};
-use crate::node::content::from_the_future;
 use crate::store::{
     Direction, Filed, Flush, MessageState, Queue, QueueSender, Relation, Store, StoreError,
     StoredMessage,
@@ -60,6 +60,7 @@ use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
     ReceiptKind, RejectReason,
 };
+use accept::{Kind, Path, Take, Verdict};
 pub use link::ACK_TIMEOUT;
 use link::{LinkTx, connect};
 
@@ -748,30 +749,6 @@ impl Service {
     }
 }
 
-/// How a message we do not take now is refused: a message or buddy
-/// request from the future ([`from_the_future`]), or a stranger's message
-/// over the caps of
-/// [`MAX_REQUEST_MESSAGES_PER_STRANGER`](crate::store::MAX_REQUEST_MESSAGES_PER_STRANGER)
-/// and [`MAX_REQUEST_MESSAGES`](crate::store::MAX_REQUEST_MESSAGES). On a
-/// direct link, for now (`Unavailable`): the sender offers it again and it
-/// is taken once its time is near, or once the stranger is a buddy. From a
-/// mailbox, for good, so the holder lets go of it: a holder keeps what we
-/// leave and pages oldest first, so items we kept refusing would fill
-/// every fetch up to its item cap before any real mail. Nothing honest is
-/// lost: a sender deposits again every
-/// [`PARKED_RETRY`](crate::node::outbox::PARKED_RETRY) until a receipt
-/// comes, and the copy is taken once it is no longer refused. (The reason
-/// is the one for a field over its limit — `sent_at` over ours, a count
-/// over its cap. It never goes on the wire: a holder is told only the
-/// ids.)
-fn not_now(via_mailbox: bool) -> RejectReason {
-    if via_mailbox {
-        RejectReason::FieldTooLarge
-    } else {
-        RejectReason::Unavailable
-    }
-}
-
 /// Puts messages on an open link: each one's frame goes to the link's
 /// writer and its id to what the link has in flight. (A free function, so
 /// the service's link map can stay borrowed.)
@@ -804,6 +781,7 @@ fn store_incoming(
         Flush::Now,
         move |s| {
             let now = unix_ms();
+            let path = Path::of(via_mailbox);
             let mut acks: Vec<Ack> = Vec::with_capacity(items.len());
             let mut msgs = Vec::new();
             let mut slots = Vec::new();
@@ -828,56 +806,58 @@ fn store_incoming(
                     _ => s.relation(&from)?,
                 };
                 last = Some((from, relation));
-                let result = if relation == Relation::Blocked {
-                    AckResult::Rejected(RejectReason::Blocked)
-                } else {
-                    match inner.body {
-                        // Not taken until its time is near (content.rs): a
-                        // message or buddy request from the future.
-                        Body::Content { .. } | Body::BuddyRequest
-                            if from_the_future(inner.sent_at, now) =>
-                        {
-                            AckResult::Rejected(not_now(via_mailbox))
-                        }
+                let verdict =
+                    accept::decide(relation, Kind::of(&inner.body), inner.sent_at, now, path);
+                let result = match (verdict, inner.body) {
+                    (Verdict::Refuse(reason), _) => AckResult::Rejected(reason),
+                    (
+                        Verdict::Store { request },
                         Body::Content {
                             content_type,
                             subject,
                             data,
-                        } => {
-                            slots.push(acks.len());
-                            msgs.push(StoredMessage {
-                                id,
-                                peer: from.to_bytes(),
-                                direction: Direction::In,
-                                sent_at: inner.sent_at,
-                                stored_at: now,
-                                content_type,
-                                subject,
-                                data,
-                                state: MessageState::Unread,
-                                request: relation == Relation::Stranger,
-                            });
-                            AckResult::Accepted
-                        }
-                        Body::Receipt { kind, ids } => {
-                            receipts.push((from, kind, ids));
-                            AckResult::Accepted
-                        }
-                        // Taken once: a copy of an old request (replayed
-                        // by a holder) must not bring it back after it was
-                        // accepted and the buddy removed.
-                        Body::BuddyRequest => {
-                            if s.buddy_request_is_new(&from, inner.sent_at)? {
-                                if relation == Relation::Stranger && s.add_request(&from, now)? {
+                        },
+                    ) => {
+                        slots.push(acks.len());
+                        msgs.push(StoredMessage {
+                            id,
+                            peer: from.to_bytes(),
+                            direction: Direction::In,
+                            sent_at: inner.sent_at,
+                            stored_at: now,
+                            content_type,
+                            subject,
+                            data,
+                            state: MessageState::Unread,
+                            request,
+                        });
+                        AckResult::Accepted
+                    }
+                    (Verdict::ApplyReceipt, Body::Receipt { kind, ids }) => {
+                        receipts.push((from, kind, ids));
+                        AckResult::Accepted
+                    }
+                    (Verdict::BuddyRequest(requester), _) => {
+                        let is_new = s.buddy_request_is_new(&from, inner.sent_at)?;
+                        match accept::take_request(requester, is_new) {
+                            Take::Replayed => {}
+                            Take::File => {
+                                if s.add_request(&from, now)? {
                                     requests.push(from);
-                                }
-                                if relation == Relation::Buddy {
-                                    accepted.push(from);
                                 }
                                 s.note_buddy_request(&from, inner.sent_at)?;
                             }
-                            AckResult::Accepted
+                            Take::Accepted => {
+                                accepted.push(from);
+                                s.note_buddy_request(&from, inner.sent_at)?;
+                            }
                         }
+                        AckResult::Accepted
+                    }
+                    // `decide` stores only content and applies only
+                    // receipts: no other pair comes.
+                    (Verdict::Store { .. } | Verdict::ApplyReceipt, _) => {
+                        AckResult::Rejected(RejectReason::Malformed)
                     }
                 };
                 acks.push(Ack {
@@ -888,15 +868,11 @@ fn store_incoming(
             let filed = s.insert_incoming(&msgs)?;
             let (mut new_msgs, mut seen) = (Vec::new(), Vec::new());
             for ((slot, m), f) in slots.into_iter().zip(msgs).zip(filed) {
+                acks[slot].result = accept::settle(f, path);
                 match f {
                     Filed::New => new_msgs.push(m),
-                    Filed::Duplicate => {
-                        acks[slot].result = AckResult::Duplicate;
-                        seen.push(m);
-                    }
-                    // A stranger over its cap: refused as one from the
-                    // future is, so its sender keeps it.
-                    Filed::Full => acks[slot].result = AckResult::Rejected(not_now(via_mailbox)),
+                    Filed::Duplicate => seen.push(m),
+                    Filed::Full => {}
                 }
             }
             Ok((acks, new_msgs, seen, receipts, requests, accepted))
