@@ -20,7 +20,9 @@ use super::{
 };
 use crate::clock::unix_ms;
 use crate::crypto::Sealer;
-use crate::store::{Direction, Filed, Flush, MessageState, QueueSender, Relation, StoredMessage};
+use crate::store::{
+    Direction, Filed, Flush, MessageState, QueueSender, Relation, Store, StoreError, StoredMessage,
+};
 use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
     ReceiptKind, RejectReason,
@@ -97,142 +99,207 @@ pub(super) fn store_incoming(
     let (events, done) = (inbound.events.clone(), inbound.done.clone());
     inbound.queue.then(
         Flush::Now,
-        move |s| {
-            let now = unix_ms();
-            let path = Path::of(via_mailbox);
-            let mut acks: Vec<Ack> = Vec::with_capacity(items.len());
-            let mut msgs = Vec::new();
-            let mut slots = Vec::new();
-            let mut receipts = Vec::new();
-            let mut requests = Vec::new();
-            let mut accepted = Vec::new();
-            let mut last: Option<(PeerId, Relation)> = None;
-            for item in items {
-                let (id, from, inner) = match item {
-                    Ok(x) => x,
-                    Err((id, reason)) => {
-                        acks.push(Ack {
-                            id,
-                            result: AckResult::Rejected(reason),
-                        });
-                        continue;
-                    }
-                };
-                // A batch usually comes from one peer: look it up once.
-                let relation = match last {
-                    Some((p, r)) if p == from => r,
-                    _ => s.relation(&from)?,
-                };
-                last = Some((from, relation));
-                let verdict =
-                    accept::decide(relation, Kind::of(&inner.body), inner.sent_at, now, path);
-                let result = match (verdict, inner.body) {
-                    (Verdict::Refuse(reason), _) => AckResult::Rejected(reason),
-                    (
-                        Verdict::Store { request },
-                        Body::Content {
-                            content_type,
-                            subject,
-                            data,
-                        },
-                    ) => {
-                        slots.push(acks.len());
-                        msgs.push(StoredMessage {
-                            id,
-                            peer: from.to_bytes(),
-                            direction: Direction::In,
-                            sent_at: inner.sent_at,
-                            stored_at: now,
-                            content_type,
-                            subject,
-                            data,
-                            state: MessageState::Unread,
-                            request,
-                        });
-                        AckResult::Accepted
-                    }
-                    (Verdict::ApplyReceipt, Body::Receipt { kind, ids }) => {
-                        receipts.push((from, kind, ids));
-                        AckResult::Accepted
-                    }
-                    (Verdict::BuddyRequest(requester), _) => {
-                        let is_new = s.buddy_request_is_new(&from, inner.sent_at)?;
-                        match accept::take_request(requester, is_new) {
-                            Take::Replayed => {}
-                            Take::File => {
-                                if s.add_request(&from, now)? {
-                                    requests.push(from);
-                                }
-                                s.note_buddy_request(&from, inner.sent_at)?;
-                            }
-                            Take::Accepted => {
-                                accepted.push(from);
-                                s.note_buddy_request(&from, inner.sent_at)?;
-                            }
-                        }
-                        AckResult::Accepted
-                    }
-                    // `decide` stores only content and applies only
-                    // receipts: no other pair comes.
-                    (Verdict::Store { .. } | Verdict::ApplyReceipt, _) => {
-                        AckResult::Rejected(RejectReason::Malformed)
-                    }
-                };
-                acks.push(Ack {
-                    id: Some(id),
-                    result,
-                });
-            }
-            let filed = s.insert_incoming(&msgs)?;
-            let (mut new_msgs, mut seen) = (Vec::new(), Vec::new());
-            for ((slot, m), f) in slots.into_iter().zip(msgs).zip(filed) {
-                acks[slot].result = accept::settle(f, path);
-                match f {
-                    Filed::New => new_msgs.push(m),
-                    Filed::Duplicate => seen.push(m),
-                    Filed::Full => {}
-                }
-            }
-            Ok((acks, new_msgs, seen, receipts, requests, accepted))
-        },
-        move |res| {
-            let (acks, new_msgs, seen, receipts, requests, accepted) = match res {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!("cannot store incoming messages: {e}");
-                    let _ = reply.send(Vec::new()); // answered Unavailable
-                    return;
-                }
-            };
-            for peer in requests {
-                let _ = events.send(Event::BuddyRequest { peer });
-            }
-            // A message fetched from a mailbox tells its sender nothing by
-            // itself: it gets an automatic delivery receipt. (On the direct
-            // path the ack already did.) One fetched again that we already
-            // have gets one too: a crash after storing it may have lost the
-            // first, and its sender would otherwise deposit it forever.
-            let mut delivered: HashMap<PeerId, Vec<MessageId>> = HashMap::new();
-            if via_mailbox {
-                for m in new_msgs.iter().chain(&seen) {
-                    if let Some(p) = m.peer_id() {
-                        delivered.entry(p).or_default().push(m.id);
-                    }
-                }
-            }
-            for m in new_msgs {
-                let _ = events.send(Event::Message(m));
-            }
-            let _ = reply.send(acks);
-            if !(accepted.is_empty() && delivered.is_empty() && receipts.is_empty()) {
-                let _ = done.send(Internal::Received(Received {
-                    accepted,
-                    delivered,
-                    receipts,
-                }));
+        move |s| file_batch(s, items, Path::of(via_mailbox)),
+        move |res| match res {
+            Ok(filed) => report(filed, via_mailbox, &events, &done, reply),
+            Err(e) => {
+                warn!("cannot store incoming messages: {e}");
+                let _ = reply.send(Vec::new()); // answered Unavailable
             }
         },
     );
+}
+
+/// A batch being filed on the store's thread: the acks so far, and what
+/// its messages leave to do.
+#[derive(Default)]
+struct Batch {
+    acks: Vec<Ack>,
+    /// Messages to store.
+    msgs: Vec<StoredMessage>,
+    /// The index in `acks` of each message to store.
+    slots: Vec<usize>,
+    receipts: Vec<(PeerId, ReceiptKind, Vec<MessageId>)>,
+    /// Strangers whose buddy request is new.
+    requests: Vec<PeerId>,
+    /// Buddies whose buddy request says they accepted us.
+    accepted: Vec<PeerId>,
+}
+
+/// What a filed batch leaves: the acks, the messages stored anew and those
+/// we had already, and the follow-ups.
+struct Outcome {
+    acks: Vec<Ack>,
+    new_msgs: Vec<StoredMessage>,
+    seen: Vec<StoredMessage>,
+    receipts: Vec<(PeerId, ReceiptKind, Vec<MessageId>)>,
+    requests: Vec<PeerId>,
+    accepted: Vec<PeerId>,
+}
+
+/// Files a batch (the store queue's job): reads the facts each message's
+/// fate depends on and applies the verdicts of [`accept`].
+fn file_batch(s: &Store, items: Vec<Opened>, path: Path) -> Result<Outcome, StoreError> {
+    let now = unix_ms();
+    let mut b = Batch {
+        acks: Vec::with_capacity(items.len()),
+        ..Batch::default()
+    };
+    let mut last: Option<(PeerId, Relation)> = None;
+    for item in items {
+        let (id, from, inner) = match item {
+            Ok(x) => x,
+            Err((id, reason)) => {
+                b.acks.push(Ack {
+                    id,
+                    result: AckResult::Rejected(reason),
+                });
+                continue;
+            }
+        };
+        // A batch usually comes from one peer: look it up once.
+        let relation = match last {
+            Some((p, r)) if p == from => r,
+            _ => s.relation(&from)?,
+        };
+        last = Some((from, relation));
+        let result = b.take(s, (id, from, inner), relation, now, path)?;
+        b.acks.push(Ack {
+            id: Some(id),
+            result,
+        });
+    }
+    let filed = s.insert_incoming(&b.msgs)?;
+    let (mut new_msgs, mut seen) = (Vec::new(), Vec::new());
+    for ((slot, m), f) in b.slots.into_iter().zip(b.msgs).zip(filed) {
+        b.acks[slot].result = accept::settle(f, path);
+        match f {
+            Filed::New => new_msgs.push(m),
+            Filed::Duplicate => seen.push(m),
+            Filed::Full => {}
+        }
+    }
+    Ok(Outcome {
+        acks: b.acks,
+        new_msgs,
+        seen,
+        receipts: b.receipts,
+        requests: b.requests,
+        accepted: b.accepted,
+    })
+}
+
+impl Batch {
+    /// Applies the verdict on one message from `from`; returns its ack
+    /// (a stored message's is settled once the store has filed it).
+    fn take(
+        &mut self,
+        s: &Store,
+        (id, from, inner): (MessageId, PeerId, Inner),
+        relation: Relation,
+        now: u64,
+        path: Path,
+    ) -> Result<AckResult, StoreError> {
+        let verdict = accept::decide(relation, Kind::of(&inner.body), inner.sent_at, now, path);
+        Ok(match (verdict, inner.body) {
+            (Verdict::Refuse(reason), _) => AckResult::Rejected(reason),
+            (
+                Verdict::Store { request },
+                Body::Content {
+                    content_type,
+                    subject,
+                    data,
+                },
+            ) => {
+                self.slots.push(self.acks.len());
+                self.msgs.push(StoredMessage {
+                    id,
+                    peer: from.to_bytes(),
+                    direction: Direction::In,
+                    sent_at: inner.sent_at,
+                    stored_at: now,
+                    content_type,
+                    subject,
+                    data,
+                    state: MessageState::Unread,
+                    request,
+                });
+                AckResult::Accepted
+            }
+            (Verdict::ApplyReceipt, Body::Receipt { kind, ids }) => {
+                self.receipts.push((from, kind, ids));
+                AckResult::Accepted
+            }
+            (Verdict::BuddyRequest(requester), _) => {
+                let is_new = s.buddy_request_is_new(&from, inner.sent_at)?;
+                match accept::take_request(requester, is_new) {
+                    Take::Replayed => {}
+                    Take::File => {
+                        if s.add_request(&from, now)? {
+                            self.requests.push(from);
+                        }
+                        s.note_buddy_request(&from, inner.sent_at)?;
+                    }
+                    Take::Accepted => {
+                        self.accepted.push(from);
+                        s.note_buddy_request(&from, inner.sent_at)?;
+                    }
+                }
+                AckResult::Accepted
+            }
+            // `decide` stores only content and applies only
+            // receipts: no other pair comes.
+            (Verdict::Store { .. } | Verdict::ApplyReceipt, _) => {
+                AckResult::Rejected(RejectReason::Malformed)
+            }
+        })
+    }
+}
+
+/// Tells listeners about a filed batch, answers its acks and hands the
+/// follow-ups to the service.
+fn report(
+    filed: Outcome,
+    via_mailbox: bool,
+    events: &broadcast::Sender<Event>,
+    done: &mpsc::UnboundedSender<Internal>,
+    reply: oneshot::Sender<Vec<Ack>>,
+) {
+    let Outcome {
+        acks,
+        new_msgs,
+        seen,
+        receipts,
+        requests,
+        accepted,
+    } = filed;
+    for peer in requests {
+        let _ = events.send(Event::BuddyRequest { peer });
+    }
+    // A message fetched from a mailbox tells its sender nothing by
+    // itself: it gets an automatic delivery receipt. (On the direct
+    // path the ack already did.) One fetched again that we already
+    // have gets one too: a crash after storing it may have lost the
+    // first, and its sender would otherwise deposit it forever.
+    let mut delivered: HashMap<PeerId, Vec<MessageId>> = HashMap::new();
+    if via_mailbox {
+        for m in new_msgs.iter().chain(&seen) {
+            if let Some(p) = m.peer_id() {
+                delivered.entry(p).or_default().push(m.id);
+            }
+        }
+    }
+    for m in new_msgs {
+        let _ = events.send(Event::Message(m));
+    }
+    let _ = reply.send(acks);
+    if !(accepted.is_empty() && delivered.is_empty() && receipts.is_empty()) {
+        let _ = done.send(Internal::Received(Received {
+            accepted,
+            delivered,
+            receipts,
+        }));
+    }
 }
 
 /// One inbound stream: frames are read by one task and processed in batches
