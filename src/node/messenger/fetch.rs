@@ -23,7 +23,8 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use super::{Inbound, Internal, open_envelope, store_incoming};
+use super::Internal;
+use super::inbound::{Inbound, open_envelope, store_incoming};
 use crate::net::NetClient;
 use crate::node::mailbox::holders;
 use crate::wire::mailbox::{FETCH_FROM, MailboxRequest, MailboxResponse, PAGE_ITEMS, mailbox_key};

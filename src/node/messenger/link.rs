@@ -11,8 +11,9 @@ use libp2p::{PeerId, Stream};
 use tokio::sync::{Notify, mpsc};
 use tracing::debug;
 
+use super::inbound::write_out;
 use super::window::{Verdict, Window};
-use super::{Internal, MSG_PROTOCOL, READ_BUFFER, STREAM_IDLE, WINDOW, WRITE_BYTES, write_out};
+use super::{Internal, MSG_PROTOCOL, READ_BUFFER, STREAM_IDLE, WINDOW, WRITE_BYTES};
 use crate::net::NetClient;
 use crate::wire::message::{self, Ack, MAX_FRAME, MessageId, ReadFrame};
 

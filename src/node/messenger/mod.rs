@@ -7,9 +7,10 @@
 //!   acks for anything else are dropped, and an ack without an id (a frame
 //!   the peer could not read) closes the link. Acks and receipts end a
 //!   message only when they come from its recipient.
-//! - Inbound, a *session* task per stream reads frames, opens the seals
-//!   (CPU only) and hands each batch to the store queue, which makes it
-//!   durable before the session acknowledges it. The queue flushes once for
+//! - Inbound ([`inbound`]), a *session* task per stream reads frames, opens
+//!   the seals (CPU only) and hands each batch to the store queue, which
+//!   makes it durable before the session acknowledges it; which messages
+//!   are taken is decided by [`accept`]. The queue flushes once for
 //!   everything waiting (group commit), so under load one flush covers
 //!   many batches from many peers.
 //!
@@ -19,6 +20,9 @@
 //!   ([`fetch`]). It also holds, hands on and serves others' mailboxes, on
 //!   a task and store queue of its own ([`holder`]): the service only
 //!   routes requests there, never waiting on them.
+//!
+//! What the service does with its tasks' reports (links, acks, deposits,
+//! fetches) is in [`internal`].
 //!
 //! The service never blocks on disk itself: every store call runs on the
 //! queue's thread, and the hot paths (send, receive, acks) do not even wait
@@ -30,14 +34,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::io::BufReader;
-use futures::{AsyncWriteExt, StreamExt};
-use libp2p::{PeerId, Stream, StreamProtocol};
+use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::warn;
 
+mod accept;
 pub mod fetch;
 mod holder;
+mod inbound;
+mod internal;
 mod link;
 mod mailbox;
 mod window;
@@ -50,16 +55,11 @@ use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
 use crate::crypto::Sealer;
 use crate::net::{NetClient, NetEvent};
-use crate::node::content::from_the_future;
-use crate::store::{
-    Direction, Filed, Flush, MessageState, Queue, QueueSender, Relation, Store, StoreError,
-    StoredMessage,
-};
-use crate::wire::mailbox::{FETCH_FROM, mailbox_key};
-use crate::wire::message::{
-    self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
-    ReceiptKind, RejectReason,
-};
+use crate::store::{Flush, MessageState, Queue, Store, StoreError, StoredMessage};
+use crate::wire::mailbox::mailbox_key;
+use crate::wire::message::{self, Ack, Body, Envelope, Inner, MessageId, ReceiptKind};
+use inbound::{Inbound, Received};
+use internal::Op;
 pub use link::ACK_TIMEOUT;
 use link::{LinkTx, connect};
 
@@ -143,9 +143,6 @@ pub(crate) enum Request {
 /// Who waits for a send to be durable.
 type Reply = oneshot::Sender<Result<(), StoreError>>;
 
-/// One inbound frame after opening: the message, or why it was refused.
-type Opened = Result<(MessageId, PeerId, Inner), (Option<MessageId>, RejectReason)>;
-
 enum Internal {
     LinkUp(PeerId, LinkTx),
     LinkFailed(PeerId, String),
@@ -163,28 +160,6 @@ enum Internal {
     Received(Received),
     /// These could not be written to the outbox: stop sending them.
     Unsent(Vec<MessageId>),
-}
-
-/// Follow-ups of a stored incoming batch that need the service's state.
-struct Received {
-    /// Buddies who accepted us: retry their presence subscription.
-    accepted: Vec<PeerId>,
-    /// Messages fetched from a mailbox, new or already in our history:
-    /// their senders get a receipt.
-    delivered: HashMap<PeerId, Vec<MessageId>>,
-    /// Receipts for our own messages.
-    receipts: Vec<(PeerId, ReceiptKind, Vec<MessageId>)>,
-}
-
-/// What storing incoming messages needs, shared by the service and every
-/// session, so a session's batch goes straight to the store queue.
-struct Inbound {
-    sealer: Arc<Sealer>,
-    queue: QueueSender,
-    events: broadcast::Sender<Event>,
-    /// Store completions back to the service (unbounded: the store thread
-    /// must never wait for the service).
-    done: mpsc::UnboundedSender<Internal>,
 }
 
 enum Link {
@@ -208,7 +183,7 @@ pub(crate) fn spawn(
     let (req_tx, req_rx) = mpsc::channel(1024);
     let (int_tx, int_rx) = mpsc::channel(4096);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let mut incoming = control.accept(MSG_PROTOCOL)?;
+    let incoming = control.accept(MSG_PROTOCOL)?;
     let holder = holder::spawn(store.clone(), net.clone(), sealer.me(), mailbox.clone());
     let store = Queue::new(store);
     let inbound = Arc::new(Inbound {
@@ -218,33 +193,7 @@ pub(crate) fn spawn(
         done: done_tx,
     });
     let accept_inbound = inbound.clone();
-    tokio::spawn(async move {
-        // Streams open per peer: a peer gets a few, not as many as it asks.
-        let open: Arc<std::sync::Mutex<HashMap<PeerId, usize>>> = Default::default();
-        while let Some((peer, stream)) = incoming.next().await {
-            {
-                let Ok(mut o) = open.lock() else { break };
-                let n = o.entry(peer).or_default();
-                if *n >= MAX_STREAMS_PER_PEER {
-                    debug!(%peer, "too many message streams; refusing one");
-                    continue;
-                }
-                *n += 1;
-            }
-            let (inbound, open) = (accept_inbound.clone(), open.clone());
-            tokio::spawn(async move {
-                session(peer, stream, inbound).await;
-                if let Ok(mut o) = open.lock()
-                    && let Some(n) = o.get_mut(&peer)
-                {
-                    *n -= 1;
-                    if *n == 0 {
-                        o.remove(&peer);
-                    }
-                }
-            });
-        }
-    });
+    tokio::spawn(inbound::accept_streams(incoming, accept_inbound));
     let poll = mailbox.poll;
     let reach = Reach::new(&mailbox_key(&inbound.sealer.me()));
     let service = Service {
@@ -306,15 +255,6 @@ struct Service {
 struct Outgoing {
     envelope: Envelope,
     message: Option<StoredMessage>,
-}
-
-/// A state change to write, collected and applied in one blocking call.
-enum Op {
-    /// A message left the outbox (delivered or refused); its row, if the
-    /// service still had it, with the new state.
-    Done(PeerId, MessageId, MessageState, Option<StoredMessage>),
-    Stored(PeerId, MessageId),
-    Receipt(PeerId, ReceiptKind, Vec<MessageId>),
 }
 
 impl Service {
@@ -558,162 +498,6 @@ impl Service {
         }
     }
 
-    async fn on_internal(&mut self, ev: Internal, ops: &mut Vec<Op>) {
-        let now = Instant::now();
-        match ev {
-            Internal::LinkUp(peer, tx) => {
-                let waiting = match self.links.remove(&peer) {
-                    Some(Link::Connecting(w)) => w,
-                    _ => Vec::new(),
-                };
-                let mut in_flight = HashSet::new();
-                hand_to_link(&self.envelopes, waiting, &tx, &mut in_flight);
-                self.links.insert(peer, Link::Up { tx, in_flight });
-            }
-            Internal::LinkFailed(peer, reason) => {
-                debug!(%peer, "cannot reach directly: {reason}");
-                if let Some(Link::Connecting(ids)) = self.links.remove(&peer) {
-                    // Store and forward: leave them in the recipient's mailboxes.
-                    self.deposit(peer, ids);
-                }
-            }
-            Internal::LinkDown(peer) => {
-                if let Some(Link::Up { in_flight, .. }) = self.links.remove(&peer) {
-                    for id in in_flight {
-                        self.outbox.failed(&id, now);
-                    }
-                }
-            }
-            Internal::Acked(peer, ack) => {
-                let Some(id) = ack.id else { return };
-                // Only an answer to a message this peer's link carries
-                // counts: ids are no secret (mailbox holders see them),
-                // and an ack for one from anyone else must not end it.
-                let on_link = match self.links.get_mut(&peer) {
-                    Some(Link::Up { in_flight, .. }) => in_flight.remove(&id),
-                    _ => false,
-                };
-                if !on_link {
-                    return;
-                }
-                if ack.result == AckResult::Rejected(RejectReason::Unavailable) {
-                    self.outbox.unavailable(&id, &peer, now);
-                    return;
-                }
-                if !self.outbox.acked(&id, &peer) {
-                    return;
-                }
-                let Some(out) = self.envelopes.remove(&id) else {
-                    return;
-                };
-                let state = match ack.result {
-                    AckResult::Accepted | AckResult::Duplicate => MessageState::Delivered,
-                    AckResult::Rejected(reason) => {
-                        warn!(%peer, %id, "message refused: {reason}");
-                        MessageState::Failed
-                    }
-                };
-                // Told now, not after the write: the write is queued before
-                // any read a listener can ask for next (reads go through the
-                // same queue), so nobody sees an older state after this.
-                if out.message.is_some() {
-                    let _ = self.inbound.events.send(Event::State { id, peer, state });
-                }
-                ops.push(Op::Done(peer, id, state, out.message));
-            }
-            Internal::Received(r) => self.received(r),
-            Internal::Deposited {
-                peer,
-                stored,
-                failed,
-            } => {
-                for id in failed {
-                    self.outbox.failed(&id, now);
-                }
-                for id in stored {
-                    self.outbox.parked(&id, now);
-                    ops.push(Op::Stored(peer, id));
-                }
-            }
-            Internal::FetchDone(outcome) => {
-                self.fetching = false;
-                self.reach.fetched(&outcome.asked, FETCH_FROM);
-                if outcome.more {
-                    // At once, even if a later fetch was already planned.
-                    self.fetch_due = fetch::due_by(self.fetch_due, now);
-                }
-            }
-            Internal::Unsent(ids) => {
-                for id in ids {
-                    self.finish(&id);
-                }
-            }
-        }
-    }
-
-    /// Applies collected state changes in one store job, then tells
-    /// listeners about those that changed something. Not flushed: a state
-    /// lost in a crash is learnt again (the message is resent and answered
-    /// `Duplicate`).
-    fn apply(&mut self, ops: Vec<Op>) {
-        let events = self.inbound.events.clone();
-        self.inbound.queue.then(
-            Flush::No,
-            move |s| {
-                let mut changed = Vec::new();
-                for op in ops {
-                    match op {
-                        Op::Done(peer, id, state, message) => {
-                            s.remove_from_outbox(&id)?;
-                            match message {
-                                // Still queued or stored: any later state
-                                // would have finished it already.
-                                Some(mut m) => {
-                                    m.state = state;
-                                    s.put_history(&m)?;
-                                }
-                                // A receipt or request (no row), or a row
-                                // written before outbox rows carried it.
-                                None => {
-                                    if s.advance(Direction::Out, &peer, &id, state)?.is_some() {
-                                        changed.push((peer, id, state));
-                                    }
-                                }
-                            }
-                        }
-                        Op::Stored(peer, id) => {
-                            if s.advance(Direction::Out, &peer, &id, MessageState::Stored)?
-                                .is_some()
-                            {
-                                changed.push((peer, id, MessageState::Stored));
-                            }
-                        }
-                        Op::Receipt(peer, kind, ids) => {
-                            let state = match kind {
-                                ReceiptKind::Delivered => MessageState::Delivered,
-                                ReceiptKind::Read => MessageState::Read,
-                            };
-                            for id in ids {
-                                if s.receipt(&peer, &id, state)?.is_some() {
-                                    changed.push((peer, id, state));
-                                }
-                            }
-                        }
-                    }
-                }
-                Ok(changed)
-            },
-            move |changed| match changed {
-                Ok(changed) => {
-                    for (peer, id, state) in changed {
-                        let _ = events.send(Event::State { id, peer, state });
-                    }
-                }
-                Err(e) => warn!("cannot record message states: {e}"),
-            },
-        );
-    }
-
     /// Follow-ups of a stored incoming batch: receipts to send, our own
     /// messages finished by the peer's receipts, presence to retry.
     fn received(&mut self, r: Received) {
@@ -748,30 +532,6 @@ impl Service {
     }
 }
 
-/// How a message we do not take now is refused: a message or buddy
-/// request from the future ([`from_the_future`]), or a stranger's message
-/// over the caps of
-/// [`MAX_REQUEST_MESSAGES_PER_STRANGER`](crate::store::MAX_REQUEST_MESSAGES_PER_STRANGER)
-/// and [`MAX_REQUEST_MESSAGES`](crate::store::MAX_REQUEST_MESSAGES). On a
-/// direct link, for now (`Unavailable`): the sender offers it again and it
-/// is taken once its time is near, or once the stranger is a buddy. From a
-/// mailbox, for good, so the holder lets go of it: a holder keeps what we
-/// leave and pages oldest first, so items we kept refusing would fill
-/// every fetch up to its item cap before any real mail. Nothing honest is
-/// lost: a sender deposits again every
-/// [`PARKED_RETRY`](crate::node::outbox::PARKED_RETRY) until a receipt
-/// comes, and the copy is taken once it is no longer refused. (The reason
-/// is the one for a field over its limit — `sent_at` over ours, a count
-/// over its cap. It never goes on the wire: a holder is told only the
-/// ids.)
-fn not_now(via_mailbox: bool) -> RejectReason {
-    if via_mailbox {
-        RejectReason::FieldTooLarge
-    } else {
-        RejectReason::Unavailable
-    }
-}
-
 /// Puts messages on an open link: each one's frame goes to the link's
 /// writer and its id to what the link has in flight. (A free function, so
 /// the service's link map can stay borrowed.)
@@ -787,293 +547,6 @@ fn hand_to_link(
             let _ = tx.send((id, frame));
         }
     }
-}
-
-/// Stores a batch of opened envelopes; once it is on disk (one flush for
-/// whatever else is waiting too), tells listeners, answers `reply` with the
-/// acks (none if it could not be stored) and hands the follow-ups to the
-/// service.
-fn store_incoming(
-    inbound: &Inbound,
-    items: Vec<Opened>,
-    via_mailbox: bool,
-    reply: oneshot::Sender<Vec<Ack>>,
-) {
-    let (events, done) = (inbound.events.clone(), inbound.done.clone());
-    inbound.queue.then(
-        Flush::Now,
-        move |s| {
-            let now = unix_ms();
-            let mut acks: Vec<Ack> = Vec::with_capacity(items.len());
-            let mut msgs = Vec::new();
-            let mut slots = Vec::new();
-            let mut receipts = Vec::new();
-            let mut requests = Vec::new();
-            let mut accepted = Vec::new();
-            let mut last: Option<(PeerId, Relation)> = None;
-            for item in items {
-                let (id, from, inner) = match item {
-                    Ok(x) => x,
-                    Err((id, reason)) => {
-                        acks.push(Ack {
-                            id,
-                            result: AckResult::Rejected(reason),
-                        });
-                        continue;
-                    }
-                };
-                // A batch usually comes from one peer: look it up once.
-                let relation = match last {
-                    Some((p, r)) if p == from => r,
-                    _ => s.relation(&from)?,
-                };
-                last = Some((from, relation));
-                let result = if relation == Relation::Blocked {
-                    AckResult::Rejected(RejectReason::Blocked)
-                } else {
-                    match inner.body {
-                        // Not taken until its time is near (content.rs): a
-                        // message or buddy request from the future.
-                        Body::Content { .. } | Body::BuddyRequest
-                            if from_the_future(inner.sent_at, now) =>
-                        {
-                            AckResult::Rejected(not_now(via_mailbox))
-                        }
-                        Body::Content {
-                            content_type,
-                            subject,
-                            data,
-                        } => {
-                            slots.push(acks.len());
-                            msgs.push(StoredMessage {
-                                id,
-                                peer: from.to_bytes(),
-                                direction: Direction::In,
-                                sent_at: inner.sent_at,
-                                stored_at: now,
-                                content_type,
-                                subject,
-                                data,
-                                state: MessageState::Unread,
-                                request: relation == Relation::Stranger,
-                            });
-                            AckResult::Accepted
-                        }
-                        Body::Receipt { kind, ids } => {
-                            receipts.push((from, kind, ids));
-                            AckResult::Accepted
-                        }
-                        // Taken once: a copy of an old request (replayed
-                        // by a holder) must not bring it back after it was
-                        // accepted and the buddy removed.
-                        Body::BuddyRequest => {
-                            if s.buddy_request_is_new(&from, inner.sent_at)? {
-                                if relation == Relation::Stranger && s.add_request(&from, now)? {
-                                    requests.push(from);
-                                }
-                                if relation == Relation::Buddy {
-                                    accepted.push(from);
-                                }
-                                s.note_buddy_request(&from, inner.sent_at)?;
-                            }
-                            AckResult::Accepted
-                        }
-                    }
-                };
-                acks.push(Ack {
-                    id: Some(id),
-                    result,
-                });
-            }
-            let filed = s.insert_incoming(&msgs)?;
-            let (mut new_msgs, mut seen) = (Vec::new(), Vec::new());
-            for ((slot, m), f) in slots.into_iter().zip(msgs).zip(filed) {
-                match f {
-                    Filed::New => new_msgs.push(m),
-                    Filed::Duplicate => {
-                        acks[slot].result = AckResult::Duplicate;
-                        seen.push(m);
-                    }
-                    // A stranger over its cap: refused as one from the
-                    // future is, so its sender keeps it.
-                    Filed::Full => acks[slot].result = AckResult::Rejected(not_now(via_mailbox)),
-                }
-            }
-            Ok((acks, new_msgs, seen, receipts, requests, accepted))
-        },
-        move |res| {
-            let (acks, new_msgs, seen, receipts, requests, accepted) = match res {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!("cannot store incoming messages: {e}");
-                    let _ = reply.send(Vec::new()); // answered Unavailable
-                    return;
-                }
-            };
-            for peer in requests {
-                let _ = events.send(Event::BuddyRequest { peer });
-            }
-            // A message fetched from a mailbox tells its sender nothing by
-            // itself: it gets an automatic delivery receipt. (On the direct
-            // path the ack already did.) One fetched again that we already
-            // have gets one too: a crash after storing it may have lost the
-            // first, and its sender would otherwise deposit it forever.
-            let mut delivered: HashMap<PeerId, Vec<MessageId>> = HashMap::new();
-            if via_mailbox {
-                for m in new_msgs.iter().chain(&seen) {
-                    if let Some(p) = m.peer_id() {
-                        delivered.entry(p).or_default().push(m.id);
-                    }
-                }
-            }
-            for m in new_msgs {
-                let _ = events.send(Event::Message(m));
-            }
-            let _ = reply.send(acks);
-            if !(accepted.is_empty() && delivered.is_empty() && receipts.is_empty()) {
-                let _ = done.send(Internal::Received(Received {
-                    accepted,
-                    delivered,
-                    receipts,
-                }));
-            }
-        },
-    );
-}
-
-/// One inbound stream: frames are read by one task and processed in batches
-/// by another, so a batch is stored with a single flush; acks are written
-/// in order by a third, so the next batch is opened and queued for the
-/// store while this one is being flushed.
-async fn session(peer: PeerId, stream: Stream, inbound: Arc<Inbound>) {
-    let (r, mut w) = futures::AsyncReadExt::split(stream);
-    let mut r = BufReader::with_capacity(READ_BUFFER, r);
-    let (frame_tx, mut frame_rx) = mpsc::channel::<ReadFrame>(WINDOW);
-    let reader = tokio::spawn(async move {
-        let mut limit = FIRST_FRAME_TIMEOUT;
-        loop {
-            let f = match tokio::time::timeout(limit, message::read_frame(&mut r, MAX_FRAME)).await
-            {
-                Ok(Ok(f)) => f,
-                Ok(Err(_)) => ReadFrame::Eof,
-                Err(_) => {
-                    debug!(%peer, "message stream silent; closing it");
-                    ReadFrame::Eof
-                }
-            };
-            limit = STREAM_IDLE;
-            let end = !matches!(f, ReadFrame::Frame(_));
-            if frame_tx.send(f).await.is_err() || end {
-                return;
-            }
-        }
-    });
-    // Bounded: a peer that ignores its window cannot queue store work
-    // without limit.
-    let (ack_tx, mut ack_rx) = mpsc::channel::<QueuedBatch>(BATCHES_IN_FLIGHT);
-    let batches = async move {
-        while let Some(first) = frame_rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < BATCH {
-                match frame_rx.try_recv() {
-                    Ok(f) => batch.push(f),
-                    Err(_) => break,
-                }
-            }
-            let mut items = Vec::with_capacity(batch.len());
-            let mut close = false;
-            for f in batch {
-                match f {
-                    ReadFrame::Frame(bytes) => items.push(open_frame(&inbound.sealer, &bytes)),
-                    ReadFrame::TooLarge(len) => {
-                        debug!(%peer, len, "oversize frame; closing the stream");
-                        items.push(Err((None, RejectReason::TooLarge)));
-                        close = true;
-                        break;
-                    }
-                    ReadFrame::Eof => {
-                        close = true;
-                        break;
-                    }
-                }
-            }
-            let ids: Vec<Option<MessageId>> = items
-                .iter()
-                .map(|i| match i {
-                    Ok((id, _, _)) => Some(*id),
-                    Err((id, _)) => *id,
-                })
-                .collect();
-            let (reply_tx, reply_rx) = oneshot::channel();
-            store_incoming(&inbound, items, false, reply_tx);
-            if ack_tx.send((ids, reply_rx, close)).await.is_err() || close {
-                break;
-            }
-        }
-    };
-    let acks = async move {
-        while let Some((ids, reply, close)) = ack_rx.recv().await {
-            let mut acks = reply.await.unwrap_or_default();
-            if acks.len() != ids.len() {
-                // We could not store them: say so, so the sender retries later.
-                acks = ids
-                    .into_iter()
-                    .map(|id| Ack {
-                        id,
-                        result: AckResult::Rejected(RejectReason::Unavailable),
-                    })
-                    .collect();
-            }
-            // All acks of a batch in one write.
-            let mut buf = Vec::new();
-            for ack in acks {
-                if let Ok(bytes) = crate::wire::encode(&ack) {
-                    let _ = message::push_frame(&mut buf, &bytes);
-                }
-            }
-            if write_out(&mut w, &mut buf).await.is_err() {
-                return;
-            }
-            if close {
-                break;
-            }
-        }
-        let _ = w.close().await;
-    };
-    // When the ack writer stops (the stream broke), `batches` stops at its
-    // next send; when `batches` stops, the writer drains what is queued.
-    tokio::join!(batches, acks);
-    reader.abort();
-}
-
-/// Writes and flushes what `buf` gathered, and empties it.
-async fn write_out<W: futures::AsyncWrite + Unpin>(
-    w: &mut W,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    if !buf.is_empty() {
-        w.write_all(buf).await?;
-        w.flush().await?;
-        buf.clear();
-    }
-    Ok(())
-}
-
-/// A batch handed to the store, waiting for its acks: the ids it carried,
-/// the store's answer, and whether the stream closes after it.
-type QueuedBatch = (Vec<Option<MessageId>>, oneshot::Receiver<Vec<Ack>>, bool);
-
-/// Decodes and opens one frame; any failure becomes a typed rejection.
-fn open_frame(sealer: &Sealer, bytes: &[u8]) -> Opened {
-    let Frame::Deliver(env) = crate::wire::decode::<Frame>(bytes, MAX_FRAME)
-        .map_err(|_| (None, RejectReason::Malformed))?;
-    open_envelope(sealer, &env)
-}
-
-/// Opens one envelope; any failure becomes a typed rejection.
-fn open_envelope(sealer: &Sealer, env: &Envelope) -> Opened {
-    let (from, inner) = message::open(sealer, env).map_err(|r| (Some(env.id), r))?;
-    Ok((env.id, from, inner))
 }
 
 /// Seals a message of ours that is not part of the visible history (a

@@ -1,0 +1,438 @@
+//! The inbound side of the messaging service: accepting message streams
+//! (a few per peer), one *session* per stream that reads frames, opens
+//! them and acknowledges each batch once the store has it, and the store
+//! job that files a batch — from a session or from a mailbox fetch —
+//! under the rules of [`super::accept`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::io::BufReader;
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{debug, warn};
+
+use super::accept::{self, Kind, Path, Take, Verdict};
+use super::{
+    BATCH, BATCHES_IN_FLIGHT, Event, FIRST_FRAME_TIMEOUT, Internal, MAX_STREAMS_PER_PEER,
+    READ_BUFFER, STREAM_IDLE, WINDOW,
+};
+use crate::clock::unix_ms;
+use crate::crypto::Sealer;
+use crate::store::{
+    Direction, Filed, Flush, MessageState, QueueSender, Relation, Store, StoreError, StoredMessage,
+};
+use crate::wire::message::{
+    self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
+    ReceiptKind, RejectReason,
+};
+
+/// One inbound frame after opening: the message, or why it was refused.
+pub(super) type Opened = Result<(MessageId, PeerId, Inner), (Option<MessageId>, RejectReason)>;
+
+/// Follow-ups of a stored incoming batch that need the service's state.
+pub(super) struct Received {
+    /// Buddies who accepted us: retry their presence subscription.
+    pub(super) accepted: Vec<PeerId>,
+    /// Messages fetched from a mailbox, new or already in our history:
+    /// their senders get a receipt.
+    pub(super) delivered: HashMap<PeerId, Vec<MessageId>>,
+    /// Receipts for our own messages.
+    pub(super) receipts: Vec<(PeerId, ReceiptKind, Vec<MessageId>)>,
+}
+
+/// What storing incoming messages needs, shared by the service and every
+/// session, so a session's batch goes straight to the store queue.
+pub(super) struct Inbound {
+    pub(super) sealer: Arc<Sealer>,
+    pub(super) queue: QueueSender,
+    pub(super) events: broadcast::Sender<Event>,
+    /// Store completions back to the service (unbounded: the store thread
+    /// must never wait for the service).
+    pub(super) done: mpsc::UnboundedSender<Internal>,
+}
+
+/// Takes the message streams peers open to us, each to a session of its
+/// own; a peer gets a few at once, not as many as it asks.
+pub(super) async fn accept_streams(
+    mut incoming: libp2p_stream::IncomingStreams,
+    inbound: Arc<Inbound>,
+) {
+    // Streams open per peer: a peer gets a few, not as many as it asks.
+    let open: Arc<std::sync::Mutex<HashMap<PeerId, usize>>> = Default::default();
+    while let Some((peer, stream)) = incoming.next().await {
+        {
+            let Ok(mut o) = open.lock() else { break };
+            let n = o.entry(peer).or_default();
+            if *n >= MAX_STREAMS_PER_PEER {
+                debug!(%peer, "too many message streams; refusing one");
+                continue;
+            }
+            *n += 1;
+        }
+        let (inbound, open) = (inbound.clone(), open.clone());
+        tokio::spawn(async move {
+            session(peer, stream, inbound).await;
+            if let Ok(mut o) = open.lock()
+                && let Some(n) = o.get_mut(&peer)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    o.remove(&peer);
+                }
+            }
+        });
+    }
+}
+
+/// Stores a batch of opened envelopes; once it is on disk (one flush for
+/// whatever else is waiting too), tells listeners, answers `reply` with the
+/// acks (none if it could not be stored) and hands the follow-ups to the
+/// service.
+pub(super) fn store_incoming(
+    inbound: &Inbound,
+    items: Vec<Opened>,
+    via_mailbox: bool,
+    reply: oneshot::Sender<Vec<Ack>>,
+) {
+    let (events, done) = (inbound.events.clone(), inbound.done.clone());
+    inbound.queue.then(
+        Flush::Now,
+        move |s| file_batch(s, items, Path::of(via_mailbox)),
+        move |res| match res {
+            Ok(filed) => report(filed, via_mailbox, &events, &done, reply),
+            Err(e) => {
+                warn!("cannot store incoming messages: {e}");
+                let _ = reply.send(Vec::new()); // answered Unavailable
+            }
+        },
+    );
+}
+
+/// A batch being filed on the store's thread: the acks so far, and what
+/// its messages leave to do.
+#[derive(Default)]
+struct Batch {
+    acks: Vec<Ack>,
+    /// Messages to store.
+    msgs: Vec<StoredMessage>,
+    /// The index in `acks` of each message to store.
+    slots: Vec<usize>,
+    receipts: Vec<(PeerId, ReceiptKind, Vec<MessageId>)>,
+    /// Strangers whose buddy request is new.
+    requests: Vec<PeerId>,
+    /// Buddies whose buddy request says they accepted us.
+    accepted: Vec<PeerId>,
+}
+
+/// What a filed batch leaves: the acks, the messages stored anew and those
+/// we had already, and the follow-ups.
+struct Outcome {
+    acks: Vec<Ack>,
+    new_msgs: Vec<StoredMessage>,
+    seen: Vec<StoredMessage>,
+    receipts: Vec<(PeerId, ReceiptKind, Vec<MessageId>)>,
+    requests: Vec<PeerId>,
+    accepted: Vec<PeerId>,
+}
+
+/// Files a batch (the store queue's job): reads the facts each message's
+/// fate depends on and applies the verdicts of [`accept`].
+fn file_batch(s: &Store, items: Vec<Opened>, path: Path) -> Result<Outcome, StoreError> {
+    let now = unix_ms();
+    let mut b = Batch {
+        acks: Vec::with_capacity(items.len()),
+        ..Batch::default()
+    };
+    let mut last: Option<(PeerId, Relation)> = None;
+    for item in items {
+        let (id, from, inner) = match item {
+            Ok(x) => x,
+            Err((id, reason)) => {
+                b.acks.push(Ack {
+                    id,
+                    result: AckResult::Rejected(reason),
+                });
+                continue;
+            }
+        };
+        // A batch usually comes from one peer: look it up once.
+        let relation = match last {
+            Some((p, r)) if p == from => r,
+            _ => s.relation(&from)?,
+        };
+        last = Some((from, relation));
+        let result = b.take(s, (id, from, inner), relation, now, path)?;
+        b.acks.push(Ack {
+            id: Some(id),
+            result,
+        });
+    }
+    let filed = s.insert_incoming(&b.msgs)?;
+    let (mut new_msgs, mut seen) = (Vec::new(), Vec::new());
+    for ((slot, m), f) in b.slots.into_iter().zip(b.msgs).zip(filed) {
+        b.acks[slot].result = accept::settle(f, path);
+        match f {
+            Filed::New => new_msgs.push(m),
+            Filed::Duplicate => seen.push(m),
+            Filed::Full => {}
+        }
+    }
+    Ok(Outcome {
+        acks: b.acks,
+        new_msgs,
+        seen,
+        receipts: b.receipts,
+        requests: b.requests,
+        accepted: b.accepted,
+    })
+}
+
+impl Batch {
+    /// Applies the verdict on one message from `from`; returns its ack
+    /// (a stored message's is settled once the store has filed it).
+    fn take(
+        &mut self,
+        s: &Store,
+        (id, from, inner): (MessageId, PeerId, Inner),
+        relation: Relation,
+        now: u64,
+        path: Path,
+    ) -> Result<AckResult, StoreError> {
+        let verdict = accept::decide(relation, Kind::of(&inner.body), inner.sent_at, now, path);
+        Ok(match (verdict, inner.body) {
+            (Verdict::Refuse(reason), _) => AckResult::Rejected(reason),
+            (
+                Verdict::Store { request },
+                Body::Content {
+                    content_type,
+                    subject,
+                    data,
+                },
+            ) => {
+                self.slots.push(self.acks.len());
+                self.msgs.push(StoredMessage {
+                    id,
+                    peer: from.to_bytes(),
+                    direction: Direction::In,
+                    sent_at: inner.sent_at,
+                    stored_at: now,
+                    content_type,
+                    subject,
+                    data,
+                    state: MessageState::Unread,
+                    request,
+                });
+                AckResult::Accepted
+            }
+            (Verdict::ApplyReceipt, Body::Receipt { kind, ids }) => {
+                self.receipts.push((from, kind, ids));
+                AckResult::Accepted
+            }
+            (Verdict::BuddyRequest(requester), _) => {
+                let is_new = s.buddy_request_is_new(&from, inner.sent_at)?;
+                match accept::take_request(requester, is_new) {
+                    Take::Replayed => {}
+                    Take::File => {
+                        if s.add_request(&from, now)? {
+                            self.requests.push(from);
+                        }
+                        s.note_buddy_request(&from, inner.sent_at)?;
+                    }
+                    Take::Accepted => {
+                        self.accepted.push(from);
+                        s.note_buddy_request(&from, inner.sent_at)?;
+                    }
+                }
+                AckResult::Accepted
+            }
+            // `decide` stores only content and applies only
+            // receipts: no other pair comes.
+            (Verdict::Store { .. } | Verdict::ApplyReceipt, _) => {
+                AckResult::Rejected(RejectReason::Malformed)
+            }
+        })
+    }
+}
+
+/// Tells listeners about a filed batch, answers its acks and hands the
+/// follow-ups to the service.
+fn report(
+    filed: Outcome,
+    via_mailbox: bool,
+    events: &broadcast::Sender<Event>,
+    done: &mpsc::UnboundedSender<Internal>,
+    reply: oneshot::Sender<Vec<Ack>>,
+) {
+    let Outcome {
+        acks,
+        new_msgs,
+        seen,
+        receipts,
+        requests,
+        accepted,
+    } = filed;
+    for peer in requests {
+        let _ = events.send(Event::BuddyRequest { peer });
+    }
+    // A message fetched from a mailbox tells its sender nothing by
+    // itself: it gets an automatic delivery receipt. (On the direct
+    // path the ack already did.) One fetched again that we already
+    // have gets one too: a crash after storing it may have lost the
+    // first, and its sender would otherwise deposit it forever.
+    let mut delivered: HashMap<PeerId, Vec<MessageId>> = HashMap::new();
+    if via_mailbox {
+        for m in new_msgs.iter().chain(&seen) {
+            if let Some(p) = m.peer_id() {
+                delivered.entry(p).or_default().push(m.id);
+            }
+        }
+    }
+    for m in new_msgs {
+        let _ = events.send(Event::Message(m));
+    }
+    let _ = reply.send(acks);
+    if !(accepted.is_empty() && delivered.is_empty() && receipts.is_empty()) {
+        let _ = done.send(Internal::Received(Received {
+            accepted,
+            delivered,
+            receipts,
+        }));
+    }
+}
+
+/// One inbound stream: frames are read by one task and processed in batches
+/// by another, so a batch is stored with a single flush; acks are written
+/// in order by a third, so the next batch is opened and queued for the
+/// store while this one is being flushed.
+async fn session(peer: PeerId, stream: Stream, inbound: Arc<Inbound>) {
+    let (r, mut w) = futures::AsyncReadExt::split(stream);
+    let mut r = BufReader::with_capacity(READ_BUFFER, r);
+    let (frame_tx, mut frame_rx) = mpsc::channel::<ReadFrame>(WINDOW);
+    let reader = tokio::spawn(async move {
+        let mut limit = FIRST_FRAME_TIMEOUT;
+        loop {
+            let f = match tokio::time::timeout(limit, message::read_frame(&mut r, MAX_FRAME)).await
+            {
+                Ok(Ok(f)) => f,
+                Ok(Err(_)) => ReadFrame::Eof,
+                Err(_) => {
+                    debug!(%peer, "message stream silent; closing it");
+                    ReadFrame::Eof
+                }
+            };
+            limit = STREAM_IDLE;
+            let end = !matches!(f, ReadFrame::Frame(_));
+            if frame_tx.send(f).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    // Bounded: a peer that ignores its window cannot queue store work
+    // without limit.
+    let (ack_tx, mut ack_rx) = mpsc::channel::<QueuedBatch>(BATCHES_IN_FLIGHT);
+    let batches = async move {
+        while let Some(first) = frame_rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match frame_rx.try_recv() {
+                    Ok(f) => batch.push(f),
+                    Err(_) => break,
+                }
+            }
+            let mut items = Vec::with_capacity(batch.len());
+            let mut close = false;
+            for f in batch {
+                match f {
+                    ReadFrame::Frame(bytes) => items.push(open_frame(&inbound.sealer, &bytes)),
+                    ReadFrame::TooLarge(len) => {
+                        debug!(%peer, len, "oversize frame; closing the stream");
+                        items.push(Err((None, RejectReason::TooLarge)));
+                        close = true;
+                        break;
+                    }
+                    ReadFrame::Eof => {
+                        close = true;
+                        break;
+                    }
+                }
+            }
+            let ids: Vec<Option<MessageId>> = items
+                .iter()
+                .map(|i| match i {
+                    Ok((id, _, _)) => Some(*id),
+                    Err((id, _)) => *id,
+                })
+                .collect();
+            let (reply_tx, reply_rx) = oneshot::channel();
+            store_incoming(&inbound, items, false, reply_tx);
+            if ack_tx.send((ids, reply_rx, close)).await.is_err() || close {
+                break;
+            }
+        }
+    };
+    let acks = async move {
+        while let Some((ids, reply, close)) = ack_rx.recv().await {
+            let mut acks = reply.await.unwrap_or_default();
+            if acks.len() != ids.len() {
+                // We could not store them: say so, so the sender retries later.
+                acks = ids
+                    .into_iter()
+                    .map(|id| Ack {
+                        id,
+                        result: AckResult::Rejected(RejectReason::Unavailable),
+                    })
+                    .collect();
+            }
+            // All acks of a batch in one write.
+            let mut buf = Vec::new();
+            for ack in acks {
+                if let Ok(bytes) = crate::wire::encode(&ack) {
+                    let _ = message::push_frame(&mut buf, &bytes);
+                }
+            }
+            if write_out(&mut w, &mut buf).await.is_err() {
+                return;
+            }
+            if close {
+                break;
+            }
+        }
+        let _ = w.close().await;
+    };
+    // When the ack writer stops (the stream broke), `batches` stops at its
+    // next send; when `batches` stops, the writer drains what is queued.
+    tokio::join!(batches, acks);
+    reader.abort();
+}
+
+/// Writes and flushes what `buf` gathered, and empties it.
+pub(super) async fn write_out<W: futures::AsyncWrite + Unpin>(
+    w: &mut W,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    if !buf.is_empty() {
+        w.write_all(buf).await?;
+        w.flush().await?;
+        buf.clear();
+    }
+    Ok(())
+}
+
+/// A batch handed to the store, waiting for its acks: the ids it carried,
+/// the store's answer, and whether the stream closes after it.
+type QueuedBatch = (Vec<Option<MessageId>>, oneshot::Receiver<Vec<Ack>>, bool);
+
+/// Decodes and opens one frame; any failure becomes a typed rejection.
+fn open_frame(sealer: &Sealer, bytes: &[u8]) -> Opened {
+    let Frame::Deliver(env) = crate::wire::decode::<Frame>(bytes, MAX_FRAME)
+        .map_err(|_| (None, RejectReason::Malformed))?;
+    open_envelope(sealer, &env)
+}
+
+/// Opens one envelope; any failure becomes a typed rejection.
+pub(super) fn open_envelope(sealer: &Sealer, env: &Envelope) -> Opened {
+    let (from, inner) = message::open(sealer, env).map_err(|r| (Some(env.id), r))?;
+    Ok((env.id, from, inner))
+}

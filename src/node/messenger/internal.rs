@@ -1,0 +1,182 @@
+//! What the messaging service does with the reports of its tasks and of
+//! the store queue: links up and down, acks, deposits, fetches, stored
+//! incoming batches (whose follow-ups are the service's `received`); and
+//! the state changes they leave, written in one store job.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use libp2p::PeerId;
+use tracing::{debug, warn};
+
+use super::{Event, Internal, Link, Service, fetch, hand_to_link};
+use crate::store::{Direction, Flush, MessageState, StoredMessage};
+use crate::wire::mailbox::FETCH_FROM;
+use crate::wire::message::{AckResult, MessageId, ReceiptKind, RejectReason};
+
+/// A state change to write, collected and applied in one blocking call.
+pub(super) enum Op {
+    /// A message left the outbox (delivered or refused); its row, if the
+    /// service still had it, with the new state.
+    Done(PeerId, MessageId, MessageState, Option<StoredMessage>),
+    Stored(PeerId, MessageId),
+    Receipt(PeerId, ReceiptKind, Vec<MessageId>),
+}
+
+impl Service {
+    pub(super) async fn on_internal(&mut self, ev: Internal, ops: &mut Vec<Op>) {
+        let now = Instant::now();
+        match ev {
+            Internal::LinkUp(peer, tx) => {
+                let waiting = match self.links.remove(&peer) {
+                    Some(Link::Connecting(w)) => w,
+                    _ => Vec::new(),
+                };
+                let mut in_flight = HashSet::new();
+                hand_to_link(&self.envelopes, waiting, &tx, &mut in_flight);
+                self.links.insert(peer, Link::Up { tx, in_flight });
+            }
+            Internal::LinkFailed(peer, reason) => {
+                debug!(%peer, "cannot reach directly: {reason}");
+                if let Some(Link::Connecting(ids)) = self.links.remove(&peer) {
+                    // Store and forward: leave them in the recipient's mailboxes.
+                    self.deposit(peer, ids);
+                }
+            }
+            Internal::LinkDown(peer) => {
+                if let Some(Link::Up { in_flight, .. }) = self.links.remove(&peer) {
+                    for id in in_flight {
+                        self.outbox.failed(&id, now);
+                    }
+                }
+            }
+            Internal::Acked(peer, ack) => {
+                let Some(id) = ack.id else { return };
+                // Only an answer to a message this peer's link carries
+                // counts: ids are no secret (mailbox holders see them),
+                // and an ack for one from anyone else must not end it.
+                let on_link = match self.links.get_mut(&peer) {
+                    Some(Link::Up { in_flight, .. }) => in_flight.remove(&id),
+                    _ => false,
+                };
+                if !on_link {
+                    return;
+                }
+                if ack.result == AckResult::Rejected(RejectReason::Unavailable) {
+                    self.outbox.unavailable(&id, &peer, now);
+                    return;
+                }
+                if !self.outbox.acked(&id, &peer) {
+                    return;
+                }
+                let Some(out) = self.envelopes.remove(&id) else {
+                    return;
+                };
+                let state = match ack.result {
+                    AckResult::Accepted | AckResult::Duplicate => MessageState::Delivered,
+                    AckResult::Rejected(reason) => {
+                        warn!(%peer, %id, "message refused: {reason}");
+                        MessageState::Failed
+                    }
+                };
+                // Told now, not after the write: the write is queued before
+                // any read a listener can ask for next (reads go through the
+                // same queue), so nobody sees an older state after this.
+                if out.message.is_some() {
+                    let _ = self.inbound.events.send(Event::State { id, peer, state });
+                }
+                ops.push(Op::Done(peer, id, state, out.message));
+            }
+            Internal::Received(r) => self.received(r),
+            Internal::Deposited {
+                peer,
+                stored,
+                failed,
+            } => {
+                for id in failed {
+                    self.outbox.failed(&id, now);
+                }
+                for id in stored {
+                    self.outbox.parked(&id, now);
+                    ops.push(Op::Stored(peer, id));
+                }
+            }
+            Internal::FetchDone(outcome) => {
+                self.fetching = false;
+                self.reach.fetched(&outcome.asked, FETCH_FROM);
+                if outcome.more {
+                    // At once, even if a later fetch was already planned.
+                    self.fetch_due = fetch::due_by(self.fetch_due, now);
+                }
+            }
+            Internal::Unsent(ids) => {
+                for id in ids {
+                    self.finish(&id);
+                }
+            }
+        }
+    }
+
+    /// Applies collected state changes in one store job, then tells
+    /// listeners about those that changed something. Not flushed: a state
+    /// lost in a crash is learnt again (the message is resent and answered
+    /// `Duplicate`).
+    pub(super) fn apply(&mut self, ops: Vec<Op>) {
+        let events = self.inbound.events.clone();
+        self.inbound.queue.then(
+            Flush::No,
+            move |s| {
+                let mut changed = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Done(peer, id, state, message) => {
+                            s.remove_from_outbox(&id)?;
+                            match message {
+                                // Still queued or stored: any later state
+                                // would have finished it already.
+                                Some(mut m) => {
+                                    m.state = state;
+                                    s.put_history(&m)?;
+                                }
+                                // A receipt or request (no row), or a row
+                                // written before outbox rows carried it.
+                                None => {
+                                    if s.advance(Direction::Out, &peer, &id, state)?.is_some() {
+                                        changed.push((peer, id, state));
+                                    }
+                                }
+                            }
+                        }
+                        Op::Stored(peer, id) => {
+                            if s.advance(Direction::Out, &peer, &id, MessageState::Stored)?
+                                .is_some()
+                            {
+                                changed.push((peer, id, MessageState::Stored));
+                            }
+                        }
+                        Op::Receipt(peer, kind, ids) => {
+                            let state = match kind {
+                                ReceiptKind::Delivered => MessageState::Delivered,
+                                ReceiptKind::Read => MessageState::Read,
+                            };
+                            for id in ids {
+                                if s.receipt(&peer, &id, state)?.is_some() {
+                                    changed.push((peer, id, state));
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(changed)
+            },
+            move |changed| match changed {
+                Ok(changed) => {
+                    for (peer, id, state) in changed {
+                        let _ = events.send(Event::State { id, peer, state });
+                    }
+                }
+                Err(e) => warn!("cannot record message states: {e}"),
+            },
+        );
+    }
+}
