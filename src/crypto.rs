@@ -29,6 +29,7 @@ use crate::identity::{Identity, ed25519_key};
 /// Nonce length of XChaCha20-Poly1305.
 pub const NONCE_LEN: usize = 24;
 /// Length of the Poly1305 tag added to each ciphertext.
+#[cfg(test)]
 pub const TAG_LEN: usize = 16;
 /// Most pairwise keys kept in memory.
 const CACHE_MAX: usize = 4096;

@@ -107,6 +107,7 @@ impl NetClient {
     }
 
     /// Puts raw bytes as a DHT record at `peer`, bypassing our checks.
+    #[cfg(feature = "test-util")]
     pub async fn put_record_to(
         &self,
         key: libp2p::kad::RecordKey,
@@ -124,6 +125,7 @@ impl NetClient {
     }
 
     /// The DHT record held locally under `key`.
+    #[cfg(feature = "test-util")]
     pub async fn held_record(
         &self,
         key: libp2p::kad::RecordKey,

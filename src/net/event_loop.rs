@@ -74,6 +74,7 @@ pub enum Command {
     },
     /// Put raw bytes as a DHT record at one peer, bypassing our own checks:
     /// lets tests play a hostile node against an honest one.
+    #[cfg(feature = "test-util")]
     PutRecordTo {
         /// Record key.
         key: kad::RecordKey,
@@ -84,7 +85,8 @@ pub enum Command {
         /// `Ok` when the peer answered.
         reply: oneshot::Sender<Result<(), String>>,
     },
-    /// The record we hold locally under a key, if any (tests and status).
+    /// The record we hold locally under a key, if any (tests).
+    #[cfg(feature = "test-util")]
     HeldRecord {
         /// Record key.
         key: kad::RecordKey,
@@ -392,6 +394,7 @@ impl EventLoop {
             }
             Command::Find { peer, reply } => self.find(peer, reply),
             Command::Dial { peer, addrs, reply } => self.dial(peer, addrs, reply),
+            #[cfg(feature = "test-util")]
             Command::PutRecordTo {
                 key,
                 value,
@@ -406,6 +409,7 @@ impl EventLoop {
                 );
                 self.pending_puts.insert(id, reply);
             }
+            #[cfg(feature = "test-util")]
             Command::HeldRecord { key, reply } => {
                 let held = self.swarm.behaviour_mut().kad.store_mut().get(&key);
                 let _ = reply.send(held.map(|r| r.value.clone()));

@@ -152,7 +152,8 @@ impl Lasting {
             .collect()
     }
 
-    /// Peers with an open connection (tests and bounds).
+    /// Peers with an open connection (tests).
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.peers.len()
     }

@@ -73,7 +73,8 @@ impl RateLimiter {
         }
     }
 
-    /// Peers currently tracked.
+    /// Peers currently tracked (tests).
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.peers.len()
     }

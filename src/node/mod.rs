@@ -199,6 +199,7 @@ impl Node {
                 presence,
                 sealer,
                 events,
+                #[cfg(feature = "test-util")]
                 control,
                 last_sent_at: AtomicU64::new(0),
                 task: Mutex::new(Some(task)),
@@ -214,6 +215,8 @@ struct NodeInner {
     presence: mpsc::Sender<presence_service::Request>,
     sealer: Arc<Sealer>,
     events: broadcast::Sender<Event>,
+    /// Opens raw streams for [`NodeHandle::open_raw_stream`].
+    #[cfg(feature = "test-util")]
     control: libp2p_stream::Control,
     last_sent_at: AtomicU64,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -471,7 +474,7 @@ impl NodeHandle {
     /// How many times the node's database has been synced to disk
     /// ([`Store::sync_count`]): tests read it around an acknowledged write
     /// to prove the acknowledgement waited for an `fdatasync`.
-    #[doc(hidden)]
+    #[cfg(feature = "test-util")]
     pub async fn sync_count(&self) -> Result<u64, NodeError> {
         self.read(|s| Ok(s.sync_count())).await
     }
@@ -479,7 +482,7 @@ impl NodeHandle {
     /// The peers remembered for the next start, seen most recently first:
     /// tests check who gets in (only peers of lasting connections, see
     /// [`crate::net::lasting`]).
-    #[doc(hidden)]
+    #[cfg(feature = "test-util")]
     pub async fn known_peers(&self) -> Result<Vec<crate::store::KnownPeer>, NodeError> {
         self.read(|s| s.known_peers(usize::MAX)).await
     }
@@ -487,7 +490,7 @@ impl NodeHandle {
     /// Holds the mailbox holder's store queue until the guard is dropped,
     /// so a test can show that mailbox work stuck behind the disk does not
     /// hold up messaging.
-    #[doc(hidden)]
+    #[cfg(feature = "test-util")]
     pub async fn pause_mailbox_holder(&self) -> Result<messenger::MailboxPause, NodeError> {
         self.request(Request::PauseHolder).await
     }
@@ -495,7 +498,7 @@ impl NodeHandle {
     /// Holds the store thread — every write and read of the node — from
     /// when `started` is told until `release` is signalled or dropped:
     /// tests stand in for a slow disk with it.
-    #[doc(hidden)]
+    #[cfg(feature = "test-util")]
     pub async fn stall_store(
         &self,
         started: oneshot::Sender<()>,
@@ -529,7 +532,7 @@ impl NodeHandle {
 
     /// Opens a raw stream to `peer` on `protocol`: lets tests play a
     /// hostile peer speaking our protocols badly.
-    #[doc(hidden)]
+    #[cfg(feature = "test-util")]
     pub async fn open_raw_stream(
         &self,
         peer: PeerId,

@@ -163,6 +163,7 @@ impl Store {
     /// How many `fdatasync`s of the log [`Store::flush`] has completed on
     /// this handle and its clones: a test reads it before and after an
     /// acknowledged write to show the write waited for the disk.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn sync_count(&self) -> u64 {
         self.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }

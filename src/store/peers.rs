@@ -86,6 +86,7 @@ impl Store {
     }
 
     /// Removes a peer that turned out to be gone for good.
+    #[cfg(test)]
     pub fn forget_peer(&self, peer: &PeerId) -> Result<(), StoreError> {
         self.peers.remove(peer.to_bytes())?;
         Ok(())

@@ -4,7 +4,7 @@
 //! ciborium then allocates at most in proportion to the input.
 
 pub mod frame;
-#[doc(hidden)]
+#[cfg(feature = "test-util")]
 pub mod fuzz;
 pub mod locator;
 pub mod mailbox;

@@ -75,6 +75,7 @@ pub enum Stop {
 impl Stop {
     /// Whether the holder may still have items for us that it was willing
     /// to give: the fetch ended at one of our caps, not at its end.
+    #[cfg(test)]
     pub fn capped(self) -> bool {
         matches!(self, Self::PageCap | Self::ItemCap)
     }

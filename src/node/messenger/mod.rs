@@ -47,6 +47,7 @@ mod link;
 mod mailbox;
 mod window;
 
+#[cfg(feature = "test-util")]
 pub use holder::MailboxPause;
 
 use super::mailbox::Reach;
@@ -133,6 +134,7 @@ pub(crate) enum Request {
     /// A store read, run in order with the writes.
     Read(Box<dyn FnOnce(&Store) + Send>),
     /// Hold the mailbox holder's store queue (tests).
+    #[cfg(feature = "test-util")]
     PauseHolder(oneshot::Sender<MailboxPause>),
     /// Something happened on the network.
     Net(NetEvent),
@@ -387,6 +389,7 @@ impl Service {
                 }));
             }
             Request::Net(NetEvent::Connected(peer)) => self.outbox.peer_seen(&peer, Instant::now()),
+            #[cfg(feature = "test-util")]
             Request::PauseHolder(reply) => {
                 self.holder.offer(holder::Job::Pause(reply));
             }

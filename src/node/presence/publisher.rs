@@ -172,7 +172,8 @@ impl Publisher {
         }
     }
 
-    /// Number of live subscribers.
+    /// Number of live subscribers (tests).
+    #[cfg(test)]
     pub fn subscriber_count(&self) -> usize {
         self.subs.len()
     }

@@ -61,6 +61,7 @@ pub(crate) enum Job {
     /// `peer` entered our routing table: it may outrank a holder.
     NewPeer(PeerId),
     /// Holds the store queue until the returned guard is dropped (tests).
+    #[cfg(feature = "test-util")]
     Pause(oneshot::Sender<MailboxPause>),
     /// Stops; answered once the store queue is drained and released.
     Stop(oneshot::Sender<()>),
@@ -69,7 +70,7 @@ pub(crate) enum Job {
 /// While alive, the holder's store queue runs nothing: requests the holder
 /// takes in wait. Lets a test show that mailbox work stuck behind the disk
 /// does not hold up messaging.
-#[doc(hidden)]
+#[cfg(feature = "test-util")]
 pub struct MailboxPause {
     _release: std::sync::mpsc::Sender<()>,
     /// Deposits routed to the holder, and how many of them before the pause.
@@ -77,6 +78,7 @@ pub struct MailboxPause {
     before: u64,
 }
 
+#[cfg(feature = "test-util")]
 impl MailboxPause {
     /// Deposits routed to the holder since the pause: each is waiting in
     /// its channel or behind its paused store.
@@ -162,6 +164,7 @@ pub(super) fn spawn(store: Store, net: NetClient, me: PeerId, cfg: MailboxConfig
         last_handoff: None,
         next_poll: now + cfg.poll,
         next_purge: now,
+        #[cfg(feature = "test-util")]
         routed: routed.clone(),
     };
     tokio::spawn(holder.run(rx, int_rx));
@@ -197,6 +200,7 @@ struct Holder {
     next_poll: Instant,
     next_purge: Instant,
     /// Deposits routed to us (read through [`MailboxPause`]).
+    #[cfg(feature = "test-util")]
     routed: Arc<AtomicU64>,
 }
 
@@ -225,6 +229,7 @@ impl Holder {
                         self.net.mailbox_respond(channel, response).await;
                     }
                     Some(Job::NewPeer(peer)) => self.new_peer(peer),
+                    #[cfg(feature = "test-util")]
                     Some(Job::Pause(reply)) => {
                         let (release, wait) = std::sync::mpsc::channel::<()>();
                         drop(self.queue.submit(move |_| {
