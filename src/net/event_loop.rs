@@ -12,8 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use libp2p::kad::store::RecordStore;
-use libp2p::kad::{self, QueryId, Quorum, Record};
+use libp2p::kad::QueryId;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::ResponseChannel;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -77,7 +76,7 @@ pub enum Command {
     #[cfg(feature = "test-util")]
     PutRecordTo {
         /// Record key.
-        key: kad::RecordKey,
+        key: libp2p::kad::RecordKey,
         /// Record value.
         value: Vec<u8>,
         /// The peer asked to store it.
@@ -89,7 +88,7 @@ pub enum Command {
     #[cfg(feature = "test-util")]
     HeldRecord {
         /// Record key.
-        key: kad::RecordKey,
+        key: libp2p::kad::RecordKey,
         /// The value held.
         reply: oneshot::Sender<Option<Vec<u8>>>,
     },
@@ -401,16 +400,17 @@ impl EventLoop {
                 peer,
                 reply,
             } => {
-                let record = Record::new(key, value);
+                let record = libp2p::kad::Record::new(key, value);
                 let id = self.swarm.behaviour_mut().kad.put_record_to(
                     record,
                     std::iter::once(peer),
-                    Quorum::One,
+                    libp2p::kad::Quorum::One,
                 );
                 self.pending_puts.insert(id, reply);
             }
             #[cfg(feature = "test-util")]
             Command::HeldRecord { key, reply } => {
+                use libp2p::kad::store::RecordStore;
                 let held = self.swarm.behaviour_mut().kad.store_mut().get(&key);
                 let _ = reply.send(held.map(|r| r.value.clone()));
             }
