@@ -52,35 +52,25 @@ struct FakeHolder {
 
 impl FakeHolder {
     async fn start(answer: impl Fn(&MailboxRequest) -> MailboxResponse + Send + 'static) -> Self {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|key| {
-                let me = key.public().to_peer_id();
-                let mut kad = kad::Behaviour::with_config(
-                    me,
-                    MemoryStore::new(me),
-                    kad::Config::new(StreamProtocol::new("/roost/kad/1.0.0")),
-                );
-                kad.set_mode(Some(kad::Mode::Server));
-                let mailbox = request_response::Behaviour::with_codec(
-                    CborCodec::new(mailbox::MAX_REQUEST, mailbox::MAX_RESPONSE),
-                    [(
-                        mailbox::MAILBOX_PROTOCOL,
-                        request_response::ProtocolSupport::Full,
-                    )],
-                    request_response::Config::default(),
-                );
-                HolderBehaviour { kad, mailbox }
-            })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-            .build();
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let mut swarm = common::raw::tcp_swarm(keypair, |key| {
+            let me = key.public().to_peer_id();
+            let mut kad = kad::Behaviour::with_config(
+                me,
+                MemoryStore::new(me),
+                kad::Config::new(StreamProtocol::new("/roost/kad/1.0.0")),
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            let mailbox = request_response::Behaviour::with_codec(
+                CborCodec::new(mailbox::MAX_REQUEST, mailbox::MAX_RESPONSE),
+                [(
+                    mailbox::MAILBOX_PROTOCOL,
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            );
+            HolderBehaviour { kad, mailbox }
+        });
         assert_eq!(roost::net::KAD_PROTOCOL.as_ref(), "/roost/kad/1.0.0");
         swarm
             .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())

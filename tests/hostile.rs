@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{TestNode, arrives, eventually, honest_and_other, init_tracing};
 use futures::StreamExt;
@@ -258,18 +258,9 @@ async fn a_request_flood_is_cut_off_and_others_are_still_served() {
 
 /// A bare libp2p peer: speaks no protocol and keeps idle connections open.
 fn bare_peer() -> Swarm<dummy::Behaviour> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| dummy::Behaviour)
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build()
+    common::raw::tcp_swarm(libp2p::identity::Keypair::generate_ed25519(), |_| {
+        dummy::Behaviour
+    })
 }
 
 /// Dials `target` from `peer` once more, even if already connected.

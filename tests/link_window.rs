@@ -7,33 +7,15 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use common::{TestNode, eventually, init_tracing};
 use futures::{AsyncWriteExt, StreamExt};
-use libp2p::{PeerId, Stream, Swarm};
+use libp2p::{PeerId, Stream};
 use roost::node::messenger::{ACK_TIMEOUT, MSG_PROTOCOL, WINDOW};
 use roost::wire::message::{
     self, Ack, AckResult, Frame, MAX_FRAME, MessageId, ReadFrame, RejectReason,
 };
 use roost::{Content, Identity};
-
-/// A bare libp2p swarm with only the stream protocol: the test reads
-/// every frame and writes every ack.
-fn hand_speaker(identity: &Identity) -> Swarm<libp2p_stream::Behaviour> {
-    libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build()
-}
 
 /// The next frame on `link`: the id of the message it carries, or `None`
 /// once the stream has ended (closed or reset). Panics with `what` if
@@ -82,7 +64,7 @@ async fn setup() -> Setup {
     let alice = TestNode::start(&[]).await;
     let identity = Identity::generate().unwrap();
     let speaker = identity.peer_id();
-    let mut swarm = hand_speaker(&identity);
+    let mut swarm = common::raw::hand_speaker(identity.keypair().clone());
     let incoming = swarm
         .behaviour()
         .new_control()

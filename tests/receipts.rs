@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{TestNode, arrives, dir_for, eventually, init_tracing, start_in};
 use futures::{AsyncWriteExt, StreamExt};
-use libp2p::{PeerId, Swarm};
+use libp2p::PeerId;
 use roost::crypto::Sealer;
 use roost::node::messenger::MSG_PROTOCOL;
 use roost::store::MessageState;
@@ -17,23 +15,6 @@ use roost::wire::message::{
     self, Ack, AckResult, Body, Frame, Inner, MAX_FRAME, MessageId, ReadFrame, ReceiptKind,
 };
 use roost::{Content, Identity, NodeHandle};
-
-/// A peer that speaks `/roost/msg/1` by hand: a bare libp2p swarm with
-/// only the stream protocol, so the test writes every ack and receipt.
-fn hand_speaker(identity: &Identity) -> Swarm<libp2p_stream::Behaviour> {
-    libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build()
-}
 
 /// The state of our message `id` to `peer` in `node`'s history.
 async fn state(node: &NodeHandle, peer: PeerId, id: MessageId) -> Option<MessageState> {
@@ -87,7 +68,7 @@ async fn acks_and_receipts_from_a_third_peer_leave_the_message_queued() {
     // talks to Alice by hand.
     let mallory_identity = Identity::generate().unwrap();
     let mallory = mallory_identity.peer_id();
-    let mut swarm = hand_speaker(&mallory_identity);
+    let mut swarm = common::raw::hand_speaker(mallory_identity.keypair().clone());
     let mut control = swarm.behaviour().new_control();
     let mut incoming = control.accept(MSG_PROTOCOL).unwrap();
     swarm.dial(alice_addr).unwrap();

@@ -14,6 +14,7 @@ use tempfile::TempDir;
 pub mod cli;
 pub mod fake_http;
 pub mod presence;
+pub mod raw;
 
 /// How long any condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
