@@ -10,7 +10,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{TestNode, arrives, dir_for, eventually, init_tracing, start_in, start_with};
+use common::{
+    TestNode, arrives, dir_for, eventually, eventually_within, init_tracing, start_in, start_with,
+};
 use futures::StreamExt;
 use libp2p::kad::store::MemoryStore;
 use libp2p::multiaddr::Protocol;
@@ -189,25 +191,6 @@ async fn honest_fake_gated(
 
 /// A generous deadline for waits on a lot of store work.
 const SLOW: Duration = Duration::from_secs(120);
-
-/// [`eventually`] with its own deadline.
-async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() <= deadline,
-            "timed out after {deadline:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Alice, online with `holder`, sends Jack (whose node is off) a message
 /// and waits until it is `stored` with the holder; then Alice goes offline.

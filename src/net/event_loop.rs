@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::kad::QueryId;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::ResponseChannel;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
@@ -25,6 +24,7 @@ mod kademlia;
 mod rpc;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::command::{Command, NetEvent};
 use super::lasting::{Lasting, Remember};
 use super::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, RateLimiter};
 use super::republish::Republisher;
@@ -33,144 +33,14 @@ use crate::config::Config;
 use crate::identity::Identity;
 use crate::store::{KnownPeer, Store, Writer};
 use crate::wire::locator::Locator;
-use crate::wire::mailbox::{MailboxRequest, MailboxResponse};
-use crate::wire::presence::{PresenceInfo, PresenceRequest, PresenceResponse};
+use crate::wire::mailbox::MailboxResponse;
+use crate::wire::presence::{PresenceRequest, PresenceResponse};
 use rpc::{Pending, route_rpc};
 
 /// How long a clean shutdown waits for the "offline" record to be stored.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Remembered peers dialled at start.
 const REDIAL_AT_START: usize = 8;
-
-/// What the rest of the program may ask of the network task.
-#[derive(Debug)]
-pub enum Command {
-    /// Our current listen addresses.
-    ListenAddrs {
-        /// Where the answer goes.
-        reply: oneshot::Sender<Vec<Multiaddr>>,
-    },
-    /// Peers with an open connection.
-    ConnectedPeers {
-        /// Where the answer goes.
-        reply: oneshot::Sender<Vec<PeerId>>,
-    },
-    /// Look up a peer's locator record in the DHT.
-    Find {
-        /// Whose record.
-        peer: PeerId,
-        /// The first valid record found, or `None`.
-        reply: oneshot::Sender<Option<Locator>>,
-    },
-    /// Connect to a peer at the given addresses.
-    Dial {
-        /// Whom.
-        peer: PeerId,
-        /// Where (from its locator).
-        addrs: Vec<Multiaddr>,
-        /// `Ok` once a connection is established.
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// Put raw bytes as a DHT record at one peer, bypassing our own checks:
-    /// lets tests play a hostile node against an honest one.
-    #[cfg(feature = "test-util")]
-    PutRecordTo {
-        /// Record key.
-        key: libp2p::kad::RecordKey,
-        /// Record value.
-        value: Vec<u8>,
-        /// The peer asked to store it.
-        peer: PeerId,
-        /// `Ok` when the peer answered.
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// The record we hold locally under a key, if any (tests).
-    #[cfg(feature = "test-util")]
-    HeldRecord {
-        /// Record key.
-        key: libp2p::kad::RecordKey,
-        /// The value held.
-        reply: oneshot::Sender<Option<Vec<u8>>>,
-    },
-    /// The peers closest to a key, found by an iterative DHT lookup.
-    ClosestPeers {
-        /// The key (e.g. a mailbox key).
-        key: Vec<u8>,
-        /// The peers found, closest first.
-        reply: oneshot::Sender<Vec<PeerId>>,
-    },
-    /// Send a mailbox request and wait for the answer.
-    Mailbox {
-        /// To whom.
-        peer: PeerId,
-        /// What.
-        request: MailboxRequest,
-        /// The answer, or why there is none.
-        reply: oneshot::Sender<Result<MailboxResponse, String>>,
-    },
-    /// Answer a mailbox request received earlier.
-    MailboxRespond {
-        /// The request's channel.
-        channel: ResponseChannel<MailboxResponse>,
-        /// The answer.
-        response: MailboxResponse,
-    },
-    /// Send a presence request and wait for the answer.
-    Presence {
-        /// To whom.
-        peer: PeerId,
-        /// What.
-        request: PresenceRequest,
-        /// The answer, or why there is none.
-        reply: oneshot::Sender<Result<PresenceResponse, String>>,
-    },
-    /// Send NOTIFYs to many subscribers, not waiting for their answers.
-    Notify {
-        /// Each subscriber and what it is told.
-        to: Vec<(PeerId, PresenceInfo)>,
-    },
-    /// Answer a presence request received earlier.
-    PresenceRespond {
-        /// The request's channel.
-        channel: ResponseChannel<PresenceResponse>,
-        /// The answer.
-        response: PresenceResponse,
-    },
-    /// Leave the network cleanly: publish an "offline" record, then stop.
-    Shutdown {
-        /// Answered once the task is about to exit.
-        reply: oneshot::Sender<()>,
-    },
-}
-
-/// What the network tells the services beside it.
-#[derive(Debug)]
-pub enum NetEvent {
-    /// A connection to this peer was established.
-    Connected(PeerId),
-    /// The last connection to this peer closed.
-    Disconnected(PeerId),
-    /// This peer entered our routing table: our DHT neighbourhood changed.
-    NewPeer(PeerId),
-    /// A peer asks something of the mailboxes we hold.
-    MailboxRequest {
-        /// Authenticated by the connection.
-        peer: PeerId,
-        /// What it asks.
-        request: MailboxRequest,
-        /// Where the answer goes ([`Command::MailboxRespond`]).
-        channel: ResponseChannel<MailboxResponse>,
-    },
-    /// A peer subscribes to or notifies us of presence.
-    PresenceRequest {
-        /// Authenticated by the connection.
-        peer: PeerId,
-        /// What it asks.
-        request: PresenceRequest,
-        /// Where the answer goes ([`Command::PresenceRespond`]).
-        channel: ResponseChannel<PresenceResponse>,
-    },
-}
 
 struct Stopping {
     query: Option<QueryId>,

@@ -4,6 +4,7 @@
 
 mod behaviour;
 mod client;
+mod command;
 mod event_loop;
 pub mod lasting;
 pub mod ratelimit;
@@ -17,7 +18,8 @@ use libp2p::{Swarm, Transport, noise, tcp, yamux};
 
 pub use behaviour::{Behaviour, KAD_PROTOCOL, MAX_CONNECTIONS_PER_PEER};
 pub use client::{NetClient, RequestError};
-pub use event_loop::{Command, EventLoop, NetEvent};
+pub use command::{Command, NetEvent};
+pub use event_loop::EventLoop;
 
 use crate::config::Config;
 use crate::identity::Identity;

@@ -22,7 +22,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use libp2p::kad::store::{self, MemoryStore, MemoryStoreConfig, RecordStore};
@@ -34,6 +34,10 @@ pub const MAX_RECORDS: usize = 4096;
 /// [`MAX_RECORDS`], so filling the store takes sixty-four peers holding
 /// connections to us, not one.
 pub const MAX_RECORDS_PER_SOURCE: usize = 64;
+
+/// Least time between two sweeps for expired records: records live for
+/// hours, so a second's delay in freeing one costs nothing.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a record was not stored.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,6 +60,8 @@ pub struct SourceCappedStore {
     cap: usize,
     source_of: HashMap<RecordKey, PeerId>,
     held_from: HashMap<PeerId, usize>,
+    /// When expired records were last dropped.
+    swept_at: Option<Instant>,
 }
 
 impl SourceCappedStore {
@@ -75,6 +81,7 @@ impl SourceCappedStore {
             cap: MAX_RECORDS_PER_SOURCE,
             source_of: HashMap::new(),
             held_from: HashMap::new(),
+            swept_at: None,
         }
     }
 
@@ -119,7 +126,16 @@ impl SourceCappedStore {
 
     /// Drops every expired record (libp2p removes one only when it is asked
     /// for), so expired records count against no cap.
+    /// At most once per [`SWEEP_EVERY`]: a peer at its cap would otherwise
+    /// buy a walk over every record with each put it sends.
     fn remove_expired(&mut self, now: Instant) {
+        if self
+            .swept_at
+            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
+        {
+            return;
+        }
+        self.swept_at = Some(now);
         let expired: Vec<RecordKey> = self
             .inner
             .records()
@@ -225,6 +241,27 @@ mod tests {
         // A key the flooder already holds may still be replaced by it.
         s.put_from(flood, record(0, None), now).unwrap();
         assert_eq!(s.held_from(&flood), MAX_RECORDS_PER_SOURCE);
+    }
+
+    #[test]
+    fn a_source_at_its_cap_buys_at_most_one_sweep_a_second() {
+        let t0 = Instant::now();
+        let mut s = store();
+        let flood = PeerId::random();
+        let soon = Some(t0 + Duration::from_millis(100));
+        for n in 0..MAX_RECORDS_PER_SOURCE {
+            s.put_from(flood, record(n, soon), t0).unwrap();
+        }
+        // At the cap: this refusal sweeps (nothing has expired yet).
+        assert!(s.put_from(flood, record(1000, None), t0).is_err());
+        // Expired now, but the last sweep is under a second old.
+        let half = t0 + Duration::from_millis(500);
+        assert!(s.put_from(flood, record(1001, None), half).is_err());
+        assert_eq!(s.held_from(&flood), MAX_RECORDS_PER_SOURCE);
+        // A second on, the sweep frees the expired records.
+        let later = t0 + SWEEP_EVERY + Duration::from_millis(1);
+        s.put_from(flood, record(1002, None), later).unwrap();
+        assert_eq!(s.held_from(&flood), 1);
     }
 
     #[test]

@@ -79,7 +79,16 @@ pub fn dir_for(identity: &Identity) -> TempDir {
 
 /// Polls `check` every 50 ms until it yields `Some`, failing the test with
 /// `what` after [`DEADLINE`]. Waits for an event, never for a fixed time.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_within(DEADLINE, what, check).await
+}
+
+/// [`eventually`] with a deadline of its own, for waits on a lot of work.
+pub async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -89,8 +98,8 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        if start.elapsed() > DEADLINE {
-            panic!("timed out after {DEADLINE:?} waiting for: {what}");
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -230,7 +230,7 @@ impl Service {
             }
             Request::SetOwn { own, reply } => {
                 let saved = own.clone();
-                let res = self.blocking(move |s| s.set_own_presence(&saved)).await;
+                let res = self.store.run(move |s| s.set_own_presence(&saved)).await;
                 if res.is_ok() {
                     self.publisher.set_own(own, Instant::now());
                     self.notify_all();
@@ -311,34 +311,40 @@ impl Service {
         }
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        self.store.run(f).await
-    }
-
     async fn change(&mut self, peer: PeerId, change: BuddyChange) -> Result<bool, StoreError> {
         let now = Instant::now();
         let (entry, became_buddy) = match change {
             BuddyChange::Add(name) => {
-                let new = self.blocking(move |s| s.add_buddy(&peer, &name)).await?;
+                let (entry, new) = self
+                    .store
+                    .run(move |s| {
+                        let new = s.add_buddy(&peer, &name)?;
+                        Ok((s.buddy(&peer)?, new))
+                    })
+                    .await?;
                 self.watcher.add(peer, now);
-                (self.blocking(move |s| s.buddy(&peer)).await?, new)
+                (entry, new)
             }
             BuddyChange::Remove => {
-                self.blocking(move |s| s.remove_buddy(&peer)).await?;
+                self.store.run(move |s| s.remove_buddy(&peer)).await?;
                 self.watcher.remove(&peer);
                 (None, false)
             }
             BuddyChange::Block(true) => {
-                self.blocking(move |s| s.block(&peer)).await?;
+                let entry = self
+                    .store
+                    .run(move |s| {
+                        s.block(&peer)?;
+                        s.buddy(&peer)
+                    })
+                    .await?;
                 self.watcher.remove(&peer);
-                (self.blocking(move |s| s.buddy(&peer)).await?, false)
+                (entry, false)
             }
             other => {
                 let b = self
-                    .blocking(move |s| {
+                    .store
+                    .run(move |s| {
                         s.update_buddy(&peer, |b| match other {
                             BuddyChange::Rename(n) => b.name = n,
                             BuddyChange::Hide(h) => b.hidden = h,
