@@ -5,10 +5,14 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::netns::{Connect, Net, Options, Transport};
-use common::{Daemon, eventually};
+use common::{DEADLINE, Daemon, eventually, eventually_within};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
+use roost::api::EventView;
+use roost::api::client::ApiClient;
 use serde_json::Value;
 
 /// The TCP port of the first TCP address `daemon` listens on.
@@ -158,4 +162,284 @@ async fn two_natted_buddies_bootstrapped_from_a_public_node_see_each_other_onlin
     let b = Daemon::start_with(net.homes[1].host.launch(&tcp, &boot)).await;
     befriend(&a, &b);
     see_each_other_online(&a, &b).await;
+}
+
+/// A network of `opts` with daemons listening on `transports`: one on
+/// every public host (the first is everyone's bootstrap) and one in every
+/// home. Returns the net and the public and home daemons.
+async fn network(opts: Options, transports: &[Transport]) -> (Net, Vec<Daemon>, Vec<Daemon>) {
+    let net = Net::build(opts);
+    let mut public = Vec::new();
+    let mut boot = Vec::new();
+    for host in &net.public {
+        let d = Daemon::start_with(host.launch(transports, &boot)).await;
+        if boot.is_empty() {
+            boot = addrs(&d).await;
+        }
+        public.push(d);
+    }
+    let mut homes = Vec::new();
+    for home in &net.homes {
+        homes.push(Daemon::start_with(home.host.launch(transports, &boot)).await);
+    }
+    (net, public, homes)
+}
+
+/// The rows of `me`'s open connections to `peer`, as `roost status` shows.
+async fn connections_to(me: &Daemon, peer: &Daemon) -> Vec<Value> {
+    let id = peer.id.to_string();
+    me.status().await["connections"]
+        .as_array()
+        .expect("status shows connections")
+        .iter()
+        .filter(|r| r["peer"] == id)
+        .cloned()
+        .collect()
+}
+
+/// Waits until `me` has connections to `peer`, all of them `relayed` or
+/// all direct as asked; returns them.
+async fn settle_on(me: &Daemon, peer: &Daemon, relayed: bool) -> Vec<Value> {
+    let what = if relayed { "relayed" } else { "direct" };
+    eventually(&format!("only {what} connections to the buddy"), || async {
+        let rows = connections_to(me, peer).await;
+        (!rows.is_empty() && rows.iter().all(|r| r["relayed"] == relayed)).then_some(rows)
+    })
+    .await
+}
+
+/// Waits until `daemon` says its reachability is `want`.
+async fn reachability(daemon: &Daemon, want: &str) {
+    eventually(&format!("reachability {want}"), || async {
+        (daemon.status().await["reachability"] == want).then_some(())
+    })
+    .await;
+}
+
+/// Sends `text` from `from` to buddy `to` with the CLI and waits until it
+/// is in `to`'s log. Returns the states the sender's copy went through, as
+/// its event stream (opened before the send) told them, up to `delivered`.
+async fn send_and_follow(from: &Daemon, to: &Daemon, text: &str) -> Vec<String> {
+    let api = ApiClient::open(from.dir.path()).expect("the sender's API");
+    let mut events = api
+        .events(Some(&to.id.to_string()))
+        .await
+        .expect("the sender's event stream");
+    let sent = from.rows(&["send", &to.id.to_string(), text]);
+    let id = sent[0]["id"].as_str().expect("send shows the id").to_string();
+    let mut states = Vec::new();
+    let follow = async {
+        while let Some(event) = events.next().await.expect("an event") {
+            if let EventView::State { id: of, state, .. } = event {
+                if of == id {
+                    states.push(state.clone());
+                    if state == "delivered" || state == "read" {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(DEADLINE, follow).await.is_err() {
+        panic!("the message was not delivered within {DEADLINE:?}; states seen: {states:?}");
+    }
+    let from_id = from.id.to_string();
+    eventually("the message is in the recipient's log", || async {
+        to.rows(&["log", &from_id])
+            .iter()
+            .any(|r| r["id"] == id.as_str() && r["text"] == text)
+            .then_some(())
+    })
+    .await;
+    states
+}
+
+/// Two buddies, each behind its own NAT, listening only on `transport`:
+/// they see each other online, end on a direct connection through both
+/// routers (the relayed one dropped), and a message takes it.
+async fn natted_buddies_punch_through(transport: Transport) {
+    let opts = Options {
+        public: 2,
+        homes: 2,
+        ..Options::default()
+    };
+    let (net, public, homes) = network(opts, &[transport]).await;
+    let (a, b) = (&homes[0], &homes[1]);
+    for p in &public {
+        reachability(p, "public").await;
+    }
+    reachability(a, "private").await;
+    reachability(b, "private").await;
+    befriend(a, b);
+    see_each_other_online(a, b).await;
+
+    let marker = match transport {
+        Transport::Tcp => "/tcp/",
+        Transport::Quic => "/quic-v1",
+    };
+    for (me, other, router) in [(a, b, &net.homes[1].router), (b, a, &net.homes[0].router)] {
+        let rows = settle_on(me, other, false).await;
+        // Through the other home's router: its public address, and the
+        // transport we listen on.
+        let router_ip = format!("/ip4/{}/", router.ip);
+        assert!(
+            rows.iter().all(|r| {
+                let addr = r["addr"].as_str().unwrap_or_default();
+                addr.contains(&router_ip) && addr.contains(marker)
+            }),
+            "direct connections go to {router_ip} over {marker}: {rows:?}"
+        );
+    }
+    let states = send_and_follow(a, b, "straight through both NATs").await;
+    assert!(
+        !states.iter().any(|s| s == "stored"),
+        "the message went through mailboxes: {states:?}"
+    );
+    // Still direct after the message: it did not bring a relayed path back.
+    settle_on(a, b, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn natted_buddies_end_on_a_direct_tcp_connection() {
+    natted_buddies_punch_through(Transport::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn natted_buddies_end_on_a_direct_quic_connection() {
+    natted_buddies_punch_through(Transport::Quic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_direct_path_blocked_presence_and_messages_go_over_a_relay() {
+    let opts = Options {
+        public: 2,
+        homes: 2,
+        block_direct: true,
+    };
+    let (_net, _public, homes) = network(opts, &[Transport::Tcp]).await;
+    let (a, b) = (&homes[0], &homes[1]);
+    befriend(a, b);
+    see_each_other_online(a, b).await;
+    for (me, other) in [(a, b), (b, a)] {
+        let rows = settle_on(me, other, true).await;
+        assert!(
+            rows.iter()
+                .all(|r| r["addr"].as_str().unwrap_or_default().contains("/p2p-circuit")),
+            "relayed connections have circuit addresses: {rows:?}"
+        );
+    }
+    // Both ways, neither through a mailbox: the sender's copy goes from
+    // `queued` to `delivered` without ever being `stored`.
+    for (from, to) in [(a, b), (b, a)] {
+        let states = send_and_follow(from, to, "through the relay").await;
+        assert!(
+            !states.iter().any(|s| s == "stored"),
+            "the message went through mailboxes: {states:?}"
+        );
+        assert_eq!(states.last().map(String::as_str), Some("delivered"));
+    }
+    // Presence goes the same way: a change shows on the other side.
+    a.rows(&["presence", "set", "away", "--note", "relayed"]);
+    eventually("b sees a's new presence over the relay", || async {
+        let row = presence_of(b, a)?;
+        (row["status"] == "away" && row["note"] == "relayed").then_some(())
+    })
+    .await;
+    settle_on(a, b, true).await;
+}
+
+/// The relay peer IDs in `daemon`'s status (`…/p2p/<relay>/p2p-circuit`).
+async fn relay_ids(daemon: &Daemon) -> Vec<String> {
+    daemon.status().await["relays"]
+        .as_array()
+        .expect("status shows relays")
+        .iter()
+        .filter_map(|a| {
+            let addr: Multiaddr = a.as_str()?.parse().ok()?;
+            let mut relay = None;
+            for p in addr.iter() {
+                match p {
+                    Protocol::P2p(id) => relay = Some(id.to_string()),
+                    Protocol::P2pCircuit => break,
+                    _ => {}
+                }
+            }
+            relay
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_leaves_is_replaced() {
+    let opts = Options {
+        public: 3,
+        homes: 1,
+        ..Options::default()
+    };
+    let (_net, mut public, homes) = network(opts, &[Transport::Tcp]).await;
+    let home = &homes[0];
+    let before = eventually("the NATed node holds two relay reservations", || async {
+        let ids = relay_ids(home).await;
+        (ids.len() >= 2).then_some(ids)
+    })
+    .await;
+    let gone = before[0].clone();
+    let leaving = public
+        .iter_mut()
+        .find(|p| p.id.to_string() == gone)
+        .expect("the relay is one of the public daemons");
+    leaving.kill();
+    let after = eventually_within(
+        Duration::from_secs(60),
+        "another relay replaces the one that left",
+        || async {
+            let ids = relay_ids(home).await;
+            (ids.len() >= before.len() && !ids.contains(&gone)).then_some(ids)
+        },
+    )
+    .await;
+    assert!(
+        after.iter().any(|id| !before.contains(id)),
+        "a relay that was not used before took the place of {gone}: before {before:?}, after {after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_natted_node_holds_no_mailbox_item() {
+    let opts = Options {
+        public: 2,
+        homes: 3,
+        ..Options::default()
+    };
+    let (_net, public, homes) = network(opts, &[Transport::Tcp]).await;
+    for home in &homes {
+        reachability(home, "private").await;
+    }
+    // A recipient who never comes online: everything goes to mailboxes.
+    let away = tempfile::tempdir().expect("temp dir");
+    let init = common::roost(away.path(), &["--json", "init"]);
+    let away_id: Value = serde_json::from_slice(&init.stdout).expect("init prints JSON");
+    let away_id = away_id["id"].as_str().expect("an ID").to_string();
+    let sender = &homes[0];
+    sender.rows(&["buddy", "add", &away_id, "--name", "away"]);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let sent = sender.rows(&["send", "away", &format!("held for later {i}")]);
+        ids.push(sent[0]["id"].as_str().expect("an id").to_string());
+    }
+    eventually("every message is stored in mailboxes", || async {
+        let log = sender.rows(&["log", "away"]);
+        ids.iter()
+            .all(|id| log.iter().any(|r| r["id"] == id.as_str() && r["state"] == "stored"))
+            .then_some(())
+    })
+    .await;
+    let mut public_held = 0;
+    for p in &public {
+        public_held += p.held().await;
+    }
+    assert!(public_held >= 3, "the public nodes hold the items: {public_held}");
+    for home in &homes {
+        assert_eq!(home.held().await, 0, "a NATed node holds mailbox items");
+    }
 }

@@ -251,18 +251,22 @@ table inet filter {{
 }
 
 impl Host {
-    /// How to start a daemon here listening on `transports` (port 0: the
-    /// kernel picks), bootstrapping from `bootstrap`.
+    /// This host's address on `transport` at roost's default port (every
+    /// host has a namespace of its own, so the port is always free).
+    pub fn addr(&self, transport: Transport) -> String {
+        let port = roost::config::DEFAULT_PORT;
+        match transport {
+            Transport::Tcp => format!("/ip4/{}/tcp/{port}", self.ip),
+            Transport::Quic => format!("/ip4/{}/udp/{port}/quic-v1", self.ip),
+        }
+    }
+
+    /// How to start a daemon here listening on `transports`, bootstrapping
+    /// from `bootstrap`.
     pub fn launch(&self, transports: &[Transport], bootstrap: &[String]) -> Launch {
         Launch {
             netns: Some(self.ns.clone()),
-            listen: transports
-                .iter()
-                .map(|t| match t {
-                    Transport::Tcp => format!("/ip4/{}/tcp/0", self.ip),
-                    Transport::Quic => format!("/ip4/{}/udp/0/quic-v1", self.ip),
-                })
-                .collect(),
+            listen: transports.iter().map(|t| self.addr(*t)).collect(),
             bootstrap: bootstrap.to_vec(),
             args: Vec::new(),
             log: log_path(&self.ns),
