@@ -257,6 +257,11 @@ impl NodeHandle {
             .collect())
     }
 
+    /// Our reachability, relay reservations and open connections.
+    pub async fn reach_status(&self) -> Result<net::ReachStatus, NodeError> {
+        Ok(self.inner.net.reach_status().await?)
+    }
+
     /// Peers we currently have a connection to.
     pub async fn connected_peers(&self) -> Result<Vec<PeerId>, NodeError> {
         Ok(self.inner.net.connected_peers().await?)

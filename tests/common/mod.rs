@@ -126,7 +126,9 @@ pub fn roost(dir: &Path, args: &[&str]) -> Output {
         .expect("run roost")
 }
 
-/// Starts `roost daemon` on `dir` (loopback, ephemeral port, no mDNS).
+/// Starts `roost daemon` on `dir` (loopback, ephemeral port, no mDNS, no
+/// UPnP), serving the DHT: loopback peers can all dial it, and AutoNAT
+/// would not call a loopback address public.
 pub fn spawn_daemon(dir: &Path, bootstrap: Option<&str>) -> Child {
     let launch = Launch {
         bootstrap: bootstrap.map(str::to_string).into_iter().collect(),
@@ -154,7 +156,9 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// Starts `roost daemon` (no mDNS) on data dir `dir`.
+    /// Starts `roost daemon` (no mDNS) on data dir `dir`; in the test's
+    /// own namespace also without UPnP and as a DHT server, in a topology's
+    /// namespace with the defaults.
     pub fn spawn(&self, dir: &Path) -> Child {
         let mut cmd = match &self.netns {
             Some(ns) => {
@@ -165,6 +169,11 @@ impl Launch {
             None => Command::new(env!("CARGO_BIN_EXE_roost")),
         };
         cmd.arg("--data-dir").arg(dir).args(["daemon", "--no-mdns"]);
+        if self.netns.is_none() {
+            // Loopback: every peer can dial it, but AutoNAT would never call
+            // a loopback address public, so it serves the DHT by decree.
+            cmd.args(["--no-upnp", "--dht-mode", "server"]);
+        }
         if self.listen.is_empty() {
             cmd.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
         }
