@@ -536,6 +536,35 @@ mod tests {
     }
 
     #[test]
+    fn dht_mode_replaces_dht_server_which_stays_an_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |text: &str| {
+            std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
+            let mut c = Config::new(dir.path().into());
+            c.apply_file().map(|_| c)
+        };
+        assert_eq!(read("").unwrap().dht_mode, DhtMode::Auto);
+        assert_eq!(
+            read("dht_server = false\n").unwrap().dht_mode,
+            DhtMode::Client
+        );
+        assert_eq!(
+            read("dht_server = true\n").unwrap().dht_mode,
+            DhtMode::Server
+        );
+        let both = read("dht_server = true\ndht_mode = \"auto\"\n").unwrap();
+        assert_eq!(both.dht_mode, DhtMode::Auto, "dht_mode wins");
+        let err = read("dht_mode = \"sometimes\"\n").unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+        let c = read("relay_server = false\nupnp = false\nrelay_circuit_secs = 60\n").unwrap();
+        assert!(!c.relay_server && !c.upnp);
+        assert_eq!(c.relay_limits.max_circuit_duration, Duration::from_secs(60));
+        let local = Config::local(dir.path().into());
+        assert_eq!(local.dht_mode, DhtMode::Server);
+        assert!(!local.upnp);
+    }
+
+    #[test]
     fn private_dir_is_0700() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("a/b");

@@ -129,7 +129,11 @@ async fn status(client: &ApiClient, out: &Out) -> Result<()> {
             text.push_str(&format!("\nreachable through relay {}", field(r)));
         }
         for c in &s.connections {
-            let how = if c.relayed { "relayed via" } else { "direct at" };
+            let how = if c.relayed {
+                "relayed via"
+            } else {
+                "direct at"
+            };
             text.push_str(&format!(
                 "\nconnected to {} {how} {}",
                 field(&c.peer),

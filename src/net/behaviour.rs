@@ -179,10 +179,7 @@ impl Behaviour {
             dcutr: dcutr::Behaviour::new(peer_id),
             autonat: autonat::v2::client::Behaviour::default(),
             autonat_server: autonat::v2::server::Behaviour::default(),
-            upnp: config
-                .upnp
-                .then(upnp::tokio::Behaviour::default)
-                .into(),
+            upnp: config.upnp.then(upnp::tokio::Behaviour::default).into(),
         })
     }
 }

@@ -20,10 +20,12 @@
 //! - **Relay server** (HOP) on only when public (and allowed by config).
 //! - **Relay reservations** while not public: on the configured relays
 //!   first, then on peers that advertise HOP, until [`MIN_RELAYS`] are held
-//!   or pending. A reservation lost is replaced at once by another
-//!   candidate; a relay that failed waits [`RELAY_BACKOFF`] before it is
-//!   tried again; one that does not answer within [`RESERVE_TIMEOUT`] is
-//!   given up. Once public, the reservations are dropped.
+//!   or pending (a configured relay we are not connected to is dialled
+//!   first). A reservation lost is replaced at once by another candidate;
+//!   a relay that failed rests [`FIRST_BACKOFF`], doubling with each
+//!   failure in a row up to [`RELAY_BACKOFF`], before it is tried again;
+//!   one that does not answer within [`RESERVE_TIMEOUT`] is given up. Once
+//!   public, the reservations are dropped.
 //! - **Direct beats relayed**: once a direct connection to a peer is up
 //!   (hole punch or any dial), its relayed connections are closed, because
 //!   request-response and libp2p-stream would otherwise keep using them.
@@ -40,8 +42,10 @@ use libp2p::{Multiaddr, PeerId};
 pub const MIN_RELAYS: usize = 2;
 /// How long a reservation may take before the relay is given up.
 pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a relay that failed or left waits before it is tried again.
+/// Longest a relay that failed or left waits before it is tried again.
 pub const RELAY_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a relay waits after its first failure in a row.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 /// Most relay candidates remembered (peers advertising HOP).
 pub const MAX_CANDIDATES: usize = 64;
 /// Most open connections tracked; beyond, a connection is not tracked (it
@@ -150,6 +154,15 @@ pub enum Output {
     KadServer(bool),
     /// Advertise the relay HOP protocol or not.
     RelayServer(bool),
+    /// Dial this relay (a configured one we are not connected to): the
+    /// relay client's own dial gives up when another dial to the same
+    /// peer is under way, so the reservation waits for a connection.
+    Dial {
+        /// The relay.
+        relay: PeerId,
+        /// Its address.
+        addr: Multiaddr,
+    },
     /// Listen via this relay on this `…/p2p/R/p2p-circuit` address.
     Reserve {
         /// The relay.
@@ -187,6 +200,7 @@ pub struct Conn {
 
 #[derive(Debug, Clone)]
 enum Relay {
+    Dialing { addr: Multiaddr, since: Instant },
     Pending { addr: Multiaddr, since: Instant },
     Held { addr: Multiaddr },
 }
@@ -214,7 +228,11 @@ pub struct Reach {
     conns: HashMap<ConnectionId, Conn>,
     candidates: HashMap<PeerId, Vec<Multiaddr>>,
     relays: HashMap<PeerId, Relay>,
-    backoff: HashMap<PeerId, Instant>,
+    /// Relays that failed: until when they rest, and how often in a row
+    /// they failed (the rest doubles each time, from 2 s to
+    /// [`RELAY_BACKOFF`]).
+    backoff: HashMap<PeerId, (Instant, u32)>,
+    failures: HashMap<PeerId, u32>,
     kad_server: Option<bool>,
     relay_server: Option<bool>,
 }
@@ -253,6 +271,7 @@ impl Reach {
             candidates: HashMap::new(),
             relays: HashMap::new(),
             backoff: HashMap::new(),
+            failures: HashMap::new(),
             kad_server: None,
             relay_server: None,
         }
@@ -288,7 +307,7 @@ impl Reach {
             .values()
             .filter_map(|r| match r {
                 Relay::Held { addr } => Some(addr.clone()),
-                Relay::Pending { .. } => None,
+                Relay::Pending { .. } | Relay::Dialing { .. } => None,
             })
             .collect();
         v.sort();
@@ -305,11 +324,13 @@ impl Reach {
     /// When [`Input::Tick`] is next due.
     pub fn next_deadline(&self) -> Option<Instant> {
         let pending = self.relays.values().filter_map(|r| match r {
-            Relay::Pending { since, .. } => Some(*since + RESERVE_TIMEOUT),
+            Relay::Pending { since, .. } | Relay::Dialing { since, .. } => {
+                Some(*since + RESERVE_TIMEOUT)
+            }
             Relay::Held { .. } => None,
         });
         let wanting = self.wants_relays() && self.relays.len() < MIN_RELAYS;
-        let backoff = self.backoff.values().copied().filter(|_| wanting);
+        let backoff = self.backoff.values().map(|(u, _)| *u).filter(|_| wanting);
         pending.chain(backoff).min()
     }
 
@@ -359,6 +380,17 @@ impl Reach {
                         },
                     );
                 }
+                if !relayed && let Some(Relay::Dialing { addr, .. }) = self.relays.get(&peer) {
+                    let addr = addr.clone();
+                    self.relays.insert(
+                        peer,
+                        Relay::Pending {
+                            addr: addr.clone(),
+                            since: now,
+                        },
+                    );
+                    out.push(Output::Reserve { relay: peer, addr });
+                }
                 self.close_relayed_if_direct(peer, &mut out);
             }
             Input::Disconnected { conn } => {
@@ -388,9 +420,12 @@ impl Reach {
             Input::ReservationAccepted { relay } => {
                 if let Some(r) = self.relays.get_mut(&relay) {
                     let addr = match r {
-                        Relay::Pending { addr, .. } | Relay::Held { addr } => addr.clone(),
+                        Relay::Pending { addr, .. }
+                        | Relay::Dialing { addr, .. }
+                        | Relay::Held { addr } => addr.clone(),
                     };
                     *r = Relay::Held { addr };
+                    self.failures.remove(&relay);
                 }
             }
             Input::RelayClosed { relay } => {
@@ -402,8 +437,11 @@ impl Reach {
                 let late: Vec<PeerId> = self
                     .relays
                     .iter()
-                    .filter(|(_, r)| {
-                        matches!(r, Relay::Pending { since, .. } if now >= *since + RESERVE_TIMEOUT)
+                    .filter(|(_, r)| match r {
+                        Relay::Pending { since, .. } | Relay::Dialing { since, .. } => {
+                            now >= *since + RESERVE_TIMEOUT
+                        }
+                        Relay::Held { .. } => false,
                     })
                     .map(|(p, _)| *p)
                     .collect();
@@ -432,10 +470,12 @@ impl Reach {
 
     fn back_off(&mut self, relay: PeerId, now: Instant) {
         if self.backoff.len() >= MAX_BACKOFF {
-            self.backoff.retain(|_, until| *until > now);
+            self.backoff.retain(|_, (until, _)| *until > now);
         }
         if self.backoff.len() < MAX_BACKOFF {
-            self.backoff.insert(relay, now + RELAY_BACKOFF);
+            let failures = self.failures.remove(&relay).unwrap_or(0).saturating_add(1);
+            let rest = (FIRST_BACKOFF * 2u32.saturating_pow(failures - 1)).min(RELAY_BACKOFF);
+            self.backoff.insert(relay, (now + rest, failures));
         }
     }
 
@@ -481,25 +521,44 @@ impl Reach {
             out.extend(gone.into_iter().map(|relay| Output::Release { relay }));
             return;
         }
-        self.backoff.retain(|_, until| *until > now);
+        let failures = &mut self.failures;
+        self.backoff.retain(|p, (until, n)| {
+            let keep = *until > now;
+            if !keep {
+                failures.insert(*p, *n);
+            }
+            keep
+        });
         while self.relays.len() < MIN_RELAYS {
             let Some((relay, addr)) = self.pick_relay() else {
                 break;
             };
             let circuit = addr
+                .clone()
                 .with(Protocol::P2p(relay))
                 .with(Protocol::P2pCircuit);
-            self.relays.insert(
-                relay,
-                Relay::Pending {
-                    addr: circuit.clone(),
-                    since: now,
-                },
-            );
-            out.push(Output::Reserve {
-                relay,
-                addr: circuit,
-            });
+            if self.conns.values().any(|c| c.peer == relay && !c.relayed) {
+                self.relays.insert(
+                    relay,
+                    Relay::Pending {
+                        addr: circuit.clone(),
+                        since: now,
+                    },
+                );
+                out.push(Output::Reserve {
+                    relay,
+                    addr: circuit,
+                });
+            } else {
+                self.relays.insert(
+                    relay,
+                    Relay::Dialing {
+                        addr: circuit,
+                        since: now,
+                    },
+                );
+                out.push(Output::Dial { relay, addr });
+            }
         }
     }
 

@@ -63,7 +63,9 @@ fn auto_mode_starts_client_and_becomes_server_only_on_a_direct_confirmation() {
 
     // A circuit address confirmed (the relay client does this) proves
     // nothing about direct reachability.
-    let circuit = addr("/ip4/1.2.3.4/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit");
+    let circuit = addr(
+        "/ip4/1.2.3.4/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit",
+    );
     let out = m.handle(Input::ExternalConfirmed(circuit.clone()), t);
     assert_eq!(out, vec![Output::AddressesChanged]);
     m.handle(
@@ -211,7 +213,7 @@ fn private_node_reserves_on_two_hop_peers_and_publishes_nothing_while_public() {
 }
 
 #[test]
-fn lost_relay_is_replaced_at_once_and_retried_after_backoff() {
+fn lost_relay_is_replaced_at_once_and_retried_after_a_growing_backoff() {
     let t = Instant::now();
     let mut m = Reach::new(settings(DhtMode::Auto));
     m.start(t);
@@ -226,16 +228,25 @@ fn lost_relay_is_replaced_at_once_and_retried_after_backoff() {
     let out = m.handle(Input::RelayClosed { relay: a }, t1);
     assert_eq!(reserves(&out), vec![c], "replacement at once");
 
-    // c never answers: given up after the timeout, and with a and c backing
-    // off there is nobody left to try.
+    // c never answers: given up after the timeout; a, which rested its
+    // first short back-off meanwhile, is tried again.
     assert_eq!(m.next_deadline(), Some(t1 + RESERVE_TIMEOUT));
-    let out = m.handle(Input::Tick, t1 + RESERVE_TIMEOUT);
+    let t2 = t1 + RESERVE_TIMEOUT;
+    let out = m.handle(Input::Tick, t2);
     assert!(out.contains(&Output::Release { relay: c }), "{out:?}");
+    assert_eq!(reserves(&out), vec![a]);
+
+    // a fails again at once: its rest doubles, so c (resting its first)
+    // comes back first.
+    let out = m.handle(Input::RelayClosed { relay: a }, t2);
     assert!(reserves(&out).is_empty(), "{out:?}");
-    // a's backoff ends first; then it is tried again.
-    let due = m.next_deadline().unwrap();
-    assert_eq!(due, t1 + RELAY_BACKOFF);
-    let out = m.handle(Input::Tick, due);
+    assert_eq!(m.next_deadline(), Some(t2 + FIRST_BACKOFF));
+    let out = m.handle(Input::Tick, t2 + FIRST_BACKOFF);
+    assert_eq!(reserves(&out), vec![c]);
+    let out = m.handle(Input::RelayClosed { relay: c }, t2 + FIRST_BACKOFF);
+    assert!(reserves(&out).is_empty(), "{out:?}");
+    assert_eq!(m.next_deadline(), Some(t2 + 2 * FIRST_BACKOFF));
+    let out = m.handle(Input::Tick, t2 + 2 * FIRST_BACKOFF);
     assert_eq!(reserves(&out), vec![a]);
 }
 
@@ -246,7 +257,27 @@ fn configured_relays_are_used_first_without_waiting_for_identify() {
     let mut s = settings(DhtMode::Auto);
     s.relays = vec![addr(&format!("/ip4/9.9.9.9/tcp/7117/p2p/{r}"))];
     let mut m = Reach::new(s);
+    // Not connected yet: dialled first (the relay client's own dial gives
+    // up if another dial to it is under way).
     let out = m.start(t);
+    assert!(
+        out.contains(&Output::Dial {
+            relay: r,
+            addr: addr("/ip4/9.9.9.9/tcp/7117"),
+        }),
+        "{out:?}"
+    );
+    assert!(reserves(&out).is_empty());
+    let out = m.handle(
+        Input::Connected {
+            conn: conn(1),
+            peer: r,
+            addr: addr("/ip4/9.9.9.9/tcp/7117"),
+            relayed: false,
+            dialer: true,
+        },
+        t,
+    );
     assert!(
         out.contains(&Output::Reserve {
             relay: r,

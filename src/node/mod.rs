@@ -253,7 +253,11 @@ impl NodeHandle {
             .listen_addrs()
             .await?
             .into_iter()
-            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(id)))
+            // A relay circuit listen address already ends in our ID.
+            .map(|a| match a.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(_)) => a,
+                _ => a.with(libp2p::multiaddr::Protocol::P2p(id)),
+            })
             .collect())
     }
 

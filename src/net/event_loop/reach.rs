@@ -10,6 +10,7 @@ use std::time::Instant;
 use libp2p::core::ConnectedPoint;
 use libp2p::core::transport::ListenerId;
 use libp2p::swarm::ConnectionId;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, autonat, dcutr, identify, kad, relay, upnp};
 use tracing::{debug, info, warn};
 
@@ -31,7 +32,11 @@ impl EventLoop {
             match o {
                 Output::KadServer(on) => {
                     info!(server = on, "DHT mode");
-                    let mode = if on { kad::Mode::Server } else { kad::Mode::Client };
+                    let mode = if on {
+                        kad::Mode::Server
+                    } else {
+                        kad::Mode::Client
+                    };
                     self.swarm.behaviour_mut().kad.set_mode(Some(mode));
                 }
                 Output::RelayServer(on) => {
@@ -56,6 +61,12 @@ impl EventLoop {
                         queue.extend(more);
                     }
                 },
+                Output::Dial { relay, addr } => {
+                    let opts = DialOpts::peer_id(relay).addresses(vec![addr]).build();
+                    if let Err(e) = self.swarm.dial(opts) {
+                        debug!(%relay, "cannot dial relay: {e}");
+                    }
+                }
                 Output::Release { relay } => {
                     if let Some(id) = self.relay_listeners.remove(&relay) {
                         self.swarm.remove_listener(id);
@@ -91,14 +102,18 @@ impl EventLoop {
         self.republisher.addresses_changed(Instant::now());
     }
 
-    pub(super) fn on_listener_closed(&mut self, listener: ListenerId) {
+    pub(super) fn on_listener_closed(
+        &mut self,
+        listener: ListenerId,
+        error: Option<std::io::Error>,
+    ) {
         let relay = self
             .relay_listeners
             .iter()
             .find(|(_, id)| **id == listener)
             .map(|(p, _)| *p);
         if let Some(relay) = relay {
-            debug!(%relay, "relay listener closed");
+            debug!(%relay, ?error, "relay listener closed");
             self.relay_listeners.remove(&relay);
             self.republisher.addresses_changed(Instant::now());
             self.reach_input(Input::RelayClosed { relay });
@@ -120,10 +135,16 @@ impl EventLoop {
         for r in self.pending_dials.remove(&peer).unwrap_or_default() {
             let _ = r.send(Ok(()));
         }
+        // An inbound relayed connection's remote address is only
+        // `/p2p/<peer>`; the circuit it came through says more.
+        let addr = match &endpoint {
+            ConnectedPoint::Listener { local_addr, .. } if relayed => local_addr.clone(),
+            other => other.get_remote_address().clone(),
+        };
         self.reach_input(Input::Connected {
             conn,
             peer,
-            addr: endpoint.get_remote_address().clone(),
+            addr,
             relayed,
             dialer: endpoint.is_dialer(),
         });
