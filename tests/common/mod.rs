@@ -13,6 +13,7 @@ use tempfile::TempDir;
 
 pub mod cli;
 pub mod fake_http;
+pub mod nat;
 pub mod netns;
 pub mod presence;
 pub mod raw;
