@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::nat::{
-    addrs, befriend, connections_to, network, presence_of, reachability, relay_ids,
-    see_each_other_online, send_and_follow, settle_on, tcp_port,
+    befriend, network, presence_of, reachability, relay_ids, see_each_other_online,
+    send_and_follow, settle_on, tcp_port,
 };
 use common::netns::{Connect, Net, Options, Transport};
 use common::{Daemon, eventually, eventually_within};
@@ -99,20 +99,25 @@ async fn with_the_direct_path_blocked_homes_reach_only_the_internet() {
     }
 }
 
+/// The observation: two homes and two public nodes, the buddies
+/// bootstrapped from a public node. They see each other online and a
+/// message arrives at once, not through mailboxes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_natted_buddies_bootstrapped_from_a_public_node_see_each_other_online() {
-    let net = Net::build(Options {
-        public: 1,
+    let opts = Options {
+        public: 2,
         homes: 2,
         ..Options::default()
-    });
-    let tcp = [Transport::Tcp];
-    let seed = Daemon::start_with(net.public[0].launch(&tcp, &[])).await;
-    let boot = addrs(&seed).await;
-    let a = Daemon::start_with(net.homes[0].host.launch(&tcp, &boot)).await;
-    let b = Daemon::start_with(net.homes[1].host.launch(&tcp, &boot)).await;
-    befriend(&a, &b);
-    see_each_other_online(&a, &b).await;
+    };
+    let (_net, _public, homes) = network(opts, &[Transport::Tcp]).await;
+    let (a, b) = (&homes[0], &homes[1]);
+    befriend(a, b);
+    see_each_other_online(a, b).await;
+    let states = send_and_follow(a, b, "are you there?").await;
+    assert!(
+        !states.iter().any(|s| s == "stored"),
+        "the message went through mailboxes: {states:?}"
+    );
 }
 
 /// Two buddies, each behind its own NAT, listening only on `transport`:
@@ -184,8 +189,10 @@ async fn with_the_direct_path_blocked_presence_and_messages_go_over_a_relay() {
     for (me, other) in [(a, b), (b, a)] {
         let rows = settle_on(me, other, true).await;
         assert!(
-            rows.iter()
-                .all(|r| r["addr"].as_str().unwrap_or_default().contains("/p2p-circuit")),
+            rows.iter().all(|r| r["addr"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("/p2p-circuit")),
             "relayed connections have circuit addresses: {rows:?}"
         );
     }
@@ -270,7 +277,10 @@ async fn a_natted_node_holds_no_mailbox_item() {
     eventually("every message is stored in mailboxes", || async {
         let log = sender.rows(&["log", "away"]);
         ids.iter()
-            .all(|id| log.iter().any(|r| r["id"] == id.as_str() && r["state"] == "stored"))
+            .all(|id| {
+                log.iter()
+                    .any(|r| r["id"] == id.as_str() && r["state"] == "stored")
+            })
             .then_some(())
     })
     .await;
@@ -278,7 +288,10 @@ async fn a_natted_node_holds_no_mailbox_item() {
     for p in &public {
         public_held += p.held().await;
     }
-    assert!(public_held >= 3, "the public nodes hold the items: {public_held}");
+    assert!(
+        public_held >= 3,
+        "the public nodes hold the items: {public_held}"
+    );
     for home in &homes {
         assert_eq!(home.held().await, 0, "a NATed node holds mailbox items");
     }

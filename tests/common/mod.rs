@@ -164,7 +164,8 @@ impl Launch {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(env!("CARGO_BIN_EXE_roost"));
+                c.args(["netns", "exec", ns])
+                    .arg(env!("CARGO_BIN_EXE_roost"));
                 c
             }
             None => Command::new(env!("CARGO_BIN_EXE_roost")),

@@ -122,16 +122,19 @@ pub async fn send_and_follow(from: &Daemon, to: &Daemon, text: &str) -> Vec<Stri
         .await
         .expect("the sender's event stream");
     let sent = from.rows(&["send", &to.id.to_string(), text]);
-    let id = sent[0]["id"].as_str().expect("send shows the id").to_string();
+    let id = sent[0]["id"]
+        .as_str()
+        .expect("send shows the id")
+        .to_string();
     let mut states = Vec::new();
     let follow = async {
         while let Some(event) = events.next().await.expect("an event") {
-            if let EventView::State { id: of, state, .. } = event {
-                if of == id {
-                    states.push(state.clone());
-                    if state == "delivered" || state == "read" {
-                        return;
-                    }
+            if let EventView::State { id: of, state, .. } = event
+                && of == id
+            {
+                states.push(state.clone());
+                if state == "delivered" || state == "read" {
+                    return;
                 }
             }
         }
@@ -170,4 +173,3 @@ pub async fn relay_ids(daemon: &Daemon) -> Vec<String> {
         })
         .collect()
 }
-
