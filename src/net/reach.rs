@@ -461,12 +461,7 @@ impl Reach {
             return;
         }
         let list = self.candidates.entry(peer).or_default();
-        for mut a in addrs {
-            // A dialled address may end in the relay's ID; the circuit
-            // address adds it again, and a doubled ID fails to listen.
-            if matches!(a.iter().last(), Some(Protocol::P2p(_))) {
-                a.pop();
-            }
+        for a in addrs {
             if !is_circuit(&a) && !is_unspecified(&a) && !list.contains(&a) && list.len() < 8 {
                 list.push(a);
             }
