@@ -71,7 +71,10 @@ pub struct Behaviour {
     /// Hole punching: upgrades a relayed connection to a direct one.
     pub dcutr: dcutr::Behaviour,
     /// AutoNAT v2 client: asks peers to dial our candidate addresses back.
-    pub autonat: autonat::v2::client::Behaviour,
+    /// Off under `dht_mode = "server"`, which declares us reachable: its
+    /// probes (and the dial-back connections they cause) would tell us
+    /// nothing we act on.
+    pub autonat: Toggle<autonat::v2::client::Behaviour>,
     /// AutoNAT v2 server: dials back the peers that ask. It only ever dials
     /// the IP the request came from (or makes the asker pay in bytes for
     /// another), so it is no amplifier; it runs on every node, a NATed one
@@ -177,7 +180,9 @@ impl Behaviour {
             relay,
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
-            autonat: autonat::v2::client::Behaviour::default(),
+            autonat: (config.dht_mode != crate::config::DhtMode::Server)
+                .then(autonat::v2::client::Behaviour::default)
+                .into(),
             autonat_server: autonat::v2::server::Behaviour::default(),
             upnp: config.upnp.then(upnp::tokio::Behaviour::default).into(),
         })
