@@ -290,7 +290,7 @@ impl Reach {
     pub fn reachability(&self) -> Reachability {
         let public = self.settings.dht_mode == DhtMode::Server
             || !self.declared.is_empty()
-            || self.confirmed.iter().any(|a| !is_circuit(a));
+            || !self.confirmed.is_empty();
         if public {
             Reachability::Public
         } else if self.failed_probes > 0 {
