@@ -64,7 +64,7 @@ pub struct Behaviour {
     pub presence: PresenceBehaviour,
     /// Circuit relay v2 server for NATed peers; HOP is advertised only
     /// while we are public ([`crate::net::reach`] decides).
-    pub relay: relay::Behaviour,
+    pub relay: super::relay_server::RelayServer,
     /// Circuit relay v2 client: reservations on relays while we are not
     /// reachable, and dials to `/p2p-circuit` addresses.
     pub relay_client: relay::client::Behaviour,
@@ -177,7 +177,7 @@ impl Behaviour {
                     .with_request_timeout(Duration::from_secs(10))
                     .with_max_concurrent_streams(256),
             ),
-            relay,
+            relay: super::relay_server::RelayServer::new(relay),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
             autonat: (config.dht_mode != crate::config::DhtMode::Server)
