@@ -241,6 +241,14 @@ fn is_circuit(a: &Multiaddr) -> bool {
     a.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
+/// An IP or DNS address that is not a relay circuit.
+fn is_direct(a: &Multiaddr) -> bool {
+    use Protocol::{Dns, Dns4, Dns6, Ip4, Ip6};
+    !is_circuit(a)
+        && a.iter()
+            .any(|p| matches!(p, Ip4(_) | Ip6(_) | Dns(_) | Dns4(_) | Dns6(_)))
+}
+
 fn is_unspecified(a: &Multiaddr) -> bool {
     a.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.is_unspecified(),
@@ -353,7 +361,9 @@ impl Reach {
                     if self.confirmed.len() < MAX_ADDRS {
                         self.confirmed.insert(addr);
                     }
-                } else if !reachable {
+                } else if !reachable && is_direct(&addr) {
+                    // A circuit (or a bare `/p2p/…` observed on one) says
+                    // nothing about our own address.
                     self.failed_probes = self.failed_probes.saturating_add(1);
                 }
             }
