@@ -471,7 +471,11 @@ impl Reach {
             return;
         }
         let list = self.candidates.entry(peer).or_default();
-        for a in addrs {
+        for mut a in addrs {
+            // A dialled address may end in the peer's ID; ours gets it added.
+            if let Some(Protocol::P2p(_)) = a.iter().last() {
+                a.pop();
+            }
             if !is_circuit(&a) && !is_unspecified(&a) && !list.contains(&a) && list.len() < 8 {
                 list.push(a);
             }

@@ -21,7 +21,8 @@ fn connected(n: usize, peer: PeerId, relayed: bool) -> Input {
     Input::Connected {
         conn: conn(n),
         peer,
-        addr: addr(&format!("/ip4/1.2.3.{n}/tcp/7117")),
+        // As a dialled address is reported: with the peer's ID.
+        addr: addr(&format!("/ip4/1.2.3.{n}/tcp/7117/p2p/{peer}")),
         relayed,
         dialer: true,
     }
