@@ -64,14 +64,17 @@ pub struct Behaviour {
     pub presence: PresenceBehaviour,
     /// Circuit relay v2 server for NATed peers; HOP is advertised only
     /// while we are public ([`crate::net::reach`] decides).
-    pub relay: relay::Behaviour,
+    pub relay: super::relay_server::RelayServer,
     /// Circuit relay v2 client: reservations on relays while we are not
     /// reachable, and dials to `/p2p-circuit` addresses.
     pub relay_client: relay::client::Behaviour,
     /// Hole punching: upgrades a relayed connection to a direct one.
     pub dcutr: dcutr::Behaviour,
     /// AutoNAT v2 client: asks peers to dial our candidate addresses back.
-    pub autonat: autonat::v2::client::Behaviour,
+    /// Off under `dht_mode = "server"`, which declares us reachable: its
+    /// probes (and the dial-back connections they cause) would tell us
+    /// nothing we act on.
+    pub autonat: Toggle<autonat::v2::client::Behaviour>,
     /// AutoNAT v2 server: dials back the peers that ask. It only ever dials
     /// the IP the request came from (or makes the asker pay in bytes for
     /// another), so it is no amplifier; it runs on every node, a NATed one
@@ -174,10 +177,12 @@ impl Behaviour {
                     .with_request_timeout(Duration::from_secs(10))
                     .with_max_concurrent_streams(256),
             ),
-            relay,
+            relay: super::relay_server::RelayServer::new(relay),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
-            autonat: autonat::v2::client::Behaviour::default(),
+            autonat: (config.dht_mode != crate::config::DhtMode::Server)
+                .then(autonat::v2::client::Behaviour::default)
+                .into(),
             autonat_server: autonat::v2::server::Behaviour::default(),
             upnp: config.upnp.then(upnp::tokio::Behaviour::default).into(),
         })

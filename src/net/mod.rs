@@ -11,6 +11,7 @@ pub mod ratelimit;
 pub mod reach;
 pub mod record_handoff;
 pub mod record_store;
+mod relay_server;
 pub mod republish;
 
 use libp2p::core::transport::MemoryTransport;

@@ -241,6 +241,14 @@ fn is_circuit(a: &Multiaddr) -> bool {
     a.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
+/// An IP or DNS address that is not a relay circuit.
+fn is_direct(a: &Multiaddr) -> bool {
+    use Protocol::{Dns, Dns4, Dns6, Ip4, Ip6};
+    !is_circuit(a)
+        && a.iter()
+            .any(|p| matches!(p, Ip4(_) | Ip6(_) | Dns(_) | Dns4(_) | Dns6(_)))
+}
+
 fn is_unspecified(a: &Multiaddr) -> bool {
     a.iter().any(|p| match p {
         Protocol::Ip4(ip) => ip.is_unspecified(),
@@ -290,7 +298,7 @@ impl Reach {
     pub fn reachability(&self) -> Reachability {
         let public = self.settings.dht_mode == DhtMode::Server
             || !self.declared.is_empty()
-            || self.confirmed.iter().any(|a| !is_circuit(a));
+            || !self.confirmed.is_empty();
         if public {
             Reachability::Public
         } else if self.failed_probes > 0 {
@@ -353,7 +361,9 @@ impl Reach {
                     if self.confirmed.len() < MAX_ADDRS {
                         self.confirmed.insert(addr);
                     }
-                } else if !reachable {
+                } else if !reachable && is_direct(&addr) {
+                    // A circuit (or a bare `/p2p/…` observed on one) says
+                    // nothing about our own address.
                     self.failed_probes = self.failed_probes.saturating_add(1);
                 }
             }
@@ -461,7 +471,11 @@ impl Reach {
             return;
         }
         let list = self.candidates.entry(peer).or_default();
-        for a in addrs {
+        for mut a in addrs {
+            // A dialled address may end in the peer's ID; ours gets it added.
+            if let Some(Protocol::P2p(_)) = a.iter().last() {
+                a.pop();
+            }
             if !is_circuit(&a) && !is_unspecified(&a) && !list.contains(&a) && list.len() < 8 {
                 list.push(a);
             }

@@ -21,7 +21,8 @@ fn connected(n: usize, peer: PeerId, relayed: bool) -> Input {
     Input::Connected {
         conn: conn(n),
         peer,
-        addr: addr(&format!("/ip4/1.2.3.{n}/tcp/7117")),
+        // As a dialled address is reported: with the peer's ID.
+        addr: addr(&format!("/ip4/1.2.3.{n}/tcp/7117/p2p/{peer}")),
         relayed,
         dialer: true,
     }
@@ -105,6 +106,22 @@ fn failed_probe_makes_private_and_client() {
     let t = Instant::now();
     let mut m = Reach::new(settings(DhtMode::Auto));
     m.start(t);
+    // A circuit, or the bare ID a relayed connection is observed on, is
+    // not an address of ours to fail.
+    let relay = PeerId::random();
+    for a in [
+        format!("/ip4/1.2.3.4/tcp/1/p2p/{relay}/p2p-circuit"),
+        format!("/p2p/{relay}"),
+    ] {
+        m.handle(
+            Input::AutoNat {
+                addr: addr(&a),
+                reachable: false,
+            },
+            t,
+        );
+    }
+    assert_eq!(m.reachability(), Reachability::Unknown);
     let out = m.handle(
         Input::AutoNat {
             addr: addr("/ip4/1.2.3.4/tcp/7117"),
