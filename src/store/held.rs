@@ -457,6 +457,41 @@ mod tests {
     }
 
     #[test]
+    fn a_hand_off_reads_the_hash_kept_at_admission_and_computes_only_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let (jack, dep) = (PeerId::random(), PeerId::random());
+        let e = env(&jack, 1);
+        // Not the envelope's hash: shows the kept one is read, not recomputed.
+        let kept = ItemHash([9; 32]);
+        let admitted = Admitted {
+            item: item(jack, dep, 9),
+            hash: kept,
+            envelope: e.clone(),
+        };
+        assert_eq!(s.hold(std::slice::from_ref(&admitted)).unwrap(), vec![true]);
+        assert_eq!(s.hold(&[admitted]).unwrap(), vec![false], "indexed by it");
+        // A row that keeps no hash gets it computed.
+        let bare = env(&jack, 2);
+        let row = Row {
+            envelope: bare.clone(),
+            depositor: dep.to_bytes(),
+            expires_at: 9,
+            hash: None,
+        };
+        let mut key = prefix(&jack);
+        key.extend_from_slice(&s.db.generate_id().unwrap().to_be_bytes());
+        s.held
+            .insert(key, crate::wire::encode(&row).unwrap())
+            .unwrap();
+        assert_eq!(
+            s.held_for(&jack).unwrap(),
+            vec![(kept, e.clone()), (ItemHash::of(&bare).unwrap(), bare)]
+        );
+        assert_eq!(s.release_items(&jack, &[(e.id, kept)]).unwrap().len(), 1);
+    }
+
+    #[test]
     fn hold_syncs_the_log_before_returning() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 1 << 20).unwrap();
