@@ -320,7 +320,7 @@ impl Fetcher {
             self.next_poll = now + self.poll;
             self.due = due_by(self.due, now);
         }
-        if self.fetching || !self.due.is_some_and(|t| t <= now) {
+        if self.fetching || self.due.is_none_or(|t| t > now) {
             return Vec::new();
         }
         self.due = None;

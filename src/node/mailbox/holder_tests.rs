@@ -196,6 +196,9 @@ fn a_closer_newcomer_starts_a_pass_after_the_settle_and_at_most_every_react_ever
     assert_eq!(reads(&h.handle(Input::Tick, due, WALL)), vec![jack]);
 }
 
+/// A target of a pass and what it got.
+type Copied = (PeerId, Vec<Envelope>);
+
 /// Runs a pass for `recipient` over `items` with `found` as the lookup's
 /// answer and `confirms` deciding each target's answer; returns the
 /// targets with what each got, and the release if any.
@@ -206,10 +209,7 @@ fn pass(
     found: Vec<PeerId>,
     confirms: impl Fn(&PeerId) -> bool,
     now: Instant,
-) -> (
-    Vec<(PeerId, Vec<Envelope>)>,
-    Option<Vec<(MessageId, ItemHash)>>,
-) {
+) -> (Vec<Copied>, Option<Vec<(MessageId, ItemHash)>>) {
     let out = h.handle(Input::HeldFor { recipient, items }, now, WALL);
     let Some(Output::Lookup { pass, key }) = out.into_iter().next() else {
         panic!("no lookup");

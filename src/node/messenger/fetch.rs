@@ -29,7 +29,7 @@ impl Service {
     /// Feeds the fetcher machine and runs what it asks: a fetch of our own
     /// mailbox (reported back as [`Internal::FetchDone`]), or a delivery
     /// receipt.
-    pub(super) fn to_fetcher(&mut self, input: Input) {
+    pub(super) fn drive_fetcher(&mut self, input: Input) {
         for output in self.fetcher.handle(input, Instant::now()) {
             match output {
                 Output::Fetch => {

@@ -61,7 +61,7 @@ impl Service {
                 }
             }
             Internal::FetchDone { asked, more } => {
-                self.to_fetcher(fetcher::Input::Done { asked, more });
+                self.drive_fetcher(fetcher::Input::Done { asked, more });
             }
             Internal::Unsent(ids) => {
                 for id in ids {

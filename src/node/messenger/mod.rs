@@ -270,7 +270,7 @@ impl Service {
         while stop.is_none() {
             self.dispatch();
             if self.fetcher.poll_timeout() <= Instant::now() {
-                self.to_fetcher(fetcher::Input::Tick);
+                self.drive_fetcher(fetcher::Input::Tick);
             }
             let wake = [self.outbox.next_due(), Some(self.fetcher.poll_timeout())]
                 .into_iter()
@@ -393,7 +393,7 @@ impl Service {
                 self.holder.offer(holder::Job::Pause(reply));
             }
             Request::Net(NetEvent::NewPeer(peer)) => {
-                self.to_fetcher(fetcher::Input::NewPeer(peer));
+                self.drive_fetcher(fetcher::Input::NewPeer(peer));
                 // Dropped when the holder is busy: its periodic pass covers it.
                 self.holder.offer(holder::Job::NewPeer(peer));
             }
@@ -509,7 +509,7 @@ impl Service {
                 .try_send(super::presence_service::Request::Retry(peer));
         }
         if !r.delivered.is_empty() {
-            self.to_fetcher(fetcher::Input::Delivered(r.delivered));
+            self.drive_fetcher(fetcher::Input::Delivered(r.delivered));
         }
         // A receipt ends a message only if it comes from its recipient
         // (the store op checks the same before it drops the outbox row).
