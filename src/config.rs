@@ -225,8 +225,8 @@ impl Config {
 pub struct FileConfig {
     /// See [`Config::listen`].
     pub listen: Option<Vec<Multiaddr>>,
-    /// See [`Config::bootstrap`].
-    pub bootstrap: Option<Vec<Multiaddr>>,
+    /// See [`Config::bootstrap`]: multiaddrs or invites.
+    pub bootstrap: Option<Vec<Bootstrap>>,
     /// See [`Config::mdns`].
     pub mdns: Option<bool>,
     /// See [`Config::dht_server`].
@@ -257,7 +257,7 @@ impl FileConfig {
             c.listen = v;
         }
         if let Some(v) = self.bootstrap {
-            c.bootstrap = v;
+            c.bootstrap = v.into_iter().flat_map(|b| b.0).collect();
         }
         if let Some(v) = self.mdns {
             c.mdns = v;
@@ -292,6 +292,51 @@ impl FileConfig {
         if let Some(v) = self.mailbox_ttl_secs {
             c.mailbox.ttl = Duration::from_secs(v.max(60));
         }
+    }
+}
+
+/// One way into the network as the user gives it (`--bootstrap`, the
+/// `bootstrap` list in `config.toml`): a peer's full multiaddr
+/// (`…/p2p/<ID>`), or an invite, which stands for the addresses it carries
+/// ([`crate::wire::invite::Invite::bootstrap_addrs`]). An invite is checked
+/// when read: a damaged, forged or expired one is an error naming why, not
+/// a silent way to join nobody.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Bootstrap(pub Vec<Multiaddr>);
+
+/// Why a bootstrap entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadBootstrap {
+    /// Neither a multiaddr nor an invite.
+    #[error("{0:?} is neither a multiaddr (/ip4/…/tcp/…/p2p/<ID>) nor a roost invite (roost:…)")]
+    Neither(String),
+    /// An invite, refused.
+    #[error(transparent)]
+    Invite(#[from] crate::wire::invite::InviteError),
+}
+
+impl std::str::FromStr for Bootstrap {
+    type Err = BadBootstrap;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        use crate::wire::invite;
+        if text.trim().starts_with('/') {
+            return match text.trim().parse::<Multiaddr>() {
+                Ok(addr) => Ok(Self(vec![addr])),
+                Err(_) => Err(BadBootstrap::Neither(text.to_string())),
+            };
+        }
+        let inv = invite::parse(text, crate::clock::unix_ms())?;
+        Ok(Self(inv.bootstrap_addrs()))
+    }
+}
+
+impl TryFrom<String> for Bootstrap {
+    type Error = BadBootstrap;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
     }
 }
 

@@ -4,6 +4,7 @@
 //! state machines beside it ([`outbox`], [`presence`], [`mailbox`]).
 
 pub mod content;
+mod invite;
 pub mod mailbox;
 pub mod messenger;
 pub mod outbox;
@@ -69,6 +70,9 @@ pub enum NodeError {
     /// Sending to ourselves.
     #[error("cannot send a message to yourself")]
     SelfSend,
+    /// An invite refused, or one that cannot be made as asked.
+    #[error(transparent)]
+    Invite(#[from] crate::wire::invite::InviteError),
     /// Sealing failed (the recipient's ID has no usable key).
     #[error("cannot seal the message: {0}")]
     Seal(#[from] crate::crypto::CryptoError),
@@ -194,6 +198,7 @@ impl Node {
         Ok(NodeHandle {
             inner: Arc::new(NodeInner {
                 peer_id: identity.peer_id(),
+                identity,
                 net,
                 messages,
                 presence,
@@ -210,6 +215,8 @@ impl Node {
 
 struct NodeInner {
     peer_id: PeerId,
+    /// Signs what this node hands out itself (invites).
+    identity: Identity,
     net: NetClient,
     messages: mpsc::Sender<Request>,
     presence: mpsc::Sender<presence_service::Request>,
