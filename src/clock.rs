@@ -84,7 +84,16 @@ mod tests {
         assert_eq!(parse_duration(" 90m "), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
         assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
-        for bad in ["", "7", "d", "7 d", "7days", "-1h", "1.5h", "99999999999999999999w"] {
+        for bad in [
+            "",
+            "7",
+            "d",
+            "7 d",
+            "7days",
+            "-1h",
+            "1.5h",
+            "99999999999999999999w",
+        ] {
             assert_eq!(parse_duration(bad), Err(BadDuration(bad.into())), "{bad:?}");
         }
     }

@@ -455,6 +455,47 @@ mod tests {
     }
 
     #[test]
+    fn bootstrap_takes_multiaddrs_and_invites() {
+        let owner = crate::Identity::generate().unwrap();
+        let at: Multiaddr = "/ip4/192.0.2.1/tcp/7117".parse().unwrap();
+        let now = crate::clock::unix_ms();
+        let invite = crate::wire::invite::create(&owner, &[at.clone()], now + 3_600_000).unwrap();
+        let peer = format!("/ip4/10.0.0.1/tcp/7117/p2p/{}", owner.peer_id());
+        let dir = tempfile::tempdir().unwrap();
+        let write = |entry: &str| {
+            let text = format!("bootstrap = [\"{peer}\", \"{entry}\"]\n");
+            std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
+            let mut c = Config::new(dir.path().into());
+            c.apply_file().map(|()| c.bootstrap)
+        };
+        let with_id = at
+            .clone()
+            .with(libp2p::multiaddr::Protocol::P2p(owner.peer_id()));
+        assert_eq!(
+            write(&invite).unwrap(),
+            vec![peer.parse().unwrap(), with_id.clone()]
+        );
+        assert_eq!(
+            invite.parse::<Bootstrap>(),
+            Ok(Bootstrap(vec![with_id])),
+            "the flag reads the same"
+        );
+
+        let expired = crate::wire::invite::create(&owner, &[at], now - 1).unwrap();
+        for (entry, says) in [
+            (expired.as_str(), "this invite expired on"),
+            ("roost:HELLO", "damaged or incomplete"),
+            ("hello", "not a roost invite"),
+            ("/ip4/999.0.0.1/tcp/1", "neither a multiaddr"),
+        ] {
+            let err = write(entry).unwrap_err().to_string();
+            assert!(err.contains(says), "{entry}: {err}");
+            let err = entry.parse::<Bootstrap>().unwrap_err().to_string();
+            assert!(err.contains(says), "{entry}: {err}");
+        }
+    }
+
+    #[test]
     fn private_dir_is_0700() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("a/b");

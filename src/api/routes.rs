@@ -160,8 +160,7 @@ async fn buddies(State(s): State<AppState>) -> ApiResult<Vec<BuddyRow>> {
 }
 
 async fn add_buddy(State(s): State<AppState>, Json(req): Json<AddBuddy>) -> ApiResult<BuddyRow> {
-    let name_ok =
-        |n: &str| !n.is_empty() && n.len() <= 64 && crate::identity::parse_id(n).is_err();
+    let name_ok = |n: &str| !n.is_empty() && n.len() <= 64 && crate::identity::parse_id(n).is_err();
     if req.name.as_deref().is_some_and(|n| !name_ok(n)) {
         return Err(bad_request(
             "a buddy name must be 1 to 64 characters and not an ID",
@@ -188,12 +187,11 @@ struct InviteQuery {
 }
 
 /// An invite to this node, valid for `?expires=` (e.g. `7d`, the default).
-async fn invite(
-    State(s): State<AppState>,
-    Query(q): Query<InviteQuery>,
-) -> ApiResult<InviteView> {
+async fn invite(State(s): State<AppState>, Query(q): Query<InviteQuery>) -> ApiResult<InviteView> {
     let lifetime = match q.expires {
-        Some(text) => crate::clock::parse_duration(&text).map_err(|e| bad_request(e.to_string()))?,
+        Some(text) => {
+            crate::clock::parse_duration(&text).map_err(|e| bad_request(e.to_string()))?
+        }
         None => crate::wire::invite::DEFAULT_LIFETIME,
     };
     let (uri, inv) = s.node.invite(lifetime).await?;

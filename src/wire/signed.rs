@@ -30,8 +30,15 @@ pub(crate) fn signed_bytes(domain: &[u8], body: &[u8]) -> Vec<u8> {
 }
 
 /// Signs the CBOR bytes `body` for `domain`; returns the CBOR of [`Signed`].
-pub(crate) fn sign(identity: &Identity, domain: &[u8], body: Vec<u8>) -> Result<Vec<u8>, WireError> {
-    let sig = identity.sign(&signed_bytes(domain, &body)).to_bytes().to_vec();
+pub(crate) fn sign(
+    identity: &Identity,
+    domain: &[u8],
+    body: Vec<u8>,
+) -> Result<Vec<u8>, WireError> {
+    let sig = identity
+        .sign(&signed_bytes(domain, &body))
+        .to_bytes()
+        .to_vec();
     super::encode(&Signed { body, sig })
 }
 
@@ -45,6 +52,8 @@ pub(crate) fn key_of(pubkey: &[u8]) -> Option<(VerifyingKey, PeerId)> {
 /// Whether `signed.sig` is `vk`'s signature over `domain` and `signed.body`
 /// (strict: no malleable or small-order forms).
 pub(crate) fn verifies(vk: &VerifyingKey, domain: &[u8], signed: &Signed) -> bool {
-    Signature::from_slice(&signed.sig)
-        .is_ok_and(|sig| vk.verify_strict(&signed_bytes(domain, &signed.body), &sig).is_ok())
+    Signature::from_slice(&signed.sig).is_ok_and(|sig| {
+        vk.verify_strict(&signed_bytes(domain, &signed.body), &sig)
+            .is_ok()
+    })
 }
