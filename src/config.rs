@@ -459,7 +459,9 @@ mod tests {
         let owner = crate::Identity::generate().unwrap();
         let at: Multiaddr = "/ip4/192.0.2.1/tcp/7117".parse().unwrap();
         let now = crate::clock::unix_ms();
-        let invite = crate::wire::invite::create(&owner, &[at.clone()], now + 3_600_000).unwrap();
+        let invite =
+            crate::wire::invite::create(&owner, std::slice::from_ref(&at), now + 3_600_000)
+                .unwrap();
         let peer = format!("/ip4/10.0.0.1/tcp/7117/p2p/{}", owner.peer_id());
         let dir = tempfile::tempdir().unwrap();
         let write = |entry: &str| {
