@@ -14,6 +14,8 @@ use common::{Daemon, TestNode, eventually, roost, spawn_daemon};
 use data_encoding::BASE32_NOPAD;
 use libp2p::{Multiaddr, PeerId};
 use roost::Identity;
+use roost::api::client::ApiClient;
+use roost::api::{AddBuddy, BuddyRow};
 use roost::clock::unix_ms;
 use roost::wire::invite::{self, URI_PREFIX};
 use serde_json::Value;
@@ -267,7 +269,22 @@ async fn roost_invite_prints_the_link_its_qr_code_and_what_it_says() {
     let err = refusal(&roost(d.dir.path(), &["invite", "--expires", "7"]));
     assert!(err.contains("not a duration"), "{err}");
 
-    // Bob's own invite is no way to add himself.
+    // One's own invite is no way to add oneself.
     let own = refusal(&roost(d.dir.path(), &["buddy", "add", uri]));
     assert!(own.contains("yourself"), "{own}");
+
+    // Through the API, an ID and an invite at once are refused, and add
+    // neither.
+    let other = Identity::generate().unwrap();
+    let theirs = invite::create(&other, &[], unix_ms() + 3_600_000).unwrap();
+    let api = ApiClient::open(d.dir.path()).unwrap();
+    let both = AddBuddy {
+        id: Some(Identity::generate().unwrap().peer_id().to_string()),
+        name: None,
+        invite: Some(theirs),
+    };
+    let err = api.post::<BuddyRow>("buddies", &both).await.unwrap_err();
+    assert!(err.to_string().contains("exactly one"), "{err}");
+    let list: Vec<BuddyRow> = api.get("buddies").await.unwrap();
+    assert!(list.is_empty(), "{list:?}");
 }
