@@ -152,6 +152,38 @@ async fn a_daemon_given_an_invite_as_bootstrap_joins_the_network_through_it() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_given_an_expired_invite_as_bootstrap_says_so_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    json(&roost(dir.path(), &["--json", "init"]));
+    let owner = Identity::generate().unwrap();
+    let at: Multiaddr = "/ip4/127.0.0.1/tcp/9".parse().unwrap();
+    let expired = invite::create(&owner, &[at], unix_ms() - 1).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["daemon", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(["--bootstrap", &expired])
+        .env_remove("ROOST_HOME")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed if it does not stop on its own.
+    let daemon = std::sync::Mutex::new(Running(child));
+    let code = eventually("the daemon stops", || async {
+        daemon.lock().unwrap().0.try_wait().unwrap()
+    })
+    .await;
+    assert_eq!(code.code(), Some(1));
+    let mut err = String::new();
+    let pipe = daemon.lock().unwrap().0.stderr.take();
+    std::io::Read::read_to_string(&mut pipe.unwrap(), &mut err).unwrap();
+    assert!(err.contains("roost: this invite expired on "), "{err}");
+    assert!(!dir.path().join("api.sock").exists(), "no API was served");
+}
+
 /// `invite` with one address changed: the port of `/ip4/127.0.0.1/tcp/<port>`
 /// (its bytes in the signed body) moved by one.
 fn with_port_moved(uri: &str, port: u16) -> String {

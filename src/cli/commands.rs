@@ -306,9 +306,9 @@ async fn daemon(data_dir: PathBuf, args: DaemonArgs) -> Result<()> {
     if !args.listen.is_empty() {
         config.listen = args.listen;
     }
-    config
-        .bootstrap
-        .extend(args.bootstrap.into_iter().flat_map(|b| b.0));
+    for b in args.bootstrap {
+        b.add_to(&mut config);
+    }
     if args.no_mdns {
         config.mdns = false;
     }

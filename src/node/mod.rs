@@ -125,6 +125,7 @@ impl Node {
     /// node is joining the network in the background; messages left in the
     /// outbox by an earlier run are being sent again.
     pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
+        let bootstrap = invite::bootstrap(&config, unix_ms())?;
         ensure_private_dir(&config.data_dir)?;
         let identity = Identity::load_from(&config.data_dir)?;
         let db_dir = config.data_dir.join(DB_DIR);
@@ -153,9 +154,7 @@ impl Node {
             &config,
             seq,
         );
-        event_loop
-            .start(&config.listen, &config.bootstrap, known)
-            .await?;
+        event_loop.start(&config.listen, &bootstrap, known).await?;
         let net = NetClient::new(cmd_tx);
         let sealer = Arc::new(Sealer::new(&identity));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
