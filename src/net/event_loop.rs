@@ -261,6 +261,10 @@ impl EventLoop {
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
+            Command::PublicAddrs { reply } => {
+                let _ = reply.send(self.public_addrs());
+            }
+            Command::Meet { peer, contacts } => self.meet(peer, contacts),
             Command::Find { peer, reply } => self.find(peer, reply),
             Command::Dial { peer, addrs, reply } => self.dial(peer, addrs, reply),
             #[cfg(feature = "test-util")]
@@ -358,6 +362,29 @@ impl EventLoop {
             Err(e) => {
                 let _ = reply.send(Err(e.to_string()));
             }
+        }
+    }
+
+    /// Adds `contacts` to Kademlia (as bootstrap peers are) and dials
+    /// `peer` at its own addresses among them.
+    fn meet(&mut self, peer: PeerId, contacts: Vec<(PeerId, Multiaddr)>) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        for (p, addr) in &contacts {
+            kad.add_address(p, addr.clone());
+        }
+        if self.swarm.is_connected(&peer) {
+            return;
+        }
+        let addrs = contacts
+            .into_iter()
+            .filter_map(|(p, a)| (p == peer).then_some(a))
+            .collect();
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, "cannot dial a peer met through an invite: {e}");
         }
     }
 
