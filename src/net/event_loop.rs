@@ -408,6 +408,9 @@ impl EventLoop {
                 reason,
                 ..
             } => self.on_listener_closed(listener_id, reason.err()),
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                self.reach_input(super::reach::Input::Candidate(address))
+            }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 self.reach_input(super::reach::Input::ExternalConfirmed(address))
             }
