@@ -61,9 +61,24 @@ pub struct Config {
     pub bootstrap_invites: Vec<String>,
     /// Find peers on the local network by multicast DNS.
     pub mdns: bool,
-    /// Serve the DHT to others. Right for reachable nodes; a node behind a
-    /// NAT that nobody can dial should set this to false.
-    pub dht_server: bool,
+    /// Kademlia mode: `auto` serves the DHT only while we are reachable
+    /// (see [`crate::net::reach`]), so a node behind a NAT is never chosen
+    /// to hold records or mailboxes; `server` forces it (and declares us
+    /// reachable on our listen addresses); `client` never serves.
+    pub dht_mode: DhtMode,
+    /// Serve as a circuit relay for NATed peers while we are reachable.
+    pub relay_server: bool,
+    /// What our relay server grants.
+    pub relay_limits: RelayLimits,
+    /// Ask the home router for a port mapping (UPnP IGD).
+    pub upnp: bool,
+    /// Relays to reserve on while not reachable (`…/p2p/<ID>`), tried
+    /// before the ones found among peers.
+    pub relays: Vec<Multiaddr>,
+    /// Addresses others can dial us on, declared by the user (a server
+    /// with a public IP or a forwarded port): they make us `public`
+    /// without waiting for AutoNAT.
+    pub external_addrs: Vec<Multiaddr>,
     /// Lifetime of our locator record in the DHT; it is republished at half
     /// of it, so a crashed node is forgotten after at most this long.
     pub locator_ttl: Duration,
@@ -92,6 +107,44 @@ pub struct Config {
     /// remembered for the next start (`net::lasting`): strangers passing
     /// by stay out of the `peers` table a restart reseeds from.
     pub lasting_connection: Duration,
+}
+
+pub use crate::net::reach::DhtMode;
+
+/// Resources our relay server grants to NATed peers. libp2p's defaults
+/// (2 minutes and 128 KiB per circuit) would cut an ordinary chat; these
+/// let a relayed conversation run for half an hour and a few megabytes
+/// before the relay resets it and the peers connect again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Reservations held for others at once.
+    pub max_reservations: usize,
+    /// Reservations one peer may hold.
+    pub max_reservations_per_peer: usize,
+    /// How long a reservation lasts (clients renew it before).
+    pub reservation_duration: Duration,
+    /// Circuits relayed at once.
+    pub max_circuits: usize,
+    /// Circuits one peer may have relayed at once (as source or target).
+    pub max_circuits_per_peer: usize,
+    /// How long one circuit may last.
+    pub max_circuit_duration: Duration,
+    /// Bytes one circuit may carry in each direction.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        Self {
+            max_reservations: 128,
+            max_reservations_per_peer: 4,
+            reservation_duration: Duration::from_secs(3600),
+            max_circuits: 64,
+            max_circuits_per_peer: 8,
+            max_circuit_duration: Duration::from_secs(30 * 60),
+            max_circuit_bytes: 8 << 20,
+        }
+    }
 }
 
 /// How this node uses and serves replicated mailboxes.
@@ -176,7 +229,12 @@ impl Config {
             bootstrap: Vec::new(),
             bootstrap_invites: Vec::new(),
             mdns: true,
-            dht_server: true,
+            dht_mode: DhtMode::Auto,
+            relay_server: true,
+            relay_limits: RelayLimits::default(),
+            upnp: true,
+            relays: Vec::new(),
+            external_addrs: Vec::new(),
             locator_ttl: Duration::from_secs(3600),
             republish_min_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
@@ -190,11 +248,14 @@ impl Config {
         }
     }
 
-    /// A node for tests and the demo: loopback only, ephemeral ports, no mDNS.
+    /// A node for tests and the demo: loopback only, ephemeral ports, no
+    /// mDNS, no UPnP, and a DHT server (loopback peers can all dial it).
     pub fn local(data_dir: PathBuf) -> Self {
         let mut c = Self::new(data_dir);
         c.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         c.mdns = false;
+        c.upnp = false;
+        c.dht_mode = DhtMode::Server;
         c.republish_min_interval = Duration::from_secs(1);
         // Short-lived test nodes remember every peer that identifies; the
         // tests of the rule itself set a threshold.
@@ -218,8 +279,8 @@ impl Config {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        file.apply(self);
-        Ok(())
+        file.apply(self)
+            .map_err(|message| ConfigError::Invalid { path, message })
     }
 }
 
@@ -234,8 +295,29 @@ pub struct FileConfig {
     pub bootstrap: Option<Vec<Bootstrap>>,
     /// See [`Config::mdns`].
     pub mdns: Option<bool>,
-    /// See [`Config::dht_server`].
+    /// See [`Config::dht_mode`]: `"auto"`, `"server"` or `"client"`.
+    pub dht_mode: Option<String>,
+    /// Deprecated alias: `true` is `dht_mode = "server"`, `false` is
+    /// `"client"`; `dht_mode` wins when both are set.
     pub dht_server: Option<bool>,
+    /// See [`Config::relay_server`].
+    pub relay_server: Option<bool>,
+    /// See [`Config::upnp`].
+    pub upnp: Option<bool>,
+    /// See [`Config::relays`].
+    pub relays: Option<Vec<Multiaddr>>,
+    /// See [`Config::external_addrs`].
+    pub external_addrs: Option<Vec<Multiaddr>>,
+    /// See [`RelayLimits::max_reservations`].
+    pub relay_max_reservations: Option<usize>,
+    /// See [`RelayLimits::max_circuits`].
+    pub relay_max_circuits: Option<usize>,
+    /// See [`RelayLimits::max_circuits_per_peer`].
+    pub relay_max_circuits_per_peer: Option<usize>,
+    /// See [`RelayLimits::max_circuit_duration`], in seconds.
+    pub relay_circuit_secs: Option<u64>,
+    /// See [`RelayLimits::max_circuit_bytes`].
+    pub relay_circuit_bytes: Option<u64>,
     /// See [`Config::api`].
     pub api: Option<SocketAddr>,
     /// See [`Config::locator_ttl`], in seconds.
@@ -256,8 +338,54 @@ pub struct FileConfig {
     pub auto_away_mins: Option<u64>,
 }
 
+/// Parses a `dht_mode` value.
+pub fn parse_dht_mode(s: &str) -> Result<DhtMode, String> {
+    match s {
+        "auto" => Ok(DhtMode::Auto),
+        "server" => Ok(DhtMode::Server),
+        "client" => Ok(DhtMode::Client),
+        other => Err(format!(
+            "dht_mode must be \"auto\", \"server\" or \"client\", not {other:?}"
+        )),
+    }
+}
+
 impl FileConfig {
-    fn apply(self, c: &mut Config) {
+    fn apply(self, c: &mut Config) -> Result<(), String> {
+        if let Some(v) = self.dht_server {
+            c.dht_mode = if v { DhtMode::Server } else { DhtMode::Client };
+        }
+        if let Some(v) = &self.dht_mode {
+            c.dht_mode = parse_dht_mode(v)?;
+        }
+        if let Some(v) = self.relay_server {
+            c.relay_server = v;
+        }
+        if let Some(v) = self.upnp {
+            c.upnp = v;
+        }
+        if let Some(v) = self.relays {
+            c.relays = v;
+        }
+        if let Some(v) = self.external_addrs {
+            c.external_addrs = v;
+        }
+        let l = &mut c.relay_limits;
+        if let Some(v) = self.relay_max_reservations {
+            l.max_reservations = v;
+        }
+        if let Some(v) = self.relay_max_circuits {
+            l.max_circuits = v;
+        }
+        if let Some(v) = self.relay_max_circuits_per_peer {
+            l.max_circuits_per_peer = v;
+        }
+        if let Some(v) = self.relay_circuit_secs {
+            l.max_circuit_duration = Duration::from_secs(v);
+        }
+        if let Some(v) = self.relay_circuit_bytes {
+            l.max_circuit_bytes = v;
+        }
         if let Some(v) = self.listen {
             c.listen = v;
         }
@@ -270,9 +398,6 @@ impl FileConfig {
         }
         if let Some(v) = self.mdns {
             c.mdns = v;
-        }
-        if let Some(v) = self.dht_server {
-            c.dht_server = v;
         }
         if let Some(v) = self.api {
             c.api = v;
@@ -301,6 +426,7 @@ impl FileConfig {
         if let Some(v) = self.mailbox_ttl_secs {
             c.mailbox.ttl = Duration::from_secs(v.max(60));
         }
+        Ok(())
     }
 }
 
@@ -495,6 +621,35 @@ mod tests {
         .unwrap();
         let err = Config::new(dir.path().into()).apply_file().unwrap_err();
         assert!(err.to_string().contains("is not a multiaddr"), "{err}");
+    }
+
+    #[test]
+    fn dht_mode_replaces_dht_server_which_stays_an_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |text: &str| {
+            std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
+            let mut c = Config::new(dir.path().into());
+            c.apply_file().map(|_| c)
+        };
+        assert_eq!(read("").unwrap().dht_mode, DhtMode::Auto);
+        assert_eq!(
+            read("dht_server = false\n").unwrap().dht_mode,
+            DhtMode::Client
+        );
+        assert_eq!(
+            read("dht_server = true\n").unwrap().dht_mode,
+            DhtMode::Server
+        );
+        let both = read("dht_server = true\ndht_mode = \"auto\"\n").unwrap();
+        assert_eq!(both.dht_mode, DhtMode::Auto, "dht_mode wins");
+        let err = read("dht_mode = \"sometimes\"\n").unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+        let c = read("relay_server = false\nupnp = false\nrelay_circuit_secs = 60\n").unwrap();
+        assert!(!c.relay_server && !c.upnp);
+        assert_eq!(c.relay_limits.max_circuit_duration, Duration::from_secs(60));
+        let local = Config::local(dir.path().into());
+        assert_eq!(local.dht_mode, DhtMode::Server);
+        assert!(!local.upnp);
     }
 
     #[test]

@@ -158,7 +158,13 @@ async fn daemon_publishes_its_addresses_and_stops_cleanly_on_sigterm() {
     let daemon = Command::new(env!("CARGO_BIN_EXE_roost"))
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["daemon", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args([
+            "daemon",
+            "--no-mdns",
+            "--no-upnp",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -192,6 +198,10 @@ async fn daemon_publishes_its_addresses_and_stops_cleanly_on_sigterm() {
     let status = json(&roost(dir.path(), &["--json", "status"]));
     assert_eq!(status["id"], shown["id"]);
     assert_eq!(status["peers"], 0);
+    // The default is `dht_mode = "auto"`: alone, nobody has tested us.
+    assert_eq!(status["reachability"], "unknown", "{status}");
+    assert_eq!(status["relays"], serde_json::json!([]));
+    assert_eq!(status["connections"], serde_json::json!([]));
 
     Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])

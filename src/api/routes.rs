@@ -61,7 +61,19 @@ async fn id(State(s): State<AppState>) -> ApiResult<IdView> {
 
 async fn status(State(s): State<AppState>) -> ApiResult<StatusView> {
     let addrs = s.node.dial_addrs().await?;
+    let reach = s.node.reach_status().await?;
     Ok(Json(StatusView {
+        reachability: reach.reachability.as_str().into(),
+        relays: reach.relays.iter().map(|a| a.to_string()).collect(),
+        connections: reach
+            .connections
+            .into_iter()
+            .map(|c| ConnectionRow {
+                peer: c.peer.to_string(),
+                addr: c.addr.to_string(),
+                relayed: c.relayed,
+            })
+            .collect(),
         id: s.node.peer_id().to_string(),
         peers: s.node.connected_peers().await?.len(),
         addrs: addrs.iter().map(|a| a.to_string()).collect(),

@@ -60,6 +60,24 @@ pub struct StatusView {
     pub held: usize,
     /// Number of buddies.
     pub buddies: usize,
+    /// `public` (others can dial us), `private` (behind a NAT, reachable
+    /// through relays) or `unknown` (not tested yet).
+    pub reachability: String,
+    /// The circuit addresses of the relay reservations we hold.
+    pub relays: Vec<String>,
+    /// One row per open connection.
+    pub connections: Vec<ConnectionRow>,
+}
+
+/// One open connection in [`StatusView`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConnectionRow {
+    /// The peer's ID.
+    pub peer: String,
+    /// Its address (a `/p2p-circuit` one for a relayed connection).
+    pub addr: String,
+    /// Through a relay rather than direct.
+    pub relayed: bool,
 }
 
 /// `POST /api/v1/send` answer.

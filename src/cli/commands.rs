@@ -134,11 +134,48 @@ async fn invite(client: &ApiClient, out: &Out, expires: &str, no_qr: bool) -> Re
 async fn status(client: &ApiClient, out: &Out) -> Result<()> {
     let s: StatusView = client.get("status").await?;
     out.object(&s, || {
-        format!(
-            "{}\npeers connected: {}\nbuddies: {}\noutbox: {} waiting\nheld for others: {}",
-            s.id, s.peers, s.buddies, s.outbox, s.held
-        )
+        let mut text = format!(
+            "{}\npeers connected: {}\nbuddies: {}\noutbox: {} waiting\nheld for others: {}\n{}",
+            s.id,
+            s.peers,
+            s.buddies,
+            s.outbox,
+            s.held,
+            reachability_words(&s.reachability)
+        );
+        if s.relays.is_empty() {
+            text.push_str("\nrelays: none");
+        }
+        for r in &s.relays {
+            text.push_str(&format!("\nreachable through relay {}", field(r)));
+        }
+        for c in &s.connections {
+            let how = if c.relayed {
+                "relayed via"
+            } else {
+                "direct at"
+            };
+            text.push_str(&format!(
+                "\nconnected to {} {how} {}",
+                field(&c.peer),
+                field(&c.addr)
+            ));
+        }
+        text
     })
+}
+
+/// What a reachability means for the user.
+fn reachability_words(r: &str) -> String {
+    match r {
+        "public" => "reachability: public (others can connect to this node directly)".into(),
+        "private" => {
+            "reachability: private (behind a NAT or firewall; others reach this node through relays)"
+                .into()
+        }
+        "unknown" => "reachability: unknown (not tested yet)".into(),
+        other => format!("reachability: {}", field(other)),
+    }
 }
 
 async fn presence_of_buddies(client: &ApiClient, out: &Out) -> Result<()> {
@@ -315,6 +352,20 @@ async fn daemon(data_dir: PathBuf, args: DaemonArgs) -> Result<()> {
     if let Some(api) = args.api {
         config.api = api;
     }
+    if let Some(mode) = args.dht_mode {
+        config.dht_mode = mode;
+    }
+    if args.relay_server {
+        config.relay_server = true;
+    }
+    if args.no_relay_server {
+        config.relay_server = false;
+    }
+    if args.no_upnp {
+        config.upnp = false;
+    }
+    config.external_addrs.extend(args.external_addr);
+    config.relays.extend(args.relay);
     let node = Node::start(config.clone()).await?;
     let api = roost::api::serve(node.clone(), config.api, &data_dir).await?;
     tracing::info!(id = %node.peer_id(), api = %api.addr, socket = %api.socket.display(), "roost daemon running");

@@ -128,6 +128,26 @@ pub(crate) struct DaemonArgs {
     /// Address of the local API [default: 127.0.0.1:0, any free port].
     #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) api: Option<std::net::SocketAddr>,
+    /// Serve the DHT: auto (only while reachable), server, or client
+    /// [default: auto].
+    #[arg(long, value_name = "MODE", value_parser = roost::config::parse_dht_mode)]
+    pub(crate) dht_mode: Option<roost::config::DhtMode>,
+    /// Relay for NATed peers while reachable (the default).
+    #[arg(long, overrides_with = "no_relay_server")]
+    pub(crate) relay_server: bool,
+    /// Never relay for others.
+    #[arg(long)]
+    pub(crate) no_relay_server: bool,
+    /// Do not ask the router for a port mapping (UPnP).
+    #[arg(long)]
+    pub(crate) no_upnp: bool,
+    /// An address others can dial this node on (public IP, forwarded
+    /// port), repeatable: the node counts as reachable without a test.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) external_addr: Vec<Multiaddr>,
+    /// Reserve on this relay (…/p2p/<ID>) while not reachable, repeatable.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub(crate) relay: Vec<Multiaddr>,
 }
 
 #[derive(Debug, Subcommand)]

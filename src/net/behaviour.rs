@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, connection_limits, identify, kad, mdns, request_response};
+use libp2p::{
+    StreamProtocol, autonat, connection_limits, dcutr, identify, kad, mdns, relay,
+    request_response, upnp,
+};
 
 use super::record_store::{MAX_RECORDS, SourceCappedStore};
 use crate::config::Config;
@@ -59,11 +62,50 @@ pub struct Behaviour {
     pub mailbox: MailboxBehaviour,
     /// SUBSCRIBE / NOTIFY (`/roost/presence/1`).
     pub presence: PresenceBehaviour,
+    /// Circuit relay v2 server for NATed peers; HOP is advertised only
+    /// while we are public ([`crate::net::reach`] decides).
+    pub relay: super::relay_server::RelayServer,
+    /// Circuit relay v2 client: reservations on relays while we are not
+    /// reachable, and dials to `/p2p-circuit` addresses.
+    pub relay_client: relay::client::Behaviour,
+    /// Hole punching: upgrades a relayed connection to a direct one.
+    pub dcutr: dcutr::Behaviour,
+    /// AutoNAT v2 client: asks peers to dial our candidate addresses back.
+    /// Off under `dht_mode = "server"`, which declares us reachable: its
+    /// probes (and the dial-back connections they cause) would tell us
+    /// nothing we act on.
+    pub autonat: Toggle<autonat::v2::client::Behaviour>,
+    /// AutoNAT v2 server: dials back the peers that ask. It only ever dials
+    /// the IP the request came from (or makes the asker pay in bytes for
+    /// another), so it is no amplifier; it runs on every node, a NATed one
+    /// can dial out too.
+    pub autonat_server: autonat::v2::server::Behaviour,
+    /// Port mapping on the home router (UPnP IGD), off by config.
+    pub upnp: Toggle<upnp::tokio::Behaviour>,
+}
+
+/// The relay server's libp2p configuration from ours.
+fn relay_config(l: &crate::config::RelayLimits) -> relay::Config {
+    relay::Config {
+        max_reservations: l.max_reservations,
+        max_reservations_per_peer: l.max_reservations_per_peer,
+        reservation_duration: l.reservation_duration,
+        max_circuits: l.max_circuits,
+        max_circuits_per_peer: l.max_circuits_per_peer,
+        max_circuit_duration: l.max_circuit_duration,
+        max_circuit_bytes: l.max_circuit_bytes,
+        ..relay::Config::default()
+    }
 }
 
 impl Behaviour {
-    /// Builds the behaviour for `identity` under `config`.
-    pub fn new(identity: &Identity, config: &Config) -> std::io::Result<Self> {
+    /// Builds the behaviour for `identity` under `config`, with the relay
+    /// client half the swarm builder made with its transport.
+    pub fn new(
+        identity: &Identity,
+        config: &Config,
+        relay_client: relay::client::Behaviour,
+    ) -> std::io::Result<Self> {
         let peer_id = identity.peer_id();
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         kad_config
@@ -86,15 +128,17 @@ impl Behaviour {
         let store =
             SourceCappedStore::new(peer_id, MAX_RECORDS, crate::wire::locator::MAX_RECORD_BYTES);
         let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
-        if config.dht_server {
-            // Kademlia stays a client until an external address is confirmed,
-            // which never happens without AutoNAT; a reachable node must serve.
-            kad.set_mode(Some(kad::Mode::Server));
-        }
+        // Client until `net::reach` decides: libp2p's own choice would
+        // count a relay circuit or a UPnP mapping as reachability.
+        kad.set_mode(Some(kad::Mode::Client));
         let identify = identify::Behaviour::new(
             identify::Config::new(ID_PROTOCOL.into(), identity.keypair().public())
-                .with_agent_version(format!("roost/{}", env!("CARGO_PKG_VERSION"))),
+                .with_agent_version(format!("roost/{}", env!("CARGO_PKG_VERSION")))
+                // Peers learn our circuit addresses as soon as we have them.
+                .with_push_listen_addr_updates(true),
         );
+        let mut relay = relay::Behaviour::new(peer_id, relay_config(&config.relay_limits));
+        relay.set_status(Some(relay::Status::Disable));
         let mdns = if config.mdns {
             Some(mdns::tokio::Behaviour::new(
                 mdns::Config::default(),
@@ -133,6 +177,14 @@ impl Behaviour {
                     .with_request_timeout(Duration::from_secs(10))
                     .with_max_concurrent_streams(256),
             ),
+            relay: super::relay_server::RelayServer::new(relay),
+            relay_client,
+            dcutr: dcutr::Behaviour::new(peer_id),
+            autonat: (config.dht_mode != crate::config::DhtMode::Server)
+                .then(autonat::v2::client::Behaviour::default)
+                .into(),
+            autonat_server: autonat::v2::server::Behaviour::default(),
+            upnp: config.upnp.then(upnp::tokio::Behaviour::default).into(),
         })
     }
 }

@@ -90,6 +90,11 @@ impl NetClient {
             .map_err(|_| RequestError::Stopped)
     }
 
+    /// Our reachability, the relay reservations held, the open connections.
+    pub async fn reach_status(&self) -> Result<super::ReachStatus, RequestError> {
+        self.ask(|reply| Command::Reach { reply }).await
+    }
+
     /// Looks up `peer`'s locator in the DHT; `None` if no valid record exists.
     pub async fn find(&self, peer: PeerId) -> Result<Option<Locator>, RequestError> {
         self.ask(|reply| Command::Find { peer, reply }).await

@@ -39,6 +39,11 @@ pub enum Command {
         /// Peers and where each is reached (`peer`'s among them).
         contacts: Vec<(PeerId, Multiaddr)>,
     },
+    /// Our reachability, relay reservations and open connections.
+    Reach {
+        /// Where the answer goes.
+        reply: oneshot::Sender<ReachStatus>,
+    },
     /// Look up a peer's locator record in the DHT.
     Find {
         /// Whose record.
@@ -125,6 +130,18 @@ pub enum Command {
         /// Answered once the task is about to exit.
         reply: oneshot::Sender<()>,
     },
+}
+
+/// What [`Command::Reach`] answers: how others can reach us, for the
+/// status views.
+#[derive(Debug, Clone)]
+pub struct ReachStatus {
+    /// Public, private or unknown.
+    pub reachability: crate::net::reach::Reachability,
+    /// The circuit addresses of the relay reservations we hold.
+    pub relays: Vec<Multiaddr>,
+    /// One row per open connection.
+    pub connections: Vec<crate::net::reach::Conn>,
 }
 
 /// What the network tells the services beside it.

@@ -6,12 +6,14 @@
 //!
 //! Its Kademlia side (our locator record, lookups, the records held for
 //! others) is in [`kademlia`]; request-response routing (mailboxes,
-//! presence) in [`rpc`].
+//! presence) in [`rpc`]; reachability (AutoNAT, relays, hole punching,
+//! connections) in [`reach`], whose rules are in [`super::reach`].
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
 use libp2p::kad::QueryId;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -21,12 +23,14 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 mod kademlia;
+mod reach;
 mod rpc;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::command::{Command, NetEvent};
 use super::lasting::{Lasting, Remember};
 use super::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, RateLimiter};
+use super::reach::{Reach, Settings};
 use super::republish::Republisher;
 use crate::clock::unix_ms;
 use crate::config::Config;
@@ -78,6 +82,10 @@ pub struct EventLoop {
     presence_limit: RateLimiter,
     /// Which connections have lasted: their peers are the ones remembered.
     lasting: Lasting,
+    /// Our reachability and what follows from it.
+    reach: Reach,
+    /// The circuit listener held on each relay.
+    relay_listeners: HashMap<PeerId, ListenerId>,
     stopping: Option<Stopping>,
 }
 
@@ -115,6 +123,13 @@ impl EventLoop {
             mailbox_limit: RateLimiter::new(MAILBOX_RATE, MAILBOX_BURST),
             presence_limit: RateLimiter::new(20.0, 100.0),
             lasting: Lasting::new(config.lasting_connection),
+            reach: Reach::new(Settings {
+                dht_mode: config.dht_mode,
+                relay_server: config.relay_server,
+                relays: config.relays.clone(),
+                external: config.external_addrs.clone(),
+            }),
+            relay_listeners: HashMap::new(),
             stopping: None,
         }
     }
@@ -128,6 +143,8 @@ impl EventLoop {
         bootstrap: &[Multiaddr],
         known: Vec<KnownPeer>,
     ) -> Result<(), super::NetError> {
+        let first = self.reach.start(Instant::now());
+        self.apply_reach(first);
         let mut waiting = std::collections::HashSet::new();
         for addr in listen {
             let id = self
@@ -230,7 +247,8 @@ impl EventLoop {
         let publish = self.republisher.due().unwrap_or(far);
         let stop = self.stopping.as_ref().map_or(far, |s| s.deadline);
         let lasting = self.lasting.due().unwrap_or(far);
-        publish.min(stop).min(lasting)
+        let reach = self.reach.next_deadline().unwrap_or(far);
+        publish.min(stop).min(lasting).min(reach)
     }
 
     fn on_timer(&mut self) {
@@ -240,6 +258,9 @@ impl EventLoop {
         }
         for r in self.lasting.poll(now) {
             self.remember(r);
+        }
+        if self.reach.next_deadline().is_some_and(|d| d <= now) {
+            self.reach_input(super::reach::Input::Tick);
         }
     }
 
@@ -265,6 +286,9 @@ impl EventLoop {
                 let _ = reply.send(self.public_addrs());
             }
             Command::Meet { peer, contacts } => self.meet(peer, contacts),
+            Command::Reach { reply } => {
+                let _ = reply.send(self.reach_status());
+            }
             Command::Find { peer, reply } => self.find(peer, reply),
             Command::Dial { peer, addrs, reply } => self.dial(peer, addrs, reply),
             #[cfg(feature = "test-util")]
@@ -404,29 +428,28 @@ impl EventLoop {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
-                info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
-                self.republisher.addresses_changed(Instant::now());
+            SwarmEvent::NewListenAddr { address, .. } => self.on_new_listen_addr(address),
+            SwarmEvent::ExpiredListenAddr { address, .. } => self.on_expired_listen_addr(address),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => self.on_listener_closed(listener_id, reason.err()),
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                self.reach_input(super::reach::Input::Candidate(address))
             }
-            SwarmEvent::ExpiredListenAddr { address, .. } => {
-                debug!(%address, "listen address gone");
-                self.republisher.addresses_changed(Instant::now());
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                self.reach_input(super::reach::Input::ExternalConfirmed(address))
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                self.reach_input(super::reach::Input::ExternalExpired(address))
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
                 endpoint,
                 ..
-            } => {
-                debug!(%peer_id, "connected");
-                if endpoint.is_dialer() {
-                    self.lasting.opened(connection_id, peer_id, Instant::now());
-                }
-                let _ = self.net_events.try_send(NetEvent::Connected(peer_id));
-                for r in self.pending_dials.remove(&peer_id).unwrap_or_default() {
-                    let _ = r.send(Ok(()));
-                }
-            }
+            } => self.on_connection_established(peer_id, connection_id, endpoint),
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
                 error,
@@ -467,19 +490,17 @@ impl EventLoop {
                 connection_id,
                 num_established,
                 ..
-            } => {
-                if let Some(r) = self.lasting.closed(connection_id) {
-                    self.remember(r);
-                }
-                if num_established == 0 {
-                    let _ = self.net_events.try_send(NetEvent::Disconnected(peer_id));
-                }
-            }
+            } => self.on_connection_closed(peer_id, connection_id, num_established),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
                 ..
-            })) => self.on_identified(peer_id, info),
+            })) => self.on_identify(peer_id, info),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => self.on_autonat(e),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => self.on_relay_client(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.on_relay_server(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => self.on_dcutr(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(e)) => self.on_upnp(e),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 for (peer, addr) in found {
                     debug!(%peer, %addr, "found on the LAN");

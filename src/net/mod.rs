@@ -8,8 +8,10 @@ mod command;
 mod event_loop;
 pub mod lasting;
 pub mod ratelimit;
+pub mod reach;
 pub mod record_handoff;
 pub mod record_store;
+mod relay_server;
 pub mod republish;
 
 use libp2p::core::transport::MemoryTransport;
@@ -18,7 +20,7 @@ use libp2p::{Swarm, Transport, noise, tcp, yamux};
 
 pub use behaviour::{Behaviour, KAD_PROTOCOL, MAX_CONNECTIONS_PER_PEER};
 pub use client::{NetClient, RequestError};
-pub use command::{Command, NetEvent};
+pub use command::{Command, NetEvent, ReachStatus};
 pub use event_loop::EventLoop;
 
 use crate::config::Config;
@@ -40,7 +42,9 @@ pub enum NetError {
     },
 }
 
-/// Builds the swarm: TCP and QUIC, Noise, Yamux, with our behaviour.
+/// Builds the swarm: TCP and QUIC, Noise, Yamux, DNS names, and the relay
+/// client transport (dials and listens on `/p2p-circuit` addresses), with
+/// our behaviour.
 ///
 /// It also speaks libp2p's in-process memory transport (`/memory/N`
 /// addresses, same Noise and Yamux on top), used only when a node is told
@@ -49,7 +53,6 @@ pub enum NetError {
 /// foreign peer's record is simply undialable here.
 pub fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
-    let behaviour = Behaviour::new(identity, config).map_err(|e| setup(&e))?;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
         .with_tokio()
         .with_tcp(
@@ -68,7 +71,15 @@ pub fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behavio
             },
         )
         .map_err(|e| setup(&e))?
-        .with_behaviour(|_| behaviour)
+        .with_dns()
+        .map_err(|e| setup(&e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_behaviour(
+            |_, relay_client| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                Ok(Behaviour::new(identity, config, relay_client)?)
+            },
+        )
         .map_err(|e| setup(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();

@@ -259,8 +259,17 @@ impl NodeHandle {
             .listen_addrs()
             .await?
             .into_iter()
-            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(id)))
+            // A relay circuit listen address already ends in our ID.
+            .map(|a| match a.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(_)) => a,
+                _ => a.with(libp2p::multiaddr::Protocol::P2p(id)),
+            })
             .collect())
+    }
+
+    /// Our reachability, relay reservations and open connections.
+    pub async fn reach_status(&self) -> Result<net::ReachStatus, NodeError> {
+        Ok(self.inner.net.reach_status().await?)
     }
 
     /// Peers we currently have a connection to.

@@ -125,12 +125,17 @@ pub fn roost(dir: &Path, args: &[&str]) -> Output {
         .expect("run roost")
 }
 
-/// Starts `roost daemon` on `dir` (loopback, ephemeral port, no mDNS).
+/// Starts `roost daemon` on `dir` (loopback, ephemeral port, no mDNS, no
+/// UPnP), serving the DHT: loopback peers can all dial it, and AutoNAT
+/// would not call a loopback address public.
 pub fn spawn_daemon(dir: &Path, bootstrap: Option<&str>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_roost"));
     cmd.arg("--data-dir").arg(dir).args([
         "daemon",
         "--no-mdns",
+        "--no-upnp",
+        "--dht-mode",
+        "server",
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
     ]);

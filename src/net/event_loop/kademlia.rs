@@ -77,13 +77,18 @@ impl EventLoop {
         }
     }
 
-    /// Addresses worth publishing: our listeners, without loopback ones
-    /// unless that is all we have (tests, the demo).
+    /// Addresses worth publishing: our listeners (relay circuits included)
+    /// and confirmed external addresses, without loopback ones unless that
+    /// is all we have (tests, the demo).
     pub(super) fn public_addrs(&self) -> Vec<Multiaddr> {
+        // Listeners include our relay circuit addresses; external ones
+        // those AutoNAT, UPnP or the user confirmed (some also listeners).
+        let mut seen = std::collections::HashSet::new();
         let all: Vec<Multiaddr> = self
             .swarm
             .listeners()
             .chain(self.swarm.external_addresses())
+            .filter(|a| seen.insert(*a))
             .cloned()
             .collect();
         let is_loopback = |a: &Multiaddr| {

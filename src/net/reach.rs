@@ -1,0 +1,609 @@
+//! Our own reachability and what follows from it — a pure state machine
+//! (`handle(input, now) -> outputs`, owning its timers), so the rules are
+//! tested without a network; [`crate::net::EventLoop`] feeds it swarm
+//! events and applies its outputs.
+//!
+//! The rules:
+//! - **Reachability.** `public` once an address that is not a relay
+//!   circuit is confirmed by AutoNAT or declared by the user
+//!   (`external_addrs`, or `dht_mode = "server"`, which claims
+//!   reachability); `private` once AutoNAT found an address unreachable and
+//!   none is confirmed; `unknown` before either. libp2p also counts a relay
+//!   circuit address and a UPnP mapping as confirmed external addresses:
+//!   neither makes us public here. A circuit address proves nothing about
+//!   direct reachability, and a gateway may map a port that its own
+//!   upstream NAT (carrier-grade NAT) still hides; a working mapping gets
+//!   confirmed by AutoNAT like any other address.
+//! - **Kademlia mode** follows it under `dht_mode = "auto"`: server only
+//!   when public, so an unreachable node is never chosen to hold locator
+//!   records or mailboxes.
+//! - **Relay server** (HOP) on only when public (and allowed by config).
+//! - **Relay reservations** while not public: on the configured relays
+//!   first, then on peers that advertise HOP, until [`MIN_RELAYS`] are held
+//!   or pending (a configured relay we are not connected to is dialled
+//!   first). A reservation lost is replaced at once by another candidate;
+//!   a relay that failed rests [`FIRST_BACKOFF`], doubling with each
+//!   failure in a row up to [`RELAY_BACKOFF`], before it is tried again;
+//!   one that does not answer within [`RESERVE_TIMEOUT`] is given up. Once
+//!   public, the reservations are dropped.
+//! - **Direct beats relayed**: once a direct connection to a peer is up
+//!   (hole punch or any dial), its relayed connections are closed, because
+//!   request-response and libp2p-stream would otherwise keep using them.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
+
+mod addr;
+use addr::{is_circuit, is_direct, is_unspecified, split_peer};
+
+/// Reservations a private node keeps, so one relay leaving does not cut it
+/// off while the replacement is made.
+pub const MIN_RELAYS: usize = 2;
+/// How long a reservation may take before the relay is given up.
+pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a relay that failed or left waits before it is tried again.
+pub const RELAY_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a relay waits after its first failure in a row.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+/// How long after peers first report an address of ours (an AutoNAT
+/// candidate) we call ourselves private if none is confirmed. AutoNAT v2
+/// only reports an address unreachable when the dial-back fails quickly: a
+/// NAT that drops the dial-back's packets (most home routers) makes the
+/// request time out, which v2 retries in silence for ever. Confirmation
+/// normally takes one probe (5 s).
+pub const PRIVATE_AFTER: Duration = Duration::from_secs(30);
+/// Most relay candidates remembered (peers advertising HOP).
+pub const MAX_CANDIDATES: usize = 64;
+/// Most open connections tracked; beyond, a connection is not tracked (it
+/// is then neither listed nor closed in favour of a direct one).
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Most addresses remembered as confirmed or declared.
+pub const MAX_ADDRS: usize = 32;
+/// Most relays in backoff remembered.
+pub const MAX_BACKOFF: usize = 256;
+
+/// What we know of our own reachability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    /// Others can dial us directly.
+    Public,
+    /// AutoNAT says they cannot.
+    Private,
+    /// Not known yet.
+    Unknown,
+}
+
+impl Reachability {
+    /// The word used in the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// Kademlia mode setting (`dht_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhtMode {
+    /// Server when public, client otherwise.
+    Auto,
+    /// Always server (and claim to be reachable).
+    Server,
+    /// Always client.
+    Client,
+}
+
+/// What the machine is told.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A listen address (not a circuit) came up.
+    ListenAddr(Multiaddr),
+    /// AutoNAT tested one of our addresses.
+    AutoNat {
+        /// The address tested.
+        addr: Multiaddr,
+        /// Whether the server could dial us back on it.
+        reachable: bool,
+    },
+    /// Peers observe us on this address: a candidate for AutoNAT to test.
+    Candidate(Multiaddr),
+    /// The swarm confirmed an external address (any source).
+    ExternalConfirmed(Multiaddr),
+    /// An external address expired.
+    ExternalExpired(Multiaddr),
+    /// A connection was established.
+    Connected {
+        /// Its id.
+        conn: ConnectionId,
+        /// The remote peer.
+        peer: PeerId,
+        /// The remote address if we dialled, else the address it came on.
+        addr: Multiaddr,
+        /// Through a relay.
+        relayed: bool,
+        /// We dialled it (so `addr` is a dialable address of the peer).
+        dialer: bool,
+    },
+    /// A connection closed.
+    Disconnected {
+        /// Its id.
+        conn: ConnectionId,
+    },
+    /// A peer identified itself.
+    Identified {
+        /// Who.
+        peer: PeerId,
+        /// It speaks the relay HOP protocol (serves as a relay).
+        hop: bool,
+        /// Its listen addresses.
+        listen: Vec<Multiaddr>,
+    },
+    /// A relay accepted our reservation.
+    ReservationAccepted {
+        /// The relay.
+        relay: PeerId,
+    },
+    /// Our circuit listener on a relay closed (reservation refused, relay
+    /// gone, connection lost).
+    RelayClosed {
+        /// The relay.
+        relay: PeerId,
+    },
+    /// Time passed.
+    Tick,
+}
+
+/// What the machine asks of the swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Set Kademlia's mode (true: server).
+    KadServer(bool),
+    /// Advertise the relay HOP protocol or not.
+    RelayServer(bool),
+    /// Dial this relay (a configured one we are not connected to): the
+    /// relay client's own dial gives up when another dial to the same
+    /// peer is under way, so the reservation waits for a connection.
+    Dial {
+        /// The relay.
+        relay: PeerId,
+        /// Its address.
+        addr: Multiaddr,
+    },
+    /// Listen via this relay on this `…/p2p/R/p2p-circuit` address.
+    Reserve {
+        /// The relay.
+        relay: PeerId,
+        /// The circuit listen address.
+        addr: Multiaddr,
+    },
+    /// Stop listening via this relay.
+    Release {
+        /// The relay.
+        relay: PeerId,
+    },
+    /// Close this (relayed) connection.
+    Close(ConnectionId),
+    /// Add this address to the swarm's confirmed external addresses: an
+    /// address declared reachable. The relay server hands these out in its
+    /// reservations (a client refuses a reservation without any).
+    Declare(Multiaddr),
+    /// The addresses we publish changed: republish our locator.
+    AddressesChanged,
+}
+
+/// One open connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conn {
+    /// The remote peer.
+    pub peer: PeerId,
+    /// Its address.
+    pub addr: Multiaddr,
+    /// Through a relay.
+    pub relayed: bool,
+    /// We dialled it, so `addr` is one the peer can be dialled on.
+    pub dialer: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Relay {
+    Dialing { addr: Multiaddr, since: Instant },
+    Pending { addr: Multiaddr, since: Instant },
+    Held { addr: Multiaddr },
+}
+
+/// The machine's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `dht_mode`.
+    pub dht_mode: DhtMode,
+    /// Whether we may serve as a relay.
+    pub relay_server: bool,
+    /// Relays named by the user (`…/p2p/R`).
+    pub relays: Vec<Multiaddr>,
+    /// Addresses the user declares reachable.
+    pub external: Vec<Multiaddr>,
+}
+
+/// The reachability machine.
+#[derive(Debug)]
+pub struct Reach {
+    settings: Settings,
+    confirmed: HashSet<Multiaddr>,
+    declared: HashSet<Multiaddr>,
+    failed_probes: usize,
+    /// When a direct candidate was first reported, and whether
+    /// [`PRIVATE_AFTER`] has passed since without a confirmation.
+    candidate_since: Option<Instant>,
+    unconfirmed: bool,
+    conns: HashMap<ConnectionId, Conn>,
+    candidates: HashMap<PeerId, Vec<Multiaddr>>,
+    relays: HashMap<PeerId, Relay>,
+    /// Relays that failed: until when they rest, and how often in a row
+    /// they failed (the rest doubles each time, from 2 s to
+    /// [`RELAY_BACKOFF`]).
+    backoff: HashMap<PeerId, (Instant, u32)>,
+    failures: HashMap<PeerId, u32>,
+    kad_server: Option<bool>,
+    relay_server: Option<bool>,
+}
+
+impl Reach {
+    /// A machine under `settings`; [`Reach::start`] gives its first outputs.
+    pub fn new(settings: Settings) -> Self {
+        let declared = settings.external.iter().take(MAX_ADDRS).cloned().collect();
+        Self {
+            settings,
+            confirmed: HashSet::new(),
+            declared,
+            failed_probes: 0,
+            candidate_since: None,
+            unconfirmed: false,
+            conns: HashMap::new(),
+            candidates: HashMap::new(),
+            relays: HashMap::new(),
+            backoff: HashMap::new(),
+            failures: HashMap::new(),
+            kad_server: None,
+            relay_server: None,
+        }
+    }
+
+    /// The outputs due at start: the modes, and reservations on the
+    /// configured relays if we are not known to be public.
+    pub fn start(&mut self, now: Instant) -> Vec<Output> {
+        let mut out: Vec<Output> = self.declared.iter().cloned().map(Output::Declare).collect();
+        out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        self.settle(now, &mut out);
+        out
+    }
+
+    /// Our reachability now.
+    pub fn reachability(&self) -> Reachability {
+        let public = self.settings.dht_mode == DhtMode::Server
+            || !self.declared.is_empty()
+            || !self.confirmed.is_empty();
+        if public {
+            Reachability::Public
+        } else if self.failed_probes > 0 || self.unconfirmed {
+            Reachability::Private
+        } else {
+            Reachability::Unknown
+        }
+    }
+
+    /// The circuit addresses of the reservations we hold.
+    pub fn held_relays(&self) -> Vec<Multiaddr> {
+        let mut v: Vec<Multiaddr> = self
+            .relays
+            .values()
+            .filter_map(|r| match r {
+                Relay::Held { addr } => Some(addr.clone()),
+                Relay::Pending { .. } | Relay::Dialing { .. } => None,
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Open connections tracked.
+    pub fn connections(&self) -> Vec<Conn> {
+        let mut v: Vec<Conn> = self.conns.values().cloned().collect();
+        v.sort_by(|a, b| (a.peer, &a.addr).cmp(&(b.peer, &b.addr)));
+        v
+    }
+
+    /// When [`Input::Tick`] is next due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let pending = self.relays.values().filter_map(|r| match r {
+            Relay::Pending { since, .. } | Relay::Dialing { since, .. } => {
+                Some(*since + RESERVE_TIMEOUT)
+            }
+            Relay::Held { .. } => None,
+        });
+        let wanting = self.wants_relays() && self.relays.len() < MIN_RELAYS;
+        let backoff = self.backoff.values().map(|(u, _)| *u).filter(|_| wanting);
+        let verdict = self
+            .candidate_since
+            .filter(|_| !self.unconfirmed && self.reachability() != Reachability::Public)
+            .map(|t| t + PRIVATE_AFTER);
+        pending.chain(backoff).chain(verdict).min()
+    }
+
+    /// Feeds one input; returns what to do.
+    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::ListenAddr(addr) => {
+                if self.settings.dht_mode == DhtMode::Server
+                    && !is_circuit(&addr)
+                    && !is_unspecified(&addr)
+                    && self.declared.len() < MAX_ADDRS
+                    && self.declared.insert(addr.clone())
+                {
+                    out.push(Output::Declare(addr));
+                }
+            }
+            Input::AutoNat { addr, reachable } => {
+                if reachable && !is_circuit(&addr) {
+                    if self.confirmed.len() < MAX_ADDRS {
+                        self.confirmed.insert(addr);
+                    }
+                } else if !reachable && is_direct(&addr) {
+                    // A circuit (or a bare `/p2p/…` observed on one) says
+                    // nothing about our own address.
+                    self.failed_probes = self.failed_probes.saturating_add(1);
+                }
+            }
+            Input::Candidate(addr) => {
+                if is_direct(&addr) && self.candidate_since.is_none() {
+                    self.candidate_since = Some(now);
+                }
+            }
+            Input::ExternalConfirmed(_) => out.push(Output::AddressesChanged),
+            Input::ExternalExpired(addr) => {
+                self.confirmed.remove(&addr);
+                out.push(Output::AddressesChanged);
+            }
+            Input::Connected {
+                conn,
+                peer,
+                addr,
+                relayed,
+                dialer,
+            } => {
+                if self.conns.len() < MAX_CONNECTIONS {
+                    self.conns.insert(
+                        conn,
+                        Conn {
+                            peer,
+                            addr,
+                            relayed,
+                            dialer,
+                        },
+                    );
+                }
+                if !relayed && let Some(Relay::Dialing { addr, .. }) = self.relays.get(&peer) {
+                    let addr = addr.clone();
+                    self.relays.insert(
+                        peer,
+                        Relay::Pending {
+                            addr: addr.clone(),
+                            since: now,
+                        },
+                    );
+                    out.push(Output::Reserve { relay: peer, addr });
+                }
+                self.close_relayed_if_direct(peer, &mut out);
+            }
+            Input::Disconnected { conn } => {
+                if let Some(c) = self.conns.remove(&conn)
+                    && !c.relayed
+                    && !self.conns.values().any(|o| o.peer == c.peer && !o.relayed)
+                {
+                    // No direct path to it any more: not a relay candidate
+                    // until it identifies again.
+                    self.candidates.remove(&c.peer);
+                }
+            }
+            Input::Identified { peer, hop, listen } => {
+                if hop {
+                    let dialled: Vec<Multiaddr> = self
+                        .conns
+                        .values()
+                        .filter(|c| c.peer == peer && !c.relayed && c.dialer)
+                        .map(|c| c.addr.clone())
+                        .collect();
+                    self.candidates.remove(&peer);
+                    self.add_candidate(peer, dialled.into_iter().chain(listen).collect());
+                } else {
+                    self.candidates.remove(&peer);
+                }
+            }
+            Input::ReservationAccepted { relay } => {
+                if let Some(r) = self.relays.get_mut(&relay) {
+                    let addr = match r {
+                        Relay::Pending { addr, .. }
+                        | Relay::Dialing { addr, .. }
+                        | Relay::Held { addr } => addr.clone(),
+                    };
+                    *r = Relay::Held { addr };
+                    self.failures.remove(&relay);
+                }
+            }
+            Input::RelayClosed { relay } => {
+                if self.relays.remove(&relay).is_some() {
+                    self.back_off(relay, now);
+                }
+            }
+            Input::Tick => {
+                if self
+                    .candidate_since
+                    .is_some_and(|t| now >= t + PRIVATE_AFTER)
+                {
+                    self.unconfirmed = true;
+                }
+                let late: Vec<PeerId> = self
+                    .relays
+                    .iter()
+                    .filter(|(_, r)| match r {
+                        Relay::Pending { since, .. } | Relay::Dialing { since, .. } => {
+                            now >= *since + RESERVE_TIMEOUT
+                        }
+                        Relay::Held { .. } => false,
+                    })
+                    .map(|(p, _)| *p)
+                    .collect();
+                for relay in late {
+                    self.relays.remove(&relay);
+                    self.back_off(relay, now);
+                    out.push(Output::Release { relay });
+                }
+            }
+        }
+        self.settle(now, &mut out);
+        out
+    }
+
+    fn add_candidate(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if !self.candidates.contains_key(&peer) && self.candidates.len() >= MAX_CANDIDATES {
+            return;
+        }
+        let list = self.candidates.entry(peer).or_default();
+        for mut a in addrs {
+            // A dialled address may end in the peer's ID; ours gets it added.
+            if let Some(Protocol::P2p(_)) = a.iter().last() {
+                a.pop();
+            }
+            if !is_circuit(&a) && !is_unspecified(&a) && !list.contains(&a) && list.len() < 8 {
+                list.push(a);
+            }
+        }
+    }
+
+    fn back_off(&mut self, relay: PeerId, now: Instant) {
+        if self.backoff.len() >= MAX_BACKOFF {
+            self.backoff.retain(|_, (until, _)| *until > now);
+        }
+        if self.backoff.len() < MAX_BACKOFF {
+            let failures = self.failures.remove(&relay).unwrap_or(0).saturating_add(1);
+            let rest = (FIRST_BACKOFF * 2u32.saturating_pow(failures - 1)).min(RELAY_BACKOFF);
+            self.backoff.insert(relay, (now + rest, failures));
+        }
+    }
+
+    fn close_relayed_if_direct(&mut self, peer: PeerId, out: &mut Vec<Output>) {
+        let direct = self.conns.values().any(|c| c.peer == peer && !c.relayed);
+        if !direct {
+            return;
+        }
+        let mut relayed: Vec<ConnectionId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.peer == peer && c.relayed)
+            .map(|(id, _)| *id)
+            .collect();
+        relayed.sort();
+        out.extend(relayed.into_iter().map(Output::Close));
+    }
+
+    fn wants_relays(&self) -> bool {
+        self.reachability() != Reachability::Public
+    }
+
+    /// Brings modes and reservations in line with what we know now.
+    fn settle(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let public = self.reachability() == Reachability::Public;
+        let kad = match self.settings.dht_mode {
+            DhtMode::Server => true,
+            DhtMode::Client => false,
+            DhtMode::Auto => public,
+        };
+        if self.kad_server != Some(kad) {
+            self.kad_server = Some(kad);
+            out.push(Output::KadServer(kad));
+        }
+        let relay = public && self.settings.relay_server;
+        if self.relay_server != Some(relay) {
+            self.relay_server = Some(relay);
+            out.push(Output::RelayServer(relay));
+        }
+        if public {
+            let mut gone: Vec<PeerId> = self.relays.drain().map(|(p, _)| p).collect();
+            gone.sort();
+            out.extend(gone.into_iter().map(|relay| Output::Release { relay }));
+            return;
+        }
+        let failures = &mut self.failures;
+        self.backoff.retain(|p, (until, n)| {
+            let keep = *until > now;
+            if !keep {
+                failures.insert(*p, *n);
+            }
+            keep
+        });
+        while self.relays.len() < MIN_RELAYS {
+            let Some((relay, addr)) = self.pick_relay() else {
+                break;
+            };
+            let circuit = addr
+                .clone()
+                .with(Protocol::P2p(relay))
+                .with(Protocol::P2pCircuit);
+            if self.conns.values().any(|c| c.peer == relay && !c.relayed) {
+                self.relays.insert(
+                    relay,
+                    Relay::Pending {
+                        addr: circuit.clone(),
+                        since: now,
+                    },
+                );
+                out.push(Output::Reserve {
+                    relay,
+                    addr: circuit,
+                });
+            } else {
+                self.relays.insert(
+                    relay,
+                    Relay::Dialing {
+                        addr: circuit,
+                        since: now,
+                    },
+                );
+                out.push(Output::Dial { relay, addr });
+            }
+        }
+    }
+
+    /// The next relay to try: a configured one, else a HOP candidate (the
+    /// smallest ID, so the choice is deterministic), neither in use nor
+    /// backing off.
+    fn pick_relay(&self) -> Option<(PeerId, Multiaddr)> {
+        let free = |p: &PeerId| !self.relays.contains_key(p) && !self.backoff.contains_key(p);
+        let configured = self
+            .settings
+            .relays
+            .iter()
+            .filter_map(split_peer)
+            .find(|(p, _)| free(p));
+        if configured.is_some() {
+            return configured;
+        }
+        let mut found: Vec<(&PeerId, &Vec<Multiaddr>)> = self
+            .candidates
+            .iter()
+            .filter(|(p, a)| free(p) && !a.is_empty())
+            .collect();
+        found.sort_by_key(|(p, _)| **p);
+        found.first().map(|(p, a)| (**p, a[0].clone()))
+    }
+}
+
+#[cfg(test)]
+#[path = "reach_tests.rs"]
+mod tests;
