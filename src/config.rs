@@ -55,6 +55,10 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// Peers to join the network through, in addition to remembered ones.
     pub bootstrap: Vec<Multiaddr>,
+    /// Invites (`roost:…`) to join through as well: their addresses. Kept
+    /// as text here; the node checks each when it starts and refuses to
+    /// start on an expired, forged or damaged one.
+    pub bootstrap_invites: Vec<String>,
     /// Find peers on the local network by multicast DNS.
     pub mdns: bool,
     /// Kademlia mode: `auto` serves the DHT only while we are reachable
@@ -223,6 +227,7 @@ impl Config {
             data_dir,
             listen,
             bootstrap: Vec::new(),
+            bootstrap_invites: Vec::new(),
             mdns: true,
             dht_mode: DhtMode::Auto,
             relay_server: true,
@@ -286,8 +291,8 @@ impl Config {
 pub struct FileConfig {
     /// See [`Config::listen`].
     pub listen: Option<Vec<Multiaddr>>,
-    /// See [`Config::bootstrap`].
-    pub bootstrap: Option<Vec<Multiaddr>>,
+    /// See [`Config::bootstrap`]: multiaddrs or invites.
+    pub bootstrap: Option<Vec<Bootstrap>>,
     /// See [`Config::mdns`].
     pub mdns: Option<bool>,
     /// See [`Config::dht_mode`]: `"auto"`, `"server"` or `"client"`.
@@ -385,7 +390,11 @@ impl FileConfig {
             c.listen = v;
         }
         if let Some(v) = self.bootstrap {
-            c.bootstrap = v;
+            c.bootstrap.clear();
+            c.bootstrap_invites.clear();
+            for b in v {
+                b.add_to(c);
+            }
         }
         if let Some(v) = self.mdns {
             c.mdns = v;
@@ -418,6 +427,58 @@ impl FileConfig {
             c.mailbox.ttl = Duration::from_secs(v.max(60));
         }
         Ok(())
+    }
+}
+
+/// One way into the network as the user gives it (`--bootstrap`, the
+/// `bootstrap` list in `config.toml`): a peer's full multiaddr
+/// (`…/p2p/<ID>`), or anything else, taken as an invite (`roost:…`) and
+/// checked by the node when it starts (the invite format lives above this
+/// layer, in `wire::invite`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Bootstrap {
+    /// A peer's address.
+    Addr(Multiaddr),
+    /// An invite's text.
+    Invite(String),
+}
+
+/// A bootstrap entry that looks like a multiaddr (it starts with `/`) but
+/// is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a multiaddr such as /ip4/192.0.2.10/tcp/7117/p2p/<ID> (nor a roost: invite)")]
+pub struct BadBootstrap(pub String);
+
+impl Bootstrap {
+    /// Adds the entry to `config`'s bootstrap addresses or invites.
+    pub fn add_to(self, config: &mut Config) {
+        match self {
+            Self::Addr(a) => config.bootstrap.push(a),
+            Self::Invite(i) => config.bootstrap_invites.push(i),
+        }
+    }
+}
+
+impl std::str::FromStr for Bootstrap {
+    type Err = BadBootstrap;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if !text.starts_with('/') {
+            return Ok(Self::Invite(text.to_string()));
+        }
+        text.parse()
+            .map(Self::Addr)
+            .map_err(|_| BadBootstrap(text.to_string()))
+    }
+}
+
+impl TryFrom<String> for Bootstrap {
+    type Error = BadBootstrap;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
     }
 }
 
@@ -533,6 +594,33 @@ mod tests {
         std::fs::write(dir.path().join(CONFIG_FILE), "mnds = false\n").unwrap();
         let err = Config::new(dir.path().into()).apply_file().unwrap_err();
         assert!(err.to_string().contains("mnds"), "{err}");
+    }
+
+    #[test]
+    fn bootstrap_entries_are_multiaddrs_or_invites() {
+        let peer =
+            "/ip4/10.0.0.1/tcp/7117/p2p/12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq";
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("bootstrap = [\"{peer}\", \" roost:AB12 \", \"hello\"]\n");
+        std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
+        let mut c = Config::new(dir.path().into());
+        c.bootstrap_invites.push("from a flag read earlier".into());
+        c.apply_file().unwrap();
+        assert_eq!(c.bootstrap, vec![peer.parse::<Multiaddr>().unwrap()]);
+        assert_eq!(c.bootstrap_invites, vec!["roost:AB12", "hello"]);
+        assert_eq!(
+            "roost:AB12".parse::<Bootstrap>(),
+            Ok(Bootstrap::Invite("roost:AB12".into())),
+            "the flag reads the same"
+        );
+
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "bootstrap = [\"/ip4/999.0.0.1\"]\n",
+        )
+        .unwrap();
+        let err = Config::new(dir.path().into()).apply_file().unwrap_err();
+        assert!(err.to_string().contains("is not a multiaddr"), "{err}");
     }
 
     #[test]

@@ -117,6 +117,7 @@ fn every_command_has_help() {
         "id",
         "daemon",
         "status",
+        "invite",
         "buddy",
         "presence",
         "send",

@@ -194,6 +194,32 @@ fn a_data_dir_made_by_another_user_is_refused_even_when_its_daemon_is_theirs() {
 }
 
 #[test]
+fn a_data_dir_reached_through_another_users_symlink_is_refused() {
+    // Our own private data dir with our own daemon, but `--data-dir` names
+    // a symlink another user owns (and could point elsewhere at any time).
+    let top = shared_parent();
+    let data = top.path().join("roost");
+    dir_of(0, &data);
+    let sock = data.join("api.sock");
+    let fake = FakeDaemon::start(&sock, &sock, None, queued);
+    let link = top.path().join("link");
+    std::os::unix::fs::symlink(&data, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(STRANGER), Some(STRANGER)).unwrap();
+    let out = roost(&link, &["send", "bob", SECRET]);
+    let seen = fake.everything_before_a_sentinel();
+    assert!(seen.is_empty(), "the daemon was reached: {seen:?}");
+    assert_refused(
+        &out,
+        &format!("the data dir is owned by uid {STRANGER}, not by you (uid 0)"),
+    );
+    // Through a symlink of our own, the same daemon is talked to.
+    let ours = top.path().join("ours");
+    std::os::unix::fs::symlink(&data, &ours).unwrap();
+    let out = roost(&ours, &["--json", "send", "bob", SECRET]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn a_socket_served_by_another_user_is_refused_and_told_nothing() {
     // Our private data dir, but the socket in it is served by a process of
     // another user (bound where that user may write, then moved in).

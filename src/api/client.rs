@@ -102,6 +102,12 @@ impl ApiClient {
             return Err(not_running());
         }
         let me = effective_uid().map_err(untrusted)?;
+        // A data dir reached through a symlink is trusted only if the link
+        // is ours too: whoever owns it can point it elsewhere at any time.
+        let link = std::fs::symlink_metadata(data_dir).map_err(|_| not_running())?;
+        if link.file_type().is_symlink() {
+            check_dir(link.uid(), dir.mode(), me).map_err(untrusted)?;
+        }
         check_dir(dir.uid(), dir.mode(), me).map_err(untrusted)?;
         Ok(Self { socket, me })
     }

@@ -58,6 +58,7 @@ impl From<NodeError> for ApiError {
             | NodeError::SelfSend
             | NodeError::Seal(_)
             | NodeError::AmbiguousName(_)
+            | NodeError::Invite(_)
             | NodeError::Identity(_) => StatusCode::BAD_REQUEST,
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,

@@ -26,14 +26,19 @@ pub struct SendRequest {
     pub subject: Option<String>,
 }
 
-/// `POST /api/v1/buddies` body.
+/// `POST /api/v1/buddies` body: exactly one of `id` and `invite`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AddBuddy {
     /// The ID to add.
-    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// My name for it (default: the start of the ID).
     #[serde(default)]
     pub name: Option<String>,
+    /// An invite (`roost:…`): its owner is added, and its addresses are
+    /// used to reach the owner and to join the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
 }
 
 /// `POST /api/v1/buddies/{peer}/{action}` body: only `rename` reads it;
@@ -72,10 +77,20 @@ mod tests {
             r#"{"to":"bob","text":"hi","content_type":"text/plain"}"#
         );
         let add = AddBuddy {
-            id: "12D3KooW".into(),
+            id: Some("12D3KooW".into()),
             name: None,
+            invite: None,
         };
         assert_eq!(json(&add), r#"{"id":"12D3KooW","name":null}"#);
+        let by_invite = AddBuddy {
+            id: None,
+            name: Some("alice".into()),
+            invite: Some("roost:AAAA".into()),
+        };
+        assert_eq!(
+            json(&by_invite),
+            r#"{"name":"alice","invite":"roost:AAAA"}"#
+        );
         assert_eq!(json(&BuddyAction::default()), "{}");
         let rename = BuddyAction {
             name: Some("robert".into()),

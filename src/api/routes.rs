@@ -30,6 +30,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/inbox", get(inbox))
         .route("/api/v1/read/{peer}", post(mark_read))
         .route("/api/v1/buddies", get(buddies).post(add_buddy))
+        .route("/api/v1/invite", get(invite))
         .route("/api/v1/buddies/{peer}/{action}", post(buddy_action))
         .route("/api/v1/requests", get(requests))
         .route("/api/v1/presence", get(own_presence).post(set_presence))
@@ -171,17 +172,48 @@ async fn buddies(State(s): State<AppState>) -> ApiResult<Vec<BuddyRow>> {
 }
 
 async fn add_buddy(State(s): State<AppState>, Json(req): Json<AddBuddy>) -> ApiResult<BuddyRow> {
-    let peer = crate::identity::parse_id(&req.id).map_err(|e| bad_request(e.to_string()))?;
-    let name = req
-        .name
-        .unwrap_or_else(|| req.id.chars().skip(8).take(8).collect());
-    if name.is_empty() || name.len() > 64 || crate::identity::parse_id(&name).is_ok() {
+    let name_ok = |n: &str| !n.is_empty() && n.len() <= 64 && crate::identity::parse_id(n).is_err();
+    if req.name.as_deref().is_some_and(|n| !name_ok(n)) {
         return Err(bad_request(
             "a buddy name must be 1 to 64 characters and not an ID",
         ));
     }
-    s.node.add_buddy(peer, name).await?;
+    let peer = match (req.id, req.invite) {
+        (Some(id), None) => {
+            let peer = crate::identity::parse_id(&id).map_err(|e| bad_request(e.to_string()))?;
+            let name = req
+                .name
+                .unwrap_or_else(|| id.chars().skip(8).take(8).collect());
+            s.node.add_buddy(peer, name).await?;
+            peer
+        }
+        (None, Some(invite)) => s.node.add_buddy_by_invite(&invite, req.name).await?,
+        _ => return Err(bad_request("give exactly one of \"id\" and \"invite\"")),
+    };
     buddy_row(&s, peer).await
+}
+
+#[derive(Deserialize)]
+struct InviteQuery {
+    expires: Option<String>,
+}
+
+/// An invite to this node, valid for `?expires=` (e.g. `7d`, the default).
+async fn invite(State(s): State<AppState>, Query(q): Query<InviteQuery>) -> ApiResult<InviteView> {
+    let lifetime = match q.expires {
+        Some(text) => {
+            crate::clock::parse_duration(&text).map_err(|e| bad_request(e.to_string()))?
+        }
+        None => crate::wire::invite::DEFAULT_LIFETIME,
+    };
+    let (uri, inv) = s.node.invite(lifetime).await?;
+    Ok(Json(InviteView {
+        uri,
+        id: inv.peer.to_string(),
+        addrs: inv.addrs.iter().map(|a| a.to_string()).collect(),
+        expires_at: inv.expires_at,
+        expires: crate::clock::format_utc(inv.expires_at),
+    }))
 }
 
 async fn buddy_row(s: &AppState, peer: PeerId) -> ApiResult<BuddyRow> {

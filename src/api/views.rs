@@ -30,6 +30,21 @@ pub struct IdView {
     pub addrs: Vec<String>,
 }
 
+/// `GET /api/v1/invite`: an invite to this node and what it says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InviteView {
+    /// The invite's text, `roost:…`, to hand on as it is.
+    pub uri: String,
+    /// Whose invite: this node's ID.
+    pub id: String,
+    /// The addresses it carries (without `/p2p/<ID>`).
+    pub addrs: Vec<String>,
+    /// Unix milliseconds from which it is refused.
+    pub expires_at: u64,
+    /// The same as a UTC date and time, for people.
+    pub expires: String,
+}
+
 /// `GET /api/v1/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusView {

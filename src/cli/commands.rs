@@ -10,8 +10,8 @@ use clap::CommandFactory;
 use roost::api::client::{ApiClient, escape};
 use roost::api::terminal::printable_line as field;
 use roost::api::{
-    AddBuddy, BuddyAction, BuddyActionView, BuddyRow, Empty, EventView, IdView, MessageView,
-    OwnPresence, ReadView, RequestRow, SendRequest, SendView, StatusView,
+    AddBuddy, BuddyAction, BuddyActionView, BuddyRow, Empty, EventView, IdView, InviteView,
+    MessageView, OwnPresence, ReadView, RequestRow, SendRequest, SendView, StatusView,
 };
 use roost::{Config, Identity, Node, config};
 use serde_json::json;
@@ -28,6 +28,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Cmd::Init => init(&data_dir, &out),
         Cmd::Id { qr } => id(&data_dir, &out, qr).await,
         Cmd::Status => status(&api()?, &out).await,
+        Cmd::Invite { expires, no_qr } => invite(&api()?, &out, &expires, no_qr).await,
         Cmd::Daemon(args) => daemon(data_dir, args).await,
         Cmd::Buddy(cmd) => buddy(&api()?, &out, cmd).await,
         Cmd::Presence { set: None } => presence_of_buddies(&api()?, &out).await,
@@ -107,6 +108,26 @@ async fn id(data_dir: &Path, out: &Out, qr: bool) -> Result<()> {
             s.push_str("\n  (daemon not running: no addresses)");
         }
         s
+    })
+}
+
+async fn invite(client: &ApiClient, out: &Out, expires: &str, no_qr: bool) -> Result<()> {
+    // The daemon judges the duration; it answers what it refuses.
+    let v: InviteView = client
+        .get(&format!("invite?expires={}", escape(expires)))
+        .await?;
+    out.object(&v, || {
+        let mut s = v.uri.clone();
+        if !no_qr {
+            match qr_text(&v.uri) {
+                Ok(qr) => s = format!("{qr}\n{s}"),
+                Err(e) => s.push_str(&format!("\n(no QR code: {e})")),
+            }
+        }
+        format!(
+            "{s}\nvalid until {}; whoever has it can add you as a buddy with\n  roost buddy add <invite>",
+            field(&v.expires)
+        )
     })
 }
 
@@ -261,7 +282,21 @@ async fn buddy(client: &ApiClient, out: &Out, cmd: BuddyCmd) -> Result<()> {
     };
     match cmd {
         BuddyCmd::Add { id, name } => {
-            let row: BuddyRow = client.post("buddies", &AddBuddy { id, name }).await?;
+            // Which of the two the text is meant as; the daemon judges it.
+            let body = if roost::wire::invite::looks_like_invite(&id) {
+                AddBuddy {
+                    id: None,
+                    name,
+                    invite: Some(id),
+                }
+            } else {
+                AddBuddy {
+                    id: Some(id),
+                    name,
+                    invite: None,
+                }
+            };
+            let row: BuddyRow = client.post("buddies", &body).await?;
             out.object(&row, || {
                 format!("added {} as {}", field(&row.id), field(&row.name))
             })
@@ -308,7 +343,9 @@ async fn daemon(data_dir: PathBuf, args: DaemonArgs) -> Result<()> {
     if !args.listen.is_empty() {
         config.listen = args.listen;
     }
-    config.bootstrap.extend(args.bootstrap);
+    for b in args.bootstrap {
+        b.add_to(&mut config);
+    }
     if args.no_mdns {
         config.mdns = false;
     }

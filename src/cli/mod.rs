@@ -43,6 +43,18 @@ pub(crate) enum Cmd {
         #[arg(long)]
         qr: bool,
     },
+    /// Print an invite: my ID and the addresses that reach my node now,
+    /// signed, with an expiry, as a `roost:` link and its QR code. Whoever
+    /// has it can add me with `roost buddy add <invite>`, and needs nothing
+    /// else to reach me.
+    Invite {
+        /// How long the invite stays valid, e.g. 30m, 12h, 7d, 2w (at most 90 days).
+        #[arg(long, value_name = "DURATION", default_value = "7d")]
+        expires: String,
+        /// Print the link only, without its QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
     /// Run my node: DHT, presence, delivery, mailboxes, plus the local API.
     Daemon(DaemonArgs),
     /// Show the running daemon's state.
@@ -106,9 +118,10 @@ pub(crate) struct DaemonArgs {
     /// Listen address, repeatable [default: TCP and QUIC on port 7117, all interfaces].
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) listen: Vec<Multiaddr>,
-    /// Join the network through this peer (…/p2p/<ID>), repeatable.
-    #[arg(long, value_name = "MULTIADDR")]
-    pub(crate) bootstrap: Vec<Multiaddr>,
+    /// Join the network through this peer (…/p2p/<ID>) or through the
+    /// addresses of an invite (roost:…), repeatable.
+    #[arg(long, value_name = "MULTIADDR|INVITE")]
+    pub(crate) bootstrap: Vec<roost::config::Bootstrap>,
     /// Do not look for peers on the local network (multicast DNS).
     #[arg(long)]
     pub(crate) no_mdns: bool,
@@ -139,9 +152,11 @@ pub(crate) struct DaemonArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BuddyCmd {
-    /// Add a buddy by ID (also accepts its buddy request).
+    /// Add a buddy by ID or invite (also accepts its buddy request). An
+    /// invite's addresses are used to reach the buddy and to join the
+    /// network.
     Add {
-        /// The buddy's ID.
+        /// The buddy's ID, or an invite (roost:…).
         id: String,
         /// My name for it.
         #[arg(long)]

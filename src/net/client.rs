@@ -71,6 +71,25 @@ impl NetClient {
         self.ask(|reply| Command::ConnectedPeers { reply }).await
     }
 
+    /// The addresses our locator record would carry now.
+    pub async fn public_addrs(&self) -> Result<Vec<Multiaddr>, RequestError> {
+        self.ask(|reply| Command::PublicAddrs { reply }).await
+    }
+
+    /// Hands the network peers and addresses learnt outside the DHT (an
+    /// invite), and has it dial `peer`; returns once the network task has
+    /// them, not when the dial ends.
+    pub async fn meet(
+        &self,
+        peer: PeerId,
+        contacts: Vec<(PeerId, Multiaddr)>,
+    ) -> Result<(), RequestError> {
+        self.commands
+            .send(Command::Meet { peer, contacts })
+            .await
+            .map_err(|_| RequestError::Stopped)
+    }
+
     /// Our reachability, the relay reservations held, the open connections.
     pub async fn reach_status(&self) -> Result<super::ReachStatus, RequestError> {
         self.ask(|reply| Command::Reach { reply }).await

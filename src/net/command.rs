@@ -22,6 +22,23 @@ pub enum Command {
         /// Where the answer goes.
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    /// The addresses our locator record would carry now (listeners,
+    /// confirmed external and relay circuit addresses): what an invite
+    /// hands out.
+    PublicAddrs {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    /// Learn peers' addresses from outside the DHT (an invite): Kademlia
+    /// gets every contact, as it gets bootstrap peers, and `peer` is dialled
+    /// at its own. Not waited for: the dial's outcome reaches the services
+    /// as `Connected`, and a later [`Command::Dial`] finds the addresses.
+    Meet {
+        /// The peer to dial.
+        peer: PeerId,
+        /// Peers and where each is reached (`peer`'s among them).
+        contacts: Vec<(PeerId, Multiaddr)>,
+    },
     /// Our reachability, relay reservations and open connections.
     Reach {
         /// Where the answer goes.

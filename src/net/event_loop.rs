@@ -282,6 +282,10 @@ impl EventLoop {
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().copied().collect());
             }
+            Command::PublicAddrs { reply } => {
+                let _ = reply.send(self.public_addrs());
+            }
+            Command::Meet { peer, contacts } => self.meet(peer, contacts),
             Command::Reach { reply } => {
                 let _ = reply.send(self.reach_status());
             }
@@ -385,6 +389,29 @@ impl EventLoop {
         }
     }
 
+    /// Adds `contacts` to Kademlia (as bootstrap peers are) and dials
+    /// `peer` at its own addresses among them.
+    fn meet(&mut self, peer: PeerId, contacts: Vec<(PeerId, Multiaddr)>) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        for (p, addr) in &contacts {
+            kad.add_address(p, addr.clone());
+        }
+        if self.swarm.is_connected(&peer) {
+            return;
+        }
+        let addrs = contacts
+            .into_iter()
+            .filter_map(|(p, a)| (p == peer).then_some(a))
+            .collect();
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, "cannot dial a peer met through an invite: {e}");
+        }
+    }
+
     fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
         if let Some(s) = &mut self.stopping {
             s.replies.extend(reply);
@@ -408,6 +435,9 @@ impl EventLoop {
                 reason,
                 ..
             } => self.on_listener_closed(listener_id, reason.err()),
+            SwarmEvent::NewExternalAddrCandidate { address } => {
+                self.reach_input(super::reach::Input::Candidate(address))
+            }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 self.reach_input(super::reach::Input::ExternalConfirmed(address))
             }

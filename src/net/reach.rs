@@ -37,6 +37,9 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 
+mod addr;
+use addr::{is_circuit, is_direct, is_unspecified, split_peer};
+
 /// Reservations a private node keeps, so one relay leaving does not cut it
 /// off while the replacement is made.
 pub const MIN_RELAYS: usize = 2;
@@ -46,6 +49,13 @@ pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const RELAY_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a relay waits after its first failure in a row.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+/// How long after peers first report an address of ours (an AutoNAT
+/// candidate) we call ourselves private if none is confirmed. AutoNAT v2
+/// only reports an address unreachable when the dial-back fails quickly: a
+/// NAT that drops the dial-back's packets (most home routers) makes the
+/// request time out, which v2 retries in silence for ever. Confirmation
+/// normally takes one probe (5 s).
+pub const PRIVATE_AFTER: Duration = Duration::from_secs(30);
 /// Most relay candidates remembered (peers advertising HOP).
 pub const MAX_CANDIDATES: usize = 64;
 /// Most open connections tracked; beyond, a connection is not tracked (it
@@ -101,6 +111,8 @@ pub enum Input {
         /// Whether the server could dial us back on it.
         reachable: bool,
     },
+    /// Peers observe us on this address: a candidate for AutoNAT to test.
+    Candidate(Multiaddr),
     /// The swarm confirmed an external address (any source).
     ExternalConfirmed(Multiaddr),
     /// An external address expired.
@@ -225,6 +237,10 @@ pub struct Reach {
     confirmed: HashSet<Multiaddr>,
     declared: HashSet<Multiaddr>,
     failed_probes: usize,
+    /// When a direct candidate was first reported, and whether
+    /// [`PRIVATE_AFTER`] has passed since without a confirmation.
+    candidate_since: Option<Instant>,
+    unconfirmed: bool,
     conns: HashMap<ConnectionId, Conn>,
     candidates: HashMap<PeerId, Vec<Multiaddr>>,
     relays: HashMap<PeerId, Relay>,
@@ -237,35 +253,6 @@ pub struct Reach {
     relay_server: Option<bool>,
 }
 
-fn is_circuit(a: &Multiaddr) -> bool {
-    a.iter().any(|p| p == Protocol::P2pCircuit)
-}
-
-/// An IP or DNS address that is not a relay circuit.
-fn is_direct(a: &Multiaddr) -> bool {
-    use Protocol::{Dns, Dns4, Dns6, Ip4, Ip6};
-    !is_circuit(a)
-        && a.iter()
-            .any(|p| matches!(p, Ip4(_) | Ip6(_) | Dns(_) | Dns4(_) | Dns6(_)))
-}
-
-fn is_unspecified(a: &Multiaddr) -> bool {
-    a.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_unspecified(),
-        Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    })
-}
-
-/// Splits `…/p2p/R` into R and the transport address.
-fn split_peer(a: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
-    let mut plain = a.clone();
-    match plain.pop()? {
-        Protocol::P2p(peer) => Some((peer, plain)),
-        _ => None,
-    }
-}
-
 impl Reach {
     /// A machine under `settings`; [`Reach::start`] gives its first outputs.
     pub fn new(settings: Settings) -> Self {
@@ -275,6 +262,8 @@ impl Reach {
             confirmed: HashSet::new(),
             declared,
             failed_probes: 0,
+            candidate_since: None,
+            unconfirmed: false,
             conns: HashMap::new(),
             candidates: HashMap::new(),
             relays: HashMap::new(),
@@ -301,7 +290,7 @@ impl Reach {
             || !self.confirmed.is_empty();
         if public {
             Reachability::Public
-        } else if self.failed_probes > 0 {
+        } else if self.failed_probes > 0 || self.unconfirmed {
             Reachability::Private
         } else {
             Reachability::Unknown
@@ -339,7 +328,11 @@ impl Reach {
         });
         let wanting = self.wants_relays() && self.relays.len() < MIN_RELAYS;
         let backoff = self.backoff.values().map(|(u, _)| *u).filter(|_| wanting);
-        pending.chain(backoff).min()
+        let verdict = self
+            .candidate_since
+            .filter(|_| !self.unconfirmed && self.reachability() != Reachability::Public)
+            .map(|t| t + PRIVATE_AFTER);
+        pending.chain(backoff).chain(verdict).min()
     }
 
     /// Feeds one input; returns what to do.
@@ -365,6 +358,11 @@ impl Reach {
                     // A circuit (or a bare `/p2p/…` observed on one) says
                     // nothing about our own address.
                     self.failed_probes = self.failed_probes.saturating_add(1);
+                }
+            }
+            Input::Candidate(addr) => {
+                if is_direct(&addr) && self.candidate_since.is_none() {
+                    self.candidate_since = Some(now);
                 }
             }
             Input::ExternalConfirmed(_) => out.push(Output::AddressesChanged),
@@ -444,6 +442,12 @@ impl Reach {
                 }
             }
             Input::Tick => {
+                if self
+                    .candidate_since
+                    .is_some_and(|t| now >= t + PRIVATE_AFTER)
+                {
+                    self.unconfirmed = true;
+                }
                 let late: Vec<PeerId> = self
                     .relays
                     .iter()

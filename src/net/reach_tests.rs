@@ -355,3 +355,34 @@ fn tables_are_capped() {
     assert_eq!(m.confirmed.len(), MAX_ADDRS);
     assert_eq!(m.declared.len(), MAX_ADDRS);
 }
+
+#[test]
+fn no_confirmation_long_after_a_candidate_means_private() {
+    let t = Instant::now();
+    let mut m = Reach::new(settings(DhtMode::Auto));
+    m.start(t);
+    assert_eq!(m.next_deadline(), None);
+    // A circuit is no candidate of ours.
+    m.handle(
+        Input::Candidate(addr("/ip4/1.2.3.4/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit")),
+        t,
+    );
+    assert_eq!(m.next_deadline(), None);
+    m.handle(Input::Candidate(addr("/ip4/5.6.7.8/tcp/7117")), t);
+    assert_eq!(m.next_deadline(), Some(t + PRIVATE_AFTER));
+    m.handle(Input::Tick, t + PRIVATE_AFTER - Duration::from_millis(1));
+    assert_eq!(m.reachability(), Reachability::Unknown);
+    m.handle(Input::Tick, t + PRIVATE_AFTER);
+    assert_eq!(m.reachability(), Reachability::Private);
+    assert_eq!(m.next_deadline(), None);
+    // A later confirmation still makes us public.
+    let out = m.handle(
+        Input::AutoNat {
+            addr: addr("/ip4/5.6.7.8/tcp/7117"),
+            reachable: true,
+        },
+        t + PRIVATE_AFTER,
+    );
+    assert_eq!(m.reachability(), Reachability::Public);
+    assert!(out.contains(&Output::KadServer(true)), "{out:?}");
+}

@@ -4,6 +4,7 @@
 //! state machines beside it ([`outbox`], [`presence`], [`mailbox`]).
 
 pub mod content;
+mod invite;
 pub mod mailbox;
 pub mod messenger;
 pub mod outbox;
@@ -69,6 +70,9 @@ pub enum NodeError {
     /// Sending to ourselves.
     #[error("cannot send a message to yourself")]
     SelfSend,
+    /// An invite refused, or one that cannot be made as asked.
+    #[error(transparent)]
+    Invite(#[from] crate::wire::invite::InviteError),
     /// Sealing failed (the recipient's ID has no usable key).
     #[error("cannot seal the message: {0}")]
     Seal(#[from] crate::crypto::CryptoError),
@@ -121,6 +125,7 @@ impl Node {
     /// node is joining the network in the background; messages left in the
     /// outbox by an earlier run are being sent again.
     pub async fn start(config: Config) -> Result<NodeHandle, NodeError> {
+        let bootstrap = invite::bootstrap(&config, unix_ms())?;
         ensure_private_dir(&config.data_dir)?;
         let identity = Identity::load_from(&config.data_dir)?;
         let db_dir = config.data_dir.join(DB_DIR);
@@ -149,9 +154,7 @@ impl Node {
             &config,
             seq,
         );
-        event_loop
-            .start(&config.listen, &config.bootstrap, known)
-            .await?;
+        event_loop.start(&config.listen, &bootstrap, known).await?;
         let net = NetClient::new(cmd_tx);
         let sealer = Arc::new(Sealer::new(&identity));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
@@ -194,6 +197,7 @@ impl Node {
         Ok(NodeHandle {
             inner: Arc::new(NodeInner {
                 peer_id: identity.peer_id(),
+                identity,
                 net,
                 messages,
                 presence,
@@ -210,6 +214,8 @@ impl Node {
 
 struct NodeInner {
     peer_id: PeerId,
+    /// Signs what this node hands out itself (invites).
+    identity: Identity,
     net: NetClient,
     messages: mpsc::Sender<Request>,
     presence: mpsc::Sender<presence_service::Request>,

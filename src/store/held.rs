@@ -40,15 +40,51 @@ pub struct HeldItem {
     pub expires_at: u64,
 }
 
+/// An envelope a holder admitted, ready to be held: what the ledger
+/// counts, and its [`ItemHash`], computed once at admission (from the one
+/// encoding that also checked its size) and kept in its row, so neither
+/// the write nor a hand-off pass hashes it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// The ledger's view of the item.
+    pub item: HeldItem,
+    /// The hash of the envelope's encoding.
+    pub hash: ItemHash,
+    /// The envelope itself.
+    pub envelope: Envelope,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Row {
     envelope: Envelope,
     #[serde(with = "serde_bytes")]
     depositor: Vec<u8>,
     expires_at: u64,
+    /// The envelope's [`ItemHash`] as computed at admission; rows of
+    /// stores written without it have none, and it is computed on read.
+    #[serde(default, with = "serde_bytes")]
+    hash: Option<[u8; 32]>,
+}
+
+/// [`Row`] borrowed, to write one without cloning its envelope.
+#[derive(Serialize)]
+struct RowRef<'a> {
+    envelope: &'a Envelope,
+    #[serde(with = "serde_bytes")]
+    depositor: &'a [u8],
+    expires_at: u64,
+    #[serde(with = "serde_bytes")]
+    hash: Option<&'a [u8; 32]>,
 }
 
 impl Row {
+    /// The item's hash: the one kept in the row, else computed.
+    fn hash(&self) -> Option<ItemHash> {
+        self.hash
+            .map(ItemHash)
+            .or_else(|| ItemHash::of(&self.envelope))
+    }
+
     /// The ledger's view of the row; `None` if its peer ids do not parse.
     fn item(&self) -> Option<HeldItem> {
         Some(HeldItem {
@@ -89,19 +125,15 @@ impl Store {
     /// before returning: a holder answers "stored" on this. Returns, per
     /// item, whether it is new (false: these exact bytes are already held).
     /// The caller refuses envelopes over [`MAX_HELD_ENVELOPE`] first.
-    pub fn hold(
-        &self,
-        items: &[HeldItem],
-        envelopes: &[Envelope],
-    ) -> Result<Vec<bool>, StoreError> {
+    pub fn hold(&self, items: &[Admitted]) -> Result<Vec<bool>, StoreError> {
         let mut fresh = Vec::with_capacity(items.len());
-        for (item, envelope) in items.iter().zip(envelopes) {
-            let encoded = crate::wire::encode(envelope).map_err(|_| StoreError::Corrupt(HELD))?;
-            let ik = id_key(
-                &item.recipient,
-                &envelope.id,
-                Some(&ItemHash::of_encoded(&encoded)),
-            );
+        for Admitted {
+            item,
+            hash,
+            envelope,
+        } in items
+        {
+            let ik = id_key(&item.recipient, &envelope.id, Some(hash));
             // An index entry whose row is gone (deleted as unreadable)
             // does not count.
             if let Some(seq) = self.held_ids.get(&ik)? {
@@ -115,10 +147,11 @@ impl Store {
             let seq = self.db.generate_id()?;
             let mut key = prefix(&item.recipient);
             key.extend_from_slice(&seq.to_be_bytes());
-            let row = Row {
-                envelope: envelope.clone(),
-                depositor: item.depositor.to_bytes(),
+            let row = RowRef {
+                envelope,
+                depositor: &item.depositor.to_bytes(),
                 expires_at: item.expires_at,
+                hash: Some(&hash.0),
             };
             let bytes = crate::wire::encode(&row).map_err(|_| StoreError::Corrupt(HELD))?;
             self.held.insert(key, bytes)?;
@@ -138,13 +171,12 @@ impl Store {
 
     /// Removes the index entries of a row being deleted (also the
     /// `recipient ‖ id` form of rows held before dedupe was by hash).
-    fn unindex(&self, recipient: &PeerId, envelope: &Envelope) -> Result<(), StoreError> {
-        if let Some(h) = ItemHash::of(envelope) {
-            self.held_ids
-                .remove(id_key(recipient, &envelope.id, Some(&h)))?;
+    fn unindex(&self, recipient: &PeerId, row: &Row) -> Result<(), StoreError> {
+        let id = &row.envelope.id;
+        if let Some(h) = row.hash() {
+            self.held_ids.remove(id_key(recipient, id, Some(&h)))?;
         }
-        self.held_ids
-            .remove(id_key(recipient, &envelope.id, None))?;
+        self.held_ids.remove(id_key(recipient, id, None))?;
         Ok(())
     }
 
@@ -234,14 +266,15 @@ impl Store {
         Ok(removed)
     }
 
-    /// Every item of `recipient`, for handing on to closer peers.
-    pub fn held_for(&self, recipient: &PeerId) -> Result<Vec<Envelope>, StoreError> {
+    /// Every item of `recipient` with its hash, for handing on to closer
+    /// peers (the hash is the one kept in the row: a pass hashes nothing).
+    pub fn held_for(&self, recipient: &PeerId) -> Result<Vec<(ItemHash, Envelope)>, StoreError> {
         let mut out = Vec::new();
         for item in self.held.scan_prefix(prefix(recipient)) {
             let (k, v) = item?;
-            match row_of(&v) {
-                Ok(row) => out.push(row.envelope),
-                Err(_) => self.drop_unreadable(&k)?,
+            match row_of(&v).ok().and_then(|r| Some((r.hash()?, r.envelope))) {
+                Some(entry) => out.push(entry),
+                None => self.drop_unreadable(&k)?,
             }
         }
         Ok(out)
@@ -275,7 +308,7 @@ impl Store {
                 continue;
             }
             if let Some(item) = row.item() {
-                self.unindex(&item.recipient, &row.envelope)?;
+                self.unindex(&item.recipient, &row)?;
                 gone.push(item);
             }
             self.held.remove(k)?;
@@ -307,6 +340,24 @@ mod tests {
         }
     }
 
+    /// Holds `envs` as admitted with `items`, hashed here.
+    fn hold(s: &Store, items: &[HeldItem], envs: &[Envelope]) -> Result<Vec<bool>, StoreError> {
+        let admitted: Vec<Admitted> = items
+            .iter()
+            .zip(envs)
+            .map(|(item, envelope)| Admitted {
+                item: item.clone(),
+                hash: ItemHash::of(envelope).unwrap(),
+                envelope: envelope.clone(),
+            })
+            .collect();
+        s.hold(&admitted)
+    }
+
+    fn envelopes(held: Vec<(ItemHash, Envelope)>) -> Vec<Envelope> {
+        held.into_iter().map(|(_, e)| e).collect()
+    }
+
     fn item(recipient: PeerId, depositor: PeerId, expires_at: u64) -> HeldItem {
         HeldItem {
             recipient,
@@ -333,6 +384,7 @@ mod tests {
                     envelope: big,
                     depositor: dep.to_bytes(),
                     expires_at: 0,
+                    hash: None,
                 })
                 .unwrap(),
             ];
@@ -345,7 +397,7 @@ mod tests {
         plant(&s);
         let good: Vec<Envelope> = (1..=3).map(|n| env(&jack, n)).collect();
         let items = vec![item(jack, dep, 5000); 3];
-        assert_eq!(s.hold(&items, &good).unwrap(), vec![true; 3]);
+        assert_eq!(hold(&s, &items, &good).unwrap(), vec![true; 3]);
         assert_eq!(s.held_len(), 5);
 
         // A page skips them, and they are gone.
@@ -359,7 +411,7 @@ mod tests {
         assert_eq!(s.held_items().unwrap().len(), 3);
         assert_eq!(s.held_len(), 3);
         plant(&s);
-        assert_eq!(s.held_for(&jack).unwrap(), good);
+        assert_eq!(envelopes(s.held_for(&jack).unwrap()), good);
         assert_eq!(s.held_len(), 3);
         plant(&s);
         assert_eq!(
@@ -370,7 +422,7 @@ mod tests {
         assert_eq!(s.held_len(), 0);
         // An index entry left by a deleted row does not make its item
         // look held.
-        assert_eq!(s.hold(&items[..1], &good[..1]).unwrap(), vec![true]);
+        assert_eq!(hold(&s, &items[..1], &good[..1]).unwrap(), vec![true]);
     }
 
     #[test]
@@ -382,26 +434,67 @@ mod tests {
         let mut junk = real.clone();
         junk.sealed = vec![0xEE; 100];
         assert_eq!(
-            s.hold(&[item(jack, mallory, 9)], std::slice::from_ref(&junk))
-                .unwrap(),
+            hold(&s, &[item(jack, mallory, 9)], std::slice::from_ref(&junk)).unwrap(),
             vec![true]
         );
         assert_eq!(
-            s.hold(&[item(jack, alice, 9)], std::slice::from_ref(&real))
-                .unwrap(),
+            hold(&s, &[item(jack, alice, 9)], std::slice::from_ref(&real)).unwrap(),
             vec![true],
             "the real item is not 'already held'"
         );
         assert_eq!(
-            s.hold(&[item(jack, alice, 9)], std::slice::from_ref(&real))
-                .unwrap(),
+            hold(&s, &[item(jack, alice, 9)], std::slice::from_ref(&real)).unwrap(),
             vec![false],
             "the same bytes are"
         );
-        assert_eq!(s.held_for(&jack).unwrap(), vec![junk, real.clone()]);
+        assert_eq!(
+            envelopes(s.held_for(&jack).unwrap()),
+            vec![junk, real.clone()]
+        );
         // Jack's ack of the id clears both.
         assert_eq!(s.release(&jack, &[real.id]).unwrap().len(), 2);
         assert_eq!(s.held_len(), 0);
+    }
+
+    #[test]
+    fn a_hand_off_reads_the_hash_kept_at_admission_and_computes_only_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let (jack, dep) = (PeerId::random(), PeerId::random());
+        let e = env(&jack, 1);
+        // Not the envelope's hash: shows the kept one is read, not recomputed.
+        let kept = ItemHash([9; 32]);
+        let admitted = Admitted {
+            item: item(jack, dep, 9),
+            hash: kept,
+            envelope: e.clone(),
+        };
+        assert_eq!(s.hold(std::slice::from_ref(&admitted)).unwrap(), vec![true]);
+        assert_eq!(s.hold(&[admitted]).unwrap(), vec![false], "indexed by it");
+        // A row of a store that kept no hash (no such field) gets it computed.
+        #[derive(Serialize)]
+        struct Unhashed {
+            envelope: Envelope,
+            #[serde(with = "serde_bytes")]
+            depositor: Vec<u8>,
+            expires_at: u64,
+        }
+        let bare = env(&jack, 2);
+        let row = Unhashed {
+            envelope: bare.clone(),
+            depositor: dep.to_bytes(),
+            expires_at: 9,
+        };
+        let mut key = prefix(&jack);
+        key.extend_from_slice(&s.db.generate_id().unwrap().to_be_bytes());
+        s.held
+            .insert(key, crate::wire::encode(&row).unwrap())
+            .unwrap();
+        assert_eq!(
+            s.held_for(&jack).unwrap(),
+            vec![(kept, e.clone()), (ItemHash::of(&bare).unwrap(), bare)]
+        );
+        assert_eq!(s.release_items(&jack, &[(e.id, kept)]).unwrap().len(), 1);
     }
 
     #[test]
@@ -411,8 +504,7 @@ mod tests {
         let jack = PeerId::random();
         for n in 1..=3u8 {
             let before = s.sync_count();
-            s.hold(&[item(jack, PeerId::random(), 9)], &[env(&jack, n)])
-                .unwrap();
+            hold(&s, &[item(jack, PeerId::random(), 9)], &[env(&jack, n)]).unwrap();
             assert_eq!(s.sync_count(), before + 1, "one fdatasync per hold");
         }
     }
@@ -430,13 +522,13 @@ mod tests {
         };
         let items: Vec<HeldItem> = (0..5).map(|n| item(jack, 1000 + n)).collect();
         let envs: Vec<Envelope> = (0..5).map(|n| env(&jack, n as u8)).collect();
-        assert_eq!(s.hold(&items, &envs).unwrap(), vec![true; 5]);
+        assert_eq!(hold(&s, &items, &envs).unwrap(), vec![true; 5]);
         assert_eq!(
-            s.hold(&[item(jack, 2000)], &[env(&jack, 0)]).unwrap(),
+            hold(&s, &[item(jack, 2000)], &[env(&jack, 0)]).unwrap(),
             vec![false],
             "dedupe"
         );
-        s.hold(&[item(other, 5000)], &[env(&other, 9)]).unwrap();
+        hold(&s, &[item(other, 5000)], &[env(&other, 9)]).unwrap();
 
         let (page, next) = s.held_page(&jack, 0, 2, 1 << 20).unwrap();
         assert_eq!(page.len(), 2);
@@ -451,7 +543,7 @@ mod tests {
         );
         // Someone else's ids do not release Jack's items.
         assert!(s.release(&other, &[page2[0].id]).unwrap().is_empty());
-        assert_eq!(s.held_for(&jack).unwrap().len(), 3);
+        assert_eq!(envelopes(s.held_for(&jack).unwrap()).len(), 3);
 
         let gone = s.purge_expired(1003).unwrap();
         assert_eq!(gone.len(), 2); // items 2 and 3 (0, 1 were released)

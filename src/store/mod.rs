@@ -18,7 +18,7 @@ mod writer;
 use std::path::Path;
 
 pub use buddies::{Buddy, BuddyRequest, MAX_BUDDY_REQUESTS, Relation};
-pub use held::HeldItem;
+pub use held::{Admitted, HeldItem};
 pub use messages::{Direction, Filed, MessageState, StoredMessage};
 pub use peers::KnownPeer;
 pub use queue::{Flush, Queue, QueueSender};

@@ -1,25 +1,23 @@
 //! The signed locator record: where (and whether) a user's node can be
 //! reached, stored in the DHT under `/roost/loc/<ID>`.
 //!
-//! On the wire a record is `{body, sig}` where `body` is the CBOR of
-//! [`LocatorBody`] and `sig` an ed25519 signature over a domain prefix and
-//! exactly those bytes. Signing the bytes as sent (instead of re-encoding a
-//! decoded struct) means no canonical-encoding rules are needed for the
-//! signature to check.
+//! On the wire a record is `{body, sig}` ([`super::signed`]) where `body`
+//! is the CBOR of [`LocatorBody`] and `sig` an ed25519 signature over a
+//! domain prefix and exactly those bytes.
 //!
 //! Every node validates a record before storing it and every lookup result
 //! before using it ([`validate`]); nothing in the DHT is trusted unchecked.
 
 use std::time::Duration;
 
-use ed25519_dalek::{Signature, VerifyingKey};
 use libp2p::kad::RecordKey;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::WireError;
-use crate::identity::{Identity, ed25519_key, peer_id_of};
+use super::signed::{self, Signed as SignedLocator};
+use crate::identity::{Identity, ed25519_key};
 
 /// Largest record we store or accept.
 pub const MAX_RECORD_BYTES: usize = 2048;
@@ -49,14 +47,6 @@ pub struct LocatorBody {
     pub expires_at: u64,
     /// False in the record a node leaves behind on a clean shutdown.
     pub online: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct SignedLocator {
-    #[serde(with = "serde_bytes")]
-    body: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    sig: Vec<u8>,
 }
 
 /// A validated locator: what lookups return.
@@ -157,12 +147,7 @@ pub fn sign(
         expires_at,
         online,
     })?;
-    let sig = identity.sign(&signed_bytes(&body)).to_bytes().to_vec();
-    super::encode(&SignedLocator { body, sig })
-}
-
-fn signed_bytes(body: &[u8]) -> Vec<u8> {
-    [SIG_DOMAIN, body].concat()
+    signed::sign(identity, SIG_DOMAIN, body)
 }
 
 /// Checks a record offered under `key` at time `now_ms`, against the seq of
@@ -185,18 +170,13 @@ pub fn validate(
     let body: LocatorBody =
         super::decode(&signed.body, MAX_RECORD_BYTES).map_err(RecordError::Malformed)?;
 
-    let key_bytes: [u8; 32] = body
-        .pubkey
-        .as_slice()
-        .try_into()
-        .map_err(|_| RecordError::KeyMismatch)?;
-    let vk = VerifyingKey::from_bytes(&key_bytes).map_err(|_| RecordError::KeyMismatch)?;
-    if ed25519_key(&peer) != Some(vk) || peer_id_of(&vk) != Some(peer) {
+    let (vk, id) = signed::key_of(&body.pubkey).ok_or(RecordError::KeyMismatch)?;
+    if ed25519_key(&peer) != Some(vk) || id != peer {
         return Err(RecordError::KeyMismatch);
     }
-    let sig = Signature::from_slice(&signed.sig).map_err(|_| RecordError::BadSignature)?;
-    vk.verify_strict(&signed_bytes(&signed.body), &sig)
-        .map_err(|_| RecordError::BadSignature)?;
+    if !signed::verifies(&vk, SIG_DOMAIN, &signed) {
+        return Err(RecordError::BadSignature);
+    }
 
     if body.addrs.len() > MAX_ADDRS {
         return Err(RecordError::BadAddrs);
@@ -387,7 +367,10 @@ mod tests {
             online: true,
         };
         let body_bytes = crate::wire::encode(&body).unwrap();
-        let sig = id.sign(&signed_bytes(&body_bytes)).to_bytes().to_vec();
+        let sig = id
+            .sign(&signed::signed_bytes(SIG_DOMAIN, &body_bytes))
+            .to_bytes()
+            .to_vec();
         let value = assemble(&body, sig).unwrap();
         assert_eq!(
             validate(&record_key(&id.peer_id()), &value, NOW, None),

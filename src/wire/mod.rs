@@ -6,12 +6,14 @@
 pub mod frame;
 #[cfg(feature = "test-util")]
 pub mod fuzz;
+pub mod invite;
 pub mod locator;
 pub mod mailbox;
 pub mod message;
 pub mod presence;
 #[cfg(test)]
 mod proptests;
+pub(crate) mod signed;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -302,109 +302,135 @@ fn report(
     }
 }
 
-/// One inbound stream: frames are read by one task and processed in batches
-/// by another, so a batch is stored with a single flush; acks are written
-/// in order by a third, so the next batch is opened and queued for the
-/// store while this one is being flushed.
+/// One inbound stream: frames are read by one task ([`read_frames`]) and
+/// processed in batches by another ([`file_frames`]), so a batch is stored
+/// with a single flush; acks are written in order by a third
+/// ([`write_acks`]), so the next batch is opened and queued for the store
+/// while this one is being flushed.
 async fn session(peer: PeerId, stream: Stream, inbound: Arc<Inbound>) {
-    let (r, mut w) = futures::AsyncReadExt::split(stream);
-    let mut r = BufReader::with_capacity(READ_BUFFER, r);
-    let (frame_tx, mut frame_rx) = mpsc::channel::<ReadFrame>(WINDOW);
-    let reader = tokio::spawn(async move {
-        let mut limit = FIRST_FRAME_TIMEOUT;
-        loop {
-            let f = match tokio::time::timeout(limit, message::read_frame(&mut r, MAX_FRAME)).await
-            {
-                Ok(Ok(f)) => f,
-                Ok(Err(_)) => ReadFrame::Eof,
-                Err(_) => {
-                    debug!(%peer, "message stream silent; closing it");
-                    ReadFrame::Eof
-                }
-            };
-            limit = STREAM_IDLE;
-            let end = !matches!(f, ReadFrame::Frame(_));
-            if frame_tx.send(f).await.is_err() || end {
-                return;
-            }
-        }
-    });
+    let (r, w) = futures::AsyncReadExt::split(stream);
+    let (frame_tx, frame_rx) = mpsc::channel::<ReadFrame>(WINDOW);
+    let reader = tokio::spawn(read_frames(peer, r, frame_tx));
     // Bounded: a peer that ignores its window cannot queue store work
     // without limit.
-    let (ack_tx, mut ack_rx) = mpsc::channel::<QueuedBatch>(BATCHES_IN_FLIGHT);
-    let batches = async move {
-        while let Some(first) = frame_rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < BATCH {
-                match frame_rx.try_recv() {
-                    Ok(f) => batch.push(f),
-                    Err(_) => break,
-                }
+    let (ack_tx, ack_rx) = mpsc::channel::<QueuedBatch>(BATCHES_IN_FLIGHT);
+    // When the ack writer stops (the stream broke), `file_frames` stops at
+    // its next send; when that stops, the writer drains what is queued.
+    tokio::join!(
+        file_frames(peer, frame_rx, &inbound, ack_tx),
+        write_acks(ack_rx, w)
+    );
+    reader.abort();
+}
+
+/// Reads frames until the stream ends or falls silent (the first frame
+/// within [`FIRST_FRAME_TIMEOUT`], the next ones within [`STREAM_IDLE`]).
+async fn read_frames(
+    peer: PeerId,
+    r: futures::io::ReadHalf<Stream>,
+    frame_tx: mpsc::Sender<ReadFrame>,
+) {
+    let mut r = BufReader::with_capacity(READ_BUFFER, r);
+    let mut limit = FIRST_FRAME_TIMEOUT;
+    loop {
+        let f = match tokio::time::timeout(limit, message::read_frame(&mut r, MAX_FRAME)).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(_)) => ReadFrame::Eof,
+            Err(_) => {
+                debug!(%peer, "message stream silent; closing it");
+                ReadFrame::Eof
             }
-            let mut items = Vec::with_capacity(batch.len());
-            let mut close = false;
-            for f in batch {
-                match f {
-                    ReadFrame::Frame(bytes) => items.push(open_frame(&inbound.sealer, &bytes)),
-                    ReadFrame::TooLarge(len) => {
-                        debug!(%peer, len, "oversize frame; closing the stream");
-                        items.push(Err((None, RejectReason::TooLarge)));
-                        close = true;
-                        break;
-                    }
-                    ReadFrame::Eof => {
-                        close = true;
-                        break;
-                    }
-                }
+        };
+        limit = STREAM_IDLE;
+        let end = !matches!(f, ReadFrame::Frame(_));
+        if frame_tx.send(f).await.is_err() || end {
+            return;
+        }
+    }
+}
+
+/// Gathers what frames are ready (up to [`BATCH`]), opens them and hands
+/// them to the store as one batch, whose acks [`write_acks`] awaits.
+async fn file_frames(
+    peer: PeerId,
+    mut frame_rx: mpsc::Receiver<ReadFrame>,
+    inbound: &Inbound,
+    ack_tx: mpsc::Sender<QueuedBatch>,
+) {
+    while let Some(first) = frame_rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match frame_rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
             }
-            let ids: Vec<Option<MessageId>> = items
-                .iter()
-                .map(|i| match i {
-                    Ok((id, _, _)) => Some(*id),
-                    Err((id, _)) => *id,
+        }
+        let (items, close) = open_batch(peer, batch, &inbound.sealer);
+        let ids: Vec<Option<MessageId>> = items
+            .iter()
+            .map(|i| match i {
+                Ok((id, _, _)) => Some(*id),
+                Err((id, _)) => *id,
+            })
+            .collect();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        store_incoming(inbound, items, false, reply_tx);
+        if ack_tx.send((ids, reply_rx, close)).await.is_err() || close {
+            break;
+        }
+    }
+}
+
+/// Opens a batch of frames up to the first that ends the stream (its end,
+/// or an oversize frame, refused `TooLarge`); whether the stream closes.
+fn open_batch(peer: PeerId, batch: Vec<ReadFrame>, sealer: &Sealer) -> (Vec<Opened>, bool) {
+    let mut items = Vec::with_capacity(batch.len());
+    for f in batch {
+        match f {
+            ReadFrame::Frame(bytes) => items.push(open_frame(sealer, &bytes)),
+            ReadFrame::TooLarge(len) => {
+                debug!(%peer, len, "oversize frame; closing the stream");
+                items.push(Err((None, RejectReason::TooLarge)));
+                return (items, true);
+            }
+            ReadFrame::Eof => return (items, true),
+        }
+    }
+    (items, false)
+}
+
+/// Writes each batch's acks, in order, once the store answered (all of
+/// a batch's in one write); a batch the store could not take is answered
+/// `Unavailable`, so its sender retries later.
+async fn write_acks(
+    mut ack_rx: mpsc::Receiver<QueuedBatch>,
+    mut w: futures::io::WriteHalf<Stream>,
+) {
+    while let Some((ids, reply, close)) = ack_rx.recv().await {
+        let mut acks = reply.await.unwrap_or_default();
+        if acks.len() != ids.len() {
+            acks = ids
+                .into_iter()
+                .map(|id| Ack {
+                    id,
+                    result: AckResult::Rejected(RejectReason::Unavailable),
                 })
                 .collect();
-            let (reply_tx, reply_rx) = oneshot::channel();
-            store_incoming(&inbound, items, false, reply_tx);
-            if ack_tx.send((ids, reply_rx, close)).await.is_err() || close {
-                break;
+        }
+        let mut buf = Vec::new();
+        for ack in acks {
+            if let Ok(bytes) = crate::wire::encode(&ack) {
+                let _ = message::push_frame(&mut buf, &bytes);
             }
         }
-    };
-    let acks = async move {
-        while let Some((ids, reply, close)) = ack_rx.recv().await {
-            let mut acks = reply.await.unwrap_or_default();
-            if acks.len() != ids.len() {
-                // We could not store them: say so, so the sender retries later.
-                acks = ids
-                    .into_iter()
-                    .map(|id| Ack {
-                        id,
-                        result: AckResult::Rejected(RejectReason::Unavailable),
-                    })
-                    .collect();
-            }
-            // All acks of a batch in one write.
-            let mut buf = Vec::new();
-            for ack in acks {
-                if let Ok(bytes) = crate::wire::encode(&ack) {
-                    let _ = message::push_frame(&mut buf, &bytes);
-                }
-            }
-            if write_out(&mut w, &mut buf).await.is_err() {
-                return;
-            }
-            if close {
-                break;
-            }
+        if write_out(&mut w, &mut buf).await.is_err() {
+            return;
         }
-        let _ = w.close().await;
-    };
-    // When the ack writer stops (the stream broke), `batches` stops at its
-    // next send; when `batches` stops, the writer drains what is queued.
-    tokio::join!(batches, acks);
-    reader.abort();
+        if close {
+            break;
+        }
+    }
+    let _ = w.close().await;
 }
 
 /// Writes and flushes what `buf` gathered, and empties it.

@@ -9,10 +9,11 @@ use std::time::Instant;
 use libp2p::PeerId;
 use tracing::{debug, warn};
 
-use super::{Event, Internal, Link, Service, fetch, hand_to_link};
+use super::link::LinkTx;
+use super::{Event, Internal, Link, Service, hand_to_link};
+use crate::node::mailbox::fetcher;
 use crate::store::{Direction, Flush, MessageState, StoredMessage};
-use crate::wire::mailbox::FETCH_FROM;
-use crate::wire::message::{AckResult, MessageId, ReceiptKind, RejectReason};
+use crate::wire::message::{Ack, AckResult, MessageId, ReceiptKind, RejectReason};
 
 /// A state change to write, collected and applied in one blocking call.
 pub(super) enum Op {
@@ -24,18 +25,12 @@ pub(super) enum Op {
 }
 
 impl Service {
+    /// Takes one report of a task or of the store queue; state changes to
+    /// write go to `ops`, written together by [`Service::apply`].
     pub(super) async fn on_internal(&mut self, ev: Internal, ops: &mut Vec<Op>) {
         let now = Instant::now();
         match ev {
-            Internal::LinkUp(peer, tx) => {
-                let waiting = match self.links.remove(&peer) {
-                    Some(Link::Connecting(w)) => w,
-                    _ => Vec::new(),
-                };
-                let mut in_flight = HashSet::new();
-                hand_to_link(&self.envelopes, waiting, &tx, &mut in_flight);
-                self.links.insert(peer, Link::Up { tx, in_flight });
-            }
+            Internal::LinkUp(peer, tx) => self.link_up(peer, tx),
             Internal::LinkFailed(peer, reason) => {
                 debug!(%peer, "cannot reach directly: {reason}");
                 if let Some(Link::Connecting(ids)) = self.links.remove(&peer) {
@@ -50,43 +45,7 @@ impl Service {
                     }
                 }
             }
-            Internal::Acked(peer, ack) => {
-                let Some(id) = ack.id else { return };
-                // Only an answer to a message this peer's link carries
-                // counts: ids are no secret (mailbox holders see them),
-                // and an ack for one from anyone else must not end it.
-                let on_link = match self.links.get_mut(&peer) {
-                    Some(Link::Up { in_flight, .. }) => in_flight.remove(&id),
-                    _ => false,
-                };
-                if !on_link {
-                    return;
-                }
-                if ack.result == AckResult::Rejected(RejectReason::Unavailable) {
-                    self.outbox.unavailable(&id, &peer, now);
-                    return;
-                }
-                if !self.outbox.acked(&id, &peer) {
-                    return;
-                }
-                let Some(out) = self.envelopes.remove(&id) else {
-                    return;
-                };
-                let state = match ack.result {
-                    AckResult::Accepted | AckResult::Duplicate => MessageState::Delivered,
-                    AckResult::Rejected(reason) => {
-                        warn!(%peer, %id, "message refused: {reason}");
-                        MessageState::Failed
-                    }
-                };
-                // Told now, not after the write: the write is queued before
-                // any read a listener can ask for next (reads go through the
-                // same queue), so nobody sees an older state after this.
-                if out.message.is_some() {
-                    let _ = self.inbound.events.send(Event::State { id, peer, state });
-                }
-                ops.push(Op::Done(peer, id, state, out.message));
-            }
+            Internal::Acked(peer, ack) => ops.extend(self.acked(peer, ack, now)),
             Internal::Received(r) => self.received(r),
             Internal::Deposited {
                 peer,
@@ -101,13 +60,8 @@ impl Service {
                     ops.push(Op::Stored(peer, id));
                 }
             }
-            Internal::FetchDone(outcome) => {
-                self.fetching = false;
-                self.reach.fetched(&outcome.asked, FETCH_FROM);
-                if outcome.more {
-                    // At once, even if a later fetch was already planned.
-                    self.fetch_due = fetch::due_by(self.fetch_due, now);
-                }
+            Internal::FetchDone { asked, more } => {
+                self.drive_fetcher(fetcher::Input::Done { asked, more });
             }
             Internal::Unsent(ids) => {
                 for id in ids {
@@ -115,6 +69,56 @@ impl Service {
                 }
             }
         }
+    }
+
+    /// A link to `peer` is open: what waited for it goes on the wire.
+    fn link_up(&mut self, peer: PeerId, tx: LinkTx) {
+        let waiting = match self.links.remove(&peer) {
+            Some(Link::Connecting(w)) => w,
+            _ => Vec::new(),
+        };
+        let mut in_flight = HashSet::new();
+        hand_to_link(&self.envelopes, waiting, &tx, &mut in_flight);
+        self.links.insert(peer, Link::Up { tx, in_flight });
+    }
+
+    /// `peer` answered a message on its link: the message is done
+    /// (delivered or refused for good) or, if the peer could not take it
+    /// now, retried. Returns the state change to write.
+    fn acked(&mut self, peer: PeerId, ack: Ack, now: Instant) -> Option<Op> {
+        let id = ack.id?;
+        // Only an answer to a message this peer's link carries counts:
+        // ids are no secret (mailbox holders see them), and an ack for one
+        // from anyone else must not end it.
+        let on_link = match self.links.get_mut(&peer) {
+            Some(Link::Up { in_flight, .. }) => in_flight.remove(&id),
+            _ => false,
+        };
+        if !on_link {
+            return None;
+        }
+        if ack.result == AckResult::Rejected(RejectReason::Unavailable) {
+            self.outbox.unavailable(&id, &peer, now);
+            return None;
+        }
+        if !self.outbox.acked(&id, &peer) {
+            return None;
+        }
+        let out = self.envelopes.remove(&id)?;
+        let state = match ack.result {
+            AckResult::Accepted | AckResult::Duplicate => MessageState::Delivered,
+            AckResult::Rejected(reason) => {
+                warn!(%peer, %id, "message refused: {reason}");
+                MessageState::Failed
+            }
+        };
+        // Told now, not after the write: the write is queued before any
+        // read a listener can ask for next (reads go through the same
+        // queue), so nobody sees an older state after this.
+        if out.message.is_some() {
+            let _ = self.inbound.events.send(Event::State { id, peer, state });
+        }
+        Some(Op::Done(peer, id, state, out.message))
     }
 
     /// Applies collected state changes in one store job, then tells

@@ -64,91 +64,119 @@ pub(super) async fn connect(
 async fn link(
     peer: PeerId,
     stream: Stream,
-    mut rx: mpsc::UnboundedReceiver<(MessageId, Vec<u8>)>,
+    rx: mpsc::UnboundedReceiver<(MessageId, Vec<u8>)>,
     int_tx: mpsc::Sender<Internal>,
 ) {
-    let (r, mut w) = futures::AsyncReadExt::split(stream);
-    let mut r = BufReader::with_capacity(READ_BUFFER, r);
-    let window = Mutex::new(Window::new(WINDOW));
-    let lock = || {
-        window
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
-    // Wakes the writer when an ack frees a slot (a wake-up that comes
-    // before the writer waits is kept, so none is lost).
-    let room = Notify::new();
-    let writer = async {
-        let mut buf = Vec::new();
-        while let Ok(Some(mut next)) = tokio::time::timeout(STREAM_IDLE, rx.recv()).await {
-            // Whatever else is queued goes out in the same write, as far
-            // as the window allows; at a full window, what is gathered
-            // goes first, so the peer can ack it.
-            loop {
-                let (id, frame) = next;
-                if buf.len() >= WRITE_BYTES {
-                    write_out(&mut w, &mut buf).await?;
-                }
-                while !lock().send(id, Instant::now()) {
-                    write_out(&mut w, &mut buf).await?;
-                    room.notified().await;
-                }
-                message::push_frame(&mut buf, &frame)?;
-                match rx.try_recv() {
-                    Ok(n) => next = n,
-                    Err(_) => break,
-                }
-            }
-            write_out(&mut w, &mut buf).await?;
-        }
-        w.close().await
-    };
-    let reader = async {
-        loop {
-            match message::read_frame(&mut r, MAX_FRAME).await? {
-                ReadFrame::Frame(bytes) => {
-                    let ack = crate::wire::decode::<Ack>(&bytes, MAX_FRAME)
-                        .map_err(std::io::Error::other)?;
-                    match lock().ack(ack.id, Instant::now()) {
-                        Verdict::Credit => {}
-                        Verdict::Ignore => {
-                            debug!(%peer, "ignoring an ack for nothing this link carries");
-                            continue;
-                        }
-                        Verdict::Broken => {
-                            return Err(std::io::Error::other(format!(
-                                "the peer could not read a frame ({:?})",
-                                ack.result
-                            )));
-                        }
-                    }
-                    room.notify_one();
-                    if int_tx.send(Internal::Acked(peer, ack)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                ReadFrame::TooLarge(_) | ReadFrame::Eof => return Ok::<_, std::io::Error>(()),
-            }
-        }
-    };
-    let watchdog = async {
-        loop {
-            tokio::time::sleep(ACK_TIMEOUT / 6).await;
-            if lock().stalled(Instant::now(), ACK_TIMEOUT) {
-                return Err::<(), _>(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no ack for frames in flight",
-                ));
-            }
-        }
+    let (r, w) = futures::AsyncReadExt::split(stream);
+    let shared = Shared {
+        window: Mutex::new(Window::new(WINDOW)),
+        room: Notify::new(),
     };
     let res = tokio::select! {
-        r = writer => r,
-        r = reader => r,
-        r = watchdog => r,
+        r = write_frames(w, rx, &shared) => r,
+        r = read_acks(peer, r, &shared, &int_tx) => r,
+        r = watch_acks(&shared) => r,
     };
     if let Err(e) = res {
         debug!(%peer, "message link closed: {e}");
     }
     let _ = int_tx.send(Internal::LinkDown(peer)).await;
+}
+
+/// What a link's writer and ack reader share.
+struct Shared {
+    window: Mutex<Window>,
+    /// Wakes the writer when an ack frees a slot (a wake-up that comes
+    /// before the writer waits is kept, so none is lost).
+    room: Notify,
+}
+
+impl Shared {
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Writes the frames the service hands the link, as many per write as are
+/// queued and the window allows; ends after [`STREAM_IDLE`] without one.
+async fn write_frames(
+    mut w: futures::io::WriteHalf<Stream>,
+    mut rx: mpsc::UnboundedReceiver<(MessageId, Vec<u8>)>,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    while let Ok(Some(mut next)) = tokio::time::timeout(STREAM_IDLE, rx.recv()).await {
+        // Whatever else is queued goes out in the same write, as far as
+        // the window allows; at a full window, what is gathered goes
+        // first, so the peer can ack it.
+        loop {
+            let (id, frame) = next;
+            if buf.len() >= WRITE_BYTES {
+                write_out(&mut w, &mut buf).await?;
+            }
+            while !shared.window().send(id, Instant::now()) {
+                write_out(&mut w, &mut buf).await?;
+                shared.room.notified().await;
+            }
+            message::push_frame(&mut buf, &frame)?;
+            match rx.try_recv() {
+                Ok(n) => next = n,
+                Err(_) => break,
+            }
+        }
+        write_out(&mut w, &mut buf).await?;
+    }
+    w.close().await
+}
+
+/// Reads the peer's acks: one for a message in flight frees a slot and
+/// goes to the service; others are dropped; one without an id breaks the
+/// link.
+async fn read_acks(
+    peer: PeerId,
+    r: futures::io::ReadHalf<Stream>,
+    shared: &Shared,
+    int_tx: &mpsc::Sender<Internal>,
+) -> std::io::Result<()> {
+    let mut r = BufReader::with_capacity(READ_BUFFER, r);
+    loop {
+        let bytes = match message::read_frame(&mut r, MAX_FRAME).await? {
+            ReadFrame::Frame(bytes) => bytes,
+            ReadFrame::TooLarge(_) | ReadFrame::Eof => return Ok(()),
+        };
+        let ack = crate::wire::decode::<Ack>(&bytes, MAX_FRAME).map_err(std::io::Error::other)?;
+        let verdict = shared.window().ack(ack.id, Instant::now());
+        match verdict {
+            Verdict::Credit => {}
+            Verdict::Ignore => {
+                debug!(%peer, "ignoring an ack for nothing this link carries");
+                continue;
+            }
+            Verdict::Broken => {
+                return Err(std::io::Error::other(format!(
+                    "the peer could not read a frame ({:?})",
+                    ack.result
+                )));
+            }
+        }
+        shared.room.notify_one();
+        if int_tx.send(Internal::Acked(peer, ack)).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Ends the link when frames stay unanswered for [`ACK_TIMEOUT`].
+async fn watch_acks(shared: &Shared) -> std::io::Result<()> {
+    loop {
+        tokio::time::sleep(ACK_TIMEOUT / 6).await;
+        if shared.window().stalled(Instant::now(), ACK_TIMEOUT) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no ack for frames in flight",
+            ));
+        }
+    }
 }

@@ -14,12 +14,14 @@
 //!   everything waiting (group commit), so under load one flush covers
 //!   many batches from many peers.
 //!
-//! - Mailboxes ([`mailbox`]): when direct delivery fails, the envelope is
-//!   deposited with the peers closest to the recipient's mailbox key, and
+//! - Mailboxes: when direct delivery fails, the envelope is deposited with
+//!   the peers closest to the recipient's mailbox key ([`deposit`]), and
 //!   this node fetches its own, within bounds a holder cannot stretch
-//!   ([`fetch`]). It also holds, hands on and serves others' mailboxes, on
-//!   a task and store queue of its own ([`holder`]): the service only
-//!   routes requests there, never waiting on them.
+//!   ([`fetch`], run as the fetcher machine of
+//!   [`crate::node::mailbox::fetcher`] decides). It also holds, hands on
+//!   and serves others' mailboxes, on a task and store queue of its own
+//!   ([`holder`], driving [`crate::node::mailbox::holder`]): the service
+//!   only routes requests there, never waiting on them.
 //!
 //! What the service does with its tasks' reports (links, acks, deposits,
 //! fetches) is in [`internal`].
@@ -39,18 +41,18 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::warn;
 
 mod accept;
+mod deposit;
 pub mod fetch;
 mod holder;
 mod inbound;
 mod internal;
 mod link;
-mod mailbox;
 mod window;
 
 #[cfg(feature = "test-util")]
 pub use holder::MailboxPause;
 
-use super::mailbox::Reach;
+use super::mailbox::fetcher::{self, Fetcher};
 use super::outbox::Outbox;
 use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
@@ -156,8 +158,12 @@ enum Internal {
         stored: Vec<MessageId>,
         failed: Vec<MessageId>,
     },
-    /// A fetch of our own mailbox ended.
-    FetchDone(fetch::FetchOutcome),
+    /// A fetch of our own mailbox ended: it asked these holders; fetch
+    /// again at once if `more`.
+    FetchDone {
+        asked: Vec<PeerId>,
+        more: bool,
+    },
     /// A batch of incoming messages is on disk; what is left to do.
     Received(Received),
     /// These could not be written to the outbox: stop sending them.
@@ -196,8 +202,11 @@ pub(crate) fn spawn(
     });
     let accept_inbound = inbound.clone();
     tokio::spawn(inbound::accept_streams(incoming, accept_inbound));
-    let poll = mailbox.poll;
-    let reach = Reach::new(&mailbox_key(&inbound.sealer.me()));
+    let fetcher = Fetcher::new(
+        &mailbox_key(&inbound.sealer.me()),
+        mailbox.poll,
+        Instant::now(),
+    );
     let service = Service {
         store,
         inbound,
@@ -210,12 +219,7 @@ pub(crate) fn spawn(
         holder,
         presence,
         mcfg: mailbox,
-        receipted: fetch::Receipted::new(fetch::RECEIPTED),
-        fetching: false,
-        fetch_due: None,
-        last_reaction: None,
-        reach,
-        next_poll: Instant::now() + poll,
+        fetcher,
     };
     tokio::spawn(service.run(req_rx, int_rx, done_rx));
     Ok(req_tx)
@@ -238,15 +242,8 @@ struct Service {
     /// The presence service, told when a buddy grants us its presence.
     presence: mpsc::Sender<super::presence_service::Request>,
     mcfg: MailboxConfig,
-    /// Ids we sent a delivery receipt for lately.
-    receipted: fetch::Receipted,
-    fetching: bool,
-    fetch_due: Option<Instant>,
-    /// When we last fetched our own mailbox.
-    last_reaction: Option<Instant>,
-    /// Which new peers may hold mail our last fetch did not ask for.
-    reach: Reach,
-    next_poll: Instant,
+    /// When to fetch our own mailbox, and which receipts fetches owe.
+    fetcher: Fetcher,
 }
 
 /// A message in the outbox as the service keeps it. Its history row comes
@@ -272,8 +269,10 @@ impl Service {
         let mut stop = None;
         while stop.is_none() {
             self.dispatch();
-            self.mailbox_timers().await;
-            let wake = [self.outbox.next_due(), self.fetch_due, Some(self.next_poll)]
+            if self.fetcher.poll_timeout() <= Instant::now() {
+                self.drive_fetcher(fetcher::Input::Tick);
+            }
+            let wake = [self.outbox.next_due(), Some(self.fetcher.poll_timeout())]
                 .into_iter()
                 .flatten()
                 .min()
@@ -394,7 +393,7 @@ impl Service {
                 self.holder.offer(holder::Job::Pause(reply));
             }
             Request::Net(NetEvent::NewPeer(peer)) => {
-                self.neighbourhood_changed(peer);
+                self.drive_fetcher(fetcher::Input::NewPeer(peer));
                 // Dropped when the holder is busy: its periodic pass covers it.
                 self.holder.offer(holder::Job::NewPeer(peer));
             }
@@ -509,11 +508,8 @@ impl Service {
                 .presence
                 .try_send(super::presence_service::Request::Retry(peer));
         }
-        for (peer, ids) in r.delivered {
-            let ids = self.receipted.fresh(ids);
-            if !ids.is_empty() {
-                self.send_receipt(peer, ReceiptKind::Delivered, ids);
-            }
+        if !r.delivered.is_empty() {
+            self.drive_fetcher(fetcher::Input::Delivered(r.delivered));
         }
         // A receipt ends a message only if it comes from its recipient
         // (the store op checks the same before it drops the outbox row).

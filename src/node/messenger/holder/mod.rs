@@ -1,6 +1,10 @@
-//! The mailbox holder: answers `/roost/mailbox/1` requests for the
+//! The mailbox holder task: answers `/roost/mailbox/1` requests for the
 //! mailboxes this node keeps for others, hands them on to closer peers and
-//! purges expired items.
+//! purges expired items — by running what the holder machine
+//! ([`crate::node::mailbox::holder`]) decides: every rule (admission,
+//! quotas, expiry, hand-off, release) and timer is the machine's; this task
+//! turns requests, routing changes and store results into its inputs and
+//! runs its outputs (store jobs, lookups, deposits, answers).
 //!
 //! It runs as a task of its own with its own store queue (thread), fed by
 //! the messaging service through a bounded channel that the service never
@@ -9,46 +13,32 @@
 //! service's sends, acks and incoming messages go on meanwhile. When the
 //! channel is full, a deposit is answered `Unavailable` at once (its sender
 //! retries) and other requests are dropped (their requester's call fails).
-//!
-//! The holder's rules ([`Rules`]) are plain state with no I/O: what a
-//! deposit may add, what each peer is known to hold, when to forget.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-mod rules;
-
-pub(crate) use rules::Rules;
-
-use super::mailbox::deposit_all;
+use super::deposit::deposit_all;
 use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
 use crate::net::NetClient;
-use crate::node::mailbox::handoff;
+use crate::node::mailbox::holder::{Holder as Machine, Input, Output};
 use crate::store::{Queue, Store, StoreError};
 use crate::wire::mailbox::{
-    DEPOSIT_BATCH, DepositReject, ItemHash, MAX_ACK_IDS, MailboxRequest, MailboxResponse,
-    PAGE_BYTES, PAGE_ITEMS, mailbox_key,
+    DEPOSIT_BATCH, DepositReject, MailboxRequest, MailboxResponse, PAGE_BYTES, PAGE_ITEMS,
 };
-use crate::wire::message::{Envelope, MessageId};
 
 /// Requests waiting for the holder; beyond this, deposits are answered
 /// `Unavailable` at once and other requests dropped. Above one peer's
 /// burst of mailbox requests (200, the network layer's rate limit), so a
 /// single peer within its limit meets that limit, not this one.
 pub const QUEUE: usize = 256;
-/// Delay that coalesces a burst of routing-table changes or deposits.
-const SETTLE: Duration = Duration::from_millis(100);
-/// Least time between two hand-off passes started by routing changes.
-const REACT_EVERY: Duration = Duration::from_secs(10);
-/// How often expired items are purged.
-const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// Work for the holder.
 pub(crate) enum Job {
@@ -151,19 +141,19 @@ pub(super) fn spawn(store: Store, net: NetClient, me: PeerId, cfg: MailboxConfig
     let (tx, rx) = mpsc::channel(QUEUE);
     let routed = Arc::<AtomicU64>::default();
     let (int_tx, int_rx) = mpsc::channel(256);
-    let now = Instant::now();
+    let machine = Machine::new(
+        me,
+        cfg.quotas,
+        cfg.replicas,
+        cfg.ttl,
+        cfg.poll,
+        Instant::now(),
+    );
     let holder = Holder {
         queue: Queue::new(store),
         net,
-        rules: Rules::new(me, cfg.quotas),
-        ttl: cfg.ttl,
-        replicas: cfg.replicas,
-        poll: cfg.poll,
+        machine,
         int_tx,
-        handoff_due: None,
-        last_handoff: None,
-        next_poll: now + cfg.poll,
-        next_purge: now,
         #[cfg(feature = "test-util")]
         routed: routed.clone(),
     };
@@ -171,90 +161,74 @@ pub(super) fn spawn(store: Store, net: NetClient, me: PeerId, cfg: MailboxConfig
     Handle { tx, routed }
 }
 
-/// A hand-off pass's outcome for one recipient.
-struct HandedOff {
-    recipient: PeerId,
-    /// The closest peers as the pass saw them.
-    ranking: Vec<PeerId>,
-    /// Those that confirmed copies of `items`.
-    peers: Vec<PeerId>,
-    items: Vec<ItemHash>,
-    ids: Vec<MessageId>,
-    /// Ours have moved on and can go.
-    release: bool,
-}
-
-/// The holder task's state.
+/// The holder task's state: the machine, and what runs its outputs.
 struct Holder {
     /// The holder's own store thread: its flushes never delay the
     /// messaging service's.
     queue: Queue,
     net: NetClient,
-    rules: Rules,
-    ttl: Duration,
-    replicas: usize,
-    poll: Duration,
-    int_tx: mpsc::Sender<HandedOff>,
-    handoff_due: Option<Instant>,
-    last_handoff: Option<Instant>,
-    next_poll: Instant,
-    next_purge: Instant,
+    machine: Machine,
+    /// Results of the lookups and deposits of hand-off passes.
+    int_tx: mpsc::Sender<Input>,
     /// Deposits routed to us (read through [`MailboxPause`]).
     #[cfg(feature = "test-util")]
     routed: Arc<AtomicU64>,
 }
 
 impl Holder {
-    async fn run(mut self, mut jobs: mpsc::Receiver<Job>, mut internal: mpsc::Receiver<HandedOff>) {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>, mut internal: mpsc::Receiver<Input>) {
         match self.queue.run(|s| s.held_items()).await {
-            Ok(items) => self.rules.loaded(&items),
+            Ok(items) => {
+                self.step(Input::Loaded(items)).await;
+            }
             Err(e) => warn!("cannot load the held mailbox items: {e}"),
         }
-        let mut stop = None;
-        while stop.is_none() {
-            self.timers().await;
-            let wake = [
-                self.handoff_due,
-                Some(self.next_poll),
-                Some(self.next_purge),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let stop = loop {
+            let wake = self.machine.poll_timeout();
             tokio::select! {
                 job = jobs.recv() => match job {
                     Some(Job::Serve { peer, request, channel }) => {
-                        let response = self.serve(peer, request).await;
-                        self.net.mailbox_respond(channel, response).await;
+                        if let Some(response) = self.step(Input::Request { peer, request }).await {
+                            self.net.mailbox_respond(channel, response).await;
+                        }
                     }
-                    Some(Job::NewPeer(peer)) => self.new_peer(peer),
+                    Some(Job::NewPeer(peer)) => {
+                        self.step(Input::NewPeer(peer)).await;
+                    }
                     #[cfg(feature = "test-util")]
-                    Some(Job::Pause(reply)) => {
-                        let (release, wait) = std::sync::mpsc::channel::<()>();
-                        drop(self.queue.submit(move |_| {
-                            let _ = wait.recv();
-                            Ok(())
-                        }));
-                        let _ = reply.send(MailboxPause {
-                            _release: release,
-                            routed: self.routed.clone(),
-                            before: self.routed.load(Ordering::SeqCst),
-                        });
-                    }
-                    Some(Job::Stop(reply)) => stop = Some(Some(reply)),
-                    None => stop = Some(None),
+                    Some(Job::Pause(reply)) => self.pause(reply),
+                    Some(Job::Stop(reply)) => break Some(reply),
+                    None => break None,
                 },
-                Some(done) = internal.recv() => self.handed_off(done).await,
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                Some(input) = internal.recv() => {
+                    self.step(input).await;
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    self.step(Input::Tick).await;
+                }
             }
-        }
+        };
         // Dropping the queue drains it, flushes and releases the store.
         let Self { queue, .. } = self;
         let _ = tokio::task::spawn_blocking(move || drop(queue)).await;
-        if let Some(Some(reply)) = stop {
+        if let Some(reply) = stop {
             let _ = reply.send(());
         }
+    }
+
+    /// Holds the store queue until the returned guard is dropped (tests).
+    #[cfg(feature = "test-util")]
+    fn pause(&self, reply: oneshot::Sender<MailboxPause>) {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        drop(self.queue.submit(move |_| {
+            let _ = wait.recv();
+            Ok(())
+        }));
+        let _ = reply.send(MailboxPause {
+            _release: release,
+            routed: self.routed.clone(),
+            before: self.routed.load(Ordering::SeqCst),
+        });
     }
 
     async fn blocking<T: Send + 'static>(
@@ -264,176 +238,128 @@ impl Holder {
         self.queue.run(f).await
     }
 
-    /// A peer closer than we are to a mailbox we hold: look again at who
-    /// should hold it, after a settle and at most every [`REACT_EVERY`].
-    fn new_peer(&mut self, peer: PeerId) {
-        if self.rules.outranked_by(&peer) {
-            let now = Instant::now();
-            let at = self.last_handoff.map_or(now, |t| t + REACT_EVERY).max(now) + SETTLE;
-            self.handoff_due.get_or_insert(at);
+    /// Feeds `input` to the machine and runs what it asks, feeding store
+    /// results back at once; lookups and deposits run as tasks of their
+    /// own and come back through `internal`. Returns the answer to the
+    /// request being served, if the input was one.
+    async fn step(&mut self, input: Input) -> Option<MailboxResponse> {
+        let mut todo = VecDeque::from(self.machine.handle(input, Instant::now(), unix_ms()));
+        let mut response = None;
+        while let Some(output) = todo.pop_front() {
+            let next = match output {
+                Output::Respond(r) => {
+                    response = Some(r);
+                    continue;
+                }
+                Output::Page { recipient, cursor } => {
+                    response = Some(self.page(recipient, cursor).await);
+                    continue;
+                }
+                Output::Lookup { pass, key } => {
+                    let (net, int_tx) = (self.net.clone(), self.int_tx.clone());
+                    tokio::spawn(async move {
+                        let peers = net.closest_peers(key).await.unwrap_or_default();
+                        let _ = int_tx.send(Input::Found { pass, peers }).await;
+                    });
+                    continue;
+                }
+                Output::Copy {
+                    pass,
+                    peer,
+                    envelopes,
+                } => {
+                    let (net, int_tx) = (self.net.clone(), self.int_tx.clone());
+                    tokio::spawn(async move {
+                        let stored = deposit_all(&net, peer, envelopes).await;
+                        let confirmed = stored.iter().all(|s| *s);
+                        let copied = Input::Copied {
+                            pass,
+                            peer,
+                            confirmed,
+                        };
+                        let _ = int_tx.send(copied).await;
+                    });
+                    continue;
+                }
+                store_job => match self.run_store_job(store_job).await {
+                    Some(next) => next,
+                    None => continue,
+                },
+            };
+            todo.extend(self.machine.handle(next, Instant::now(), unix_ms()));
         }
+        response
     }
 
-    async fn timers(&mut self) {
-        let now = Instant::now();
-        if now >= self.next_poll {
-            self.next_poll = now + self.poll;
-            // A co-holder may have left without our routing table
-            // changing: its copies must be replaced before the others go.
-            if !self.rules.recipients().is_empty() {
-                self.handoff_due.get_or_insert(now);
-            }
-        }
-        if self.handoff_due.is_some_and(|t| t <= now) {
-            self.handoff_due = None;
-            self.last_handoff = Some(now);
-            self.hand_off().await;
-        }
-        if now >= self.next_purge {
-            self.next_purge = now + PURGE_EVERY.min(self.ttl / 2);
-            match self.blocking(|s| s.purge_expired(unix_ms())).await {
-                Ok(gone) => {
-                    self.rules.removed(&gone);
-                    if !gone.is_empty() {
-                        info!(count = gone.len(), "purged expired mailbox items");
-                    }
-                }
-                Err(e) => warn!("cannot purge mailbox items: {e}"),
-            }
-        }
-    }
-
-    /// Answers one request. Fetch and Ack are only for the recipient
-    /// itself, as authenticated by the connection.
-    async fn serve(&mut self, peer: PeerId, request: MailboxRequest) -> MailboxResponse {
-        match request {
-            MailboxRequest::Deposit(envs) => {
-                let expires_at = unix_ms() + self.ttl.as_millis() as u64;
-                let mut admitted = self.rules.admit(peer, envs, expires_at);
-                if admitted.items.is_empty() {
-                    return MailboxResponse::Deposited(admitted.results);
-                }
-                let (items, envs) = (admitted.items.clone(), admitted.envelopes.clone());
+    /// Runs one of the machine's store jobs; the input its result makes
+    /// (none when a read or a purge failed: the next pass or purge retries).
+    async fn run_store_job(&self, job: Output) -> Option<Input> {
+        match job {
+            Output::Hold { deposit, items } => {
                 // `hold` syncs the log before returning: "stored" is durable.
-                match self.blocking(move |s| s.hold(&items, &envs)).await {
-                    Ok(fresh) => {
-                        if self.rules.stored(peer, &admitted, &fresh) {
-                            self.handoff_due.get_or_insert(Instant::now() + SETTLE);
-                        }
-                    }
-                    Err(e) => {
-                        warn!("cannot hold mailbox items: {e}");
-                        self.rules.not_stored(&mut admitted);
-                    }
-                }
-                MailboxResponse::Deposited(admitted.results)
+                let fresh = self.blocking(move |s| s.hold(&items)).await;
+                let fresh = fresh.inspect_err(|e| warn!("cannot hold mailbox items: {e}"));
+                Some(Input::Held {
+                    deposit,
+                    fresh: fresh.ok(),
+                })
             }
-            MailboxRequest::Fetch { recipient, cursor } => {
-                if recipient != peer.to_bytes() {
-                    return MailboxResponse::Denied;
-                }
-                let page =
-                    self.blocking(move |s| s.held_page(&peer, cursor, PAGE_ITEMS, PAGE_BYTES));
-                match page.await {
-                    Ok((items, next)) => MailboxResponse::Page { items, next },
-                    Err(e) => {
-                        warn!("cannot read held items: {e}");
-                        MailboxResponse::Page {
-                            items: Vec::new(),
-                            next: None,
-                        }
-                    }
-                }
+            Output::Release { recipient, ids } => {
+                let gone = self.blocking(move |s| s.release(&recipient, &ids)).await;
+                let gone = gone.inspect_err(|e| warn!("cannot release held items: {e}"));
+                Some(Input::Acked(gone.ok()))
             }
-            MailboxRequest::Ack { recipient, ids } => {
-                if recipient != peer.to_bytes() {
-                    return MailboxResponse::Denied;
-                }
-                let ids: Vec<MessageId> = ids.into_iter().take(MAX_ACK_IDS).collect();
-                match self.blocking(move |s| s.release(&peer, &ids)).await {
+            Output::Purge { wall_ms } => {
+                match self.blocking(move |s| s.purge_expired(wall_ms)).await {
                     Ok(gone) => {
-                        self.rules.removed(&gone);
-                        MailboxResponse::Acked {
-                            removed: gone.len() as u32,
+                        if !gone.is_empty() {
+                            info!(count = gone.len(), "purged expired mailbox items");
                         }
+                        Some(Input::Removed(gone))
                     }
                     Err(e) => {
-                        warn!("cannot release held items: {e}");
-                        MailboxResponse::Acked { removed: 0 }
+                        warn!("cannot purge mailbox items: {e}");
+                        None
                     }
                 }
+            }
+            Output::ReadHeld(recipient) => {
+                let items = self.blocking(move |s| s.held_for(&recipient)).await;
+                let items = items.inspect_err(|e| warn!("cannot read held items: {e}"));
+                Some(Input::HeldFor {
+                    recipient,
+                    items: items.ok()?,
+                })
+            }
+            Output::ReleaseItems { recipient, items } => {
+                let gone = self.blocking(move |s| s.release_items(&recipient, &items));
+                match gone.await {
+                    Ok(gone) => Some(Input::Removed(gone)),
+                    Err(e) => {
+                        warn!("cannot release handed-off items: {e}");
+                        None
+                    }
+                }
+            }
+            other => {
+                debug!(?other, "not a store job");
+                None
             }
         }
     }
 
-    /// Copies held mailboxes to their current closest peers that are not
-    /// known to hold these exact items, so R copies stay near each key as
-    /// peers join and leave while the recipient is away.
-    async fn hand_off(&mut self) {
-        let me = self.rules.me();
-        for recipient in self.rules.recipients() {
-            let envs = match self.blocking(move |s| s.held_for(&recipient)).await {
-                Ok(e) if !e.is_empty() => e,
-                _ => continue,
-            };
-            let Some(items) = envs.iter().map(ItemHash::of).collect::<Option<Vec<_>>>() else {
-                continue;
-            };
-            let ids: Vec<MessageId> = envs.iter().map(|e| e.id).collect();
-            let known = self.rules.known(&recipient, &items);
-            let already = known.holding(&items);
-            let (net, r, int_tx) = (self.net.clone(), self.replicas, self.int_tx.clone());
-            tokio::spawn(async move {
-                let key = mailbox_key(&recipient);
-                let found = net.closest_peers(key.clone()).await.unwrap_or_default();
-                if found.is_empty() {
-                    return;
+    /// The page of `recipient`'s items from `cursor` (an empty last page
+    /// if the store cannot read it).
+    async fn page(&self, recipient: PeerId, cursor: u64) -> MailboxResponse {
+        let page = self.blocking(move |s| s.held_page(&recipient, cursor, PAGE_ITEMS, PAGE_BYTES));
+        match page.await {
+            Ok((items, next)) => MailboxResponse::Page { items, next },
+            Err(e) => {
+                warn!("cannot read held items: {e}");
+                MailboxResponse::Page {
+                    items: Vec::new(),
+                    next: None,
                 }
-                let plan = handoff(&key, found, me, recipient, r, &already);
-                let mut done = Vec::new();
-                for t in &plan.targets {
-                    // Only what it is not known to hold already.
-                    let missing: Vec<Envelope> = envs
-                        .iter()
-                        .zip(&items)
-                        .filter(|(_, h)| !known.has(t, h))
-                        .map(|(e, _)| e.clone())
-                        .collect();
-                    if deposit_all(&net, *t, &missing).await.iter().all(|s| *s) {
-                        done.push(*t);
-                    }
-                }
-                // Outranked, and every closer holder confirmed a copy: let go.
-                let release = plan.lets_go(&done);
-                if !done.is_empty() || release {
-                    debug!(%recipient, peers = done.len(), items = items.len(), release, "handed mailbox on");
-                }
-                let _ = int_tx
-                    .send(HandedOff {
-                        recipient,
-                        ranking: plan.ranking,
-                        peers: done,
-                        items,
-                        ids,
-                        release,
-                    })
-                    .await;
-            });
-        }
-    }
-
-    async fn handed_off(&mut self, done: HandedOff) {
-        self.rules
-            .handed_off(done.recipient, &done.ranking, &done.peers, &done.items);
-        if done.release {
-            let recipient = done.recipient;
-            let items: Vec<(MessageId, ItemHash)> = done.ids.into_iter().zip(done.items).collect();
-            match self
-                .blocking(move |s| s.release_items(&recipient, &items))
-                .await
-            {
-                Ok(gone) => self.rules.removed(&gone),
-                Err(e) => warn!("cannot release handed-off items: {e}"),
             }
         }
     }

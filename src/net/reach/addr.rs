@@ -1,0 +1,35 @@
+//! What `net::reach` needs to know about an address.
+
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, PeerId};
+
+/// A relay circuit address.
+pub(super) fn is_circuit(a: &Multiaddr) -> bool {
+    a.iter().any(|p| p == Protocol::P2pCircuit)
+}
+
+/// An IP or DNS address that is not a relay circuit.
+pub(super) fn is_direct(a: &Multiaddr) -> bool {
+    use Protocol::{Dns, Dns4, Dns6, Ip4, Ip6};
+    !is_circuit(a)
+        && a.iter()
+            .any(|p| matches!(p, Ip4(_) | Ip6(_) | Dns(_) | Dns4(_) | Dns6(_)))
+}
+
+/// An address on 0.0.0.0 or ::, which nobody can dial.
+pub(super) fn is_unspecified(a: &Multiaddr) -> bool {
+    a.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// Splits `…/p2p/R` into R and the transport address.
+pub(super) fn split_peer(a: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    let mut plain = a.clone();
+    match plain.pop()? {
+        Protocol::P2p(peer) => Some((peer, plain)),
+        _ => None,
+    }
+}

@@ -1,0 +1,380 @@
+//! The fetcher machines: when this node fetches its own mailbox
+//! ([`Fetcher`]), the bounds and acks of one fetch from one holder
+//! ([`HolderFetch`]), and which fetched messages get a delivery receipt
+//! ([`Receipted`]). No I/O: the messaging service and its fetch tasks
+//! (`node::messenger::fetch`) run the lookups, requests and store jobs.
+//!
+//! **When.** At start-up (a settle after the first peer is known), when a
+//! peer that may hold our mail enters the routing table ([`Reach`]; settled
+//! [`SETTLE`], at most every [`REACT_EVERY`]), every poll, and at once after
+//! a fetch that stopped before a holder's end having brought new mail. One
+//! fetch at a time.
+//!
+//! **Bounds.** A holder answers each `Fetch` with a page and a cursor for
+//! the next one, and nothing in the protocol makes it stop: one that hands
+//! back the same cursor, or a fresh one forever, or answers just inside the
+//! request timeout, would keep the fetch running for good — and while a
+//! fetch runs no other starts. So every fetch from one holder is held to
+//! the rules of [`HolderFetch`]: the cursor must strictly advance, a fetch
+//! takes at most [`FETCH_PAGES`] pages and [`FETCH_ITEMS`] items, and it
+//! ends at [`HOLDER_DEADLINE`] whatever the holder does.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+
+use super::placement::Reach;
+use crate::wire::mailbox::{FETCH_FROM, PAGE_ITEMS};
+use crate::wire::message::{Ack, AckResult, MessageId, RejectReason};
+
+/// Delay that coalesces a burst of routing-table changes (and lets the
+/// first peers of a start-up arrive before the first fetch).
+pub const SETTLE: Duration = Duration::from_millis(100);
+/// Least time between two fetches started by routing-table changes.
+pub const REACT_EVERY: Duration = Duration::from_secs(10);
+
+/// Most pages one fetch takes from one holder. A full mailbox (the default
+/// recipient quota is 10 000 items) drains over a few fetches; see
+/// [`Input::Done`]'s `more`.
+pub const FETCH_PAGES: usize = 64;
+/// Most items one fetch takes from one holder (32 full pages): bounds the
+/// store work one holder can cause per fetch, where [`FETCH_PAGES`] bounds
+/// its round trips and flushes.
+pub const FETCH_ITEMS: usize = 2048;
+/// Longest one fetch from one holder may take, requests, storing and acks
+/// included. An honest holder hands over its [`FETCH_ITEMS`] in about a
+/// second; this leaves room for a loaded machine, not for a holder that
+/// answers each request just inside the 15 s request timeout.
+pub const HOLDER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What to do next in a fetch from one holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Ask for the page at this cursor.
+    Ask(u64),
+    /// The fetch from this holder is over.
+    Stop(Stop),
+}
+
+/// Why a fetch from one holder ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The holder said there is nothing more (empty page, or no cursor).
+    Drained,
+    /// The next cursor did not advance past the one asked for.
+    Stalled,
+    /// [`FETCH_PAGES`] pages taken.
+    PageCap,
+    /// [`FETCH_ITEMS`] items taken.
+    ItemCap,
+    /// The page held more than [`PAGE_ITEMS`] items, which no holder sends.
+    Oversized,
+    /// [`HOLDER_DEADLINE`] passed.
+    Deadline,
+    /// The holder did not answer with a page.
+    Failed,
+}
+
+impl Stop {
+    /// Whether the holder may still have items for us that it was willing
+    /// to give: the fetch ended at one of our caps, not at its end.
+    #[cfg(test)]
+    pub fn capped(self) -> bool {
+        matches!(self, Self::PageCap | Self::ItemCap)
+    }
+}
+
+/// Whether a fetch from one holder that ended at `stop`, after giving us
+/// `fresh` messages new to our history, calls for another fetch at once
+/// rather than at the next poll: it did not reach the holder's end, and
+/// it brought real mail. Whatever made it stop — a cap, the deadline, a
+/// stalled cursor, a failure — the rest may be real mail too. New messages
+/// cannot be made up (each is sealed by its sender), so a hostile holder
+/// cannot use this to keep us fetching: junk, duplicates and refused items
+/// do not count.
+pub fn follow_at_once(stop: Stop, fresh: usize) -> bool {
+    stop != Stop::Drained && fresh > 0
+}
+
+/// What to do with a page that arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageVerdict {
+    /// Store (and acknowledge) the first this many of its items.
+    pub take: usize,
+    /// Then this.
+    pub then: Step,
+}
+
+/// The rules of one fetch from one holder: every cursor it hands back must
+/// be past the one asked for, pages and items are capped, and the whole
+/// fetch has a deadline. Pure: the caller passes the time.
+#[derive(Debug, Clone)]
+pub struct HolderFetch {
+    deadline: Instant,
+    cursor: u64,
+    pages: usize,
+    items: usize,
+    /// Messages new to our history it gave ([`follow_at_once`]).
+    fresh: usize,
+}
+
+impl HolderFetch {
+    /// A fetch starting at `now`, from the start of the mailbox.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            deadline: now + HOLDER_DEADLINE,
+            cursor: 0,
+            pages: 0,
+            items: 0,
+            fresh: 0,
+        }
+    }
+
+    /// When this fetch must be over.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The first request.
+    pub fn start(&self) -> Step {
+        Step::Ask(self.cursor)
+    }
+
+    /// A page of `len` items arrived at `now`, with `next` as the cursor
+    /// for the one after.
+    pub fn page(&mut self, now: Instant, len: usize, next: Option<u64>) -> PageVerdict {
+        let stop = |why| PageVerdict {
+            take: 0,
+            then: Step::Stop(why),
+        };
+        if now >= self.deadline {
+            return stop(Stop::Deadline);
+        }
+        if len > PAGE_ITEMS {
+            return stop(Stop::Oversized);
+        }
+        let take = len.min(FETCH_ITEMS - self.items);
+        self.items += take;
+        self.pages += 1;
+        let then = match next {
+            _ if len == 0 => Step::Stop(Stop::Drained),
+            None => Step::Stop(Stop::Drained),
+            Some(c) if c <= self.cursor => Step::Stop(Stop::Stalled),
+            Some(_) if self.items >= FETCH_ITEMS => Step::Stop(Stop::ItemCap),
+            Some(_) if self.pages >= FETCH_PAGES => Step::Stop(Stop::PageCap),
+            Some(c) => {
+                self.cursor = c;
+                Step::Ask(c)
+            }
+        };
+        PageVerdict { take, then }
+    }
+
+    /// The items taken from a page were filed with these `acks` (none, or
+    /// not one per item: the store failed); `content[i]` says whether item
+    /// `i` is a message (receipts and buddy requests, which a holder can
+    /// replay, never count as new). Returns the ids to acknowledge to the
+    /// holder — everything stored, duplicate or refused for good; what we
+    /// could not store stays with it — or `None` when nothing was stored
+    /// and the fetch from this holder is over ([`Stop::Failed`]).
+    pub fn filed(&mut self, acks: Vec<Ack>, content: &[bool]) -> Option<Vec<MessageId>> {
+        if acks.len() != content.len() {
+            return None;
+        }
+        self.fresh += acks
+            .iter()
+            .zip(content)
+            .filter(|(a, c)| **c && a.result == AckResult::Accepted)
+            .count();
+        Some(
+            acks.into_iter()
+                .filter(|a| a.result != AckResult::Rejected(RejectReason::Unavailable))
+                .filter_map(|a| a.id)
+                .collect(),
+        )
+    }
+
+    /// Whether a fetch from this holder that ended at `stop` calls for
+    /// another fetch at once ([`follow_at_once`]).
+    pub fn more(&self, stop: Stop) -> bool {
+        follow_at_once(stop, self.fresh)
+    }
+}
+
+/// When the next fetch is due once it is wanted `at`: then, or at the
+/// time already set if that is sooner. (Never later: a fetch planned for
+/// later — after a neighbourhood change — must not delay one wanted now.)
+fn due_by(due: Option<Instant>, at: Instant) -> Option<Instant> {
+    Some(due.map_or(at, |t| t.min(at)))
+}
+
+/// What the service tells the [`Fetcher`].
+#[derive(Debug)]
+pub enum Input {
+    /// `peer` entered our routing table.
+    NewPeer(PeerId),
+    /// A fetch ended: it asked `asked`; `more` if some holder stopped
+    /// before its end after giving new mail ([`HolderFetch::more`]).
+    Done {
+        /// The holders asked.
+        asked: Vec<PeerId>,
+        /// Fetch again at once.
+        more: bool,
+    },
+    /// Messages fetched from a mailbox (new or already in our history),
+    /// per sender: their senders are owed a delivery receipt.
+    Delivered(HashMap<PeerId, Vec<MessageId>>),
+    /// The time in [`Fetcher::poll_timeout`] has come.
+    Tick,
+}
+
+/// What the [`Fetcher`] asks the service to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Fetch our own mailbox now, then report [`Input::Done`].
+    Fetch,
+    /// Send `peer` a delivery receipt for `ids`.
+    Receipt {
+        /// The sender.
+        peer: PeerId,
+        /// Its messages.
+        ids: Vec<MessageId>,
+    },
+}
+
+/// When to fetch our own mailbox, and which receipts fetched messages
+/// are owed. See the module documentation.
+#[derive(Debug)]
+pub struct Fetcher {
+    poll: Duration,
+    fetching: bool,
+    due: Option<Instant>,
+    /// When the last fetch started.
+    last: Option<Instant>,
+    next_poll: Instant,
+    /// Which new peers may hold mail the last fetch did not ask for.
+    reach: Reach,
+    receipted: Receipted,
+}
+
+impl Fetcher {
+    /// Nothing fetched yet from the mailbox at `key`, at `now`; polls
+    /// every `poll`.
+    pub fn new(key: &[u8], poll: Duration, now: Instant) -> Self {
+        Self {
+            poll,
+            fetching: false,
+            due: None,
+            last: None,
+            next_poll: now + poll,
+            reach: Reach::new(key),
+            receipted: Receipted::new(RECEIPTED),
+        }
+    }
+
+    /// When the machine next wants [`Input::Tick`]. A fetch that falls due
+    /// while one runs waits for [`Input::Done`], not for a tick.
+    pub fn poll_timeout(&self) -> Instant {
+        match self.due {
+            Some(due) if !self.fetching => due.min(self.next_poll),
+            _ => self.next_poll,
+        }
+    }
+
+    /// Takes one input at `now`.
+    pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Output> {
+        match input {
+            Input::NewPeer(peer) => {
+                // A fetch costs a lookup plus up to K requests, and in a
+                // growing network every node's table changes all the
+                // time: react only to a peer that may hold mail ([`Reach`]).
+                if self.reach.may_hold(&peer) {
+                    let at = self.last.map_or(now, |t| t + REACT_EVERY).max(now) + SETTLE;
+                    self.due.get_or_insert(at);
+                }
+                Vec::new()
+            }
+            Input::Done { asked, more } => {
+                self.fetching = false;
+                self.reach.fetched(&asked, FETCH_FROM);
+                if more {
+                    // At once, even if a later fetch was already planned.
+                    self.due = due_by(self.due, now);
+                }
+                self.tick(now)
+            }
+            Input::Delivered(by_sender) => by_sender
+                .into_iter()
+                .filter_map(|(peer, ids)| {
+                    let ids = self.receipted.fresh(ids);
+                    (!ids.is_empty()).then_some(Output::Receipt { peer, ids })
+                })
+                .collect(),
+            Input::Tick => self.tick(now),
+        }
+    }
+
+    fn tick(&mut self, now: Instant) -> Vec<Output> {
+        if now >= self.next_poll {
+            self.next_poll = now + self.poll;
+            self.due = due_by(self.due, now);
+        }
+        if self.fetching || self.due.is_none_or(|t| t > now) {
+            return Vec::new();
+        }
+        self.due = None;
+        self.last = Some(now);
+        self.fetching = true;
+        self.next_poll = now + self.poll;
+        vec![Output::Fetch]
+    }
+}
+
+/// The ids we sent a delivery receipt for lately (at most `cap`, oldest
+/// forgotten first). A fetched message that is already in our history
+/// gets a receipt too — after a crash between storing it and sending the
+/// receipt, nothing else would ever tell its sender — but each of the R
+/// holders hands over the same message, and one receipt is enough.
+#[derive(Debug)]
+pub struct Receipted {
+    cap: usize,
+    order: VecDeque<MessageId>,
+    set: HashSet<MessageId>,
+}
+
+/// How many receipted ids are remembered: a few fetches' worth.
+pub const RECEIPTED: usize = 4 * FETCH_ITEMS;
+
+impl Receipted {
+    /// Remembers at most `cap` ids.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            order: VecDeque::new(),
+            set: HashSet::new(),
+        }
+    }
+
+    /// Of `ids`, those not receipted lately, now remembered as receipted.
+    pub fn fresh(&mut self, ids: Vec<MessageId>) -> Vec<MessageId> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if self.cap == 0 || !self.set.insert(id) {
+                continue;
+            }
+            self.order.push_back(id);
+            if self.order.len() > self.cap
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+            out.push(id);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "fetcher_tests.rs"]
+mod tests;

@@ -1,0 +1,592 @@
+//! The holder machine: every rule of keeping mailboxes for others, with no
+//! I/O. `handle(input, now, wall_ms)` takes a request, a store result or a
+//! routing change and returns what to do ([`Output`]); the holder task
+//! (`node::messenger::holder`) runs the outputs (store jobs, lookups,
+//! deposits, answers) and feeds their results back. The machine owns its
+//! timers: [`Holder::poll_timeout`] says when to call it with
+//! [`Input::Tick`].
+//!
+//! Its rules: **admission** (addressing, size, the quota ledger, this
+//! batch's earlier items counted too); **release** on the recipient's ack
+//! (and only the recipient's, as authenticated by the connection);
+//! **expiry** (a purge at start, then every [`PURGE_EVERY`] or TTL/2);
+//! **hand-off** to the current closest peers after a deposit that brought
+//! something new, a closer peer entering the routing table (settled
+//! [`SETTLE`], at most every [`REACT_EVERY`]) and every poll, letting go
+//! once outranked and every target confirmed; and what each peer is known
+//! to hold ([`Handed`]), forgotten when nothing is left to remember.
+//!
+//! Time comes in twice: `now` (an [`Instant`]) drives the timers, and
+//! `wall_ms` (Unix ms) stamps expiries, which are kept on disk and so must
+//! outlive the process.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use tracing::debug;
+
+use super::ledger::Ledger;
+use super::placement::{Handed, Handoff, handoff, outranks};
+use crate::config::Quotas;
+use crate::store::{Admitted, HeldItem};
+use crate::wire::mailbox::{
+    DEPOSIT_BATCH, DepositReject, ItemHash, MAX_ACK_IDS, MAX_HELD_ENVELOPE, MailboxRequest,
+    MailboxResponse, mailbox_key,
+};
+use crate::wire::message::{Envelope, MessageId};
+
+/// Delay that coalesces a burst of routing-table changes or deposits.
+pub const SETTLE: Duration = Duration::from_millis(100);
+/// Least time between two hand-off passes started by routing changes.
+pub const REACT_EVERY: Duration = Duration::from_secs(10);
+/// How often expired items are purged (or every TTL/2 if shorter).
+pub const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Names one deposit batch between [`Output::Hold`] and [`Input::Held`].
+pub type DepositId = u64;
+/// Names one hand-off pass between its outputs and their results.
+pub type PassId = u64;
+
+/// What the holder task tells the machine.
+#[derive(Debug)]
+pub enum Input {
+    /// The items found in the store at start (to rebuild the ledger).
+    Loaded(Vec<HeldItem>),
+    /// A mailbox request from `peer` (authenticated by its connection).
+    Request {
+        /// Who asks.
+        peer: PeerId,
+        /// What it asks.
+        request: MailboxRequest,
+    },
+    /// The store ran [`Output::Hold`]: per item whether it was new, or
+    /// `None` if nothing could be written.
+    Held {
+        /// Which batch.
+        deposit: DepositId,
+        /// Per admitted item, `true` unless these exact bytes were held.
+        fresh: Option<Vec<bool>>,
+    },
+    /// The store ran [`Output::Release`] (the recipient's ack): what went,
+    /// or `None` if it failed.
+    Acked(Option<Vec<HeldItem>>),
+    /// Items went otherwise (a purge, a hand-off's release).
+    Removed(Vec<HeldItem>),
+    /// `peer` entered our routing table.
+    NewPeer(PeerId),
+    /// The store ran [`Output::ReadHeld`]: every item held for
+    /// `recipient`, with its hash.
+    HeldFor {
+        /// Whose mailbox.
+        recipient: PeerId,
+        /// Its items.
+        items: Vec<(ItemHash, Envelope)>,
+    },
+    /// The lookup of [`Output::Lookup`] found these peers (none if it
+    /// failed).
+    Found {
+        /// Which pass.
+        pass: PassId,
+        /// The closest peers found.
+        peers: Vec<PeerId>,
+    },
+    /// [`Output::Copy`] ended: whether `peer` confirmed every item.
+    Copied {
+        /// Which pass.
+        pass: PassId,
+        /// The target.
+        peer: PeerId,
+        /// Whether it answered `Stored` for all of them.
+        confirmed: bool,
+    },
+    /// The time in [`Holder::poll_timeout`] has come.
+    Tick,
+}
+
+/// What the machine asks the holder task to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Answer the request being served with this.
+    Respond(MailboxResponse),
+    /// Write these items durably (`fdatasync` before returning), then
+    /// report [`Input::Held`]; the answer follows it.
+    Hold {
+        /// Which batch, for [`Input::Held`].
+        deposit: DepositId,
+        /// What to write (moved, not copied, into the store job).
+        items: Vec<Admitted>,
+    },
+    /// Answer with the page of `recipient`'s items from `cursor`.
+    Page {
+        /// Whose mailbox (the asker itself).
+        recipient: PeerId,
+        /// Where the page starts.
+        cursor: u64,
+    },
+    /// Delete `recipient`'s items under these ids, then report
+    /// [`Input::Acked`]; the answer follows it.
+    Release {
+        /// Whose mailbox (the asker itself).
+        recipient: PeerId,
+        /// What it acknowledged.
+        ids: Vec<MessageId>,
+    },
+    /// Delete the items expired at `wall_ms`, then report [`Input::Removed`].
+    Purge {
+        /// Unix ms.
+        wall_ms: u64,
+    },
+    /// Read every item held for this recipient, then report
+    /// [`Input::HeldFor`] (a hand-off pass starts).
+    ReadHeld(PeerId),
+    /// Look up the peers closest to `key`, then report [`Input::Found`].
+    Lookup {
+        /// Which pass.
+        pass: PassId,
+        /// The mailbox key.
+        key: Vec<u8>,
+    },
+    /// Deposit these envelopes with `peer`, then report [`Input::Copied`].
+    Copy {
+        /// Which pass.
+        pass: PassId,
+        /// The target.
+        peer: PeerId,
+        /// The items it is not known to hold.
+        envelopes: Vec<Envelope>,
+    },
+    /// Delete exactly these items of `recipient` (handed on), then report
+    /// [`Input::Removed`].
+    ReleaseItems {
+        /// Whose mailbox.
+        recipient: PeerId,
+        /// The items.
+        items: Vec<(MessageId, ItemHash)>,
+    },
+}
+
+/// A deposit batch waiting for the store.
+#[derive(Debug)]
+struct Pending {
+    peer: PeerId,
+    results: Vec<Option<DepositReject>>,
+    /// Per admitted item: what the ledger counted, its hash, and whether
+    /// the depositor counts as holding it (a co-holder, not its sender).
+    items: Vec<(HeldItem, ItemHash, bool)>,
+}
+
+/// A hand-off pass over one recipient's items.
+#[derive(Debug)]
+struct Pass {
+    recipient: PeerId,
+    items: Vec<(ItemHash, Envelope)>,
+    known: Handed,
+    plan: Option<Handoff>,
+    waiting: usize,
+    confirmed: Vec<PeerId>,
+}
+
+/// The holder machine. See the module documentation.
+#[derive(Debug)]
+pub struct Holder {
+    me: PeerId,
+    replicas: usize,
+    ttl: Duration,
+    poll: Duration,
+    ledger: Ledger,
+    /// Per recipient, which peers are known to hold which items.
+    handed: HashMap<PeerId, Handed>,
+    deposits: HashMap<DepositId, Pending>,
+    passes: HashMap<PassId, Pass>,
+    next_id: u64,
+    handoff_due: Option<Instant>,
+    last_handoff: Option<Instant>,
+    next_poll: Instant,
+    next_purge: Instant,
+}
+
+impl Holder {
+    /// Nothing held yet, at `now`: the first purge is due at once, the
+    /// first poll after `poll`.
+    pub fn new(
+        me: PeerId,
+        quotas: Quotas,
+        replicas: usize,
+        ttl: Duration,
+        poll: Duration,
+        now: Instant,
+    ) -> Self {
+        Self {
+            me,
+            replicas,
+            ttl,
+            poll,
+            ledger: Ledger::new(quotas),
+            handed: HashMap::new(),
+            deposits: HashMap::new(),
+            passes: HashMap::new(),
+            next_id: 0,
+            handoff_due: None,
+            last_handoff: None,
+            next_poll: now + poll,
+            next_purge: now,
+        }
+    }
+
+    /// When the machine next wants [`Input::Tick`].
+    pub fn poll_timeout(&self) -> Instant {
+        [
+            self.handoff_due,
+            Some(self.next_poll),
+            Some(self.next_purge),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.next_poll)
+    }
+
+    /// Takes one input at `now` (`wall_ms`: the same moment in Unix ms).
+    pub fn handle(&mut self, input: Input, now: Instant, wall_ms: u64) -> Vec<Output> {
+        let mut out = Vec::new();
+        match input {
+            Input::Loaded(items) => items.iter().for_each(|i| self.ledger.added(i)),
+            Input::Request { peer, request } => self.request(peer, request, wall_ms, &mut out),
+            Input::Held { deposit, fresh } => self.held(deposit, fresh, now, &mut out),
+            Input::Acked(gone) => {
+                let removed = gone.as_ref().map_or(0, Vec::len) as u32;
+                self.removed(&gone.unwrap_or_default());
+                out.push(Output::Respond(MailboxResponse::Acked { removed }));
+            }
+            Input::Removed(gone) => self.removed(&gone),
+            Input::NewPeer(peer) => self.new_peer(peer, now),
+            Input::HeldFor { recipient, items } => self.pass_read(recipient, items, &mut out),
+            Input::Found { pass, peers } => self.pass_found(pass, peers, &mut out),
+            Input::Copied {
+                pass,
+                peer,
+                confirmed,
+            } => self.pass_copied(pass, peer, confirmed, &mut out),
+            Input::Tick => self.tick(now, wall_ms, &mut out),
+        }
+        out
+    }
+
+    /// Answers what needs no store work (a refused deposit, a denied fetch
+    /// or ack) and turns the rest into store jobs.
+    fn request(
+        &mut self,
+        peer: PeerId,
+        request: MailboxRequest,
+        wall_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
+        match request {
+            MailboxRequest::Deposit(envs) => self.deposit(peer, envs, wall_ms, out),
+            // Fetch and Ack are only for the recipient itself.
+            MailboxRequest::Fetch { recipient, .. } | MailboxRequest::Ack { recipient, .. }
+                if recipient != peer.to_bytes() =>
+            {
+                out.push(Output::Respond(MailboxResponse::Denied));
+            }
+            MailboxRequest::Fetch { cursor, .. } => out.push(Output::Page {
+                recipient: peer,
+                cursor,
+            }),
+            MailboxRequest::Ack { ids, .. } => out.push(Output::Release {
+                recipient: peer,
+                ids: ids.into_iter().take(MAX_ACK_IDS).collect(),
+            }),
+        }
+    }
+
+    /// Admits a deposit item by item; the admitted are counted at once and
+    /// go to the store, the answer waits for it.
+    fn deposit(&mut self, peer: PeerId, envs: Vec<Envelope>, wall_ms: u64, out: &mut Vec<Output>) {
+        let expires_at = wall_ms.saturating_add(self.ttl.as_millis() as u64);
+        let from = peer.to_bytes();
+        let mut results = Vec::with_capacity(envs.len().min(DEPOSIT_BATCH));
+        let (mut items, mut pending) = (Vec::new(), Vec::new());
+        for envelope in envs.into_iter().take(DEPOSIT_BATCH) {
+            match self.admit(peer, &envelope, expires_at) {
+                Ok((item, hash)) => {
+                    results.push(None);
+                    pending.push((item.clone(), hash, envelope.from != from));
+                    items.push(Admitted {
+                        item,
+                        hash,
+                        envelope,
+                    });
+                }
+                Err(why) => results.push(Some(why)),
+            }
+        }
+        if items.is_empty() {
+            out.push(Output::Respond(MailboxResponse::Deposited(results)));
+            return;
+        }
+        let deposit = self.fresh_id();
+        self.deposits.insert(
+            deposit,
+            Pending {
+                peer,
+                results,
+                items: pending,
+            },
+        );
+        out.push(Output::Hold { deposit, items });
+    }
+
+    /// One envelope from `peer`: addressed to someone else than us and the
+    /// depositor, no larger than [`MAX_HELD_ENVELOPE`] encoded, within the
+    /// quotas. Its one encoding gives both the size and the hash.
+    fn admit(
+        &mut self,
+        peer: PeerId,
+        env: &Envelope,
+        expires_at: u64,
+    ) -> Result<(HeldItem, ItemHash), DepositReject> {
+        let recipient = match PeerId::from_bytes(&env.to) {
+            Ok(r) if r != self.me && r != peer && PeerId::from_bytes(&env.from).is_ok() => r,
+            _ => return Err(DepositReject::NotAcceptable),
+        };
+        let encoded = crate::wire::encode(env).map_err(|_| DepositReject::TooLarge)?;
+        if encoded.len() > MAX_HELD_ENVELOPE {
+            return Err(DepositReject::TooLarge);
+        }
+        let item = HeldItem {
+            recipient,
+            depositor: peer,
+            size: env.sealed.len(),
+            expires_at,
+        };
+        self.ledger.admit(&recipient, &peer, item.size)?;
+        self.ledger.added(&item);
+        Ok((item, ItemHash::of_encoded(&encoded)))
+    }
+
+    /// The store answered a deposit: settle the ledger, note what a
+    /// co-holder gave us (by hash: other bytes under a real id say nothing
+    /// of the real item), start a pass if anything was new, and answer.
+    fn held(
+        &mut self,
+        deposit: DepositId,
+        fresh: Option<Vec<bool>>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(Pending {
+            peer,
+            mut results,
+            items,
+        }) = self.deposits.remove(&deposit)
+        else {
+            return;
+        };
+        match fresh {
+            Some(fresh) => {
+                for ((item, hash, from_holder), new) in items.iter().zip(&fresh) {
+                    if !new {
+                        // Counted in `admit`, but held already.
+                        self.ledger.removed(item);
+                    }
+                    if *from_holder {
+                        let handed = self.handed.entry(item.recipient).or_default();
+                        handed.gave(&[peer], &[*hash]);
+                    }
+                }
+                if fresh.iter().any(|n| *n) {
+                    self.handoff_due.get_or_insert(now + SETTLE);
+                }
+            }
+            None => {
+                items.iter().for_each(|(i, _, _)| self.ledger.removed(i));
+                results
+                    .iter_mut()
+                    .filter(|r| r.is_none())
+                    .for_each(|r| *r = Some(DepositReject::Unavailable));
+            }
+        }
+        out.push(Output::Respond(MailboxResponse::Deposited(results)));
+    }
+
+    /// Items went: uncount them, and forget what peers hold of a recipient
+    /// of whom nothing is left here.
+    fn removed(&mut self, gone: &[HeldItem]) {
+        gone.iter().for_each(|i| self.ledger.removed(i));
+        let ledger = &self.ledger;
+        self.handed.retain(|r, _| ledger.holds_for(r));
+    }
+
+    /// A peer closer than we are to a mailbox we hold: look again at who
+    /// should hold it, after a settle and at most every [`REACT_EVERY`].
+    fn new_peer(&mut self, peer: PeerId, now: Instant) {
+        let outranked = self
+            .ledger
+            .recipients()
+            .iter()
+            .any(|r| outranks(&mailbox_key(r), &peer, &self.me));
+        if outranked {
+            let at = self.last_handoff.map_or(now, |t| t + REACT_EVERY).max(now) + SETTLE;
+            self.handoff_due.get_or_insert(at);
+        }
+    }
+
+    fn tick(&mut self, now: Instant, wall_ms: u64, out: &mut Vec<Output>) {
+        if now >= self.next_poll {
+            self.next_poll = now + self.poll;
+            // A co-holder may have left without our routing table
+            // changing: its copies must be replaced before the others go.
+            if !self.ledger.recipients().is_empty() {
+                self.handoff_due.get_or_insert(now);
+            }
+        }
+        if self.handoff_due.is_some_and(|t| t <= now) {
+            self.handoff_due = None;
+            self.last_handoff = Some(now);
+            out.extend(self.ledger.recipients().into_iter().map(Output::ReadHeld));
+        }
+        if now >= self.next_purge {
+            self.next_purge = now + PURGE_EVERY.min(self.ttl / 2);
+            out.push(Output::Purge { wall_ms });
+        }
+    }
+
+    /// A pass read `recipient`'s items: forget confirmations of items no
+    /// longer held, and look up who should hold them now.
+    fn pass_read(
+        &mut self,
+        recipient: PeerId,
+        items: Vec<(ItemHash, Envelope)>,
+        out: &mut Vec<Output>,
+    ) {
+        if items.is_empty() {
+            return;
+        }
+        let held: HashSet<ItemHash> = items.iter().map(|(h, _)| *h).collect();
+        let forget = self
+            .handed
+            .get_mut(&recipient)
+            .is_some_and(|h| h.keep_only(&held));
+        if forget {
+            self.handed.remove(&recipient);
+        }
+        let known = self.handed.get(&recipient).cloned().unwrap_or_default();
+        let pass = self.fresh_id();
+        self.passes.insert(
+            pass,
+            Pass {
+                recipient,
+                items,
+                known,
+                plan: None,
+                waiting: 0,
+                confirmed: Vec::new(),
+            },
+        );
+        out.push(Output::Lookup {
+            pass,
+            key: mailbox_key(&recipient),
+        });
+    }
+
+    /// The lookup answered: copy to the closest peers not known to hold
+    /// these exact items, each only what it is not known to hold.
+    fn pass_found(&mut self, id: PassId, peers: Vec<PeerId>, out: &mut Vec<Output>) {
+        if peers.is_empty() {
+            self.passes.remove(&id);
+            return;
+        }
+        let Some(pass) = self.passes.get_mut(&id) else {
+            return;
+        };
+        let hashes: Vec<ItemHash> = pass.items.iter().map(|(h, _)| *h).collect();
+        let key = mailbox_key(&pass.recipient);
+        let already = pass.known.holding(&hashes);
+        let plan = handoff(
+            &key,
+            peers,
+            self.me,
+            pass.recipient,
+            self.replicas,
+            &already,
+        );
+        for target in &plan.targets {
+            let envelopes = pass
+                .items
+                .iter()
+                .filter(|(h, _)| !pass.known.has(target, h))
+                .map(|(_, e)| e.clone())
+                .collect();
+            out.push(Output::Copy {
+                pass: id,
+                peer: *target,
+                envelopes,
+            });
+        }
+        pass.waiting = plan.targets.len();
+        pass.plan = Some(plan);
+        if pass.waiting == 0 {
+            self.pass_done(id, out);
+        }
+    }
+
+    fn pass_copied(&mut self, id: PassId, peer: PeerId, confirmed: bool, out: &mut Vec<Output>) {
+        let Some(pass) = self.passes.get_mut(&id) else {
+            return;
+        };
+        if confirmed {
+            pass.confirmed.push(peer);
+        }
+        pass.waiting = pass.waiting.saturating_sub(1);
+        if pass.waiting == 0 {
+            self.pass_done(id, out);
+        }
+    }
+
+    /// Every target answered: record who holds what, and let ours go if
+    /// we are outranked and every target confirmed. Nothing is recorded
+    /// for a recipient of whom nothing is held (its items went meanwhile).
+    fn pass_done(&mut self, id: PassId, out: &mut Vec<Output>) {
+        let Some(Pass {
+            recipient,
+            items,
+            plan: Some(plan),
+            confirmed,
+            ..
+        }) = self.passes.remove(&id)
+        else {
+            return;
+        };
+        let release = plan.lets_go(&confirmed);
+        if !confirmed.is_empty() || release {
+            debug!(%recipient, peers = confirmed.len(), items = items.len(), release, "handed mailbox on");
+        }
+        if self.ledger.holds_for(&recipient) {
+            let handed = self.handed.entry(recipient).or_default();
+            handed.ranked(&plan.ranking);
+            let hashes: Vec<ItemHash> = items.iter().map(|(h, _)| *h).collect();
+            handed.gave(&confirmed, &hashes);
+        }
+        if release {
+            let items = items.into_iter().map(|(h, e)| (e.id, h)).collect();
+            out.push(Output::ReleaseItems { recipient, items });
+        }
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Recipients whose hand-off bookkeeping is kept (tests).
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.handed.len()
+    }
+}
+
+#[cfg(test)]
+#[path = "holder_tests.rs"]
+mod tests;
