@@ -42,11 +42,6 @@ pub enum NetError {
     },
 }
 
-/// How long one dial (transport, Noise, Yamux) may take: below AutoNAT
-/// v2's 10 s bound on a dial-back request, so the server answers
-/// "unreachable" for an address behind a NAT that drops the SYN.
-const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Builds the swarm: TCP and QUIC, Noise, Yamux, DNS names, and the relay
 /// client transport (dials and listens on `/p2p-circuit` addresses), with
 /// our behaviour.
@@ -87,10 +82,6 @@ pub fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behavio
         )
         .map_err(|e| setup(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
-        // Under AutoNAT v2's 10 s for a whole dial-back request: a dial-back
-        // to a NAT that drops the SYN must fail in time to be reported as
-        // unreachable (else the probe times out and proves nothing).
-        .with_connection_timeout(DIAL_TIMEOUT)
         .build();
     Ok(swarm)
 }
