@@ -15,7 +15,7 @@ use libp2p::kad::QueryId;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
+use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -219,7 +219,7 @@ impl EventLoop {
     fn on_timer(&mut self) {
         let now = Instant::now();
         if self.locator.poll_timeout().is_some_and(|t| t <= now) {
-            self.to_locator(locator::Input::Tick);
+            self.drive_locator(locator::Input::Tick);
         }
         for r in self.lasting.poll(now) {
             self.remember(r);
@@ -351,18 +351,18 @@ impl EventLoop {
         }
         info!("leaving the network");
         self.stopping = Some(reply.into_iter().collect());
-        self.to_locator(locator::Input::Shutdown);
+        self.drive_locator(locator::Input::Shutdown);
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
-                self.to_locator(locator::Input::AddressesChanged);
+                self.drive_locator(locator::Input::AddressesChanged);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 debug!(%address, "listen address gone");
-                self.to_locator(locator::Input::AddressesChanged);
+                self.drive_locator(locator::Input::AddressesChanged);
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -427,14 +427,8 @@ impl EventLoop {
                     let _ = self.net_events.try_send(NetEvent::Disconnected(peer_id));
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
-                peer_id,
-                info,
-                ..
-            })) => self.on_identified(peer_id, info),
-            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
-                self.on_mdns(found)
-            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.on_identify(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.on_mdns(e),
             _ => {}
         }
     }

@@ -14,7 +14,7 @@ use libp2p::kad::{
 };
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::{Multiaddr, PeerId, identify};
+use libp2p::{Multiaddr, PeerId, identify, mdns};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
@@ -71,11 +71,11 @@ impl EventLoop {
         let waiter = self.next_waiter;
         self.next_waiter += 1;
         self.find_waiters.insert(waiter, reply);
-        self.to_locator(Input::Find { waiter, peer });
+        self.drive_locator(Input::Find { waiter, peer });
     }
 
     /// Hands `input` to the locator machine and carries out what it asks.
-    pub(super) fn to_locator(&mut self, input: Input) {
+    pub(super) fn drive_locator(&mut self, input: Input) {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             let now = Now {
@@ -162,7 +162,17 @@ impl EventLoop {
         if routable.is_empty() { all } else { routable }
     }
 
-    pub(super) fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
+    /// A peer that speaks our Kademlia enters the routing table at the
+    /// addresses it listens on.
+    pub(super) fn on_identify(&mut self, event: identify::Event) {
+        let identify::Event::Received {
+            peer_id: peer,
+            info,
+            ..
+        } = event
+        else {
+            return;
+        };
         if !info.protocols.contains(&KAD_PROTOCOL) {
             return;
         }
@@ -181,7 +191,10 @@ impl EventLoop {
     }
 
     /// Peers found on the LAN enter the routing table, and are dialled.
-    pub(super) fn on_mdns(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+    pub(super) fn on_mdns(&mut self, event: mdns::Event) {
+        let mdns::Event::Discovered(found) = event else {
+            return;
+        };
         for (peer, addr) in found {
             debug!(%peer, %addr, "found on the LAN");
             self.swarm
@@ -205,13 +218,13 @@ impl EventLoop {
                         record: Some(record),
                         ..
                     },
-            } => self.to_locator(Input::Inbound { source, record }),
+            } => self.drive_locator(Input::Inbound { source, record }),
             kad::Event::RoutingUpdated {
                 peer,
                 is_new_peer: true,
                 ..
             } => {
-                self.to_locator(Input::NewPeer(peer));
+                self.drive_locator(Input::NewPeer(peer));
                 let _ = self.net_events.try_send(NetEvent::NewPeer(peer));
             }
             kad::Event::OutboundQueryProgressed {
@@ -233,10 +246,10 @@ impl EventLoop {
                 }
                 if let Ok(GetRecordOk::FoundRecord(PeerRecord { record, peer })) = res {
                     let from = peer;
-                    self.to_locator(Input::Found { op, from, record });
+                    self.drive_locator(Input::Found { op, from, record });
                 }
                 if done {
-                    self.to_locator(Input::LookupDone { op });
+                    self.drive_locator(Input::LookupDone { op });
                 }
             }
             QueryResult::GetClosestPeers(res) => {
@@ -265,7 +278,7 @@ impl EventLoop {
                     kad::PutRecordError::QuorumFailed { success, .. }
                     | kad::PutRecordError::Timeout { success, .. } => success,
                 });
-                self.to_locator(Input::PutDone { op, result });
+                self.drive_locator(Input::PutDone { op, result });
             }
             _ => {}
         }
