@@ -11,18 +11,22 @@
 //!   (`node::mailbox::{holders, quorum, handoff}`), the sender's retries are
 //!   roost's `node::outbox::Outbox`, and presence traffic comes from roost's
 //!   `node::presence::{Publisher, Watcher}` driven by the simulated clock.
-//!
-//! - Which held locator a newly met peer is given is roost's
-//!   `net::record_handoff::should_hand_over`.
+//! - Every node of the locator experiment runs roost's own locator machine
+//!   (`net::locator::Machine`): publication and its `Republisher`, the seq,
+//!   keep/replace of records put to it, the hand-over to newcomers and the
+//!   pass-on of `net::record_handoff`, the retry of a failed hand-over, and
+//!   the answer rule of lookups. The model carries out its outputs.
 //!
 //! Locators in a growing network: `--grow-from` nodes (40) publish, then
-//! the network grows to `--grow-to` (`--nodes`, at most 10 000) in waves of 5 %, routing tables refreshed
-//! after each wave (a node knows a newcomer once the refresh puts it in its
-//! table, and never one that joined after the newcomer being handed to). Every
-//! joining node publishes its own locator; whether lookups at the end find
-//! the early nodes' locators is measured with and without the hand-off on
-//! join. Growth is taken to be faster than half a locator's lifetime, so no
-//! owner republishes in between (the 1000-node run grows in 12 minutes).
+//! the network grows to `--grow-to` (`--nodes`, at most 10 000) in waves
+//! of 5 %, routing tables refreshed after each wave (a node meets a
+//! newcomer once the refresh puts it in its table, and knows none that
+//! joined after the newcomer it is meeting). Every 25th joining node
+//! publishes its own locator; whether lookups at the end (through the
+//! looking node's machine) find the locators is measured with and without
+//! telling the machines of the peers they meet. Growth takes 5 simulated
+//! seconds a wave, well within half a locator's lifetime, so no owner's
+//! republisher fires in between (the 1000-node run grows in 12 minutes).
 //!
 //! Churn runs over `--hours` simulated hours (10) in steps of
 //! `--handoff-s` seconds (300, roost's periodic hand-off pass): 30 % of the

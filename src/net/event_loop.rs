@@ -1,13 +1,13 @@
 //! The task that owns the Swarm. It translates between libp2p events, the
 //! [`Command`]s the rest of the program sends through [`super::NetClient`],
-//! and the pure locator machines beside it ([`super::republish`],
-//! [`super::record_handoff`]); it never blocks (disk I/O goes to
-//! `spawn_blocking`).
+//! and the sans-IO locator machine beside it ([`super::locator`]); it never
+//! blocks (disk I/O goes to `spawn_blocking`).
 //!
-//! Its Kademlia side (our locator record, lookups, the records held for
-//! others) is in [`kademlia`]; request-response routing (mailboxes,
-//! presence) in [`rpc`]; reachability (AutoNAT, relays, hole punching,
-//! connections) in [`reach`], whose rules are in [`super::reach`].
+//! Its Kademlia side (the translation between `kad::Event`s and the
+//! locator machine's inputs and outputs) is in [`kademlia`];
+//! request-response routing (mailboxes, presence) in [`rpc`];
+//! reachability (AutoNAT, relays, hole punching, connections) in
+//! [`reach`], whose rules are in [`super::reach`].
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use libp2p::kad::QueryId;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns};
+use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -29,28 +29,19 @@ mod rpc;
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::command::{Command, NetEvent};
 use super::lasting::{Lasting, Remember};
+use super::locator::{self, Op};
 use super::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, RateLimiter};
 use super::reach::{Reach, Settings};
-use super::republish::Republisher;
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::store::{KnownPeer, Store, Writer};
-use crate::wire::locator::Locator;
 use crate::wire::mailbox::MailboxResponse;
 use crate::wire::presence::{PresenceRequest, PresenceResponse};
 use rpc::{Pending, route_rpc};
 
-/// How long a clean shutdown waits for the "offline" record to be stored.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Remembered peers dialled at start.
 const REDIAL_AT_START: usize = 8;
-
-struct Stopping {
-    query: Option<QueryId>,
-    deadline: Instant,
-    replies: Vec<oneshot::Sender<()>>,
-}
 
 /// Owner of the Swarm.
 pub struct EventLoop {
@@ -58,24 +49,17 @@ pub struct EventLoop {
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
     net_events: mpsc::Sender<NetEvent>,
-    identity: Identity,
     writer: Writer,
-    locator_ttl: Duration,
-    republisher: Republisher,
-    seq: u64,
-    /// Lookups under way: whose locator each asks for, and who waits.
-    pending_finds: HashMap<QueryId, (PeerId, oneshot::Sender<Option<Locator>>)>,
-    /// A lookup's answer from our own record store, given only if no peer
-    /// answers: a holder that missed the owner's last put would otherwise
-    /// answer its own lookups with the stale copy for the record's lifetime.
-    own_answers: HashMap<QueryId, Locator>,
+    /// Our locator record and the records held for others: every rule.
+    locator: locator::Machine,
+    /// The Kademlia queries the locator machine asked for.
+    locator_queries: HashMap<QueryId, Op>,
+    /// Who waits for each lookup the machine answers.
+    find_waiters: HashMap<u64, oneshot::Sender<Option<crate::wire::locator::Locator>>>,
+    next_waiter: u64,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     pending_puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
     pending_closest: HashMap<QueryId, oneshot::Sender<Vec<PeerId>>>,
-    /// Puts handing a held record to a newly met peer or passing one on
-    /// (their outcome is not our own publication's), with the peers to try
-    /// once more should the put fail; `None` for the retry itself.
-    handoffs: HashMap<QueryId, Option<Vec<PeerId>>>,
     pending_mailbox: Pending<MailboxResponse>,
     pending_presence: Pending<PresenceResponse>,
     mailbox_limit: RateLimiter,
@@ -86,7 +70,8 @@ pub struct EventLoop {
     reach: Reach,
     /// The circuit listener held on each relay.
     relay_listeners: HashMap<PeerId, ListenerId>,
-    stopping: Option<Stopping>,
+    /// Once leaving: who waits for the task to end.
+    stopping: Option<Vec<oneshot::Sender<()>>>,
 }
 
 impl EventLoop {
@@ -105,17 +90,19 @@ impl EventLoop {
             commands,
             commands_open: true,
             net_events,
-            identity,
             writer: Writer::spawn(store),
-            locator_ttl: config.locator_ttl,
-            republisher: Republisher::new(config.locator_ttl, config.republish_min_interval),
-            seq,
-            pending_finds: HashMap::new(),
-            own_answers: HashMap::new(),
+            locator: locator::Machine::new(
+                identity,
+                config.locator_ttl,
+                config.republish_min_interval,
+                seq,
+            ),
+            locator_queries: HashMap::new(),
+            find_waiters: HashMap::new(),
+            next_waiter: 0,
             pending_dials: HashMap::new(),
             pending_puts: HashMap::new(),
             pending_closest: HashMap::new(),
-            handoffs: HashMap::new(),
             pending_mailbox: HashMap::new(),
             pending_presence: HashMap::new(),
             // Generous for honest peers (a mailbox fetch is a few requests,
@@ -223,13 +210,11 @@ impl EventLoop {
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => self.on_timer(),
             }
-            if let Some(s) = &self.stopping
-                && (s.query.is_none() || Instant::now() >= s.deadline)
-            {
+            if self.locator.is_stopped() {
                 break;
             }
         }
-        let replies = self.stopping.take().map(|s| s.replies).unwrap_or_default();
+        let replies = self.stopping.take().unwrap_or_default();
         for r in self.lasting.still_connected() {
             self.remember(r);
         }
@@ -244,17 +229,16 @@ impl EventLoop {
 
     fn next_deadline(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
-        let publish = self.republisher.due().unwrap_or(far);
-        let stop = self.stopping.as_ref().map_or(far, |s| s.deadline);
+        let locator = self.locator.poll_timeout().unwrap_or(far);
         let lasting = self.lasting.due().unwrap_or(far);
         let reach = self.reach.next_deadline().unwrap_or(far);
-        publish.min(stop).min(lasting).min(reach)
+        locator.min(lasting).min(reach)
     }
 
     fn on_timer(&mut self) {
         let now = Instant::now();
-        if self.stopping.is_none() && self.republisher.is_due(now) {
-            self.publish(true);
+        if self.locator.poll_timeout().is_some_and(|t| t <= now) {
+            self.drive_locator(locator::Input::Tick);
         }
         for r in self.lasting.poll(now) {
             self.remember(r);
@@ -413,17 +397,13 @@ impl EventLoop {
     }
 
     fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
-        if let Some(s) = &mut self.stopping {
-            s.replies.extend(reply);
+        if let Some(replies) = &mut self.stopping {
+            replies.extend(reply);
             return;
         }
         info!("leaving the network");
-        let query = self.publish(false);
-        self.stopping = Some(Stopping {
-            query,
-            deadline: Instant::now() + SHUTDOWN_GRACE,
-            replies: reply.into_iter().collect(),
-        });
+        self.stopping = Some(reply.into_iter().collect());
+        self.drive_locator(locator::Input::Shutdown);
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -491,30 +471,13 @@ impl EventLoop {
                 num_established,
                 ..
             } => self.on_connection_closed(peer_id, connection_id, num_established),
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
-                peer_id,
-                info,
-                ..
-            })) => self.on_identify(peer_id, info),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.on_identify(e),
             SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => self.on_autonat(e),
             SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => self.on_relay_client(e),
             SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => self.on_relay_server(e),
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => self.on_dcutr(e),
             SwarmEvent::Behaviour(BehaviourEvent::Upnp(e)) => self.on_upnp(e),
-            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
-                for (peer, addr) in found {
-                    debug!(%peer, %addr, "found on the LAN");
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer, addr.clone());
-                    if !self.swarm.is_connected(&peer) {
-                        let _ = self
-                            .swarm
-                            .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
-                    }
-                }
-            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.on_mdns(e),
             _ => {}
         }
     }

@@ -7,6 +7,7 @@ mod client;
 mod command;
 mod event_loop;
 pub mod lasting;
+pub mod locator;
 pub mod ratelimit;
 pub mod reach;
 pub mod record_handoff;

@@ -33,8 +33,8 @@
 //! (its lookup already found the K closest), nor puts from peers outside
 //! the K closest we know (libp2p's caching after a lookup): we pass on only
 //! what a holder handed over. A hand-over that fails is tried once more
-//! (the event loop does that: a closer peer that missed the record stops
-//! the chain as surely as the race does).
+//! (the locator machine, `net::locator`, does that: a closer peer that
+//! missed the record stops the chain as surely as the race does).
 //!
 //! libp2p's own holder replication stays off (see `net::behaviour`): it
 //! re-puts every held record to K peers every interval whether or not

@@ -1,5 +1,6 @@
-//! When to (re)publish our locator record — a pure state machine driven by
-//! the event loop, so its policy is tested without a network.
+//! When to (re)publish our locator record — a pure state machine owned by
+//! the locator machine (`net::locator`), so its policy is tested without a
+//! network.
 //!
 //! Policy:
 //! - publish shortly after our listen addresses change (coalescing the burst

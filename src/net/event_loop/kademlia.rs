@@ -1,80 +1,145 @@
-//! The event loop's Kademlia side: our locator record (publish, lookups),
-//! peers entering the routing table, and the records we hold for others
-//! (keep or replace, hand over to newcomers, pass on, retry). The rules
-//! are in the pure modules [`crate::net::republish`] and
-//! [`crate::net::record_handoff`]; this applies them to the swarm.
+//! The event loop's Kademlia side: a translator between `kad::Event`s and
+//! the inputs and outputs of the locator machine ([`crate::net::locator`]),
+//! which holds every rule about our locator record and the records we hold
+//! for others. Here: which query is which operation of the machine, who
+//! waits for which lookup, and the swarm calls the machine asks for.
 
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::time::Instant;
 
 use libp2p::kad::store::RecordStore;
 use libp2p::kad::{
-    self, GetRecordOk, InboundRequest, KBucketKey, PeerRecord, QueryId, QueryResult, Quorum, Record,
+    self, GetRecordOk, InboundRequest, KBucketKey, PeerRecord, QueryId, QueryResult, Record,
+    RecordKey,
 };
 use libp2p::multiaddr::Protocol;
-use libp2p::{Multiaddr, PeerId, identify};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::{Multiaddr, PeerId, identify, mdns};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use super::{EventLoop, NetEvent};
 use crate::clock::unix_ms;
 use crate::net::behaviour::KAD_PROTOCOL;
-use crate::net::record_handoff;
-use crate::net::record_store::PutError;
-use crate::wire::locator::{self, Locator};
+use crate::net::locator::{CLOSEST_NEEDED, Dht, Input, Now, Output};
+use crate::net::record_store::{PutError, SourceCappedStore};
+use crate::wire::locator::Locator;
+
+/// What the locator machine reads of our Kademlia node.
+struct KadView<'a> {
+    kad: &'a mut kad::Behaviour<SourceCappedStore>,
+    addrs: Vec<Multiaddr>,
+}
+
+impl Dht for KadView<'_> {
+    fn held(&mut self, key: &RecordKey) -> Option<Record> {
+        self.kad.store_mut().get(key).map(|r| r.into_owned())
+    }
+
+    fn held_keys(&mut self, now: Instant) -> Vec<RecordKey> {
+        let store = self.kad.store_mut();
+        store
+            .records()
+            .filter(|r| !r.is_expired(now))
+            .map(|r| r.key.clone())
+            .collect()
+    }
+
+    fn put_from(&mut self, source: PeerId, record: Record, now: Instant) -> Result<(), PutError> {
+        self.kad.store_mut().put_from(source, record, now)
+    }
+
+    fn closest_known(&mut self, key: &RecordKey) -> Vec<KBucketKey<PeerId>> {
+        let target = KBucketKey::new(key.clone());
+        self.kad
+            .get_closest_local_peers(&target)
+            .take(CLOSEST_NEEDED)
+            .collect()
+    }
+
+    fn table_size(&mut self) -> usize {
+        self.kad.kbuckets().map(|b| b.num_entries()).sum()
+    }
+
+    fn addrs(&self) -> Vec<Multiaddr> {
+        self.addrs.clone()
+    }
+}
 
 impl EventLoop {
     pub(super) fn find(&mut self, peer: PeerId, reply: oneshot::Sender<Option<Locator>>) {
-        let key = locator::record_key(&peer);
-        if peer == *self.swarm.local_peer_id() {
-            let own = self.swarm.behaviour_mut().kad.store_mut().get(&key);
-            let loc = own.and_then(|r| locator::validate(&key, &r.value, unix_ms(), None).ok());
-            let _ = reply.send(loc);
-            return;
-        }
-        let id = self.swarm.behaviour_mut().kad.get_record(key);
-        self.pending_finds.insert(id, (peer, reply));
+        let waiter = self.next_waiter;
+        self.next_waiter += 1;
+        self.find_waiters.insert(waiter, reply);
+        self.drive_locator(Input::Find { waiter, peer });
     }
 
-    /// Signs and puts a fresh locator record.
-    pub(super) fn publish(&mut self, online: bool) -> Option<QueryId> {
-        let now = unix_ms();
-        self.seq = (self.seq + 1).max(now);
-        let addrs = self.public_addrs();
-        let ttl_ms = self.locator_ttl.as_millis() as u64;
-        let value = match locator::sign(&self.identity, self.seq, &addrs, now + ttl_ms, online) {
-            Ok(v) => v,
-            Err(e) => {
-                warn!("cannot sign locator: {e}");
-                return None;
-            }
-        };
-        let seq = self.seq;
-        self.writer.submit(move |s| {
-            if let Err(e) = s.set_locator_seq(seq) {
-                warn!("cannot save locator seq: {e}");
-            }
-        });
-        let record = Record {
-            key: locator::record_key(self.swarm.local_peer_id()),
-            value,
-            publisher: None,
-            expires: Some(Instant::now() + self.locator_ttl),
-        };
-        let table = self.routing_table_size();
-        debug!(seq, online, ?addrs, table, "publishing locator");
-        self.republisher.published(Instant::now(), table);
-        // Leaving, we wait (up to the grace) for every holder: the query
-        // ends at its quorum, and with it our swarm, cutting off the puts
-        // still under way — a holder that missed "offline" would go on
-        // answering "online" for the record's lifetime.
-        let quorum = if online { Quorum::One } else { Quorum::All };
-        match self.swarm.behaviour_mut().kad.put_record(record, quorum) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                warn!("cannot store own locator: {e}");
-                None
+    /// Hands `input` to the locator machine and carries out what it asks.
+    pub(super) fn drive_locator(&mut self, input: Input) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let now = Now {
+                at: Instant::now(),
+                unix_ms: unix_ms(),
+            };
+            let addrs = self.public_addrs();
+            let mut view = KadView {
+                kad: &mut self.swarm.behaviour_mut().kad,
+                addrs,
+            };
+            for output in self.locator.handle(input, now, &mut view) {
+                inputs.extend(self.apply(output));
             }
         }
+    }
+
+    /// Carries out one output of the locator machine; returns what it
+    /// tells the machine at once (a put the swarm refused).
+    fn apply(&mut self, output: Output) -> Option<Input> {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        match output {
+            Output::GetRecord { op, key } => {
+                self.locator_queries.insert(kad.get_record(key), op);
+            }
+            Output::FinishLookup { op } => {
+                let id = self.locator_queries.iter().find(|(_, o)| **o == op);
+                if let Some(mut q) = id.and_then(|(id, _)| kad.query_mut(id)) {
+                    q.finish();
+                }
+            }
+            Output::PutRecord { op, record, quorum } => match kad.put_record(record, quorum) {
+                Ok(id) => {
+                    self.locator_queries.insert(id, op);
+                }
+                Err(e) => {
+                    warn!("cannot store own locator: {e}");
+                    return Some(Input::PutDone {
+                        op,
+                        result: Err(Vec::new()),
+                    });
+                }
+            },
+            Output::PutRecordTo {
+                op,
+                record,
+                peers,
+                quorum,
+            } => {
+                let id = kad.put_record_to(record, peers.into_iter(), quorum);
+                self.locator_queries.insert(id, op);
+            }
+            Output::Answer { waiter, locator } => {
+                if let Some(reply) = self.find_waiters.remove(&waiter) {
+                    let _ = reply.send(locator);
+                }
+            }
+            Output::PersistSeq(seq) => self.writer.submit(move |s| {
+                if let Err(e) = s.set_locator_seq(seq) {
+                    warn!("cannot save locator seq: {e}");
+                }
+            }),
+        }
+        None
     }
 
     /// Addresses worth publishing: our listeners (relay circuits included)
@@ -102,15 +167,8 @@ impl EventLoop {
         if routable.is_empty() { all } else { routable }
     }
 
-    pub(super) fn routing_table_size(&mut self) -> usize {
-        self.swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .map(|b| b.num_entries())
-            .sum()
-    }
-
+    /// A peer that speaks our Kademlia enters the routing table at the
+    /// addresses it listens on.
     pub(super) fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
         if !info.protocols.contains(&KAD_PROTOCOL) {
             return;
@@ -129,6 +187,25 @@ impl EventLoop {
         }
     }
 
+    /// Peers found on the LAN enter the routing table, and are dialled.
+    pub(super) fn on_mdns(&mut self, event: mdns::Event) {
+        let mdns::Event::Discovered(found) = event else {
+            return;
+        };
+        for (peer, addr) in found {
+            debug!(%peer, %addr, "found on the LAN");
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, addr.clone());
+            if !self.swarm.is_connected(&peer) {
+                let _ = self
+                    .swarm
+                    .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+            }
+        }
+    }
+
     pub(super) fn on_kad(&mut self, event: kad::Event) {
         match event {
             kad::Event::InboundRequest {
@@ -138,238 +215,69 @@ impl EventLoop {
                         record: Some(record),
                         ..
                     },
-            } => self.on_inbound_record(source, record),
+            } => self.drive_locator(Input::Inbound { source, record }),
             kad::Event::RoutingUpdated {
                 peer,
                 is_new_peer: true,
                 ..
             } => {
-                let size = self.routing_table_size();
-                self.republisher.peer_added(Instant::now(), size);
-                if self.stopping.is_none() {
-                    self.hand_over_records(peer);
-                }
+                self.drive_locator(Input::NewPeer(peer));
                 let _ = self.net_events.try_send(NetEvent::NewPeer(peer));
             }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
-            } => match result {
-                QueryResult::GetRecord(Ok(GetRecordOk::FoundRecord(PeerRecord {
-                    record,
-                    peer,
-                }))) => {
-                    let now = unix_ms();
-                    let answer = match self.pending_finds.get(&id) {
-                        Some(&(asked, _)) => {
-                            locator::validate_answer(&asked, &record.key, &record.value, now)
-                        }
-                        None => return, // answered already
-                    };
-                    match (answer, peer) {
-                        (Ok(loc), None) => {
-                            self.own_answers.insert(id, loc);
-                        }
-                        (Ok(loc), Some(from)) => self.found(id, loc, record, from),
-                        (Err(e), _) => debug!(?peer, "ignoring record from lookup: {e}"),
-                    }
-                    if step.last {
-                        self.find_done(id);
-                    }
-                }
-                QueryResult::GetRecord(_) => self.find_done(id),
-                QueryResult::GetClosestPeers(res) => {
-                    let peers = match res {
-                        Ok(ok) => ok.peers,
-                        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
-                    };
-                    for p in &peers {
-                        for a in &p.addrs {
-                            self.swarm.add_peer_address(p.peer_id, a.clone());
-                        }
-                    }
-                    if let Some(reply) = self.pending_closest.remove(&id) {
-                        let _ = reply.send(peers.into_iter().map(|p| p.peer_id).collect());
-                    }
-                }
-                QueryResult::PutRecord(res) => {
-                    if let Some(reply) = self.pending_puts.remove(&id) {
-                        let _ = reply.send(res.map(|_| ()).map_err(|e| e.to_string()));
-                        return;
-                    }
-                    if let Some(retry) = self.handoffs.remove(&id) {
-                        if let Err(e) = res {
-                            debug!("hand-over of a held record failed: {e}");
-                            if let Some(peers) = retry {
-                                self.retry_hand_over(e, peers);
-                            }
-                        }
-                        return;
-                    }
-                    if let Some(s) = &mut self.stopping
-                        && s.query == Some(id)
-                    {
-                        s.query = None;
-                        return;
-                    }
-                    if let Err(e) = res {
-                        debug!("locator publication incomplete: {e}");
-                        let size = self.routing_table_size();
-                        self.republisher.failed(Instant::now(), size);
-                    }
-                }
-                _ => {}
-            },
+            } => self.on_query(id, result, step.last),
             _ => {}
         }
     }
 
-    /// Gives a newly met peer the held locators it now ranks among the
-    /// closest holders of, when we are the one to send them (see
-    /// [`record_handoff`]). Without it a locator put into a young network
-    /// stays with its first holders while lookups move to nodes that joined
-    /// later.
-    pub(super) fn hand_over_records(&mut self, newcomer: PeerId) {
-        let local = KBucketKey::from(*self.swarm.local_peer_id());
-        let theirs = KBucketKey::from(newcomer);
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        let now = Instant::now();
-        let keys: Vec<kad::RecordKey> = kad
-            .store_mut()
-            .records()
-            .filter(|r| !r.is_expired(now))
-            .map(|r| r.key.clone())
-            .collect();
-        for key in keys {
-            let target = KBucketKey::new(key.clone());
-            let known = kad.get_closest_local_peers(&target);
-            if !record_handoff::should_hand_over(&target, &local, &theirs, known) {
-                continue;
-            }
-            let Some(record) = kad.store_mut().get(&key).map(|r| r.into_owned()) else {
-                continue;
-            };
-            debug!(%newcomer, ?key, "handing over a held record");
-            let id = kad.put_record_to(record, std::iter::once(newcomer), Quorum::One);
-            self.handoffs.insert(id, Some(vec![newcomer]));
-        }
-    }
-
-    /// A peer answered lookup `id` with a valid `loc`. The newer of it and
-    /// our own copy (if we hold one) is the answer; an own copy older than
-    /// the peer's is replaced.
-    pub(super) fn found(&mut self, id: QueryId, loc: Locator, record: Record, from: PeerId) {
-        let answer = match self.own_answers.remove(&id) {
-            Some(own) if own.seq > loc.seq => own,
-            Some(_) => {
-                if let Err(e) = self.keep_record(from, record) {
-                    debug!("not replacing our copy: {e}");
+    fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool) {
+        match result {
+            QueryResult::GetRecord(res) => {
+                let Some(&op) = self.locator_queries.get(&id) else {
+                    return;
+                };
+                let done = last || res.is_err();
+                if done {
+                    self.locator_queries.remove(&id);
                 }
-                loc
+                if let Ok(GetRecordOk::FoundRecord(PeerRecord { record, peer })) = res {
+                    let from = peer;
+                    self.drive_locator(Input::Found { op, from, record });
+                }
+                if done {
+                    self.drive_locator(Input::LookupDone { op });
+                }
             }
-            None => loc,
-        };
-        if let Some((_, reply)) = self.pending_finds.remove(&id) {
-            let _ = reply.send(Some(answer));
-        }
-        if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-            q.finish();
-        }
-    }
-
-    /// Lookup `id` ended: whoever has not been answered gets our own copy,
-    /// if we hold one, or nothing.
-    pub(super) fn find_done(&mut self, id: QueryId) {
-        let own = self.own_answers.remove(&id);
-        if let Some((_, reply)) = self.pending_finds.remove(&id) {
-            let _ = reply.send(own);
-        }
-    }
-
-    /// With `FilterBoth`, nothing enters our record store unless it passes
-    /// here: signature, key (the canonical locator key of the record's
-    /// signer), seq, expiry and size, and the sender's share of the store.
-    pub(super) fn on_inbound_record(&mut self, source: PeerId, record: Record) {
-        match self.keep_record(source, record) {
-            Ok(Some((loc, record))) if self.stopping.is_none() && loc.peer != source => {
-                self.pass_on_record(source, record);
+            QueryResult::GetClosestPeers(res) => {
+                let peers = match res {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                for p in &peers {
+                    for a in &p.addrs {
+                        self.swarm.add_peer_address(p.peer_id, a.clone());
+                    }
+                }
+                if let Some(reply) = self.pending_closest.remove(&id) {
+                    let _ = reply.send(peers.into_iter().map(|p| p.peer_id).collect());
+                }
             }
-            Ok(_) => {}
-            Err(e) => debug!(%source, "refused record: {e}"),
-        }
-    }
-
-    /// Stores `record`, sent by `source`, if it is valid, newer than what
-    /// we hold and within `source`'s share of the store
-    /// ([`crate::net::record_store`]); returns it with its locator if it was new
-    /// to us.
-    pub(super) fn keep_record(
-        &mut self,
-        source: PeerId,
-        mut record: Record,
-    ) -> Result<Option<(Locator, Record)>, locator::RecordError> {
-        let now = unix_ms();
-        let store = self.swarm.behaviour_mut().kad.store_mut();
-        let held = store.get(&record.key).map(|r| r.value.clone());
-        if held.as_deref() == Some(record.value.as_slice()) {
-            return Ok(None); // a re-replication of what we hold
-        }
-        let held_seq = held.as_deref().and_then(locator::seq_of);
-        let loc = locator::validate(&record.key, &record.value, now, held_seq)?;
-        record.expires = Some(Instant::now() + Duration::from_millis(loc.expires_at - now));
-        match store.put_from(source, record.clone(), Instant::now()) {
-            Ok(()) => {}
-            Err(e @ PutError::SourceFull { .. }) => {
-                debug!("record not stored: {e}");
-                return Ok(None);
+            QueryResult::PutRecord(res) => {
+                if let Some(reply) = self.pending_puts.remove(&id) {
+                    let _ = reply.send(res.map(|_| ()).map_err(|e| e.to_string()));
+                    return;
+                }
+                let Some(op) = self.locator_queries.remove(&id) else {
+                    return;
+                };
+                let result = res.map(|_| ()).map_err(|e| match e {
+                    kad::PutRecordError::QuorumFailed { success, .. }
+                    | kad::PutRecordError::Timeout { success, .. } => success,
+                });
+                self.drive_locator(Input::PutDone { op, result });
             }
-            Err(e) => {
-                warn!("record store full: {e}");
-                return Ok(None);
-            }
+            _ => {}
         }
-        Ok(Some((loc, record)))
-    }
-
-    /// Passes a record a holder has just handed us on to the closer peers
-    /// it did not count on (see [`record_handoff::pass_on`]): without it, a
-    /// peer we met before the record reached us never gets it.
-    pub(super) fn pass_on_record(&mut self, source: PeerId, record: Record) {
-        let local = KBucketKey::from(*self.swarm.local_peer_id());
-        let target = KBucketKey::new(record.key.clone());
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        let known = kad.get_closest_local_peers(&target);
-        let to = record_handoff::pass_on(&target, &local, &KBucketKey::from(source), known);
-        if to.is_empty() {
-            return;
-        }
-        debug!(%source, ?to, key = ?record.key, "passing on a record handed over");
-        // `All`: the outcome then names every peer that did not take it,
-        // for the retry.
-        let id = kad.put_record_to(record, to.iter().copied(), Quorum::All);
-        self.handoffs.insert(id, Some(to));
-    }
-
-    /// Tries a failed hand-over once more, to the peers that did not take
-    /// the record. Once we know a peer closer to the key than we are, we
-    /// leave later newcomers to it; if our put to it failed on a busy
-    /// moment, nobody hands the record on and it stays behind for good
-    /// (1000-node runs saw 35–109 of ~40 000 hand-overs fail; every retry
-    /// that was counted succeeded). A second failure is left alone: the peer is most likely
-    /// gone.
-    pub(super) fn retry_hand_over(&mut self, error: kad::PutRecordError, peers: Vec<PeerId>) {
-        let (kad::PutRecordError::QuorumFailed { key, success, .. }
-        | kad::PutRecordError::Timeout { key, success, .. }) = error;
-        let rest: Vec<PeerId> = peers.into_iter().filter(|p| !success.contains(p)).collect();
-        if rest.is_empty() || self.stopping.is_some() {
-            return;
-        }
-        let kad = &mut self.swarm.behaviour_mut().kad;
-        let record = kad.store_mut().get(&key).map(|r| r.into_owned());
-        let Some(record) = record.filter(|r| !r.is_expired(Instant::now())) else {
-            return;
-        };
-        debug!(?key, ?rest, "handing over a held record again");
-        let id = kad.put_record_to(record, rest.iter().copied(), Quorum::All);
-        self.handoffs.insert(id, None);
     }
 }

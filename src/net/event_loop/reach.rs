@@ -77,7 +77,7 @@ impl EventLoop {
                     self.swarm.close_connection(conn);
                 }
                 Output::Declare(addr) => self.swarm.add_external_address(addr),
-                Output::AddressesChanged => self.republisher.addresses_changed(Instant::now()),
+                Output::AddressesChanged => self.drive_locator(super::super::locator::Input::AddressesChanged),
             }
         }
     }
@@ -93,13 +93,13 @@ impl EventLoop {
 
     pub(super) fn on_new_listen_addr(&mut self, address: Multiaddr) {
         info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
-        self.republisher.addresses_changed(Instant::now());
+        self.drive_locator(super::super::locator::Input::AddressesChanged);
         self.reach_input(Input::ListenAddr(address));
     }
 
     pub(super) fn on_expired_listen_addr(&mut self, address: Multiaddr) {
         debug!(%address, "listen address gone");
-        self.republisher.addresses_changed(Instant::now());
+        self.drive_locator(super::super::locator::Input::AddressesChanged);
     }
 
     pub(super) fn on_listener_closed(
@@ -115,7 +115,7 @@ impl EventLoop {
         if let Some(relay) = relay {
             debug!(%relay, ?error, "relay listener closed");
             self.relay_listeners.remove(&relay);
-            self.republisher.addresses_changed(Instant::now());
+            self.drive_locator(super::super::locator::Input::AddressesChanged);
             self.reach_input(Input::RelayClosed { relay });
         }
     }
@@ -165,7 +165,17 @@ impl EventLoop {
         self.reach_input(Input::Disconnected { conn });
     }
 
-    pub(super) fn on_identify(&mut self, peer: PeerId, info: identify::Info) {
+    /// A peer's identify answer: whether it relays (for `reach`), and
+    /// where it listens (for Kademlia and the peers remembered).
+    pub(super) fn on_identify(&mut self, event: identify::Event) {
+        let identify::Event::Received {
+            peer_id: peer,
+            info,
+            ..
+        } = event
+        else {
+            return;
+        };
         self.reach_input(Input::Identified {
             peer,
             hop: info.protocols.contains(&relay::HOP_PROTOCOL_NAME),
