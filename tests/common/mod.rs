@@ -13,6 +13,8 @@ use tempfile::TempDir;
 
 pub mod cli;
 pub mod fake_http;
+pub mod nat;
+pub mod netns;
 pub mod presence;
 pub mod raw;
 
@@ -129,23 +131,71 @@ pub fn roost(dir: &Path, args: &[&str]) -> Output {
 /// UPnP), serving the DHT: loopback peers can all dial it, and AutoNAT
 /// would not call a loopback address public.
 pub fn spawn_daemon(dir: &Path, bootstrap: Option<&str>) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_roost"));
-    cmd.arg("--data-dir").arg(dir).args([
-        "daemon",
-        "--no-mdns",
-        "--no-upnp",
-        "--dht-mode",
-        "server",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]);
-    if let Some(b) = bootstrap {
-        cmd.args(["--bootstrap", b]);
+    let launch = Launch {
+        bootstrap: bootstrap.map(str::to_string).into_iter().collect(),
+        ..Launch::default()
+    };
+    launch.spawn(dir)
+}
+
+/// Where and how a `roost daemon` runs: the loopback defaults of
+/// [`spawn_daemon`], or inside a network namespace of a NAT topology
+/// (see `netns.rs`) on the addresses given there.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    /// The network namespace to run in (`ip netns exec`); `None` runs in
+    /// the test's own.
+    pub netns: Option<String>,
+    /// `--listen` addresses; loopback TCP on an ephemeral port when empty.
+    pub listen: Vec<String>,
+    /// `--bootstrap` addresses.
+    pub bootstrap: Vec<String>,
+    /// Further `roost daemon` arguments.
+    pub args: Vec<String>,
+    /// Where the daemon's stderr (its log) goes; discarded when `None`.
+    pub log: Option<std::path::PathBuf>,
+}
+
+impl Launch {
+    /// Starts `roost daemon` (no mDNS) on data dir `dir`; in the test's
+    /// own namespace also without UPnP and as a DHT server, in a topology's
+    /// namespace with the defaults.
+    pub fn spawn(&self, dir: &Path) -> Child {
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns])
+                    .arg(env!("CARGO_BIN_EXE_roost"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_roost")),
+        };
+        cmd.arg("--data-dir").arg(dir).args(["daemon", "--no-mdns"]);
+        if self.netns.is_none() {
+            // Loopback: every peer can dial it, but AutoNAT would never call
+            // a loopback address public, so it serves the DHT by decree.
+            cmd.args(["--no-upnp", "--dht-mode", "server"]);
+        }
+        if self.listen.is_empty() {
+            cmd.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+        }
+        for a in &self.listen {
+            cmd.args(["--listen", a]);
+        }
+        for b in &self.bootstrap {
+            cmd.args(["--bootstrap", b]);
+        }
+        let stderr = match &self.log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("daemon log file")),
+            None => Stdio::null(),
+        };
+        cmd.args(&self.args)
+            .env_remove("ROOST_HOME")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start roost daemon")
     }
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start roost daemon")
 }
 
 /// Waits until `node` has the message `id` from `from`.
@@ -175,7 +225,7 @@ pub async fn honest_and_other() -> (TestNode, TestNode) {
 pub struct Daemon {
     pub dir: TempDir,
     pub id: libp2p::PeerId,
-    bootstrap: Option<String>,
+    launch: Launch,
     child: Option<Child>,
 }
 
@@ -183,6 +233,15 @@ impl Daemon {
     /// `roost init` in a new temp dir, then starts the daemon and waits
     /// until it answers.
     pub async fn start(bootstrap: Option<&Multiaddr>) -> Self {
+        let launch = Launch {
+            bootstrap: bootstrap.map(|b| b.to_string()).into_iter().collect(),
+            ..Launch::default()
+        };
+        Self::start_with(launch).await
+    }
+
+    /// [`Daemon::start`] launched as `launch` says.
+    pub async fn start_with(launch: Launch) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = roost(dir.path(), &["--json", "init"]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("init prints JSON");
@@ -193,7 +252,7 @@ impl Daemon {
         let mut d = Self {
             dir,
             id,
-            bootstrap: bootstrap.map(|b| b.to_string()),
+            launch,
             child: None,
         };
         d.restart().await;
@@ -202,7 +261,7 @@ impl Daemon {
 
     /// Starts the daemon on its data dir (again) and waits until it answers.
     pub async fn restart(&mut self) {
-        self.child = Some(spawn_daemon(self.dir.path(), self.bootstrap.as_deref()));
+        self.child = Some(self.launch.spawn(self.dir.path()));
         self.status().await;
     }
 
@@ -223,6 +282,23 @@ impl Daemon {
         self.status().await["held"]
             .as_u64()
             .expect("status shows `held`")
+    }
+
+    /// `roost --json ARGS` run as a user would, which must succeed: every
+    /// line of its output as one JSON value.
+    pub fn rows(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        let out = roost(self.dir.path(), &full);
+        assert!(
+            out.status.success(),
+            "roost {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+            .collect()
     }
 
     /// An address others can bootstrap from.

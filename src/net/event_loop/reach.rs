@@ -77,7 +77,9 @@ impl EventLoop {
                     self.swarm.close_connection(conn);
                 }
                 Output::Declare(addr) => self.swarm.add_external_address(addr),
-                Output::AddressesChanged => self.drive_locator(super::super::locator::Input::AddressesChanged),
+                Output::AddressesChanged => {
+                    self.drive_locator(super::super::locator::Input::AddressesChanged)
+                }
             }
         }
     }
