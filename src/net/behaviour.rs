@@ -107,30 +107,7 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
     ) -> std::io::Result<Self> {
         let peer_id = identity.peer_id();
-        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-        kad_config
-            .set_record_filtering(kad::StoreInserts::FilterBoth)
-            .set_query_timeout(config.query_timeout)
-            // We republish our own record at half its lifetime, to the
-            // peers closest to it then; nobody else's is ours to publish.
-            // Holders re-putting what they hold (libp2p's replication)
-            // would add a lookup and K puts per record held every interval
-            // — ~5 000 requests an hour per node at 10 minutes — to keep
-            // alive records whose owner refreshes them anyway.
-            .set_publication_interval(None)
-            .set_replication_interval(None)
-            // Bucket refresh (a lookup per non-empty bucket) hourly, as in
-            // the Kademlia paper, not libp2p's 5 minutes: at 1000 nodes the
-            // 5-minute refreshes alone kept both cores busy, and queries
-            // keep the buckets fresh in between.
-            .set_periodic_bootstrap_interval(Some(Duration::from_secs(3600)))
-            .set_max_packet_size(16 * 1024);
-        let store =
-            SourceCappedStore::new(peer_id, MAX_RECORDS, crate::wire::locator::MAX_RECORD_BYTES);
-        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
-        // Client until `net::reach` decides: libp2p's own choice would
-        // count a relay circuit or a UPnP mapping as reachability.
-        kad.set_mode(Some(kad::Mode::Client));
+        let kad = kademlia(peer_id, config);
         let identify = identify::Behaviour::new(
             identify::Config::new(ID_PROTOCOL.into(), identity.keypair().public())
                 .with_agent_version(format!("roost/{}", env!("CARGO_PKG_VERSION")))
@@ -157,25 +134,17 @@ impl Behaviour {
             identify,
             mdns: mdns.into(),
             stream: libp2p_stream::Behaviour::new(),
-            mailbox: request_response::Behaviour::with_codec(
+            mailbox: rpc(
                 CborCodec::new(mailbox::MAX_REQUEST, mailbox::MAX_RESPONSE),
-                [(
-                    mailbox::MAILBOX_PROTOCOL,
-                    request_response::ProtocolSupport::Full,
-                )],
-                request_response::Config::default()
-                    .with_request_timeout(Duration::from_secs(15))
-                    .with_max_concurrent_streams(128),
+                mailbox::MAILBOX_PROTOCOL,
+                Duration::from_secs(15),
+                128,
             ),
-            presence: request_response::Behaviour::with_codec(
+            presence: rpc(
                 CborCodec::new(presence::MAX_PRESENCE_FRAME, presence::MAX_PRESENCE_FRAME),
-                [(
-                    presence::PRESENCE_PROTOCOL,
-                    request_response::ProtocolSupport::Full,
-                )],
-                request_response::Config::default()
-                    .with_request_timeout(Duration::from_secs(10))
-                    .with_max_concurrent_streams(256),
+                presence::PRESENCE_PROTOCOL,
+                Duration::from_secs(10),
+                256,
             ),
             relay: super::relay_server::RelayServer::new(relay),
             relay_client,
@@ -187,4 +156,56 @@ impl Behaviour {
             upnp: config.upnp.then(upnp::tokio::Behaviour::default).into(),
         })
     }
+}
+
+/// Kademlia on our private protocol, validating every record before it is
+/// stored, with the publication rules that are ours (`net::locator`), not
+/// libp2p's.
+fn kademlia(peer_id: libp2p::PeerId, config: &Config) -> kad::Behaviour<SourceCappedStore> {
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config
+        .set_record_filtering(kad::StoreInserts::FilterBoth)
+        .set_query_timeout(config.query_timeout)
+        // We republish our own record at half its lifetime, to the
+        // peers closest to it then; nobody else's is ours to publish.
+        // Holders re-putting what they hold (libp2p's replication)
+        // would add a lookup and K puts per record held every interval
+        // — ~5 000 requests an hour per node at 10 minutes — to keep
+        // alive records whose owner refreshes them anyway.
+        .set_publication_interval(None)
+        .set_replication_interval(None)
+        // Bucket refresh (a lookup per non-empty bucket) hourly, as in
+        // the Kademlia paper, not libp2p's 5 minutes: at 1000 nodes the
+        // 5-minute refreshes alone kept both cores busy, and queries
+        // keep the buckets fresh in between.
+        .set_periodic_bootstrap_interval(Some(Duration::from_secs(3600)))
+        .set_max_packet_size(16 * 1024);
+    let store =
+        SourceCappedStore::new(peer_id, MAX_RECORDS, crate::wire::locator::MAX_RECORD_BYTES);
+    let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
+    // Client until `net::reach` decides: libp2p's own choice would
+    // count a relay circuit or a UPnP mapping as reachability.
+    kad.set_mode(Some(kad::Mode::Client));
+    kad
+}
+
+/// A request-response protocol of ours, with its frame limits (the codec),
+/// its timeout and the most streams one connection may have open in it.
+fn rpc<Req, Resp>(
+    codec: CborCodec<Req, Resp>,
+    protocol: StreamProtocol,
+    timeout: Duration,
+    streams: usize,
+) -> request_response::Behaviour<CborCodec<Req, Resp>>
+where
+    CborCodec<Req, Resp>:
+        request_response::Codec<Protocol = StreamProtocol> + Clone + Send + 'static,
+{
+    request_response::Behaviour::with_codec(
+        codec,
+        [(protocol, request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(timeout)
+            .with_max_concurrent_streams(streams),
+    )
 }

@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::identity::Identity;
 use crate::store::{KnownPeer, Store, Writer};
 use crate::wire::mailbox::MailboxResponse;
-use crate::wire::presence::{PresenceRequest, PresenceResponse};
+use crate::wire::presence::PresenceResponse;
 use rpc::{Pending, route_rpc};
 
 /// Remembered peers dialled at start.
@@ -300,51 +300,11 @@ impl EventLoop {
                 let id = self.swarm.behaviour_mut().kad.get_closest_peers(key);
                 self.pending_closest.insert(id, reply);
             }
-            Command::Mailbox {
-                peer,
-                request,
-                reply,
-            } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .mailbox
-                    .send_request(&peer, request);
-                self.pending_mailbox.insert(id, reply);
-            }
-            Command::MailboxRespond { channel, response } => {
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .mailbox
-                    .send_response(channel, response);
-            }
-            Command::Presence {
-                peer,
-                request,
-                reply,
-            } => {
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .presence
-                    .send_request(&peer, request);
-                self.pending_presence.insert(id, reply);
-            }
-            Command::Notify { to } => {
-                let presence = &mut self.swarm.behaviour_mut().presence;
-                for (peer, info) in to {
-                    // No waiter: the answer is dropped, a failure logged.
-                    presence.send_request(&peer, PresenceRequest::Notify(info));
-                }
-            }
-            Command::PresenceRespond { channel, response } => {
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .presence
-                    .send_response(channel, response);
-            }
+            cmd @ (Command::Mailbox { .. }
+            | Command::MailboxRespond { .. }
+            | Command::Presence { .. }
+            | Command::Notify { .. }
+            | Command::PresenceRespond { .. }) => self.on_rpc_command(cmd),
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
         }
     }

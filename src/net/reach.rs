@@ -88,16 +88,7 @@ impl Reachability {
     }
 }
 
-/// Kademlia mode setting (`dht_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DhtMode {
-    /// Server when public, client otherwise.
-    Auto,
-    /// Always server (and claim to be reachable).
-    Server,
-    /// Always client.
-    Client,
-}
+pub use crate::config::DhtMode;
 
 /// What the machine is told.
 #[derive(Debug, Clone)]

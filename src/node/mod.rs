@@ -4,6 +4,7 @@
 //! state machines beside it ([`outbox`], [`presence`], [`mailbox`]).
 
 pub mod content;
+mod error;
 mod invite;
 pub mod mailbox;
 pub mod messenger;
@@ -20,6 +21,7 @@ use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use content::{Content, ContentError};
+pub use error::NodeError;
 pub use messenger::Event;
 pub use presence::{Own, OwnStatus};
 pub use presence_service::{BuddyChange, BuddyView};
@@ -27,8 +29,8 @@ pub use presence_service::{BuddyChange, BuddyView};
 use crate::clock::unix_ms;
 use crate::config::{Config, ensure_private_dir};
 use crate::crypto::Sealer;
-use crate::identity::{Identity, IdentityError};
-use crate::net::{self, EventLoop, NetClient, NetError, NetEvent, RequestError};
+use crate::identity::Identity;
+use crate::net::{self, EventLoop, NetClient, NetError, NetEvent};
 use crate::store::{BuddyRequest, Direction, MessageState, Store, StoreError, StoredMessage};
 use crate::wire::locator::Locator;
 use crate::wire::message::{self as msg, Body, Inner, MessageId};
@@ -39,71 +41,6 @@ pub const DB_DIR: &str = "db";
 /// Capacity of the event stream; a listener that falls further behind
 /// misses events (and is told so by `broadcast`).
 const EVENT_CAPACITY: usize = 4096;
-
-/// Errors a node reports to its users.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    /// Problem with the key file.
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
-    /// Problem with the database.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Problem with the network setup.
-    #[error(transparent)]
-    Net(#[from] NetError),
-    /// Problem with the data directory.
-    #[error("data directory: {0}")]
-    DataDir(#[from] crate::config::DataDirError),
-    /// The node has shut down.
-    #[error("the node is not running")]
-    Stopped,
-    /// No locator record for that ID in the DHT.
-    #[error("{0} is not known to the network (no locator record found)")]
-    NotFound(PeerId),
-    /// The peer's last record says it left.
-    #[error("{0} is offline")]
-    Offline(PeerId),
-    /// The message cannot be sent as given.
-    #[error(transparent)]
-    Content(#[from] ContentError),
-    /// Sending to ourselves.
-    #[error("cannot send a message to yourself")]
-    SelfSend,
-    /// An invite refused, or one that cannot be made as asked.
-    #[error(transparent)]
-    Invite(#[from] crate::wire::invite::InviteError),
-    /// Sealing failed (the recipient's ID has no usable key).
-    #[error("cannot seal the message: {0}")]
-    Seal(#[from] crate::crypto::CryptoError),
-    /// No buddy has that name.
-    #[error("no buddy is called {0:?} (give a name from `roost buddy list` or an ID)")]
-    UnknownName(String),
-    /// Several buddies have that name.
-    #[error("several buddies are called {0:?}; use the ID")]
-    AmbiguousName(String),
-    /// The peer could not be reached at its published addresses.
-    #[error("cannot connect to {peer}: {reason}")]
-    Dial {
-        /// Whom we tried.
-        peer: PeerId,
-        /// Why it failed.
-        reason: String,
-    },
-}
-
-/// A failed request through the network task is the node's failure of
-/// the same name.
-impl From<RequestError> for NodeError {
-    fn from(e: RequestError) -> Self {
-        match e {
-            RequestError::Stopped => NodeError::Stopped,
-            RequestError::NotFound(peer) => NodeError::NotFound(peer),
-            RequestError::Offline(peer) => NodeError::Offline(peer),
-            RequestError::Dial { peer, reason } => NodeError::Dial { peer, reason },
-        }
-    }
-}
 
 /// Sends a request carrying a reply channel to a task and awaits the
 /// reply; the task being gone means the node has stopped.
@@ -144,7 +81,7 @@ impl Node {
         let swarm = net::build_swarm(&identity, &config)?;
         let control = swarm.behaviour().stream.new_control();
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
-        let (net_tx, mut net_rx) = mpsc::channel(256);
+        let (net_tx, net_rx) = mpsc::channel(256);
         let mut event_loop = EventLoop::new(
             swarm,
             cmd_rx,
@@ -171,28 +108,7 @@ impl Node {
             presence.clone(),
         )
         .map_err(|_| NetError::Setup("message protocol registered twice".into()))?;
-        let (to_msgs, to_presence) = (messages.clone(), presence.clone());
-        tokio::spawn(async move {
-            use presence_service::Request as P;
-            while let Some(ev) = net_rx.recv().await {
-                let sent = match ev {
-                    NetEvent::Connected(peer) => {
-                        let _ = to_presence.send(P::Net(NetEvent::Connected(peer))).await;
-                        to_msgs
-                            .send(Request::Net(NetEvent::Connected(peer)))
-                            .await
-                            .is_ok()
-                    }
-                    ev @ (NetEvent::Disconnected(_) | NetEvent::PresenceRequest { .. }) => {
-                        to_presence.send(P::Net(ev)).await.is_ok()
-                    }
-                    ev => to_msgs.send(Request::Net(ev)).await.is_ok(),
-                };
-                if !sent {
-                    break;
-                }
-            }
-        });
+        tokio::spawn(route_net_events(net_rx, messages.clone(), presence.clone()));
         let task = tokio::spawn(event_loop.run());
         Ok(NodeHandle {
             inner: Arc::new(NodeInner {
@@ -209,6 +125,34 @@ impl Node {
                 task: Mutex::new(Some(task)),
             }),
         })
+    }
+}
+
+/// Hands each network event to the service it concerns (a new connection
+/// to both), until either service has stopped.
+async fn route_net_events(
+    mut from: mpsc::Receiver<NetEvent>,
+    to_msgs: mpsc::Sender<Request>,
+    to_presence: mpsc::Sender<presence_service::Request>,
+) {
+    use presence_service::Request as P;
+    while let Some(ev) = from.recv().await {
+        let sent = match ev {
+            NetEvent::Connected(peer) => {
+                let _ = to_presence.send(P::Net(NetEvent::Connected(peer))).await;
+                to_msgs
+                    .send(Request::Net(NetEvent::Connected(peer)))
+                    .await
+                    .is_ok()
+            }
+            ev @ (NetEvent::Disconnected(_) | NetEvent::PresenceRequest { .. }) => {
+                to_presence.send(P::Net(ev)).await.is_ok()
+            }
+            ev => to_msgs.send(Request::Net(ev)).await.is_ok(),
+        };
+        if !sent {
+            break;
+        }
     }
 }
 

@@ -10,8 +10,9 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use super::NetEvent;
+use super::{Command, EventLoop, NetEvent};
 use crate::net::ratelimit::RateLimiter;
+use crate::wire::presence::PresenceRequest;
 
 /// Answers awaited for our outbound requests of one request-response
 /// protocol.
@@ -71,5 +72,60 @@ pub(super) fn route_rpc<Req, Resp>(
             None => debug!(%peer, "request not delivered: {error}"),
         },
         _ => {}
+    }
+}
+
+impl EventLoop {
+    /// Sends a request or an answer of the mailbox and presence protocols.
+    pub(super) fn on_rpc_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Mailbox {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .mailbox
+                    .send_request(&peer, request);
+                self.pending_mailbox.insert(id, reply);
+            }
+            Command::MailboxRespond { channel, response } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .mailbox
+                    .send_response(channel, response);
+            }
+            Command::Presence {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .presence
+                    .send_request(&peer, request);
+                self.pending_presence.insert(id, reply);
+            }
+            Command::Notify { to } => {
+                let presence = &mut self.swarm.behaviour_mut().presence;
+                for (peer, info) in to {
+                    // No waiter: the answer is dropped, a failure logged.
+                    presence.send_request(&peer, PresenceRequest::Notify(info));
+                }
+            }
+            Command::PresenceRespond { channel, response } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .presence
+                    .send_response(channel, response);
+            }
+            // `on_command` routes only the commands above here.
+            _ => {}
+        }
     }
 }

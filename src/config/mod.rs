@@ -5,12 +5,14 @@
 //! `ROOST_HOME`, else the platform data directory (`$XDG_DATA_HOME/roost`).
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
 use serde::Deserialize;
+
+mod data_dir;
+pub use data_dir::{DataDirError, check_owned, data_dir, ensure_private_dir};
 
 /// Name of the optional configuration file inside the data directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -109,7 +111,17 @@ pub struct Config {
     pub lasting_connection: Duration,
 }
 
-pub use crate::net::reach::DhtMode;
+/// Kademlia's mode (`dht_mode`): whether this node serves the DHT, and so
+/// may be chosen to hold others' records and mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhtMode {
+    /// Server once reachability is known to be public, client otherwise.
+    Auto,
+    /// Always server (and claim to be reachable).
+    Server,
+    /// Always client.
+    Client,
+}
 
 /// Resources our relay server grants to NATed peers. libp2p's defaults
 /// (2 minutes and 128 KiB per circuit) would cut an ordinary chat; these
@@ -482,182 +494,6 @@ impl TryFrom<String> for Bootstrap {
     }
 }
 
-/// The data directory: the flag (which clap also fills from `ROOST_HOME`),
-/// else the platform's data directory.
-pub fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
-    if let Some(dir) = flag {
-        return Ok(dir);
-    }
-    dirs::data_dir()
-        .map(|d| d.join("roost"))
-        .ok_or(ConfigError::NoDataDir)
-}
-
-/// A data directory (or a file in it) we must not use.
-#[derive(Debug, thiserror::Error)]
-pub enum DataDirError {
-    /// Owned by another user, who could read our key, swap it, or write
-    /// the `config.toml` we would obey (e.g. a dir made ahead under /tmp).
-    #[error(
-        "{path} belongs to uid {owner}, not to this user (uid {me}); use a data dir of your own (--data-dir or ROOST_HOME), or `chown -R {me} {path}` if it is yours"
-    )]
-    NotOwned {
-        /// The path.
-        path: PathBuf,
-        /// Its owner.
-        owner: u32,
-        /// Our effective uid.
-        me: u32,
-    },
-    /// Creating, reading or tightening it failed (or our uid is unknown).
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-}
-
-/// Refuses `path` if it exists and is not owned by our effective uid
-/// (neither a symlink at `path` nor what it points to). A path that does
-/// not exist passes: whatever creates it makes it ours.
-pub fn check_owned(path: &Path) -> Result<(), DataDirError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DataDirError::Io { path, source }
-    };
-    let link = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(path)(e)),
-    };
-    let me = crate::os::effective_uid().map_err(io(Path::new("/proc/self")))?;
-    let mut owners = vec![link.uid()];
-    if link.file_type().is_symlink() {
-        owners.push(std::fs::metadata(path).map_err(io(path))?.uid());
-    }
-    match owners.into_iter().find(|o| *o != me) {
-        Some(owner) => Err(DataDirError::NotOwned {
-            path: path.to_path_buf(),
-            owner,
-            me,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// Creates `dir` (mode 0700) if needed, refuses it if another user owns it
-/// ([`check_owned`]), and tightens it to 0700 if it is looser: it holds the
-/// secret key and the message history.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), DataDirError> {
-    let io = |source| DataDirError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    // Checked before anything is created in it; a dir that does not exist
-    // yet is created by us, and checked again below.
-    check_owned(dir)?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io)?;
-    check_owned(dir)?;
-    let perms = std::fs::metadata(dir).map_err(io)?.permissions();
-    if perms.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_overrides_defaults_and_rejects_typos() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Config::new(dir.path().into());
-        std::fs::write(
-            dir.path().join(CONFIG_FILE),
-            "mdns = false\nbootstrap = [\"/ip4/10.0.0.1/tcp/7117\"]\napi = \"127.0.0.1:5000\"\n\
-             max_incoming_connections = 64\n",
-        )
-        .unwrap();
-        c.apply_file().unwrap();
-        assert!(!c.mdns);
-        assert_eq!(c.bootstrap.len(), 1);
-        assert_eq!(c.api.port(), 5000);
-        assert_eq!(c.max_incoming_connections, 64);
-
-        std::fs::write(dir.path().join(CONFIG_FILE), "mnds = false\n").unwrap();
-        let err = Config::new(dir.path().into()).apply_file().unwrap_err();
-        assert!(err.to_string().contains("mnds"), "{err}");
-    }
-
-    #[test]
-    fn bootstrap_entries_are_multiaddrs_or_invites() {
-        let peer =
-            "/ip4/10.0.0.1/tcp/7117/p2p/12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq";
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!("bootstrap = [\"{peer}\", \" roost:AB12 \", \"hello\"]\n");
-        std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
-        let mut c = Config::new(dir.path().into());
-        c.bootstrap_invites.push("from a flag read earlier".into());
-        c.apply_file().unwrap();
-        assert_eq!(c.bootstrap, vec![peer.parse::<Multiaddr>().unwrap()]);
-        assert_eq!(c.bootstrap_invites, vec!["roost:AB12", "hello"]);
-        assert_eq!(
-            "roost:AB12".parse::<Bootstrap>(),
-            Ok(Bootstrap::Invite("roost:AB12".into())),
-            "the flag reads the same"
-        );
-
-        std::fs::write(
-            dir.path().join(CONFIG_FILE),
-            "bootstrap = [\"/ip4/999.0.0.1\"]\n",
-        )
-        .unwrap();
-        let err = Config::new(dir.path().into()).apply_file().unwrap_err();
-        assert!(err.to_string().contains("is not a multiaddr"), "{err}");
-    }
-
-    #[test]
-    fn dht_mode_replaces_dht_server_which_stays_an_alias() {
-        let dir = tempfile::tempdir().unwrap();
-        let read = |text: &str| {
-            std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
-            let mut c = Config::new(dir.path().into());
-            c.apply_file().map(|_| c)
-        };
-        assert_eq!(read("").unwrap().dht_mode, DhtMode::Auto);
-        assert_eq!(
-            read("dht_server = false\n").unwrap().dht_mode,
-            DhtMode::Client
-        );
-        assert_eq!(
-            read("dht_server = true\n").unwrap().dht_mode,
-            DhtMode::Server
-        );
-        let both = read("dht_server = true\ndht_mode = \"auto\"\n").unwrap();
-        assert_eq!(both.dht_mode, DhtMode::Auto, "dht_mode wins");
-        let err = read("dht_mode = \"sometimes\"\n").unwrap_err();
-        assert!(err.to_string().contains("sometimes"), "{err}");
-        let c = read("relay_server = false\nupnp = false\nrelay_circuit_secs = 60\n").unwrap();
-        assert!(!c.relay_server && !c.upnp);
-        assert_eq!(c.relay_limits.max_circuit_duration, Duration::from_secs(60));
-        let local = Config::local(dir.path().into());
-        assert_eq!(local.dht_mode, DhtMode::Server);
-        assert!(!local.upnp);
-    }
-
-    #[test]
-    fn private_dir_is_0700() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("a/b");
-        ensure_private_dir(&d).unwrap();
-        let mode = std::fs::metadata(&d).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
-    }
-}
+#[path = "tests.rs"]
+mod tests;
