@@ -17,7 +17,7 @@ mod testing;
 use std::time::{Duration, Instant};
 
 use testing::Daemon;
-use testing::nat::{befriend, connections_to, network, send_and_follow};
+use testing::nat::{befriend, connections_to, network, reachability, send_and_follow};
 use testing::netns::{Options, Transport};
 
 /// How long a try may take to punch through before it counts as failed.
@@ -66,9 +66,13 @@ async fn direct(me: &Daemon, peer: &Daemon) -> bool {
     !rows.is_empty() && rows.iter().all(|r| r["relayed"] == false)
 }
 
-/// One topology per try: the buddies are made (daemons started, buddies
-/// added, stopped), then both restarted at once and timed until a message
-/// is delivered over the direct connection.
+/// One topology per try: once the public nodes are `public` (AutoNAT
+/// confirmed them, so they relay and serve the DHT, as long-running public
+/// nodes do), the buddies are made (daemons started, buddies added,
+/// stopped), then both restarted at once and timed until a message is
+/// delivered over the direct connection. A fresh public node needs one or
+/// two AutoNAT probes (5 s apart) to become `public`; that start-up of the
+/// infrastructure is not part of the homes' time.
 async fn punch_tries(transport: Transport, tries: usize) {
     let mut times = Vec::new();
     for _ in 0..tries {
@@ -77,7 +81,10 @@ async fn punch_tries(transport: Transport, tries: usize) {
             homes: 2,
             ..Options::default()
         };
-        let (_net, _public, mut homes) = network(opts, &[transport]).await;
+        let (_net, public, mut homes) = network(opts, &[transport]).await;
+        for p in &public {
+            reachability(p, "public").await;
+        }
         befriend(&homes[0], &homes[1]);
         for h in &mut homes {
             h.kill();
