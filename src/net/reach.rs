@@ -38,7 +38,9 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 
 mod addr;
+mod interface;
 use addr::{is_circuit, is_direct, is_unspecified, split_peer};
+pub use interface::{Input, Output};
 
 /// Reservations a private node keeps, so one relay leaving does not cut it
 /// off while the replacement is made.
@@ -89,104 +91,6 @@ impl Reachability {
 }
 
 pub use crate::config::DhtMode;
-
-/// What the machine is told.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// A listen address (not a circuit) came up.
-    ListenAddr(Multiaddr),
-    /// AutoNAT tested one of our addresses.
-    AutoNat {
-        /// The address tested.
-        addr: Multiaddr,
-        /// Whether the server could dial us back on it.
-        reachable: bool,
-    },
-    /// Peers observe us on this address: a candidate for AutoNAT to test.
-    Candidate(Multiaddr),
-    /// The swarm confirmed an external address (any source).
-    ExternalConfirmed(Multiaddr),
-    /// An external address expired.
-    ExternalExpired(Multiaddr),
-    /// A connection was established.
-    Connected {
-        /// Its id.
-        conn: ConnectionId,
-        /// The remote peer.
-        peer: PeerId,
-        /// The remote address if we dialled, else the address it came on.
-        addr: Multiaddr,
-        /// Through a relay.
-        relayed: bool,
-        /// We dialled it (so `addr` is a dialable address of the peer).
-        dialer: bool,
-    },
-    /// A connection closed.
-    Disconnected {
-        /// Its id.
-        conn: ConnectionId,
-    },
-    /// A peer identified itself.
-    Identified {
-        /// Who.
-        peer: PeerId,
-        /// It speaks the relay HOP protocol (serves as a relay).
-        hop: bool,
-        /// Its listen addresses.
-        listen: Vec<Multiaddr>,
-    },
-    /// A relay accepted our reservation.
-    ReservationAccepted {
-        /// The relay.
-        relay: PeerId,
-    },
-    /// Our circuit listener on a relay closed (reservation refused, relay
-    /// gone, connection lost).
-    RelayClosed {
-        /// The relay.
-        relay: PeerId,
-    },
-    /// Time passed.
-    Tick,
-}
-
-/// What the machine asks of the swarm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Set Kademlia's mode (true: server).
-    KadServer(bool),
-    /// Advertise the relay HOP protocol or not.
-    RelayServer(bool),
-    /// Dial this relay (a configured one we are not connected to): the
-    /// relay client's own dial gives up when another dial to the same
-    /// peer is under way, so the reservation waits for a connection.
-    Dial {
-        /// The relay.
-        relay: PeerId,
-        /// Its address.
-        addr: Multiaddr,
-    },
-    /// Listen via this relay on this `…/p2p/R/p2p-circuit` address.
-    Reserve {
-        /// The relay.
-        relay: PeerId,
-        /// The circuit listen address.
-        addr: Multiaddr,
-    },
-    /// Stop listening via this relay.
-    Release {
-        /// The relay.
-        relay: PeerId,
-    },
-    /// Close this (relayed) connection.
-    Close(ConnectionId),
-    /// Add this address to the swarm's confirmed external addresses: an
-    /// address declared reachable. The relay server hands these out in its
-    /// reservations (a client refuses a reservation without any).
-    Declare(Multiaddr),
-    /// The addresses we publish changed: republish our locator.
-    AddressesChanged,
-}
 
 /// One open connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,31 +271,17 @@ impl Reach {
                 addr,
                 relayed,
                 dialer,
-            } => {
-                if self.conns.len() < MAX_CONNECTIONS {
-                    self.conns.insert(
-                        conn,
-                        Conn {
-                            peer,
-                            addr,
-                            relayed,
-                            dialer,
-                        },
-                    );
-                }
-                if !relayed && let Some(Relay::Dialing { addr, .. }) = self.relays.get(&peer) {
-                    let addr = addr.clone();
-                    self.relays.insert(
-                        peer,
-                        Relay::Pending {
-                            addr: addr.clone(),
-                            since: now,
-                        },
-                    );
-                    out.push(Output::Reserve { relay: peer, addr });
-                }
-                self.close_relayed_if_direct(peer, &mut out);
-            }
+            } => self.connected(
+                conn,
+                Conn {
+                    peer,
+                    addr,
+                    relayed,
+                    dialer,
+                },
+                now,
+                &mut out,
+            ),
             Input::Disconnected { conn } => {
                 if let Some(c) = self.conns.remove(&conn)
                     && !c.relayed
@@ -432,33 +322,59 @@ impl Reach {
                     self.back_off(relay, now);
                 }
             }
-            Input::Tick => {
-                if self
-                    .candidate_since
-                    .is_some_and(|t| now >= t + PRIVATE_AFTER)
-                {
-                    self.unconfirmed = true;
-                }
-                let late: Vec<PeerId> = self
-                    .relays
-                    .iter()
-                    .filter(|(_, r)| match r {
-                        Relay::Pending { since, .. } | Relay::Dialing { since, .. } => {
-                            now >= *since + RESERVE_TIMEOUT
-                        }
-                        Relay::Held { .. } => false,
-                    })
-                    .map(|(p, _)| *p)
-                    .collect();
-                for relay in late {
-                    self.relays.remove(&relay);
-                    self.back_off(relay, now);
-                    out.push(Output::Release { relay });
-                }
-            }
+            Input::Tick => self.tick(now, &mut out),
         }
         self.settle(now, &mut out);
         out
+    }
+
+    /// A connection opened: tracked; if it is the direct one a relay
+    /// waited for, the reservation is asked; relayed ones to the same peer
+    /// give way to it.
+    fn connected(&mut self, conn: ConnectionId, c: Conn, now: Instant, out: &mut Vec<Output>) {
+        let (peer, relayed) = (c.peer, c.relayed);
+        if self.conns.len() < MAX_CONNECTIONS {
+            self.conns.insert(conn, c);
+        }
+        if !relayed && let Some(Relay::Dialing { addr, .. }) = self.relays.get(&peer) {
+            let addr = addr.clone();
+            self.relays.insert(
+                peer,
+                Relay::Pending {
+                    addr: addr.clone(),
+                    since: now,
+                },
+            );
+            out.push(Output::Reserve { relay: peer, addr });
+        }
+        self.close_relayed_if_direct(peer, out);
+    }
+
+    /// Time passing: the private verdict after [`PRIVATE_AFTER`], and
+    /// reservations that took longer than [`RESERVE_TIMEOUT`] given up.
+    fn tick(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if self
+            .candidate_since
+            .is_some_and(|t| now >= t + PRIVATE_AFTER)
+        {
+            self.unconfirmed = true;
+        }
+        let late: Vec<PeerId> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| match r {
+                Relay::Pending { since, .. } | Relay::Dialing { since, .. } => {
+                    now >= *since + RESERVE_TIMEOUT
+                }
+                Relay::Held { .. } => false,
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for relay in late {
+            self.relays.remove(&relay);
+            self.back_off(relay, now);
+            out.push(Output::Release { relay });
+        }
     }
 
     fn add_candidate(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
