@@ -292,31 +292,8 @@ impl Reach {
                     self.candidates.remove(&c.peer);
                 }
             }
-            Input::Identified { peer, hop, listen } => {
-                if hop {
-                    let dialled: Vec<Multiaddr> = self
-                        .conns
-                        .values()
-                        .filter(|c| c.peer == peer && !c.relayed && c.dialer)
-                        .map(|c| c.addr.clone())
-                        .collect();
-                    self.candidates.remove(&peer);
-                    self.add_candidate(peer, dialled.into_iter().chain(listen).collect());
-                } else {
-                    self.candidates.remove(&peer);
-                }
-            }
-            Input::ReservationAccepted { relay } => {
-                if let Some(r) = self.relays.get_mut(&relay) {
-                    let addr = match r {
-                        Relay::Pending { addr, .. }
-                        | Relay::Dialing { addr, .. }
-                        | Relay::Held { addr } => addr.clone(),
-                    };
-                    *r = Relay::Held { addr };
-                    self.failures.remove(&relay);
-                }
-            }
+            Input::Identified { peer, hop, listen } => self.identified(peer, hop, listen),
+            Input::ReservationAccepted { relay } => self.reservation_accepted(relay),
             Input::RelayClosed { relay } => {
                 if self.relays.remove(&relay).is_some() {
                     self.back_off(relay, now);
@@ -374,6 +351,34 @@ impl Reach {
             self.relays.remove(&relay);
             self.back_off(relay, now);
             out.push(Output::Release { relay });
+        }
+    }
+
+    /// A peer identified: a relay candidate (at the addresses we dialled it
+    /// on, then those it listens on) if it speaks HOP, otherwise not.
+    fn identified(&mut self, peer: PeerId, hop: bool, listen: Vec<Multiaddr>) {
+        self.candidates.remove(&peer);
+        if hop {
+            let dialled: Vec<Multiaddr> = self
+                .conns
+                .values()
+                .filter(|c| c.peer == peer && !c.relayed && c.dialer)
+                .map(|c| c.addr.clone())
+                .collect();
+            self.add_candidate(peer, dialled.into_iter().chain(listen).collect());
+        }
+    }
+
+    /// A relay accepted our reservation: held, and its failures forgotten.
+    fn reservation_accepted(&mut self, relay: PeerId) {
+        if let Some(r) = self.relays.get_mut(&relay) {
+            let addr = match r {
+                Relay::Pending { addr, .. }
+                | Relay::Dialing { addr, .. }
+                | Relay::Held { addr } => addr.clone(),
+            };
+            *r = Relay::Held { addr };
+            self.failures.remove(&relay);
         }
     }
 
