@@ -37,6 +37,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 
+use crate::backoff::{Backoff, Jitter};
+
 mod addr;
 mod interface;
 use addr::{is_circuit, is_direct, is_unspecified, split_peer};
@@ -51,6 +53,11 @@ pub const RESERVE_TIMEOUT: Duration = Duration::from_secs(15);
 pub const RELAY_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a relay waits after its first failure in a row.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a relay that failed rests: [`FIRST_BACKOFF`], doubling with
+/// each failure in a row up to [`RELAY_BACKOFF`], jittered like every
+/// retry (so the NATed nodes behind a relay that went away do not all come
+/// back to it in the same instant).
+pub const RELAY_RETRY: Backoff = Backoff::new(FIRST_BACKOFF, RELAY_BACKOFF);
 /// How long after peers first report an address of ours (an AutoNAT
 /// candidate) we call ourselves private if none is confirmed. AutoNAT v2
 /// only reports an address unreachable when the dial-back fails quickly: a
@@ -139,11 +146,12 @@ pub struct Reach {
     conns: HashMap<ConnectionId, Conn>,
     candidates: HashMap<PeerId, Vec<Multiaddr>>,
     relays: HashMap<PeerId, Relay>,
-    /// Relays that failed: until when they rest, and how often in a row
-    /// they failed (the rest doubles each time, from 2 s to
-    /// [`RELAY_BACKOFF`]).
+    /// Relays that failed: until when they rest ([`RELAY_RETRY`]), and how
+    /// often in a row they failed.
     backoff: HashMap<PeerId, (Instant, u32)>,
     failures: HashMap<PeerId, u32>,
+    /// Spreads the relays' rests ([`RELAY_RETRY`]).
+    jitter: Jitter,
     kad_server: Option<bool>,
     relay_server: Option<bool>,
 }
@@ -164,6 +172,7 @@ impl Reach {
             relays: HashMap::new(),
             backoff: HashMap::new(),
             failures: HashMap::new(),
+            jitter: Jitter::from_entropy(),
             kad_server: None,
             relay_server: None,
         }
@@ -404,7 +413,7 @@ impl Reach {
         }
         if self.backoff.len() < MAX_BACKOFF {
             let failures = self.failures.remove(&relay).unwrap_or(0).saturating_add(1);
-            let rest = (FIRST_BACKOFF * 2u32.saturating_pow(failures - 1)).min(RELAY_BACKOFF);
+            let rest = RELAY_RETRY.next_delay(failures - 1, self.jitter.next_u64());
             self.backoff.insert(relay, (now + rest, failures));
         }
     }

@@ -229,10 +229,17 @@ fn private_node_reserves_on_two_hop_peers_and_publishes_nothing_while_public() {
     assert!(m.held_relays().is_empty());
 }
 
+/// The rest the machine's next failure will get at `attempt` (0 after
+/// the first failure in a row): its own jitter, read ahead on a copy.
+fn next_rest(m: &Reach, attempt: u32) -> Duration {
+    RELAY_RETRY.next_delay(attempt, m.jitter.clone().next_u64())
+}
+
 #[test]
 fn lost_relay_is_replaced_at_once_and_retried_after_a_growing_backoff() {
     let t = Instant::now();
     let mut m = Reach::new(settings(DhtMode::Auto));
+    m.jitter = crate::backoff::Jitter::seeded(7);
     m.start(t);
     let (a, _) = hop_peer(&mut m, 1, t);
     let (b, _) = hop_peer(&mut m, 2, t);
@@ -242,28 +249,35 @@ fn lost_relay_is_replaced_at_once_and_retried_after_a_growing_backoff() {
     m.handle(Input::ReservationAccepted { relay: b }, t);
 
     let t1 = t + Duration::from_secs(100);
+    let a_first = next_rest(&m, 0);
     let out = m.handle(Input::RelayClosed { relay: a }, t1);
     assert_eq!(reserves(&out), vec![c], "replacement at once");
+    assert!(a_first <= FIRST_BACKOFF * 6 / 5 && a_first >= FIRST_BACKOFF * 4 / 5);
 
     // c never answers: given up after the timeout; a, which rested its
     // first short back-off meanwhile, is tried again.
     assert_eq!(m.next_deadline(), Some(t1 + RESERVE_TIMEOUT));
     let t2 = t1 + RESERVE_TIMEOUT;
+    let c_first = next_rest(&m, 0);
     let out = m.handle(Input::Tick, t2);
     assert!(out.contains(&Output::Release { relay: c }), "{out:?}");
     assert_eq!(reserves(&out), vec![a]);
 
-    // a fails again at once: its rest doubles, so c (resting its first)
-    // comes back first.
+    // a fails again at once: its rest doubles (jittered, still longer than
+    // any first rest), so c, resting its first, comes back first.
+    let a_second = next_rest(&m, 1);
+    assert!(a_second >= FIRST_BACKOFF * 2 * 4 / 5, "{a_second:?}");
     let out = m.handle(Input::RelayClosed { relay: a }, t2);
     assert!(reserves(&out).is_empty(), "{out:?}");
-    assert_eq!(m.next_deadline(), Some(t2 + FIRST_BACKOFF));
-    let out = m.handle(Input::Tick, t2 + FIRST_BACKOFF);
+    assert_eq!(m.next_deadline(), Some(t2 + c_first));
+    let out = m.handle(Input::Tick, t2 + c_first);
     assert_eq!(reserves(&out), vec![c]);
-    let out = m.handle(Input::RelayClosed { relay: c }, t2 + FIRST_BACKOFF);
+    let c_second = next_rest(&m, 1);
+    let out = m.handle(Input::RelayClosed { relay: c }, t2 + c_first);
     assert!(reserves(&out).is_empty(), "{out:?}");
-    assert_eq!(m.next_deadline(), Some(t2 + 2 * FIRST_BACKOFF));
-    let out = m.handle(Input::Tick, t2 + 2 * FIRST_BACKOFF);
+    let due = (t2 + a_second).min(t2 + c_first + c_second);
+    assert_eq!(m.next_deadline(), Some(due));
+    let out = m.handle(Input::Tick, t2 + a_second);
     assert_eq!(reserves(&out), vec![a]);
 }
 
