@@ -41,7 +41,7 @@ use crate::backoff::{Backoff, Jitter};
 
 mod addr;
 mod interface;
-use addr::{is_circuit, is_direct, is_unspecified, split_peer};
+use addr::{is_circuit, is_direct, is_global, is_unspecified, split_peer};
 pub use interface::{Input, Output};
 
 /// Reservations a private node keeps, so one relay leaving does not cut it
@@ -254,7 +254,9 @@ impl Reach {
                 }
             }
             Input::AutoNat { addr, reachable } => {
-                if reachable && !is_circuit(&addr) {
+                // Only an address the whole internet could dial makes us
+                // public: a LAN neighbour confirms our LAN address too.
+                if reachable && !is_circuit(&addr) && is_global(&addr) {
                     if self.confirmed.len() < MAX_ADDRS {
                         self.confirmed.insert(addr);
                     }

@@ -400,3 +400,39 @@ fn no_confirmation_long_after_a_candidate_means_private() {
     assert_eq!(m.reachability(), Reachability::Public);
     assert!(out.contains(&Output::KadServer(true)), "{out:?}");
 }
+
+#[test]
+fn a_confirmed_lan_or_carrier_nat_address_does_not_make_us_public() {
+    let t = Instant::now();
+    let mut m = Reach::new(settings(DhtMode::Auto));
+    m.start(t);
+    for a in [
+        "/ip4/192.168.1.5/tcp/7117",
+        "/ip4/10.0.0.2/udp/7117/quic-v1",
+        "/ip4/172.16.3.4/tcp/7117",
+        "/ip4/100.64.1.2/tcp/7117",
+        "/ip4/169.254.1.1/tcp/7117",
+        "/ip4/127.0.0.1/tcp/7117",
+        "/ip6/fd00::1/tcp/7117",
+        "/ip6/fe80::1/tcp/7117",
+    ] {
+        let out = m.handle(
+            Input::AutoNat {
+                addr: addr(a),
+                reachable: true,
+            },
+            t,
+        );
+        assert_eq!(m.reachability(), Reachability::Unknown, "{a}");
+        assert!(!out.contains(&Output::KadServer(true)), "{a}: {out:?}");
+    }
+    // A global one does (the sentinel: the machine takes confirmations).
+    m.handle(
+        Input::AutoNat {
+            addr: addr("/ip4/198.51.100.10/tcp/7117"),
+            reachable: true,
+        },
+        t,
+    );
+    assert_eq!(m.reachability(), Reachability::Public);
+}
