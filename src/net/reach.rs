@@ -72,7 +72,8 @@ pub const MAX_CANDIDATES: usize = 64;
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Most addresses remembered as confirmed or declared.
 pub const MAX_ADDRS: usize = 32;
-/// Most relays in backoff remembered.
+/// Most relays remembered as resting after a failure, and most counts of
+/// failures in a row remembered.
 pub const MAX_BACKOFF: usize = 256;
 
 /// What we know of our own reachability.
@@ -465,7 +466,10 @@ impl Reach {
         let failures = &mut self.failures;
         self.backoff.retain(|p, (until, n)| {
             let keep = *until > now;
-            if !keep {
+            // Its count of failures in a row is remembered for its next
+            // rest, within the same cap as the rests themselves (beyond it,
+            // a relay that fails again starts over from the first rest).
+            if !keep && (failures.len() < MAX_BACKOFF || failures.contains_key(p)) {
                 failures.insert(*p, *n);
             }
             keep

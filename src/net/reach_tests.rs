@@ -436,3 +436,23 @@ fn a_confirmed_lan_or_carrier_nat_address_does_not_make_us_public() {
     );
     assert_eq!(m.reachability(), Reachability::Public);
 }
+
+#[test]
+fn failure_counts_are_capped_too() {
+    let t = Instant::now();
+    let mut m = Reach::new(settings(DhtMode::Auto));
+    m.start(t);
+    // Many relays each fail once and rest; their rests end, their counts
+    // stay remembered — at most MAX_BACKOFF of them.
+    let mut now = t;
+    for round in 0..3u64 {
+        for _ in 0..MAX_BACKOFF {
+            let relay = PeerId::random();
+            m.back_off(relay, now);
+        }
+        now += RELAY_BACKOFF * 2 + Duration::from_secs(round);
+        m.handle(Input::Tick, now);
+    }
+    assert!(m.backoff.is_empty());
+    assert_eq!(m.failures.len(), MAX_BACKOFF);
+}

@@ -239,6 +239,13 @@ pub fn parse(text: &str, now_ms: u64) -> Result<Invite, InviteError> {
             addr.ok_or_else(|| malformed("a bad address"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let circuits = addrs
+        .iter()
+        .filter(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
+        .count();
+    if circuits > MAX_CIRCUIT_ADDRS {
+        return Err(malformed("too many relay addresses"));
+    }
     if body.expires_at <= now_ms {
         return Err(InviteError::Expired(body.expires_at));
     }

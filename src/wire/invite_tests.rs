@@ -260,3 +260,38 @@ proptest! {
         prop_assert_eq!(inv, Invite { peer: id.peer_id(), addrs: want, expires_at: NOW + ahead });
     }
 }
+
+#[test]
+fn an_invite_with_more_relay_circuits_than_allowed_is_refused() {
+    let owner = Identity::generate().unwrap();
+    let relays: Vec<Identity> = (0..=MAX_CIRCUIT_ADDRS)
+        .map(|_| Identity::generate().unwrap())
+        .collect();
+    let signed_with = |n: usize| {
+        let body = InviteBody {
+            pubkey: owner.verifying_key().to_bytes().to_vec(),
+            addrs: relays[..n]
+                .iter()
+                .map(|r| ByteBuf::from(circuit(r).to_vec()))
+                .collect(),
+            expires_at: NOW + DAY,
+        };
+        let body_bytes = crate::wire::encode(&body).unwrap();
+        let sig = owner.sign(&signed::signed_bytes(SIG_DOMAIN, &body_bytes));
+        assemble(&body, sig.to_bytes().to_vec()).unwrap()
+    };
+    // The owner's own signature over one circuit too many.
+    let err = parse(&signed_with(MAX_CIRCUIT_ADDRS + 1), NOW).unwrap_err();
+    assert!(
+        err.to_string().contains("too many relay addresses"),
+        "{err}"
+    );
+    // At the limit it is taken.
+    assert_eq!(
+        parse(&signed_with(MAX_CIRCUIT_ADDRS), NOW)
+            .unwrap()
+            .addrs
+            .len(),
+        MAX_CIRCUIT_ADDRS
+    );
+}
