@@ -367,10 +367,14 @@ impl Reach {
     }
 
     /// A peer identified: a relay candidate (at the addresses we dialled it
-    /// on, then those it listens on) if it speaks HOP, otherwise not.
+    /// on, then those it listens on) if it speaks HOP and we are connected
+    /// to it directly, otherwise not.
     fn identified(&mut self, peer: PeerId, hop: bool, listen: Vec<Multiaddr>) {
         self.candidates.remove(&peer);
-        if hop {
+        // Only a peer we reach directly: one met through a relay would
+        // choose the addresses we dial it on.
+        let direct = self.conns.values().any(|c| c.peer == peer && !c.relayed);
+        if hop && direct {
             let dialled: Vec<Multiaddr> = self
                 .conns
                 .values()
@@ -510,7 +514,10 @@ impl Reach {
     /// The next relay to try: a configured one, else a HOP candidate (the
     /// smallest ID, so the choice is deterministic), neither in use nor
     /// backing off.
-    fn pick_relay(&self) -> Option<(PeerId, Multiaddr)> {
+    /// The next relay to reserve on: a configured one first, else a
+    /// candidate drawn at random (not by ID order: IDs are cheap to grind,
+    /// and whoever holds the smallest would become everyone's relay).
+    fn pick_relay(&mut self) -> Option<(PeerId, Multiaddr)> {
         let free = |p: &PeerId| !self.relays.contains_key(p) && !self.backoff.contains_key(p);
         let configured = self
             .settings
@@ -521,13 +528,19 @@ impl Reach {
         if configured.is_some() {
             return configured;
         }
-        let mut found: Vec<(&PeerId, &Vec<Multiaddr>)> = self
+        let mut found: Vec<(PeerId, Multiaddr)> = self
             .candidates
             .iter()
             .filter(|(p, a)| free(p) && !a.is_empty())
+            .map(|(p, a)| (*p, a[0].clone()))
             .collect();
-        found.sort_by_key(|(p, _)| **p);
-        found.first().map(|(p, a)| (**p, a[0].clone()))
+        if found.is_empty() {
+            return None;
+        }
+        // A fixed order for the draw, so a seeded run repeats.
+        found.sort_by_key(|(p, _)| *p);
+        let i = self.jitter.next_u64() % found.len() as u64;
+        Some(found.swap_remove(i as usize))
     }
 }
 

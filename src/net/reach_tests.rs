@@ -456,3 +456,67 @@ fn failure_counts_are_capped_too() {
     assert!(m.backoff.is_empty());
     assert_eq!(m.failures.len(), MAX_BACKOFF);
 }
+
+#[test]
+fn only_a_directly_connected_hop_peer_becomes_a_relay_candidate() {
+    let t = Instant::now();
+    let mut m = Reach::new(settings(DhtMode::Auto));
+    m.start(t);
+    // Met over a relay: its identify says HOP, at addresses of its choice.
+    let p = PeerId::random();
+    m.handle(connected(1, p, true), t);
+    let out = m.handle(
+        Input::Identified {
+            peer: p,
+            hop: true,
+            listen: vec![addr("/ip4/10.0.0.1/tcp/1")],
+        },
+        t,
+    );
+    assert!(reserves(&out).is_empty(), "{out:?}");
+    assert!(m.candidates.is_empty());
+    // The sentinel: a peer connected directly is taken.
+    let (q, out) = hop_peer(&mut m, 2, t);
+    assert_eq!(reserves(&out), vec![q]);
+}
+
+#[test]
+fn relays_are_drawn_at_random_not_by_smallest_id() {
+    let t = Instant::now();
+    let peers: Vec<PeerId> = (0..8).map(|_| PeerId::random()).collect();
+    let mut first_picks = std::collections::HashSet::new();
+    for seed in 0..16 {
+        let mut m = Reach::new(settings(DhtMode::Auto));
+        m.jitter = crate::backoff::Jitter::seeded(seed);
+        m.start(t);
+        // All identify before any is picked: they connect and identify
+        // while a configured-less node is already at its two relays.
+        m.relays.insert(
+            PeerId::random(),
+            Relay::Held {
+                addr: addr("/ip4/1.1.1.1/tcp/1"),
+            },
+        );
+        m.relays.insert(
+            PeerId::random(),
+            Relay::Held {
+                addr: addr("/ip4/1.1.1.2/tcp/1"),
+            },
+        );
+        for (n, p) in peers.iter().enumerate() {
+            m.handle(connected(n + 10, *p, false), t);
+            m.handle(
+                Input::Identified {
+                    peer: *p,
+                    hop: true,
+                    listen: vec![],
+                },
+                t,
+            );
+        }
+        m.relays.clear();
+        let out = m.handle(Input::Tick, t);
+        first_picks.extend(reserves(&out).into_iter().take(1));
+    }
+    assert!(first_picks.len() > 1, "always {first_picks:?}");
+}
