@@ -180,6 +180,12 @@ impl Identity {
     }
 }
 
+/// The name a buddy gets when the user gives none: eight characters of
+/// its ID past the `12D3KooW` every ed25519 ID starts with.
+pub fn default_name(peer: &PeerId) -> String {
+    peer.to_string().chars().skip(8).take(8).collect()
+}
+
 /// Parses a user-typed ID, accepting only ed25519 PeerIds (the only kind a
 /// roost identity can be), so a typo fails here with a clear message rather
 /// than as an unreachable buddy later.

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use libp2p::kad::store::RecordStore;
-use libp2p::kad::{KBucketKey, Record, RecordKey};
+use libp2p::kad::{KBucketKey, RecordKey};
 use libp2p::{Multiaddr, PeerId};
 use roost::net::locator::{CLOSEST_NEEDED, Dht, Input, Machine, Now, Output};
-use roost::net::record_store::{MAX_RECORDS, PutError, SourceCappedStore};
+use roost::net::record_store::{MAX_RECORDS, SourceCappedStore};
 use roost::wire::locator::{Locator, MAX_RECORD_BYTES};
 use serde_json::{Value, json};
 
@@ -55,20 +55,8 @@ impl View<'_> {
 }
 
 impl Dht for View<'_> {
-    fn held(&mut self, key: &RecordKey) -> Option<Record> {
-        self.store.get(key).map(|r| r.into_owned())
-    }
-
-    fn held_keys(&mut self, now: Instant) -> Vec<RecordKey> {
+    fn store(&mut self) -> &mut SourceCappedStore {
         self.store
-            .records()
-            .filter(|r| !r.is_expired(now))
-            .map(|r| r.key.clone())
-            .collect()
-    }
-
-    fn put_from(&mut self, source: PeerId, record: Record, now: Instant) -> Result<(), PutError> {
-        self.store.put_from(source, record, now)
     }
 
     fn closest_known(&mut self, key: &RecordKey) -> Vec<KBucketKey<PeerId>> {

@@ -183,7 +183,7 @@ async fn add_buddy(State(s): State<AppState>, Json(req): Json<AddBuddy>) -> ApiR
             let peer = crate::identity::parse_id(&id).map_err(|e| bad_request(e.to_string()))?;
             let name = req
                 .name
-                .unwrap_or_else(|| id.chars().skip(8).take(8).collect());
+                .unwrap_or_else(|| crate::identity::default_name(&peer));
             s.node.add_buddy(peer, name).await?;
             peer
         }

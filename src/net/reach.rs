@@ -511,9 +511,6 @@ impl Reach {
         }
     }
 
-    /// The next relay to try: a configured one, else a HOP candidate (the
-    /// smallest ID, so the choice is deterministic), neither in use nor
-    /// backing off.
     /// The next relay to reserve on: a configured one first, else a
     /// candidate drawn at random (not by ID order: IDs are cheap to grind,
     /// and whoever holds the smallest would become everyone's relay).

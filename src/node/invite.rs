@@ -55,7 +55,7 @@ impl NodeHandle {
     ) -> Result<PeerId, NodeError> {
         let inv = invite::parse(text, unix_ms())?;
         self.inner.net.meet(inv.peer, inv.contacts()).await?;
-        let name = name.unwrap_or_else(|| inv.peer.to_string().chars().skip(8).take(8).collect());
+        let name = name.unwrap_or_else(|| crate::identity::default_name(&inv.peer));
         self.add_buddy(inv.peer, name).await?;
         Ok(inv.peer)
     }

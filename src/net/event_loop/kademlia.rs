@@ -7,10 +7,8 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use libp2p::kad::store::RecordStore;
 use libp2p::kad::{
-    self, GetRecordOk, InboundRequest, KBucketKey, PeerRecord, QueryId, QueryResult, Record,
-    RecordKey,
+    self, GetRecordOk, InboundRequest, KBucketKey, PeerRecord, QueryId, QueryResult, RecordKey,
 };
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
@@ -22,7 +20,7 @@ use super::{EventLoop, NetEvent};
 use crate::clock::unix_ms;
 use crate::net::behaviour::KAD_PROTOCOL;
 use crate::net::locator::{CLOSEST_NEEDED, Dht, Input, Now, Output};
-use crate::net::record_store::{PutError, SourceCappedStore};
+use crate::net::record_store::SourceCappedStore;
 use crate::wire::locator::Locator;
 
 /// What the locator machine reads of our Kademlia node.
@@ -32,21 +30,8 @@ struct KadView<'a> {
 }
 
 impl Dht for KadView<'_> {
-    fn held(&mut self, key: &RecordKey) -> Option<Record> {
-        self.kad.store_mut().get(key).map(|r| r.into_owned())
-    }
-
-    fn held_keys(&mut self, now: Instant) -> Vec<RecordKey> {
-        let store = self.kad.store_mut();
-        store
-            .records()
-            .filter(|r| !r.is_expired(now))
-            .map(|r| r.key.clone())
-            .collect()
-    }
-
-    fn put_from(&mut self, source: PeerId, record: Record, now: Instant) -> Result<(), PutError> {
-        self.kad.store_mut().put_from(source, record, now)
+    fn store(&mut self) -> &mut SourceCappedStore {
+        self.kad.store_mut()
     }
 
     fn closest_known(&mut self, key: &RecordKey) -> Vec<KBucketKey<PeerId>> {

@@ -8,7 +8,9 @@ use libp2p::kad::{K_VALUE, KBucketKey, Quorum, Record, RecordKey};
 use libp2p::{Multiaddr, PeerId};
 
 use super::PutError;
+use crate::net::record_store::SourceCappedStore;
 use crate::wire::locator::Locator;
+use libp2p::kad::store::RecordStore;
 
 /// How many of the routing table's closest peers [`Dht::closest_known`]
 /// must yield at least: the hand-over and pass-on rules look at the K
@@ -34,12 +36,24 @@ pub struct Now {
 /// these are reads of in-memory state, and one write whose outcome a rule
 /// depends on (a record refused by the store is not passed on).
 pub trait Dht {
+    /// The record store (Kademlia's own, or a simulated node's).
+    fn store(&mut self) -> &mut SourceCappedStore;
     /// The record held under `key`, expired or not.
-    fn held(&mut self, key: &RecordKey) -> Option<Record>;
+    fn held(&mut self, key: &RecordKey) -> Option<Record> {
+        self.store().get(key).map(|r| r.into_owned())
+    }
     /// The keys of every record held and not expired at `now`.
-    fn held_keys(&mut self, now: Instant) -> Vec<RecordKey>;
+    fn held_keys(&mut self, now: Instant) -> Vec<RecordKey> {
+        self.store()
+            .records()
+            .filter(|r| !r.is_expired(now))
+            .map(|r| r.key.clone())
+            .collect()
+    }
     /// Stores `record` as sent by `source`, within its share of the store.
-    fn put_from(&mut self, source: PeerId, record: Record, now: Instant) -> Result<(), PutError>;
+    fn put_from(&mut self, source: PeerId, record: Record, now: Instant) -> Result<(), PutError> {
+        self.store().put_from(source, record, now)
+    }
     /// Our routing table ordered by distance to `key`, closest first: at
     /// least the [`CLOSEST_NEEDED`] closest.
     fn closest_known(&mut self, key: &RecordKey) -> Vec<KBucketKey<PeerId>>;

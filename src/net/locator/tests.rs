@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use libp2p::kad::store::RecordStore;
 use libp2p::kad::{KBucketKey, Quorum, Record, RecordKey};
 use libp2p::{Multiaddr, PeerId};
 
@@ -39,20 +38,8 @@ impl FakeDht {
 }
 
 impl Dht for FakeDht {
-    fn held(&mut self, key: &RecordKey) -> Option<Record> {
-        self.store.get(key).map(|r| r.into_owned())
-    }
-
-    fn held_keys(&mut self, now: Instant) -> Vec<RecordKey> {
-        self.store
-            .records()
-            .filter(|r| !r.is_expired(now))
-            .map(|r| r.key.clone())
-            .collect()
-    }
-
-    fn put_from(&mut self, source: PeerId, record: Record, now: Instant) -> Result<(), PutError> {
-        self.store.put_from(source, record, now)
+    fn store(&mut self) -> &mut SourceCappedStore {
+        &mut self.store
     }
 
     fn closest_known(&mut self, key: &RecordKey) -> Vec<KBucketKey<PeerId>> {
