@@ -26,7 +26,7 @@ use crate::wire::locator::Locator;
 /// What the locator machine reads of our Kademlia node.
 struct KadView<'a> {
     kad: &'a mut kad::Behaviour<SourceCappedStore>,
-    addrs: Vec<Multiaddr>,
+    addrs: &'a [Multiaddr],
 }
 
 impl Dht for KadView<'_> {
@@ -47,7 +47,7 @@ impl Dht for KadView<'_> {
     }
 
     fn addrs(&self) -> Vec<Multiaddr> {
-        self.addrs.clone()
+        self.addrs.to_vec()
     }
 }
 
@@ -61,16 +61,17 @@ impl EventLoop {
 
     /// Hands `input` to the locator machine and carries out what it asks.
     pub(super) fn drive_locator(&mut self, input: Input) {
+        // Read once: carrying out the machine's outputs changes no address.
+        let addrs = self.public_addrs();
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             let now = Now {
                 at: Instant::now(),
                 unix_ms: unix_ms(),
             };
-            let addrs = self.public_addrs();
             let mut view = KadView {
                 kad: &mut self.swarm.behaviour_mut().kad,
-                addrs,
+                addrs: &addrs,
             };
             for output in self.locator.handle(input, now, &mut view) {
                 inputs.extend(self.apply(output));
