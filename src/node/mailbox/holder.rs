@@ -31,8 +31,8 @@ use super::placement::{Handed, Handoff, handoff, outranks};
 use crate::config::Quotas;
 use crate::store::{Admitted, HeldItem};
 use crate::wire::mailbox::{
-    DEPOSIT_BATCH, DepositReject, ItemHash, MAX_ACK_IDS, MAX_HELD_ENVELOPE, MailboxRequest,
-    MailboxResponse, mailbox_key,
+    DEPOSIT_BATCH, DepositReject, Encoding, ItemHash, MAX_ACK_IDS, MAX_HELD_ENVELOPE,
+    MailboxRequest, MailboxResponse, mailbox_key,
 };
 use crate::wire::message::{Envelope, MessageId};
 
@@ -59,6 +59,14 @@ pub enum Input {
         peer: PeerId,
         /// What it asks.
         request: MailboxRequest,
+    },
+    /// [`Output::Encode`] ran: the deposit's envelopes, each with its
+    /// encoding (`None` if it has none).
+    Encoded {
+        /// Who deposits.
+        peer: PeerId,
+        /// The envelopes, in their order.
+        batch: Vec<(Envelope, Option<Encoding>)>,
     },
     /// The store ran [`Output::Hold`]: per item whether it was new, or
     /// `None` if nothing could be written.
@@ -109,6 +117,14 @@ pub enum Input {
 pub enum Output {
     /// Answer the request being served with this.
     Respond(MailboxResponse),
+    /// Encode and hash a deposit's envelopes with [`encode_deposit`] (CPU
+    /// work, off the async tasks), then report [`Input::Encoded`].
+    Encode {
+        /// Who deposits.
+        peer: PeerId,
+        /// At most [`DEPOSIT_BATCH`] envelopes.
+        envelopes: Vec<Envelope>,
+    },
     /// Write these items durably (`fdatasync` before returning), then
     /// report [`Input::Held`]; the answer follows it.
     Hold {
@@ -164,6 +180,18 @@ pub enum Output {
         /// The items.
         items: Vec<(MessageId, ItemHash)>,
     },
+}
+
+/// Encodes and hashes each envelope of a deposit, for [`Output::Encode`]:
+/// the one encoding admission, dedupe and the store row all use.
+pub fn encode_deposit(envelopes: Vec<Envelope>) -> Vec<(Envelope, Option<Encoding>)> {
+    envelopes
+        .into_iter()
+        .map(|e| {
+            let encoding = Encoding::of(&e);
+            (e, encoding)
+        })
+        .collect()
 }
 
 /// A deposit batch waiting for the store.
@@ -252,7 +280,8 @@ impl Holder {
         let mut out = Vec::new();
         match input {
             Input::Loaded(items) => items.iter().for_each(|i| self.ledger.added(i)),
-            Input::Request { peer, request } => self.request(peer, request, wall_ms, &mut out),
+            Input::Request { peer, request } => self.request(peer, request, &mut out),
+            Input::Encoded { peer, batch } => self.deposit(peer, batch, wall_ms, &mut out),
             Input::Held { deposit, fresh } => self.held(deposit, fresh, now, &mut out),
             Input::Acked(gone) => {
                 let removed = gone.as_ref().map_or(0, Vec::len) as u32;
@@ -273,17 +302,14 @@ impl Holder {
         out
     }
 
-    /// Answers what needs no store work (a refused deposit, a denied fetch
-    /// or ack) and turns the rest into store jobs.
-    fn request(
-        &mut self,
-        peer: PeerId,
-        request: MailboxRequest,
-        wall_ms: u64,
-        out: &mut Vec<Output>,
-    ) {
+    /// Answers what needs no store work (a denied fetch or ack), has a
+    /// deposit's envelopes encoded and turns the rest into store jobs.
+    fn request(&mut self, peer: PeerId, request: MailboxRequest, out: &mut Vec<Output>) {
         match request {
-            MailboxRequest::Deposit(envs) => self.deposit(peer, envs, wall_ms, out),
+            MailboxRequest::Deposit(mut envelopes) => {
+                envelopes.truncate(DEPOSIT_BATCH);
+                out.push(Output::Encode { peer, envelopes });
+            }
             // Fetch and Ack are only for the recipient itself.
             MailboxRequest::Fetch { recipient, .. } | MailboxRequest::Ack { recipient, .. }
                 if recipient != peer.to_bytes() =>
@@ -303,19 +329,25 @@ impl Holder {
 
     /// Admits a deposit item by item; the admitted are counted at once and
     /// go to the store, the answer waits for it.
-    fn deposit(&mut self, peer: PeerId, envs: Vec<Envelope>, wall_ms: u64, out: &mut Vec<Output>) {
+    fn deposit(
+        &mut self,
+        peer: PeerId,
+        batch: Vec<(Envelope, Option<Encoding>)>,
+        wall_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
         let expires_at = wall_ms.saturating_add(self.ttl.as_millis() as u64);
         let from = peer.to_bytes();
-        let mut results = Vec::with_capacity(envs.len().min(DEPOSIT_BATCH));
+        let mut results = Vec::with_capacity(batch.len().min(DEPOSIT_BATCH));
         let (mut items, mut pending) = (Vec::new(), Vec::new());
-        for envelope in envs.into_iter().take(DEPOSIT_BATCH) {
-            match self.admit(peer, &envelope, expires_at) {
-                Ok((item, hash)) => {
+        for (envelope, encoding) in batch.into_iter().take(DEPOSIT_BATCH) {
+            match self.admit(peer, &envelope, encoding, expires_at) {
+                Ok((item, encoding)) => {
                     results.push(None);
-                    pending.push((item.clone(), hash, envelope.from != from));
+                    pending.push((item.clone(), encoding.hash, envelope.from != from));
                     items.push(Admitted {
                         item,
-                        hash,
+                        encoding,
                         envelope,
                     });
                 }
@@ -340,19 +372,21 @@ impl Holder {
 
     /// One envelope from `peer`: addressed to someone else than us and the
     /// depositor, no larger than [`MAX_HELD_ENVELOPE`] encoded, within the
-    /// quotas. Its one encoding gives both the size and the hash.
+    /// quotas. Its one encoding gives the size here, and the hash and the
+    /// row's bytes later.
     fn admit(
         &mut self,
         peer: PeerId,
         env: &Envelope,
+        encoding: Option<Encoding>,
         expires_at: u64,
-    ) -> Result<(HeldItem, ItemHash), DepositReject> {
+    ) -> Result<(HeldItem, Encoding), DepositReject> {
         let recipient = match PeerId::from_bytes(&env.to) {
             Ok(r) if r != self.me && r != peer && PeerId::from_bytes(&env.from).is_ok() => r,
             _ => return Err(DepositReject::NotAcceptable),
         };
-        let encoded = crate::wire::encode(env).map_err(|_| DepositReject::TooLarge)?;
-        if encoded.len() > MAX_HELD_ENVELOPE {
+        let encoding = encoding.ok_or(DepositReject::TooLarge)?;
+        if encoding.bytes.len() > MAX_HELD_ENVELOPE {
             return Err(DepositReject::TooLarge);
         }
         let item = HeldItem {
@@ -363,7 +397,7 @@ impl Holder {
         };
         self.ledger.admit(&recipient, &peer, item.size)?;
         self.ledger.added(&item);
-        Ok((item, ItemHash::of_encoded(&encoded)))
+        Ok((item, encoding))
     }
 
     /// The store answered a deposit: settle the ledger, note what a

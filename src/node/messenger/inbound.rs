@@ -349,8 +349,9 @@ async fn read_frames(
     }
 }
 
-/// Gathers what frames are ready (up to [`BATCH`]), opens them and hands
-/// them to the store as one batch, whose acks [`write_acks`] awaits.
+/// Gathers what frames are ready (up to [`BATCH`]), opens them on the
+/// blocking pool and hands them to the store as one batch, whose acks
+/// [`write_acks`] awaits.
 async fn file_frames(
     peer: PeerId,
     mut frame_rx: mpsc::Receiver<ReadFrame>,
@@ -365,7 +366,10 @@ async fn file_frames(
                 Err(_) => break,
             }
         }
-        let (items, close) = open_batch(peer, batch, &inbound.sealer);
+        // Decryption is CPU work: on the blocking pool, not this worker.
+        let sealer = inbound.sealer.clone();
+        let opened = tokio::task::spawn_blocking(move || open_batch(peer, batch, &sealer)).await;
+        let Ok((items, close)) = opened else { break };
         let ids: Vec<Option<MessageId>> = items
             .iter()
             .map(|i| match i {
