@@ -12,7 +12,7 @@
 //! **expiry** (a purge at start, then every [`PURGE_EVERY`] or TTL/2);
 //! **hand-off** to the current closest peers after a deposit that brought
 //! something new, a closer peer entering the routing table (settled
-//! [`SETTLE`], at most every [`REACT_EVERY`]) and every poll, letting go
+//! [`SETTLE`], at most every [`REACT_EVERY`](super::react::REACT_EVERY)) and every poll, letting go
 //! once outranked and every target confirmed; and what each peer is known
 //! to hold ([`Handed`]), forgotten when nothing is left to remember.
 //!
@@ -28,6 +28,7 @@ use tracing::debug;
 
 use super::ledger::Ledger;
 use super::placement::{Handed, Handoff, handoff, outranks};
+use super::react::{SETTLE, react_at};
 use crate::config::Quotas;
 use crate::store::{Admitted, HeldItem};
 use crate::wire::mailbox::{
@@ -36,10 +37,6 @@ use crate::wire::mailbox::{
 };
 use crate::wire::message::{Envelope, MessageId};
 
-/// Delay that coalesces a burst of routing-table changes or deposits.
-pub const SETTLE: Duration = Duration::from_millis(100);
-/// Least time between two hand-off passes started by routing changes.
-pub const REACT_EVERY: Duration = Duration::from_secs(10);
 /// How often expired items are purged (or every TTL/2 if shorter).
 pub const PURGE_EVERY: Duration = Duration::from_secs(600);
 
@@ -454,7 +451,7 @@ impl Holder {
     }
 
     /// A peer closer than we are to a mailbox we hold: look again at who
-    /// should hold it, after a settle and at most every [`REACT_EVERY`].
+    /// should hold it, after a settle and at most every [`react_at`].
     fn new_peer(&mut self, peer: PeerId, now: Instant) {
         let outranked = self
             .ledger
@@ -462,8 +459,8 @@ impl Holder {
             .iter()
             .any(|r| outranks(&mailbox_key(r), &peer, &self.me));
         if outranked {
-            let at = self.last_handoff.map_or(now, |t| t + REACT_EVERY).max(now) + SETTLE;
-            self.handoff_due.get_or_insert(at);
+            self.handoff_due
+                .get_or_insert(react_at(self.last_handoff, now));
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::node::mailbox::placement::holders;
+use crate::node::mailbox::react::REACT_EVERY;
 
 const POLL: Duration = Duration::from_secs(300);
 const TTL: Duration = Duration::from_secs(7 * 24 * 3600);
