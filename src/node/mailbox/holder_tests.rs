@@ -4,6 +4,7 @@
 use super::*;
 use crate::node::mailbox::placement::holders;
 use crate::node::mailbox::react::REACT_EVERY;
+use crate::wire::message::MessageId;
 
 const POLL: Duration = Duration::from_secs(300);
 const TTL: Duration = Duration::from_secs(7 * 24 * 3600);
