@@ -57,6 +57,7 @@ pub struct Jitter(u64);
 impl Jitter {
     /// A generator whose numbers follow from `seed`, for runs that must
     /// come out the same every time (tests, the simulator).
+    #[cfg(any(test, feature = "test-util"))]
     pub const fn seeded(seed: u64) -> Self {
         Self(seed)
     }

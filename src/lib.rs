@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod backoff;
+mod call;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -49,16 +49,15 @@ impl NetClient {
         Self { commands }
     }
 
+    /// Asks the network task for something; its being gone means the
+    /// node has stopped.
     async fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, RequestError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(make(tx))
+        crate::call::call(&self.commands, make)
             .await
-            .map_err(|_| RequestError::Stopped)?;
-        rx.await.map_err(|_| RequestError::Stopped)
+            .map_err(|_| RequestError::Stopped)
     }
 
     /// Where this node listens, with the real ports.

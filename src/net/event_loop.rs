@@ -58,6 +58,8 @@ pub struct EventLoop {
     find_waiters: HashMap<u64, oneshot::Sender<Option<crate::wire::locator::Locator>>>,
     next_waiter: u64,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
+    /// The raw puts tests ask for (`Command::PutRecordTo`).
+    #[cfg(feature = "test-util")]
     pending_puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
     pending_closest: HashMap<QueryId, oneshot::Sender<Vec<PeerId>>>,
     pending_mailbox: Pending<MailboxResponse>,
@@ -101,6 +103,7 @@ impl EventLoop {
             find_waiters: HashMap::new(),
             next_waiter: 0,
             pending_dials: HashMap::new(),
+            #[cfg(feature = "test-util")]
             pending_puts: HashMap::new(),
             pending_closest: HashMap::new(),
             pending_mailbox: HashMap::new(),

@@ -48,9 +48,9 @@ pub(crate) async fn call<R, T>(
     to: &mpsc::Sender<R>,
     make: impl FnOnce(oneshot::Sender<T>) -> R,
 ) -> Result<T, NodeError> {
-    let (tx, rx) = oneshot::channel();
-    to.send(make(tx)).await.map_err(|_| NodeError::Stopped)?;
-    rx.await.map_err(|_| NodeError::Stopped)
+    crate::call::call(to, make)
+        .await
+        .map_err(|_| NodeError::Stopped)
 }
 
 /// Namespace for starting nodes.

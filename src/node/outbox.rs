@@ -68,6 +68,7 @@ impl Outbox {
 
     /// An empty schedule whose retries are jittered by `jitter`: seeded,
     /// the same schedule every run (the simulator).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn with_jitter(jitter: Jitter) -> Self {
         Self {
             jitter,

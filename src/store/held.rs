@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{Store, StoreError};
-use crate::wire::mailbox::{ItemHash, MAX_HELD_ENVELOPE};
+use crate::wire::mailbox::{Encoding, ItemHash, MAX_HELD_ENVELOPE};
 use crate::wire::message::{Envelope, MessageId};
 
 pub(super) const HELD: &str = "held";
@@ -41,15 +41,15 @@ pub struct HeldItem {
 }
 
 /// An envelope a holder admitted, ready to be held: what the ledger
-/// counts, and its [`ItemHash`], computed once at admission (from the one
-/// encoding that also checked its size) and kept in its row, so neither
-/// the write nor a hand-off pass hashes it again.
+/// counts, and its [`Encoding`], made once before admission (which checked
+/// its size on it): the row embeds those bytes and keeps their hash, so
+/// neither the write nor a hand-off pass encodes or hashes it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admitted {
     /// The ledger's view of the item.
     pub item: HeldItem,
-    /// The hash of the envelope's encoding.
-    pub hash: ItemHash,
+    /// The envelope's encoding and its hash.
+    pub encoding: Encoding,
     /// The envelope itself.
     pub envelope: Envelope,
 }
@@ -66,15 +66,35 @@ struct Row {
     hash: Option<[u8; 32]>,
 }
 
-/// [`Row`] borrowed, to write one without cloning its envelope.
+/// The fields of a [`Row`] after its envelope, in its order: a row is
+/// written as the envelope's [`Encoding`] spliced before these.
 #[derive(Serialize)]
-struct RowRef<'a> {
-    envelope: &'a Envelope,
+struct RowTail<'a> {
     #[serde(with = "serde_bytes")]
     depositor: &'a [u8],
     expires_at: u64,
     #[serde(with = "serde_bytes")]
     hash: Option<&'a [u8; 32]>,
+}
+
+/// The encoding of a [`Row`] whose envelope is already encoded as
+/// `envelope`: a map of four entries, `envelope` first with those bytes as
+/// they are, then the entries of [`RowTail`] (a map of three, whose
+/// one-byte header is dropped). The same bytes as encoding the row whole.
+fn row_bytes(envelope: &[u8], tail: &RowTail) -> Option<Vec<u8>> {
+    const MAP_OF_3: u8 = 0xa3;
+    const MAP_OF_4: u8 = 0xa4;
+    let tail = crate::wire::encode(tail).ok()?;
+    let key = crate::wire::encode(&"envelope").ok()?;
+    let (&MAP_OF_3, entries) = tail.split_first()? else {
+        return None;
+    };
+    let mut row = Vec::with_capacity(1 + key.len() + envelope.len() + entries.len());
+    row.push(MAP_OF_4);
+    row.extend_from_slice(&key);
+    row.extend_from_slice(envelope);
+    row.extend_from_slice(entries);
+    Some(row)
 }
 
 impl Row {
@@ -129,7 +149,7 @@ impl Store {
         let mut fresh = Vec::with_capacity(items.len());
         for Admitted {
             item,
-            hash,
+            encoding: Encoding { bytes, hash },
             envelope,
         } in items
         {
@@ -147,14 +167,13 @@ impl Store {
             let seq = self.db.generate_id()?;
             let mut key = prefix(&item.recipient);
             key.extend_from_slice(&seq.to_be_bytes());
-            let row = RowRef {
-                envelope,
+            let tail = RowTail {
                 depositor: &item.depositor.to_bytes(),
                 expires_at: item.expires_at,
                 hash: Some(&hash.0),
             };
-            let bytes = crate::wire::encode(&row).map_err(|_| StoreError::Corrupt(HELD))?;
-            self.held.insert(key, bytes)?;
+            let row = row_bytes(bytes, &tail).ok_or(StoreError::Corrupt(HELD))?;
+            self.held.insert(key, row)?;
             self.held_ids.insert(ik, &seq.to_be_bytes())?;
             fresh.push(true);
         }
@@ -347,7 +366,7 @@ mod tests {
             .zip(envs)
             .map(|(item, envelope)| Admitted {
                 item: item.clone(),
-                hash: ItemHash::of(envelope).unwrap(),
+                encoding: Encoding::of(envelope).unwrap(),
                 envelope: envelope.clone(),
             })
             .collect();
@@ -364,6 +383,30 @@ mod tests {
             depositor,
             size: 100,
             expires_at,
+        }
+    }
+
+    #[test]
+    fn a_row_spliced_from_the_envelope_encoding_is_the_row_encoded_whole() {
+        let (jack, dep) = (PeerId::random(), PeerId::random());
+        for (n, hash) in [(1, Some([9; 32])), (2, None)] {
+            let e = env(&jack, n);
+            let whole = Row {
+                envelope: e.clone(),
+                depositor: dep.to_bytes(),
+                expires_at: 1 << 40,
+                hash,
+            };
+            let tail = RowTail {
+                depositor: &whole.depositor,
+                expires_at: whole.expires_at,
+                hash: hash.as_ref(),
+            };
+            let spliced = row_bytes(&crate::wire::encode(&e).unwrap(), &tail).unwrap();
+            assert_eq!(spliced, crate::wire::encode(&whole).unwrap());
+            let back = row_of(&spliced).unwrap();
+            assert_eq!(back.envelope, e);
+            assert_eq!(back.hash, hash);
         }
     }
 
@@ -466,7 +509,10 @@ mod tests {
         let kept = ItemHash([9; 32]);
         let admitted = Admitted {
             item: item(jack, dep, 9),
-            hash: kept,
+            encoding: Encoding {
+                bytes: crate::wire::encode(&e).unwrap(),
+                hash: kept,
+            },
             envelope: e.clone(),
         };
         assert_eq!(s.hold(std::slice::from_ref(&admitted)).unwrap(), vec![true]);

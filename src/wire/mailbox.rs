@@ -46,7 +46,28 @@ impl ItemHash {
 
     /// The hash of `envelope` (encodes it); `None` if it cannot be encoded.
     pub fn of(envelope: &Envelope) -> Option<Self> {
-        super::encode(envelope).ok().map(|b| Self::of_encoded(&b))
+        Encoding::of(envelope).map(|e| e.hash)
+    }
+}
+
+/// An envelope's encoding and its [`ItemHash`], made once per deposited
+/// envelope (CPU work, on the blocking pool): it gives a holder's
+/// admission the size, its dedupe the hash, and its store row the bytes,
+/// which the row embeds as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoding {
+    /// The envelope encoded with [`super::encode`].
+    pub bytes: Vec<u8>,
+    /// The hash of `bytes`.
+    pub hash: ItemHash,
+}
+
+impl Encoding {
+    /// Encodes and hashes `envelope`; `None` if it cannot be encoded.
+    pub fn of(envelope: &Envelope) -> Option<Self> {
+        let bytes = super::encode(envelope).ok()?;
+        let hash = ItemHash::of_encoded(&bytes);
+        Some(Self { bytes, hash })
     }
 }
 

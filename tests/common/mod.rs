@@ -12,6 +12,7 @@ use roost::{Config, Identity, Node, NodeHandle};
 use tempfile::TempDir;
 
 pub mod cli;
+pub mod fake_holder;
 pub mod fake_http;
 pub mod nat;
 pub mod netns;

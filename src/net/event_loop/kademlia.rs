@@ -250,6 +250,7 @@ impl EventLoop {
                 }
             }
             QueryResult::PutRecord(res) => {
+                #[cfg(feature = "test-util")]
                 if let Some(reply) = self.pending_puts.remove(&id) {
                     let _ = reply.send(res.map(|_| ()).map_err(|e| e.to_string()));
                     return;

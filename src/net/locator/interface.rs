@@ -78,7 +78,7 @@ pub enum Input {
     AddressesChanged,
     /// Leave the network: publish "offline", then stop.
     Shutdown,
-    /// Time passed (at least up to [`Machine::poll_timeout`]).
+    /// Time passed (at least up to [`super::Machine::poll_timeout`]).
     Tick,
     /// Lookup `op` found `record`, from peer `from` or (`None`) from our
     /// own store.

@@ -77,12 +77,6 @@ enum Put {
     },
 }
 
-/// Leaving: the "offline" put under way, and how long we wait for it.
-struct Stopping {
-    op: Option<Op>,
-    deadline: Instant,
-}
-
 /// The locator machine of one node.
 pub struct Machine {
     identity: Identity,
@@ -94,7 +88,8 @@ pub struct Machine {
     next_op: u64,
     lookups: HashMap<Op, Lookup>,
     puts: HashMap<Op, Put>,
-    stopping: Option<Stopping>,
+    /// Leaving: until when we wait for the "offline" put.
+    stopping: Option<Instant>,
     stopped: bool,
 }
 
@@ -152,7 +147,7 @@ impl Machine {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.stopping {
             Some(_) if self.stopped => None,
-            Some(s) => Some(s.deadline),
+            Some(deadline) => Some(*deadline),
             None => self.republisher.due(),
         }
     }
@@ -390,12 +385,7 @@ impl Machine {
             return;
         };
         match (put, result) {
-            (Put::Offline, _) => {
-                if let Some(s) = &mut self.stopping {
-                    s.op = None;
-                }
-                self.stopped = true;
-            }
+            (Put::Offline, _) => self.stopped = true,
             (Put::Own, Ok(())) => {}
             (Put::Own, Err(_)) => {
                 debug!("locator publication incomplete");
@@ -440,7 +430,7 @@ impl Machine {
 
     fn tick(&mut self, now: Now, dht: &mut impl Dht, out: &mut Vec<Output>) {
         match &self.stopping {
-            Some(s) if now.at >= s.deadline => self.stopped = true,
+            Some(deadline) if now.at >= *deadline => self.stopped = true,
             Some(_) => {}
             None if self.republisher.is_due(now.at) => {
                 self.publish(true, now, dht, out);
@@ -453,12 +443,8 @@ impl Machine {
         if self.stopping.is_some() {
             return;
         }
-        let op = self.publish(false, now, dht, out);
-        self.stopped = op.is_none();
-        self.stopping = Some(Stopping {
-            op,
-            deadline: now.at + SHUTDOWN_GRACE,
-        });
+        self.stopped = self.publish(false, now, dht, out).is_none();
+        self.stopping = Some(now.at + SHUTDOWN_GRACE);
     }
 
     /// Signs and puts a fresh locator record.

@@ -6,7 +6,8 @@
 //!
 //! **When.** At start-up (a settle after the first peer is known), when a
 //! peer that may hold our mail enters the routing table ([`Reach`]; settled
-//! [`SETTLE`], at most every [`REACT_EVERY`]), every poll, and at once after
+//! [`SETTLE`](super::react::SETTLE), at most every
+//! [`REACT_EVERY`](super::react::REACT_EVERY)), every poll, and at once after
 //! a fetch that stopped before a holder's end having brought new mail. One
 //! fetch at a time.
 //!
@@ -25,14 +26,9 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 
 use super::placement::Reach;
+use super::react::react_at;
 use crate::wire::mailbox::{FETCH_FROM, PAGE_ITEMS};
 use crate::wire::message::{Ack, AckResult, MessageId, RejectReason};
-
-/// Delay that coalesces a burst of routing-table changes (and lets the
-/// first peers of a start-up arrive before the first fetch).
-pub const SETTLE: Duration = Duration::from_millis(100);
-/// Least time between two fetches started by routing-table changes.
-pub const REACT_EVERY: Duration = Duration::from_secs(10);
 
 /// Most pages one fetch takes from one holder. A full mailbox (the default
 /// recipient quota is 10 000 items) drains over a few fetches; see
@@ -290,8 +286,7 @@ impl Fetcher {
                 // growing network every node's table changes all the
                 // time: react only to a peer that may hold mail ([`Reach`]).
                 if self.reach.may_hold(&peer) {
-                    let at = self.last.map_or(now, |t| t + REACT_EVERY).max(now) + SETTLE;
-                    self.due.get_or_insert(at);
+                    self.due.get_or_insert(react_at(self.last, now));
                 }
                 Vec::new()
             }

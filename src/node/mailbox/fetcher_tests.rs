@@ -2,6 +2,7 @@
 //! network.
 
 use super::*;
+use crate::node::mailbox::react::{REACT_EVERY, SETTLE};
 
 fn full(run: &mut HolderFetch, now: Instant, next: u64) -> PageVerdict {
     run.page(now, PAGE_ITEMS, Some(next))

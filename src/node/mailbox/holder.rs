@@ -12,7 +12,7 @@
 //! **expiry** (a purge at start, then every [`PURGE_EVERY`] or TTL/2);
 //! **hand-off** to the current closest peers after a deposit that brought
 //! something new, a closer peer entering the routing table (settled
-//! [`SETTLE`], at most every [`REACT_EVERY`]) and every poll, letting go
+//! [`SETTLE`], at most every [`REACT_EVERY`](super::react::REACT_EVERY)) and every poll, letting go
 //! once outranked and every target confirmed; and what each peer is known
 //! to hold ([`Handed`]), forgotten when nothing is left to remember.
 //!
@@ -28,142 +28,33 @@ use tracing::debug;
 
 use super::ledger::Ledger;
 use super::placement::{Handed, Handoff, handoff, outranks};
+use super::react::{SETTLE, react_at};
 use crate::config::Quotas;
 use crate::store::{Admitted, HeldItem};
 use crate::wire::mailbox::{
-    DEPOSIT_BATCH, DepositReject, ItemHash, MAX_ACK_IDS, MAX_HELD_ENVELOPE, MailboxRequest,
-    MailboxResponse, mailbox_key,
+    DEPOSIT_BATCH, DepositReject, Encoding, ItemHash, MAX_ACK_IDS, MAX_HELD_ENVELOPE,
+    MailboxRequest, MailboxResponse, mailbox_key,
 };
-use crate::wire::message::{Envelope, MessageId};
+use crate::wire::message::Envelope;
 
-/// Delay that coalesces a burst of routing-table changes or deposits.
-pub const SETTLE: Duration = Duration::from_millis(100);
-/// Least time between two hand-off passes started by routing changes.
-pub const REACT_EVERY: Duration = Duration::from_secs(10);
 /// How often expired items are purged (or every TTL/2 if shorter).
 pub const PURGE_EVERY: Duration = Duration::from_secs(600);
 
-/// Names one deposit batch between [`Output::Hold`] and [`Input::Held`].
-pub type DepositId = u64;
-/// Names one hand-off pass between its outputs and their results.
-pub type PassId = u64;
+#[path = "holder_interface.rs"]
+mod interface;
 
-/// What the holder task tells the machine.
-#[derive(Debug)]
-pub enum Input {
-    /// The items found in the store at start (to rebuild the ledger).
-    Loaded(Vec<HeldItem>),
-    /// A mailbox request from `peer` (authenticated by its connection).
-    Request {
-        /// Who asks.
-        peer: PeerId,
-        /// What it asks.
-        request: MailboxRequest,
-    },
-    /// The store ran [`Output::Hold`]: per item whether it was new, or
-    /// `None` if nothing could be written.
-    Held {
-        /// Which batch.
-        deposit: DepositId,
-        /// Per admitted item, `true` unless these exact bytes were held.
-        fresh: Option<Vec<bool>>,
-    },
-    /// The store ran [`Output::Release`] (the recipient's ack): what went,
-    /// or `None` if it failed.
-    Acked(Option<Vec<HeldItem>>),
-    /// Items went otherwise (a purge, a hand-off's release).
-    Removed(Vec<HeldItem>),
-    /// `peer` entered our routing table.
-    NewPeer(PeerId),
-    /// The store ran [`Output::ReadHeld`]: every item held for
-    /// `recipient`, with its hash.
-    HeldFor {
-        /// Whose mailbox.
-        recipient: PeerId,
-        /// Its items.
-        items: Vec<(ItemHash, Envelope)>,
-    },
-    /// The lookup of [`Output::Lookup`] found these peers (none if it
-    /// failed).
-    Found {
-        /// Which pass.
-        pass: PassId,
-        /// The closest peers found.
-        peers: Vec<PeerId>,
-    },
-    /// [`Output::Copy`] ended: whether `peer` confirmed every item.
-    Copied {
-        /// Which pass.
-        pass: PassId,
-        /// The target.
-        peer: PeerId,
-        /// Whether it answered `Stored` for all of them.
-        confirmed: bool,
-    },
-    /// The time in [`Holder::poll_timeout`] has come.
-    Tick,
-}
+pub use interface::{DepositId, Input, Output, PassId};
 
-/// What the machine asks the holder task to do.
-#[derive(Debug)]
-pub enum Output {
-    /// Answer the request being served with this.
-    Respond(MailboxResponse),
-    /// Write these items durably (`fdatasync` before returning), then
-    /// report [`Input::Held`]; the answer follows it.
-    Hold {
-        /// Which batch, for [`Input::Held`].
-        deposit: DepositId,
-        /// What to write (moved, not copied, into the store job).
-        items: Vec<Admitted>,
-    },
-    /// Answer with the page of `recipient`'s items from `cursor`.
-    Page {
-        /// Whose mailbox (the asker itself).
-        recipient: PeerId,
-        /// Where the page starts.
-        cursor: u64,
-    },
-    /// Delete `recipient`'s items under these ids, then report
-    /// [`Input::Acked`]; the answer follows it.
-    Release {
-        /// Whose mailbox (the asker itself).
-        recipient: PeerId,
-        /// What it acknowledged.
-        ids: Vec<MessageId>,
-    },
-    /// Delete the items expired at `wall_ms`, then report [`Input::Removed`].
-    Purge {
-        /// Unix ms.
-        wall_ms: u64,
-    },
-    /// Read every item held for this recipient, then report
-    /// [`Input::HeldFor`] (a hand-off pass starts).
-    ReadHeld(PeerId),
-    /// Look up the peers closest to `key`, then report [`Input::Found`].
-    Lookup {
-        /// Which pass.
-        pass: PassId,
-        /// The mailbox key.
-        key: Vec<u8>,
-    },
-    /// Deposit these envelopes with `peer`, then report [`Input::Copied`].
-    Copy {
-        /// Which pass.
-        pass: PassId,
-        /// The target.
-        peer: PeerId,
-        /// The items it is not known to hold.
-        envelopes: Vec<Envelope>,
-    },
-    /// Delete exactly these items of `recipient` (handed on), then report
-    /// [`Input::Removed`].
-    ReleaseItems {
-        /// Whose mailbox.
-        recipient: PeerId,
-        /// The items.
-        items: Vec<(MessageId, ItemHash)>,
-    },
+/// Encodes and hashes each envelope of a deposit, for [`Output::Encode`]:
+/// the one encoding admission, dedupe and the store row all use.
+pub fn encode_deposit(envelopes: Vec<Envelope>) -> Vec<(Envelope, Option<Encoding>)> {
+    envelopes
+        .into_iter()
+        .map(|e| {
+            let encoding = Encoding::of(&e);
+            (e, encoding)
+        })
+        .collect()
 }
 
 /// A deposit batch waiting for the store.
@@ -252,7 +143,8 @@ impl Holder {
         let mut out = Vec::new();
         match input {
             Input::Loaded(items) => items.iter().for_each(|i| self.ledger.added(i)),
-            Input::Request { peer, request } => self.request(peer, request, wall_ms, &mut out),
+            Input::Request { peer, request } => self.request(peer, request, &mut out),
+            Input::Encoded { peer, batch } => self.deposit(peer, batch, wall_ms, &mut out),
             Input::Held { deposit, fresh } => self.held(deposit, fresh, now, &mut out),
             Input::Acked(gone) => {
                 let removed = gone.as_ref().map_or(0, Vec::len) as u32;
@@ -273,17 +165,14 @@ impl Holder {
         out
     }
 
-    /// Answers what needs no store work (a refused deposit, a denied fetch
-    /// or ack) and turns the rest into store jobs.
-    fn request(
-        &mut self,
-        peer: PeerId,
-        request: MailboxRequest,
-        wall_ms: u64,
-        out: &mut Vec<Output>,
-    ) {
+    /// Answers what needs no store work (a denied fetch or ack), has a
+    /// deposit's envelopes encoded and turns the rest into store jobs.
+    fn request(&mut self, peer: PeerId, request: MailboxRequest, out: &mut Vec<Output>) {
         match request {
-            MailboxRequest::Deposit(envs) => self.deposit(peer, envs, wall_ms, out),
+            MailboxRequest::Deposit(mut envelopes) => {
+                envelopes.truncate(DEPOSIT_BATCH);
+                out.push(Output::Encode { peer, envelopes });
+            }
             // Fetch and Ack are only for the recipient itself.
             MailboxRequest::Fetch { recipient, .. } | MailboxRequest::Ack { recipient, .. }
                 if recipient != peer.to_bytes() =>
@@ -303,19 +192,25 @@ impl Holder {
 
     /// Admits a deposit item by item; the admitted are counted at once and
     /// go to the store, the answer waits for it.
-    fn deposit(&mut self, peer: PeerId, envs: Vec<Envelope>, wall_ms: u64, out: &mut Vec<Output>) {
+    fn deposit(
+        &mut self,
+        peer: PeerId,
+        batch: Vec<(Envelope, Option<Encoding>)>,
+        wall_ms: u64,
+        out: &mut Vec<Output>,
+    ) {
         let expires_at = wall_ms.saturating_add(self.ttl.as_millis() as u64);
         let from = peer.to_bytes();
-        let mut results = Vec::with_capacity(envs.len().min(DEPOSIT_BATCH));
+        let mut results = Vec::with_capacity(batch.len().min(DEPOSIT_BATCH));
         let (mut items, mut pending) = (Vec::new(), Vec::new());
-        for envelope in envs.into_iter().take(DEPOSIT_BATCH) {
-            match self.admit(peer, &envelope, expires_at) {
-                Ok((item, hash)) => {
+        for (envelope, encoding) in batch.into_iter().take(DEPOSIT_BATCH) {
+            match self.admit(peer, &envelope, encoding, expires_at) {
+                Ok((item, encoding)) => {
                     results.push(None);
-                    pending.push((item.clone(), hash, envelope.from != from));
+                    pending.push((item.clone(), encoding.hash, envelope.from != from));
                     items.push(Admitted {
                         item,
-                        hash,
+                        encoding,
                         envelope,
                     });
                 }
@@ -340,19 +235,21 @@ impl Holder {
 
     /// One envelope from `peer`: addressed to someone else than us and the
     /// depositor, no larger than [`MAX_HELD_ENVELOPE`] encoded, within the
-    /// quotas. Its one encoding gives both the size and the hash.
+    /// quotas. Its one encoding gives the size here, and the hash and the
+    /// row's bytes later.
     fn admit(
         &mut self,
         peer: PeerId,
         env: &Envelope,
+        encoding: Option<Encoding>,
         expires_at: u64,
-    ) -> Result<(HeldItem, ItemHash), DepositReject> {
+    ) -> Result<(HeldItem, Encoding), DepositReject> {
         let recipient = match PeerId::from_bytes(&env.to) {
             Ok(r) if r != self.me && r != peer && PeerId::from_bytes(&env.from).is_ok() => r,
             _ => return Err(DepositReject::NotAcceptable),
         };
-        let encoded = crate::wire::encode(env).map_err(|_| DepositReject::TooLarge)?;
-        if encoded.len() > MAX_HELD_ENVELOPE {
+        let encoding = encoding.ok_or(DepositReject::TooLarge)?;
+        if encoding.bytes.len() > MAX_HELD_ENVELOPE {
             return Err(DepositReject::TooLarge);
         }
         let item = HeldItem {
@@ -363,7 +260,7 @@ impl Holder {
         };
         self.ledger.admit(&recipient, &peer, item.size)?;
         self.ledger.added(&item);
-        Ok((item, ItemHash::of_encoded(&encoded)))
+        Ok((item, encoding))
     }
 
     /// The store answered a deposit: settle the ledger, note what a
@@ -420,7 +317,7 @@ impl Holder {
     }
 
     /// A peer closer than we are to a mailbox we hold: look again at who
-    /// should hold it, after a settle and at most every [`REACT_EVERY`].
+    /// should hold it, after a settle and at most every [`react_at`].
     fn new_peer(&mut self, peer: PeerId, now: Instant) {
         let outranked = self
             .ledger
@@ -428,8 +325,8 @@ impl Holder {
             .iter()
             .any(|r| outranks(&mailbox_key(r), &peer, &self.me));
         if outranked {
-            let at = self.last_handoff.map_or(now, |t| t + REACT_EVERY).max(now) + SETTLE;
-            self.handoff_due.get_or_insert(at);
+            self.handoff_due
+                .get_or_insert(react_at(self.last_handoff, now));
         }
     }
 

@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::node::mailbox::placement::holders;
+use crate::node::mailbox::react::REACT_EVERY;
+use crate::wire::message::MessageId;
 
 const POLL: Duration = Duration::from_secs(300);
 const TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -32,7 +34,11 @@ fn deposit_with(
     fresh: impl FnOnce(usize) -> Option<Vec<bool>>,
 ) -> (Vec<Option<DepositReject>>, Vec<Admitted>) {
     let request = MailboxRequest::Deposit(envs);
-    let mut out = h.handle(Input::Request { peer, request }, now, WALL);
+    let batch = match h.handle(Input::Request { peer, request }, now, WALL).pop() {
+        Some(Output::Encode { peer: p, envelopes }) if p == peer => encode_deposit(envelopes),
+        other => panic!("unexpected {other:?}"),
+    };
+    let mut out = h.handle(Input::Encoded { peer, batch }, now, WALL);
     let (deposit, items) = match out.pop() {
         Some(Output::Hold { deposit, items }) => (deposit, items),
         Some(Output::Respond(MailboxResponse::Deposited(r))) => return (r, Vec::new()),
@@ -87,7 +93,7 @@ fn a_deposit_is_answered_after_the_store_and_a_pass_follows_after_the_settle() {
     assert_eq!(written.len(), 1);
     assert_eq!(written[0].envelope, env);
     assert_eq!(
-        written[0].hash,
+        written[0].encoding.hash,
         ItemHash::of(&env).unwrap(),
         "hashed once, at admission"
     );

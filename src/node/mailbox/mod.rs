@@ -6,6 +6,8 @@
 //!   acknowledgements make a deposit safe, to whom held items are handed
 //!   on, which new peers may hold our own mail;
 //! - [`ledger`]: the quota counts a holder keeps;
+//! - [`react`]: when both machines react to a new peer in the routing
+//!   table (a settle, at most every `REACT_EVERY`);
 //! - [`holder`]: the holder machine — admission, quotas, expiry, hand-off,
 //!   release — behind `/roost/mailbox/1`;
 //! - [`fetcher`]: the fetcher machines — when to fetch our own mailbox,
@@ -19,6 +21,7 @@ pub mod fetcher;
 pub mod holder;
 pub mod ledger;
 pub mod placement;
+pub mod react;
 
 pub use crate::config::{PAIR_ITEMS, Quotas};
 pub use ledger::Ledger;

@@ -27,17 +27,6 @@ pub(crate) enum Path {
     Mailbox,
 }
 
-impl Path {
-    /// The path of a batch: fetched from a mailbox or not.
-    pub(crate) fn of(via_mailbox: bool) -> Self {
-        if via_mailbox {
-            Path::Mailbox
-        } else {
-            Path::Direct
-        }
-    }
-}
-
 /// The kind of an opened body: all [`decide`] needs of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -309,7 +298,7 @@ mod tests {
     }
 
     #[test]
-    fn kind_and_path_of() {
+    fn kind_of() {
         assert_eq!(Kind::of(&Body::BuddyRequest), Req);
         assert_eq!(
             Kind::of(&Body::Receipt {
@@ -318,7 +307,5 @@ mod tests {
             }),
             Receipt
         );
-        assert_eq!(Path::of(true), Mailbox);
-        assert_eq!(Path::of(false), Direct);
     }
 }

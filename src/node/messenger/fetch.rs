@@ -16,6 +16,7 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
+use super::accept::Path;
 use super::inbound::{Inbound, Opened, open_envelope, store_incoming};
 use super::{Internal, Service};
 use crate::net::NetClient;
@@ -102,7 +103,7 @@ async fn fetch_from(holder: PeerId, inbound: &Arc<Inbound>, net: &NetClient) -> 
             break Stop::Failed;
         };
         let (tx, rx) = oneshot::channel();
-        store_incoming(inbound, opened, true, tx);
+        store_incoming(inbound, opened, Path::Mailbox, tx);
         // The deadline bounds our own storing too (a slow disk): a batch
         // still queued when it passes is stored all the same, but not
         // acknowledged, so the holder keeps it and the next fetch acks it

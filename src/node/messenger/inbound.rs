@@ -93,15 +93,15 @@ pub(super) async fn accept_streams(
 pub(super) fn store_incoming(
     inbound: &Inbound,
     items: Vec<Opened>,
-    via_mailbox: bool,
+    path: Path,
     reply: oneshot::Sender<Vec<Ack>>,
 ) {
     let (events, done) = (inbound.events.clone(), inbound.done.clone());
     inbound.queue.then(
         Flush::Now,
-        move |s| file_batch(s, items, Path::of(via_mailbox)),
+        move |s| file_batch(s, items, path),
         move |res| match res {
-            Ok(filed) => report(filed, via_mailbox, &events, &done, reply),
+            Ok(filed) => report(filed, path, &events, &done, reply),
             Err(e) => {
                 warn!("cannot store incoming messages: {e}");
                 let _ = reply.send(Vec::new()); // answered Unavailable
@@ -260,7 +260,7 @@ impl Batch {
 /// follow-ups to the service.
 fn report(
     filed: Outcome,
-    via_mailbox: bool,
+    path: Path,
     events: &broadcast::Sender<Event>,
     done: &mpsc::UnboundedSender<Internal>,
     reply: oneshot::Sender<Vec<Ack>>,
@@ -282,7 +282,7 @@ fn report(
     // have gets one too: a crash after storing it may have lost the
     // first, and its sender would otherwise deposit it forever.
     let mut delivered: HashMap<PeerId, Vec<MessageId>> = HashMap::new();
-    if via_mailbox {
+    if path == Path::Mailbox {
         for m in new_msgs.iter().chain(&seen) {
             if let Some(p) = m.peer_id() {
                 delivered.entry(p).or_default().push(m.id);
@@ -349,8 +349,9 @@ async fn read_frames(
     }
 }
 
-/// Gathers what frames are ready (up to [`BATCH`]), opens them and hands
-/// them to the store as one batch, whose acks [`write_acks`] awaits.
+/// Gathers what frames are ready (up to [`BATCH`]), opens them on the
+/// blocking pool and hands them to the store as one batch, whose acks
+/// [`write_acks`] awaits.
 async fn file_frames(
     peer: PeerId,
     mut frame_rx: mpsc::Receiver<ReadFrame>,
@@ -365,7 +366,10 @@ async fn file_frames(
                 Err(_) => break,
             }
         }
-        let (items, close) = open_batch(peer, batch, &inbound.sealer);
+        // Decryption is CPU work: on the blocking pool, not this worker.
+        let sealer = inbound.sealer.clone();
+        let opened = tokio::task::spawn_blocking(move || open_batch(peer, batch, &sealer)).await;
+        let Ok((items, close)) = opened else { break };
         let ids: Vec<Option<MessageId>> = items
             .iter()
             .map(|i| match i {
@@ -374,7 +378,7 @@ async fn file_frames(
             })
             .collect();
         let (reply_tx, reply_rx) = oneshot::channel();
-        store_incoming(inbound, items, false, reply_tx);
+        store_incoming(inbound, items, Path::Direct, reply_tx);
         if ack_tx.send((ids, reply_rx, close)).await.is_err() || close {
             break;
         }

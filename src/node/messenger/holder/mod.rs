@@ -4,7 +4,8 @@
 //! ([`crate::node::mailbox::holder`]) decides: every rule (admission,
 //! quotas, expiry, hand-off, release) and timer is the machine's; this task
 //! turns requests, routing changes and store results into its inputs and
-//! runs its outputs (store jobs, lookups, deposits, answers).
+//! runs its outputs (encoding on the blocking pool, store jobs, lookups,
+//! deposits, answers).
 //!
 //! It runs as a task of its own with its own store queue (thread), fed by
 //! the messaging service through a bounded channel that the service never
@@ -28,7 +29,7 @@ use super::deposit::deposit_all;
 use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
 use crate::net::NetClient;
-use crate::node::mailbox::holder::{Holder as Machine, Input, Output};
+use crate::node::mailbox::holder::{Holder as Machine, Input, Output, encode_deposit};
 use crate::store::{Queue, Store, StoreError};
 use crate::wire::mailbox::{
     DEPOSIT_BATCH, DepositReject, MailboxRequest, MailboxResponse, PAGE_BYTES, PAGE_ITEMS,
@@ -250,6 +251,19 @@ impl Holder {
                 Output::Respond(r) => {
                     response = Some(r);
                     continue;
+                }
+                Output::Encode { peer, envelopes } => {
+                    let n = envelopes.len();
+                    let encode = move || encode_deposit(envelopes);
+                    match tokio::task::spawn_blocking(encode).await {
+                        Ok(batch) => Input::Encoded { peer, batch },
+                        Err(e) => {
+                            warn!("cannot encode a deposit: {e}");
+                            let busy = vec![Some(DepositReject::Unavailable); n];
+                            response = Some(MailboxResponse::Deposited(busy));
+                            continue;
+                        }
+                    }
                 }
                 Output::Page { recipient, cursor } => {
                     response = Some(self.page(recipient, cursor).await);
