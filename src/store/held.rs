@@ -144,7 +144,10 @@ impl Store {
     /// makes the batch durable ([`Store::flush`], with its `fdatasync`)
     /// before returning: a holder answers "stored" on this. Returns, per
     /// item, whether it is new (false: these exact bytes are already held).
-    /// The caller refuses envelopes over [`MAX_HELD_ENVELOPE`] first.
+    /// The caller refuses envelopes over [`MAX_HELD_ENVELOPE`] first, and
+    /// each item's `encoding` must be its `envelope`'s, as
+    /// [`Encoding::of`] makes it: the row stores those bytes while the
+    /// index is keyed by `envelope.id`.
     pub fn hold(&self, items: &[Admitted]) -> Result<Vec<bool>, StoreError> {
         let mut fresh = Vec::with_capacity(items.len());
         for Admitted {

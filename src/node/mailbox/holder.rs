@@ -317,7 +317,8 @@ impl Holder {
     }
 
     /// A peer closer than we are to a mailbox we hold: look again at who
-    /// should hold it, after a settle and at most every [`react_at`].
+    /// should hold it, after a settle and at most every
+    /// [`REACT_EVERY`](super::react::REACT_EVERY).
     fn new_peer(&mut self, peer: PeerId, now: Instant) {
         let outranked = self
             .ledger

@@ -95,7 +95,7 @@ fn a_deposit_is_answered_after_the_store_and_a_pass_follows_after_the_settle() {
     assert_eq!(
         written[0].encoding.hash,
         ItemHash::of(&env).unwrap(),
-        "hashed once, at admission"
+        "hashed once, before admission"
     );
     assert_eq!(written[0].item.expires_at, WALL + TTL.as_millis() as u64);
     assert_eq!(h.poll_timeout(), t0 + SETTLE);

@@ -51,6 +51,10 @@ pub(super) struct Inbound {
     /// Store completions back to the service (unbounded: the store thread
     /// must never wait for the service).
     pub(super) done: mpsc::UnboundedSender<Internal>,
+    /// Batches being opened at once, across every session: one per core,
+    /// so a flood of streams queues here instead of filling the blocking
+    /// pool that the store and the other services share.
+    pub(super) openers: Arc<tokio::sync::Semaphore>,
 }
 
 /// Takes the message streams peers open to us, each to a session of its
@@ -366,10 +370,25 @@ async fn file_frames(
                 Err(_) => break,
             }
         }
-        // Decryption is CPU work: on the blocking pool, not this worker.
+        // Decryption is CPU work: on the blocking pool, not this worker,
+        // and no more batches at once than there are cores.
+        let Ok(permit) = inbound.openers.clone().acquire_owned().await else {
+            break;
+        };
         let sealer = inbound.sealer.clone();
-        let opened = tokio::task::spawn_blocking(move || open_batch(peer, batch, &sealer)).await;
-        let Ok((items, close)) = opened else { break };
+        let opened = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            open_batch(peer, batch, &sealer)
+        })
+        .await;
+        let (items, close) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                // Its frames go unacked: the sender offers them again.
+                warn!(%peer, "opening a message batch failed: {e}");
+                break;
+            }
+        };
         let ids: Vec<Option<MessageId>> = items
             .iter()
             .map(|i| match i {

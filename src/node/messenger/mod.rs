@@ -8,7 +8,7 @@
 //!   the peer could not read) closes the link. Acks and receipts end a
 //!   message only when they come from its recipient.
 //! - Inbound ([`inbound`]), a *session* task per stream reads frames, opens
-//!   the seals (CPU only) and hands each batch to the store queue, which
+//!   the seals (on the blocking pool, one batch per core at a time) and hands each batch to the store queue, which
 //!   makes it durable before the session acknowledges it; which messages
 //!   are taken is decided by [`accept`]. The queue flushes once for
 //!   everything waiting (group commit), so under load one flush covers
@@ -199,6 +199,9 @@ pub(crate) fn spawn(
         queue: store.sender(),
         events,
         done: done_tx,
+        openers: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )),
     });
     let accept_inbound = inbound.clone();
     tokio::spawn(inbound::accept_streams(incoming, accept_inbound));
