@@ -8,13 +8,13 @@ mod common;
 use std::time::Duration;
 
 use common::{TestNode, eventually_within, init_tracing, start_in};
-use roost::{Config, Content, Node};
+use roost::{Config, Content, Identity, Node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_every_handle_stops_the_node_and_releases_its_data_dir() {
     init_tracing();
     // A peer that is never online: the message stays in the outbox.
-    let absent = libp2p::PeerId::random();
+    let absent = Identity::generate().expect("identity").peer_id();
     let alice = TestNode::start(&[]).await;
     let TestNode { dir, handle } = alice;
     let id = handle

@@ -137,6 +137,8 @@ impl Worker {
                 Ok(store) => {
                     opened(Ok(()));
                     serve(&store, &rx);
+                    // Refuse later jobs before anyone hears of the close.
+                    drop(rx);
                     drop(store);
                     let _ = released_tx.send(true);
                 }
