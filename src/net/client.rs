@@ -221,9 +221,4 @@ impl NetClient {
             .send(Command::PresenceRespond { channel, response })
             .await;
     }
-
-    /// Asks the event loop to leave the network and stop.
-    pub async fn shutdown(&self) -> Result<(), RequestError> {
-        self.ask(|reply| Command::Shutdown { reply }).await
-    }
 }

@@ -125,11 +125,6 @@ pub enum Command {
         /// The answer.
         response: PresenceResponse,
     },
-    /// Leave the network cleanly: publish an "offline" record, then stop.
-    Shutdown {
-        /// Answered once the task is about to exit.
-        reply: oneshot::Sender<()>,
-    },
 }
 
 /// What [`Command::Reach`] answers: how others can reach us, for the

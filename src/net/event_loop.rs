@@ -1,7 +1,14 @@
 //! The task that owns the Swarm. It translates between libp2p events, the
 //! [`Command`]s the rest of the program sends through [`super::NetClient`],
 //! and the sans-IO locator machine beside it ([`super::locator`]); it never
-//! blocks (disk I/O goes to `spawn_blocking`).
+//! blocks: its writes (the peer book, the locator seq) are best-effort jobs
+//! for the store's [`Worker`], dropped when its queue is full.
+//!
+//! It stops when its cancellation token is cancelled (or every
+//! [`super::NetClient`] is dropped): it puts an "offline" locator record
+//! (waiting for it to be stored, or a grace period), remembers the peers it
+//! is still connected to, and drops the swarm. Closing the store is its
+//! owner's part.
 //!
 //! Its Kademlia side (the translation between `kad::Event`s and the
 //! locator machine's inputs and outputs) is in [`kademlia`];
@@ -20,6 +27,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 mod kademlia;
@@ -35,7 +43,7 @@ use super::reach::{Reach, Settings};
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::identity::Identity;
-use crate::store::{KnownPeer, Store, Writer};
+use crate::store::{KnownPeer, Worker};
 use crate::wire::mailbox::MailboxResponse;
 use crate::wire::presence::PresenceResponse;
 use rpc::{Pending, route_rpc};
@@ -49,7 +57,8 @@ pub struct EventLoop {
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
     net_events: mpsc::Sender<NetEvent>,
-    writer: Writer,
+    /// The store, for best-effort writes only: this task never waits on it.
+    store: Worker,
     /// Our locator record and the records held for others: every rule.
     locator: locator::Machine,
     /// The Kademlia queries the locator machine asked for.
@@ -72,8 +81,8 @@ pub struct EventLoop {
     reach: Reach,
     /// The circuit listener held on each relay.
     relay_listeners: HashMap<PeerId, ListenerId>,
-    /// Once leaving: who waits for the task to end.
-    stopping: Option<Vec<oneshot::Sender<()>>>,
+    /// Leaving: the locator's "offline" record is on its way.
+    stopping: bool,
 }
 
 impl EventLoop {
@@ -83,7 +92,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         net_events: mpsc::Sender<NetEvent>,
         identity: Identity,
-        store: Store,
+        store: Worker,
         config: &Config,
         seq: u64,
     ) -> Self {
@@ -92,7 +101,7 @@ impl EventLoop {
             commands,
             commands_open: true,
             net_events,
-            writer: Writer::spawn(store),
+            store,
             locator: locator::Machine::new(
                 identity,
                 config.locator_ttl,
@@ -120,7 +129,7 @@ impl EventLoop {
                 external: config.external_addrs.clone(),
             }),
             relay_listeners: HashMap::new(),
-            stopping: None,
+            stopping: false,
         }
     }
 
@@ -198,8 +207,9 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Runs until shut down (by command, or when every handle is dropped).
-    pub async fn run(mut self) {
+    /// Runs until `stop` is cancelled (or every client is dropped) and the
+    /// network is left cleanly.
+    pub async fn run(mut self, stop: CancellationToken) {
         loop {
             let deadline = self.next_deadline();
             tokio::select! {
@@ -208,26 +218,20 @@ impl EventLoop {
                     Some(cmd) => self.on_command(cmd),
                     None => {
                         self.commands_open = false;
-                        self.begin_shutdown(None);
+                        self.begin_shutdown();
                     }
                 },
+                _ = stop.cancelled(), if !self.stopping => self.begin_shutdown(),
                 _ = tokio::time::sleep_until(deadline.into()) => self.on_timer(),
             }
             if self.locator.is_stopped() {
                 break;
             }
         }
-        let replies = self.stopping.take().unwrap_or_default();
         for r in self.lasting.still_connected() {
             self.remember(r);
         }
-        let Self { swarm, writer, .. } = self;
-        drop(swarm);
-        writer.close().await;
-        for r in replies {
-            let _ = r.send(());
-        }
-        info!("node stopped");
+        info!("left the network");
     }
 
     fn next_deadline(&self) -> Instant {
@@ -254,7 +258,7 @@ impl EventLoop {
     /// Saves a peer we kept a lasting connection with, for the next start.
     fn remember(&self, Remember { peer, addrs }: Remember) {
         debug!(%peer, "remembering a peer of a lasting connection");
-        self.writer.submit(move |s| {
+        self.store.try_submit(move |s| {
             if let Err(e) = s.remember_peer(&peer, &addrs, unix_ms()) {
                 warn!("cannot remember peer: {e}");
             }
@@ -308,7 +312,6 @@ impl EventLoop {
             | Command::Presence { .. }
             | Command::Notify { .. }
             | Command::PresenceRespond { .. }) => self.on_rpc_command(cmd),
-            Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
         }
     }
 
@@ -359,13 +362,12 @@ impl EventLoop {
         }
     }
 
-    fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
-        if let Some(replies) = &mut self.stopping {
-            replies.extend(reply);
+    fn begin_shutdown(&mut self) {
+        if self.stopping {
             return;
         }
         info!("leaving the network");
-        self.stopping = Some(reply.into_iter().collect());
+        self.stopping = true;
         self.drive_locator(locator::Input::Shutdown);
     }
 

@@ -6,6 +6,7 @@
 pub mod content;
 mod error;
 mod invite;
+mod lifecycle;
 pub mod mailbox;
 pub mod messenger;
 pub mod outbox;
@@ -17,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use content::{Content, ContentError};
 pub use error::NodeError;
@@ -31,9 +32,12 @@ use crate::config::{Config, ensure_private_dir};
 use crate::crypto::Sealer;
 use crate::identity::Identity;
 use crate::net::{self, EventLoop, NetClient, NetError, NetEvent};
-use crate::store::{BuddyRequest, Direction, MessageState, Store, StoreError, StoredMessage};
+use crate::store::{
+    BuddyRequest, Direction, MessageState, Store, StoreError, StoredMessage, Worker,
+};
 use crate::wire::locator::Locator;
 use crate::wire::message::{self as msg, Body, Inner, MessageId};
+use lifecycle::{Stopped, Tasks};
 use messenger::Request;
 
 /// Subdirectory of the data dir holding the sled database.
@@ -67,16 +71,13 @@ impl Node {
         let identity = Identity::load_from(&config.data_dir)?;
         let db_dir = config.data_dir.join(DB_DIR);
         crate::config::check_owned(&db_dir)?;
-        let cache = config.cache_bytes;
-        let opened = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let store = Store::open(&db_dir, cache)?;
-            let seq = store.locator_seq()?;
-            let known = store.known_peers(64)?;
-            Ok((store, seq, known))
-        })
-        .await
-        .map_err(|_| NodeError::Stopped)?;
-        let (store, seq, known) = opened?;
+        let store = Worker::open(db_dir, config.cache_bytes).await?;
+        let (seq, known) = store
+            .run(|s| Ok((s.locator_seq()?, s.known_peers(64)?)))
+            .await?;
+        // Should starting fail below, dropping this stops what has started.
+        let tasks = Tasks::default();
+        let stop_guard = tasks.drop_guard();
 
         let swarm = net::build_swarm(&identity, &config)?;
         let control = swarm.behaviour().stream.new_control();
@@ -95,21 +96,31 @@ impl Node {
         let net = NetClient::new(cmd_tx);
         let sealer = Arc::new(Sealer::new(&identity));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let presence =
-            presence_service::spawn(store.clone(), net.clone(), events.clone(), config.auto_away)
-                .await?;
+        let presence = presence_service::spawn(
+            store.clone(),
+            net.clone(),
+            events.clone(),
+            config.auto_away,
+            &tasks,
+        )
+        .await?;
         let messages = messenger::spawn(
             store.clone(),
+            store.sibling().await?,
             sealer.clone(),
             net.clone(),
             control.clone(),
             events.clone(),
             config.mailbox.clone(),
             presence.clone(),
+            &tasks,
         )
         .map_err(|_| NetError::Setup("message protocol registered twice".into()))?;
-        tokio::spawn(route_net_events(net_rx, messages.clone(), presence.clone()));
-        let task = tokio::spawn(event_loop.run());
+        let router = route_net_events(net_rx, messages.clone(), presence.clone(), tasks.clone());
+        tasks.spawn(router);
+        let net_stop = CancellationToken::new();
+        let net_task = tokio::spawn(event_loop.run(net_stop.clone()));
+        let stopped = lifecycle::supervise(tasks.clone(), net_stop, net_task, store);
         Ok(NodeHandle {
             inner: Arc::new(NodeInner {
                 peer_id: identity.peer_id(),
@@ -122,21 +133,29 @@ impl Node {
                 #[cfg(feature = "test-util")]
                 control,
                 last_sent_at: AtomicU64::new(0),
-                task: Mutex::new(Some(task)),
+                tasks,
+                stopped,
+                _stop_guard: stop_guard,
             }),
         })
     }
 }
 
 /// Hands each network event to the service it concerns (a new connection
-/// to both), until either service has stopped.
+/// to both), until the services stop.
 async fn route_net_events(
     mut from: mpsc::Receiver<NetEvent>,
     to_msgs: mpsc::Sender<Request>,
     to_presence: mpsc::Sender<presence_service::Request>,
+    tasks: Tasks,
 ) {
     use presence_service::Request as P;
-    while let Some(ev) = from.recv().await {
+    loop {
+        let ev = tokio::select! {
+            ev = from.recv() => ev,
+            _ = tasks.stopping() => None,
+        };
+        let Some(ev) = ev else { break };
         let sent = match ev {
             NetEvent::Connected(peer) => {
                 let _ = to_presence.send(P::Net(NetEvent::Connected(peer))).await;
@@ -169,11 +188,17 @@ struct NodeInner {
     #[cfg(feature = "test-util")]
     control: libp2p_stream::Control,
     last_sent_at: AtomicU64,
-    task: Mutex<Option<JoinHandle<()>>>,
+    /// The node's services and their stop token.
+    tasks: Tasks,
+    /// Resolves once the node has stopped and its database is closed.
+    stopped: Stopped,
+    /// Tells the services to stop when the last handle is dropped.
+    _stop_guard: DropGuard,
 }
 
 /// Cloneable client of a running node. Dropping every clone shuts the node
-/// down as [`NodeHandle::shutdown`] would.
+/// down as [`NodeHandle::shutdown`] would (in the background: the
+/// database is released once that is done; see `node/lifecycle.rs`).
 #[derive(Clone)]
 pub struct NodeHandle {
     inner: Arc<NodeInner>,
@@ -446,7 +471,7 @@ impl NodeHandle {
         self.read(|s| s.known_peers(usize::MAX)).await
     }
 
-    /// Holds the mailbox holder's store queue until the guard is dropped,
+    /// Holds the mailbox holder's store worker until the guard is dropped,
     /// so a test can show that mailbox work stuck behind the disk does not
     /// hold up messaging.
     #[cfg(feature = "test-util")]
@@ -528,18 +553,12 @@ impl NodeHandle {
         Ok(self.request(read).await??)
     }
 
-    /// Leaves the network cleanly (an "offline" locator replaces ours) and
-    /// waits until the node has stopped and its database is closed.
+    /// Leaves the network cleanly (watchers are told we are offline, an
+    /// "offline" locator replaces ours) and waits until the node has
+    /// stopped and its database is closed (the order is in `node/lifecycle.rs`).
     pub async fn shutdown(&self) -> Result<(), NodeError> {
-        // Presence first (watchers hear we leave), then messages (no more
-        // writes), then the network. Any may already be gone; the waits
-        // below still apply.
-        let _ = self.ask_presence(presence_service::Request::Stop).await;
-        let _ = self.request(Request::Stop).await;
-        let _ = self.inner.net.shutdown().await;
-        if let Some(task) = self.inner.task.lock().await.take() {
-            let _ = task.await;
-        }
+        self.inner.tasks.stop();
+        self.inner.stopped.wait().await;
         Ok(())
     }
 }

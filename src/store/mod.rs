@@ -1,8 +1,9 @@
 //! The node's durable state, in sled, behind a typed API.
 //!
 //! No sled tree leaks out of this module. Every call blocks (sled does disk
-//! I/O), so async code calls it through `spawn_blocking` or the store
-//! [`Queue`]'s thread, never on the swarm task. sled fsyncs only every
+//! I/O), so async code reaches the store only through a [`Worker`], the
+//! store's own thread (ordered jobs with group commit, best-effort writes
+//! for the swarm task, reads). sled fsyncs only every
 //! 500 ms by itself; anything the node acknowledges to someone else is
 //! flushed explicitly first, with an `fdatasync` of sled's log on top of
 //! sled's own flush ([`Store::flush`]).
@@ -11,9 +12,8 @@ mod buddies;
 mod held;
 mod messages;
 mod peers;
-mod queue;
 mod strangers;
-mod writer;
+mod worker;
 
 use std::path::Path;
 
@@ -21,9 +21,8 @@ pub use buddies::{Buddy, BuddyRequest, MAX_BUDDY_REQUESTS, Relation};
 pub use held::{Admitted, HeldItem};
 pub use messages::{Direction, Filed, MessageState, StoredMessage};
 pub use peers::KnownPeer;
-pub use queue::{Flush, Queue, QueueSender};
 pub use strangers::{MAX_REQUEST_MESSAGES, MAX_REQUEST_MESSAGES_PER_STRANGER};
-pub use writer::Writer;
+pub use worker::{Flush, Worker};
 
 /// Bumped when the on-disk layout changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -132,18 +131,6 @@ impl Store {
             db,
             meta,
         })
-    }
-
-    /// Runs `f` on the blocking thread pool: the way async code uses the
-    /// store without stalling its task.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|_| StoreError::Corrupt("blocking task"))?
     }
 
     /// Forces everything written so far to disk, so that it survives a

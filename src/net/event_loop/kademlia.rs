@@ -119,11 +119,13 @@ impl EventLoop {
                     let _ = reply.send(locator);
                 }
             }
-            Output::PersistSeq(seq) => self.writer.submit(move |s| {
-                if let Err(e) = s.set_locator_seq(seq) {
-                    warn!("cannot save locator seq: {e}");
-                }
-            }),
+            Output::PersistSeq(seq) => {
+                self.store.try_submit(move |s| {
+                    if let Err(e) = s.set_locator_seq(seq) {
+                        warn!("cannot save locator seq: {e}");
+                    }
+                });
+            }
         }
         None
     }

@@ -1,7 +1,7 @@
 //! Which incoming messages this node takes, as pure functions of the
 //! sender's relation to us and the message's body.
 //!
-//! The store queue reads the facts (the sender's [`Relation`], whether a
+//! The store worker reads the facts (the sender's [`Relation`], whether a
 //! buddy request was seen before, how a message was filed) and applies the
 //! verdicts; the rules themselves live here, without a store:
 //!

@@ -21,7 +21,7 @@ use super::{
 use crate::clock::unix_ms;
 use crate::crypto::Sealer;
 use crate::store::{
-    Direction, Filed, Flush, MessageState, QueueSender, Relation, Store, StoreError, StoredMessage,
+    Direction, Filed, Flush, MessageState, Relation, Store, StoreError, StoredMessage, Worker,
 };
 use crate::wire::message::{
     self, Ack, AckResult, Body, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame,
@@ -43,10 +43,10 @@ pub(super) struct Received {
 }
 
 /// What storing incoming messages needs, shared by the service and every
-/// session, so a session's batch goes straight to the store queue.
+/// session, so a session's batch goes straight to the store worker.
 pub(super) struct Inbound {
     pub(super) sealer: Arc<Sealer>,
-    pub(super) queue: QueueSender,
+    pub(super) queue: Worker,
     pub(super) events: broadcast::Sender<Event>,
     /// Store completions back to the service (unbounded: the store thread
     /// must never wait for the service).
@@ -141,7 +141,7 @@ struct Outcome {
     accepted: Vec<PeerId>,
 }
 
-/// Files a batch (the store queue's job): reads the facts each message's
+/// Files a batch (the store worker's job): reads the facts each message's
 /// fate depends on and applies the verdicts of [`accept`].
 fn file_batch(s: &Store, items: Vec<Opened>, path: Path) -> Result<Outcome, StoreError> {
     let now = unix_ms();

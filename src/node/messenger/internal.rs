@@ -1,5 +1,5 @@
 //! What the messaging service does with the reports of its tasks and of
-//! the store queue: links up and down, acks, deposits, fetches, stored
+//! the store worker: links up and down, acks, deposits, fetches, stored
 //! incoming batches (whose follow-ups are the service's `received`); and
 //! the state changes they leave, written in one store job.
 
@@ -25,7 +25,7 @@ pub(super) enum Op {
 }
 
 impl Service {
-    /// Takes one report of a task or of the store queue; state changes to
+    /// Takes one report of a task or of the store worker; state changes to
     /// write go to `ops`, written together by [`Service::apply`].
     pub(super) async fn on_internal(&mut self, ev: Internal, ops: &mut Vec<Op>) {
         let now = Instant::now();

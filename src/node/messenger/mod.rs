@@ -8,7 +8,8 @@
 //!   the peer could not read) closes the link. Acks and receipts end a
 //!   message only when they come from its recipient.
 //! - Inbound ([`inbound`]), a *session* task per stream reads frames, opens
-//!   the seals (on the blocking pool, one batch per core at a time) and hands each batch to the store queue, which
+//!   the seals (on the blocking pool, one batch per core at a time) and
+//!   hands each batch to the store worker, which
 //!   makes it durable before the session acknowledges it; which messages
 //!   are taken is decided by [`accept`]. The queue flushes once for
 //!   everything waiting (group commit), so under load one flush covers
@@ -19,7 +20,7 @@
 //!   this node fetches its own, within bounds a holder cannot stretch
 //!   ([`fetch`], run as the fetcher machine of
 //!   [`crate::node::mailbox::fetcher`] decides). It also holds, hands on
-//!   and serves others' mailboxes, on a task and store queue of its own
+//!   and serves others' mailboxes, on a task and store worker of its own
 //!   ([`holder`], driving [`crate::node::mailbox::holder`]): the service
 //!   only routes requests there, never waiting on them.
 //!
@@ -27,10 +28,10 @@
 //! fetches) is in [`internal`].
 //!
 //! The service never blocks on disk itself: every store call runs on the
-//! queue's thread, and the hot paths (send, receive, acks) do not even wait
-//! for it — results come back as [`Internal`] events. The queue holds the
-//! only long-lived `Store` handle of the message path, so when the service
-//! stops, the database is free.
+//! node's store [`Worker`] (in order, with group commit), and the hot paths
+//! (send, receive, acks) do not even wait for it — results come back as
+//! [`Internal`] events. The service stops when the node's services are
+//! told to ([`Tasks`]); the node closes the worker after that.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -52,13 +53,14 @@ mod window;
 #[cfg(feature = "test-util")]
 pub use holder::MailboxPause;
 
+use super::lifecycle::Tasks;
 use super::mailbox::fetcher::{self, Fetcher};
 use super::outbox::Outbox;
 use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
 use crate::crypto::Sealer;
 use crate::net::{NetClient, NetEvent};
-use crate::store::{Flush, MessageState, Queue, Store, StoreError, StoredMessage};
+use crate::store::{Flush, MessageState, Store, StoreError, StoredMessage, Worker};
 use crate::wire::mailbox::mailbox_key;
 use crate::wire::message::{self, Ack, Body, Envelope, Inner, MessageId, ReceiptKind};
 use inbound::{Inbound, Received};
@@ -135,13 +137,11 @@ pub(crate) enum Request {
     Control { to: PeerId, body: Body },
     /// A store read, run in order with the writes.
     Read(Box<dyn FnOnce(&Store) + Send>),
-    /// Hold the mailbox holder's store queue (tests).
+    /// Hold the mailbox holder's store worker (tests).
     #[cfg(feature = "test-util")]
     PauseHolder(oneshot::Sender<MailboxPause>),
     /// Something happened on the network.
     Net(NetEvent),
-    /// Stop; answered when the store is released.
-    Stop(oneshot::Sender<()>),
 }
 
 /// Who waits for a send to be durable.
@@ -178,25 +178,34 @@ enum Link {
     },
 }
 
-/// Starts the service; returns its request channel.
+/// Starts the service over the node's store worker (`holder_store`: the
+/// mailbox holder's own); returns its request channel.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn(
-    store: Store,
+    store: Worker,
+    holder_store: Worker,
     sealer: Arc<Sealer>,
     net: NetClient,
     mut control: libp2p_stream::Control,
     events: broadcast::Sender<Event>,
     mailbox: MailboxConfig,
     presence: mpsc::Sender<super::presence_service::Request>,
+    tasks: &Tasks,
 ) -> Result<mpsc::Sender<Request>, libp2p_stream::AlreadyRegistered> {
     let (req_tx, req_rx) = mpsc::channel(1024);
     let (int_tx, int_rx) = mpsc::channel(4096);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let incoming = control.accept(MSG_PROTOCOL)?;
-    let holder = holder::spawn(store.clone(), net.clone(), sealer.me(), mailbox.clone());
-    let store = Queue::new(store);
+    let holder = holder::spawn(
+        holder_store,
+        net.clone(),
+        sealer.me(),
+        mailbox.clone(),
+        tasks,
+    );
     let inbound = Arc::new(Inbound {
         sealer,
-        queue: store.sender(),
+        queue: store.clone(),
         events,
         done: done_tx,
         openers: Arc::new(tokio::sync::Semaphore::new(
@@ -224,14 +233,14 @@ pub(crate) fn spawn(
         mcfg: mailbox,
         fetcher,
     };
-    tokio::spawn(service.run(req_rx, int_rx, done_rx));
+    tasks.spawn(service.run(req_rx, int_rx, done_rx, tasks.clone()));
     Ok(req_tx)
 }
 
 struct Service {
     /// Every store call of the message path, in order, on one thread.
-    store: Queue,
-    /// What sessions share with us: our keys, the queue's sender, events.
+    store: Worker,
+    /// What sessions share with us: our keys, the store worker, events.
     inbound: Arc<Inbound>,
     net: NetClient,
     control: libp2p_stream::Control,
@@ -265,12 +274,12 @@ impl Service {
         mut requests: mpsc::Receiver<Request>,
         mut internal: mpsc::Receiver<Internal>,
         mut done: mpsc::UnboundedReceiver<Internal>,
+        tasks: Tasks,
     ) {
         if let Err(e) = self.load_outbox().await {
             warn!("cannot load the outbox: {e}");
         }
-        let mut stop = None;
-        while stop.is_none() {
+        loop {
             self.dispatch();
             if self.fetcher.poll_timeout() <= Instant::now() {
                 self.drive_fetcher(fetcher::Input::Tick);
@@ -283,8 +292,8 @@ impl Service {
             let mut ops = Vec::new();
             tokio::select! {
                 // In order; concurrent sends still share a flush, as the
-                // store queue commits every job waiting as a group.
-                Some(req) = requests.recv() => stop = self.on_request(req).await,
+                // store worker commits every job waiting as a group.
+                Some(req) = requests.recv() => self.on_request(req).await,
                 Some(ev) = internal.recv() => {
                     self.on_internal(ev, &mut ops).await;
                     // Drain what else is ready, so acks are written in batches.
@@ -295,19 +304,13 @@ impl Service {
                 }
                 Some(ev) = done.recv() => self.on_internal(ev, &mut ops).await,
                 _ = tokio::time::sleep_until(wake.into()) => {}
+                // Whatever was submitted to the store so far is drained by
+                // the worker's close, after every service has ended.
+                _ = tasks.stopping() => break,
             }
             if !ops.is_empty() {
                 self.apply(ops);
             }
-        }
-        // The holder releases its store handle first.
-        self.holder.stop().await;
-        // Dropping the queue drains it, flushes and releases the store; its
-        // thread may block, so that happens off the async workers.
-        let Self { store, .. } = self;
-        let _ = tokio::task::spawn_blocking(move || drop(store)).await;
-        if let Some(reply) = stop {
-            let _ = reply.send(());
         }
     }
 
@@ -348,7 +351,7 @@ impl Service {
 
     /// Queues the outbox write and puts the messages on the wire at once,
     /// without waiting for it: the caller is answered once it is on
-    /// disk, so "nothing is lost" holds, and the store queue's order
+    /// disk, so "nothing is lost" holds, and the store worker's order
     /// guarantees that any later state change finds the rows written. The
     /// write waits for the next flush ([`Flush::Soon`]) rather than
     /// starting one: the message's way does not depend on it, and a flush
@@ -375,7 +378,7 @@ impl Service {
         );
     }
 
-    async fn on_request(&mut self, req: Request) -> Option<oneshot::Sender<()>> {
+    async fn on_request(&mut self, req: Request) {
         match req {
             Request::Send { items, reply } => self.send(items, reply),
             Request::MarkRead { peer, reply } => {
@@ -406,9 +409,7 @@ impl Service {
                 channel,
             }) => self.holder.route(&self.net, peer, request, channel),
             Request::Net(_) => {}
-            Request::Stop(reply) => return Some(reply),
         }
-        None
     }
 
     /// Marks the conversation with `peer` read and queues the read

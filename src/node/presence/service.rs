@@ -5,6 +5,10 @@
 //! the permission check of every notify), write through to the store, and
 //! take effect at once: a buddy who is hidden, removed or blocked is told
 //! `offline` immediately and gets no real state afterwards.
+//!
+//! When the node's services are told to stop, every watcher is told
+//! `offline` (briefly awaited) before the task ends; the network is still
+//! up then, as the node stops it only after its services have ended.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,7 +20,8 @@ use tracing::warn;
 use super::{Own, Permission, Publisher, SUBSCRIPTION, Watcher};
 use crate::net::{NetClient, NetEvent};
 use crate::node::Event;
-use crate::store::{Buddy, Store, StoreError};
+use crate::node::lifecycle::Tasks;
+use crate::store::{Buddy, StoreError, Worker};
 use crate::wire::presence::{PresenceInfo, PresenceRequest, PresenceResponse};
 
 /// A buddy as shown to the user: the entry and its last known presence.
@@ -67,7 +72,6 @@ pub(crate) enum Request {
     /// subscribe again now instead of waiting for the backoff.
     Retry(PeerId),
     Net(NetEvent),
-    Stop(oneshot::Sender<()>),
 }
 
 enum Internal {
@@ -75,7 +79,8 @@ enum Internal {
 }
 
 struct Service {
-    store: Store,
+    /// Ordered behind the node's other store jobs (and its reads).
+    store: Worker,
     net: NetClient,
     events: broadcast::Sender<Event>,
     publisher: Publisher,
@@ -86,16 +91,13 @@ struct Service {
 
 /// Loads the buddy list and my presence, and starts the service.
 pub(crate) async fn spawn(
-    store: Store,
+    store: Worker,
     net: NetClient,
     events: broadcast::Sender<Event>,
     auto_away: Option<Duration>,
+    tasks: &Tasks,
 ) -> Result<mpsc::Sender<Request>, StoreError> {
-    let s = store.clone();
-    let (list, own) =
-        tokio::task::spawn_blocking(move || Ok::<_, StoreError>((s.buddies()?, s.own_presence()?)))
-            .await
-            .map_err(|_| StoreError::Corrupt("task"))??;
+    let (list, own) = store.run(|s| Ok((s.buddies()?, s.own_presence()?))).await?;
     let now = Instant::now();
     let mut watcher = Watcher::new();
     let mut buddies = HashMap::new();
@@ -118,7 +120,7 @@ pub(crate) async fn spawn(
         buddies,
         int_tx,
     };
-    tokio::spawn(service.run(rx, int_rx));
+    tasks.spawn(service.run(rx, int_rx, tasks.clone()));
     Ok(tx)
 }
 
@@ -138,6 +140,7 @@ impl Service {
         mut self,
         mut requests: mpsc::Receiver<Request>,
         mut internal: mpsc::Receiver<Internal>,
+        tasks: Tasks,
     ) {
         loop {
             let now = Instant::now();
@@ -153,13 +156,10 @@ impl Service {
                 .min()
                 .unwrap_or(now + Duration::from_secs(3600));
             tokio::select! {
-                Some(req) = requests.recv() => {
-                    if let Request::Stop(reply) = req {
-                        self.leave().await;
-                        let _ = reply.send(());
-                        return;
-                    }
-                    self.on_request(req).await;
+                Some(req) = requests.recv() => self.on_request(req).await,
+                _ = tasks.stopping() => {
+                    self.leave().await;
+                    return;
                 }
                 Some(Internal::Subscribed(peer, answer)) = internal.recv() => {
                     self.on_subscribed(peer, answer);
@@ -262,7 +262,6 @@ impl Service {
             }
             Request::Retry(peer) => self.watcher.connected(&peer, Instant::now()),
             Request::Net(ev) => self.on_net(ev).await,
-            Request::Stop(_) => {}
         }
     }
 

@@ -7,13 +7,15 @@
 //! runs its outputs (encoding on the blocking pool, store jobs, lookups,
 //! deposits, answers).
 //!
-//! It runs as a task of its own with its own store queue (thread), fed by
+//! It runs as a task of its own with its own store worker (thread), fed by
 //! the messaging service through a bounded channel that the service never
 //! waits on. Every deposit waits for an `fdatasync` before it is answered,
 //! so a peer sending a burst of mailbox requests queues work here only: the
 //! service's sends, acks and incoming messages go on meanwhile. When the
 //! channel is full, a deposit is answered `Unavailable` at once (its sender
 //! retries) and other requests are dropped (their requester's call fails).
+//! When the node's services are told to stop, it ends and closes its
+//! worker (drained, flushed, released).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,8 +31,9 @@ use super::deposit::deposit_all;
 use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
 use crate::net::NetClient;
+use crate::node::lifecycle::Tasks;
 use crate::node::mailbox::holder::{Holder as Machine, Input, Output, encode_deposit};
-use crate::store::{Queue, Store, StoreError};
+use crate::store::{Store, StoreError, Worker};
 use crate::wire::mailbox::{
     DEPOSIT_BATCH, DepositReject, MailboxRequest, MailboxResponse, PAGE_BYTES, PAGE_ITEMS,
 };
@@ -51,14 +54,12 @@ pub(crate) enum Job {
     },
     /// `peer` entered our routing table: it may outrank a holder.
     NewPeer(PeerId),
-    /// Holds the store queue until the returned guard is dropped (tests).
+    /// Holds the store worker until the returned guard is dropped (tests).
     #[cfg(feature = "test-util")]
     Pause(oneshot::Sender<MailboxPause>),
-    /// Stops; answered once the store queue is drained and released.
-    Stop(oneshot::Sender<()>),
 }
 
-/// While alive, the holder's store queue runs nothing: requests the holder
+/// While alive, the holder's store worker runs nothing: requests the holder
 /// takes in wait. Lets a test show that mailbox work stuck behind the disk
 /// does not hold up messaging.
 #[cfg(feature = "test-util")]
@@ -127,18 +128,16 @@ impl Handle {
     pub(super) fn offer(&self, job: Job) {
         let _ = self.tx.try_send(job);
     }
-
-    /// Stops the holder; returns once it has released the store.
-    pub(super) async fn stop(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Job::Stop(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
-    }
 }
 
-/// Starts the holder over its own store queue.
-pub(super) fn spawn(store: Store, net: NetClient, me: PeerId, cfg: MailboxConfig) -> Handle {
+/// Starts the holder over its own store worker.
+pub(super) fn spawn(
+    store: Worker,
+    net: NetClient,
+    me: PeerId,
+    cfg: MailboxConfig,
+    tasks: &Tasks,
+) -> Handle {
     let (tx, rx) = mpsc::channel(QUEUE);
     let routed = Arc::<AtomicU64>::default();
     let (int_tx, int_rx) = mpsc::channel(256);
@@ -151,22 +150,22 @@ pub(super) fn spawn(store: Store, net: NetClient, me: PeerId, cfg: MailboxConfig
         Instant::now(),
     );
     let holder = Holder {
-        queue: Queue::new(store),
+        queue: store,
         net,
         machine,
         int_tx,
         #[cfg(feature = "test-util")]
         routed: routed.clone(),
     };
-    tokio::spawn(holder.run(rx, int_rx));
+    tasks.spawn(holder.run(rx, int_rx, tasks.clone()));
     Handle { tx, routed }
 }
 
 /// The holder task's state: the machine, and what runs its outputs.
 struct Holder {
-    /// The holder's own store thread: its flushes never delay the
+    /// The holder's own store worker: its flushes never delay the
     /// messaging service's.
-    queue: Queue,
+    queue: Worker,
     net: NetClient,
     machine: Machine,
     /// Results of the lookups and deposits of hand-off passes.
@@ -177,14 +176,19 @@ struct Holder {
 }
 
 impl Holder {
-    async fn run(mut self, mut jobs: mpsc::Receiver<Job>, mut internal: mpsc::Receiver<Input>) {
+    async fn run(
+        mut self,
+        mut jobs: mpsc::Receiver<Job>,
+        mut internal: mpsc::Receiver<Input>,
+        tasks: Tasks,
+    ) {
         match self.queue.run(|s| s.held_items()).await {
             Ok(items) => {
                 self.step(Input::Loaded(items)).await;
             }
             Err(e) => warn!("cannot load the held mailbox items: {e}"),
         }
-        let stop = loop {
+        loop {
             let wake = self.machine.poll_timeout();
             tokio::select! {
                 job = jobs.recv() => match job {
@@ -198,8 +202,7 @@ impl Holder {
                     }
                     #[cfg(feature = "test-util")]
                     Some(Job::Pause(reply)) => self.pause(reply),
-                    Some(Job::Stop(reply)) => break Some(reply),
-                    None => break None,
+                    None => break,
                 },
                 Some(input) = internal.recv() => {
                     self.step(input).await;
@@ -207,17 +210,14 @@ impl Holder {
                 _ = tokio::time::sleep_until(wake.into()) => {
                     self.step(Input::Tick).await;
                 }
+                _ = tasks.stopping() => break,
             }
-        };
-        // Dropping the queue drains it, flushes and releases the store.
-        let Self { queue, .. } = self;
-        let _ = tokio::task::spawn_blocking(move || drop(queue)).await;
-        if let Some(reply) = stop {
-            let _ = reply.send(());
         }
+        // Drains what is queued, flushes and releases the store.
+        self.queue.close().await;
     }
 
-    /// Holds the store queue until the returned guard is dropped (tests).
+    /// Holds the store worker until the returned guard is dropped (tests).
     #[cfg(feature = "test-util")]
     fn pause(&self, reply: oneshot::Sender<MailboxPause>) {
         let (release, wait) = std::sync::mpsc::channel::<()>();

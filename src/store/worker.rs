@@ -1,0 +1,360 @@
+//! The one way async code reaches the store: a [`Worker`], a dedicated
+//! thread that runs store jobs in order, with group commit.
+//!
+//! Rules:
+//!
+//! - **Order.** Jobs run in the order they were submitted, whoever
+//!   submitted them, reads and writes alike. A task can start a write,
+//!   carry on without waiting for it (put a message on the wire while its
+//!   outbox entry is flushed) and know that every later job — including a
+//!   read — sees it. Reads go through the same thread on purpose: they are
+//!   short (sled serves them from its cache), and being ordered behind the
+//!   writes means a caller that was told "done" reads what it wrote.
+//! - **Durability** is per job ([`Flush`]). The thread takes every job that
+//!   is waiting, runs them all, flushes **once** if any of them must be
+//!   durable now, and only then reports their results, in order: under
+//!   load one flush covers many writes from many callers. A job that must
+//!   be durable but not this instant ([`Flush::Soon`]) rides on the next
+//!   flush, at the latest [`SOON`] after it ran. Plain jobs queued behind a
+//!   held one still report at once (a `delivered` must not wait for the
+//!   flush of the send it answers).
+//! - **Best effort** ([`Worker::try_submit`]) is for the swarm task, which
+//!   must never wait: such writes (the peer book, the locator seq) are
+//!   bounded to [`BEST_EFFORT`] waiting at once and dropped with a warning
+//!   beyond; they run in order with everything else.
+//! - **Close.** [`Worker::close`] (or dropping every clone) runs everything
+//!   submitted before it, flushes, reports held jobs, and drops the
+//!   thread's `Store`, which releases sled's lock once no other handle is
+//!   left. Clones do not hold the store, so a task that outlives the close
+//!   only finds its later jobs refused (their receivers see a closed
+//!   channel).
+//!
+//! Callers never block: submitting is a channel send. The thread is a plain
+//! OS thread, not a tokio blocking task: it lives as long as the node, and
+//! a process running many nodes (the benchmarks) would otherwise exhaust
+//! tokio's blocking pool. A node runs two workers over one database (the
+//! mailbox holder's own, so its flushes never delay messaging); each is
+//! ordered only within itself.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, watch};
+
+use super::{Store, StoreError};
+
+/// Most jobs one flush covers; bounds how long the first waits.
+const GROUP: usize = 1024;
+
+/// Most best-effort jobs waiting at once; beyond, they are dropped.
+pub const BEST_EFFORT: usize = 1024;
+
+/// Longest a [`Flush::Soon`] job waits for a flush to ride on: long
+/// enough for a recipient's flush on the same disk (a loopback round trip
+/// is ~0.5 ms) to go first, and for a quick answer's flush to cover it;
+/// short enough that one caller's sequential sends still run at hundreds
+/// a second. Nobody notices 2 ms.
+pub const SOON: Duration = Duration::from_millis(2);
+
+/// When a job's writes must be on disk before it reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Reports once run; the writes reach disk with a later flush (or
+    /// sled's own, within half a second). For state that is learnt again
+    /// if lost, and for reads.
+    No,
+    /// Reports once on disk, but waits up to [`SOON`] for a flush that
+    /// some other job needs, instead of starting one.
+    Soon,
+    /// Reports once on disk; the group is flushed as soon as it has run.
+    Now,
+}
+
+/// What a job leaves to do once the flush (if any) is done: report.
+type Finish = Box<dyn FnOnce(&Result<(), String>) + Send>;
+
+struct Job {
+    work: Box<dyn FnOnce(&Store) -> Finish + Send>,
+    flush: Flush,
+}
+
+/// What the thread receives: a job, or `None` for [`Worker::close`].
+type Msg = Option<Job>;
+
+/// Handle to a store thread; cheap to clone. See the module doc for the
+/// rules.
+#[derive(Clone)]
+pub struct Worker {
+    tx: mpsc::Sender<Msg>,
+    /// Best-effort jobs submitted and not yet run.
+    waiting: Arc<AtomicUsize>,
+    /// Becomes `true` (or closes) once the thread has released the store.
+    released: watch::Receiver<bool>,
+}
+
+impl Worker {
+    /// Starts a thread over `store`.
+    pub fn new(store: Store) -> Self {
+        Self::start(move || Ok(store), |_| {})
+    }
+
+    /// Starts a thread that opens the database in `dir` (see
+    /// [`Store::open`]) and then serves jobs; the open's blocking retries
+    /// happen there, not on the caller's task.
+    pub async fn open(dir: PathBuf, cache_bytes: u64) -> Result<Self, StoreError> {
+        let (opened_tx, opened) = oneshot::channel();
+        let worker = Self::start(
+            move || Store::open(&dir, cache_bytes),
+            move |r| {
+                let _ = opened_tx.send(r);
+            },
+        );
+        opened
+            .await
+            .map_err(|_| StoreError::Failed("store thread did not start".into()))??;
+        Ok(worker)
+    }
+
+    /// A second worker over the same database, with its own thread and
+    /// order: for work whose flushes must not delay this one's.
+    pub async fn sibling(&self) -> Result<Self, StoreError> {
+        let store = self.run(|s| Ok(s.clone())).await?;
+        Ok(Self::new(store))
+    }
+
+    fn start(
+        open: impl FnOnce() -> Result<Store, StoreError> + Send + 'static,
+        opened: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let (released_tx, released) = watch::channel(false);
+        let spawned = std::thread::Builder::new()
+            .name("roost-store".into())
+            .spawn(move || match open() {
+                Ok(store) => {
+                    opened(Ok(()));
+                    serve(&store, &rx);
+                    // Refuse later jobs before anyone hears of the close.
+                    drop(rx);
+                    drop(store);
+                    let _ = released_tx.send(true);
+                }
+                Err(e) => opened(Err(e)),
+            });
+        if let Err(e) = spawned {
+            // The closure (and with it the receiver) is gone: every job is
+            // refused, every waiter sees a closed channel.
+            tracing::warn!("cannot start the store thread: {e}");
+        }
+        Self {
+            tx,
+            waiting: Arc::default(),
+            released,
+        }
+    }
+
+    /// Queues `work`; `then` gets its result on the store thread once it has
+    /// run and is as durable as `flush` asks. `then` must be quick and must
+    /// not block (send on a channel, answer a oneshot).
+    pub fn then<T: Send + 'static>(
+        &self,
+        flush: Flush,
+        work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+        then: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) {
+        let durable = flush != Flush::No;
+        let job = Job {
+            flush,
+            work: Box::new(move |s| {
+                let res = work(s);
+                Box::new(move |flushed: &Result<(), String>| {
+                    then(match (res, flushed) {
+                        (Ok(_), Err(e)) if durable => Err(StoreError::Failed(e.clone())),
+                        (res, _) => res,
+                    })
+                })
+            }),
+        };
+        if self.tx.send(Some(job)).is_err() {
+            // The thread is gone; `then` is dropped, so a waiting receiver
+            // sees a closed channel.
+            tracing::debug!("store worker closed; a job was not run");
+        }
+    }
+
+    /// Queues `f`; the receiver yields its result once it is as durable as
+    /// `flush` asks.
+    pub fn reply<T: Send + 'static>(
+        &self,
+        flush: Flush,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> oneshot::Receiver<Result<T, StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        self.then(flush, f, move |r| {
+            let _ = tx.send(r);
+        });
+        rx
+    }
+
+    /// Queues `f` ([`Flush::No`]); the receiver yields its result once it
+    /// has run.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> oneshot::Receiver<Result<T, StoreError>> {
+        self.reply(Flush::No, f)
+    }
+
+    /// Runs `f` after everything submitted before it, and waits for it.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.submit(f)
+            .await
+            .map_err(|_| StoreError::Failed("store worker closed".into()))?
+    }
+
+    /// Queues a best-effort write without ever waiting: dropped, with a
+    /// warning, when [`BEST_EFFORT`] such writes are already waiting or the
+    /// worker is closed. Returns whether it was queued.
+    pub fn try_submit(&self, job: impl FnOnce(&Store) + Send + 'static) -> bool {
+        let room = self
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < BEST_EFFORT).then_some(n + 1)
+            });
+        if room.is_err() {
+            tracing::warn!("store worker busy; dropping a best-effort write");
+            return false;
+        }
+        let waiting = self.waiting.clone();
+        let job = Job {
+            flush: Flush::No,
+            work: Box::new(move |s| {
+                waiting.fetch_sub(1, Ordering::AcqRel);
+                job(s);
+                Box::new(|_| {})
+            }),
+        };
+        if self.tx.send(Some(job)).is_err() {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!("store worker closed; dropping a best-effort write");
+            return false;
+        }
+        true
+    }
+
+    /// Runs everything submitted before this call, flushes, and releases
+    /// the thread's store; returns once that is done. Jobs submitted later
+    /// (by any clone) are not run.
+    pub async fn close(&self) {
+        let _ = self.tx.send(None);
+        let mut released = self.released.clone();
+        // An error means the thread is gone, which is as good.
+        let _ = released.wait_for(|r| *r).await;
+    }
+}
+
+/// The thread's loop: serves jobs until closed (or every clone is gone),
+/// then flushes a last time and reports what is still held.
+fn serve(store: &Store, rx: &mpsc::Receiver<Msg>) {
+    let mut held = Held::default();
+    loop {
+        // Checked before waiting, not only on a timeout: a steady stream
+        // of jobs would never let one happen.
+        if held.due.is_some_and(|due| Instant::now() >= due) {
+            held.report(&flush(store));
+        }
+        let first = match held.due {
+            None => rx.recv().ok(),
+            Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(Some(first)) = first else { break };
+        if run_group(store, first, rx, &mut held) {
+            break;
+        }
+    }
+    let flushed = flush(store);
+    if let Err(e) = &flushed {
+        tracing::warn!("final flush failed: {e}");
+    }
+    held.report(&flushed);
+}
+
+/// [`Flush::Soon`] jobs that have run and wait for a flush, and when that
+/// flush is due at the latest.
+#[derive(Default)]
+struct Held {
+    jobs: Vec<Finish>,
+    due: Option<Instant>,
+}
+
+impl Held {
+    /// Reports every held job with the outcome of the flush that covered it.
+    fn report(&mut self, flushed: &Result<(), String>) {
+        self.due = None;
+        for f in self.jobs.drain(..) {
+            f(flushed);
+        }
+    }
+}
+
+fn flush(store: &Store) -> Result<(), String> {
+    store.flush().map_err(|e| e.to_string())
+}
+
+/// Runs `first` and every job already waiting behind it. If any must be
+/// durable now, flushes once and reports all of them, and every held
+/// [`Flush::Soon`] job, in order; otherwise reports the plain ones at once
+/// and holds the `Soon` ones for a later flush. Returns whether the worker
+/// was closed.
+fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Msg>, held: &mut Held) -> bool {
+    let mut finish = Vec::new();
+    let mut now = false;
+    let mut next = Some(first);
+    let mut closed = false;
+    while let Some(job) = next {
+        now |= job.flush == Flush::Now;
+        finish.push((job.flush, (job.work)(store)));
+        if finish.len() >= GROUP {
+            break;
+        }
+        next = match rx.try_recv() {
+            Ok(Some(job)) => Some(job),
+            Ok(None) => {
+                closed = true;
+                None
+            }
+            Err(_) => None,
+        };
+    }
+    if now {
+        let flushed = flush(store);
+        held.report(&flushed);
+        for (_, f) in finish {
+            f(&flushed);
+        }
+        return closed;
+    }
+    for (kind, f) in finish {
+        if kind == Flush::Soon {
+            held.jobs.push(f);
+            held.due.get_or_insert_with(|| Instant::now() + SOON);
+        } else {
+            f(&Ok(()));
+        }
+    }
+    closed
+}
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

@@ -1,0 +1,174 @@
+use std::sync::atomic::AtomicU64;
+
+use super::*;
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(dir.path(), 1 << 20).unwrap()
+}
+
+/// Holds the worker's thread until the returned sender is used or dropped;
+/// returns once the thread is held.
+async fn stall(w: &Worker) -> std::sync::mpsc::Sender<()> {
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let (started, is_started) = oneshot::channel();
+    drop(w.submit(move |_| {
+        let _ = started.send(());
+        let _ = wait.recv();
+        Ok(())
+    }));
+    is_started.await.unwrap();
+    release
+}
+
+#[tokio::test]
+async fn jobs_run_and_report_in_submission_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::new(open(&dir));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Queued behind a stall, so the thread takes them as groups.
+    let release = stall(&w).await;
+    for i in 0..200u64 {
+        let tx = tx.clone();
+        // Alternate durable, held and plain jobs: the order holds anyway.
+        let flush = [Flush::Now, Flush::No, Flush::No][(i % 3) as usize];
+        w.then(
+            flush,
+            move |s| {
+                // Each job sees the one before it.
+                let before = s.locator_seq()?;
+                s.set_locator_seq(i + 1)?;
+                Ok((before, i))
+            },
+            move |r| {
+                let _ = tx.send(r.unwrap());
+            },
+        );
+    }
+    drop((tx, release));
+    let mut seen = Vec::new();
+    while let Some((before, i)) = rx.recv().await {
+        assert_eq!(before, i, "job {i} ran after job {before}");
+        seen.push(i);
+    }
+    assert_eq!(seen, (0..200).collect::<Vec<_>>());
+    // A read runs after every write submitted before it.
+    assert_eq!(w.run(|s| s.locator_seq()).await.unwrap(), 200);
+}
+
+/// What a job saw of the flush count when it ran, and what its report saw.
+async fn syncs_around(w: &Worker, probe: &Store, flush: Flush) -> (u64, u64) {
+    let (tx, rx) = oneshot::channel();
+    let probe = probe.clone();
+    w.then(
+        flush,
+        |s| {
+            s.set_locator_seq(7)?;
+            Ok(s.sync_count())
+        },
+        move |r| {
+            let _ = tx.send((r.unwrap(), probe.sync_count()));
+        },
+    );
+    rx.await.unwrap()
+}
+
+#[tokio::test]
+async fn a_durable_job_reports_only_after_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let w = Worker::new(store.clone());
+    let (ran, reported) = syncs_around(&w, &store, Flush::Now).await;
+    assert!(reported > ran, "Flush::Now reported before a flush");
+    let (ran, reported) = syncs_around(&w, &store, Flush::Soon).await;
+    assert!(reported > ran, "Flush::Soon reported before a flush");
+    let (ran, reported) = syncs_around(&w, &store, Flush::No).await;
+    assert_eq!(reported, ran, "Flush::No started a flush");
+}
+
+#[tokio::test]
+async fn a_soon_job_rides_on_the_next_flush_or_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::new(open(&dir));
+    // Covered by a later job's flush: reported with it, and first.
+    let mut soon = w.reply(Flush::Soon, |s| s.set_locator_seq(1));
+    // Run (and held) before the next job is even submitted.
+    assert_eq!(w.run(|s| s.locator_seq()).await.unwrap(), 1);
+    let now = w.reply(Flush::Now, |s| s.set_locator_seq(2));
+    assert!(now.await.unwrap().is_ok());
+    assert!(soon.try_recv().unwrap().is_ok());
+    // Alone: flushed once its wait is over.
+    let alone = w.reply(Flush::Soon, |s| s.set_locator_seq(3));
+    tokio::time::timeout(Duration::from_secs(30), alone)
+        .await
+        .expect("a held job is flushed on its own")
+        .unwrap()
+        .unwrap();
+    // Held when the worker is closed: the final flush reports it.
+    let last = w.reply(Flush::Soon, |s| s.set_locator_seq(4));
+    w.close().await;
+    assert!(last.await.unwrap().is_ok());
+    assert_eq!(open(&dir).locator_seq().unwrap(), 4);
+}
+
+#[tokio::test]
+async fn best_effort_writes_beyond_the_bound_are_dropped_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::new(open(&dir));
+    let release = stall(&w).await;
+    let ran = Arc::new(AtomicU64::new(0));
+    let mut queued = 0;
+    // The thread is held: none of these can run while they are submitted,
+    // and none of the submits may wait for it.
+    for _ in 0..BEST_EFFORT + 100 {
+        let ran = ran.clone();
+        if w.try_submit(move |_| {
+            ran.fetch_add(1, Ordering::SeqCst);
+        }) {
+            queued += 1;
+        }
+    }
+    assert_eq!(queued, BEST_EFFORT, "the bound was not kept");
+    drop(release);
+    w.close().await;
+    assert_eq!(ran.load(Ordering::SeqCst), BEST_EFFORT as u64);
+    // Room again once they have run... and refused once closed.
+    assert!(!w.try_submit(|_| {}), "a closed worker took a write");
+}
+
+#[tokio::test]
+async fn close_runs_everything_queued_flushes_and_releases_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let w = Worker::new(store.clone());
+    let other = w.clone();
+    let release = stall(&w).await;
+    let mut replies = Vec::new();
+    for i in 1..=100u64 {
+        replies.push(other.submit(move |s| s.set_locator_seq(i)));
+    }
+    // Only the thread holds the database now.
+    let syncs = store.syncs.clone();
+    drop(store);
+    let before = syncs.load(Ordering::SeqCst);
+    let closing = w.close();
+    tokio::pin!(closing);
+    assert!(
+        futures::poll!(&mut closing).is_pending(),
+        "closed while held"
+    );
+    // Submitted after the close, through another clone: never run.
+    let late = other.submit(|s| s.set_locator_seq(1000));
+    drop(release);
+    closing.await;
+    for r in replies {
+        assert!(r.await.unwrap().is_ok(), "a job queued before the close");
+    }
+    assert!(late.await.is_err(), "a job queued after the close ran");
+    assert!(
+        syncs.load(Ordering::SeqCst) > before,
+        "closed without a flush"
+    );
+    // The store is released (it opens again) with the last write before
+    // the close.
+    assert_eq!(open(&dir).locator_seq().unwrap(), 100);
+}
