@@ -7,9 +7,16 @@
 //!   iterative lookups with α = 3, per-RPC latency, 1 s timeouts on departed
 //!   nodes, routing tables refreshed once per churn wave, so lookups run on
 //!   stale tables) — libp2p's Kademlia is not sans-IO, so it cannot run here.
-//! - Mailbox placement, quorum and hand-off are roost's own pure functions
-//!   (`node::mailbox::{holders, quorum, handoff}`), the sender's retries are
-//!   roost's `node::outbox::Outbox`, and presence traffic comes from roost's
+//! - Every mailbox holder runs roost's holder machine
+//!   (`node::mailbox::holder::Holder`: admission, quotas, expiry, the
+//!   hand-off after a deposit and every poll, release once outranked, and
+//!   its own timers), and a returning recipient runs roost's fetcher
+//!   machines (`node::mailbox::fetcher::{Fetcher, HolderFetch}`), fed on
+//!   the simulated clock; only their I/O is modelled (a map per holder for
+//!   its sled tree, requests answered in the same simulated instant).
+//!   Senders pick holders and count the quorum with roost's
+//!   `node::mailbox::{holders, quorum}` and retry per its
+//!   `node::outbox::Outbox`; presence traffic comes from roost's
 //!   `node::presence::{Publisher, Watcher}` driven by the simulated clock.
 //! - Every node of the locator experiment runs roost's own locator machine
 //!   (`net::locator::Machine`): publication and its `Republisher`, the seq,
@@ -29,13 +36,18 @@
 //! republisher fires in between (the 1000-node run grows in 12 minutes).
 //!
 //! Churn runs over `--hours` simulated hours (10) in steps of
-//! `--handoff-s` seconds (300, roost's periodic hand-off pass): 30 % of the
-//! nodes leave for good and as many new ones join. In each step the holders
-//! of every mailbox that lost a holder or one of its R closest peers run
-//! roost's hand-off, and senders retry per their outbox; every hour routing
-//! tables are refreshed and every holder runs a pass. A message is lost
-//! only if every copy's holder leaves within one step while its sender is
-//! gone too, or if copies drift out of the recipient's lookup result.
+//! `--handoff-s` seconds (300, roost's mailbox poll, which is also each
+//! holder machine's periodic pass): 30 % of the nodes leave for good and
+//! as many new ones join. In each step senders retry per their outbox and
+//! every holder machine runs the timers it set (its poll, the pass after
+//! a deposit brought something new, its purge); every hour routing tables
+//! are refreshed. A holder's pass looks its mailbox up again only when one
+//! of the R + 1 closest peers its last lookup found has left or the tables
+//! were refreshed (otherwise the lookup would find the same). The
+//! recipients come back one step after the last departures and fetch. A
+//! message is lost only if every copy's holder leaves within one step
+//! while its sender is gone too, or if copies drift out of the recipient's
+//! lookup result.
 //!
 //! Per node and hour: presence, mailbox, hand-off, locator and bucket
 //! refresh traffic of one node of the network, counted as the simulated

@@ -150,24 +150,27 @@ async fn all_reach(seen: &Seen, sent: &[Sent], state: MessageState) -> Vec<f64> 
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --benches` probes with --list
-    }
-    init_tracing();
-    let n = arg("--nodes", 1000) as usize;
-    let seed = arg("--seed", 1);
-    let lookups = arg("--lookups", 3) as usize;
-    let messages = arg("--messages", 1000) as usize;
-    let offline = arg("--offline", 50) as usize;
-    assert!(n >= 4 && offline < n / 2, "need more nodes than that");
-    let mut rng = Rng::new(seed);
-    let root = tempfile::tempdir().expect("temp dir");
-    let run = Instant::now();
+/// The running network: node `i` is `nodes[i]`, started from `dirs[i]`
+/// and dialable at `addrs[i]`.
+struct Swarm {
+    dirs: Vec<std::path::PathBuf>,
+    ids: Vec<PeerId>,
+    nodes: Vec<NodeHandle>,
+    addrs: Vec<Vec<Multiaddr>>,
+    rng: Rng,
+    /// When the run started, for the progress lines.
+    run: Instant,
+}
 
-    // 1. Start: node i bootstraps from up to three random earlier nodes.
-    let dirs: Vec<_> = (0..n).map(|i| root.path().join(format!("n{i}"))).collect();
+/// Phase 1: starts `n` nodes in `root`, node i bootstrapping from up to
+/// three random earlier nodes; and how long starting them took.
+async fn start_all(
+    root: &std::path::Path,
+    n: usize,
+    mut rng: Rng,
+    run: Instant,
+) -> (Swarm, Duration) {
+    let dirs: Vec<_> = (0..n).map(|i| root.join(format!("n{i}"))).collect();
     let ids: Vec<PeerId> = dirs
         .iter()
         .map(|d| Identity::create_in(d).expect("identity").peer_id())
@@ -198,32 +201,35 @@ async fn main() {
             cpu_s()
         );
     }
-    let started = t.elapsed();
-    let cpu_start = cpu_s();
-    let mut conns = Vec::with_capacity(n);
-    for node in &nodes {
-        conns.push(node.connected_peers().await.expect("running").len() as f64);
-    }
-    // Optionally, a quiet spell: what a settled network costs doing nothing.
-    let idle = Duration::from_secs(arg("--idle", 0));
-    let before_idle = cpu_s();
-    tokio::time::sleep(idle).await;
-    let cpu_idle = cpu_s() - before_idle;
-    if !idle.is_zero() {
-        eprintln!(
-            "{:>6.1} s: idle {} s used {cpu_idle:.1} s CPU",
-            run.elapsed().as_secs_f64(),
-            idle.as_secs()
-        );
-    }
-    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    let swarm = Swarm {
+        dirs,
+        ids,
+        nodes,
+        addrs,
+        rng,
+        run,
+    };
+    (swarm, t.elapsed())
+}
 
-    // 2. Lookups by key alone; a miss is retried (the network may still be
-    // settling), and both first-try and final success are reported.
+/// What phase 2 measured.
+struct Lookups {
+    asked: usize,
+    /// Per lookup that found its target: tries, and ms until found.
+    results: Vec<(usize, f64)>,
+    phase: Duration,
+    cpu_s: f64,
+}
+
+/// Phase 2: every node looks up `per_node` random others by key alone; a
+/// miss is retried (the network may still be settling).
+async fn lookups(s: &mut Swarm, per_node: usize) -> Lookups {
+    let n = s.nodes.len();
     let t = Instant::now();
-    let cpu_before_lookups = cpu_s();
+    let cpu_before = cpu_s();
+    let rng = &mut s.rng;
     let pairs: Vec<(usize, usize)> = (0..n)
-        .flat_map(|i| (0..lookups).map(move |_| i))
+        .flat_map(|i| (0..per_node).map(move |_| i))
         .map(|i| {
             let mut j = rng.below(n);
             while j == i {
@@ -235,95 +241,125 @@ async fn main() {
     let results = parallel(
         pairs
             .iter()
-            .map(|&(i, j)| {
-                let (node, target) = (&nodes[i], ids[j]);
-                async move {
-                    let t = Instant::now();
-                    let mut tries = 0;
-                    loop {
-                        tries += 1;
-                        let found = node.find(target).await.expect("running");
-                        if found.is_some_and(|l| l.peer == target && l.online) {
-                            return (tries, t.elapsed().as_secs_f64() * 1e3);
-                        }
-                        assert!(
-                            t.elapsed() < LIMIT,
-                            "{target} (node {j}) never found by node {i}"
-                        );
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
-            })
+            .map(|&(i, j)| find(&s.nodes[i], i, s.ids[j], j))
             .collect(),
     )
     .await;
-    let lookup_phase = t.elapsed();
-    let cpu_lookups = cpu_s();
+    let phase = t.elapsed();
+    let cpu = cpu_s() - cpu_before;
     eprintln!(
         "{:>6.1} s: {} lookups done",
-        run.elapsed().as_secs_f64(),
+        s.run.elapsed().as_secs_f64(),
         results.len()
     );
-    let first_try = results.iter().filter(|(tries, _)| *tries == 1).count();
-    let mut lookup_ms: Vec<f64> = results.iter().map(|(_, ms)| *ms).collect();
+    Lookups {
+        asked: pairs.len(),
+        results,
+        phase,
+        cpu_s: cpu,
+    }
+}
 
-    // 3. Direct messages between random pairs.
-    let (seen, watchers) = watch(&nodes);
+/// Node `i` looks up `target` (node `j`) until it finds it online: the
+/// tries and the ms it took.
+async fn find(node: &NodeHandle, i: usize, target: PeerId, j: usize) -> (usize, f64) {
+    let t = Instant::now();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let found = node.find(target).await.expect("running");
+        if found.is_some_and(|l| l.peer == target && l.online) {
+            return (tries, t.elapsed().as_secs_f64() * 1e3);
+        }
+        assert!(
+            t.elapsed() < LIMIT,
+            "{target} (node {j}) never found by node {i}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Phase 3: `messages` direct messages between random pairs, until all
+/// are delivered: per message the ms until delivered, and the phase's time.
+async fn direct(s: &mut Swarm, seen: &Seen, messages: usize) -> (Vec<f64>, Duration) {
+    let n = s.nodes.len();
     let t = Instant::now();
     let mut sent = Vec::with_capacity(messages);
     for k in 0..messages {
-        let (i, j) = (rng.below(n), rng.below(n));
+        let (i, j) = (s.rng.below(n), s.rng.below(n));
         let j = if i == j { (j + 1) % n } else { j };
-        sent.push(send(&nodes, i, ids[j], format!("direct {k}")).await);
+        sent.push(send(&s.nodes, i, s.ids[j], format!("direct {k}")).await);
     }
-    let mut direct_ms = all_reach(&seen, &sent, MessageState::Delivered).await;
-    let direct_phase = t.elapsed();
+    let direct_ms = all_reach(seen, &sent, MessageState::Delivered).await;
+    let phase = t.elapsed();
     eprintln!(
         "{:>6.1} s: direct messages delivered",
-        run.elapsed().as_secs_f64()
+        s.run.elapsed().as_secs_f64()
     );
+    (direct_ms, phase)
+}
 
-    // 4. Mailboxes: the last `offline` nodes leave (cleanly); others write
-    // to them; they return and collect.
+/// What phase 4 measured.
+struct Mailboxes {
+    stored_ms: Vec<f64>,
+    deposit_phase: Duration,
+    picked_up: usize,
+    pickup: Duration,
+}
+
+/// Phase 4: the last `offline` nodes leave (cleanly); others write
+/// `messages` to them; they return and collect.
+async fn mailboxes(s: &mut Swarm, seen: &Seen, messages: usize, offline: usize) -> Mailboxes {
+    let n = s.nodes.len();
     let away: Vec<usize> = (n - offline..n).collect();
     for &i in &away {
-        nodes[i].shutdown().await.expect("shutdown");
+        s.nodes[i].shutdown().await.expect("shutdown");
     }
     let t = Instant::now();
     let mut queued = Vec::with_capacity(messages);
     for k in 0..messages {
-        let i = rng.below(n - offline);
-        let j = away[rng.below(offline)];
-        queued.push(send(&nodes, i, ids[j], format!("offline {k}")).await);
+        let i = s.rng.below(n - offline);
+        let j = away[s.rng.below(offline)];
+        queued.push(send(&s.nodes, i, s.ids[j], format!("offline {k}")).await);
     }
-    let mut stored_ms = all_reach(&seen, &queued, MessageState::Stored).await;
+    let stored_ms = all_reach(seen, &queued, MessageState::Stored).await;
     let deposit_phase = t.elapsed();
     eprintln!(
         "{:>6.1} s: offline messages stored",
-        run.elapsed().as_secs_f64()
+        s.run.elapsed().as_secs_f64()
     );
     let t = Instant::now();
     let back = futures::future::join_all(away.iter().map(|&i| {
-        let boot = addrs[rng.below(n - offline)].clone();
-        start(dirs[i].clone(), boot)
+        let boot = s.addrs[s.rng.below(n - offline)].clone();
+        start(s.dirs[i].clone(), boot)
     }))
     .await;
     for (&i, node) in away.iter().zip(back) {
-        nodes[i] = node;
+        s.nodes[i] = node;
     }
-    // Each returning node waits for the ids queued for it, by id: it also
-    // holds the direct messages of phase 3, so its message count says
-    // nothing.
+    let picked_up = pick_up(s, &away, &queued).await;
+    Mailboxes {
+        stored_ms,
+        deposit_phase,
+        picked_up,
+        pickup: t.elapsed(),
+    }
+}
+
+/// Each returning node waits for the ids queued for it, by id: it also
+/// holds the direct messages of phase 3, so its message count says
+/// nothing. Returns the messages picked up.
+async fn pick_up(s: &Swarm, away: &[usize], queued: &[Sent]) -> usize {
     let deadline = Instant::now() + LIMIT;
     let mut picked_up = 0usize;
-    for &i in &away {
+    for &i in away {
         let want: HashSet<MessageId> = queued
             .iter()
-            .filter(|(_, to, _, _)| *to == ids[i])
+            .filter(|(_, to, _, _)| *to == s.ids[i])
             .map(|(_, _, id, _)| *id)
             .collect();
         loop {
-            let got = nodes[i]
+            let got = s.nodes[i]
                 .received()
                 .await
                 .expect("running")
@@ -342,48 +378,142 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let pickup = t.elapsed();
-    let rss = rss_mib("self");
+    picked_up
+}
 
-    println!(
-        "{}",
+/// What the network looked like once started.
+struct Started {
+    all: Duration,
+    cpu_s: f64,
+    conns: Vec<f64>,
+    threads: usize,
+    /// The optional quiet spell and the CPU it cost.
+    idle: Duration,
+    idle_cpu_s: f64,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` probes with --list
+    }
+    init_tracing();
+    let n = arg("--nodes", 1000) as usize;
+    let seed = arg("--seed", 1);
+    let per_node = arg("--lookups", 3) as usize;
+    let messages = arg("--messages", 1000) as usize;
+    let offline = arg("--offline", 50) as usize;
+    assert!(n >= 4 && offline < n / 2, "need more nodes than that");
+    let root = tempfile::tempdir().expect("temp dir");
+    let run = Instant::now();
+    let (mut s, took) = start_all(root.path(), n, Rng::new(seed), run).await;
+    let started = settled(&s, took).await;
+    let found = lookups(&mut s, per_node).await;
+    let (seen, watchers) = watch(&s.nodes);
+    let (direct_ms, direct_phase) = direct(&mut s, &seen, messages).await;
+    let mail = mailboxes(&mut s, &seen, messages, offline).await;
+    let figures = Figures {
+        n,
+        seed,
+        messages,
+        offline,
+        started,
+        found,
+        direct_ms,
+        direct_phase,
+        mail,
+    };
+    println!("{}", figures.json(run));
+    watchers.iter().for_each(|w| w.abort());
+    parallel(s.nodes.iter().map(|n| n.shutdown()).collect()).await;
+}
+
+/// After start (which took `all`): the CPU it used, connections per node,
+/// and optionally (`--idle`) a quiet spell: what a settled network costs
+/// doing nothing.
+async fn settled(s: &Swarm, all: Duration) -> Started {
+    let cpu_start = cpu_s();
+    let mut conns = Vec::with_capacity(s.nodes.len());
+    for node in &s.nodes {
+        conns.push(node.connected_peers().await.expect("running").len() as f64);
+    }
+    let idle = Duration::from_secs(arg("--idle", 0));
+    let before_idle = cpu_s();
+    tokio::time::sleep(idle).await;
+    let idle_cpu_s = cpu_s() - before_idle;
+    if !idle.is_zero() {
+        eprintln!(
+            "{:>6.1} s: idle {} s used {idle_cpu_s:.1} s CPU",
+            s.run.elapsed().as_secs_f64(),
+            idle.as_secs()
+        );
+    }
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    Started {
+        all,
+        cpu_s: cpu_start,
+        conns,
+        threads,
+        idle,
+        idle_cpu_s,
+    }
+}
+
+/// Every figure of the run.
+struct Figures {
+    n: usize,
+    seed: u64,
+    messages: usize,
+    offline: usize,
+    started: Started,
+    found: Lookups,
+    direct_ms: Vec<f64>,
+    direct_phase: Duration,
+    mail: Mailboxes,
+}
+
+impl Figures {
+    /// The run's JSON line (`run`: when it started).
+    fn json(mut self, run: Instant) -> serde_json::Value {
+        let rss = rss_mib("self");
+        let (st, found, mail) = (&mut self.started, &self.found, &mut self.mail);
+        let first_try = found.results.iter().filter(|(t, _)| *t == 1).count();
+        let mut lookup_ms: Vec<f64> = found.results.iter().map(|(_, ms)| *ms).collect();
         json!({
             "system": "roost-swarm",
             "transport": "memory",
-            "nodes": n,
-            "seed": seed,
-            "start_all_s": (started.as_secs_f64() * 10.0).round() / 10.0,
-            "start_cpu_s": cpu_start.round(),
-            "threads": threads,
-            "connections_per_node_p50": pct(&mut conns, 0.5),
-            "connections_per_node_max": pct(&mut conns, 1.0),
+            "nodes": self.n,
+            "seed": self.seed,
+            "start_all_s": (st.all.as_secs_f64() * 10.0).round() / 10.0,
+            "start_cpu_s": st.cpu_s.round(),
+            "threads": st.threads,
+            "connections_per_node_p50": pct(&mut st.conns, 0.5),
+            "connections_per_node_max": pct(&mut st.conns, 1.0),
             "rss_mib": rss,
-            "lookups": pairs.len(),
+            "lookups": found.asked,
             // Every entry of `results` is a lookup that found its target.
-            "lookups_found": results.len(),
+            "lookups_found": found.results.len(),
             "lookups_first_try": first_try,
             "lookup_p50_ms": pct(&mut lookup_ms, 0.5).round(),
             "lookup_p99_ms": pct(&mut lookup_ms, 0.99).round(),
-            "lookup_phase_s": (lookup_phase.as_secs_f64() * 10.0).round() / 10.0,
-            "lookup_cpu_s": (cpu_lookups - cpu_before_lookups).round(),
-            "idle_s": idle.as_secs(),
-            "idle_cpu_s": (!idle.is_zero()).then_some((cpu_idle * 10.0).round() / 10.0),
-            "direct_messages": messages,
-            "direct_delivered": direct_ms.len(),
-            "direct_p50_ms": pct(&mut direct_ms, 0.5).round(),
-            "direct_p99_ms": pct(&mut direct_ms, 0.99).round(),
-            "direct_phase_ms": ms(direct_phase),
-            "offline_nodes": offline,
-            "mailbox_messages": messages,
-            "mailbox_stored": stored_ms.len(),
-            "mailbox_stored_p50_ms": pct(&mut stored_ms, 0.5).round(),
-            "mailbox_stored_p99_ms": pct(&mut stored_ms, 0.99).round(),
-            "deposit_phase_ms": ms(deposit_phase),
-            "mailbox_picked_up": picked_up,
-            "pickup_all_ms": ms(pickup),
+            "lookup_phase_s": (found.phase.as_secs_f64() * 10.0).round() / 10.0,
+            "lookup_cpu_s": found.cpu_s.round(),
+            "idle_s": st.idle.as_secs(),
+            "idle_cpu_s": (!st.idle.is_zero()).then_some((st.idle_cpu_s * 10.0).round() / 10.0),
+            "direct_messages": self.messages,
+            "direct_delivered": self.direct_ms.len(),
+            "direct_p50_ms": pct(&mut self.direct_ms, 0.5).round(),
+            "direct_p99_ms": pct(&mut self.direct_ms, 0.99).round(),
+            "direct_phase_ms": ms(self.direct_phase),
+            "offline_nodes": self.offline,
+            "mailbox_messages": self.messages,
+            "mailbox_stored": mail.stored_ms.len(),
+            "mailbox_stored_p50_ms": pct(&mut mail.stored_ms, 0.5).round(),
+            "mailbox_stored_p99_ms": pct(&mut mail.stored_ms, 0.99).round(),
+            "deposit_phase_ms": ms(mail.deposit_phase),
+            "mailbox_picked_up": mail.picked_up,
+            "pickup_all_ms": ms(mail.pickup),
             "run_s": run.elapsed().as_secs(),
         })
-    );
-    watchers.iter().for_each(|w| w.abort());
-    parallel(nodes.iter().map(|n| n.shutdown()).collect()).await;
+    }
 }

@@ -3,7 +3,8 @@
 //! modelled Kademlia network ([`Net`]: routing tables and iterative
 //! lookups) here, the experiments in `locators.rs` (roost's locator
 //! machine in a growing network), `mailboxes.rs` (offline delivery under
-//! churn) and `traffic.rs` (what one node sends in an hour).
+//! churn, its holders and recipients roost's mailbox machines run by
+//! `holding.rs`) and `traffic.rs` (what one node sends in an hour).
 //!
 //! Deterministic: every figure it returns is a function of its arguments
 //! and seed. Node and message ids come from the seeded generator or from
@@ -20,6 +21,8 @@ use serde_json::{Value, json};
 
 use super::{Rng, pct};
 
+#[path = "holding.rs"]
+mod holding;
 #[path = "locators.rs"]
 mod locators;
 #[path = "mailboxes.rs"]
@@ -231,77 +234,29 @@ impl Net {
 
     /// An iterative Kademlia lookup from `from` for `target`.
     fn lookup(&mut self, from: usize, target: &Key) -> Lookup {
-        let dist = |k: &Key| xor(k, target);
-        // (distance, node, state: 0 new, 1 queried ok, 2 failed)
         let mut learned_in: BTreeMap<u32, u32> = BTreeMap::new();
-        let mut cands: Vec<(Key, u32, u8)> = self.tables[from]
+        let mut cands: Vec<Cand> = self.tables[from]
             .iter()
-            .map(|&j| (dist(&self.keys[j as usize]), j, 0u8))
+            .map(|&j| (xor(&self.keys[j as usize], target), j, NEW))
             .collect();
         cands.sort_unstable();
         cands.truncate(K);
         let (mut hops, mut msgs, mut latency) = (0u32, 0u32, 0.0f64);
         let mut asked = Vec::new();
         loop {
-            let live: Vec<usize> = cands
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.2 != 2)
-                .map(|(i, _)| i)
-                .take(K)
-                .collect();
-            let next: Vec<usize> = live
-                .into_iter()
-                .filter(|&i| cands[i].2 == 0)
-                .take(ALPHA)
-                .collect();
+            let next = next_round(&cands);
             if next.is_empty() {
                 break;
             }
             hops += 1;
-            let mut round = 0.0f64;
-            let mut learned = Vec::new();
-            for i in next {
-                let j = cands[i].1 as usize;
-                msgs += 1;
-                if self.alive[j] {
-                    round = round.max(self.rpc_ms(from, j));
-                    cands[i].2 = 1;
-                    asked.push(j);
-                    let mut theirs: Vec<(Key, u32)> = self.tables[j]
-                        .iter()
-                        .map(|&x| (dist(&self.keys[x as usize]), x))
-                        .collect();
-                    theirs.sort_unstable();
-                    learned.extend(theirs.into_iter().take(K));
-                } else {
-                    round = round.max(TIMEOUT_MS);
-                    cands[i].2 = 2;
-                }
-            }
+            msgs += next.len() as u32;
+            let (round, learned) = self.ask(from, target, &mut cands, next, &mut asked);
             latency += round;
-            let known: BTreeSet<u32> = cands.iter().map(|c| c.1).collect();
-            for (d, x) in learned {
-                if x as usize != from && !known.contains(&x) {
-                    learned_in.entry(x).or_insert(hops);
-                    cands.push((d, x, 0));
-                }
-            }
-            cands.sort_unstable();
-            cands.dedup_by_key(|c| c.1);
-            // Keep the frontier bounded: K live plus the failed ones seen.
-            let mut keep = 0;
-            cands.retain(|c| {
-                if c.2 == 2 {
-                    return true;
-                }
-                keep += 1;
-                keep <= 3 * K
-            });
+            merge(&mut cands, learned, from, hops, &mut learned_in);
         }
         let found: Vec<usize> = cands
             .iter()
-            .filter(|c| c.2 == 1)
+            .filter(|c| c.2 == ANSWERED)
             .map(|c| c.1 as usize)
             .take(K)
             .collect();
@@ -317,6 +272,89 @@ impl Net {
             latency_ms: latency,
         }
     }
+
+    /// One round of a lookup from `from`: asks the candidates at `next`,
+    /// marks them answered or failed (a departed node times out), and
+    /// returns the round's latency and the K closest each answer named.
+    fn ask(
+        &mut self,
+        from: usize,
+        target: &Key,
+        cands: &mut [Cand],
+        next: Vec<usize>,
+        asked: &mut Vec<usize>,
+    ) -> (f64, Vec<(Key, u32)>) {
+        let mut round = 0.0f64;
+        let mut learned = Vec::new();
+        for i in next {
+            let j = cands[i].1 as usize;
+            if self.alive[j] {
+                round = round.max(self.rpc_ms(from, j));
+                cands[i].2 = ANSWERED;
+                asked.push(j);
+                let mut theirs: Vec<(Key, u32)> = self.tables[j]
+                    .iter()
+                    .map(|&x| (xor(&self.keys[x as usize], target), x))
+                    .collect();
+                theirs.sort_unstable();
+                learned.extend(theirs.into_iter().take(K));
+            } else {
+                round = round.max(TIMEOUT_MS);
+                cands[i].2 = FAILED;
+            }
+        }
+        (round, learned)
+    }
+}
+
+/// A lookup candidate: (distance to the target, node, state).
+type Cand = (Key, u32, u8);
+/// Candidate states: not asked yet, answered, failed.
+const NEW: u8 = 0;
+const ANSWERED: u8 = 1;
+const FAILED: u8 = 2;
+
+/// The next round's candidates: the first [`ALPHA`] not yet asked among
+/// the K closest that have not failed.
+fn next_round(cands: &[Cand]) -> Vec<usize> {
+    cands
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.2 != FAILED)
+        .take(K)
+        .filter(|(_, c)| c.2 == NEW)
+        .map(|(i, _)| i)
+        .take(ALPHA)
+        .collect()
+}
+
+/// Adds what a round learned to the candidates (noting the round in which
+/// each node was first learned), closest first, the frontier bounded to
+/// 3K live plus the failed ones seen.
+fn merge(
+    cands: &mut Vec<Cand>,
+    learned: Vec<(Key, u32)>,
+    from: usize,
+    hops: u32,
+    learned_in: &mut BTreeMap<u32, u32>,
+) {
+    let known: BTreeSet<u32> = cands.iter().map(|c| c.1).collect();
+    for (d, x) in learned {
+        if x as usize != from && !known.contains(&x) {
+            learned_in.entry(x).or_insert(hops);
+            cands.push((d, x, NEW));
+        }
+    }
+    cands.sort_unstable();
+    cands.dedup_by_key(|c| c.1);
+    let mut keep = 0;
+    cands.retain(|c| {
+        if c.2 == FAILED {
+            return true;
+        }
+        keep += 1;
+        keep <= 3 * K
+    });
 }
 
 /// Lookup hops and latency between random live nodes.

@@ -52,6 +52,129 @@ fn bucket_refresh(net: &mut Net, me: usize) -> usize {
     rpcs
 }
 
+/// `count` distinct live nodes of `net`, picked at random.
+fn live_nodes(net: &mut Net, count: usize) -> Vec<usize> {
+    let mut picked: Vec<usize> = Vec::with_capacity(count);
+    while picked.len() < count {
+        let i = net.rng.below(net.peers.len());
+        if net.alive[i] && !picked.contains(&i) {
+            picked.push(i);
+        }
+    }
+    picked
+}
+
+/// One node and its buddies over the simulated hour: their presence
+/// machines, its locator, the mailboxes it holds, and what it sent.
+struct Hour {
+    me: usize,
+    me_id: PeerId,
+    /// The recipients whose mailboxes it holds.
+    others: Vec<usize>,
+    ids: Vec<PeerId>,
+    publisher: Publisher,
+    locator: OwnLocator,
+    watcher: Watcher,
+    /// Each buddy's publisher and its watcher of us.
+    theirs: Vec<(Publisher, Watcher)>,
+    sent: Tally,
+}
+
+impl Hour {
+    /// A random live node holding `held` others' mailboxes, with `buddies`
+    /// buddies, every machine started at `t0`.
+    fn start(net: &mut Net, buddies: usize, held: usize, t0: Instant) -> Self {
+        let mut others = live_nodes(net, held + 1);
+        let me = others.remove(0);
+        let me_id = net.peers[me];
+        let mut rng = Rng::new(99);
+        let ids: Vec<PeerId> = (0..buddies).map(|_| peer(&mut rng)).collect();
+        let publisher = Publisher::new(Own::default(), None, t0);
+        let locator = OwnLocator::start(net, me, t0);
+        let mut watcher = Watcher::new();
+        let theirs = ids
+            .iter()
+            .map(|_| {
+                let mut w = Watcher::new();
+                w.add(me_id, t0);
+                (Publisher::new(Own::default(), None, t0), w)
+            })
+            .collect();
+        for p in &ids {
+            watcher.add(*p, t0);
+        }
+        Self {
+            me,
+            me_id,
+            others,
+            ids,
+            publisher,
+            locator,
+            watcher,
+            theirs,
+            sent: Tally::default(),
+        }
+    }
+
+    /// Subscriptions due at `now`: we renew ours and each buddy answers;
+    /// our buddies renew theirs to us and we answer each.
+    fn renew(&mut self, now: Instant) {
+        for p in self.watcher.due(now) {
+            self.sent.subscribe_renewals += 1;
+            let b = self.ids.iter().position(|x| *x == p).expect("a buddy");
+            let info = self.theirs[b]
+                .0
+                .subscribe(self.me_id, Permission::Allowed, SUBSCRIPTION, now)
+                .expect("allowed");
+            self.watcher.subscribed(&p, info, now);
+        }
+        for (b, (_, w)) in self.theirs.iter_mut().enumerate() {
+            for _ in w.due(now) {
+                let info = self
+                    .publisher
+                    .subscribe(self.ids[b], Permission::Allowed, SUBSCRIPTION, now)
+                    .expect("allowed");
+                self.sent.subscribe_answers += 1;
+                w.subscribed(&self.me_id, info, now);
+            }
+        }
+    }
+
+    /// We and every buddy change state to `status` at `now`: the
+    /// notifications we send, and those our buddies send us.
+    fn change(&mut self, status: OwnStatus, now: Instant) {
+        let own = Own {
+            status,
+            ..Own::default()
+        };
+        self.publisher.set_own(own.clone(), now);
+        self.sent.notifies += self.publisher.notifications(|_| Permission::Allowed).len();
+        for (p, _) in self.theirs.iter_mut() {
+            p.set_own(own.clone(), now);
+            self.sent.notifies_received += p
+                .notifications(|_| Permission::Allowed)
+                .iter()
+                .filter(|(to, _)| *to == self.me_id)
+                .count();
+        }
+    }
+
+    /// The mailbox poll: a lookup of our mailbox key, then a fetch from
+    /// each peer roost's poll picks among those found; and the hand-off
+    /// pass: a lookup per mailbox held for others.
+    fn mailbox_poll(&mut self, net: &mut Net) {
+        let key = mailbox_key(&self.me_id);
+        let l = net.lookup(self.me, &key_of_bytes(&key));
+        self.sent.mailbox_poll += l.msgs as usize;
+        let found: Vec<PeerId> = l.found.iter().map(|&i| net.peers[i]).collect();
+        self.sent.mailbox_poll += holders(&key, found, &[self.me_id], R.max(FETCH_FROM)).len();
+        for &r in &self.others {
+            let key = mailbox_key(&net.peers[r]);
+            self.sent.handoff += net.lookup(self.me, &key_of_bytes(&key)).msgs as usize;
+        }
+    }
+}
+
 /// Presence and background traffic of one live node of `net` over an hour,
 /// from roost's own state machines on the simulated clock: its presence
 /// publisher and watcher and those of its `buddies` (who change state as
@@ -70,106 +193,37 @@ pub fn per_node_traffic(
     const POLL_S: u32 = 300;
     const REFRESH_S: u32 = 3600;
     let t0 = Instant::now(); // the simulated clock's origin
-    let live = |net: &mut Net, not: &[usize]| loop {
-        let i = net.rng.below(net.peers.len());
-        if net.alive[i] && !not.contains(&i) {
-            break i;
-        }
-    };
-    let me = live(net, &[]);
-    let mut others = vec![me];
-    for _ in 0..held {
-        let o = live(net, &others);
-        others.push(o);
-    }
-    others.remove(0);
-    let me_id = net.peers[me];
-    let mut rng = Rng::new(99);
-    let ids: Vec<PeerId> = (0..buddies).map(|_| peer(&mut rng)).collect();
-    let mut publisher = Publisher::new(Own::default(), None, t0);
-    let mut locator = OwnLocator::start(net, me, t0);
-    let mut watcher = Watcher::new();
-    // Each buddy's publisher and its watcher of us.
-    let mut theirs: Vec<(Publisher, Watcher)> = ids
-        .iter()
-        .map(|_| {
-            let mut w = Watcher::new();
-            w.add(me_id, t0);
-            (Publisher::new(Own::default(), None, t0), w)
-        })
-        .collect();
-    for p in &ids {
-        watcher.add(*p, t0);
-    }
-    let mut sent = Tally::default();
+    let mut hour = Hour::start(net, buddies, held, t0);
     let mut now = t0;
+    let every = 3600 / changes_per_hour.max(1);
     for s in 1..=3600u32 {
         now += Duration::from_secs(1);
-        // We renew our subscriptions; each buddy answers.
-        for p in watcher.due(now) {
-            sent.subscribe_renewals += 1;
-            let b = ids.iter().position(|x| *x == p).expect("a buddy");
-            let info = theirs[b]
-                .0
-                .subscribe(me_id, Permission::Allowed, SUBSCRIPTION, now)
-                .expect("allowed");
-            watcher.subscribed(&p, info, now);
-        }
-        // Our buddies renew theirs to us; we answer each.
-        for (b, (_, w)) in theirs.iter_mut().enumerate() {
-            for _ in w.due(now) {
-                let info = publisher
-                    .subscribe(ids[b], Permission::Allowed, SUBSCRIPTION, now)
-                    .expect("allowed");
-                sent.subscribe_answers += 1;
-                w.subscribed(&me_id, info, now);
-            }
-        }
-        let every = 3600 / changes_per_hour.max(1);
+        hour.renew(now);
         if changes_per_hour > 0 && s.is_multiple_of(every) {
             let status = if (s / every).is_multiple_of(2) {
                 OwnStatus::Online
             } else {
                 OwnStatus::Away
             };
-            let own = Own {
-                status,
-                ..Own::default()
-            };
-            publisher.set_own(own.clone(), now);
-            sent.notifies += publisher.notifications(|_| Permission::Allowed).len();
-            for (p, _) in theirs.iter_mut() {
-                p.set_own(own.clone(), now);
-                sent.notifies_received += p
-                    .notifications(|_| Permission::Allowed)
-                    .iter()
-                    .filter(|(to, _)| *to == me_id)
-                    .count();
-            }
+            hour.change(status, now);
         }
-        publisher.tick(now);
-        for (p, _) in theirs.iter_mut() {
+        hour.publisher.tick(now);
+        for (p, _) in hour.theirs.iter_mut() {
             p.tick(now);
         }
         if s.is_multiple_of(POLL_S) {
-            // The mailbox poll: a lookup of our mailbox key, then a fetch
-            // from each peer roost's poll picks among those found.
-            let key = mailbox_key(&me_id);
-            let l = net.lookup(me, &key_of_bytes(&key));
-            sent.mailbox_poll += l.msgs as usize;
-            let found: Vec<PeerId> = l.found.iter().map(|&i| net.peers[i]).collect();
-            sent.mailbox_poll += holders(&key, found, &[me_id], R.max(FETCH_FROM)).len();
-            // The hand-off pass: a lookup per mailbox held for others.
-            for &r in &others {
-                let key = mailbox_key(&net.peers[r]);
-                sent.handoff += net.lookup(me, &key_of_bytes(&key)).msgs as usize;
-            }
+            hour.mailbox_poll(net);
         }
-        sent.locator += locator.tick(net, now);
+        hour.sent.locator += hour.locator.tick(net, now);
         if s.is_multiple_of(REFRESH_S) {
-            sent.refresh += bucket_refresh(net, me);
+            hour.sent.refresh += bucket_refresh(net, hour.me);
         }
     }
+    report(net, &hour.sent, buddies, changes_per_hour, held)
+}
+
+/// The hour's counts as one JSON record.
+fn report(net: &Net, sent: &Tally, buddies: usize, changes_per_hour: u32, held: usize) -> Value {
     let total = sent.subscribe_renewals
         + sent.subscribe_answers
         + sent.notifies

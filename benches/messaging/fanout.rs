@@ -1,0 +1,113 @@
+//! One presence change pushed to many watchers.
+
+use std::time::{Duration, Instant};
+
+use roost::node::{Own, OwnStatus};
+use roost::{Event, Identity, Node, NodeHandle};
+use serde_json::json;
+
+use crate::common::{settle, wait_until};
+use crate::{LIMIT, MEMORY, bench_config, node, percentile};
+
+/// One presence change pushed to `n` watchers, over TCP on loopback or
+/// (`memory`) the in-process transport.
+pub async fn fanout(n: usize, memory: bool) {
+    let root = tempfile::tempdir().unwrap();
+    let (publisher, watchers) = buddies(root.path(), n, memory).await;
+    // A change in a running network, not in the start-up storm of the
+    // nodes just created (Kademlia bootstrap, first locator records and
+    // mailbox fetches of every watcher).
+    let (settle_time, background) = settle(0.1, Duration::from_secs(120)).await;
+    let mut samples = changes(&publisher, &watchers).await;
+    samples.sort();
+    println!(
+        "{}",
+        json!({
+            "system": "roost-presence-fanout",
+            "transport": if memory { "memory" } else { "tcp" },
+            "watchers": n,
+            "changes": 5,
+            "p50_ms": (percentile(&samples, 0.5) / 100.0).round() / 10.0,
+            "p99_ms": (percentile(&samples, 0.99) / 100.0).round() / 10.0,
+            "max_ms": (percentile(&samples, 1.0) / 100.0).round() / 10.0,
+            "settle_s": (settle_time.as_secs_f64() * 10.0).round() / 10.0,
+            "background_cpu": (background * 1000.0).round() / 1000.0,
+        })
+    );
+    // In parallel: each leaving node waits up to 3 s for its offline
+    // record to be stored, and 500 of them one after another take minutes.
+    let leaving = watchers.iter().chain([&publisher]).map(|w| w.shutdown());
+    for r in futures::future::join_all(leaving).await {
+        r.unwrap();
+    }
+}
+
+/// A publisher and `n` watchers, buddies both ways, once every watcher
+/// sees the publisher online.
+async fn buddies(root: &std::path::Path, n: usize, memory: bool) -> (NodeHandle, Vec<NodeHandle>) {
+    let publisher = if memory {
+        let dir = root.join("p");
+        Identity::create_in(&dir).expect("identity");
+        let mut c = bench_config(&dir, &[]);
+        c.listen = vec![MEMORY.parse().expect("memory multiaddr")];
+        Node::start(c).await.expect("node")
+    } else {
+        node(root, "p", &[]).await
+    };
+    let boot = publisher.dial_addrs().await.unwrap();
+    let mut watchers = Vec::new();
+    for i in 0..n {
+        let w = node(root, &format!("w{i}"), &boot).await;
+        w.add_buddy(publisher.peer_id(), "p".into()).await.unwrap();
+        publisher
+            .add_buddy(w.peer_id(), format!("w{i}"))
+            .await
+            .unwrap();
+        watchers.push(w);
+    }
+    let pid = publisher.peer_id();
+    for w in &watchers {
+        wait_until("watcher sees online", LIMIT, || async {
+            w.buddies().await.unwrap().iter().any(|b| {
+                b.peer == pid && b.presence.status == roost::wire::presence::Status::Online
+            })
+        })
+        .await;
+    }
+    (publisher, watchers)
+}
+
+/// Five presence changes: per change and watcher, how long until the
+/// watcher saw it.
+async fn changes(publisher: &NodeHandle, watchers: &[NodeHandle]) -> Vec<Duration> {
+    let pid = publisher.peer_id();
+    let mut samples = Vec::new();
+    for round in 0..5 {
+        let mut streams: Vec<_> = watchers.iter().map(|w| w.events()).collect();
+        let status = if round % 2 == 0 {
+            OwnStatus::Away
+        } else {
+            OwnStatus::Busy
+        };
+        let t = Instant::now();
+        publisher
+            .set_presence(Own {
+                status,
+                note: Some(format!("round {round}")),
+                ..Own::default()
+            })
+            .await
+            .unwrap();
+        let waits = streams.iter_mut().map(|s| async move {
+            loop {
+                if let Ok(Event::Presence { peer, .. }) = s.recv().await
+                    && peer == pid
+                {
+                    return t.elapsed();
+                }
+            }
+        });
+        samples.extend(futures::future::join_all(waits).await);
+    }
+    samples
+}
