@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use roost::config::MailboxConfig;
 use roost::node::mailbox::fetcher::{self, Fetcher, HolderFetch, Step, Stop};
-use roost::node::mailbox::holder::{Holder, Input, Output};
+use roost::node::mailbox::holder::{Holder, Input, Output, encode_deposit};
 use roost::node::mailbox::holders;
 use roost::store::{Admitted, HeldItem};
 use roost::wire::mailbox::{
@@ -352,6 +352,10 @@ impl Mailboxes {
         now: Instant,
     ) -> Option<MailboxResponse> {
         let next = match output {
+            Output::Encode { peer, envelopes } => Input::Encoded {
+                peer,
+                batch: encode_deposit(envelopes),
+            },
             Output::Hold { deposit, items } => {
                 let fresh = Some(self.hold(node, items));
                 Input::Held { deposit, fresh }
@@ -409,10 +413,11 @@ impl Mailboxes {
         let mut fresh = Vec::with_capacity(items.len());
         for Admitted {
             item,
-            hash,
+            encoding,
             envelope,
         } in items
         {
+            let hash = encoding.hash;
             let r = self.index[&item.recipient];
             let held = shelf
                 .rows
