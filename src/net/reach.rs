@@ -26,6 +26,10 @@
 //!   failure in a row up to [`RELAY_BACKOFF`], before it is tried again;
 //!   one that does not answer within [`RESERVE_TIMEOUT`] is given up. Once
 //!   public, the reservations are dropped.
+//! - **Publication waits for a circuit**: a node that is not public holds
+//!   its first locator publication until it holds a reservation (or every
+//!   one tried failed, or [`PUBLISH_HOLD`] passed), so the first record a
+//!   buddy finds names a way in ([`hold`]).
 //! - **Direct beats relayed**: once a direct connection to a peer is up
 //!   (hole punch or any dial), its relayed connections are closed, because
 //!   request-response and libp2p-stream would otherwise keep using them.
@@ -40,8 +44,10 @@ use libp2p::{Multiaddr, PeerId};
 use crate::backoff::{Backoff, Jitter};
 
 mod addr;
+mod hold;
 mod interface;
 use addr::{is_circuit, is_direct, is_global, is_unspecified, split_peer};
+pub use hold::PUBLISH_HOLD;
 pub use interface::{Input, Output};
 
 /// Reservations a private node keeps, so one relay leaving does not cut it
@@ -153,6 +159,8 @@ pub struct Reach {
     failures: HashMap<PeerId, u32>,
     /// Spreads the relays' rests ([`RELAY_RETRY`]).
     jitter: Jitter,
+    /// Whether our first locator publication waits for a reservation.
+    hold: hold::Hold,
     kad_server: Option<bool>,
     relay_server: Option<bool>,
 }
@@ -174,6 +182,7 @@ impl Reach {
             backoff: HashMap::new(),
             failures: HashMap::new(),
             jitter: Jitter::from_entropy(),
+            hold: hold::Hold::default(),
             kad_server: None,
             relay_server: None,
         }
@@ -184,6 +193,10 @@ impl Reach {
     pub fn start(&mut self, now: Instant) -> Vec<Output> {
         let mut out: Vec<Output> = self.declared.iter().cloned().map(Output::Declare).collect();
         out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        let public = self.reachability() == Reachability::Public;
+        if self.hold.start(now, public) {
+            out.push(Output::Publishable(false));
+        }
         self.settle(now, &mut out);
         out
     }
@@ -237,7 +250,11 @@ impl Reach {
             .candidate_since
             .filter(|_| !self.unconfirmed && self.reachability() != Reachability::Public)
             .map(|t| t + PRIVATE_AFTER);
-        pending.chain(backoff).chain(verdict).min()
+        pending
+            .chain(backoff)
+            .chain(verdict)
+            .chain(self.hold.deadline())
+            .min()
     }
 
     /// Feeds one input; returns what to do.
@@ -415,6 +432,7 @@ impl Reach {
     }
 
     fn back_off(&mut self, relay: PeerId, now: Instant) {
+        self.hold.relay_failed();
         if self.backoff.len() >= MAX_BACKOFF {
             self.backoff.retain(|_, (until, _)| *until > now);
         }
@@ -444,8 +462,27 @@ impl Reach {
         self.reachability() != Reachability::Public
     }
 
-    /// Brings modes and reservations in line with what we know now.
+    /// Brings modes, reservations and the publication hold in line with
+    /// what we know now.
     fn settle(&mut self, now: Instant, out: &mut Vec<Output>) {
+        self.settle_relays(now, out);
+        let relays = hold::Relays {
+            public: self.reachability() == Reachability::Public,
+            held: self
+                .relays
+                .values()
+                .any(|r| matches!(r, Relay::Held { .. })),
+            pending: self
+                .relays
+                .values()
+                .any(|r| !matches!(r, Relay::Held { .. })),
+        };
+        if self.hold.settle(now, relays) {
+            out.push(Output::Publishable(true));
+        }
+    }
+
+    fn settle_relays(&mut self, now: Instant, out: &mut Vec<Output>) {
         let public = self.reachability() == Reachability::Public;
         let kad = match self.settings.dht_mode {
             DhtMode::Server => true,

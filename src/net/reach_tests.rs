@@ -58,7 +58,11 @@ fn auto_mode_starts_client_and_becomes_server_only_on_a_direct_confirmation() {
     let mut m = Reach::new(settings(DhtMode::Auto));
     assert_eq!(
         m.start(t),
-        vec![Output::KadServer(false), Output::RelayServer(false)]
+        vec![
+            Output::Publishable(false),
+            Output::KadServer(false),
+            Output::RelayServer(false)
+        ]
     );
     assert_eq!(m.reachability(), Reachability::Unknown);
 
@@ -372,9 +376,12 @@ fn tables_are_capped() {
 
 #[test]
 fn no_confirmation_long_after_a_candidate_means_private() {
-    let t = Instant::now();
+    let t0 = Instant::now();
     let mut m = Reach::new(settings(DhtMode::Auto));
-    m.start(t);
+    m.start(t0);
+    // Once the publication hold is over, nothing else is due.
+    let t = t0 + PUBLISH_HOLD;
+    m.handle(Input::Tick, t);
     assert_eq!(m.next_deadline(), None);
     // A circuit is no candidate of ours.
     m.handle(
@@ -519,4 +526,89 @@ fn relays_are_drawn_at_random_not_by_smallest_id() {
         first_picks.extend(reserves(&out).into_iter().take(1));
     }
     assert!(first_picks.len() > 1, "always {first_picks:?}");
+}
+
+fn publishable(out: &[Output]) -> Vec<bool> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Publishable(p) => Some(*p),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_not_public_holds_its_publication_until_a_reservation_is_held() {
+    let t = Instant::now();
+    let mut m = Reach::new(settings(DhtMode::Auto));
+    assert_eq!(publishable(&m.start(t)), vec![false]);
+    assert_eq!(m.next_deadline(), Some(t + PUBLISH_HOLD));
+    let (a, out) = hop_peer(&mut m, 1, t);
+    let (b, _) = hop_peer(&mut m, 2, t);
+    assert_eq!(reserves(&out), vec![a]);
+    assert!(publishable(&out).is_empty(), "asked, not held: {out:?}");
+    let t1 = t + Duration::from_millis(30);
+    let out = m.handle(Input::ReservationAccepted { relay: a }, t1);
+    assert_eq!(publishable(&out), vec![true]);
+    // Once: neither the second reservation nor a renewal says it again.
+    let out = m.handle(Input::ReservationAccepted { relay: b }, t1);
+    assert!(publishable(&out).is_empty(), "{out:?}");
+    let out = m.handle(Input::ReservationAccepted { relay: a }, t1);
+    assert!(publishable(&out).is_empty(), "{out:?}");
+    // The hold's deadline no longer wakes the machine.
+    assert_eq!(m.next_deadline(), None);
+}
+
+#[test]
+fn a_node_with_no_relay_publishes_after_the_hold_or_once_every_reservation_failed() {
+    let t = Instant::now();
+    // No relay at all: held for PUBLISH_HOLD, not longer.
+    let mut m = Reach::new(settings(DhtMode::Auto));
+    m.start(t);
+    let early = m.handle(Input::Tick, t + PUBLISH_HOLD - Duration::from_millis(1));
+    assert!(publishable(&early).is_empty(), "{early:?}");
+    let out = m.handle(Input::Tick, t + PUBLISH_HOLD);
+    assert_eq!(publishable(&out), vec![true]);
+
+    // The only relay refuses: nothing left to wait for.
+    let mut m = Reach::new(settings(DhtMode::Auto));
+    m.start(t);
+    let (a, _) = hop_peer(&mut m, 1, t);
+    let out = m.handle(Input::RelayClosed { relay: a }, t + Duration::from_secs(1));
+    assert_eq!(publishable(&out), vec![true]);
+
+    // One of two fails: the other is still under way, so we hold on.
+    let mut m = Reach::new(settings(DhtMode::Auto));
+    m.start(t);
+    let (a, _) = hop_peer(&mut m, 1, t);
+    let (b, _) = hop_peer(&mut m, 2, t);
+    let out = m.handle(Input::RelayClosed { relay: a }, t + Duration::from_secs(1));
+    assert!(publishable(&out).is_empty(), "{out:?}");
+    let out = m.handle(
+        Input::ReservationAccepted { relay: b },
+        t + Duration::from_secs(2),
+    );
+    assert_eq!(publishable(&out), vec![true]);
+}
+
+#[test]
+fn a_public_node_never_holds_its_publication() {
+    let t = Instant::now();
+    let mut s = settings(DhtMode::Auto);
+    s.external = vec![addr("/ip4/198.51.100.10/tcp/7117")];
+    assert!(publishable(&Reach::new(s).start(t)).is_empty());
+    let mut m = Reach::new(settings(DhtMode::Server));
+    assert!(publishable(&m.start(t)).is_empty());
+
+    // Confirmed public while held: the hold ends with it.
+    let mut m = Reach::new(settings(DhtMode::Auto));
+    m.start(t);
+    let out = m.handle(
+        Input::AutoNat {
+            addr: addr("/ip4/198.51.100.20/tcp/7117"),
+            reachable: true,
+        },
+        t + Duration::from_secs(6),
+    );
+    assert_eq!(publishable(&out), vec![true]);
 }

@@ -80,6 +80,10 @@ impl EventLoop {
                 Output::AddressesChanged => {
                     self.drive_locator(super::super::locator::Input::AddressesChanged)
                 }
+                Output::Publishable(on) => {
+                    debug!(on, "locator publication allowed");
+                    self.drive_locator(super::super::locator::Input::Publishable(on))
+                }
             }
         }
     }

@@ -99,4 +99,7 @@ pub enum Output {
     Declare(Multiaddr),
     /// The addresses we publish changed: republish our locator.
     AddressesChanged,
+    /// Whether our locator may be published now (`false`: hold it back
+    /// until a relay reservation gives it a way in; see `reach::hold`).
+    Publishable(bool),
 }
