@@ -78,8 +78,8 @@ pub const MAX_CANDIDATES: usize = 64;
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Most addresses remembered as confirmed or declared.
 pub const MAX_ADDRS: usize = 32;
-/// Most relays remembered as resting after a failure, and most counts of
-/// failures in a row remembered.
+/// Most relays remembered as failed: resting, or no longer resting but
+/// with their count of failures in a row kept for their next rest.
 pub const MAX_BACKOFF: usize = 256;
 
 /// What we know of our own reachability.
@@ -126,6 +126,14 @@ enum Relay {
     Held { addr: Multiaddr },
 }
 
+/// A relay that failed: how often in a row, and until when it rests
+/// ([`RELAY_RETRY`]; `None` once the rest is over).
+#[derive(Debug, Clone, Copy)]
+struct Failed {
+    in_a_row: u32,
+    rest_until: Option<Instant>,
+}
+
 /// The machine's settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -155,8 +163,7 @@ pub struct Reach {
     relays: HashMap<PeerId, Relay>,
     /// Relays that failed: until when they rest ([`RELAY_RETRY`]), and how
     /// often in a row they failed.
-    backoff: HashMap<PeerId, (Instant, u32)>,
-    failures: HashMap<PeerId, u32>,
+    failed: HashMap<PeerId, Failed>,
     /// Spreads the relays' rests ([`RELAY_RETRY`]).
     jitter: Jitter,
     /// Whether our first locator publication waits for a reservation.
@@ -179,8 +186,7 @@ impl Reach {
             conns: HashMap::new(),
             candidates: HashMap::new(),
             relays: HashMap::new(),
-            backoff: HashMap::new(),
-            failures: HashMap::new(),
+            failed: HashMap::new(),
             jitter: Jitter::from_entropy(),
             hold: hold::Hold::default(),
             kad_server: None,
@@ -245,7 +251,11 @@ impl Reach {
             Relay::Held { .. } => None,
         });
         let wanting = self.wants_relays() && self.relays.len() < MIN_RELAYS;
-        let backoff = self.backoff.values().map(|(u, _)| *u).filter(|_| wanting);
+        let backoff = self
+            .failed
+            .values()
+            .filter_map(|f| f.rest_until)
+            .filter(|_| wanting);
         let verdict = self
             .candidate_since
             .filter(|_| !self.unconfirmed && self.reachability() != Reachability::Public)
@@ -411,7 +421,7 @@ impl Reach {
                 | Relay::Held { addr } => addr.clone(),
             };
             *r = Relay::Held { addr };
-            self.failures.remove(&relay);
+            self.failed.remove(&relay);
         }
     }
 
@@ -433,13 +443,20 @@ impl Reach {
 
     fn back_off(&mut self, relay: PeerId, now: Instant) {
         self.hold.relay_failed();
-        if self.backoff.len() >= MAX_BACKOFF {
-            self.backoff.retain(|_, (until, _)| *until > now);
+        if self.failed.len() >= MAX_BACKOFF && !self.failed.contains_key(&relay) {
+            // Full: the counts of relays no longer resting are forgotten
+            // (such a relay, failing again, starts over from the first rest).
+            self.failed
+                .retain(|_, f| f.rest_until.is_some_and(|until| until > now));
         }
-        if self.backoff.len() < MAX_BACKOFF {
-            let failures = self.failures.remove(&relay).unwrap_or(0).saturating_add(1);
-            let rest = RELAY_RETRY.next_delay(failures - 1, self.jitter.next_u64());
-            self.backoff.insert(relay, (now + rest, failures));
+        if self.failed.len() < MAX_BACKOFF || self.failed.contains_key(&relay) {
+            let f = self.failed.entry(relay).or_insert(Failed {
+                in_a_row: 0,
+                rest_until: None,
+            });
+            let rest = RELAY_RETRY.next_delay(f.in_a_row, self.jitter.next_u64());
+            f.in_a_row = f.in_a_row.saturating_add(1);
+            f.rest_until = Some(now + rest);
         }
     }
 
@@ -504,17 +521,13 @@ impl Reach {
             out.extend(gone.into_iter().map(|relay| Output::Release { relay }));
             return;
         }
-        let failures = &mut self.failures;
-        self.backoff.retain(|p, (until, n)| {
-            let keep = *until > now;
-            // Its count of failures in a row is remembered for its next
-            // rest, within the same cap as the rests themselves (beyond it,
-            // a relay that fails again starts over from the first rest).
-            if !keep && (failures.len() < MAX_BACKOFF || failures.contains_key(p)) {
-                failures.insert(*p, *n);
+        // A rest that is over ends; the count of failures in a row stays,
+        // for the relay's next rest.
+        for f in self.failed.values_mut() {
+            if f.rest_until.is_some_and(|until| until <= now) {
+                f.rest_until = None;
             }
-            keep
-        });
+        }
         while self.relays.len() < MIN_RELAYS {
             let Some((relay, addr)) = self.pick_relay() else {
                 break;
@@ -552,7 +565,8 @@ impl Reach {
     /// candidate drawn at random (not by ID order: IDs are cheap to grind,
     /// and whoever holds the smallest would become everyone's relay).
     fn pick_relay(&mut self) -> Option<(PeerId, Multiaddr)> {
-        let free = |p: &PeerId| !self.relays.contains_key(p) && !self.backoff.contains_key(p);
+        let resting = |p: &PeerId| self.failed.get(p).is_some_and(|f| f.rest_until.is_some());
+        let free = |p: &PeerId| !self.relays.contains_key(p) && !resting(p);
         let configured = self
             .settings
             .relays
