@@ -43,10 +43,10 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::backoff::{Backoff, Jitter};
 
-mod addr;
+pub(crate) mod addr;
 mod hold;
 mod interface;
-use addr::{is_circuit, is_direct, is_global, is_unspecified, split_peer};
+use addr::{Scope, is_circuit, is_direct, is_global, is_unspecified, scope, split_peer};
 pub use hold::PUBLISH_HOLD;
 pub use interface::{Input, Output};
 
@@ -153,6 +153,10 @@ pub struct Reach {
     settings: Settings,
     confirmed: HashSet<Multiaddr>,
     declared: HashSet<Multiaddr>,
+    /// Under `dht_mode = "server"`: the widest [`Scope`] among our listen
+    /// addresses so far, and those of it we declared.
+    server_scope: Option<Scope>,
+    server_declared: Vec<Multiaddr>,
     failed_probes: usize,
     /// When a direct candidate was first reported, and whether
     /// [`PRIVATE_AFTER`] has passed since without a confirmation.
@@ -180,6 +184,8 @@ impl Reach {
             settings,
             confirmed: HashSet::new(),
             declared,
+            server_scope: None,
+            server_declared: Vec::new(),
             failed_probes: 0,
             candidate_since: None,
             unconfirmed: false,
@@ -275,10 +281,8 @@ impl Reach {
                 if self.settings.dht_mode == DhtMode::Server
                     && !is_circuit(&addr)
                     && !is_unspecified(&addr)
-                    && self.declared.len() < MAX_ADDRS
-                    && self.declared.insert(addr.clone())
                 {
-                    out.push(Output::Declare(addr));
+                    self.declare_listen_addr(addr, &mut out);
                 }
             }
             Input::AutoNat { addr, reachable } => {
@@ -342,6 +346,34 @@ impl Reach {
         }
         self.settle(now, &mut out);
         out
+    }
+
+    /// Under `dht_mode = "server"` a listen address is declared reachable
+    /// (the relay server hands our declared addresses out in reservations,
+    /// and a client refuses a reservation without any). Only those of the
+    /// widest scope among our listen addresses: a relay on the internet
+    /// that declared its loopback or LAN (docker0…) addresses would hand
+    /// out circuits through addresses nobody else can dial. A node on a LAN
+    /// with no way out, or on loopback only (the tests), declares what it
+    /// has; a wider address coming up later retracts the narrower ones.
+    fn declare_listen_addr(&mut self, addr: Multiaddr, out: &mut Vec<Output>) {
+        let s = scope(&addr);
+        if self.server_scope.is_some_and(|best| s < best) {
+            return;
+        }
+        if self.server_scope.is_some_and(|best| s > best) {
+            // (A user's own declaration is never among them: it was in
+            // `declared` from the start.)
+            for narrower in std::mem::take(&mut self.server_declared) {
+                self.declared.remove(&narrower);
+                out.push(Output::Retract(narrower));
+            }
+        }
+        self.server_scope = Some(s);
+        if self.declared.len() < MAX_ADDRS && self.declared.insert(addr.clone()) {
+            self.server_declared.push(addr.clone());
+            out.push(Output::Declare(addr));
+        }
     }
 
     /// A connection opened: tracked; if it is the direct one a relay

@@ -612,3 +612,66 @@ fn a_public_node_never_holds_its_publication() {
     );
     assert_eq!(publishable(&out), vec![true]);
 }
+
+#[test]
+fn server_mode_declares_only_the_widest_scope_of_its_listen_addresses() {
+    let t = Instant::now();
+    let declared = |out: &[Output]| -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Declare(a) => Some(format!("+{a}")),
+                Output::Retract(a) => Some(format!("-{a}")),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut m = Reach::new(settings(DhtMode::Server));
+    m.start(t);
+    let mut listen = |a: &str| declared(&m.handle(Input::ListenAddr(addr(a)), t));
+    // Loopback only so far (as in every loopback test): declared.
+    assert_eq!(
+        listen("/ip4/127.0.0.1/tcp/7117"),
+        ["+/ip4/127.0.0.1/tcp/7117"]
+    );
+    // A LAN address retracts it; docker0's is as wide as the LAN.
+    assert_eq!(
+        listen("/ip4/10.0.0.2/tcp/7117"),
+        ["-/ip4/127.0.0.1/tcp/7117", "+/ip4/10.0.0.2/tcp/7117"]
+    );
+    assert_eq!(
+        listen("/ip4/172.17.0.1/tcp/7117"),
+        ["+/ip4/172.17.0.1/tcp/7117"]
+    );
+    // A global one retracts both; narrower ones no longer get in.
+    let out = listen("/ip4/198.51.100.10/tcp/7117");
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert_eq!(out[2], "+/ip4/198.51.100.10/tcp/7117");
+    assert!(out.contains(&"-/ip4/10.0.0.2/tcp/7117".to_string()));
+    assert!(out.contains(&"-/ip4/172.17.0.1/tcp/7117".to_string()));
+    assert!(listen("/ip4/127.0.0.1/udp/7117/quic-v1").is_empty());
+    assert!(listen("/ip4/192.168.1.5/tcp/7117").is_empty());
+    assert_eq!(
+        listen("/ip4/198.51.100.10/udp/7117/quic-v1"),
+        ["+/ip4/198.51.100.10/udp/7117/quic-v1"]
+    );
+    let mut now: Vec<_> = m.declared.iter().map(|a| a.to_string()).collect();
+    now.sort();
+    assert_eq!(
+        now,
+        [
+            "/ip4/198.51.100.10/tcp/7117",
+            "/ip4/198.51.100.10/udp/7117/quic-v1"
+        ]
+    );
+    assert_eq!(m.reachability(), Reachability::Public);
+
+    // A user's declaration is never retracted.
+    let mut s = settings(DhtMode::Server);
+    s.external = vec![addr("/ip4/10.9.9.9/tcp/1")];
+    let mut m = Reach::new(s);
+    m.start(t);
+    m.handle(Input::ListenAddr(addr("/ip4/10.9.9.9/tcp/1")), t);
+    let out = m.handle(Input::ListenAddr(addr("/ip4/198.51.100.1/tcp/1")), t);
+    assert_eq!(declared(&out), ["+/ip4/198.51.100.1/tcp/1"]);
+    assert!(m.declared.contains(&addr("/ip4/10.9.9.9/tcp/1")));
+}

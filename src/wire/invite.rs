@@ -147,7 +147,11 @@ fn relay_of(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
 /// Which of `addrs` go into `me`'s invite: without a trailing `/p2p/<me>`
 /// (the key names it), within the size limits, no duplicates, direct
 /// addresses first, then up to [`MAX_CIRCUIT_ADDRS`] relay circuits, at
-/// most [`MAX_ADDRS`] in all.
+/// most [`MAX_ADDRS`] in all. Within each kind, those anyone on the
+/// internet can dial come first (for a circuit: through a relay at a
+/// global address), so that what is left out for lack of room is a
+/// loopback or LAN address, which would only reach the reader if they
+/// happen to share our host or LAN.
 fn pick(addrs: &[Multiaddr], me: PeerId) -> Vec<Multiaddr> {
     let mut seen = Vec::new();
     for a in addrs {
@@ -164,6 +168,8 @@ fn pick(addrs: &[Multiaddr], me: PeerId) -> Vec<Multiaddr> {
         }
         seen.push(a);
     }
+    // A stable sort: otherwise in the order given.
+    seen.sort_by_key(|a| !crate::net::reach::addr::is_global(a));
     let (circuits, direct): (Vec<_>, Vec<_>) = seen
         .into_iter()
         .partition(|a| a.iter().any(|p| p == Protocol::P2pCircuit));
