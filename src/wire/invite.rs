@@ -189,6 +189,17 @@ pub fn create(
     addrs: &[Multiaddr],
     expires_at: u64,
 ) -> Result<String, super::WireError> {
+    make(identity, addrs, expires_at).map(|(text, _)| text)
+}
+
+/// [`create`], also returning what the invite says (the addresses that
+/// fitted): the maker has it at hand, with no need to read its own
+/// invite back.
+pub fn make(
+    identity: &Identity,
+    addrs: &[Multiaddr],
+    expires_at: u64,
+) -> Result<(String, Invite), super::WireError> {
     let mut addrs = pick(addrs, identity.peer_id());
     loop {
         let body = super::encode(&InviteBody {
@@ -198,7 +209,13 @@ pub fn create(
         })?;
         let bytes = signed::sign(identity, SIG_DOMAIN, body)?;
         if bytes.len() <= MAX_INVITE_BYTES || addrs.is_empty() {
-            return Ok(format!("{URI_PREFIX}{}", BASE32_NOPAD.encode(&bytes)));
+            let text = format!("{URI_PREFIX}{}", BASE32_NOPAD.encode(&bytes));
+            let invite = Invite {
+                peer: identity.peer_id(),
+                addrs,
+                expires_at,
+            };
+            return Ok((text, invite));
         }
         addrs.pop();
     }
@@ -265,10 +282,7 @@ pub fn parse(text: &str, now_ms: u64) -> Result<Invite, InviteError> {
 /// An invite with any body and signature, for tests that forge one.
 #[cfg(feature = "test-util")]
 pub fn assemble(body: &InviteBody, sig: Vec<u8>) -> Result<String, super::WireError> {
-    let bytes = super::encode(&Signed {
-        body: super::encode(body)?,
-        sig,
-    })?;
+    let bytes = signed::assemble(body, sig)?;
     Ok(format!("{URI_PREFIX}{}", BASE32_NOPAD.encode(&bytes)))
 }
 

@@ -328,3 +328,17 @@ fn circuits_through_global_relay_addresses_and_global_addresses_are_picked_first
     assert!(inv.addrs.contains(&via("198.51.100.10")), "{:?}", inv.addrs);
     assert!(!inv.addrs.contains(&via("100.64.0.1")), "{:?}", inv.addrs);
 }
+
+#[test]
+fn make_returns_what_its_invite_says() {
+    let id = Identity::generate().unwrap();
+    let relays: Vec<Identity> = (0..6).map(|_| Identity::generate().unwrap()).collect();
+    let many: Vec<Multiaddr> = (0..20)
+        .map(|p| addr(&format!("/ip4/10.0.0.1/tcp/{}", 1000 + p)))
+        .chain(relays.iter().map(circuit))
+        .collect();
+    for addrs in [vec![], vec![tcp()], many] {
+        let (text, made) = make(&id, &addrs, NOW + DAY).unwrap();
+        assert_eq!(made, parse(&text, NOW).unwrap());
+    }
+}

@@ -26,7 +26,7 @@ pub(super) fn is_unspecified(a: &Multiaddr) -> bool {
 }
 
 /// Splits `…/p2p/R` into R and the transport address.
-pub(super) fn split_peer(a: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+pub(crate) fn split_peer(a: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
     let mut plain = a.clone();
     match plain.pop()? {
         Protocol::P2p(peer) => Some((peer, plain)),
