@@ -272,7 +272,12 @@ impl EventLoop {
                 let _ = reply.send(self.reach_status());
             }
             Command::Find { peer, reply } => self.find(peer, reply),
-            Command::Dial { peer, addrs, reply } => self.dial(peer, addrs, reply),
+            Command::Dial {
+                peer,
+                addrs,
+                alongside,
+                reply,
+            } => self.dial(peer, addrs, alongside, reply),
             #[cfg(feature = "test-util")]
             Command::PutRecordTo {
                 key,
@@ -311,9 +316,15 @@ impl EventLoop {
         &mut self,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
+        alongside: bool,
         reply: oneshot::Sender<Result<(), String>>,
     ) {
-        match self.dial_unless_connected(peer, addrs) {
+        let condition = if alongside {
+            PeerCondition::Disconnected
+        } else {
+            PeerCondition::DisconnectedAndNotDialing
+        };
+        match self.dial_unless_connected(peer, addrs, condition) {
             Ok(true) => {
                 let _ = reply.send(Ok(()));
             }
@@ -325,19 +336,20 @@ impl EventLoop {
     }
 
     /// Dials `peer` at `addrs` (and those Kademlia knows) unless it is
-    /// connected — `Ok(true)` — or already being dialled; `Ok(false)`: a
-    /// dial is under way.
+    /// connected — `Ok(true)` — or `condition` says no (a dial is under
+    /// way); `Ok(false)`: a dial is under way.
     fn dial_unless_connected(
         &mut self,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
+        condition: PeerCondition,
     ) -> Result<bool, DialError> {
         if self.swarm.is_connected(&peer) {
             return Ok(true);
         }
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .condition(condition)
             .build();
         match self.swarm.dial(opts) {
             Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => Ok(false),
@@ -356,7 +368,9 @@ impl EventLoop {
             .into_iter()
             .filter_map(|(p, a)| (p == peer).then_some(a))
             .collect();
-        if let Err(e) = self.dial_unless_connected(peer, addrs) {
+        if let Err(e) =
+            self.dial_unless_connected(peer, addrs, PeerCondition::DisconnectedAndNotDialing)
+        {
             debug!(%peer, "cannot dial a peer met through an invite: {e}");
         }
     }
