@@ -16,9 +16,9 @@ mod testing;
 
 use std::time::{Duration, Instant};
 
-use testing::Daemon;
 use testing::nat::{befriend, connections_to, network, reachability, send_and_follow};
 use testing::netns::{Options, Transport};
+use testing::{Daemon, poll_within};
 
 /// How long a try may take to punch through before it counts as failed.
 const PUNCH_DEADLINE: Duration = Duration::from_secs(60);
@@ -42,22 +42,6 @@ fn main() {
         }
         round_trips().await;
     });
-}
-
-/// Polls `check` every 20 ms until it holds or `deadline` passes.
-async fn wait_for<F, Fut>(deadline: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
 }
 
 /// Whether `me` has a connection to `peer` and none of them is relayed.
@@ -94,10 +78,11 @@ async fn punch_tries(transport: Transport, tries: usize) {
         let (a, b) = (&mut first[0], &mut rest[0]);
         tokio::join!(a.restart(), b.restart());
         let (a, b) = (&*a, &*b);
-        if wait_for(PUNCH_DEADLINE, || async {
-            direct(a, b).await && direct(b, a).await
+        if poll_within(PUNCH_DEADLINE, || async {
+            (direct(a, b).await && direct(b, a).await).then_some(())
         })
         .await
+        .is_some()
         {
             send_and_follow(a, b, "first direct message").await;
             times.push(start.elapsed());
@@ -145,11 +130,12 @@ async fn round_trips() {
         let (_net, _public, homes) = network(opts, &[Transport::Tcp]).await;
         let (a, b) = (&homes[0], &homes[1]);
         befriend(a, b);
-        let settled = wait_for(PUNCH_DEADLINE, || async {
+        let settled = poll_within(PUNCH_DEADLINE, || async {
             let rows = connections_to(a, b).await;
-            !rows.is_empty() && rows.iter().all(|r| r["relayed"] == block_direct)
+            (!rows.is_empty() && rows.iter().all(|r| r["relayed"] == block_direct)).then_some(())
         })
-        .await;
+        .await
+        .is_some();
         assert!(settled, "no settled connection (relayed: {block_direct})");
         results.push((block_direct, median_round_trip(a, b).await));
     }

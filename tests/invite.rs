@@ -10,6 +10,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::cli::{Running, json, stderr};
+use common::nat::presence_of;
 use common::{Daemon, TestNode, eventually, roost, spawn_daemon};
 use data_encoding::BASE32_NOPAD;
 use libp2p::{Multiaddr, PeerId};
@@ -19,15 +20,6 @@ use roost::api::{AddBuddy, BuddyRow};
 use roost::clock::unix_ms;
 use roost::wire::invite::{self, URI_PREFIX};
 use serde_json::Value;
-
-/// Each line of a successful `--json` command's stdout, as JSON.
-fn rows(out: &Output) -> Vec<Value> {
-    assert!(out.status.success(), "failed: {}", stderr(out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect()
-}
 
 /// A failed command's one line of stderr.
 fn refusal(out: &Output) -> String {
@@ -44,18 +36,14 @@ fn refusal(out: &Output) -> String {
     err
 }
 
-/// Whether `d`'s `roost presence` shows `peer` as `status`.
-fn shows(d: &Daemon, peer: PeerId, status: &str) -> bool {
-    rows(&roost(d.dir.path(), &["--json", "presence"]))
-        .iter()
-        .any(|r| r["id"] == peer.to_string() && r["status"] == status)
+/// Whether `d`'s `roost presence` shows `of` as `status`.
+fn shows(d: &Daemon, of: &Daemon, status: &str) -> bool {
+    presence_of(d, of).is_some_and(|r| r["status"] == status)
 }
 
 /// Whether `d`'s inbox holds `text`.
 fn in_inbox(d: &Daemon, text: &str) -> bool {
-    rows(&roost(d.dir.path(), &["--json", "inbox"]))
-        .iter()
-        .any(|m| m["text"] == text)
+    d.rows(&["inbox"]).iter().any(|m| m["text"] == text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +66,8 @@ async fn one_invite_is_all_two_strangers_need() {
     // names: she needed nothing from him beforehand.
     let bob_id = bob.id.to_string();
     eventually("Alice gets Bob's buddy request", || async {
-        rows(&roost(alice.dir.path(), &["--json", "buddy", "requests"]))
+        alice
+            .rows(&["buddy", "requests"])
             .iter()
             .any(|r| r["id"] == bob_id)
             .then_some(())
@@ -89,7 +78,7 @@ async fn one_invite_is_all_two_strangers_need() {
         &["--json", "buddy", "add", &bob_id, "--name", "bob"],
     ));
     eventually("each sees the other online", || async {
-        (shows(&alice, bob.id, "online") && shows(&bob, alice.id, "online")).then_some(())
+        (shows(&alice, &bob, "online") && shows(&bob, &alice, "online")).then_some(())
     })
     .await;
 
@@ -228,7 +217,7 @@ async fn expired_forged_and_damaged_invites_add_no_one() {
     let err = refusal(&roost(bob_dir, &["buddy", "add", "https://example.com/x"]));
     assert!(err.contains("not a roost invite"), "{err}");
 
-    let list = rows(&roost(bob_dir, &["--json", "buddy", "list"]));
+    let list = bob.rows(&["buddy", "list"]);
     assert!(list.is_empty(), "no buddy was added: {list:?}");
     let bob_id = bob.id;
     assert!(

@@ -13,6 +13,7 @@ use common::nat::{
 };
 use common::netns::{Connect, Net, Options, Transport};
 use common::{Daemon, eventually, eventually_within};
+use libp2p::multiaddr::Protocol;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,10 +246,39 @@ async fn a_relay_that_leaves_is_replaced() {
         },
     )
     .await;
-    assert!(
-        after.iter().any(|id| !before.contains(id)),
-        "a relay that was not used before took the place of {gone}: before {before:?}, after {after:?}"
-    );
+    // What the node hands out (its invite, i.e. what its locator record
+    // carries) follows: a circuit through the new relay, none through
+    // the one that left (its listener is closed, not only forgotten).
+    eventually(
+        "the home's invite names the new relay's circuit and not the gone one's",
+        || async {
+            let via = invite_relays(home);
+            let new = via
+                .iter()
+                .any(|id| after.contains(id) && !before.contains(id));
+            (new && !via.contains(&gone)).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The relays of the circuit addresses in `daemon`'s invite.
+fn invite_relays(daemon: &Daemon) -> Vec<String> {
+    let rows = daemon.rows(&["invite", "--no-qr"]);
+    let uri = rows[0]["uri"].as_str().expect("the invite's URI");
+    let now = roost::clock::unix_ms();
+    let invite = roost::wire::invite::parse(uri, now).expect("a valid invite");
+    invite
+        .addrs
+        .iter()
+        .filter(|a| a.iter().any(|p| p == Protocol::P2pCircuit))
+        .filter_map(|a| {
+            a.iter().find_map(|p| match p {
+                Protocol::P2p(id) => Some(id.to_string()),
+                _ => None,
+            })
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

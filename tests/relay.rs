@@ -138,8 +138,18 @@ async fn a_relay_refuses_a_circuit_beyond_its_limit_and_serves_the_next() {
     circuit_record(&dave.handle, idb).await;
 
     carol.handle.dial(idb).await.expect("the first circuit");
-    let refused = dave.handle.dial(idb).await;
-    assert!(refused.is_err(), "a second circuit is beyond the limit");
+    // Refused by the relay for its limit, not failing for any other reason.
+    let refused = dave
+        .handle
+        .dial(idb)
+        .await
+        .expect_err("a second circuit is beyond the limit");
+    assert!(
+        refused
+            .to_string()
+            .contains("Remote reported resource limit exceeded"),
+        "the relay's refusal for its limit: {refused}"
+    );
     assert!(connections_to(&dave.handle, idb).await.is_empty());
 
     // Carol leaves: her circuit ends and the relay serves Dave's.

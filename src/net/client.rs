@@ -14,6 +14,14 @@ use libp2p::request_response::ResponseChannel;
 /// Longest a dial may take before we give up on it.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How often a dial still under way looks the peer up again. A dial of
+/// the addresses of a stale record (the peer's previous run) can hang for
+/// a transport's timeout — QUIC waits out its handshake on an address
+/// that swallows packets, a relay tries a dead connection of the peer's
+/// previous run — and every other dial of the peer waits for it. A newer
+/// record found meanwhile gets a dial of its own beside it.
+pub const REDIAL_AFTER: Duration = Duration::from_secs(1);
+
 /// Why a request to the network task, or through it to a peer, failed.
 /// The node maps each case onto its own error of the same name, so net
 /// needs nothing from node.
@@ -106,26 +114,82 @@ impl NetClient {
         if self.connected_peers().await?.contains(&peer) {
             return Ok(());
         }
-        let addrs = match self.find(peer).await? {
+        let (addrs, seq) = match self.find(peer).await? {
             Some(loc) if !loc.online => return Err(RequestError::Offline(peer)),
-            Some(loc) => loc.addrs,
+            Some(loc) => (loc.addrs, Some(loc.seq)),
             // No record (a node that started a moment ago has not published
             // yet): try the addresses our routing table already knows.
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
         let by_record = !addrs.is_empty();
-        let dial = self.ask(|reply| Command::Dial { peer, addrs, reply });
-        let reason = match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
-            Ok(res) => match res? {
-                Ok(()) => return Ok(()),
-                Err(reason) => reason,
-            },
-            Err(_) => "timed out".into(),
+        let reason = match self.dial_and_redial(peer, addrs, seq).await? {
+            Ok(()) => return Ok(()),
+            Err(reason) => reason,
         };
         if by_record {
             Err(RequestError::Dial { peer, reason })
         } else {
             Err(RequestError::NotFound(peer))
+        }
+    }
+
+    /// Dials `peer` at `addrs` (from its record of `seq`, if any); while
+    /// that dial is under way, looks the peer up every [`REDIAL_AFTER`]
+    /// and dials a newer record's addresses beside it, once. The first
+    /// connection answers; a failure answers once no dial is left.
+    async fn dial_and_redial(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        seq: Option<u64>,
+    ) -> Result<Result<(), String>, RequestError> {
+        let deadline = tokio::time::Instant::now() + DIAL_TIMEOUT;
+        let first = self.ask(|reply| Command::Dial {
+            peer,
+            addrs,
+            alongside: false,
+            reply,
+        });
+        tokio::pin!(first);
+        let mut next_lookup = tokio::time::Instant::now() + REDIAL_AFTER;
+        let second = futures::future::Fuse::terminated();
+        tokio::pin!(second);
+        let mut redialled = false;
+        let (mut first_failed, mut second_failed) = (None, None);
+        loop {
+            tokio::select! {
+                res = &mut first, if first_failed.is_none() => match res? {
+                    Ok(()) => return Ok(Ok(())),
+                    Err(e) if !redialled => return Ok(Err(e)),
+                    Err(e) => first_failed = Some(e),
+                },
+                res = &mut second, if redialled && second_failed.is_none() => match res? {
+                    Ok(()) => return Ok(Ok(())),
+                    Err(e) => second_failed = Some(e),
+                },
+                _ = tokio::time::sleep_until(next_lookup), if !redialled && first_failed.is_none() => {
+                    next_lookup += REDIAL_AFTER;
+                    match self.find(peer).await? {
+                        Some(loc) if loc.online && Some(loc.seq) > seq => {
+                            tracing::debug!(%peer, "a newer record: dialling it too");
+                            redialled = true;
+                            second.set(
+                                futures::FutureExt::fuse(self.ask(move |reply| Command::Dial {
+                                    peer,
+                                    addrs: loc.addrs,
+                                    alongside: true,
+                                    reply,
+                                })),
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return Ok(Err("timed out".into())),
+            }
+            if let (Some(_), Some(e)) = (&first_failed, &second_failed) {
+                return Ok(Err(e.clone()));
+            }
         }
     }
 

@@ -57,6 +57,9 @@ pub enum Command {
         peer: PeerId,
         /// Where (from its locator).
         addrs: Vec<Multiaddr>,
+        /// Dial even while another dial of the peer is under way: these
+        /// addresses come from a newer record than those being dialled.
+        alongside: bool,
         /// `Ok` once a connection is established.
         reply: oneshot::Sender<Result<(), String>>,
     },

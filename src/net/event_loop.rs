@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
 use libp2p::kad::QueryId;
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm};
@@ -39,6 +38,7 @@ use super::command::{Command, NetEvent};
 use super::lasting::{Lasting, Remember};
 use super::locator::{self, Op};
 use super::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, RateLimiter};
+use super::reach::addr::split_peer;
 use super::reach::{Reach, Settings};
 use crate::clock::unix_ms;
 use crate::config::Config;
@@ -183,9 +183,7 @@ impl EventLoop {
         }
 
         for addr in bootstrap {
-            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
-                let mut plain = addr.clone();
-                plain.pop();
+            if let Some((peer, plain)) = split_peer(addr) {
                 self.swarm.behaviour_mut().kad.add_address(&peer, plain);
             }
             if let Err(e) = self.swarm.dial(addr.clone()) {
@@ -281,7 +279,12 @@ impl EventLoop {
                 let _ = reply.send(self.reach_status());
             }
             Command::Find { peer, reply } => self.find(peer, reply),
-            Command::Dial { peer, addrs, reply } => self.dial(peer, addrs, reply),
+            Command::Dial {
+                peer,
+                addrs,
+                alongside,
+                reply,
+            } => self.dial(peer, addrs, alongside, reply),
             #[cfg(feature = "test-util")]
             Command::PutRecordTo {
                 key,
@@ -319,23 +322,44 @@ impl EventLoop {
         &mut self,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
+        alongside: bool,
         reply: oneshot::Sender<Result<(), String>>,
     ) {
-        if self.swarm.is_connected(&peer) {
-            let _ = reply.send(Ok(()));
-            return;
-        }
-        let opts = DialOpts::peer_id(peer)
-            .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
-        match self.swarm.dial(opts) {
-            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {
-                self.pending_dials.entry(peer).or_default().push(reply);
+        let condition = if alongside {
+            PeerCondition::Disconnected
+        } else {
+            PeerCondition::DisconnectedAndNotDialing
+        };
+        match self.dial_unless_connected(peer, addrs, condition) {
+            Ok(true) => {
+                let _ = reply.send(Ok(()));
             }
+            Ok(false) => self.pending_dials.entry(peer).or_default().push(reply),
             Err(e) => {
                 let _ = reply.send(Err(e.to_string()));
             }
+        }
+    }
+
+    /// Dials `peer` at `addrs` (and those Kademlia knows) unless it is
+    /// connected — `Ok(true)` — or `condition` says no (a dial is under
+    /// way); `Ok(false)`: a dial is under way.
+    fn dial_unless_connected(
+        &mut self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        condition: PeerCondition,
+    ) -> Result<bool, DialError> {
+        if self.swarm.is_connected(&peer) {
+            return Ok(true);
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(condition)
+            .build();
+        match self.swarm.dial(opts) {
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -346,18 +370,13 @@ impl EventLoop {
         for (p, addr) in &contacts {
             kad.add_address(p, addr.clone());
         }
-        if self.swarm.is_connected(&peer) {
-            return;
-        }
         let addrs = contacts
             .into_iter()
             .filter_map(|(p, a)| (p == peer).then_some(a))
             .collect();
-        let opts = DialOpts::peer_id(peer)
-            .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
-        if let Err(e) = self.swarm.dial(opts) {
+        if let Err(e) =
+            self.dial_unless_connected(peer, addrs, PeerCondition::DisconnectedAndNotDialing)
+        {
             debug!(%peer, "cannot dial a peer met through an invite: {e}");
         }
     }

@@ -26,6 +26,10 @@
 //!   failure in a row up to [`RELAY_BACKOFF`], before it is tried again;
 //!   one that does not answer within [`RESERVE_TIMEOUT`] is given up. Once
 //!   public, the reservations are dropped.
+//! - **Publication waits for a circuit**: a node that is not public holds
+//!   its first locator publication until it holds a reservation (or every
+//!   one tried failed, or [`PUBLISH_HOLD`] passed), so the first record a
+//!   buddy finds names a way in ([`hold`]).
 //! - **Direct beats relayed**: once a direct connection to a peer is up
 //!   (hole punch or any dial), its relayed connections are closed, because
 //!   request-response and libp2p-stream would otherwise keep using them.
@@ -39,9 +43,12 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::backoff::{Backoff, Jitter};
 
-mod addr;
+pub(crate) mod addr;
+mod declare;
+mod hold;
 mod interface;
-use addr::{is_circuit, is_direct, is_global, is_unspecified, split_peer};
+use addr::{Scope, is_circuit, is_direct, is_global, is_unspecified, split_peer};
+pub use hold::PUBLISH_HOLD;
 pub use interface::{Input, Output};
 
 /// Reservations a private node keeps, so one relay leaving does not cut it
@@ -72,8 +79,8 @@ pub const MAX_CANDIDATES: usize = 64;
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Most addresses remembered as confirmed or declared.
 pub const MAX_ADDRS: usize = 32;
-/// Most relays remembered as resting after a failure, and most counts of
-/// failures in a row remembered.
+/// Most relays remembered as failed: resting, or no longer resting but
+/// with their count of failures in a row kept for their next rest.
 pub const MAX_BACKOFF: usize = 256;
 
 /// What we know of our own reachability.
@@ -120,6 +127,14 @@ enum Relay {
     Held { addr: Multiaddr },
 }
 
+/// A relay that failed: how often in a row, and until when it rests
+/// ([`RELAY_RETRY`]; `None` once the rest is over).
+#[derive(Debug, Clone, Copy)]
+struct Failed {
+    in_a_row: u32,
+    rest_until: Option<Instant>,
+}
+
 /// The machine's settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -139,6 +154,10 @@ pub struct Reach {
     settings: Settings,
     confirmed: HashSet<Multiaddr>,
     declared: HashSet<Multiaddr>,
+    /// Under `dht_mode = "server"`: the widest [`Scope`] among our listen
+    /// addresses so far, and those of it we declared.
+    server_scope: Option<Scope>,
+    server_declared: Vec<Multiaddr>,
     failed_probes: usize,
     /// When a direct candidate was first reported, and whether
     /// [`PRIVATE_AFTER`] has passed since without a confirmation.
@@ -149,10 +168,11 @@ pub struct Reach {
     relays: HashMap<PeerId, Relay>,
     /// Relays that failed: until when they rest ([`RELAY_RETRY`]), and how
     /// often in a row they failed.
-    backoff: HashMap<PeerId, (Instant, u32)>,
-    failures: HashMap<PeerId, u32>,
+    failed: HashMap<PeerId, Failed>,
     /// Spreads the relays' rests ([`RELAY_RETRY`]).
     jitter: Jitter,
+    /// Whether our first locator publication waits for a reservation.
+    hold: hold::Hold,
     kad_server: Option<bool>,
     relay_server: Option<bool>,
 }
@@ -165,15 +185,17 @@ impl Reach {
             settings,
             confirmed: HashSet::new(),
             declared,
+            server_scope: None,
+            server_declared: Vec::new(),
             failed_probes: 0,
             candidate_since: None,
             unconfirmed: false,
             conns: HashMap::new(),
             candidates: HashMap::new(),
             relays: HashMap::new(),
-            backoff: HashMap::new(),
-            failures: HashMap::new(),
+            failed: HashMap::new(),
             jitter: Jitter::from_entropy(),
+            hold: hold::Hold::default(),
             kad_server: None,
             relay_server: None,
         }
@@ -184,6 +206,10 @@ impl Reach {
     pub fn start(&mut self, now: Instant) -> Vec<Output> {
         let mut out: Vec<Output> = self.declared.iter().cloned().map(Output::Declare).collect();
         out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        let public = self.reachability() == Reachability::Public;
+        if self.hold.start(now, public) {
+            out.push(Output::Publishable(false));
+        }
         self.settle(now, &mut out);
         out
     }
@@ -232,12 +258,20 @@ impl Reach {
             Relay::Held { .. } => None,
         });
         let wanting = self.wants_relays() && self.relays.len() < MIN_RELAYS;
-        let backoff = self.backoff.values().map(|(u, _)| *u).filter(|_| wanting);
+        let backoff = self
+            .failed
+            .values()
+            .filter_map(|f| f.rest_until)
+            .filter(|_| wanting);
         let verdict = self
             .candidate_since
             .filter(|_| !self.unconfirmed && self.reachability() != Reachability::Public)
             .map(|t| t + PRIVATE_AFTER);
-        pending.chain(backoff).chain(verdict).min()
+        pending
+            .chain(backoff)
+            .chain(verdict)
+            .chain(self.hold.deadline())
+            .min()
     }
 
     /// Feeds one input; returns what to do.
@@ -248,10 +282,8 @@ impl Reach {
                 if self.settings.dht_mode == DhtMode::Server
                     && !is_circuit(&addr)
                     && !is_unspecified(&addr)
-                    && self.declared.len() < MAX_ADDRS
-                    && self.declared.insert(addr.clone())
                 {
-                    out.push(Output::Declare(addr));
+                    self.declare_listen_addr(addr, &mut out);
                 }
             }
             Input::AutoNat { addr, reachable } => {
@@ -394,7 +426,7 @@ impl Reach {
                 | Relay::Held { addr } => addr.clone(),
             };
             *r = Relay::Held { addr };
-            self.failures.remove(&relay);
+            self.failed.remove(&relay);
         }
     }
 
@@ -415,13 +447,21 @@ impl Reach {
     }
 
     fn back_off(&mut self, relay: PeerId, now: Instant) {
-        if self.backoff.len() >= MAX_BACKOFF {
-            self.backoff.retain(|_, (until, _)| *until > now);
+        self.hold.relay_failed();
+        if self.failed.len() >= MAX_BACKOFF && !self.failed.contains_key(&relay) {
+            // Full: the counts of relays no longer resting are forgotten
+            // (such a relay, failing again, starts over from the first rest).
+            self.failed
+                .retain(|_, f| f.rest_until.is_some_and(|until| until > now));
         }
-        if self.backoff.len() < MAX_BACKOFF {
-            let failures = self.failures.remove(&relay).unwrap_or(0).saturating_add(1);
-            let rest = RELAY_RETRY.next_delay(failures - 1, self.jitter.next_u64());
-            self.backoff.insert(relay, (now + rest, failures));
+        if self.failed.len() < MAX_BACKOFF || self.failed.contains_key(&relay) {
+            let f = self.failed.entry(relay).or_insert(Failed {
+                in_a_row: 0,
+                rest_until: None,
+            });
+            let rest = RELAY_RETRY.next_delay(f.in_a_row, self.jitter.next_u64());
+            f.in_a_row = f.in_a_row.saturating_add(1);
+            f.rest_until = Some(now + rest);
         }
     }
 
@@ -444,8 +484,27 @@ impl Reach {
         self.reachability() != Reachability::Public
     }
 
-    /// Brings modes and reservations in line with what we know now.
+    /// Brings modes, reservations and the publication hold in line with
+    /// what we know now.
     fn settle(&mut self, now: Instant, out: &mut Vec<Output>) {
+        self.settle_relays(now, out);
+        let relays = hold::Relays {
+            public: self.reachability() == Reachability::Public,
+            held: self
+                .relays
+                .values()
+                .any(|r| matches!(r, Relay::Held { .. })),
+            pending: self
+                .relays
+                .values()
+                .any(|r| !matches!(r, Relay::Held { .. })),
+        };
+        if self.hold.settle(now, relays) {
+            out.push(Output::Publishable(true));
+        }
+    }
+
+    fn settle_relays(&mut self, now: Instant, out: &mut Vec<Output>) {
         let public = self.reachability() == Reachability::Public;
         let kad = match self.settings.dht_mode {
             DhtMode::Server => true,
@@ -467,17 +526,13 @@ impl Reach {
             out.extend(gone.into_iter().map(|relay| Output::Release { relay }));
             return;
         }
-        let failures = &mut self.failures;
-        self.backoff.retain(|p, (until, n)| {
-            let keep = *until > now;
-            // Its count of failures in a row is remembered for its next
-            // rest, within the same cap as the rests themselves (beyond it,
-            // a relay that fails again starts over from the first rest).
-            if !keep && (failures.len() < MAX_BACKOFF || failures.contains_key(p)) {
-                failures.insert(*p, *n);
+        // A rest that is over ends; the count of failures in a row stays,
+        // for the relay's next rest.
+        for f in self.failed.values_mut() {
+            if f.rest_until.is_some_and(|until| until <= now) {
+                f.rest_until = None;
             }
-            keep
-        });
+        }
         while self.relays.len() < MIN_RELAYS {
             let Some((relay, addr)) = self.pick_relay() else {
                 break;
@@ -515,7 +570,8 @@ impl Reach {
     /// candidate drawn at random (not by ID order: IDs are cheap to grind,
     /// and whoever holds the smallest would become everyone's relay).
     fn pick_relay(&mut self) -> Option<(PeerId, Multiaddr)> {
-        let free = |p: &PeerId| !self.relays.contains_key(p) && !self.backoff.contains_key(p);
+        let resting = |p: &PeerId| self.failed.get(p).is_some_and(|f| f.rest_until.is_some());
+        let free = |p: &PeerId| !self.relays.contains_key(p) && !resting(p);
         let configured = self
             .settings
             .relays
@@ -541,6 +597,9 @@ impl Reach {
     }
 }
 
+#[cfg(test)]
+#[path = "reach/publish_tests.rs"]
+mod publish_tests;
 #[cfg(test)]
 #[path = "reach_tests.rs"]
 mod tests;

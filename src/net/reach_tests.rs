@@ -1,6 +1,6 @@
 use super::*;
 
-fn settings(mode: DhtMode) -> Settings {
+pub(super) fn settings(mode: DhtMode) -> Settings {
     Settings {
         dht_mode: mode,
         relay_server: true,
@@ -9,15 +9,15 @@ fn settings(mode: DhtMode) -> Settings {
     }
 }
 
-fn addr(s: &str) -> Multiaddr {
+pub(super) fn addr(s: &str) -> Multiaddr {
     s.parse().unwrap()
 }
 
-fn conn(n: usize) -> ConnectionId {
+pub(super) fn conn(n: usize) -> ConnectionId {
     ConnectionId::new_unchecked(n)
 }
 
-fn connected(n: usize, peer: PeerId, relayed: bool) -> Input {
+pub(super) fn connected(n: usize, peer: PeerId, relayed: bool) -> Input {
     Input::Connected {
         conn: conn(n),
         peer,
@@ -29,7 +29,7 @@ fn connected(n: usize, peer: PeerId, relayed: bool) -> Input {
 }
 
 /// A peer we dialled that identifies as a relay.
-fn hop_peer(m: &mut Reach, n: usize, now: Instant) -> (PeerId, Vec<Output>) {
+pub(super) fn hop_peer(m: &mut Reach, n: usize, now: Instant) -> (PeerId, Vec<Output>) {
     let p = PeerId::random();
     m.handle(connected(n, p, false), now);
     let out = m.handle(
@@ -43,7 +43,7 @@ fn hop_peer(m: &mut Reach, n: usize, now: Instant) -> (PeerId, Vec<Output>) {
     (p, out)
 }
 
-fn reserves(out: &[Output]) -> Vec<PeerId> {
+pub(super) fn reserves(out: &[Output]) -> Vec<PeerId> {
     out.iter()
         .filter_map(|o| match o {
             Output::Reserve { relay, .. } => Some(*relay),
@@ -58,7 +58,11 @@ fn auto_mode_starts_client_and_becomes_server_only_on_a_direct_confirmation() {
     let mut m = Reach::new(settings(DhtMode::Auto));
     assert_eq!(
         m.start(t),
-        vec![Output::KadServer(false), Output::RelayServer(false)]
+        vec![
+            Output::Publishable(false),
+            Output::KadServer(false),
+            Output::RelayServer(false)
+        ]
     );
     assert_eq!(m.reachability(), Reachability::Unknown);
 
@@ -372,9 +376,12 @@ fn tables_are_capped() {
 
 #[test]
 fn no_confirmation_long_after_a_candidate_means_private() {
-    let t = Instant::now();
+    let t0 = Instant::now();
     let mut m = Reach::new(settings(DhtMode::Auto));
-    m.start(t);
+    m.start(t0);
+    // Once the publication hold is over, nothing else is due.
+    let t = t0 + PUBLISH_HOLD;
+    m.handle(Input::Tick, t);
     assert_eq!(m.next_deadline(), None);
     // A circuit is no candidate of ours.
     m.handle(
@@ -453,8 +460,8 @@ fn failure_counts_are_capped_too() {
         now += RELAY_BACKOFF * 2 + Duration::from_secs(round);
         m.handle(Input::Tick, now);
     }
-    assert!(m.backoff.is_empty());
-    assert_eq!(m.failures.len(), MAX_BACKOFF);
+    assert!(m.failed.values().all(|f| f.rest_until.is_none()));
+    assert_eq!(m.failed.len(), MAX_BACKOFF);
 }
 
 #[test]

@@ -71,6 +71,12 @@ impl Republisher {
         }
     }
 
+    /// Moves a publication due before `at` to `at`: one held back goes
+    /// out only once the address that ended the hold is in.
+    pub fn not_before(&mut self, at: Instant) {
+        self.due = self.due.map(|d| d.max(at));
+    }
+
     /// When the next publication is due, if any.
     pub fn due(&self) -> Option<Instant> {
         self.due

@@ -35,12 +35,9 @@ impl NodeHandle {
             return Err(InviteError::Lifetime.into());
         }
         let addrs = self.inner.net.public_addrs().await?;
-        let now = unix_ms();
-        let expires_at = now + lifetime.as_millis() as u64;
-        let text = invite::create(&self.inner.identity, &addrs, expires_at)
-            .map_err(|e| InviteError::Malformed(e.to_string()))?;
-        let parsed = invite::parse(&text, now)?;
-        Ok((text, parsed))
+        let expires_at = unix_ms() + lifetime.as_millis() as u64;
+        invite::make(&self.inner.identity, &addrs, expires_at)
+            .map_err(|e| InviteError::Malformed(e.to_string()).into())
     }
 
     /// Adds the owner of the invite `text` as a buddy under `name` (or

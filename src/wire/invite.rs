@@ -147,7 +147,11 @@ fn relay_of(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
 /// Which of `addrs` go into `me`'s invite: without a trailing `/p2p/<me>`
 /// (the key names it), within the size limits, no duplicates, direct
 /// addresses first, then up to [`MAX_CIRCUIT_ADDRS`] relay circuits, at
-/// most [`MAX_ADDRS`] in all.
+/// most [`MAX_ADDRS`] in all. Within each kind, those anyone on the
+/// internet can dial come first (for a circuit: through a relay at a
+/// global address), so that what is left out for lack of room is a
+/// loopback or LAN address, which would only reach the reader if they
+/// happen to share our host or LAN.
 fn pick(addrs: &[Multiaddr], me: PeerId) -> Vec<Multiaddr> {
     let mut seen = Vec::new();
     for a in addrs {
@@ -164,6 +168,8 @@ fn pick(addrs: &[Multiaddr], me: PeerId) -> Vec<Multiaddr> {
         }
         seen.push(a);
     }
+    // A stable sort: otherwise in the order given.
+    seen.sort_by_key(|a| !crate::net::reach::addr::is_global(a));
     let (circuits, direct): (Vec<_>, Vec<_>) = seen
         .into_iter()
         .partition(|a| a.iter().any(|p| p == Protocol::P2pCircuit));
@@ -183,6 +189,17 @@ pub fn create(
     addrs: &[Multiaddr],
     expires_at: u64,
 ) -> Result<String, super::WireError> {
+    make(identity, addrs, expires_at).map(|(text, _)| text)
+}
+
+/// [`create`], also returning what the invite says (the addresses that
+/// fitted): the maker has it at hand, with no need to read its own
+/// invite back.
+pub fn make(
+    identity: &Identity,
+    addrs: &[Multiaddr],
+    expires_at: u64,
+) -> Result<(String, Invite), super::WireError> {
     let mut addrs = pick(addrs, identity.peer_id());
     loop {
         let body = super::encode(&InviteBody {
@@ -192,7 +209,13 @@ pub fn create(
         })?;
         let bytes = signed::sign(identity, SIG_DOMAIN, body)?;
         if bytes.len() <= MAX_INVITE_BYTES || addrs.is_empty() {
-            return Ok(format!("{URI_PREFIX}{}", BASE32_NOPAD.encode(&bytes)));
+            let text = format!("{URI_PREFIX}{}", BASE32_NOPAD.encode(&bytes));
+            let invite = Invite {
+                peer: identity.peer_id(),
+                addrs,
+                expires_at,
+            };
+            return Ok((text, invite));
         }
         addrs.pop();
     }
@@ -259,10 +282,7 @@ pub fn parse(text: &str, now_ms: u64) -> Result<Invite, InviteError> {
 /// An invite with any body and signature, for tests that forge one.
 #[cfg(feature = "test-util")]
 pub fn assemble(body: &InviteBody, sig: Vec<u8>) -> Result<String, super::WireError> {
-    let bytes = super::encode(&Signed {
-        body: super::encode(body)?,
-        sig,
-    })?;
+    let bytes = signed::assemble(body, sig)?;
     Ok(format!("{URI_PREFIX}{}", BASE32_NOPAD.encode(&bytes)))
 }
 

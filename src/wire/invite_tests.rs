@@ -295,3 +295,50 @@ fn an_invite_with_more_relay_circuits_than_allowed_is_refused() {
         MAX_CIRCUIT_ADDRS
     );
 }
+
+#[test]
+fn circuits_through_global_relay_addresses_and_global_addresses_are_picked_first() {
+    let id = Identity::generate().unwrap();
+    let relay = Identity::generate().unwrap();
+    let via = |ip: &str| {
+        addr(&format!(
+            "/ip4/{ip}/tcp/7117/p2p/{}/p2p-circuit",
+            relay.peer_id()
+        ))
+    };
+    // A relay that declared its loopback and LAN addresses too hands out
+    // circuits through each; ours come in the order the swarm lists them.
+    let mut addrs: Vec<Multiaddr> = (1..=MAX_ADDRS as u8)
+        .map(|i| addr(&format!("/ip4/10.0.0.{i}/tcp/7117")))
+        .collect();
+    addrs.push(tcp());
+    addrs.extend(
+        [
+            "127.0.0.1",
+            "172.17.0.1",
+            "10.0.0.9",
+            "192.168.1.1",
+            "100.64.0.1",
+        ]
+        .map(via),
+    );
+    addrs.push(via("198.51.100.10"));
+    let inv = parse(&create(&id, &addrs, NOW + DAY).unwrap(), NOW).unwrap();
+    assert_eq!(inv.addrs[0], tcp(), "{:?}", inv.addrs);
+    assert!(inv.addrs.contains(&via("198.51.100.10")), "{:?}", inv.addrs);
+    assert!(!inv.addrs.contains(&via("100.64.0.1")), "{:?}", inv.addrs);
+}
+
+#[test]
+fn make_returns_what_its_invite_says() {
+    let id = Identity::generate().unwrap();
+    let relays: Vec<Identity> = (0..6).map(|_| Identity::generate().unwrap()).collect();
+    let many: Vec<Multiaddr> = (0..20)
+        .map(|p| addr(&format!("/ip4/10.0.0.1/tcp/{}", 1000 + p)))
+        .chain(relays.iter().map(circuit))
+        .collect();
+    for addrs in [vec![], vec![tcp()], many] {
+        let (text, made) = make(&id, &addrs, NOW + DAY).unwrap();
+        assert_eq!(made, parse(&text, NOW).unwrap());
+    }
+}

@@ -254,10 +254,7 @@ pub fn seq_of(value: &[u8]) -> Option<u64> {
 /// The raw parts of a record, for tests that need to forge one.
 #[cfg(feature = "test-util")]
 pub fn assemble(body: &LocatorBody, sig: Vec<u8>) -> Result<Vec<u8>, WireError> {
-    super::encode(&SignedLocator {
-        body: super::encode(body)?,
-        sig,
-    })
+    signed::assemble(body, sig)
 }
 
 #[cfg(test)]

@@ -42,6 +42,16 @@ pub(crate) fn sign(
     super::encode(&Signed { body, sig })
 }
 
+/// `{body, sig}` with any body and signature, for tests that forge
+/// signed things.
+#[cfg(feature = "test-util")]
+pub(crate) fn assemble(body: &impl Serialize, sig: Vec<u8>) -> Result<Vec<u8>, WireError> {
+    super::encode(&Signed {
+        body: super::encode(body)?,
+        sig,
+    })
+}
+
 /// The ed25519 key in `pubkey` (32 bytes) and the ID it makes, if it is one.
 pub(crate) fn key_of(pubkey: &[u8]) -> Option<(VerifyingKey, PeerId)> {
     let bytes: [u8; 32] = pubkey.try_into().ok()?;

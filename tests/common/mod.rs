@@ -91,7 +91,21 @@ where
 }
 
 /// [`eventually`] with a deadline of its own, for waits on a lot of work.
-pub async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+pub async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match poll_within(deadline, check).await {
+        Some(v) => v,
+        None => panic!("timed out after {deadline:?} waiting for: {what}"),
+    }
+}
+
+/// Polls `check` every 50 ms until it yields `Some`, or `None` once
+/// `deadline` has passed: for a caller that counts a timeout as an
+/// outcome (the benchmarks) instead of failing.
+pub async fn poll_within<T, F, Fut>(deadline: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -99,10 +113,10 @@ where
     let start = tokio::time::Instant::now();
     loop {
         if let Some(v) = check().await {
-            return v;
+            return Some(v);
         }
         if start.elapsed() > deadline {
-            panic!("timed out after {deadline:?} waiting for: {what}");
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

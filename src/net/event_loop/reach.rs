@@ -77,8 +77,13 @@ impl EventLoop {
                     self.swarm.close_connection(conn);
                 }
                 Output::Declare(addr) => self.swarm.add_external_address(addr),
+                Output::Retract(addr) => self.swarm.remove_external_address(&addr),
                 Output::AddressesChanged => {
                     self.drive_locator(super::super::locator::Input::AddressesChanged)
+                }
+                Output::Publishable(on) => {
+                    debug!(on, "locator publication allowed");
+                    self.drive_locator(super::super::locator::Input::Publishable(on))
                 }
             }
         }

@@ -76,6 +76,11 @@ pub enum Input {
     },
     /// What [`Dht::addrs`] returns has changed.
     AddressesChanged,
+    /// Whether our record may be published now. `false` holds every
+    /// publication back (a node not reachable directly, still waiting for
+    /// a relay circuit to put in it); `true` lets what fell due meanwhile
+    /// go out.
+    Publishable(bool),
     /// Leave the network: publish "offline", then stop.
     Shutdown,
     /// Time passed (at least up to [`super::Machine::poll_timeout`]).

@@ -14,7 +14,10 @@
 //!   [`Republisher`] says so (addresses changed, half the TTL, a young
 //!   routing table grew, a failed put); its seq is `max(last + 1, now in
 //!   ms)`, handed out for persisting ([`Output::PersistSeq`]), so it keeps
-//!   growing across restarts.
+//!   growing across restarts. While the node says it is not publishable
+//!   yet ([`Input::Publishable`]: a NATed node without a relay circuit),
+//!   a publication that falls due waits, and goes out [`SETTLE`] after the
+//!   hold ends (so the circuit address reported with it is in the record).
 //! - **Lookups** take the first valid answer from a *peer*
 //!   ([`crate::wire::locator::validate_answer`]) and finish there; our own
 //!   store's copy answers only if it is newer or no peer answers, and an
@@ -39,7 +42,7 @@ use tracing::{debug, warn};
 
 use super::record_handoff;
 use super::record_store::PutError;
-use super::republish::Republisher;
+use super::republish::{Republisher, SETTLE};
 use crate::identity::Identity;
 use crate::wire::locator::{self, Locator, RecordError};
 
@@ -85,6 +88,8 @@ pub struct Machine {
     republisher: Republisher,
     seq: u64,
     published: Option<Locator>,
+    /// Publication held back ([`Input::Publishable`]).
+    holding: bool,
     next_op: u64,
     lookups: HashMap<Op, Lookup>,
     puts: HashMap<Op, Put>,
@@ -105,6 +110,7 @@ impl Machine {
             republisher: Republisher::new(ttl, min_interval),
             seq,
             published: None,
+            holding: false,
             next_op: 0,
             lookups: HashMap::new(),
             puts: HashMap::new(),
@@ -119,6 +125,12 @@ impl Machine {
         match input {
             Input::Find { waiter, peer } => self.find(waiter, peer, now, &mut out),
             Input::AddressesChanged => self.republisher.addresses_changed(now.at),
+            Input::Publishable(false) => self.holding = true,
+            Input::Publishable(true) => {
+                if std::mem::take(&mut self.holding) {
+                    self.republisher.not_before(now.at + SETTLE);
+                }
+            }
             Input::Shutdown => self.shutdown(now, dht, &mut out),
             Input::Tick => self.tick(now, dht, &mut out),
             Input::Found { op, from, record } => self.found(op, from, record, now, dht, &mut out),
@@ -148,6 +160,7 @@ impl Machine {
         match &self.stopping {
             Some(_) if self.stopped => None,
             Some(deadline) => Some(*deadline),
+            None if self.holding => None,
             None => self.republisher.due(),
         }
     }
@@ -432,7 +445,7 @@ impl Machine {
         match &self.stopping {
             Some(deadline) if now.at >= *deadline => self.stopped = true,
             Some(_) => {}
-            None if self.republisher.is_due(now.at) => {
+            None if !self.holding && self.republisher.is_due(now.at) => {
                 self.publish(true, now, dht, out);
             }
             None => {}

@@ -11,6 +11,8 @@ use crate::net::record_store::{MAX_RECORDS, SourceCappedStore};
 use crate::net::republish::SETTLE;
 use crate::wire::locator::{MAX_RECORD_BYTES, record_key, sign, validate};
 
+mod hold;
+
 const TTL: Duration = Duration::from_secs(3600);
 const MIN: Duration = Duration::from_secs(5);
 /// Unix ms at the tests' `t0`.

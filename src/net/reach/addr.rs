@@ -26,7 +26,7 @@ pub(super) fn is_unspecified(a: &Multiaddr) -> bool {
 }
 
 /// Splits `…/p2p/R` into R and the transport address.
-pub(super) fn split_peer(a: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+pub(crate) fn split_peer(a: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
     let mut plain = a.clone();
     match plain.pop()? {
         Protocol::P2p(peer) => Some((peer, plain)),
@@ -40,7 +40,7 @@ pub(super) fn split_peer(a: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
 /// NAT, can reach such an address and AutoNAT v2 would confirm it, but it
 /// says nothing of whether a buddy elsewhere can. DNS names count as
 /// global; documentation ranges too (the namespace tests use TEST-NET-2).
-pub(super) fn is_global(a: &Multiaddr) -> bool {
+pub(crate) fn is_global(a: &Multiaddr) -> bool {
     a.iter().all(|p| match p {
         Protocol::Ip4(ip) => {
             let [a, b, ..] = ip.octets();
@@ -59,4 +59,33 @@ pub(super) fn is_global(a: &Multiaddr) -> bool {
         }
         _ => true,
     })
+}
+
+/// How widely an address of ours can be dialled: by anyone on the
+/// internet, by machines on our LAN (or behind the same carrier NAT), or
+/// only on this host. Ordered: a greater scope reaches more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Scope {
+    /// Loopback: this host only.
+    Host,
+    /// Private range, link-local, carrier-grade NAT space.
+    Lan,
+    /// Anything else (DNS names too).
+    Global,
+}
+
+/// The [`Scope`] of `a`.
+pub(super) fn scope(a: &Multiaddr) -> Scope {
+    let loopback = a.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    });
+    if loopback {
+        Scope::Host
+    } else if is_global(a) {
+        Scope::Global
+    } else {
+        Scope::Lan
+    }
 }

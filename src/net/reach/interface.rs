@@ -97,6 +97,12 @@ pub enum Output {
     /// address declared reachable. The relay server hands these out in its
     /// reservations (a client refuses a reservation without any).
     Declare(Multiaddr),
+    /// Remove this address from the swarm's confirmed external addresses:
+    /// one declared earlier that a wider one now supersedes.
+    Retract(Multiaddr),
     /// The addresses we publish changed: republish our locator.
     AddressesChanged,
+    /// Whether our locator may be published now (`false`: hold it back
+    /// until a relay reservation gives it a way in; see `reach::hold`).
+    Publishable(bool),
 }

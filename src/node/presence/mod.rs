@@ -13,7 +13,7 @@ mod watcher;
 
 pub use crate::wire::presence::{Own, OwnStatus};
 pub use publisher::{Permission, Publisher};
-pub use watcher::{RETRY_MAX, RETRY_MIN, Watcher};
+pub use watcher::{FIRST_RETRY, RETRY_MAX, RETRY_MIN, Watcher};
 
 /// How long a subscription lasts before it must be renewed.
 pub const SUBSCRIPTION: Duration = Duration::from_secs(600);

@@ -3,6 +3,14 @@
 //! (re)subscribe to each — renewal halfway through a subscription, retries
 //! with backoff while a buddy cannot be reached, at once when its node is
 //! seen again.
+//!
+//! The first retry after a success (or at start) comes after
+//! [`FIRST_RETRY`], well before the backoff's [`RETRY_MIN`]: a buddy whose
+//! node has just started is often not found, or found under its previous
+//! run's record, because its new record is not out yet — a NATed node
+//! holds it back until it has a relay circuit to put in it (`net::reach`),
+//! which takes a fraction of a second. Only a second failure in a row
+//! means the buddy is most likely away.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,7 +21,12 @@ use super::SUBSCRIPTION;
 use crate::backoff::{Backoff, Jitter};
 use crate::wire::presence::PresenceInfo;
 
-/// First retry delay for a buddy we cannot reach (nominal, before jitter).
+/// Delay before the first re-lookup after a first failure in a row
+/// (nominal, before jitter): time for a buddy that has just started to
+/// publish its new locator record.
+pub const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Retry delay after a second failure in a row (nominal, before jitter),
+/// doubling with each further one.
 pub const RETRY_MIN: Duration = Duration::from_secs(5);
 /// Longest retry delay.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
@@ -107,7 +120,11 @@ impl Watcher {
     /// we try again with backoff.
     pub fn failed(&mut self, peer: &PeerId, now: Instant) -> Option<PresenceInfo> {
         let w = self.buddies.get_mut(peer)?;
-        let delay = RETRY.next_delay(w.failures, self.jitter.next_u64());
+        let jitter = self.jitter.next_u64();
+        let delay = match w.failures.checked_sub(1) {
+            None => Backoff::new(FIRST_RETRY, RETRY_MAX).next_delay(0, jitter),
+            Some(attempt) => RETRY.next_delay(attempt, jitter),
+        };
         w.failures = w.failures.saturating_add(1);
         w.sub = Sub::Idle {
             retry_at: now + delay,
@@ -193,7 +210,7 @@ mod tests {
         let mut at = std::collections::BTreeSet::new();
         let mut retried = 0;
         while let Some(next) = w.next_deadline() {
-            assert!(within_jitter(next - t0, RETRY_MIN), "{:?}", next - t0);
+            assert!(within_jitter(next - t0, FIRST_RETRY), "{:?}", next - t0);
             at.insert(next);
             retried += w.due(next).len();
         }
@@ -217,15 +234,27 @@ mod tests {
         assert_eq!(w.next_deadline(), Some(t0 + SUBSCRIPTION / 2));
         assert_eq!(w.due(t0 + SUBSCRIPTION / 2), vec![bob], "renewal");
 
-        // Unreachable: offline, then retries back off.
+        // Unreachable: offline, then a prompt re-lookup (a new record may
+        // be on its way), then retries back off.
         assert_eq!(w.failed(&bob, t0), Some(PresenceInfo::offline()));
         let first = w.next_deadline().expect("a retry") - t0;
-        assert!(within_jitter(first, RETRY_MIN), "{first:?}");
+        assert!(within_jitter(first, FIRST_RETRY), "{first:?}");
         assert!(w.due(t0 + first - Duration::from_millis(1)).is_empty());
         assert_eq!(w.due(t0 + first), vec![bob]);
         w.failed(&bob, t0);
         let second = w.next_deadline().expect("a retry") - t0;
-        assert!(within_jitter(second, 2 * RETRY_MIN), "{second:?}");
+        assert!(within_jitter(second, RETRY_MIN), "{second:?}");
+        assert_eq!(w.due(t0 + second), vec![bob]);
+        w.failed(&bob, t0);
+        let third = w.next_deadline().expect("a retry") - t0;
+        assert!(within_jitter(third, 2 * RETRY_MIN), "{third:?}");
+        // A success starts the count over: the next failure is retried
+        // promptly again.
+        w.due(t0 + third);
+        w.subscribed(&bob, online.clone(), t0);
+        w.failed(&bob, t0);
+        let again = w.next_deadline().expect("a retry") - t0;
+        assert!(within_jitter(again, FIRST_RETRY), "{again:?}");
         // Seen again: retry now.
         w.connected(&bob, t0 + Duration::from_secs(1));
         assert_eq!(w.due(t0 + Duration::from_secs(1)), vec![bob]);
