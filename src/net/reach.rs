@@ -285,6 +285,7 @@ impl Reach {
                 {
                     self.declare_listen_addr(addr, &mut out);
                 }
+                out.push(Output::AddressesChanged);
             }
             Input::AutoNat { addr, reachable } => {
                 // Only an address the whole internet could dial makes us
@@ -304,7 +305,9 @@ impl Reach {
                     self.candidate_since = Some(now);
                 }
             }
-            Input::ExternalConfirmed(_) => out.push(Output::AddressesChanged),
+            Input::ExternalConfirmed(_) | Input::ListenAddrExpired => {
+                out.push(Output::AddressesChanged)
+            }
             Input::ExternalExpired(addr) => {
                 self.confirmed.remove(&addr);
                 out.push(Output::AddressesChanged);
@@ -342,6 +345,7 @@ impl Reach {
                 if self.relays.remove(&relay).is_some() {
                     self.back_off(relay, now);
                 }
+                out.push(Output::AddressesChanged);
             }
             Input::Tick => self.tick(now, &mut out),
         }

@@ -100,13 +100,12 @@ impl EventLoop {
 
     pub(super) fn on_new_listen_addr(&mut self, address: Multiaddr) {
         info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
-        self.drive_locator(super::super::locator::Input::AddressesChanged);
         self.reach_input(Input::ListenAddr(address));
     }
 
     pub(super) fn on_expired_listen_addr(&mut self, address: Multiaddr) {
         debug!(%address, "listen address gone");
-        self.drive_locator(super::super::locator::Input::AddressesChanged);
+        self.reach_input(Input::ListenAddrExpired);
     }
 
     pub(super) fn on_listener_closed(
@@ -122,7 +121,6 @@ impl EventLoop {
         if let Some(relay) = relay {
             debug!(%relay, ?error, "relay listener closed");
             self.relay_listeners.remove(&relay);
-            self.drive_locator(super::super::locator::Input::AddressesChanged);
             self.reach_input(Input::RelayClosed { relay });
         }
     }

@@ -6,8 +6,11 @@ use libp2p::{Multiaddr, PeerId};
 /// What the machine is told.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// A listen address (not a circuit) came up.
+    /// A listen address came up (a circuit one when a relay accepted our
+    /// reservation).
     ListenAddr(Multiaddr),
+    /// A listen address went away.
+    ListenAddrExpired,
     /// AutoNAT tested one of our addresses.
     AutoNat {
         /// The address tested.

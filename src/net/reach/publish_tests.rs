@@ -151,3 +151,30 @@ fn server_mode_declares_only_the_widest_scope_of_its_listen_addresses() {
     assert_eq!(declared(&out), ["+/ip4/198.51.100.1/tcp/1"]);
     assert!(m.declared.contains(&addr("/ip4/10.9.9.9/tcp/1")));
 }
+
+/// The locator hears of every change to what it publishes from this
+/// machine alone: a listen address up or gone (a circuit one included),
+/// a relay listener closed, an external address confirmed or expired.
+#[test]
+fn every_change_of_our_addresses_reaches_the_locator_as_one_output() {
+    let t = Instant::now();
+    let mut m = Reach::new(settings(DhtMode::Auto));
+    m.start(t);
+    let changed = |out: Vec<Output>| out.contains(&Output::AddressesChanged);
+    let circuit = addr(
+        "/ip4/1.2.3.4/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit",
+    );
+    assert!(changed(
+        m.handle(Input::ListenAddr(addr("/ip4/10.0.0.2/tcp/1")), t)
+    ));
+    assert!(changed(m.handle(Input::ListenAddr(circuit.clone()), t)));
+    assert!(changed(m.handle(Input::ListenAddrExpired, t)));
+    let (relay, _) = hop_peer(&mut m, 1, t);
+    assert!(changed(m.handle(Input::RelayClosed { relay }, t)));
+    assert!(changed(
+        m.handle(Input::ExternalConfirmed(circuit.clone()), t)
+    ));
+    assert!(changed(m.handle(Input::ExternalExpired(circuit), t)));
+    // Time passing alone changes nothing we publish.
+    assert!(!changed(m.handle(Input::Tick, t)));
+}
