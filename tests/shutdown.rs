@@ -45,3 +45,32 @@ async fn dropping_every_handle_stops_the_node_and_releases_its_data_dir() {
     let third = start_in(&dir, &[]).await;
     third.shutdown().await.expect("shutdown");
 }
+
+/// `add_buddy` answers once its buddy request is queued with the messaging
+/// service, not once it is in the outbox: a shutdown right after must
+/// still put it there, or the request is never sent (nothing re-sends it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buddy_request_made_just_before_shutdown_is_still_queued() {
+    init_tracing();
+    let alice = TestNode::start(&[]).await;
+    let TestNode { dir, handle } = alice;
+    handle.shutdown().await.expect("shutdown");
+    // Each round: a buddy request, then at once the stop. The service
+    // sees both ready together; the request must win every time.
+    const ROUNDS: usize = 8;
+    for i in 0..ROUNDS {
+        let node = start_in(&dir, &[]).await;
+        let absent = Identity::generate().expect("identity").peer_id();
+        node.add_buddy(absent, format!("absent {i}"))
+            .await
+            .expect("add buddy");
+        node.shutdown().await.expect("shutdown");
+    }
+    let node = start_in(&dir, &[]).await;
+    assert_eq!(
+        node.outbox_len().await.expect("outbox"),
+        ROUNDS,
+        "every buddy request is in the outbox"
+    );
+    node.shutdown().await.expect("shutdown");
+}

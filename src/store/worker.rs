@@ -76,8 +76,11 @@ pub enum Flush {
 /// What a job leaves to do once the flush (if any) is done: report.
 type Finish = Box<dyn FnOnce(&Result<(), String>) + Send>;
 
+/// A job's work on the store; what it returns reports after the flush.
+type Work = Box<dyn FnOnce(&Store) -> Finish + Send>;
+
 struct Job {
-    work: Box<dyn FnOnce(&Store) -> Finish + Send>,
+    work: Work,
     flush: Flush,
 }
 
@@ -307,6 +310,19 @@ impl Held {
     }
 }
 
+/// Runs one job's work. A job that panics (sled panics on some damage)
+/// loses only its own answer — its reply is dropped, so its caller sees
+/// the worker gone — and the thread goes on serving every other job.
+fn run_job(store: &Store, work: Work) -> Finish {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(store))) {
+        Ok(finish) => finish,
+        Err(_) => {
+            tracing::error!("a store job panicked; its caller gets no answer");
+            Box::new(|_: &Result<(), String>| {})
+        }
+    }
+}
+
 fn flush(store: &Store) -> Result<(), String> {
     store.flush().map_err(|e| e.to_string())
 }
@@ -323,7 +339,7 @@ fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Msg>, held: &mut Hel
     let mut closed = false;
     while let Some(job) = next {
         now |= job.flush == Flush::Now;
-        finish.push((job.flush, (job.work)(store)));
+        finish.push((job.flush, run_job(store, job.work)));
         if finish.len() >= GROUP {
             break;
         }

@@ -29,7 +29,7 @@ async fn jobs_run_and_report_in_submission_order() {
     let release = stall(&w).await;
     for i in 0..200u64 {
         let tx = tx.clone();
-        // Alternate durable, held and plain jobs: the order holds anyway.
+        // Alternate durable and plain jobs: the order holds anyway.
         let flush = [Flush::Now, Flush::No, Flush::No][(i % 3) as usize];
         w.then(
             flush,
@@ -171,4 +171,21 @@ async fn close_runs_everything_queued_flushes_and_releases_the_store() {
     // The store is released (it opens again) with the last write before
     // the close.
     assert_eq!(open(&dir).locator_seq().unwrap(), 100);
+}
+
+#[tokio::test]
+async fn a_job_that_panics_loses_its_own_answer_and_the_worker_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::new(open(&dir));
+    let failed = w.run(|_| -> Result<(), StoreError> { panic!("a damaged page") });
+    assert!(
+        failed.await.is_err(),
+        "the panicking job's caller is answered"
+    );
+    // Jobs after it still run, durable ones included.
+    w.run(|s| s.set_locator_seq(7)).await.unwrap();
+    let (tx, rx) = oneshot::channel();
+    w.then(Flush::Now, |s| s.locator_seq(), move |r| drop(tx.send(r)));
+    assert_eq!(rx.await.unwrap().unwrap(), 7);
+    w.close().await;
 }

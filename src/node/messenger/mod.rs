@@ -306,10 +306,25 @@ impl Service {
                 _ = tokio::time::sleep_until(wake.into()) => {}
                 // Whatever was submitted to the store so far is drained by
                 // the worker's close, after every service has ended.
-                _ = tasks.stopping() => break,
+                _ = tasks.stopping() => {
+                    self.finish_requests(&mut requests).await;
+                    break;
+                }
             }
             if !ops.is_empty() {
                 self.apply(ops);
+            }
+        }
+    }
+
+    /// Takes what callers queued before the stop: a buddy request is
+    /// answered once queued here, so it must still reach the outbox (the
+    /// store worker closes only after this service ends); sends and reads
+    /// get their answers. Network events no longer matter.
+    async fn finish_requests(&mut self, requests: &mut mpsc::Receiver<Request>) {
+        while let Ok(req) = requests.try_recv() {
+            if !matches!(req, Request::Net(_)) {
+                self.on_request(req).await;
             }
         }
     }
