@@ -169,7 +169,7 @@ fn pick(addrs: &[Multiaddr], me: PeerId) -> Vec<Multiaddr> {
         seen.push(a);
     }
     // A stable sort: otherwise in the order given.
-    seen.sort_by_key(|a| !crate::net::reach::addr::is_global(a));
+    seen.sort_by_key(|a| !super::addr::is_global(a));
     let (circuits, direct): (Vec<_>, Vec<_>) = seen
         .into_iter()
         .partition(|a| a.iter().any(|p| p == Protocol::P2pCircuit));
@@ -217,7 +217,10 @@ pub fn make(
             };
             return Ok((text, invite));
         }
-        addrs.pop();
+        // Out of room: the last that is not global goes first, whatever
+        // its kind, so a global circuit outlives a LAN address.
+        let least = addrs.iter().rposition(|a| !super::addr::is_global(a));
+        addrs.remove(least.unwrap_or(addrs.len() - 1));
     }
 }
 

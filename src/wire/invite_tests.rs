@@ -342,3 +342,36 @@ fn make_returns_what_its_invite_says() {
         assert_eq!(made, parse(&text, NOW).unwrap());
     }
 }
+
+#[test]
+fn out_of_room_an_invite_drops_lan_addresses_before_a_global_circuit() {
+    let id = Identity::generate().unwrap();
+    let relay = Identity::generate().unwrap();
+    // LAN addresses as long as allowed (IPs with long transport tails: a
+    // DNS name would count as global) fill the invite past its byte limit.
+    let tail = "/webrtc-direct/certhash/uEiDDq4_xNyDorZBH3TlGazyJdOWSwvo4PUo5YHFMrvDE8g";
+    let long = |i: u8| {
+        let mut a = addr(&format!("/ip6/fd00::{i}/udp/{i}"));
+        for piece in [tail, "/ws"] {
+            loop {
+                let longer = addr(&format!("{a}{piece}"));
+                if longer.len() > MAX_ADDR_BYTES {
+                    break;
+                }
+                a = longer;
+            }
+        }
+        a
+    };
+    let lan: Vec<Multiaddr> = (1..MAX_ADDRS as u8).map(long).collect();
+    let global = addr(&format!(
+        "/ip4/198.51.100.10/tcp/7117/p2p/{}/p2p-circuit",
+        relay.peer_id()
+    ));
+    let mut addrs = lan.clone();
+    addrs.push(global.clone());
+    let (text, inv) = make(&id, &addrs, NOW + DAY).unwrap();
+    assert!(text.len() <= MAX_URI_CHARS);
+    assert!(inv.addrs.len() < addrs.len(), "the limit was not reached");
+    assert!(inv.addrs.contains(&global), "{:?}", inv.addrs);
+}

@@ -3,6 +3,7 @@
 //! decoder here checks the length before parsing and returns a typed error;
 //! ciborium then allocates at most in proportion to the input.
 
+pub(crate) mod addr;
 pub mod frame;
 #[cfg(feature = "test-util")]
 pub mod fuzz;
