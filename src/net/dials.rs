@@ -151,7 +151,10 @@ mod tests {
         // A caller joining the dial under way (the swarm refused a second).
         d.started(peer, None, "joined").unwrap();
         assert!(d.failed(peer, conn(2), false).is_empty());
-        assert_eq!(d.failed(peer, conn(1), false), vec!["first", "second", "joined"]);
+        assert_eq!(
+            d.failed(peer, conn(1), false),
+            vec!["first", "second", "joined"]
+        );
         assert!(d.is_empty());
         // A later end of a dial nobody waits on answers nothing.
         assert!(d.failed(peer, conn(3), false).is_empty());
@@ -183,7 +186,10 @@ mod tests {
             d.started(PeerId::random(), Some(conn(n)), n).unwrap();
         }
         let refused = d.started(PeerId::random(), Some(conn(MAX_PEERS)), MAX_PEERS);
-        assert_eq!(refused.map_err(|(e, r)| (e, r)), Err((DialsFull::Peers, MAX_PEERS)));
+        assert_eq!(
+            refused.map_err(|(e, r)| (e, r)),
+            Err((DialsFull::Peers, MAX_PEERS))
+        );
         assert_eq!(d.len(), MAX_PEERS);
 
         let mut d = Dials::default();
