@@ -186,10 +186,7 @@ mod tests {
             d.started(PeerId::random(), Some(conn(n)), n).unwrap();
         }
         let refused = d.started(PeerId::random(), Some(conn(MAX_PEERS)), MAX_PEERS);
-        assert_eq!(
-            refused.map_err(|(e, r)| (e, r)),
-            Err((DialsFull::Peers, MAX_PEERS))
-        );
+        assert_eq!(refused, Err((DialsFull::Peers, MAX_PEERS)));
         assert_eq!(d.len(), MAX_PEERS);
 
         let mut d = Dials::default();
