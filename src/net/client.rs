@@ -135,14 +135,19 @@ impl NetClient {
 
     /// Dials `peer` at `addrs` (from its record of `seq`, if any); while
     /// that dial is under way, looks the peer up every [`REDIAL_AFTER`]
-    /// and dials a newer record's addresses beside it, once. The first
-    /// connection answers; a failure answers once no dial is left.
+    /// (counted from the end of the last lookup) and dials a newer
+    /// record's addresses beside it, once; a newer record saying the peer
+    /// left ends the dial with [`RequestError::Offline`]. A lookup runs
+    /// beside the dials, never in their way: the first connection answers
+    /// at once, as does the deadline; a failure answers once no dial is
+    /// left.
     async fn dial_and_redial(
         &self,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
         seq: Option<u64>,
     ) -> Result<Result<(), String>, RequestError> {
+        use futures::FutureExt;
         let deadline = tokio::time::Instant::now() + DIAL_TIMEOUT;
         let first = self.ask(|reply| Command::Dial {
             peer,
@@ -152,6 +157,9 @@ impl NetClient {
         });
         tokio::pin!(first);
         let mut next_lookup = tokio::time::Instant::now() + REDIAL_AFTER;
+        let lookup = futures::future::Fuse::terminated();
+        tokio::pin!(lookup);
+        let mut looking = false;
         let second = futures::future::Fuse::terminated();
         tokio::pin!(second);
         let mut redialled = false;
@@ -167,19 +175,29 @@ impl NetClient {
                     Ok(()) => return Ok(Ok(())),
                     Err(e) => second_failed = Some(e),
                 },
-                _ = tokio::time::sleep_until(next_lookup), if !redialled && first_failed.is_none() => {
-                    next_lookup += REDIAL_AFTER;
-                    match self.find(peer).await? {
-                        Some(loc) if loc.online && Some(loc.seq) > seq => {
+                _ = tokio::time::sleep_until(next_lookup), if !redialled && !looking => {
+                    looking = true;
+                    lookup.set(self.find(peer).fuse());
+                }
+                found = &mut lookup, if looking => {
+                    looking = false;
+                    next_lookup = tokio::time::Instant::now() + REDIAL_AFTER;
+                    match found? {
+                        Some(loc) if Some(loc.seq) > seq && !loc.online => {
+                            tracing::debug!(%peer, "a newer record says the peer left");
+                            return Err(RequestError::Offline(peer));
+                        }
+                        Some(loc) if Some(loc.seq) > seq => {
                             tracing::debug!(%peer, "a newer record: dialling it too");
                             redialled = true;
                             second.set(
-                                futures::FutureExt::fuse(self.ask(move |reply| Command::Dial {
+                                self.ask(move |reply| Command::Dial {
                                     peer,
                                     addrs: loc.addrs,
                                     alongside: true,
                                     reply,
-                                })),
+                                })
+                                .fuse(),
                             );
                         }
                         _ => {}

@@ -35,6 +35,7 @@ mod rpc;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::command::{Command, NetEvent};
+use super::dials::Dials;
 use super::lasting::{Lasting, Remember};
 use super::locator::{self, Op};
 use super::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, RateLimiter};
@@ -47,6 +48,16 @@ use crate::store::{KnownPeer, Worker};
 use crate::wire::mailbox::MailboxResponse;
 use crate::wire::presence::PresenceResponse;
 use rpc::{Pending, route_rpc};
+
+/// What [`EventLoop::dial_unless_connected`] did.
+enum Dialled {
+    /// Nothing: the peer is connected.
+    Connected,
+    /// Started the dial of this id.
+    Started(libp2p::swarm::ConnectionId),
+    /// Nothing: a dial of the peer is under way (the condition said no).
+    UnderWay,
+}
 
 /// Remembered peers dialled at start.
 const REDIAL_AT_START: usize = 8;
@@ -66,7 +77,8 @@ pub struct EventLoop {
     /// Who waits for each lookup the machine answers.
     find_waiters: HashMap<u64, oneshot::Sender<Option<crate::wire::locator::Locator>>>,
     next_waiter: u64,
-    pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
+    /// Our dials under way and the callers waiting on them.
+    dials: Dials<oneshot::Sender<Result<(), String>>>,
     /// The raw puts tests ask for (`Command::PutRecordTo`).
     #[cfg(feature = "test-util")]
     pending_puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
@@ -111,7 +123,7 @@ impl EventLoop {
             locator_queries: HashMap::new(),
             find_waiters: HashMap::new(),
             next_waiter: 0,
-            pending_dials: HashMap::new(),
+            dials: Dials::default(),
             #[cfg(feature = "test-util")]
             pending_puts: HashMap::new(),
             pending_closest: HashMap::new(),
@@ -330,35 +342,44 @@ impl EventLoop {
         } else {
             PeerCondition::DisconnectedAndNotDialing
         };
-        match self.dial_unless_connected(peer, addrs, condition) {
-            Ok(true) => {
+        let conn = match self.dial_unless_connected(peer, addrs, condition) {
+            Ok(Dialled::Connected) => {
                 let _ = reply.send(Ok(()));
+                return;
             }
-            Ok(false) => self.pending_dials.entry(peer).or_default().push(reply),
+            Ok(Dialled::Started(conn)) => Some(conn),
+            Ok(Dialled::UnderWay) => None,
             Err(e) => {
                 let _ = reply.send(Err(e.to_string()));
+                return;
             }
+        };
+        if let Err((e, reply)) = self.dials.started(peer, conn, reply) {
+            let _ = reply.send(Err(e.to_string()));
         }
     }
 
-    /// Dials `peer` at `addrs` (and those Kademlia knows) unless it is
-    /// connected — `Ok(true)` — or `condition` says no (a dial is under
-    /// way); `Ok(false)`: a dial is under way.
+    /// Dials `peer` at `addrs` and those the behaviours know (Kademlia's
+    /// routing table) unless it is connected or `condition` says no (a
+    /// dial is under way).
     fn dial_unless_connected(
         &mut self,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
         condition: PeerCondition,
-    ) -> Result<bool, DialError> {
+    ) -> Result<Dialled, DialError> {
         if self.swarm.is_connected(&peer) {
-            return Ok(true);
+            return Ok(Dialled::Connected);
         }
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
+            .extend_addresses_through_behaviour()
             .condition(condition)
             .build();
+        let conn = opts.connection_id();
         match self.swarm.dial(opts) {
-            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => Ok(false),
+            Ok(()) => Ok(Dialled::Started(conn)),
+            Err(DialError::DialPeerConditionFalse(_)) => Ok(Dialled::UnderWay),
             Err(e) => Err(e),
         }
     }
@@ -416,14 +437,13 @@ impl EventLoop {
             } => self.on_connection_established(peer_id, connection_id, endpoint),
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
+                connection_id,
                 error,
-                ..
             } => {
                 debug!(%peer, "dial failed: {error}");
-                if !self.swarm.is_connected(&peer) {
-                    for r in self.pending_dials.remove(&peer).unwrap_or_default() {
-                        let _ = r.send(Err(error.to_string()));
-                    }
+                let connected = self.swarm.is_connected(&peer);
+                for r in self.dials.failed(peer, connection_id, connected) {
+                    let _ = r.send(Err(error.to_string()));
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => self.on_kad(e),

@@ -5,6 +5,7 @@
 mod behaviour;
 mod client;
 mod command;
+pub mod dials;
 mod event_loop;
 pub mod lasting;
 pub mod locator;

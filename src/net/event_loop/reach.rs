@@ -137,7 +137,7 @@ impl EventLoop {
             self.lasting.opened(conn, peer, Instant::now());
         }
         let _ = self.net_events.try_send(NetEvent::Connected(peer));
-        for r in self.pending_dials.remove(&peer).unwrap_or_default() {
+        for r in self.dials.connected(peer) {
             let _ = r.send(Ok(()));
         }
         // An inbound relayed connection's remote address is only
