@@ -210,7 +210,7 @@ async fn send_through_the_kills(seed: u64, rng: &mut Rng, cast: &mut Cast) -> Se
     let mut answered = 0;
     let mut sender_killed = false;
     while next < TOTAL {
-        let api = client(&sender).await;
+        let api = client(sender).await;
         let mut flight = FuturesUnordered::new();
         let mut dead = false;
         loop {
@@ -226,7 +226,7 @@ async fn send_through_the_kills(seed: u64, rng: &mut Rng, cast: &mut Cast) -> Se
                 if next == down + AWAY {
                     recipient.restart().await;
                 }
-                flight.push(send(&api, &rid, next));
+                flight.push(send(&api, rid, next));
                 next += 1;
             }
             let Some((i, result)) = flight.next().await else {
@@ -243,7 +243,7 @@ async fn send_through_the_kills(seed: u64, rng: &mut Rng, cast: &mut Cast) -> Se
             }
             answered += 1;
             if !sender_killed && answered == kill_sender {
-                let one_more = send(&api, &rid, next);
+                let one_more = send(&api, rid, next);
                 next += 1;
                 let (accepted, answered) = (&mut accepted, &mut answered);
                 freeze_and_kill_sender(seed, sender, &mut flight, one_more, accepted, answered)
@@ -278,7 +278,7 @@ async fn kill_a_holder(
     // Messages go through `stored` while the recipient is
     // down…
     eventually(&format!("seed {seed}: a message is `stored`"), || async {
-        let rows = log(&sender, &rid)?;
+        let rows = log(sender, rid)?;
         rows.iter().any(|r| r[1] == "stored").then_some(())
     })
     .await;
@@ -350,7 +350,7 @@ async fn every_accepted_message_arrives_once(seed: u64, cast: &Cast, sent: Sent)
     let received = eventually(
         &format!("seed {seed}: every accepted message arrives"),
         || async {
-            let rows = log(&recipient, &sid)?;
+            let rows = log(recipient, sid)?;
             let ids: HashSet<&String> = rows.iter().map(|r| &r[0]).collect();
             accepted.values().all(|id| ids.contains(id)).then_some(rows)
         },

@@ -202,7 +202,7 @@ impl Figure {
         })
         .await;
         // ...and arrives when Jack starts. Alice's buddy request reaches him too.
-        let jack = TestNode::start_as(&jack_id, b).await;
+        let jack = TestNode::start_as(jack_id, b).await;
         eventually("Jack gets the message", || async {
             let conv = jack.handle.conversation(ida, 10).await.unwrap();
             conv.iter().any(|m| m.id == to_jack).then_some(())

@@ -160,7 +160,7 @@ async fn forged_receipts(
     let (a, mallory) = (alice.handle.peer_id(), mallory_identity.peer_id());
     // 2. Forged receipts, sealed by Mallory as any peer can: "delivered",
     // then "read" for Bob's message and for her own.
-    let sealer = Sealer::new(&mallory_identity);
+    let sealer = Sealer::new(mallory_identity);
     let mut buf = Vec::new();
     for (kind, ids) in [
         (ReceiptKind::Delivered, vec![for_bob]),
@@ -197,7 +197,7 @@ async fn bob_comes_online_and_finishes_it(
     let (a, bob) = (alice.handle.peer_id(), bob_identity.peer_id());
     // Bob comes online: Alice still has the message and sends it, and his
     // own read receipt finishes it.
-    let bob_dir = dir_for(&bob_identity);
+    let bob_dir = dir_for(bob_identity);
     let bob_node = start_in(&bob_dir, &[alice.addr().await]).await;
     arrives(&bob_node, a, for_bob).await;
     assert_eq!(bob_node.mark_read(a).await.unwrap(), 1);
