@@ -100,11 +100,7 @@ async fn a_removed_buddy_stops_seeing_us_and_its_messages_become_requests() {
     init_tracing();
     let (alice, bob) = alice_and_bob().await;
     let carol = TestNode::start(&[alice.addr().await]).await;
-    let (ida, idb, idc) = (
-        alice.handle.peer_id(),
-        bob.handle.peer_id(),
-        carol.handle.peer_id(),
-    );
+    let (ida, idb) = (alice.handle.peer_id(), bob.handle.peer_id());
     befriend(&alice.handle, "alice", &carol.handle, "carol").await;
     let before = bob
         .handle
@@ -113,6 +109,21 @@ async fn a_removed_buddy_stops_seeing_us_and_its_messages_become_requests() {
         .unwrap();
     arrives(&alice.handle, idb, before).await;
 
+    removal_stops_our_presence_reaching_bob(&alice, &bob, &carol).await;
+    bobs_messages_become_requests(&alice, &bob, &carol).await;
+    for n in [&alice, &bob, &carol] {
+        n.handle.shutdown().await.unwrap();
+    }
+}
+
+/// Alice removes Bob: he sees her offline, and her next state reaches Carol
+/// (the sentinel) but not him.
+async fn removal_stops_our_presence_reaching_bob(
+    alice: &TestNode,
+    bob: &TestNode,
+    carol: &TestNode,
+) {
+    let (ida, idb) = (alice.handle.peer_id(), bob.handle.peer_id());
     alice
         .handle
         .change_buddy(idb, BuddyChange::Remove)
@@ -148,7 +159,16 @@ async fn a_removed_buddy_stops_seeing_us_and_its_messages_become_requests() {
         PresenceInfo::offline(),
         "Bob gets no real state any more"
     );
+}
 
+/// Bob, removed, is a stranger: his message is a request; Carol's (the
+/// sentinel) is still an ordinary inbox message.
+async fn bobs_messages_become_requests(alice: &TestNode, bob: &TestNode, carol: &TestNode) {
+    let (ida, idb, idc) = (
+        alice.handle.peer_id(),
+        bob.handle.peer_id(),
+        carol.handle.peer_id(),
+    );
     // Bob is a stranger to Alice now: his message is a request, not inbox.
     let after = bob
         .handle
@@ -193,9 +213,6 @@ async fn a_removed_buddy_stops_seeing_us_and_its_messages_become_requests() {
             .iter()
             .any(|m| m.id == from_carol)
     );
-    for n in [&alice, &bob, &carol] {
-        n.handle.shutdown().await.unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,42 +109,108 @@ struct Figures {
 
 async fn campaign(seed: u64) -> Figures {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let hub = TestNode::start(&[]).await;
-    let boot = hub.addr().await;
-    let mut holders = Vec::new();
-    for _ in 0..3 {
-        holders.push(Daemon::start(Some(&boot)).await);
-    }
-    let mut sender = Daemon::start(Some(&boot)).await;
-    let mut recipient = Daemon::start(Some(&boot)).await;
-    let (rid, sid) = (recipient.id.to_string(), sender.id.to_string());
-    // The sender is the recipient's buddy: a stranger's messages are capped
-    // (`store::MAX_REQUEST_MESSAGES_PER_STRANGER`) far below TOTAL.
-    let added = roost(recipient.dir.path(), &["buddy", "add", &sid]);
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    let mut cast = Cast::start().await;
+    let sent = send_through_the_kills(seed, &mut rng, &mut cast).await;
+    every_accepted_message_arrives_once(seed, &cast, sent).await
+}
 
-    // The recipient is down for the AWAY sends from `down`; a holder dies
-    // some way into that stretch; the sender dies in it too, when
-    // `kill_sender` sends were answered, with the next ones in flight and
-    // the last ones it accepted not yet deposited with the holders (so
-    // that only its outbox has them).
-    let down = rng.within(WINDOW, TOTAL - AWAY - WINDOW);
-    let hold_at = down + rng.within(WINDOW, AWAY - WINDOW);
-    let kill_sender = down + rng.within(WINDOW, AWAY - WINDOW);
+/// The daemons of one campaign: a hub node, three holders, the sender and
+/// the recipient (with their peer ids as the CLI spells them).
+struct Cast {
+    hub: TestNode,
+    holders: Vec<Daemon>,
+    sender: Daemon,
+    recipient: Daemon,
+    rid: String,
+    sid: String,
+}
+
+impl Cast {
+    async fn start() -> Self {
+        let hub = TestNode::start(&[]).await;
+        let boot = hub.addr().await;
+        let mut holders = Vec::new();
+        for _ in 0..3 {
+            holders.push(Daemon::start(Some(&boot)).await);
+        }
+        let sender = Daemon::start(Some(&boot)).await;
+        let recipient = Daemon::start(Some(&boot)).await;
+        let (rid, sid) = (recipient.id.to_string(), sender.id.to_string());
+        // The sender is the recipient's buddy: a stranger's messages are capped
+        // (`store::MAX_REQUEST_MESSAGES_PER_STRANGER`) far below TOTAL.
+        let added = roost(recipient.dir.path(), &["buddy", "add", &sid]);
+        assert!(
+            added.status.success(),
+            "{}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        Self {
+            hub,
+            holders,
+            sender,
+            recipient,
+            rid,
+            sid,
+        }
+    }
+}
+
+/// What the TOTAL sends came to: the accepted ones (index → message id),
+/// the ones the sender's kill cut, and what the killed holder held.
+struct Sent {
+    accepted: HashMap<usize, String>,
+    cut: HashSet<usize>,
+    victim_held: u64,
+}
+
+/// Where the kills fall. The recipient is down for the AWAY sends from
+/// `down`; a holder dies some way into that stretch (at send `hold_at`); the
+/// sender dies in it too, when `kill_sender` sends were answered, with the
+/// next ones in flight and the last ones it accepted not yet deposited with
+/// the holders (so that only its outbox has them).
+struct Plan {
+    down: usize,
+    hold_at: usize,
+    kill_sender: usize,
+}
+
+impl Plan {
+    fn draw(rng: &mut Rng) -> Self {
+        let down = rng.within(WINDOW, TOTAL - AWAY - WINDOW);
+        let hold_at = down + rng.within(WINDOW, AWAY - WINDOW);
+        let kill_sender = down + rng.within(WINDOW, AWAY - WINDOW);
+        Self {
+            down,
+            hold_at,
+            kill_sender,
+        }
+    }
+}
+
+/// Makes the TOTAL sends, WINDOW at a time, killing and restarting the
+/// recipient, a holder and the sender on the way.
+async fn send_through_the_kills(seed: u64, rng: &mut Rng, cast: &mut Cast) -> Sent {
+    let Cast {
+        holders,
+        sender,
+        recipient,
+        rid,
+        ..
+    } = cast;
+    let Plan {
+        down,
+        hold_at,
+        kill_sender,
+    } = Plan::draw(rng);
     let mut victim = None;
     let mut victim_held = 0;
-
     let mut accepted: HashMap<usize, String> = HashMap::new();
     let mut cut: HashSet<usize> = HashSet::new();
     let mut next = 0;
     let mut answered = 0;
     let mut sender_killed = false;
     while next < TOTAL {
-        let api = client(&sender).await;
+        let api = client(sender).await;
         let mut flight = FuturesUnordered::new();
         let mut dead = false;
         loop {
@@ -153,34 +219,14 @@ async fn campaign(seed: u64) -> Figures {
                     recipient.kill();
                 }
                 if next == hold_at {
-                    // Messages go through `stored` while the recipient is
-                    // down…
-                    eventually(&format!("seed {seed}: a message is `stored`"), || async {
-                        let rows = log(&sender, &rid)?;
-                        rows.iter().any(|r| r[1] == "stored").then_some(())
-                    })
-                    .await;
-                    // …and the holder that dies holds some of them.
-                    let mut held = Vec::new();
-                    for (i, h) in holders.iter().enumerate() {
-                        let n = h.held().await;
-                        if n > 0 {
-                            held.push((i, n));
-                        }
-                    }
-                    assert!(
-                        !held.is_empty(),
-                        "seed {seed}: no holder daemon holds anything while the recipient is down"
-                    );
-                    let (i, n) = held[rng.below(held.len() as u64) as usize];
-                    holders[i].kill();
+                    let (i, n) = kill_a_holder(seed, rng, sender, rid, holders).await;
                     victim = Some(i);
                     victim_held = n;
                 }
                 if next == down + AWAY {
                     recipient.restart().await;
                 }
-                flight.push(send(&api, &rid, next));
+                flight.push(send(&api, rid, next));
                 next += 1;
             }
             let Some((i, result)) = flight.next().await else {
@@ -197,30 +243,11 @@ async fn campaign(seed: u64) -> Figures {
             }
             answered += 1;
             if !sender_killed && answered == kill_sender {
-                // WINDOW - 1 sends are in flight, but the daemon may have
-                // answered them all already. So that the kill surely cuts
-                // one it has not answered, it is frozen first and sent one
-                // more, and dies once that request waits in its socket.
-                sender.freeze();
-                flight.push(send(&api, &rid, next));
+                let one_more = send(&api, rid, next);
                 next += 1;
-                let sock = sender.dir.path().join("api.sock");
-                let waiting = api_backlog(&sock);
-                tokio::pin!(waiting);
-                loop {
-                    tokio::select! {
-                        () = &mut waiting => break,
-                        Some((i, result)) = flight.next() => {
-                            // Answered before the freeze.
-                            let v = result.unwrap_or_else(|e| {
-                                panic!("seed {seed}: send {i} failed with the sender up: {e}")
-                            });
-                            accepted.insert(i, v.id);
-                            answered += 1;
-                        }
-                    }
-                }
-                sender.kill();
+                let (accepted, answered) = (&mut accepted, &mut answered);
+                freeze_and_kill_sender(seed, sender, &mut flight, one_more, accepted, answered)
+                    .await;
                 (dead, sender_killed) = (true, true);
             }
         }
@@ -232,11 +259,98 @@ async fn campaign(seed: u64) -> Figures {
     let victim = victim.expect("a holder was killed");
     holders[victim].restart().await;
 
+    Sent {
+        accepted,
+        cut,
+        victim_held,
+    }
+}
+
+/// Kills, while the recipient is down, one of the holders that holds some
+/// of its items; returns which holder and how many items it held.
+async fn kill_a_holder(
+    seed: u64,
+    rng: &mut Rng,
+    sender: &Daemon,
+    rid: &str,
+    holders: &mut [Daemon],
+) -> (usize, u64) {
+    // Messages go through `stored` while the recipient is
+    // down…
+    eventually(&format!("seed {seed}: a message is `stored`"), || async {
+        let rows = log(sender, rid)?;
+        rows.iter().any(|r| r[1] == "stored").then_some(())
+    })
+    .await;
+    // …and the holder that dies holds some of them.
+    let mut held = Vec::new();
+    for (i, h) in holders.iter().enumerate() {
+        let n = h.held().await;
+        if n > 0 {
+            held.push((i, n));
+        }
+    }
+    assert!(
+        !held.is_empty(),
+        "seed {seed}: no holder daemon holds anything while the recipient is down"
+    );
+    let (i, n) = held[rng.below(held.len() as u64) as usize];
+    holders[i].kill();
+    (i, n)
+}
+
+/// Kills the sender with a send it has not answered. WINDOW - 1 sends are
+/// in flight, but the daemon may have answered them all already. So that the
+/// kill surely cuts one it has not answered, it is frozen first and sent one
+/// more (`one_more`), and dies once that request waits in its socket.
+async fn freeze_and_kill_sender<F>(
+    seed: u64,
+    sender: &mut Daemon,
+    flight: &mut FuturesUnordered<F>,
+    one_more: F,
+    accepted: &mut HashMap<usize, String>,
+    answered: &mut usize,
+) where
+    F: Future<Output = (usize, Result<SendView, ClientError>)>,
+{
+    sender.freeze();
+    flight.push(one_more);
+    let sock = sender.dir.path().join("api.sock");
+    let waiting = api_backlog(&sock);
+    tokio::pin!(waiting);
+    loop {
+        tokio::select! {
+            () = &mut waiting => break,
+            Some((i, result)) = flight.next() => {
+                // Answered before the freeze.
+                let v = result.unwrap_or_else(|e| {
+                    panic!("seed {seed}: send {i} failed with the sender up: {e}")
+                });
+                accepted.insert(i, v.id);
+                *answered += 1;
+            }
+        }
+    }
+    sender.kill();
+}
+
+async fn every_accepted_message_arrives_once(seed: u64, cast: &Cast, sent: Sent) -> Figures {
+    let Cast {
+        hub,
+        recipient,
+        sid,
+        ..
+    } = cast;
+    let Sent {
+        accepted,
+        cut,
+        victim_held,
+    } = sent;
     // Every accepted message arrives, once.
     let received = eventually(
         &format!("seed {seed}: every accepted message arrives"),
         || async {
-            let rows = log(&recipient, &sid)?;
+            let rows = log(recipient, sid)?;
             let ids: HashSet<&String> = rows.iter().map(|r| &r[0]).collect();
             accepted.values().all(|id| ids.contains(id)).then_some(rows)
         },

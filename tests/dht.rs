@@ -108,22 +108,7 @@ impl RawNode {
             answer,
             asked,
         };
-        let mut kad = kad::Behaviour::with_config(peer, store, kad::Config::new(KAD_PROTOCOL));
-        kad.set_mode(Some(kad::Mode::Server));
-        let identify =
-            identify::Behaviour::new(identify::Config::new("/raw/1".into(), keypair.public()));
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| RawBehaviour { kad, identify })
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = raw_swarm(keypair, store);
         swarm
             .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
             .unwrap();
@@ -133,50 +118,10 @@ impl RawNode {
             }
         };
         let (id_tx, identified_to) = mpsc::unbounded_channel();
-        let (dial, mut dials) = mpsc::unbounded_channel::<Multiaddr>();
-        let (stop, mut stopped) = oneshot::channel();
-        let (puts, mut to_put) = mpsc::unbounded_channel::<Put>();
-        tokio::spawn(async move {
-            let mut waiting: std::collections::HashMap<
-                kad::QueryId,
-                oneshot::Sender<Result<(), String>>,
-            > = std::collections::HashMap::new();
-            loop {
-                tokio::select! {
-                    event = swarm.select_next_some() => match event {
-                        SwarmEvent::Behaviour(RawBehaviourEvent::Identify(
-                            identify::Event::Sent { peer_id, .. },
-                        )) => {
-                            let _ = id_tx.send(peer_id);
-                        }
-                        SwarmEvent::Behaviour(RawBehaviourEvent::Kad(
-                            kad::Event::OutboundQueryProgressed {
-                                id,
-                                result: kad::QueryResult::PutRecord(res),
-                                ..
-                            },
-                        )) => {
-                            if let Some(reply) = waiting.remove(&id) {
-                                let _ = reply.send(res.map(|_| ()).map_err(|e| e.to_string()));
-                            }
-                        }
-                        _ => {}
-                    },
-                    Some(addr) = dials.recv() => {
-                        if let Some(Protocol::P2p(peer)) = addr.iter().last() {
-                            swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
-                        }
-                        swarm.dial(addr).unwrap();
-                    }
-                    Some((record, peer, reply)) = to_put.recv() => {
-                        let kad = &mut swarm.behaviour_mut().kad;
-                        let id = kad.put_record_to(record, std::iter::once(peer), kad::Quorum::One);
-                        waiting.insert(id, reply);
-                    }
-                    _ = &mut stopped => break,
-                }
-            }
-        });
+        let (dial, dials) = mpsc::unbounded_channel::<Multiaddr>();
+        let (stop, stopped) = oneshot::channel();
+        let (puts, to_put) = mpsc::unbounded_channel::<Put>();
+        tokio::spawn(drive(swarm, id_tx, dials, stopped, to_put));
         Self {
             peer,
             addr,
@@ -206,6 +151,76 @@ impl RawNode {
     fn stop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
+        }
+    }
+}
+
+/// The raw node's swarm: our Kademlia protocol in server mode over `store`,
+/// and identify.
+fn raw_swarm(keypair: Keypair, store: Answering) -> libp2p::Swarm<RawBehaviour> {
+    let peer = keypair.public().to_peer_id();
+    let mut kad = kad::Behaviour::with_config(peer, store, kad::Config::new(KAD_PROTOCOL));
+    kad.set_mode(Some(kad::Mode::Server));
+    let identify =
+        identify::Behaviour::new(identify::Config::new("/raw/1".into(), keypair.public()));
+    libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| RawBehaviour { kad, identify })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// Runs the raw node: reports whom its identify info went to, dials and
+/// puts on request, answers each put once the peer answered, until stopped.
+async fn drive(
+    mut swarm: libp2p::Swarm<RawBehaviour>,
+    id_tx: mpsc::UnboundedSender<PeerId>,
+    mut dials: mpsc::UnboundedReceiver<Multiaddr>,
+    mut stopped: oneshot::Receiver<()>,
+    mut to_put: mpsc::UnboundedReceiver<Put>,
+) {
+    let mut waiting: std::collections::HashMap<kad::QueryId, oneshot::Sender<Result<(), String>>> =
+        std::collections::HashMap::new();
+    loop {
+        tokio::select! {
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(RawBehaviourEvent::Identify(
+                    identify::Event::Sent { peer_id, .. },
+                )) => {
+                    let _ = id_tx.send(peer_id);
+                }
+                SwarmEvent::Behaviour(RawBehaviourEvent::Kad(
+                    kad::Event::OutboundQueryProgressed {
+                        id,
+                        result: kad::QueryResult::PutRecord(res),
+                        ..
+                    },
+                )) => {
+                    if let Some(reply) = waiting.remove(&id) {
+                        let _ = reply.send(res.map(|_| ()).map_err(|e| e.to_string()));
+                    }
+                }
+                _ => {}
+            },
+            Some(addr) = dials.recv() => {
+                if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                    swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                }
+                swarm.dial(addr).unwrap();
+            }
+            Some((record, peer, reply)) = to_put.recv() => {
+                let kad = &mut swarm.behaviour_mut().kad;
+                let id = kad.put_record_to(record, std::iter::once(peer), kad::Quorum::One);
+                waiting.insert(id, reply);
+            }
+            _ = &mut stopped => break,
         }
     }
 }
@@ -327,25 +342,7 @@ async fn one_source_cannot_fill_the_record_store() {
             (record_key(&id.peer_id()), value)
         })
         .collect();
-    let mut puts: FuturesUnordered<_> = FuturesUnordered::new();
-    let mut queue = records.iter().cloned();
-    let mut answered = 0;
-    loop {
-        while puts.len() < 16 {
-            let Some((key, value)) = queue.next() else {
-                break;
-            };
-            let flooder = &flooder;
-            puts.push(async move { flooder.put_to(Record::new(key, value), target).await });
-        }
-        match puts.next().await {
-            Some(res) => {
-                res.expect("the honest node answered");
-                answered += 1;
-            }
-            None => break,
-        }
-    }
+    let answered = flood(&flooder, target, &records).await;
     assert_eq!(answered, MAX_RECORDS);
 
     // Every put above was answered, so the honest node has handled each
@@ -385,6 +382,30 @@ async fn one_source_cannot_fill_the_record_store() {
     for n in [&honest, &other] {
         n.handle.shutdown().await.unwrap();
     }
+}
+
+/// Puts `records` from `flooder` to `target`, 16 at a time; returns how
+/// many puts were answered (each answer is checked to be a success).
+async fn flood(flooder: &RawNode, target: PeerId, records: &[(RecordKey, Vec<u8>)]) -> usize {
+    let mut puts: FuturesUnordered<_> = FuturesUnordered::new();
+    let mut queue = records.iter().cloned();
+    let mut answered = 0;
+    loop {
+        while puts.len() < 16 {
+            let Some((key, value)) = queue.next() else {
+                break;
+            };
+            puts.push(async move { flooder.put_to(Record::new(key, value), target).await });
+        }
+        match puts.next().await {
+            Some(res) => {
+                res.expect("the honest node answered");
+                answered += 1;
+            }
+            None => break,
+        }
+    }
+    answered
 }
 
 /// A record stored under another spelling of its owner's key (the ID with
@@ -497,7 +518,21 @@ async fn only_peers_we_dialled_and_kept_are_remembered() {
     let before_stop = unix_ms();
     node.shutdown().await.unwrap();
 
-    let db = dir.path().join(roost::node::DB_DIR);
+    only_the_peer_that_stayed_was_saved(dir.path(), stays_id, &stranger, &lurker, before_stop);
+    lurker.stop();
+    stays.handle.shutdown().await.unwrap();
+}
+
+/// What the stopped node saved in `dir`: neither `stranger` nor `lurker`,
+/// and the peer `stays` as seen at the stop (`before_stop`) or later.
+fn only_the_peer_that_stayed_was_saved(
+    dir: &std::path::Path,
+    stays_id: PeerId,
+    stranger: &RawNode,
+    lurker: &RawNode,
+    before_stop: u64,
+) {
+    let db = dir.join(roost::node::DB_DIR);
     let store = roost::store::Store::open(&db, 1 << 20).unwrap();
     let saved = store.known_peers(usize::MAX).unwrap();
     assert!(
@@ -514,6 +549,4 @@ async fn only_peers_we_dialled_and_kept_are_remembered() {
         "the peer still connected at the stop was saved as seen at {last_seen:?}, before {before_stop}"
     );
     drop(store);
-    lurker.stop();
-    stays.handle.shutdown().await.unwrap();
 }

@@ -51,6 +51,18 @@ fn every_saved_input_is_handled_without_panic() {
 #[test]
 #[ignore]
 fn write_seeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    for (target, name, bytes) in seeds() {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+    }
+}
+
+/// Valid encodings of every frame kind, as (fuzz target, seed name, bytes):
+/// a sealed DELIVER, a signed locator record, mailbox and presence frames
+/// and two length-prefixed frames in a row.
+fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     use roost::crypto::Sealer;
     use roost::wire::encode;
     use roost::wire::mailbox::{MailboxRequest, MailboxResponse};
@@ -78,7 +90,7 @@ fn write_seeds() {
         stream.extend_from_slice(&(f.len() as u32).to_be_bytes());
         stream.extend_from_slice(f);
     }
-    let seeds: Vec<(&str, &str, Vec<u8>)> = vec![
+    vec![
         ("message_frame", "deliver", frame.clone()),
         (
             "locator_record",
@@ -126,11 +138,5 @@ fn write_seeds() {
             encode(&PresenceResponse::State(info)).unwrap(),
         ),
         ("framing", "two_frames", stream),
-    ];
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
-    for (target, name, bytes) in seeds {
-        let dir = root.join(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
-    }
+    ]
 }

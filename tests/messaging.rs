@@ -6,12 +6,13 @@ mod common;
 
 use common::{TestNode, eventually, init_tracing};
 use futures::AsyncWriteExt;
+use libp2p::PeerId;
 use roost::crypto::Sealer;
 use roost::node::messenger::MSG_PROTOCOL;
 use roost::store::{Direction, MessageState};
 use roost::wire::message::{
-    self, Ack, AckResult, Frame, Inner, MAX_FRAME, MessageId, ReadFrame, RejectReason, read_frame,
-    write_frame,
+    self, Ack, AckResult, Envelope, Frame, Inner, MAX_FRAME, MessageId, ReadFrame, RejectReason,
+    read_frame, write_frame,
 };
 use roost::{Content, Event, Identity};
 
@@ -193,8 +194,6 @@ async fn hostile_frames_get_typed_rejections_and_honest_traffic_continues() {
     let mal_id = Identity::load_from(mallory.dir.path()).unwrap();
     let sealer = Sealer::new(&mal_id);
     let target = honest.handle.peer_id();
-    let text = |from: &Identity, s: &str| Inner::text(&from.peer_id(), 1, s);
-    let frame = |env| roost::wire::encode(&Frame::Deliver(env)).unwrap();
     eventually("mallory finds the honest node", || async {
         mallory.handle.find(target).await.unwrap()
     })
@@ -205,81 +204,8 @@ async fn hostile_frames_get_typed_rejections_and_honest_traffic_continues() {
         .await
         .unwrap();
 
-    // Tampered ciphertext.
-    let mut env =
-        message::seal(&sealer, MessageId::random(), &target, &text(&mal_id, "hi")).unwrap();
-    env.sealed[0] ^= 1;
-    let ack = exchange(&mut s, &frame(env.clone())).await;
-    assert_eq!(
-        (ack.id, ack.result),
-        (Some(env.id), AckResult::Rejected(RejectReason::BadSeal))
-    );
-
-    // Inner sender does not match the key that sealed it.
-    let env = message::seal(
-        &sealer,
-        MessageId::random(),
-        &target,
-        &text(&third, "I am someone else"),
-    )
-    .unwrap();
-    let ack = exchange(&mut s, &frame(env)).await;
-    assert_eq!(
-        ack.result,
-        AckResult::Rejected(RejectReason::SenderMismatch)
-    );
-
-    // Sealed to another key.
-    let env = message::seal(
-        &sealer,
-        MessageId::random(),
-        &third.peer_id(),
-        &text(&mal_id, "not yours"),
-    )
-    .unwrap();
-    let ack = exchange(&mut s, &frame(env)).await;
-    assert_eq!(ack.result, AckResult::Rejected(RejectReason::NotForMe));
-
-    // Random bytes.
-    let ack = exchange(&mut s, b"\x13\x37 random junk \xff\xfe").await;
-    assert_eq!(
-        (ack.id, ack.result),
-        (None, AckResult::Rejected(RejectReason::Malformed))
-    );
-
-    // A replayed honest envelope is a duplicate, not a second message.
-    let env = message::seal(
-        &sealer,
-        MessageId::random(),
-        &target,
-        &text(&mal_id, "once"),
-    )
-    .unwrap();
-    assert_eq!(
-        exchange(&mut s, &frame(env.clone())).await.result,
-        AckResult::Accepted
-    );
-    assert_eq!(
-        exchange(&mut s, &frame(env)).await.result,
-        AckResult::Duplicate
-    );
-
-    // An oversize frame: refused without reading it, and the stream closed.
-    s.write_all(&((MAX_FRAME as u32 + 1).to_be_bytes()))
-        .await
-        .unwrap();
-    s.flush().await.unwrap();
-    match within(read_frame(&mut s, MAX_FRAME)).await.unwrap() {
-        ReadFrame::Frame(b) => {
-            let ack: Ack = roost::wire::decode(&b, MAX_FRAME).unwrap();
-            assert_eq!(ack.result, AckResult::Rejected(RejectReason::TooLarge));
-        }
-        other => panic!("expected an ack, got {other:?}"),
-    }
-    assert!(matches!(
-        within(read_frame(&mut s, MAX_FRAME)).await,
-        Ok(ReadFrame::Eof) | Err(_)
-    ));
+    sealed_frames_are_refused_or_deduplicated(&mut s, &sealer, &mal_id, &third, target).await;
+    an_oversize_frame_closes_the_stream(&mut s).await;
 
     // The node keeps serving: the next honest message is delivered.
     let id = mallory
@@ -300,4 +226,92 @@ async fn hostile_frames_get_typed_rejections_and_honest_traffic_continues() {
     assert_eq!(texts, vec![&b"once"[..], &b"honest again"[..]]);
     honest.handle.shutdown().await.unwrap();
     mallory.handle.shutdown().await.unwrap();
+}
+
+/// A plain text message from `from`, as Mallory's frames carry it.
+fn text(from: &Identity, s: &str) -> Inner {
+    Inner::text(&from.peer_id(), 1, s)
+}
+
+/// The encoded DELIVER frame of `env`.
+fn frame(env: Envelope) -> Vec<u8> {
+    roost::wire::encode(&Frame::Deliver(env)).unwrap()
+}
+
+/// Tampered, mis-sent and junk frames each get their typed rejection; a
+/// replayed envelope is a duplicate, not a second message.
+async fn sealed_frames_are_refused_or_deduplicated(
+    s: &mut libp2p::Stream,
+    sealer: &Sealer,
+    mal_id: &Identity,
+    third: &Identity,
+    target: PeerId,
+) {
+    // Tampered ciphertext.
+    let mut env = message::seal(sealer, MessageId::random(), &target, &text(mal_id, "hi")).unwrap();
+    env.sealed[0] ^= 1;
+    let ack = exchange(s, &frame(env.clone())).await;
+    assert_eq!(
+        (ack.id, ack.result),
+        (Some(env.id), AckResult::Rejected(RejectReason::BadSeal))
+    );
+
+    // Inner sender does not match the key that sealed it.
+    let env = message::seal(
+        sealer,
+        MessageId::random(),
+        &target,
+        &text(third, "I am someone else"),
+    )
+    .unwrap();
+    let ack = exchange(s, &frame(env)).await;
+    assert_eq!(
+        ack.result,
+        AckResult::Rejected(RejectReason::SenderMismatch)
+    );
+
+    // Sealed to another key.
+    let env = message::seal(
+        sealer,
+        MessageId::random(),
+        &third.peer_id(),
+        &text(mal_id, "not yours"),
+    )
+    .unwrap();
+    let ack = exchange(s, &frame(env)).await;
+    assert_eq!(ack.result, AckResult::Rejected(RejectReason::NotForMe));
+
+    // Random bytes.
+    let ack = exchange(s, b"\x13\x37 random junk \xff\xfe").await;
+    assert_eq!(
+        (ack.id, ack.result),
+        (None, AckResult::Rejected(RejectReason::Malformed))
+    );
+
+    // A replayed honest envelope is a duplicate, not a second message.
+    let env = message::seal(sealer, MessageId::random(), &target, &text(mal_id, "once")).unwrap();
+    assert_eq!(
+        exchange(s, &frame(env.clone())).await.result,
+        AckResult::Accepted
+    );
+    assert_eq!(exchange(s, &frame(env)).await.result, AckResult::Duplicate);
+}
+
+/// An oversize frame: refused without reading it, and the stream closed.
+async fn an_oversize_frame_closes_the_stream(s: &mut libp2p::Stream) {
+    s.write_all(&((MAX_FRAME as u32 + 1).to_be_bytes()))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    match within(read_frame(s, MAX_FRAME)).await.unwrap() {
+        ReadFrame::Frame(b) => {
+            let ack: Ack = roost::wire::decode(&b, MAX_FRAME).unwrap();
+            assert_eq!(ack.result, AckResult::Rejected(RejectReason::TooLarge));
+        }
+        other => panic!("expected an ack, got {other:?}"),
+    }
+    assert!(matches!(
+        within(read_frame(s, MAX_FRAME)).await,
+        Ok(ReadFrame::Eof) | Err(_)
+    ));
 }

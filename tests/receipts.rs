@@ -8,6 +8,7 @@ mod common;
 use common::{TestNode, arrives, dir_for, eventually, init_tracing, start_in};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::PeerId;
+use libp2p_stream::{Control, IncomingStreams};
 use roost::crypto::Sealer;
 use roost::node::messenger::MSG_PROTOCOL;
 use roost::store::MessageState;
@@ -53,7 +54,7 @@ fn frame<T: serde::Serialize>(buf: &mut Vec<u8>, value: &T) {
 async fn acks_and_receipts_from_a_third_peer_leave_the_message_queued() {
     init_tracing();
     let alice = TestNode::start(&[]).await;
-    let (a, alice_addr) = (alice.handle.peer_id(), alice.addr().await);
+    let alice_addr = alice.addr().await;
     // Bob exists but is not online: the message waits in Alice's outbox.
     let bob_identity = Identity::generate().unwrap();
     let bob = bob_identity.peer_id();
@@ -83,6 +84,30 @@ async fn acks_and_receipts_from_a_third_peer_leave_the_message_queued() {
     })
     .await;
 
+    let for_mallory = forged_acks(&alice, &mut incoming, mallory, bob, for_bob).await;
+    forged_receipts(
+        &alice,
+        &mut control,
+        &mallory_identity,
+        bob,
+        for_bob,
+        for_mallory,
+    )
+    .await;
+    driver.abort();
+    bob_comes_online_and_finishes_it(&alice, &bob_identity, for_bob).await;
+}
+
+/// Returns Alice's message to Mallory, acked by Mallory after the forged
+/// acks for Alice's message to Bob.
+async fn forged_acks(
+    alice: &TestNode,
+    incoming: &mut IncomingStreams,
+    mallory: PeerId,
+    bob: PeerId,
+    for_bob: MessageId,
+) -> MessageId {
+    let a = alice.handle.peer_id();
     // 1. Forged acks. Alice writes to Mallory, so she opens a link to her;
     // on it Mallory acks Alice's message to Bob (every way an ack can end
     // a message), then the one Alice did send her.
@@ -121,10 +146,21 @@ async fn acks_and_receipts_from_a_third_peer_leave_the_message_queued() {
     // were the forged ones.
     reaches(&alice.handle, mallory, for_mallory, MessageState::Delivered).await;
     still_queued(&alice.handle, bob, for_bob, "a forged ack").await;
+    for_mallory
+}
 
+async fn forged_receipts(
+    alice: &TestNode,
+    control: &mut Control,
+    mallory_identity: &Identity,
+    bob: PeerId,
+    for_bob: MessageId,
+    for_mallory: MessageId,
+) {
+    let (a, mallory) = (alice.handle.peer_id(), mallory_identity.peer_id());
     // 2. Forged receipts, sealed by Mallory as any peer can: "delivered",
     // then "read" for Bob's message and for her own.
-    let sealer = Sealer::new(&mallory_identity);
+    let sealer = Sealer::new(mallory_identity);
     let mut buf = Vec::new();
     for (kind, ids) in [
         (ReceiptKind::Delivered, vec![for_bob]),
@@ -151,11 +187,17 @@ async fn acks_and_receipts_from_a_third_peer_leave_the_message_queued() {
     // The receipt counted for Mallory's own message, so it was handled.
     reaches(&alice.handle, mallory, for_mallory, MessageState::Read).await;
     still_queued(&alice.handle, bob, for_bob, "a forged receipt").await;
-    driver.abort();
+}
 
+async fn bob_comes_online_and_finishes_it(
+    alice: &TestNode,
+    bob_identity: &Identity,
+    for_bob: MessageId,
+) {
+    let (a, bob) = (alice.handle.peer_id(), bob_identity.peer_id());
     // Bob comes online: Alice still has the message and sends it, and his
     // own read receipt finishes it.
-    let bob_dir = dir_for(&bob_identity);
+    let bob_dir = dir_for(bob_identity);
     let bob_node = start_in(&bob_dir, &[alice.addr().await]).await;
     arrives(&bob_node, a, for_bob).await;
     assert_eq!(bob_node.mark_read(a).await.unwrap(), 1);

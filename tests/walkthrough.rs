@@ -127,7 +127,18 @@ async fn three_daemons_run_the_walkthrough_through_the_cli() {
         assert!(st.get(key).is_some(), "status has {key}");
     }
 
-    // Add each other; B sees A's request first.
+    buddies_add_each_other(&a, &b, &c).await;
+    presence_is_seen_and_hidden(&a, &b, &c).await;
+    a_message_is_followed_read_and_logged(&a, &b).await;
+    errors_are_one_line_and_the_api_is_guarded(&a);
+
+    for d in [a, b, c] {
+        d.stop();
+    }
+}
+
+/// Add each other; B sees A's request first.
+async fn buddies_add_each_other(a: &Daemon, b: &Daemon, c: &Daemon) {
     let row = &a.json(&["buddy", "add", &b.id, "--name", "bob"])[0];
     assert_eq!(
         (row["id"].as_str(), row["name"].as_str()),
@@ -140,8 +151,9 @@ async fn three_daemons_run_the_walkthrough_through_the_cli() {
     b.json(&["buddy", "add", &a.id, "--name", "alice"]);
     c.json(&["buddy", "add", &a.id, "--name", "alice"]);
     a.json(&["buddy", "add", &c.id, "--name", "carol"]);
+}
 
-    // Presence.
+async fn presence_is_seen_and_hidden(a: &Daemon, b: &Daemon, c: &Daemon) {
     eventually("A sees bob online", || async {
         let rows = a.try_json(&["buddy", "list"])?;
         (find(&rows, "name", "bob")?["status"] == "online").then_some(())
@@ -175,8 +187,10 @@ async fn three_daemons_run_the_walkthrough_through_the_cli() {
         (find(&rows, "name", "alice")?["status"] == "offline").then_some(())
     })
     .await;
+}
 
-    // B follows its inbox while A sends.
+/// B follows its inbox while A sends; B reads it and A's log shows it read.
+async fn a_message_is_followed_read_and_logged(a: &Daemon, b: &Daemon) {
     let mut follow = Command::new(env!("CARGO_BIN_EXE_roost"))
         .arg("--data-dir")
         .arg(b.path())
@@ -223,7 +237,9 @@ async fn three_daemons_run_the_walkthrough_through_the_cli() {
             .then_some(())
     })
     .await;
+}
 
+fn errors_are_one_line_and_the_api_is_guarded(a: &Daemon) {
     // Errors: exit 1, one line; the daemon keeps serving.
     let err = fails_cleanly(&a.path(), &["buddy", "add", "not-an-id"]);
     assert!(err.contains("expected an ed25519 peer ID"), "{err}");
@@ -244,10 +260,6 @@ async fn three_daemons_run_the_walkthrough_through_the_cli() {
     assert_eq!(http_status(url, None), 401);
     assert_eq!(http_status(url, Some("wrong")), 401);
     assert_eq!(http_status(url, info["token"].as_str()), 200);
-
-    for d in [a, b, c] {
-        d.stop();
-    }
 }
 
 #[test]

@@ -139,59 +139,64 @@ impl Net {
         }
 
         for j in 0..opts.homes {
-            let router = Host {
-                ns: format!("{prefix}-r{j}"),
-                ip: internet(100 + j),
-            };
-            let lan = |last| Ipv4Addr::new(10, 0, u8::try_from(j).expect("fits"), last);
-            let host = Host {
-                ns: format!("{prefix}-h{j}"),
-                ip: lan(2),
-            };
-            net.add_ns(&router.ns);
-            net.add_ns(&host.ns);
-            net.plug(&router.ns, "wan0", &format!("r{j}"), router.ip);
-            ip(
-                &router.ns,
-                &[
-                    "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns",
-                    &host.ns,
-                ],
-            );
-            ip(
-                &router.ns,
-                &["addr", "add", &format!("{}/24", lan(1)), "dev", "lan0"],
-            );
-            ip(&router.ns, &["link", "set", "lan0", "up"]);
-            ip(
-                &host.ns,
-                &["addr", "add", &format!("{}/24", host.ip), "dev", "eth0"],
-            );
-            ip(&host.ns, &["link", "set", "eth0", "up"]);
-            ip(
-                &host.ns,
-                &["route", "add", "default", "via", &lan(1).to_string()],
-            );
-            run(
-                &[
-                    "ip",
-                    "netns",
-                    "exec",
-                    &router.ns,
-                    "bash",
-                    "-c",
-                    "echo 1 > /proc/sys/net/ipv4/ip_forward",
-                ],
-                None,
-            );
-            let rules = router_rules(opts.block_direct.then(|| (internet(100), internet(199))));
-            run(
-                &["ip", "netns", "exec", &router.ns, "nft", "-f", "-"],
-                Some(&rules),
-            );
-            net.homes.push(Home { router, host });
+            net.add_home(&prefix, j, opts.block_direct);
         }
         net
+    }
+
+    /// Adds home `j`: a router on the internet (NAT, and with
+    /// `block_direct` no path to another home) and a host on its LAN.
+    fn add_home(&mut self, prefix: &str, j: usize, block_direct: bool) {
+        let router = Host {
+            ns: format!("{prefix}-r{j}"),
+            ip: internet(100 + j),
+        };
+        let lan = |last| Ipv4Addr::new(10, 0, u8::try_from(j).expect("fits"), last);
+        let host = Host {
+            ns: format!("{prefix}-h{j}"),
+            ip: lan(2),
+        };
+        self.add_ns(&router.ns);
+        self.add_ns(&host.ns);
+        self.plug(&router.ns, "wan0", &format!("r{j}"), router.ip);
+        ip(
+            &router.ns,
+            &[
+                "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", &host.ns,
+            ],
+        );
+        ip(
+            &router.ns,
+            &["addr", "add", &format!("{}/24", lan(1)), "dev", "lan0"],
+        );
+        ip(&router.ns, &["link", "set", "lan0", "up"]);
+        ip(
+            &host.ns,
+            &["addr", "add", &format!("{}/24", host.ip), "dev", "eth0"],
+        );
+        ip(&host.ns, &["link", "set", "eth0", "up"]);
+        ip(
+            &host.ns,
+            &["route", "add", "default", "via", &lan(1).to_string()],
+        );
+        run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                &router.ns,
+                "bash",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv4/ip_forward",
+            ],
+            None,
+        );
+        let rules = router_rules(block_direct.then(|| (internet(100), internet(199))));
+        run(
+            &["ip", "netns", "exec", &router.ns, "nft", "-f", "-"],
+            Some(&rules),
+        );
+        self.homes.push(Home { router, host });
     }
 
     /// Creates namespace `ns` with its loopback up (daemons serve their
