@@ -16,124 +16,123 @@ use roost::clock::unix_ms;
 use roost::config::DhtMode;
 use roost::wire::locator;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dial_hanging_on_a_stale_record_gives_way_to_the_peers_newer_record() {
-    init_tracing();
-    let server = TestNode::start(&[]).await;
-    // Alice a DHT client: Bob's node, joining, has no reason to contact
-    // hers — only her dial can connect them.
-    let dir = tempfile::tempdir().unwrap();
-    Identity::create_in(dir.path()).unwrap();
-    let handle = start_with(&dir, &[server.addr().await], |c| {
-        c.dht_mode = DhtMode::Client;
-    })
-    .await;
-    let alice = TestNode { dir, handle };
-    let bob = Identity::generate().unwrap();
-    let bob_id = bob.peer_id();
+/// Alice (a DHT client: Bob's node, joining, has no reason to contact
+/// hers — only her dial can connect them), a server holding Bob's stale
+/// record, and Alice's dial of Bob hanging on it: the record names a QUIC
+/// address whose socket takes every packet and answers none.
+struct Hanging {
+    server: TestNode,
+    alice: TestNode,
+    bob: Identity,
+    expires_at: u64,
+    silent: std::net::UdpSocket,
+    dial: tokio::task::JoinHandle<Result<(), roost::net::RequestError>>,
+}
 
-    // Bob's stale record: a QUIC address where a socket takes every packet
-    // and answers none.
-    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port();
-    let dead: Multiaddr = format!("/ip4/127.0.0.1/udp/{port}/quic-v1")
-        .parse()
+impl Hanging {
+    /// Returns once Alice's dial of the stale address is under way (its
+    /// first packet arrived).
+    async fn start() -> Self {
+        let server = TestNode::start(&[]).await;
+        let dir = tempfile::tempdir().unwrap();
+        Identity::create_in(dir.path()).unwrap();
+        let handle = start_with(&dir, &[server.addr().await], |c| {
+            c.dht_mode = DhtMode::Client;
+        })
+        .await;
+        let alice = TestNode { dir, handle };
+        let bob = Identity::generate().unwrap();
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let dead: Multiaddr = format!("/ip4/127.0.0.1/udp/{port}/quic-v1")
+            .parse()
+            .unwrap();
+        let expires_at = unix_ms() + 30 * 60 * 1000;
+        let stale = locator::sign(&bob, 1, &[dead], expires_at, true).unwrap();
+        put(
+            &alice,
+            &server,
+            &bob,
+            stale,
+            "the server takes Bob's stale record",
+        )
+        .await;
+        let net = alice.handle.net().clone();
+        let bob_id = bob.peer_id();
+        let dial = tokio::spawn(async move { net.dial(bob_id).await });
+        let silent = tokio::task::spawn_blocking(move || {
+            silent
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            let mut buf = [0u8; 2048];
+            silent
+                .recv_from(&mut buf)
+                .expect("Alice's QUIC dial arrives");
+            silent
+        })
+        .await
         .unwrap();
-    let expires_at = unix_ms() + 30 * 60 * 1000;
-    let stale = locator::sign(&bob, 1, &[dead], expires_at, true).unwrap();
+        Self {
+            server,
+            alice,
+            bob,
+            expires_at,
+            silent,
+            dial,
+        }
+    }
+
+    /// Puts a newer record of Bob's at the server.
+    async fn put(&self, record: Vec<u8>, what: &str) {
+        put(&self.alice, &self.server, &self.bob, record, what).await;
+    }
+}
+
+/// Puts Bob's `record` at `server`, sent from Alice's node.
+async fn put(alice: &TestNode, server: &TestNode, bob: &Identity, record: Vec<u8>, what: &str) {
     alice
         .handle
         .net()
-        .put_record_to(locator::record_key(&bob_id), stale, server.handle.peer_id())
+        .put_record_to(
+            locator::record_key(&bob.peer_id()),
+            record,
+            server.handle.peer_id(),
+        )
         .await
-        .expect("the server takes Bob's stale record");
+        .expect(what);
+}
 
-    let net = alice.handle.net().clone();
-    let dial = tokio::spawn(async move { net.dial(bob_id).await });
-    // Alice's dial of the stale address is under way: its first packet
-    // arrived. Only now does Bob's node start and publish its record.
-    let silent = tokio::task::spawn_blocking(move || {
-        silent
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        let mut buf = [0u8; 2048];
-        silent
-            .recv_from(&mut buf)
-            .expect("Alice's QUIC dial arrives");
-        silent
-    })
-    .await
-    .unwrap();
-    let bob_node = TestNode::start_as(&bob, &[server.addr().await]).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_hanging_on_a_stale_record_gives_way_to_the_peers_newer_record() {
+    init_tracing();
+    let scene = Hanging::start().await;
+    let bob_id = scene.bob.peer_id();
+    // Only now does Bob's node start and publish its record.
+    let bob_node = TestNode::start_as(&scene.bob, &[scene.server.addr().await]).await;
 
-    let res = dial.await.unwrap();
+    let res = scene.dial.await.unwrap();
     assert!(
         res.is_ok(),
         "the dial gave way to Bob's newer record: {res:?}"
     );
-    let connected = alice.handle.connected_peers().await.unwrap();
+    let connected = scene.alice.handle.connected_peers().await.unwrap();
     assert!(connected.contains(&bob_id), "{connected:?}");
-    drop((silent, bob_node));
+    drop((scene.silent, bob_node));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dial_hanging_on_a_stale_record_ends_when_a_newer_record_says_the_peer_left() {
     init_tracing();
-    let server = TestNode::start(&[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    Identity::create_in(dir.path()).unwrap();
-    let handle = start_with(&dir, &[server.addr().await], |c| {
-        c.dht_mode = DhtMode::Client;
-    })
-    .await;
-    let alice = TestNode { dir, handle };
-    let bob = Identity::generate().unwrap();
-    let bob_id = bob.peer_id();
+    let scene = Hanging::start().await;
+    let bob_id = scene.bob.peer_id();
+    // Only now does Bob's newer record, saying he left, reach the DHT.
+    let left = locator::sign(&scene.bob, 2, &[], scene.expires_at, false).unwrap();
+    scene.put(left, "the server takes Bob's newer record").await;
 
-    // Bob's stale record names a QUIC address that answers nothing.
-    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port();
-    let dead: Multiaddr = format!("/ip4/127.0.0.1/udp/{port}/quic-v1")
-        .parse()
-        .unwrap();
-    let expires_at = unix_ms() + 30 * 60 * 1000;
-    let stale = locator::sign(&bob, 1, &[dead], expires_at, true).unwrap();
-    let server_id = server.handle.peer_id();
-    alice
-        .handle
-        .net()
-        .put_record_to(locator::record_key(&bob_id), stale, server_id)
-        .await
-        .expect("the server takes Bob's stale record");
-
-    let net = alice.handle.net().clone();
-    let dial = tokio::spawn(async move { net.dial(bob_id).await });
-    // The dial of the stale address is under way; only now does Bob's
-    // newer record, saying he left, reach the DHT.
-    let silent = tokio::task::spawn_blocking(move || {
-        silent
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        let mut buf = [0u8; 2048];
-        silent
-            .recv_from(&mut buf)
-            .expect("Alice's QUIC dial arrives");
-        silent
-    })
-    .await
-    .unwrap();
-    let left = locator::sign(&bob, 2, &[], expires_at, false).unwrap();
-    alice
-        .handle
-        .net()
-        .put_record_to(locator::record_key(&bob_id), left, server_id)
-        .await
-        .expect("the server takes Bob's newer record");
-
-    let res = dial.await.unwrap();
+    let res = scene.dial.await.unwrap();
     assert!(
         matches!(res, Err(roost::net::RequestError::Offline(p)) if p == bob_id),
         "the dial ends on the newer record saying Bob left: {res:?}"
     );
-    drop(silent);
+    drop(scene.silent);
 }
