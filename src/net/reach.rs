@@ -47,7 +47,8 @@ pub(crate) mod addr;
 mod declare;
 mod hold;
 mod interface;
-use addr::{Scope, is_circuit, is_direct, is_global, is_unspecified, split_peer};
+mod relays;
+use addr::{Scope, is_circuit, is_direct, is_global, is_unspecified};
 pub use hold::PUBLISH_HOLD;
 pub use interface::{Input, Output};
 
@@ -434,41 +435,6 @@ impl Reach {
         }
     }
 
-    fn add_candidate(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        if !self.candidates.contains_key(&peer) && self.candidates.len() >= MAX_CANDIDATES {
-            return;
-        }
-        let list = self.candidates.entry(peer).or_default();
-        for mut a in addrs {
-            // A dialled address may end in the peer's ID; ours gets it added.
-            if let Some(Protocol::P2p(_)) = a.iter().last() {
-                a.pop();
-            }
-            if !is_circuit(&a) && !is_unspecified(&a) && !list.contains(&a) && list.len() < 8 {
-                list.push(a);
-            }
-        }
-    }
-
-    fn back_off(&mut self, relay: PeerId, now: Instant) {
-        self.hold.relay_failed();
-        if self.failed.len() >= MAX_BACKOFF && !self.failed.contains_key(&relay) {
-            // Full: the counts of relays no longer resting are forgotten
-            // (such a relay, failing again, starts over from the first rest).
-            self.failed
-                .retain(|_, f| f.rest_until.is_some_and(|until| until > now));
-        }
-        if self.failed.len() < MAX_BACKOFF || self.failed.contains_key(&relay) {
-            let f = self.failed.entry(relay).or_insert(Failed {
-                in_a_row: 0,
-                rest_until: None,
-            });
-            let rest = RELAY_RETRY.next_delay(f.in_a_row, self.jitter.next_u64());
-            f.in_a_row = f.in_a_row.saturating_add(1);
-            f.rest_until = Some(now + rest);
-        }
-    }
-
     fn close_relayed_if_direct(&mut self, peer: PeerId, out: &mut Vec<Output>) {
         let direct = self.conns.values().any(|c| c.peer == peer && !c.relayed);
         if !direct {
@@ -568,36 +534,6 @@ impl Reach {
                 out.push(Output::Dial { relay, addr });
             }
         }
-    }
-
-    /// The next relay to reserve on: a configured one first, else a
-    /// candidate drawn at random (not by ID order: IDs are cheap to grind,
-    /// and whoever holds the smallest would become everyone's relay).
-    fn pick_relay(&mut self) -> Option<(PeerId, Multiaddr)> {
-        let resting = |p: &PeerId| self.failed.get(p).is_some_and(|f| f.rest_until.is_some());
-        let free = |p: &PeerId| !self.relays.contains_key(p) && !resting(p);
-        let configured = self
-            .settings
-            .relays
-            .iter()
-            .filter_map(split_peer)
-            .find(|(p, _)| free(p));
-        if configured.is_some() {
-            return configured;
-        }
-        let mut found: Vec<(PeerId, Multiaddr)> = self
-            .candidates
-            .iter()
-            .filter(|(p, a)| free(p) && !a.is_empty())
-            .map(|(p, a)| (*p, a[0].clone()))
-            .collect();
-        if found.is_empty() {
-            return None;
-        }
-        // A fixed order for the draw, so a seeded run repeats.
-        found.sort_by_key(|(p, _)| *p);
-        let i = self.jitter.next_u64() % found.len() as u64;
-        Some(found.swap_remove(i as usize))
     }
 }
 

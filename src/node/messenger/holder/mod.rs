@@ -24,7 +24,9 @@ use std::time::Instant;
 
 use libp2p::PeerId;
 use libp2p::request_response::ResponseChannel;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+#[cfg(feature = "test-util")]
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::deposit::deposit_all;
