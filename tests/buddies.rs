@@ -6,8 +6,7 @@
 mod common;
 
 use common::presence::{seen, sees};
-use common::{TestNode, arrives, eventually, init_tracing};
-use libp2p::PeerId;
+use common::{TestNode, arrives, init_tracing, reaches_state};
 use roost::node::{BuddyChange, Own, OwnStatus};
 use roost::store::MessageState;
 use roost::wire::presence::{PresenceInfo, Status};
@@ -28,32 +27,6 @@ async fn alice_and_bob() -> (TestNode, TestNode) {
     let bob = TestNode::start(&[alice.addr().await]).await;
     befriend(&alice.handle, "alice", &bob.handle, "bob").await;
     (alice, bob)
-}
-
-async fn state_of(
-    node: &NodeHandle,
-    peer: PeerId,
-    id: roost::wire::message::MessageId,
-) -> Option<MessageState> {
-    node.conversation(peer, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|m| m.id == id)
-        .map(|m| m.state)
-}
-
-async fn reaches_state(
-    node: &NodeHandle,
-    peer: PeerId,
-    id: roost::wire::message::MessageId,
-    state: MessageState,
-    what: &str,
-) {
-    eventually(what, || async {
-        (state_of(node, peer, id).await == Some(state)).then_some(())
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

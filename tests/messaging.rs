@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestNode, eventually, init_tracing};
+use common::{TestNode, eventually, init_tracing, reaches_state};
 use futures::AsyncWriteExt;
 use libp2p::PeerId;
 use roost::crypto::Sealer;
@@ -150,12 +150,13 @@ async fn messages_from_strangers_are_requests_and_blocked_keys_are_refused() {
         .send(idb, Content::text("let me in"))
         .await
         .unwrap();
-    eventually("A sees the message refused", || async {
-        let conv = a.handle.conversation(idb, 10).await.unwrap();
-        conv.iter()
-            .any(|m| m.id == id && m.state == MessageState::Failed)
-            .then_some(())
-    })
+    reaches_state(
+        &a.handle,
+        idb,
+        id,
+        MessageState::Failed,
+        "A sees the message refused",
+    )
     .await;
     assert_eq!(b.handle.conversation(ida, 10).await.unwrap().len(), 1);
     assert!(matches!(

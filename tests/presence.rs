@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::presence::{seen, sees};
-use common::{TestNode, eventually, init_tracing};
+use common::{TestNode, eventually, init_tracing, reaches_state};
 use libp2p::{Multiaddr, PeerId};
 use roost::node::{BuddyChange, Own, OwnStatus};
 use roost::store::MessageState;
@@ -171,12 +171,13 @@ impl Figure {
             .send(idb, Content::text("Bob, come here!"))
             .await
             .unwrap();
-        eventually("Bob has Alice's message, delivered directly", || async {
-            let conv = alice.handle.conversation(idb, 10).await.unwrap();
-            conv.iter()
-                .any(|m| m.id == to_bob && m.state == MessageState::Delivered)
-                .then_some(())
-        })
+        reaches_state(
+            &alice.handle,
+            idb,
+            to_bob,
+            MessageState::Delivered,
+            "Bob has Alice's message, delivered directly",
+        )
         .await;
         assert_eq!(
             bob.handle.inbox().await.unwrap()[0].data,
@@ -194,12 +195,13 @@ impl Figure {
             .send(idj, Content::text("Jack, call me"))
             .await
             .unwrap();
-        eventually("Alice's message to Jack is stored", || async {
-            let conv = alice.handle.conversation(idj, 10).await.unwrap();
-            conv.iter()
-                .any(|m| m.id == to_jack && m.state == MessageState::Stored)
-                .then_some(())
-        })
+        reaches_state(
+            &alice.handle,
+            idj,
+            to_jack,
+            MessageState::Stored,
+            "Alice's message to Jack is stored",
+        )
         .await;
         // ...and arrives when Jack starts. Alice's buddy request reaches him too.
         let jack = TestNode::start_as(jack_id, b).await;
@@ -288,12 +290,13 @@ impl Figure {
             .send(idb, Content::text("hello?"))
             .await
             .unwrap();
-        eventually("Alice's message to Bob fails", || async {
-            let conv = alice.handle.conversation(idb, 10).await.unwrap();
-            conv.iter()
-                .any(|m| m.id == refused && m.state == MessageState::Failed)
-                .then_some(())
-        })
+        reaches_state(
+            &alice.handle,
+            idb,
+            refused,
+            MessageState::Failed,
+            "Alice's message to Bob fails",
+        )
         .await;
         assert_eq!(bob.handle.conversation(ida, 10).await.unwrap().len(), 1);
     }

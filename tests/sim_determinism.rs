@@ -57,7 +57,7 @@ fn holders_hand_mailboxes_on_under_churn_and_every_message_arrives() {
     let copies = v["handoff_copies"].as_u64().expect("a count");
     assert!(copies > 0, "no holder handed anything on: {v}");
     // 30 % of the nodes left; the passes and the senders' re-deposits
-    // leave every message at least R = 3 copies.
+    // leave R = 3 copies a message on average, and every message arrives.
     let left = v["copies_left_at_end_per_message"]
         .as_f64()
         .expect("a ratio");

@@ -114,7 +114,7 @@ pub fn commit(c: &Counts) {
             "store_commit_p99_us": percentile(&stored, 0.99).round(),
             "append_commit_p50_us": percentile(&appended, 0.50).round(),
             "append_commit_p99_us": percentile(&appended, 0.99).round(),
-            "n": c.latency,
+            "n": stored.len(),
         })
     );
 }

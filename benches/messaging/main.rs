@@ -70,12 +70,12 @@ fn line(system: &str, connect: Duration, mut rtts: Vec<Duration>, tp: f64, c: &C
         "{}",
         json!({
             "system": system,
-            "connect_ms": (connect.as_secs_f64() * 1e4).round() / 10.0,
+            "connect_ms": common::ms(connect),
             "rtt_p50_us": percentile(&rtts, 0.50).round(),
             "rtt_p99_us": percentile(&rtts, 0.99).round(),
             "throughput_msgs_per_s": tp.round(),
             "msg_bytes": MSG_BYTES,
-            "n_latency": c.latency,
+            "n_latency": rtts.len(),
             "n_throughput": c.throughput,
         })
     );

@@ -191,8 +191,8 @@ pub async fn mailbox(c: &Counts) {
         json!({
             "system": "roost-mailbox",
             "messages": c.mailbox,
-            "deposit_all_stored_ms": (deposit.as_secs_f64() * 1e4).round() / 10.0,
-            "pickup_ms": (pickup.as_secs_f64() * 1e4).round() / 10.0,
+            "deposit_all_stored_ms": crate::common::ms(deposit),
+            "pickup_ms": crate::common::ms(pickup),
             "note": "pickup = sender shut down, then recipient node started -> all messages stored locally",
         })
     );

@@ -109,6 +109,7 @@ impl<R> Dials<R> {
     }
 
     /// Peers with callers waiting.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.peers.len()
     }

@@ -1,9 +1,14 @@
-//! What the wire formats need to know about an address: whether anyone
-//! on the internet could dial it (invites list those first; `net::reach`
+//! What the wire formats need to know about an address: whether it is a
+//! relay circuit, and whether anyone on the internet could dial it (invites list those first; `net::reach`
 //! counts only those as reachability).
 
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
+
+/// A relay circuit address.
+pub(crate) fn is_circuit(a: &Multiaddr) -> bool {
+    a.iter().any(|p| p == Protocol::P2pCircuit)
+}
 
 /// An address others on the internet could dial: not loopback, link-local,
 /// a private range (RFC 1918, RFC 4193) or shared carrier-grade NAT space

@@ -170,9 +170,7 @@ fn pick(addrs: &[Multiaddr], me: PeerId) -> Vec<Multiaddr> {
     }
     // A stable sort: otherwise in the order given.
     seen.sort_by_key(|a| !super::addr::is_global(a));
-    let (circuits, direct): (Vec<_>, Vec<_>) = seen
-        .into_iter()
-        .partition(|a| a.iter().any(|p| p == Protocol::P2pCircuit));
+    let (circuits, direct): (Vec<_>, Vec<_>) = seen.into_iter().partition(super::addr::is_circuit);
     let circuits: Vec<_> = circuits.into_iter().take(MAX_CIRCUIT_ADDRS).collect();
     let mut out: Vec<_> = direct
         .into_iter()

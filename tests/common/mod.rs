@@ -222,6 +222,34 @@ pub async fn arrives(node: &NodeHandle, from: libp2p::PeerId, id: roost::wire::m
     .await
 }
 
+/// The state of our message `id` in the conversation with `peer`.
+pub async fn state_of(
+    node: &NodeHandle,
+    peer: libp2p::PeerId,
+    id: roost::wire::message::MessageId,
+) -> Option<roost::store::MessageState> {
+    node.conversation(peer, 100)
+        .await
+        .expect("node running")
+        .into_iter()
+        .find(|m| m.id == id)
+        .map(|m| m.state)
+}
+
+/// Waits until our message `id` to `peer` is in `state`.
+pub async fn reaches_state(
+    node: &NodeHandle,
+    peer: libp2p::PeerId,
+    id: roost::wire::message::MessageId,
+    state: roost::store::MessageState,
+    what: &str,
+) {
+    eventually(what, || async {
+        (state_of(node, peer, id).await == Some(state)).then_some(())
+    })
+    .await;
+}
+
 /// An honest node and a second one that joined through it and can reach it.
 pub async fn honest_and_other() -> (TestNode, TestNode) {
     let honest = TestNode::start(&[]).await;

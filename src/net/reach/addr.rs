@@ -3,10 +3,7 @@
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 
-/// A relay circuit address.
-pub(super) fn is_circuit(a: &Multiaddr) -> bool {
-    a.iter().any(|p| p == Protocol::P2pCircuit)
-}
+pub(crate) use crate::wire::addr::{is_circuit, is_global};
 
 /// An IP or DNS address that is not a relay circuit.
 pub(super) fn is_direct(a: &Multiaddr) -> bool {
@@ -33,8 +30,6 @@ pub(crate) fn split_peer(a: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
         _ => None,
     }
 }
-
-pub(crate) use crate::wire::addr::is_global;
 
 /// How widely an address of ours can be dialled: by anyone on the
 /// internet, by machines on our LAN (or behind the same carrier NAT), or
