@@ -1,6 +1,7 @@
 //! roost's own path: round trips and throughput between two nodes, and the
 //! mailbox path (deposit with quorum, pickup after the sender left).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -100,39 +101,61 @@ async fn round_trips(
 }
 
 /// Messages per second from A to B, at most [`WINDOW`] unacknowledged
-/// (not yet delivered).
+/// (not yet delivered). Only this part's own messages count: a late
+/// `Delivered` of a round trip's message is no throughput.
 async fn throughput(a: &NodeHandle, idb: PeerId, a_events: &mut Receiver<Event>, n: usize) -> f64 {
     let window = Arc::new(Semaphore::new(WINDOW));
+    let (ids_tx, mut ids_rx) = tokio::sync::mpsc::unbounded_channel();
     let t = Instant::now();
     let sender = {
         let (a, window) = (a.clone(), window.clone());
         tokio::spawn(async move {
             for i in 0..n {
                 window.acquire().await.unwrap().forget();
-                let a = a.clone();
-                tokio::spawn(async move { a.send(idb, Content::text(payload(i))).await.unwrap() });
+                let (a, ids_tx) = (a.clone(), ids_tx.clone());
+                tokio::spawn(async move {
+                    let id = a.send(idb, Content::text(payload(i))).await.unwrap();
+                    let _ = ids_tx.send(id);
+                });
             }
         })
     };
+    // A delivery may be reported before its send returns the id.
+    let (mut ours, mut unclaimed) = (HashSet::new(), HashSet::new());
     let mut delivered = 0;
     while delivered < n {
-        match a_events.recv().await {
-            Ok(Event::State {
-                state: MessageState::Delivered,
-                ..
-            }) => {
-                delivered += 1;
-                window.add_permits(1);
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                panic!("event stream lagged by {n}")
-            }
-            _ => {}
+        let counted = tokio::select! {
+            Some(id) = ids_rx.recv() => claim(&mut unclaimed, &mut ours, id),
+            ev = a_events.recv() => match ev {
+                Ok(Event::State {
+                    id,
+                    state: MessageState::Delivered,
+                    ..
+                }) => claim(&mut ours, &mut unclaimed, id),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    panic!("event stream lagged by {n}")
+                }
+                _ => false,
+            },
+        };
+        if counted {
+            delivered += 1;
+            window.add_permits(1);
         }
     }
     let tp = n as f64 / t.elapsed().as_secs_f64();
     sender.await.unwrap();
     tp
+}
+
+/// Whether `id` completes a pair: it is in `waiting` (taken out), or it
+/// now waits in `other` for its partner.
+fn claim(waiting: &mut HashSet<MessageId>, other: &mut HashSet<MessageId>, id: MessageId) -> bool {
+    if waiting.remove(&id) {
+        return true;
+    }
+    other.insert(id);
+    false
 }
 
 /// Deposit with quorum, then pickup when the recipient connects after the
