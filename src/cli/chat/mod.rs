@@ -28,13 +28,16 @@ const KEY_POLL: Duration = Duration::from_millis(200);
 
 /// Runs the chat until the user quits; the terminal is restored on every
 /// way out (an error, a panic: ratatui's hook restores it first).
-pub(crate) async fn run(client: ApiClient) -> Result<()> {
+/// `client` is asked for only once stdout is known to be a terminal.
+pub(crate) async fn run(
+    client: impl FnOnce() -> Result<ApiClient, roost::api::client::ClientError>,
+) -> Result<()> {
     if !std::io::stdout().is_terminal() {
         bail!(
             "`roost chat` needs a terminal: stdout is not one (scripts use `roost send` and `roost inbox --follow`)"
         );
     }
-    let client = Arc::new(client);
+    let client = Arc::new(client()?);
     // The event stream first: nothing that happens while the lists are
     // fetched is missed.
     let mut events = client.events(None).await?;
