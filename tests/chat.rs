@@ -141,6 +141,14 @@ async fn a_message_typed_in_the_chat_reaches_a_buddy_and_its_answer_shows_live()
     )
     .await;
 
+    // B reads it: the line on A's screen turns `read`.
+    b.rows(&["read", "alice"]);
+    tmux.shows(
+        "> hello from the terminal [read]",
+        "the read receipt shows live in A's chat",
+    )
+    .await;
+
     // B answers: it appears in A's open conversation without a key pressed,
     // and, being open, it is read (B gets the receipt).
     b.rows(&["send", "alice", "hi from B"]);
