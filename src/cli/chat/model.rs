@@ -288,7 +288,7 @@ impl App {
 
     fn snapshot(&mut self, buddies: Vec<BuddyRow>, inbox: Vec<MessageView>) -> Vec<Effect> {
         let mut buddies = buddies;
-        buddies.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        buddies.sort_by_key(|b| b.name.to_lowercase());
         for b in buddies {
             let i = self.conv_index(&ConvId::Peer(b.id.clone()), Some(&b.name));
             self.convs[i].presence = Some(Presence {
