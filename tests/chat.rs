@@ -111,13 +111,15 @@ async fn a_message_typed_in_the_chat_reaches_a_buddy_and_its_answer_shows_live()
 
     let bin = env!("CARGO_BIN_EXE_roost");
     let data = a.dir.path().to_str().expect("a UTF-8 temp path");
-    // The chat's exit code lands in a file once it ends.
+    // Once the chat ends, its exit code lands in a file, and the shell
+    // shows whether the terminal is back in canonical mode (`icanon`, not
+    // raw mode's `-icanon`) on the normal screen, then waits.
     let exit = a.dir.path().join("chat-exit");
     let exit_arg = exit.to_str().expect("a UTF-8 temp path");
     let tmux = Tmux::start(&[
         "sh",
         "-c",
-        r#""$0" --data-dir "$1" chat; echo $? > "$2""#,
+        r#""$0" --data-dir "$1" chat; echo $? > "$2"; echo "tty: $(stty -a | grep -o -- '-\?icanon')"; echo chat-ended; sleep 600"#,
         bin,
         data,
         exit_arg,
@@ -179,6 +181,14 @@ async fn a_message_typed_in_the_chat_reaches_a_buddy_and_its_answer_shows_live()
     })
     .await;
     assert_eq!(code.trim(), "0", "the chat's exit code");
+    // ... and gives the terminal back as it found it: off the alternate
+    // screen (the chat is gone from view) and out of raw mode.
+    let after = tmux.shows("chat-ended", "the shell after the chat").await;
+    assert!(after.contains("tty: icanon"), "raw mode left on:\n{after}");
+    assert!(
+        !after.contains("conversations"),
+        "still on the chat's screen:\n{after}"
+    );
 }
 
 #[test]

@@ -63,7 +63,13 @@ pub(crate) async fn run(
             .await;
     });
 
-    let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            ratatui::restore(); // whatever part was set up
+            return Err(e).context("cannot set up the terminal");
+        }
+    };
     let done = Arc::new(AtomicBool::new(false));
     let (key_tx, mut key_rx) = mpsc::channel::<Option<Key>>(64);
     let reader = {
