@@ -167,6 +167,25 @@ async fn a_message_typed_in_the_chat_reaches_a_buddy_and_its_answer_shows_live()
     )
     .await;
 
+    // A smaller terminal: drawn again to fit it.
+    let resized = tmux.run(&["resize-window", "-t", "chat", "-x", "60", "-y", "20"]);
+    assert!(resized.status.success(), "tmux resize-window: {resized:?}");
+    let fits = common::poll_within(common::DEADLINE, || async {
+        let s = tmux.screen();
+        let rows: Vec<&str> = s.lines().collect();
+        let drawn = rows.first().is_some_and(|r| r.ends_with('┐'))
+            && rows.iter().any(|r| r.contains("< hi from B"))
+            && rows.iter().any(|r| r.contains("[read]"))
+            && rows.iter().all(|r| r.chars().count() <= 60);
+        drawn.then_some(())
+    })
+    .await;
+    assert!(
+        fits.is_some(),
+        "not redrawn at 60 columns:\n{}",
+        tmux.screen()
+    );
+
     let screen = tmux.screen();
     let file = output_dir().join("a.txt");
     std::fs::write(&file, &screen).expect("write the screen");

@@ -146,6 +146,14 @@ pub(crate) fn rows(c: &Conversation, width: usize) -> Vec<Line<'static>> {
                 chunks.push(piece.iter().collect::<String>());
             }
         }
+        // Our message's state follows its text, on a row of its own when
+        // the last one has no room left for it.
+        let tag = m.out.then(|| format!(" [{}]", m.state));
+        if let Some(tag) = &tag
+            && chunks.last().map_or(0, |c| c.chars().count()) + tag.chars().count() > body_width
+        {
+            chunks.push(String::new());
+        }
         let last = chunks.len().saturating_sub(1);
         for (n, chunk) in chunks.into_iter().enumerate() {
             let mut spans = if n == 0 {
@@ -159,9 +167,9 @@ pub(crate) fn rows(c: &Conversation, width: usize) -> Vec<Line<'static>> {
                 vec![Span::raw(INDENT)]
             };
             spans.push(Span::raw(chunk));
-            if n == last && m.out {
+            if let (true, Some(tag)) = (n == last, &tag) {
                 spans.push(Span::styled(
-                    format!(" [{}]", m.state),
+                    tag.clone(),
                     Style::new().fg(state_colour(&m.state)),
                 ));
             }

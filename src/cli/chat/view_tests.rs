@@ -107,13 +107,26 @@ fn the_newest_rows_fit_the_pane_and_long_bodies_wrap() {
         sent_at: 0,
         text: "abcdefghij".repeat(3),
     });
-    let rows: Vec<String> = rows(conv, 20).iter().map(|l| l.to_string()).collect();
+    let rows: Vec<String> = rows(conv, 30).iter().map(|l| l.to_string()).collect();
     assert_eq!(
         rows,
         [
+            "00:00 > abcdefghijabcdefghijab",
+            "        cdefghij [queued]"
+        ]
+    );
+    // No room left on the last row: the state gets a row of its own.
+    conv.lines[0].text = "abcdefghij".repeat(2);
+    let narrow: Vec<String> = super::rows(conv, 20)
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert_eq!(
+        narrow,
+        [
             "00:00 > abcdefghijab",
-            "        cdefghijabcd",
-            "        efghij [queued]"
+            "        cdefghij",
+            "         [queued]"
         ]
     );
 }
