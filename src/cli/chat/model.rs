@@ -84,8 +84,6 @@ pub(crate) struct Conversation {
     pub(crate) unread: usize,
     /// Messages, oldest first, without duplicates.
     pub(crate) lines: Vec<Line>,
-    /// Whether its history was fetched.
-    pub(crate) loaded: bool,
 }
 
 /// Keys the chat reacts to, from a terminal's key events.
@@ -202,7 +200,6 @@ impl App {
                 for l in lines {
                     self.add_line(i, l);
                 }
-                self.convs[i].loaded = true;
                 Vec::new()
             }
             Input::Sent {
@@ -267,7 +264,8 @@ impl App {
         Vec::new()
     }
 
-    /// Opens conversation `i`: fetches its history the first time, and
+    /// Opens conversation `i`: fetches its history (again: what was sent
+    /// to it from elsewhere, e.g. by `roost send`, comes no other way), and
     /// marks it read if anything in it is unread.
     fn open(&mut self, i: usize) -> Vec<Effect> {
         self.selected = i;
@@ -275,10 +273,7 @@ impl App {
         let Some(c) = self.convs.get_mut(i) else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        if !c.loaded {
-            out.push(Effect::LoadLog(c.id.clone()));
-        }
+        let mut out = vec![Effect::LoadLog(c.id.clone())];
         if c.unread > 0 {
             c.unread = 0;
             out.push(Effect::MarkRead(c.id.clone()));
@@ -359,7 +354,6 @@ impl App {
             presence: None,
             unread: 0,
             lines: Vec::new(),
-            loaded: false,
         });
         self.convs.len() - 1
     }

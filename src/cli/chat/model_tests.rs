@@ -106,11 +106,11 @@ fn switching_opens_the_next_conversation_and_marks_it_read_once() {
         peer(BOB),
         vec![msg("b1", BOB, false, "read", 2, "yo")],
     ));
-    // Round to alice, whose history never came: asked for again.
+    // Round to alice, and back to bob: nothing unread, only the history
+    // fetched again (it may have grown from elsewhere).
     assert_eq!(key(&mut app, Key::Next), [Effect::LoadLog(peer(ALICE))]);
     assert_eq!(app.selected, 0);
-    // Back to bob: loaded and read, nothing to do.
-    assert_eq!(key(&mut app, Key::Prev), []);
+    assert_eq!(key(&mut app, Key::Prev), [Effect::LoadLog(peer(BOB))]);
     assert_eq!(app.selected, 1);
 }
 
@@ -265,7 +265,6 @@ fn a_history_merges_with_what_arrived_while_it_was_fetched() {
     ));
     let texts: Vec<&str> = app.convs[0].lines.iter().map(|l| l.text.as_str()).collect();
     assert_eq!(texts, ["hi", "yo", "live"]);
-    assert!(app.convs[0].loaded);
 }
 
 #[test]
