@@ -14,6 +14,8 @@ use common::{Daemon, eventually, roost};
 /// failing test leaves no chat running and touches no one else's tmux.
 struct Tmux {
     socket: String,
+    /// The socket's file, removed when dropped (tmux leaves it behind).
+    path: Option<PathBuf>,
 }
 
 impl Tmux {
@@ -28,13 +30,16 @@ impl Tmux {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let t = Self {
+        let mut t = Self {
             socket: format!("roost-chat-{}-{nanos}", std::process::id()),
+            path: None,
         };
         let mut args = vec!["new-session", "-d", "-x", "100", "-y", "30", "-s", "chat"];
         args.extend_from_slice(cmd);
         let out = t.run(&args);
         assert!(out.status.success(), "tmux new-session: {out:?}");
+        let path = t.run(&["display-message", "-p", "#{socket_path}"]).stdout;
+        t.path = Some(PathBuf::from(String::from_utf8_lossy(&path).trim()));
         t
     }
 
@@ -82,6 +87,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
