@@ -126,6 +126,29 @@ fn state_colour(state: &str) -> Color {
     }
 }
 
+/// The columns `s` takes on a terminal (a CJK character or an emoji two).
+fn columns(s: &str) -> usize {
+    Span::raw(s).width()
+}
+
+/// `s` cut into pieces of at most `width` columns (one row at least, even
+/// for an empty `s`), appended to `out`.
+fn split_to_width(s: &str, width: usize, out: &mut Vec<String>) {
+    let mut row = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let mut buf = [0u8; 4];
+        let w = columns(c.encode_utf8(&mut buf));
+        if used + w > width && !row.is_empty() {
+            out.push(std::mem::take(&mut row));
+            used = 0;
+        }
+        row.push(c);
+        used += w;
+    }
+    out.push(row);
+}
+
 /// A conversation's messages as screen rows of at most `width` columns,
 /// oldest first: `HH:MM > text [state]` for ours, `HH:MM < text` for
 /// theirs, long or multi-line bodies continued on indented rows.
@@ -138,19 +161,13 @@ pub(crate) fn rows(c: &Conversation, width: usize) -> Vec<Line<'static>> {
         let arrow_style = Style::new().fg(if m.out { Color::Blue } else { Color::Magenta });
         let mut chunks = Vec::new();
         for text_line in m.text.split('\n') {
-            let safe: Vec<char> = printable_line(text_line).chars().collect();
-            if safe.is_empty() {
-                chunks.push(String::new());
-            }
-            for piece in safe.chunks(body_width) {
-                chunks.push(piece.iter().collect::<String>());
-            }
+            split_to_width(&printable_line(text_line), body_width, &mut chunks);
         }
         // Our message's state follows its text, on a row of its own when
         // the last one has no room left for it.
         let tag = m.out.then(|| format!(" [{}]", m.state));
         if let Some(tag) = &tag
-            && chunks.last().map_or(0, |c| c.chars().count()) + tag.chars().count() > body_width
+            && chunks.last().map_or(0, |c| columns(c)) + columns(tag) > body_width
         {
             chunks.push(String::new());
         }

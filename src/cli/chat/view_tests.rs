@@ -130,3 +130,13 @@ fn the_newest_rows_fit_the_pane_and_long_bodies_wrap() {
         ]
     );
 }
+
+#[test]
+fn wide_characters_take_two_columns_when_rows_are_cut() {
+    let mut out = Vec::new();
+    split_to_width("日本語のテキスト", 6, &mut out);
+    assert_eq!(out, ["日本語", "のテキ", "スト"]);
+    let mut out = Vec::new();
+    split_to_width("", 6, &mut out);
+    assert_eq!(out, [""], "an empty line is still a row");
+}
