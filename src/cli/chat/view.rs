@@ -149,6 +149,19 @@ fn split_to_width(s: &str, width: usize, out: &mut Vec<String>) {
     out.push(row);
 }
 
+/// The longest end of `s` that fits in `width` columns.
+fn tail_to_width(s: &str, width: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in s.char_indices().rev() {
+        let mut buf = [0u8; 4];
+        used += columns(c.encode_utf8(&mut buf));
+        if used > width {
+            return &s[i + c.len_utf8()..];
+        }
+    }
+    s
+}
+
 /// A conversation's messages as screen rows of at most `width` columns,
 /// oldest first: `HH:MM > text [state]` for ours, `HH:MM < text` for
 /// theirs, long or multi-line bodies continued on indented rows.
@@ -236,11 +249,10 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
     let inner = block.inner(area);
     // The end of a long line stays in view.
     let width = usize::from(inner.width.saturating_sub(1));
-    let chars: Vec<char> = app.input.chars().collect();
-    let visible: String = chars[chars.len().saturating_sub(width)..].iter().collect();
-    let shown = printable_line(&visible).into_owned();
-    let cursor_x = inner.x + u16::try_from(visible.chars().count()).unwrap_or(0);
-    frame.render_widget(Paragraph::new(shown).block(block), area);
+    let typed = printable_line(&app.input);
+    let shown = tail_to_width(&typed, width);
+    let cursor_x = inner.x + u16::try_from(columns(shown)).unwrap_or(u16::MAX);
+    frame.render_widget(Paragraph::new(shown.to_string()).block(block), area);
     frame.set_cursor_position(Position::new(
         cursor_x.min(inner.right().saturating_sub(1)),
         inner.y,

@@ -139,4 +139,8 @@ fn wide_characters_take_two_columns_when_rows_are_cut() {
     let mut out = Vec::new();
     split_to_width("", 6, &mut out);
     assert_eq!(out, [""], "an empty line is still a row");
+    // The input line shows the end of what was typed.
+    assert_eq!(tail_to_width("abc日本", 5), "c日本");
+    assert_eq!(tail_to_width("abc日本", 4), "日本");
+    assert_eq!(tail_to_width("ab", 5), "ab");
 }
