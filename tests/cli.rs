@@ -124,6 +124,7 @@ fn every_command_has_help() {
         "inbox",
         "log",
         "read",
+        "chat",
         "demo",
         "completions",
     ] {

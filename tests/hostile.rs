@@ -74,11 +74,14 @@ async fn silent_and_surplus_streams_are_closed_and_honest_traffic_flows() {
     let (honest, mallory) = honest_and_other().await;
     let target = honest.handle.peer_id();
 
-    // One stream more than the per-peer limit, all silent. Which one the
-    // node counts as the surplus depends on the order their protocol
-    // negotiations complete on its side, not on the order we opened them.
+    // As many silent streams as the per-peer limit allows, each opened
+    // once the node has taken the last: libp2p-stream drops an inbound
+    // stream that arrives while the one before it is still being handed
+    // over, so streams opened at once would be cut down by the library,
+    // not by the node (see `messenger::inbound::accept_streams`).
+    let from = mallory.handle.peer_id();
     let mut streams = Vec::new();
-    for _ in 0..=MAX_STREAMS_PER_PEER {
+    for n in 1..=MAX_STREAMS_PER_PEER {
         streams.push(
             mallory
                 .handle
@@ -86,19 +89,23 @@ async fn silent_and_surplus_streams_are_closed_and_honest_traffic_flows() {
                 .await
                 .unwrap(),
         );
+        eventually("the node takes the stream", || async {
+            (honest.handle.message_streams(from).await.unwrap() == n).then_some(())
+        })
+        .await;
     }
-    // The surplus stream is closed: the first of them to end.
-    let surplus = {
-        let watches = streams.iter_mut().map(|s| Box::pin(closed(s)));
-        let (ended, i, _) = futures::future::select_all(watches).await;
-        assert!(ended, "the surplus stream is closed");
-        i
-    };
-    let mut streams: Vec<libp2p::Stream> = streams
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, s)| (i != surplus).then_some(s))
-        .collect();
+    // One more: the surplus, closed at once, while the others stay open.
+    let mut surplus = mallory
+        .handle
+        .open_raw_stream(target, MSG_PROTOCOL)
+        .await
+        .unwrap();
+    assert!(closed(&mut surplus).await, "the surplus stream is closed");
+    assert_eq!(
+        honest.handle.message_streams(from).await.unwrap(),
+        MAX_STREAMS_PER_PEER,
+        "the node serves the streams within the limit, and no more"
+    );
     // ... for being surplus, not for its silence: the others, opened
     // within moments of it and silent until now, still take a message (all
     // but the last, kept silent for the timeout below). Had the surplus

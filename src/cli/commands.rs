@@ -40,6 +40,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             file,
         } => send(&api()?, &out, to, text, content_type, file).await,
         Cmd::Inbox { follow, from } => inbox(&api()?, &out, follow, from).await,
+        Cmd::Chat => super::chat::run(api).await,
         Cmd::Log { peer, limit } => {
             let rows: Vec<MessageView> = api()?
                 .get(&format!("log/{}?limit={limit}", escape(&peer)))

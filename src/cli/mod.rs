@@ -5,6 +5,7 @@
 //! client with the request types of [`roost::api`], so the server's rules
 //! (names, presence states, limits) are applied in one place, the server.
 
+pub(crate) mod chat;
 pub(crate) mod commands;
 pub(crate) mod demo;
 pub(crate) mod output;
@@ -106,6 +107,8 @@ pub(crate) enum Cmd {
     },
     /// Run the whole story on this machine: a small network in one process.
     Demo,
+    /// Chat full-screen in this terminal: buddies, conversations, live updates.
+    Chat,
     /// Print a shell completion script.
     Completions {
         /// Which shell.

@@ -479,6 +479,14 @@ impl NodeHandle {
         self.request(Request::PauseHolder).await
     }
 
+    /// How many message streams `peer` has open to this node now: tests
+    /// open streams one at a time, each once the node has taken the last.
+    #[cfg(feature = "test-util")]
+    pub async fn message_streams(&self, peer: PeerId) -> Result<usize, NodeError> {
+        self.request(|reply| Request::MessageStreams(peer, reply))
+            .await
+    }
+
     /// Holds the store thread — every write and read of the node — from
     /// when `started` is told until `release` is signalled or dropped:
     /// tests stand in for a slow disk with it.

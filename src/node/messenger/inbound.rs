@@ -55,19 +55,40 @@ pub(super) struct Inbound {
     /// so a flood of streams queues here instead of filling the blocking
     /// pool that the store and the other services share.
     pub(super) openers: Arc<tokio::sync::Semaphore>,
+    /// Message streams open per peer: a peer gets a few, not as many as it
+    /// asks ([`MAX_STREAMS_PER_PEER`]).
+    pub(super) sessions: std::sync::Mutex<HashMap<PeerId, usize>>,
+}
+
+impl Inbound {
+    /// How many message streams `peer` has open to us now.
+    #[cfg(feature = "test-util")]
+    pub(super) fn sessions_of(&self, peer: &PeerId) -> usize {
+        self.sessions
+            .lock()
+            .map_or(0, |o| o.get(peer).copied().unwrap_or(0))
+    }
 }
 
 /// Takes the message streams peers open to us, each to a session of its
 /// own; a peer gets a few at once, not as many as it asks.
+///
+/// This task does nothing else, so it takes each stream as soon as it is
+/// woken. libp2p-stream hands streams over through a channel with a single
+/// slot and drops a stream that finds the slot taken: two negotiations
+/// that complete in one poll of a connection lose the second whatever we
+/// do here. An honest sender holds one stream per peer (its link), so
+/// that costs it at most a link retry; only bursts of streams from one
+/// peer, which honest senders never open, meet it often.
 pub(super) async fn accept_streams(
     mut incoming: libp2p_stream::IncomingStreams,
     inbound: Arc<Inbound>,
 ) {
-    // Streams open per peer: a peer gets a few, not as many as it asks.
-    let open: Arc<std::sync::Mutex<HashMap<PeerId, usize>>> = Default::default();
     while let Some((peer, stream)) = incoming.next().await {
         {
-            let Ok(mut o) = open.lock() else { break };
+            let Ok(mut o) = inbound.sessions.lock() else {
+                break;
+            };
             let n = o.entry(peer).or_default();
             if *n >= MAX_STREAMS_PER_PEER {
                 debug!(%peer, "too many message streams; refusing one");
@@ -75,10 +96,10 @@ pub(super) async fn accept_streams(
             }
             *n += 1;
         }
-        let (inbound, open) = (inbound.clone(), open.clone());
+        let inbound = inbound.clone();
         tokio::spawn(async move {
-            session(peer, stream, inbound).await;
-            if let Ok(mut o) = open.lock()
+            session(peer, stream, inbound.clone()).await;
+            if let Ok(mut o) = inbound.sessions.lock()
                 && let Some(n) = o.get_mut(&peer)
             {
                 *n -= 1;

@@ -140,6 +140,9 @@ pub(crate) enum Request {
     /// Hold the mailbox holder's store worker (tests).
     #[cfg(feature = "test-util")]
     PauseHolder(oneshot::Sender<MailboxPause>),
+    /// How many message streams a peer has open to us (tests).
+    #[cfg(feature = "test-util")]
+    MessageStreams(PeerId, oneshot::Sender<usize>),
     /// Something happened on the network.
     Net(NetEvent),
 }
@@ -211,6 +214,7 @@ pub(crate) fn spawn(
         openers: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         )),
+        sessions: Default::default(),
     });
     let accept_inbound = inbound.clone();
     tokio::spawn(inbound::accept_streams(incoming, accept_inbound));
@@ -412,6 +416,10 @@ impl Service {
             #[cfg(feature = "test-util")]
             Request::PauseHolder(reply) => {
                 self.holder.offer(holder::Job::Pause(reply));
+            }
+            #[cfg(feature = "test-util")]
+            Request::MessageStreams(peer, reply) => {
+                let _ = reply.send(self.inbound.sessions_of(&peer));
             }
             Request::Net(NetEvent::NewPeer(peer)) => {
                 self.drive_fetcher(fetcher::Input::NewPeer(peer));

@@ -1,0 +1,316 @@
+use super::*;
+
+pub(crate) const ALICE: &str = "12D3KooWAlice";
+pub(crate) const BOB: &str = "12D3KooWBob";
+
+pub(crate) fn buddy(id: &str, name: &str, status: &str, note: Option<&str>) -> BuddyRow {
+    BuddyRow {
+        id: id.into(),
+        name: name.into(),
+        status: status.into(),
+        note: note.map(str::to_string),
+        activity: None,
+        location: None,
+        until: None,
+        hidden: false,
+        blocked: false,
+    }
+}
+
+pub(crate) fn msg(
+    id: &str,
+    peer: &str,
+    out: bool,
+    state: &str,
+    at: u64,
+    text: &str,
+) -> MessageView {
+    MessageView {
+        id: id.into(),
+        direction: if out { "out" } else { "in" }.into(),
+        state: state.into(),
+        peer: peer.into(),
+        from: if out { "me".into() } else { peer.into() },
+        from_name: None,
+        sent_at: at,
+        content_type: "text/plain".into(),
+        subject: None,
+        text: text.into(),
+        request: false,
+    }
+}
+
+/// Alice (selected, one unread) and Bob (two unread), snapshot applied.
+pub(crate) fn two_buddies() -> (App, Vec<Effect>) {
+    let mut app = App::default();
+    let fx = app.handle(Input::Snapshot {
+        buddies: vec![
+            buddy(BOB, "bob", "away", Some("lunch")),
+            buddy(ALICE, "alice", "online", None),
+        ],
+        inbox: vec![
+            msg("a1", ALICE, false, "unread", 1, "hi"),
+            msg("b1", BOB, false, "unread", 2, "yo"),
+            msg("b2", BOB, false, "unread", 3, "there?"),
+            msg("b0", BOB, false, "read", 0, "old"),
+        ],
+    });
+    (app, fx)
+}
+
+fn key(app: &mut App, k: Key) -> Vec<Effect> {
+    app.handle(Input::Key(k))
+}
+
+fn type_text(app: &mut App, s: &str) {
+    for c in s.chars() {
+        assert!(key(app, Key::Char(c)).is_empty());
+    }
+}
+
+fn peer(id: &str) -> ConvId {
+    ConvId::Peer(id.into())
+}
+
+#[test]
+fn the_snapshot_lists_buddies_by_name_counts_unread_and_opens_the_first() {
+    let (app, fx) = two_buddies();
+    let titles: Vec<&str> = app.convs.iter().map(|c| c.title.as_str()).collect();
+    assert_eq!(titles, ["alice", "bob"]);
+    assert_eq!(app.selected, 0);
+    // Opening alice fetches her history and reads her unread message.
+    assert_eq!(
+        fx,
+        [Effect::LoadLog(peer(ALICE)), Effect::MarkRead(peer(ALICE))]
+    );
+    assert_eq!(app.convs[0].unread, 0);
+    assert_eq!(app.convs[1].unread, 2, "only unread messages count");
+    assert_eq!(
+        app.convs[1].presence,
+        Some(Presence {
+            status: "away".into(),
+            note: Some("lunch".into())
+        })
+    );
+}
+
+#[test]
+fn switching_opens_the_next_conversation_and_marks_it_read_once() {
+    let (mut app, _) = two_buddies();
+    assert_eq!(
+        key(&mut app, Key::Next),
+        [Effect::LoadLog(peer(BOB)), Effect::MarkRead(peer(BOB))]
+    );
+    assert_eq!((app.selected, app.convs[1].unread), (1, 0));
+    app.handle(Input::Log(
+        peer(BOB),
+        vec![msg("b1", BOB, false, "read", 2, "yo")],
+    ));
+    // Round to alice, and back to bob: nothing unread, only the history
+    // fetched again (it may have grown from elsewhere).
+    assert_eq!(key(&mut app, Key::Next), [Effect::LoadLog(peer(ALICE))]);
+    assert_eq!(app.selected, 0);
+    assert_eq!(key(&mut app, Key::Prev), [Effect::LoadLog(peer(BOB))]);
+    assert_eq!(app.selected, 1);
+}
+
+#[test]
+fn enter_sends_the_trimmed_input_to_the_open_conversation() {
+    let (mut app, _) = two_buddies();
+    type_text(&mut app, "  hello bob ");
+    assert_eq!(
+        key(&mut app, Key::Enter),
+        [Effect::Send {
+            to: peer(ALICE),
+            text: "hello bob".into()
+        }]
+    );
+    assert_eq!(app.input, "");
+    // Nothing to send: nothing happens.
+    type_text(&mut app, "   ");
+    assert_eq!(key(&mut app, Key::Enter), []);
+    key(&mut app, Key::Backspace);
+    assert_eq!(app.input, "  ");
+    // With no conversation at all, the input stays.
+    let mut empty = App::default();
+    type_text(&mut empty, "x");
+    assert_eq!(key(&mut empty, Key::Enter), []);
+    assert_eq!(empty.input, "x");
+}
+
+#[test]
+fn quit_keys_quit_and_other_keys_map_as_documented() {
+    use ratatui::crossterm::event::{KeyCode as C, KeyEvent, KeyEventKind, KeyModifiers as M};
+    let k = |code, m| Key::from_event(KeyEvent::new(code, m));
+    assert_eq!(k(C::Esc, M::NONE), Some(Key::Quit));
+    assert_eq!(k(C::Char('c'), M::CONTROL), Some(Key::Quit));
+    assert_eq!(k(C::Char('c'), M::NONE), Some(Key::Char('c')));
+    assert_eq!(k(C::Char('C'), M::SHIFT), Some(Key::Char('C')));
+    assert_eq!(k(C::Char('x'), M::CONTROL), None);
+    assert_eq!(k(C::Tab, M::NONE), Some(Key::Next));
+    assert_eq!(k(C::Down, M::NONE), Some(Key::Next));
+    assert_eq!(k(C::BackTab, M::SHIFT), Some(Key::Prev));
+    assert_eq!(k(C::Up, M::NONE), Some(Key::Prev));
+    assert_eq!(k(C::PageUp, M::NONE), Some(Key::PageUp));
+    assert_eq!(k(C::PageDown, M::NONE), Some(Key::PageDown));
+    let mut release = KeyEvent::new(C::Char('a'), M::NONE);
+    release.kind = KeyEventKind::Release;
+    assert_eq!(Key::from_event(release), None);
+    let (mut app, _) = two_buddies();
+    assert_eq!(key(&mut app, Key::Quit), [Effect::Quit]);
+}
+
+#[test]
+fn the_input_line_is_bounded() {
+    let mut app = App::default();
+    for _ in 0..MAX_INPUT + 10 {
+        key(&mut app, Key::Char('é'));
+    }
+    assert_eq!(app.input.chars().count(), MAX_INPUT);
+}
+
+#[test]
+fn a_message_in_the_open_conversation_is_read_elsewhere_unread() {
+    let (mut app, _) = two_buddies();
+    let fx = app.handle(Input::Event(EventView::Message(msg(
+        "a2", ALICE, false, "unread", 5, "new",
+    ))));
+    assert_eq!(fx, [Effect::MarkRead(peer(ALICE))]);
+    assert_eq!(app.convs[0].unread, 0);
+    assert_eq!(
+        app.convs[0].lines.last().map(|l| l.text.as_str()),
+        Some("new")
+    );
+    let fx = app.handle(Input::Event(EventView::Message(msg(
+        "b3", BOB, false, "unread", 6, "psst",
+    ))));
+    assert_eq!(fx, []);
+    assert_eq!(app.convs[1].unread, 3);
+    // The same message again (a replay of the stream) counts once.
+    app.handle(Input::Event(EventView::Message(msg(
+        "b3", BOB, false, "unread", 6, "psst",
+    ))));
+    assert_eq!(app.convs[1].unread, 3);
+    // A stranger who writes gets a conversation of its own, unread.
+    app.handle(Input::Event(EventView::Message(msg(
+        "s1",
+        "12D3KooWStrangerXYZ",
+        false,
+        "unread",
+        7,
+        "hey",
+    ))));
+    let s = app.convs.last().unwrap();
+    assert_eq!(
+        (s.title.as_str(), s.unread, s.presence.as_ref()),
+        ("12D3KooWStra", 1, None)
+    );
+}
+
+#[test]
+fn states_only_move_forward_even_when_an_event_overtakes_its_message() {
+    let (mut app, _) = two_buddies();
+    // `delivered` arrives before the daemon's answer to our send.
+    app.handle(Input::Event(EventView::State {
+        id: "m1".into(),
+        peer: ALICE.into(),
+        state: "delivered".into(),
+    }));
+    app.handle(Input::Sent {
+        to: peer(ALICE),
+        id: "m1".into(),
+        text: "hi".into(),
+        sent_at: 9,
+    });
+    let line = |app: &App| {
+        app.convs[0]
+            .lines
+            .iter()
+            .find(|l| l.id == "m1")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(line(&app).state, "delivered");
+    assert!(line(&app).out);
+    app.handle(Input::Event(EventView::State {
+        id: "m1".into(),
+        peer: ALICE.into(),
+        state: "read".into(),
+    }));
+    assert_eq!(line(&app).state, "read");
+    // A history fetched before the receipt does not move it back.
+    app.handle(Input::Log(
+        peer(ALICE),
+        vec![msg("m1", ALICE, true, "stored", 9, "hi")],
+    ));
+    assert_eq!(line(&app).state, "read");
+    assert_eq!(
+        app.convs[0].lines.iter().filter(|l| l.id == "m1").count(),
+        1
+    );
+}
+
+#[test]
+fn a_history_merges_with_what_arrived_while_it_was_fetched() {
+    let (mut app, _) = two_buddies();
+    app.handle(Input::Event(EventView::Message(msg(
+        "a3", ALICE, false, "unread", 30, "live",
+    ))));
+    app.handle(Input::Log(
+        peer(ALICE),
+        vec![
+            msg("a1", ALICE, false, "read", 10, "hi"),
+            msg("m", ALICE, true, "read", 20, "yo"),
+        ],
+    ));
+    let texts: Vec<&str> = app.convs[0].lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts, ["hi", "yo", "live"]);
+}
+
+#[test]
+fn presence_and_requests_update_live() {
+    let (mut app, _) = two_buddies();
+    app.handle(Input::Event(EventView::Presence {
+        id: BOB.into(),
+        status: "offline".into(),
+        note: None,
+    }));
+    assert_eq!(
+        app.convs[1].presence.as_ref().map(|p| p.status.as_str()),
+        Some("offline")
+    );
+    app.handle(Input::Event(EventView::BuddyRequest {
+        id: "12D3KooWNew".into(),
+    }));
+    assert!(
+        app.notice
+            .as_deref()
+            .unwrap()
+            .contains("roost buddy add 12D3KooWNew")
+    );
+    app.handle(Input::Error("the daemon went away".into()));
+    assert_eq!(app.notice.as_deref(), Some("the daemon went away"));
+}
+
+#[test]
+fn paging_scrolls_within_the_history_and_new_lines_keep_the_view() {
+    let (mut app, _) = two_buddies();
+    let log: Vec<MessageView> = (0..25)
+        .map(|i| msg(&format!("x{i:02}"), ALICE, false, "read", i, "x"))
+        .collect();
+    app.handle(Input::Log(peer(ALICE), log));
+    key(&mut app, Key::PageUp);
+    key(&mut app, Key::PageUp);
+    key(&mut app, Key::PageUp);
+    assert_eq!(app.scroll, 25, "no further than the history");
+    key(&mut app, Key::PageDown);
+    assert_eq!(app.scroll, 15);
+    app.handle(Input::Event(EventView::Message(msg(
+        "y", ALICE, false, "unread", 99, "y",
+    ))));
+    assert_eq!(app.scroll, 16, "the lines being read stay in view");
+    // Sending returns to the newest.
+    type_text(&mut app, "z");
+    key(&mut app, Key::Enter);
+    assert_eq!(app.scroll, 0);
+}
