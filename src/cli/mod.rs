@@ -7,6 +7,7 @@
 
 pub(crate) mod commands;
 pub(crate) mod demo;
+pub(crate) mod open;
 pub(crate) mod output;
 
 use std::path::PathBuf;
@@ -106,6 +107,8 @@ pub(crate) enum Cmd {
     },
     /// Run the whole story on this machine: a small network in one process.
     Demo,
+    /// Open the web app in the browser, logged in with a one-time link.
+    Open(open::OpenArgs),
     /// Print a shell completion script.
     Completions {
         /// Which shell.
