@@ -1,0 +1,346 @@
+//! The web app in a real headless Chromium (driven through chromedriver)
+//! against two real daemons: logging in with `roost open`'s link, live
+//! presence, a message typed in one page arriving live in the other and
+//! turning `delivered` then `read`, a buddy going away, and the guard
+//! refusing requests without the session, with a foreign Host or Origin.
+//! Screenshots go to `target/test-output/web/`.
+//!
+//! Chromium and chromedriver must be installed (`apt-get install chromium
+//! chromium-driver`; `.ci/run` does it): without them the test fails.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{Daemon, eventually, roost};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A chromedriver process, killed and reaped when the test ends.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start() -> Self {
+        for (path, what) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromedriver")] {
+            assert!(
+                Path::new(path).exists(),
+                "{what} is missing at {path}: the web app's browser tests need it \
+                 (`apt-get install chromium chromium-driver`; .ci/run installs them)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Self { child, port };
+        eventually("chromedriver listens", || async {
+            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        })
+        .await;
+        driver
+    }
+
+    /// A new headless browser with its own profile (so its own cookies).
+    async fn browser(&self, width: u32, height: u32) -> Client {
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", "--hide-scrollbars",
+                    "--force-device-scale-factor=1",
+                    format!("--window-size={width},{height}"),
+                ],
+            }
+        });
+        let caps = caps.as_object().expect("an object").clone();
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a chromedriver session")
+    }
+}
+
+/// Runs `script` in the page and returns its result.
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.expect("script runs")
+}
+
+/// Waits until `script` returns a truthy value in the page.
+async fn until(c: &Client, what: &str, script: &str) -> Value {
+    eventually(what, || async {
+        let v = js(c, script).await;
+        let truthy = !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0));
+        truthy.then_some(v)
+    })
+    .await
+}
+
+/// Logs `c` in through `roost open --print`'s link; returns the app's base
+/// URL (`http://127.0.0.1:PORT`).
+async fn login(c: &Client, d: &Daemon) -> String {
+    let out = roost(d.dir.path(), &["open", "--print"]);
+    assert!(out.status.success(), "roost open --print: {out:?}");
+    let url = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
+    let (base, token) = url.split_once("/login#").expect("a /login#<token> link");
+    assert_eq!(token.len(), 64, "{url}");
+    c.goto(&url).await.expect("open the login link");
+    until(
+        c,
+        "the app is open and its event stream live",
+        "return location.pathname === '/' && document.getElementById('conn')?.dataset.state === 'live'",
+    )
+    .await;
+    // Set once; still there at the end proves nothing below reloaded the page.
+    js(c, "window.stayed = true; return 1").await;
+    base.to_string()
+}
+
+fn row(id: &str, tail: &str) -> String {
+    format!("return document.querySelector('li.buddy[data-id=\"{id}\"]'){tail}")
+}
+
+/// One HTTP/1.1 request over a fresh TCP connection: the status and body.
+fn http(addr: &str, request_head: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the API");
+    write!(
+        s,
+        "{request_head}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read the answer");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn output_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("test-output/web");
+    std::fs::create_dir_all(&dir).expect("create the screenshot dir");
+    dir
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    let path = output_dir().join(name);
+    std::fs::write(&path, png).expect("write the screenshot");
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// The texts in A's conversation with B, as the daemon has them.
+fn log_texts(a: &Daemon, b: &Daemon) -> Vec<String> {
+    a.rows(&["log", &b.id.to_string(), "--limit", "1000"])
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browsers_chat_live_through_two_daemons() {
+    let driver = Driver::start().await;
+    let a = Daemon::start(None).await;
+    let mut b = Daemon::start(Some(&a.addr().await)).await;
+    let (ida, idb) = (a.id.to_string(), b.id.to_string());
+    a.rows(&["buddy", "add", &idb, "--name", "Bob"]);
+    b.rows(&["buddy", "add", &ida, "--name", "Alice"]);
+    a.rows(&["presence", "set", "online", "--note", "writing the docs", "--location", "Lyon"]);
+    b.rows(&["presence", "set", "busy", "--note", "in a meeting", "--until", "15:00"]);
+
+    let ca = driver.browser(1100, 720).await;
+    let cb = driver.browser(1100, 720).await;
+    let base_a = login(&ca, &a).await;
+    login(&cb, &b).await;
+
+    // A's buddy list shows B with its live presence.
+    until(&ca, "A's page shows B busy", &row(&idb, "?.dataset.status === 'busy'")).await;
+    b.rows(&["presence", "set", "online"]);
+    until(&ca, "A's page shows B online", &row(&idb, "?.dataset.status === 'online'")).await;
+
+    // A opens the conversation and types a message, Enter sends it.
+    ca.find(Locator::Css(&format!("li.buddy[data-id=\"{idb}\"] button")))
+        .await
+        .expect("B's row")
+        .click()
+        .await
+        .expect("open B");
+    let text = "Hello Bob, this came through the browser";
+    let input = ca.find(Locator::Id("text")).await.expect("the input line");
+    input.send_keys(text).await.expect("type");
+    input
+        .send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
+        .await
+        .expect("Enter");
+    let mid = until(
+        &ca,
+        "the message is in A's conversation",
+        "return document.querySelector('#messages li.msg.out')?.dataset.id",
+    )
+    .await;
+    let mid = mid.as_str().expect("an id").to_string();
+    let state_a = format!(
+        "return document.querySelector('#messages li.msg[data-id=\"{mid}\"]')?.dataset.state"
+    );
+
+    // It appears live in B's page: preview and unread count on A's row.
+    until(
+        &cb,
+        "B's page shows the message live, unread",
+        &row(
+            &ida,
+            &format!(
+                "?.querySelector('.preview')?.textContent === {} && \
+                 document.querySelector('li.buddy[data-id=\"{ida}\"] .unread')?.textContent === '1'",
+                json!(text)
+            ),
+        ),
+    )
+    .await;
+    until(&ca, "A sees the message delivered", &format!("{state_a} === 'delivered'")).await;
+    assert_eq!(
+        js(&cb, "return document.getElementById('conv').hidden").await,
+        json!(true),
+        "B has not opened the conversation yet"
+    );
+
+    // B opens the conversation: the message is there, and A sees it read.
+    cb.find(Locator::Css(&format!("li.buddy[data-id=\"{ida}\"] button")))
+        .await
+        .expect("A's row")
+        .click()
+        .await
+        .expect("open A");
+    until(
+        &cb,
+        "B's conversation shows the message",
+        &format!(
+            "return [...document.querySelectorAll('#messages li.msg.in .text')].some(t => t.textContent === {})",
+            json!(text)
+        ),
+    )
+    .await;
+    until(&ca, "A sees the message read", &format!("{state_a} === 'read'")).await;
+    let reply = "Got it, replying from my page";
+    let input_b = cb.find(Locator::Id("text")).await.expect("B's input line");
+    input_b.send_keys(reply).await.expect("type");
+    input_b
+        .send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
+        .await
+        .expect("Enter");
+    until(
+        &ca,
+        "A's open conversation shows B's reply live",
+        &format!(
+            "return [...document.querySelectorAll('#messages li.msg.in .text')].some(t => t.textContent === {})",
+            json!(reply)
+        ),
+    )
+    .await;
+    until(
+        &cb,
+        "B sees its reply read (A's conversation is open)",
+        "return [...document.querySelectorAll('#messages li.msg.out')].some(m => m.dataset.state === 'read')",
+    )
+    .await;
+    screenshot(&ca, "a.png").await;
+    screenshot(&cb, "b.png").await;
+    cb.set_window_size(360, 740).await.expect("narrow window");
+    screenshot(&cb, "b-360.png").await;
+    let sideways = js(
+        &cb,
+        "return document.documentElement.scrollWidth <= window.innerWidth",
+    )
+    .await;
+    assert_eq!(sideways, json!(true), "no sideways scrolling at 360 px");
+
+    // The guard. The session cookie of A's browser, and a control request
+    // with everything right, which the daemon takes.
+    let port = base_a.rsplit(':').next().expect("a port").to_string();
+    let cookie = ca
+        .get_named_cookie(&format!("roost_session_{port}"))
+        .await
+        .expect("A's browser holds the session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    let cookie = format!("Cookie: {}={}\r\n", cookie.name(), cookie.value());
+    let addr = base_a.trim_start_matches("http://").to_string();
+    let send = |host: &str, origin: Option<&str>, cookie: &str, text: &str| {
+        let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+        http(
+            &addr,
+            &format!(
+                "POST /api/v1/send HTTP/1.1\r\nHost: {host}\r\n{origin}{cookie}Content-Type: application/json\r\n"
+            ),
+            &json!({"to": idb, "text": text}).to_string(),
+        )
+    };
+    let refused = [
+        ("no cookie", send(&addr, Some(&base_a), "", "sentinel: no cookie"), 401),
+        (
+            "foreign Host",
+            send("evil.example:80", Some("http://evil.example"), &cookie, "sentinel: foreign host"),
+            403,
+        ),
+        (
+            "foreign Origin",
+            send(&addr, Some("http://evil.example"), &cookie, "sentinel: foreign origin"),
+            403,
+        ),
+        ("cookie without Origin", send(&addr, None, &cookie, "sentinel: no origin"), 403),
+    ];
+    let (read_status, read_body) = http(
+        &addr,
+        &format!("GET /api/v1/log/{idb} HTTP/1.1\r\nHost: rebound.example:{port}\r\n{cookie}"),
+        "",
+    );
+    let control = send(&addr, Some(&base_a), &cookie, "control: all checks passed");
+    assert_eq!(control.0, 200, "the control request is taken: {}", control.1);
+    for (what, (status, body), want) in &refused {
+        assert_eq!(status, want, "{what}: {body}");
+    }
+    assert_eq!(read_status, 403, "a read with a foreign Host: {read_body}");
+    assert!(!read_body.contains(text), "nothing of the log leaked: {read_body}");
+    let texts = log_texts(&a, &b);
+    assert!(texts.iter().any(|t| t == "control: all checks passed"), "{texts:?}");
+    let sentinels: Vec<_> = texts.iter().filter(|t| t.starts_with("sentinel")).collect();
+    assert!(sentinels.is_empty(), "refused requests sent nothing: {sentinels:?}");
+
+    // B goes away: A's page shows it without a reload.
+    b.kill();
+    until(&ca, "A's page shows B offline", &row(&idb, "?.dataset.status === 'offline'")).await;
+    assert_eq!(js(&ca, "return window.stayed === true").await, json!(true), "no reload");
+    screenshot(&ca, "a-after-b-left.png").await;
+
+    let _ = ca.close().await;
+    let _ = cb.close().await;
+}
