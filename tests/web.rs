@@ -104,7 +104,10 @@ async fn until(c: &Client, what: &str, script: &str) -> Value {
 async fn login(c: &Client, d: &Daemon) -> String {
     let out = roost(d.dir.path(), &["open", "--print"]);
     assert!(out.status.success(), "roost open --print: {out:?}");
-    let url = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
+    let url = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
     let (base, token) = url.split_once("/login#").expect("a /login#<token> link");
     assert_eq!(token.len(), 64, "{url}");
     c.goto(&url).await.expect("open the login link");
@@ -139,7 +142,10 @@ fn http(addr: &str, request_head: &str, body: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("a status line");
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -175,18 +181,44 @@ async fn two_browsers_chat_live_through_two_daemons() {
     let (ida, idb) = (a.id.to_string(), b.id.to_string());
     a.rows(&["buddy", "add", &idb, "--name", "Bob"]);
     b.rows(&["buddy", "add", &ida, "--name", "Alice"]);
-    a.rows(&["presence", "set", "online", "--note", "writing the docs", "--location", "Lyon"]);
-    b.rows(&["presence", "set", "busy", "--note", "in a meeting", "--until", "15:00"]);
+    a.rows(&[
+        "presence",
+        "set",
+        "online",
+        "--note",
+        "writing the docs",
+        "--location",
+        "Lyon",
+    ]);
+    b.rows(&[
+        "presence",
+        "set",
+        "busy",
+        "--note",
+        "in a meeting",
+        "--until",
+        "15:00",
+    ]);
 
-    let ca = driver.browser(1100, 720).await;
-    let cb = driver.browser(1100, 720).await;
+    let ca = driver.browser(1100, 840).await;
+    let cb = driver.browser(1100, 840).await;
     let base_a = login(&ca, &a).await;
     login(&cb, &b).await;
 
     // A's buddy list shows B with its live presence.
-    until(&ca, "A's page shows B busy", &row(&idb, "?.dataset.status === 'busy'")).await;
+    until(
+        &ca,
+        "A's page shows B busy",
+        &row(&idb, "?.dataset.status === 'busy'"),
+    )
+    .await;
     b.rows(&["presence", "set", "online"]);
-    until(&ca, "A's page shows B online", &row(&idb, "?.dataset.status === 'online'")).await;
+    until(
+        &ca,
+        "A's page shows B online",
+        &row(&idb, "?.dataset.status === 'online'"),
+    )
+    .await;
 
     // A opens the conversation and types a message, Enter sends it.
     ca.find(Locator::Css(&format!("li.buddy[data-id=\"{idb}\"] button")))
@@ -227,7 +259,12 @@ async fn two_browsers_chat_live_through_two_daemons() {
         ),
     )
     .await;
-    until(&ca, "A sees the message delivered", &format!("{state_a} === 'delivered'")).await;
+    until(
+        &ca,
+        "A sees the message delivered",
+        &format!("{state_a} === 'delivered'"),
+    )
+    .await;
     assert_eq!(
         js(&cb, "return document.getElementById('conv').hidden").await,
         json!(true),
@@ -250,7 +287,12 @@ async fn two_browsers_chat_live_through_two_daemons() {
         ),
     )
     .await;
-    until(&ca, "A sees the message read", &format!("{state_a} === 'read'")).await;
+    until(
+        &ca,
+        "A sees the message read",
+        &format!("{state_a} === 'read'"),
+    )
+    .await;
     let reply = "Got it, replying from my page";
     let input_b = cb.find(Locator::Id("text")).await.expect("B's input line");
     input_b.send_keys(reply).await.expect("type");
@@ -295,7 +337,9 @@ async fn two_browsers_chat_live_through_two_daemons() {
     let cookie = format!("Cookie: {}={}\r\n", cookie.name(), cookie.value());
     let addr = base_a.trim_start_matches("http://").to_string();
     let send = |host: &str, origin: Option<&str>, cookie: &str, text: &str| {
-        let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+        let origin = origin
+            .map(|o| format!("Origin: {o}\r\n"))
+            .unwrap_or_default();
         http(
             &addr,
             &format!(
@@ -305,18 +349,36 @@ async fn two_browsers_chat_live_through_two_daemons() {
         )
     };
     let refused = [
-        ("no cookie", send(&addr, Some(&base_a), "", "sentinel: no cookie"), 401),
+        (
+            "no cookie",
+            send(&addr, Some(&base_a), "", "sentinel: no cookie"),
+            401,
+        ),
         (
             "foreign Host",
-            send("evil.example:80", Some("http://evil.example"), &cookie, "sentinel: foreign host"),
+            send(
+                "evil.example:80",
+                Some("http://evil.example"),
+                &cookie,
+                "sentinel: foreign host",
+            ),
             403,
         ),
         (
             "foreign Origin",
-            send(&addr, Some("http://evil.example"), &cookie, "sentinel: foreign origin"),
+            send(
+                &addr,
+                Some("http://evil.example"),
+                &cookie,
+                "sentinel: foreign origin",
+            ),
             403,
         ),
-        ("cookie without Origin", send(&addr, None, &cookie, "sentinel: no origin"), 403),
+        (
+            "cookie without Origin",
+            send(&addr, None, &cookie, "sentinel: no origin"),
+            403,
+        ),
     ];
     let (read_status, read_body) = http(
         &addr,
@@ -324,21 +386,43 @@ async fn two_browsers_chat_live_through_two_daemons() {
         "",
     );
     let control = send(&addr, Some(&base_a), &cookie, "control: all checks passed");
-    assert_eq!(control.0, 200, "the control request is taken: {}", control.1);
+    assert_eq!(
+        control.0, 200,
+        "the control request is taken: {}",
+        control.1
+    );
     for (what, (status, body), want) in &refused {
         assert_eq!(status, want, "{what}: {body}");
     }
     assert_eq!(read_status, 403, "a read with a foreign Host: {read_body}");
-    assert!(!read_body.contains(text), "nothing of the log leaked: {read_body}");
+    assert!(
+        !read_body.contains(text),
+        "nothing of the log leaked: {read_body}"
+    );
     let texts = log_texts(&a, &b);
-    assert!(texts.iter().any(|t| t == "control: all checks passed"), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t == "control: all checks passed"),
+        "{texts:?}"
+    );
     let sentinels: Vec<_> = texts.iter().filter(|t| t.starts_with("sentinel")).collect();
-    assert!(sentinels.is_empty(), "refused requests sent nothing: {sentinels:?}");
+    assert!(
+        sentinels.is_empty(),
+        "refused requests sent nothing: {sentinels:?}"
+    );
 
     // B goes away: A's page shows it without a reload.
     b.kill();
-    until(&ca, "A's page shows B offline", &row(&idb, "?.dataset.status === 'offline'")).await;
-    assert_eq!(js(&ca, "return window.stayed === true").await, json!(true), "no reload");
+    until(
+        &ca,
+        "A's page shows B offline",
+        &row(&idb, "?.dataset.status === 'offline'"),
+    )
+    .await;
+    assert_eq!(
+        js(&ca, "return window.stayed === true").await,
+        json!(true),
+        "no reload"
+    );
     screenshot(&ca, "a-after-b-left.png").await;
 
     let _ = ca.close().await;

@@ -118,7 +118,11 @@ const ASSETS: &[Asset] = &[
     ("js/app.js", JS, include_bytes!("web/assets/js/app.js")),
     ("js/api.js", JS, include_bytes!("web/assets/js/api.js")),
     ("js/dom.js", JS, include_bytes!("web/assets/js/dom.js")),
-    ("js/buddies.js", JS, include_bytes!("web/assets/js/buddies.js")),
+    (
+        "js/buddies.js",
+        JS,
+        include_bytes!("web/assets/js/buddies.js"),
+    ),
     (
         "js/conversation.js",
         JS,
@@ -126,6 +130,11 @@ const ASSETS: &[Asset] = &[
     ),
     ("js/me.js", JS, include_bytes!("web/assets/js/me.js")),
     ("js/keys.js", JS, include_bytes!("web/assets/js/keys.js")),
+    (
+        "bell.svg",
+        "image/svg+xml",
+        include_bytes!("web/assets/bell.svg"),
+    ),
     (
         "icon.svg",
         "image/svg+xml",
@@ -136,9 +145,20 @@ const ASSETS: &[Asset] = &[
 const INDEX: &[u8] = include_bytes!("web/assets/index.html");
 const LOGIN: &[u8] = include_bytes!("web/assets/login.html");
 const HTML: &str = "text/html; charset=utf-8";
+/// What a browser without a session sees instead of the app.
+const LOGGED_OUT: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>roost</title>\
+<link rel=\"stylesheet\" href=\"/assets/style.css\"></head><body class=\"login\"><main>\
+<h1 class=\"brand\">roost</h1><p>This browser is not logged in.</p>\
+<p>Run <code>roost open</code> to open the app with a login link.</p></main></body></html>";
 
 /// Files anyone may fetch: what the login page needs, holding no data.
-const PUBLIC: &[&str] = &["/login", "/assets/login.js", "/assets/style.css", "/assets/icon.svg"];
+const PUBLIC: &[&str] = &[
+    "/login",
+    "/assets/login.js",
+    "/assets/style.css",
+    "/assets/icon.svg",
+];
 
 /// The pages and files of the app, served on TCP only.
 pub(super) fn page_routes() -> Router<AppState> {
@@ -182,9 +202,8 @@ pub struct LoginView {
 }
 
 async fn new_login(State(s): State<AppState>) -> Result<Json<LoginView>, ApiError> {
-    let token = secret().ok_or_else(|| {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "no randomness".into())
-    })?;
+    let token = secret()
+        .ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "no randomness".into()))?;
     s.web.sessions().add_login(token.clone(), Instant::now());
     Ok(Json(LoginView {
         url: format!("{}/login#{token}", s.web.base_url()),
@@ -200,8 +219,7 @@ struct LoginBody {
 /// Trades a one-time login token for a session cookie.
 async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Response {
     let Some(session) = secret() else {
-        return ApiError(StatusCode::INTERNAL_SERVER_ERROR, "no randomness".into())
-            .into_response();
+        return ApiError(StatusCode::INTERNAL_SERVER_ERROR, "no randomness".into()).into_response();
     };
     if !s
         .web
@@ -218,11 +236,7 @@ async fn login(State(s): State<AppState>, Json(body): Json<LoginBody>) -> Respon
         "{}={session}; HttpOnly; SameSite=Strict; Path=/",
         s.web.cookie_name()
     );
-    (
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, cookie)],
-    )
-        .into_response()
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }
 
 /// One conversation in `GET /api/v1/conversations`.
@@ -244,8 +258,7 @@ async fn conversations(State(s): State<AppState>) -> Result<Json<Vec<Conversatio
     let me = s.node.peer_id().to_string();
     let buddies = s.node.buddies().await?;
     let names: HashMap<_, _> = buddies.iter().map(|b| (b.peer, b.name.clone())).collect();
-    let mut unread: BTreeMap<libp2p::PeerId, usize> =
-        buddies.iter().map(|b| (b.peer, 0)).collect();
+    let mut unread: BTreeMap<libp2p::PeerId, usize> = buddies.iter().map(|b| (b.peer, 0)).collect();
     for m in s.node.received().await? {
         if let Some(p) = m.peer_id() {
             *unread.entry(p).or_default() += usize::from(m.state == MessageState::Unread);
@@ -308,7 +321,9 @@ fn check(s: &AppState, req: &Request) -> Option<Response> {
         ));
     }
     let changes = !matches!(*req.method(), Method::GET | Method::HEAD);
-    let origin = headers.get(header::ORIGIN).map(|o| o.to_str().unwrap_or("?"));
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("?"));
     if changes && origin.is_some_and(|o| o != format!("http://{host}")) {
         return Some(refuse(
             StatusCode::FORBIDDEN,
@@ -332,6 +347,16 @@ fn check(s: &AppState, req: &Request) -> Option<Response> {
     let by_cookie =
         cookie(headers, &s.web.cookie_name()).is_some_and(|c| s.web.sessions().is_session(c));
     if !by_cookie {
+        if !path.starts_with("/api/") {
+            return Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::CONTENT_TYPE, HTML)],
+                    LOGGED_OUT,
+                )
+                    .into_response(),
+            );
+        }
         return Some(refuse(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API token (or session: run `roost open`)",
@@ -377,7 +402,13 @@ mod tests {
         for ok in ["127.0.0.1:4100", "localhost:4100", "[::1]:4100"] {
             assert!(w.host_ok(ok), "{ok}");
         }
-        for bad in ["evil.example:4100", "127.0.0.1:4101", "localhost", "", "127.0.0.1"] {
+        for bad in [
+            "evil.example:4100",
+            "127.0.0.1:4101",
+            "localhost",
+            "",
+            "127.0.0.1",
+        ] {
             assert!(!w.host_ok(bad), "{bad}");
         }
         assert_eq!(w.base_url(), "http://127.0.0.1:4100");

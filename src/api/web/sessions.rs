@@ -38,7 +38,8 @@ impl Sessions {
 
     /// Remembers a new one-time login token made at `now`.
     pub fn add_login(&mut self, token: String, now: Instant) {
-        self.logins.retain(|(_, at)| now.duration_since(*at) < LOGIN_TTL);
+        self.logins
+            .retain(|(_, at)| now.duration_since(*at) < LOGIN_TTL);
         while self.logins.len() >= MAX_LOGINS {
             self.logins.pop_front();
         }

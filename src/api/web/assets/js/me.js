@@ -13,6 +13,7 @@ export function init(a) {
   $('copy-id').addEventListener('click', () => navigator.clipboard && navigator.clipboard.writeText(app.me));
   $('make-invite').addEventListener('click', invite);
   $('add-buddy').addEventListener('submit', (e) => { e.preventDefault(); add(); });
+  window.addEventListener('focus', () => { reload().catch(() => {}); });
 }
 
 let saved = null;
