@@ -100,8 +100,8 @@ async fn until(c: &Client, what: &str, script: &str) -> Value {
 }
 
 /// Logs `c` in through `roost open --print`'s link; returns the app's base
-/// URL (`http://127.0.0.1:PORT`).
-async fn login(c: &Client, d: &Daemon) -> String {
+/// URL (`http://127.0.0.1:PORT`) and the spent login token.
+async fn login(c: &Client, d: &Daemon) -> (String, String) {
     let out = roost(d.dir.path(), &["open", "--print"]);
     assert!(out.status.success(), "roost open --print: {out:?}");
     let url = String::from_utf8(out.stdout)
@@ -119,7 +119,7 @@ async fn login(c: &Client, d: &Daemon) -> String {
     .await;
     // Set once; still there at the end proves nothing below reloaded the page.
     js(c, "window.stayed = true; return 1").await;
-    base.to_string()
+    (base.to_string(), token.to_string())
 }
 
 fn row(id: &str, tail: &str) -> String {
@@ -202,8 +202,17 @@ async fn two_browsers_chat_live_through_two_daemons() {
 
     let ca = driver.browser(1100, 840).await;
     let cb = driver.browser(1100, 840).await;
-    let base_a = login(&ca, &a).await;
+    let (base_a, spent) = login(&ca, &a).await;
     login(&cb, &b).await;
+    let (status, body) = http(
+        base_a.trim_start_matches("http://"),
+        &format!(
+            "POST /login HTTP/1.1\r\nHost: {}\r\nOrigin: {base_a}\r\nContent-Type: application/json\r\n",
+            base_a.trim_start_matches("http://")
+        ),
+        &json!({ "token": spent }).to_string(),
+    );
+    assert_eq!(status, 401, "a login link works once: {body}");
 
     // A's buddy list shows B with its live presence.
     until(
@@ -356,9 +365,11 @@ async fn two_browsers_chat_live_through_two_daemons() {
         ),
         (
             "foreign Host",
+            // DNS rebinding: a page of evil.example, whose name now
+            // resolves to 127.0.0.1, names itself as Host and Origin.
             send(
-                "evil.example:80",
-                Some("http://evil.example"),
+                &format!("evil.example:{port}"),
+                Some(&format!("http://evil.example:{port}")),
                 &cookie,
                 "sentinel: foreign host",
             ),
