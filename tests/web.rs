@@ -203,7 +203,6 @@ async fn two_browsers_chat_live_through_two_daemons() {
     let ca = driver.browser(1100, 840).await;
     let cb = driver.browser(1100, 840).await;
     let (base_a, spent) = login(&ca, &a).await;
-    login(&cb, &b).await;
     let (status, body) = http(
         base_a.trim_start_matches("http://"),
         &format!(
@@ -226,6 +225,16 @@ async fn two_browsers_chat_live_through_two_daemons() {
         &ca,
         "A's page shows B online",
         &row(&idb, "?.dataset.status === 'online'"),
+    )
+    .await;
+    login(&cb, &b).await;
+    until(
+        &cb,
+        "B's page shows A online, with A's note and location",
+        &row(
+            &ida,
+            "?.dataset.status === 'online' && document.querySelector('.preview')?.textContent === 'writing the docs · @ Lyon'",
+        ),
     )
     .await;
 
@@ -325,6 +334,28 @@ async fn two_browsers_chat_live_through_two_daemons() {
     )
     .await;
     screenshot(&ca, "a.png").await;
+    ca.find(Locator::Id("me-btn"))
+        .await
+        .expect("the My ID button")
+        .click()
+        .await
+        .expect("open My ID");
+    until(
+        &ca,
+        "the QR code of A's ID is drawn",
+        "const q = document.getElementById('my-qr'); return q.complete && q.naturalWidth > 0",
+    )
+    .await;
+    assert_eq!(
+        js(&ca, "return document.getElementById('my-id').textContent").await,
+        json!(ida)
+    );
+    screenshot(&ca, "a-my-id.png").await;
+    js(
+        &ca,
+        "document.getElementById('me-dialog').close(); return 1",
+    )
+    .await;
     screenshot(&cb, "b.png").await;
     cb.set_window_size(360, 740).await.expect("narrow window");
     screenshot(&cb, "b-360.png").await;
