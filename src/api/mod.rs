@@ -8,7 +8,8 @@
 //!   can reach another local user, even after a crash left stale files
 //!   behind or when someone else created the data dir first.
 //! - over TCP, on loopback by default, behind a bearer token, for other
-//!   clients. The daemon writes `<data-dir>/api.json` (mode 0600) with the
+//!   clients, and for the web app ([`web`]) behind a session cookie, with
+//!   Host and Origin checked. The daemon writes `<data-dir>/api.json` (mode 0600) with the
 //!   URL and token. A TCP client cannot tell the daemon from another
 //!   process that bound the same port after a crash; docs/api.md says so.
 

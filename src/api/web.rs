@@ -339,10 +339,8 @@ fn check(s: &AppState, req: &Request) -> Option<Response> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if let Some(given) = bearer {
-        if bool::from(given.as_bytes().ct_eq(s.token.as_bytes())) {
-            return None;
-        }
+    if bearer.is_some_and(|given| bool::from(given.as_bytes().ct_eq(s.token.as_bytes()))) {
+        return None;
     }
     let by_cookie =
         cookie(headers, &s.web.cookie_name()).is_some_and(|c| s.web.sessions().is_session(c));
