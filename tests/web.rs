@@ -334,6 +334,25 @@ async fn two_browsers_chat_live_through_two_daemons() {
     )
     .await;
     screenshot(&ca, "a.png").await;
+    // Search in A's history: only the matching message stays, marked.
+    ca.find(Locator::Id("search"))
+        .await
+        .expect("the search field")
+        .send_keys("through the BROWSER")
+        .await
+        .expect("type a search");
+    until(
+        &ca,
+        "the search leaves the one matching message",
+        "const m = document.querySelectorAll('#messages li.msg'); \
+         return m.length === 1 && m[0].querySelector('mark')?.textContent === 'through the browser'",
+    )
+    .await;
+    js(
+        &ca,
+        "const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); return 1",
+    )
+    .await;
     ca.find(Locator::Id("me-btn"))
         .await
         .expect("the My ID button")
@@ -469,4 +488,56 @@ async fn two_browsers_chat_live_through_two_daemons() {
 
     let _ = ca.close().await;
     let _ = cb.close().await;
+}
+
+/// `roost open` hands the link to `$BROWSER` without printing the token,
+/// and prints the link when no browser can be started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roost_open_starts_the_browser_or_prints_the_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let a = Daemon::start(None).await;
+    let tools = tempfile::tempdir().expect("temp dir");
+    let opened = tools.path().join("opened");
+    let browser = tools.path().join("browser");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
+    )
+    .expect("write the fake browser");
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let run = |browser: &str| {
+        Command::new(env!("CARGO_BIN_EXE_roost"))
+            .arg("--data-dir")
+            .arg(a.dir.path())
+            .arg("open")
+            .env_remove("ROOST_HOME")
+            .env("BROWSER", browser)
+            .env("PATH", tools.path())
+            .output()
+            .expect("run roost open")
+    };
+
+    let out = run(&browser.display().to_string());
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let link = eventually("the browser got the link", || async {
+        std::fs::read_to_string(&opened)
+            .ok()
+            .filter(|l| l.contains("/login#"))
+    })
+    .await;
+    let token = link.trim().rsplit('#').next().expect("a token").to_string();
+    assert_eq!(token.len(), 64, "{link}");
+    assert!(!said.contains(&token), "the token is not printed: {said}");
+
+    // No $BROWSER that starts, no xdg-open on PATH: the link is printed.
+    let out = run("/nonexistent/browser");
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("No browser could be started"), "{said}");
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("http://127.0.0.1:") && l.contains("/login#")),
+        "{said}"
+    );
 }
