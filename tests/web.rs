@@ -384,6 +384,36 @@ async fn two_browsers_chat_live_through_two_daemons() {
     )
     .await;
     assert_eq!(sideways, json!(true), "no sideways scrolling at 360 px");
+    // Keyboard: Esc in the input line goes back to the list, with the
+    // conversation's row focused; `/` then jumps to the filter.
+    cb.find(Locator::Id("text"))
+        .await
+        .expect("B's input line")
+        .send_keys(&char::from(fantoccini::key::Key::Escape).to_string())
+        .await
+        .expect("Esc");
+    until(
+        &cb,
+        "Esc closed the conversation and focused its row",
+        &format!(
+            "return document.getElementById('conv').hidden && \
+             document.activeElement?.closest('li.buddy')?.dataset.id === '{ida}'"
+        ),
+    )
+    .await;
+    screenshot(&cb, "b-360-list.png").await;
+    cb.find(Locator::Css("li.buddy button"))
+        .await
+        .expect("a row")
+        .send_keys("/")
+        .await
+        .expect("/");
+    until(
+        &cb,
+        "/ focused the filter",
+        "return document.activeElement?.id === 'filter'",
+    )
+    .await;
 
     // The guard. The session cookie of A's browser, and a control request
     // with everything right, which the daemon takes.
@@ -485,6 +515,60 @@ async fn two_browsers_chat_live_through_two_daemons() {
         "no reload"
     );
     screenshot(&ca, "a-after-b-left.png").await;
+
+    // Hide and block from the conversation's header: the markers show.
+    for (button, mark) in [("hide-btn", "hidden"), ("block-btn", "blocked")] {
+        ca.find(Locator::Id(button))
+            .await
+            .expect("the button")
+            .click()
+            .await
+            .expect("click");
+        until(
+            &ca,
+            &format!("B's row is marked {mark}"),
+            &row(
+                &idb,
+                &format!("?.querySelector('.mark[data-mark=\"{mark}\"]')"),
+            ),
+        )
+        .await;
+    }
+    let marks = a.rows(&["buddy", "list"]);
+    assert_eq!(marks[0]["hidden"], json!(true), "{marks:?}");
+    assert_eq!(marks[0]["blocked"], json!(true), "{marks:?}");
+
+    // A buddy request arrives live and is accepted from the page.
+    let c = Daemon::start(Some(&a.addr().await)).await;
+    let idc = c.id.to_string();
+    c.rows(&["buddy", "add", &ida]);
+    until(
+        &ca,
+        "A's page shows C's buddy request",
+        &format!("return !document.getElementById('requests').hidden && document.querySelector('li.request[data-id=\"{idc}\"]')"),
+    )
+    .await;
+    screenshot(&ca, "a-request.png").await;
+    ca.find(Locator::Css(&format!(
+        "li.request[data-id=\"{idc}\"] button.accept"
+    )))
+    .await
+    .expect("the Accept button")
+    .click()
+    .await
+    .expect("accept");
+    until(
+        &ca,
+        "C is on A's buddy list and the request is gone",
+        &format!("return document.getElementById('requests').hidden && document.querySelector('li.buddy[data-id=\"{idc}\"]')"),
+    )
+    .await;
+    assert!(
+        a.rows(&["buddy", "list"])
+            .iter()
+            .any(|r| r["id"] == json!(idc)),
+        "the daemon has C as a buddy"
+    );
 
     let _ = ca.close().await;
     let _ = cb.close().await;

@@ -61,9 +61,9 @@ function row({ id, b }) {
   const last = c.last;
   const preview = last ? `${last.direction === 'out' ? 'You: ' : ''}${last.text}` : (b ? presenceLine(b) : '');
   const marks = [];
-  if (!b) marks.push(el('span', { class: 'mark', title: 'Not a buddy: wrote to you' }, 'stranger'));
-  if (b && b.hidden) marks.push(el('span', { class: 'mark', title: 'This buddy sees you offline' }, 'hidden'));
-  if (b && b.blocked) marks.push(el('span', { class: 'mark bad', title: 'Blocked: everything from this key is refused' }, 'blocked'));
+  if (!b) marks.push(el('span', { class: 'mark', dataset: { mark: 'stranger' }, title: 'Not a buddy: wrote to you' }, 'stranger'));
+  if (b && b.hidden) marks.push(el('span', { class: 'mark', dataset: { mark: 'hidden' }, title: 'This buddy sees you offline' }, 'hidden'));
+  if (b && b.blocked) marks.push(el('span', { class: 'mark bad', dataset: { mark: 'blocked' }, title: 'Blocked: everything from this key is refused' }, 'blocked'));
   const label = `${app.nameOf(id)}, ${status}${c.unread ? `, ${c.unread} unread` : ''}`;
   return el('li', {
     class: `buddy${app.current === id ? ' current' : ''}`,
