@@ -415,6 +415,48 @@ async fn two_browsers_chat_live_through_two_daemons() {
     )
     .await;
 
+    // A message while A's tab is hidden: a desktop notification (the
+    // Notification API, replaced by a recorder), and no read receipt until
+    // the tab is shown again.
+    js(
+        &ca,
+        "window.notes = []; \
+         window.Notification = class { constructor(title, o) { notes.push([title, o.body]); } \
+           static get permission() { return 'granted'; } }; \
+         Object.defineProperty(document, 'hidden', { configurable: true, get: () => true }); \
+         return 1",
+    )
+    .await;
+    let sent = b.rows(&["send", &ida, "are you there?"]);
+    let pinged = sent[0]["id"].as_str().expect("an id").to_string();
+    until(
+        &ca,
+        "a desktop notification for B's message",
+        "return window.notes.length === 1 && notes[0][0] === 'Bob' && notes[0][1] === 'are you there?'",
+    )
+    .await;
+    let state_b = |b: &Daemon| {
+        b.rows(&["log", &ida])
+            .iter()
+            .find(|m| m["id"] == json!(pinged))
+            .map(|m| m["state"].as_str().unwrap_or_default().to_string())
+    };
+    let at_a: Vec<_> = a
+        .rows(&["log", &idb])
+        .into_iter()
+        .filter(|m| m["id"] == json!(pinged))
+        .collect();
+    assert_eq!(at_a[0]["state"], json!("unread"), "not read while hidden");
+    js(
+        &ca,
+        "delete document.hidden; document.dispatchEvent(new Event('visibilitychange')); return 1",
+    )
+    .await;
+    eventually("B's message is read once A's tab is shown", || async {
+        (state_b(&b).as_deref() == Some("read")).then_some(())
+    })
+    .await;
+
     // The guard. The session cookie of A's browser, and a control request
     // with everything right, which the daemon takes.
     let port = base_a.rsplit(':').next().expect("a port").to_string();
