@@ -129,6 +129,9 @@ async function start() {
     status: (s) => {
       $('conn').dataset.state = s;
       $('conn').textContent = s === 'live' ? 'live' : 'reconnecting…';
+      // A daemon that restarted has forgotten this session: a 401 here
+      // shows the "run roost open" notice instead of retrying forever.
+      if (s !== 'live') api('GET', '/api/v1/id').catch(() => {});
     },
     resync: () => app.reloadAll().catch(() => {}),
   });
