@@ -8,7 +8,8 @@
 //!   can reach another local user, even after a crash left stale files
 //!   behind or when someone else created the data dir first.
 //! - over TCP, on loopback by default, behind a bearer token, for other
-//!   clients. The daemon writes `<data-dir>/api.json` (mode 0600) with the
+//!   clients, and for the web app ([`web`]) behind a session cookie, with
+//!   Host and Origin checked. The daemon writes `<data-dir>/api.json` (mode 0600) with the
 //!   URL and token. A TCP client cannot tell the daemon from another
 //!   process that bound the same port after a crash; docs/api.md says so.
 
@@ -17,6 +18,7 @@ pub mod requests;
 mod routes;
 pub mod terminal;
 pub mod views;
+pub mod web;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -25,10 +27,9 @@ use std::path::{Path, PathBuf};
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
 
 pub use requests::*;
 pub use views::*;
@@ -71,6 +72,7 @@ impl From<NodeError> for ApiError {
 struct AppState {
     node: NodeHandle,
     token: std::sync::Arc<str>,
+    web: std::sync::Arc<web::Web>,
 }
 
 /// A running API server. [`ApiServer::stop`] removes `api.json` and the
@@ -151,11 +153,16 @@ pub async fn serve(
     let state = AppState {
         node,
         token: token.into(),
+        web: std::sync::Arc::new(web::Web::new(addr)),
     };
     let tcp_app = routes::router()
-        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .merge(web::api_routes())
+        .merge(web::page_routes())
+        .layer(middleware::from_fn_with_state(state.clone(), web::guard))
         .with_state(state.clone());
     let unix_app = routes::router()
+        .merge(web::api_routes())
+        .merge(web::socket_routes())
         .layer(middleware::from_fn_with_state(state.clone(), activity))
         .with_state(state);
     let tcp = tokio::spawn(async move {
@@ -208,25 +215,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(tmp, path)
-}
-
-/// Checks the bearer token (in constant time) on the TCP API, then counts
-/// the request as user activity.
-async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !bool::from(given.as_bytes().ct_eq(state.token.as_bytes())) {
-        return ApiError(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong API token".into(),
-        )
-        .into_response();
-    }
-    activity(State(state), req, next).await
 }
 
 /// Counts every request but the event stream as user activity (for

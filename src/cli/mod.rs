@@ -8,6 +8,7 @@
 pub(crate) mod chat;
 pub(crate) mod commands;
 pub(crate) mod demo;
+pub(crate) mod open;
 pub(crate) mod output;
 
 use std::path::PathBuf;
@@ -109,6 +110,8 @@ pub(crate) enum Cmd {
     Demo,
     /// Chat full-screen in this terminal: buddies, conversations, live updates.
     Chat,
+    /// Open the web app in the browser, logged in with a one-time link.
+    Open(open::OpenArgs),
     /// Print a shell completion script.
     Completions {
         /// Which shell.
