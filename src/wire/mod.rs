@@ -12,6 +12,7 @@ pub mod locator;
 pub mod mailbox;
 pub mod message;
 pub mod presence;
+pub mod room;
 #[cfg(test)]
 mod proptests;
 pub(crate) mod signed;
