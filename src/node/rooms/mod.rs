@@ -115,6 +115,9 @@ pub(crate) struct Rooms {
     limits: RoomLimits,
     state: Mutex<HashMap<RoomId, RoomState>>,
     last_sent_at: AtomicU64,
+    /// Gossip messages dropped by a rule (ban, rate, author): tests wait
+    /// on it to know a message was judged.
+    dropped: AtomicU64,
 }
 
 impl Rooms {
@@ -338,6 +341,13 @@ impl NodeHandle {
         svc.put(&record).await?;
         svc.publish(id, &Gossip::Record(record.raw.into())).await?;
         Ok(())
+    }
+
+    /// How many gossiped room messages this node has dropped by a rule
+    /// (banned sender, over its rate, gossiped by another key).
+    #[cfg(feature = "test-util")]
+    pub fn room_dropped(&self) -> u64 {
+        self.rooms_svc().dropped.load(Ordering::Relaxed)
     }
 
     /// The keys a room's record bans, as this node knows it: tests wait

@@ -65,6 +65,7 @@ pub(crate) fn spawn(
         limits,
         state: Mutex::new(HashMap::new()),
         last_sent_at: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
     });
     let run = run(svc.clone(), from_net, tasks.clone());
     tasks.spawn(run);
@@ -303,6 +304,7 @@ async fn on_gossip(
                 Verdict::Duplicate | Verdict::FromFuture => Ignore,
                 v @ (Verdict::Banned | Verdict::OverRate | Verdict::WrongAuthor) => {
                     debug!(sender = %m.sender, ?v, "dropping a room message");
+                    svc.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     Reject
                 }
             }

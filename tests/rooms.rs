@@ -1,0 +1,266 @@
+//! Public rooms between real nodes on 127.0.0.1 (mDNS off): joined by
+//! name through the DHT, messages over gossipsub, the owner's bans and
+//! the per-sender rate enforced by every member, history for a late
+//! joiner, and room records a DHT node refuses.
+
+mod common;
+
+use common::{TestNode, eventually, start_with};
+use libp2p::Multiaddr;
+use roost::NodeHandle;
+use roost::node::NodeError;
+use roost::node::rooms::{RoomFailure, RoomLimits};
+use roost::wire::room::{self, MAX_HISTORY, RoomId};
+
+/// A node bootstrapped from `boot` with the given room limits.
+async fn start_limited(boot: &[Multiaddr], limits: RoomLimits) -> TestNode {
+    let dir = tempfile::tempdir().expect("temp dir");
+    roost::Identity::create_in(dir.path()).expect("identity");
+    let handle = start_with(&dir, boot, |c| c.room_limits = limits).await;
+    TestNode { dir, handle }
+}
+
+/// Joins `name` on `node`, retrying while the DHT does not answer yet.
+async fn join(node: &NodeHandle, name: &str) {
+    eventually(&format!("{} joins {name}", node.peer_id()), || async {
+        node.room_join(name).await.ok()
+    })
+    .await;
+}
+
+async fn texts(node: &NodeHandle, room: &str) -> Vec<String> {
+    node.room_log(room, 10_000)
+        .await
+        .expect("log")
+        .into_iter()
+        .map(|e| e.text)
+        .collect()
+}
+
+/// Waits until `node`'s log of `room` holds `text`.
+async fn shows(node: &NodeHandle, room: &str, text: &str) {
+    eventually(&format!("{} shows {text:?}", node.peer_id()), || async {
+        texts(node, room).await.iter().any(|t| t == text).then_some(())
+    })
+    .await;
+}
+
+/// Waits until `node` sees `n` other members subscribed to `room`.
+async fn sees_members(node: &NodeHandle, room: &str, n: usize) {
+    eventually(&format!("{} sees {n} members", node.peer_id()), || async {
+        let m = node.room_members(room).await.ok()?;
+        (m.len() > n).then_some(())
+    })
+    .await;
+}
+
+/// A owns `lobby`; B and C, who know only A (as their DHT bootstrap), join
+/// it by name.
+async fn three_in_a_room(c_limits: RoomLimits) -> (TestNode, TestNode, TestNode) {
+    let a = TestNode::start(&[]).await;
+    let boot = vec![a.addr().await];
+    let b = TestNode::start(&boot).await;
+    let c = start_limited(&boot, c_limits).await;
+    let (id, name) = a.handle.room_create("Lobby").await.expect("create");
+    assert_eq!(name, "lobby");
+    assert_eq!(id, RoomId::of_name("lobby").unwrap());
+    join(&b.handle, "LOBBY").await;
+    join(&c.handle, "lobby").await;
+    for n in [&a, &b, &c] {
+        sees_members(&n.handle, "lobby", 2).await;
+    }
+    (a, b, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_room_is_joined_by_name_and_messages_reach_every_member() {
+    common::init_tracing();
+    let (a, b, c) = three_in_a_room(RoomLimits::default()).await;
+    for (n, text) in [(&a, "from a"), (&b, "from b"), (&c, "from c")] {
+        let (_, sent) = n.handle.room_send("lobby", text).await.expect("send");
+        assert_eq!(sent.as_str(), "sent");
+    }
+    for n in [&a, &b, &c] {
+        for text in ["from a", "from b", "from c"] {
+            shows(&n.handle, "lobby", text).await;
+        }
+    }
+    // Each message once, however many paths brought it.
+    for n in [&a, &b, &c] {
+        assert_eq!(texts(&n.handle, "lobby").await.len(), 3);
+    }
+    let members = b.handle.room_members("lobby").await.unwrap();
+    let owner: Vec<_> = members.iter().filter(|m| m.owner).map(|m| m.id).collect();
+    assert_eq!(owner, vec![a.handle.peer_id()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_key_is_dropped_by_every_member() {
+    common::init_tracing();
+    let (a, b, c) = three_in_a_room(RoomLimits::default()).await;
+    // Before the ban, C is heard by everyone.
+    c.handle.room_send("lobby", "c before").await.unwrap();
+    shows(&a.handle, "lobby", "c before").await;
+    shows(&b.handle, "lobby", "c before").await;
+
+    let banned = c.handle.peer_id();
+    a.handle.room_ban("lobby", banned, true).await.expect("ban");
+    eventually("B learns of the ban", || async {
+        b.handle
+            .room_bans("lobby")
+            .ok()?
+            .contains(&banned)
+            .then_some(())
+    })
+    .await;
+    let dropped = (a.handle.room_dropped(), b.handle.room_dropped());
+    let (_, sent) = c.handle.room_send("lobby", "banned text").await.unwrap();
+    assert_eq!(sent.as_str(), "sent", "C's message went out");
+    // Every member judged it and dropped it…
+    eventually("A and B drop C's message", || async {
+        (a.handle.room_dropped() > dropped.0 && b.handle.room_dropped() > dropped.1).then_some(())
+    })
+    .await;
+    // …and a message sent after it by an unbanned member arrives everywhere.
+    b.handle.room_send("lobby", "sentinel").await.unwrap();
+    for n in [&a, &b, &c] {
+        shows(&n.handle, "lobby", "sentinel").await;
+    }
+    for n in [&a, &b] {
+        let log = texts(&n.handle, "lobby").await;
+        assert!(!log.contains(&"banned text".to_string()), "{log:?}");
+    }
+    // The ban is in the DHT too: a late joiner learns it from the record.
+    let d = TestNode::start(&[a.addr().await]).await;
+    join(&d.handle, "lobby").await;
+    assert!(d.handle.room_bans("lobby").unwrap().contains(&banned));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_gets_the_last_messages_from_members() {
+    common::init_tracing();
+    let a = TestNode::start(&[]).await;
+    let boot = vec![a.addr().await];
+    let b = TestNode::start(&boot).await;
+    a.handle.room_create("history").await.unwrap();
+    join(&b.handle, "history").await;
+    sees_members(&a.handle, "history", 1).await;
+    let total = MAX_HISTORY + 5;
+    for i in 0..total - 3 {
+        a.handle.room_send("history", &format!("a{i}")).await.unwrap();
+    }
+    for i in 0..3 {
+        b.handle.room_send("history", &format!("b{i}")).await.unwrap();
+    }
+    for i in 0..3 {
+        shows(&a.handle, "history", &format!("b{i}")).await;
+    }
+    let at_a: Vec<String> = a
+        .handle
+        .room_log("history", MAX_HISTORY)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(at_a.len(), MAX_HISTORY);
+
+    let d = TestNode::start(&boot).await;
+    join(&d.handle, "history").await;
+    let at_d: Vec<String> = d
+        .handle
+        .room_log("history", 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(at_d, at_a, "the last {MAX_HISTORY} messages, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_over_the_rate_limit_has_its_excess_dropped() {
+    common::init_tracing();
+    let burst = 3;
+    let tight = RoomLimits {
+        rate: 0.0001,
+        burst: burst as f64,
+    };
+    let (a, b, c) = three_in_a_room(tight).await;
+    let before = c.handle.room_dropped();
+    let sent = 8;
+    for i in 0..sent {
+        a.handle.room_send("lobby", &format!("flood {i}")).await.unwrap();
+    }
+    // B (default limits) shows every one: they all went out.
+    for i in 0..sent {
+        shows(&b.handle, "lobby", &format!("flood {i}")).await;
+    }
+    // C judged all of them: `burst` shown, the rest dropped.
+    eventually("C drops the excess", || async {
+        (c.handle.room_dropped() - before == (sent - burst) as u64).then_some(())
+    })
+    .await;
+    b.handle.room_send("lobby", "sentinel").await.unwrap();
+    shows(&c.handle, "lobby", "sentinel").await;
+    let at_c = texts(&c.handle, "lobby").await;
+    let flood = at_c.iter().filter(|t| t.starts_with("flood")).count();
+    assert_eq!(flood, burst, "{at_c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_or_squatting_room_record_is_refused() {
+    common::init_tracing();
+    let a = TestNode::start(&[]).await;
+    let boot = vec![a.addr().await];
+    let b = TestNode::start(&boot).await;
+    a.handle.room_create("taken").await.unwrap();
+    let key = RoomId::of_name("taken").unwrap().record_key();
+    let held = a.handle.net().held_record(key.clone()).await.unwrap();
+    let owned = held.clone().expect("A holds its record");
+
+    // B cannot create a room of that name: the DHT says it is A's.
+    let err = eventually("B's lookup finds A's record", || async {
+        match b.handle.room_create("taken").await {
+            Err(NodeError::Room(RoomFailure::NameTaken(_, owner))) => Some(owner),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(err, a.handle.peer_id());
+
+    // Put to A directly, bypassing B's own checks: B's record for the name
+    // (a higher seq, B's valid signature), and A's record with one bit of
+    // its signature flipped.
+    let b_id = roost::Identity::load_from(b.dir.path()).unwrap();
+    let squat = room::sign_record(&b_id, "taken", 0, 1 << 40, &[]).unwrap();
+    let mut forged = owned.clone();
+    let n = forged.len() - 1;
+    forged[n] ^= 1;
+    let to_a = a.handle.peer_id();
+    for value in [squat.raw, forged] {
+        b.handle
+            .net()
+            .put_record_to(key.clone(), value, to_a)
+            .await
+            .unwrap();
+    }
+    // Sentinel: a valid record of B's under a free name, put last, lands.
+    let free = room::sign_record(&b_id, "free", 0, 1, &[]).unwrap();
+    let free_key = RoomId::of_name("free").unwrap().record_key();
+    b.handle
+        .net()
+        .put_record_to(free_key.clone(), free.raw.clone(), to_a)
+        .await
+        .unwrap();
+    eventually("A holds the sentinel", || async {
+        let h = a.handle.net().held_record(free_key.clone()).await.ok()??;
+        (h == free.raw).then_some(())
+    })
+    .await;
+    assert_eq!(
+        a.handle.net().held_record(key).await.unwrap(),
+        Some(owned),
+        "A still holds its own record"
+    );
+}
