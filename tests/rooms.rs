@@ -230,13 +230,13 @@ async fn a_forged_or_squatting_room_record_is_refused() {
     assert_eq!(err, a.handle.peer_id());
 
     // Put to A directly, bypassing B's own checks: B's record for the name
-    // (a higher seq, B's valid signature), and A's record with one bit of
-    // its signature flipped.
+    // (a higher seq, B's valid signature), and a record naming A as owner
+    // with a higher seq and a signature that is not A's (B's, over other
+    // bytes).
     let b_id = roost::Identity::load_from(b.dir.path()).unwrap();
     let squat = room::sign_record(&b_id, "taken", 0, 1 << 40, &[]).unwrap();
-    let mut forged = owned.clone();
-    let n = forged.len() - 1;
-    forged[n] ^= 1;
+    let sig = b_id.sign(b"not the record").to_bytes().to_vec();
+    let forged = room::assemble_record("taken", &a.handle.peer_id(), 1 << 41, sig).unwrap();
     let to_a = a.handle.peer_id();
     for value in [squat.raw, forged] {
         b.handle

@@ -220,6 +220,25 @@ pub fn sign_record(
     })
 }
 
+/// A record body naming `owner` with any signature, for tests that forge
+/// records (a signature by another key, or none at all).
+#[cfg(feature = "test-util")]
+pub fn assemble_record(
+    name: &str,
+    owner: &PeerId,
+    seq: u64,
+    sig: Vec<u8>,
+) -> Result<Vec<u8>, RoomError> {
+    let body = RecordBody {
+        name: normalize(name)?,
+        owner: key_bytes(owner)?,
+        created_at: 0,
+        seq,
+        bans: Vec::new(),
+    };
+    Ok(signed::assemble(&body, sig)?)
+}
+
 fn key_bytes(peer: &PeerId) -> Result<Vec<u8>, RoomError> {
     Ok(ed25519_key(peer)
         .ok_or(RoomError::BadKey)?
