@@ -264,3 +264,67 @@ async fn a_forged_or_squatting_room_record_is_refused() {
         "A still holds its own record"
     );
 }
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_prints_the_rows_of_the_contract() {
+    let a = common::Daemon::start(None).await;
+    let b = common::Daemon::start(Some(&a.addr().await)).await;
+    let created = a.rows(&["room", "create", "Lobby"]);
+    assert_eq!(keys(&created[0]), ["id", "name"]);
+    assert_eq!(created[0]["name"], "lobby");
+    let joined = eventually("B joins by name", || async {
+        let out = common::roost(b.dir.path(), &["--json", "room", "join", "lobby"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
+            .flatten()
+    })
+    .await;
+    assert_eq!(joined["id"], created[0]["id"]);
+    let room = created[0]["id"].as_str().unwrap().to_string();
+    eventually("A sees B in the room", || async {
+        (a.rows(&["room", "members", &room]).len() == 2).then_some(())
+    })
+    .await;
+    let sent = b.rows(&["room", "send", "lobby", "hello room"]);
+    assert_eq!(keys(&sent[0]), ["id", "state"]);
+    assert_eq!(sent[0]["state"], "sent");
+    let row = eventually("A's log shows B's message", || async {
+        a.rows(&["room", "log", "lobby", "--limit", "5"]).pop()
+    })
+    .await;
+    assert_eq!(keys(&row), ["from", "from_name", "id", "sent_at", "text"]);
+    assert_eq!(row["text"], "hello room");
+    assert_eq!(row["from"], b.id.to_string());
+    assert_eq!(row["id"], sent[0]["id"]);
+    let list = a.rows(&["room", "list"]);
+    assert_eq!(keys(&list[0]), ["id", "members", "name", "public"]);
+    assert_eq!(list[0]["public"], true);
+    assert_eq!(list[0]["members"], 2);
+    let members = a.rows(&["room", "members", "lobby"]);
+    assert_eq!(keys(&members[0]), ["id", "name", "role"]);
+    let roles: Vec<(String, String)> = members
+        .iter()
+        .map(|m| (m["id"].as_str().unwrap().into(), m["role"].as_str().unwrap().into()))
+        .collect();
+    assert!(roles.contains(&(a.id.to_string(), "owner".into())), "{roles:?}");
+    assert!(roles.contains(&(b.id.to_string(), "member".into())), "{roles:?}");
+    // Only the owner bans.
+    let out = common::roost(b.dir.path(), &["room", "ban", "lobby", &a.id.to_string()]);
+    assert!(!out.status.success());
+    a.rows(&["room", "ban", "lobby", &b.id.to_string()]);
+    b.rows(&["room", "leave", "lobby"]);
+    assert!(b.rows(&["room", "list"]).is_empty());
+}
