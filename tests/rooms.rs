@@ -328,3 +328,44 @@ async fn the_cli_prints_the_rows_of_the_contract() {
     b.rows(&["room", "leave", "lobby"]);
     assert!(b.rows(&["room", "list"]).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_senders_and_records_over_gossip_are_refused_by_every_member() {
+    common::init_tracing();
+    let (a, b, c) = three_in_a_room(RoomLimits::default()).await;
+    let id = RoomId::of_name("lobby").unwrap();
+    let b_id = roost::Identity::load_from(b.dir.path()).unwrap();
+    let c_id = roost::Identity::load_from(c.dir.path()).unwrap();
+    let frame = |g: room::Gossip| roost::wire::encode(&g).unwrap();
+    // C's genuine message, never sent by C, published by B as its own.
+    let replayed = room::sign_message(&c_id, id, 1, "c never said this").unwrap();
+    // A message naming A as its sender, signed by B.
+    let sig = b_id.sign(b"anything").to_bytes().to_vec();
+    let forged =
+        room::assemble_message(id, &a.handle.peer_id(), 2, "a never said this", sig).unwrap();
+    // A record for the room signed by B, banning A's key.
+    let squat = room::sign_record(&b_id, "lobby", 0, 99, &[a.handle.peer_id()]).unwrap();
+    let before = (a.handle.room_dropped(), c.handle.room_dropped());
+    for g in [
+        room::Gossip::Msg(replayed.raw.into()),
+        room::Gossip::Msg(forged.into()),
+        room::Gossip::Record(squat.raw.into()),
+    ] {
+        let sent = b.handle.room_publish_raw("lobby", frame(g)).await.unwrap();
+        assert_eq!(sent.as_str(), "sent");
+    }
+    eventually("A and C refuse all three", || async {
+        (a.handle.room_dropped() - before.0 == 3 && c.handle.room_dropped() - before.1 == 3)
+            .then_some(())
+    })
+    .await;
+    b.handle.room_send("lobby", "sentinel").await.unwrap();
+    for n in [&a, &c] {
+        shows(&n.handle, "lobby", "sentinel").await;
+        let log = texts(&n.handle, "lobby").await;
+        assert_eq!(log, vec!["sentinel".to_string()], "{log:?}");
+        assert!(n.handle.room_bans("lobby").unwrap().is_empty());
+    }
+    let members = c.handle.room_members("lobby").await.unwrap();
+    assert!(members.iter().any(|m| m.owner && m.id == a.handle.peer_id()));
+}

@@ -239,6 +239,25 @@ pub fn assemble_record(
     Ok(signed::assemble(&body, sig)?)
 }
 
+/// A message naming `sender` with any signature, for tests that forge
+/// messages.
+#[cfg(feature = "test-util")]
+pub fn assemble_message(
+    room: RoomId,
+    sender: &PeerId,
+    sent_at: u64,
+    text: &str,
+    sig: Vec<u8>,
+) -> Result<Vec<u8>, RoomError> {
+    let body = MsgBody {
+        room: room.0.to_vec(),
+        sender: key_bytes(sender)?,
+        sent_at,
+        text: text.to_string(),
+    };
+    Ok(signed::assemble(&body, sig)?)
+}
+
 fn key_bytes(peer: &PeerId) -> Result<Vec<u8>, RoomError> {
     Ok(ed25519_key(peer)
         .ok_or(RoomError::BadKey)?

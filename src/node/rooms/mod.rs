@@ -115,8 +115,9 @@ pub(crate) struct Rooms {
     limits: RoomLimits,
     state: Mutex<HashMap<RoomId, RoomState>>,
     last_sent_at: AtomicU64,
-    /// Gossip messages dropped by a rule (ban, rate, author): tests wait
-    /// on it to know a message was judged.
+    /// Gossip frames refused (bad signature or frame, wrong author, ban,
+    /// rate, a record that may not replace ours): tests wait on it to know
+    /// a frame was judged.
     dropped: AtomicU64,
 }
 
@@ -343,11 +344,23 @@ impl NodeHandle {
         Ok(())
     }
 
-    /// How many gossiped room messages this node has dropped by a rule
-    /// (banned sender, over its rate, gossiped by another key).
+    /// How many gossip frames this node has refused (gossipsub `Reject`).
     #[cfg(feature = "test-util")]
     pub fn room_dropped(&self) -> u64 {
         self.rooms_svc().dropped.load(Ordering::Relaxed)
+    }
+
+    /// Publishes raw bytes on a room's topic, bypassing every check of
+    /// ours: lets tests play a hostile member.
+    #[cfg(feature = "test-util")]
+    pub async fn room_publish_raw(&self, room: &str, data: Vec<u8>) -> Result<Sent, NodeError> {
+        let svc = self.rooms_svc();
+        let (id, _) = svc.resolve(room)?;
+        match svc.net.publish(id.topic(), data).await? {
+            Ok(true) => Ok(Sent::Sent),
+            Ok(false) => Ok(Sent::Alone),
+            Err(e) => Err(RoomFailure::Network(e).into()),
+        }
     }
 
     /// The keys a room's record bans, as this node knows it: tests wait

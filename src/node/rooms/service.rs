@@ -247,6 +247,10 @@ async fn on_event(svc: &Arc<Rooms>, ev: RoomEvent) {
             data,
         } => {
             let verdict = on_gossip(svc, source, &topic, &data).await;
+            if matches!(verdict, MessageAcceptance::Reject) {
+                svc.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             report(svc, id, from, verdict).await;
         }
         RoomEvent::HistoryRequest {
@@ -304,7 +308,6 @@ async fn on_gossip(
                 Verdict::Duplicate | Verdict::FromFuture => Ignore,
                 v @ (Verdict::Banned | Verdict::OverRate | Verdict::WrongAuthor) => {
                     debug!(sender = %m.sender, ?v, "dropping a room message");
-                    svc.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     Reject
                 }
             }
