@@ -343,19 +343,25 @@ async fn forged_senders_and_records_over_gossip_are_refused_by_every_member() {
     let sig = b_id.sign(b"anything").to_bytes().to_vec();
     let forged =
         room::assemble_message(id, &a.handle.peer_id(), 2, "a never said this", sig).unwrap();
+    // B's own message whose room signature is not B's (gossipsub's
+    // signature, made by B's node, is valid: only ours catches it).
+    let sig = b_id.sign(b"something else").to_bytes().to_vec();
+    let unsigned =
+        room::assemble_message(id, &b.handle.peer_id(), 3, "b's broken signature", sig).unwrap();
     // A record for the room signed by B, banning A's key.
     let squat = room::sign_record(&b_id, "lobby", 0, 99, &[a.handle.peer_id()]).unwrap();
     let before = (a.handle.room_dropped(), c.handle.room_dropped());
     for g in [
         room::Gossip::Msg(replayed.raw.into()),
         room::Gossip::Msg(forged.into()),
+        room::Gossip::Msg(unsigned.into()),
         room::Gossip::Record(squat.raw.into()),
     ] {
         let sent = b.handle.room_publish_raw("lobby", frame(g)).await.unwrap();
         assert_eq!(sent.as_str(), "sent");
     }
-    eventually("A and C refuse all three", || async {
-        (a.handle.room_dropped() - before.0 == 3 && c.handle.room_dropped() - before.1 == 3)
+    eventually("A and C refuse all four", || async {
+        (a.handle.room_dropped() - before.0 == 4 && c.handle.room_dropped() - before.1 == 4)
             .then_some(())
     })
     .await;
