@@ -40,7 +40,11 @@ async fn texts(node: &NodeHandle, room: &str) -> Vec<String> {
 /// Waits until `node`'s log of `room` holds `text`.
 async fn shows(node: &NodeHandle, room: &str, text: &str) {
     eventually(&format!("{} shows {text:?}", node.peer_id()), || async {
-        texts(node, room).await.iter().any(|t| t == text).then_some(())
+        texts(node, room)
+            .await
+            .iter()
+            .any(|t| t == text)
+            .then_some(())
     })
     .await;
 }
@@ -147,10 +151,16 @@ async fn a_late_joiner_gets_the_last_messages_from_members() {
     sees_members(&a.handle, "history", 1).await;
     let total = MAX_HISTORY + 5;
     for i in 0..total - 3 {
-        a.handle.room_send("history", &format!("a{i}")).await.unwrap();
+        a.handle
+            .room_send("history", &format!("a{i}"))
+            .await
+            .unwrap();
     }
     for i in 0..3 {
-        b.handle.room_send("history", &format!("b{i}")).await.unwrap();
+        b.handle
+            .room_send("history", &format!("b{i}"))
+            .await
+            .unwrap();
     }
     for i in 0..3 {
         shows(&a.handle, "history", &format!("b{i}")).await;
@@ -190,7 +200,10 @@ async fn a_sender_over_the_rate_limit_has_its_excess_dropped() {
     let before = c.handle.room_dropped();
     let sent = 8;
     for i in 0..sent {
-        a.handle.room_send("lobby", &format!("flood {i}")).await.unwrap();
+        a.handle
+            .room_send("lobby", &format!("flood {i}"))
+            .await
+            .unwrap();
     }
     // B (default limits) shows every one: they all went out.
     for i in 0..sent {
@@ -267,12 +280,7 @@ async fn a_forged_or_squatting_room_record_is_refused() {
 
 /// The keys of a JSON object, sorted.
 fn keys(v: &serde_json::Value) -> Vec<String> {
-    let mut k: Vec<String> = v
-        .as_object()
-        .expect("an object")
-        .keys()
-        .cloned()
-        .collect();
+    let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
     k.sort();
     k
 }
@@ -317,10 +325,21 @@ async fn the_cli_prints_the_rows_of_the_contract() {
     assert_eq!(keys(&members[0]), ["id", "name", "role"]);
     let roles: Vec<(String, String)> = members
         .iter()
-        .map(|m| (m["id"].as_str().unwrap().into(), m["role"].as_str().unwrap().into()))
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap().into(),
+                m["role"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert!(roles.contains(&(a.id.to_string(), "owner".into())), "{roles:?}");
-    assert!(roles.contains(&(b.id.to_string(), "member".into())), "{roles:?}");
+    assert!(
+        roles.contains(&(a.id.to_string(), "owner".into())),
+        "{roles:?}"
+    );
+    assert!(
+        roles.contains(&(b.id.to_string(), "member".into())),
+        "{roles:?}"
+    );
     // Only the owner bans.
     let out = common::roost(b.dir.path(), &["room", "ban", "lobby", &a.id.to_string()]);
     assert!(!out.status.success());
@@ -373,5 +392,9 @@ async fn forged_senders_and_records_over_gossip_are_refused_by_every_member() {
         assert!(n.handle.room_bans("lobby").unwrap().is_empty());
     }
     let members = c.handle.room_members("lobby").await.unwrap();
-    assert!(members.iter().any(|m| m.owner && m.id == a.handle.peer_id()));
+    assert!(
+        members
+            .iter()
+            .any(|m| m.owner && m.id == a.handle.peer_id())
+    );
 }

@@ -232,7 +232,12 @@ async fn ban(
     let ban = match action.as_str() {
         "ban" => true,
         "unban" => false,
-        other => return Err(ApiError(StatusCode::NOT_FOUND, format!("no room action {other:?}"))),
+        other => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no room action {other:?}"),
+            ));
+        }
     };
     let peer = s.node.resolve(&b.id).await?;
     s.node.room_ban(&room, peer, ban).await?;

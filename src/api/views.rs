@@ -266,7 +266,8 @@ pub enum EventView {
     BuddyRequest {
         /// Who.
         id: String,
-    },    /// A message shown in a public room we are in (ours included).
+    },
+    /// A message shown in a public room we are in (ours included).
     RoomMessage {
         /// The room's id.
         room: String,

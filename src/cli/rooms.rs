@@ -106,7 +106,11 @@ pub(crate) async fn run(client: &ApiClient, out: &Out, cmd: RoomCmd) -> Result<(
         RoomCmd::Members { room } => {
             let rows: Vec<RoomMemberRow> = client.get(&room_path(&room, "members")).await?;
             out.rows(&rows, |m| {
-                let name = m.name.as_deref().map(|n| field(n).into_owned()).unwrap_or_default();
+                let name = m
+                    .name
+                    .as_deref()
+                    .map(|n| field(n).into_owned())
+                    .unwrap_or_default();
                 format!("{:<7} {} {name}", m.role, m.id)
             })
         }
@@ -115,7 +119,9 @@ pub(crate) async fn run(client: &ApiClient, out: &Out, cmd: RoomCmd) -> Result<(
             out.object(&v, || "left".into())
         }
         RoomCmd::Ban { room, id } => {
-            let v: Empty = client.post(&room_path(&room, "ban"), &RoomPeer { id }).await?;
+            let v: Empty = client
+                .post(&room_path(&room, "ban"), &RoomPeer { id })
+                .await?;
             out.object(&v, || "banned".into())
         }
         RoomCmd::Unban { room, id } => {

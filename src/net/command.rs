@@ -127,7 +127,8 @@ pub enum Command {
         channel: ResponseChannel<PresenceResponse>,
         /// The answer.
         response: PresenceResponse,
-    },    /// Public rooms: gossipsub, the room's DHT record and providers, and
+    },
+    /// Public rooms: gossipsub, the room's DHT record and providers, and
     /// the history protocol (`net::event_loop::pubsub`).
     Rooms(super::pubsub::RoomCommand),
 }
@@ -170,6 +171,7 @@ pub enum NetEvent {
         request: PresenceRequest,
         /// Where the answer goes ([`Command::PresenceRespond`]).
         channel: ResponseChannel<PresenceResponse>,
-    },    /// Public rooms: a gossip message to validate, or a history request.
+    },
+    /// Public rooms: a gossip message to validate, or a history request.
     Rooms(super::pubsub::RoomEvent),
 }

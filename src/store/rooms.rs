@@ -102,7 +102,12 @@ fn id_key(room: &RoomId, id: &str) -> Vec<u8> {
 
 impl Store {
     /// Records that we are in `room` (keeping its log if we were already).
-    pub fn room_join(&self, room: &RoomId, name: &str, record: Option<&[u8]>) -> Result<(), StoreError> {
+    pub fn room_join(
+        &self,
+        room: &RoomId,
+        name: &str,
+        record: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
         let t = self.db.open_tree(ROOMS)?;
         if !t.contains_key(room.0)? && t.len() >= MAX_ROOMS {
             return Err(StoreError::Failed(format!("already in {MAX_ROOMS} rooms")));
@@ -242,7 +247,12 @@ mod tests {
         }
         assert!(!s.room_add(&entry(a, 3)).unwrap(), "a duplicate");
         s.room_add(&entry(b, 1)).unwrap();
-        let last: Vec<u64> = s.room_log(&a, 3).unwrap().iter().map(|e| e.sent_at).collect();
+        let last: Vec<u64> = s
+            .room_log(&a, 3)
+            .unwrap()
+            .iter()
+            .map(|e| e.sent_at)
+            .collect();
         assert_eq!(last, vec![1007, 1008, 1009]);
         s.room_trim(&a, 4).unwrap();
         assert_eq!(s.room_log(&a, 100).unwrap().len(), 4);

@@ -12,9 +12,9 @@ pub mod locator;
 pub mod mailbox;
 pub mod message;
 pub mod presence;
-pub mod room;
 #[cfg(test)]
 mod proptests;
+pub mod room;
 pub(crate) mod signed;
 
 use serde::Serialize;

@@ -148,7 +148,11 @@ pub fn normalize(name: &str) -> Result<String, RoomError> {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
-    if ok { Ok(name) } else { Err(RoomError::BadName) }
+    if ok {
+        Ok(name)
+    } else {
+        Err(RoomError::BadName)
+    }
 }
 
 /// Whether `key` is a room key (its kind decides which rule applies).
@@ -471,10 +475,7 @@ mod tests {
         assert_eq!(got, r);
         assert_eq!(got.bans, vec![banned]);
         let other = RoomId::of_name("other").unwrap().record_key();
-        assert_eq!(
-            validate_record(&other, &r.raw),
-            Err(RoomError::KeyMismatch)
-        );
+        assert_eq!(validate_record(&other, &r.raw), Err(RoomError::KeyMismatch));
     }
 
     #[test]

@@ -205,9 +205,10 @@ impl EventLoop {
                     },
             } => self.drive_locator(Input::Inbound { source, record }),
             kad::Event::InboundRequest {
-                request: InboundRequest::AddProvider {
-                    record: Some(record),
-                },
+                request:
+                    InboundRequest::AddProvider {
+                        record: Some(record),
+                    },
             } => self.on_add_provider(record),
             kad::Event::RoutingUpdated {
                 peer,

@@ -45,7 +45,9 @@ impl Default for RoomsPending {
 impl RoomsPending {
     /// Whether query `id` is one of ours.
     pub(super) fn owns(&self, id: &QueryId) -> bool {
-        self.records.contains_key(id) || self.puts.contains_key(id) || self.providers.contains_key(id)
+        self.records.contains_key(id)
+            || self.puts.contains_key(id)
+            || self.providers.contains_key(id)
     }
 }
 
@@ -180,7 +182,13 @@ impl EventLoop {
         if !is_room_key(&record.key) {
             return;
         }
-        if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().add_provider(record) {
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .store_mut()
+            .add_provider(record)
+        {
             debug!("provider record not stored: {e}");
         }
     }

@@ -117,7 +117,8 @@ pub enum Event {
         peer: PeerId,
         /// Its new state.
         state: MessageState,
-    },    /// A message of a public room we are in was shown (ours included).
+    },
+    /// A message of a public room we are in was shown (ours included).
     Room(crate::node::rooms::RoomMessageEvent),
 }
 

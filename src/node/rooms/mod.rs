@@ -184,7 +184,9 @@ impl Rooms {
     }
 
     async fn publish(&self, id: RoomId, frame: &Gossip) -> Result<Sent, NodeError> {
-        let data = crate::wire::encode(frame).map_err(RoomError::from).map_err(RoomFailure::from)?;
+        let data = crate::wire::encode(frame)
+            .map_err(RoomError::from)
+            .map_err(RoomFailure::from)?;
         match self.net.publish(id.topic(), data).await? {
             Ok(true) => Ok(Sent::Sent),
             Ok(false) => Ok(Sent::Alone),
@@ -328,11 +330,12 @@ impl NodeHandle {
             if ban {
                 bans.push(peer);
             }
-            room::sign_record(&svc.identity, &name, cur.created_at, cur.seq + 1, &bans)
-                .map_err(|e| match e {
+            room::sign_record(&svc.identity, &name, cur.created_at, cur.seq + 1, &bans).map_err(
+                |e| match e {
                     RoomError::TooManyBans => RoomFailure::Full(e.to_string()),
                     e => RoomFailure::Invalid(e),
-                })?
+                },
+            )?
         };
         if let Some(s) = svc.lock().get_mut(&id) {
             s.apply_record(record.clone()).map_err(RoomFailure::from)?;

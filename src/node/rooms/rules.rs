@@ -116,7 +116,13 @@ impl RoomState {
     /// `author` (gossipsub's signed source), at `now`. Bans come before
     /// the rate, so a banned key spends no tokens; the rate before
     /// remembering the id, so a message over the rate can come back later.
-    pub fn judge(&mut self, m: &RoomMessage, author: Option<PeerId>, now: Instant, now_ms: u64) -> Verdict {
+    pub fn judge(
+        &mut self,
+        m: &RoomMessage,
+        author: Option<PeerId>,
+        now: Instant,
+        now_ms: u64,
+    ) -> Verdict {
         if author != Some(m.sender) {
             return Verdict::WrongAuthor;
         }
@@ -238,13 +244,19 @@ mod tests {
         assert_eq!(s.judge(&m, Some(bad.peer_id()), now, 5), Verdict::Banned);
         let ok = sign_message(&good, s.id, 6, "hi").unwrap();
         assert_eq!(s.judge(&ok, Some(good.peer_id()), now, 6), Verdict::Accept);
-        assert_eq!(s.judge(&ok, Some(good.peer_id()), now, 6), Verdict::Duplicate);
+        assert_eq!(
+            s.judge(&ok, Some(good.peer_id()), now, 6),
+            Verdict::Duplicate
+        );
     }
 
     #[test]
     fn a_sender_over_its_rate_is_dropped_until_it_refills() {
         let (owner, fast, other) = ids();
-        let limits = RoomLimits { rate: 1.0, burst: 3.0 };
+        let limits = RoomLimits {
+            rate: 1.0,
+            burst: 3.0,
+        };
         let mut s = state(&owner, &[], limits);
         let t0 = Instant::now();
         let verdicts: Vec<Verdict> = (0..5)
@@ -262,7 +274,10 @@ mod tests {
         // A second later one more token; the refused message may now pass.
         let again = sign_message(&fast, s.id, 3, "m3").unwrap();
         let later = t0 + Duration::from_secs(1);
-        assert_eq!(s.judge(&again, Some(fast.peer_id()), later, 1000), Verdict::Accept);
+        assert_eq!(
+            s.judge(&again, Some(fast.peer_id()), later, 1000),
+            Verdict::Accept
+        );
     }
 
     #[test]
@@ -274,7 +289,10 @@ mod tests {
         assert_eq!(s.judge(&m, Some(b.peer_id()), now, 1), Verdict::WrongAuthor);
         assert_eq!(s.judge(&m, None, now, 1), Verdict::WrongAuthor);
         let late = sign_message(&a, s.id, 10 + MAX_AHEAD_MS + 1, "y").unwrap();
-        assert_eq!(s.judge(&late, Some(a.peer_id()), now, 10), Verdict::FromFuture);
+        assert_eq!(
+            s.judge(&late, Some(a.peer_id()), now, 10),
+            Verdict::FromFuture
+        );
     }
 
     #[test]
@@ -303,10 +321,19 @@ mod tests {
         let mut forged = r2.raw.clone();
         let n = forged.len() - 1;
         forged[n] ^= 1;
-        let values = vec![sq.raw.clone(), r1.raw.clone(), r2.raw.clone(), forged.clone(), forged];
+        let values = vec![
+            sq.raw.clone(),
+            r1.raw.clone(),
+            r2.raw.clone(),
+            forged.clone(),
+            forged,
+        ];
         assert_eq!(pick_record(&key, &values), Some(r2));
         // A tie goes to the earlier claim.
-        assert_eq!(pick_record(&key, &[r1.raw.clone(), sq.raw.clone()]), Some(sq));
+        assert_eq!(
+            pick_record(&key, &[r1.raw.clone(), sq.raw.clone()]),
+            Some(sq)
+        );
         assert_eq!(pick_record(&key, &[vec![1, 2, 3]]), None);
     }
 

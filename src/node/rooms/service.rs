@@ -202,7 +202,11 @@ async fn fetch_history(svc: &Arc<Rooms>, id: RoomId, peers: &[PeerId]) {
         let Some(st) = state.get_mut(&id) else {
             return;
         };
-        let bans = st.record.as_ref().map(|r| r.bans.clone()).unwrap_or_default();
+        let bans = st
+            .record
+            .as_ref()
+            .map(|r| r.bans.clone())
+            .unwrap_or_default();
         let fresh = rules::merge_history(id, &bans, &lists, |m| st.has_seen(m), MAX_HISTORY);
         for m in &fresh {
             st.see(&m.id);
@@ -277,10 +281,7 @@ async fn on_gossip(
     data: &[u8],
 ) -> MessageAcceptance {
     use MessageAcceptance::{Accept, Ignore, Reject};
-    let Some(id) = topic
-        .strip_prefix("roost/room/")
-        .and_then(RoomId::parse)
-    else {
+    let Some(id) = topic.strip_prefix("roost/room/").and_then(RoomId::parse) else {
         return Reject;
     };
     let frame = match Gossip::decode(data) {
@@ -298,7 +299,10 @@ async fn on_gossip(
                 let Some(st) = state.get_mut(&id) else {
                     return Ignore;
                 };
-                (st.judge(&m, source, Instant::now(), unix_ms()), st.name.clone())
+                (
+                    st.judge(&m, source, Instant::now(), unix_ms()),
+                    st.name.clone(),
+                )
             };
             match verdict {
                 Verdict::Accept => {
@@ -335,7 +339,10 @@ async fn history_for(svc: &Rooms, request: &HistoryRequest) -> HistoryResponse {
     let (record, bans) = match svc.lock().get(&id) {
         Some(st) => (
             st.record.as_ref().map(|r| r.raw.clone()),
-            st.record.as_ref().map(|r| r.bans.clone()).unwrap_or_default(),
+            st.record
+                .as_ref()
+                .map(|r| r.bans.clone())
+                .unwrap_or_default(),
         ),
         None => return HistoryResponse::default(),
     };

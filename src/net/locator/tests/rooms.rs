@@ -20,7 +20,13 @@ fn the_first_owner_keeps_a_name_and_only_its_higher_seq_replaces_it() {
     let (owner, squatter) = (Identity::from_seed([1; 32]), Identity::from_seed([2; 32]));
     let key = RoomId::of_name("lobby").unwrap().record_key();
     let first = sign_record(&owner, "lobby", 1, 1, &[]).unwrap();
-    put(&mut r, owner.peer_id(), key.clone(), first.raw.clone(), secs(0));
+    put(
+        &mut r,
+        owner.peer_id(),
+        key.clone(),
+        first.raw.clone(),
+        secs(0),
+    );
     assert_eq!(held(&mut r, &key), Some(first.raw.clone()));
 
     // Another owner, however high its seq, does not take the name.
@@ -31,7 +37,13 @@ fn the_first_owner_keeps_a_name_and_only_its_higher_seq_replaces_it() {
     // The owner's ban (a higher seq) replaces its record; a replay of the
     // older one does not come back.
     let banned = sign_record(&owner, "lobby", 1, 2, &[squatter.peer_id()]).unwrap();
-    put(&mut r, PeerId::random(), key.clone(), banned.raw.clone(), secs(2));
+    put(
+        &mut r,
+        PeerId::random(),
+        key.clone(),
+        banned.raw.clone(),
+        secs(2),
+    );
     assert_eq!(held(&mut r, &key), Some(banned.raw.clone()));
     put(&mut r, PeerId::random(), key.clone(), first.raw, secs(3));
     assert_eq!(held(&mut r, &key), Some(banned.raw));
@@ -51,9 +63,21 @@ fn a_forged_or_misplaced_room_record_is_refused() {
     assert_eq!(held(&mut r, &key), None);
     // A valid record under another name's key.
     let other = RoomId::of_name("other").unwrap().record_key();
-    put(&mut r, owner.peer_id(), other.clone(), good.raw.clone(), secs(1));
+    put(
+        &mut r,
+        owner.peer_id(),
+        other.clone(),
+        good.raw.clone(),
+        secs(1),
+    );
     assert_eq!(held(&mut r, &other), None);
     // Sentinel: the same record under its own key lands.
-    put(&mut r, owner.peer_id(), key.clone(), good.raw.clone(), secs(2));
+    put(
+        &mut r,
+        owner.peer_id(),
+        key.clone(),
+        good.raw.clone(),
+        secs(2),
+    );
     assert_eq!(held(&mut r, &key), Some(good.raw));
 }
