@@ -96,6 +96,20 @@ async fn a_public_room_is_joined_by_name_and_messages_reach_every_member() {
     let members = b.handle.room_members("lobby").await.unwrap();
     let owner: Vec<_> = members.iter().filter(|m| m.owner).map(|m| m.id).collect();
     assert_eq!(owner, vec![a.handle.peer_id()]);
+    // Every member announces itself in the DHT: a joiner finds them there.
+    let key = RoomId::of_name("lobby").unwrap().record_key();
+    let d = TestNode::start(&[a.addr().await]).await;
+    eventually(
+        "the DHT lists A, B and C as the room's providers",
+        || async {
+            let found = d.handle.net().providers(key.clone()).await.ok()?;
+            [&a, &b, &c]
+                .iter()
+                .all(|n| found.contains(&n.handle.peer_id()))
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
