@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod requests;
+pub mod rooms;
 mod routes;
 pub mod terminal;
 pub mod views;
@@ -62,6 +63,7 @@ impl From<NodeError> for ApiError {
             | NodeError::Invite(_)
             | NodeError::Identity(_) => StatusCode::BAD_REQUEST,
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Room(ref r) => rooms::status_of(r),
             _ => StatusCode::BAD_GATEWAY,
         };
         ApiError(code, e.to_string())

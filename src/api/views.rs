@@ -267,6 +267,21 @@ pub enum EventView {
         /// Who.
         id: String,
     },
+    /// A message shown in a public room we are in (ours included).
+    RoomMessage {
+        /// The room's id.
+        room: String,
+        /// The room's name.
+        room_name: String,
+        /// The message id.
+        id: String,
+        /// Its sender's ID.
+        from: String,
+        /// Unix ms, as the sender says.
+        sent_at: u64,
+        /// The text.
+        text: String,
+    },
 }
 
 impl EventView {
@@ -277,6 +292,7 @@ impl EventView {
             Self::Message(m) => &m.peer,
             Self::State { peer, .. } => peer,
             Self::Presence { id, .. } | Self::BuddyRequest { id } => id,
+            Self::RoomMessage { from, .. } => from,
         }
     }
 
@@ -292,6 +308,14 @@ impl EventView {
             Event::Presence { peer, info } => presence_event(peer, info),
             Event::BuddyRequest { peer } => Self::BuddyRequest {
                 id: peer.to_string(),
+            },
+            Event::Room(r) => Self::RoomMessage {
+                room: r.entry.room.to_string(),
+                room_name: r.name.clone(),
+                id: r.entry.id.clone(),
+                from: r.entry.from.to_string(),
+                sent_at: r.entry.sent_at,
+                text: r.entry.text.clone(),
             },
         }
     }

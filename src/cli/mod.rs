@@ -10,6 +10,7 @@ pub(crate) mod commands;
 pub(crate) mod demo;
 pub(crate) mod open;
 pub(crate) mod output;
+pub(crate) mod rooms;
 
 use std::path::PathBuf;
 
@@ -64,6 +65,9 @@ pub(crate) enum Cmd {
     /// Manage buddies: adding a key lets it see my presence.
     #[command(subcommand)]
     Buddy(BuddyCmd),
+    /// Public rooms: create, join by name, send, log, members, bans.
+    #[command(subcommand)]
+    Room(rooms::RoomCmd),
     /// Show my buddies' presence, or set mine with `presence set`.
     Presence {
         #[command(subcommand)]

@@ -109,6 +109,9 @@ pub struct Config {
     /// remembered for the next start (`net::lasting`): strangers passing
     /// by stay out of the `peers` table a restart reseeds from.
     pub lasting_connection: Duration,
+    /// Per-sender rate of public rooms' messages this node forwards and
+    /// shows (`node::rooms`).
+    pub room_limits: crate::node::rooms::RoomLimits,
 }
 
 /// Kademlia's mode (`dht_mode`): whether this node serves the DHT, and so
@@ -257,6 +260,7 @@ impl Config {
             mailbox: MailboxConfig::default(),
             auto_away: Some(Duration::from_secs(15 * 60)),
             lasting_connection: Duration::from_secs(60),
+            room_limits: Default::default(),
         }
     }
 

@@ -15,12 +15,18 @@ use crate::identity::Identity;
 use crate::wire::frame::CborCodec;
 use crate::wire::mailbox::{self, MailboxRequest, MailboxResponse};
 use crate::wire::presence::{self, PresenceRequest, PresenceResponse};
+use crate::wire::room;
 
 /// The mailbox protocol's request-response behaviour.
 pub type MailboxBehaviour = request_response::Behaviour<CborCodec<MailboxRequest, MailboxResponse>>;
 /// The presence protocol's request-response behaviour.
 pub type PresenceBehaviour =
     request_response::Behaviour<CborCodec<PresenceRequest, PresenceResponse>>;
+
+/// The room history protocol's request-response behaviour.
+pub type RoomHistoryBehaviour = request_response::Behaviour<
+    CborCodec<crate::wire::room::HistoryRequest, crate::wire::room::HistoryResponse>,
+>;
 
 /// Our private Kademlia protocol: roost nodes form their own DHT rather than
 /// joining (and validating records for) the public IPFS one.
@@ -82,6 +88,11 @@ pub struct Behaviour {
     pub autonat_server: autonat::v2::server::Behaviour,
     /// Port mapping on the home router (UPnP IGD), off by config.
     pub upnp: Toggle<upnp::tokio::Behaviour>,
+    /// Public rooms' messages (gossipsub, see [`super::pubsub`]).
+    pub pubsub: super::pubsub::Pubsub,
+    /// A joiner's request for a room's last messages
+    /// (`/roost/room-history/1`).
+    pub room_history: RoomHistoryBehaviour,
 }
 
 /// The relay server's libp2p configuration from ours.
@@ -154,6 +165,13 @@ impl Behaviour {
                 .into(),
             autonat_server: autonat::v2::server::Behaviour::default(),
             upnp: config.upnp.then(upnp::tokio::Behaviour::default).into(),
+            pubsub: super::pubsub::pubsub(identity.keypair()).map_err(std::io::Error::other)?,
+            room_history: rpc(
+                CborCodec::new(room::MAX_HISTORY_REQUEST, room::MAX_HISTORY_RESPONSE),
+                room::HISTORY_PROTOCOL,
+                Duration::from_secs(10),
+                32,
+            ),
         })
     }
 }

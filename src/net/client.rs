@@ -57,6 +57,11 @@ impl NetClient {
         Self { commands }
     }
 
+    /// The command channel, for the methods in other modules (`pubsub`).
+    pub(super) fn sender(&self) -> &mpsc::Sender<Command> {
+        &self.commands
+    }
+
     /// Asks the network task for something; its being gone means the
     /// node has stopped.
     async fn ask<T>(

@@ -128,6 +128,9 @@ pub enum Command {
         /// The answer.
         response: PresenceResponse,
     },
+    /// Public rooms: gossipsub, the room's DHT record and providers, and
+    /// the history protocol (`net::event_loop::pubsub`).
+    Rooms(super::pubsub::RoomCommand),
 }
 
 /// What [`Command::Reach`] answers: how others can reach us, for the
@@ -169,4 +172,6 @@ pub enum NetEvent {
         /// Where the answer goes ([`Command::PresenceRespond`]).
         channel: ResponseChannel<PresenceResponse>,
     },
+    /// Public rooms: a gossip message to validate, or a history request.
+    Rooms(super::pubsub::RoomEvent),
 }

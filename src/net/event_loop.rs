@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 mod kademlia;
+mod pubsub;
 mod reach;
 mod rpc;
 
@@ -95,6 +96,8 @@ pub struct EventLoop {
     relay_listeners: HashMap<PeerId, ListenerId>,
     /// Leaving: the locator's "offline" record is on its way.
     stopping: bool,
+    /// The rooms service's queries and requests under way.
+    rooms_pending: pubsub::RoomsPending,
 }
 
 impl EventLoop {
@@ -142,6 +145,7 @@ impl EventLoop {
             }),
             relay_listeners: HashMap::new(),
             stopping: false,
+            rooms_pending: pubsub::RoomsPending::default(),
         }
     }
 
@@ -327,6 +331,7 @@ impl EventLoop {
             | Command::Presence { .. }
             | Command::Notify { .. }
             | Command::PresenceRespond { .. }) => self.on_rpc_command(cmd),
+            Command::Rooms(cmd) => self.on_room_command(cmd),
         }
     }
 
@@ -482,6 +487,8 @@ impl EventLoop {
             SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => self.on_dcutr(e),
             SwarmEvent::Behaviour(BehaviourEvent::Upnp(e)) => self.on_upnp(e),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(e)) => self.on_mdns(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Pubsub(e)) => self.on_pubsub(e),
+            SwarmEvent::Behaviour(BehaviourEvent::RoomHistory(e)) => self.on_room_history(e),
             _ => {}
         }
     }

@@ -9,6 +9,7 @@ pub mod dials;
 mod event_loop;
 pub mod lasting;
 pub mod locator;
+pub mod pubsub;
 pub mod ratelimit;
 pub mod reach;
 pub mod record_handoff;

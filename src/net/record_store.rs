@@ -35,6 +35,11 @@ pub const MAX_RECORDS: usize = 4096;
 /// connections to us, not one.
 pub const MAX_RECORDS_PER_SOURCE: usize = 64;
 
+/// Most providers kept per key (a room's members announcing themselves).
+pub const MAX_PROVIDERS_PER_KEY: usize = 20;
+/// Most keys with providers held (rooms we know members of).
+pub const MAX_PROVIDED_KEYS: usize = 1024;
+
 /// Least time between two sweeps for expired records: records live for
 /// hours, so a second's delay in freeing one costs nothing.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -72,8 +77,11 @@ impl SourceCappedStore {
         let config = MemoryStoreConfig {
             max_records,
             max_value_bytes,
-            max_providers_per_key: 0,
-            max_provided_keys: 0,
+            // Provider records say who is in a public room (only room
+            // keys are accepted, `event_loop/pubsub.rs`): K members per
+            // room are enough to find the rest over gossipsub.
+            max_providers_per_key: MAX_PROVIDERS_PER_KEY,
+            max_provided_keys: MAX_PROVIDED_KEYS,
         };
         Self {
             inner: MemoryStore::with_config(local, config),

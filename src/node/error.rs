@@ -57,6 +57,9 @@ pub enum NodeError {
         /// Why it failed.
         reason: String,
     },
+    /// A public room operation failed.
+    #[error(transparent)]
+    Room(#[from] crate::node::rooms::RoomFailure),
 }
 
 /// A failed request through the network task is the node's failure of

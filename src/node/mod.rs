@@ -11,6 +11,7 @@ pub mod mailbox;
 pub mod messenger;
 pub mod outbox;
 pub mod presence;
+pub mod rooms;
 /// The presence task, by the path the messenger's requests name.
 pub use presence::service as presence_service;
 
@@ -116,7 +117,23 @@ impl Node {
             &tasks,
         )
         .map_err(|_| NetError::Setup("message protocol registered twice".into()))?;
-        let router = route_net_events(net_rx, messages.clone(), presence.clone(), tasks.clone());
+        let (rooms_tx, rooms_rx) = mpsc::channel(256);
+        let rooms = rooms::spawn(
+            identity.clone(),
+            net.clone(),
+            store.clone(),
+            events.clone(),
+            config.room_limits,
+            rooms_rx,
+            &tasks,
+        );
+        let router = route_net_events(
+            net_rx,
+            messages.clone(),
+            presence.clone(),
+            rooms_tx,
+            tasks.clone(),
+        );
         tasks.spawn(router);
         let net_stop = CancellationToken::new();
         let net_task = tokio::spawn(event_loop.run(net_stop.clone()));
@@ -128,6 +145,7 @@ impl Node {
                 net,
                 messages,
                 presence,
+                rooms,
                 sealer,
                 events,
                 #[cfg(feature = "test-util")]
@@ -147,6 +165,7 @@ async fn route_net_events(
     mut from: mpsc::Receiver<NetEvent>,
     to_msgs: mpsc::Sender<Request>,
     to_presence: mpsc::Sender<presence_service::Request>,
+    to_rooms: mpsc::Sender<net::pubsub::RoomEvent>,
     tasks: Tasks,
 ) {
     use presence_service::Request as P;
@@ -167,6 +186,7 @@ async fn route_net_events(
             ev @ (NetEvent::Disconnected(_) | NetEvent::PresenceRequest { .. }) => {
                 to_presence.send(P::Net(ev)).await.is_ok()
             }
+            NetEvent::Rooms(ev) => to_rooms.send(ev).await.is_ok(),
             ev => to_msgs.send(Request::Net(ev)).await.is_ok(),
         };
         if !sent {
@@ -182,6 +202,8 @@ struct NodeInner {
     net: NetClient,
     messages: mpsc::Sender<Request>,
     presence: mpsc::Sender<presence_service::Request>,
+    /// The public rooms service (`rooms`).
+    rooms: Arc<rooms::Rooms>,
     sealer: Arc<Sealer>,
     events: broadcast::Sender<Event>,
     /// Opens raw streams for [`NodeHandle::open_raw_stream`].

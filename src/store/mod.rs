@@ -12,6 +12,7 @@ mod buddies;
 mod held;
 mod messages;
 mod peers;
+mod rooms;
 mod strangers;
 mod worker;
 
@@ -21,6 +22,7 @@ pub use buddies::{Buddy, BuddyRequest, MAX_BUDDY_REQUESTS, Relation};
 pub use held::{Admitted, HeldItem};
 pub use messages::{Direction, Filed, MessageState, StoredMessage};
 pub use peers::KnownPeer;
+pub use rooms::{JoinedRoom, MAX_ROOM_LOG, MAX_ROOMS, RoomLogEntry};
 pub use strangers::{MAX_REQUEST_MESSAGES, MAX_REQUEST_MESSAGES_PER_STRANGER};
 pub use worker::{Flush, Worker};
 

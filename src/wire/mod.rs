@@ -14,6 +14,7 @@ pub mod message;
 pub mod presence;
 #[cfg(test)]
 mod proptests;
+pub mod room;
 pub(crate) mod signed;
 
 use serde::Serialize;

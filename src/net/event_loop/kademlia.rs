@@ -204,6 +204,12 @@ impl EventLoop {
                         ..
                     },
             } => self.drive_locator(Input::Inbound { source, record }),
+            kad::Event::InboundRequest {
+                request:
+                    InboundRequest::AddProvider {
+                        record: Some(record),
+                    },
+            } => self.on_add_provider(record),
             kad::Event::RoutingUpdated {
                 peer,
                 is_new_peer: true,
@@ -220,6 +226,10 @@ impl EventLoop {
     }
 
     fn on_query(&mut self, id: QueryId, result: QueryResult, last: bool) {
+        if self.rooms_pending.owns(&id) {
+            self.on_room_query(id, result, last);
+            return;
+        }
         match result {
             QueryResult::GetRecord(res) => {
                 let Some(&op) = self.locator_queries.get(&id) else {

@@ -25,7 +25,8 @@
 //!   answered from the record we last published, without a query.
 //! - **Keep or replace** what peers put to us: valid, newer than what we
 //!   hold, within the sender's share of the store
-//!   ([`crate::net::record_store`]).
+//!   ([`crate::net::record_store`]). A public room's record follows its
+//!   own rule ([`rooms`]): the first owner of a name keeps it.
 //! - **Hand over** held records to a newly met peer that now ranks among
 //!   their closest holders, **pass on** a record a holder handed us to the
 //!   closer peers it did not count on ([`crate::net::record_handoff`]), and
@@ -47,6 +48,7 @@ use crate::identity::Identity;
 use crate::wire::locator::{self, Locator, RecordError};
 
 mod interface;
+pub mod rooms;
 #[cfg(test)]
 mod tests;
 
@@ -319,6 +321,12 @@ impl Machine {
         dht: &mut impl Dht,
         out: &mut Vec<Output>,
     ) {
+        if crate::wire::room::is_room_key(&record.key) {
+            if let Err(e) = self.keep_room(source, record, now, dht) {
+                debug!(%source, "refused room record: {e}");
+            }
+            return;
+        }
         match self.keep(source, &record, now, dht) {
             Ok(Some(loc)) if self.stopping.is_none() && loc.peer != source => {
                 let target = KBucketKey::new(record.key.clone());

@@ -12,6 +12,7 @@ use crate::net::republish::SETTLE;
 use crate::wire::locator::{MAX_RECORD_BYTES, record_key, sign, validate};
 
 mod hold;
+mod rooms;
 
 const TTL: Duration = Duration::from_secs(3600);
 const MIN: Duration = Duration::from_secs(5);

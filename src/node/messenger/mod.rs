@@ -118,6 +118,8 @@ pub enum Event {
         /// Its new state.
         state: MessageState,
     },
+    /// A message of a public room we are in was shown (ours included).
+    Room(crate::node::rooms::RoomMessageEvent),
 }
 
 /// Requests to the service.

@@ -1,0 +1,296 @@
+//! The network side of public rooms: gossipsub as roost configures it,
+//! the commands and events that cross between the network task and the
+//! rooms service (`node::rooms`), and [`NetClient`]'s methods for them.
+//! The network task only translates (`event_loop/pubsub.rs`); every rule
+//! (signatures, bans, rate limits, which record wins) is the service's.
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{
+    self, AllowAllSubscriptionFilter, IdentityTransform, MaxCountSubscriptionFilter,
+    MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
+};
+use libp2p::kad::RecordKey;
+use libp2p::request_response::ResponseChannel;
+use libp2p::{PeerId, identity::Keypair};
+use tokio::sync::oneshot;
+
+use super::{Command, NetClient, RequestError};
+use crate::wire::room::{HistoryRequest, HistoryResponse, MAX_GOSSIP_BYTES};
+
+/// Most topics a remote peer may be subscribed to in our view of it, and
+/// most subscriptions one of its frames may carry: gossipsub keeps state
+/// per (peer, topic), so the count must be capped.
+pub const MAX_PEER_TOPICS: usize = 100;
+
+/// Gossipsub with roost's settings.
+pub type Pubsub =
+    gossipsub::Behaviour<IdentityTransform, MaxCountSubscriptionFilter<AllowAllSubscriptionFilter>>;
+
+/// Builds gossipsub: every message signed by its author's key
+/// (`Signed` + `Strict`: the source peer is authenticated and unsigned
+/// messages are dropped), nothing forwarded before the rooms service has
+/// checked it (`validate_messages`), a frame limit just above the largest
+/// room message, and ids from the content so one message is one message
+/// whichever peer forwards it.
+pub fn pubsub(key: &Keypair) -> Result<Pubsub, String> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(ValidationMode::Strict)
+        .validate_messages()
+        // Our payload plus gossipsub's envelope (topic, signature, key).
+        .max_transmit_size(MAX_GOSSIP_BYTES + 1024)
+        .message_id_fn(|m| MessageId::from(crate::wire::room::message_id(&m.data)))
+        // The first heartbeat builds the mesh; 5 s (the default) is a long
+        // wait for a joiner's first forwarded message.
+        .heartbeat_initial_delay(Duration::from_millis(500))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let filter = MaxCountSubscriptionFilter {
+        filter: AllowAllSubscriptionFilter {},
+        max_subscribed_topics: MAX_PEER_TOPICS,
+        max_subscriptions_per_request: MAX_PEER_TOPICS,
+    };
+    gossipsub::Behaviour::new_with_subscription_filter(
+        MessageAuthenticity::Signed(key.clone()),
+        config,
+        filter,
+    )
+    .map_err(str::to_string)
+}
+
+/// What the rooms service asks of the network task.
+#[derive(Debug)]
+pub enum RoomCommand {
+    /// Join a gossipsub topic.
+    Subscribe {
+        /// The topic.
+        topic: String,
+        /// `Err` if gossipsub refused.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Leave a gossipsub topic.
+    Unsubscribe {
+        /// The topic.
+        topic: String,
+    },
+    /// Publish on a topic; `Ok(false)`: nobody to send it to.
+    Publish {
+        /// The topic.
+        topic: String,
+        /// The frame.
+        data: Vec<u8>,
+        /// Whether it went out.
+        reply: oneshot::Sender<Result<bool, String>>,
+    },
+    /// The verdict on a message gossipsub handed us ([`RoomEvent::Message`]).
+    Report {
+        /// Its id.
+        id: MessageId,
+        /// Who forwarded it.
+        from: PeerId,
+        /// Forward it, or drop it (and penalise the forwarder).
+        verdict: MessageAcceptance,
+    },
+    /// Peers we know to be subscribed to `topic`.
+    TopicPeers {
+        /// The topic.
+        topic: String,
+        /// Them.
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// Every value the DHT holds under `key` (unvalidated), gathered until
+    /// the lookup ends.
+    GetRecords {
+        /// The key.
+        key: RecordKey,
+        /// The values and who gave each (`None`: our own store).
+        reply: oneshot::Sender<Vec<(Option<PeerId>, Vec<u8>)>>,
+    },
+    /// Store our own record locally and at the closest peers.
+    PutRecord {
+        /// The key.
+        key: RecordKey,
+        /// The signed value.
+        value: Vec<u8>,
+        /// `Ok` once one peer took it.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Announce ourselves as a provider of `key` (a room member).
+    Provide {
+        /// The key.
+        key: RecordKey,
+    },
+    /// Stop announcing ourselves under `key`.
+    Unprovide {
+        /// The key.
+        key: RecordKey,
+    },
+    /// The providers of `key`, gathered until the lookup ends.
+    Providers {
+        /// The key.
+        key: RecordKey,
+        /// Them.
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    /// Ask `peer` for a room's last messages.
+    History {
+        /// Whom.
+        peer: PeerId,
+        /// What.
+        request: HistoryRequest,
+        /// The answer, or why there is none.
+        reply: oneshot::Sender<Result<HistoryResponse, String>>,
+    },
+    /// Answer a history request.
+    HistoryRespond {
+        /// The request's channel.
+        channel: ResponseChannel<HistoryResponse>,
+        /// The answer.
+        response: HistoryResponse,
+    },
+}
+
+/// What the network task hands the rooms service.
+#[derive(Debug)]
+pub enum RoomEvent {
+    /// A gossip message on a topic we subscribe to, awaiting our verdict
+    /// ([`RoomCommand::Report`]).
+    Message {
+        /// Who forwarded it.
+        from: PeerId,
+        /// Its gossipsub id.
+        id: MessageId,
+        /// Its signed author (`Strict` guarantees one).
+        source: Option<PeerId>,
+        /// Its topic.
+        topic: String,
+        /// The frame.
+        data: Vec<u8>,
+    },
+    /// A peer asks for a room's last messages.
+    HistoryRequest {
+        /// Authenticated by the connection.
+        peer: PeerId,
+        /// What it asks.
+        request: HistoryRequest,
+        /// Where the answer goes.
+        channel: ResponseChannel<HistoryResponse>,
+    },
+}
+
+impl NetClient {
+    async fn room<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> RoomCommand,
+    ) -> Result<T, RequestError> {
+        crate::call::call(self.sender(), |reply| Command::Rooms(make(reply)))
+            .await
+            .map_err(|_| RequestError::Stopped)
+    }
+
+    async fn room_tell(&self, cmd: RoomCommand) -> Result<(), RequestError> {
+        self.sender()
+            .send(Command::Rooms(cmd))
+            .await
+            .map_err(|_| RequestError::Stopped)
+    }
+
+    /// Joins a gossipsub topic.
+    pub async fn subscribe(&self, topic: String) -> Result<Result<(), String>, RequestError> {
+        self.room(|reply| RoomCommand::Subscribe { topic, reply })
+            .await
+    }
+
+    /// Leaves a gossipsub topic.
+    pub async fn unsubscribe(&self, topic: String) -> Result<(), RequestError> {
+        self.room_tell(RoomCommand::Unsubscribe { topic }).await
+    }
+
+    /// Publishes on a topic; `Ok(false)` when no peer was there to take it.
+    pub async fn publish(
+        &self,
+        topic: String,
+        data: Vec<u8>,
+    ) -> Result<Result<bool, String>, RequestError> {
+        self.room(|reply| RoomCommand::Publish { topic, data, reply })
+            .await
+    }
+
+    /// Reports our verdict on a gossip message.
+    pub async fn report(
+        &self,
+        id: MessageId,
+        from: PeerId,
+        verdict: MessageAcceptance,
+    ) -> Result<(), RequestError> {
+        self.room_tell(RoomCommand::Report { id, from, verdict })
+            .await
+    }
+
+    /// Peers known to subscribe to `topic`.
+    pub async fn topic_peers(&self, topic: String) -> Result<Vec<PeerId>, RequestError> {
+        self.room(|reply| RoomCommand::TopicPeers { topic, reply })
+            .await
+    }
+
+    /// Every value found under `key` (unvalidated: check each).
+    pub async fn get_records(
+        &self,
+        key: RecordKey,
+    ) -> Result<Vec<(Option<PeerId>, Vec<u8>)>, RequestError> {
+        self.room(|reply| RoomCommand::GetRecords { key, reply })
+            .await
+    }
+
+    /// Puts our own record under `key`.
+    pub async fn put_record(
+        &self,
+        key: RecordKey,
+        value: Vec<u8>,
+    ) -> Result<Result<(), String>, RequestError> {
+        self.room(|reply| RoomCommand::PutRecord { key, value, reply })
+            .await
+    }
+
+    /// Announces us as a provider of `key`.
+    pub async fn provide(&self, key: RecordKey) -> Result<(), RequestError> {
+        self.room_tell(RoomCommand::Provide { key }).await
+    }
+
+    /// Stops announcing us under `key`.
+    pub async fn unprovide(&self, key: RecordKey) -> Result<(), RequestError> {
+        self.room_tell(RoomCommand::Unprovide { key }).await
+    }
+
+    /// The providers of `key`.
+    pub async fn providers(&self, key: RecordKey) -> Result<Vec<PeerId>, RequestError> {
+        self.room(|reply| RoomCommand::Providers { key, reply })
+            .await
+    }
+
+    /// Asks `peer` for a room's last messages.
+    pub async fn room_history(
+        &self,
+        peer: PeerId,
+        request: HistoryRequest,
+    ) -> Result<HistoryResponse, RequestError> {
+        self.room(|reply| RoomCommand::History {
+            peer,
+            request,
+            reply,
+        })
+        .await?
+        .map_err(|reason| RequestError::Dial { peer, reason })
+    }
+
+    /// Answers a history request (fire and forget).
+    pub async fn room_history_respond(
+        &self,
+        channel: ResponseChannel<HistoryResponse>,
+        response: HistoryResponse,
+    ) {
+        let _ = self
+            .room_tell(RoomCommand::HistoryRespond { channel, response })
+            .await;
+    }
+}
