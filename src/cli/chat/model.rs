@@ -339,6 +339,9 @@ impl App {
                 ));
                 Vec::new()
             }
+            // Rooms and groups are not conversations of the terminal chat
+            // yet: their events pass it by.
+            _ => Vec::new(),
         }
     }
 
