@@ -13,6 +13,7 @@
 //!   process that bound the same port after a crash; docs/api.md says so.
 
 pub mod client;
+pub mod groups;
 pub mod requests;
 mod routes;
 pub mod terminal;
@@ -61,6 +62,7 @@ impl From<NodeError> for ApiError {
             | NodeError::Invite(_)
             | NodeError::Identity(_) => StatusCode::BAD_REQUEST,
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Group(ref g) => groups::status_of(g),
             _ => StatusCode::BAD_GATEWAY,
         };
         ApiError(code, e.to_string())

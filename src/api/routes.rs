@@ -36,6 +36,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/presence", get(own_presence).post(set_presence))
         .route("/api/v1/presence/buddies", get(presence_of_buddies))
         .route("/api/v1/events", get(events))
+        .merge(super::groups::routes())
 }
 
 fn bad_request(msg: impl Into<String>) -> ApiError {

@@ -267,6 +267,35 @@ pub enum EventView {
         /// Who.
         id: String,
     },
+    /// A group message arrived.
+    GroupMessage {
+        /// The group's id.
+        group: String,
+        /// The message's id.
+        id: String,
+        /// Its sender.
+        from: String,
+        /// The sender's clock, Unix ms.
+        sent_at: u64,
+        /// The text.
+        text: String,
+    },
+    /// A group's membership changed.
+    GroupChange {
+        /// The group's id.
+        group: String,
+        /// The change in words.
+        text: String,
+    },
+    /// I was invited into a group (`group join` accepts).
+    GroupInvitation {
+        /// The group's id.
+        group: String,
+        /// Its name.
+        name: String,
+        /// Who invited me.
+        from: String,
+    },
 }
 
 impl EventView {
@@ -277,6 +306,8 @@ impl EventView {
             Self::Message(m) => &m.peer,
             Self::State { peer, .. } => peer,
             Self::Presence { id, .. } | Self::BuddyRequest { id } => id,
+            Self::GroupMessage { from, .. } | Self::GroupInvitation { from, .. } => from,
+            Self::GroupChange { .. } => "",
         }
     }
 
@@ -293,6 +324,7 @@ impl EventView {
             Event::BuddyRequest { peer } => Self::BuddyRequest {
                 id: peer.to_string(),
             },
+            Event::Group(g) => crate::api::groups::event_view(g),
         }
     }
 }

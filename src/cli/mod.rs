@@ -7,6 +7,7 @@
 
 pub(crate) mod commands;
 pub(crate) mod demo;
+pub(crate) mod group;
 pub(crate) mod output;
 
 use std::path::PathBuf;
@@ -104,6 +105,9 @@ pub(crate) enum Cmd {
         /// The buddy's name or ID.
         peer: String,
     },
+    /// Private groups: create, invite, join, leave, remove, list, members, send, log.
+    #[command(subcommand)]
+    Group(group::GroupCmd),
     /// Run the whole story on this machine: a small network in one process.
     Demo,
     /// Print a shell completion script.

@@ -36,6 +36,8 @@ pub(crate) enum Kind {
     Receipt,
     /// A request to be buddies.
     BuddyRequest,
+    /// Something of a private group (node::groups decides).
+    Group,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             Body::Content { .. } => Kind::Content,
             Body::Receipt { .. } => Kind::Receipt,
             Body::BuddyRequest => Kind::BuddyRequest,
+            Body::Group(_) => Kind::Group,
         }
     }
 }
@@ -74,6 +77,9 @@ pub(crate) enum Verdict {
     /// A buddy request: whether it is new decides ([`take_request`]);
     /// accepted either way.
     BuddyRequest(Requester),
+    /// Something of a private group: its membership and signatures are
+    /// judged by `node::groups`, whatever our relation to the sender.
+    Group,
 }
 
 /// What to do with a buddy request that is not refused.
@@ -105,13 +111,14 @@ pub(crate) fn decide(
     match kind {
         // Not taken until its time is near (content.rs): a message or
         // buddy request from the future.
-        Kind::Content | Kind::BuddyRequest if from_the_future(sent_at, now) => {
+        Kind::Content | Kind::BuddyRequest | Kind::Group if from_the_future(sent_at, now) => {
             Verdict::Refuse(not_now(path))
         }
         Kind::Content => Verdict::Store {
             request: relation == Relation::Stranger,
         },
         Kind::Receipt => Verdict::ApplyReceipt,
+        Kind::Group => Verdict::Group,
         Kind::BuddyRequest => Verdict::BuddyRequest(if relation == Relation::Buddy {
             Requester::Buddy
         } else {

@@ -118,6 +118,8 @@ pub enum Event {
         /// Its new state.
         state: MessageState,
     },
+    /// Something happened in a private group.
+    Group(crate::node::groups::GroupEvent),
 }
 
 /// Requests to the service.
@@ -142,6 +144,12 @@ pub(crate) enum Request {
     PauseHolder(oneshot::Sender<MailboxPause>),
     /// Something happened on the network.
     Net(NetEvent),
+    /// Run a group operation (a store job, flushed before the answer) and
+    /// queue the 1:1 messages it leaves.
+    Group {
+        job: crate::node::groups::Job,
+        reply: oneshot::Sender<Result<crate::node::groups::Answer, crate::node::groups::GroupOpError>>,
+    },
 }
 
 /// Who waits for a send to be durable.
@@ -191,6 +199,7 @@ pub(crate) fn spawn(
     mailbox: MailboxConfig,
     presence: mpsc::Sender<super::presence_service::Request>,
     tasks: &Tasks,
+    groups: Arc<crate::node::groups::Ctx>,
 ) -> Result<mpsc::Sender<Request>, libp2p_stream::AlreadyRegistered> {
     let (req_tx, req_rx) = mpsc::channel(1024);
     let (int_tx, int_rx) = mpsc::channel(4096);
@@ -208,6 +217,7 @@ pub(crate) fn spawn(
         queue: store.clone(),
         events,
         done: done_tx,
+        groups,
         openers: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         )),
@@ -401,6 +411,10 @@ impl Service {
                 let _ = reply.send(res);
             }
             Request::Control { to, body } => self.send_control(to, body),
+            Request::Group { job, reply } => {
+                let res = self.group(job).await;
+                let _ = reply.send(res);
+            }
             Request::Read(f) => {
                 // After every write queued before it; no need to wait here.
                 drop(self.store.submit(move |s| {
@@ -460,6 +474,29 @@ impl Service {
             self.queue(peer, env, None, now);
         }
         Ok(read)
+    }
+
+    /// Runs a group operation's store job (flushed before the caller is
+    /// answered), then queues the 1:1 messages it wrote to the outbox.
+    async fn group(
+        &mut self,
+        job: crate::node::groups::Job,
+    ) -> Result<crate::node::groups::Answer, crate::node::groups::GroupOpError> {
+        let done = self
+            .inbound
+            .queue
+            .reply(Flush::Now, move |s| Ok(job(s)))
+            .await
+            .map_err(|_| StoreError::Failed("store thread stopped".into()))??;
+        let done = done?;
+        let now = Instant::now();
+        for (peer, env) in done.out {
+            self.queue(peer, env, None, now);
+        }
+        for e in done.events {
+            let _ = self.inbound.events.send(Event::Group(e));
+        }
+        Ok(done.answer)
     }
 
     /// Receipts travel as messages of their own, through the outbox, but are
@@ -522,6 +559,10 @@ impl Service {
     /// Follow-ups of a stored incoming batch: receipts to send, our own
     /// messages finished by the peer's receipts, presence to retry.
     fn received(&mut self, r: Received) {
+        let now = Instant::now();
+        for (peer, env) in r.out {
+            self.queue(peer, env, None, now);
+        }
         for peer in r.accepted {
             let _ = self
                 .presence
