@@ -335,6 +335,14 @@ impl NodeHandle {
         self.read(move |s| receive::try_open(s, &from, &wire)).await
     }
 
+    /// The envelopes this node holds in mailboxes for `recipient`: what a
+    /// mailbox holder can see.
+    #[cfg(feature = "test-util")]
+    pub async fn held_envelopes(&self, recipient: PeerId) -> Result<Vec<Envelope>, NodeError> {
+        self.read(move |s| Ok(s.held_for(&recipient)?.into_iter().map(|(_, e)| e).collect()))
+            .await
+    }
+
     /// Sends a group message claiming `claimed` as its sender, sealed
     /// under `claimed`'s chain (every member can derive it) and signed
     /// with our own key: what a member impersonating another would send.

@@ -259,7 +259,7 @@ impl From<GroupError> for Fail {
 }
 
 /// Opens the signed group message `bytes` (as a member's log holds it)
-/// with the secrets this node holds for its group, without using or
+/// with every secret this node holds for its group, without using or
 /// changing any chain: what a test uses to show which members can read a
 /// message, on the bytes that travelled.
 pub fn try_open(s: &Store, from: &PeerId, wire: &[u8]) -> Result<Result<String, GroupError>, StoreError> {
@@ -275,24 +275,23 @@ pub fn try_open(s: &Store, from: &PeerId, wire: &[u8]) -> Result<Result<String, 
     let Some(row) = s.group(&h.group_id)? else {
         return Ok(Err(GroupError::NotMember));
     };
-    let Ok(state) = row.state.open() else {
-        return Ok(Err(GroupError::Malformed));
-    };
-    let secret = if h.epoch == state.epoch {
-        row.secret
-    } else {
-        row.prev.as_ref().filter(|p| p.epoch == h.epoch).and_then(|p| p.secret)
-    };
-    let Some(secret) = secret else {
+    // Every secret we hold, tried for the message's epoch: what a
+    // removed member holding old secrets would try.
+    let secrets: Vec<[u8; 32]> = [row.secret, row.prev.as_ref().and_then(|p| p.secret)]
+        .into_iter()
+        .flatten()
+        .collect();
+    if secrets.is_empty() {
         return Ok(Err(GroupError::UnknownEpoch(h.epoch)));
-    };
-    let start = keys::chain_start(&secret, &h.group_id, h.epoch, &h.sender);
+    }
     let aad = crate::wire::encode(h).map_err(|_| StoreError::Corrupt("group"))?;
-    Ok(keys::open(&keys::key_at(&start, h.n), &aad, &body.ct)
-        .map_err(GroupError::from)
-        .and_then(|p| {
-            crate::wire::decode::<Plain>(&p, MAX_GROUP_BYTES)
+    for secret in secrets {
+        let start = keys::chain_start(&secret, &h.group_id, h.epoch, &h.sender);
+        if let Ok(p) = keys::open(&keys::key_at(&start, h.n), &aad, &body.ct) {
+            return Ok(crate::wire::decode::<Plain>(&p, MAX_GROUP_BYTES)
                 .map(|p| p.text)
-                .map_err(|_| GroupError::Malformed)
-        }))
+                .map_err(|_| GroupError::Malformed));
+        }
+    }
+    Ok(Err(GroupError::Key(keys::KeyError::Open)))
 }
