@@ -127,7 +127,8 @@ async fn an_offline_member_gets_all_three_from_its_mailbox_once_and_in_order() {
     for sender in &m[..3] {
         sender.handle.shutdown().await.unwrap();
     }
-    m[4].restart(std::slice::from_ref(&plain[2].addr().await)).await;
+    m[4].restart(std::slice::from_ref(&plain[2].addr().await))
+        .await;
     let want = ["message 0", "message 1", "message 2"];
     eventually("Eve has the three", || async {
         (texts(&m[4].handle, &gid).await.len() >= 3).then_some(())
@@ -138,7 +139,11 @@ async fn an_offline_member_gets_all_three_from_its_mailbox_once_and_in_order() {
     m[3].handle.group_send(&gid, "sentinel").await.unwrap();
     has(&m[4].handle, &gid, "sentinel").await;
     let got = texts(&m[4].handle, &gid).await;
-    assert_eq!(got, [&want[..], &["sentinel"]].concat(), "once each, in order");
+    assert_eq!(
+        got,
+        [&want[..], &["sentinel"]].concat(),
+        "once each, in order"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,16 +190,28 @@ async fn a_removed_member_cannot_open_what_is_sent_after_its_removal() {
     };
     let a = alice.handle.peer_id();
     assert_eq!(
-        carol.handle.group_try_open(a, wire("before").await).await.unwrap(),
+        carol
+            .handle
+            .group_try_open(a, wire("before").await)
+            .await
+            .unwrap(),
         Ok("before".to_string()),
         "her keys open what was sent while she was a member"
     );
     assert_eq!(
-        carol.handle.group_try_open(a, wire("after").await).await.unwrap(),
+        carol
+            .handle
+            .group_try_open(a, wire("after").await)
+            .await
+            .unwrap(),
         Err(GroupError::Key(roost::node::groups::keys::KeyError::Open)),
         "no secret she holds opens what was sent after"
     );
-    assert!(!texts(&carol.handle, &gid).await.contains(&"after".to_string()));
+    assert!(
+        !texts(&carol.handle, &gid)
+            .await
+            .contains(&"after".to_string())
+    );
     assert!(carol.handle.group_send(&gid, "still here?").await.is_err());
 }
 
@@ -240,7 +257,8 @@ async fn holders_and_non_members_learn_nothing_but_sizes() {
         assert!(p.handle.group_list().await.unwrap().is_empty());
     }
     // And Bob, back, reads it.
-    bob.restart(std::slice::from_ref(&plain[1].addr().await)).await;
+    bob.restart(std::slice::from_ref(&plain[1].addr().await))
+        .await;
     has(&bob.handle, &gid, text).await;
 }
 

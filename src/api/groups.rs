@@ -175,7 +175,12 @@ async fn names(s: &AppState) -> Result<impl Fn(&PeerId) -> String, ApiError> {
 
 fn change_view(a: Answer) -> Json<ChangeView> {
     Json(ChangeView {
-        state: if a == Answer::Requested { "requested" } else { "done" }.into(),
+        state: if a == Answer::Requested {
+            "requested"
+        } else {
+            "done"
+        }
+        .into(),
     })
 }
 
@@ -228,7 +233,9 @@ async fn invite(
     Path(group): Path<String>,
     Json(req): Json<InviteRequest>,
 ) -> ApiResult<ChangeView> {
-    Ok(change_view(s.node.group_invite(&group, ids(&req.ids)?).await?))
+    Ok(change_view(
+        s.node.group_invite(&group, ids(&req.ids)?).await?,
+    ))
 }
 
 async fn join(State(s): State<AppState>, Path(group): Path<String>) -> ApiResult<GroupRef> {
@@ -260,7 +267,10 @@ async fn remove(
     Ok(change_view(s.node.group_remove(&group, id).await?))
 }
 
-async fn members(State(s): State<AppState>, Path(group): Path<String>) -> ApiResult<Vec<MemberRow>> {
+async fn members(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<Vec<MemberRow>> {
     let members = s.node.group_members(&group).await?;
     let name = names(&s).await?;
     Ok(Json(

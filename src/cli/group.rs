@@ -88,7 +88,9 @@ pub(crate) async fn run(api: &ApiClient, out: &Out, cmd: GroupCmd) -> Result<()>
             out.object(&g, || format!("{} {}", g.id, field(&g.name)))
         }
         GroupCmd::Invite { group, ids } => {
-            let v: ChangeView = api.post(&path(&group, "invite"), &InviteRequest { ids }).await?;
+            let v: ChangeView = api
+                .post(&path(&group, "invite"), &InviteRequest { ids })
+                .await?;
             out.object(&v, || v.state.clone())
         }
         GroupCmd::Join { group } => {
@@ -97,14 +99,18 @@ pub(crate) async fn run(api: &ApiClient, out: &Out, cmd: GroupCmd) -> Result<()>
         }
         GroupCmd::Invitations => {
             let rows: Vec<InvitationRow> = api.get("groups/invitations").await?;
-            out.rows(&rows, |r| format!("{} {} from {}", r.id, field(&r.name), r.from))
+            out.rows(&rows, |r| {
+                format!("{} {} from {}", r.id, field(&r.name), r.from)
+            })
         }
         GroupCmd::Leave { group } => {
             let v: ChangeView = api.post(&path(&group, "leave"), &Empty {}).await?;
             out.object(&v, || v.state.clone())
         }
         GroupCmd::Remove { group, id } => {
-            let v: ChangeView = api.post(&path(&group, "remove"), &RemoveRequest { id }).await?;
+            let v: ChangeView = api
+                .post(&path(&group, "remove"), &RemoveRequest { id })
+                .await?;
             out.object(&v, || v.state.clone())
         }
         GroupCmd::List => {
@@ -115,15 +121,23 @@ pub(crate) async fn run(api: &ApiClient, out: &Out, cmd: GroupCmd) -> Result<()>
         }
         GroupCmd::Members { group } => {
             let rows: Vec<MemberRow> = api.get(&path(&group, "members")).await?;
-            out.rows(&rows, |r| format!("{} {:<20} {}", r.id, field(&r.name), r.role))
+            out.rows(&rows, |r| {
+                format!("{} {:<20} {}", r.id, field(&r.name), r.role)
+            })
         }
         GroupCmd::Send { group, text } => {
-            let v: GroupSendView = api.post(&path(&group, "send"), &GroupSendRequest { text }).await?;
+            let v: GroupSendView = api
+                .post(&path(&group, "send"), &GroupSendRequest { text })
+                .await?;
             out.object(&v, || format!("{} {}", v.id, v.state))
         }
         GroupCmd::Log { group, limit } => {
-            let rows: Vec<LogLine> = api.get(&format!("{}?limit={limit}", path(&group, "log"))).await?;
-            out.rows(&rows, |l| format!("{:<16} {}", field(&l.from_name), indented(&l.text)))
+            let rows: Vec<LogLine> = api
+                .get(&format!("{}?limit={limit}", path(&group, "log")))
+                .await?;
+            out.rows(&rows, |l| {
+                format!("{:<16} {}", field(&l.from_name), indented(&l.text))
+            })
         }
     }
 }

@@ -18,6 +18,10 @@ const LOG: &str = "group_log";
 const SEEN: &str = "group_seen";
 const PENDING: &str = "group_pending";
 
+/// A message kept for its epoch: its sender (PeerId bytes) and its
+/// `Body::Group` bytes.
+pub type Pending = (Vec<u8>, Vec<u8>);
+
 /// Most messages kept per group while their epoch's state has not come.
 pub const MAX_PENDING: usize = 1024;
 
@@ -183,8 +187,11 @@ impl Store {
         }
         let h = blake3::hash(bytes);
         let k = key(&[&id.0, &epoch.to_be_bytes(), &h.as_bytes()[..16]]);
-        let v = crate::wire::encode(&(serde_bytes::Bytes::new(from), serde_bytes::Bytes::new(bytes)))
-            .map_err(corrupt)?;
+        let v = crate::wire::encode(&(
+            serde_bytes::Bytes::new(from),
+            serde_bytes::Bytes::new(bytes),
+        ))
+        .map_err(corrupt)?;
         t.insert(k, v)?;
         Ok(true)
     }
@@ -194,12 +201,16 @@ impl Store {
         &self,
         id: &GroupId,
         epoch: u64,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Pending>, StoreError> {
         let t = self.tree(PENDING)?;
         let mut out = Vec::new();
         for kv in t.scan_prefix(id.0) {
             let (k, v) = kv?;
-            let e = u64::from_be_bytes(k.get(32..40).and_then(|b| b.try_into().ok()).ok_or(StoreError::Corrupt(PENDING))?);
+            let e = u64::from_be_bytes(
+                k.get(32..40)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or(StoreError::Corrupt(PENDING))?,
+            );
             if e <= epoch {
                 let (from, bytes): (serde_bytes::ByteBuf, serde_bytes::ByteBuf) =
                     crate::wire::decode(&v, usize::MAX).map_err(corrupt)?;

@@ -335,7 +335,8 @@ fn verifies(peer: &PeerId, domain: &[u8], body: &[u8], sig: &[u8]) -> bool {
     let Some(vk) = ed25519_key(peer) else {
         return false;
     };
-    Signature::from_slice(sig).is_ok_and(|s| vk.verify_strict(&signed_bytes(domain, body), &s).is_ok())
+    Signature::from_slice(sig)
+        .is_ok_and(|s| vk.verify_strict(&signed_bytes(domain, body), &s).is_ok())
 }
 
 #[cfg(test)]

@@ -74,7 +74,10 @@ fn a_message_is_checked_against_the_sender_it_names() {
         },
         ct: vec![1, 2, 3],
     };
-    assert_eq!(open_message(&sign_message(&a, &body).unwrap()).unwrap(), body);
+    assert_eq!(
+        open_message(&sign_message(&a, &body).unwrap()).unwrap(),
+        body
+    );
     // B signs a message naming A as its sender.
     assert_eq!(
         open_message(&sign_message(&b, &body).unwrap()),

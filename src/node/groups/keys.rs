@@ -197,10 +197,7 @@ mod tests {
     fn skipped_keys_are_capped_and_far_jumps_refused() {
         let start = chain_start(&[1; 32], &G, 0, b"a");
         let mut rx = Chain::new(start);
-        assert_eq!(
-            rx.take(MAX_SKIPPED as u64 + 1),
-            Err(KeyError::TooFarAhead)
-        );
+        assert_eq!(rx.take(MAX_SKIPPED as u64 + 1), Err(KeyError::TooFarAhead));
         rx.take(MAX_SKIPPED as u64).unwrap();
         assert_eq!(rx.skipped(), MAX_SKIPPED);
         // Another jump: the oldest skipped keys go, the cap holds.

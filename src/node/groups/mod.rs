@@ -214,7 +214,10 @@ impl NodeHandle {
     /// Makes a private group named `name` with us as creator and admin.
     pub async fn group_create(&self, name: &str) -> Result<(GroupId, String), NodeError> {
         let name = name.to_string();
-        match self.group_job(move |s, ctx, now| ops::create(s, ctx, &name, now)).await? {
+        match self
+            .group_job(move |s, ctx, now| ops::create(s, ctx, &name, now))
+            .await?
+        {
             Answer::Created(id, name) => Ok((id, name)),
             _ => Err(NodeError::Stopped),
         }
@@ -339,8 +342,13 @@ impl NodeHandle {
     /// mailbox holder can see.
     #[cfg(feature = "test-util")]
     pub async fn held_envelopes(&self, recipient: PeerId) -> Result<Vec<Envelope>, NodeError> {
-        self.read(move |s| Ok(s.held_for(&recipient)?.into_iter().map(|(_, e)| e).collect()))
-            .await
+        self.read(move |s| {
+            Ok(s.held_for(&recipient)?
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect())
+        })
+        .await
     }
 
     /// Sends a group message claiming `claimed` as its sender, sealed

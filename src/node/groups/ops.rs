@@ -11,8 +11,8 @@ use super::roster::{self, GroupError};
 use super::{Ctx, GroupDone, GroupEvent, GroupOpError, Outcome, msg_id};
 use crate::store::{GroupRow, LogRow, PrevEpoch, Store, StoreError};
 use crate::wire::group::{
-    Change, GroupBody, GroupId, GroupState, Header, Member, MsgBody, Op, Plain, Role,
-    SignedState, sign_message,
+    Change, GroupBody, GroupId, GroupState, Header, Member, MsgBody, Op, Plain, Role, SignedState,
+    sign_message,
 };
 use crate::wire::message::{self, Body, Envelope, Inner, MessageId};
 
@@ -58,7 +58,8 @@ pub(super) fn create(s: &Store, ctx: &Ctx, name: &str, now: u64) -> Outcome {
         issued_at: now,
         change: Change::Created,
     };
-    let signed = SignedState::sign(&ctx.identity, &state).map_err(|e| GroupError::Wire(e.into()))?;
+    let signed =
+        SignedState::sign(&ctx.identity, &state).map_err(|e| GroupError::Wire(e.into()))?;
     let row = GroupRow {
         state: signed,
         secret: Some(keys::fresh_secret().ok_or(GroupOpError::NoRandomness)?),
@@ -77,9 +78,7 @@ pub(super) fn create(s: &Store, ctx: &Ctx, name: &str, now: u64) -> Outcome {
 
 /// The log line of a state's change.
 pub(super) fn change_line(state: &GroupState) -> LogRow {
-    let who = |b: &[u8]| {
-        PeerId::from_bytes(b).map_or_else(|_| "?".to_string(), |p| p.to_string())
-    };
+    let who = |b: &[u8]| PeerId::from_bytes(b).map_or_else(|_| "?".to_string(), |p| p.to_string());
     let text = match &state.change {
         Change::Created => format!("created the group {:?}", state.name),
         Change::Added(ids) => format!(
@@ -171,7 +170,10 @@ pub(super) fn change(s: &Store, ctx: &Ctx, group: &GroupId, op: Op, now: u64) ->
     // creator's silence.
     roster::next_state(&cur, &row.state, &me, &op, now)?;
     let creator = cur.creator_id().map_err(|e| GroupError::Wire(e.into()))?;
-    let bytes = encode(&GroupBody::Request { group_id: *group, op: op.clone() })?;
+    let bytes = encode(&GroupBody::Request {
+        group_id: *group,
+        op: op.clone(),
+    })?;
     let env = send_1to1(s, ctx, &creator, &bytes, now)?;
     if op == Op::Leave {
         row.gone = true;
@@ -222,8 +224,14 @@ pub(super) fn send(s: &Store, ctx: &Ctx, group: &GroupId, text: &str, now: u64) 
     })
     .map_err(|e| GroupError::Wire(e.into()))?;
     let ct = keys::seal(&mk, &aad, &plain).map_err(GroupError::from)?;
-    let signed = sign_message(&ctx.identity, &MsgBody { header: header.clone(), ct })
-        .map_err(|e| GroupError::Wire(e.into()))?;
+    let signed = sign_message(
+        &ctx.identity,
+        &MsgBody {
+            header: header.clone(),
+            ct,
+        },
+    )
+    .map_err(|e| GroupError::Wire(e.into()))?;
     let bytes = encode(&GroupBody::Message(signed.clone()))?;
     let mut out = Vec::new();
     for m in state.members().into_iter().filter(|m| *m != me) {

@@ -119,8 +119,7 @@ fn message(
     match roster::may_send(&cur, prev.as_ref(), &h.sender, h.epoch, now) {
         Err(GroupError::UnknownEpoch(e)) if e > state.epoch => {
             // The state of that epoch has not reached us yet: keep it.
-            s.add_group_pending(&h.group_id, e, &from.to_bytes(), raw)
-                ?;
+            s.add_group_pending(&h.group_id, e, &from.to_bytes(), raw)?;
             return Ok(());
         }
         r => r.map_err(Fail::Drop)?,
@@ -147,8 +146,7 @@ fn message(
         crate::wire::decode(&plain, MAX_GROUP_BYTES).map_err(|_| GroupError::Malformed)?;
     roster::check_text(&plain.text).map_err(Fail::Drop)?;
     let chain = crate::wire::encode(&chain).map_err(|e| GroupError::Wire(e.into()))?;
-    s.put_group_chain(&h.group_id, h.epoch, &h.sender, &chain)
-        ?;
+    s.put_group_chain(&h.group_id, h.epoch, &h.sender, &chain)?;
     let line = LogRow {
         id: msg_id(h),
         from: h.sender.clone(),
@@ -262,7 +260,11 @@ impl From<GroupError> for Fail {
 /// with every secret this node holds for its group, without using or
 /// changing any chain: what a test uses to show which members can read a
 /// message, on the bytes that travelled.
-pub fn try_open(s: &Store, from: &PeerId, wire: &[u8]) -> Result<Result<String, GroupError>, StoreError> {
+pub fn try_open(
+    s: &Store,
+    from: &PeerId,
+    wire: &[u8],
+) -> Result<Result<String, GroupError>, StoreError> {
     let signed: SignedState = match crate::wire::decode(wire, MAX_GROUP_BYTES) {
         Ok(x) => x,
         Err(e) => return Ok(Err(GroupError::Wire(e.into()))),

@@ -55,7 +55,13 @@ fn only_admins_add_and_remove_and_the_creator_stays() {
         Err(GroupError::NotAdmin)
     );
     assert_eq!(
-        next_state(&g.state, &g.signed, &g.member, &Op::Remove(g.admin.to_bytes()), 9),
+        next_state(
+            &g.state,
+            &g.signed,
+            &g.member,
+            &Op::Remove(g.admin.to_bytes()),
+            9
+        ),
         Err(GroupError::NotAdmin)
     );
     assert_eq!(
@@ -67,16 +73,34 @@ fn only_admins_add_and_remove_and_the_creator_stays() {
     assert_eq!(next.prev, g.signed.hash());
     assert_eq!(next.role_of(&newcomer), Some(Role::Member));
     assert_eq!(
-        next_state(&g.state, &g.signed, &g.admin, &Op::Add(vec![g.member.to_bytes().into()]), 9),
+        next_state(
+            &g.state,
+            &g.signed,
+            &g.admin,
+            &Op::Add(vec![g.member.to_bytes().into()]),
+            9
+        ),
         Err(GroupError::AlreadyMember)
     );
-    let removed =
-        next_state(&g.state, &g.signed, &g.admin, &Op::Remove(g.member.to_bytes()), 9).unwrap();
+    let removed = next_state(
+        &g.state,
+        &g.signed,
+        &g.admin,
+        &Op::Remove(g.member.to_bytes()),
+        9,
+    )
+    .unwrap();
     assert_eq!(removed.role_of(&g.member), None);
     assert_eq!(removed.change, Change::Removed(g.member.to_bytes()));
     let creator = g.creator.peer_id();
     assert_eq!(
-        next_state(&g.state, &g.signed, &g.admin, &Op::Remove(creator.to_bytes()), 9),
+        next_state(
+            &g.state,
+            &g.signed,
+            &g.admin,
+            &Op::Remove(creator.to_bytes()),
+            9
+        ),
         Err(GroupError::Creator)
     );
     assert_eq!(
@@ -92,13 +116,22 @@ fn members_take_only_newer_states_that_follow_theirs() {
     let g = group();
     let next = next_state(&g.state, &g.signed, &g.admin, &Op::Leave, 9).unwrap();
     assert_eq!(accept_state(&g.state, &g.signed, &next), Ok(()));
-    assert_eq!(accept_state(&g.state, &g.signed, &g.state), Err(GroupError::Stale));
+    assert_eq!(
+        accept_state(&g.state, &g.signed, &g.state),
+        Err(GroupError::Stale)
+    );
     let mut fork = next.clone();
     fork.prev = [9; 32];
-    assert_eq!(accept_state(&g.state, &g.signed, &fork), Err(GroupError::Fork));
+    assert_eq!(
+        accept_state(&g.state, &g.signed, &fork),
+        Err(GroupError::Fork)
+    );
     let mut other = next.clone();
     other.creator = PeerId::random().to_bytes();
-    assert_eq!(accept_state(&g.state, &g.signed, &other), Err(GroupError::NotCreator));
+    assert_eq!(
+        accept_state(&g.state, &g.signed, &other),
+        Err(GroupError::NotCreator)
+    );
     // A gap is taken: the state carries the whole roster.
     let mut later = next;
     later.epoch = 7;
@@ -121,18 +154,30 @@ fn a_removed_members_messages_are_refused_after_the_grace_window() {
         ended_at: None,
     };
     // b was removed in epoch 5: not in the current roster.
-    assert_eq!(may_send(&cur, Some(&prev), &b, 5, ended), Err(GroupError::NotMember));
+    assert_eq!(
+        may_send(&cur, Some(&prev), &b, 5, ended),
+        Err(GroupError::NotMember)
+    );
     // Its message of epoch 4, in flight at the change: taken within grace.
     assert_eq!(may_send(&cur, Some(&prev), &b, 4, ended + GRACE_MS), Ok(()));
     assert_eq!(
         may_send(&cur, Some(&prev), &b, 4, ended + GRACE_MS + 1),
         Err(GroupError::GraceOver)
     );
-    assert_eq!(may_send(&cur, Some(&prev), &a, 5, ended + GRACE_MS + 1), Ok(()));
-    assert_eq!(may_send(&cur, Some(&prev), &a, 3, ended), Err(GroupError::GraceOver));
+    assert_eq!(
+        may_send(&cur, Some(&prev), &a, 5, ended + GRACE_MS + 1),
+        Ok(())
+    );
+    assert_eq!(
+        may_send(&cur, Some(&prev), &a, 3, ended),
+        Err(GroupError::GraceOver)
+    );
     assert_eq!(
         may_send(&cur, Some(&prev), &a, 6, ended),
         Err(GroupError::UnknownEpoch(6))
     );
-    assert_eq!(may_send(&cur, None, b"c", 5, ended), Err(GroupError::NotMember));
+    assert_eq!(
+        may_send(&cur, None, b"c", 5, ended),
+        Err(GroupError::NotMember)
+    );
 }

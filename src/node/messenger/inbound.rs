@@ -351,10 +351,7 @@ fn report(
         let _ = events.send(Event::Message(m));
     }
     let _ = reply.send(acks);
-    if !(accepted.is_empty()
-        && delivered.is_empty()
-        && receipts.is_empty()
-        && group_out.is_empty())
+    if !(accepted.is_empty() && delivered.is_empty() && receipts.is_empty() && group_out.is_empty())
     {
         let _ = done.send(Internal::Received(Received {
             accepted,

@@ -148,7 +148,8 @@ pub(crate) enum Request {
     /// queue the 1:1 messages it leaves.
     Group {
         job: crate::node::groups::Job,
-        reply: oneshot::Sender<Result<crate::node::groups::Answer, crate::node::groups::GroupOpError>>,
+        reply:
+            oneshot::Sender<Result<crate::node::groups::Answer, crate::node::groups::GroupOpError>>,
     },
 }
 
