@@ -18,6 +18,10 @@ use crate::wire::group::{
 };
 use crate::wire::message::Envelope;
 
+/// Most invitations waiting for `group join` at once; more are refused
+/// until some are accepted.
+pub const MAX_INVITATIONS: usize = 64;
+
 /// What taking one group item left: events, and 1:1 messages to send (a
 /// creator's new state).
 #[derive(Default)]
@@ -209,6 +213,12 @@ fn take_state(
             let (Some(secret), Some(_)) = (secret, new.role_of(&me)) else {
                 return Err(GroupError::NotMember.into());
             };
+            // Anyone can make a group with us in it: pending invitations
+            // are capped, so strangers cannot fill the table.
+            let pending = s.groups()?.iter().filter(|(_, r)| !r.joined && !r.gone).count();
+            if pending >= MAX_INVITATIONS {
+                return Err(GroupError::TooManyInvitations.into());
+            }
             taken.events.push(GroupEvent::Invitation {
                 group: gid,
                 name: new.name.clone(),
@@ -297,3 +307,7 @@ pub fn try_open(
     }
     Ok(Err(GroupError::Key(keys::KeyError::Open)))
 }
+
+#[cfg(test)]
+#[path = "receive_tests.rs"]
+mod tests;

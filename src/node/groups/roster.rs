@@ -61,6 +61,9 @@ pub enum GroupError {
     /// The 1:1 envelope's sender is not the message's sender.
     #[error("sender mismatch")]
     SenderMismatch,
+    /// Too many invitations wait for an answer.
+    #[error("too many pending invitations")]
+    TooManyInvitations,
     /// The message's text is over its limit or not what it should be.
     #[error("malformed message")]
     Malformed,

@@ -182,7 +182,7 @@ mod tests {
     /// Just past it.
     const FUTURE: u64 = NEAR + 1;
 
-    use Kind::{BuddyRequest as Req, Content, Receipt};
+    use Kind::{BuddyRequest as Req, Content, Group, Receipt};
     use Path::{Direct, Mailbox};
     use Relation::{Blocked, Buddy, Stranger};
 
@@ -213,6 +213,14 @@ mod tests {
             (Blocked, Req, Mailbox, NOW, BLOCKED),
             (Blocked, Req, Direct, FUTURE, BLOCKED),
             (Blocked, Req, Mailbox, FUTURE, BLOCKED),
+            (Blocked, Group, Direct, NOW, BLOCKED),
+            (Blocked, Group, Mailbox, NOW, BLOCKED),
+            // A group item: node::groups judges it, whoever sends it.
+            (Stranger, Group, Direct, NOW, Verdict::Group),
+            (Stranger, Group, Mailbox, NEAR, Verdict::Group),
+            (Buddy, Group, Mailbox, NOW, Verdict::Group),
+            (Stranger, Group, Direct, FUTURE, NOW_REFUSED),
+            (Buddy, Group, Mailbox, FUTURE, GOOD_REFUSED),
             // A stranger: messages under requests, its buddy request filed.
             (Stranger, Content, Direct, NOW, REQUESTS),
             (Stranger, Content, Mailbox, NOW, REQUESTS),
@@ -314,5 +322,6 @@ mod tests {
             }),
             Receipt
         );
+        assert_eq!(Kind::of(&Body::Group(vec![1])), Group);
     }
 }
