@@ -37,7 +37,10 @@ async fn group_commands_keep_the_contract() {
     let members = bob.rows(&["group", "members", "team"]);
     assert_eq!(members.len(), 2);
     assert_eq!(keys(&members[0]), ["id", "name", "role"]);
-    let roles: Vec<&str> = members.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> = members
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
     assert!(roles.contains(&"admin") && roles.contains(&"member"));
 
     let sent = bob.rows(&["group", "send", "team", "hello team"]).remove(0);
@@ -51,12 +54,18 @@ async fn group_commands_keep_the_contract() {
     assert_eq!(keys(line), ["from", "from_name", "id", "sent_at", "text"]);
     assert_eq!(line["from"], bob.id.to_string());
     assert_eq!(line["id"], sent["id"]);
-    assert!(log.iter().any(|l| l["text"].as_str().unwrap().starts_with("* added")));
+    assert!(
+        log.iter()
+            .any(|l| l["text"].as_str().unwrap().starts_with("* added"))
+    );
 
     // A second group of the same name: the name is ambiguous now.
     alice.rows(&["group", "create", "team"]);
     let out = roost(alice.dir.path(), &["group", "send", "team", "x"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("several groups") && err.contains(&gid), "{err}");
+    assert!(
+        err.contains("several groups") && err.contains(&gid),
+        "{err}"
+    );
 }

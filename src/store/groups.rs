@@ -197,11 +197,7 @@ impl Store {
     }
 
     /// Takes the kept messages of group `id` for epochs up to `epoch`.
-    pub fn take_group_pending(
-        &self,
-        id: &GroupId,
-        epoch: u64,
-    ) -> Result<Vec<Pending>, StoreError> {
+    pub fn take_group_pending(&self, id: &GroupId, epoch: u64) -> Result<Vec<Pending>, StoreError> {
         let t = self.tree(PENDING)?;
         let mut out = Vec::new();
         for kv in t.scan_prefix(id.0) {

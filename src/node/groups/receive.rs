@@ -215,7 +215,11 @@ fn take_state(
             };
             // Anyone can make a group with us in it: pending invitations
             // are capped, so strangers cannot fill the table.
-            let pending = s.groups()?.iter().filter(|(_, r)| !r.joined && !r.gone).count();
+            let pending = s
+                .groups()?
+                .iter()
+                .filter(|(_, r)| !r.joined && !r.gone)
+                .count();
             if pending >= MAX_INVITATIONS {
                 return Err(GroupError::TooManyInvitations.into());
             }

@@ -40,10 +40,12 @@ impl Peer {
     fn mine(&self, out: &[(PeerId, Envelope)]) -> Vec<Vec<u8>> {
         out.iter()
             .filter(|(p, _)| *p == self.id())
-            .map(|(_, env)| match message::open(&self.ctx.sealer, env).unwrap().1.body {
-                Body::Group(b) => b,
-                other => panic!("not a group item: {other:?}"),
-            })
+            .map(
+                |(_, env)| match message::open(&self.ctx.sealer, env).unwrap().1.body {
+                    Body::Group(b) => b,
+                    other => panic!("not a group item: {other:?}"),
+                },
+            )
             .collect()
     }
 
@@ -54,7 +56,9 @@ impl Peer {
 
 /// Alice's group with Bob invited; returns its id and Bob's invitation.
 fn invited(alice: &Peer, bob: &Peer) -> (GroupId, Vec<u8>) {
-    let Answer::Created(gid, _) = ops::create(&alice.store, &alice.ctx, "g", 1).unwrap().answer
+    let Answer::Created(gid, _) = ops::create(&alice.store, &alice.ctx, "g", 1)
+        .unwrap()
+        .answer
     else {
         panic!("not created")
     };
@@ -103,7 +107,11 @@ fn a_message_ahead_of_its_state_waits_for_it() {
     assert!(texts(&bob, &gid).is_empty(), "not readable yet");
     let t = bob.take(&alice.id(), &bob.mine(&change.out)[0]).unwrap();
     assert_eq!(texts(&bob, &gid), ["in epoch 2"]);
-    assert!(t.events.iter().any(|e| matches!(e, GroupEvent::Message { .. })));
+    assert!(
+        t.events
+            .iter()
+            .any(|e| matches!(e, GroupEvent::Message { .. }))
+    );
 }
 
 #[test]
