@@ -154,7 +154,7 @@ async fn run() {
         .await
         .expect("invite");
     wait("every invitation arrives", || {
-        invited.lock().map_or(false, |s| s.len() == n - 1)
+        invited.lock().is_ok_and(|s| s.len() == n - 1)
     })
     .await;
     let invite_ms = ms(t.elapsed());
@@ -188,12 +188,14 @@ async fn run() {
             others.iter().all(|&i| seen.contains_key(&(i, id.clone())))
         })
         .await;
-        let seen = seen.lock().expect("not poisoned");
-        let lat: Vec<f64> = others
-            .iter()
-            .filter_map(|&i| seen.get(&(i, id.clone())))
-            .map(|at| ms(at.saturating_duration_since(t)))
-            .collect();
+        let lat: Vec<f64> = {
+            let seen = seen.lock().expect("not poisoned");
+            others
+                .iter()
+                .filter_map(|&i| seen.get(&(i, id.clone())))
+                .map(|at| ms(at.saturating_duration_since(t)))
+                .collect()
+        };
         to_all.push(lat.iter().copied().fold(0.0, f64::max));
         per_member.extend(lat);
         if wire_len == 0 {
