@@ -198,8 +198,9 @@ fn take_state(
             });
             row.state = signed.clone();
             row.secret = secret;
-            if new.role_of(&me).is_none() || secret.is_none() {
-                row.gone = true;
+            // Removed (or left): no secret. Added again: a member again.
+            row.gone = new.role_of(&me).is_none() || secret.is_none();
+            if row.gone {
                 row.secret = None;
             }
             taken.events.push(GroupEvent::Change {

@@ -128,3 +128,30 @@ fn pending_invitations_are_capped() {
         }
     }
 }
+
+#[test]
+fn a_member_removed_and_added_again_is_a_member_again() {
+    let (alice, bob) = (peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    let bob_b = bob.id().to_bytes();
+    let removed =
+        ops::change(&alice.store, &alice.ctx, &gid, Op::Remove(bob_b.clone()), 3).unwrap();
+    bob.take(&alice.id(), &bob.mine(&removed.out)[0]).unwrap();
+    let row = bob.store.group(&gid).unwrap().unwrap();
+    assert!(row.gone && row.secret.is_none());
+    let again = ops::change(
+        &alice.store,
+        &alice.ctx,
+        &gid,
+        Op::Add(vec![bob_b.into()]),
+        4,
+    )
+    .unwrap();
+    bob.take(&alice.id(), &bob.mine(&again.out)[0]).unwrap();
+    let row = bob.store.group(&gid).unwrap().unwrap();
+    assert!(!row.gone && row.secret.is_some(), "a member again");
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "welcome back", 5).unwrap();
+    bob.take(&alice.id(), &bob.mine(&sent.out)[0]).unwrap();
+    assert_eq!(texts(&bob, &gid), ["welcome back"]);
+}
