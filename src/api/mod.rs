@@ -14,6 +14,7 @@
 //!   process that bound the same port after a crash; docs/api.md says so.
 
 pub mod client;
+pub mod groups;
 pub mod requests;
 pub mod rooms;
 mod routes;
@@ -64,6 +65,7 @@ impl From<NodeError> for ApiError {
             | NodeError::Identity(_) => StatusCode::BAD_REQUEST,
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Room(ref r) => rooms::status_of(r),
+            NodeError::Group(ref g) => groups::status_of(g),
             _ => StatusCode::BAD_GATEWAY,
         };
         ApiError(code, e.to_string())

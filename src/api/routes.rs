@@ -37,6 +37,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/presence/buddies", get(presence_of_buddies))
         .route("/api/v1/events", get(events))
         .merge(super::rooms::routes())
+        .merge(super::groups::routes())
 }
 
 fn bad_request(msg: impl Into<String>) -> ApiError {

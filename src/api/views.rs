@@ -282,6 +282,35 @@ pub enum EventView {
         /// The text.
         text: String,
     },
+    /// A group message arrived.
+    GroupMessage {
+        /// The group's id.
+        group: String,
+        /// The message's id.
+        id: String,
+        /// Its sender.
+        from: String,
+        /// The sender's clock, Unix ms.
+        sent_at: u64,
+        /// The text.
+        text: String,
+    },
+    /// A group's membership changed.
+    GroupChange {
+        /// The group's id.
+        group: String,
+        /// The change in words.
+        text: String,
+    },
+    /// I was invited into a group (`group join` accepts).
+    GroupInvitation {
+        /// The group's id.
+        group: String,
+        /// Its name.
+        name: String,
+        /// Who invited me.
+        from: String,
+    },
 }
 
 impl EventView {
@@ -293,6 +322,8 @@ impl EventView {
             Self::State { peer, .. } => peer,
             Self::Presence { id, .. } | Self::BuddyRequest { id } => id,
             Self::RoomMessage { from, .. } => from,
+            Self::GroupMessage { from, .. } | Self::GroupInvitation { from, .. } => from,
+            Self::GroupChange { .. } => "",
         }
     }
 
@@ -317,6 +348,7 @@ impl EventView {
                 sent_at: r.entry.sent_at,
                 text: r.entry.text.clone(),
             },
+            Event::Group(g) => crate::api::groups::event_view(g),
         }
     }
 }

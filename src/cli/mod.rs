@@ -8,6 +8,7 @@
 pub(crate) mod chat;
 pub(crate) mod commands;
 pub(crate) mod demo;
+pub(crate) mod group;
 pub(crate) mod open;
 pub(crate) mod output;
 pub(crate) mod rooms;
@@ -110,6 +111,9 @@ pub(crate) enum Cmd {
         /// The buddy's name or ID.
         peer: String,
     },
+    /// Private groups: create, invite, join, leave, remove, list, members, send, log.
+    #[command(subcommand)]
+    Group(group::GroupCmd),
     /// Run the whole story on this machine: a small network in one process.
     Demo,
     /// Chat full-screen in this terminal: buddies, conversations, live updates.

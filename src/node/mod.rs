@@ -5,6 +5,7 @@
 
 pub mod content;
 mod error;
+pub mod groups;
 mod invite;
 mod lifecycle;
 pub mod mailbox;
@@ -115,6 +116,7 @@ impl Node {
             config.mailbox.clone(),
             presence.clone(),
             &tasks,
+            groups::Ctx::new(identity.clone(), sealer.clone()),
         )
         .map_err(|_| NetError::Setup("message protocol registered twice".into()))?;
         let (rooms_tx, rooms_rx) = mpsc::channel(256);

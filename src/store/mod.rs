@@ -9,6 +9,7 @@
 //! sled's own flush ([`Store::flush`]).
 
 mod buddies;
+mod groups;
 mod held;
 mod messages;
 mod peers;
@@ -19,6 +20,7 @@ mod worker;
 use std::path::Path;
 
 pub use buddies::{Buddy, BuddyRequest, MAX_BUDDY_REQUESTS, Relation};
+pub use groups::{GroupRow, LogRow, MAX_PENDING, PrevEpoch};
 pub use held::{Admitted, HeldItem};
 pub use messages::{Direction, Filed, MessageState, StoredMessage};
 pub use peers::KnownPeer;

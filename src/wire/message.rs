@@ -134,6 +134,10 @@ pub enum Body {
         /// Which messages.
         ids: Vec<MessageId>,
     },
+    /// Something of a private group (`wire::group::GroupBody`, CBOR): a
+    /// group message, a state with its epoch secret, a request to the
+    /// creator. Appended last, so earlier variants keep their encoding.
+    Group(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// What a receipt confirms.
@@ -278,6 +282,9 @@ pub fn check_fields(body: &Body) -> Result<(), RejectReason> {
             || content_type.len() > MAX_CONTENT_TYPE
             || subject.as_ref().is_some_and(|s| s.len() > MAX_SUBJECT) =>
         {
+            Err(RejectReason::FieldTooLarge)
+        }
+        Body::Group(bytes) if bytes.len() > super::group::MAX_GROUP_BYTES => {
             Err(RejectReason::FieldTooLarge)
         }
         _ => Ok(()),

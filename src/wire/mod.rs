@@ -7,6 +7,7 @@ pub(crate) mod addr;
 pub mod frame;
 #[cfg(feature = "test-util")]
 pub mod fuzz;
+pub mod group;
 pub mod invite;
 pub mod locator;
 pub mod mailbox;

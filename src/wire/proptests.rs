@@ -47,6 +47,7 @@ fn body() -> impl Strategy<Value = Body> {
             ids
         }),
         Just(Body::BuddyRequest),
+        bytes(300).prop_map(Body::Group),
     ]
 }
 

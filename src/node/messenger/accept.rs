@@ -36,6 +36,8 @@ pub(crate) enum Kind {
     Receipt,
     /// A request to be buddies.
     BuddyRequest,
+    /// Something of a private group (node::groups decides).
+    Group,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             Body::Content { .. } => Kind::Content,
             Body::Receipt { .. } => Kind::Receipt,
             Body::BuddyRequest => Kind::BuddyRequest,
+            Body::Group(_) => Kind::Group,
         }
     }
 }
@@ -74,6 +77,9 @@ pub(crate) enum Verdict {
     /// A buddy request: whether it is new decides ([`take_request`]);
     /// accepted either way.
     BuddyRequest(Requester),
+    /// Something of a private group: its membership and signatures are
+    /// judged by `node::groups`, whatever our relation to the sender.
+    Group,
 }
 
 /// What to do with a buddy request that is not refused.
@@ -105,13 +111,14 @@ pub(crate) fn decide(
     match kind {
         // Not taken until its time is near (content.rs): a message or
         // buddy request from the future.
-        Kind::Content | Kind::BuddyRequest if from_the_future(sent_at, now) => {
+        Kind::Content | Kind::BuddyRequest | Kind::Group if from_the_future(sent_at, now) => {
             Verdict::Refuse(not_now(path))
         }
         Kind::Content => Verdict::Store {
             request: relation == Relation::Stranger,
         },
         Kind::Receipt => Verdict::ApplyReceipt,
+        Kind::Group => Verdict::Group,
         Kind::BuddyRequest => Verdict::BuddyRequest(if relation == Relation::Buddy {
             Requester::Buddy
         } else {
@@ -175,7 +182,7 @@ mod tests {
     /// Just past it.
     const FUTURE: u64 = NEAR + 1;
 
-    use Kind::{BuddyRequest as Req, Content, Receipt};
+    use Kind::{BuddyRequest as Req, Content, Group, Receipt};
     use Path::{Direct, Mailbox};
     use Relation::{Blocked, Buddy, Stranger};
 
@@ -206,6 +213,14 @@ mod tests {
             (Blocked, Req, Mailbox, NOW, BLOCKED),
             (Blocked, Req, Direct, FUTURE, BLOCKED),
             (Blocked, Req, Mailbox, FUTURE, BLOCKED),
+            (Blocked, Group, Direct, NOW, BLOCKED),
+            (Blocked, Group, Mailbox, NOW, BLOCKED),
+            // A group item: node::groups judges it, whoever sends it.
+            (Stranger, Group, Direct, NOW, Verdict::Group),
+            (Stranger, Group, Mailbox, NEAR, Verdict::Group),
+            (Buddy, Group, Mailbox, NOW, Verdict::Group),
+            (Stranger, Group, Direct, FUTURE, NOW_REFUSED),
+            (Buddy, Group, Mailbox, FUTURE, GOOD_REFUSED),
             // A stranger: messages under requests, its buddy request filed.
             (Stranger, Content, Direct, NOW, REQUESTS),
             (Stranger, Content, Mailbox, NOW, REQUESTS),
@@ -307,5 +322,6 @@ mod tests {
             }),
             Receipt
         );
+        assert_eq!(Kind::of(&Body::Group(vec![1])), Group);
     }
 }

@@ -40,6 +40,9 @@ pub(super) struct Received {
     pub(super) delivered: HashMap<PeerId, Vec<MessageId>>,
     /// Receipts for our own messages.
     pub(super) receipts: Vec<(PeerId, ReceiptKind, Vec<MessageId>)>,
+    /// 1:1 messages a group item left (a creator's new state), already
+    /// in the outbox: the service queues them.
+    pub(super) out: Vec<(PeerId, Envelope)>,
 }
 
 /// What storing incoming messages needs, shared by the service and every
@@ -51,6 +54,8 @@ pub(super) struct Inbound {
     /// Store completions back to the service (unbounded: the store thread
     /// must never wait for the service).
     pub(super) done: mpsc::UnboundedSender<Internal>,
+    /// What group items need: our identity and sealer.
+    pub(super) groups: Arc<crate::node::groups::Ctx>,
     /// Batches being opened at once, across every session: one per core,
     /// so a flood of streams queues here instead of filling the blocking
     /// pool that the store and the other services share.
@@ -122,9 +127,10 @@ pub(super) fn store_incoming(
     reply: oneshot::Sender<Vec<Ack>>,
 ) {
     let (events, done) = (inbound.events.clone(), inbound.done.clone());
+    let groups = inbound.groups.clone();
     inbound.queue.then(
         Flush::Now,
-        move |s| file_batch(s, items, path),
+        move |s| file_batch(s, &groups, items, path),
         move |res| match res {
             Ok(filed) => report(filed, path, &events, &done, reply),
             Err(e) => {
@@ -149,6 +155,12 @@ struct Batch {
     requests: Vec<PeerId>,
     /// Buddies whose buddy request says they accepted us.
     accepted: Vec<PeerId>,
+    /// Group items taken (new or seen), by 1:1 message: mailbox receipts.
+    group_ids: Vec<(PeerId, MessageId)>,
+    /// What group items left for listeners.
+    group_events: Vec<crate::node::groups::GroupEvent>,
+    /// 1:1 messages group items left, in the outbox already.
+    group_out: Vec<(PeerId, Envelope)>,
 }
 
 /// What a filed batch leaves: the acks, the messages stored anew and those
@@ -160,11 +172,19 @@ struct Outcome {
     receipts: Vec<(PeerId, ReceiptKind, Vec<MessageId>)>,
     requests: Vec<PeerId>,
     accepted: Vec<PeerId>,
+    group_ids: Vec<(PeerId, MessageId)>,
+    group_events: Vec<crate::node::groups::GroupEvent>,
+    group_out: Vec<(PeerId, Envelope)>,
 }
 
 /// Files a batch (the store worker's job): reads the facts each message's
 /// fate depends on and applies the verdicts of [`accept`].
-fn file_batch(s: &Store, items: Vec<Opened>, path: Path) -> Result<Outcome, StoreError> {
+fn file_batch(
+    s: &Store,
+    groups: &crate::node::groups::Ctx,
+    items: Vec<Opened>,
+    path: Path,
+) -> Result<Outcome, StoreError> {
     let now = unix_ms();
     let mut b = Batch {
         acks: Vec::with_capacity(items.len()),
@@ -188,7 +208,7 @@ fn file_batch(s: &Store, items: Vec<Opened>, path: Path) -> Result<Outcome, Stor
             _ => s.relation(&from)?,
         };
         last = Some((from, relation));
-        let result = b.take(s, (id, from, inner), relation, now, path)?;
+        let result = b.take(s, groups, (id, from, inner), relation, now, path)?;
         b.acks.push(Ack {
             id: Some(id),
             result,
@@ -211,6 +231,9 @@ fn file_batch(s: &Store, items: Vec<Opened>, path: Path) -> Result<Outcome, Stor
         receipts: b.receipts,
         requests: b.requests,
         accepted: b.accepted,
+        group_ids: b.group_ids,
+        group_events: b.group_events,
+        group_out: b.group_out,
     })
 }
 
@@ -220,6 +243,7 @@ impl Batch {
     fn take(
         &mut self,
         s: &Store,
+        groups: &crate::node::groups::Ctx,
         (id, from, inner): (MessageId, PeerId, Inner),
         relation: Relation,
         now: u64,
@@ -272,9 +296,30 @@ impl Batch {
                 }
                 AckResult::Accepted
             }
-            // `decide` stores only content and applies only
-            // receipts: no other pair comes.
-            (Verdict::Store { .. } | Verdict::ApplyReceipt, _) => {
+            (Verdict::Group, Body::Group(bytes)) => {
+                match crate::node::groups::receive::take(s, groups, &from, &bytes, now)? {
+                    Ok(t) => {
+                        self.group_ids.push((from, id));
+                        self.group_events.extend(t.events);
+                        self.group_out.extend(t.out);
+                        if t.duplicate {
+                            AckResult::Duplicate
+                        } else {
+                            AckResult::Accepted
+                        }
+                    }
+                    Err(e) => {
+                        debug!(%from, "group item dropped: {e}");
+                        // Taken off the sender's hands all the same (a
+                        // mailbox copy too): sending it again cannot help.
+                        self.group_ids.push((from, id));
+                        AckResult::Rejected(RejectReason::Malformed)
+                    }
+                }
+            }
+            // `decide` stores only content, applies only receipts and
+            // hands only group items on: no other pair comes.
+            (Verdict::Store { .. } | Verdict::ApplyReceipt | Verdict::Group, _) => {
                 AckResult::Rejected(RejectReason::Malformed)
             }
         })
@@ -297,7 +342,13 @@ fn report(
         receipts,
         requests,
         accepted,
+        group_ids,
+        group_events,
+        group_out,
     } = filed;
+    for e in group_events {
+        let _ = events.send(Event::Group(e));
+    }
     for peer in requests {
         let _ = events.send(Event::BuddyRequest { peer });
     }
@@ -313,16 +364,21 @@ fn report(
                 delivered.entry(p).or_default().push(m.id);
             }
         }
+        for (p, id) in group_ids {
+            delivered.entry(p).or_default().push(id);
+        }
     }
     for m in new_msgs {
         let _ = events.send(Event::Message(m));
     }
     let _ = reply.send(acks);
-    if !(accepted.is_empty() && delivered.is_empty() && receipts.is_empty()) {
+    if !(accepted.is_empty() && delivered.is_empty() && receipts.is_empty() && group_out.is_empty())
+    {
         let _ = done.send(Internal::Received(Received {
             accepted,
             delivered,
             receipts,
+            out: group_out,
         }));
     }
 }

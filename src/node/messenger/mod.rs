@@ -120,6 +120,8 @@ pub enum Event {
     },
     /// A message of a public room we are in was shown (ours included).
     Room(crate::node::rooms::RoomMessageEvent),
+    /// Something happened in a private group.
+    Group(crate::node::groups::GroupEvent),
 }
 
 /// Requests to the service.
@@ -147,6 +149,13 @@ pub(crate) enum Request {
     MessageStreams(PeerId, oneshot::Sender<usize>),
     /// Something happened on the network.
     Net(NetEvent),
+    /// Run a group operation (a store job, flushed before the answer) and
+    /// queue the 1:1 messages it leaves.
+    Group {
+        job: crate::node::groups::Job,
+        reply:
+            oneshot::Sender<Result<crate::node::groups::Answer, crate::node::groups::GroupOpError>>,
+    },
 }
 
 /// Who waits for a send to be durable.
@@ -196,6 +205,7 @@ pub(crate) fn spawn(
     mailbox: MailboxConfig,
     presence: mpsc::Sender<super::presence_service::Request>,
     tasks: &Tasks,
+    groups: Arc<crate::node::groups::Ctx>,
 ) -> Result<mpsc::Sender<Request>, libp2p_stream::AlreadyRegistered> {
     let (req_tx, req_rx) = mpsc::channel(1024);
     let (int_tx, int_rx) = mpsc::channel(4096);
@@ -213,6 +223,7 @@ pub(crate) fn spawn(
         queue: store.clone(),
         events,
         done: done_tx,
+        groups,
         openers: Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         )),
@@ -407,6 +418,10 @@ impl Service {
                 let _ = reply.send(res);
             }
             Request::Control { to, body } => self.send_control(to, body),
+            Request::Group { job, reply } => {
+                let res = self.group(job).await;
+                let _ = reply.send(res);
+            }
             Request::Read(f) => {
                 // After every write queued before it; no need to wait here.
                 drop(self.store.submit(move |s| {
@@ -472,6 +487,29 @@ impl Service {
         Ok(read)
     }
 
+    /// Runs a group operation's store job (flushed before the caller is
+    /// answered), then queues the 1:1 messages it wrote to the outbox.
+    async fn group(
+        &mut self,
+        job: crate::node::groups::Job,
+    ) -> Result<crate::node::groups::Answer, crate::node::groups::GroupOpError> {
+        let done = self
+            .inbound
+            .queue
+            .reply(Flush::Now, move |s| Ok(job(s)))
+            .await
+            .map_err(|_| StoreError::Failed("store thread stopped".into()))??;
+        let done = done?;
+        let now = Instant::now();
+        for (peer, env) in done.out {
+            self.queue(peer, env, None, now);
+        }
+        for e in done.events {
+            let _ = self.inbound.events.send(Event::Group(e));
+        }
+        Ok(done.answer)
+    }
+
     /// Receipts travel as messages of their own, through the outbox, but are
     /// not part of the visible conversation.
     fn send_receipt(&mut self, peer: PeerId, kind: ReceiptKind, ids: Vec<MessageId>) {
@@ -532,6 +570,10 @@ impl Service {
     /// Follow-ups of a stored incoming batch: receipts to send, our own
     /// messages finished by the peer's receipts, presence to retry.
     fn received(&mut self, r: Received) {
+        let now = Instant::now();
+        for (peer, env) in r.out {
+            self.queue(peer, env, None, now);
+        }
         for peer in r.accepted {
             let _ = self
                 .presence

@@ -1,0 +1,143 @@
+//! `roost group …`: private groups, through the daemon's API
+//! (`/api/v1/groups…`). GROUP is a group's id or its name.
+
+use anyhow::Result;
+use clap::Subcommand;
+use roost::api::Empty;
+use roost::api::client::{ApiClient, escape};
+use roost::api::groups::{
+    ChangeView, CreateRequest, GroupRef, GroupRow, GroupSendRequest, GroupSendView, InvitationRow,
+    InviteRequest, LogLine, MemberRow, RemoveRequest,
+};
+use roost::api::terminal::printable_line as field;
+
+use super::output::{Out, indented};
+
+/// Private groups.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCmd {
+    /// Make a private group (you are its creator and admin).
+    Create {
+        /// Its name.
+        name: String,
+        /// A public room (not available in this build).
+        #[arg(long)]
+        public: bool,
+    },
+    /// Invite members (admins); prints `done`, or `requested` when the
+    /// creator applies it.
+    Invite {
+        /// The group's name or id.
+        group: String,
+        /// IDs to invite.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Accept an invitation.
+    Join {
+        /// The group's id (or name).
+        group: String,
+    },
+    /// Invitations not yet accepted.
+    Invitations,
+    /// Leave a group.
+    Leave {
+        /// The group's name or id.
+        group: String,
+    },
+    /// Remove a member (admins); everyone left gets a fresh key.
+    Remove {
+        /// The group's name or id.
+        group: String,
+        /// The member's ID.
+        id: String,
+    },
+    /// The groups you are in.
+    List,
+    /// A group's members and roles.
+    Members {
+        /// The group's name or id.
+        group: String,
+    },
+    /// Send a message to a group.
+    Send {
+        /// The group's name or id.
+        group: String,
+        /// The text.
+        text: String,
+    },
+    /// A group's messages and membership changes.
+    Log {
+        /// The group's name or id.
+        group: String,
+        /// How many lines.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+fn path(group: &str, what: &str) -> String {
+    format!("groups/{}/{what}", escape(group))
+}
+
+/// Runs one `roost group` command.
+pub(crate) async fn run(api: &ApiClient, out: &Out, cmd: GroupCmd) -> Result<()> {
+    match cmd {
+        GroupCmd::Create { name, public } => {
+            let g: GroupRef = api.post("groups", &CreateRequest { name, public }).await?;
+            out.object(&g, || format!("{} {}", g.id, field(&g.name)))
+        }
+        GroupCmd::Invite { group, ids } => {
+            let v: ChangeView = api
+                .post(&path(&group, "invite"), &InviteRequest { ids })
+                .await?;
+            out.object(&v, || v.state.clone())
+        }
+        GroupCmd::Join { group } => {
+            let g: GroupRef = api.post(&path(&group, "join"), &Empty {}).await?;
+            out.object(&g, || format!("joined {} {}", g.id, field(&g.name)))
+        }
+        GroupCmd::Invitations => {
+            let rows: Vec<InvitationRow> = api.get("groups/invitations").await?;
+            out.rows(&rows, |r| {
+                format!("{} {} from {}", r.id, field(&r.name), r.from)
+            })
+        }
+        GroupCmd::Leave { group } => {
+            let v: ChangeView = api.post(&path(&group, "leave"), &Empty {}).await?;
+            out.object(&v, || v.state.clone())
+        }
+        GroupCmd::Remove { group, id } => {
+            let v: ChangeView = api
+                .post(&path(&group, "remove"), &RemoveRequest { id })
+                .await?;
+            out.object(&v, || v.state.clone())
+        }
+        GroupCmd::List => {
+            let rows: Vec<GroupRow> = api.get("groups").await?;
+            out.rows(&rows, |r| {
+                format!("{} {:<20} {} members", r.id, field(&r.name), r.members)
+            })
+        }
+        GroupCmd::Members { group } => {
+            let rows: Vec<MemberRow> = api.get(&path(&group, "members")).await?;
+            out.rows(&rows, |r| {
+                format!("{} {:<20} {}", r.id, field(&r.name), r.role)
+            })
+        }
+        GroupCmd::Send { group, text } => {
+            let v: GroupSendView = api
+                .post(&path(&group, "send"), &GroupSendRequest { text })
+                .await?;
+            out.object(&v, || format!("{} {}", v.id, v.state))
+        }
+        GroupCmd::Log { group, limit } => {
+            let rows: Vec<LogLine> = api
+                .get(&format!("{}?limit={limit}", path(&group, "log")))
+                .await?;
+            out.rows(&rows, |l| {
+                format!("{:<16} {}", field(&l.from_name), indented(&l.text))
+            })
+        }
+    }
+}

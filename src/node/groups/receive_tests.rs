@@ -1,0 +1,157 @@
+//! Taking group items against a real store (no sockets): invitations,
+//! dedupe, messages that come before their epoch's state, the cap on
+//! pending invitations.
+
+use std::sync::Arc;
+
+use libp2p::PeerId;
+
+use super::*;
+use crate::crypto::Sealer;
+use crate::identity::Identity;
+use crate::node::groups::{Answer, Ctx, ops};
+use crate::wire::group::{GroupId, Op};
+use crate::wire::message::{self, Body, Envelope};
+
+struct Peer {
+    ctx: Arc<Ctx>,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+fn peer() -> Peer {
+    let id = Identity::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    let sealer = Arc::new(Sealer::new(&id));
+    Peer {
+        ctx: Ctx::new(id, sealer),
+        store,
+        _dir: dir,
+    }
+}
+
+impl Peer {
+    fn id(&self) -> PeerId {
+        self.ctx.sealer.me()
+    }
+
+    /// The `Body::Group` bytes of the envelopes among `out` addressed to us.
+    fn mine(&self, out: &[(PeerId, Envelope)]) -> Vec<Vec<u8>> {
+        out.iter()
+            .filter(|(p, _)| *p == self.id())
+            .map(
+                |(_, env)| match message::open(&self.ctx.sealer, env).unwrap().1.body {
+                    Body::Group(b) => b,
+                    other => panic!("not a group item: {other:?}"),
+                },
+            )
+            .collect()
+    }
+
+    fn take(&self, from: &PeerId, bytes: &[u8]) -> Result<Taken, GroupError> {
+        take(&self.store, &self.ctx, from, bytes, 1_000).unwrap()
+    }
+}
+
+/// Alice's group with Bob invited; returns its id and Bob's invitation.
+fn invited(alice: &Peer, bob: &Peer) -> (GroupId, Vec<u8>) {
+    let Answer::Created(gid, _) = ops::create(&alice.store, &alice.ctx, "g", 1)
+        .unwrap()
+        .answer
+    else {
+        panic!("not created")
+    };
+    let add = Op::Add(vec![bob.id().to_bytes().into()]);
+    let done = ops::change(&alice.store, &alice.ctx, &gid, add, 2).unwrap();
+    (gid, bob.mine(&done.out).remove(0))
+}
+
+fn texts(p: &Peer, gid: &GroupId) -> Vec<String> {
+    p.store
+        .group_log(gid, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|l| !l.system)
+        .map(|l| l.text)
+        .collect()
+}
+
+#[test]
+fn a_message_is_filed_once_however_often_it_comes() {
+    let (alice, bob) = (peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "hello", 3).unwrap();
+    let msg = bob.mine(&sent.out).remove(0);
+    assert!(!bob.take(&alice.id(), &msg).unwrap().duplicate);
+    assert!(bob.take(&alice.id(), &msg).unwrap().duplicate);
+    assert_eq!(texts(&bob, &gid), ["hello"]);
+    // The same bytes from another member's envelope: refused.
+    assert_eq!(
+        bob.take(&PeerId::random(), &msg).err(),
+        Some(GroupError::SenderMismatch)
+    );
+}
+
+#[test]
+fn a_message_ahead_of_its_state_waits_for_it() {
+    let (alice, bob, carol) = (peer(), peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    // Carol joins (epoch 2); Alice writes in epoch 2 before Bob has it.
+    let add = Op::Add(vec![carol.id().to_bytes().into()]);
+    let change = ops::change(&alice.store, &alice.ctx, &gid, add, 4).unwrap();
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "in epoch 2", 5).unwrap();
+    bob.take(&alice.id(), &bob.mine(&sent.out)[0]).unwrap();
+    assert!(texts(&bob, &gid).is_empty(), "not readable yet");
+    let t = bob.take(&alice.id(), &bob.mine(&change.out)[0]).unwrap();
+    assert_eq!(texts(&bob, &gid), ["in epoch 2"]);
+    assert!(
+        t.events
+            .iter()
+            .any(|e| matches!(e, GroupEvent::Message { .. }))
+    );
+}
+
+#[test]
+fn pending_invitations_are_capped() {
+    let bob = peer();
+    for i in 0..=MAX_INVITATIONS {
+        let stranger = peer();
+        let (_, inv) = invited(&stranger, &bob);
+        let res = bob.take(&stranger.id(), &inv);
+        if i < MAX_INVITATIONS {
+            assert!(res.is_ok(), "invitation {i}");
+        } else {
+            assert_eq!(res.err(), Some(GroupError::TooManyInvitations));
+        }
+    }
+}
+
+#[test]
+fn a_member_removed_and_added_again_is_a_member_again() {
+    let (alice, bob) = (peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    let bob_b = bob.id().to_bytes();
+    let removed =
+        ops::change(&alice.store, &alice.ctx, &gid, Op::Remove(bob_b.clone()), 3).unwrap();
+    bob.take(&alice.id(), &bob.mine(&removed.out)[0]).unwrap();
+    let row = bob.store.group(&gid).unwrap().unwrap();
+    assert!(row.gone && row.secret.is_none());
+    let again = ops::change(
+        &alice.store,
+        &alice.ctx,
+        &gid,
+        Op::Add(vec![bob_b.into()]),
+        4,
+    )
+    .unwrap();
+    bob.take(&alice.id(), &bob.mine(&again.out)[0]).unwrap();
+    let row = bob.store.group(&gid).unwrap().unwrap();
+    assert!(!row.gone && row.secret.is_some(), "a member again");
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "welcome back", 5).unwrap();
+    bob.take(&alice.id(), &bob.mine(&sent.out)[0]).unwrap();
+    assert_eq!(texts(&bob, &gid), ["welcome back"]);
+}

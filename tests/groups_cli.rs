@@ -1,0 +1,71 @@
+//! [rooms] `roost group …` against real daemons: the rows of the CLI
+//! contract, an invitation accepted with `group join ID`, a message and a
+//! membership change in every member's log, an ambiguous name refused.
+
+mod common;
+
+use common::{Daemon, eventually, roost};
+use serde_json::Value;
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commands_keep_the_contract() {
+    let alice = Daemon::start(None).await;
+    let bob = Daemon::start(Some(&alice.addr().await)).await;
+    let made = alice.rows(&["group", "create", "team"]).remove(0);
+    assert_eq!(keys(&made), ["id", "name"]);
+    let gid = made["id"].as_str().unwrap().to_string();
+    let inv = alice.rows(&["group", "invite", "team", &bob.id.to_string()]);
+    assert_eq!(inv[0]["state"], "done");
+    eventually("Bob has the invitation", || async {
+        let rows = bob.rows(&["group", "invitations"]);
+        rows.iter().any(|r| r["id"] == gid.as_str()).then_some(())
+    })
+    .await;
+    let joined = bob.rows(&["group", "join", &gid]).remove(0);
+    assert_eq!(joined["name"], "team");
+    let list = bob.rows(&["group", "list"]);
+    assert_eq!(list.len(), 1);
+    assert_eq!(keys(&list[0]), ["id", "members", "name", "public"]);
+    assert_eq!(list[0]["members"], 2);
+    assert_eq!(list[0]["public"], false);
+    let members = bob.rows(&["group", "members", "team"]);
+    assert_eq!(members.len(), 2);
+    assert_eq!(keys(&members[0]), ["id", "name", "role"]);
+    let roles: Vec<&str> = members
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert!(roles.contains(&"admin") && roles.contains(&"member"));
+
+    let sent = bob.rows(&["group", "send", "team", "hello team"]).remove(0);
+    assert_eq!(keys(&sent), ["id", "state"]);
+    let log = eventually("Alice has Bob's message", || async {
+        let log = alice.rows(&["group", "log", "team", "--limit", "10"]);
+        log.iter().any(|l| l["text"] == "hello team").then_some(log)
+    })
+    .await;
+    let line = log.iter().find(|l| l["text"] == "hello team").unwrap();
+    assert_eq!(keys(line), ["from", "from_name", "id", "sent_at", "text"]);
+    assert_eq!(line["from"], bob.id.to_string());
+    assert_eq!(line["id"], sent["id"]);
+    assert!(
+        log.iter()
+            .any(|l| l["text"].as_str().unwrap().starts_with("* added"))
+    );
+
+    // A second group of the same name: the name is ambiguous now.
+    alice.rows(&["group", "create", "team"]);
+    let out = roost(alice.dir.path(), &["group", "send", "team", "x"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("several groups") && err.contains(&gid),
+        "{err}"
+    );
+}
