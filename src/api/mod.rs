@@ -13,6 +13,7 @@
 //!   process that bound the same port after a crash; docs/api.md says so.
 
 pub mod client;
+mod files;
 pub mod requests;
 mod routes;
 pub mod terminal;

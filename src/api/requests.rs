@@ -18,6 +18,10 @@ pub struct SendRequest {
     /// The body as hex, for binary content types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hex: Option<String>,
+    /// The body as standard base64 (with padding), for binary content
+    /// types: a third of the size of hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
     /// MIME type (default `text/plain`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
@@ -69,6 +73,7 @@ mod tests {
             to: "bob".into(),
             text: Some("hi".into()),
             hex: None,
+            base64: None,
             content_type: Some("text/plain".into()),
             subject: None,
         };

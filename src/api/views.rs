@@ -127,8 +127,14 @@ pub struct MessageView {
     pub content_type: String,
     /// Subject, if any.
     pub subject: Option<String>,
-    /// The body as text (lossy for non-UTF-8 bodies).
+    /// The body as text when it is UTF-8; empty when it is not (the bytes
+    /// are never guessed into text: see `base64`).
     pub text: String,
+    /// The body's exact bytes, standard base64 with padding, whatever its
+    /// type. `GET /api/v1/log/{peer}/{id}/body` serves them raw.
+    pub base64: String,
+    /// The body's size in bytes.
+    pub size: usize,
     /// From a key that is not a buddy.
     pub request: bool,
 }
@@ -152,8 +158,24 @@ impl MessageView {
             sent_at: m.sent_at,
             content_type: m.content_type.clone(),
             subject: m.subject.clone(),
-            text: String::from_utf8_lossy(&m.data).into_owned(),
+            text: std::str::from_utf8(&m.data)
+                .map(str::to_string)
+                .unwrap_or_default(),
+            base64: data_encoding::BASE64.encode(&m.data),
+            size: m.data.len(),
             request: m.request,
+        }
+    }
+}
+
+impl MessageView {
+    /// What a terminal shows of the body: its text, or for a body that is
+    /// not UTF-8 its type and size (the bytes are in `base64`).
+    pub fn shown(&self) -> String {
+        if self.text.is_empty() && self.size > 0 {
+            format!("[{}, {} bytes]", self.content_type, self.size)
+        } else {
+            self.text.clone()
         }
     }
 }

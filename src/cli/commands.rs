@@ -46,7 +46,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 .await?;
             out.rows(&rows, |m| {
                 let arrow = if m.direction == "in" { "<" } else { ">" };
-                format!("{arrow} {:<9} {}", field(&m.state), indented(&m.text))
+                format!("{arrow} {:<9} {}", field(&m.state), indented(&m.shown()))
             })
         }
         Cmd::Read { peer } => {
@@ -218,14 +218,14 @@ async fn send(
     content_type: String,
     file: Option<PathBuf>,
 ) -> Result<()> {
-    let (text, hex) = match (text, file) {
+    let (text, base64) = match (text, file) {
         (Some(t), _) => (Some(t), None),
         (None, Some(path)) => {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             match String::from_utf8(bytes) {
                 Ok(t) => (Some(t), None),
-                Err(e) => (None, Some(hex::encode(e.into_bytes()))),
+                Err(e) => (None, Some(data_encoding::BASE64.encode(e.as_bytes()))),
             }
         }
         (None, None) => bail!("give the message text or --file"),
@@ -233,7 +233,8 @@ async fn send(
     let body = SendRequest {
         to,
         text,
-        hex,
+        hex: None,
+        base64,
         content_type: Some(content_type),
         subject: None,
     };
@@ -257,7 +258,7 @@ async fn inbox(client: &ApiClient, out: &Out, follow: bool, from: Option<String>
     let rows: Vec<MessageView> = client.get(&path).await?;
     let show = |m: &MessageView| {
         let who = m.from_name.as_deref().unwrap_or(&m.from);
-        format!("{}: {}", field(who), indented(&m.text))
+        format!("{}: {}", field(who), indented(&m.shown()))
     };
     out.rows(&rows, show)?;
     if let Some(events) = events.as_mut() {
