@@ -1,18 +1,32 @@
-//! The handlers of `/api/v1/` that serve bytes as they are: a message body
-//! raw, with its own content type, whatever that type is (docs/api.md).
+//! The handlers of `/api/v1/` about bytes: a message body served as it is,
+//! with its own content type, whatever that type is; and file transfers
+//! (docs/api.md, docs/files.md).
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 
+use super::requests::{GetFileRequest, SendFileRequest};
+use super::views::{FileRow, SendFileView, SentFile};
 use super::{ApiError, AppState};
 use crate::wire::message::MessageId;
 
 /// The routes of this module, merged into the API's router.
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/log/{peer}/{id}/body", get(body))
+    Router::new()
+        .route("/api/v1/log/{peer}/{id}/body", get(body))
+        .route("/api/v1/files", get(list))
+        .route("/api/v1/files/send", post(send))
+        .route("/api/v1/files/{id}", get(one))
+        .route("/api/v1/files/{id}/get", post(fetch))
+        .route("/api/v1/files/{id}/cancel", post(cancel))
+}
+
+fn parse_id(id: &str, what: &str) -> Result<MessageId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("not a {what} id")))
 }
 
 /// `GET /api/v1/log/{peer}/{id}/body`: the exact bytes of a message body
@@ -23,9 +37,7 @@ async fn body(
     Path((peer, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let peer = s.node.resolve(&peer).await?;
-    let id: MessageId = id
-        .parse()
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "not a message id".into()))?;
+    let id = parse_id(&id, "message")?;
     let found = s
         .node
         .conversation(peer, usize::MAX)
@@ -46,4 +58,51 @@ async fn body(
         found.data,
     )
         .into_response())
+}
+
+async fn list(State(s): State<AppState>) -> Result<Json<Vec<FileRow>>, ApiError> {
+    Ok(Json(s.node.files().await?.iter().map(FileRow::from).collect()))
+}
+
+async fn one(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<FileRow>, ApiError> {
+    let id = parse_id(&id, "file")?;
+    Ok(Json(FileRow::from(&s.node.file(id).await?)))
+}
+
+async fn send(
+    State(s): State<AppState>,
+    Json(req): Json<SendFileRequest>,
+) -> Result<Json<SendFileView>, ApiError> {
+    let to = s.node.resolve(&req.to).await?;
+    let (msg, t) = s.node.send_file(to, req.path.into()).await?;
+    Ok(Json(SendFileView {
+        id: msg.to_string(),
+        state: "queued".into(),
+        file: SentFile {
+            id: t.id.to_string(),
+            name: t.name,
+            size: t.size,
+        },
+    }))
+}
+
+async fn fetch(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Option<Json<GetFileRequest>>,
+) -> Result<Json<FileRow>, ApiError> {
+    let id = parse_id(&id, "file")?;
+    let out = body.and_then(|b| b.0.out).map(Into::into);
+    Ok(Json(FileRow::from(&s.node.get_file(id, out).await?)))
+}
+
+async fn cancel(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<FileRow>, ApiError> {
+    let id = parse_id(&id, "file")?;
+    Ok(Json(FileRow::from(&s.node.cancel_file(id).await?)))
 }

@@ -62,6 +62,8 @@ impl From<NodeError> for ApiError {
             | NodeError::Invite(_)
             | NodeError::Identity(_) => StatusCode::BAD_REQUEST,
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::File(crate::node::files::FileError::Unknown(_)) => StatusCode::NOT_FOUND,
+            NodeError::File(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::BAD_GATEWAY,
         };
         ApiError(code, e.to_string())

@@ -326,3 +326,81 @@ fn presence_event(peer: &libp2p::PeerId, info: &PresenceInfo) -> EventView {
         note: info.note.clone(),
     }
 }
+
+/// A row of `GET /api/v1/files` (and `roost files`): one transfer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRow {
+    /// The file id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Bytes here and verified (received), or held (sent).
+    pub done: u64,
+    /// offered | downloading | waiting | paused | complete | failed.
+    pub state: String,
+    /// The other party's ID.
+    pub peer: String,
+    /// `in` or `out`.
+    pub direction: String,
+    /// MIME type.
+    pub mime: String,
+    /// BLAKE3 root, hex.
+    pub blake3: String,
+    /// Where the file is (ours), or lands or landed (received).
+    pub path: Option<String>,
+    /// Peers it is fetched from (received).
+    pub sources: usize,
+    /// Bytes of it this node sent to others since it started.
+    pub served: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl From<&crate::node::files::FileInfo> for FileRow {
+    fn from(f: &crate::node::files::FileInfo) -> Self {
+        let t = &f.transfer;
+        Self {
+            id: t.id.to_string(),
+            name: t.name.clone(),
+            size: t.size,
+            done: f.done,
+            state: t.state.as_str().into(),
+            peer: t.peer_id().map(|p| p.to_string()).unwrap_or_default(),
+            direction: match t.direction {
+                crate::store::FileDirection::In => "in",
+                crate::store::FileDirection::Out => "out",
+            }
+            .into(),
+            mime: t.mime.clone(),
+            blake3: hex::encode(t.root),
+            path: t.path.clone(),
+            sources: t.sources.len(),
+            served: f.served,
+            error: t.error.clone(),
+        }
+    }
+}
+
+/// The file part of [`SendFileView`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SentFile {
+    /// The file id.
+    pub id: String,
+    /// Its name as offered.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// `POST /api/v1/files/send` answer (and `roost send --file`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendFileView {
+    /// The offer message's id.
+    pub id: String,
+    /// The offer message's state (`queued` right after sending).
+    pub state: String,
+    /// The file offered.
+    pub file: SentFile,
+}

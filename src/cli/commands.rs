@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::CommandFactory;
 use roost::api::client::{ApiClient, escape};
 use roost::api::terminal::printable_line as field;
@@ -35,10 +35,17 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Cmd::Presence { set: Some(set) } => set_presence(&api()?, &out, set).await,
         Cmd::Send {
             to,
+            file: Some(path),
+            wait,
+            ..
+        } => super::files::send(&api()?, &out, to, &path, wait).await,
+        Cmd::Send {
+            to,
             text,
             content_type,
-            file,
-        } => send(&api()?, &out, to, text, content_type, file).await,
+            ..
+        } => send(&api()?, &out, to, text, content_type).await,
+        Cmd::Files { cmd } => super::files::run(&api()?, &out, cmd).await,
         Cmd::Inbox { follow, from } => inbox(&api()?, &out, follow, from).await,
         Cmd::Log { peer, limit } => {
             let rows: Vec<MessageView> = api()?
@@ -216,25 +223,15 @@ async fn send(
     to: String,
     text: Option<String>,
     content_type: String,
-    file: Option<PathBuf>,
 ) -> Result<()> {
-    let (text, base64) = match (text, file) {
-        (Some(t), _) => (Some(t), None),
-        (None, Some(path)) => {
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            match String::from_utf8(bytes) {
-                Ok(t) => (Some(t), None),
-                Err(e) => (None, Some(data_encoding::BASE64.encode(e.as_bytes()))),
-            }
-        }
-        (None, None) => bail!("give the message text or --file"),
+    let Some(text) = text else {
+        bail!("give the message text or --file");
     };
     let body = SendRequest {
         to,
-        text,
+        text: Some(text),
         hex: None,
-        base64,
+        base64: None,
         content_type: Some(content_type),
         subject: None,
     };

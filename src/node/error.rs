@@ -49,6 +49,9 @@ pub enum NodeError {
     /// Several buddies have that name.
     #[error("several buddies are called {0:?}; use the ID")]
     AmbiguousName(String),
+    /// A file call failed.
+    #[error(transparent)]
+    File(#[from] super::files::FileError),
     /// The peer could not be reached at its published addresses.
     #[error("cannot connect to {peer}: {reason}")]
     Dial {

@@ -5,6 +5,7 @@
 
 pub mod content;
 mod error;
+pub mod files;
 mod invite;
 mod lifecycle;
 pub mod mailbox;
@@ -116,6 +117,15 @@ impl Node {
             &tasks,
         )
         .map_err(|_| NetError::Setup("message protocol registered twice".into()))?;
+        let files = files::spawn(
+            &config.data_dir,
+            store.clone(),
+            net.clone(),
+            control.clone(),
+            &events,
+            &tasks,
+        )
+        .map_err(|_| NetError::Setup("file protocol registered twice".into()))?;
         let router = route_net_events(net_rx, messages.clone(), presence.clone(), tasks.clone());
         tasks.spawn(router);
         let net_stop = CancellationToken::new();
@@ -130,6 +140,7 @@ impl Node {
                 presence,
                 sealer,
                 events,
+                files,
                 #[cfg(feature = "test-util")]
                 control,
                 last_sent_at: AtomicU64::new(0),
@@ -184,6 +195,8 @@ struct NodeInner {
     presence: mpsc::Sender<presence_service::Request>,
     sealer: Arc<Sealer>,
     events: broadcast::Sender<Event>,
+    /// The files service (`files/`).
+    files: files::Files,
     /// Opens raw streams for [`NodeHandle::open_raw_stream`].
     #[cfg(feature = "test-util")]
     control: libp2p_stream::Control,

@@ -9,6 +9,7 @@
 //! sled's own flush ([`Store::flush`]).
 
 mod buddies;
+mod files;
 mod held;
 mod messages;
 mod peers;
@@ -17,6 +18,7 @@ mod worker;
 
 use std::path::Path;
 
+pub use files::{FileDirection, Transfer, TransferState};
 pub use buddies::{Buddy, BuddyRequest, MAX_BUDDY_REQUESTS, Relation};
 pub use held::{Admitted, HeldItem};
 pub use messages::{Direction, Filed, MessageState, StoredMessage};

@@ -5,6 +5,7 @@
 
 pub(crate) mod addr;
 pub mod frame;
+pub mod files;
 #[cfg(feature = "test-util")]
 pub mod fuzz;
 pub mod invite;

@@ -1,0 +1,612 @@
+//! Files: offers through the ordinary message path, content over its own
+//! stream protocol (`/roost/files/1`), verified as it streams against the
+//! offer's BLAKE3 root (bao-tree), resumable, from several sources.
+//!
+//! - [`plan`]: the pure download machine (which ranges from which source).
+//! - [`bao`]: outboards, encoding, verified decoding, what verifies on disk.
+//! - [`fetch`]: one download task per file; [`serve`]: the serving side.
+//!
+//! On disk, under `<data-dir>/files/`: `<id>.obao` (the outboard: one hash
+//! pair per 16 KiB), `<id>.part` (a download in progress, at its full
+//! size) and the completed files under their names. What verifies in a
+//! partial file is found again from these two after a crash, so a restart
+//! resumes where the bytes stopped. The rows are in the store
+//! ([`crate::store::Transfer`]). See docs/files.md.
+
+pub mod bao;
+mod fetch;
+pub mod plan;
+mod serve;
+#[cfg(feature = "test-util")]
+pub mod test_hooks;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use libp2p::{PeerId, StreamProtocol};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::lifecycle::Tasks;
+use super::{Content, Event, NodeError, NodeHandle};
+use crate::net::NetClient;
+use crate::store::{
+    Direction, FileDirection, Relation, StoredMessage, Transfer, TransferState, Worker,
+};
+use crate::wire::files::{MAX_NAME, OFFER_TYPE, Offer, PROTOCOL, Refusal, name_is_safe};
+use crate::wire::message::MessageId;
+
+/// Subdirectory of the data dir holding outboards, partial and completed
+/// files.
+pub const FILES_DIR: &str = "files";
+/// Buddies' files up to this size download without being asked.
+pub const AUTO_ACCEPT_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Why a file call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// No transfer with that id.
+    #[error("no file {0}")]
+    Unknown(String),
+    /// The file to send cannot be read.
+    #[error("cannot read {path}: {error}")]
+    Unreadable {
+        /// The path given.
+        path: String,
+        /// What failed.
+        error: String,
+    },
+    /// The call does not fit the transfer (e.g. `get` of our own file).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One transfer as the API shows it: its row plus live figures.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    /// The row.
+    pub transfer: Transfer,
+    /// Bytes here and verified (theirs), or held (ours).
+    pub done: u64,
+    /// Bytes of this file served to others since the node started.
+    pub served: u64,
+}
+
+/// A running download's live state.
+pub(crate) struct Live {
+    done: AtomicU64,
+    cancel: CancellationToken,
+}
+
+/// What the files service shares between its tasks.
+pub(crate) struct Shared {
+    dir: PathBuf,
+    store: Worker,
+    net: NetClient,
+    control: libp2p_stream::Control,
+    tasks: Tasks,
+    live: Mutex<HashMap<MessageId, Arc<Live>>>,
+    served: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+/// A local copy of a file a peer asked for.
+#[derive(Clone)]
+pub(crate) struct LocalCopy {
+    data: PathBuf,
+    obao: PathBuf,
+    size: u64,
+    root: [u8; 32],
+    complete: bool,
+}
+
+impl LocalCopy {
+    /// The chunk ranges held, verified.
+    async fn held(&self) -> Vec<crate::wire::files::Span> {
+        if self.complete {
+            return vec![(0, bao::chunks(self.size))];
+        }
+        let c = self.clone();
+        tokio::task::spawn_blocking(move || bao::verified(&c.data, &c.obao, c.size, c.root))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    }
+}
+
+/// The files service's handle, held by the node.
+#[derive(Clone)]
+pub(crate) struct Files {
+    shared: Arc<Shared>,
+}
+
+/// Starts the files service: the serving side, the intake of offers
+/// arriving as messages, and the downloads a previous run left going.
+pub(crate) fn spawn(
+    data_dir: &Path,
+    store: Worker,
+    net: NetClient,
+    mut control: libp2p_stream::Control,
+    events: &broadcast::Sender<Event>,
+    tasks: &Tasks,
+) -> Result<Files, libp2p_stream::AlreadyRegistered> {
+    let incoming = control.accept(StreamProtocol::new(PROTOCOL))?;
+    let shared = Arc::new(Shared {
+        dir: data_dir.join(FILES_DIR),
+        store,
+        net,
+        control,
+        tasks: tasks.clone(),
+        live: Mutex::new(HashMap::new()),
+        served: Mutex::new(HashMap::new()),
+    });
+    if let Err(e) = crate::config::ensure_private_dir(&shared.dir) {
+        tracing::warn!("cannot create {}: {e}", shared.dir.display());
+    }
+    tasks.spawn(serve::accept(shared.clone(), incoming));
+    let rx = events.subscribe();
+    tasks.spawn(intake(shared.clone(), rx));
+    Ok(Files { shared })
+}
+
+/// Files offers as they arrive; at start, first the offers stored while
+/// this task was not listening, then the downloads to resume.
+async fn intake(shared: Arc<Shared>, mut rx: broadcast::Receiver<Event>) {
+    shared.rescan().await;
+    let resume = shared
+        .store
+        .run(|s| s.transfers())
+        .await
+        .unwrap_or_default();
+    for t in resume {
+        if t.direction == FileDirection::In
+            && matches!(t.state, TransferState::Downloading | TransferState::Waiting)
+        {
+            shared.start(t.id);
+        }
+    }
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = shared.tasks.stopping() => return,
+        };
+        match ev {
+            Ok(Event::Message(m)) if m.content_type == OFFER_TYPE => shared.take_offer(&m).await,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => shared.rescan().await,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+impl Shared {
+    fn part_path(&self, id: &MessageId) -> PathBuf {
+        self.dir.join(format!("{id}.part"))
+    }
+
+    fn obao_path(&self, id: &MessageId) -> PathBuf {
+        self.dir.join(format!("{id}.obao"))
+    }
+
+    async fn row(&self, id: MessageId) -> Option<Transfer> {
+        self.store.run(move |s| s.transfer(&id)).await.ok().flatten()
+    }
+
+    async fn update(&self, id: MessageId, f: impl FnOnce(&mut Transfer) + Send + 'static) {
+        let r = self
+            .store
+            .run(move |s| {
+                if let Some(mut t) = s.transfer(&id)? {
+                    f(&mut t);
+                    s.put_transfer(&t)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!("cannot update a transfer row: {e}");
+        }
+    }
+
+    async fn set_state(&self, id: MessageId, state: TransferState) {
+        self.update(id, move |t| t.state = state).await;
+    }
+
+    async fn fail(&self, id: MessageId, why: String) {
+        tracing::warn!(%id, "file failed: {why}");
+        self.update(id, move |t| {
+            t.state = TransferState::Failed;
+            t.error = Some(why);
+        })
+        .await;
+    }
+
+    fn count_served(&self, root: [u8; 32], bytes: u64) {
+        if let Ok(mut s) = self.served.lock() {
+            *s.entry(root).or_default() += bytes;
+        }
+    }
+
+    /// Starts downloading `id` unless it already is.
+    fn start(self: &Arc<Self>, id: MessageId) {
+        let Ok(mut live) = self.live.lock() else {
+            return;
+        };
+        if live.contains_key(&id) {
+            return;
+        }
+        let l = Arc::new(Live {
+            done: AtomicU64::new(0),
+            cancel: CancellationToken::new(),
+        });
+        live.insert(id, l.clone());
+        self.tasks.spawn(fetch::download(self.clone(), id, l));
+    }
+
+    /// Offers stored in the history but not yet filed as transfers.
+    async fn rescan(self: &Arc<Self>) {
+        let offers = self
+            .store
+            .run(|s| {
+                Ok(s.incoming(None)?
+                    .into_iter()
+                    .filter(|m| m.content_type == OFFER_TYPE)
+                    .collect::<Vec<_>>())
+            })
+            .await
+            .unwrap_or_default();
+        for m in offers {
+            self.take_offer(&m).await;
+        }
+    }
+
+    /// Files an offer: a new transfer, or one more source for a file with
+    /// the same content. Idempotent.
+    async fn take_offer(self: &Arc<Self>, m: &StoredMessage) {
+        if m.direction != Direction::In {
+            return;
+        }
+        let Some(from) = m.peer_id() else { return };
+        let offer = match Offer::decode(&m.data) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(%from, "unreadable file offer: {e}");
+                return;
+            }
+        };
+        let request = m.request;
+        let me = self.clone();
+        let filed = self
+            .store
+            .run(move |s| {
+                let rows = s.transfers()?;
+                let same = rows.iter().find(|t| {
+                    t.direction == FileDirection::In
+                        && (t.id == offer.file
+                            || (t.root == offer.root
+                                && t.size == offer.size
+                                && t.state != TransferState::Failed))
+                });
+                if let Some(t) = same {
+                    let mut t = t.clone();
+                    if !t.sources.contains(&from.to_bytes()) {
+                        t.sources.push(from.to_bytes());
+                        s.put_transfer(&t)?;
+                    }
+                    return Ok(Some((t.id, t.state, false)));
+                }
+                if rows.iter().any(|t| t.id == offer.file) {
+                    return Ok(None);
+                }
+                let auto = !request && offer.size <= AUTO_ACCEPT_BYTES;
+                let t = Transfer {
+                    id: offer.file,
+                    direction: FileDirection::In,
+                    peer: from.to_bytes(),
+                    name: offer.name,
+                    size: offer.size,
+                    mime: offer.mime,
+                    root: offer.root,
+                    state: if auto {
+                        TransferState::Downloading
+                    } else {
+                        TransferState::Offered
+                    },
+                    path: None,
+                    sources: vec![from.to_bytes()],
+                    error: None,
+                };
+                s.put_transfer(&t)?;
+                Ok(Some((t.id, t.state, true)))
+            })
+            .await;
+        match filed {
+            Ok(Some((id, TransferState::Downloading | TransferState::Waiting, _))) => me.start(id),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot file an offer: {e}"),
+        }
+    }
+
+    /// The local copy of the file with `root` that `peer` may fetch.
+    async fn local_copy(&self, root: [u8; 32], peer: PeerId) -> Result<LocalCopy, Refusal> {
+        let (rows, relation) = self
+            .store
+            .run(move |s| Ok((s.transfers()?, s.relation(&peer)?)))
+            .await
+            .map_err(|_| Refusal::Missing)?;
+        let rows: Vec<Transfer> = rows.into_iter().filter(|t| t.root == root).collect();
+        let offered_to = rows.iter().any(|t| {
+            t.direction == FileDirection::Out
+                && t.peer == peer.to_bytes()
+                && t.state != TransferState::Failed
+        });
+        if !offered_to && relation != Relation::Buddy {
+            return Err(Refusal::NotAllowed);
+        }
+        let pick = |t: &Transfer| -> Option<LocalCopy> {
+            let obao = self.obao_path(&t.id);
+            match (t.direction, t.state) {
+                (_, TransferState::Failed) => None,
+                (FileDirection::Out, _) | (FileDirection::In, TransferState::Complete) => {
+                    Some(LocalCopy {
+                        data: PathBuf::from(t.path.as_ref()?),
+                        obao,
+                        size: t.size,
+                        root,
+                        complete: true,
+                    })
+                }
+                (FileDirection::In, _) => Some(LocalCopy {
+                    data: self.part_path(&t.id),
+                    obao,
+                    size: t.size,
+                    root,
+                    complete: false,
+                }),
+            }
+        };
+        let mut copies: Vec<LocalCopy> = rows.iter().filter_map(pick).collect();
+        copies.sort_by_key(|c| !c.complete);
+        copies.into_iter().next().ok_or(Refusal::Missing)
+    }
+
+    /// Moves a verified download to where it lands and marks it complete.
+    async fn finish(&self, id: MessageId) {
+        let Some(row) = self.row(id).await else {
+            return;
+        };
+        let part = self.part_path(&id);
+        let dir = self.dir.clone();
+        let moved = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
+            let to = match &row.path {
+                Some(p) => PathBuf::from(p),
+                None => unique(&dir, &row.name),
+            };
+            std::fs::File::open(&part)?.sync_all()?;
+            if std::fs::rename(&part, &to).is_err() {
+                std::fs::copy(&part, &to)?;
+                std::fs::File::open(&to)?.sync_all()?;
+                std::fs::remove_file(&part)?;
+            }
+            Ok(to)
+        })
+        .await;
+        match moved {
+            Ok(Ok(to)) => {
+                let path = to.display().to_string();
+                self.update(id, move |t| {
+                    t.state = TransferState::Complete;
+                    t.path = Some(path);
+                    t.error = None;
+                })
+                .await;
+                tracing::info!(%id, "file complete");
+            }
+            Ok(Err(e)) => self.fail(id, format!("cannot move the file into place: {e}")).await,
+            Err(e) => self.fail(id, e.to_string()).await,
+        }
+    }
+
+    fn info(&self, t: Transfer) -> FileInfo {
+        let live = self
+            .live
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&t.id).map(|l| l.done.load(Ordering::Relaxed)));
+        let done = match (t.direction, t.state) {
+            (FileDirection::Out, _) | (_, TransferState::Complete) => t.size,
+            _ => live.unwrap_or(0),
+        };
+        let served = self
+            .served
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&t.root).copied())
+            .unwrap_or(0);
+        FileInfo {
+            transfer: t,
+            done,
+            served,
+        }
+    }
+}
+
+/// `dir/name`, or `dir/name (n)` for the first `n` that is free.
+fn unique(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (1..)
+        .map(|n| dir.join(format!("{name} ({n})")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+/// A file name an offer may carry, from a path's last component.
+fn offer_name(path: &Path) -> String {
+    let raw = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut name: String = raw
+        .chars()
+        .map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c })
+        .collect();
+    while name.len() > MAX_NAME {
+        name.pop();
+    }
+    if name_is_safe(&name) { name } else { "file".into() }
+}
+
+impl NodeHandle {
+    fn files_service(&self) -> &Arc<Shared> {
+        &self.inner.files.shared
+    }
+
+    /// Offers the file at `path` to `to`: makes its outboard (reading it
+    /// once), records the transfer, then sends the offer as a message, so
+    /// it reaches an offline buddy through its mailboxes. Returns the
+    /// offer message's id and the transfer.
+    pub async fn send_file(
+        &self,
+        to: PeerId,
+        path: PathBuf,
+    ) -> Result<(MessageId, Transfer), NodeError> {
+        if to == self.peer_id() {
+            return Err(NodeError::SelfSend);
+        }
+        let shared = self.files_service().clone();
+        let unreadable = |e: &dyn std::fmt::Display| FileError::Unreadable {
+            path: path.display().to_string(),
+            error: e.to_string(),
+        };
+        let abs = std::fs::canonicalize(&path).map_err(|e| unreadable(&e))?;
+        if !abs.is_file() {
+            return Err(unreadable(&"not a regular file").into());
+        }
+        let id = MessageId::random();
+        let obao = shared.obao_path(&id);
+        let src = abs.clone();
+        let (root, size) = tokio::task::spawn_blocking(move || bao::create_outboard(&src, &obao))
+            .await
+            .map_err(|e| unreadable(&e))?
+            .map_err(|e| unreadable(&e))?;
+        let name = offer_name(&abs);
+        let mime = mime_guess::from_path(&abs)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_string();
+        let t = Transfer {
+            id,
+            direction: FileDirection::Out,
+            peer: to.to_bytes(),
+            name: name.clone(),
+            size,
+            mime: mime.clone(),
+            root,
+            state: TransferState::Offered,
+            path: Some(abs.display().to_string()),
+            sources: Vec::new(),
+            error: None,
+        };
+        let row = t.clone();
+        shared.store.run(move |s| s.put_transfer(&row)).await?;
+        let offer = Offer {
+            file: id,
+            name,
+            size,
+            mime,
+            root,
+        };
+        let data = offer
+            .encode()
+            .map_err(|e| FileError::Invalid(e.to_string()))?;
+        let msg = self
+            .send(
+                to,
+                Content {
+                    content_type: OFFER_TYPE.into(),
+                    subject: None,
+                    data,
+                },
+            )
+            .await?;
+        Ok((msg, t))
+    }
+
+    /// Every transfer, newest offers last.
+    pub async fn files(&self) -> Result<Vec<FileInfo>, NodeError> {
+        let shared = self.files_service().clone();
+        let rows = shared.store.run(|s| s.transfers()).await?;
+        Ok(rows.into_iter().map(|t| shared.info(t)).collect())
+    }
+
+    /// One transfer.
+    pub async fn file(&self, id: MessageId) -> Result<FileInfo, NodeError> {
+        let shared = self.files_service().clone();
+        let row = shared
+            .row(id)
+            .await
+            .ok_or_else(|| FileError::Unknown(id.to_string()))?;
+        Ok(shared.info(row))
+    }
+
+    /// Starts (or resumes) downloading an offered file; it lands at `out`
+    /// if given, else under `<data-dir>/files/`.
+    pub async fn get_file(
+        &self,
+        id: MessageId,
+        out: Option<PathBuf>,
+    ) -> Result<FileInfo, NodeError> {
+        let shared = self.files_service().clone();
+        let row = shared
+            .row(id)
+            .await
+            .ok_or_else(|| FileError::Unknown(id.to_string()))?;
+        if row.direction != FileDirection::In {
+            return Err(FileError::Invalid("this file is ours; nothing to get".into()).into());
+        }
+        if row.state != TransferState::Complete {
+            let out = match out {
+                Some(p) if p.is_relative() => Some(std::env::current_dir().map_err(|e| FileError::Invalid(e.to_string()))?.join(p)),
+                o => o,
+            };
+            shared
+                .update(id, move |t| {
+                    if let Some(o) = out {
+                        t.path = Some(o.display().to_string());
+                    }
+                    if t.state != TransferState::Downloading {
+                        t.state = TransferState::Waiting;
+                    }
+                    t.error = None;
+                })
+                .await;
+            shared.start(id);
+        }
+        self.file(id).await
+    }
+
+    /// Stops a transfer: a download pauses (its verified bytes stay; `get`
+    /// resumes it), an offer of ours is withdrawn (no longer served).
+    pub async fn cancel_file(&self, id: MessageId) -> Result<FileInfo, NodeError> {
+        let shared = self.files_service().clone();
+        let row = shared
+            .row(id)
+            .await
+            .ok_or_else(|| FileError::Unknown(id.to_string()))?;
+        if let Some(l) = shared.live.lock().ok().and_then(|mut l| l.remove(&id)) {
+            l.cancel.cancel();
+        }
+        let state = match row.direction {
+            FileDirection::In if row.state == TransferState::Complete => TransferState::Complete,
+            FileDirection::In => TransferState::Paused,
+            FileDirection::Out => TransferState::Failed,
+        };
+        shared.set_state(id, state).await;
+        self.file(id).await
+    }
+}
