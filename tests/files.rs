@@ -37,12 +37,14 @@ fn random_file(dir: &Path, name: &str, len: u64, seed: u64) -> PathBuf {
     p
 }
 
-/// Alice, and Bob bootstrapped from her, buddies both ways.
-async fn pair() -> (Daemon, Daemon) {
-    let alice = Daemon::start(None).await;
-    let bob = Daemon::start(Some(&alice.addr().await)).await;
+/// A hub that stays up, and Alice and Bob joined through it, buddies
+/// both ways: either of them can restart and be found again.
+async fn trio() -> (Daemon, Daemon, Daemon) {
+    let hub = Daemon::start(None).await;
+    let alice = Daemon::start(Some(&hub.addr().await)).await;
+    let bob = Daemon::start(Some(&hub.addr().await)).await;
     befriend(&alice, "alice", &bob, "bob");
-    (alice, bob)
+    (hub, alice, bob)
 }
 
 fn befriend(a: &Daemon, a_name: &str, b: &Daemon, b_name: &str) {
@@ -97,7 +99,7 @@ fn same_file(a: &Path, b: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_50_mib_file_arrives_verified() {
     init_tracing();
-    let (alice, bob) = pair().await;
+    let (_hub, alice, bob) = trio().await;
     let tmp = tempfile::tempdir().unwrap();
     let src = random_file(tmp.path(), "big.bin", 50 * MIB, 1);
     let id = offer(&alice, "bob", &src);
@@ -117,7 +119,7 @@ async fn a_50_mib_file_arrives_verified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_receiver_killed_at_40_percent_resumes_without_refetching() {
     init_tracing();
-    let (alice, mut bob) = pair().await;
+    let (_hub, alice, mut bob) = trio().await;
     let tmp = tempfile::tempdir().unwrap();
     let size = 50 * MIB;
     let src = random_file(tmp.path(), "big.bin", size, 2);
@@ -146,7 +148,7 @@ async fn the_receiver_killed_at_40_percent_resumes_without_refetching() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sender_killed_and_restarted_resumes() {
     init_tracing();
-    let (mut alice, bob) = pair().await;
+    let (_hub, mut alice, bob) = trio().await;
     let tmp = tempfile::tempdir().unwrap();
     let size = 50 * MIB;
     let src = random_file(tmp.path(), "big.bin", size, 3);
@@ -174,8 +176,8 @@ async fn the_sender_killed_and_restarted_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lying_source_is_dropped_and_the_file_completes_from_another() {
     init_tracing();
-    let (alice, bob) = pair().await;
-    let carol = Daemon::start(Some(&alice.addr().await)).await;
+    let (hub, alice, bob) = trio().await;
+    let carol = Daemon::start(Some(&hub.addr().await)).await;
     befriend(&carol, "carol", &bob, "bob");
     std::fs::write(carol.dir.path().join("files/.test-corrupt"), "").unwrap();
     delay(&alice, 20);

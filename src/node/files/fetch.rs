@@ -23,7 +23,7 @@ use crate::wire::message::MessageId;
 /// Chunks per piece asked of one source at a time: 1 MiB.
 pub const PIECE: u64 = 1024;
 /// Longest wait between two rounds when no source answers.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 fn bytes_of(span: Span, size: u64) -> u64 {
     (span.1 * CHUNK).min(size).saturating_sub(span.0 * CHUNK)
