@@ -191,8 +191,9 @@ async fn a_lying_source_is_dropped_and_the_file_completes_from_another() {
     assert_eq!(r["state"], "offered");
     let out = tmp.path().join("received.bin");
     bob.rows(&["files", "get", &id, "--out", out.to_str().unwrap()]);
-    until(&bob, &id, "the file completes", |r| r["state"] == "complete").await;
+    let done = until(&bob, &id, "the file completes", |r| r["state"] == "complete").await;
     same_file(&src, &out);
+    assert_eq!(done["dropped"], 1, "Carol is dropped: {done}");
     let rows = carol.rows(&["files"]);
     let lied = rows[0]["served"].as_u64().unwrap();
     assert!(lied > 0, "Carol was asked and sent a corrupt piece");

@@ -352,6 +352,8 @@ pub struct FileRow {
     pub path: Option<String>,
     /// Peers it is fetched from (received).
     pub sources: usize,
+    /// Sources dropped for sending bytes that do not verify.
+    pub dropped: usize,
     /// Bytes of it this node sent to others since it started.
     pub served: u64,
     /// Why it failed.
@@ -377,6 +379,7 @@ impl From<&crate::node::files::FileInfo> for FileRow {
             blake3: hex::encode(t.root),
             path: t.path.clone(),
             sources: t.sources.len(),
+            dropped: t.dropped.len(),
             served: f.served,
             error: t.error.clone(),
         }

@@ -79,6 +79,10 @@ pub struct Transfer {
     /// sources to fetch from; the sender first.
     #[serde(default)]
     pub sources: Vec<Vec<u8>>,
+    /// Theirs: sources caught sending bytes that do not verify (PeerId
+    /// bytes), never asked again for this file.
+    #[serde(default)]
+    pub dropped: Vec<Vec<u8>>,
     /// Why it failed, for the user.
     #[serde(default)]
     pub error: Option<String>,

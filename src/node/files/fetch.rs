@@ -98,6 +98,7 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
         let sources: Vec<PeerId> = row
             .sources
             .iter()
+            .filter(|s| !row.dropped.contains(s))
             .filter_map(|s| PeerId::from_bytes(s).ok())
             .filter(|s| !plan.lock().map(|p| p.is_dropped(s)).unwrap_or(true))
             .collect();
@@ -110,6 +111,7 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
         shared.set_state(id, TransferState::Downloading).await;
         let before = live.done.load(Ordering::Relaxed);
         let job = Job {
+            id,
             shared: shared.clone(),
             root,
             size,
@@ -136,6 +138,7 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
 /// What a worker needs: shared by the workers of one download.
 #[derive(Clone)]
 struct Job {
+    id: MessageId,
     shared: Arc<Shared>,
     root: [u8; 32],
     size: u64,
@@ -209,6 +212,14 @@ impl Job {
                 Err(DecodeFault::Lied(why)) => {
                     tracing::warn!(%source, "a file source sent bytes that do not verify ({why}); dropped");
                     self.give_back(source, Fault::Lied);
+                    let liar = source.to_bytes();
+                    self.shared
+                        .update(self.id, move |t| {
+                            if !t.dropped.contains(&liar) {
+                                t.dropped.push(liar);
+                            }
+                        })
+                        .await;
                     return Err(why);
                 }
                 Err(DecodeFault::Lost(why)) => {

@@ -316,6 +316,7 @@ impl Shared {
                     },
                     path: None,
                     sources: vec![from.to_bytes()],
+                    dropped: Vec::new(),
                     error: None,
                 };
                 s.put_transfer(&t)?;
@@ -510,6 +511,7 @@ impl NodeHandle {
             state: TransferState::Offered,
             path: Some(abs.display().to_string()),
             sources: Vec::new(),
+            dropped: Vec::new(),
             error: None,
         };
         let row = t.clone();
