@@ -202,3 +202,30 @@ async fn a_lying_source_is_dropped_and_the_file_completes_from_another() {
         "Carol sent {lied} bytes: she was not dropped after her first corrupt piece"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_buddy_gets_a_small_image_from_the_mailboxes() {
+    init_tracing();
+    let (hub, mut alice, mut bob) = trio().await;
+    bob.kill();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = random_file(tmp.path(), "photo.png", 200 * 1024, 5);
+    let sent = alice.rows(&["send", "bob", "--file", src.to_str().unwrap()]);
+    let id = sent[0]["file"]["id"].as_str().unwrap().to_string();
+    // Every message of the offer is deposited with a mailbox holder (the
+    // hub) before Alice goes away.
+    eventually_within(LONG, "Alice's offer is in Bob's mailboxes", || async {
+        let log = alice.rows(&["log", "bob", "--limit", "100"]);
+        (!log.is_empty() && log.iter().all(|m| m["state"] == "stored")).then_some(())
+    })
+    .await;
+    assert!(hub.held().await > 0, "the hub holds Bob's mailbox");
+    alice.kill();
+    bob.restart().await;
+    let done = until(&bob, &id, "the image arrives", |r| r["state"] == "complete").await;
+    assert_eq!(done["mime"], "image/png");
+    assert_eq!(done["name"], "photo.png");
+    let path = PathBuf::from(done["path"].as_str().unwrap());
+    assert!(path.starts_with(bob.dir.path().join("files")), "{path:?}");
+    same_file(&src, &path);
+}

@@ -35,6 +35,43 @@ pub const MAX_MIME: usize = 128;
 pub const MAX_OFFER: usize = 1024;
 /// Bytes per BLAKE3 chunk: ranges count in these.
 pub const CHUNK: u64 = 1024;
+/// Content type of a message carrying a [`Part`] of a small file.
+pub const PART_TYPE: &str = "application/vnd.roost.file-part";
+/// Files up to this size also travel as [`Part`] messages after the offer,
+/// through the message path and so the mailboxes: they arrive even when
+/// the sender has gone offline.
+pub const INLINE_MAX: u64 = 1024 * 1024;
+/// Chunks per [`Part`]: 48 KiB and their hashes fit a message body.
+pub const PART_CHUNKS: u64 = 48;
+
+/// A piece of a small file riding in a message: the verified stream of one
+/// chunk range, checked against the offer's root like any other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// The file (the offer's id).
+    pub file: MessageId,
+    /// The chunk range carried.
+    pub span: Span,
+    /// bao-tree's encoding of `span`.
+    #[serde(with = "serde_bytes")]
+    pub bao: Vec<u8>,
+}
+
+impl Part {
+    /// The part as a message body.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        super::encode(self)
+    }
+
+    /// Reads a part from a message body (at most a message body's size).
+    pub fn decode(body: &[u8]) -> Result<Self, WireError> {
+        let part: Self = super::decode(body, super::message::MAX_BODY)?;
+        if part.span.0 >= part.span.1 || part.span.1 - part.span.0 > PART_CHUNKS {
+            return Err(WireError::Malformed("file part span".into()));
+        }
+        Ok(part)
+    }
+}
 
 /// What a sender offers: enough for the recipient to decide, to name the
 /// file and to verify every byte of it against `root`.

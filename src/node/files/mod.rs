@@ -35,7 +35,10 @@ use crate::net::NetClient;
 use crate::store::{
     Direction, FileDirection, Relation, StoredMessage, Transfer, TransferState, Worker,
 };
-use crate::wire::files::{MAX_NAME, OFFER_TYPE, Offer, PROTOCOL, Refusal, name_is_safe};
+use crate::wire::files::{
+    INLINE_MAX, MAX_NAME, OFFER_TYPE, Offer, PART_CHUNKS, PART_TYPE, PROTOCOL, Part, Refusal,
+    name_is_safe,
+};
 use crate::wire::message::MessageId;
 
 /// Subdirectory of the data dir holding outboards, partial and completed
@@ -89,6 +92,8 @@ pub(crate) struct Shared {
     tasks: Tasks,
     live: Mutex<HashMap<MessageId, Arc<Live>>>,
     served: Mutex<HashMap<[u8; 32], u64>>,
+    /// Held while a file is moved into place, so it happens once.
+    finishing: tokio::sync::Mutex<()>,
 }
 
 /// A local copy of a file a peer asked for.
@@ -141,6 +146,7 @@ pub(crate) fn spawn(
         tasks: tasks.clone(),
         live: Mutex::new(HashMap::new()),
         served: Mutex::new(HashMap::new()),
+        finishing: tokio::sync::Mutex::new(()),
     });
     if let Err(e) = crate::config::ensure_private_dir(&shared.dir) {
         tracing::warn!("cannot create {}: {e}", shared.dir.display());
@@ -174,6 +180,7 @@ async fn intake(shared: Arc<Shared>, mut rx: broadcast::Receiver<Event>) {
         };
         match ev {
             Ok(Event::Message(m)) if m.content_type == OFFER_TYPE => shared.take_offer(&m).await,
+            Ok(Event::Message(m)) if m.content_type == PART_TYPE => shared.take_part(&m).await,
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => shared.rescan().await,
             Err(broadcast::error::RecvError::Closed) => return,
@@ -210,15 +217,24 @@ impl Shared {
         }
     }
 
+    /// Sets a state; a complete file stays complete (a download task
+    /// stopping late must not undo what the mailbox parts finished).
     async fn set_state(&self, id: MessageId, state: TransferState) {
-        self.update(id, move |t| t.state = state).await;
+        self.update(id, move |t| {
+            if t.state != TransferState::Complete {
+                t.state = state;
+            }
+        })
+        .await;
     }
 
     async fn fail(&self, id: MessageId, why: String) {
         tracing::warn!(%id, "file failed: {why}");
         self.update(id, move |t| {
-            t.state = TransferState::Failed;
-            t.error = Some(why);
+            if t.state != TransferState::Complete {
+                t.state = TransferState::Failed;
+                t.error = Some(why);
+            }
         })
         .await;
     }
@@ -259,6 +275,19 @@ impl Shared {
             .unwrap_or_default();
         for m in offers {
             self.take_offer(&m).await;
+        }
+        let parts = self
+            .store
+            .run(|s| {
+                Ok(s.incoming(None)?
+                    .into_iter()
+                    .filter(|m| m.content_type == PART_TYPE)
+                    .collect::<Vec<_>>())
+            })
+            .await
+            .unwrap_or_default();
+        for m in parts {
+            self.take_part(&m).await;
         }
     }
 
@@ -324,9 +353,90 @@ impl Shared {
             })
             .await;
         match filed {
-            Ok(Some((id, TransferState::Downloading | TransferState::Waiting, _))) => me.start(id),
-            Ok(_) => {}
+            Ok(Some((id, state, new))) => {
+                if new {
+                    me.parts_for(id).await;
+                }
+                if matches!(state, TransferState::Downloading | TransferState::Waiting) {
+                    me.start(id);
+                }
+            }
+            Ok(None) => {}
             Err(e) => tracing::warn!("cannot file an offer: {e}"),
+        }
+    }
+
+    /// Applies the parts of file `id` that arrived before its offer.
+    async fn parts_for(self: &Arc<Self>, id: MessageId) {
+        let parts = self
+            .store
+            .run(|s| {
+                Ok(s.incoming(None)?
+                    .into_iter()
+                    .filter(|m| m.content_type == PART_TYPE)
+                    .collect::<Vec<_>>())
+            })
+            .await
+            .unwrap_or_default();
+        for m in parts {
+            if Part::decode(&m.data).is_ok_and(|p| p.file == id) {
+                self.take_part(&m).await;
+            }
+        }
+    }
+
+    /// Writes a small file's part that came as a message, verified against
+    /// the offer's root; the last one completes the file. Only a buddy's,
+    /// only for a file it offered.
+    async fn take_part(self: &Arc<Self>, m: &StoredMessage) {
+        if m.direction != Direction::In || m.request {
+            return;
+        }
+        let (Some(from), Ok(part)) = (m.peer_id(), Part::decode(&m.data)) else {
+            return;
+        };
+        let Some(row) = self.row(part.file).await else {
+            tracing::debug!(file = %part.file, "a file part before its offer");
+            return;
+        };
+        let n = bao::chunks(row.size);
+        tracing::debug!(file = %part.file, span = ?part.span, state = ?row.state, "a file part");
+        if row.direction != FileDirection::In
+            || !row.sources.contains(&from.to_bytes())
+            || matches!(row.state, TransferState::Complete | TransferState::Failed)
+            || row.size > INLINE_MAX
+            || part.span.1 > n
+        {
+            return;
+        }
+        let (p, o) = (self.part_path(&row.id), self.obao_path(&row.id));
+        let (size, root) = (row.size, row.root);
+        let complete = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&p)
+                .map_err(|e| e.to_string())?;
+            if f.metadata().map_err(|e| e.to_string())?.len() != size {
+                f.set_len(size).map_err(|e| e.to_string())?;
+            }
+            bao::decode(&part.bao[..], &p, &o, size, root, &[part.span])
+                .map_err(|e| format!("{e:?}"))?;
+            let held = bao::verified(&p, &o, size, root).map_err(|e| e.to_string())?;
+            Ok(held == vec![(0, n)])
+        })
+        .await;
+        match complete {
+            Ok(Ok(true)) => {
+                if let Some(l) = self.live.lock().ok().and_then(|mut l| l.remove(&row.id)) {
+                    l.cancel.cancel();
+                }
+                self.finish(row.id).await;
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::debug!(%from, "a file part was not taken: {e}"),
+            Err(e) => tracing::debug!("a file part was not taken: {e}"),
         }
     }
 
@@ -375,9 +485,13 @@ impl Shared {
 
     /// Moves a verified download to where it lands and marks it complete.
     async fn finish(&self, id: MessageId) {
+        let _once = self.finishing.lock().await;
         let Some(row) = self.row(id).await else {
             return;
         };
+        if row.state == TransferState::Complete {
+            return;
+        }
         let part = self.part_path(&id);
         let dir = self.dir.clone();
         let moved = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
@@ -444,6 +558,36 @@ fn unique(dir: &Path, name: &str) -> PathBuf {
         .map(|n| dir.join(format!("{name} ({n})")))
         .find(|p| !p.exists())
         .unwrap_or(first)
+}
+
+/// The messages that carry a small file after its offer.
+fn inline_parts(
+    data: &Path,
+    obao: &Path,
+    file: MessageId,
+    size: u64,
+    root: [u8; 32],
+) -> Result<Vec<Content>, String> {
+    let n = bao::chunks(size);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let span = (start, n.min(start + PART_CHUNKS));
+        let mut bao_bytes = Vec::new();
+        bao::encode(data, obao, size, root, &[span], &mut bao_bytes).map_err(|e| format!("{e:?}"))?;
+        let part = Part {
+            file,
+            span,
+            bao: bao_bytes,
+        };
+        out.push(Content {
+            content_type: PART_TYPE.into(),
+            subject: None,
+            data: part.encode().map_err(|e| e.to_string())?,
+        });
+        start = span.1;
+    }
+    Ok(out)
 }
 
 /// A file name an offer may carry, from a path's last component.
@@ -526,16 +670,24 @@ impl NodeHandle {
         let data = offer
             .encode()
             .map_err(|e| FileError::Invalid(e.to_string()))?;
-        let msg = self
-            .send(
-                to,
-                Content {
-                    content_type: OFFER_TYPE.into(),
-                    subject: None,
-                    data,
-                },
-            )
-            .await?;
+        let mut contents = vec![Content {
+            content_type: OFFER_TYPE.into(),
+            subject: None,
+            data,
+        }];
+        if size > 0 && size <= INLINE_MAX {
+            let obao = shared.obao_path(&id);
+            let parts = tokio::task::spawn_blocking(move || inline_parts(&abs, &obao, id, size, root))
+                .await
+                .map_err(|e| unreadable(&e))?
+                .map_err(|e| unreadable(&e))?;
+            contents.extend(parts);
+        }
+        let ids = self.send_many(to, contents).await?;
+        let msg = ids
+            .first()
+            .copied()
+            .ok_or_else(|| FileError::Invalid("the offer was not sent".into()))?;
         Ok((msg, t))
     }
 
