@@ -53,7 +53,11 @@ fn befriend(a: &Daemon, a_name: &str, b: &Daemon, b_name: &str) {
 }
 
 fn delay(d: &Daemon, ms: u64) {
-    std::fs::write(d.dir.path().join("files/.test-serve-delay-ms"), ms.to_string()).unwrap();
+    std::fs::write(
+        d.dir.path().join("files/.test-serve-delay-ms"),
+        ms.to_string(),
+    )
+    .unwrap();
 }
 
 /// The row of file `id` in `roost files`, once it is there.
@@ -108,10 +112,18 @@ async fn a_50_mib_file_arrives_verified() {
     assert_eq!(offered["name"], "big.bin");
     assert_eq!(offered["direction"], "in");
     assert_eq!(offered["peer"], alice.id.to_string());
-    assert_eq!(offered["blake3"], blake3::hash(&std::fs::read(&src).unwrap()).to_hex().as_str());
+    assert_eq!(
+        offered["blake3"],
+        blake3::hash(&std::fs::read(&src).unwrap())
+            .to_hex()
+            .as_str()
+    );
     let out = tmp.path().join("received.bin");
     bob.rows(&["files", "get", &id, "--out", out.to_str().unwrap()]);
-    let done = until(&bob, &id, "the file completes", |r| r["state"] == "complete").await;
+    let done = until(&bob, &id, "the file completes", |r| {
+        r["state"] == "complete"
+    })
+    .await;
     assert_eq!(done["done"], 50 * MIB);
     same_file(&src, &out);
 }
@@ -136,7 +148,10 @@ async fn the_receiver_killed_at_40_percent_resumes_without_refetching() {
     let done_at_kill = at["done"].as_u64().unwrap();
     assert!(done_at_kill < size, "killed part way");
     bob.restart().await;
-    until(&bob, &id, "the file completes", |r| r["state"] == "complete").await;
+    until(&bob, &id, "the file completes", |r| {
+        r["state"] == "complete"
+    })
+    .await;
     same_file(&src, &out);
     let served = row(&alice, &id).await["served"].as_u64().unwrap();
     assert!(
@@ -163,7 +178,10 @@ async fn the_sender_killed_and_restarted_resumes() {
     .await;
     alice.kill();
     alice.restart().await;
-    until(&bob, &id, "the file completes", |r| r["state"] == "complete").await;
+    until(&bob, &id, "the file completes", |r| {
+        r["state"] == "complete"
+    })
+    .await;
     same_file(&src, &out);
     // Alice's count starts again at her restart: she sent only the rest.
     let served = row(&alice, &id).await["served"].as_u64().unwrap();
@@ -191,7 +209,10 @@ async fn a_lying_source_is_dropped_and_the_file_completes_from_another() {
     assert_eq!(r["state"], "offered");
     let out = tmp.path().join("received.bin");
     bob.rows(&["files", "get", &id, "--out", out.to_str().unwrap()]);
-    let done = until(&bob, &id, "the file completes", |r| r["state"] == "complete").await;
+    let done = until(&bob, &id, "the file completes", |r| {
+        r["state"] == "complete"
+    })
+    .await;
     same_file(&src, &out);
     assert_eq!(done["dropped"], 1, "Carol is dropped: {done}");
     let rows = carol.rows(&["files"]);

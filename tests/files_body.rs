@@ -24,12 +24,20 @@ async fn a_binary_body_survives_the_api_round_trip() {
     let alice = TestNode::start(&[]).await;
     let bob = TestNode::start(&[alice.addr().await]).await;
     befriend(&alice.handle, "alice", &bob.handle, "bob").await;
-    let _a_api = serve(alice.handle.clone(), "127.0.0.1:0".parse().unwrap(), alice.dir.path())
-        .await
-        .unwrap();
-    let _b_api = serve(bob.handle.clone(), "127.0.0.1:0".parse().unwrap(), bob.dir.path())
-        .await
-        .unwrap();
+    let _a_api = serve(
+        alice.handle.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        alice.dir.path(),
+    )
+    .await
+    .unwrap();
+    let _b_api = serve(
+        bob.handle.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        bob.dir.path(),
+    )
+    .await
+    .unwrap();
     let a_client = ApiClient::open(alice.dir.path()).unwrap();
     let b_client = ApiClient::open(bob.dir.path()).unwrap();
 

@@ -61,13 +61,12 @@ async fn body(
 }
 
 async fn list(State(s): State<AppState>) -> Result<Json<Vec<FileRow>>, ApiError> {
-    Ok(Json(s.node.files().await?.iter().map(FileRow::from).collect()))
+    Ok(Json(
+        s.node.files().await?.iter().map(FileRow::from).collect(),
+    ))
 }
 
-async fn one(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<FileRow>, ApiError> {
+async fn one(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<FileRow>, ApiError> {
     let id = parse_id(&id, "file")?;
     Ok(Json(FileRow::from(&s.node.file(id).await?)))
 }

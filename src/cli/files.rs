@@ -69,7 +69,10 @@ pub(crate) async fn run(client: &ApiClient, out: &Out, cmd: Option<FilesCmd>) ->
         }
         FilesCmd::Get { id, out: to, wait } => {
             let body = GetFileRequest {
-                out: to.map(|p| absolute(&p)).transpose()?.map(|p| p.display().to_string()),
+                out: to
+                    .map(|p| absolute(&p))
+                    .transpose()?
+                    .map(|p| p.display().to_string()),
             };
             let row: FileRow = client
                 .post(&format!("files/{}/get", escape(&id)), &body)
@@ -133,7 +136,11 @@ async fn follow(client: &ApiClient, out: &Out, id: &str, sending: bool) -> Resul
     let mut last: Option<(u64, String)> = None;
     loop {
         let r: FileRow = client.get(&format!("files/{}", escape(id))).await?;
-        let done = if sending { r.served.min(r.size) } else { r.done };
+        let done = if sending {
+            r.served.min(r.size)
+        } else {
+            r.done
+        };
         if let Some(b) = &bar {
             b.set_length(r.size);
             b.set_position(done);

@@ -18,8 +18,8 @@ mod worker;
 
 use std::path::Path;
 
-pub use files::{FileDirection, Transfer, TransferState};
 pub use buddies::{Buddy, BuddyRequest, MAX_BUDDY_REQUESTS, Relation};
+pub use files::{FileDirection, Transfer, TransferState};
 pub use held::{Admitted, HeldItem};
 pub use messages::{Direction, Filed, MessageState, StoredMessage};
 pub use peers::KnownPeer;

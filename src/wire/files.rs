@@ -114,7 +114,9 @@ pub fn name_is_safe(name: &str) -> bool {
         && name.len() <= MAX_NAME
         && name != "."
         && name != ".."
-        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 /// A half-open range of chunk numbers, `start..end`.
@@ -199,7 +201,15 @@ mod tests {
             root: [7; 32],
         };
         assert_eq!(Offer::decode(&offer.encode().unwrap()).unwrap(), offer);
-        for bad in ["", ".", "..", "a/b", "..\\x", "x\ny", &"n".repeat(MAX_NAME + 1)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "..\\x",
+            "x\ny",
+            &"n".repeat(MAX_NAME + 1),
+        ] {
             let o = Offer {
                 name: bad.into(),
                 ..offer.clone()
@@ -215,12 +225,17 @@ mod tests {
         assert_eq!(check_spans(&[], 100), Err(Refusal::TooLarge));
         assert_eq!(check_spans(&[(5, 5)], 100), Err(Refusal::Missing));
         assert_eq!(check_spans(&[(0, 101)], 100), Err(Refusal::Missing));
-        assert_eq!(check_spans(&[(10, 20), (15, 30)], 100), Err(Refusal::Missing));
+        assert_eq!(
+            check_spans(&[(10, 20), (15, 30)], 100),
+            Err(Refusal::Missing)
+        );
         assert_eq!(
             check_spans(&[(0, MAX_GET_CHUNKS + 1)], u64::MAX),
             Err(Refusal::TooLarge)
         );
-        let many: Vec<Span> = (0..MAX_RANGES as u64 + 1).map(|i| (2 * i, 2 * i + 1)).collect();
+        let many: Vec<Span> = (0..MAX_RANGES as u64 + 1)
+            .map(|i| (2 * i, 2 * i + 1))
+            .collect();
         assert_eq!(check_spans(&many, u64::MAX), Err(Refusal::TooLarge));
     }
 }

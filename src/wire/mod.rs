@@ -4,8 +4,8 @@
 //! ciborium then allocates at most in proportion to the input.
 
 pub(crate) mod addr;
-pub mod frame;
 pub mod files;
+pub mod frame;
 #[cfg(feature = "test-util")]
 pub mod fuzz;
 pub mod invite;

@@ -11,9 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bao_tree::io::outboard::PreOrderOutboard;
-use bao_tree::io::sync::{
-    CreateOutboard, decode_ranges, encode_ranges_validated, valid_ranges,
-};
+use bao_tree::io::sync::{CreateOutboard, decode_ranges, encode_ranges_validated, valid_ranges};
 use bao_tree::io::{DecodeError, EncodeError};
 use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -56,7 +54,12 @@ pub fn create_outboard(data: &Path, obao: &Path) -> io::Result<([u8; 32], u64)> 
 
 /// Opens the outboard of a file of `size` with `root`, creating an empty
 /// one (a download's) if `create`.
-fn outboard(obao: &Path, size: u64, root: [u8; 32], create: bool) -> io::Result<PreOrderOutboard<File>> {
+fn outboard(
+    obao: &Path,
+    size: u64,
+    root: [u8; 32],
+    create: bool,
+) -> io::Result<PreOrderOutboard<File>> {
     let data = OpenOptions::new()
         .read(true)
         .write(true)
@@ -230,7 +233,13 @@ mod tests {
             let mut wire = Vec::new();
             encode(&src, &obao, size, root, &[h], &mut wire).unwrap();
             decode(&wire[..], &part, &pob, size, root, &[h]).unwrap();
-            assert_eq!(verified(&part, &pob, size, root).unwrap().last().map(|s| s.1), Some(h.1));
+            assert_eq!(
+                verified(&part, &pob, size, root)
+                    .unwrap()
+                    .last()
+                    .map(|s| s.1),
+                Some(h.1)
+            );
         }
         assert_eq!(verified(&part, &pob, size, root).unwrap(), vec![(0, n)]);
         assert_eq!(std::fs::read(&part).unwrap(), data);

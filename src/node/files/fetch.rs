@@ -79,7 +79,11 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
     .await;
     let have = match have {
         Ok(Ok(h)) => h,
-        Ok(Err(e)) => return shared.fail(id, format!("cannot use the partial file: {e}")).await,
+        Ok(Err(e)) => {
+            return shared
+                .fail(id, format!("cannot use the partial file: {e}"))
+                .await;
+        }
         Err(e) => return shared.fail(id, e.to_string()).await,
     };
     let todo = missing(&have, n);
@@ -158,7 +162,11 @@ impl Job {
     }
 
     async fn pieces(&self, source: PeerId) -> Result<(), String> {
-        self.shared.net.dial(source).await.map_err(|e| e.to_string())?;
+        self.shared
+            .net
+            .dial(source)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut stream = self
             .shared
             .control
@@ -185,7 +193,8 @@ impl Job {
                 }
             }
             let rt = tokio::runtime::Handle::current();
-            let (part, obao, size, root) = (self.part.clone(), self.obao.clone(), self.size, self.root);
+            let (part, obao, size, root) =
+                (self.part.clone(), self.obao.clone(), self.size, self.root);
             let joined = tokio::task::spawn_blocking(move || {
                 let mut r = Blocking::new(stream, rt);
                 let res = bao::decode(&mut r, &part, &obao, size, root, &[piece]);
@@ -240,9 +249,14 @@ impl Job {
 /// Sends one request and reads its answer frame.
 async fn ask(stream: &mut libp2p::Stream, req: &Request) -> Result<Answer, String> {
     let bytes = crate::wire::encode(req).map_err(|e| e.to_string())?;
-    write_frame(stream, &bytes).await.map_err(|e| e.to_string())?;
+    write_frame(stream, &bytes)
+        .await
+        .map_err(|e| e.to_string())?;
     stream.flush().await.map_err(|e| e.to_string())?;
-    match read_frame(stream, MAX_ANSWER).await.map_err(|e| e.to_string())? {
+    match read_frame(stream, MAX_ANSWER)
+        .await
+        .map_err(|e| e.to_string())?
+    {
         ReadFrame::Frame(f) => crate::wire::decode(&f, MAX_ANSWER).map_err(|e| e.to_string()),
         ReadFrame::TooLarge(n) => Err(format!("answer of {n} bytes")),
         ReadFrame::Eof => Err("stream closed".into()),
@@ -257,7 +271,10 @@ mod tests {
     fn missing_is_the_complement() {
         assert_eq!(missing(&[], 10), vec![(0, 10)]);
         assert_eq!(missing(&[(0, 10)], 10), vec![]);
-        assert_eq!(missing(&[(2, 4), (6, 8)], 10), vec![(0, 2), (4, 6), (8, 10)]);
+        assert_eq!(
+            missing(&[(2, 4), (6, 8)], 10),
+            vec![(0, 2), (4, 6), (8, 10)]
+        );
         assert_eq!(bytes_of((0, 2), 1500), 1500);
         assert_eq!(bytes_of((1, 2), 5000), 1024);
     }

@@ -198,7 +198,11 @@ impl Shared {
     }
 
     async fn row(&self, id: MessageId) -> Option<Transfer> {
-        self.store.run(move |s| s.transfer(&id)).await.ok().flatten()
+        self.store
+            .run(move |s| s.transfer(&id))
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn update(&self, id: MessageId, f: impl FnOnce(&mut Transfer) + Send + 'static) {
@@ -519,7 +523,10 @@ impl Shared {
                 .await;
                 tracing::info!(%id, "file complete");
             }
-            Ok(Err(e)) => self.fail(id, format!("cannot move the file into place: {e}")).await,
+            Ok(Err(e)) => {
+                self.fail(id, format!("cannot move the file into place: {e}"))
+                    .await
+            }
             Err(e) => self.fail(id, e.to_string()).await,
         }
     }
@@ -574,7 +581,8 @@ fn inline_parts(
     while start < n {
         let span = (start, n.min(start + PART_CHUNKS));
         let mut bao_bytes = Vec::new();
-        bao::encode(data, obao, size, root, &[span], &mut bao_bytes).map_err(|e| format!("{e:?}"))?;
+        bao::encode(data, obao, size, root, &[span], &mut bao_bytes)
+            .map_err(|e| format!("{e:?}"))?;
         let part = Part {
             file,
             span,
@@ -598,12 +606,22 @@ fn offer_name(path: &Path) -> String {
         .unwrap_or_default();
     let mut name: String = raw
         .chars()
-        .map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     while name.len() > MAX_NAME {
         name.pop();
     }
-    if name_is_safe(&name) { name } else { "file".into() }
+    if name_is_safe(&name) {
+        name
+    } else {
+        "file".into()
+    }
 }
 
 impl NodeHandle {
@@ -677,10 +695,11 @@ impl NodeHandle {
         }];
         if size > 0 && size <= INLINE_MAX {
             let obao = shared.obao_path(&id);
-            let parts = tokio::task::spawn_blocking(move || inline_parts(&abs, &obao, id, size, root))
-                .await
-                .map_err(|e| unreadable(&e))?
-                .map_err(|e| unreadable(&e))?;
+            let parts =
+                tokio::task::spawn_blocking(move || inline_parts(&abs, &obao, id, size, root))
+                    .await
+                    .map_err(|e| unreadable(&e))?
+                    .map_err(|e| unreadable(&e))?;
             contents.extend(parts);
         }
         let ids = self.send_many(to, contents).await?;
@@ -725,7 +744,11 @@ impl NodeHandle {
         }
         if row.state != TransferState::Complete {
             let out = match out {
-                Some(p) if p.is_relative() => Some(std::env::current_dir().map_err(|e| FileError::Invalid(e.to_string()))?.join(p)),
+                Some(p) if p.is_relative() => Some(
+                    std::env::current_dir()
+                        .map_err(|e| FileError::Invalid(e.to_string()))?
+                        .join(p),
+                ),
                 o => o,
             };
             shared

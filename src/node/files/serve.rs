@@ -47,7 +47,11 @@ async fn answer(stream: &mut libp2p::Stream, a: &Answer) -> std::io::Result<()> 
 }
 
 /// Serves one stream: requests one at a time until the fetcher closes it.
-async fn serve(shared: &Arc<Shared>, peer: PeerId, mut stream: libp2p::Stream) -> std::io::Result<()> {
+async fn serve(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    mut stream: libp2p::Stream,
+) -> std::io::Result<()> {
     loop {
         let frame = match read_frame(&mut stream, MAX_REQUEST).await? {
             ReadFrame::Frame(f) => f,
