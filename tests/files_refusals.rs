@@ -49,7 +49,10 @@ async fn a_stranger_is_refused_and_the_recipient_is_served() {
         root: t.root,
         ranges: vec![(0, 16)],
     };
-    assert_eq!(ask(&mut s, &get).await, Answer::Refused(Refusal::NotAllowed));
+    assert_eq!(
+        ask(&mut s, &get).await,
+        Answer::Refused(Refusal::NotAllowed)
+    );
     let served = alice.handle.file(t.id).await.unwrap().served;
     assert_eq!(served, 0, "no byte went to the stranger");
 
