@@ -128,6 +128,29 @@ impl ApiClient {
         self.call(Method::POST, path, Some(bytes)).await
     }
 
+    /// `GET /api/v1/<path>` for bytes served as they are (a message body):
+    /// its content type and its exact bytes.
+    pub async fn get_raw(&self, path: &str) -> Result<(String, Vec<u8>), ClientError> {
+        let resp = self.request(Method::GET, path, None).await?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(ClientError::Api(error_message(status, &body)));
+        }
+        Ok((content_type, body.to_vec()))
+    }
+
     /// Opens the event stream. Once this returns, the daemon is already
     /// collecting events for it, so a client can list what exists *after*
     /// opening and miss nothing in between. With `from` (a name or an ID,

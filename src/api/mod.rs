@@ -14,6 +14,7 @@
 //!   process that bound the same port after a crash; docs/api.md says so.
 
 pub mod client;
+mod files;
 pub mod groups;
 pub mod requests;
 pub mod rooms;
@@ -66,6 +67,8 @@ impl From<NodeError> for ApiError {
             NodeError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             NodeError::Room(ref r) => rooms::status_of(r),
             NodeError::Group(ref g) => groups::status_of(g),
+            NodeError::File(crate::node::files::FileError::Unknown(_)) => StatusCode::NOT_FOUND,
+            NodeError::File(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::BAD_GATEWAY,
         };
         ApiError(code, e.to_string())

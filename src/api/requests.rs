@@ -18,6 +18,10 @@ pub struct SendRequest {
     /// The body as hex, for binary content types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hex: Option<String>,
+    /// The body as standard base64 (with padding), for binary content
+    /// types: a third of the size of hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
     /// MIME type (default `text/plain`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
@@ -50,6 +54,24 @@ pub struct BuddyAction {
     pub name: Option<String>,
 }
 
+/// `POST /api/v1/files/send` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendFileRequest {
+    /// Recipient: a buddy's name or an ID.
+    pub to: String,
+    /// The file to offer, as the daemon sees the file system (absolute,
+    /// or relative to the daemon's working directory).
+    pub path: String,
+}
+
+/// `POST /api/v1/files/{id}/get` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GetFileRequest {
+    /// Where the file lands (default: under `<data-dir>/files/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<String>,
+}
+
 /// `{}`: the body of a `POST` that takes none (`/api/v1/read/{peer}`).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Empty {}
@@ -69,6 +91,7 @@ mod tests {
             to: "bob".into(),
             text: Some("hi".into()),
             hex: None,
+            base64: None,
             content_type: Some("text/plain".into()),
             subject: None,
         };

@@ -38,6 +38,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/events", get(events))
         .merge(super::rooms::routes())
         .merge(super::groups::routes())
+        .merge(super::files::routes())
 }
 
 fn bad_request(msg: impl Into<String>) -> ApiError {
@@ -93,12 +94,19 @@ async fn status(State(s): State<AppState>) -> ApiResult<StatusView> {
 
 async fn send(State(s): State<AppState>, Json(req): Json<SendRequest>) -> ApiResult<SendView> {
     let to = s.node.resolve(&req.to).await?;
-    let data = match (req.text, req.hex) {
-        (Some(t), None) => t.into_bytes(),
-        (None, Some(h)) => {
+    let data = match (req.text, req.hex, req.base64) {
+        (Some(t), None, None) => t.into_bytes(),
+        (None, Some(h), None) => {
             hex::decode(h.trim()).map_err(|_| bad_request("hex body is not valid hex"))?
         }
-        _ => return Err(bad_request("give exactly one of \"text\" and \"hex\"")),
+        (None, None, Some(b)) => data_encoding::BASE64
+            .decode(b.trim().as_bytes())
+            .map_err(|_| bad_request("base64 body is not valid base64"))?,
+        _ => {
+            return Err(bad_request(
+                "give exactly one of \"text\", \"hex\" and \"base64\"",
+            ));
+        }
     };
     let content = Content {
         content_type: req.content_type.unwrap_or_else(|| "text/plain".into()),

@@ -127,8 +127,14 @@ pub struct MessageView {
     pub content_type: String,
     /// Subject, if any.
     pub subject: Option<String>,
-    /// The body as text (lossy for non-UTF-8 bodies).
+    /// The body as text when it is UTF-8; empty when it is not (the bytes
+    /// are never guessed into text: see `base64`).
     pub text: String,
+    /// The body's exact bytes, standard base64 with padding, whatever its
+    /// type. `GET /api/v1/log/{peer}/{id}/body` serves them raw.
+    pub base64: String,
+    /// The body's size in bytes.
+    pub size: usize,
     /// From a key that is not a buddy.
     pub request: bool,
 }
@@ -152,8 +158,24 @@ impl MessageView {
             sent_at: m.sent_at,
             content_type: m.content_type.clone(),
             subject: m.subject.clone(),
-            text: String::from_utf8_lossy(&m.data).into_owned(),
+            text: std::str::from_utf8(&m.data)
+                .map(str::to_string)
+                .unwrap_or_default(),
+            base64: data_encoding::BASE64.encode(&m.data),
+            size: m.data.len(),
             request: m.request,
+        }
+    }
+}
+
+impl MessageView {
+    /// What a terminal shows of the body: its text, or for a body that is
+    /// not UTF-8 its type and size (the bytes are in `base64`).
+    pub fn shown(&self) -> String {
+        if self.text.is_empty() && self.size > 0 {
+            format!("[{}, {} bytes]", self.content_type, self.size)
+        } else {
+            self.text.clone()
         }
     }
 }
@@ -359,4 +381,85 @@ fn presence_event(peer: &libp2p::PeerId, info: &PresenceInfo) -> EventView {
         status: info.status.as_str().into(),
         note: info.note.clone(),
     }
+}
+
+/// A row of `GET /api/v1/files` (and `roost files`): one transfer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRow {
+    /// The file id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Bytes here and verified (received), or held (sent).
+    pub done: u64,
+    /// offered | downloading | waiting | paused | complete | failed.
+    pub state: String,
+    /// The other party's ID.
+    pub peer: String,
+    /// `in` or `out`.
+    pub direction: String,
+    /// MIME type.
+    pub mime: String,
+    /// BLAKE3 root, hex.
+    pub blake3: String,
+    /// Where the file is (ours), or lands or landed (received).
+    pub path: Option<String>,
+    /// Peers it is fetched from (received).
+    pub sources: usize,
+    /// Sources dropped for sending bytes that do not verify.
+    pub dropped: usize,
+    /// Bytes of it this node sent to others since it started.
+    pub served: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl From<&crate::node::files::FileInfo> for FileRow {
+    fn from(f: &crate::node::files::FileInfo) -> Self {
+        let t = &f.transfer;
+        Self {
+            id: t.id.to_string(),
+            name: t.name.clone(),
+            size: t.size,
+            done: f.done,
+            state: t.state.as_str().into(),
+            peer: t.peer_id().map(|p| p.to_string()).unwrap_or_default(),
+            direction: match t.direction {
+                crate::store::FileDirection::In => "in",
+                crate::store::FileDirection::Out => "out",
+            }
+            .into(),
+            mime: t.mime.clone(),
+            blake3: hex::encode(t.root),
+            path: t.path.clone(),
+            sources: t.sources.len(),
+            dropped: t.dropped.len(),
+            served: f.served,
+            error: t.error.clone(),
+        }
+    }
+}
+
+/// The file part of [`SendFileView`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SentFile {
+    /// The file id.
+    pub id: String,
+    /// Its name as offered.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// `POST /api/v1/files/send` answer (and `roost send --file`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendFileView {
+    /// The offer message's id.
+    pub id: String,
+    /// The offer message's state (`queued` right after sending).
+    pub state: String,
+    /// The file offered.
+    pub file: SentFile,
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::CommandFactory;
 use roost::api::client::{ApiClient, escape};
 use roost::api::terminal::printable_line as field;
@@ -37,10 +37,17 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Cmd::Presence { set: Some(set) } => set_presence(&api()?, &out, set).await,
         Cmd::Send {
             to,
+            file: Some(path),
+            wait,
+            ..
+        } => super::files::send(&api()?, &out, to, &path, wait).await,
+        Cmd::Send {
+            to,
             text,
             content_type,
-            file,
-        } => send(&api()?, &out, to, text, content_type, file).await,
+            ..
+        } => send(&api()?, &out, to, text, content_type).await,
+        Cmd::Files { cmd } => super::files::run(&api()?, &out, cmd).await,
         Cmd::Inbox { follow, from } => inbox(&api()?, &out, follow, from).await,
         Cmd::Chat => super::chat::run(api).await,
         Cmd::Log { peer, limit } => {
@@ -49,7 +56,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 .await?;
             out.rows(&rows, |m| {
                 let arrow = if m.direction == "in" { "<" } else { ">" };
-                format!("{arrow} {:<9} {}", field(&m.state), indented(&m.text))
+                format!("{arrow} {:<9} {}", field(&m.state), indented(&m.shown()))
             })
         }
         Cmd::Read { peer } => {
@@ -220,24 +227,15 @@ async fn send(
     to: String,
     text: Option<String>,
     content_type: String,
-    file: Option<PathBuf>,
 ) -> Result<()> {
-    let (text, hex) = match (text, file) {
-        (Some(t), _) => (Some(t), None),
-        (None, Some(path)) => {
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            match String::from_utf8(bytes) {
-                Ok(t) => (Some(t), None),
-                Err(e) => (None, Some(hex::encode(e.into_bytes()))),
-            }
-        }
-        (None, None) => bail!("give the message text or --file"),
+    let Some(text) = text else {
+        bail!("give the message text or --file");
     };
     let body = SendRequest {
         to,
-        text,
-        hex,
+        text: Some(text),
+        hex: None,
+        base64: None,
         content_type: Some(content_type),
         subject: None,
     };
@@ -261,7 +259,7 @@ async fn inbox(client: &ApiClient, out: &Out, follow: bool, from: Option<String>
     let rows: Vec<MessageView> = client.get(&path).await?;
     let show = |m: &MessageView| {
         let who = m.from_name.as_deref().unwrap_or(&m.from);
-        format!("{}: {}", field(who), indented(&m.text))
+        format!("{}: {}", field(who), indented(&m.shown()))
     };
     out.rows(&rows, show)?;
     if let Some(events) = events.as_mut() {

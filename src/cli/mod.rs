@@ -8,6 +8,7 @@
 pub(crate) mod chat;
 pub(crate) mod commands;
 pub(crate) mod demo;
+pub(crate) mod files;
 pub(crate) mod group;
 pub(crate) mod open;
 pub(crate) mod output;
@@ -85,9 +86,18 @@ pub(crate) enum Cmd {
         /// MIME type of the body.
         #[arg(long = "type", value_name = "MIME", default_value = "text/plain")]
         content_type: String,
-        /// Read the body from a file (≤ 64 KiB).
+        /// Offer a file instead: it moves verified, resumable, over its
+        /// own protocol (`roost files`).
         #[arg(long, value_name = "PATH", conflicts_with = "text")]
         file: Option<PathBuf>,
+        /// With --file: stay until the file was sent, showing progress.
+        #[arg(long, requires = "file")]
+        wait: bool,
+    },
+    /// List file transfers, or get or cancel one.
+    Files {
+        #[command(subcommand)]
+        cmd: Option<files::FilesCmd>,
     },
     /// Show received messages.
     Inbox {

@@ -52,6 +52,9 @@ pub enum NodeError {
     /// A group operation refused or failed.
     #[error(transparent)]
     Group(crate::node::groups::GroupOpError),
+    /// A file call failed.
+    #[error(transparent)]
+    File(#[from] super::files::FileError),
     /// The peer could not be reached at its published addresses.
     #[error("cannot connect to {peer}: {reason}")]
     Dial {

@@ -5,6 +5,7 @@
 
 pub mod content;
 mod error;
+pub mod files;
 pub mod groups;
 mod invite;
 mod lifecycle;
@@ -129,6 +130,15 @@ impl Node {
             rooms_rx,
             &tasks,
         );
+        let files = files::spawn(
+            &config.data_dir,
+            store.clone(),
+            net.clone(),
+            control.clone(),
+            &events,
+            &tasks,
+        )
+        .map_err(|_| NetError::Setup("file protocol registered twice".into()))?;
         let router = route_net_events(
             net_rx,
             messages.clone(),
@@ -150,6 +160,7 @@ impl Node {
                 rooms,
                 sealer,
                 events,
+                files,
                 #[cfg(feature = "test-util")]
                 control,
                 last_sent_at: AtomicU64::new(0),
@@ -208,6 +219,8 @@ struct NodeInner {
     rooms: Arc<rooms::Rooms>,
     sealer: Arc<Sealer>,
     events: broadcast::Sender<Event>,
+    /// The files service (`files/`).
+    files: files::Files,
     /// Opens raw streams for [`NodeHandle::open_raw_stream`].
     #[cfg(feature = "test-util")]
     control: libp2p_stream::Control,

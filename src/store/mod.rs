@@ -9,6 +9,7 @@
 //! sled's own flush ([`Store::flush`]).
 
 mod buddies;
+mod files;
 mod groups;
 mod held;
 mod messages;
@@ -20,6 +21,7 @@ mod worker;
 use std::path::Path;
 
 pub use buddies::{Buddy, BuddyRequest, MAX_BUDDY_REQUESTS, Relation};
+pub use files::{FileDirection, Transfer, TransferState};
 pub use groups::{GroupRow, LogRow, MAX_PENDING, PrevEpoch};
 pub use held::{Admitted, HeldItem};
 pub use messages::{Direction, Filed, MessageState, StoredMessage};

@@ -4,6 +4,7 @@
 //! ciborium then allocates at most in proportion to the input.
 
 pub(crate) mod addr;
+pub mod files;
 pub mod frame;
 #[cfg(feature = "test-util")]
 pub mod fuzz;

@@ -173,6 +173,7 @@ async fn send(client: Arc<ApiClient>, tx: mpsc::Sender<Input>, to: ConvId, text:
         to: to.api_name().to_string(),
         text: Some(text.clone()),
         hex: None,
+        base64: None,
         content_type: None,
         subject: None,
     };

@@ -36,6 +36,8 @@ pub(crate) fn msg(
         content_type: "text/plain".into(),
         subject: None,
         text: text.into(),
+        base64: data_encoding::BASE64.encode(text.as_bytes()),
+        size: text.len(),
         request: false,
     }
 }

@@ -1,0 +1,281 @@
+//! The fetching side: one task per file being downloaded. It finds what
+//! already verifies on disk (what a crash left), plans the rest
+//! ([`super::plan::Plan`]) and runs one worker per source, each asking its
+//! source for pieces it holds and decoding them, verified, into the
+//! partial file. A source whose bytes do not verify is dropped; when no
+//! source answers, the file waits and tries again.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::AsyncWriteExt;
+use libp2p::{PeerId, StreamProtocol};
+
+use super::bao::{self, Blocking, DecodeFault};
+use super::plan::{Fault, Plan};
+use super::{Live, Shared};
+use crate::store::TransferState;
+use crate::wire::files::{Answer, CHUNK, MAX_ANSWER, PROTOCOL, Request, Span};
+use crate::wire::frame::{ReadFrame, read_frame, write_frame};
+use crate::wire::message::MessageId;
+
+/// Chunks per piece asked of one source at a time: 1 MiB.
+pub const PIECE: u64 = 1024;
+/// Longest wait between two rounds when no source answers.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+fn bytes_of(span: Span, size: u64) -> u64 {
+    (span.1 * CHUNK).min(size).saturating_sub(span.0 * CHUNK)
+}
+
+/// The complement of `have` within `0..chunks`.
+fn missing(have: &[Span], chunks: u64) -> Vec<Span> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &(a, b) in have {
+        if a > at {
+            out.push((at, a));
+        }
+        at = at.max(b);
+    }
+    if at < chunks {
+        out.push((at, chunks));
+    }
+    out
+}
+
+/// Downloads file `id` until it is complete, failed, or `cancel`led.
+pub(super) async fn download(shared: Arc<Shared>, id: MessageId, live: Arc<Live>) {
+    let cancel = live.cancel.clone();
+    tokio::select! {
+        _ = run(&shared, id, &live) => {}
+        _ = cancel.cancelled() => {}
+        _ = shared.tasks.stopping() => {}
+    }
+    shared.live.lock().map(|mut l| l.remove(&id)).ok();
+}
+
+async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
+    let Some(row) = shared.row(id).await else {
+        return;
+    };
+    let (size, root) = (row.size, row.root);
+    let (part, obao) = (shared.part_path(&id), shared.obao_path(&id));
+    let n = bao::chunks(size);
+    let (p, o) = (part.clone(), obao.clone());
+    let have = tokio::task::spawn_blocking(move || {
+        // The partial file is created at its full size up front.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&p)?;
+        if f.metadata()?.len() != size {
+            f.set_len(size)?;
+        }
+        bao::verified(&p, &o, size, root)
+    })
+    .await;
+    let have = match have {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            return shared
+                .fail(id, format!("cannot use the partial file: {e}"))
+                .await;
+        }
+        Err(e) => return shared.fail(id, e.to_string()).await,
+    };
+    let todo = missing(&have, n);
+    let held: u64 = have.iter().map(|&s| bytes_of(s, size)).sum();
+    live.done.store(held, Ordering::Relaxed);
+    let plan = Arc::new(Mutex::new(Plan::<PeerId>::new(&todo, PIECE)));
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        if plan.lock().map(|p| p.is_complete()).unwrap_or(false) {
+            shared.finish(id).await;
+            return;
+        }
+        let Some(row) = shared.row(id).await else {
+            return;
+        };
+        let sources: Vec<PeerId> = row
+            .sources
+            .iter()
+            .filter(|s| !row.dropped.contains(s))
+            .filter_map(|s| PeerId::from_bytes(s).ok())
+            .filter(|s| !plan.lock().map(|p| p.is_dropped(s)).unwrap_or(true))
+            .collect();
+        if sources.is_empty() {
+            shared
+                .fail(id, "every source sent bytes that do not verify".into())
+                .await;
+            return;
+        }
+        shared.set_state(id, TransferState::Downloading).await;
+        let before = live.done.load(Ordering::Relaxed);
+        let job = Job {
+            id,
+            shared: shared.clone(),
+            root,
+            size,
+            part: part.clone(),
+            obao: obao.clone(),
+            plan: plan.clone(),
+            live: live.clone(),
+        };
+        let workers = sources.into_iter().map(|s| job.clone().work(s));
+        futures::future::join_all(workers).await;
+        if plan.lock().map(|p| p.is_complete()).unwrap_or(false) {
+            continue;
+        }
+        if live.done.load(Ordering::Relaxed) > before {
+            backoff = Duration::from_millis(500);
+        } else {
+            shared.set_state(id, TransferState::Waiting).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// What a worker needs: shared by the workers of one download.
+#[derive(Clone)]
+struct Job {
+    id: MessageId,
+    shared: Arc<Shared>,
+    root: [u8; 32],
+    size: u64,
+    part: std::path::PathBuf,
+    obao: std::path::PathBuf,
+    plan: Arc<Mutex<Plan<PeerId>>>,
+    live: Arc<Live>,
+}
+
+impl Job {
+    /// Fetches pieces from `source` until it has nothing more we need,
+    /// fails, or is caught lying.
+    async fn work(self, source: PeerId) {
+        if let Err(e) = self.pieces(source).await {
+            tracing::debug!(%source, "file source: {e}");
+        }
+    }
+
+    async fn pieces(&self, source: PeerId) -> Result<(), String> {
+        self.shared
+            .net
+            .dial(source)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut stream = self
+            .shared
+            .control
+            .clone()
+            .open_stream(source, StreamProtocol::new(PROTOCOL))
+            .await
+            .map_err(|e| e.to_string())?;
+        let has = match ask(&mut stream, &Request::Have { root: self.root }).await? {
+            Answer::Have(h) => h,
+            other => return Err(format!("answered {other:?}")),
+        };
+        loop {
+            let piece = self.plan.lock().ok().and_then(|mut p| p.next(source, &has));
+            let Some(piece) = piece else { return Ok(()) };
+            let req = Request::Get {
+                root: self.root,
+                ranges: vec![piece],
+            };
+            match ask(&mut stream, &req).await {
+                Ok(Answer::Sending) => {}
+                other => {
+                    self.give_back(source, Fault::Lost);
+                    return Err(format!("answered {other:?}"));
+                }
+            }
+            let rt = tokio::runtime::Handle::current();
+            let (part, obao, size, root) =
+                (self.part.clone(), self.obao.clone(), self.size, self.root);
+            let joined = tokio::task::spawn_blocking(move || {
+                let mut r = Blocking::new(stream, rt);
+                let res = bao::decode(&mut r, &part, &obao, size, root, &[piece]);
+                (r.inner, res)
+            })
+            .await;
+            let (back, res) = match joined {
+                Ok(j) => j,
+                Err(e) => {
+                    self.give_back(source, Fault::Lost);
+                    return Err(e.to_string());
+                }
+            };
+            stream = back;
+            match res {
+                Ok(()) => {
+                    self.live
+                        .done
+                        .fetch_add(bytes_of(piece, size), Ordering::Relaxed);
+                    if let Ok(mut p) = self.plan.lock() {
+                        p.done(source);
+                    }
+                }
+                Err(DecodeFault::Lied(why)) => {
+                    tracing::warn!(%source, "a file source sent bytes that do not verify ({why}); dropped");
+                    self.give_back(source, Fault::Lied);
+                    let liar = source.to_bytes();
+                    self.shared
+                        .update(self.id, move |t| {
+                            if !t.dropped.contains(&liar) {
+                                t.dropped.push(liar);
+                            }
+                        })
+                        .await;
+                    return Err(why);
+                }
+                Err(DecodeFault::Lost(why)) => {
+                    self.give_back(source, Fault::Lost);
+                    return Err(why);
+                }
+            }
+        }
+    }
+
+    fn give_back(&self, source: PeerId, fault: Fault) {
+        if let Ok(mut p) = self.plan.lock() {
+            p.failed(source, fault);
+        }
+    }
+}
+
+/// Sends one request and reads its answer frame.
+async fn ask(stream: &mut libp2p::Stream, req: &Request) -> Result<Answer, String> {
+    let bytes = crate::wire::encode(req).map_err(|e| e.to_string())?;
+    write_frame(stream, &bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    match read_frame(stream, MAX_ANSWER)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        ReadFrame::Frame(f) => crate::wire::decode(&f, MAX_ANSWER).map_err(|e| e.to_string()),
+        ReadFrame::TooLarge(n) => Err(format!("answer of {n} bytes")),
+        ReadFrame::Eof => Err("stream closed".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_is_the_complement() {
+        assert_eq!(missing(&[], 10), vec![(0, 10)]);
+        assert_eq!(missing(&[(0, 10)], 10), vec![]);
+        assert_eq!(
+            missing(&[(2, 4), (6, 8)], 10),
+            vec![(0, 2), (4, 6), (8, 10)]
+        );
+        assert_eq!(bytes_of((0, 2), 1500), 1500);
+        assert_eq!(bytes_of((1, 2), 5000), 1024);
+    }
+}

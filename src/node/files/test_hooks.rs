@@ -1,0 +1,51 @@
+//! Hooks for tests and benches (the `test-util` feature), set by files in
+//! `<data-dir>/files/` so a test can set them for one daemon: a delay
+//! before each piece served (`.test-serve-delay-ms`), so a test can catch
+//! a transfer part way; and a serving side that flips one bit of what it
+//! sends (`.test-corrupt`), a lying source.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+/// The delay before serving each piece, if set.
+pub fn serve_delay_ms(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join(".test-serve-delay-ms"))
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether this node lies about what it serves.
+pub fn corrupt(dir: &Path) -> bool {
+    dir.join(".test-corrupt").exists()
+}
+
+/// A writer that flips one bit of the 4000th byte written through it.
+pub struct Corrupting<W> {
+    inner: W,
+    written: usize,
+}
+
+impl<W> Corrupting<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        Self { inner, written: 0 }
+    }
+}
+
+impl<W: Write> Write for Corrupting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        const AT: usize = 4000;
+        let n = if self.written <= AT && AT < self.written + buf.len() {
+            let mut copy = buf.to_vec();
+            copy[AT - self.written] ^= 0x01;
+            self.inner.write(&copy)?
+        } else {
+            self.inner.write(buf)?
+        };
+        self.written += n;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
