@@ -15,6 +15,7 @@ pub mod record_handoff;
 pub mod record_store;
 mod relay_server;
 pub mod republish;
+pub mod stats;
 
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;

@@ -164,7 +164,9 @@ impl Service {
                 Some(Internal::Subscribed(peer, answer)) = internal.recv() => {
                     self.on_subscribed(peer, answer);
                 }
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    crate::net::stats::count(crate::net::stats::Kind::TimerPresence);
+                }
             }
         }
     }
