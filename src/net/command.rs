@@ -128,6 +128,12 @@ pub enum Command {
         /// The answer.
         response: PresenceResponse,
     },
+    /// Keep the connections to exactly these peers (our buddies) open past
+    /// the idle timeout ([`crate::net::keep`]).
+    KeepAlive {
+        /// The peers.
+        peers: std::collections::HashSet<PeerId>,
+    },
 }
 
 /// What [`Command::Reach`] answers: how others can reach us, for the

@@ -328,6 +328,7 @@ impl EventLoop {
                 let id = self.swarm.behaviour_mut().kad.get_closest_peers(key);
                 self.pending_closest.insert(id, reply);
             }
+            Command::KeepAlive { peers } => self.swarm.behaviour_mut().keep.set(peers),
             cmd @ (Command::Mailbox { .. }
             | Command::MailboxRespond { .. }
             | Command::Presence { .. }

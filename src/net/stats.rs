@@ -181,6 +181,7 @@ pub(crate) fn of_command(cmd: &super::command::Command) -> Kind {
         C::Presence { .. } => Kind::CmdPresence,
         C::Notify { .. } => Kind::CmdNotify,
         C::MailboxRespond { .. } | C::PresenceRespond { .. } => Kind::CmdRespond,
+        C::KeepAlive { .. } => Kind::CmdOther,
         _ => Kind::CmdOther,
     }
 }
