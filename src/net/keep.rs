@@ -159,11 +159,10 @@ impl libp2p::swarm::ConnectionHandler for Handler {
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol, ..
             }) => libp2p::core::util::unreachable(protocol),
-            ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
-                if let StreamUpgradeError::Apply(e) = error {
-                    libp2p::core::util::unreachable(e)
-                }
-            }
+            ConnectionEvent::DialUpgradeError(DialUpgradeError {
+                error: StreamUpgradeError::Apply(e),
+                ..
+            }) => libp2p::core::util::unreachable(e),
             _ => {}
         }
     }
