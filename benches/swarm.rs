@@ -12,7 +12,8 @@
 //! 4. `F` nodes leave; `M` messages are sent to them and must reach
 //!    `stored` in their mailboxes; they come back and must pick up all.
 //!
-//! `--idle` adds a quiet spell after start and reports the CPU it cost.
+//! `--idle` adds a quiet spell after start and reports the CPU it cost and
+//! what the nodes woke up for, per node and minute (`roost::net::stats`).
 //! Prints one JSON line, with the CPU time each phase took. Seeded: the
 //! same seed picks the same pairs.
 
@@ -390,6 +391,8 @@ struct Started {
     /// The optional quiet spell and the CPU it cost.
     idle: Duration,
     idle_cpu_s: f64,
+    /// What the nodes woke up for in the quiet spell, per node and minute.
+    idle_counts: serde_json::Map<String, serde_json::Value>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -439,8 +442,10 @@ async fn settled(s: &Swarm, all: Duration) -> Started {
     }
     let idle = Duration::from_secs(arg("--idle", 0));
     let before_idle = cpu_s();
+    let window = common::Window::start();
     tokio::time::sleep(idle).await;
     let idle_cpu_s = cpu_s() - before_idle;
+    let idle_counts = window.per_node_minute(s.nodes.len());
     if !idle.is_zero() {
         eprintln!(
             "{:>6.1} s: idle {} s used {idle_cpu_s:.1} s CPU",
@@ -456,6 +461,7 @@ async fn settled(s: &Swarm, all: Duration) -> Started {
         threads,
         idle,
         idle_cpu_s,
+        idle_counts,
     }
 }
 
@@ -500,6 +506,7 @@ impl Figures {
             "lookup_cpu_s": found.cpu_s.round(),
             "idle_s": st.idle.as_secs(),
             "idle_cpu_s": (!st.idle.is_zero()).then_some((st.idle_cpu_s * 10.0).round() / 10.0),
+            "idle_per_node_per_min": (!st.idle.is_zero()).then_some(&st.idle_counts),
             "direct_messages": self.messages,
             "direct_delivered": self.direct_ms.len(),
             "direct_p50_ms": pct(&mut self.direct_ms, 0.5).round(),

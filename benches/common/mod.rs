@@ -112,17 +112,23 @@ pub fn cpu_s_of(pid: &str) -> f64 {
 }
 
 /// Waits until this process uses less than `share` of one core over a
-/// half-second window (the nodes it runs have finished starting up), or
-/// until `limit`. Returns how long that took and the share of the last
-/// window, for the bench to print with its figures.
-pub async fn settle(share: f64, limit: Duration) -> (Duration, f64) {
+/// one-second window (the nodes it runs have finished starting up), or
+/// until `limit`. Returns how long that took (to the end of the first quiet
+/// window) and the share of the last window, for the bench to print with
+/// its figures. Every 5 s of waiting, `progress` is shown those 5 s.
+pub async fn settle(share: f64, limit: Duration, progress: impl Fn(&Window)) -> (Duration, f64) {
     let t = Instant::now();
+    let mut five = Window::start();
     loop {
-        let (c0, w0) = (cpu_s(), Instant::now());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let used = (cpu_s() - c0) / w0.elapsed().as_secs_f64();
+        let w = Window::start();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let used = w.cores();
         if used < share || t.elapsed() >= limit {
             return (t.elapsed(), used);
+        }
+        if five.at.elapsed() >= Duration::from_secs(5) {
+            progress(&five);
+            five = Window::start();
         }
     }
 }
@@ -146,4 +152,48 @@ pub fn context_switches(pid: &str) -> std::collections::BTreeMap<String, u64> {
         *by_name.entry(name).or_insert(0) += switches;
     }
     by_name
+}
+
+/// What the nodes of this process did over a window: the counts of
+/// `roost::net::stats` between two snapshots, per node and minute, by kind
+/// (kinds that did not occur are left out), and the cores the process kept
+/// busy (CPU time over wall time).
+pub struct Window {
+    counts: Vec<(&'static str, u64)>,
+    cpu: f64,
+    at: Instant,
+}
+
+impl Window {
+    /// Starts a window now.
+    pub fn start() -> Self {
+        Self {
+            counts: roost::net::stats::snapshot(),
+            cpu: cpu_s(),
+            at: Instant::now(),
+        }
+    }
+
+    /// Cores busy since the start (1.0 = one core all the time).
+    pub fn cores(&self) -> f64 {
+        (cpu_s() - self.cpu) / self.at.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    /// Per node and minute since the start, by kind, rounded to 0.01.
+    pub fn per_node_minute(&self, nodes: usize) -> serde_json::Map<String, serde_json::Value> {
+        let minutes = self.at.elapsed().as_secs_f64() / 60.0;
+        let now = roost::net::stats::snapshot();
+        let mut out = serde_json::Map::new();
+        let mut total = 0.0;
+        for ((name, before), (_, after)) in self.counts.iter().zip(now) {
+            let n = after.saturating_sub(*before) as f64;
+            if n > 0.0 {
+                let rate = n / nodes.max(1) as f64 / minutes.max(1e-6);
+                total += rate;
+                out.insert(name.to_string(), ((rate * 100.0).round() / 100.0).into());
+            }
+        }
+        out.insert("all".into(), ((total * 100.0).round() / 100.0).into());
+        out
+    }
 }

@@ -6,18 +6,38 @@ use roost::node::{Own, OwnStatus};
 use roost::{Event, Identity, Node, NodeHandle};
 use serde_json::json;
 
-use crate::common::{settle, wait_until};
+use crate::common::{Window, arg, settle, wait_until};
 use crate::{LIMIT, MEMORY, bench_config, node, percentile};
 
 /// One presence change pushed to `n` watchers, over TCP on loopback or
 /// (`memory`) the in-process transport.
 pub async fn fanout(n: usize, memory: bool) {
     let root = tempfile::tempdir().unwrap();
-    let (publisher, watchers) = buddies(root.path(), n, memory).await;
+    let (publisher, watchers, last_start) = buddies(root.path(), n, memory).await;
     // A change in a running network, not in the start-up storm of the
     // nodes just created (Kademlia bootstrap, first locator records and
-    // mailbox fetches of every watcher).
-    let (settle_time, background) = settle(0.1, Duration::from_secs(120)).await;
+    // mailbox fetches of every watcher): the network must settle below 5 %
+    // of a core, and the time it takes from the last start is a figure.
+    let (_, settle_share) = settle(0.05, Duration::from_secs(120), |w| {
+        eprintln!(
+            "fan-out {n}: {:.1} % of a core; per node and minute: {}",
+            w.cores() * 100.0,
+            serde_json::Value::Object(w.per_node_minute(n + 1))
+        );
+    })
+    .await;
+    // From the last node's start, not from the end of the wait above.
+    let settle_time = last_start.elapsed();
+    eprintln!(
+        "fan-out {n}: settled to {:.1} % of a core {:.1} s after the last start",
+        settle_share * 100.0,
+        settle_time.as_secs_f64(),
+    );
+    // The quiet spell: what the settled network does, counted.
+    let idle = Duration::from_secs(arg("--idle", 30));
+    let window = Window::start();
+    tokio::time::sleep(idle).await;
+    let (background, rates) = (window.cores(), window.per_node_minute(n + 1));
     let mut samples = changes(&publisher, &watchers).await;
     samples.sort();
     println!(
@@ -31,7 +51,9 @@ pub async fn fanout(n: usize, memory: bool) {
             "p99_ms": (percentile(&samples, 0.99) / 100.0).round() / 10.0,
             "max_ms": (percentile(&samples, 1.0) / 100.0).round() / 10.0,
             "settle_s": (settle_time.as_secs_f64() * 10.0).round() / 10.0,
-            "background_cpu": (background * 1000.0).round() / 1000.0,
+            "idle_s": idle.as_secs(),
+            "background_cpu_pct": (background * 1000.0).round() / 10.0,
+            "per_node_per_min": rates,
         })
     );
     // In parallel: each leaving node waits up to 3 s for its offline
@@ -43,8 +65,12 @@ pub async fn fanout(n: usize, memory: bool) {
 }
 
 /// A publisher and `n` watchers, buddies both ways, once every watcher
-/// sees the publisher online.
-async fn buddies(root: &std::path::Path, n: usize, memory: bool) -> (NodeHandle, Vec<NodeHandle>) {
+/// sees the publisher online; and when the last watcher started.
+async fn buddies(
+    root: &std::path::Path,
+    n: usize,
+    memory: bool,
+) -> (NodeHandle, Vec<NodeHandle>, Instant) {
     let publisher = if memory {
         let dir = root.join("p");
         Identity::create_in(&dir).expect("identity");
@@ -56,7 +82,9 @@ async fn buddies(root: &std::path::Path, n: usize, memory: bool) -> (NodeHandle,
     };
     let boot = publisher.dial_addrs().await.unwrap();
     let mut watchers = Vec::new();
+    let mut last_start = Instant::now();
     for i in 0..n {
+        last_start = Instant::now();
         let w = node(root, &format!("w{i}"), &boot).await;
         w.add_buddy(publisher.peer_id(), "p".into()).await.unwrap();
         publisher
@@ -74,7 +102,7 @@ async fn buddies(root: &std::path::Path, n: usize, memory: bool) -> (NodeHandle,
         })
         .await;
     }
-    (publisher, watchers)
+    (publisher, watchers, last_start)
 }
 
 /// Five presence changes: per change and watcher, how long until the

@@ -37,6 +37,9 @@ pub const ID_PROTOCOL: &str = "/roost/id/1.0.0";
 /// for a moment when both dial at once, more if both speak TCP and QUIC);
 /// anything beyond is a peer trying to use up our sockets.
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 8;
+/// How often identify asks a connected peer again: what it tells changes
+/// only with its addresses or protocols, which it pushes itself.
+pub const IDENTIFY_INTERVAL: Duration = Duration::from_secs(3600);
 /// Most incoming connections still in their handshake: each costs a socket
 /// and a Noise handshake until it completes or times out, so a flood of
 /// half-open connections must not grow without bound.
@@ -93,6 +96,8 @@ pub struct Behaviour {
     /// A joiner's request for a room's last messages
     /// (`/roost/room-history/1`).
     pub room_history: RoomHistoryBehaviour,
+    /// Keeps the connections to our buddies open past the idle timeout.
+    pub keep: super::keep::Behaviour,
 }
 
 /// The relay server's libp2p configuration from ours.
@@ -123,7 +128,12 @@ impl Behaviour {
             identify::Config::new(ID_PROTOCOL.into(), identity.keypair().public())
                 .with_agent_version(format!("roost/{}", env!("CARGO_PKG_VERSION")))
                 // Peers learn our circuit addresses as soon as we have them.
-                .with_push_listen_addr_updates(true),
+                .with_push_listen_addr_updates(true)
+                // Identify runs when a connection opens and is pushed when
+                // our listen addresses or protocols change (a new DHT mode,
+                // a relay's HOP); asking again every 5 minutes (libp2p's
+                // default) on every connection kept an idle network busy.
+                .with_interval(IDENTIFY_INTERVAL),
         );
         let mut relay = relay::Behaviour::new(peer_id, relay_config(&config.relay_limits));
         relay.set_status(Some(relay::Status::Disable));
@@ -172,6 +182,7 @@ impl Behaviour {
                 Duration::from_secs(10),
                 32,
             ),
+            keep: super::keep::Behaviour::default(),
         })
     }
 }

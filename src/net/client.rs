@@ -297,6 +297,12 @@ impl NetClient {
         let _ = self.commands.send(Command::Notify { to }).await;
     }
 
+    /// Keeps the connections to exactly `peers` (our buddies) open past the
+    /// idle timeout, so presence does not re-dial them every few minutes.
+    pub async fn keep_alive(&self, peers: std::collections::HashSet<PeerId>) {
+        let _ = self.commands.send(Command::KeepAlive { peers }).await;
+    }
+
     /// Answers a presence request (fire and forget).
     pub async fn presence_respond(
         &self,

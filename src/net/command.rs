@@ -131,6 +131,12 @@ pub enum Command {
     /// Public rooms: gossipsub, the room's DHT record and providers, and
     /// the history protocol (`net::event_loop::pubsub`).
     Rooms(super::pubsub::RoomCommand),
+    /// Keep the connections to exactly these peers (our buddies) open past
+    /// the idle timeout ([`crate::net::keep`]).
+    KeepAlive {
+        /// The peers.
+        peers: std::collections::HashSet<PeerId>,
+    },
 }
 
 /// What [`Command::Reach`] answers: how others can reach us, for the

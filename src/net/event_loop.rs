@@ -259,12 +259,17 @@ impl EventLoop {
     fn on_timer(&mut self) {
         let now = Instant::now();
         if self.locator.poll_timeout().is_some_and(|t| t <= now) {
+            super::stats::count(super::stats::Kind::TimerLocator);
             self.drive_locator(locator::Input::Tick);
+        }
+        if self.lasting.due().is_some_and(|t| t <= now) {
+            super::stats::count(super::stats::Kind::TimerLasting);
         }
         for r in self.lasting.poll(now) {
             self.remember(r);
         }
         if self.reach.next_deadline().is_some_and(|d| d <= now) {
+            super::stats::count(super::stats::Kind::TimerReach);
             self.reach_input(super::reach::Input::Tick);
         }
     }
@@ -280,6 +285,7 @@ impl EventLoop {
     }
 
     fn on_command(&mut self, cmd: Command) {
+        super::stats::count(super::stats::of_command(&cmd));
         match cmd {
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
@@ -326,6 +332,7 @@ impl EventLoop {
                 let id = self.swarm.behaviour_mut().kad.get_closest_peers(key);
                 self.pending_closest.insert(id, reply);
             }
+            Command::KeepAlive { peers } => self.swarm.behaviour_mut().keep.set(peers),
             cmd @ (Command::Mailbox { .. }
             | Command::MailboxRespond { .. }
             | Command::Presence { .. }
@@ -417,6 +424,7 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        super::stats::count(super::stats::of_swarm_event(&event));
         match event {
             SwarmEvent::NewListenAddr { address, .. } => self.on_new_listen_addr(address),
             SwarmEvent::ExpiredListenAddr { address, .. } => self.on_expired_listen_addr(address),

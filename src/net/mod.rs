@@ -7,6 +7,7 @@ mod client;
 mod command;
 pub mod dials;
 mod event_loop;
+pub mod keep;
 pub mod lasting;
 pub mod locator;
 pub mod pubsub;
@@ -16,6 +17,7 @@ pub mod record_handoff;
 pub mod record_store;
 mod relay_server;
 pub mod republish;
+pub mod stats;
 
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;

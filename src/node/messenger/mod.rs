@@ -320,7 +320,9 @@ impl Service {
                     }
                 }
                 Some(ev) = done.recv() => self.on_internal(ev, &mut ops).await,
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    crate::net::stats::count(crate::net::stats::Kind::TimerMessenger);
+                }
                 // Whatever was submitted to the store so far is drained by
                 // the worker's close, after every service has ended.
                 _ = tasks.stopping() => {

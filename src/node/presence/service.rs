@@ -10,7 +10,7 @@
 //! `offline` (briefly awaited) before the task ends; the network is still
 //! up then, as the node stops it only after its services have ended.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -87,6 +87,9 @@ struct Service {
     watcher: Watcher,
     buddies: HashMap<PeerId, Buddy>,
     int_tx: mpsc::Sender<Internal>,
+    /// The buddies whose connections the event loop keeps open, latest
+    /// set only, forwarded in order by [`forward_kept`].
+    kept: tokio::sync::watch::Sender<HashSet<PeerId>>,
 }
 
 /// Loads the buddy list and my presence, and starts the service.
@@ -111,6 +114,8 @@ pub(crate) async fn spawn(
     }
     let (tx, rx) = mpsc::channel(256);
     let (int_tx, int_rx) = mpsc::channel(256);
+    let (kept, kept_rx) = tokio::sync::watch::channel(HashSet::new());
+    tasks.spawn(forward_kept(kept_rx, net.clone()));
     let service = Service {
         store,
         net,
@@ -119,9 +124,21 @@ pub(crate) async fn spawn(
         watcher,
         buddies,
         int_tx,
+        kept,
     };
+    service.keep_buddies();
     tasks.spawn(service.run(rx, int_rx, tasks.clone()));
     Ok(tx)
+}
+
+/// Hands the event loop each new set of buddies to keep connected, in
+/// order and only the latest (the service itself must not wait on the
+/// bounded command channel); ends with the service.
+async fn forward_kept(mut rx: tokio::sync::watch::Receiver<HashSet<PeerId>>, net: NetClient) {
+    while rx.changed().await.is_ok() {
+        let peers = rx.borrow_and_update().clone();
+        net.keep_alive(peers).await;
+    }
 }
 
 /// What `peer` may see of our presence: a free function so a borrow of the
@@ -164,9 +181,24 @@ impl Service {
                 Some(Internal::Subscribed(peer, answer)) = internal.recv() => {
                     self.on_subscribed(peer, answer);
                 }
-                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    crate::net::stats::count(crate::net::stats::Kind::TimerPresence);
+                }
             }
         }
+    }
+
+    /// Keeps the connections to our (unblocked) buddies open: presence
+    /// lives on them, and letting them close at the idle timeout made both
+    /// sides re-dial and re-subscribe every few minutes.
+    fn keep_buddies(&self) {
+        let peers = self
+            .buddies
+            .iter()
+            .filter(|(_, b)| !b.blocked)
+            .map(|(p, _)| *p)
+            .collect();
+        self.kept.send_replace(peers);
     }
 
     fn permission(&self, peer: &PeerId) -> Permission {
@@ -362,6 +394,7 @@ impl Service {
             Some(b) => self.buddies.insert(peer, b),
             None => self.buddies.remove(&peer),
         };
+        self.keep_buddies();
         // The permission of this one watcher changed: tell it at once.
         if let Some(info) = self
             .publisher

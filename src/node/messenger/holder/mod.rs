@@ -200,6 +200,7 @@ impl Holder {
                         }
                     }
                     Some(Job::NewPeer(peer)) => {
+                        crate::net::stats::count(crate::net::stats::Kind::HolderNewPeer);
                         self.step(Input::NewPeer(peer)).await;
                     }
                     #[cfg(feature = "test-util")]
@@ -210,6 +211,7 @@ impl Holder {
                     self.step(input).await;
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
+                    crate::net::stats::count(crate::net::stats::Kind::TimerHolder);
                     self.step(Input::Tick).await;
                 }
                 _ = tasks.stopping() => break,
