@@ -159,7 +159,11 @@ async fn a_group_made_in_one_page_chats_live_with_the_other() {
         ),
     )
     .await;
-    click(&cb, &format!("#group-list li.group[data-id=\"{gid}\"] button")).await;
+    click(
+        &cb,
+        &format!("#group-list li.group[data-id=\"{gid}\"] button"),
+    )
+    .await;
     until(
         &cb,
         "B's open group shows A's message from Alice, the count gone",

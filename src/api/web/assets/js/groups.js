@@ -115,6 +115,7 @@ export function render() {
     || x.name.localeCompare(y.name));
   $('group-list').replaceChildren(...sorted.map(groupRow));
   $('no-groups').hidden = groups.length > 0;
+  $('group-list').hidden = groups.length === 0;
   $('group-invites').hidden = invites.length === 0;
   $('ginvite-list').replaceChildren(...invites.map(inviteRow));
   if (focusedId) {
