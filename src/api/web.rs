@@ -131,6 +131,11 @@ const ASSETS: &[Asset] = &[
     ("js/me.js", JS, include_bytes!("web/assets/js/me.js")),
     ("js/keys.js", JS, include_bytes!("web/assets/js/keys.js")),
     (
+        "js/groups.js",
+        JS,
+        include_bytes!("web/assets/js/groups.js"),
+    ),
+    (
         "bell.svg",
         "image/svg+xml",
         include_bytes!("web/assets/bell.svg"),

@@ -1,15 +1,17 @@
 // The app's entry: shared state, loading, the event stream, and the views.
 // Each view is one module with `init(app)` and optionally `event(ev)` (a
 // live event) and `reload()` (after loading everything again). Groups,
-// rooms and files join as further modules in `views` with a pane in #panes.
+// rooms and files join as further modules in `views` with a pane in #panes
+// (groups.js is one: its list sits in #panes, its chat pane in #chat).
 import { api, listen, whenLoggedOut } from './api.js';
 import { $, shortId } from './dom.js';
 import * as buddies from './buddies.js';
 import * as conversation from './conversation.js';
 import * as me from './me.js';
 import * as keys from './keys.js';
+import * as groups from './groups.js';
 
-const views = [buddies, conversation, me, keys];
+const views = [buddies, conversation, me, keys, groups];
 
 /** What every view shares. */
 const app = {
@@ -22,6 +24,8 @@ const app = {
   requests: [],
   /** the open conversation's peer ID, or null */
   current: null,
+  /** the open group's id, or null (set by groups.js) */
+  group: null,
 
   /** The name to show for a key. */
   nameOf(id) {
@@ -29,9 +33,12 @@ const app = {
     return b ? b.name : shortId(id);
   },
   /** Opens the conversation with `id` (a buddy or a key that wrote). */
-  open(id) { conversation.open(id); },
+  open(id) { groups.hide(); conversation.open(id); },
   /** Back to the list (on a narrow screen the list and chat alternate). */
-  close() { conversation.close(); },
+  close() {
+    if (this.current) conversation.close();
+    else if (this.group) groups.close();
+  },
   /** Redraws the buddy list. */
   renderList() { buddies.render(); },
   /** Reloads the buddy rows (after a presence event or a change). */
