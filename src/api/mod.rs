@@ -14,6 +14,7 @@
 //!   process that bound the same port after a crash; docs/api.md says so.
 
 pub mod client;
+mod group_dispatch;
 pub mod groups;
 pub mod requests;
 pub mod rooms;
