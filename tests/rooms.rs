@@ -303,11 +303,11 @@ fn keys(v: &serde_json::Value) -> Vec<String> {
 async fn the_cli_prints_the_rows_of_the_contract() {
     let a = common::Daemon::start(None).await;
     let b = common::Daemon::start(Some(&a.addr().await)).await;
-    let created = a.rows(&["room", "create", "Lobby"]);
+    let created = a.rows(&["group", "create", "Lobby", "--public"]);
     assert_eq!(keys(&created[0]), ["id", "name"]);
     assert_eq!(created[0]["name"], "lobby");
     let joined = eventually("B joins by name", || async {
-        let out = common::roost(b.dir.path(), &["--json", "room", "join", "lobby"]);
+        let out = common::roost(b.dir.path(), &["--json", "group", "join", "lobby"]);
         out.status
             .success()
             .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).ok())
@@ -317,25 +317,25 @@ async fn the_cli_prints_the_rows_of_the_contract() {
     assert_eq!(joined["id"], created[0]["id"]);
     let room = created[0]["id"].as_str().unwrap().to_string();
     eventually("A sees B in the room", || async {
-        (a.rows(&["room", "members", &room]).len() == 2).then_some(())
+        (a.rows(&["group", "members", &room]).len() == 2).then_some(())
     })
     .await;
-    let sent = b.rows(&["room", "send", "lobby", "hello room"]);
+    let sent = b.rows(&["group", "send", "lobby", "hello room"]);
     assert_eq!(keys(&sent[0]), ["id", "state"]);
     assert_eq!(sent[0]["state"], "sent");
     let row = eventually("A's log shows B's message", || async {
-        a.rows(&["room", "log", "lobby", "--limit", "5"]).pop()
+        a.rows(&["group", "log", "lobby", "--limit", "5"]).pop()
     })
     .await;
     assert_eq!(keys(&row), ["from", "from_name", "id", "sent_at", "text"]);
     assert_eq!(row["text"], "hello room");
     assert_eq!(row["from"], b.id.to_string());
     assert_eq!(row["id"], sent[0]["id"]);
-    let list = a.rows(&["room", "list"]);
+    let list = a.rows(&["group", "list"]);
     assert_eq!(keys(&list[0]), ["id", "members", "name", "public"]);
     assert_eq!(list[0]["public"], true);
     assert_eq!(list[0]["members"], 2);
-    let members = a.rows(&["room", "members", "lobby"]);
+    let members = a.rows(&["group", "members", "lobby"]);
     assert_eq!(keys(&members[0]), ["id", "name", "role"]);
     let roles: Vec<(String, String)> = members
         .iter()
@@ -354,12 +354,54 @@ async fn the_cli_prints_the_rows_of_the_contract() {
         roles.contains(&(b.id.to_string(), "member".into())),
         "{roles:?}"
     );
-    // Only the owner bans.
-    let out = common::roost(b.dir.path(), &["room", "ban", "lobby", &a.id.to_string()]);
+    // A public room has no roster to remove from.
+    let out = common::roost(
+        a.dir.path(),
+        &["group", "remove", "lobby", &b.id.to_string()],
+    );
     assert!(!out.status.success());
-    a.rows(&["room", "ban", "lobby", &b.id.to_string()]);
-    b.rows(&["room", "leave", "lobby"]);
-    assert!(b.rows(&["room", "list"]).is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ban instead"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A private group and a public room, both listed with their kind.
+    let team = a.rows(&["group", "create", "team"]);
+    let private = team[0]["id"].as_str().unwrap().to_string();
+    let kinds: Vec<(String, bool)> = a
+        .rows(&["group", "list"])
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().into(),
+                r["public"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(kinds.contains(&(private.clone(), false)), "{kinds:?}");
+    assert!(kinds.contains(&(room.clone(), true)), "{kinds:?}");
+    // A name both kinds hold is refused, naming both ids; nothing is sent.
+    let twin = a.rows(&["group", "create", "lobby"]);
+    let twin = twin[0]["id"].as_str().unwrap().to_string();
+    let out = common::roost(a.dir.path(), &["group", "send", "lobby", "which one?"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&twin) && err.contains(&room), "{err}");
+    for id in [&twin, &room] {
+        let texts: Vec<serde_json::Value> = a
+            .rows(&["group", "log", id])
+            .iter()
+            .map(|l| l["text"].clone())
+            .collect();
+        assert!(!texts.contains(&"which one?".into()), "{texts:?}");
+    }
+    // Only the owner bans.
+    let out = common::roost(b.dir.path(), &["group", "ban", "lobby", &a.id.to_string()]);
+    assert!(!out.status.success());
+    a.rows(&["group", "ban", &room, &b.id.to_string()]);
+    b.rows(&["group", "leave", "lobby"]);
+    assert!(b.rows(&["group", "list"]).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,5 @@
-//! `/api/v1/groups…`: private groups (see docs/api.md, docs/rooms.md).
+//! `/api/v1/groups…`: private groups (see docs/api.md, docs/rooms.md);
+//! `group_dispatch` sends each call here or to the public rooms.
 //! GROUP in a path is a group's id or the name of one group we are in; a
 //! name several groups share is a 400 naming their ids.
 
@@ -11,6 +12,7 @@ use axum::{Json, Router};
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 
+use super::group_dispatch::{self as d, LogQuery};
 use super::views::EventView;
 use super::{ApiError, AppState};
 use crate::node::groups::{Answer, GroupEvent, GroupOpError};
@@ -20,15 +22,16 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 /// The group routes, merged into the API's router.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/groups", get(list).post(create))
+        .route("/api/v1/groups", get(d::list).post(d::create))
         .route("/api/v1/groups/invitations", get(invitations))
-        .route("/api/v1/groups/{group}/invite", post(invite))
-        .route("/api/v1/groups/{group}/join", post(join))
-        .route("/api/v1/groups/{group}/leave", post(leave))
-        .route("/api/v1/groups/{group}/remove", post(remove))
-        .route("/api/v1/groups/{group}/members", get(members))
-        .route("/api/v1/groups/{group}/send", post(send))
-        .route("/api/v1/groups/{group}/log", get(log))
+        .route("/api/v1/groups/{group}/invite", post(d::invite))
+        .route("/api/v1/groups/{group}/join", post(d::join))
+        .route("/api/v1/groups/{group}/leave", post(d::leave))
+        .route("/api/v1/groups/{group}/remove", post(d::remove))
+        .route("/api/v1/groups/{group}/members", get(d::members))
+        .route("/api/v1/groups/{group}/send", post(d::send))
+        .route("/api/v1/groups/{group}/log", get(d::log))
+        .merge(d::routes())
 }
 
 /// The status code of a group error: unknown → 404, refused → 400.
@@ -45,7 +48,7 @@ pub(crate) fn status_of(e: &GroupOpError) -> StatusCode {
 pub struct CreateRequest {
     /// The group's name.
     pub name: String,
-    /// A public room (not served by this module).
+    /// A public room (made by `group_dispatch`).
     #[serde(default)]
     pub public: bool,
 }
@@ -157,7 +160,7 @@ fn ids(list: &[String]) -> Result<Vec<PeerId>, ApiError> {
 }
 
 /// My names for peers: buddy names, else the default name.
-async fn names(s: &AppState) -> Result<impl Fn(&PeerId) -> String, ApiError> {
+pub(super) async fn names(s: &AppState) -> Result<impl Fn(&PeerId) -> String, ApiError> {
     let buddies: HashMap<PeerId, String> = s
         .node
         .buddies()
@@ -184,7 +187,7 @@ fn change_view(a: Answer) -> Json<ChangeView> {
     })
 }
 
-async fn list(State(s): State<AppState>) -> ApiResult<Vec<GroupRow>> {
+pub(super) async fn list(State(s): State<AppState>) -> ApiResult<Vec<GroupRow>> {
     Ok(Json(
         s.node
             .group_list()
@@ -217,10 +220,10 @@ async fn invitations(State(s): State<AppState>) -> ApiResult<Vec<InvitationRow>>
     ))
 }
 
-async fn create(State(s): State<AppState>, Json(req): Json<CreateRequest>) -> ApiResult<GroupRef> {
-    if req.public {
-        return Err(bad("public rooms are not available in this build"));
-    }
+pub(super) async fn create(
+    State(s): State<AppState>,
+    Json(req): Json<CreateRequest>,
+) -> ApiResult<GroupRef> {
     let (id, name) = s.node.group_create(&req.name).await?;
     Ok(Json(GroupRef {
         id: id.to_string(),
@@ -228,7 +231,7 @@ async fn create(State(s): State<AppState>, Json(req): Json<CreateRequest>) -> Ap
     }))
 }
 
-async fn invite(
+pub(super) async fn invite(
     State(s): State<AppState>,
     Path(group): Path<String>,
     Json(req): Json<InviteRequest>,
@@ -238,7 +241,10 @@ async fn invite(
     ))
 }
 
-async fn join(State(s): State<AppState>, Path(group): Path<String>) -> ApiResult<GroupRef> {
+pub(super) async fn join(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<GroupRef> {
     let id = s.node.group_join(&group).await?;
     let name = s
         .node
@@ -254,11 +260,14 @@ async fn join(State(s): State<AppState>, Path(group): Path<String>) -> ApiResult
     }))
 }
 
-async fn leave(State(s): State<AppState>, Path(group): Path<String>) -> ApiResult<ChangeView> {
+pub(super) async fn leave(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+) -> ApiResult<ChangeView> {
     Ok(change_view(s.node.group_leave(&group).await?))
 }
 
-async fn remove(
+pub(super) async fn remove(
     State(s): State<AppState>,
     Path(group): Path<String>,
     Json(req): Json<RemoveRequest>,
@@ -267,7 +276,7 @@ async fn remove(
     Ok(change_view(s.node.group_remove(&group, id).await?))
 }
 
-async fn members(
+pub(super) async fn members(
     State(s): State<AppState>,
     Path(group): Path<String>,
 ) -> ApiResult<Vec<MemberRow>> {
@@ -285,7 +294,7 @@ async fn members(
     ))
 }
 
-async fn send(
+pub(super) async fn send(
     State(s): State<AppState>,
     Path(group): Path<String>,
     Json(req): Json<GroupSendRequest>,
@@ -297,12 +306,7 @@ async fn send(
     }))
 }
 
-#[derive(Deserialize)]
-struct LogQuery {
-    limit: Option<usize>,
-}
-
-async fn log(
+pub(super) async fn log(
     State(s): State<AppState>,
     Path(group): Path<String>,
     Query(q): Query<LogQuery>,

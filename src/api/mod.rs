@@ -15,6 +15,7 @@
 
 pub mod client;
 mod files;
+mod group_dispatch;
 pub mod groups;
 pub mod requests;
 pub mod rooms;

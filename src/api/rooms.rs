@@ -1,6 +1,8 @@
-//! `/api/v1/rooms…`: public rooms (see docs/rooms-public.md). Each handler
+//! `/api/v1/rooms…`: public rooms (see docs/rooms.md, "Public rooms").
+//! `/api/v1/groups…` covers them too, through `group_dispatch`, and is
+//! what the CLI uses; these routes stay for existing clients. Each handler
 //! is a thin translation between JSON and a [`crate::node::NodeHandle`]
-//! room method; the views are here too, shared with the CLI.
+//! room method.
 
 use std::collections::HashMap;
 

@@ -31,7 +31,6 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Cmd::Invite { expires, no_qr } => invite(&api()?, &out, &expires, no_qr).await,
         Cmd::Daemon(args) => daemon(data_dir, args).await,
         Cmd::Buddy(cmd) => buddy(&api()?, &out, cmd).await,
-        Cmd::Room(cmd) => super::rooms::run(&api()?, &out, cmd).await,
         Cmd::Group(cmd) => super::group::run(&api()?, &out, cmd).await,
         Cmd::Presence { set: None } => presence_of_buddies(&api()?, &out).await,
         Cmd::Presence { set: Some(set) } => set_presence(&api()?, &out, set).await,

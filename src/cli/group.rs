@@ -1,5 +1,5 @@
-//! `roost group …`: private groups, through the daemon's API
-//! (`/api/v1/groups…`). GROUP is a group's id or its name.
+//! `roost group …`: private groups and public rooms, through the daemon's
+//! API (`/api/v1/groups…`). GROUP is a group's or room's id or its name.
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -13,14 +13,15 @@ use roost::api::terminal::printable_line as field;
 
 use super::output::{Out, indented};
 
-/// Private groups.
+/// Private groups and public rooms.
 #[derive(Debug, Subcommand)]
 pub(crate) enum GroupCmd {
-    /// Make a private group (you are its creator and admin).
+    /// Make a private group (you are its creator and admin), or with
+    /// `--public` a public room you own.
     Create {
-        /// Its name.
+        /// Its name (a public room's: 1-64 of a-z, 0-9, '-', '_', '.').
         name: String,
-        /// A public room (not available in this build).
+        /// A public room: anyone may join by name; signed, not encrypted.
         #[arg(long)]
         public: bool,
     },
@@ -33,9 +34,9 @@ pub(crate) enum GroupCmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    /// Accept an invitation.
+    /// Accept an invitation, or join a public room by its name.
     Join {
-        /// The group's id (or name).
+        /// An invitation's group id (or name), or a public room's name.
         group: String,
     },
     /// Invitations not yet accepted.
@@ -52,7 +53,7 @@ pub(crate) enum GroupCmd {
         /// The member's ID.
         id: String,
     },
-    /// The groups you are in.
+    /// The groups and public rooms you are in.
     List,
     /// A group's members and roles.
     Members {
@@ -73,6 +74,21 @@ pub(crate) enum GroupCmd {
         /// How many lines.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Ban a key from a public room you own: every member drops its
+    /// messages.
+    Ban {
+        /// The room's name or id.
+        group: String,
+        /// The key's ID (or a buddy's name).
+        id: String,
+    },
+    /// Lift a ban in a public room you own.
+    Unban {
+        /// The room's name or id.
+        group: String,
+        /// The key's ID (or a buddy's name).
+        id: String,
     },
 }
 
@@ -116,7 +132,13 @@ pub(crate) async fn run(api: &ApiClient, out: &Out, cmd: GroupCmd) -> Result<()>
         GroupCmd::List => {
             let rows: Vec<GroupRow> = api.get("groups").await?;
             out.rows(&rows, |r| {
-                format!("{} {:<20} {} members", r.id, field(&r.name), r.members)
+                let kind = if r.public { "public" } else { "private" };
+                format!(
+                    "{} {:<20} {} members {kind}",
+                    r.id,
+                    field(&r.name),
+                    r.members
+                )
             })
         }
         GroupCmd::Members { group } => {
@@ -138,6 +160,18 @@ pub(crate) async fn run(api: &ApiClient, out: &Out, cmd: GroupCmd) -> Result<()>
             out.rows(&rows, |l| {
                 format!("{:<16} {}", field(&l.from_name), indented(&l.text))
             })
+        }
+        GroupCmd::Ban { group, id } => {
+            let v: ChangeView = api
+                .post(&path(&group, "ban"), &RemoveRequest { id })
+                .await?;
+            out.object(&v, || v.state.clone())
+        }
+        GroupCmd::Unban { group, id } => {
+            let v: ChangeView = api
+                .post(&path(&group, "unban"), &RemoveRequest { id })
+                .await?;
+            out.object(&v, || v.state.clone())
         }
     }
 }

@@ -12,7 +12,6 @@ pub(crate) mod files;
 pub(crate) mod group;
 pub(crate) mod open;
 pub(crate) mod output;
-pub(crate) mod rooms;
 
 use std::path::PathBuf;
 
@@ -67,9 +66,6 @@ pub(crate) enum Cmd {
     /// Manage buddies: adding a key lets it see my presence.
     #[command(subcommand)]
     Buddy(BuddyCmd),
-    /// Public rooms: create, join by name, send, log, members, bans.
-    #[command(subcommand)]
-    Room(rooms::RoomCmd),
     /// Show my buddies' presence, or set mine with `presence set`.
     Presence {
         #[command(subcommand)]
@@ -121,7 +117,8 @@ pub(crate) enum Cmd {
         /// The buddy's name or ID.
         peer: String,
     },
-    /// Private groups: create, invite, join, leave, remove, list, members, send, log.
+    /// Private groups and public rooms: create [--public], invite, join, leave,
+    /// remove, ban, list, members, send, log.
     #[command(subcommand)]
     Group(group::GroupCmd),
     /// Run the whole story on this machine: a small network in one process.

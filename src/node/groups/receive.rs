@@ -275,6 +275,7 @@ impl From<GroupError> for Fail {
 /// with every secret this node holds for its group, without using or
 /// changing any chain: what a test uses to show which members can read a
 /// message, on the bytes that travelled.
+#[cfg(feature = "test-util")]
 pub fn try_open(
     s: &Store,
     from: &PeerId,
