@@ -153,10 +153,13 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-fn ids(list: &[String]) -> Result<Vec<PeerId>, ApiError> {
-    list.iter()
-        .map(|i| crate::identity::parse_id(i).map_err(|e| bad(e.to_string())))
-        .collect()
+/// Members named by ID or by buddy name, as everywhere else in the API.
+async fn ids(s: &AppState, list: &[String]) -> Result<Vec<PeerId>, ApiError> {
+    let mut out = Vec::with_capacity(list.len());
+    for who in list {
+        out.push(s.node.resolve(who).await?);
+    }
+    Ok(out)
 }
 
 /// My names for peers: buddy names, else the default name.
@@ -237,7 +240,7 @@ pub(super) async fn invite(
     Json(req): Json<InviteRequest>,
 ) -> ApiResult<ChangeView> {
     Ok(change_view(
-        s.node.group_invite(&group, ids(&req.ids)?).await?,
+        s.node.group_invite(&group, ids(&s, &req.ids).await?).await?,
     ))
 }
 
@@ -272,7 +275,7 @@ pub(super) async fn remove(
     Path(group): Path<String>,
     Json(req): Json<RemoveRequest>,
 ) -> ApiResult<ChangeView> {
-    let id = crate::identity::parse_id(&req.id).map_err(|e| bad(e.to_string()))?;
+    let id = s.node.resolve(&req.id).await?;
     Ok(change_view(s.node.group_remove(&group, id).await?))
 }
 

@@ -30,7 +30,7 @@ pub(crate) enum GroupCmd {
     Invite {
         /// The group's name or id.
         group: String,
-        /// IDs to invite.
+        /// IDs or buddy names to invite.
         #[arg(required = true)]
         ids: Vec<String>,
     },
@@ -50,7 +50,7 @@ pub(crate) enum GroupCmd {
     Remove {
         /// The group's name or id.
         group: String,
-        /// The member's ID.
+        /// The member's ID or buddy name.
         id: String,
     },
     /// The groups and public rooms you are in.
