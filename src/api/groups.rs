@@ -149,10 +149,6 @@ pub struct LogLine {
     pub text: String,
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, msg.into())
-}
-
 /// Members named by ID or by buddy name, as everywhere else in the API.
 async fn ids(s: &AppState, list: &[String]) -> Result<Vec<PeerId>, ApiError> {
     let mut out = Vec::with_capacity(list.len());
