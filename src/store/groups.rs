@@ -112,6 +112,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Forgets group `id` entirely (row, chains, log, seen, kept
+    /// messages): an invitation withdrawn before it was accepted leaves
+    /// nothing behind, so strangers cannot grow the store by inviting and
+    /// withdrawing.
+    pub fn delete_group(&self, id: &GroupId) -> Result<(), StoreError> {
+        for name in [CHAINS, LOG, SEEN, PENDING] {
+            let t = self.tree(name)?;
+            for k in t.scan_prefix(id.0).keys() {
+                t.remove(k?)?;
+            }
+        }
+        self.tree(GROUPS)?.remove(id.0)?;
+        Ok(())
+    }
+
     /// A sender's chain in an epoch, as CBOR (the rules decode it).
     pub fn group_chain(
         &self,

@@ -190,6 +190,14 @@ fn take_state(
         Some(mut row) => {
             let cur = row.state.open().map_err(GroupError::from)?;
             roster::accept_state(&cur, &row.state, &new).map_err(Fail::Drop)?;
+            // A pending invitation (neither accepted nor left) that no
+            // longer has us: withdrawn, so forgotten; otherwise the
+            // invitation cap could be dodged by inviting and withdrawing.
+            let pending = !row.joined && !row.gone;
+            if pending && (new.role_of(&me).is_none() || secret.is_none()) {
+                s.delete_group(&gid)?;
+                return Ok(());
+            }
             row.prev = Some(PrevEpoch {
                 epoch: cur.epoch,
                 members: cur.roster.iter().map(|m| m.id.clone().into()).collect(),

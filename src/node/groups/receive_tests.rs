@@ -134,6 +134,7 @@ fn a_member_removed_and_added_again_is_a_member_again() {
     let (alice, bob) = (peer(), peer());
     let (gid, inv) = invited(&alice, &bob);
     bob.take(&alice.id(), &inv).unwrap();
+    ops::join(&bob.store, &gid).unwrap();
     let bob_b = bob.id().to_bytes();
     let removed =
         ops::change(&alice.store, &alice.ctx, &gid, Op::Remove(bob_b.clone()), 3).unwrap();
@@ -154,4 +155,32 @@ fn a_member_removed_and_added_again_is_a_member_again() {
     let sent = ops::send(&alice.store, &alice.ctx, &gid, "welcome back", 5).unwrap();
     bob.take(&alice.id(), &bob.mine(&sent.out)[0]).unwrap();
     assert_eq!(texts(&bob, &gid), ["welcome back"]);
+}
+
+#[test]
+fn withdrawn_invitations_do_not_dodge_the_cap() {
+    let bob = peer();
+    let stranger = peer();
+    let bob_b = bob.id().to_bytes();
+    // Invite, withdraw, again and again: each withdrawn invitation is
+    // forgotten, so it neither counts nor stays.
+    for i in 0..=MAX_INVITATIONS {
+        let (gid, inv) = invited(&stranger, &bob);
+        bob.take(&stranger.id(), &inv).unwrap();
+        let rm = ops::change(
+            &stranger.store,
+            &stranger.ctx,
+            &gid,
+            Op::Remove(bob_b.clone()),
+            3,
+        )
+        .unwrap();
+        bob.take(&stranger.id(), &bob.mine(&rm.out)[0]).unwrap();
+        assert!(bob.store.group(&gid).unwrap().is_none(), "round {i}");
+        assert!(bob.store.group_log(&gid, 10).unwrap().is_empty());
+    }
+    assert!(bob.store.groups().unwrap().is_empty());
+    // Real invitations still fit.
+    let (_, inv) = invited(&stranger, &bob);
+    bob.take(&stranger.id(), &inv).unwrap();
 }
