@@ -12,6 +12,7 @@ use tracing::debug;
 use super::keys::{self, Chain};
 use super::roster::{self, EpochView, GroupError};
 use super::{Ctx, GroupEvent, GroupOpError, msg_id, ops};
+use crate::node::rooms::rules::MAX_AHEAD_MS;
 use crate::store::{GroupRow, LogRow, PrevEpoch, Store, StoreError};
 use crate::wire::group::{
     GroupBody, GroupState, MAX_GROUP_BYTES, Plain, SignedState, decode_body, open_message,
@@ -149,6 +150,11 @@ fn message(
     let plain: Plain =
         crate::wire::decode(&plain, MAX_GROUP_BYTES).map_err(|_| GroupError::Malformed)?;
     roster::check_text(&plain.text).map_err(Fail::Drop)?;
+    // The log is ordered by the writer's clock: a date far ahead would
+    // sit after every later message, hiding them from `log`.
+    if plain.sent_at > now.saturating_add(MAX_AHEAD_MS) {
+        return Err(GroupError::Malformed.into());
+    }
     let chain = crate::wire::encode(&chain).map_err(|e| GroupError::Wire(e.into()))?;
     s.put_group_chain(&h.group_id, h.epoch, &h.sender, &chain)?;
     let line = LogRow {

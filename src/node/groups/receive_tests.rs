@@ -184,3 +184,20 @@ fn withdrawn_invitations_do_not_dodge_the_cap() {
     let (_, inv) = invited(&stranger, &bob);
     bob.take(&stranger.id(), &inv).unwrap();
 }
+
+#[test]
+fn a_message_dated_far_ahead_is_dropped() {
+    let (alice, bob) = (peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    // Bob's clock is 1_000 (see `Peer::take`).
+    let ahead = 1_000 + crate::node::rooms::rules::MAX_AHEAD_MS + 1;
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "from the future", ahead).unwrap();
+    assert_eq!(
+        bob.take(&alice.id(), &bob.mine(&sent.out)[0]).err(),
+        Some(GroupError::Malformed)
+    );
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "now", 900).unwrap();
+    bob.take(&alice.id(), &bob.mine(&sent.out)[0]).unwrap();
+    assert_eq!(texts(&bob, &gid), ["now"]);
+}
