@@ -23,6 +23,11 @@ use crate::wire::message::Envelope;
 /// until some are accepted.
 pub const MAX_INVITATIONS: usize = 64;
 
+/// How far past our epoch a message may be and still be kept for its
+/// state: the creator sends states in order, so an honest member is
+/// rarely more than a change or two ahead of us.
+pub const MAX_EPOCHS_AHEAD: u64 = 2;
+
 /// What taking one group item left: events, and 1:1 messages to send (a
 /// creator's new state).
 #[derive(Default)]
@@ -123,9 +128,17 @@ fn message(
     let (cur, prev) = views(&state, &row);
     match roster::may_send(&cur, prev.as_ref(), &h.sender, h.epoch, now) {
         Err(GroupError::UnknownEpoch(e)) if e > state.epoch => {
-            // The state of that epoch has not reached us yet: keep it.
-            s.add_group_pending(&h.group_id, e, &from.to_bytes(), raw)?;
-            return Ok(());
+            // The state of that epoch has not reached us yet: keep it, if
+            // a member we know sent it for an epoch near ours and there is
+            // room; otherwise its sender offers it again later.
+            let known = state.roster.iter().any(|m| m.id == h.sender);
+            if known
+                && e <= state.epoch.saturating_add(MAX_EPOCHS_AHEAD)
+                && s.add_group_pending(&h.group_id, e, &from.to_bytes(), raw)?
+            {
+                return Ok(());
+            }
+            return Err(GroupError::Later.into());
         }
         r => r.map_err(Fail::Drop)?,
     }

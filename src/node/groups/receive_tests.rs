@@ -201,3 +201,76 @@ fn a_message_dated_far_ahead_is_dropped() {
     bob.take(&alice.id(), &bob.mine(&sent.out)[0]).unwrap();
     assert_eq!(texts(&bob, &gid), ["now"]);
 }
+
+#[test]
+fn a_message_ahead_from_a_sender_we_do_not_know_is_not_kept() {
+    let (alice, bob, carol) = (peer(), peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    // Carol joins (epoch 2) and writes before Bob has that state.
+    let add = Op::Add(vec![carol.id().to_bytes().into()]);
+    let change = ops::change(&alice.store, &alice.ctx, &gid, add, 4).unwrap();
+    carol
+        .take(&alice.id(), &carol.mine(&change.out)[0])
+        .unwrap();
+    let sent = ops::send(&carol.store, &carol.ctx, &gid, "hi from carol", 5).unwrap();
+    let msg = bob.mine(&sent.out).remove(0);
+    assert_eq!(bob.take(&carol.id(), &msg).err(), Some(GroupError::Later));
+    // Nothing was kept: the state alone files nothing.
+    bob.take(&alice.id(), &bob.mine(&change.out)[0]).unwrap();
+    assert!(texts(&bob, &gid).is_empty());
+    // Offered again, it is taken.
+    bob.take(&carol.id(), &msg).unwrap();
+    assert_eq!(texts(&bob, &gid), ["hi from carol"]);
+}
+
+#[test]
+fn a_message_too_many_epochs_ahead_is_not_kept() {
+    let (alice, bob) = (peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    let mut states = Vec::new();
+    for i in 0..=MAX_EPOCHS_AHEAD {
+        let add = Op::Add(vec![peer().id().to_bytes().into()]);
+        let done = ops::change(&alice.store, &alice.ctx, &gid, add, 4 + i).unwrap();
+        states.push(bob.mine(&done.out).remove(0));
+    }
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "far ahead", 20).unwrap();
+    let msg = bob.mine(&sent.out).remove(0);
+    assert_eq!(bob.take(&alice.id(), &msg).err(), Some(GroupError::Later));
+    for st in &states {
+        bob.take(&alice.id(), st).unwrap();
+    }
+    assert!(texts(&bob, &gid).is_empty(), "nothing was kept");
+    bob.take(&alice.id(), &msg).unwrap();
+    assert_eq!(texts(&bob, &gid), ["far ahead"]);
+}
+
+#[test]
+fn a_full_buffer_answers_later_rather_than_losing_the_message() {
+    use crate::store::MAX_PENDING;
+    let (alice, bob) = (peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    let add = Op::Add(vec![peer().id().to_bytes().into()]);
+    let change = ops::change(&alice.store, &alice.ctx, &gid, add, 4).unwrap();
+    let mut kept = 0;
+    for i in 0..MAX_PENDING {
+        let sent = ops::send(&alice.store, &alice.ctx, &gid, &format!("m{i}"), 5).unwrap();
+        if bob.take(&alice.id(), &bob.mine(&sent.out)[0]).is_ok() {
+            kept += 1;
+        }
+    }
+    assert_eq!(kept, MAX_PENDING);
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "one more", 6).unwrap();
+    let last = bob.mine(&sent.out).remove(0);
+    assert_eq!(bob.take(&alice.id(), &last).err(), Some(GroupError::Later));
+    bob.take(&alice.id(), &bob.mine(&change.out)[0]).unwrap();
+    assert_eq!(texts(&bob, &gid).len(), MAX_PENDING.min(100));
+    assert!(!texts(&bob, &gid).contains(&"one more".to_string()));
+    bob.take(&alice.id(), &last).unwrap();
+    assert_eq!(
+        texts(&bob, &gid).last().map(String::as_str),
+        Some("one more")
+    );
+}
