@@ -153,6 +153,20 @@ impl Store {
         Ok(())
     }
 
+    /// Whether (sender, epoch, n) of group `id` was taken before, without
+    /// noting it: a receiver notes it only once the message is filed, so a
+    /// failure in between leaves the retry to be taken.
+    pub fn group_was_seen(
+        &self,
+        id: &GroupId,
+        epoch: u64,
+        sender: &[u8],
+        n: u64,
+    ) -> Result<bool, StoreError> {
+        let k = key(&[&id.0, &epoch.to_be_bytes(), &n.to_be_bytes(), sender]);
+        Ok(self.tree(SEEN)?.contains_key(k)?)
+    }
+
     /// Whether (sender, epoch, n) of group `id` was taken before; notes it
     /// as taken.
     pub fn group_seen(

@@ -148,7 +148,7 @@ fn message(
         row.prev.as_ref().and_then(|p| p.secret)
     }
     .ok_or(Fail::Drop(GroupError::UnknownEpoch(h.epoch)))?;
-    if s.group_seen(&h.group_id, h.epoch, &h.sender, h.n)? {
+    if s.group_was_seen(&h.group_id, h.epoch, &h.sender, h.n)? {
         taken.duplicate = true;
         return Ok(());
     }
@@ -179,6 +179,8 @@ fn message(
         wire: crate::wire::encode(signed).ok(),
     };
     s.add_group_log(&h.group_id, &line)?;
+    // Noted last: had anything before failed, the retry is taken.
+    s.group_seen(&h.group_id, h.epoch, &h.sender, h.n)?;
     taken.events.push(GroupEvent::Message {
         group: h.group_id,
         from: *from,

@@ -274,3 +274,34 @@ fn a_full_buffer_answers_later_rather_than_losing_the_message() {
         Some("one more")
     );
 }
+
+#[test]
+fn a_store_failure_while_taking_leaves_the_retry_to_be_taken() {
+    let (alice, bob) = (peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "kept", 3).unwrap();
+    let msg = bob.mine(&sent.out).remove(0);
+    let epoch = bob
+        .store
+        .group(&gid)
+        .unwrap()
+        .unwrap()
+        .state
+        .open()
+        .unwrap()
+        .epoch;
+    let a = alice.id().to_bytes();
+    // Alice's chain at Bob unreadable: taking fails in the store.
+    bob.store
+        .put_group_chain(&gid, epoch, &a, b"not cbor")
+        .unwrap();
+    assert!(take(&bob.store, &bob.ctx, &alice.id(), &msg, 1_000).is_err());
+    // Repaired (a fresh chain), the sender's retry is taken, not a duplicate.
+    let secret = bob.store.group(&gid).unwrap().unwrap().secret.unwrap();
+    let fresh = Chain::new(keys::chain_start(&secret, &gid, epoch, &a));
+    let fresh = crate::wire::encode(&fresh).unwrap();
+    bob.store.put_group_chain(&gid, epoch, &a, &fresh).unwrap();
+    assert!(!bob.take(&alice.id(), &msg).unwrap().duplicate);
+    assert_eq!(texts(&bob, &gid), ["kept"]);
+}
