@@ -144,21 +144,68 @@ pub(super) async fn create(
     }))
 }
 
-/// `POST …/join`: a pending invitation (by id or name) is accepted, a
-/// private group's id goes to the private side; anything else is a public
-/// room's name.
+/// One private group as `join` weighs it.
+#[derive(Debug, Clone)]
+pub(crate) struct Joinable {
+    /// Its id.
+    pub(crate) id: String,
+    /// Its name.
+    pub(crate) name: String,
+    /// Still an invitation (not accepted yet).
+    pub(crate) invitation: bool,
+    /// Its creator is a buddy (not blocked).
+    pub(crate) from_buddy: bool,
+}
+
+/// What `join TEXT` names on the private side, if anything: a group by
+/// its id always; an invitation by its name only when a buddy sent it.
+/// Anyone can invite us to a group of any name, so a stranger's
+/// invitation named `lobby` must not capture `join lobby`, which then
+/// means the public room. Several buddies' invitations of that name: the
+/// name itself, which the private side refuses as ambiguous.
+pub(crate) fn private_join(text: &str, groups: &[Joinable]) -> Option<String> {
+    if let Some(g) = groups.iter().find(|g| g.id == text) {
+        return Some(g.id.clone());
+    }
+    let mut named = groups
+        .iter()
+        .filter(|g| g.invitation && g.from_buddy && g.name == text);
+    match (named.next(), named.next()) {
+        (Some(g), None) => Some(g.id.clone()),
+        (Some(_), Some(_)) => Some(text.to_string()),
+        _ => None,
+    }
+}
+
+/// `POST …/join`: a private group's id, or a buddy's pending invitation
+/// by name, goes to the private side ([`private_join`]); anything else is
+/// a public room's name.
 pub(super) async fn join(
     State(s): State<AppState>,
     Path(group): Path<String>,
 ) -> ApiResult<GroupRef> {
-    let invited = s
+    let buddies: Vec<PeerId> = s
+        .node
+        .buddies()
+        .await?
+        .into_iter()
+        .filter(|b| !b.blocked)
+        .map(|b| b.peer)
+        .collect();
+    let groups: Vec<Joinable> = s
         .node
         .group_list()
         .await?
         .into_iter()
-        .any(|g| g.id.to_string() == group || (!g.joined && g.name == group));
-    if invited {
-        return groups::join(State(s), Path(group)).await;
+        .map(|g| Joinable {
+            id: g.id.to_string(),
+            name: g.name,
+            invitation: !g.joined,
+            from_buddy: buddies.contains(&g.creator),
+        })
+        .collect();
+    if let Some(target) = private_join(&group, &groups) {
+        return groups::join(State(s), Path(target)).await;
     }
     let (id, name) = match joined_rooms(&s).await?.into_iter().find(|r| r.id == group) {
         Some(r) => (r.id, r.name),
@@ -347,5 +394,31 @@ mod tests {
         );
         assert_eq!(choose("aa", &private, &rooms), Ok(Target::Private));
         assert_eq!(choose("nothing", &private, &rooms), Ok(Target::Private));
+    }
+
+    fn g(id: &str, name: &str, invitation: bool, from_buddy: bool) -> Joinable {
+        Joinable {
+            id: id.into(),
+            name: name.into(),
+            invitation,
+            from_buddy,
+        }
+    }
+
+    #[test]
+    fn a_strangers_invitation_is_joined_by_id_only() {
+        let groups = [g("aa", "lobby", true, false), g("bb", "team", true, true)];
+        // `join lobby` means the public room, not the stranger's group.
+        assert_eq!(private_join("lobby", &groups), None);
+        // By its id it is accepted.
+        assert_eq!(private_join("aa", &groups), Some("aa".into()));
+        // A buddy's invitation by its name.
+        assert_eq!(private_join("team", &groups), Some("bb".into()));
+        // Two buddies' invitations of one name: the name, for the private
+        // side to refuse as ambiguous.
+        let two = [g("cc", "x", true, true), g("dd", "x", true, true)];
+        assert_eq!(private_join("x", &two), Some("x".into()));
+        // A group joined already is not an invitation: its name is a room's.
+        assert_eq!(private_join("y", &[g("ee", "y", false, true)]), None);
     }
 }

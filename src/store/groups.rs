@@ -112,6 +112,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Forgets group `id` entirely (row, chains, log, seen, kept
+    /// messages): an invitation withdrawn before it was accepted leaves
+    /// nothing behind, so strangers cannot grow the store by inviting and
+    /// withdrawing.
+    pub fn delete_group(&self, id: &GroupId) -> Result<(), StoreError> {
+        for name in [CHAINS, LOG, SEEN, PENDING] {
+            let t = self.tree(name)?;
+            for k in t.scan_prefix(id.0).keys() {
+                t.remove(k?)?;
+            }
+        }
+        self.tree(GROUPS)?.remove(id.0)?;
+        Ok(())
+    }
+
     /// A sender's chain in an epoch, as CBOR (the rules decode it).
     pub fn group_chain(
         &self,
@@ -136,6 +151,20 @@ impl Store {
         self.tree(CHAINS)?
             .insert(key(&[&id.0, &epoch.to_be_bytes(), sender]), chain)?;
         Ok(())
+    }
+
+    /// Whether (sender, epoch, n) of group `id` was taken before, without
+    /// noting it: a receiver notes it only once the message is filed, so a
+    /// failure in between leaves the retry to be taken.
+    pub fn group_was_seen(
+        &self,
+        id: &GroupId,
+        epoch: u64,
+        sender: &[u8],
+        n: u64,
+    ) -> Result<bool, StoreError> {
+        let k = key(&[&id.0, &epoch.to_be_bytes(), &n.to_be_bytes(), sender]);
+        Ok(self.tree(SEEN)?.contains_key(k)?)
     }
 
     /// Whether (sender, epoch, n) of group `id` was taken before; notes it

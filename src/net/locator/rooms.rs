@@ -31,7 +31,14 @@ impl Machine {
         dht: &mut impl Dht,
     ) -> Result<(), RoomError> {
         let held = dht.held(&record.key).filter(|r| !r.is_expired(now.at));
-        if held.as_ref().is_some_and(|h| h.value == record.value) {
+        if let Some(mut same) = held.clone().filter(|h| h.value == record.value) {
+            // The owner's republication: the record was judged when it
+            // landed; only its life is renewed, or it would lapse 24 h
+            // after its first put however often the owner puts it again.
+            same.expires = Some(now.at + ROOM_RECORD_TTL);
+            if let Err(e) = dht.put_from(source, same, now.at) {
+                debug!(%source, "room record not renewed: {e}");
+            }
             return Ok(());
         }
         let new = room::validate_record(&record.key, &record.value)?;

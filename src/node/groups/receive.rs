@@ -12,6 +12,7 @@ use tracing::debug;
 use super::keys::{self, Chain};
 use super::roster::{self, EpochView, GroupError};
 use super::{Ctx, GroupEvent, GroupOpError, msg_id, ops};
+use crate::node::rooms::rules::MAX_AHEAD_MS;
 use crate::store::{GroupRow, LogRow, PrevEpoch, Store, StoreError};
 use crate::wire::group::{
     GroupBody, GroupState, MAX_GROUP_BYTES, Plain, SignedState, decode_body, open_message,
@@ -21,6 +22,11 @@ use crate::wire::message::Envelope;
 /// Most invitations waiting for `group join` at once; more are refused
 /// until some are accepted.
 pub const MAX_INVITATIONS: usize = 64;
+
+/// How far past our epoch a message may be and still be kept for its
+/// state: the creator sends states in order, so an honest member is
+/// rarely more than a change or two ahead of us.
+pub const MAX_EPOCHS_AHEAD: u64 = 2;
 
 /// What taking one group item left: events, and 1:1 messages to send (a
 /// creator's new state).
@@ -122,9 +128,17 @@ fn message(
     let (cur, prev) = views(&state, &row);
     match roster::may_send(&cur, prev.as_ref(), &h.sender, h.epoch, now) {
         Err(GroupError::UnknownEpoch(e)) if e > state.epoch => {
-            // The state of that epoch has not reached us yet: keep it.
-            s.add_group_pending(&h.group_id, e, &from.to_bytes(), raw)?;
-            return Ok(());
+            // The state of that epoch has not reached us yet: keep it, if
+            // a member we know sent it for an epoch near ours and there is
+            // room; otherwise its sender offers it again later.
+            let known = state.roster.iter().any(|m| m.id == h.sender);
+            if known
+                && e <= state.epoch.saturating_add(MAX_EPOCHS_AHEAD)
+                && s.add_group_pending(&h.group_id, e, &from.to_bytes(), raw)?
+            {
+                return Ok(());
+            }
+            return Err(GroupError::Later.into());
         }
         r => r.map_err(Fail::Drop)?,
     }
@@ -134,7 +148,7 @@ fn message(
         row.prev.as_ref().and_then(|p| p.secret)
     }
     .ok_or(Fail::Drop(GroupError::UnknownEpoch(h.epoch)))?;
-    if s.group_seen(&h.group_id, h.epoch, &h.sender, h.n)? {
+    if s.group_was_seen(&h.group_id, h.epoch, &h.sender, h.n)? {
         taken.duplicate = true;
         return Ok(());
     }
@@ -149,6 +163,11 @@ fn message(
     let plain: Plain =
         crate::wire::decode(&plain, MAX_GROUP_BYTES).map_err(|_| GroupError::Malformed)?;
     roster::check_text(&plain.text).map_err(Fail::Drop)?;
+    // The log is ordered by the writer's clock: a date far ahead would
+    // sit after every later message, hiding them from `log`.
+    if plain.sent_at > now.saturating_add(MAX_AHEAD_MS) {
+        return Err(GroupError::Malformed.into());
+    }
     let chain = crate::wire::encode(&chain).map_err(|e| GroupError::Wire(e.into()))?;
     s.put_group_chain(&h.group_id, h.epoch, &h.sender, &chain)?;
     let line = LogRow {
@@ -160,6 +179,8 @@ fn message(
         wire: crate::wire::encode(signed).ok(),
     };
     s.add_group_log(&h.group_id, &line)?;
+    // Noted last: had anything before failed, the retry is taken.
+    s.group_seen(&h.group_id, h.epoch, &h.sender, h.n)?;
     taken.events.push(GroupEvent::Message {
         group: h.group_id,
         from: *from,
@@ -190,6 +211,14 @@ fn take_state(
         Some(mut row) => {
             let cur = row.state.open().map_err(GroupError::from)?;
             roster::accept_state(&cur, &row.state, &new).map_err(Fail::Drop)?;
+            // A pending invitation (neither accepted nor left) that no
+            // longer has us: withdrawn, so forgotten; otherwise the
+            // invitation cap could be dodged by inviting and withdrawing.
+            let pending = !row.joined && !row.gone;
+            if pending && (new.role_of(&me).is_none() || secret.is_none()) {
+                s.delete_group(&gid)?;
+                return Ok(());
+            }
             row.prev = Some(PrevEpoch {
                 epoch: cur.epoch,
                 members: cur.roster.iter().map(|m| m.id.clone().into()).collect(),

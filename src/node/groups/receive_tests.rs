@@ -134,6 +134,7 @@ fn a_member_removed_and_added_again_is_a_member_again() {
     let (alice, bob) = (peer(), peer());
     let (gid, inv) = invited(&alice, &bob);
     bob.take(&alice.id(), &inv).unwrap();
+    ops::join(&bob.store, &gid).unwrap();
     let bob_b = bob.id().to_bytes();
     let removed =
         ops::change(&alice.store, &alice.ctx, &gid, Op::Remove(bob_b.clone()), 3).unwrap();
@@ -154,4 +155,153 @@ fn a_member_removed_and_added_again_is_a_member_again() {
     let sent = ops::send(&alice.store, &alice.ctx, &gid, "welcome back", 5).unwrap();
     bob.take(&alice.id(), &bob.mine(&sent.out)[0]).unwrap();
     assert_eq!(texts(&bob, &gid), ["welcome back"]);
+}
+
+#[test]
+fn withdrawn_invitations_do_not_dodge_the_cap() {
+    let bob = peer();
+    let stranger = peer();
+    let bob_b = bob.id().to_bytes();
+    // Invite, withdraw, again and again: each withdrawn invitation is
+    // forgotten, so it neither counts nor stays.
+    for i in 0..=MAX_INVITATIONS {
+        let (gid, inv) = invited(&stranger, &bob);
+        bob.take(&stranger.id(), &inv).unwrap();
+        let rm = ops::change(
+            &stranger.store,
+            &stranger.ctx,
+            &gid,
+            Op::Remove(bob_b.clone()),
+            3,
+        )
+        .unwrap();
+        bob.take(&stranger.id(), &bob.mine(&rm.out)[0]).unwrap();
+        assert!(bob.store.group(&gid).unwrap().is_none(), "round {i}");
+        assert!(bob.store.group_log(&gid, 10).unwrap().is_empty());
+    }
+    assert!(bob.store.groups().unwrap().is_empty());
+    // Real invitations still fit.
+    let (_, inv) = invited(&stranger, &bob);
+    bob.take(&stranger.id(), &inv).unwrap();
+}
+
+#[test]
+fn a_message_dated_far_ahead_is_dropped() {
+    let (alice, bob) = (peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    // Bob's clock is 1_000 (see `Peer::take`).
+    let ahead = 1_000 + crate::node::rooms::rules::MAX_AHEAD_MS + 1;
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "from the future", ahead).unwrap();
+    assert_eq!(
+        bob.take(&alice.id(), &bob.mine(&sent.out)[0]).err(),
+        Some(GroupError::Malformed)
+    );
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "now", 900).unwrap();
+    bob.take(&alice.id(), &bob.mine(&sent.out)[0]).unwrap();
+    assert_eq!(texts(&bob, &gid), ["now"]);
+}
+
+#[test]
+fn a_message_ahead_from_a_sender_we_do_not_know_is_not_kept() {
+    let (alice, bob, carol) = (peer(), peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    // Carol joins (epoch 2) and writes before Bob has that state.
+    let add = Op::Add(vec![carol.id().to_bytes().into()]);
+    let change = ops::change(&alice.store, &alice.ctx, &gid, add, 4).unwrap();
+    carol
+        .take(&alice.id(), &carol.mine(&change.out)[0])
+        .unwrap();
+    let sent = ops::send(&carol.store, &carol.ctx, &gid, "hi from carol", 5).unwrap();
+    let msg = bob.mine(&sent.out).remove(0);
+    assert_eq!(bob.take(&carol.id(), &msg).err(), Some(GroupError::Later));
+    // Nothing was kept: the state alone files nothing.
+    bob.take(&alice.id(), &bob.mine(&change.out)[0]).unwrap();
+    assert!(texts(&bob, &gid).is_empty());
+    // Offered again, it is taken.
+    bob.take(&carol.id(), &msg).unwrap();
+    assert_eq!(texts(&bob, &gid), ["hi from carol"]);
+}
+
+#[test]
+fn a_message_too_many_epochs_ahead_is_not_kept() {
+    let (alice, bob) = (peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    let mut states = Vec::new();
+    for i in 0..=MAX_EPOCHS_AHEAD {
+        let add = Op::Add(vec![peer().id().to_bytes().into()]);
+        let done = ops::change(&alice.store, &alice.ctx, &gid, add, 4 + i).unwrap();
+        states.push(bob.mine(&done.out).remove(0));
+    }
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "far ahead", 20).unwrap();
+    let msg = bob.mine(&sent.out).remove(0);
+    assert_eq!(bob.take(&alice.id(), &msg).err(), Some(GroupError::Later));
+    for st in &states {
+        bob.take(&alice.id(), st).unwrap();
+    }
+    assert!(texts(&bob, &gid).is_empty(), "nothing was kept");
+    bob.take(&alice.id(), &msg).unwrap();
+    assert_eq!(texts(&bob, &gid), ["far ahead"]);
+}
+
+#[test]
+fn a_full_buffer_answers_later_rather_than_losing_the_message() {
+    use crate::store::MAX_PENDING;
+    let (alice, bob) = (peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    let add = Op::Add(vec![peer().id().to_bytes().into()]);
+    let change = ops::change(&alice.store, &alice.ctx, &gid, add, 4).unwrap();
+    let mut kept = 0;
+    for i in 0..MAX_PENDING {
+        let sent = ops::send(&alice.store, &alice.ctx, &gid, &format!("m{i}"), 5).unwrap();
+        if bob.take(&alice.id(), &bob.mine(&sent.out)[0]).is_ok() {
+            kept += 1;
+        }
+    }
+    assert_eq!(kept, MAX_PENDING);
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "one more", 6).unwrap();
+    let last = bob.mine(&sent.out).remove(0);
+    assert_eq!(bob.take(&alice.id(), &last).err(), Some(GroupError::Later));
+    bob.take(&alice.id(), &bob.mine(&change.out)[0]).unwrap();
+    assert_eq!(texts(&bob, &gid).len(), MAX_PENDING.min(100));
+    assert!(!texts(&bob, &gid).contains(&"one more".to_string()));
+    bob.take(&alice.id(), &last).unwrap();
+    assert_eq!(
+        texts(&bob, &gid).last().map(String::as_str),
+        Some("one more")
+    );
+}
+
+#[test]
+fn a_store_failure_while_taking_leaves_the_retry_to_be_taken() {
+    let (alice, bob) = (peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "kept", 3).unwrap();
+    let msg = bob.mine(&sent.out).remove(0);
+    let epoch = bob
+        .store
+        .group(&gid)
+        .unwrap()
+        .unwrap()
+        .state
+        .open()
+        .unwrap()
+        .epoch;
+    let a = alice.id().to_bytes();
+    // Alice's chain at Bob unreadable: taking fails in the store.
+    bob.store
+        .put_group_chain(&gid, epoch, &a, b"not cbor")
+        .unwrap();
+    assert!(take(&bob.store, &bob.ctx, &alice.id(), &msg, 1_000).is_err());
+    // Repaired (a fresh chain), the sender's retry is taken, not a duplicate.
+    let secret = bob.store.group(&gid).unwrap().unwrap().secret.unwrap();
+    let fresh = Chain::new(keys::chain_start(&secret, &gid, epoch, &a));
+    let fresh = crate::wire::encode(&fresh).unwrap();
+    bob.store.put_group_chain(&gid, epoch, &a, &fresh).unwrap();
+    assert!(!bob.take(&alice.id(), &msg).unwrap().duplicate);
+    assert_eq!(texts(&bob, &gid), ["kept"]);
 }

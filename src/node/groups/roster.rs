@@ -64,6 +64,11 @@ pub enum GroupError {
     /// Too many invitations wait for an answer.
     #[error("too many pending invitations")]
     TooManyInvitations,
+    /// A message for an epoch whose state has not come that cannot be
+    /// kept (not from a member we know, too far ahead, or the group's
+    /// buffer is full): not taken now, so its sender offers it again.
+    #[error("cannot take it yet")]
+    Later,
     /// The message's text is over its limit or not what it should be.
     #[error("malformed message")]
     Malformed,

@@ -308,6 +308,11 @@ impl Batch {
                             AckResult::Accepted
                         }
                     }
+                    Err(crate::node::groups::roster::GroupError::Later) => {
+                        // Nothing kept and no receipt: its sender offers
+                        // it again, and by then its epoch's state is here.
+                        AckResult::Rejected(accept::not_now(path))
+                    }
                     Err(e) => {
                         debug!(%from, "group item dropped: {e}");
                         // Taken off the sender's hands all the same (a

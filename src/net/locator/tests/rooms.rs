@@ -81,3 +81,27 @@ fn a_forged_or_misplaced_room_record_is_refused() {
     );
     assert_eq!(held(&mut r, &key), Some(good.raw));
 }
+
+#[test]
+fn the_same_record_put_again_renews_its_life() {
+    use crate::net::locator::rooms::ROOM_RECORD_TTL;
+    let mut r = Rig::new(0);
+    let owner = Identity::from_seed([1; 32]);
+    let key = RoomId::of_name("lobby").unwrap().record_key();
+    let rec = sign_record(&owner, "lobby", 1, 1, &[]).unwrap();
+    put(
+        &mut r,
+        owner.peer_id(),
+        key.clone(),
+        rec.raw.clone(),
+        secs(0),
+    );
+    let first = r.dht.held(&key).and_then(|h| h.expires).unwrap();
+    assert_eq!(first, r.t0 + ROOM_RECORD_TTL);
+    // The owner puts the same bytes again 12 h later: it lives 24 h from then.
+    let later = secs(12 * 3600);
+    put(&mut r, owner.peer_id(), key.clone(), rec.raw.clone(), later);
+    let held = r.dht.held(&key).unwrap();
+    assert_eq!(held.value, rec.raw);
+    assert_eq!(held.expires, Some(r.t0 + later + ROOM_RECORD_TTL));
+}
