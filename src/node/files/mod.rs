@@ -16,6 +16,7 @@
 pub mod bao;
 mod fetch;
 mod handle;
+mod limits;
 pub mod plan;
 mod serve;
 #[cfg(feature = "test-util")]
@@ -32,18 +33,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::Event;
 use super::lifecycle::Tasks;
+use crate::config::FilesConfig;
 use crate::net::NetClient;
 use crate::store::{
     Direction, FileDirection, Relation, StoredMessage, Transfer, TransferState, Worker,
 };
-use crate::wire::files::{INLINE_MAX, OFFER_TYPE, Offer, PART_TYPE, PROTOCOL, Part, Refusal};
+use crate::wire::files::{OFFER_TYPE, Offer, PART_TYPE, PROTOCOL, Part, Refusal};
 use crate::wire::message::MessageId;
 
 /// Subdirectory of the data dir holding outboards, partial and completed
 /// files.
 pub const FILES_DIR: &str = "files";
-/// Buddies' files up to this size download without being asked.
-pub const AUTO_ACCEPT_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Why a file call failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,7 @@ pub(crate) struct Live {
 /// What the files service shares between its tasks.
 pub(crate) struct Shared {
     dir: PathBuf,
+    limits: FilesConfig,
     store: Worker,
     net: NetClient,
     control: libp2p_stream::Control,
@@ -129,6 +130,7 @@ pub(crate) struct Files {
 /// arriving as messages, and the downloads a previous run left going.
 pub(crate) fn spawn(
     data_dir: &Path,
+    limits: FilesConfig,
     store: Worker,
     net: NetClient,
     mut control: libp2p_stream::Control,
@@ -138,6 +140,7 @@ pub(crate) fn spawn(
     let incoming = control.accept(StreamProtocol::new(PROTOCOL))?;
     let shared = Arc::new(Shared {
         dir: data_dir.join(FILES_DIR),
+        limits,
         store,
         net,
         control,
@@ -309,6 +312,7 @@ impl Shared {
         };
         let request = m.request;
         let me = self.clone();
+        let limits = self.limits;
         let filed = self
             .store
             .run(move |s| {
@@ -331,7 +335,13 @@ impl Shared {
                 if rows.iter().any(|t| t.id == offer.file) {
                     return Ok(None);
                 }
-                let auto = !request && offer.size <= AUTO_ACCEPT_BYTES;
+                let auto = !request && offer.size <= limits.auto_accept_bytes;
+                let refused = auto
+                    .then(|| {
+                        let used = limits::in_use(&rows, &offer.file);
+                        limits::refusal(offer.size, used, limits.quota_bytes)
+                    })
+                    .flatten();
                 let t = Transfer {
                     id: offer.file,
                     direction: FileDirection::In,
@@ -340,7 +350,9 @@ impl Shared {
                     size: offer.size,
                     mime: offer.mime,
                     root: offer.root,
-                    state: if auto {
+                    state: if refused.is_some() {
+                        TransferState::Failed
+                    } else if auto {
                         TransferState::Downloading
                     } else {
                         TransferState::Offered
@@ -348,7 +360,7 @@ impl Shared {
                     path: None,
                     sources: vec![from.to_bytes()],
                     dropped: Vec::new(),
-                    error: None,
+                    error: refused,
                 };
                 s.put_transfer(&t)?;
                 Ok(Some((t.id, t.state, true)))
@@ -406,7 +418,7 @@ impl Shared {
         if row.direction != FileDirection::In
             || !row.sources.contains(&from.to_bytes())
             || matches!(row.state, TransferState::Complete | TransferState::Failed)
-            || row.size > INLINE_MAX
+            || row.size > self.limits.inline_bytes
             || part.span.1 > n
         {
             return;
