@@ -125,7 +125,12 @@ async fn two_partial_sources_holding_different_halves_complete_a_file() {
     dave.handle.get_file(file, Some(out.clone())).await.unwrap();
     let done = eventually_within(LONG, "the file completes", || async {
         let f = dave.handle.file(file).await.ok()?;
-        assert_ne!(f.transfer.state, TransferState::Failed, "{:?}", f.transfer.error);
+        assert_ne!(
+            f.transfer.state,
+            TransferState::Failed,
+            "{:?}",
+            f.transfer.error
+        );
         (f.transfer.state == TransferState::Complete).then_some(f)
     })
     .await;

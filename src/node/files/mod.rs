@@ -18,6 +18,7 @@ mod fetch;
 mod handle;
 mod limits;
 pub mod plan;
+pub mod progress;
 mod serve;
 #[cfg(feature = "test-util")]
 pub mod test_hooks;
@@ -79,12 +80,14 @@ pub struct FileInfo {
 pub(crate) struct Live {
     done: AtomicU64,
     cancel: CancellationToken,
+    throttle: progress::Throttle,
 }
 
 /// What the files service shares between its tasks.
 pub(crate) struct Shared {
     dir: PathBuf,
     limits: FilesConfig,
+    events: broadcast::Sender<Event>,
     store: Worker,
     net: NetClient,
     control: libp2p_stream::Control,
@@ -141,6 +144,7 @@ pub(crate) fn spawn(
     let shared = Arc::new(Shared {
         dir: data_dir.join(FILES_DIR),
         limits,
+        events: events.clone(),
         store,
         net,
         control,
@@ -206,20 +210,36 @@ impl Shared {
             .flatten()
     }
 
+    /// Changes a row; a change of state goes out as a progress event.
     async fn update(&self, id: MessageId, f: impl FnOnce(&mut Transfer) + Send + 'static) {
         let r = self
             .store
             .run(move |s| {
-                if let Some(mut t) = s.transfer(&id)? {
-                    f(&mut t);
-                    s.put_transfer(&t)?;
-                }
-                Ok(())
+                let Some(mut t) = s.transfer(&id)? else {
+                    return Ok(None);
+                };
+                let before = t.state;
+                f(&mut t);
+                s.put_transfer(&t)?;
+                Ok((t.state != before).then_some(t))
             })
             .await;
-        if let Err(e) = r {
-            tracing::warn!("cannot update a transfer row: {e}");
+        match r {
+            Ok(Some(t)) => self.progress(t),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot update a transfer row: {e}"),
         }
+    }
+
+    /// Tells the event stream how far transfer `t` is.
+    fn progress(&self, t: Transfer) {
+        let info = self.info(t);
+        let _ = self.events.send(Event::File(progress::FileProgress {
+            id: info.transfer.id,
+            done: info.done,
+            size: info.transfer.size,
+            state: info.transfer.state,
+        }));
     }
 
     /// Sets a state; a complete file stays complete (a download task
@@ -261,6 +281,7 @@ impl Shared {
         let l = Arc::new(Live {
             done: AtomicU64::new(0),
             cancel: CancellationToken::new(),
+            throttle: Default::default(),
         });
         live.insert(id, l.clone());
         self.tasks.spawn(fetch::download(self.clone(), id, l));
@@ -368,6 +389,9 @@ impl Shared {
             .await;
         match filed {
             Ok(Some((id, state, new))) => {
+                if new && let Some(t) = me.row(id).await {
+                    me.progress(t);
+                }
                 if new {
                     me.parts_for(id).await;
                 }
