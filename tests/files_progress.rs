@@ -89,3 +89,74 @@ async fn a_download_reports_its_progress_on_the_event_stream() {
         "done only rises: {seen:?}"
     );
 }
+
+/// `roost files get ID --wait --json` follows the download on the event
+/// stream: JSON lines with rising `done`, ending at `complete` with the
+/// whole size, and the command returns once the file is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_get_wait_follows_the_download_to_its_end() {
+    init_tracing();
+    let hub = common::Daemon::start(None).await;
+    let alice = common::Daemon::start(Some(&hub.addr().await)).await;
+    let bob = common::Daemon::start(Some(&hub.addr().await)).await;
+    alice.rows(&["buddy", "add", &bob.id.to_string(), "--name", "bob"]);
+    bob.rows(&["buddy", "add", &alice.id.to_string(), "--name", "alice"]);
+    let size: u64 = 6 * 1024 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("waited.bin");
+    std::fs::write(&src, vec![5u8; size as usize]).unwrap();
+    // 300 ms before each 1 MiB piece: about two seconds to follow.
+    std::fs::write(alice.dir.path().join("files/.test-serve-delay-ms"), "300").unwrap();
+    let sent = alice.rows(&["send", "bob", "--file", src.to_str().unwrap()]);
+    let id = sent[0]["file"]["id"].as_str().unwrap().to_string();
+    common::eventually("Bob files the offer", || async {
+        let rows = bob.rows(&["files"]);
+        rows.iter().any(|r| r["id"] == id.as_str()).then_some(())
+    })
+    .await;
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_roost"))
+        .arg("--data-dir")
+        .arg(bob.dir.path())
+        .args(["--json", "files", "get", &id, "--wait"])
+        .env_remove("ROOST_HOME")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A `--wait` that misses the end would never return: give up on it.
+    let ended = common::poll_within(Duration::from_secs(120), || {
+        let r = child.try_wait().unwrap();
+        async move { r }
+    })
+    .await;
+    if ended.is_none() {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        ended.is_some(),
+        "`files get --wait` did not return: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v.get("done").is_some())
+        .collect();
+    let last = lines.last().expect("progress lines");
+    assert_eq!(last["state"], "complete", "{lines:?}");
+    assert_eq!(last["done"], size);
+    let done: Vec<u64> = lines.iter().map(|l| l["done"].as_u64().unwrap()).collect();
+    assert!(done.windows(2).all(|w| w[0] <= w[1]), "{done:?}");
+    assert!(
+        done[0] < size,
+        "the command followed the download, not only its end: {lines:?}"
+    );
+}
