@@ -333,6 +333,18 @@ pub enum EventView {
         /// Who invited me.
         from: String,
     },
+    /// A file transfer moved on: on each change of state, and at most
+    /// every 250 ms while a download runs.
+    FileProgress {
+        /// The transfer's id.
+        id: String,
+        /// Bytes here and verified (a download), or the size (ours).
+        done: u64,
+        /// The file's size.
+        size: u64,
+        /// offered | downloading | waiting | paused | complete | failed.
+        state: String,
+    },
 }
 
 impl EventView {
@@ -345,7 +357,7 @@ impl EventView {
             Self::Presence { id, .. } | Self::BuddyRequest { id } => id,
             Self::RoomMessage { from, .. } => from,
             Self::GroupMessage { from, .. } | Self::GroupInvitation { from, .. } => from,
-            Self::GroupChange { .. } => "",
+            Self::GroupChange { .. } | Self::FileProgress { .. } => "",
         }
     }
 
@@ -371,6 +383,12 @@ impl EventView {
                 text: r.entry.text.clone(),
             },
             Event::Group(g) => crate::api::groups::event_view(g),
+            Event::File(p) => Self::FileProgress {
+                id: p.id.to_string(),
+                done: p.done,
+                size: p.size,
+                state: p.state.as_str().into(),
+            },
         }
     }
 }

@@ -10,11 +10,12 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use roost::api::client::{ApiClient, escape};
 use roost::api::terminal::printable_line as field;
-use roost::api::{Empty, FileRow, GetFileRequest, SendFileRequest, SendFileView};
+use roost::api::{Empty, EventView, FileRow, GetFileRequest, SendFileRequest, SendFileView};
 
 use super::output::Out;
 
-/// How often `--wait` asks the daemon how far a transfer is.
+/// How often `roost send --file --wait` asks the daemon how much of our
+/// file was sent (a download follows the event stream instead).
 const POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Subcommand)]
@@ -122,8 +123,16 @@ pub(crate) async fn send(
 }
 
 /// Shows a transfer's progress until it ends: for a download until it is
-/// complete (or fails or pauses), for our offer until its size was sent.
+/// complete (or fails or pauses), re-reading the row on each of its
+/// `file_progress` events; for our offer until its size was sent, asking
+/// every [`POLL`] (bytes served are not evented).
 async fn follow(client: &ApiClient, out: &Out, id: &str, sending: bool) -> Result<()> {
+    // Opened before the first read, so no change between the two is missed.
+    let mut events = if sending {
+        None
+    } else {
+        Some(client.events(None).await?)
+    };
     let bar = (!out.json && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(0);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -169,6 +178,15 @@ async fn follow(client: &ApiClient, out: &Out, id: &str, sending: bool) -> Resul
             }
             return Ok(());
         }
-        tokio::time::sleep(POLL).await;
+        match events.as_mut() {
+            Some(events) => loop {
+                match events.next().await? {
+                    Some(EventView::FileProgress { id: of, .. }) if of == r.id => break,
+                    Some(_) => {}
+                    None => bail!("the daemon closed its event stream"),
+                }
+            },
+            None => tokio::time::sleep(POLL).await,
+        }
     }
 }

@@ -12,7 +12,9 @@ use libp2p::Multiaddr;
 use serde::Deserialize;
 
 mod data_dir;
+mod files;
 pub use data_dir::{DataDirError, check_owned, data_dir, ensure_private_dir};
+pub use files::{FilesConfig, FilesSection, MAX_INLINE_BYTES};
 
 /// Name of the optional configuration file inside the data directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -112,6 +114,8 @@ pub struct Config {
     /// Per-sender rate of public rooms' messages this node forwards and
     /// shows (`node::rooms`).
     pub room_limits: crate::node::rooms::RoomLimits,
+    /// What files this node takes in and sends through mailboxes.
+    pub files: FilesConfig,
 }
 
 /// Kademlia's mode (`dht_mode`): whether this node serves the DHT, and so
@@ -261,6 +265,7 @@ impl Config {
             auto_away: Some(Duration::from_secs(15 * 60)),
             lasting_connection: Duration::from_secs(60),
             room_limits: Default::default(),
+            files: FilesConfig::default(),
         }
     }
 
@@ -352,6 +357,8 @@ pub struct FileConfig {
     pub mailbox_ttl_secs: Option<u64>,
     /// See [`Config::auto_away`], in minutes; 0 disables it.
     pub auto_away_mins: Option<u64>,
+    /// The `[files]` table: see [`FilesConfig`].
+    pub files: Option<FilesSection>,
 }
 
 /// Parses a `dht_mode` value.
@@ -441,6 +448,9 @@ impl FileConfig {
         }
         if let Some(v) = self.mailbox_ttl_secs {
             c.mailbox.ttl = Duration::from_secs(v.max(60));
+        }
+        if let Some(v) = self.files {
+            v.apply(&mut c.files);
         }
         Ok(())
     }

@@ -86,3 +86,23 @@ fn private_dir_is_0700() {
     let mode = std::fs::metadata(&d).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
 }
+
+#[test]
+fn the_files_table_sets_the_file_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(CONFIG_FILE),
+        "[files]\nauto_accept_mib = 8\ninline_kib = 99999999\nquota_mib = 100\n",
+    )
+    .unwrap();
+    let mut c = Config::new(dir.path().into());
+    assert_eq!(c.files, FilesConfig::default());
+    c.apply_file().unwrap();
+    assert_eq!(c.files.auto_accept_bytes, 8 << 20);
+    assert_eq!(c.files.inline_bytes, MAX_INLINE_BYTES, "capped");
+    assert_eq!(c.files.quota_bytes, 100 << 20);
+
+    std::fs::write(dir.path().join(CONFIG_FILE), "[files]\nquota = 1\n").unwrap();
+    let err = Config::new(dir.path().into()).apply_file().unwrap_err();
+    assert!(err.to_string().contains("quota"), "{err}");
+}

@@ -132,6 +132,7 @@ impl Node {
         );
         let files = files::spawn(
             &config.data_dir,
+            config.files,
             store.clone(),
             net.clone(),
             control.clone(),

@@ -37,10 +37,6 @@ pub const MAX_OFFER: usize = 1024;
 pub const CHUNK: u64 = 1024;
 /// Content type of a message carrying a [`Part`] of a small file.
 pub const PART_TYPE: &str = "application/vnd.roost.file-part";
-/// Files up to this size also travel as [`Part`] messages after the offer,
-/// through the message path and so the mailboxes: they arrive even when
-/// the sender has gone offline.
-pub const INLINE_MAX: u64 = 1024 * 1024;
 /// Chunks per [`Part`]: 48 KiB and their hashes fit a message body.
 pub const PART_CHUNKS: u64 = 48;
 

@@ -214,6 +214,11 @@ impl Job {
                     self.live
                         .done
                         .fetch_add(bytes_of(piece, size), Ordering::Relaxed);
+                    if self.live.throttle.due(std::time::Instant::now())
+                        && let Some(t) = self.shared.row(self.id).await
+                    {
+                        self.shared.progress(t);
+                    }
                     if let Ok(mut p) = self.plan.lock() {
                         p.done(source);
                     }

@@ -6,12 +6,10 @@ use std::sync::Arc;
 
 use libp2p::PeerId;
 
-use super::{FileError, FileInfo, Shared, bao};
+use super::{FileError, FileInfo, Shared, bao, limits};
 use crate::node::{Content, NodeError, NodeHandle};
 use crate::store::{FileDirection, Transfer, TransferState};
-use crate::wire::files::{
-    INLINE_MAX, MAX_NAME, OFFER_TYPE, Offer, PART_CHUNKS, PART_TYPE, Part, name_is_safe,
-};
+use crate::wire::files::{MAX_NAME, OFFER_TYPE, Offer, PART_CHUNKS, PART_TYPE, Part, name_is_safe};
 use crate::wire::message::MessageId;
 
 /// The messages that carry a small file after its offer.
@@ -140,7 +138,7 @@ impl NodeHandle {
             subject: None,
             data,
         }];
-        if size > 0 && size <= INLINE_MAX {
+        if size > 0 && size <= shared.limits.inline_bytes {
             let obao = shared.obao_path(&id);
             let parts =
                 tokio::task::spawn_blocking(move || inline_parts(&abs, &obao, id, size, root))
@@ -198,6 +196,16 @@ impl NodeHandle {
                 ),
                 o => o,
             };
+            let quota = shared.limits.quota_bytes;
+            let refused = shared
+                .store
+                .run(move |s| Ok(limits::in_use(&s.transfers()?, &id)))
+                .await
+                .map(|used| limits::refusal(row.size, used, quota))?;
+            if let Some(why) = refused {
+                shared.fail(id, why).await;
+                return self.file(id).await;
+            }
             shared
                 .update(id, move |t| {
                     if let Some(o) = out {

@@ -16,7 +16,9 @@
 pub mod bao;
 mod fetch;
 mod handle;
+mod limits;
 pub mod plan;
+pub mod progress;
 mod serve;
 #[cfg(feature = "test-util")]
 pub mod test_hooks;
@@ -32,18 +34,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::Event;
 use super::lifecycle::Tasks;
+use crate::config::FilesConfig;
 use crate::net::NetClient;
 use crate::store::{
     Direction, FileDirection, Relation, StoredMessage, Transfer, TransferState, Worker,
 };
-use crate::wire::files::{INLINE_MAX, OFFER_TYPE, Offer, PART_TYPE, PROTOCOL, Part, Refusal};
+use crate::wire::files::{OFFER_TYPE, Offer, PART_TYPE, PROTOCOL, Part, Refusal};
 use crate::wire::message::MessageId;
 
 /// Subdirectory of the data dir holding outboards, partial and completed
 /// files.
 pub const FILES_DIR: &str = "files";
-/// Buddies' files up to this size download without being asked.
-pub const AUTO_ACCEPT_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Why a file call failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +80,14 @@ pub struct FileInfo {
 pub(crate) struct Live {
     done: AtomicU64,
     cancel: CancellationToken,
+    throttle: progress::Throttle,
 }
 
 /// What the files service shares between its tasks.
 pub(crate) struct Shared {
     dir: PathBuf,
+    limits: FilesConfig,
+    events: broadcast::Sender<Event>,
     store: Worker,
     net: NetClient,
     control: libp2p_stream::Control,
@@ -129,6 +133,7 @@ pub(crate) struct Files {
 /// arriving as messages, and the downloads a previous run left going.
 pub(crate) fn spawn(
     data_dir: &Path,
+    limits: FilesConfig,
     store: Worker,
     net: NetClient,
     mut control: libp2p_stream::Control,
@@ -138,6 +143,8 @@ pub(crate) fn spawn(
     let incoming = control.accept(StreamProtocol::new(PROTOCOL))?;
     let shared = Arc::new(Shared {
         dir: data_dir.join(FILES_DIR),
+        limits,
+        events: events.clone(),
         store,
         net,
         control,
@@ -203,20 +210,36 @@ impl Shared {
             .flatten()
     }
 
+    /// Changes a row; a change of state goes out as a progress event.
     async fn update(&self, id: MessageId, f: impl FnOnce(&mut Transfer) + Send + 'static) {
         let r = self
             .store
             .run(move |s| {
-                if let Some(mut t) = s.transfer(&id)? {
-                    f(&mut t);
-                    s.put_transfer(&t)?;
-                }
-                Ok(())
+                let Some(mut t) = s.transfer(&id)? else {
+                    return Ok(None);
+                };
+                let before = t.state;
+                f(&mut t);
+                s.put_transfer(&t)?;
+                Ok((t.state != before).then_some(t))
             })
             .await;
-        if let Err(e) = r {
-            tracing::warn!("cannot update a transfer row: {e}");
+        match r {
+            Ok(Some(t)) => self.progress(t),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot update a transfer row: {e}"),
         }
+    }
+
+    /// Tells the event stream how far transfer `t` is.
+    fn progress(&self, t: Transfer) {
+        let info = self.info(t);
+        let _ = self.events.send(Event::File(progress::FileProgress {
+            id: info.transfer.id,
+            done: info.done,
+            size: info.transfer.size,
+            state: info.transfer.state,
+        }));
     }
 
     /// Sets a state; a complete file stays complete (a download task
@@ -258,6 +281,7 @@ impl Shared {
         let l = Arc::new(Live {
             done: AtomicU64::new(0),
             cancel: CancellationToken::new(),
+            throttle: Default::default(),
         });
         live.insert(id, l.clone());
         self.tasks.spawn(fetch::download(self.clone(), id, l));
@@ -309,6 +333,7 @@ impl Shared {
         };
         let request = m.request;
         let me = self.clone();
+        let limits = self.limits;
         let filed = self
             .store
             .run(move |s| {
@@ -331,7 +356,13 @@ impl Shared {
                 if rows.iter().any(|t| t.id == offer.file) {
                     return Ok(None);
                 }
-                let auto = !request && offer.size <= AUTO_ACCEPT_BYTES;
+                let auto = !request && offer.size <= limits.auto_accept_bytes;
+                let refused = auto
+                    .then(|| {
+                        let used = limits::in_use(&rows, &offer.file);
+                        limits::refusal(offer.size, used, limits.quota_bytes)
+                    })
+                    .flatten();
                 let t = Transfer {
                     id: offer.file,
                     direction: FileDirection::In,
@@ -340,7 +371,9 @@ impl Shared {
                     size: offer.size,
                     mime: offer.mime,
                     root: offer.root,
-                    state: if auto {
+                    state: if refused.is_some() {
+                        TransferState::Failed
+                    } else if auto {
                         TransferState::Downloading
                     } else {
                         TransferState::Offered
@@ -348,7 +381,7 @@ impl Shared {
                     path: None,
                     sources: vec![from.to_bytes()],
                     dropped: Vec::new(),
-                    error: None,
+                    error: refused,
                 };
                 s.put_transfer(&t)?;
                 Ok(Some((t.id, t.state, true)))
@@ -356,6 +389,9 @@ impl Shared {
             .await;
         match filed {
             Ok(Some((id, state, new))) => {
+                if new && let Some(t) = me.row(id).await {
+                    me.progress(t);
+                }
                 if new {
                     me.parts_for(id).await;
                 }
@@ -406,7 +442,7 @@ impl Shared {
         if row.direction != FileDirection::In
             || !row.sources.contains(&from.to_bytes())
             || matches!(row.state, TransferState::Complete | TransferState::Failed)
-            || row.size > INLINE_MAX
+            || row.size > self.limits.inline_bytes
             || part.span.1 > n
         {
             return;

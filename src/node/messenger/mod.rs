@@ -122,6 +122,8 @@ pub enum Event {
     Room(crate::node::rooms::RoomMessageEvent),
     /// Something happened in a private group.
     Group(crate::node::groups::GroupEvent),
+    /// A file transfer moved on (throttled while it runs).
+    File(crate::node::files::progress::FileProgress),
 }
 
 /// Requests to the service.

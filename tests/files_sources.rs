@@ -1,0 +1,151 @@
+//! [files] Two partial sources, each holding a different half of a file,
+//! complete it together: Bob holds the first half verified, Carol the
+//! second, and Dave, offered the file by both, downloads it from the two
+//! and gets the exact bytes. Each source counts the bytes it served
+//! (`served`), neither inferred. The origin (Alice) is gone before Dave
+//! starts, so no one else could have served a byte. Real nodes on
+//! 127.0.0.1.
+//!
+//! A partial source is set up the way a paused or crashed download leaves
+//! one: Bob's and Carol's rows for the file (Alice's offers to them, not
+//! taken) get a `<id>.part` at full size whose one half holds the true
+//! bytes and the other zeros, next to the file's outboard (`<id>.obao`,
+//! the same tree every holder of the root has). What verifies there is
+//! what each serves. Their offers to Dave are written by hand, as a
+//! member passing on a file it holds would.
+
+mod common;
+
+use common::{TestNode, eventually_within, init_tracing};
+use roost::Content;
+use roost::store::TransferState;
+use roost::wire::files::{OFFER_TYPE, Offer};
+use roost::wire::message::MessageId;
+use std::time::Duration;
+
+const MIB: usize = 1024 * 1024;
+const LONG: Duration = Duration::from_secs(120);
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// Waits until `node` has filed transfer `id`.
+async fn filed(node: &TestNode, id: MessageId) -> TransferState {
+    eventually_within(LONG, "the offer is filed", || async {
+        node.handle.file(id).await.ok().map(|f| f.transfer.state)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_partial_sources_holding_different_halves_complete_a_file() {
+    init_tracing();
+    let alice = TestNode::start(&[]).await;
+    let boot = [alice.addr().await];
+    let bob = TestNode::start(&boot).await;
+    let carol = TestNode::start(&boot).await;
+    let dave = TestNode::start(&[bob.addr().await, carol.addr().await]).await;
+    // Bob and Carol serve Dave as a buddy; Dave has not added them, so
+    // their offers wait for his `get` (no download starts before both are
+    // sources).
+    for source in [&bob, &carol] {
+        source
+            .handle
+            .add_buddy(dave.handle.peer_id(), "dave".into())
+            .await
+            .unwrap();
+    }
+
+    let size = 4 * MIB;
+    let half = size / 2;
+    let bytes = random_bytes(size, 7);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("halves.bin");
+    std::fs::write(&src, &bytes).unwrap();
+
+    // Alice offers the file to Bob and to Carol (strangers: `offered`).
+    let mut held = Vec::new();
+    for (node, keep) in [(&bob, 0..half), (&carol, half..size)] {
+        let (_, t) = alice
+            .handle
+            .send_file(node.handle.peer_id(), src.clone())
+            .await
+            .unwrap();
+        assert_eq!(filed(node, t.id).await, TransferState::Offered);
+        let files = node.dir.path().join("files");
+        let obao = alice.dir.path().join(format!("files/{}.obao", t.id));
+        std::fs::copy(obao, files.join(format!("{}.obao", t.id))).unwrap();
+        let mut part = vec![0u8; size];
+        part[keep.clone()].copy_from_slice(&bytes[keep]);
+        std::fs::write(files.join(format!("{}.part", t.id)), part).unwrap();
+        held.push(t);
+    }
+    let root = held[0].root;
+    alice.handle.shutdown().await.unwrap();
+
+    // Both offer the file to Dave: one transfer with two sources.
+    let file = MessageId::random();
+    for source in [&bob, &carol] {
+        let offer = Offer {
+            file,
+            name: "halves.bin".into(),
+            size: size as u64,
+            mime: "application/octet-stream".into(),
+            root,
+        };
+        let content = Content {
+            content_type: OFFER_TYPE.into(),
+            subject: None,
+            data: offer.encode().unwrap(),
+        };
+        source
+            .handle
+            .send(dave.handle.peer_id(), content)
+            .await
+            .unwrap();
+    }
+    eventually_within(LONG, "both offers merge at Dave", || async {
+        let f = dave.handle.file(file).await.ok()?;
+        (f.transfer.sources.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(filed(&dave, file).await, TransferState::Offered);
+
+    let out = tmp.path().join("received.bin");
+    dave.handle.get_file(file, Some(out.clone())).await.unwrap();
+    let done = eventually_within(LONG, "the file completes", || async {
+        let f = dave.handle.file(file).await.ok()?;
+        assert_ne!(
+            f.transfer.state,
+            TransferState::Failed,
+            "{:?}",
+            f.transfer.error
+        );
+        (f.transfer.state == TransferState::Complete).then_some(f)
+    })
+    .await;
+    assert!(done.transfer.dropped.is_empty(), "no source lied");
+    let got = std::fs::read(&out).unwrap();
+    assert_eq!(got.len(), size);
+    assert_eq!(blake3::hash(&got), blake3::hash(&bytes));
+    assert!(got == bytes, "the bytes differ");
+
+    let served_b = bob.handle.file(held[0].id).await.unwrap().served;
+    let served_c = carol.handle.file(held[1].id).await.unwrap().served;
+    assert!(served_b > 0, "Bob served his half");
+    assert!(served_c > 0, "Carol served her half");
+    assert!(
+        served_b + served_c >= size as u64,
+        "together they served the whole file: {served_b} + {served_c}"
+    );
+}
