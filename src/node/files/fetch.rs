@@ -175,7 +175,13 @@ impl Job {
             .await
             .map_err(|e| e.to_string())?;
         let has = match ask(&mut stream, &Request::Have { root: self.root }).await? {
-            Answer::Have(h) => h,
+            // Spans that are empty, inverted or past the end are dropped.
+            Answer::Have(h) => {
+                let n = bao::chunks(self.size);
+                h.into_iter()
+                    .filter(|&(a, b)| a < b && b <= n)
+                    .collect::<Vec<_>>()
+            }
             other => return Err(format!("answered {other:?}")),
         };
         loop {
