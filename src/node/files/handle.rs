@@ -175,7 +175,8 @@ impl NodeHandle {
     }
 
     /// Starts (or resumes) downloading an offered file; it lands at `out`
-    /// if given, else under `<data-dir>/files/`.
+    /// if given (refused if something is there already), else under
+    /// `<data-dir>/files/`.
     pub async fn get_file(
         &self,
         id: MessageId,
@@ -198,6 +199,14 @@ impl NodeHandle {
                 ),
                 o => o,
             };
+            // A file already there is never replaced by a download.
+            if let Some(o) = out.as_ref().filter(|o| o.symlink_metadata().is_ok()) {
+                return Err(FileError::Invalid(format!(
+                    "{} already exists; choose another --out",
+                    o.display()
+                ))
+                .into());
+            }
             shared
                 .update(id, move |t| {
                     if let Some(o) = out {
