@@ -129,6 +129,36 @@ async fn a_50_mib_file_arrives_verified() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_refuses_an_out_that_exists_and_leaves_it_alone() {
+    init_tracing();
+    let (_hub, alice, bob) = trio().await;
+    let tmp = tempfile::tempdir().unwrap();
+    // Up to 32 MiB a buddy's file is taken at once; this one waits for `get`.
+    let src = random_file(tmp.path(), "big.bin", 33 * MIB, 3);
+    let id = offer(&alice, "bob", &src);
+    until(&bob, &id, "Bob sees the offer", |r| r["state"] == "offered").await;
+    let taken = tmp.path().join("taken.txt");
+    std::fs::write(&taken, b"keep me").unwrap();
+    let out = common::roost(
+        bob.dir.path(),
+        &["files", "get", &id, "--out", taken.to_str().unwrap()],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("already exists"), "{said}");
+    // A get to a free place completes: the refused one started nothing
+    // that would later land on the existing file.
+    let free = tmp.path().join("free.bin");
+    bob.rows(&["files", "get", &id, "--out", free.to_str().unwrap()]);
+    until(&bob, &id, "the file completes", |r| {
+        r["state"] == "complete"
+    })
+    .await;
+    same_file(&src, &free);
+    assert_eq!(std::fs::read(&taken).unwrap(), b"keep me");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_receiver_killed_at_40_percent_resumes_without_refetching() {
     init_tracing();
     let (_hub, alice, mut bob) = trio().await;

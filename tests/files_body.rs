@@ -74,4 +74,82 @@ async fn a_binary_body_survives_the_api_round_trip() {
     assert_eq!(decoded, bytes, "the JSON's base64 is byte-exact");
     assert_eq!(m.size, bytes.len());
     assert_eq!(m.content_type, "image/png");
+    let (head, _) = over_tcp(bob.dir.path(), &format!("log/alice/{}/body", sent.id));
+    assert!(head.contains("content-type: image/png\r\n"), "{head}");
+    assert!(
+        head.contains("content-disposition: attachment\r\n"),
+        "{head}"
+    );
+
+    // A body the sender typed as a page is served as bytes to download,
+    // in a sandbox, never as a page on the web app's origin.
+    let page = b"<script>fetch('/api/v1/buddies')</script>".to_vec();
+    let sent: SendView = a_client
+        .post(
+            "send",
+            &SendRequest {
+                to: "bob".into(),
+                text: None,
+                hex: None,
+                base64: Some(data_encoding::BASE64.encode(&page)),
+                content_type: Some("text/html".into()),
+                subject: None,
+            },
+        )
+        .await
+        .unwrap();
+    arrives(
+        &bob.handle,
+        alice.handle.peer_id(),
+        sent.id.parse().unwrap(),
+    )
+    .await;
+    let (content_type, raw) = b_client
+        .get_raw(&format!("log/alice/{}/body", sent.id))
+        .await
+        .unwrap();
+    assert_eq!(content_type, "application/octet-stream");
+    assert_eq!(raw, page, "the bytes are kept");
+    let (head, raw) = over_tcp(bob.dir.path(), &format!("log/alice/{}/body", sent.id));
+    assert!(raw.ends_with(&page), "{head}");
+    assert!(
+        head.contains("content-type: application/octet-stream\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-disposition: attachment\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("content-security-policy: sandbox\r\n"),
+        "the route's sandbox survives the app's CSP: {head}"
+    );
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+}
+
+/// GETs `/api/v1/{path}` over the daemon's TCP listener (the way a
+/// browser comes, through the web guard) with the bearer token of
+/// `api.json`: the answer's head, lower-cased, and its bytes.
+fn over_tcp(dir: &std::path::Path, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let info: roost::api::ApiInfo =
+        serde_json::from_slice(&std::fs::read(dir.join("api.json")).unwrap()).unwrap();
+    let host = info.url.trim_start_matches("http://");
+    let mut tcp = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        tcp,
+        "GET /api/v1/{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        info.token
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    tcp.read_to_end(&mut all).unwrap();
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (
+        String::from_utf8_lossy(&all[..end]).to_lowercase(),
+        all[end..].to_vec(),
+    )
 }

@@ -492,15 +492,47 @@ async fn roost_open_starts_the_browser_or_prints_the_link() {
     let out = run(&browser.display().to_string());
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout).to_string();
-    let link = eventually("the browser got the link", || async {
+    // The browser gets a page in the data dir, not the link: its command
+    // line is readable by every local user.
+    let argv = eventually("the browser was started", || async {
         std::fs::read_to_string(&opened)
             .ok()
-            .filter(|l| l.contains("/login#"))
+            .filter(|l| l.ends_with('\n'))
     })
     .await;
-    let token = link.trim().rsplit('#').next().expect("a token").to_string();
+    let page_path = std::path::PathBuf::from(argv.trim());
+    assert_eq!(page_path, a.dir.path().join("open.html"), "{argv}");
+    let mode = std::fs::metadata(&page_path)
+        .expect("the page")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let page = std::fs::read_to_string(&page_path).expect("read the page");
+    let start = page.find("url=").expect("a refresh") + 4;
+    let link = &page[start..start + page[start..].find('"').expect("the link ends")];
+    assert!(
+        link.starts_with("http://127.0.0.1:") && link.contains("/login#"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("<a href=\"{link}\">")), "{page}");
+    let token = link.rsplit('#').next().expect("a token").to_string();
     assert_eq!(token.len(), 64, "{link}");
+    assert!(!argv.contains(&token), "the token is not in argv: {argv}");
     assert!(!said.contains(&token), "the token is not printed: {said}");
+    // The link in the page is a live one: it logs in.
+    let base = &link[..link.find("/login#").expect("a login link")];
+    let host = base.trim_start_matches("http://");
+    let (status, body) = http(
+        host,
+        &format!(
+            "POST /login HTTP/1.1\r\nHost: {host}\r\nOrigin: {base}\r\nContent-Type: application/json\r\n"
+        ),
+        &json!({ "token": token }).to_string(),
+    );
+    assert!(
+        (200..300).contains(&status),
+        "the page's link logs in: {status} {body}"
+    );
 
     // No $BROWSER that starts, no xdg-open on PATH: the link is printed.
     let out = run("/nonexistent/browser");

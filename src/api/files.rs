@@ -1,6 +1,7 @@
 //! The handlers of `/api/v1/` about bytes: a message body served as it is,
-//! with its own content type, whatever that type is; and file transfers
-//! (docs/api.md, docs/files.md).
+//! as a download (an image type kept, any other type as
+//! `application/octet-stream`); and file transfers (docs/api.md,
+//! docs/files.md).
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
@@ -29,9 +30,15 @@ fn parse_id(id: &str, what: &str) -> Result<MessageId, ApiError> {
         .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("not a {what} id")))
 }
 
+/// The body types served as they are: images a browser shows without
+/// running anything. Any other type (a peer picks it: `text/html`,
+/// `text/javascript`…) would run on the web app's origin with its session.
+const SHOWN_AS_IS: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
 /// `GET /api/v1/log/{peer}/{id}/body`: the exact bytes of a message body
-/// exchanged with `peer`, served with the message's content type, so an
-/// image stays an image and a binary body is never read as text.
+/// exchanged with `peer`, as an attachment in a sandbox (CSP `sandbox`),
+/// with its type if an image, else `application/octet-stream`: the sender
+/// chose the type, and the body must never run as a page of the web app.
 async fn body(
     State(s): State<AppState>,
     Path((peer, id)): Path<(String, String)>,
@@ -45,11 +52,24 @@ async fn body(
         .into_iter()
         .find(|m| m.id == id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no message {id}")))?;
-    let content_type = header::HeaderValue::from_str(&found.content_type)
-        .unwrap_or(header::HeaderValue::from_static("application/octet-stream"));
+    let content_type = SHOWN_AS_IS
+        .into_iter()
+        .find(|t| found.content_type.eq_ignore_ascii_case(t))
+        .unwrap_or("application/octet-stream");
     Ok((
         [
-            (header::CONTENT_TYPE, content_type),
+            (
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(content_type),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                header::HeaderValue::from_static("attachment"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static("sandbox"),
+            ),
             (
                 header::X_CONTENT_TYPE_OPTIONS,
                 header::HeaderValue::from_static("nosniff"),

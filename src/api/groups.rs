@@ -236,7 +236,9 @@ pub(super) async fn invite(
     Json(req): Json<InviteRequest>,
 ) -> ApiResult<ChangeView> {
     Ok(change_view(
-        s.node.group_invite(&group, ids(&s, &req.ids).await?).await?,
+        s.node
+            .group_invite(&group, ids(&s, &req.ids).await?)
+            .await?,
     ))
 }
 

@@ -376,13 +376,16 @@ fn check(s: &AppState, req: &Request) -> Option<Response> {
 
 /// Guards every TCP request (Host, Origin, token or session; see the
 /// module's doc), counts it as user activity, and adds the security
-/// headers to every answer, refusals included.
+/// headers to every answer, refusals included. A route's own CSP (a
+/// stricter one, e.g. `sandbox` on message bodies) is kept, the app's
+/// added beside it: a browser enforces both.
 pub(super) async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let mut resp = match check(&s, &req) {
         Some(refused) => refused,
         None => super::activity(State(s), req, next).await,
     };
     let h = resp.headers_mut();
+    let own_csp = h.remove(header::CONTENT_SECURITY_POLICY);
     for (name, value) in [
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
@@ -391,6 +394,9 @@ pub(super) async fn guard(State(s): State<AppState>, req: Request, next: Next) -
         (header::CACHE_CONTROL, "no-store"),
     ] {
         h.insert(name, HeaderValue::from_static(value));
+    }
+    if let Some(own) = own_csp {
+        h.append(header::CONTENT_SECURITY_POLICY, own);
     }
     resp
 }

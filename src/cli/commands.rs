@@ -64,7 +64,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 .await?;
             out.object(&v, || format!("{} marked read", v.read))
         }
-        Cmd::Open(args) => super::open::run(&api()?, &out, args).await,
+        Cmd::Open(args) => super::open::run(&api()?, &out, &data_dir, args).await,
         Cmd::Demo => {
             let mut stdout = std::io::stdout();
             super::demo::run(|line| {

@@ -1,7 +1,13 @@
 //! `roost open`: logs a browser in to the daemon's web app. The daemon
 //! makes a one-time login link (asked over the Unix socket, so only its
 //! user can); the browser trades it for a session cookie (docs/ui.md).
+//! The browser is handed a page in the 0700 data dir that leads to the
+//! link, never the link itself: a command line is readable by every local
+//! user (`/proc/<pid>/cmdline`), who could spend the token first.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::Result;
@@ -22,12 +28,18 @@ pub(crate) struct OpenArgs {
 
 /// Asks the daemon for a login link and opens it, or prints it with
 /// `--print`, `--json`, or when no browser can be started.
-pub(crate) async fn run(client: &ApiClient, out: &Out, args: OpenArgs) -> Result<()> {
+pub(crate) async fn run(
+    client: &ApiClient,
+    out: &Out,
+    data_dir: &Path,
+    args: OpenArgs,
+) -> Result<()> {
     let login: LoginView = client.post("web/login", &Empty {}).await?;
     if args.print || out.json {
         return out.object(&login, || login.url.clone());
     }
-    match launch(&login.url) {
+    let page = write_redirect(data_dir, &login.url)?;
+    match launch(&page.display().to_string()) {
         Some(how) => out.object(&login, || {
             format!(
                 "Opened the web app with {how}. If no browser window appeared, run `roost open --print` and open the link yourself (it works once, within {} s).",
@@ -41,6 +53,36 @@ pub(crate) async fn run(client: &ApiClient, out: &Out, args: OpenArgs) -> Result
             )
         }),
     }
+}
+
+/// Writes `<data-dir>/open.html` (0600, replaced each time), a page that
+/// leads the browser to `url`, and returns its path. The data dir is 0700
+/// (the daemon made it so), so only this user can read the token in it.
+fn write_redirect(data_dir: &Path, url: &str) -> Result<std::path::PathBuf> {
+    let path = data_dir.join("open.html");
+    let tmp = data_dir.join("open.html.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let attr = html_escape(url);
+    let page = format!(
+        "<!doctype html>\n<meta charset=\"utf-8\">\n<meta name=\"referrer\" content=\"no-referrer\">\n<meta http-equiv=\"refresh\" content=\"0;url={attr}\">\n<title>roost</title>\n<p><a href=\"{attr}\">Open the roost web app</a></p>\n"
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(page.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Escapes `s` for a double-quoted HTML attribute.
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Starts a browser on `url`: each command of `$BROWSER` (colon-separated,

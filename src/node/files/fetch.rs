@@ -53,7 +53,17 @@ pub(super) async fn download(shared: Arc<Shared>, id: MessageId, live: Arc<Live>
         _ = cancel.cancelled() => {}
         _ = shared.tasks.stopping() => {}
     }
-    shared.live.lock().map(|mut l| l.remove(&id)).ok();
+    // Only this task's own entry: a newer one (a `get` after a cancel)
+    // may have taken the id's place and must stay tracked.
+    shared
+        .live
+        .lock()
+        .map(|mut l| {
+            if l.get(&id).is_some_and(|now| Arc::ptr_eq(now, &live)) {
+                l.remove(&id);
+            }
+        })
+        .ok();
 }
 
 async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
@@ -175,7 +185,13 @@ impl Job {
             .await
             .map_err(|e| e.to_string())?;
         let has = match ask(&mut stream, &Request::Have { root: self.root }).await? {
-            Answer::Have(h) => h,
+            // Spans that are empty, inverted or past the end are dropped.
+            Answer::Have(h) => {
+                let n = bao::chunks(self.size);
+                h.into_iter()
+                    .filter(|&(a, b)| a < b && b <= n)
+                    .collect::<Vec<_>>()
+            }
             other => return Err(format!("answered {other:?}")),
         };
         loop {

@@ -173,7 +173,8 @@ impl NodeHandle {
     }
 
     /// Starts (or resumes) downloading an offered file; it lands at `out`
-    /// if given, else under `<data-dir>/files/`.
+    /// if given (refused if something is there already), else under
+    /// `<data-dir>/files/`.
     pub async fn get_file(
         &self,
         id: MessageId,
@@ -196,6 +197,14 @@ impl NodeHandle {
                 ),
                 o => o,
             };
+            // A file already there is never replaced by a download.
+            if let Some(o) = out.as_ref().filter(|o| o.symlink_metadata().is_ok()) {
+                return Err(FileError::Invalid(format!(
+                    "{} already exists; choose another --out",
+                    o.display()
+                ))
+                .into());
+            }
             let quota = shared.limits.quota_bytes;
             let refused = shared
                 .store

@@ -65,10 +65,14 @@ impl<S: Copy + Eq + Hash> Plan<S> {
         }
         for i in 0..self.open.len() {
             let (a, b) = self.open[i];
-            let Some(&(ha, hb)) = has.iter().find(|&&(ha, hb)| ha < b && hb > a) else {
+            // An empty or inverted span (a peer's claim) holds nothing.
+            let Some(&(ha, hb)) = has.iter().find(|&&(ha, hb)| ha < hb && ha < b && hb > a) else {
                 continue;
             };
             let (s, e) = (a.max(ha), b.min(hb).min(a.max(ha) + self.piece));
+            if s >= e {
+                continue;
+            }
             self.open.remove(i);
             // What the source cannot serve goes back, in order.
             let mut back = Vec::new();
@@ -164,6 +168,15 @@ mod tests {
         assert_eq!(p.next('b', &[(0, 64)]), Some((0, 16)));
         p.done('b');
         assert_eq!(p.next('b', &[(0, 64)]), Some((32, 64)));
+    }
+
+    #[test]
+    fn empty_and_inverted_spans_claim_nothing() {
+        let mut p = Plan::new(&[(0, 40)], 16);
+        assert_eq!(p.next('x', &[(10, 5), (7, 7)]), None);
+        assert_eq!(p.open_chunks(), 40, "nothing was claimed");
+        assert_eq!(p.next('x', &[(10, 5), (20, 24)]), Some((20, 24)));
+        assert_eq!(p.next('y', &[(0, 40)]), Some((0, 16)));
     }
 
     #[test]
