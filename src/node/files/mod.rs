@@ -287,31 +287,25 @@ impl Shared {
         self.tasks.spawn(fetch::download(self.clone(), id, l));
     }
 
-    /// Offers stored in the history but not yet filed as transfers.
+    /// Offers stored in the history but not yet filed as transfers, then
+    /// the parts that ride with small files (an offer first, so its parts
+    /// find it): one read of the history.
     async fn rescan(self: &Arc<Self>) {
-        let offers = self
+        let (offers, parts): (Vec<_>, Vec<_>) = self
             .store
             .run(|s| {
                 Ok(s.incoming(None)?
                     .into_iter()
-                    .filter(|m| m.content_type == OFFER_TYPE)
+                    .filter(|m| m.content_type == OFFER_TYPE || m.content_type == PART_TYPE)
                     .collect::<Vec<_>>())
             })
             .await
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|m| m.content_type == OFFER_TYPE);
         for m in offers {
             self.take_offer(&m).await;
         }
-        let parts = self
-            .store
-            .run(|s| {
-                Ok(s.incoming(None)?
-                    .into_iter()
-                    .filter(|m| m.content_type == PART_TYPE)
-                    .collect::<Vec<_>>())
-            })
-            .await
-            .unwrap_or_default();
         for m in parts {
             self.take_part(&m).await;
         }
