@@ -4,6 +4,7 @@
 //! is a thin translation between JSON and a [`crate::node::NodeHandle`]
 //! room method.
 
+use super::group_dispatch::LogQuery;
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
@@ -189,11 +190,6 @@ async fn send(
         id,
         state: state.as_str().into(),
     }))
-}
-
-#[derive(Deserialize)]
-struct LogQuery {
-    limit: Option<usize>,
 }
 
 async fn log(

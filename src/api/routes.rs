@@ -1,6 +1,7 @@
 //! The handlers of `/api/v1/`. Each is a thin translation between JSON and
 //! a [`NodeHandle`] call; see docs/api.md for the contract.
 
+use super::group_dispatch::LogQuery;
 use std::collections::HashMap;
 use std::convert::Infallible;
 
@@ -118,11 +119,6 @@ async fn send(State(s): State<AppState>, Json(req): Json<SendRequest>) -> ApiRes
         id: id.to_string(),
         state: "queued".into(),
     }))
-}
-
-#[derive(Deserialize)]
-struct LogQuery {
-    limit: Option<usize>,
 }
 
 async fn log(

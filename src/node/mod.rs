@@ -14,6 +14,7 @@ pub mod messenger;
 pub mod outbox;
 pub mod presence;
 pub mod rooms;
+mod router;
 /// The presence task, by the path the messenger's requests name.
 pub use presence::service as presence_service;
 
@@ -34,7 +35,7 @@ use crate::clock::unix_ms;
 use crate::config::{Config, ensure_private_dir};
 use crate::crypto::Sealer;
 use crate::identity::Identity;
-use crate::net::{self, EventLoop, NetClient, NetError, NetEvent};
+use crate::net::{self, EventLoop, NetClient, NetError};
 use crate::store::{
     BuddyRequest, Direction, MessageState, Store, StoreError, StoredMessage, Worker,
 };
@@ -140,7 +141,7 @@ impl Node {
             &tasks,
         )
         .map_err(|_| NetError::Setup("file protocol registered twice".into()))?;
-        let router = route_net_events(
+        let router = router::route_net_events(
             net_rx,
             messages.clone(),
             presence.clone(),
@@ -170,42 +171,6 @@ impl Node {
                 _stop_guard: stop_guard,
             }),
         })
-    }
-}
-
-/// Hands each network event to the service it concerns (a new connection
-/// to both), until the services stop.
-async fn route_net_events(
-    mut from: mpsc::Receiver<NetEvent>,
-    to_msgs: mpsc::Sender<Request>,
-    to_presence: mpsc::Sender<presence_service::Request>,
-    to_rooms: mpsc::Sender<net::pubsub::RoomEvent>,
-    tasks: Tasks,
-) {
-    use presence_service::Request as P;
-    loop {
-        let ev = tokio::select! {
-            ev = from.recv() => ev,
-            _ = tasks.stopping() => None,
-        };
-        let Some(ev) = ev else { break };
-        let sent = match ev {
-            NetEvent::Connected(peer) => {
-                let _ = to_presence.send(P::Net(NetEvent::Connected(peer))).await;
-                to_msgs
-                    .send(Request::Net(NetEvent::Connected(peer)))
-                    .await
-                    .is_ok()
-            }
-            ev @ (NetEvent::Disconnected(_) | NetEvent::PresenceRequest { .. }) => {
-                to_presence.send(P::Net(ev)).await.is_ok()
-            }
-            NetEvent::Rooms(ev) => to_rooms.send(ev).await.is_ok(),
-            ev => to_msgs.send(Request::Net(ev)).await.is_ok(),
-        };
-        if !sent {
-            break;
-        }
     }
 }
 

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libp2p::{PeerId, StreamProtocol};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tracing::warn;
 
 mod accept;
@@ -46,6 +46,7 @@ mod deposit;
 pub mod fetch;
 mod holder;
 mod inbound;
+mod interface;
 mod internal;
 mod link;
 mod window;
@@ -60,10 +61,13 @@ use crate::clock::unix_ms;
 use crate::config::MailboxConfig;
 use crate::crypto::Sealer;
 use crate::net::{NetClient, NetEvent};
-use crate::store::{Flush, MessageState, Store, StoreError, StoredMessage, Worker};
+use crate::store::{Flush, Store, StoreError, StoredMessage, Worker};
 use crate::wire::mailbox::mailbox_key;
 use crate::wire::message::{self, Ack, Body, Envelope, Inner, MessageId, ReceiptKind};
 use inbound::{Inbound, Received};
+pub use interface::Event;
+use interface::Reply;
+pub(crate) use interface::Request;
 use internal::Op;
 pub use link::ACK_TIMEOUT;
 use link::{LinkTx, connect};
@@ -91,77 +95,6 @@ const WRITE_BYTES: usize = 16 * 1024;
 /// Read buffer of a message stream: one read from Yamux yields many
 /// frames (acks are ~30 bytes, messages a few hundred).
 const READ_BUFFER: usize = 16 * 1024;
-
-/// What the node tells its users about messages.
-#[derive(Debug, Clone)]
-pub enum Event {
-    /// A new message arrived (stored durably).
-    Message(StoredMessage),
-    /// A buddy's presence changed (pushed by its node).
-    Presence {
-        /// The buddy.
-        peer: PeerId,
-        /// Its new presence.
-        info: crate::wire::presence::PresenceInfo,
-    },
-    /// Someone added us as a buddy; add them back to accept.
-    BuddyRequest {
-        /// Who.
-        peer: PeerId,
-    },
-    /// One of our messages moved on (delivered, read, failed).
-    State {
-        /// The message.
-        id: MessageId,
-        /// Its recipient.
-        peer: PeerId,
-        /// Its new state.
-        state: MessageState,
-    },
-    /// A message of a public room we are in was shown (ours included).
-    Room(crate::node::rooms::RoomMessageEvent),
-    /// Something happened in a private group.
-    Group(crate::node::groups::GroupEvent),
-    /// A file transfer moved on (throttled while it runs).
-    File(crate::node::files::progress::FileProgress),
-}
-
-/// Requests to the service.
-pub(crate) enum Request {
-    /// Send these sealed messages and store them in the outbox; answered
-    /// once they are on disk.
-    Send {
-        items: Vec<(StoredMessage, Envelope)>,
-        reply: Reply,
-    },
-    /// Mark a conversation read and send a read receipt.
-    MarkRead {
-        peer: PeerId,
-        reply: oneshot::Sender<Result<usize, StoreError>>,
-    },
-    /// Queue a control message (buddy request) for `to`.
-    Control { to: PeerId, body: Body },
-    /// A store read, run in order with the writes.
-    Read(Box<dyn FnOnce(&Store) + Send>),
-    /// Hold the mailbox holder's store worker (tests).
-    #[cfg(feature = "test-util")]
-    PauseHolder(oneshot::Sender<MailboxPause>),
-    /// How many message streams a peer has open to us (tests).
-    #[cfg(feature = "test-util")]
-    MessageStreams(PeerId, oneshot::Sender<usize>),
-    /// Something happened on the network.
-    Net(NetEvent),
-    /// Run a group operation (a store job, flushed before the answer) and
-    /// queue the 1:1 messages it leaves.
-    Group {
-        job: crate::node::groups::Job,
-        reply:
-            oneshot::Sender<Result<crate::node::groups::Answer, crate::node::groups::GroupOpError>>,
-    },
-}
-
-/// Who waits for a send to be durable.
-type Reply = oneshot::Sender<Result<(), StoreError>>;
 
 enum Internal {
     LinkUp(PeerId, LinkTx),
