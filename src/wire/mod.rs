@@ -39,6 +39,11 @@ pub enum WireError {
     /// Not valid CBOR for the expected type.
     #[error("malformed CBOR: {0}")]
     Malformed(String),
+    /// Bytes left over after the value: refused, so one value has one
+    /// encoding and anything keyed by a hash of the bytes (a room
+    /// message's id) cannot be varied by padding.
+    #[error("{0} bytes after the value")]
+    Trailing(usize),
 }
 
 /// Encodes a value we built ourselves. Our types always serialise, so a
@@ -50,7 +55,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, WireError> {
 }
 
 /// Decodes untrusted bytes, refusing anything longer than `max` before
-/// looking inside.
+/// looking inside, and anything left over after the one value.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, WireError> {
     if bytes.len() > max {
         return Err(WireError::TooLarge {
@@ -58,13 +63,29 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, WireEr
             max,
         });
     }
-    ciborium::de::from_reader_with_recursion_limit(bytes, MAX_DEPTH)
-        .map_err(|e| WireError::Malformed(e.to_string()))
+    let mut rest = bytes;
+    let value = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_DEPTH)
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(WireError::Trailing(rest.len()));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_after_the_value_are_refused() {
+        let mut bytes = encode(&(7u8, "x")).unwrap();
+        assert_eq!(decode::<(u8, String)>(&bytes, 100), Ok((7, "x".into())));
+        bytes.push(0);
+        assert_eq!(
+            decode::<(u8, String)>(&bytes, 100),
+            Err(WireError::Trailing(1))
+        );
+    }
 
     #[test]
     fn oversize_input_is_refused_before_parsing() {

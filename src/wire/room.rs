@@ -357,9 +357,11 @@ pub struct RoomMessage {
     pub raw: Vec<u8>,
 }
 
-/// The id of the signed message bytes `raw`.
-pub fn message_id(raw: &[u8]) -> String {
-    hex::encode(&blake3::hash(raw).as_bytes()[..16])
+/// The id of `bytes`: of a gossip frame for gossipsub, of a message's
+/// signed body for the message (so re-encoding the signed wrapper, which
+/// the signature does not cover, cannot give one message two ids).
+pub fn message_id(bytes: &[u8]) -> String {
+    hex::encode(&blake3::hash(bytes).as_bytes()[..16])
 }
 
 /// Signs `text` for `room` as `identity`.
@@ -379,9 +381,11 @@ pub fn sign_message(
         sent_at,
         text: text.to_string(),
     };
-    let raw = signed::sign(identity, MSG_DOMAIN, super::encode(&body)?)?;
+    let body = super::encode(&body)?;
+    let id = message_id(&body);
+    let raw = signed::sign(identity, MSG_DOMAIN, body)?;
     Ok(RoomMessage {
-        id: message_id(&raw),
+        id,
         room,
         sender,
         sent_at,
@@ -406,7 +410,7 @@ pub fn open_message(raw: &[u8], room: RoomId) -> Result<RoomMessage, RoomError> 
         return Err(RoomError::TooLong);
     }
     Ok(RoomMessage {
-        id: message_id(raw),
+        id: message_id(&signed.body),
         room,
         sender,
         sent_at: body.sent_at,
@@ -464,6 +468,30 @@ mod tests {
         for bad in ["", "   ", "a b", "lobbý", &"x".repeat(MAX_NAME + 1)] {
             assert_eq!(normalize(bad), Err(RoomError::BadName), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn one_message_has_one_id_however_its_wrapper_is_encoded() {
+        let who = Identity::generate().unwrap();
+        let room = RoomId::of_name("lobby").unwrap();
+        let m = sign_message(&who, room, 5, "hi").unwrap();
+        assert_eq!(open_message(&m.raw, room).unwrap().id, m.id);
+        // The wrapper's fields in the other order: other bytes, same message.
+        let signed: Signed = crate::wire::decode(&m.raw, MAX_MSG_BYTES).unwrap();
+        let swapped = crate::wire::encode(&ciborium::Value::Map(vec![
+            ("sig".into(), ciborium::Value::Bytes(signed.sig)),
+            ("body".into(), ciborium::Value::Bytes(signed.body)),
+        ]))
+        .unwrap();
+        assert_ne!(swapped, m.raw);
+        assert_eq!(open_message(&swapped, room).unwrap().id, m.id);
+        // Padding after the value is refused outright.
+        let mut padded = m.raw.clone();
+        padded.push(0);
+        assert!(matches!(
+            open_message(&padded, room),
+            Err(RoomError::Malformed(WireError::Trailing(1)))
+        ));
     }
 
     #[test]
