@@ -13,8 +13,10 @@ use serde::Deserialize;
 
 mod data_dir;
 mod files;
+mod rooms;
 pub use data_dir::{DataDirError, check_owned, data_dir, ensure_private_dir};
 pub use files::{FilesConfig, FilesSection, MAX_INLINE_BYTES};
+pub use rooms::{RoomLimits, RoomsSection};
 
 /// Name of the optional configuration file inside the data directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -113,7 +115,7 @@ pub struct Config {
     pub lasting_connection: Duration,
     /// Per-sender rate of public rooms' messages this node forwards and
     /// shows (`node::rooms`).
-    pub room_limits: crate::node::rooms::RoomLimits,
+    pub room_limits: RoomLimits,
     /// What files this node takes in and sends through mailboxes.
     pub files: FilesConfig,
 }
@@ -359,6 +361,8 @@ pub struct FileConfig {
     pub auto_away_mins: Option<u64>,
     /// The `[files]` table: see [`FilesConfig`].
     pub files: Option<FilesSection>,
+    /// The `[rooms]` table: see [`RoomLimits`].
+    pub rooms: Option<RoomsSection>,
 }
 
 /// Parses a `dht_mode` value.
@@ -451,6 +455,9 @@ impl FileConfig {
         }
         if let Some(v) = self.files {
             v.apply(&mut c.files);
+        }
+        if let Some(v) = self.rooms {
+            v.apply(&mut c.room_limits)?;
         }
         Ok(())
     }

@@ -106,3 +106,27 @@ fn the_files_table_sets_the_file_limits() {
     let err = Config::new(dir.path().into()).apply_file().unwrap_err();
     assert!(err.to_string().contains("quota"), "{err}");
 }
+
+#[test]
+fn the_rooms_table_sets_the_per_sender_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(CONFIG_FILE),
+        "[rooms]\nrate_per_sec = 0.5\nburst = 3\n",
+    )
+    .unwrap();
+    let mut c = Config::new(dir.path().into());
+    assert_eq!(c.room_limits, RoomLimits::default());
+    c.apply_file().unwrap();
+    assert_eq!(
+        c.room_limits,
+        RoomLimits {
+            rate: 0.5,
+            burst: 3.0
+        }
+    );
+
+    std::fs::write(dir.path().join(CONFIG_FILE), "[rooms]\nrate_per_sec = 0\n").unwrap();
+    let err = Config::new(dir.path().into()).apply_file().unwrap_err();
+    assert!(err.to_string().contains("rate_per_sec"), "{err}");
+}

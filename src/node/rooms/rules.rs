@@ -10,6 +10,7 @@ use std::time::Instant;
 use libp2p::PeerId;
 use libp2p::kad::RecordKey;
 
+pub use crate::config::RoomLimits;
 use crate::net::ratelimit::RateLimiter;
 use crate::wire::room::{self, RoomError, RoomId, RoomMessage, RoomRecord};
 
@@ -18,25 +19,6 @@ use crate::wire::room::{self, RoomError, RoomId, RoomMessage, RoomRecord};
 pub const MAX_AHEAD_MS: u64 = 5 * 60 * 1000;
 /// Message ids remembered per room to spot duplicates before the store.
 const SEEN_CAP: usize = 4096;
-
-/// Per-sender rate of a room's messages, as each member enforces it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RoomLimits {
-    /// Messages per second one sender may keep up.
-    pub rate: f64,
-    /// Messages one sender may send at once.
-    pub burst: f64,
-}
-
-impl Default for RoomLimits {
-    /// A person typing fast: ten at once, one a second after that.
-    fn default() -> Self {
-        Self {
-            rate: 1.0,
-            burst: 10.0,
-        }
-    }
-}
 
 /// What becomes of a gossiped message.
 #[derive(Debug, Clone, PartialEq, Eq)]
