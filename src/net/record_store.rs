@@ -21,7 +21,7 @@
 //! puts (libp2p's `RecordStore::put`) are charged to us and not capped.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -39,6 +39,10 @@ pub const MAX_RECORDS_PER_SOURCE: usize = 64;
 pub const MAX_PROVIDERS_PER_KEY: usize = 20;
 /// Most keys with providers held (rooms we know members of).
 pub const MAX_PROVIDED_KEYS: usize = 1024;
+/// Most keys one announcing peer is held as a provider under: as many rooms
+/// as a node may join, so one peer cannot take the whole
+/// [`MAX_PROVIDED_KEYS`] table and have every honest room refused.
+pub const MAX_PROVIDED_PER_PEER: usize = 64;
 
 /// Least time between two sweeps for expired records: records live for
 /// hours, so a second's delay in freeing one costs nothing.
@@ -65,6 +69,10 @@ pub struct SourceCappedStore {
     cap: usize,
     source_of: HashMap<RecordKey, PeerId>,
     held_from: HashMap<PeerId, usize>,
+    /// The keys each other peer announced itself under (a superset of what
+    /// is held: the inner store may drop a provider on its own, which is
+    /// noticed when the set is checked).
+    provided_by: HashMap<PeerId, HashSet<RecordKey>>,
     /// When expired records were last dropped.
     swept_at: Option<Instant>,
 }
@@ -89,6 +97,7 @@ impl SourceCappedStore {
             cap: MAX_RECORDS_PER_SOURCE,
             source_of: HashMap::new(),
             held_from: HashMap::new(),
+            provided_by: HashMap::new(),
             swept_at: None,
         }
     }
@@ -155,6 +164,30 @@ impl SourceCappedStore {
         }
     }
 
+    /// Keeps in `provided_by` only the keys still held, unexpired, for
+    /// their announcer: of one peer, or of every peer when the table has
+    /// grown past what the store can hold.
+    fn prune_provided(&mut self, only: Option<PeerId>, now: Instant) {
+        let inner = &self.inner;
+        let held = |who: &PeerId, k: &RecordKey| {
+            inner
+                .providers(k)
+                .iter()
+                .any(|p| p.provider == *who && !p.is_expired(now))
+        };
+        match only {
+            Some(who) => {
+                if let Some(keys) = self.provided_by.get_mut(&who) {
+                    keys.retain(|k| held(&who, k));
+                }
+            }
+            None => self.provided_by.retain(|who, keys| {
+                keys.retain(|k| held(who, k));
+                !keys.is_empty()
+            }),
+        }
+    }
+
     fn uncharge(&mut self, source: &PeerId) {
         if let Some(n) = self.held_from.get_mut(source) {
             *n -= 1;
@@ -194,8 +227,33 @@ impl RecordStore for SourceCappedStore {
         self.inner.records()
     }
 
+    /// Another peer is held under at most [`MAX_PROVIDED_PER_PEER`] keys
+    /// (Kademlia has checked that the announcer sent the record); our own
+    /// announcements are not capped.
     fn add_provider(&mut self, record: ProviderRecord) -> store::Result<()> {
-        self.inner.add_provider(record)
+        let who = record.provider;
+        if who == self.local {
+            return self.inner.add_provider(record);
+        }
+        let now = Instant::now();
+        if self.provided_by.len() > MAX_PROVIDED_KEYS * MAX_PROVIDERS_PER_KEY {
+            self.prune_provided(None, now);
+        }
+        let over = |s: &Self| {
+            s.provided_by
+                .get(&who)
+                .is_some_and(|k| k.len() >= MAX_PROVIDED_PER_PEER && !k.contains(&record.key))
+        };
+        if over(self) {
+            self.prune_provided(Some(who), now);
+            if over(self) {
+                return Err(store::Error::MaxProvidedKeys);
+            }
+        }
+        let key = record.key.clone();
+        self.inner.add_provider(record)?;
+        self.provided_by.entry(who).or_default().insert(key);
+        Ok(())
     }
 
     fn providers(&self, key: &RecordKey) -> Vec<ProviderRecord> {
@@ -207,7 +265,13 @@ impl RecordStore for SourceCappedStore {
     }
 
     fn remove_provider(&mut self, k: &RecordKey, p: &PeerId) {
-        self.inner.remove_provider(k, p)
+        self.inner.remove_provider(k, p);
+        if let Some(keys) = self.provided_by.get_mut(p) {
+            keys.remove(k);
+            if keys.is_empty() {
+                self.provided_by.remove(p);
+            }
+        }
     }
 }
 
@@ -249,6 +313,33 @@ mod tests {
         // A key the flooder already holds may still be replaced by it.
         s.put_from(flood, record(0, None), now).unwrap();
         assert_eq!(s.held_from(&flood), MAX_RECORDS_PER_SOURCE);
+    }
+
+    fn provider(n: usize, who: PeerId) -> ProviderRecord {
+        ProviderRecord::new(RecordKey::new(&format!("room {n}")), who, Vec::new())
+    }
+
+    #[test]
+    fn one_announcer_is_capped_and_others_still_land() {
+        let mut s = store();
+        let (flood, honest) = (PeerId::random(), PeerId::random());
+        let held = (0..MAX_PROVIDED_PER_PEER * 3)
+            .filter(|&n| s.add_provider(provider(n, flood)).is_ok())
+            .count();
+        assert_eq!(held, MAX_PROVIDED_PER_PEER);
+        let refused = provider(9_999, flood);
+        assert!(s.add_provider(refused.clone()).is_err());
+        assert!(s.providers(&refused.key).is_empty());
+        // A sentinel from another announcer under a new key lands.
+        let sentinel = provider(10_000, honest);
+        s.add_provider(sentinel.clone()).unwrap();
+        assert_eq!(s.providers(&sentinel.key), vec![sentinel]);
+        // Renewing a key it already holds is no new key.
+        s.add_provider(provider(0, flood)).unwrap();
+        // A record it lost frees a place.
+        s.remove_provider(&provider(0, flood).key, &flood);
+        s.add_provider(refused.clone()).unwrap();
+        assert_eq!(s.providers(&refused.key).len(), 1);
     }
 
     #[test]
