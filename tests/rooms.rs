@@ -148,9 +148,15 @@ async fn a_banned_key_is_dropped_by_every_member() {
         let log = texts(&n.handle, "lobby").await;
         assert!(!log.contains(&"banned text".to_string()), "{log:?}");
     }
-    // The ban is in the DHT too: a late joiner learns it from the record.
+    // The ban is in the DHT too: a late joiner learns it from the record,
+    // here found by the room's id alone (the record names the room).
     let d = TestNode::start(&[a.addr().await]).await;
-    join(&d.handle, "lobby").await;
+    let id = RoomId::of_name("lobby").unwrap();
+    let (joined, name) = eventually("D joins lobby by its id", || async {
+        d.handle.room_join(&id.to_string()).await.ok()
+    })
+    .await;
+    assert_eq!((joined, name.as_str()), (id, "lobby"));
     assert!(d.handle.room_bans("lobby").unwrap().contains(&banned));
 }
 

@@ -220,11 +220,22 @@ impl NodeHandle {
         Ok((id, name))
     }
 
-    /// Joins the public room `name`, found by its record in the DHT: we
-    /// meet members through the DHT's provider records and ask them for
-    /// the last messages.
+    /// Joins the public room `name` (or of id `name`, as `list` shows it),
+    /// found by its record in the DHT: we meet members through the DHT's
+    /// provider records and ask them for the last messages.
     pub async fn room_join(&self, name: &str) -> Result<(RoomId, String), NodeError> {
         let svc = self.rooms_svc();
+        if let Some(id) = RoomId::parse(name) {
+            // An id names one record, and the record names the room; a
+            // 64-digit name with no record under it is tried as a name.
+            if let Some(record) = svc.lookup(id).await? {
+                let name = record.name.clone();
+                if !svc.lock().contains_key(&id) {
+                    service::enter(svc, id, name.clone(), Some(record)).await?;
+                }
+                return Ok((id, name));
+            }
+        }
         let name = room::normalize(name).map_err(RoomFailure::from)?;
         let id = RoomId::of_name(&name).map_err(RoomFailure::from)?;
         if svc.lock().contains_key(&id) {
