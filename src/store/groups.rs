@@ -190,6 +190,19 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the group's log lines and the messages kept for epochs not
+    /// yet here number at least `n` (reads at most `n` keys).
+    pub fn group_lines_reach(&self, id: &GroupId, n: usize) -> Result<bool, StoreError> {
+        let log = self.tree(LOG)?.scan_prefix(id.0).keys().take(n).count();
+        let kept = self
+            .tree(PENDING)?
+            .scan_prefix(id.0)
+            .keys()
+            .take(n - log.min(n))
+            .count();
+        Ok(log + kept >= n)
+    }
+
     /// The last `limit` lines of the group's log, oldest first.
     pub fn group_log(&self, id: &GroupId, limit: usize) -> Result<Vec<LogRow>, StoreError> {
         let mut out = Vec::new();

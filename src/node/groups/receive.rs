@@ -15,13 +15,19 @@ use super::{Ctx, GroupEvent, GroupOpError, msg_id, ops};
 use crate::node::rooms::rules::MAX_AHEAD_MS;
 use crate::store::{GroupRow, LogRow, PrevEpoch, Store, StoreError};
 use crate::wire::group::{
-    GroupBody, GroupState, MAX_GROUP_BYTES, Plain, SignedState, decode_body, open_message,
+    GroupBody, GroupId, GroupState, MAX_GROUP_BYTES, Plain, SignedState, decode_body, open_message,
 };
 use crate::wire::message::Envelope;
 
 /// Most invitations waiting for `group join` at once; more are refused
 /// until some are accepted.
 pub const MAX_INVITATIONS: usize = 64;
+
+/// Most lines (changes and messages, filed or kept for their epoch) a
+/// pending invitation holds: its group was made by anyone, maybe a
+/// stranger, and until `group join` accepts it nothing else bounds what
+/// its members may file with us. More wait with their senders (`Later`).
+pub const MAX_PENDING_LINES: usize = 256;
 
 /// How far past our epoch a message may be and still be kept for its
 /// state: the creator sends states in order, so an honest member is
@@ -124,6 +130,7 @@ fn message(
     let Some(row) = s.group(&h.group_id)? else {
         return Err(GroupError::NotMember.into());
     };
+    pending_room(s, &row, &h.group_id)?;
     let state = row.state.open().map_err(GroupError::from)?;
     let (cur, prev) = views(&state, &row);
     match roster::may_send(&cur, prev.as_ref(), &h.sender, h.epoch, now) {
@@ -219,6 +226,7 @@ fn take_state(
                 s.delete_group(&gid)?;
                 return Ok(());
             }
+            pending_room(s, &row, &gid)?;
             row.prev = Some(PrevEpoch {
                 epoch: cur.epoch,
                 members: cur.roster.iter().map(|m| m.id.clone().into()).collect(),
@@ -277,6 +285,18 @@ fn take_state(
         if let Ok(t) = take(s, ctx, &sender, &bytes, now)? {
             taken.events.extend(t.events);
         }
+    }
+    Ok(())
+}
+
+/// Puts off a line for a pending invitation that holds
+/// [`MAX_PENDING_LINES`] already: `Later`, so nothing is lost and its
+/// sender offers it again, to be taken once the invitation is accepted.
+/// Messages kept for their epoch count too, so the ones a state releases
+/// always fit. An accepted group is not capped here.
+fn pending_room(s: &Store, row: &GroupRow, gid: &GroupId) -> Result<(), Fail> {
+    if !row.joined && !row.gone && s.group_lines_reach(gid, MAX_PENDING_LINES)? {
+        return Err(GroupError::Later.into());
     }
     Ok(())
 }

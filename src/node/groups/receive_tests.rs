@@ -252,6 +252,7 @@ fn a_full_buffer_answers_later_rather_than_losing_the_message() {
     let (alice, bob) = (peer(), peer());
     let (gid, inv) = invited(&alice, &bob);
     bob.take(&alice.id(), &inv).unwrap();
+    ops::join(&bob.store, &gid).unwrap();
     let add = Op::Add(vec![peer().id().to_bytes().into()]);
     let change = ops::change(&alice.store, &alice.ctx, &gid, add, 4).unwrap();
     let mut kept = 0;
@@ -304,4 +305,36 @@ fn a_store_failure_while_taking_leaves_the_retry_to_be_taken() {
     bob.store.put_group_chain(&gid, epoch, &a, &fresh).unwrap();
     assert!(!bob.take(&alice.id(), &msg).unwrap().duplicate);
     assert_eq!(texts(&bob, &gid), ["kept"]);
+}
+
+#[test]
+fn a_pending_invitation_holds_a_bounded_log_and_the_rest_waits_with_its_senders() {
+    let (alice, bob, carol) = (peer(), peer(), peer());
+    let (gid, inv) = invited(&alice, &bob);
+    bob.take(&alice.id(), &inv).unwrap();
+    let send = |i: usize, at: u64| {
+        let sent = ops::send(&alice.store, &alice.ctx, &gid, &format!("m{i}"), at).unwrap();
+        bob.mine(&sent.out).remove(0)
+    };
+    // Messages for an epoch not here yet count too: 10 kept.
+    let add = Op::Add(vec![carol.id().to_bytes().into()]);
+    let change = ops::change(&alice.store, &alice.ctx, &gid, add, 4).unwrap();
+    for i in 0..10 {
+        bob.take(&alice.id(), &send(i, 5)).unwrap();
+    }
+    // The invitation's line, the change's line, the 10 it releases.
+    bob.take(&alice.id(), &bob.mine(&change.out)[0]).unwrap();
+    let filed = (10..MAX_PENDING_LINES * 2)
+        .take_while(|&i| bob.take(&alice.id(), &send(i, 6)).is_ok())
+        .count();
+    assert_eq!(filed, MAX_PENDING_LINES - 12);
+    let held = bob.store.group_log(&gid, usize::MAX).unwrap();
+    assert_eq!(held.len(), MAX_PENDING_LINES);
+    let over = send(99_999, 7);
+    assert_eq!(bob.take(&alice.id(), &over).err(), Some(GroupError::Later));
+    assert_eq!(bob.store.group_log(&gid, usize::MAX).unwrap(), held);
+    // Accepted: the one put off is taken when its sender offers it again.
+    ops::join(&bob.store, &gid).unwrap();
+    bob.take(&alice.id(), &over).unwrap();
+    assert_eq!(texts(&bob, &gid).last().map(String::as_str), Some("m99999"));
 }
