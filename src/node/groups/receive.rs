@@ -212,69 +212,29 @@ fn take_state(
     if new.creator != from.to_bytes() {
         return Err(GroupError::NotCreator.into());
     }
-    let me = ctx.sealer.me();
     let gid = new.group_id;
-    let row = match s.group(&gid)? {
-        Some(mut row) => {
-            let cur = row.state.open().map_err(GroupError::from)?;
-            roster::accept_state(&cur, &row.state, &new).map_err(Fail::Drop)?;
-            // A pending invitation (neither accepted nor left) that no
-            // longer has us: withdrawn, so forgotten; otherwise the
-            // invitation cap could be dodged by inviting and withdrawing.
-            let pending = !row.joined && !row.gone;
-            if pending && (new.role_of(&me).is_none() || secret.is_none()) {
-                s.delete_group(&gid)?;
+    let (row, event) = match s.group(&gid)? {
+        Some(row) => {
+            let Some(row) = update(s, ctx, row, signed, &new, secret, now)? else {
                 return Ok(());
-            }
-            pending_room(s, &row, &gid)?;
-            row.prev = Some(PrevEpoch {
-                epoch: cur.epoch,
-                members: cur.roster.iter().map(|m| m.id.clone().into()).collect(),
-                secret: row.secret,
-                ended_at: now,
-            });
-            row.state = signed.clone();
-            row.secret = secret;
-            // Removed (or left): no secret. Added again: a member again.
-            row.gone = new.role_of(&me).is_none() || secret.is_none();
-            if row.gone {
-                row.secret = None;
-            }
-            taken.events.push(GroupEvent::Change {
-                group: gid,
-                text: ops::change_line(&new).text,
-            });
-            row
+            };
+            let text = ops::change_line(&new).text;
+            (row, GroupEvent::Change { group: gid, text })
         }
         None => {
-            // An invitation: we must be in it, with its secret.
-            let (Some(secret), Some(_)) = (secret, new.role_of(&me)) else {
-                return Err(GroupError::NotMember.into());
-            };
-            // Anyone can make a group with us in it: pending invitations
-            // are capped, so strangers cannot fill the table.
-            let pending = s
-                .groups()?
-                .iter()
-                .filter(|(_, r)| !r.joined && !r.gone)
-                .count();
-            if pending >= MAX_INVITATIONS {
-                return Err(GroupError::TooManyInvitations.into());
-            }
-            taken.events.push(GroupEvent::Invitation {
-                group: gid,
-                name: new.name.clone(),
-                from: *from,
-            });
-            GroupRow {
-                state: signed.clone(),
-                secret: Some(secret),
-                joined: false,
-                gone: false,
-                prev: None,
-            }
+            let row = invitation(s, ctx, signed, &new, secret)?;
+            let (name, from) = (new.name.clone(), *from);
+            (
+                row,
+                GroupEvent::Invitation {
+                    group: gid,
+                    name,
+                    from,
+                },
+            )
         }
     };
+    taken.events.push(event);
     s.put_group(&gid, &row)?;
     s.add_group_log(&gid, &ops::change_line(&new))?;
     // Messages that came before this epoch's state.
@@ -287,6 +247,76 @@ fn take_state(
         }
     }
     Ok(())
+}
+
+/// A newer state of a group we have: the row to store, or `None` when a
+/// pending invitation was withdrawn (and forgotten).
+fn update(
+    s: &Store,
+    ctx: &Ctx,
+    mut row: GroupRow,
+    signed: &SignedState,
+    new: &GroupState,
+    secret: Option<[u8; 32]>,
+    now: u64,
+) -> Result<Option<GroupRow>, Fail> {
+    let me = ctx.sealer.me();
+    let cur = row.state.open().map_err(GroupError::from)?;
+    roster::accept_state(&cur, &row.state, new).map_err(Fail::Drop)?;
+    // A pending invitation (neither accepted nor left) that no
+    // longer has us: withdrawn, so forgotten; otherwise the
+    // invitation cap could be dodged by inviting and withdrawing.
+    let pending = !row.joined && !row.gone;
+    if pending && (new.role_of(&me).is_none() || secret.is_none()) {
+        s.delete_group(&new.group_id)?;
+        return Ok(None);
+    }
+    pending_room(s, &row, &new.group_id)?;
+    row.prev = Some(PrevEpoch {
+        epoch: cur.epoch,
+        members: cur.roster.iter().map(|m| m.id.clone().into()).collect(),
+        secret: row.secret,
+        ended_at: now,
+    });
+    row.state = signed.clone();
+    row.secret = secret;
+    // Removed (or left): no secret. Added again: a member again.
+    row.gone = new.role_of(&me).is_none() || secret.is_none();
+    if row.gone {
+        row.secret = None;
+    }
+    Ok(Some(row))
+}
+
+/// The first state of a group we did not have: an invitation, if we are
+/// in it with its secret and the invitations waiting are under the cap.
+fn invitation(
+    s: &Store,
+    ctx: &Ctx,
+    signed: &SignedState,
+    new: &GroupState,
+    secret: Option<[u8; 32]>,
+) -> Result<GroupRow, Fail> {
+    let (Some(secret), Some(_)) = (secret, new.role_of(&ctx.sealer.me())) else {
+        return Err(GroupError::NotMember.into());
+    };
+    // Anyone can make a group with us in it: pending invitations
+    // are capped, so strangers cannot fill the table.
+    let pending = s
+        .groups()?
+        .iter()
+        .filter(|(_, r)| !r.joined && !r.gone)
+        .count();
+    if pending >= MAX_INVITATIONS {
+        return Err(GroupError::TooManyInvitations.into());
+    }
+    Ok(GroupRow {
+        state: signed.clone(),
+        secret: Some(secret),
+        joined: false,
+        gone: false,
+        prev: None,
+    })
 }
 
 /// Puts off a line for a pending invitation that holds
