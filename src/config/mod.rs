@@ -378,7 +378,39 @@ pub fn parse_dht_mode(s: &str) -> Result<DhtMode, String> {
 }
 
 impl FileConfig {
+    fn apply_relay_limits(&self, l: &mut RelayLimits) {
+        if let Some(v) = self.relay_max_reservations {
+            l.max_reservations = v;
+        }
+        if let Some(v) = self.relay_max_circuits {
+            l.max_circuits = v;
+        }
+        if let Some(v) = self.relay_max_circuits_per_peer {
+            l.max_circuits_per_peer = v;
+        }
+        if let Some(v) = self.relay_circuit_secs {
+            l.max_circuit_duration = Duration::from_secs(v);
+        }
+        if let Some(v) = self.relay_circuit_bytes {
+            l.max_circuit_bytes = v;
+        }
+    }
+
+    fn apply_mailbox(&self, m: &mut MailboxConfig) {
+        if let Some(v) = self.mailbox_replicas {
+            m.replicas = v.clamp(1, 20);
+        }
+        if let Some(v) = self.mailbox_poll_secs {
+            m.poll = Duration::from_secs(v.max(1));
+        }
+        if let Some(v) = self.mailbox_ttl_secs {
+            m.ttl = Duration::from_secs(v.max(60));
+        }
+    }
+
     fn apply(self, c: &mut Config) -> Result<(), String> {
+        self.apply_relay_limits(&mut c.relay_limits);
+        self.apply_mailbox(&mut c.mailbox);
         if let Some(v) = self.dht_server {
             c.dht_mode = if v { DhtMode::Server } else { DhtMode::Client };
         }
@@ -396,22 +428,6 @@ impl FileConfig {
         }
         if let Some(v) = self.external_addrs {
             c.external_addrs = v;
-        }
-        let l = &mut c.relay_limits;
-        if let Some(v) = self.relay_max_reservations {
-            l.max_reservations = v;
-        }
-        if let Some(v) = self.relay_max_circuits {
-            l.max_circuits = v;
-        }
-        if let Some(v) = self.relay_max_circuits_per_peer {
-            l.max_circuits_per_peer = v;
-        }
-        if let Some(v) = self.relay_circuit_secs {
-            l.max_circuit_duration = Duration::from_secs(v);
-        }
-        if let Some(v) = self.relay_circuit_bytes {
-            l.max_circuit_bytes = v;
         }
         if let Some(v) = self.listen {
             c.listen = v;
@@ -441,17 +457,8 @@ impl FileConfig {
         if let Some(v) = self.cache_bytes {
             c.cache_bytes = v;
         }
-        if let Some(v) = self.mailbox_replicas {
-            c.mailbox.replicas = v.clamp(1, 20);
-        }
-        if let Some(v) = self.mailbox_poll_secs {
-            c.mailbox.poll = Duration::from_secs(v.max(1));
-        }
         if let Some(v) = self.auto_away_mins {
             c.auto_away = (v > 0).then(|| Duration::from_secs(v * 60));
-        }
-        if let Some(v) = self.mailbox_ttl_secs {
-            c.mailbox.ttl = Duration::from_secs(v.max(60));
         }
         if let Some(v) = self.files {
             v.apply(&mut c.files);
