@@ -69,3 +69,68 @@ async fn group_commands_keep_the_contract() {
         "{err}"
     );
 }
+
+/// The creator makes Bob an admin; Bob (not the key authority) invites
+/// Carol: his request goes to the creator, who issues the state, and
+/// Carol's invitation arrives. Demoted, Bob's next invite is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_the_creator_made_invites_through_the_creator() {
+    let alice = Daemon::start(None).await;
+    let boot = alice.addr().await;
+    let bob = Daemon::start(Some(&boot)).await;
+    let carol = Daemon::start(Some(&boot)).await;
+    let gid = alice.rows(&["group", "create", "crew"]).remove(0)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice.rows(&["group", "invite", "crew", &bob.id.to_string()]);
+    eventually("Bob has the invitation", || async {
+        let rows = bob.rows(&["group", "invitations"]);
+        rows.iter().any(|r| r["id"] == gid.as_str()).then_some(())
+    })
+    .await;
+    bob.rows(&["group", "join", &gid]);
+    let done = alice.rows(&["group", "promote", "crew", &bob.id.to_string()]);
+    assert_eq!(done[0]["state"], "done");
+    let role_at_bob = |who: String| {
+        let bob = &bob;
+        async move {
+            bob.rows(&["group", "members", "crew"])
+                .into_iter()
+                .find(|m| m["id"] == who.as_str())
+                .map(|m| m["role"].as_str().unwrap_or_default().to_string())
+        }
+    };
+    eventually("Bob sees himself an admin", || async {
+        (role_at_bob(bob.id.to_string()).await.as_deref() == Some("admin")).then_some(())
+    })
+    .await;
+    let asked = bob.rows(&["group", "invite", "crew", &carol.id.to_string()]);
+    assert_eq!(asked[0]["state"], "requested");
+    eventually("Carol has the invitation Bob asked for", || async {
+        let rows = carol.rows(&["group", "invitations"]);
+        rows.iter().any(|r| r["id"] == gid.as_str()).then_some(())
+    })
+    .await;
+    let log = alice.rows(&["group", "log", "crew", "--limit", "10"]);
+    let texts: Vec<&str> = log.iter().filter_map(|l| l["text"].as_str()).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("* made") && t.ends_with("an admin")),
+        "{texts:?}"
+    );
+
+    alice.rows(&["group", "demote", "crew", &bob.id.to_string()]);
+    eventually("Bob sees himself a member", || async {
+        (role_at_bob(bob.id.to_string()).await.as_deref() == Some("member")).then_some(())
+    })
+    .await;
+    let out = roost(
+        bob.dir.path(),
+        &["group", "invite", "crew", &alice.id.to_string()],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only an admin"), "{err}");
+}

@@ -12,9 +12,10 @@ use serde::Deserialize;
 
 use super::groups::{
     self, ChangeView, CreateRequest, GroupRef, GroupRow, GroupSendRequest, GroupSendView,
-    InviteRequest, LogLine, MemberRow, RemoveRequest,
+    InviteRequest, LogLine, MemberRow, RemoveRequest, RoleRequest,
 };
 use super::{ApiError, AppState};
+use crate::wire::group::Role;
 use crate::wire::room;
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -237,6 +238,36 @@ pub(super) async fn remove(
 ) -> ApiResult<ChangeView> {
     match target(&s, &group).await? {
         Target::Private => groups::remove(State(s), Path(group), Json(req)).await,
+        Target::Room(_) => Err(bad(NO_ROSTER)),
+    }
+}
+
+/// `POST …/promote`: private groups only.
+pub(super) async fn promote(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    Json(req): Json<RoleRequest>,
+) -> ApiResult<ChangeView> {
+    set_role(s, group, req, Role::Admin).await
+}
+
+/// `POST …/demote`: private groups only.
+pub(super) async fn demote(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    Json(req): Json<RoleRequest>,
+) -> ApiResult<ChangeView> {
+    set_role(s, group, req, Role::Member).await
+}
+
+async fn set_role(
+    s: AppState,
+    group: String,
+    req: RoleRequest,
+    role: Role,
+) -> ApiResult<ChangeView> {
+    match target(&s, &group).await? {
+        Target::Private => groups::set_role(State(s), Path(group), Json(req), role).await,
         Target::Room(_) => Err(bad(NO_ROSTER)),
     }
 }

@@ -16,6 +16,7 @@ use super::group_dispatch::{self as d, LogQuery};
 use super::views::EventView;
 use super::{ApiError, AppState};
 use crate::node::groups::{Answer, GroupEvent, GroupOpError};
+use crate::wire::group::Role;
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
@@ -28,6 +29,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/groups/{group}/join", post(d::join))
         .route("/api/v1/groups/{group}/leave", post(d::leave))
         .route("/api/v1/groups/{group}/remove", post(d::remove))
+        .route("/api/v1/groups/{group}/promote", post(d::promote))
+        .route("/api/v1/groups/{group}/demote", post(d::demote))
         .route("/api/v1/groups/{group}/members", get(d::members))
         .route("/api/v1/groups/{group}/send", post(d::send))
         .route("/api/v1/groups/{group}/log", get(d::log))
@@ -99,6 +102,9 @@ pub struct RemoveRequest {
     /// The ID to remove.
     pub id: String,
 }
+
+/// `POST …/promote` and `POST …/demote`: the member, by ID or buddy name.
+pub type RoleRequest = RemoveRequest;
 
 /// `POST …/send`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -275,6 +281,17 @@ pub(super) async fn remove(
 ) -> ApiResult<ChangeView> {
     let id = s.node.resolve(&req.id).await?;
     Ok(change_view(s.node.group_remove(&group, id).await?))
+}
+
+/// `POST …/promote` (to `Admin`) and `…/demote` (to `Member`).
+pub(super) async fn set_role(
+    State(s): State<AppState>,
+    Path(group): Path<String>,
+    Json(req): Json<RoleRequest>,
+    role: Role,
+) -> ApiResult<ChangeView> {
+    let id = s.node.resolve(&req.id).await?;
+    Ok(change_view(s.node.group_set_role(&group, id, role).await?))
 }
 
 pub(super) async fn members(

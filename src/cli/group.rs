@@ -7,7 +7,7 @@ use roost::api::Empty;
 use roost::api::client::{ApiClient, escape};
 use roost::api::groups::{
     ChangeView, CreateRequest, GroupRef, GroupRow, GroupSendRequest, GroupSendView, InvitationRow,
-    InviteRequest, LogLine, MemberRow, RemoveRequest,
+    InviteRequest, LogLine, MemberRow, RemoveRequest, RoleRequest,
 };
 use roost::api::terminal::printable_line as field;
 
@@ -53,6 +53,21 @@ pub(crate) enum GroupCmd {
         /// The member's ID or buddy name.
         id: String,
     },
+    /// Make a member an admin (admins): admins add and remove members
+    /// and admins.
+    Promote {
+        /// The group's name or id.
+        group: String,
+        /// The member's ID or buddy name.
+        id: String,
+    },
+    /// Make an admin a member again (admins; not the creator).
+    Demote {
+        /// The group's name or id.
+        group: String,
+        /// The admin's ID or buddy name.
+        id: String,
+    },
     /// The groups and public rooms you are in.
     List,
     /// A group's members and roles.
@@ -96,6 +111,12 @@ fn path(group: &str, what: &str) -> String {
     format!("groups/{}/{what}", escape(group))
 }
 
+/// `promote` or `demote` (`what`) member `id` of `group`.
+async fn set_role(api: &ApiClient, out: &Out, group: &str, what: &str, id: String) -> Result<()> {
+    let v: ChangeView = api.post(&path(group, what), &RoleRequest { id }).await?;
+    out.object(&v, || v.state.clone())
+}
+
 /// Runs one `roost group` command.
 pub(crate) async fn run(api: &ApiClient, out: &Out, cmd: GroupCmd) -> Result<()> {
     match cmd {
@@ -129,6 +150,8 @@ pub(crate) async fn run(api: &ApiClient, out: &Out, cmd: GroupCmd) -> Result<()>
                 .await?;
             out.object(&v, || v.state.clone())
         }
+        GroupCmd::Promote { group, id } => set_role(api, out, &group, "promote", id).await,
+        GroupCmd::Demote { group, id } => set_role(api, out, &group, "demote", id).await,
         GroupCmd::List => {
             let rows: Vec<GroupRow> = api.get("groups").await?;
             out.rows(&rows, |r| {

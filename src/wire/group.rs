@@ -62,7 +62,8 @@ impl std::str::FromStr for GroupId {
 /// A member's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
-    /// May ask the creator to add and remove members.
+    /// May add and remove members and admins (through the creator, the
+    /// key authority, unless it is the creator).
     Admin,
     /// May read and send.
     Member,
@@ -99,6 +100,8 @@ pub enum Change {
     Removed(#[serde(with = "serde_bytes")] Vec<u8>),
     /// This one left.
     Left(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// This member's role is now the one named.
+    Role(#[serde(with = "serde_bytes")] Vec<u8>, Role),
 }
 
 /// The group state, signed by its creator (the one key authority), so
@@ -250,6 +253,9 @@ pub enum Op {
     Remove(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Take me out.
     Leave,
+    /// Make this member an admin, or an admin a member again (admins
+    /// only; the creator stays an admin).
+    SetRole(#[serde(with = "serde_bytes")] Vec<u8>, Role),
 }
 
 /// What `Body::Group` carries: one of these, CBOR.

@@ -241,6 +241,21 @@ impl NodeHandle {
             .await
     }
 
+    /// Makes member `id` of `group` an admin or, `role` being
+    /// [`Role::Member`], a member again (admins only; a fresh epoch like
+    /// every change).
+    pub async fn group_set_role(
+        &self,
+        group: &str,
+        id: PeerId,
+        role: Role,
+    ) -> Result<Answer, NodeError> {
+        let group = group.to_string();
+        let op = Op::SetRole(id.to_bytes(), role);
+        self.group_job(move |s, ctx, now| ops::change(s, ctx, &resolve(s, &group)?, op, now))
+            .await
+    }
+
     /// Leaves `group`.
     pub async fn group_leave(&self, group: &str) -> Result<Answer, NodeError> {
         let group = group.to_string();

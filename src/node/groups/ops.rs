@@ -87,6 +87,8 @@ pub(super) fn change_line(state: &GroupState) -> LogRow {
         ),
         Change::Removed(id) => format!("removed {}", who(id)),
         Change::Left(id) => format!("{} left", who(id)),
+        Change::Role(id, Role::Admin) => format!("made {} an admin", who(id)),
+        Change::Role(id, Role::Member) => format!("made {} a member", who(id)),
     };
     LogRow {
         id: format!("state-{}", state.epoch),

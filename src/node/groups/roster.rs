@@ -37,8 +37,12 @@ pub enum GroupError {
     /// The peer is a member already.
     #[error("already a member")]
     AlreadyMember,
-    /// The creator cannot be removed nor leave: it is the key authority.
-    #[error("the creator cannot be removed or leave")]
+    /// The member has that role already.
+    #[error("the member has that role already")]
+    SameRole,
+    /// The creator cannot be removed, leave nor stop being an admin: it
+    /// is the key authority.
+    #[error("the creator cannot be removed, leave or stop being an admin")]
     Creator,
     /// A state not signed by the group's creator, or for another group.
     #[error("state not issued by the group's creator")]
@@ -126,6 +130,23 @@ pub fn next_state(
             }
             roster.retain(|m| m.id != me);
             Change::Left(me)
+        }
+        Op::SetRole(id, to) => {
+            if role != Role::Admin {
+                return Err(GroupError::NotAdmin);
+            }
+            if id.as_slice() == creator {
+                return Err(GroupError::Creator);
+            }
+            let member = roster
+                .iter_mut()
+                .find(|m| m.id == *id)
+                .ok_or(GroupError::NotMember)?;
+            if member.role == *to {
+                return Err(GroupError::SameRole);
+            }
+            member.role = *to;
+            Change::Role(id.clone(), *to)
         }
     };
     let next = GroupState {

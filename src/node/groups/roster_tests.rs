@@ -181,3 +181,50 @@ fn a_removed_members_messages_are_refused_after_the_grace_window() {
         Err(GroupError::NotMember)
     );
 }
+
+#[test]
+fn admins_make_and_unmake_admins_but_not_of_the_creator() {
+    let g = group();
+    let creator = g.creator.peer_id();
+    let set = |who: &PeerId, id: &PeerId, role| {
+        next_state(
+            &g.state,
+            &g.signed,
+            who,
+            &Op::SetRole(id.to_bytes(), role),
+            9,
+        )
+    };
+    // A member may not; an admin other than the creator may.
+    assert_eq!(
+        set(&g.member, &g.member, Role::Admin),
+        Err(GroupError::NotAdmin)
+    );
+    let promoted = set(&g.admin, &g.member, Role::Admin).unwrap();
+    assert_eq!(promoted.role_of(&g.member), Some(Role::Admin));
+    assert_eq!(promoted.epoch, 5);
+    assert_eq!(
+        promoted.change,
+        Change::Role(g.member.to_bytes(), Role::Admin)
+    );
+    // The promoted member now adds and removes like any admin.
+    let newcomer = PeerId::random();
+    let add = Op::Add(vec![newcomer.to_bytes().into()]);
+    let ps = SignedState::sign(&g.creator, &promoted).unwrap();
+    let added = next_state(&promoted, &ps, &g.member, &add, 10).unwrap();
+    assert_eq!(added.role_of(&newcomer), Some(Role::Member));
+    let demoted = set(&creator, &g.admin, Role::Member).unwrap();
+    assert_eq!(demoted.role_of(&g.admin), Some(Role::Member));
+    assert_eq!(
+        set(&g.admin, &g.admin, Role::Admin),
+        Err(GroupError::SameRole)
+    );
+    assert_eq!(
+        set(&g.admin, &creator, Role::Member),
+        Err(GroupError::Creator)
+    );
+    assert_eq!(
+        set(&g.admin, &PeerId::random(), Role::Admin),
+        Err(GroupError::NotMember)
+    );
+}
