@@ -1,6 +1,6 @@
-//! The handlers of `/api/v1/` about bytes: a message body served as it is,
-//! as a download (an image type kept, any other type as
-//! `application/octet-stream`); and file transfers (docs/api.md,
+//! The handlers of `/api/v1/` about bytes: a message body and a received
+//! file served as they are, as downloads (an image type kept, any other
+//! type as `application/octet-stream`); and file transfers (docs/api.md,
 //! docs/files.md).
 
 use axum::extract::{Path, State};
@@ -23,6 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/files/{id}", get(one))
         .route("/api/v1/files/{id}/get", post(fetch))
         .route("/api/v1/files/{id}/cancel", post(cancel))
+        .route("/api/v1/files/{id}/content", get(content))
 }
 
 fn parse_id(id: &str, what: &str) -> Result<MessageId, ApiError> {
@@ -52,32 +53,126 @@ async fn body(
         .into_iter()
         .find(|m| m.id == id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no message {id}")))?;
-    let content_type = SHOWN_AS_IS
-        .into_iter()
-        .find(|t| found.content_type.eq_ignore_ascii_case(t))
-        .unwrap_or("application/octet-stream");
     Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(content_type),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                header::HeaderValue::from_static("attachment"),
-            ),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                header::HeaderValue::from_static("sandbox"),
-            ),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                header::HeaderValue::from_static("nosniff"),
-            ),
-        ],
+        attachment(&found.content_type, header::HeaderValue::from_static("attachment")),
         found.data,
     )
         .into_response())
+}
+
+/// The headers of bytes a peer chose, served to the web app's origin: an
+/// attachment in a sandbox, with the type kept only for the images of
+/// [`SHOWN_AS_IS`], else `application/octet-stream`.
+fn attachment(
+    mime: &str,
+    disposition: header::HeaderValue,
+) -> [(header::HeaderName, header::HeaderValue); 4] {
+    let content_type = SHOWN_AS_IS
+        .into_iter()
+        .find(|t| mime.eq_ignore_ascii_case(t))
+        .unwrap_or("application/octet-stream");
+    [
+        (
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(content_type),
+        ),
+        (header::CONTENT_DISPOSITION, disposition),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static("sandbox"),
+        ),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        ),
+    ]
+}
+
+/// `attachment` with the file's name for the browser to save it under
+/// (RFC 6266: an ASCII fallback, and the exact name percent-encoded in
+/// `filename*`). The name comes from a peer: only unreserved characters
+/// pass unencoded, so nothing in it can end or extend the header.
+fn disposition(name: &str) -> header::HeaderValue {
+    let plain: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ()".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    header::HeaderValue::from_str(&format!(
+        "attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or_else(|_| header::HeaderValue::from_static("attachment"))
+}
+
+/// Bytes read from disk per piece of a served file: memory stays flat
+/// whatever the file's size.
+const PIECE: usize = 64 * 1024;
+
+/// `GET /api/v1/files/{id}/content`: a received file that completed, as
+/// a download under its name, with the same sandbox as message bodies
+/// (the sender chose the name and the type). Streamed from disk in
+/// [`PIECE`]s. A file not received, not complete, gone from its place,
+/// or whose size no longer matches the offer is refused.
+async fn content(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "file")?;
+    let t = s.node.file(id).await?.transfer;
+    let refuse = |code, why: &str| ApiError(code, why.to_string());
+    if t.direction != crate::store::FileDirection::In
+        || t.state != crate::store::TransferState::Complete
+    {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            "only a received file that completed is served",
+        ));
+    }
+    let path = t
+        .path
+        .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "the file has no place on disk"))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| refuse(StatusCode::NOT_FOUND, &format!("cannot open {path}: {e}")))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| refuse(StatusCode::NOT_FOUND, &e.to_string()))?
+        .len();
+    if len != t.size {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            &format!("{path} changed on disk since it completed"),
+        ));
+    }
+    let stream = futures::stream::try_unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; PIECE];
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            return Ok::<_, std::io::Error>(None);
+        }
+        buf.truncate(n);
+        Ok(Some((axum::body::Bytes::from(buf), f)))
+    });
+    let mut resp = (
+        attachment(&t.mime, disposition(&t.name)),
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    Ok(resp)
 }
 
 async fn list(State(s): State<AppState>) -> Result<Json<Vec<FileRow>>, ApiError> {

@@ -39,6 +39,7 @@ pub(crate) fn msg(
         base64: data_encoding::BASE64.encode(text.as_bytes()),
         size: text.len(),
         request: false,
+        file: None,
     }
 }
 
