@@ -92,7 +92,7 @@ async fn own_cli_message_shows_live(ca: &Client, a: &Daemon) {
 async fn offer_shows_live(ca: &Client, cb: &Client, a: &Daemon, path: &std::path::Path) -> String {
     let sent = a.rows(&["send", "Bob", "--file", path.to_str().expect("a UTF-8 path")]);
     let file = sent[0]["file"]["id"].as_str().expect("a file id").to_string();
-    let want = "📎 holiday.bin · 3.0 MiB · offered";
+    let want = "holiday.bin · 3.0 MiB · offered";
     until(
         cb,
         "B's open page shows the offer line live",
@@ -120,7 +120,7 @@ async fn small_file_completes_live(cb: &Client, a: &Daemon, dir: &std::path::Pat
         cb,
         "B's line of the small file turns complete by itself",
         &format!(
-            "{} === '📎 note.txt · 200.0 KiB · complete'",
+            "{} === 'note.txt · 200.0 KiB · complete'",
             file_line(&file, "in")
         ),
     )
@@ -153,7 +153,7 @@ async fn get_in_the_page(cb: &Client, file: &str) {
         "B's line turns complete, with a Save link to the content",
         &format!(
             "const l = document.querySelector('#messages .file[data-file=\"{file}\"]'); \
-             return l?.querySelector('.ftext')?.textContent === '📎 holiday.bin · 3.0 MiB · complete' \
+             return l?.querySelector('.ftext')?.textContent === 'holiday.bin · 3.0 MiB · complete' \
                && l.querySelector('a.save')?.getAttribute('href') === '/api/v1/files/{file}/content'"
         ),
     )

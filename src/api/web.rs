@@ -143,6 +143,11 @@ const ASSETS: &[Asset] = &[
         include_bytes!("web/assets/bell.svg"),
     ),
     (
+        "clip.svg",
+        "image/svg+xml",
+        include_bytes!("web/assets/clip.svg"),
+    ),
+    (
         "icon.svg",
         "image/svg+xml",
         include_bytes!("web/assets/icon.svg"),

@@ -103,7 +103,7 @@ function onEvent(ev) {
 function notify(ev) {
   if (ev.direction !== 'in' || !document.hidden) return;
   if (!('Notification' in window) || Notification.permission !== 'granted') return;
-  const body = ev.file ? files.summary(ev.file) : ev.text.slice(0, 200);
+  const body = ev.file ? `📎 ${files.summary(ev.file)}` : ev.text.slice(0, 200);
   const n = new Notification(app.nameOf(ev.peer), { body, tag: ev.peer });
   n.onclick = () => { window.focus(); app.open(ev.peer); n.close(); };
 }

@@ -59,7 +59,7 @@ function row({ id, b }) {
   const c = app.conv(id);
   const status = b ? b.status : 'offline';
   const last = c.last;
-  const said = last && last.file ? `📎 ${last.file.name}` : last && last.text;
+  const said = last && last.file ? `file: ${last.file.name}` : last && last.text;
   const preview = last ? `${last.direction === 'out' ? 'You: ' : ''}${said}` : (b ? presenceLine(b) : '');
   const marks = [];
   if (!b) marks.push(el('span', { class: 'mark', dataset: { mark: 'stranger' }, title: 'Not a buddy: wrote to you' }, 'stranger'));

@@ -49,8 +49,11 @@ function stateText(r) {
 
 /** What a conversation's line says of an offered file `f` ({id, name, size}). */
 export function summary(f) {
-  return `📎 ${f.name} · ${size(f.size)} · ${stateText(rows.get(f.id))}`;
+  return `${f.name} · ${size(f.size)} · ${stateText(rows.get(f.id))}`;
 }
+
+/** The paper-clip icon before a file's name (an image: no emoji font needed). */
+export const clip = () => el('img', { class: 'clip', src: '/assets/clip.svg', alt: 'file', width: '14', height: '14' });
 
 async function act(id, what, line) {
   try {
@@ -85,12 +88,13 @@ function fill(line, f) {
   const r = rows.get(f.id);
   line.dataset.state = r ? r.state : 'offered';
   const msg = el('span', { class: 'msg-line' });
-  line.replaceChildren(
+  line.replaceChildren(...[
+    clip(),
     el('span', { class: 'ftext' }, summary(f)),
     progress(r),
     el('span', { class: 'factions' }, r ? actions(r, msg) : []),
     msg,
-  );
+  ].filter(Boolean));
 }
 
 /** The line of a conversation that shows the file offer `f`. */
