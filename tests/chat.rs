@@ -150,7 +150,12 @@ async fn an_offer_is_a_readable_line_and_our_cli_messages_show_live() {
     let files = tempfile::tempdir().expect("temp dir");
     let path = files.path().join("notes.txt");
     std::fs::write(&path, "x".repeat(150 * 1024)).expect("write the file");
-    b.rows(&["send", "alice", "--file", path.to_str().expect("a UTF-8 path")]);
+    b.rows(&[
+        "send",
+        "alice",
+        "--file",
+        path.to_str().expect("a UTF-8 path"),
+    ]);
     let screen = tmux
         .shows(
             "< 📎 notes.txt · 150.0 KiB · complete",
@@ -158,7 +163,11 @@ async fn an_offer_is_a_readable_line_and_our_cli_messages_show_live() {
         )
         .await;
     let lines: Vec<&str> = screen.lines().filter(|l| l.contains(" < ")).collect();
-    assert_eq!(lines.len(), 1, "one line for the offer and its parts:\n{screen}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line for the offer and its parts:\n{screen}"
+    );
 
     a.rows(&["send", "bob", "sent from A's command line"]);
     tmux.shows(
@@ -216,7 +225,12 @@ async fn a_message_typed_in_the_chat_reaches_a_buddy_and_its_answer_shows_live()
     )
     .await;
 
-    // A smaller terminal: drawn again to fit it.
+    resize_then_quit(&tmux, &exit).await;
+}
+
+/// A smaller terminal redraws to fit; Esc ends the chat with exit code 0
+/// and gives the terminal back (normal screen, canonical mode).
+async fn resize_then_quit(tmux: &Tmux, exit: &Path) {
     let resized = tmux.run(&["resize-window", "-t", "chat", "-x", "60", "-y", "20"]);
     assert!(resized.status.success(), "tmux resize-window: {resized:?}");
     let fits = common::poll_within(common::DEADLINE, || async {
@@ -243,7 +257,7 @@ async fn a_message_typed_in_the_chat_reaches_a_buddy_and_its_answer_shows_live()
     // Esc quits, cleanly.
     tmux.key("Escape");
     let code = eventually("Esc ends the chat", || async {
-        std::fs::read_to_string(&exit)
+        std::fs::read_to_string(exit)
             .ok()
             .filter(|c| c.ends_with('\n'))
     })

@@ -15,7 +15,8 @@ mod browser;
 mod common;
 
 use browser::{
-    Driver, buddies, click, http_bytes, js, screenshot, session_cookie, two_pages, until,
+    Driver, buddies, click, http_bytes, js, not_reloaded_then_close, screenshot, session_cookie,
+    two_pages, until,
 };
 use common::Daemon;
 use fantoccini::Client;
@@ -87,11 +88,18 @@ async fn own_cli_message_shows_live(ca: &Client, a: &Daemon) {
     .await;
 }
 
+/// `roost send Bob --file PATH` from A's command line; the file's id.
+fn offer(a: &Daemon, path: &std::path::Path) -> String {
+    let path = path.to_str().expect("a UTF-8 path");
+    let sent = a.rows(&["send", "Bob", "--file", path]);
+    let file = &sent[0]["file"]["id"];
+    file.as_str().expect("a file id").to_string()
+}
+
 /// A offers the file: B's open page shows it live as a readable line, A's
 /// own page too; returns the file id.
 async fn offer_shows_live(ca: &Client, cb: &Client, a: &Daemon, path: &std::path::Path) -> String {
-    let sent = a.rows(&["send", "Bob", "--file", path.to_str().expect("a UTF-8 path")]);
-    let file = sent[0]["file"]["id"].as_str().expect("a file id").to_string();
+    let file = offer(a, &path);
     let want = "holiday.bin · 3.0 MiB · offered";
     until(
         cb,
@@ -114,8 +122,7 @@ async fn offer_shows_live(ca: &Client, cb: &Client, a: &Daemon, path: &std::path
 async fn small_file_completes_live(cb: &Client, a: &Daemon, dir: &std::path::Path) {
     let path = dir.join("note.txt");
     std::fs::write(&path, random_bytes(200 * 1024)).expect("write the small file");
-    let sent = a.rows(&["send", "Bob", "--file", path.to_str().expect("a UTF-8 path")]);
-    let file = sent[0]["file"]["id"].as_str().expect("a file id").to_string();
+    let file = offer(a, &path);
     until(
         cb,
         "B's line of the small file turns complete by itself",
@@ -137,7 +144,10 @@ async fn small_file_completes_live(cb: &Client, a: &Daemon, dir: &std::path::Pat
         .map(|l| l.as_str().unwrap_or_default())
         .collect();
     assert_eq!(lines.len(), 3, "a text and two offers, no parts: {lines:?}");
-    assert!(lines.iter().all(|l| !l.is_empty()), "no empty line: {lines:?}");
+    assert!(
+        lines.iter().all(|l| !l.is_empty()),
+        "no empty line: {lines:?}"
+    );
 }
 
 /// B clicks *Get*: the line follows the download to `complete` and offers
@@ -184,7 +194,11 @@ async fn served_exactly(cb: &Client, b: &Daemon, file: &str, bytes: &[u8]) {
     assert_eq!(blake3::hash(&body), blake3::hash(bytes), "byte-exact");
     let rows = b.rows(&["files"]);
     let row = rows.iter().find(|r| r["id"] == json!(file));
-    assert_eq!(row.map(|r| &r["state"]), Some(&json!("complete")), "{rows:?}");
+    assert_eq!(
+        row.map(|r| &r["state"]),
+        Some(&json!("complete")),
+        "{rows:?}"
+    );
 }
 
 /// The Files pane lists the transfer: received from Alice, complete.
@@ -227,13 +241,5 @@ async fn a_file_offered_shows_live_is_fetched_from_the_page_and_served_exact() {
     small_file_completes_live(&cb, &a, dir.path()).await;
     files_pane_lists_it(&cb, &file).await;
     screenshot(&cb, "files-b-pane.png").await;
-    for c in [&ca, &cb] {
-        assert_eq!(
-            js(c, "return window.stayed === true").await,
-            json!(true),
-            "nothing reloaded the page"
-        );
-    }
-    let _ = ca.close().await;
-    let _ = cb.close().await;
+    not_reloaded_then_close(ca, cb).await;
 }

@@ -54,7 +54,10 @@ async fn body(
         .find(|m| m.id == id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no message {id}")))?;
     Ok((
-        attachment(&found.content_type, header::HeaderValue::from_static("attachment")),
+        attachment(
+            &found.content_type,
+            header::HeaderValue::from_static("attachment"),
+        ),
         found.data,
     )
         .into_response())
@@ -219,4 +222,36 @@ async fn cancel(
 ) -> Result<Json<FileRow>, ApiError> {
     let id = parse_id(&id, "file")?;
     Ok(Json(FileRow::from(&s.node.cancel_file(id).await?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_file_name_cannot_end_or_extend_the_disposition_header() {
+        let v = disposition("a\"; filename=evil.html; x=\"é .pdf");
+        let s = v.to_str().expect("ASCII only");
+        assert_eq!(
+            s,
+            "attachment; filename=\"a__ filename_evil.html_ x___ .pdf\"; \
+             filename*=UTF-8''a%22%3B%20filename%3Devil.html%3B%20x%3D%22%C3%A9%20.pdf"
+        );
+        assert_eq!(s.matches('"').count(), 2, "{s}");
+    }
+
+    #[test]
+    fn only_plain_images_keep_their_type() {
+        let kept = |mime: &str| {
+            attachment(mime, header::HeaderValue::from_static("attachment"))[0]
+                .1
+                .to_str()
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        assert_eq!(kept("image/PNG"), "image/png");
+        for risky in ["text/html", "image/svg+xml", "application/javascript", ""] {
+            assert_eq!(kept(risky), "application/octet-stream", "{risky}");
+        }
+    }
 }

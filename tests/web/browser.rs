@@ -235,3 +235,17 @@ pub(crate) fn http_bytes(addr: &str, request_head: &str) -> (u16, String, Vec<u8
         .expect("a status line");
     (status, head, resp[end + 4..].to_vec())
 }
+
+/// Checks that neither page was reloaded since its login (the flag
+/// [`login`] set is still there), then closes both browsers.
+pub(crate) async fn not_reloaded_then_close(ca: Client, cb: Client) {
+    for c in [&ca, &cb] {
+        assert_eq!(
+            js(c, "return window.stayed === true").await,
+            json!(true),
+            "nothing reloaded the page"
+        );
+    }
+    let _ = ca.close().await;
+    let _ = cb.close().await;
+}

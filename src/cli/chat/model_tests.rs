@@ -339,6 +339,15 @@ fn part(id: &str, peer: &str, at: u64) -> MessageView {
     m
 }
 
+fn progress(app: &mut App, id: &str, done: u64, size: u64, state: &str) {
+    app.handle(Input::Event(EventView::FileProgress {
+        id: id.into(),
+        done,
+        size,
+        state: state.into(),
+    }));
+}
+
 fn texts(app: &App, who: &str) -> Vec<String> {
     let i = app
         .convs
@@ -364,27 +373,23 @@ fn an_offer_is_a_readable_line_that_follows_its_transfer_and_parts_have_none() {
         texts(&app, ALICE),
         vec!["📎 report.pdf · 5.0 MiB · offered".to_string()]
     );
-    app.handle(Input::Event(EventView::FileProgress {
-        id: "f1".into(),
-        done: 2 * 1024 * 1024,
-        size: 5 * 1024 * 1024,
-        state: "downloading".into(),
-    }));
+    progress(&mut app, "f1", 2 * 1024 * 1024, 5 << 20, "downloading");
     assert_eq!(
         texts(&app, ALICE),
         vec!["📎 report.pdf · 5.0 MiB · downloading 40 %".to_string()]
     );
-    app.handle(Input::Event(EventView::FileProgress {
-        id: "f1".into(),
-        done: 5 * 1024 * 1024,
-        size: 5 * 1024 * 1024,
-        state: "complete".into(),
-    }));
-    assert_eq!(texts(&app, ALICE), vec!["📎 report.pdf · 5.0 MiB · complete".to_string()]);
+    progress(&mut app, "f1", 5 * 1024 * 1024, 5 << 20, "complete");
+    assert_eq!(
+        texts(&app, ALICE),
+        vec!["📎 report.pdf · 5.0 MiB · complete".to_string()]
+    );
     // A history fetched later has the same offer and its parts: one line.
     app.handle(Input::Log(
         peer(ALICE),
-        vec![offer("o1", ALICE, false, 10, "f1", 5 << 20), part("p1", ALICE, 11)],
+        vec![
+            offer("o1", ALICE, false, 10, "f1", 5 << 20),
+            part("p1", ALICE, 11),
+        ],
     ));
     assert_eq!(texts(&app, ALICE).len(), 1);
 }
@@ -413,7 +418,10 @@ fn the_snapshot_gives_a_files_state_and_parts_are_not_unread() {
         }],
     });
     assert_eq!(app.convs[0].unread, 0, "the open conversation was read");
-    app.handle(Input::Log(peer(BOB), vec![offer("o", BOB, false, 1, "f", 1500)]));
+    app.handle(Input::Log(
+        peer(BOB),
+        vec![offer("o", BOB, false, 1, "f", 1500)],
+    ));
     assert_eq!(texts(&app, BOB), vec!["📎 report.pdf · 1.5 KiB · complete"]);
 }
 
@@ -436,5 +444,11 @@ fn our_message_sent_from_elsewhere_shows_once() {
         1,
         "{bob:?}"
     );
-    assert_eq!(app.convs.iter().find(|c| c.id == peer(BOB)).map(|c| c.unread), Some(2));
+    assert_eq!(
+        app.convs
+            .iter()
+            .find(|c| c.id == peer(BOB))
+            .map(|c| c.unread),
+        Some(2)
+    );
 }
