@@ -4,7 +4,8 @@
 //! --file`; B's open page shows the offer as a readable line live, B
 //! clicks *Get* and the line turns `complete`; the file served to B's
 //! session (`GET /api/v1/files/{id}/content`) is byte-exact; the Files
-//! pane lists the transfer. Screenshots go to `target/test-output/web/`.
+//! pane lists the transfer; a file picked in A's page is sent (uploaded)
+//! and reaches B byte-exact. Screenshots go to `target/test-output/web/`.
 //!
 //! Chromium and chromedriver must be installed (`apt-get install chromium
 //! chromium-driver`; `.ci/run` does it): without them the test fails.
@@ -19,7 +20,7 @@ use browser::{
     two_pages, until,
 };
 use common::Daemon;
-use fantoccini::Client;
+use fantoccini::{Client, Locator};
 use serde_json::json;
 
 /// Size of the offered file: above `inline_kib` (1 MiB), so it moves over
@@ -153,6 +154,14 @@ async fn small_file_completes_live(cb: &Client, a: &Daemon, dir: &std::path::Pat
 /// B clicks *Get*: the line follows the download to `complete` and offers
 /// *Save* through the content route.
 async fn get_in_the_page(cb: &Client, file: &str) {
+    until(
+        cb,
+        "B's line offers Get once B's page knows the transfer",
+        &format!(
+            "return document.querySelector('#messages .file[data-file=\"{file}\"] button.get')"
+        ),
+    )
+    .await;
     click(
         cb,
         &format!("#messages .file[data-file=\"{file}\"] button.get"),
@@ -201,6 +210,49 @@ async fn served_exactly(cb: &Client, b: &Daemon, file: &str, bytes: &[u8]) {
     );
 }
 
+/// A's page sends a file picked in its file input (an upload): A's page
+/// shows its offer line, B's daemon gets the same bytes and B's page
+/// shows the line complete, live.
+async fn upload_from_the_page(ca: &Client, cb: &Client, b: &Daemon, dir: &std::path::Path) {
+    let path = dir.join("from-page.bin");
+    let bytes = random_bytes(300 * 1024);
+    std::fs::write(&path, &bytes).expect("write the file to upload");
+    ca.find(Locator::Id("attach"))
+        .await
+        .expect("the file input")
+        .send_keys(path.to_str().expect("a UTF-8 path"))
+        .await
+        .expect("pick the file");
+    let line = "from-page.bin · 300.0 KiB";
+    until(
+        ca,
+        "A's page shows the offer of the uploaded file",
+        &format!(
+            "return [...document.querySelectorAll('#messages li.msg.out .ftext')].some(t => t.textContent === '{line} · offered')"
+        ),
+    )
+    .await;
+    until(
+        cb,
+        "B's page shows the uploaded file complete",
+        &format!(
+            "return [...document.querySelectorAll('#messages li.msg.in .ftext')].some(t => t.textContent === '{line} · complete')"
+        ),
+    )
+    .await;
+    let rows = b.rows(&["files"]);
+    let row = rows
+        .iter()
+        .find(|r| r["name"] == json!("from-page.bin"))
+        .expect("B has the file");
+    assert_eq!(row["state"], json!("complete"), "{row}");
+    assert_eq!(
+        row["blake3"],
+        json!(blake3::hash(&bytes).to_hex().to_string()),
+        "the bytes picked in A's page"
+    );
+}
+
 /// The Files pane lists the transfer: received from Alice, complete.
 async fn files_pane_lists_it(cb: &Client, file: &str) {
     click(cb, "#files-btn").await;
@@ -239,6 +291,7 @@ async fn a_file_offered_shows_live_is_fetched_from_the_page_and_served_exact() {
     screenshot(&cb, "files-b-complete.png").await;
     served_exactly(&cb, &b, &file, &bytes).await;
     small_file_completes_live(&cb, &a, dir.path()).await;
+    upload_from_the_page(&ca, &cb, &b, dir.path()).await;
     files_pane_lists_it(&cb, &file).await;
     screenshot(&cb, "files-b-pane.png").await;
     not_reloaded_then_close(ca, cb).await;

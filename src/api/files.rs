@@ -3,7 +3,7 @@
 //! type as `application/octet-stream`); and file transfers (docs/api.md,
 //! docs/files.md).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +24,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/files/{id}/get", post(fetch))
         .route("/api/v1/files/{id}/cancel", post(cancel))
         .route("/api/v1/files/{id}/content", get(content))
+        .route("/api/v1/files/upload", post(upload))
 }
 
 fn parse_id(id: &str, what: &str) -> Result<MessageId, ApiError> {
@@ -222,6 +223,95 @@ async fn cancel(
 ) -> Result<Json<FileRow>, ApiError> {
     let id = parse_id(&id, "file")?;
     Ok(Json(FileRow::from(&s.node.cancel_file(id).await?)))
+}
+
+/// Largest file `POST /api/v1/files/upload` takes: the browser's file is
+/// written to the data dir before it is offered.
+pub const MAX_UPLOAD: u64 = 2 << 30;
+
+#[derive(serde::Deserialize)]
+struct UploadQuery {
+    to: String,
+    name: String,
+}
+
+/// `POST /api/v1/files/upload?to=PEER&name=NAME`: the request's body is a
+/// file to send (a browser cannot name a path on disk). It streams to
+/// `<data-dir>/files/sent/<random>/NAME` (at most [`MAX_UPLOAD`] bytes,
+/// never whole in memory), then is offered like `files/send`. A refused
+/// or broken upload leaves nothing behind.
+async fn upload(
+    State(s): State<AppState>,
+    Query(q): Query<UploadQuery>,
+    headers: header::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<SendFileView>, ApiError> {
+    let to = s.node.resolve(&q.to).await?;
+    if !crate::wire::files::name_is_safe(&q.name) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "not a file name (one path component, no control characters)".into(),
+        ));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_UPLOAD) {
+        return Err(too_large());
+    }
+    let dir = s.node.upload_dir().join(MessageId::random().to_string());
+    crate::config::ensure_private_dir(&dir)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let path = dir.join(&q.name);
+    let sent = match write_capped(body, &path).await {
+        Ok(()) => s.node.send_file(to, path).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let (msg, t) = sent.inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&dir);
+    })?;
+    Ok(Json(SendFileView {
+        id: msg.to_string(),
+        state: "queued".into(),
+        file: SentFile {
+            id: t.id.to_string(),
+            name: t.name,
+            size: t.size,
+        },
+    }))
+}
+
+fn too_large() -> ApiError {
+    ApiError(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("a file to send through the API is at most {MAX_UPLOAD} bytes"),
+    )
+}
+
+/// Writes `body` to a new file at `path`, piece by piece, refusing more
+/// than [`MAX_UPLOAD`] bytes; synced before it returns.
+async fn write_capped(body: axum::body::Body, path: &std::path::Path) -> Result<(), ApiError> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let io = |e: std::io::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .await
+        .map_err(io)?;
+    let mut stream = body.into_data_stream();
+    let mut n: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+        n = n.saturating_add(chunk.len() as u64);
+        if n > MAX_UPLOAD {
+            return Err(too_large());
+        }
+        f.write_all(&chunk).await.map_err(io)?;
+    }
+    f.sync_all().await.map_err(io)
 }
 
 #[cfg(test)]

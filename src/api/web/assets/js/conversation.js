@@ -67,7 +67,10 @@ async function load() {
   if (!id) return;
   const got = await api('GET', `/api/v1/log/${seg(id)}?limit=200`);
   if (app.current !== id) return;
-  rows = got;
+  // Messages that arrived live while the history was on its way stay.
+  const have = new Set(got.map((m) => m.id));
+  const live = rows.filter((m) => !have.has(m.id) && m.peer === id);
+  rows = got.concat(live).sort((x, y) => x.sent_at - y.sent_at || (x.id < y.id ? -1 : 1));
   draw();
 }
 

@@ -3,7 +3,8 @@
 // Alt+F) and as lines in conversations (an offer message carries `file`).
 // *Get* starts or resumes a download, *Cancel* pauses it (or withdraws an
 // offer of ours), a received file that completed is saved through
-// GET /api/v1/files/{id}/content (an attachment the daemon sandboxes).
+// GET /api/v1/files/{id}/content (an attachment the daemon sandboxes); the
+// clip button of a conversation sends a file to its buddy (an upload).
 import { api, seg } from './api.js';
 import { $, el, say } from './dom.js';
 
@@ -24,6 +25,31 @@ export function init(a) {
   app = a;
   $('files-btn').addEventListener('click', () => open());
   $('fback').addEventListener('click', () => close());
+  $('attach-btn').addEventListener('click', () => $('attach').click());
+  $('attach').addEventListener('change', () => upload());
+}
+
+/** Sends the picked file to the open conversation's buddy: the browser
+ * streams it to the daemon (POST /api/v1/files/upload), which offers it;
+ * its line comes back as a `message_sent` event. */
+async function upload() {
+  const input = $('attach');
+  const file = input.files && input.files[0];
+  const to = app.current;
+  input.value = '';
+  if (!file || !to) return;
+  say($('send-msg'), `sending ${file.name}…`);
+  try {
+    const q = `to=${encodeURIComponent(to)}&name=${encodeURIComponent(file.name)}`;
+    const r = await fetch(`/api/v1/files/upload?${q}`, {
+      method: 'POST', credentials: 'same-origin', body: file,
+      headers: { 'Content-Type': 'application/octet-stream' },
+    });
+    const data = await r.json().catch(() => null);
+    if (!r.ok) throw new Error((data && data.error) || `HTTP ${r.status}`);
+    say($('send-msg'), `offered ${data.file.name}`);
+    reloadSoon();
+  } catch (e) { say($('send-msg'), `not sent: ${e.message}`, true); }
 }
 
 /** Whether the files pane is open. */
@@ -146,10 +172,27 @@ export function render() {
   $('no-files').hidden = list.length > 0;
 }
 
-/** Loads every transfer again. */
+/** Progress events that arrived while the list was being fetched. */
+let during = null;
+
+/** Applies a progress event to its row; `late`: one the fetched list may
+ * already be past (it is not applied over a further or finished row). */
+function apply(ev, late) {
+  const r = rows.get(ev.id);
+  if (!r) return false;
+  if (late && (r.done > ev.done || r.state === 'complete')) return true;
+  Object.assign(r, { done: ev.done, size: ev.size, state: ev.state });
+  return true;
+}
+
+/** Loads every transfer again (then the progress that came meanwhile). */
 export async function reload() {
-  const got = await api('GET', '/api/v1/files');
+  during = [];
+  let got;
+  try { got = await api('GET', '/api/v1/files'); } catch (e) { during = null; throw e; }
   rows = new Map(got.map((r) => [r.id, r]));
+  for (const ev of during) apply(ev, true);
+  during = null;
   for (const line of document.querySelectorAll('.file[data-file]')) {
     if (line.offer) fill(line, line.offer);
   }
@@ -196,9 +239,8 @@ export function hide() {
 /** Applies a live event: progress, or an offer of a file not known yet. */
 export function event(ev) {
   if (ev.type === 'file_progress') {
-    const r = rows.get(ev.id);
-    if (!r) { reloadSoon(); return; }
-    Object.assign(r, { done: ev.done, size: ev.size, state: ev.state });
+    if (during) during.push(ev);
+    if (!apply(ev, false)) { reloadSoon(); return; }
     refresh(ev.id);
   } else if ((ev.type === 'message' || ev.type === 'message_sent') && ev.file && !rows.has(ev.file.id)) {
     reloadSoon();
