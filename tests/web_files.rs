@@ -253,6 +253,31 @@ async fn upload_from_the_page(ca: &Client, cb: &Client, b: &Daemon, dir: &std::p
     );
 }
 
+/// An upload declared larger than the cap is refused at once: nothing is
+/// written and nothing offered (the page's upload before it is still the
+/// only one).
+async fn oversize_upload_refused(ca: &Client, a: &Daemon) {
+    let sent_dir = a.dir.path().join("files/sent");
+    let uploads = || std::fs::read_dir(&sent_dir).map_or(0, Iterator::count);
+    assert_eq!(uploads(), 1, "the page's upload is kept");
+    let offers = a.rows(&["files"]).len();
+    let base = js(ca, "return location.origin").await;
+    let base = base.as_str().expect("the origin").to_string();
+    let addr = base.trim_start_matches("http://");
+    let cookie = session_cookie(ca, &base).await;
+    let (status, head, _) = http_bytes(
+        addr,
+        &format!(
+            "POST /api/v1/files/upload?to=Bob&name=huge.bin HTTP/1.1\r\nHost: {addr}\r\n\
+             Origin: {base}\r\n{cookie}Content-Length: {}\r\n",
+            (2u64 << 30) + 1
+        ),
+    );
+    assert_eq!(status, 413, "{head}");
+    assert_eq!(uploads(), 1, "nothing written");
+    assert_eq!(a.rows(&["files"]).len(), offers, "nothing offered");
+}
+
 /// The Files pane lists the transfer: received from Alice, complete.
 async fn files_pane_lists_it(cb: &Client, file: &str) {
     click(cb, "#files-btn").await;
@@ -292,6 +317,7 @@ async fn a_file_offered_shows_live_is_fetched_from_the_page_and_served_exact() {
     served_exactly(&cb, &b, &file, &bytes).await;
     small_file_completes_live(&cb, &a, dir.path()).await;
     upload_from_the_page(&ca, &cb, &b, dir.path()).await;
+    oversize_upload_refused(&ca, &a).await;
     files_pane_lists_it(&cb, &file).await;
     screenshot(&cb, "files-b-pane.png").await;
     not_reloaded_then_close(ca, cb).await;

@@ -216,10 +216,13 @@ pub(crate) async fn session_cookie(c: &Client, base: &str) -> String {
     format!("Cookie: {}={}\r\n", cookie.name(), cookie.value())
 }
 
-/// One GET over a fresh TCP connection: the status, the header block and
-/// the body's exact bytes.
+/// One request without a body over a fresh TCP connection: the status,
+/// the header block and the body's exact bytes (an answer slower than the
+/// test deadline fails the test).
 pub(crate) fn http_bytes(addr: &str, request_head: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("connect to the API");
+    s.set_read_timeout(Some(crate::common::DEADLINE))
+        .expect("a read timeout");
     write!(s, "{request_head}Connection: close\r\n\r\n").expect("send");
     let mut resp = Vec::new();
     s.read_to_end(&mut resp).expect("read the answer");
