@@ -140,8 +140,9 @@ pub struct MessageView {
     /// For a file offer (content type `application/vnd.roost.file-offer`):
     /// the file it offers, decoded from its CBOR body, so a window shows a
     /// readable line without decoding it; absent for other messages.
+    /// (Boxed: most messages are no offer, and rows travel in events.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<OfferedFile>,
+    pub file: Option<Box<OfferedFile>>,
 }
 
 /// The file a file-offer message offers (its `id` is the transfer's, as in
@@ -200,7 +201,7 @@ impl MessageView {
             base64: data_encoding::BASE64.encode(&m.data),
             size: m.data.len(),
             request: m.request,
-            file: OfferedFile::of(&m.content_type, &m.data),
+            file: OfferedFile::of(&m.content_type, &m.data).map(Box::new),
         }
     }
 }

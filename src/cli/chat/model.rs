@@ -72,7 +72,7 @@ impl From<&MessageView> for Line {
             state: m.state.clone(),
             sent_at: m.sent_at,
             text: m.text.clone(),
-            file: m.file.clone(),
+            file: m.file.as_deref().cloned(),
         }
     }
 }

@@ -324,12 +324,12 @@ fn offer(id: &str, peer: &str, out: bool, at: u64, file: &str, size: u64) -> Mes
     let mut m = msg(id, peer, out, if out { "queued" } else { "unread" }, at, "");
     m.content_type = roost::wire::files::OFFER_TYPE.into();
     m.text = String::new();
-    m.file = Some(OfferedFile {
+    m.file = Some(Box::new(OfferedFile {
         id: file.into(),
         name: "report.pdf".into(),
         size,
         mime: "application/pdf".into(),
-    });
+    }));
     m
 }
 

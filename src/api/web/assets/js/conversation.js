@@ -204,6 +204,10 @@ async function send() {
 /** Applies a live event to the open conversation. */
 export function event(ev) {
   if ((ev.type === 'message' || ev.type === 'message_sent') && ev.peer === app.current) {
+    // A receipt can overtake the event of the message it is about.
+    const st = early.get(ev.id);
+    if (st && (RANK[st] ?? 0) > (RANK[ev.state] ?? 0)) ev.state = st;
+    early.delete(ev.id);
     if (!rows.some((m) => m.id === ev.id)) rows.push(ev);
     if (searchRows && !searchRows.some((m) => m.id === ev.id)) searchRows.push(ev);
     draw();
