@@ -196,7 +196,12 @@ async fn send(
 ) -> Result<Json<SendFileView>, ApiError> {
     let to = s.node.resolve(&req.to).await?;
     let (msg, t) = s.node.send_file(to, req.path.into()).await?;
-    Ok(Json(SendFileView {
+    Ok(Json(sent_view(msg, t)))
+}
+
+/// The answer to a file offered: its offer message and its transfer.
+fn sent_view(msg: MessageId, t: crate::store::Transfer) -> SendFileView {
+    SendFileView {
         id: msg.to_string(),
         state: "queued".into(),
         file: SentFile {
@@ -204,7 +209,7 @@ async fn send(
             name: t.name,
             size: t.size,
         },
-    }))
+    }
 }
 
 async fn fetch(
@@ -271,15 +276,7 @@ async fn upload(
     let (msg, t) = sent.inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&dir);
     })?;
-    Ok(Json(SendFileView {
-        id: msg.to_string(),
-        state: "queued".into(),
-        file: SentFile {
-            id: t.id.to_string(),
-            name: t.name,
-            size: t.size,
-        },
-    }))
+    Ok(Json(sent_view(msg, t)))
 }
 
 fn too_large() -> ApiError {
