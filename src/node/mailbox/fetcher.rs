@@ -335,12 +335,12 @@ impl Fetcher {
                     self.found_mail(now);
                 }
                 by_sender
-                .into_iter()
-                .filter_map(|(peer, ids)| {
-                    let ids = self.receipted.fresh(ids);
-                    (!ids.is_empty()).then_some(Output::Receipt { peer, ids })
-                })
-                .collect()
+                    .into_iter()
+                    .filter_map(|(peer, ids)| {
+                        let ids = self.receipted.fresh(ids);
+                        (!ids.is_empty()).then_some(Output::Receipt { peer, ids })
+                    })
+                    .collect()
             }
             Input::Tick => self.tick(now),
         }
