@@ -20,6 +20,7 @@ mod common;
 mod fanout;
 mod floor;
 mod idle;
+mod slowsync;
 mod system;
 
 use common::{arg, init_tracing, raise_fd_limit};
@@ -38,7 +39,22 @@ struct Counts {
     fanout: Vec<(usize, bool)>,
 }
 
+/// `ROOST_BENCH_ROUNDS` and `ROOST_BENCH_MESSAGES` override the round
+/// trips and the throughput messages (a profile of one phase makes the
+/// other small).
 fn counts() -> Counts {
+    let mut c = default_counts();
+    let get = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    if let Some(n) = get("ROOST_BENCH_ROUNDS") {
+        c.latency = n;
+    }
+    if let Some(n) = get("ROOST_BENCH_MESSAGES") {
+        c.throughput = n;
+    }
+    c
+}
+
+fn default_counts() -> Counts {
     if std::env::var_os("ROOST_BENCH_QUICK").is_some() {
         Counts {
             latency: 200,
@@ -64,8 +80,20 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
+/// Each system's RTT p50 (µs) and throughput (msgs/s) in this run, for
+/// the ratios.
+static FIGURES: std::sync::Mutex<Vec<(String, f64, f64)>> = std::sync::Mutex::new(Vec::new());
+
 fn line(system: &str, connect: Duration, mut rtts: Vec<Duration>, tp: f64, c: &Counts) {
     rtts.sort();
+    let system = if slowsync::is_child() {
+        format!("{system}+1ms-sync")
+    } else {
+        system.to_string()
+    };
+    if let Ok(mut f) = FIGURES.lock() {
+        f.push((system.clone(), percentile(&rtts, 0.50), tp));
+    }
     println!(
         "{}",
         json!({
@@ -125,19 +153,26 @@ async fn main() {
     init_tracing();
     // `cargo bench --bench messaging -- fanout` runs only the named parts.
     let want = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
+    if slowsync::is_child() {
+        slowsync::check_active();
+    }
     let mut c = counts();
     if watchers > 0 {
         c.fanout = vec![(watchers, watchers > 100)];
     }
     if want("floor") {
         floor::floor(&c, false).await;
-        floor::floor(&c, true).await;
+        syncs("durable-floor", &c, floor::floor(&c, true)).await;
     }
     if want("commit") {
         floor::commit(&c);
     }
     if want("roost") {
-        system::roost_system(&c).await;
+        syncs("roost", &c, system::roost_system(&c)).await;
+        ratios();
+    }
+    if want("slowsync") && !slowsync::is_child() {
+        slowsync::run();
     }
     if want("mailbox") {
         system::mailbox(&c).await;
@@ -149,5 +184,44 @@ async fn main() {
     }
     if want("idle") {
         idle::idle().await;
+    }
+}
+
+/// Runs a part; under the slow-sync shim, prints how many syncs it made
+/// (all of the process's threads, sled's periodic ones included).
+async fn syncs(system: &str, c: &Counts, part: impl std::future::Future<Output = ()>) {
+    let before = slowsync::calls();
+    part.await;
+    if let (Some(b), Some(a)) = (before, slowsync::calls()) {
+        let messages = 2 * (WARMUP + c.latency) + c.throughput;
+        println!(
+            "{}",
+            json!({
+                "part": "slowsync-calls",
+                "system": system,
+                "syncs": a - b,
+                "messages": messages,
+                "messages_per_sync": ((messages as f64 / (a - b).max(1) as f64) * 10.0).round() / 10.0,
+            })
+        );
+    }
+}
+
+/// roost's RTT p50 and throughput as multiples of the durable floor's in
+/// this run (the targets are ratios: absolute figures drift across runs).
+fn ratios() {
+    let Ok(f) = FIGURES.lock() else { return };
+    let find = |prefix: &str| f.iter().rev().find(|(s, _, _)| s.starts_with(prefix));
+    if let (Some(floor), Some(roost)) = (find("durable-floor"), find("roost")) {
+        println!(
+            "{}",
+            json!({
+                "part": "ratios",
+                "floor": floor.0,
+                "system": roost.0,
+                "rtt_p50_ratio": (roost.1 / floor.1 * 100.0).round() / 100.0,
+                "throughput_ratio": (roost.2 / floor.2 * 100.0).round() / 100.0,
+            })
+        );
     }
 }

@@ -9,7 +9,9 @@
 //! [`SETTLE`](super::react::SETTLE), at most every
 //! [`REACT_EVERY`](super::react::REACT_EVERY)), every poll, and at once after
 //! a fetch that stopped before a holder's end having brought new mail. One
-//! fetch at a time.
+//! fetch at a time. The poll backs off while fetches find nothing (up to
+//! [`MAX_BACKOFF`] × the configured poll) and returns to its pace as soon
+//! as mail is found ([`next_interval`]).
 //!
 //! **Bounds.** A holder answers each `Fetch` with a page and a cursor for
 //! the next one, and nothing in the protocol makes it stop: one that hands
@@ -198,6 +200,25 @@ impl HolderFetch {
     }
 }
 
+/// Most the poll interval grows to, as a multiple of the configured poll,
+/// while fetches find nothing: a settled node with no mail asks its
+/// mailbox's K peers every 20 minutes instead of every 5.
+pub const MAX_BACKOFF: u32 = 4;
+
+/// The poll interval after a fetch: back to `poll` once mail was found
+/// (more may follow the same way), else doubled up to [`MAX_BACKOFF`] ×
+/// `poll`. The poll is the safety net for mail deposited while we were
+/// online but not found by its sender; an idle node that keeps finding
+/// nothing pays for it less often, and the first mail found brings the
+/// poll back to its configured pace.
+pub fn next_interval(current: Duration, poll: Duration, found: bool) -> Duration {
+    if found {
+        poll
+    } else {
+        (current * 2).min(poll * MAX_BACKOFF).max(poll)
+    }
+}
+
 /// When the next fetch is due once it is wanted `at`: then, or at the
 /// time already set if that is sooner. (Never later: a fetch planned for
 /// later — after a neighbourhood change — must not delay one wanted now.)
@@ -213,13 +234,15 @@ pub enum Input {
     /// A fetch ended: it asked `asked`; `more` if some holder stopped
     /// before its end after giving new mail ([`HolderFetch::more`]).
     Done {
-        /// The holders asked.
+        /// The holders asked. (Mail it found comes as
+        /// [`Input::Delivered`], which resets the poll's backoff.)
         asked: Vec<PeerId>,
         /// Fetch again at once.
         more: bool,
     },
     /// Messages fetched from a mailbox (new or already in our history),
-    /// per sender: their senders are owed a delivery receipt.
+    /// per sender: their senders are owed a delivery receipt, and the poll
+    /// returns to its configured pace ([`next_interval`]).
     Delivered(HashMap<PeerId, Vec<MessageId>>),
     /// The time in [`Fetcher::poll_timeout`] has come.
     Tick,
@@ -244,6 +267,11 @@ pub enum Output {
 #[derive(Debug)]
 pub struct Fetcher {
     poll: Duration,
+    /// The poll interval now: `poll`, grown by [`next_interval`] while
+    /// fetches find nothing.
+    interval: Duration,
+    /// Whether mail was fetched since the last fetch started.
+    found: bool,
     fetching: bool,
     due: Option<Instant>,
     /// When the last fetch started.
@@ -260,6 +288,8 @@ impl Fetcher {
     pub fn new(key: &[u8], poll: Duration, now: Instant) -> Self {
         Self {
             poll,
+            interval: poll,
+            found: false,
             fetching: false,
             due: None,
             last: None,
@@ -292,6 +322,7 @@ impl Fetcher {
             }
             Input::Done { asked, more } => {
                 self.fetching = false;
+                self.interval = next_interval(self.interval, self.poll, self.found || more);
                 self.reach.fetched(&asked, FETCH_FROM);
                 if more {
                     // At once, even if a later fetch was already planned.
@@ -299,20 +330,38 @@ impl Fetcher {
                 }
                 self.tick(now)
             }
-            Input::Delivered(by_sender) => by_sender
-                .into_iter()
-                .filter_map(|(peer, ids)| {
-                    let ids = self.receipted.fresh(ids);
-                    (!ids.is_empty()).then_some(Output::Receipt { peer, ids })
-                })
-                .collect(),
+            Input::Delivered(by_sender) => {
+                if !by_sender.is_empty() {
+                    self.found_mail(now);
+                }
+                by_sender
+                    .into_iter()
+                    .filter_map(|(peer, ids)| {
+                        let ids = self.receipted.fresh(ids);
+                        (!ids.is_empty()).then_some(Output::Receipt { peer, ids })
+                    })
+                    .collect()
+            }
             Input::Tick => self.tick(now),
         }
     }
 
+    /// The poll interval now (see [`next_interval`]).
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Mail came from a mailbox: the poll returns to its configured pace
+    /// at once, whenever the fetch that found it reports its end.
+    fn found_mail(&mut self, now: Instant) {
+        self.found = true;
+        self.interval = self.poll;
+        self.next_poll = self.next_poll.min(now + self.poll);
+    }
+
     fn tick(&mut self, now: Instant) -> Vec<Output> {
         if now >= self.next_poll {
-            self.next_poll = now + self.poll;
+            self.next_poll = now + self.interval;
             self.due = due_by(self.due, now);
         }
         if self.fetching || self.due.is_none_or(|t| t > now) {
@@ -321,7 +370,8 @@ impl Fetcher {
         self.due = None;
         self.last = Some(now);
         self.fetching = true;
-        self.next_poll = now + self.poll;
+        self.found = false;
+        self.next_poll = now + self.interval;
         vec![Output::Fetch]
     }
 }

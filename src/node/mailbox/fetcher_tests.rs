@@ -330,3 +330,64 @@ fn a_filed_page_acks_all_but_the_unavailable_and_counts_new_messages_only() {
     run.filed(vec![ack(5, AckResult::Accepted)], &[false]);
     assert!(!run.more(Stop::ItemCap), "receipts do not count");
 }
+
+#[test]
+fn the_poll_interval_doubles_while_nothing_is_found_and_resets_on_mail() {
+    let mut i = POLL;
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        i = next_interval(i, POLL, false);
+        seen.push(i.as_secs());
+    }
+    assert_eq!(seen, vec![600, 1200, 1200, 1200, 1200]);
+    assert_eq!(next_interval(i, POLL, true), POLL);
+    assert_eq!(next_interval(POLL, POLL, true), POLL);
+}
+
+/// Runs the poll once at its time with nothing found; returns when it ran.
+fn empty_poll(f: &mut Fetcher) -> Instant {
+    let at = f.poll_timeout();
+    assert_eq!(f.handle(Input::Tick, at), vec![Output::Fetch]);
+    let done = Input::Done {
+        asked: Vec::new(),
+        more: false,
+    };
+    assert!(f.handle(done, at).is_empty());
+    at
+}
+
+#[test]
+fn an_idle_poll_backs_off_and_mail_found_brings_it_back() {
+    let t0 = Instant::now();
+    let mut f = Fetcher::new(b"key", POLL, t0);
+    let mut at = t0;
+    let mut gaps = Vec::new();
+    for _ in 0..5 {
+        let next = empty_poll(&mut f);
+        gaps.push((next - at).as_secs());
+        at = next;
+    }
+    assert_eq!(gaps, vec![300, 300, 600, 1200, 1200]);
+    // A fetch that finds mail: the next poll is back at the configured
+    // pace, counted from when the mail came.
+    let t1 = f.poll_timeout();
+    assert_eq!(f.handle(Input::Tick, t1), vec![Output::Fetch]);
+    let from = PeerId::random();
+    let mail = HashMap::from([(from, vec![MessageId::random()])]);
+    assert_eq!(f.handle(Input::Delivered(mail), t1).len(), 1);
+    let done = Input::Done {
+        asked: Vec::new(),
+        more: false,
+    };
+    assert!(f.handle(done, t1).is_empty());
+    assert_eq!(f.interval(), POLL);
+    assert_eq!(f.poll_timeout(), t1 + POLL);
+    // Mail reported after its fetch's end (the two come by different
+    // channels) resets the backoff all the same.
+    let t2 = empty_poll(&mut f);
+    assert_eq!(f.interval(), 2 * POLL);
+    let late = HashMap::from([(from, vec![MessageId::random()])]);
+    f.handle(Input::Delivered(late), t2);
+    assert_eq!(f.interval(), POLL);
+    assert_eq!(f.poll_timeout(), t2 + POLL);
+}

@@ -435,9 +435,15 @@ async fn read_frames(
     }
 }
 
-/// Gathers what frames are ready (up to [`BATCH`]), opens them on the
-/// blocking pool and hands them to the store as one batch, whose acks
-/// [`write_acks`] awaits.
+/// Most frames a batch may hold to be opened on the session's own task:
+/// opening a few frames takes microseconds, less than waking a thread of
+/// the blocking pool and coming back, which a lone message's round trip
+/// would otherwise pay on each side.
+const OPEN_HERE: usize = 4;
+
+/// Gathers what frames are ready (up to [`BATCH`]), opens them (a few on
+/// this task, more on the blocking pool) and hands them to the store as
+/// one batch, whose acks [`write_acks`] awaits.
 async fn file_frames(
     peer: PeerId,
     mut frame_rx: mpsc::Receiver<ReadFrame>,
@@ -452,23 +458,27 @@ async fn file_frames(
                 Err(_) => break,
             }
         }
-        // Decryption is CPU work: on the blocking pool, not this worker,
-        // and no more batches at once than there are cores.
-        let Ok(permit) = inbound.openers.clone().acquire_owned().await else {
-            break;
-        };
-        let sealer = inbound.sealer.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            open_batch(peer, batch, &sealer)
-        })
-        .await;
-        let (items, close) = match opened {
-            Ok(opened) => opened,
-            Err(e) => {
-                // Its frames go unacked: the sender offers them again.
-                warn!(%peer, "opening a message batch failed: {e}");
+        let (items, close) = if batch.len() <= OPEN_HERE {
+            open_batch(peer, batch, &inbound.sealer)
+        } else {
+            // Decryption is CPU work: on the blocking pool, not this
+            // worker, and no more batches at once than there are cores.
+            let Ok(permit) = inbound.openers.clone().acquire_owned().await else {
                 break;
+            };
+            let sealer = inbound.sealer.clone();
+            let opened = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                open_batch(peer, batch, &sealer)
+            })
+            .await;
+            match opened {
+                Ok(opened) => opened,
+                Err(e) => {
+                    // Its frames go unacked: the sender offers them again.
+                    warn!(%peer, "opening a message batch failed: {e}");
+                    break;
+                }
             }
         };
         let ids: Vec<Option<MessageId>> = items
