@@ -205,12 +205,13 @@ impl NodeHandle {
                 ))
                 .into());
             }
-            let quota = shared.limits.quota_bytes;
+            let (quota, margin) = (shared.limits.quota_bytes, shared.limits.free_margin_bytes);
+            let free = limits::room(&shared.dir, &shared.part_path(&id), row.size);
             let refused = shared
                 .store
                 .run(move |s| Ok(limits::in_use(&s.transfers()?, &id)))
                 .await
-                .map(|used| limits::refusal(row.size, used, quota))?;
+                .map(|used| limits::admit(row.size, used, quota, free, margin))?;
             if let Some(why) = refused {
                 shared.fail(id, why).await;
                 return self.file(id).await;

@@ -1,6 +1,10 @@
 //! What a receiver takes in: the quota on incoming files (`[files]
-//! quota_mib`). Pure, so the rule is the same for an auto-accepted offer
-//! and for `files get`.
+//! quota_mib`) and the room a download must leave free on the data
+//! directory's filesystem (`[files] free_margin_mib`). The rule is pure
+//! (the free space is measured by the caller), so it is the same for an
+//! auto-accepted offer and for `files get`.
+
+use std::path::Path;
 
 use crate::store::{FileDirection, Transfer, TransferState};
 
@@ -34,6 +38,50 @@ pub(crate) fn refusal(size: u64, used: u64, quota: u64) -> Option<String> {
     })
 }
 
+/// Why a file of `size` bytes may not be taken in, or `None` if it may:
+/// with `used` bytes already held it must stay within `quota`, and it must
+/// leave at least `margin` bytes of the `free` ones on the filesystem of
+/// the data directory (`None`: unknown, not checked).
+pub(crate) fn admit(
+    size: u64,
+    used: u64,
+    quota: u64,
+    free: Option<u64>,
+    margin: u64,
+) -> Option<String> {
+    refusal(size, used, quota).or_else(|| {
+        let free = free?;
+        (size > free || free - size < margin).then(|| {
+            format!(
+                "refused: {size} bytes would leave less than free_margin_mib = {} free on the \
+                 data directory's disk ({free} bytes free)",
+                margin / (1024 * 1024)
+            )
+        })
+    })
+}
+
+/// The room a download of `size` bytes into the partial file `part` has
+/// in `dir`: the free space, plus what `part` already takes on disk (a
+/// partial file is sparse: only the bytes that arrived take room).
+pub(crate) fn room(dir: &Path, part: &Path, size: u64) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let taken = std::fs::metadata(part).map_or(0, |m| m.blocks().saturating_mul(512));
+    free_space(dir).map(|f| f.saturating_add(taken.min(size)))
+}
+
+/// Bytes an unprivileged process may still write on the filesystem that
+/// holds `dir`, or `None` if it cannot be told.
+pub(crate) fn free_space(dir: &Path) -> Option<u64> {
+    match rustix::fs::statvfs(dir) {
+        Ok(s) => Some(s.f_bavail.saturating_mul(s.f_frsize)),
+        Err(e) => {
+            tracing::warn!("cannot tell the free space of {}: {e}", dir.display());
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +92,38 @@ mod tests {
         assert!(refusal(11, 90, 100).is_some(), "one byte over is refused");
         let why = refusal(2 << 20, 0, 1 << 20).unwrap();
         assert!(why.contains("quota_mib = 1"), "{why}");
+    }
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn a_file_must_leave_the_margin_free() {
+        let quota = 1 << 40;
+        assert_eq!(admit(10 * MIB, 0, quota, Some(20 * MIB), 10 * MIB), None);
+        let why = admit(10 * MIB + 1, 0, quota, Some(20 * MIB), 10 * MIB).unwrap();
+        assert!(why.contains("free_margin_mib = 10"), "{why}");
+        assert!(
+            admit(30 * MIB, 0, quota, Some(20 * MIB), 0).is_some(),
+            "larger than the free space, even with no margin"
+        );
+        assert_eq!(
+            admit(1, 0, quota, None, 10 * MIB),
+            None,
+            "unknown: not checked"
+        );
+    }
+
+    #[test]
+    fn the_quota_is_checked_before_the_margin() {
+        let why = admit(2 * MIB, 0, MIB, Some(0), MIB).unwrap();
+        assert!(why.contains("quota_mib"), "{why}");
+        assert_eq!(admit(MIB, 0, MIB, Some(3 * MIB), MIB), None);
+    }
+
+    #[test]
+    fn the_free_space_of_a_real_directory_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_space(dir.path()).is_some_and(|f| f > 0));
+        assert_eq!(free_space(&dir.path().join("absent")), None);
     }
 }

@@ -328,6 +328,7 @@ impl Shared {
         let request = m.request;
         let me = self.clone();
         let limits = self.limits;
+        let free = limits::free_space(&self.dir);
         let filed = self
             .store
             .run(move |s| {
@@ -354,7 +355,8 @@ impl Shared {
                 let refused = auto
                     .then(|| {
                         let used = limits::in_use(&rows, &offer.file);
-                        limits::refusal(offer.size, used, limits.quota_bytes)
+                        let (quota, margin) = (limits.quota_bytes, limits.free_margin_bytes);
+                        limits::admit(offer.size, used, quota, free, margin)
                     })
                     .flatten();
                 let t = Transfer {
