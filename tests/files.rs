@@ -280,3 +280,42 @@ async fn an_offline_buddy_gets_a_small_image_from_the_mailboxes() {
     assert!(path.starts_with(bob.dir.path().join("files")), "{path:?}");
     same_file(&src, &path);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_move_into_place_does_not_fetch_again() {
+    init_tracing();
+    let (_hub, alice, mut bob) = trio().await;
+    let tmp = tempfile::tempdir().unwrap();
+    // A buddy's file under `auto_accept_mib`, above `inline_kib`: it comes
+    // over the stream by itself and lands under Bob's `files/`.
+    let size = 4 * MIB;
+    let src = random_file(tmp.path(), "landed.bin", size, 6);
+    let hook = bob.dir.path().join("files/.test-crash-after-move");
+    std::fs::write(&hook, "").unwrap();
+    let id = offer(&alice, "bob", &src);
+    let landed = bob.dir.path().join("files/landed.bin");
+    eventually_within(LONG, "Bob dies right after the move", || async {
+        let answers = common::roost(bob.dir.path(), &["--json", "status"])
+            .status
+            .success();
+        (landed.exists() && !answers).then_some(())
+    })
+    .await;
+    bob.kill();
+    std::fs::remove_file(&hook).unwrap();
+    let sent = row(&alice, &id).await["served"].as_u64().unwrap();
+    assert!(sent >= size, "Alice sent the whole file once: {sent}");
+    bob.restart().await;
+    let done = until(&bob, &id, "the file is complete", |r| {
+        r["state"] == "complete"
+    })
+    .await;
+    assert_eq!(PathBuf::from(done["path"].as_str().unwrap()), landed);
+    same_file(&src, &landed);
+    assert!(
+        !bob.dir.path().join("files/landed.bin (1)").exists(),
+        "no second copy"
+    );
+    let again = row(&alice, &id).await["served"].as_u64().unwrap();
+    assert_eq!(again, sent, "Alice was asked for the file again");
+}

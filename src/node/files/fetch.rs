@@ -70,6 +70,9 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
     let Some(row) = shared.row(id).await else {
         return;
     };
+    if shared.landed(&row).await {
+        return;
+    }
     let (size, root) = (row.size, row.root);
     let (part, obao) = (shared.part_path(&id), shared.obao_path(&id));
     let n = bao::chunks(size);

@@ -15,6 +15,7 @@
 
 pub mod bao;
 mod fetch;
+mod finish;
 mod handle;
 mod limits;
 pub mod plan;
@@ -517,50 +518,6 @@ impl Shared {
         copies.into_iter().next().ok_or(Refusal::Missing)
     }
 
-    /// Moves a verified download to where it lands and marks it complete.
-    async fn finish(&self, id: MessageId) {
-        let _once = self.finishing.lock().await;
-        let Some(row) = self.row(id).await else {
-            return;
-        };
-        if row.state == TransferState::Complete {
-            return;
-        }
-        let part = self.part_path(&id);
-        let dir = self.dir.clone();
-        let moved = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
-            let to = match &row.path {
-                Some(p) => PathBuf::from(p),
-                None => unique(&dir, &row.name),
-            };
-            std::fs::File::open(&part)?.sync_all()?;
-            if std::fs::rename(&part, &to).is_err() {
-                std::fs::copy(&part, &to)?;
-                std::fs::File::open(&to)?.sync_all()?;
-                std::fs::remove_file(&part)?;
-            }
-            Ok(to)
-        })
-        .await;
-        match moved {
-            Ok(Ok(to)) => {
-                let path = to.display().to_string();
-                self.update(id, move |t| {
-                    t.state = TransferState::Complete;
-                    t.path = Some(path);
-                    t.error = None;
-                })
-                .await;
-                tracing::info!(%id, "file complete");
-            }
-            Ok(Err(e)) => {
-                self.fail(id, format!("cannot move the file into place: {e}"))
-                    .await
-            }
-            Err(e) => self.fail(id, e.to_string()).await,
-        }
-    }
-
     fn info(&self, t: Transfer) -> FileInfo {
         let live = self
             .live
@@ -583,16 +540,4 @@ impl Shared {
             served,
         }
     }
-}
-
-/// `dir/name`, or `dir/name (n)` for the first `n` that is free.
-fn unique(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if !first.exists() {
-        return first;
-    }
-    (1..)
-        .map(|n| dir.join(format!("{name} ({n})")))
-        .find(|p| !p.exists())
-        .unwrap_or(first)
 }

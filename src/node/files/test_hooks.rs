@@ -1,8 +1,9 @@
 //! Hooks for tests and benches (the `test-util` feature), set by files in
 //! `<data-dir>/files/` so a test can set them for one daemon: a delay
 //! before each piece served (`.test-serve-delay-ms`), so a test can catch
-//! a transfer part way; and a serving side that flips one bit of what it
-//! sends (`.test-corrupt`), a lying source.
+//! a transfer part way; a serving side that flips one bit of what it
+//! sends (`.test-corrupt`), a lying source; and a crash right after a
+//! finished download is moved into place (`.test-crash-after-move`).
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -12,6 +13,13 @@ pub fn serve_delay_ms(dir: &Path) -> Option<u64> {
     std::fs::read_to_string(dir.join(".test-serve-delay-ms"))
         .ok()
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether this node aborts (as a `kill -9` would stop it: no cleanup)
+/// right after moving a finished download into place, before its row
+/// says so (`.test-crash-after-move`).
+pub fn crash_after_move(dir: &Path) -> bool {
+    dir.join(".test-crash-after-move").exists()
 }
 
 /// Whether this node lies about what it serves.
