@@ -144,6 +144,8 @@ pub enum DecodeFault {
     Lied(String),
     /// The stream ended or broke, or our disk failed.
     Lost(String),
+    /// The piece's deadline passed before it all arrived.
+    Slow(String),
 }
 
 /// Reads the verified stream of `spans` from `input` into the partial file
@@ -175,40 +177,72 @@ pub fn decode(
 }
 
 /// A libp2p stream used from a blocking thread: each read or write waits
-/// on the runtime, at most [`IO_TIMEOUT`].
+/// on the runtime, at most [`IO_TIMEOUT`], and none past the deadline if
+/// one is set.
 pub struct Blocking<S> {
     /// The stream.
     pub inner: S,
     rt: tokio::runtime::Handle,
+    deadline: Option<tokio::time::Instant>,
+    /// Whether a read or write failed because the deadline passed.
+    pub overdue: bool,
 }
 
 impl<S> Blocking<S> {
     /// Wraps `inner`; call from a thread of the runtime or one it spawned.
     pub fn new(inner: S, rt: tokio::runtime::Handle) -> Self {
-        Self { inner, rt }
+        Self {
+            inner,
+            rt,
+            deadline: None,
+            overdue: false,
+        }
+    }
+
+    /// Fails every read and write once `at` has passed (a piece that
+    /// takes too long), setting [`Blocking::overdue`].
+    pub fn until(mut self, at: tokio::time::Instant) -> Self {
+        self.deadline = Some(at);
+        self
     }
 }
 
-fn timed<T>(rt: &tokio::runtime::Handle, f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    rt.block_on(async {
-        tokio::time::timeout(IO_TIMEOUT, f)
+/// Runs `f` on the runtime for at most [`IO_TIMEOUT`] and not past
+/// `deadline`; says whether it failed for the deadline.
+fn timed<T>(
+    rt: &tokio::runtime::Handle,
+    deadline: Option<tokio::time::Instant>,
+    f: impl Future<Output = io::Result<T>>,
+) -> (io::Result<T>, bool) {
+    let limit = tokio::time::Instant::now() + IO_TIMEOUT;
+    let at = deadline.map_or(limit, |d| d.min(limit));
+    let r = rt.block_on(async {
+        tokio::time::timeout_at(at, f)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "peer stalled"))?
-    })
+    });
+    let overdue = r.is_err() && deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+    (r, overdue)
 }
 
 impl<S: AsyncRead + Unpin> Read for Blocking<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        timed(&self.rt, self.inner.read(buf))
+        let (r, overdue) = timed(&self.rt, self.deadline, self.inner.read(buf));
+        self.overdue |= overdue;
+        r
     }
 }
 
 impl<S: AsyncWrite + Unpin> Write for Blocking<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        timed(&self.rt, self.inner.write(buf))
+        let (r, overdue) = timed(&self.rt, self.deadline, self.inner.write(buf));
+        self.overdue |= overdue;
+        r
     }
     fn flush(&mut self) -> io::Result<()> {
-        timed(&self.rt, self.inner.flush())
+        let (r, overdue) = timed(&self.rt, self.deadline, self.inner.flush());
+        self.overdue |= overdue;
+        r
     }
 }
 

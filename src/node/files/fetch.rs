@@ -22,6 +22,11 @@ use crate::wire::message::MessageId;
 
 /// Chunks per piece asked of one source at a time: 1 MiB.
 pub const PIECE: u64 = 1024;
+/// How long a source has for one piece when another source could take
+/// it (doubled for each deadline it missed, see [`Plan::deadline_factor`]):
+/// a source slower than 100 KiB/s gives its pieces to faster ones. A lone
+/// source has no deadline but the 30 s per read of every stream.
+const PIECE_DEADLINE: Duration = Duration::from_secs(10);
 /// Longest wait between two rounds when no source answers.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -137,7 +142,8 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
             plan: plan.clone(),
             live: live.clone(),
         };
-        let workers = sources.into_iter().map(|s| job.clone().work(s));
+        let others = sources.len() > 1;
+        let workers = sources.into_iter().map(|s| job.clone().work(s, others));
         futures::future::join_all(workers).await;
         if plan.lock().map(|p| p.is_complete()).unwrap_or(false) {
             continue;
@@ -167,14 +173,17 @@ struct Job {
 
 impl Job {
     /// Fetches pieces from `source` until it has nothing more we need,
-    /// fails, or is caught lying.
-    async fn work(self, source: PeerId) {
-        if let Err(e) = self.pieces(source).await {
+    /// fails, is too slow, or is caught lying. With `others`, another
+    /// source can take a piece this one is slow to deliver, so each piece
+    /// has a deadline.
+    async fn work(self, source: PeerId, others: bool) {
+        if let Err(e) = self.pieces(source, others).await {
             tracing::debug!(%source, "file source: {e}");
         }
     }
 
-    async fn pieces(&self, source: PeerId) -> Result<(), String> {
+    /// A stream to `source` and the chunk ranges it holds.
+    async fn open(&self, source: PeerId) -> Result<(libp2p::Stream, Vec<Span>), String> {
         self.shared
             .net
             .dial(source)
@@ -187,19 +196,27 @@ impl Job {
             .open_stream(source, StreamProtocol::new(PROTOCOL))
             .await
             .map_err(|e| e.to_string())?;
-        let has = match ask(&mut stream, &Request::Have { root: self.root }).await? {
+        match ask(&mut stream, &Request::Have { root: self.root }).await? {
             // Spans that are empty, inverted or past the end are dropped.
             Answer::Have(h) => {
                 let n = bao::chunks(self.size);
-                h.into_iter()
-                    .filter(|&(a, b)| a < b && b <= n)
-                    .collect::<Vec<_>>()
+                let has = h.into_iter().filter(|&(a, b)| a < b && b <= n).collect();
+                Ok((stream, has))
             }
-            other => return Err(format!("answered {other:?}")),
-        };
+            other => Err(format!("answered {other:?}")),
+        }
+    }
+
+    async fn pieces(&self, source: PeerId, others: bool) -> Result<(), String> {
+        let (mut stream, has) = self.open(source).await?;
         loop {
-            let piece = self.plan.lock().ok().and_then(|mut p| p.next(source, &has));
-            let Some(piece) = piece else { return Ok(()) };
+            let next = self.plan.lock().ok().and_then(|mut p| {
+                let factor = p.deadline_factor(&source);
+                p.next(source, &has).map(|piece| (piece, factor))
+            });
+            let Some((piece, factor)) = next else {
+                return Ok(());
+            };
             let req = Request::Get {
                 root: self.root,
                 ranges: vec![piece],
@@ -211,54 +228,93 @@ impl Job {
                     return Err(format!("answered {other:?}"));
                 }
             }
-            let rt = tokio::runtime::Handle::current();
-            let (part, obao, size, root) =
-                (self.part.clone(), self.obao.clone(), self.size, self.root);
-            let joined = tokio::task::spawn_blocking(move || {
-                let mut r = Blocking::new(stream, rt);
-                let res = bao::decode(&mut r, &part, &obao, size, root, &[piece]);
-                (r.inner, res)
-            })
-            .await;
-            let (back, res) = match joined {
-                Ok(j) => j,
-                Err(e) => {
-                    self.give_back(source, Fault::Lost);
-                    return Err(e.to_string());
-                }
+            let deadline =
+                others.then(|| tokio::time::Instant::now() + self.piece_deadline() * factor);
+            let res;
+            (stream, res) = self.decode(stream, piece, deadline).await?;
+            self.settle(source, piece, res).await?;
+        }
+    }
+
+    /// The base deadline of a piece.
+    fn piece_deadline(&self) -> Duration {
+        #[cfg(feature = "test-util")]
+        if let Some(ms) = super::test_hooks::piece_deadline_ms(&self.shared.dir) {
+            return Duration::from_millis(ms);
+        }
+        PIECE_DEADLINE
+    }
+
+    /// Reads `piece` from `stream` into the partial file, verified, on a
+    /// blocking thread; gives the stream back. A piece past its `deadline`
+    /// is [`DecodeFault::Slow`].
+    async fn decode(
+        &self,
+        stream: libp2p::Stream,
+        piece: Span,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(libp2p::Stream, Result<(), DecodeFault>), String> {
+        let rt = tokio::runtime::Handle::current();
+        let (part, obao, size, root) = (self.part.clone(), self.obao.clone(), self.size, self.root);
+        tokio::task::spawn_blocking(move || {
+            let mut r = Blocking::new(stream, rt);
+            if let Some(at) = deadline {
+                r = r.until(at);
+            }
+            let res = bao::decode(&mut r, &part, &obao, size, root, &[piece]);
+            let res = match res {
+                Err(DecodeFault::Lost(why)) if r.overdue => Err(DecodeFault::Slow(why)),
+                other => other,
             };
-            stream = back;
-            match res {
-                Ok(()) => {
-                    self.live
-                        .done
-                        .fetch_add(bytes_of(piece, size), Ordering::Relaxed);
-                    if self.live.throttle.due(std::time::Instant::now())
-                        && let Some(t) = self.shared.row(self.id).await
-                    {
-                        self.shared.progress(t);
-                    }
-                    if let Ok(mut p) = self.plan.lock() {
-                        p.done(source);
-                    }
+            (r.inner, res)
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Records how `piece` from `source` ended; an error ends the worker.
+    async fn settle(
+        &self,
+        source: PeerId,
+        piece: Span,
+        res: Result<(), DecodeFault>,
+    ) -> Result<(), String> {
+        match res {
+            Ok(()) => {
+                self.live
+                    .done
+                    .fetch_add(bytes_of(piece, self.size), Ordering::Relaxed);
+                if self.live.throttle.due(std::time::Instant::now())
+                    && let Some(t) = self.shared.row(self.id).await
+                {
+                    self.shared.progress(t);
                 }
-                Err(DecodeFault::Lied(why)) => {
-                    tracing::warn!(%source, "a file source sent bytes that do not verify ({why}); dropped");
-                    self.give_back(source, Fault::Lied);
-                    let liar = source.to_bytes();
-                    self.shared
-                        .update(self.id, move |t| {
-                            if !t.dropped.contains(&liar) {
-                                t.dropped.push(liar);
-                            }
-                        })
-                        .await;
-                    return Err(why);
+                if let Ok(mut p) = self.plan.lock() {
+                    p.done(source);
                 }
-                Err(DecodeFault::Lost(why)) => {
-                    self.give_back(source, Fault::Lost);
-                    return Err(why);
-                }
+                Ok(())
+            }
+            Err(DecodeFault::Lied(why)) => {
+                tracing::warn!(%source, "a file source sent bytes that do not verify ({why}); dropped");
+                self.give_back(source, Fault::Lied);
+                let liar = source.to_bytes();
+                self.shared
+                    .update(self.id, move |t| {
+                        if !t.dropped.contains(&liar) {
+                            t.dropped.push(liar);
+                        }
+                    })
+                    .await;
+                Err(why)
+            }
+            Err(DecodeFault::Slow(why)) => {
+                tracing::debug!(%source, "a file source missed a piece's deadline; the piece goes back");
+                self.give_back(source, Fault::Slow);
+                Err(why)
+            }
+            Err(DecodeFault::Lost(why)) => {
+                self.give_back(source, Fault::Lost);
+                Err(why)
             }
         }
     }

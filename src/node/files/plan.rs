@@ -6,7 +6,10 @@
 //! unclaimed piece it can serve (clipped to what it holds); the piece is
 //! claimed until the source reports it done (verified and written) or
 //! lost (the connection broke: the piece goes back) or lied (a chunk did
-//! not verify: the piece goes back and the source is dropped for good).
+//! not verify: the piece goes back and the source is dropped for good) or
+//! was too slow (its deadline passed: the piece goes back for another
+//! source, and this source's next deadline is twice as long, so sources
+//! that are all slow still make progress).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
@@ -20,7 +23,13 @@ pub enum Fault {
     Lost,
     /// What it sent did not verify against the root: never ask it again.
     Lied,
+    /// It did not deliver the piece before its deadline: the piece goes to
+    /// whoever asks next; its own next deadline doubles.
+    Slow,
 }
+
+/// Most doublings of a slow source's deadline.
+const MAX_SLOW: u32 = 4;
 
 /// The state of one download.
 #[derive(Debug)]
@@ -31,6 +40,8 @@ pub struct Plan<S> {
     claimed: HashMap<S, Span>,
     /// Sources caught lying.
     dropped: HashSet<S>,
+    /// Deadlines missed, by source.
+    slow: HashMap<S, u32>,
     /// Most chunks in one piece.
     piece: u64,
 }
@@ -53,6 +64,7 @@ impl<S: Copy + Eq + Hash> Plan<S> {
             open,
             claimed: HashMap::new(),
             dropped: HashSet::new(),
+            slow: HashMap::new(),
             piece,
         }
     }
@@ -102,9 +114,19 @@ impl<S: Copy + Eq + Hash> Plan<S> {
             let at = self.open.partition_point(|&(a, _)| a < p.0);
             self.open.insert(at, p);
         }
-        if fault == Fault::Lied {
-            self.dropped.insert(source);
+        match fault {
+            Fault::Lied => {
+                self.dropped.insert(source);
+            }
+            Fault::Slow => *self.slow.entry(source).or_default() += 1,
+            Fault::Lost => {}
         }
+    }
+
+    /// How many times the base deadline `source` has for a piece: doubled
+    /// for each deadline it missed, at most 2^4.
+    pub fn deadline_factor(&self, source: &S) -> u32 {
+        1 << self.slow.get(source).copied().unwrap_or(0).min(MAX_SLOW)
     }
 
     /// Whether `source` was caught lying.
@@ -202,6 +224,27 @@ mod tests {
         p.failed('a', Fault::Lost);
         assert!(!p.is_dropped(&'a'));
         assert_eq!(p.next('a', &all), Some((0, 16)));
+    }
+
+    #[test]
+    fn a_slow_sources_piece_goes_to_another_and_its_deadline_doubles() {
+        let mut p = Plan::new(&[(0, 32)], 16);
+        let all = [(0, 32)];
+        assert_eq!(p.next('s', &all), Some((0, 16)));
+        assert_eq!(p.next('f', &all), Some((16, 32)));
+        assert_eq!(p.deadline_factor(&'s'), 1);
+        p.failed('s', Fault::Slow);
+        assert!(!p.is_dropped(&'s'), "slow is not dropped");
+        assert_eq!(p.deadline_factor(&'s'), 2);
+        assert_eq!(p.deadline_factor(&'f'), 1);
+        p.done('f');
+        assert_eq!(p.next('f', &all), Some((0, 16)), "the slow one's piece");
+        p.done('f');
+        assert!(p.is_complete());
+        for _ in 0..10 {
+            p.failed('s', Fault::Slow);
+        }
+        assert_eq!(p.deadline_factor(&'s'), 16, "capped");
     }
 
     #[test]
