@@ -81,28 +81,9 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
     let (size, root) = (row.size, row.root);
     let (part, obao) = (shared.part_path(&id), shared.obao_path(&id));
     let n = bao::chunks(size);
-    let (p, o) = (part.clone(), obao.clone());
-    let have = tokio::task::spawn_blocking(move || {
-        // The partial file is created at its full size up front.
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&p)?;
-        if f.metadata()?.len() != size {
-            f.set_len(size)?;
-        }
-        bao::verified(&p, &o, size, root)
-    })
-    .await;
-    let have = match have {
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => {
-            return shared
-                .fail(id, format!("cannot use the partial file: {e}"))
-                .await;
-        }
-        Err(e) => return shared.fail(id, e.to_string()).await,
+    let have = match on_disk(part.clone(), obao.clone(), size, root).await {
+        Ok(h) => h,
+        Err(e) => return shared.fail(id, e).await,
     };
     let todo = missing(&have, n);
     let held: u64 = have.iter().map(|&s| bytes_of(s, size)).sum();
@@ -117,13 +98,7 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
         let Some(row) = shared.row(id).await else {
             return;
         };
-        let sources: Vec<PeerId> = row
-            .sources
-            .iter()
-            .filter(|s| !row.dropped.contains(s))
-            .filter_map(|s| PeerId::from_bytes(s).ok())
-            .filter(|s| !plan.lock().map(|p| p.is_dropped(s)).unwrap_or(true))
-            .collect();
+        let sources = live_sources(&row, &plan);
         if sources.is_empty() {
             shared
                 .fail(id, "every source sent bytes that do not verify".into())
@@ -156,6 +131,43 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
         }
         tokio::time::sleep(backoff).await;
     }
+}
+
+/// Creates the partial file at its full size if need be, and finds the
+/// chunk ranges of it that already verify (what a crash left).
+async fn on_disk(
+    part: std::path::PathBuf,
+    obao: std::path::PathBuf,
+    size: u64,
+    root: [u8; 32],
+) -> Result<Vec<Span>, String> {
+    let have = tokio::task::spawn_blocking(move || {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&part)?;
+        if f.metadata()?.len() != size {
+            f.set_len(size)?;
+        }
+        bao::verified(&part, &obao, size, root)
+    })
+    .await;
+    match have {
+        Ok(Ok(h)) => Ok(h),
+        Ok(Err(e)) => Err(format!("cannot use the partial file: {e}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The sources of `row` neither recorded nor caught in `plan` lying.
+fn live_sources(row: &crate::store::Transfer, plan: &Mutex<Plan<PeerId>>) -> Vec<PeerId> {
+    row.sources
+        .iter()
+        .filter(|s| !row.dropped.contains(s))
+        .filter_map(|s| PeerId::from_bytes(s).ok())
+        .filter(|s| !plan.lock().map(|p| p.is_dropped(s)).unwrap_or(true))
+        .collect()
 }
 
 /// What a worker needs: shared by the workers of one download.

@@ -326,63 +326,12 @@ impl Shared {
                 return;
             }
         };
-        let request = m.request;
         let me = self.clone();
-        let limits = self.limits;
+        let (limits, request) = (self.limits, m.request);
         let free = limits::free_space(&self.dir);
         let filed = self
             .store
-            .run(move |s| {
-                let rows = s.transfers()?;
-                let same = rows.iter().find(|t| {
-                    t.direction == FileDirection::In
-                        && (t.id == offer.file
-                            || (t.root == offer.root
-                                && t.size == offer.size
-                                && t.state != TransferState::Failed))
-                });
-                if let Some(t) = same {
-                    let mut t = t.clone();
-                    if !t.sources.contains(&from.to_bytes()) {
-                        t.sources.push(from.to_bytes());
-                        s.put_transfer(&t)?;
-                    }
-                    return Ok(Some((t.id, t.state, false)));
-                }
-                if rows.iter().any(|t| t.id == offer.file) {
-                    return Ok(None);
-                }
-                let auto = !request && offer.size <= limits.auto_accept_bytes;
-                let refused = auto
-                    .then(|| {
-                        let used = limits::in_use(&rows, &offer.file);
-                        let (quota, margin) = (limits.quota_bytes, limits.free_margin_bytes);
-                        limits::admit(offer.size, used, quota, free, margin)
-                    })
-                    .flatten();
-                let t = Transfer {
-                    id: offer.file,
-                    direction: FileDirection::In,
-                    peer: from.to_bytes(),
-                    name: offer.name,
-                    size: offer.size,
-                    mime: offer.mime,
-                    root: offer.root,
-                    state: if refused.is_some() {
-                        TransferState::Failed
-                    } else if auto {
-                        TransferState::Downloading
-                    } else {
-                        TransferState::Offered
-                    },
-                    path: None,
-                    sources: vec![from.to_bytes()],
-                    dropped: Vec::new(),
-                    error: refused,
-                };
-                s.put_transfer(&t)?;
-                Ok(Some((t.id, t.state, true)))
-            })
+            .run(move |s| file_offer(s, offer, from, request, limits, free))
             .await;
         match filed {
             Ok(Some((id, state, new))) => {
@@ -540,4 +489,69 @@ impl Shared {
             served,
         }
     }
+}
+
+/// Files `offer` from `from` in the store: one more source of a transfer
+/// with the same content (or the same id), else a new row, downloading at
+/// once if it is a buddy's within `auto_accept_mib` and admitted by the
+/// quota and the free-space margin (`free`: the data disk's free bytes).
+/// Returns the row's id and state and whether it is new; `None` for an id
+/// taken by another file.
+fn file_offer(
+    s: &crate::store::Store,
+    offer: Offer,
+    from: PeerId,
+    request: bool,
+    limits: FilesConfig,
+    free: Option<u64>,
+) -> Result<Option<(MessageId, TransferState, bool)>, crate::store::StoreError> {
+    let rows = s.transfers()?;
+    let same = rows.iter().find(|t| {
+        t.direction == FileDirection::In
+            && (t.id == offer.file
+                || (t.root == offer.root
+                    && t.size == offer.size
+                    && t.state != TransferState::Failed))
+    });
+    if let Some(t) = same {
+        let mut t = t.clone();
+        if !t.sources.contains(&from.to_bytes()) {
+            t.sources.push(from.to_bytes());
+            s.put_transfer(&t)?;
+        }
+        return Ok(Some((t.id, t.state, false)));
+    }
+    if rows.iter().any(|t| t.id == offer.file) {
+        return Ok(None);
+    }
+    let auto = !request && offer.size <= limits.auto_accept_bytes;
+    let refused = auto
+        .then(|| {
+            let used = limits::in_use(&rows, &offer.file);
+            let (quota, margin) = (limits.quota_bytes, limits.free_margin_bytes);
+            limits::admit(offer.size, used, quota, free, margin)
+        })
+        .flatten();
+    let t = Transfer {
+        id: offer.file,
+        direction: FileDirection::In,
+        peer: from.to_bytes(),
+        name: offer.name,
+        size: offer.size,
+        mime: offer.mime,
+        root: offer.root,
+        state: if refused.is_some() {
+            TransferState::Failed
+        } else if auto {
+            TransferState::Downloading
+        } else {
+            TransferState::Offered
+        },
+        path: None,
+        sources: vec![from.to_bytes()],
+        dropped: Vec::new(),
+        error: refused,
+    };
+    s.put_transfer(&t)?;
+    Ok(Some((t.id, t.state, true)))
 }
