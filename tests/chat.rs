@@ -109,19 +109,13 @@ fn log(d: &Daemon, peer: &str) -> Vec<serde_json::Value> {
     d.rows(&["log", peer])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_typed_in_the_chat_reaches_a_buddy_and_its_answer_shows_live() {
-    let a = Daemon::start(None).await;
-    let b = Daemon::start(Some(&a.addr().await)).await;
-    let (a_id, b_id) = (a.id.to_string(), b.id.to_string());
-    a.rows(&["buddy", "add", &b_id, "--name", "bob"]);
-    b.rows(&["buddy", "add", &a_id, "--name", "alice"]);
-
+/// `roost chat` of daemon `a` in a private tmux. Once the chat ends, its
+/// exit code lands in the returned file, and the shell shows whether the
+/// terminal is back in canonical mode (`icanon`, not raw mode's
+/// `-icanon`) on the normal screen, then waits.
+fn start_chat(a: &Daemon) -> (Tmux, PathBuf) {
     let bin = env!("CARGO_BIN_EXE_roost");
     let data = a.dir.path().to_str().expect("a UTF-8 temp path");
-    // Once the chat ends, its exit code lands in a file, and the shell
-    // shows whether the terminal is back in canonical mode (`icanon`, not
-    // raw mode's `-icanon`) on the normal screen, then waits.
     let exit = a.dir.path().join("chat-exit");
     let exit_arg = exit.to_str().expect("a UTF-8 temp path");
     let tmux = Tmux::start(&[
@@ -132,6 +126,62 @@ async fn a_message_typed_in_the_chat_reaches_a_buddy_and_its_answer_shows_live()
         data,
         exit_arg,
     ]);
+    (tmux, exit)
+}
+
+/// Two daemons that are buddies: A calls B "bob", B calls A "alice".
+async fn buddies() -> (Daemon, Daemon) {
+    let a = Daemon::start(None).await;
+    let b = Daemon::start(Some(&a.addr().await)).await;
+    a.rows(&["buddy", "add", &b.id.to_string(), "--name", "bob"]);
+    b.rows(&["buddy", "add", &a.id.to_string(), "--name", "alice"]);
+    (a, b)
+}
+
+/// A file B offers shows in A's open chat as a readable line that follows
+/// the download to `complete` (its parts have no line), and a text A's
+/// command line sends shows live in A's chat (`message_sent`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_is_a_readable_line_and_our_cli_messages_show_live() {
+    let (a, b) = buddies().await;
+    let (tmux, _exit) = start_chat(&a);
+    tmux.shows("bob online", "A's chat lists bob, open").await;
+
+    let files = tempfile::tempdir().expect("temp dir");
+    let path = files.path().join("notes.txt");
+    std::fs::write(&path, "x".repeat(150 * 1024)).expect("write the file");
+    b.rows(&[
+        "send",
+        "alice",
+        "--file",
+        path.to_str().expect("a UTF-8 path"),
+    ]);
+    let screen = tmux
+        .shows(
+            "< 📎 notes.txt · 150.0 KiB · complete",
+            "the offer is a readable line, complete",
+        )
+        .await;
+    let lines: Vec<&str> = screen.lines().filter(|l| l.contains(" < ")).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line for the offer and its parts:\n{screen}"
+    );
+
+    a.rows(&["send", "bob", "sent from A's command line"]);
+    tmux.shows(
+        "> sent from A's command line",
+        "A's CLI message shows live in A's chat",
+    )
+    .await;
+    std::fs::write(output_dir().join("a-files.txt"), tmux.screen()).expect("write the screen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_typed_in_the_chat_reaches_a_buddy_and_its_answer_shows_live() {
+    let (a, b) = buddies().await;
+    let (tmux, exit) = start_chat(&a);
     tmux.shows("bob online", "A's chat lists bob, online").await;
     tmux.shows("Enter send", "the help line").await;
 
@@ -175,7 +225,12 @@ async fn a_message_typed_in_the_chat_reaches_a_buddy_and_its_answer_shows_live()
     )
     .await;
 
-    // A smaller terminal: drawn again to fit it.
+    resize_then_quit(&tmux, &exit).await;
+}
+
+/// A smaller terminal redraws to fit; Esc ends the chat with exit code 0
+/// and gives the terminal back (normal screen, canonical mode).
+async fn resize_then_quit(tmux: &Tmux, exit: &Path) {
     let resized = tmux.run(&["resize-window", "-t", "chat", "-x", "60", "-y", "20"]);
     assert!(resized.status.success(), "tmux resize-window: {resized:?}");
     let fits = common::poll_within(common::DEADLINE, || async {
@@ -202,7 +257,7 @@ async fn a_message_typed_in_the_chat_reaches_a_buddy_and_its_answer_shows_live()
     // Esc quits, cleanly.
     tmux.key("Escape");
     let code = eventually("Esc ends the chat", || async {
-        std::fs::read_to_string(&exit)
+        std::fs::read_to_string(exit)
             .ok()
             .filter(|c| c.ends_with('\n'))
     })

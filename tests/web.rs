@@ -8,52 +8,31 @@
 //! Chromium and chromedriver must be installed (`apt-get install chromium
 //! chromium-driver`; `.ci/run` does it): without them the test fails.
 
+#[allow(dead_code)]
 #[path = "web/browser.rs"]
 mod browser;
 mod common;
 
 use std::process::Command;
 
-use browser::{Driver, http, js, log_texts, login, row, screenshot, until};
+use browser::{
+    Driver, buddies, click, http, js, log_texts, login, row, screenshot, session_cookie,
+    type_enter, until,
+};
 use common::{Daemon, eventually};
-use fantoccini::Locator;
+use fantoccini::{Client, Locator};
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_browsers_chat_live_through_two_daemons() {
-    let driver = Driver::start().await;
-    let a = Daemon::start(None).await;
-    let mut b = Daemon::start(Some(&a.addr().await)).await;
+/// A's page logs in (its link then refused a second time) and shows B's
+/// presence live; B's page logs in and shows A's. Returns A's base URL.
+async fn logins_and_presence(ca: &Client, cb: &Client, a: &Daemon, b: &Daemon) -> String {
     let (ida, idb) = (a.id.to_string(), b.id.to_string());
-    a.rows(&["buddy", "add", &idb, "--name", "Bob"]);
-    b.rows(&["buddy", "add", &ida, "--name", "Alice"]);
-    a.rows(&[
-        "presence",
-        "set",
-        "online",
-        "--note",
-        "writing the docs",
-        "--location",
-        "Lyon",
-    ]);
-    b.rows(&[
-        "presence",
-        "set",
-        "busy",
-        "--note",
-        "in a meeting",
-        "--until",
-        "15:00",
-    ]);
-
-    let ca = driver.browser(1100, 840).await;
-    let cb = driver.browser(1100, 840).await;
-    let (base_a, spent) = login(&ca, &a).await;
+    let (base_a, spent) = login(ca, a).await;
+    let host = base_a.trim_start_matches("http://");
     let (status, body) = http(
-        base_a.trim_start_matches("http://"),
+        host,
         &format!(
-            "POST /login HTTP/1.1\r\nHost: {}\r\nOrigin: {base_a}\r\nContent-Type: application/json\r\n",
-            base_a.trim_start_matches("http://")
+            "POST /login HTTP/1.1\r\nHost: {host}\r\nOrigin: {base_a}\r\nContent-Type: application/json\r\n"
         ),
         &json!({ "token": spent }).to_string(),
     );
@@ -61,21 +40,21 @@ async fn two_browsers_chat_live_through_two_daemons() {
 
     // A's buddy list shows B with its live presence.
     until(
-        &ca,
+        ca,
         "A's page shows B busy",
         &row(&idb, "?.dataset.status === 'busy'"),
     )
     .await;
     b.rows(&["presence", "set", "online"]);
     until(
-        &ca,
+        ca,
         "A's page shows B online",
         &row(&idb, "?.dataset.status === 'online'"),
     )
     .await;
-    login(&cb, &b).await;
+    login(cb, b).await;
     until(
-        &cb,
+        cb,
         "B's page shows A online, with A's note and location",
         &row(
             &ida,
@@ -83,104 +62,91 @@ async fn two_browsers_chat_live_through_two_daemons() {
         ),
     )
     .await;
+    base_a
+}
 
-    // A opens the conversation and types a message, Enter sends it.
-    ca.find(Locator::Css(&format!("li.buddy[data-id=\"{idb}\"] button")))
-        .await
-        .expect("B's row")
-        .click()
-        .await
-        .expect("open B");
-    let text = "Hello Bob, this came through the browser";
-    let input = ca.find(Locator::Id("text")).await.expect("the input line");
-    input.send_keys(text).await.expect("type");
-    input
-        .send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
-        .await
-        .expect("Enter");
+/// A script true when the open conversation shows `text` in direction `dir`.
+fn shows(dir: &str, text: &str) -> String {
+    format!(
+        "return [...document.querySelectorAll('#messages li.msg.{dir} .text')].some(t => t.textContent === {})",
+        json!(text)
+    )
+}
+
+/// A types a message: it appears live in B's page (preview, unread) and
+/// turns `delivered` in A's. Returns the message's id.
+async fn message_arrives_live(ca: &Client, cb: &Client, ida: &str, idb: &str) -> String {
+    click(ca, &format!("li.buddy[data-id=\"{idb}\"] button")).await;
+    type_enter(ca, "text", TEXT).await;
     let mid = until(
-        &ca,
+        ca,
         "the message is in A's conversation",
         "return document.querySelector('#messages li.msg.out')?.dataset.id",
     )
     .await;
     let mid = mid.as_str().expect("an id").to_string();
-    let state_a = format!(
-        "return document.querySelector('#messages li.msg[data-id=\"{mid}\"]')?.dataset.state"
-    );
-
-    // It appears live in B's page: preview and unread count on A's row.
     until(
-        &cb,
+        cb,
         "B's page shows the message live, unread",
         &row(
-            &ida,
+            ida,
             &format!(
                 "?.querySelector('.preview')?.textContent === {} && \
                  document.querySelector('li.buddy[data-id=\"{ida}\"] .unread')?.textContent === '1'",
-                json!(text)
+                json!(TEXT)
             ),
         ),
     )
     .await;
     until(
-        &ca,
+        ca,
         "A sees the message delivered",
-        &format!("{state_a} === 'delivered'"),
+        &format!("{} === 'delivered'", state_of(&mid)),
     )
     .await;
     assert_eq!(
-        js(&cb, "return document.getElementById('conv').hidden").await,
+        js(cb, "return document.getElementById('conv').hidden").await,
         json!(true),
         "B has not opened the conversation yet"
     );
+    mid
+}
 
-    // B opens the conversation: the message is there, and A sees it read.
-    cb.find(Locator::Css(&format!("li.buddy[data-id=\"{ida}\"] button")))
-        .await
-        .expect("A's row")
-        .click()
-        .await
-        .expect("open A");
+fn state_of(mid: &str) -> String {
+    format!("return document.querySelector('#messages li.msg[data-id=\"{mid}\"]')?.dataset.state")
+}
+
+/// B opens the conversation: A sees its message read; B's reply arrives
+/// live in A's open conversation and turns read there.
+async fn read_and_reply(ca: &Client, cb: &Client, ida: &str, mid: &str) {
+    click(cb, &format!("li.buddy[data-id=\"{ida}\"] button")).await;
+    until(cb, "B's conversation shows the message", &shows("in", TEXT)).await;
     until(
-        &cb,
-        "B's conversation shows the message",
-        &format!(
-            "return [...document.querySelectorAll('#messages li.msg.in .text')].some(t => t.textContent === {})",
-            json!(text)
-        ),
-    )
-    .await;
-    until(
-        &ca,
+        ca,
         "A sees the message read",
-        &format!("{state_a} === 'read'"),
+        &format!("{} === 'read'", state_of(mid)),
     )
     .await;
     let reply = "Got it, replying from my page";
-    let input_b = cb.find(Locator::Id("text")).await.expect("B's input line");
-    input_b.send_keys(reply).await.expect("type");
-    input_b
-        .send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
-        .await
-        .expect("Enter");
+    type_enter(cb, "text", reply).await;
     until(
-        &ca,
+        ca,
         "A's open conversation shows B's reply live",
-        &format!(
-            "return [...document.querySelectorAll('#messages li.msg.in .text')].some(t => t.textContent === {})",
-            json!(reply)
-        ),
+        &shows("in", reply),
     )
     .await;
     until(
-        &cb,
+        cb,
         "B sees its reply read (A's conversation is open)",
         "return [...document.querySelectorAll('#messages li.msg.out')].some(m => m.dataset.state === 'read')",
     )
     .await;
-    screenshot(&ca, "a.png").await;
-    // Search in A's history: only the matching message stays, marked.
+    screenshot(ca, "a.png").await;
+}
+
+/// Search in A's history leaves the matching message, marked; My ID shows
+/// A's ID and its QR code.
+async fn search_and_my_id(ca: &Client, ida: &str) {
     ca.find(Locator::Id("search"))
         .await
         .expect("the search field")
@@ -188,50 +154,44 @@ async fn two_browsers_chat_live_through_two_daemons() {
         .await
         .expect("type a search");
     until(
-        &ca,
+        ca,
         "the search leaves the one matching message",
         "const m = document.querySelectorAll('#messages li.msg'); \
          return m.length === 1 && m[0].querySelector('mark')?.textContent === 'through the browser'",
     )
     .await;
     js(
-        &ca,
+        ca,
         "const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); return 1",
     )
     .await;
-    ca.find(Locator::Id("me-btn"))
-        .await
-        .expect("the My ID button")
-        .click()
-        .await
-        .expect("open My ID");
+    click(ca, "#me-btn").await;
     until(
-        &ca,
+        ca,
         "the QR code of A's ID is drawn",
         "const q = document.getElementById('my-qr'); return q.complete && q.naturalWidth > 0",
     )
     .await;
     assert_eq!(
-        js(&ca, "return document.getElementById('my-id').textContent").await,
+        js(ca, "return document.getElementById('my-id').textContent").await,
         json!(ida)
     );
-    screenshot(&ca, "a-my-id.png").await;
-    js(
-        &ca,
-        "document.getElementById('me-dialog').close(); return 1",
-    )
-    .await;
-    screenshot(&cb, "b.png").await;
+    screenshot(ca, "a-my-id.png").await;
+    js(ca, "document.getElementById('me-dialog').close(); return 1").await;
+}
+
+/// At 360 px nothing scrolls sideways; Esc goes back to the list with the
+/// conversation's row focused, `/` then jumps to the filter.
+async fn narrow_and_keyboard(cb: &Client, ida: &str) {
+    screenshot(cb, "b.png").await;
     cb.set_window_size(360, 740).await.expect("narrow window");
-    screenshot(&cb, "b-360.png").await;
+    screenshot(cb, "b-360.png").await;
     let sideways = js(
-        &cb,
+        cb,
         "return document.documentElement.scrollWidth <= window.innerWidth",
     )
     .await;
     assert_eq!(sideways, json!(true), "no sideways scrolling at 360 px");
-    // Keyboard: Esc in the input line goes back to the list, with the
-    // conversation's row focused; `/` then jumps to the filter.
     cb.find(Locator::Id("text"))
         .await
         .expect("B's input line")
@@ -239,7 +199,7 @@ async fn two_browsers_chat_live_through_two_daemons() {
         .await
         .expect("Esc");
     until(
-        &cb,
+        cb,
         "Esc closed the conversation and focused its row",
         &format!(
             "return document.getElementById('conv').hidden && \
@@ -247,7 +207,7 @@ async fn two_browsers_chat_live_through_two_daemons() {
         ),
     )
     .await;
-    screenshot(&cb, "b-360-list.png").await;
+    screenshot(cb, "b-360-list.png").await;
     cb.find(Locator::Css("li.buddy button"))
         .await
         .expect("a row")
@@ -255,17 +215,20 @@ async fn two_browsers_chat_live_through_two_daemons() {
         .await
         .expect("/");
     until(
-        &cb,
+        cb,
         "/ focused the filter",
         "return document.activeElement?.id === 'filter'",
     )
     .await;
+}
 
-    // A message while A's tab is hidden: a desktop notification (the
-    // Notification API, replaced by a recorder), and no read receipt until
-    // the tab is shown again.
+/// A message while A's tab is hidden: a desktop notification (the
+/// Notification API, replaced by a recorder), and no read receipt until
+/// the tab is shown again.
+async fn hidden_tab_notifies(ca: &Client, a: &Daemon, b: &Daemon) {
+    let (ida, idb) = (a.id.to_string(), b.id.to_string());
     js(
-        &ca,
+        ca,
         "window.notes = []; \
          window.Notification = class { constructor(title, o) { notes.push([title, o.body]); } \
            static get permission() { return 'granted'; } }; \
@@ -276,7 +239,7 @@ async fn two_browsers_chat_live_through_two_daemons() {
     let sent = b.rows(&["send", &ida, "are you there?"]);
     let pinged = sent[0]["id"].as_str().expect("an id").to_string();
     until(
-        &ca,
+        ca,
         "a desktop notification for B's message",
         "return window.notes.length === 1 && notes[0][0] === 'Bob' && notes[0][1] === 'are you there?'",
     )
@@ -294,50 +257,64 @@ async fn two_browsers_chat_live_through_two_daemons() {
         .collect();
     assert_eq!(at_a[0]["state"], json!("unread"), "not read while hidden");
     js(
-        &ca,
+        ca,
         "delete document.hidden; document.dispatchEvent(new Event('visibilitychange')); return 1",
     )
     .await;
     eventually("B's message is read once A's tab is shown", || async {
-        (state_b(&b).as_deref() == Some("read")).then_some(())
+        (state_b(b).as_deref() == Some("read")).then_some(())
     })
     .await;
+}
 
-    // The guard. The session cookie of A's browser, and a control request
-    // with everything right, which the daemon takes.
+/// `POST /api/v1/send` of `text` to `to` over raw HTTP with these `Host`,
+/// `Origin` and cookie lines: the status and body.
+fn post_send(
+    addr: &str,
+    host: &str,
+    origin: Option<&str>,
+    cookie: &str,
+    to: &str,
+    text: &str,
+) -> (u16, String) {
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    http(
+        addr,
+        &format!(
+            "POST /api/v1/send HTTP/1.1\r\nHost: {host}\r\n{origin}{cookie}Content-Type: application/json\r\n"
+        ),
+        &json!({"to": to, "text": text}).to_string(),
+    )
+}
+
+/// The guard: requests without the cookie, with a foreign Host or Origin,
+/// or with the cookie but no Origin are refused and send nothing; a
+/// control request with everything right is taken.
+async fn guard_refuses(ca: &Client, a: &Daemon, b: &Daemon, base_a: &str) {
+    let idb = b.id.to_string();
     let port = base_a.rsplit(':').next().expect("a port").to_string();
-    let cookie = ca
-        .get_named_cookie(&format!("roost_session_{port}"))
-        .await
-        .expect("A's browser holds the session cookie");
-    assert_eq!(cookie.http_only(), Some(true));
-    let cookie = format!("Cookie: {}={}\r\n", cookie.name(), cookie.value());
+    let cookie = session_cookie(ca, base_a).await;
     let addr = base_a.trim_start_matches("http://").to_string();
     let send = |host: &str, origin: Option<&str>, cookie: &str, text: &str| {
-        let origin = origin
-            .map(|o| format!("Origin: {o}\r\n"))
-            .unwrap_or_default();
-        http(
-            &addr,
-            &format!(
-                "POST /api/v1/send HTTP/1.1\r\nHost: {host}\r\n{origin}{cookie}Content-Type: application/json\r\n"
-            ),
-            &json!({"to": idb, "text": text}).to_string(),
-        )
+        post_send(&addr, host, origin, cookie, &idb, text)
     };
+    // DNS rebinding: a page of evil.example, whose name now resolves to
+    // 127.0.0.1, names itself as Host and Origin.
+    let evil_host = format!("evil.example:{port}");
+    let evil_origin = format!("http://evil.example:{port}");
     let refused = [
         (
             "no cookie",
-            send(&addr, Some(&base_a), "", "sentinel: no cookie"),
+            send(&addr, Some(base_a), "", "sentinel: no cookie"),
             401,
         ),
         (
             "foreign Host",
-            // DNS rebinding: a page of evil.example, whose name now
-            // resolves to 127.0.0.1, names itself as Host and Origin.
             send(
-                &format!("evil.example:{port}"),
-                Some(&format!("http://evil.example:{port}")),
+                &evil_host,
+                Some(&evil_origin),
                 &cookie,
                 "sentinel: foreign host",
             ),
@@ -364,7 +341,7 @@ async fn two_browsers_chat_live_through_two_daemons() {
         &format!("GET /api/v1/log/{idb} HTTP/1.1\r\nHost: rebound.example:{port}\r\n{cookie}"),
         "",
     );
-    let control = send(&addr, Some(&base_a), &cookie, "control: all checks passed");
+    let control = send(&addr, Some(base_a), &cookie, "control: all checks passed");
     assert_eq!(
         control.0, 200,
         "the control request is taken: {}",
@@ -375,10 +352,10 @@ async fn two_browsers_chat_live_through_two_daemons() {
     }
     assert_eq!(read_status, 403, "a read with a foreign Host: {read_body}");
     assert!(
-        !read_body.contains(text),
+        !read_body.contains(TEXT),
         "nothing of the log leaked: {read_body}"
     );
-    let texts = log_texts(&a, &b);
+    let texts = log_texts(a, b);
     assert!(
         texts.iter().any(|t| t == "control: all checks passed"),
         "{texts:?}"
@@ -388,32 +365,29 @@ async fn two_browsers_chat_live_through_two_daemons() {
         sentinels.is_empty(),
         "refused requests sent nothing: {sentinels:?}"
     );
+}
 
-    // B goes away: A's page shows it without a reload.
+/// B goes away: A's page shows it without a reload; then Hide me and
+/// Block from the conversation's header show their markers.
+async fn b_leaves_then_hide_and_block(ca: &Client, a: &Daemon, b: &mut Daemon) {
+    let idb = b.id.to_string();
     b.kill();
     until(
-        &ca,
+        ca,
         "A's page shows B offline",
         &row(&idb, "?.dataset.status === 'offline'"),
     )
     .await;
     assert_eq!(
-        js(&ca, "return window.stayed === true").await,
+        js(ca, "return window.stayed === true").await,
         json!(true),
         "no reload"
     );
-    screenshot(&ca, "a-after-b-left.png").await;
-
-    // Hide and block from the conversation's header: the markers show.
+    screenshot(ca, "a-after-b-left.png").await;
     for (button, mark) in [("hide-btn", "hidden"), ("block-btn", "blocked")] {
-        ca.find(Locator::Id(button))
-            .await
-            .expect("the button")
-            .click()
-            .await
-            .expect("click");
+        click(ca, &format!("#{button}")).await;
         until(
-            &ca,
+            ca,
             &format!("B's row is marked {mark}"),
             &row(
                 &idb,
@@ -425,28 +399,24 @@ async fn two_browsers_chat_live_through_two_daemons() {
     let marks = a.rows(&["buddy", "list"]);
     assert_eq!(marks[0]["hidden"], json!(true), "{marks:?}");
     assert_eq!(marks[0]["blocked"], json!(true), "{marks:?}");
+}
 
-    // A buddy request arrives live and is accepted from the page.
+/// A third node's buddy request arrives live and is accepted from the page.
+async fn request_accepted(ca: &Client, a: &Daemon) {
+    let ida = a.id.to_string();
     let c = Daemon::start(Some(&a.addr().await)).await;
     let idc = c.id.to_string();
     c.rows(&["buddy", "add", &ida]);
     until(
-        &ca,
+        ca,
         "A's page shows C's buddy request",
         &format!("return !document.getElementById('requests').hidden && document.querySelector('li.request[data-id=\"{idc}\"]')"),
     )
     .await;
-    screenshot(&ca, "a-request.png").await;
-    ca.find(Locator::Css(&format!(
-        "li.request[data-id=\"{idc}\"] button.accept"
-    )))
-    .await
-    .expect("the Accept button")
-    .click()
-    .await
-    .expect("accept");
+    screenshot(ca, "a-request.png").await;
+    click(ca, &format!("li.request[data-id=\"{idc}\"] button.accept")).await;
     until(
-        &ca,
+        ca,
         "C is on A's buddy list and the request is gone",
         &format!("return document.getElementById('requests').hidden && document.querySelector('li.buddy[data-id=\"{idc}\"]')"),
     )
@@ -457,7 +427,45 @@ async fn two_browsers_chat_live_through_two_daemons() {
             .any(|r| r["id"] == json!(idc)),
         "the daemon has C as a buddy"
     );
+}
 
+/// The message A types in its page.
+const TEXT: &str = "Hello Bob, this came through the browser";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browsers_chat_live_through_two_daemons() {
+    let driver = Driver::start().await;
+    let (a, mut b) = buddies().await;
+    let (ida, idb) = (a.id.to_string(), b.id.to_string());
+    a.rows(&[
+        "presence",
+        "set",
+        "online",
+        "--note",
+        "writing the docs",
+        "--location",
+        "Lyon",
+    ]);
+    b.rows(&[
+        "presence",
+        "set",
+        "busy",
+        "--note",
+        "in a meeting",
+        "--until",
+        "15:00",
+    ]);
+    let ca = driver.browser(1100, 840).await;
+    let cb = driver.browser(1100, 840).await;
+    let base_a = logins_and_presence(&ca, &cb, &a, &b).await;
+    let mid = message_arrives_live(&ca, &cb, &ida, &idb).await;
+    read_and_reply(&ca, &cb, &ida, &mid).await;
+    search_and_my_id(&ca, &ida).await;
+    narrow_and_keyboard(&cb, &ida).await;
+    hidden_tab_notifies(&ca, &a, &b).await;
+    guard_refuses(&ca, &a, &b, &base_a).await;
+    b_leaves_then_hide_and_block(&ca, &a, &mut b).await;
+    request_accepted(&ca, &a).await;
     let _ = ca.close().await;
     let _ = cb.close().await;
 }

@@ -137,6 +137,42 @@ pub struct MessageView {
     pub size: usize,
     /// From a key that is not a buddy.
     pub request: bool,
+    /// For a file offer (content type `application/vnd.roost.file-offer`):
+    /// the file it offers, decoded from its CBOR body, so a window shows a
+    /// readable line without decoding it; absent for other messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<OfferedFile>,
+}
+
+/// The file a file-offer message offers (its `id` is the transfer's, as in
+/// `GET /api/v1/files/{id}` and `file_progress` events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferedFile {
+    /// The transfer's id.
+    pub id: String,
+    /// The file's name (one path component, checked by the decoder).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its MIME type, as the sender guessed it.
+    pub mime: String,
+}
+
+impl OfferedFile {
+    /// The file an offer's body names; `None` for a body that does not
+    /// decode (a broken offer shows as the bytes it is).
+    pub fn of(content_type: &str, body: &[u8]) -> Option<Self> {
+        if content_type != crate::wire::files::OFFER_TYPE {
+            return None;
+        }
+        let o = crate::wire::files::Offer::decode(body).ok()?;
+        Some(Self {
+            id: o.file.to_string(),
+            name: o.name,
+            size: o.size,
+            mime: o.mime,
+        })
+    }
 }
 
 impl MessageView {
@@ -164,6 +200,7 @@ impl MessageView {
             base64: data_encoding::BASE64.encode(&m.data),
             size: m.data.len(),
             request: m.request,
+            file: OfferedFile::of(&m.content_type, &m.data),
         }
     }
 }
@@ -266,6 +303,9 @@ pub struct OwnPresence {
 pub enum EventView {
     /// A new incoming message.
     Message(MessageView),
+    /// One of our messages was stored in the outbox, whoever sent it (a
+    /// window, `roost send`, a file offer): the same row as `message`.
+    MessageSent(MessageView),
     /// One of our messages changed state.
     State {
         /// Message id.
@@ -352,7 +392,7 @@ impl EventView {
     /// recipient of ours, the buddy whose presence changed, who added me.
     pub fn peer(&self) -> &str {
         match self {
-            Self::Message(m) => &m.peer,
+            Self::Message(m) | Self::MessageSent(m) => &m.peer,
             Self::State { peer, .. } => peer,
             Self::Presence { id, .. } | Self::BuddyRequest { id } => id,
             Self::RoomMessage { from, .. } => from,
@@ -365,6 +405,7 @@ impl EventView {
     pub fn new(e: &Event, me: &str) -> Self {
         match e {
             Event::Message(m) => Self::Message(MessageView::new(m, me, None)),
+            Event::Sent(m) => Self::MessageSent(MessageView::new(m, me, None)),
             Event::State { id, peer, state } => Self::State {
                 id: id.to_string(),
                 peer: peer.to_string(),

@@ -31,6 +31,7 @@ use subtle::ConstantTimeEq;
 use super::views::MessageView;
 use super::{ApiError, AppState};
 use crate::store::MessageState;
+use crate::wire::files::PART_TYPE;
 use sessions::Sessions;
 
 /// The policy sent with every TCP answer: only this origin's own files, no
@@ -135,10 +136,16 @@ const ASSETS: &[Asset] = &[
         JS,
         include_bytes!("web/assets/js/groups.js"),
     ),
+    ("js/files.js", JS, include_bytes!("web/assets/js/files.js")),
     (
         "bell.svg",
         "image/svg+xml",
         include_bytes!("web/assets/bell.svg"),
+    ),
+    (
+        "clip.svg",
+        "image/svg+xml",
+        include_bytes!("web/assets/clip.svg"),
     ),
     (
         "icon.svg",
@@ -251,11 +258,16 @@ pub struct ConversationRow {
     pub peer: String,
     /// Its buddy name, if it is a buddy.
     pub name: Option<String>,
-    /// Incoming messages not read yet.
+    /// Incoming messages not read yet (the parts of small files aside).
     pub unread: usize,
-    /// The latest message either way, if any.
+    /// The latest message either way, if any (the parts of small files
+    /// aside).
     pub last: Option<MessageView>,
 }
+
+/// How many of a conversation's latest messages are looked through for
+/// the latest one shown: more than the parts one small file sends.
+const LAST_WINDOW: usize = 64;
 
 /// Every buddy and every key that wrote to us, with unread counts and the
 /// latest message: what a chat window's list shows.
@@ -266,17 +278,21 @@ async fn conversations(State(s): State<AppState>) -> Result<Json<Vec<Conversatio
     let mut unread: BTreeMap<libp2p::PeerId, usize> = buddies.iter().map(|b| (b.peer, 0)).collect();
     for m in s.node.received().await? {
         if let Some(p) = m.peer_id() {
-            *unread.entry(p).or_default() += usize::from(m.state == MessageState::Unread);
+            let counts = m.state == MessageState::Unread && m.content_type != PART_TYPE;
+            *unread.entry(p).or_default() += usize::from(counts);
         }
     }
     let mut rows = Vec::with_capacity(unread.len());
     for (peer, n) in unread {
         let name = names.get(&peer).cloned();
-        let last = s.node.conversation(peer, 1).await?;
+        // The parts of a small file follow its offer and have no line of
+        // their own: the latest message shown is before them.
+        let recent = s.node.conversation(peer, LAST_WINDOW).await?;
+        let last = recent.iter().rev().find(|m| m.content_type != PART_TYPE);
         rows.push(ConversationRow {
             peer: peer.to_string(),
             unread: n,
-            last: last.last().map(|m| MessageView::new(m, &me, name.clone())),
+            last: last.map(|m| MessageView::new(m, &me, name.clone())),
             name,
         });
     }

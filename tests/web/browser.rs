@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 use crate::common::{Daemon, eventually, roost};
@@ -164,4 +164,91 @@ pub(crate) fn log_texts(a: &Daemon, b: &Daemon) -> Vec<String> {
         .iter()
         .map(|m| m["text"].as_str().unwrap_or_default().to_string())
         .collect()
+}
+
+/// Two daemons that are buddies (A calls B "Bob", B calls A "Alice"), B
+/// bootstrapped from A: what every two-page test starts from.
+pub(crate) async fn buddies() -> (Daemon, Daemon) {
+    let a = Daemon::start(None).await;
+    let b = Daemon::start(Some(&a.addr().await)).await;
+    a.rows(&["buddy", "add", &b.id.to_string(), "--name", "Bob"]);
+    b.rows(&["buddy", "add", &a.id.to_string(), "--name", "Alice"]);
+    (a, b)
+}
+
+/// A browser for each daemon, each logged in through its own link.
+pub(crate) async fn two_pages(driver: &Driver, a: &Daemon, b: &Daemon) -> (Client, Client) {
+    let ca = driver.browser(1100, 840).await;
+    let cb = driver.browser(1100, 840).await;
+    login(&ca, a).await;
+    login(&cb, b).await;
+    (ca, cb)
+}
+
+/// Types `text` into the element `id` and presses Enter.
+pub(crate) async fn type_enter(c: &Client, id: &str, text: &str) {
+    let input = c.find(Locator::Id(id)).await.expect("the input");
+    input.send_keys(text).await.expect("type");
+    input
+        .send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
+        .await
+        .expect("Enter");
+}
+
+/// Clicks the element `css` matches.
+pub(crate) async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// The `Cookie:` header line of `c`'s session with the app at `base`.
+pub(crate) async fn session_cookie(c: &Client, base: &str) -> String {
+    let port = base.rsplit(':').next().expect("a port");
+    let cookie = c
+        .get_named_cookie(&format!("roost_session_{port}"))
+        .await
+        .expect("the browser holds the session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    format!("Cookie: {}={}\r\n", cookie.name(), cookie.value())
+}
+
+/// One request without a body over a fresh TCP connection: the status,
+/// the header block and the body's exact bytes (an answer slower than the
+/// test deadline fails the test).
+pub(crate) fn http_bytes(addr: &str, request_head: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect to the API");
+    s.set_read_timeout(Some(crate::common::DEADLINE))
+        .expect("a read timeout");
+    write!(s, "{request_head}Connection: close\r\n\r\n").expect("send");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read the answer");
+    let end = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&resp[..end]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    (status, head, resp[end + 4..].to_vec())
+}
+
+/// Checks that neither page was reloaded since its login (the flag
+/// [`login`] set is still there), then closes both browsers.
+pub(crate) async fn not_reloaded_then_close(ca: Client, cb: Client) {
+    for c in [&ca, &cb] {
+        assert_eq!(
+            js(c, "return window.stayed === true").await,
+            json!(true),
+            "nothing reloaded the page"
+        );
+    }
+    let _ = ca.close().await;
+    let _ = cb.close().await;
 }

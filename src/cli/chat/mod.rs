@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ratatui::crossterm::event::{self, Event};
 use roost::api::client::{ApiClient, escape};
-use roost::api::{BuddyRow, Empty, MessageView, ReadView, SendRequest, SendView};
+use roost::api::{BuddyRow, Empty, FileRow, MessageView, ReadView, SendRequest, SendView};
 use tokio::sync::mpsc;
 
 use model::{App, ConvId, Effect, Input, Key};
@@ -43,6 +43,7 @@ pub(crate) async fn run(
     let mut events = client.events(None).await?;
     let buddies: Vec<BuddyRow> = client.get("buddies").await?;
     let inbox: Vec<MessageView> = client.get("inbox").await?;
+    let files: Vec<FileRow> = client.get("files").await?;
 
     let (tx, mut rx) = mpsc::channel::<Input>(256);
     let events_tx = tx.clone();
@@ -78,7 +79,11 @@ pub(crate) async fn run(
     };
     let mut app = App::default();
     let result = async {
-        let first = app.handle(Input::Snapshot { buddies, inbox });
+        let first = app.handle(Input::Snapshot {
+            buddies,
+            inbox,
+            files,
+        });
         if carry_out(first, &client, &tx) {
             return Ok(());
         }

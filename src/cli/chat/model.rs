@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use roost::api::{BuddyRow, EventView, MessageView};
+use roost::api::{BuddyRow, EventView, FileRow, MessageView, OfferedFile};
+use roost::wire::files::PART_TYPE;
 
 /// Longest input line kept, in characters: a message is at most 64 KiB,
 /// and a line typed by hand is far shorter.
@@ -56,8 +57,11 @@ pub(crate) struct Line {
     pub(crate) state: String,
     /// Sender's clock, Unix ms.
     pub(crate) sent_at: u64,
-    /// The body as text.
+    /// The body as text; for a file offer, the file's line
+    /// ([`file_line`]), kept up to date as the transfer moves on.
     pub(crate) text: String,
+    /// The file a file offer offers.
+    pub(crate) file: Option<OfferedFile>,
 }
 
 impl From<&MessageView> for Line {
@@ -68,8 +72,60 @@ impl From<&MessageView> for Line {
             state: m.state.clone(),
             sent_at: m.sent_at,
             text: m.text.clone(),
+            file: m.file.clone(),
         }
     }
+}
+
+/// Whether a message has a line: the parts of a small file follow its
+/// offer and have none.
+fn shown(m: &MessageView) -> bool {
+    m.content_type != PART_TYPE
+}
+
+/// How far a transfer is, as its events and rows tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileState {
+    /// Bytes here and verified (or held, ours).
+    pub(crate) done: u64,
+    /// The file's size.
+    pub(crate) size: u64,
+    /// offered | downloading | waiting | paused | complete | failed.
+    pub(crate) state: String,
+}
+
+/// A byte count for people: `1.2 MiB`.
+pub(crate) fn human_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    #[allow(clippy::cast_precision_loss)] // one decimal is shown
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// The line of a file offer: `📎 name · 1.2 MiB · downloading 40 %`, or
+/// `… · complete`; `offered` while no state is known.
+pub(crate) fn file_line(f: &OfferedFile, state: Option<&FileState>) -> String {
+    let now = match state {
+        None => "offered".to_string(),
+        Some(s) if matches!(s.state.as_str(), "downloading" | "waiting" | "paused") => {
+            let pct = if s.size == 0 {
+                100
+            } else {
+                u128::from(s.done) * 100 / u128::from(s.size)
+            };
+            format!("{} {pct} %", s.state)
+        }
+        Some(s) => s.state.clone(),
+    };
+    format!("📎 {} · {} · {now}", f.name, human_size(f.size))
 }
 
 /// One entry of the left column.
@@ -127,10 +183,12 @@ impl Key {
 #[derive(Debug, Clone)]
 pub(crate) enum Input {
     Key(Key),
-    /// The daemon's buddies and received messages, once at the start.
+    /// The daemon's buddies, received messages and file transfers, once
+    /// at the start.
     Snapshot {
         buddies: Vec<BuddyRow>,
         inbox: Vec<MessageView>,
+        files: Vec<FileRow>,
     },
     /// A conversation's history.
     Log(ConvId, Vec<MessageView>),
@@ -169,6 +227,9 @@ pub(crate) struct App {
     pub(crate) notice: Option<String>,
     /// States seen for messages not in a pane yet.
     pending: HashMap<String, String>,
+    /// File transfers by id (bounded by the daemon's rows and the events
+    /// of its transfers).
+    pub(crate) files: HashMap<String, FileState>,
 }
 
 /// How far a state is along its way: a later event never moves a message
@@ -193,9 +254,25 @@ impl App {
     pub(crate) fn handle(&mut self, input: Input) -> Vec<Effect> {
         match input {
             Input::Key(k) => self.key(k),
-            Input::Snapshot { buddies, inbox } => self.snapshot(buddies, inbox),
+            Input::Snapshot {
+                buddies,
+                inbox,
+                files,
+            } => {
+                for f in files {
+                    self.files.insert(
+                        f.id,
+                        FileState {
+                            done: f.done,
+                            size: f.size,
+                            state: f.state,
+                        },
+                    );
+                }
+                self.snapshot(buddies, inbox)
+            }
             Input::Log(id, msgs) => {
-                let lines: Vec<Line> = msgs.iter().map(Line::from).collect();
+                let lines: Vec<Line> = msgs.iter().filter(|m| shown(m)).map(Line::from).collect();
                 let i = self.conv_index(&id, None);
                 for l in lines {
                     self.add_line(i, l);
@@ -217,6 +294,7 @@ impl App {
                         state: "queued".into(),
                         sent_at,
                         text,
+                        file: None,
                     },
                 );
                 Vec::new()
@@ -291,7 +369,7 @@ impl App {
                 note: b.note,
             });
         }
-        for m in inbox.iter().filter(|m| m.state == "unread") {
+        for m in inbox.iter().filter(|m| m.state == "unread" && shown(m)) {
             let i = self.conv_index(&ConvId::Peer(m.peer.clone()), None);
             self.convs[i].unread += 1;
         }
@@ -300,6 +378,24 @@ impl App {
 
     fn event(&mut self, ev: EventView) -> Vec<Effect> {
         match ev {
+            EventView::Message(m) | EventView::MessageSent(m) if !shown(&m) => Vec::new(),
+            EventView::MessageSent(m) => {
+                // Ours, sent from here or from elsewhere (`roost send`).
+                let i = self.conv_index(&ConvId::Peer(m.peer.clone()), None);
+                self.add_line(i, Line::from(&m));
+                Vec::new()
+            }
+            EventView::FileProgress {
+                id,
+                done,
+                size,
+                state,
+            } => {
+                self.files
+                    .insert(id.clone(), FileState { done, size, state });
+                self.refresh_file(&id);
+                Vec::new()
+            }
             EventView::Message(m) => {
                 let id = ConvId::Peer(m.peer.clone());
                 let i = self.conv_index(&id, None);
@@ -361,10 +457,23 @@ impl App {
         self.convs.len() - 1
     }
 
+    /// Writes the lines of the offers of file `id` again from its state.
+    fn refresh_file(&mut self, id: &str) {
+        let state = self.files.get(id);
+        for l in self.convs.iter_mut().flat_map(|c| c.lines.iter_mut()) {
+            if let Some(f) = l.file.as_ref().filter(|f| f.id == id) {
+                l.text = file_line(f, state);
+            }
+        }
+    }
+
     /// Adds `line` to conversation `i` in sending order, unless there;
     /// a copy already there keeps the later of the two states. Returns
     /// whether it was new.
     fn add_line(&mut self, i: usize, mut line: Line) -> bool {
+        if let Some(f) = &line.file {
+            line.text = file_line(f, self.files.get(&f.id));
+        }
         if let Some(state) = self.pending.remove(&line.id)
             && rank(&state) > rank(&line.state)
         {

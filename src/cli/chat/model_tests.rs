@@ -39,6 +39,7 @@ pub(crate) fn msg(
         base64: data_encoding::BASE64.encode(text.as_bytes()),
         size: text.len(),
         request: false,
+        file: None,
     }
 }
 
@@ -56,6 +57,7 @@ pub(crate) fn two_buddies() -> (App, Vec<Effect>) {
             msg("b2", BOB, false, "unread", 3, "there?"),
             msg("b0", BOB, false, "read", 0, "old"),
         ],
+        files: Vec::new(),
     });
     (app, fx)
 }
@@ -315,4 +317,138 @@ fn paging_scrolls_within_the_history_and_new_lines_keep_the_view() {
     type_text(&mut app, "z");
     key(&mut app, Key::Enter);
     assert_eq!(app.scroll, 0);
+}
+
+/// A file offer from `peer` (`out`: ours to it) of `name`, `size` bytes.
+fn offer(id: &str, peer: &str, out: bool, at: u64, file: &str, size: u64) -> MessageView {
+    let mut m = msg(id, peer, out, if out { "queued" } else { "unread" }, at, "");
+    m.content_type = roost::wire::files::OFFER_TYPE.into();
+    m.text = String::new();
+    m.file = Some(OfferedFile {
+        id: file.into(),
+        name: "report.pdf".into(),
+        size,
+        mime: "application/pdf".into(),
+    });
+    m
+}
+
+fn part(id: &str, peer: &str, at: u64) -> MessageView {
+    let mut m = msg(id, peer, false, "unread", at, "");
+    m.content_type = PART_TYPE.into();
+    m
+}
+
+fn progress(app: &mut App, id: &str, done: u64, size: u64, state: &str) {
+    app.handle(Input::Event(EventView::FileProgress {
+        id: id.into(),
+        done,
+        size,
+        state: state.into(),
+    }));
+}
+
+fn texts(app: &App, who: &str) -> Vec<String> {
+    let i = app
+        .convs
+        .iter()
+        .position(|c| c.id == peer(who))
+        .expect("the conversation");
+    app.convs[i].lines.iter().map(|l| l.text.clone()).collect()
+}
+
+#[test]
+fn an_offer_is_a_readable_line_that_follows_its_transfer_and_parts_have_none() {
+    let (mut app, _) = two_buddies();
+    app.handle(Input::Event(EventView::Message(offer(
+        "o1",
+        ALICE,
+        false,
+        10,
+        "f1",
+        5 * 1024 * 1024,
+    ))));
+    app.handle(Input::Event(EventView::Message(part("p1", ALICE, 11))));
+    assert_eq!(
+        texts(&app, ALICE),
+        vec!["📎 report.pdf · 5.0 MiB · offered".to_string()]
+    );
+    progress(&mut app, "f1", 2 * 1024 * 1024, 5 << 20, "downloading");
+    assert_eq!(
+        texts(&app, ALICE),
+        vec!["📎 report.pdf · 5.0 MiB · downloading 40 %".to_string()]
+    );
+    progress(&mut app, "f1", 5 * 1024 * 1024, 5 << 20, "complete");
+    assert_eq!(
+        texts(&app, ALICE),
+        vec!["📎 report.pdf · 5.0 MiB · complete".to_string()]
+    );
+    // A history fetched later has the same offer and its parts: one line.
+    app.handle(Input::Log(
+        peer(ALICE),
+        vec![
+            offer("o1", ALICE, false, 10, "f1", 5 << 20),
+            part("p1", ALICE, 11),
+        ],
+    ));
+    assert_eq!(texts(&app, ALICE).len(), 1);
+}
+
+#[test]
+fn the_snapshot_gives_a_files_state_and_parts_are_not_unread() {
+    let mut app = App::default();
+    app.handle(Input::Snapshot {
+        buddies: vec![buddy(BOB, "bob", "online", None)],
+        inbox: vec![offer("o", BOB, false, 1, "f", 1500), part("p", BOB, 2)],
+        files: vec![FileRow {
+            id: "f".into(),
+            name: "report.pdf".into(),
+            size: 1500,
+            done: 1500,
+            state: "complete".into(),
+            peer: BOB.into(),
+            direction: "in".into(),
+            mime: "application/pdf".into(),
+            blake3: String::new(),
+            path: None,
+            sources: 1,
+            dropped: 0,
+            served: 0,
+            error: None,
+        }],
+    });
+    assert_eq!(app.convs[0].unread, 0, "the open conversation was read");
+    app.handle(Input::Log(
+        peer(BOB),
+        vec![offer("o", BOB, false, 1, "f", 1500)],
+    ));
+    assert_eq!(texts(&app, BOB), vec!["📎 report.pdf · 1.5 KiB · complete"]);
+}
+
+#[test]
+fn our_message_sent_from_elsewhere_shows_once() {
+    let (mut app, _) = two_buddies();
+    let mine = msg("m1", BOB, true, "queued", 50, "sent by roost send");
+    app.handle(Input::Event(EventView::MessageSent(mine.clone())));
+    // Our own send's answer for the same message adds nothing.
+    app.handle(Input::Sent {
+        to: peer(BOB),
+        id: "m1".into(),
+        text: "sent by roost send".into(),
+        sent_at: 50,
+    });
+    app.handle(Input::Event(EventView::MessageSent(mine)));
+    let bob = texts(&app, BOB);
+    assert_eq!(
+        bob.iter().filter(|t| *t == "sent by roost send").count(),
+        1,
+        "{bob:?}"
+    );
+    assert_eq!(
+        app.convs
+            .iter()
+            .find(|c| c.id == peer(BOB))
+            .map(|c| c.unread),
+        Some(2)
+    );
 }

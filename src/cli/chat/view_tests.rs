@@ -106,6 +106,7 @@ fn the_newest_rows_fit_the_pane_and_long_bodies_wrap() {
         state: "queued".into(),
         sent_at: 0,
         text: "abcdefghij".repeat(3),
+        file: None,
     });
     let rows: Vec<String> = rows(conv, 30).iter().map(|l| l.to_string()).collect();
     assert_eq!(

@@ -155,6 +155,13 @@ impl NodeHandle {
         Ok((msg, t))
     }
 
+    /// Where files handed to the daemon to send (the web app's uploads)
+    /// are kept: an offer is served from its file's path, so the bytes
+    /// must stay somewhere the daemon owns.
+    pub fn upload_dir(&self) -> PathBuf {
+        self.files_service().dir.join("sent")
+    }
+
     /// Every transfer, newest offers last.
     pub async fn files(&self) -> Result<Vec<FileInfo>, NodeError> {
         let shared = self.files_service().clone();

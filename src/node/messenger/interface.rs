@@ -15,6 +15,10 @@ use crate::wire::message::{Body, Envelope, MessageId};
 pub enum Event {
     /// A new message arrived (stored durably).
     Message(StoredMessage),
+    /// One of our 1:1 messages was stored in the outbox (whoever asked
+    /// for it: a window, `roost send`, a file offer), so every open window
+    /// shows it without fetching the history again.
+    Sent(StoredMessage),
     /// A buddy's presence changed (pushed by its node).
     Presence {
         /// The buddy.

@@ -334,6 +334,8 @@ impl Service {
             }
         }
         let done = self.inbound.done.clone();
+        let events = self.inbound.events.clone();
+        let sent: Vec<StoredMessage> = items.iter().map(|(m, _)| m.clone()).collect();
         self.inbound.queue.then(
             Flush::Soon,
             move |s| s.insert_outgoing(&items),
@@ -341,6 +343,11 @@ impl Service {
                 if res.is_err() {
                     // Not durable, so not sent: take them back.
                     let _ = done.send(Internal::Unsent(ids));
+                } else {
+                    // Every window learns of it, whoever asked for it.
+                    for m in sent {
+                        let _ = events.send(Event::Sent(m));
+                    }
                 }
                 let _ = reply.send(res);
             },

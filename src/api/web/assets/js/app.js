@@ -2,7 +2,8 @@
 // Each view is one module with `init(app)` and optionally `event(ev)` (a
 // live event) and `reload()` (after loading everything again). Groups,
 // rooms and files join as further modules in `views` with a pane in #panes
-// (groups.js is one: its list sits in #panes, its chat pane in #chat).
+// (groups.js and files.js are such: their lists sit in #panes, their panes
+// in #chat).
 import { api, listen, whenLoggedOut } from './api.js';
 import { $, shortId } from './dom.js';
 import * as buddies from './buddies.js';
@@ -10,8 +11,9 @@ import * as conversation from './conversation.js';
 import * as me from './me.js';
 import * as keys from './keys.js';
 import * as groups from './groups.js';
+import * as files from './files.js';
 
-const views = [buddies, conversation, me, keys, groups];
+const views = [buddies, conversation, me, keys, groups, files];
 
 /** What every view shares. */
 const app = {
@@ -33,12 +35,17 @@ const app = {
     return b ? b.name : shortId(id);
   },
   /** Opens the conversation with `id` (a buddy or a key that wrote). */
-  open(id) { groups.hide(); conversation.open(id); },
+  open(id) { groups.hide(); files.hide(); conversation.open(id); },
   /** Back to the list (on a narrow screen the list and chat alternate). */
   close() {
     if (this.current) conversation.close();
     else if (this.group) groups.close();
+    else if (files.isOpen()) files.close();
   },
+  /** Whether the files pane is open. */
+  filesOpen() { return files.isOpen(); },
+  /** Hides the files pane (a group opens). */
+  hideFiles() { files.hide(); },
   /** Redraws the buddy list. */
   renderList() { buddies.render(); },
   /** Reloads the buddy rows (after a presence event or a change). */
@@ -73,10 +80,12 @@ const app = {
 };
 
 function onEvent(ev) {
-  if (ev.type === 'message') {
+  if ((ev.type === 'message' || ev.type === 'message_sent') && ev.content_type === files.PART) {
+    // A piece of a small file: no line of its own, not counted unread.
+  } else if (ev.type === 'message' || ev.type === 'message_sent') {
     const c = app.conv(ev.peer);
     c.last = ev;
-    if (ev.direction === 'in' && ev.state === 'unread') c.unread += 1;
+    if (ev.type === 'message' && ev.direction === 'in' && ev.state === 'unread') c.unread += 1;
     notify(ev);
   } else if (ev.type === 'state') {
     const c = app.convs.get(ev.peer);
@@ -94,7 +103,8 @@ function onEvent(ev) {
 function notify(ev) {
   if (ev.direction !== 'in' || !document.hidden) return;
   if (!('Notification' in window) || Notification.permission !== 'granted') return;
-  const n = new Notification(app.nameOf(ev.peer), { body: ev.text.slice(0, 200), tag: ev.peer });
+  const body = ev.file ? `📎 ${files.summary(ev.file)}` : ev.text.slice(0, 200);
+  const n = new Notification(app.nameOf(ev.peer), { body, tag: ev.peer });
   n.onclick = () => { window.focus(); app.open(ev.peer); n.close(); };
 }
 

@@ -59,7 +59,8 @@ function row({ id, b }) {
   const c = app.conv(id);
   const status = b ? b.status : 'offline';
   const last = c.last;
-  const preview = last ? `${last.direction === 'out' ? 'You: ' : ''}${last.text}` : (b ? presenceLine(b) : '');
+  const said = last && last.file ? `file: ${last.file.name}` : last && last.text;
+  const preview = last ? `${last.direction === 'out' ? 'You: ' : ''}${said}` : (b ? presenceLine(b) : '');
   const marks = [];
   if (!b) marks.push(el('span', { class: 'mark', dataset: { mark: 'stranger' }, title: 'Not a buddy: wrote to you' }, 'stranger'));
   if (b && b.hidden) marks.push(el('span', { class: 'mark', dataset: { mark: 'hidden' }, title: 'This buddy sees you offline' }, 'hidden'));

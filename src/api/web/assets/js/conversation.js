@@ -1,8 +1,11 @@
-// The open conversation: history, live messages and their states, search,
-// the input line, marking read.
+// The open conversation: history, live messages and their states (ours
+// too when sent from elsewhere: `message_sent`), file offers as file lines
+// (files.js; the parts of small files are not shown), search, the input
+// line, marking read.
 import { api, seg } from './api.js';
 import { $, el, when, say } from './dom.js';
 import { presenceLine } from './buddies.js';
+import { PART, fileLine } from './files.js';
 
 let app;
 /** the open conversation's rows, oldest first */
@@ -64,7 +67,10 @@ async function load() {
   if (!id) return;
   const got = await api('GET', `/api/v1/log/${seg(id)}?limit=200`);
   if (app.current !== id) return;
-  rows = got;
+  // Messages that arrived live while the history was on its way stay.
+  const have = new Set(got.map((m) => m.id));
+  const live = rows.filter((m) => !have.has(m.id) && m.peer === id);
+  rows = got.concat(live).sort((x, y) => x.sent_at - y.sent_at || (x.id < y.id ? -1 : 1));
   draw();
 }
 
@@ -123,19 +129,22 @@ function msgRow(m, q) {
   return el('li', { class: `msg ${m.direction}`, dataset: { id: m.id, state: m.state } },
     el('div', { class: 'bubble' },
       m.subject ? el('div', { class: 'subject' }, m.subject) : null,
-      el('div', { class: 'text' }, highlight(m.text, q)),
+      m.file ? fileLine(m.file) : el('div', { class: 'text' }, highlight(m.text, q)),
       el('div', { class: 'meta' },
         el('time', { datetime: new Date(m.sent_at).toISOString(), title: new Date(m.sent_at).toString() }, when(m.sent_at)),
         stateOf(m))));
 }
 
+/** Whether a message has a line: a part of a small file has none. */
+const visible = (m) => m.content_type !== PART;
+
 function draw() {
   const q = $('search').value.trim().toLowerCase();
   const list = $('messages');
   const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  let shown = rows;
+  let shown = rows.filter(visible);
   if (q) {
-    shown = (searchRows || rows).filter((m) => m.text.toLowerCase().includes(q)
+    shown = (searchRows || rows).filter(visible).filter((m) => m.text.toLowerCase().includes(q)
       || (m.subject || '').toLowerCase().includes(q));
     $('search-info').hidden = false;
     $('search-info').textContent = `${shown.length} message${shown.length === 1 ? '' : 's'} with “${q}” — Esc clears`;
@@ -194,7 +203,7 @@ async function send() {
 
 /** Applies a live event to the open conversation. */
 export function event(ev) {
-  if (ev.type === 'message' && ev.peer === app.current) {
+  if ((ev.type === 'message' || ev.type === 'message_sent') && ev.peer === app.current) {
     if (!rows.some((m) => m.id === ev.id)) rows.push(ev);
     if (searchRows && !searchRows.some((m) => m.id === ev.id)) searchRows.push(ev);
     draw();

@@ -127,6 +127,7 @@ export function render() {
 /** Opens the group `id` in the chat pane (closing a buddy's conversation). */
 export async function open(id) {
   if (app.current) app.close();
+  app.hideFiles();
   app.group = id;
   unread.delete(id);
   $('empty').hidden = true;

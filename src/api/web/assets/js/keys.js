@@ -28,13 +28,14 @@ export function init(a) {
         p: () => $('my-status').focus(),
         a: () => $('add-id').focus(),
         g: () => $('new-group-name').focus(),
+        f: () => $('files-btn').click(),
         i: () => $('me-btn').click(),
       }[k] || (e.code === 'KeyS' ? () => app.current && $('search').focus() : null);
       if (act) { e.preventDefault(); act(); }
       return;
     }
     if (e.key === 'Escape') {
-      if (app.current || app.group) { e.preventDefault(); app.close(); }
+      if (app.current || app.group || app.filesOpen()) { e.preventDefault(); app.close(); }
       else if (typing(e.target)) e.target.blur();
       return;
     }
