@@ -120,6 +120,7 @@ impl NodeHandle {
             sources: Vec::new(),
             dropped: Vec::new(),
             error: None,
+            user_path: true,
         };
         let row = t.clone();
         shared.store.run(move |s| s.put_transfer(&row)).await?;
@@ -227,6 +228,7 @@ impl NodeHandle {
                 .update(id, move |t| {
                     if let Some(o) = out {
                         t.path = Some(o.display().to_string());
+                        t.user_path = true;
                     }
                     if t.state != TransferState::Downloading {
                         t.state = TransferState::Waiting;

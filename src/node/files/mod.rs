@@ -551,6 +551,7 @@ fn file_offer(
         sources: vec![from.to_bytes()],
         dropped: Vec::new(),
         error: refused,
+        user_path: false,
     };
     s.put_transfer(&t)?;
     Ok(Some((t.id, t.state, true)))
