@@ -99,6 +99,28 @@ pub fn to_spans(ranges: &ChunkRanges, chunks: u64) -> Vec<Span> {
 /// The ranges of the (partial) file at `data` that verify against its
 /// outboard: what survived a crash, what a partial source can serve.
 pub fn verified(data: &Path, obao: &Path, size: u64, root: [u8; 32]) -> io::Result<Vec<Span>> {
+    verified_in(data, obao, size, root, &ChunkRanges::all())
+}
+
+/// The ranges within `span` of the partial file at `data` that verify:
+/// what a piece given back already brought.
+pub fn verified_span(
+    data: &Path,
+    obao: &Path,
+    size: u64,
+    root: [u8; 32],
+    span: Span,
+) -> io::Result<Vec<Span>> {
+    verified_in(data, obao, size, root, &to_ranges(&[span]))
+}
+
+fn verified_in(
+    data: &Path,
+    obao: &Path,
+    size: u64,
+    root: [u8; 32],
+    within: &ChunkRanges,
+) -> io::Result<Vec<Span>> {
     if size == 0 {
         return Ok(Vec::new());
     }
@@ -113,7 +135,7 @@ pub fn verified(data: &Path, obao: &Path, size: u64, root: [u8; 32]) -> io::Resu
         Err(e) => return Err(e),
     };
     let mut have = ChunkRanges::empty();
-    for r in valid_ranges(&ob, &file, &ChunkRanges::all()) {
+    for r in valid_ranges(&ob, &file, within) {
         have |= ChunkRanges::from(r?);
     }
     Ok(to_spans(&have, chunks(size)))

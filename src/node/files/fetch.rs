@@ -22,11 +22,15 @@ use crate::wire::message::MessageId;
 
 /// Chunks per piece asked of one source at a time: 1 MiB.
 pub const PIECE: u64 = 1024;
-/// How long a source has for one piece when another source could take
-/// it (doubled for each deadline it missed, see [`Plan::deadline_factor`]):
-/// a source slower than 100 KiB/s gives its pieces to faster ones. A lone
-/// source has no deadline but the 30 s per read of every stream.
+/// How long a source has for one piece while another source is connected
+/// and could take it (doubled for each deadline it missed, see
+/// [`Plan::deadline_factor`]): a source slower than 100 KiB/s gives its
+/// pieces to faster ones. A lone reachable source has no deadline but the
+/// 30 s per read of every stream.
 const PIECE_DEADLINE: Duration = Duration::from_secs(10);
+/// How often a source with nothing open looks again for a piece another
+/// source gives back.
+const TAIL_POLL: Duration = Duration::from_millis(200);
 /// Longest wait between two rounds when no source answers.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -117,8 +121,7 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
             plan: plan.clone(),
             live: live.clone(),
         };
-        let others = sources.len() > 1;
-        let workers = sources.into_iter().map(|s| job.clone().work(s, others));
+        let workers = sources.into_iter().map(|s| job.clone().work(s));
         futures::future::join_all(workers).await;
         if plan.lock().map(|p| p.is_complete()).unwrap_or(false) {
             continue;
@@ -185,12 +188,21 @@ struct Job {
 
 impl Job {
     /// Fetches pieces from `source` until it has nothing more we need,
-    /// fails, is too slow, or is caught lying. With `others`, another
-    /// source can take a piece this one is slow to deliver, so each piece
-    /// has a deadline.
-    async fn work(self, source: PeerId, others: bool) {
-        if let Err(e) = self.pieces(source, others).await {
+    /// fails, is too slow, or is caught lying. While another source's
+    /// worker runs (dialing or fetching), it can take a piece this one is
+    /// slow to deliver, so each piece has a deadline; a source found
+    /// offline leaves at once, and a lone reachable one has none.
+    async fn work(self, source: PeerId) {
+        // Working from the start of its dial: a piece asked of another
+        // source meanwhile has a deadline, as this one may take it over.
+        if let Ok(mut p) = self.plan.lock() {
+            p.join(source);
+        }
+        if let Err(e) = self.pieces(source).await {
             tracing::debug!(%source, "file source: {e}");
+        }
+        if let Ok(mut p) = self.plan.lock() {
+            p.leave(source);
         }
     }
 
@@ -219,15 +231,25 @@ impl Job {
         }
     }
 
-    async fn pieces(&self, source: PeerId, others: bool) -> Result<(), String> {
+    async fn pieces(&self, source: PeerId) -> Result<(), String> {
         let (mut stream, has) = self.open(source).await?;
         loop {
-            let next = self.plan.lock().ok().and_then(|mut p| {
+            let next = self.plan.lock().ok().map(|mut p| {
                 let factor = p.deadline_factor(&source);
-                p.next(source, &has).map(|piece| (piece, factor))
+                let timed = p.has_deadline(&source);
+                match p.next(source, &has) {
+                    Some(piece) => Ok((piece, factor, timed)),
+                    None => Err(p.should_wait(&source, &has)),
+                }
             });
-            let Some((piece, factor)) = next else {
-                return Ok(());
+            let (piece, factor, timed) = match next {
+                Some(Ok(next)) => next,
+                // Another source holds the tail: wait for it to come back.
+                Some(Err(true)) => {
+                    tokio::time::sleep(TAIL_POLL).await;
+                    continue;
+                }
+                _ => return Ok(()),
             };
             let req = Request::Get {
                 root: self.root,
@@ -241,7 +263,7 @@ impl Job {
                 }
             }
             let deadline =
-                others.then(|| tokio::time::Instant::now() + self.piece_deadline() * factor);
+                timed.then(|| tokio::time::Instant::now() + self.piece_deadline() * factor);
             let res;
             (stream, res) = self.decode(stream, piece, deadline).await?;
             self.settle(source, piece, res).await?;
@@ -321,13 +343,29 @@ impl Job {
             }
             Err(DecodeFault::Slow(why)) => {
                 tracing::debug!(%source, "a file source missed a piece's deadline; the piece goes back");
-                self.give_back(source, Fault::Slow);
+                self.give_back_keeping(source, piece, Fault::Slow).await;
                 Err(why)
             }
             Err(DecodeFault::Lost(why)) => {
-                self.give_back(source, Fault::Lost);
+                self.give_back_keeping(source, piece, Fault::Lost).await;
                 Err(why)
             }
+        }
+    }
+
+    /// Gives `piece` back but for the chunks of it already verified on
+    /// disk, which count as done.
+    async fn give_back_keeping(&self, source: PeerId, piece: Span, fault: Fault) {
+        let (part, obao, size, root) = (self.part.clone(), self.obao.clone(), self.size, self.root);
+        let kept = tokio::task::spawn_blocking(move || {
+            bao::verified_span(&part, &obao, size, root, piece).unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        let got: u64 = kept.iter().map(|&s| bytes_of(s, self.size)).sum();
+        self.live.done.fetch_add(got, Ordering::Relaxed);
+        if let Ok(mut p) = self.plan.lock() {
+            p.failed_keeping(source, fault, &kept);
         }
     }
 
