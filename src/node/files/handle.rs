@@ -214,12 +214,17 @@ impl NodeHandle {
                 .into());
             }
             let (quota, margin) = (shared.limits.quota_bytes, shared.limits.free_margin_bytes);
-            let free = limits::room(&shared.dir, &shared.part_path(&id), row.size);
-            let refused = shared
-                .store
-                .run(move |s| Ok(limits::in_use(&s.transfers()?, &id)))
-                .await
-                .map(|used| limits::admit(row.size, used, quota, free, margin))?;
+            let rows = shared.store.run(|s| s.transfers()).await?;
+            let (dir, part, size) = (shared.dir.clone(), shared.part_path(&id), row.size);
+            let refused = tokio::task::spawn_blocking(move || {
+                let coming = limits::to_come(&rows, &id, |t| {
+                    limits::allocated(&dir.join(format!("{}.part", t.id)))
+                });
+                let free = limits::free_for_new(limits::room(&dir, &part, size), coming);
+                limits::admit(size, limits::in_use(&rows, &id), quota, free, margin)
+            })
+            .await
+            .map_err(|e| FileError::Invalid(e.to_string()))?;
             if let Some(why) = refused {
                 shared.fail(id, why).await;
                 return self.file(id).await;

@@ -27,6 +27,40 @@ pub(crate) fn in_use(rows: &[Transfer], except: &crate::wire::message::MessageId
         .fold(0u64, |sum, t| sum.saturating_add(t.size))
 }
 
+/// Bytes still to arrive for the incoming files on their way (downloading,
+/// waiting or paused), other than `except`: each one's size less what its
+/// partial file already takes on disk (`allocated`). A partial file is
+/// sparse, so the free space does not yet show what they will take.
+pub(crate) fn to_come(
+    rows: &[Transfer],
+    except: &crate::wire::message::MessageId,
+    allocated: impl Fn(&Transfer) -> u64,
+) -> u64 {
+    rows.iter()
+        .filter(|t| t.direction == FileDirection::In && &t.id != except)
+        .filter(|t| {
+            matches!(
+                t.state,
+                TransferState::Downloading | TransferState::Waiting | TransferState::Paused
+            )
+        })
+        .fold(0u64, |sum, t| {
+            sum.saturating_add(t.size.saturating_sub(allocated(t)))
+        })
+}
+
+/// The free bytes left for a new download: `free` less what the running
+/// ones still need (`to_come`).
+pub(crate) fn free_for_new(free: Option<u64>, to_come: u64) -> Option<u64> {
+    free.map(|f| f.saturating_sub(to_come))
+}
+
+/// Bytes the file at `path` takes on disk (0 if absent).
+pub(crate) fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks().saturating_mul(512))
+}
+
 /// Why a file of `size` bytes may not be taken in with `used` bytes
 /// already held, or `None` if it fits under `quota`.
 pub(crate) fn refusal(size: u64, used: u64, quota: u64) -> Option<String> {
@@ -65,8 +99,7 @@ pub(crate) fn admit(
 /// in `dir`: the free space, plus what `part` already takes on disk (a
 /// partial file is sparse: only the bytes that arrived take room).
 pub(crate) fn room(dir: &Path, part: &Path, size: u64) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    let taken = std::fs::metadata(part).map_or(0, |m| m.blocks().saturating_mul(512));
+    let taken = allocated(part);
     free_space(dir).map(|f| f.saturating_add(taken.min(size)))
 }
 
@@ -118,6 +151,63 @@ mod tests {
         let why = admit(2 * MIB, 0, MIB, Some(0), MIB).unwrap();
         assert!(why.contains("quota_mib"), "{why}");
         assert_eq!(admit(MIB, 0, MIB, Some(3 * MIB), MIB), None);
+    }
+
+    fn incoming(size: u64, state: TransferState) -> Transfer {
+        Transfer {
+            id: crate::wire::message::MessageId::random(),
+            direction: FileDirection::In,
+            peer: Vec::new(),
+            name: "f".into(),
+            size,
+            mime: "application/octet-stream".into(),
+            root: [0; 32],
+            state,
+            path: None,
+            sources: Vec::new(),
+            dropped: Vec::new(),
+            error: None,
+            user_path: false,
+        }
+    }
+
+    #[test]
+    fn the_bytes_still_to_come_of_running_downloads_are_not_free() {
+        let quota = 1 << 40;
+        let rows = vec![
+            incoming(100 * MIB, TransferState::Downloading),
+            incoming(50 * MIB, TransferState::Paused),
+            incoming(30 * MIB, TransferState::Waiting),
+            incoming(1000 * MIB, TransferState::Complete),
+            incoming(1000 * MIB, TransferState::Offered),
+            incoming(1000 * MIB, TransferState::Failed),
+        ];
+        let new = incoming(10 * MIB, TransferState::Offered);
+        // Each running one has 10 MiB on disk already.
+        let coming = to_come(&rows, &new.id, |_| 10 * MIB);
+        assert_eq!(coming, (90 + 40 + 20) * MIB);
+        // 200 MiB free looks like room for 10 MiB with a 50 MiB margin,
+        // but 150 MiB of it is promised to the running downloads.
+        let free = free_for_new(Some(200 * MIB), coming);
+        assert!(
+            admit(new.size, 0, quota, free, 50 * MIB).is_some(),
+            "admitted into space the running downloads still need"
+        );
+        assert_eq!(
+            admit(
+                new.size,
+                0,
+                quota,
+                free_for_new(Some(300 * MIB), coming),
+                50 * MIB
+            ),
+            None
+        );
+        assert_eq!(
+            to_come(&rows, &rows[0].id, |_| 0),
+            80 * MIB,
+            "itself excluded"
+        );
     }
 
     #[test]

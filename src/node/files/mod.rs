@@ -328,10 +328,15 @@ impl Shared {
         };
         let me = self.clone();
         let (limits, request) = (self.limits, m.request);
-        let free = limits::free_space(&self.dir);
+        let dir = self.dir.clone();
+        let free = tokio::task::spawn_blocking(move || limits::free_space(&dir))
+            .await
+            .ok()
+            .flatten();
+        let dir = self.dir.clone();
         let filed = self
             .store
-            .run(move |s| file_offer(s, offer, from, request, limits, free))
+            .run(move |s| file_offer(s, offer, from, request, limits, (free, &dir)))
             .await;
         match filed {
             Ok(Some((id, state, new))) => {
@@ -494,8 +499,9 @@ impl Shared {
 /// Files `offer` from `from` in the store: one more source of a transfer
 /// with the same content (or the same id), else a new row, downloading at
 /// once if it is a buddy's within `auto_accept_mib` and admitted by the
-/// quota and the free-space margin (`free`: the data disk's free bytes).
-/// Returns the row's id and state and whether it is new; `None` for an id
+/// quota and the free-space margin (`free`: the data disk's free bytes;
+/// `dir`: where the partial files are, whose bytes still to come are not
+/// free). Returns the row's id and state and whether it is new; `None` for an id
 /// taken by another file.
 fn file_offer(
     s: &crate::store::Store,
@@ -503,7 +509,7 @@ fn file_offer(
     from: PeerId,
     request: bool,
     limits: FilesConfig,
-    free: Option<u64>,
+    (free, dir): (Option<u64>, &Path),
 ) -> Result<Option<(MessageId, TransferState, bool)>, crate::store::StoreError> {
     let rows = s.transfers()?;
     let same = rows.iter().find(|t| {
@@ -529,6 +535,10 @@ fn file_offer(
         .then(|| {
             let used = limits::in_use(&rows, &offer.file);
             let (quota, margin) = (limits.quota_bytes, limits.free_margin_bytes);
+            let coming = limits::to_come(&rows, &offer.file, |t| {
+                limits::allocated(&dir.join(format!("{}.part", t.id)))
+            });
+            let free = limits::free_for_new(free, coming);
             limits::admit(offer.size, used, quota, free, margin)
         })
         .flatten();
