@@ -129,7 +129,7 @@ function msgRow(m, q) {
   return el('li', { class: `msg ${m.direction}`, dataset: { id: m.id, state: m.state } },
     el('div', { class: 'bubble' },
       m.subject ? el('div', { class: 'subject' }, m.subject) : null,
-      m.file ? fileLine(m.file) : el('div', { class: 'text' }, highlight(m.text, q)),
+      m.file ? fileLine(m.file, m) : el('div', { class: 'text' }, highlight(m.text, q)),
       el('div', { class: 'meta' },
         el('time', { datetime: new Date(m.sent_at).toISOString(), title: new Date(m.sent_at).toString() }, when(m.sent_at)),
         stateOf(m))));
