@@ -222,7 +222,11 @@ mod tests {
         std::fs::write(d.join("x.part"), b"ours").unwrap();
         let e = place(&d.join("x.part"), &to).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::AlreadyExists);
-        assert_eq!(std::fs::read(&to).unwrap(), b"theirs", "the file there was replaced");
+        assert_eq!(
+            std::fs::read(&to).unwrap(),
+            b"theirs",
+            "the file there was replaced"
+        );
         assert!(d.join("x.part").exists(), "the download was lost");
     }
 }
