@@ -69,9 +69,27 @@ fn offer_name(path: &Path) -> String {
     }
 }
 
+/// How many parts of small files a window's history looks past, beyond
+/// the lines it asks for: the parts of 16 small files of 4 MiB, at most
+/// 64 MiB of bodies read.
+const MAX_PARTS_SKIPPED: usize = 1024;
+
 impl NodeHandle {
     fn files_service(&self) -> &Arc<Shared> {
         &self.inner.files.shared
+    }
+
+    /// The last `limit` messages exchanged with `peer` that have a line in
+    /// a window (not the parts of small files), oldest first; at most
+    /// [`MAX_PARTS_SKIPPED`] parts are looked past.
+    pub async fn conversation_lines(
+        &self,
+        peer: PeerId,
+        limit: usize,
+    ) -> Result<Vec<crate::store::StoredMessage>, NodeError> {
+        let scan = limit.saturating_add(MAX_PARTS_SKIPPED);
+        self.read(move |s| s.conversation_without(&peer, limit, PART_TYPE, scan))
+            .await
     }
 
     /// Offers the file at `path` to `to`: makes its outboard (reading it

@@ -65,7 +65,7 @@ export function close() {
 async function load() {
   const id = app.current;
   if (!id) return;
-  const got = await api('GET', `/api/v1/log/${seg(id)}?limit=200`);
+  const got = await api('GET', `/api/v1/log/${seg(id)}?limit=200&parts=false`);
   if (app.current !== id) return;
   // Messages that arrived live while the history was on its way stay.
   const have = new Set(got.map((m) => m.id));
@@ -159,7 +159,7 @@ function draw() {
 async function search() {
   const id = app.current;
   if ($('search').value.trim() && !searchRows && id) {
-    const all = await api('GET', `/api/v1/log/${seg(id)}?limit=10000`);
+    const all = await api('GET', `/api/v1/log/${seg(id)}?limit=10000&parts=false`);
     if (app.current === id) searchRows = all;
   }
   draw();
