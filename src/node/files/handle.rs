@@ -174,13 +174,6 @@ impl NodeHandle {
         Ok((msg, t))
     }
 
-    /// Where files handed to the daemon to send (the web app's uploads)
-    /// are kept: an offer is served from its file's path, so the bytes
-    /// must stay somewhere the daemon owns.
-    pub fn upload_dir(&self) -> PathBuf {
-        self.files_service().dir.join("sent")
-    }
-
     /// Every transfer, newest offers last.
     pub async fn files(&self) -> Result<Vec<FileInfo>, NodeError> {
         let shared = self.files_service().clone();
@@ -224,7 +217,12 @@ impl NodeHandle {
                 o => o,
             };
             // A file already there is never replaced by a download.
-            if let Some(o) = out.as_ref().filter(|o| o.symlink_metadata().is_ok()) {
+            let probe = out.clone();
+            let taken =
+                tokio::task::spawn_blocking(move || probe.filter(|o| o.symlink_metadata().is_ok()))
+                    .await
+                    .map_err(|e| FileError::Invalid(e.to_string()))?;
+            if let Some(o) = taken {
                 return Err(FileError::Invalid(format!(
                     "{} already exists; choose another --out",
                     o.display()
@@ -281,6 +279,9 @@ impl NodeHandle {
             FileDirection::Out => TransferState::Failed,
         };
         shared.set_state(id, state).await;
+        if row.direction == FileDirection::Out {
+            shared.drop_upload(&row).await;
+        }
         self.file(id).await
     }
 }

@@ -23,6 +23,7 @@ pub mod progress;
 mod serve;
 #[cfg(feature = "test-util")]
 pub mod test_hooks;
+mod uploads;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -172,6 +173,7 @@ async fn intake(shared: Arc<Shared>, mut rx: broadcast::Receiver<Event>) {
         .run(|s| s.transfers())
         .await
         .unwrap_or_default();
+    shared.sweep_uploads(resume.clone()).await;
     for t in resume {
         if t.direction == FileDirection::In
             && matches!(t.state, TransferState::Downloading | TransferState::Waiting)

@@ -10,11 +10,16 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-/// The delay before serving each piece, if set.
-pub fn serve_delay_ms(dir: &Path) -> Option<u64> {
-    std::fs::read_to_string(dir.join(".test-serve-delay-ms"))
+/// The number in hook file `name` of `dir`, if it is there.
+fn number(dir: &Path, name: &str) -> Option<u64> {
+    std::fs::read_to_string(dir.join(name))
         .ok()
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The delay before serving each piece, if set.
+pub fn serve_delay_ms(dir: &Path) -> Option<u64> {
+    number(dir, ".test-serve-delay-ms")
 }
 
 /// Whether this node aborts (as a `kill -9` would stop it: no cleanup)
@@ -27,17 +32,13 @@ pub fn crash_after_move(dir: &Path) -> bool {
 /// The base deadline of a piece this node fetches, if set
 /// (`.test-piece-deadline-ms`).
 pub fn piece_deadline_ms(dir: &Path) -> Option<u64> {
-    std::fs::read_to_string(dir.join(".test-piece-deadline-ms"))
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
+    number(dir, ".test-piece-deadline-ms")
 }
 
 /// The pause before each KiB this node serves, if set
 /// (`.test-serve-trickle-ms`): a source that answers, but slowly.
 pub fn trickle_ms(dir: &Path) -> Option<u64> {
-    std::fs::read_to_string(dir.join(".test-serve-trickle-ms"))
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
+    number(dir, ".test-serve-trickle-ms")
 }
 
 /// A writer that writes at most 1 KiB per call, each after a pause: a
