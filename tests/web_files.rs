@@ -100,7 +100,7 @@ fn offer(a: &Daemon, path: &std::path::Path) -> String {
 /// A offers the file: B's open page shows it live as a readable line, A's
 /// own page too; returns the file id.
 async fn offer_shows_live(ca: &Client, cb: &Client, a: &Daemon, path: &std::path::Path) -> String {
-    let file = offer(a, &path);
+    let file = offer(a, path);
     let want = "holiday.bin · 3.0 MiB · offered";
     until(
         cb,
