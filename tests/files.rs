@@ -280,3 +280,79 @@ async fn an_offline_buddy_gets_a_small_image_from_the_mailboxes() {
     assert!(path.starts_with(bob.dir.path().join("files")), "{path:?}");
     same_file(&src, &path);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_move_into_place_does_not_fetch_again() {
+    init_tracing();
+    let (_hub, alice, mut bob) = trio().await;
+    let tmp = tempfile::tempdir().unwrap();
+    // A buddy's file under `auto_accept_mib`, above `inline_kib`: it comes
+    // over the stream by itself and lands under Bob's `files/`.
+    let size = 4 * MIB;
+    let src = random_file(tmp.path(), "landed.bin", size, 6);
+    let hook = bob.dir.path().join("files/.test-crash-after-move");
+    std::fs::write(&hook, "").unwrap();
+    let id = offer(&alice, "bob", &src);
+    let landed = bob.dir.path().join("files/landed.bin");
+    eventually_within(LONG, "Bob dies right after the move", || async {
+        let answers = common::roost(bob.dir.path(), &["--json", "status"])
+            .status
+            .success();
+        (landed.exists() && !answers).then_some(())
+    })
+    .await;
+    bob.kill();
+    std::fs::remove_file(&hook).unwrap();
+    let sent = row(&alice, &id).await["served"].as_u64().unwrap();
+    assert!(sent >= size, "Alice sent the whole file once: {sent}");
+    bob.restart().await;
+    let done = until(&bob, &id, "the file is complete", |r| {
+        r["state"] == "complete"
+    })
+    .await;
+    assert_eq!(PathBuf::from(done["path"].as_str().unwrap()), landed);
+    same_file(&src, &landed);
+    assert!(
+        !bob.dir.path().join("files/landed.bin (1)").exists(),
+        "no second copy"
+    );
+    let again = row(&alice, &id).await["served"].as_u64().unwrap();
+    assert_eq!(again, sent, "Alice was asked for the file again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_source_loses_its_piece_to_another_after_the_deadline() {
+    init_tracing();
+    let (hub, alice, bob) = trio().await;
+    let carol = Daemon::start(Some(&hub.addr().await)).await;
+    befriend(&carol, "carol", &bob, "bob");
+    // Carol answers, but a 1 MiB piece would take her about a minute (a
+    // KiB every 50 ms: no read waits long enough to time out); Bob gives
+    // a piece 1 s while another source could take it.
+    std::fs::write(carol.dir.path().join("files/.test-serve-trickle-ms"), "50").unwrap();
+    std::fs::write(bob.dir.path().join("files/.test-piece-deadline-ms"), "1000").unwrap();
+    // Alice is slow enough per piece that Carol is asked for one too.
+    delay(&alice, 100);
+    let tmp = tempfile::tempdir().unwrap();
+    // Above `auto_accept_mib`: the download starts on `get`, with both
+    // sources known.
+    let size = 40 * MIB;
+    let src = random_file(tmp.path(), "slow.bin", size, 7);
+    let id = offer(&alice, "bob", &src);
+    offer(&carol, "bob", &src);
+    until(&bob, &id, "both offers merge", |r| r["sources"] == 2).await;
+    let out = tmp.path().join("received.bin");
+    bob.rows(&["files", "get", &id, "--out", out.to_str().unwrap()]);
+    until(&bob, &id, "the file completes", |r| {
+        r["state"] == "complete"
+    })
+    .await;
+    same_file(&src, &out);
+    // Carol counts each write as it goes out.
+    let carol_sent = carol.rows(&["files"])[0]["served"].as_u64().unwrap();
+    assert!(carol_sent > 0, "Carol was asked for a piece");
+    assert!(
+        carol_sent < MIB,
+        "Carol sent {carol_sent} bytes: the file waited for her whole piece"
+    );
+}

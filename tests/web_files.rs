@@ -257,7 +257,7 @@ async fn upload_from_the_page(ca: &Client, cb: &Client, b: &Daemon, dir: &std::p
 /// written and nothing offered (the page's upload before it is still the
 /// only one).
 async fn oversize_upload_refused(ca: &Client, a: &Daemon) {
-    let sent_dir = a.dir.path().join("files/sent");
+    let sent_dir = a.dir.path().join("uploads");
     let uploads = || std::fs::read_dir(&sent_dir).map_or(0, Iterator::count);
     assert_eq!(uploads(), 1, "the page's upload is kept");
     let offers = a.rows(&["files"]).len();

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+pub mod bare;
 mod pure;
 #[allow(unused_imports)] // as the rest: each bench uses a part
 pub use pure::{Rng, pct};

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::{PeerId, Stream, StreamProtocol, Swarm};
-use libp2p_stream::{Control, IncomingStreams};
+use libp2p::{Stream, StreamProtocol};
+use libp2p_stream::IncomingStreams;
 use roost::Identity;
 use roost::store::{Direction, MessageState, StoredMessage};
 use roost::wire::frame::{ReadFrame, read_frame, write_frame};
@@ -17,24 +17,10 @@ use roost::wire::message::MessageId;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use crate::common::bare;
 use crate::{Counts, WARMUP, WINDOW, line, payload, percentile};
 
 const FLOOR: StreamProtocol = StreamProtocol::new("/roost-bench/floor/1");
-
-fn bare_swarm() -> Swarm<libp2p_stream::Behaviour> {
-    libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build()
-}
 
 /// Appends frames to a file and syncs once for everything pending.
 struct Journal(std::fs::File);
@@ -125,14 +111,9 @@ pub fn commit(c: &Counts) {
 pub async fn floor(c: &Counts, durable: bool) {
     let dir = tempfile::tempdir().unwrap();
     let t0 = Instant::now();
-    let (mut control, incoming, pb) = connected().await;
+    let (mut control, incoming, pb) = bare::connected(FLOOR).await;
     answer(incoming, dir.path().to_path_buf(), durable);
-    let stream = loop {
-        match control.open_stream(pb, FLOOR).await {
-            Ok(s) => break s,
-            Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
-        }
-    };
+    let stream = bare::open(&mut control, pb, FLOOR).await;
     let (mut r, mut w) = stream.split();
     let mut journal = durable.then(|| Journal::new(dir.path(), "a.log"));
     let msg = payload(1).into_bytes();
@@ -161,38 +142,6 @@ pub async fn floor(c: &Counts, durable: bool) {
         "stream-floor"
     };
     line(system, connect, rtts, tp, c);
-}
-
-/// Two bare swarms, A dialling B on 127.0.0.1, each driven by a task of
-/// its own: A's stream control, B's incoming streams, and B's id.
-async fn connected() -> (Control, IncomingStreams, PeerId) {
-    let mut sa = bare_swarm();
-    let mut sb = bare_swarm();
-    sb.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let addr = loop {
-        if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-            sb.select_next_some().await
-        {
-            break address;
-        }
-    };
-    let pb: PeerId = *sb.local_peer_id();
-    let incoming = sb.behaviour().new_control().accept(FLOOR).unwrap();
-    let control = sa.behaviour().new_control();
-    sa.dial(addr.with(libp2p::multiaddr::Protocol::P2p(pb)))
-        .unwrap();
-    tokio::spawn(async move {
-        loop {
-            sa.select_next_some().await;
-        }
-    });
-    tokio::spawn(async move {
-        loop {
-            sb.select_next_some().await;
-        }
-    });
-    (control, incoming, pb)
 }
 
 /// B: reads what is available, journals it in `dir` (`durable`), answers

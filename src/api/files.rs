@@ -242,9 +242,11 @@ struct UploadQuery {
 
 /// `POST /api/v1/files/upload?to=PEER&name=NAME`: the request's body is a
 /// file to send (a browser cannot name a path on disk). It streams to
-/// `<data-dir>/files/sent/<random>/NAME` (at most [`MAX_UPLOAD`] bytes,
-/// never whole in memory), then is offered like `files/send`. A refused
-/// or broken upload leaves nothing behind.
+/// `<data-dir>/uploads/<random>/NAME` (at most [`MAX_UPLOAD`] bytes, and
+/// leaving `[files] free_margin_mib` free on the disk; never whole in
+/// memory), then is offered like `files/send`. A refused or broken upload
+/// leaves nothing behind; a file to ourselves is refused before a byte is
+/// read.
 async fn upload(
     State(s): State<AppState>,
     Query(q): Query<UploadQuery>,
@@ -252,6 +254,12 @@ async fn upload(
     body: axum::body::Body,
 ) -> Result<Json<SendFileView>, ApiError> {
     let to = s.node.resolve(&q.to).await?;
+    if to == s.node.peer_id() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "a file cannot be sent to ourselves".into(),
+        ));
+    }
     if !crate::wire::files::name_is_safe(&q.name) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -265,17 +273,27 @@ async fn upload(
     if declared.is_some_and(|n| n > MAX_UPLOAD) {
         return Err(too_large());
     }
+    let room = s.node.upload_room().await;
+    if let (Some(n), Some(room)) = (declared, room)
+        && n > room
+    {
+        return Err(no_room(room));
+    }
     let dir = s.node.upload_dir().join(MessageId::random().to_string());
-    crate::config::ensure_private_dir(&dir)
+    let made = dir.clone();
+    tokio::task::spawn_blocking(move || crate::config::ensure_private_dir(&made))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let path = dir.join(&q.name);
-    let sent = match write_capped(body, &path).await {
+    let sent = match write_capped(body, &path, room).await {
         Ok(()) => s.node.send_file(to, path).await.map_err(ApiError::from),
         Err(e) => Err(e),
     };
-    let (msg, t) = sent.inspect_err(|_| {
-        let _ = std::fs::remove_dir_all(&dir);
-    })?;
+    if sent.is_err() {
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
+    }
+    let (msg, t) = sent?;
     Ok(Json(sent_view(msg, t)))
 }
 
@@ -286,9 +304,24 @@ fn too_large() -> ApiError {
     )
 }
 
+fn no_room(room: u64) -> ApiError {
+    ApiError(
+        StatusCode::INSUFFICIENT_STORAGE,
+        format!(
+            "the file would leave less than free_margin_mib free on the data directory's \
+             disk ({room} bytes may be written)"
+        ),
+    )
+}
+
 /// Writes `body` to a new file at `path`, piece by piece, refusing more
-/// than [`MAX_UPLOAD`] bytes; synced before it returns.
-async fn write_capped(body: axum::body::Body, path: &std::path::Path) -> Result<(), ApiError> {
+/// than [`MAX_UPLOAD`] bytes or more than `room` (what the free-space
+/// margin leaves); synced before it returns.
+async fn write_capped(
+    body: axum::body::Body,
+    path: &std::path::Path,
+    room: Option<u64>,
+) -> Result<(), ApiError> {
     use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
     let io = |e: std::io::Error| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
@@ -305,6 +338,9 @@ async fn write_capped(body: axum::body::Body, path: &std::path::Path) -> Result<
         n = n.saturating_add(chunk.len() as u64);
         if n > MAX_UPLOAD {
             return Err(too_large());
+        }
+        if let Some(room) = room.filter(|&r| n > r) {
+            return Err(no_room(room));
         }
         f.write_all(&chunk).await.map_err(io)?;
     }

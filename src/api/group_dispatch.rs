@@ -337,6 +337,10 @@ pub(super) async fn send(
 pub(super) struct LogQuery {
     /// How many of the last lines.
     pub(super) limit: Option<usize>,
+    /// `parts=false`: a 1:1 log without the parts of small files, which
+    /// have no line of their own, so `limit` counts the lines shown.
+    #[serde(default)]
+    pub(super) parts: Option<bool>,
 }
 
 /// `GET …/log`.

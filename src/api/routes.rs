@@ -127,10 +127,12 @@ async fn log(
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Vec<MessageView>> {
     let peer = s.node.resolve(&peer).await?;
-    let msgs = s
-        .node
-        .conversation(peer, q.limit.unwrap_or(100).min(10_000))
-        .await?;
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let msgs = if q.parts == Some(false) {
+        s.node.conversation_lines(peer, limit).await?
+    } else {
+        s.node.conversation(peer, limit).await?
+    };
     let name = names(&s).await?.remove(&peer);
     let me = s.node.peer_id().to_string();
     Ok(Json(

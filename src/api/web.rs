@@ -265,10 +265,6 @@ pub struct ConversationRow {
     pub last: Option<MessageView>,
 }
 
-/// How many of a conversation's latest messages are looked through for
-/// the latest one shown: more than the parts one small file sends.
-const LAST_WINDOW: usize = 64;
-
 /// Every buddy and every key that wrote to us, with unread counts and the
 /// latest message: what a chat window's list shows.
 async fn conversations(State(s): State<AppState>) -> Result<Json<Vec<ConversationRow>>, ApiError> {
@@ -287,8 +283,8 @@ async fn conversations(State(s): State<AppState>) -> Result<Json<Vec<Conversatio
         let name = names.get(&peer).cloned();
         // The parts of a small file follow its offer and have no line of
         // their own: the latest message shown is before them.
-        let recent = s.node.conversation(peer, LAST_WINDOW).await?;
-        let last = recent.iter().rev().find(|m| m.content_type != PART_TYPE);
+        let recent = s.node.conversation_lines(peer, 1).await?;
+        let last = recent.last();
         rows.push(ConversationRow {
             peer: peer.to_string(),
             unread: n,

@@ -78,6 +78,14 @@ pub(crate) async fn run(client: &ApiClient, out: &Out, cmd: Option<FilesCmd>) ->
             let row: FileRow = client
                 .post(&format!("files/{}/get", escape(&id)), &body)
                 .await?;
+            // Refused (the quota, the free-space margin): nothing to wait for.
+            if row.state == "failed" {
+                bail!(
+                    "{}: {}",
+                    row.name,
+                    row.error.unwrap_or_else(|| "failed".into())
+                );
+            }
             if wait {
                 follow(client, out, &row.id, false).await
             } else {

@@ -26,6 +26,12 @@ pub struct FilesConfig {
     /// auto-accepted offers cannot fill a disk past it; the user raises
     /// it for larger collections.
     pub quota_bytes: u64,
+    /// Room a download must leave free on the data directory's
+    /// filesystem: an offer that would leave less is refused (`failed`)
+    /// before a byte of it is fetched, so a large file cannot fill the
+    /// disk the node's own database and the rest of the system live on.
+    /// 512 MiB by default.
+    pub free_margin_bytes: u64,
 }
 
 impl Default for FilesConfig {
@@ -34,6 +40,7 @@ impl Default for FilesConfig {
             auto_accept_bytes: 32 * MIB,
             inline_bytes: MIB,
             quota_bytes: 4096 * MIB,
+            free_margin_bytes: 512 * MIB,
         }
     }
 }
@@ -48,6 +55,8 @@ pub struct FilesSection {
     pub inline_kib: Option<u64>,
     /// See [`FilesConfig::quota_bytes`], in MiB.
     pub quota_mib: Option<u64>,
+    /// See [`FilesConfig::free_margin_bytes`], in MiB.
+    pub free_margin_mib: Option<u64>,
 }
 
 impl FilesSection {
@@ -61,6 +70,9 @@ impl FilesSection {
         }
         if let Some(v) = self.quota_mib {
             c.quota_bytes = v.saturating_mul(MIB);
+        }
+        if let Some(v) = self.free_margin_mib {
+            c.free_margin_bytes = v.saturating_mul(MIB);
         }
     }
 }

@@ -92,7 +92,7 @@ fn the_files_table_sets_the_file_limits() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join(CONFIG_FILE),
-        "[files]\nauto_accept_mib = 8\ninline_kib = 99999999\nquota_mib = 100\n",
+        "[files]\nauto_accept_mib = 8\ninline_kib = 99999999\nquota_mib = 100\nfree_margin_mib = 7\n",
     )
     .unwrap();
     let mut c = Config::new(dir.path().into());
@@ -101,6 +101,7 @@ fn the_files_table_sets_the_file_limits() {
     assert_eq!(c.files.auto_accept_bytes, 8 << 20);
     assert_eq!(c.files.inline_bytes, MAX_INLINE_BYTES, "capped");
     assert_eq!(c.files.quota_bytes, 100 << 20);
+    assert_eq!(c.files.free_margin_bytes, 7 << 20);
 
     std::fs::write(dir.path().join(CONFIG_FILE), "[files]\nquota = 1\n").unwrap();
     let err = Config::new(dir.path().into()).apply_file().unwrap_err();

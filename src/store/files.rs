@@ -86,6 +86,10 @@ pub struct Transfer {
     /// Why it failed, for the user.
     #[serde(default)]
     pub error: Option<String>,
+    /// Theirs: whether `path` was given by the user (`--out`). A path the
+    /// node chose itself is chosen again if another file takes it first.
+    #[serde(default)]
+    pub user_path: bool,
 }
 
 impl Transfer {

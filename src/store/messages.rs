@@ -359,6 +359,33 @@ impl Store {
         Ok(out)
     }
 
+    /// The last `limit` messages exchanged with `peer` that are not of
+    /// type `hidden`, oldest first, looking through at most `scan` of the
+    /// latest messages: a window's history counts the lines it shows (the
+    /// parts of a small file have none) with bounded work.
+    pub fn conversation_without(
+        &self,
+        peer: &PeerId,
+        limit: usize,
+        hidden: &str,
+        scan: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut out = Vec::new();
+        let rows = self.msgs.scan_prefix(peer_prefix(&peer.to_bytes())).rev();
+        for item in rows.take(scan) {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = item?;
+            let m: StoredMessage = dec(&v, MSGS)?;
+            if m.content_type != hidden {
+                out.push(m);
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// Incoming messages, in conversation order: from buddies
     /// (`Some(false)`), from strangers (`Some(true)`, the requests), or all
     /// (`None`) in one scan.
@@ -437,6 +464,37 @@ mod tests {
         assert_eq!(s.mark_read(&bob).unwrap().len(), 2);
         assert!(s.mark_read(&bob).unwrap().is_empty());
         assert!(s.conversation(&PeerId::random(), 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_history_without_parts_counts_only_the_lines_shown_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        let bob = PeerId::random();
+        let text = msg(&bob, Direction::In, 1);
+        let mut parts = Vec::new();
+        for at in 2..102 {
+            let mut p = msg(&bob, Direction::In, at);
+            p.content_type = "part".into();
+            parts.push(p);
+        }
+        s.insert_incoming(std::slice::from_ref(&text)).unwrap();
+        s.insert_incoming(&parts).unwrap();
+        // The last 64 are all parts: the latest line shown is still found.
+        let last = s.conversation_without(&bob, 1, "part", 1000).unwrap();
+        assert_eq!(last.iter().map(|m| m.id).collect::<Vec<_>>(), vec![text.id]);
+        assert_eq!(
+            s.conversation_without(&bob, 200, "part", 1000)
+                .unwrap()
+                .len(),
+            1
+        );
+        // No more than `scan` messages are looked through.
+        assert!(
+            s.conversation_without(&bob, 1, "part", 50)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

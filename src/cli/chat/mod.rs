@@ -146,7 +146,7 @@ fn carry_out(effects: Vec<Effect>, client: &Arc<ApiClient>, tx: &mpsc::Sender<In
             Effect::Quit => return true,
             Effect::LoadLog(id) => {
                 tokio::spawn(async move {
-                    let path = format!("log/{}?limit={HISTORY}", escape(id.api_name()));
+                    let path = format!("log/{}?limit={HISTORY}&parts=false", escape(id.api_name()));
                     let input = match client.get::<Vec<MessageView>>(&path).await {
                         Ok(msgs) => Input::Log(id, msgs),
                         Err(e) => Input::Error(format!("cannot fetch the conversation: {e}")),

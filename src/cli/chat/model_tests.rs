@@ -397,9 +397,18 @@ fn an_offer_is_a_readable_line_that_follows_its_transfer_and_parts_have_none() {
 #[test]
 fn the_snapshot_gives_a_files_state_and_parts_are_not_unread() {
     let mut app = App::default();
+    let mut seen = offer("o", BOB, false, 1, "f", 1500);
+    seen.state = "read".into();
     app.handle(Input::Snapshot {
-        buddies: vec![buddy(BOB, "bob", "online", None)],
-        inbox: vec![offer("o", BOB, false, 1, "f", 1500), part("p", BOB, 2)],
+        buddies: vec![
+            buddy(BOB, "bob", "online", None),
+            buddy(ALICE, "alice", "online", None),
+        ],
+        inbox: vec![
+            seen,
+            part("p", BOB, 2),
+            msg("a1", ALICE, false, "unread", 3, "hi"),
+        ],
         files: vec![FileRow {
             id: "f".into(),
             name: "report.pdf".into(),
@@ -417,7 +426,15 @@ fn the_snapshot_gives_a_files_state_and_parts_are_not_unread() {
             error: None,
         }],
     });
-    assert_eq!(app.convs[0].unread, 0, "the open conversation was read");
+    // Bob's conversation is not the open one, so nothing marked it read:
+    // its unread part is simply not counted.
+    let bob = app.convs.iter().position(|c| c.id == peer(BOB)).unwrap();
+    assert_ne!(
+        bob, app.selected,
+        "bob's conversation must not be the open one"
+    );
+    assert_eq!(app.convs[bob].unread, 0, "a part counted as unread");
+    app.open(bob);
     app.handle(Input::Log(
         peer(BOB),
         vec![offer("o", BOB, false, 1, "f", 1500)],

@@ -99,6 +99,28 @@ pub fn to_spans(ranges: &ChunkRanges, chunks: u64) -> Vec<Span> {
 /// The ranges of the (partial) file at `data` that verify against its
 /// outboard: what survived a crash, what a partial source can serve.
 pub fn verified(data: &Path, obao: &Path, size: u64, root: [u8; 32]) -> io::Result<Vec<Span>> {
+    verified_in(data, obao, size, root, &ChunkRanges::all())
+}
+
+/// The ranges within `span` of the partial file at `data` that verify:
+/// what a piece given back already brought.
+pub fn verified_span(
+    data: &Path,
+    obao: &Path,
+    size: u64,
+    root: [u8; 32],
+    span: Span,
+) -> io::Result<Vec<Span>> {
+    verified_in(data, obao, size, root, &to_ranges(&[span]))
+}
+
+fn verified_in(
+    data: &Path,
+    obao: &Path,
+    size: u64,
+    root: [u8; 32],
+    within: &ChunkRanges,
+) -> io::Result<Vec<Span>> {
     if size == 0 {
         return Ok(Vec::new());
     }
@@ -113,7 +135,7 @@ pub fn verified(data: &Path, obao: &Path, size: u64, root: [u8; 32]) -> io::Resu
         Err(e) => return Err(e),
     };
     let mut have = ChunkRanges::empty();
-    for r in valid_ranges(&ob, &file, &ChunkRanges::all()) {
+    for r in valid_ranges(&ob, &file, within) {
         have |= ChunkRanges::from(r?);
     }
     Ok(to_spans(&have, chunks(size)))
@@ -144,6 +166,8 @@ pub enum DecodeFault {
     Lied(String),
     /// The stream ended or broke, or our disk failed.
     Lost(String),
+    /// The piece's deadline passed before it all arrived.
+    Slow(String),
 }
 
 /// Reads the verified stream of `spans` from `input` into the partial file
@@ -175,40 +199,72 @@ pub fn decode(
 }
 
 /// A libp2p stream used from a blocking thread: each read or write waits
-/// on the runtime, at most [`IO_TIMEOUT`].
+/// on the runtime, at most [`IO_TIMEOUT`], and none past the deadline if
+/// one is set.
 pub struct Blocking<S> {
     /// The stream.
     pub inner: S,
     rt: tokio::runtime::Handle,
+    deadline: Option<tokio::time::Instant>,
+    /// Whether a read or write failed because the deadline passed.
+    pub overdue: bool,
 }
 
 impl<S> Blocking<S> {
     /// Wraps `inner`; call from a thread of the runtime or one it spawned.
     pub fn new(inner: S, rt: tokio::runtime::Handle) -> Self {
-        Self { inner, rt }
+        Self {
+            inner,
+            rt,
+            deadline: None,
+            overdue: false,
+        }
+    }
+
+    /// Fails every read and write once `at` has passed (a piece that
+    /// takes too long), setting [`Blocking::overdue`].
+    pub fn until(mut self, at: tokio::time::Instant) -> Self {
+        self.deadline = Some(at);
+        self
     }
 }
 
-fn timed<T>(rt: &tokio::runtime::Handle, f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    rt.block_on(async {
-        tokio::time::timeout(IO_TIMEOUT, f)
+/// Runs `f` on the runtime for at most [`IO_TIMEOUT`] and not past
+/// `deadline`; says whether it failed for the deadline.
+fn timed<T>(
+    rt: &tokio::runtime::Handle,
+    deadline: Option<tokio::time::Instant>,
+    f: impl Future<Output = io::Result<T>>,
+) -> (io::Result<T>, bool) {
+    let limit = tokio::time::Instant::now() + IO_TIMEOUT;
+    let at = deadline.map_or(limit, |d| d.min(limit));
+    let r = rt.block_on(async {
+        tokio::time::timeout_at(at, f)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "peer stalled"))?
-    })
+    });
+    let overdue = r.is_err() && deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+    (r, overdue)
 }
 
 impl<S: AsyncRead + Unpin> Read for Blocking<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        timed(&self.rt, self.inner.read(buf))
+        let (r, overdue) = timed(&self.rt, self.deadline, self.inner.read(buf));
+        self.overdue |= overdue;
+        r
     }
 }
 
 impl<S: AsyncWrite + Unpin> Write for Blocking<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        timed(&self.rt, self.inner.write(buf))
+        let (r, overdue) = timed(&self.rt, self.deadline, self.inner.write(buf));
+        self.overdue |= overdue;
+        r
     }
     fn flush(&mut self) -> io::Result<()> {
-        timed(&self.rt, self.inner.flush())
+        let (r, overdue) = timed(&self.rt, self.deadline, self.inner.flush());
+        self.overdue |= overdue;
+        r
     }
 }
 

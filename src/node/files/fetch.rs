@@ -22,6 +22,15 @@ use crate::wire::message::MessageId;
 
 /// Chunks per piece asked of one source at a time: 1 MiB.
 pub const PIECE: u64 = 1024;
+/// How long a source has for one piece while another source is connected
+/// and could take it (doubled for each deadline it missed, see
+/// [`Plan::deadline_factor`]): a source slower than 100 KiB/s gives its
+/// pieces to faster ones. A lone reachable source has no deadline but the
+/// 30 s per read of every stream.
+const PIECE_DEADLINE: Duration = Duration::from_secs(10);
+/// How often a source with nothing open looks again for a piece another
+/// source gives back.
+const TAIL_POLL: Duration = Duration::from_millis(200);
 /// Longest wait between two rounds when no source answers.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -70,31 +79,15 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
     let Some(row) = shared.row(id).await else {
         return;
     };
+    if shared.landed(&row).await {
+        return;
+    }
     let (size, root) = (row.size, row.root);
     let (part, obao) = (shared.part_path(&id), shared.obao_path(&id));
     let n = bao::chunks(size);
-    let (p, o) = (part.clone(), obao.clone());
-    let have = tokio::task::spawn_blocking(move || {
-        // The partial file is created at its full size up front.
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&p)?;
-        if f.metadata()?.len() != size {
-            f.set_len(size)?;
-        }
-        bao::verified(&p, &o, size, root)
-    })
-    .await;
-    let have = match have {
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => {
-            return shared
-                .fail(id, format!("cannot use the partial file: {e}"))
-                .await;
-        }
-        Err(e) => return shared.fail(id, e.to_string()).await,
+    let have = match on_disk(part.clone(), obao.clone(), size, root).await {
+        Ok(h) => h,
+        Err(e) => return shared.fail(id, e).await,
     };
     let todo = missing(&have, n);
     let held: u64 = have.iter().map(|&s| bytes_of(s, size)).sum();
@@ -109,13 +102,7 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
         let Some(row) = shared.row(id).await else {
             return;
         };
-        let sources: Vec<PeerId> = row
-            .sources
-            .iter()
-            .filter(|s| !row.dropped.contains(s))
-            .filter_map(|s| PeerId::from_bytes(s).ok())
-            .filter(|s| !plan.lock().map(|p| p.is_dropped(s)).unwrap_or(true))
-            .collect();
+        let sources = live_sources(&row, &plan);
         if sources.is_empty() {
             shared
                 .fail(id, "every source sent bytes that do not verify".into())
@@ -149,6 +136,43 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
     }
 }
 
+/// Creates the partial file at its full size if need be, and finds the
+/// chunk ranges of it that already verify (what a crash left).
+async fn on_disk(
+    part: std::path::PathBuf,
+    obao: std::path::PathBuf,
+    size: u64,
+    root: [u8; 32],
+) -> Result<Vec<Span>, String> {
+    let have = tokio::task::spawn_blocking(move || {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&part)?;
+        if f.metadata()?.len() != size {
+            f.set_len(size)?;
+        }
+        bao::verified(&part, &obao, size, root)
+    })
+    .await;
+    match have {
+        Ok(Ok(h)) => Ok(h),
+        Ok(Err(e)) => Err(format!("cannot use the partial file: {e}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The sources of `row` neither recorded nor caught in `plan` lying.
+fn live_sources(row: &crate::store::Transfer, plan: &Mutex<Plan<PeerId>>) -> Vec<PeerId> {
+    row.sources
+        .iter()
+        .filter(|s| !row.dropped.contains(s))
+        .filter_map(|s| PeerId::from_bytes(s).ok())
+        .filter(|s| !plan.lock().map(|p| p.is_dropped(s)).unwrap_or(true))
+        .collect()
+}
+
 /// What a worker needs: shared by the workers of one download.
 #[derive(Clone)]
 struct Job {
@@ -164,14 +188,26 @@ struct Job {
 
 impl Job {
     /// Fetches pieces from `source` until it has nothing more we need,
-    /// fails, or is caught lying.
+    /// fails, is too slow, or is caught lying. While another source's
+    /// worker runs (dialing or fetching), it can take a piece this one is
+    /// slow to deliver, so each piece has a deadline; a source found
+    /// offline leaves at once, and a lone reachable one has none.
     async fn work(self, source: PeerId) {
+        // Working from the start of its dial: a piece asked of another
+        // source meanwhile has a deadline, as this one may take it over.
+        if let Ok(mut p) = self.plan.lock() {
+            p.join(source);
+        }
         if let Err(e) = self.pieces(source).await {
             tracing::debug!(%source, "file source: {e}");
         }
+        if let Ok(mut p) = self.plan.lock() {
+            p.leave(source);
+        }
     }
 
-    async fn pieces(&self, source: PeerId) -> Result<(), String> {
+    /// A stream to `source` and the chunk ranges it holds.
+    async fn open(&self, source: PeerId) -> Result<(libp2p::Stream, Vec<Span>), String> {
         self.shared
             .net
             .dial(source)
@@ -184,19 +220,37 @@ impl Job {
             .open_stream(source, StreamProtocol::new(PROTOCOL))
             .await
             .map_err(|e| e.to_string())?;
-        let has = match ask(&mut stream, &Request::Have { root: self.root }).await? {
+        match ask(&mut stream, &Request::Have { root: self.root }).await? {
             // Spans that are empty, inverted or past the end are dropped.
             Answer::Have(h) => {
                 let n = bao::chunks(self.size);
-                h.into_iter()
-                    .filter(|&(a, b)| a < b && b <= n)
-                    .collect::<Vec<_>>()
+                let has = h.into_iter().filter(|&(a, b)| a < b && b <= n).collect();
+                Ok((stream, has))
             }
-            other => return Err(format!("answered {other:?}")),
-        };
+            other => Err(format!("answered {other:?}")),
+        }
+    }
+
+    async fn pieces(&self, source: PeerId) -> Result<(), String> {
+        let (mut stream, has) = self.open(source).await?;
         loop {
-            let piece = self.plan.lock().ok().and_then(|mut p| p.next(source, &has));
-            let Some(piece) = piece else { return Ok(()) };
+            let next = self.plan.lock().ok().map(|mut p| {
+                let factor = p.deadline_factor(&source);
+                let timed = p.has_deadline(&source);
+                match p.next(source, &has) {
+                    Some(piece) => Ok((piece, factor, timed)),
+                    None => Err(p.should_wait(&source, &has)),
+                }
+            });
+            let (piece, factor, timed) = match next {
+                Some(Ok(next)) => next,
+                // Another source holds the tail: wait for it to come back.
+                Some(Err(true)) => {
+                    tokio::time::sleep(TAIL_POLL).await;
+                    continue;
+                }
+                _ => return Ok(()),
+            };
             let req = Request::Get {
                 root: self.root,
                 ranges: vec![piece],
@@ -208,55 +262,110 @@ impl Job {
                     return Err(format!("answered {other:?}"));
                 }
             }
-            let rt = tokio::runtime::Handle::current();
-            let (part, obao, size, root) =
-                (self.part.clone(), self.obao.clone(), self.size, self.root);
-            let joined = tokio::task::spawn_blocking(move || {
-                let mut r = Blocking::new(stream, rt);
-                let res = bao::decode(&mut r, &part, &obao, size, root, &[piece]);
-                (r.inner, res)
-            })
-            .await;
-            let (back, res) = match joined {
-                Ok(j) => j,
-                Err(e) => {
-                    self.give_back(source, Fault::Lost);
-                    return Err(e.to_string());
-                }
-            };
-            stream = back;
-            match res {
-                Ok(()) => {
-                    self.live
-                        .done
-                        .fetch_add(bytes_of(piece, size), Ordering::Relaxed);
-                    if self.live.throttle.due(std::time::Instant::now())
-                        && let Some(t) = self.shared.row(self.id).await
-                    {
-                        self.shared.progress(t);
-                    }
-                    if let Ok(mut p) = self.plan.lock() {
-                        p.done(source);
-                    }
-                }
-                Err(DecodeFault::Lied(why)) => {
-                    tracing::warn!(%source, "a file source sent bytes that do not verify ({why}); dropped");
-                    self.give_back(source, Fault::Lied);
-                    let liar = source.to_bytes();
-                    self.shared
-                        .update(self.id, move |t| {
-                            if !t.dropped.contains(&liar) {
-                                t.dropped.push(liar);
-                            }
-                        })
-                        .await;
-                    return Err(why);
-                }
-                Err(DecodeFault::Lost(why)) => {
-                    self.give_back(source, Fault::Lost);
-                    return Err(why);
-                }
+            let deadline =
+                timed.then(|| tokio::time::Instant::now() + self.piece_deadline() * factor);
+            let res;
+            (stream, res) = self.decode(stream, piece, deadline).await?;
+            self.settle(source, piece, res).await?;
+        }
+    }
+
+    /// The base deadline of a piece.
+    fn piece_deadline(&self) -> Duration {
+        #[cfg(feature = "test-util")]
+        if let Some(ms) = super::test_hooks::piece_deadline_ms(&self.shared.dir) {
+            return Duration::from_millis(ms);
+        }
+        PIECE_DEADLINE
+    }
+
+    /// Reads `piece` from `stream` into the partial file, verified, on a
+    /// blocking thread; gives the stream back. A piece past its `deadline`
+    /// is [`DecodeFault::Slow`].
+    async fn decode(
+        &self,
+        stream: libp2p::Stream,
+        piece: Span,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(libp2p::Stream, Result<(), DecodeFault>), String> {
+        let rt = tokio::runtime::Handle::current();
+        let (part, obao, size, root) = (self.part.clone(), self.obao.clone(), self.size, self.root);
+        tokio::task::spawn_blocking(move || {
+            let mut r = Blocking::new(stream, rt);
+            if let Some(at) = deadline {
+                r = r.until(at);
             }
+            let res = bao::decode(&mut r, &part, &obao, size, root, &[piece]);
+            let res = match res {
+                Err(DecodeFault::Lost(why)) if r.overdue => Err(DecodeFault::Slow(why)),
+                other => other,
+            };
+            (r.inner, res)
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Records how `piece` from `source` ended; an error ends the worker.
+    async fn settle(
+        &self,
+        source: PeerId,
+        piece: Span,
+        res: Result<(), DecodeFault>,
+    ) -> Result<(), String> {
+        match res {
+            Ok(()) => {
+                self.live
+                    .done
+                    .fetch_add(bytes_of(piece, self.size), Ordering::Relaxed);
+                if self.live.throttle.due(std::time::Instant::now())
+                    && let Some(t) = self.shared.row(self.id).await
+                {
+                    self.shared.progress(t);
+                }
+                if let Ok(mut p) = self.plan.lock() {
+                    p.done(source);
+                }
+                Ok(())
+            }
+            Err(DecodeFault::Lied(why)) => {
+                tracing::warn!(%source, "a file source sent bytes that do not verify ({why}); dropped");
+                self.give_back(source, Fault::Lied);
+                let liar = source.to_bytes();
+                self.shared
+                    .update(self.id, move |t| {
+                        if !t.dropped.contains(&liar) {
+                            t.dropped.push(liar);
+                        }
+                    })
+                    .await;
+                Err(why)
+            }
+            Err(DecodeFault::Slow(why)) => {
+                tracing::debug!(%source, "a file source missed a piece's deadline; the piece goes back");
+                self.give_back_keeping(source, piece, Fault::Slow).await;
+                Err(why)
+            }
+            Err(DecodeFault::Lost(why)) => {
+                self.give_back_keeping(source, piece, Fault::Lost).await;
+                Err(why)
+            }
+        }
+    }
+
+    /// Gives `piece` back but for the chunks of it already verified on
+    /// disk, which count as done.
+    async fn give_back_keeping(&self, source: PeerId, piece: Span, fault: Fault) {
+        let (part, obao, size, root) = (self.part.clone(), self.obao.clone(), self.size, self.root);
+        let kept = tokio::task::spawn_blocking(move || {
+            bao::verified_span(&part, &obao, size, root, piece).unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        let got: u64 = kept.iter().map(|&s| bytes_of(s, self.size)).sum();
+        self.live.done.fetch_add(got, Ordering::Relaxed);
+        if let Ok(mut p) = self.plan.lock() {
+            p.failed_keeping(source, fault, &kept);
         }
     }
 

@@ -69,9 +69,27 @@ fn offer_name(path: &Path) -> String {
     }
 }
 
+/// How many parts of small files a window's history looks past, beyond
+/// the lines it asks for: the parts of 16 small files of 4 MiB, at most
+/// 64 MiB of bodies read.
+const MAX_PARTS_SKIPPED: usize = 1024;
+
 impl NodeHandle {
     fn files_service(&self) -> &Arc<Shared> {
         &self.inner.files.shared
+    }
+
+    /// The last `limit` messages exchanged with `peer` that have a line in
+    /// a window (not the parts of small files), oldest first; at most
+    /// [`MAX_PARTS_SKIPPED`] parts are looked past.
+    pub async fn conversation_lines(
+        &self,
+        peer: PeerId,
+        limit: usize,
+    ) -> Result<Vec<crate::store::StoredMessage>, NodeError> {
+        let scan = limit.saturating_add(MAX_PARTS_SKIPPED);
+        self.read(move |s| s.conversation_without(&peer, limit, PART_TYPE, scan))
+            .await
     }
 
     /// Offers the file at `path` to `to`: makes its outboard (reading it
@@ -120,6 +138,7 @@ impl NodeHandle {
             sources: Vec::new(),
             dropped: Vec::new(),
             error: None,
+            user_path: true,
         };
         let row = t.clone();
         shared.store.run(move |s| s.put_transfer(&row)).await?;
@@ -153,13 +172,6 @@ impl NodeHandle {
             .copied()
             .ok_or_else(|| FileError::Invalid("the offer was not sent".into()))?;
         Ok((msg, t))
-    }
-
-    /// Where files handed to the daemon to send (the web app's uploads)
-    /// are kept: an offer is served from its file's path, so the bytes
-    /// must stay somewhere the daemon owns.
-    pub fn upload_dir(&self) -> PathBuf {
-        self.files_service().dir.join("sent")
     }
 
     /// Every transfer, newest offers last.
@@ -205,19 +217,30 @@ impl NodeHandle {
                 o => o,
             };
             // A file already there is never replaced by a download.
-            if let Some(o) = out.as_ref().filter(|o| o.symlink_metadata().is_ok()) {
+            let probe = out.clone();
+            let taken =
+                tokio::task::spawn_blocking(move || probe.filter(|o| o.symlink_metadata().is_ok()))
+                    .await
+                    .map_err(|e| FileError::Invalid(e.to_string()))?;
+            if let Some(o) = taken {
                 return Err(FileError::Invalid(format!(
                     "{} already exists; choose another --out",
                     o.display()
                 ))
                 .into());
             }
-            let quota = shared.limits.quota_bytes;
-            let refused = shared
-                .store
-                .run(move |s| Ok(limits::in_use(&s.transfers()?, &id)))
-                .await
-                .map(|used| limits::refusal(row.size, used, quota))?;
+            let (quota, margin) = (shared.limits.quota_bytes, shared.limits.free_margin_bytes);
+            let rows = shared.store.run(|s| s.transfers()).await?;
+            let (dir, part, size) = (shared.dir.clone(), shared.part_path(&id), row.size);
+            let refused = tokio::task::spawn_blocking(move || {
+                let coming = limits::to_come(&rows, &id, |t| {
+                    limits::allocated(&dir.join(format!("{}.part", t.id)))
+                });
+                let free = limits::free_for_new(limits::room(&dir, &part, size), coming);
+                limits::admit(size, limits::in_use(&rows, &id), quota, free, margin)
+            })
+            .await
+            .map_err(|e| FileError::Invalid(e.to_string()))?;
             if let Some(why) = refused {
                 shared.fail(id, why).await;
                 return self.file(id).await;
@@ -226,6 +249,7 @@ impl NodeHandle {
                 .update(id, move |t| {
                     if let Some(o) = out {
                         t.path = Some(o.display().to_string());
+                        t.user_path = true;
                     }
                     if t.state != TransferState::Downloading {
                         t.state = TransferState::Waiting;
@@ -255,6 +279,9 @@ impl NodeHandle {
             FileDirection::Out => TransferState::Failed,
         };
         shared.set_state(id, state).await;
+        if row.direction == FileDirection::Out {
+            shared.drop_upload(&row).await;
+        }
         self.file(id).await
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod bao;
 mod fetch;
+mod finish;
 mod handle;
 mod limits;
 pub mod plan;
@@ -22,6 +23,7 @@ pub mod progress;
 mod serve;
 #[cfg(feature = "test-util")]
 pub mod test_hooks;
+mod uploads;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -171,6 +173,7 @@ async fn intake(shared: Arc<Shared>, mut rx: broadcast::Receiver<Event>) {
         .run(|s| s.transfers())
         .await
         .unwrap_or_default();
+    shared.sweep_uploads(resume.clone()).await;
     for t in resume {
         if t.direction == FileDirection::In
             && matches!(t.state, TransferState::Downloading | TransferState::Waiting)
@@ -325,61 +328,17 @@ impl Shared {
                 return;
             }
         };
-        let request = m.request;
         let me = self.clone();
-        let limits = self.limits;
+        let (limits, request) = (self.limits, m.request);
+        let dir = self.dir.clone();
+        let free = tokio::task::spawn_blocking(move || limits::free_space(&dir))
+            .await
+            .ok()
+            .flatten();
+        let dir = self.dir.clone();
         let filed = self
             .store
-            .run(move |s| {
-                let rows = s.transfers()?;
-                let same = rows.iter().find(|t| {
-                    t.direction == FileDirection::In
-                        && (t.id == offer.file
-                            || (t.root == offer.root
-                                && t.size == offer.size
-                                && t.state != TransferState::Failed))
-                });
-                if let Some(t) = same {
-                    let mut t = t.clone();
-                    if !t.sources.contains(&from.to_bytes()) {
-                        t.sources.push(from.to_bytes());
-                        s.put_transfer(&t)?;
-                    }
-                    return Ok(Some((t.id, t.state, false)));
-                }
-                if rows.iter().any(|t| t.id == offer.file) {
-                    return Ok(None);
-                }
-                let auto = !request && offer.size <= limits.auto_accept_bytes;
-                let refused = auto
-                    .then(|| {
-                        let used = limits::in_use(&rows, &offer.file);
-                        limits::refusal(offer.size, used, limits.quota_bytes)
-                    })
-                    .flatten();
-                let t = Transfer {
-                    id: offer.file,
-                    direction: FileDirection::In,
-                    peer: from.to_bytes(),
-                    name: offer.name,
-                    size: offer.size,
-                    mime: offer.mime,
-                    root: offer.root,
-                    state: if refused.is_some() {
-                        TransferState::Failed
-                    } else if auto {
-                        TransferState::Downloading
-                    } else {
-                        TransferState::Offered
-                    },
-                    path: None,
-                    sources: vec![from.to_bytes()],
-                    dropped: Vec::new(),
-                    error: refused,
-                };
-                s.put_transfer(&t)?;
-                Ok(Some((t.id, t.state, true)))
-            })
+            .run(move |s| file_offer(s, offer, from, request, limits, (free, &dir)))
             .await;
         match filed {
             Ok(Some((id, state, new))) => {
@@ -515,50 +474,6 @@ impl Shared {
         copies.into_iter().next().ok_or(Refusal::Missing)
     }
 
-    /// Moves a verified download to where it lands and marks it complete.
-    async fn finish(&self, id: MessageId) {
-        let _once = self.finishing.lock().await;
-        let Some(row) = self.row(id).await else {
-            return;
-        };
-        if row.state == TransferState::Complete {
-            return;
-        }
-        let part = self.part_path(&id);
-        let dir = self.dir.clone();
-        let moved = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
-            let to = match &row.path {
-                Some(p) => PathBuf::from(p),
-                None => unique(&dir, &row.name),
-            };
-            std::fs::File::open(&part)?.sync_all()?;
-            if std::fs::rename(&part, &to).is_err() {
-                std::fs::copy(&part, &to)?;
-                std::fs::File::open(&to)?.sync_all()?;
-                std::fs::remove_file(&part)?;
-            }
-            Ok(to)
-        })
-        .await;
-        match moved {
-            Ok(Ok(to)) => {
-                let path = to.display().to_string();
-                self.update(id, move |t| {
-                    t.state = TransferState::Complete;
-                    t.path = Some(path);
-                    t.error = None;
-                })
-                .await;
-                tracing::info!(%id, "file complete");
-            }
-            Ok(Err(e)) => {
-                self.fail(id, format!("cannot move the file into place: {e}"))
-                    .await
-            }
-            Err(e) => self.fail(id, e.to_string()).await,
-        }
-    }
-
     fn info(&self, t: Transfer) -> FileInfo {
         let live = self
             .live
@@ -583,14 +498,73 @@ impl Shared {
     }
 }
 
-/// `dir/name`, or `dir/name (n)` for the first `n` that is free.
-fn unique(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if !first.exists() {
-        return first;
+/// Files `offer` from `from` in the store: one more source of a transfer
+/// with the same content (or the same id), else a new row, downloading at
+/// once if it is a buddy's within `auto_accept_mib` and admitted by the
+/// quota and the free-space margin (`free`: the data disk's free bytes;
+/// `dir`: where the partial files are, whose bytes still to come are not
+/// free). Returns the row's id and state and whether it is new; `None` for an id
+/// taken by another file.
+fn file_offer(
+    s: &crate::store::Store,
+    offer: Offer,
+    from: PeerId,
+    request: bool,
+    limits: FilesConfig,
+    (free, dir): (Option<u64>, &Path),
+) -> Result<Option<(MessageId, TransferState, bool)>, crate::store::StoreError> {
+    let rows = s.transfers()?;
+    let same = rows.iter().find(|t| {
+        t.direction == FileDirection::In
+            && (t.id == offer.file
+                || (t.root == offer.root
+                    && t.size == offer.size
+                    && t.state != TransferState::Failed))
+    });
+    if let Some(t) = same {
+        let mut t = t.clone();
+        if !t.sources.contains(&from.to_bytes()) {
+            t.sources.push(from.to_bytes());
+            s.put_transfer(&t)?;
+        }
+        return Ok(Some((t.id, t.state, false)));
     }
-    (1..)
-        .map(|n| dir.join(format!("{name} ({n})")))
-        .find(|p| !p.exists())
-        .unwrap_or(first)
+    if rows.iter().any(|t| t.id == offer.file) {
+        return Ok(None);
+    }
+    let auto = !request && offer.size <= limits.auto_accept_bytes;
+    let refused = auto
+        .then(|| {
+            let used = limits::in_use(&rows, &offer.file);
+            let (quota, margin) = (limits.quota_bytes, limits.free_margin_bytes);
+            let coming = limits::to_come(&rows, &offer.file, |t| {
+                limits::allocated(&dir.join(format!("{}.part", t.id)))
+            });
+            let free = limits::free_for_new(free, coming);
+            limits::admit(offer.size, used, quota, free, margin)
+        })
+        .flatten();
+    let t = Transfer {
+        id: offer.file,
+        direction: FileDirection::In,
+        peer: from.to_bytes(),
+        name: offer.name,
+        size: offer.size,
+        mime: offer.mime,
+        root: offer.root,
+        state: if refused.is_some() {
+            TransferState::Failed
+        } else if auto {
+            TransferState::Downloading
+        } else {
+            TransferState::Offered
+        },
+        path: None,
+        sources: vec![from.to_bytes()],
+        dropped: Vec::new(),
+        error: refused,
+        user_path: false,
+    };
+    s.put_transfer(&t)?;
+    Ok(Some((t.id, t.state, true)))
 }

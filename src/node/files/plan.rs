@@ -6,7 +6,13 @@
 //! unclaimed piece it can serve (clipped to what it holds); the piece is
 //! claimed until the source reports it done (verified and written) or
 //! lost (the connection broke: the piece goes back) or lied (a chunk did
-//! not verify: the piece goes back and the source is dropped for good).
+//! not verify: the piece goes back and the source is dropped for good) or
+//! was too slow (its deadline passed: the piece goes back for another
+//! source, and this source's next deadline is twice as long, so sources
+//! that are all slow still make progress). A piece given back keeps the
+//! chunks of it that already verified. A piece has a deadline only while
+//! another source's worker runs; a source with nothing open waits while
+//! another holds a piece it could serve, so it takes over a slow tail.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
@@ -20,7 +26,13 @@ pub enum Fault {
     Lost,
     /// What it sent did not verify against the root: never ask it again.
     Lied,
+    /// It did not deliver the piece before its deadline: the piece goes to
+    /// whoever asks next; its own next deadline doubles.
+    Slow,
 }
+
+/// Most doublings of a slow source's deadline.
+const MAX_SLOW: u32 = 4;
 
 /// The state of one download.
 #[derive(Debug)]
@@ -31,6 +43,10 @@ pub struct Plan<S> {
     claimed: HashMap<S, Span>,
     /// Sources caught lying.
     dropped: HashSet<S>,
+    /// Deadlines missed, by source.
+    slow: HashMap<S, u32>,
+    /// Sources whose worker runs now (dialing or fetching).
+    working: HashSet<S>,
     /// Most chunks in one piece.
     piece: u64,
 }
@@ -53,6 +69,8 @@ impl<S: Copy + Eq + Hash> Plan<S> {
             open,
             claimed: HashMap::new(),
             dropped: HashSet::new(),
+            slow: HashMap::new(),
+            working: HashSet::new(),
             piece,
         }
     }
@@ -102,9 +120,75 @@ impl<S: Copy + Eq + Hash> Plan<S> {
             let at = self.open.partition_point(|&(a, _)| a < p.0);
             self.open.insert(at, p);
         }
-        if fault == Fault::Lied {
-            self.dropped.insert(source);
+        match fault {
+            Fault::Lied => {
+                self.dropped.insert(source);
+            }
+            Fault::Slow => *self.slow.entry(source).or_default() += 1,
+            Fault::Lost => {}
         }
+    }
+
+    /// `source` gave its piece back with the chunk ranges in `kept`
+    /// already verified on disk: only the rest goes back to the open
+    /// pieces, so a slow source's work is not fetched again.
+    pub fn failed_keeping(&mut self, source: S, fault: Fault, kept: &[Span]) {
+        if let Some((a, b)) = self.claimed.get(&source).copied() {
+            let mut rest = Vec::new();
+            let mut at = a;
+            for &(ka, kb) in kept {
+                let (ka, kb) = (ka.max(a), kb.min(b));
+                if ka >= kb {
+                    continue;
+                }
+                if ka > at {
+                    rest.push((at, ka));
+                }
+                at = at.max(kb);
+            }
+            if at < b {
+                rest.push((at, b));
+            }
+            self.claimed.remove(&source);
+            for p in rest {
+                let i = self.open.partition_point(|&(x, _)| x < p.0);
+                self.open.insert(i, p);
+            }
+        }
+        self.failed(source, fault);
+    }
+
+    /// `source`'s worker started (it dials, then fetches).
+    pub fn join(&mut self, source: S) {
+        self.working.insert(source);
+    }
+
+    /// `source`'s worker ended.
+    pub fn leave(&mut self, source: S) {
+        self.working.remove(&source);
+    }
+
+    /// Whether `source`'s piece gets a deadline: only while another
+    /// source's worker runs, one that could take the piece over. A lone
+    /// reachable source has none, however slow, so it still finishes.
+    pub fn has_deadline(&self, source: &S) -> bool {
+        self.working.iter().any(|s| s != source)
+    }
+
+    /// Whether `source`, which holds `has` and found nothing open, should
+    /// wait rather than end: another source holds a piece it could serve,
+    /// which comes back if that source is slow or goes away.
+    pub fn should_wait(&self, source: &S, has: &[Span]) -> bool {
+        !self.dropped.contains(source)
+            && self.claimed.iter().any(|(s, &(a, b))| {
+                s != source && has.iter().any(|&(ha, hb)| ha < hb && ha < b && hb > a)
+            })
+    }
+
+    /// How many times the base deadline `source` has for a piece: doubled
+    /// for each deadline it missed, at most 2^4.
+    pub fn deadline_factor(&self, source: &S) -> u32 {
+        1 << self.slow.get(source).copied().unwrap_or(0).min(MAX_SLOW)
     }
 
     /// Whether `source` was caught lying.
@@ -202,6 +286,73 @@ mod tests {
         p.failed('a', Fault::Lost);
         assert!(!p.is_dropped(&'a'));
         assert_eq!(p.next('a', &all), Some((0, 16)));
+    }
+
+    #[test]
+    fn a_slow_sources_piece_goes_to_another_and_its_deadline_doubles() {
+        let mut p = Plan::new(&[(0, 32)], 16);
+        let all = [(0, 32)];
+        assert_eq!(p.next('s', &all), Some((0, 16)));
+        assert_eq!(p.next('f', &all), Some((16, 32)));
+        assert_eq!(p.deadline_factor(&'s'), 1);
+        p.failed('s', Fault::Slow);
+        assert!(!p.is_dropped(&'s'), "slow is not dropped");
+        assert_eq!(p.deadline_factor(&'s'), 2);
+        assert_eq!(p.deadline_factor(&'f'), 1);
+        p.done('f');
+        assert_eq!(p.next('f', &all), Some((0, 16)), "the slow one's piece");
+        p.done('f');
+        assert!(p.is_complete());
+        for _ in 0..10 {
+            p.failed('s', Fault::Slow);
+        }
+        assert_eq!(p.deadline_factor(&'s'), 16, "capped");
+    }
+
+    #[test]
+    fn a_lone_working_source_has_no_deadline() {
+        let mut p = Plan::new(&[(0, 40)], 16);
+        // Two sources listed, one reachable: only the reachable one joins.
+        p.join(1);
+        assert!(!p.has_deadline(&1), "a lone source got a deadline");
+        p.join(2);
+        assert!(p.has_deadline(&1));
+        assert!(p.has_deadline(&2));
+        p.leave(2);
+        assert!(!p.has_deadline(&1), "a source that left still counts");
+    }
+
+    #[test]
+    fn a_piece_given_back_keeps_its_verified_part() {
+        let mut p = Plan::new(&[(0, 32)], 16);
+        let all = [(0, u64::MAX)];
+        assert_eq!(p.next(1, &all), Some((0, 16)));
+        p.failed_keeping(1, Fault::Slow, &[(0, 5), (8, 9)]);
+        assert_eq!(
+            p.open_chunks(),
+            32 - 6,
+            "verified chunks were planned again"
+        );
+        assert_eq!(p.next(2, &all), Some((5, 8)));
+        p.done(2);
+        assert_eq!(p.next(2, &all), Some((9, 16)));
+    }
+
+    #[test]
+    fn an_idle_source_waits_for_the_tail_another_holds() {
+        let mut p = Plan::new(&[(0, 16)], 16);
+        let all = [(0, u64::MAX)];
+        assert_eq!(p.next(1, &all), Some((0, 16)));
+        assert_eq!(p.next(2, &all), None);
+        assert!(p.should_wait(&2, &all), "the idle source would end");
+        assert!(
+            !p.should_wait(&2, &[(20, 30)]),
+            "it cannot serve that piece"
+        );
+        p.failed(1, Fault::Slow);
+        assert_eq!(p.next(2, &all), Some((0, 16)));
+        p.done(2);
+        assert!(!p.should_wait(&1, &all));
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::PeerId;
 
-use super::Shared;
 use super::bao::{self, Blocking};
-use crate::wire::files::{Answer, MAX_REQUEST, Refusal, Request, check_spans};
+use super::{LocalCopy, Shared};
+use crate::wire::files::{Answer, MAX_REQUEST, Refusal, Request, Span, check_spans};
 use crate::wire::frame::{ReadFrame, read_frame, write_frame};
 
 /// Most streams served at once; a further one is closed unanswered.
@@ -94,52 +94,69 @@ async fn serve(
                     }
                 }
                 answer(&mut stream, &Answer::Sending).await?;
-                #[cfg(feature = "test-util")]
-                if let Some(ms) = super::test_hooks::serve_delay_ms(&shared.dir) {
-                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                }
-                let rt = tokio::runtime::Handle::current();
-                let spans = ranges.clone();
-                let c = copy.clone();
-                #[cfg(feature = "test-util")]
-                let lie = super::test_hooks::corrupt(&shared.dir);
-                let (back, sent, result) = tokio::task::spawn_blocking(move || {
-                    let mut w = Counting {
-                        inner: Blocking::new(stream, rt),
-                        sent: 0,
-                    };
-                    #[cfg(feature = "test-util")]
-                    let r = if lie {
-                        let mut liar = super::test_hooks::Corrupting::new(&mut w);
-                        bao::encode(&c.data, &c.obao, c.size, c.root, &spans, &mut liar)
-                    } else {
-                        bao::encode(&c.data, &c.obao, c.size, c.root, &spans, &mut w)
-                    };
-                    #[cfg(not(feature = "test-util"))]
-                    let r = bao::encode(&c.data, &c.obao, c.size, c.root, &spans, &mut w);
-                    (w.inner.inner, w.sent, r)
-                })
-                .await
-                .map_err(std::io::Error::other)?;
-                stream = back;
-                // Counted as written, whether the piece completed or not.
-                shared.count_served(root, sent);
-                result.map_err(std::io::Error::other)?;
+                stream = send(shared, stream, copy, ranges).await?;
             }
         }
     }
 }
 
-/// Counts the bytes that went out on the stream.
+/// Writes the verified stream of `spans` of `copy`, on a blocking thread;
+/// gives the stream back. The bytes are counted as served as they go out,
+/// whether the piece completes or not.
+async fn send(
+    shared: &Arc<Shared>,
+    stream: libp2p::Stream,
+    copy: LocalCopy,
+    spans: Vec<Span>,
+) -> std::io::Result<libp2p::Stream> {
+    #[cfg(feature = "test-util")]
+    if let Some(ms) = super::test_hooks::serve_delay_ms(&shared.dir) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    let rt = tokio::runtime::Handle::current();
+    let c = copy;
+    #[cfg(feature = "test-util")]
+    let lie = super::test_hooks::corrupt(&shared.dir);
+    #[cfg(feature = "test-util")]
+    let trickle = super::test_hooks::trickle_ms(&shared.dir);
+    let shared = shared.clone();
+    let (back, result) = tokio::task::spawn_blocking(move || {
+        let mut w = Counting {
+            inner: Blocking::new(stream, rt),
+            shared,
+            root: c.root,
+        };
+        #[cfg(feature = "test-util")]
+        let r = if lie {
+            let mut liar = super::test_hooks::Corrupting::new(&mut w);
+            bao::encode(&c.data, &c.obao, c.size, c.root, &spans, &mut liar)
+        } else if let Some(ms) = trickle {
+            let mut slow = super::test_hooks::Trickling::new(&mut w, ms);
+            bao::encode(&c.data, &c.obao, c.size, c.root, &spans, &mut slow)
+        } else {
+            bao::encode(&c.data, &c.obao, c.size, c.root, &spans, &mut w)
+        };
+        #[cfg(not(feature = "test-util"))]
+        let r = bao::encode(&c.data, &c.obao, c.size, c.root, &spans, &mut w);
+        (w.inner.inner, r)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    result.map_err(std::io::Error::other)?;
+    Ok(back)
+}
+
+/// Counts the bytes that went out on the stream as served, as they go.
 struct Counting<W> {
     inner: W,
-    sent: u64,
+    shared: Arc<Shared>,
+    root: [u8; 32],
 }
 
 impl<W: std::io::Write> std::io::Write for Counting<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.sent += n as u64;
+        self.shared.count_served(self.root, n as u64);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {

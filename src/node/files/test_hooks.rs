@@ -1,17 +1,72 @@
 //! Hooks for tests and benches (the `test-util` feature), set by files in
 //! `<data-dir>/files/` so a test can set them for one daemon: a delay
 //! before each piece served (`.test-serve-delay-ms`), so a test can catch
-//! a transfer part way; and a serving side that flips one bit of what it
-//! sends (`.test-corrupt`), a lying source.
+//! a transfer part way; a serving side that flips one bit of what it
+//! sends (`.test-corrupt`), a lying source; a source that sends each KiB
+//! after a pause (`.test-serve-trickle-ms`); a deadline per piece fetched
+//! (`.test-piece-deadline-ms`); and a crash right after a finished
+//! download is moved into place (`.test-crash-after-move`).
 
 use std::io::{self, Write};
 use std::path::Path;
 
-/// The delay before serving each piece, if set.
-pub fn serve_delay_ms(dir: &Path) -> Option<u64> {
-    std::fs::read_to_string(dir.join(".test-serve-delay-ms"))
+/// The number in hook file `name` of `dir`, if it is there.
+fn number(dir: &Path, name: &str) -> Option<u64> {
+    std::fs::read_to_string(dir.join(name))
         .ok()
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The delay before serving each piece, if set.
+pub fn serve_delay_ms(dir: &Path) -> Option<u64> {
+    number(dir, ".test-serve-delay-ms")
+}
+
+/// Whether this node aborts (as a `kill -9` would stop it: no cleanup)
+/// right after moving a finished download into place, before its row
+/// says so (`.test-crash-after-move`).
+pub fn crash_after_move(dir: &Path) -> bool {
+    dir.join(".test-crash-after-move").exists()
+}
+
+/// The base deadline of a piece this node fetches, if set
+/// (`.test-piece-deadline-ms`).
+pub fn piece_deadline_ms(dir: &Path) -> Option<u64> {
+    number(dir, ".test-piece-deadline-ms")
+}
+
+/// The pause before each KiB this node serves, if set
+/// (`.test-serve-trickle-ms`): a source that answers, but slowly.
+pub fn trickle_ms(dir: &Path) -> Option<u64> {
+    number(dir, ".test-serve-trickle-ms")
+}
+
+/// A writer that writes at most 1 KiB per call, each after a pause: a
+/// slow source that never stalls long enough for a read to time out.
+pub struct Trickling<W> {
+    inner: W,
+    pause: std::time::Duration,
+}
+
+impl<W> Trickling<W> {
+    /// Wraps `inner`, pausing `ms` before each KiB.
+    pub fn new(inner: W, ms: u64) -> Self {
+        Self {
+            inner,
+            pause: std::time::Duration::from_millis(ms),
+        }
+    }
+}
+
+impl<W: Write> Write for Trickling<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        std::thread::sleep(self.pause);
+        let n = buf.len().min(1024);
+        self.inner.write(&buf[..n])
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Whether this node lies about what it serves.

@@ -48,6 +48,16 @@ pub enum Event {
     File(crate::node::files::progress::FileProgress),
 }
 
+impl Event {
+    /// The event telling every window that our `m` was stored, or `None`
+    /// for a part of a file: a part has no line of its own in any window
+    /// and carries up to 64 KiB, too much to copy to every window (and
+    /// enough, for one small file, to flood the event channel).
+    pub fn sent(m: StoredMessage) -> Option<Self> {
+        (m.content_type != crate::wire::files::PART_TYPE).then_some(Self::Sent(m))
+    }
+}
+
 /// Requests to the service.
 pub(crate) enum Request {
     /// Send these sealed messages and store them in the outbox; answered
@@ -84,3 +94,34 @@ pub(crate) enum Request {
 
 /// Who waits for a send to be durable.
 pub(super) type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Direction;
+
+    fn ours(content_type: &str) -> StoredMessage {
+        StoredMessage {
+            id: MessageId::random(),
+            peer: PeerId::random().to_bytes(),
+            direction: Direction::Out,
+            sent_at: 1,
+            stored_at: 1,
+            content_type: content_type.into(),
+            subject: None,
+            data: vec![0; 64 * 1024],
+            state: MessageState::Queued,
+            request: false,
+        }
+    }
+
+    #[test]
+    fn a_part_of_a_file_is_not_announced_to_every_window() {
+        assert!(Event::sent(ours(crate::wire::files::PART_TYPE)).is_none());
+        assert!(matches!(
+            Event::sent(ours("text/plain")),
+            Some(Event::Sent(_))
+        ));
+        assert!(Event::sent(ours(crate::wire::files::OFFER_TYPE)).is_some());
+    }
+}

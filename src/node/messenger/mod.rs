@@ -345,8 +345,8 @@ impl Service {
                     let _ = done.send(Internal::Unsent(ids));
                 } else {
                     // Every window learns of it, whoever asked for it.
-                    for m in sent {
-                        let _ = events.send(Event::Sent(m));
+                    for e in sent.into_iter().filter_map(Event::sent) {
+                        let _ = events.send(e);
                     }
                 }
                 let _ = reply.send(res);

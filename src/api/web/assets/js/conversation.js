@@ -65,7 +65,7 @@ export function close() {
 async function load() {
   const id = app.current;
   if (!id) return;
-  const got = await api('GET', `/api/v1/log/${seg(id)}?limit=200`);
+  const got = await api('GET', `/api/v1/log/${seg(id)}?limit=200&parts=false`);
   if (app.current !== id) return;
   // Messages that arrived live while the history was on its way stay.
   const have = new Set(got.map((m) => m.id));
@@ -129,7 +129,7 @@ function msgRow(m, q) {
   return el('li', { class: `msg ${m.direction}`, dataset: { id: m.id, state: m.state } },
     el('div', { class: 'bubble' },
       m.subject ? el('div', { class: 'subject' }, m.subject) : null,
-      m.file ? fileLine(m.file) : el('div', { class: 'text' }, highlight(m.text, q)),
+      m.file ? fileLine(m.file, m) : el('div', { class: 'text' }, highlight(m.text, q)),
       el('div', { class: 'meta' },
         el('time', { datetime: new Date(m.sent_at).toISOString(), title: new Date(m.sent_at).toString() }, when(m.sent_at)),
         stateOf(m))));
@@ -159,7 +159,7 @@ function draw() {
 async function search() {
   const id = app.current;
   if ($('search').value.trim() && !searchRows && id) {
-    const all = await api('GET', `/api/v1/log/${seg(id)}?limit=10000`);
+    const all = await api('GET', `/api/v1/log/${seg(id)}?limit=10000&parts=false`);
     if (app.current === id) searchRows = all;
   }
   draw();

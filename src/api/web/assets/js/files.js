@@ -73,9 +73,12 @@ function stateText(r) {
   return r.state;
 }
 
-/** What a conversation's line says of an offered file `f` ({id, name, size}). */
-export function summary(f) {
-  return `${f.name} · ${size(f.size)} · ${stateText(rows.get(f.id))}`;
+/**
+ * What a conversation's line says of an offered file `f` ({id, name, size})
+ * whose transfer row is `r` (none: not known, or not this message's).
+ */
+export function summary(f, r) {
+  return `${f.name} · ${size(f.size)} · ${stateText(r)}`;
 }
 
 /** The paper-clip icon before a file's name (an image: no emoji font needed). */
@@ -109,24 +112,35 @@ function progress(r) {
     ? el('progress', { max: String(r.size || 1), value: String(r.done) }) : null;
 }
 
+/**
+ * The transfer row of offer `f` shown in a message of `from` (peer and
+ * direction): only a row with that same peer and direction, so an offer
+ * naming another transfer's id gets no buttons for it.
+ */
+function rowFor(f, from) {
+  const r = rows.get(f.id);
+  return r && from && r.peer === from.peer && r.direction === from.direction ? r : undefined;
+}
+
 /** Fills a conversation's file line for offer `f`. */
 function fill(line, f) {
-  const r = rows.get(f.id);
+  const r = rowFor(f, line.from);
   line.dataset.state = r ? r.state : 'offered';
   const msg = el('span', { class: 'msg-line' });
   line.replaceChildren(...[
     clip(),
-    el('span', { class: 'ftext' }, summary(f)),
+    el('span', { class: 'ftext' }, summary(f, r)),
     progress(r),
     el('span', { class: 'factions' }, r ? actions(r, msg) : []),
     msg,
   ].filter(Boolean));
 }
 
-/** The line of a conversation that shows the file offer `f`. */
-export function fileLine(f) {
+/** The line of a conversation that shows the file offer `f`, sent in message `m`. */
+export function fileLine(f, m) {
   const line = el('div', { class: 'file', dataset: { file: f.id } });
   line.offer = f;
+  line.from = { peer: m.peer, direction: m.direction };
   fill(line, f);
   if (!rows.has(f.id)) reloadSoon();
   return line;
