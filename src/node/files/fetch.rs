@@ -62,6 +62,8 @@ pub(super) async fn download(shared: Arc<Shared>, id: MessageId, live: Arc<Live>
         _ = cancel.cancelled() => {}
         _ = shared.tasks.stopping() => {}
     }
+    // What it verified is found again (once) when next asked for.
+    shared.forget_held(&id);
     // Only this task's own entry: a newer one (a `get` after a cancel)
     // may have taken the id's place and must stay tracked.
     shared
@@ -89,6 +91,10 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
         Ok(h) => h,
         Err(e) => return shared.fail(id, e).await,
     };
+    shared.forget_held(&id);
+    if let Ok(mut v) = live.verified.lock() {
+        v.clone_from(&have);
+    }
     let todo = missing(&have, n);
     let held: u64 = have.iter().map(|&s| bytes_of(s, size)).sum();
     live.done.store(held, Ordering::Relaxed);
@@ -322,6 +328,9 @@ impl Job {
                     && let Some(t) = self.shared.row(self.id).await
                 {
                     self.shared.progress(t);
+                }
+                if let Ok(mut v) = self.live.verified.lock() {
+                    super::held::add_span(&mut v, piece);
                 }
                 if let Ok(mut p) = self.plan.lock() {
                     p.done(source);

@@ -17,6 +17,7 @@ pub mod bao;
 mod fetch;
 mod finish;
 mod handle;
+mod held;
 mod limits;
 pub mod plan;
 pub mod progress;
@@ -81,6 +82,9 @@ pub struct FileInfo {
 /// A running download's live state.
 pub(crate) struct Live {
     done: AtomicU64,
+    /// The chunk ranges of the partial file that verified: what it holds
+    /// when the download starts, then each piece as it arrives.
+    verified: Mutex<Vec<crate::wire::files::Span>>,
     cancel: CancellationToken,
     throttle: progress::Throttle,
 }
@@ -96,6 +100,8 @@ pub(crate) struct Shared {
     tasks: Tasks,
     live: Mutex<HashMap<MessageId, Arc<Live>>>,
     served: Mutex<HashMap<[u8; 32], u64>>,
+    /// What partial copies not being downloaded hold (see [`held`]).
+    held: Mutex<HashMap<MessageId, Vec<crate::wire::files::Span>>>,
     /// Held while a file is moved into place, so it happens once.
     finishing: tokio::sync::Mutex<()>,
 }
@@ -103,26 +109,12 @@ pub(crate) struct Shared {
 /// A local copy of a file a peer asked for.
 #[derive(Clone)]
 pub(crate) struct LocalCopy {
+    id: MessageId,
     data: PathBuf,
     obao: PathBuf,
     size: u64,
     root: [u8; 32],
     complete: bool,
-}
-
-impl LocalCopy {
-    /// The chunk ranges held, verified.
-    async fn held(&self) -> Vec<crate::wire::files::Span> {
-        if self.complete {
-            return vec![(0, bao::chunks(self.size))];
-        }
-        let c = self.clone();
-        tokio::task::spawn_blocking(move || bao::verified(&c.data, &c.obao, c.size, c.root))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default()
-    }
 }
 
 /// The files service's handle, held by the node.
@@ -153,6 +145,7 @@ pub(crate) fn spawn(
         tasks: tasks.clone(),
         live: Mutex::new(HashMap::new()),
         served: Mutex::new(HashMap::new()),
+        held: Mutex::new(HashMap::new()),
         finishing: tokio::sync::Mutex::new(()),
     });
     if let Err(e) = crate::config::ensure_private_dir(&shared.dir) {
@@ -283,6 +276,7 @@ impl Shared {
         }
         let l = Arc::new(Live {
             done: AtomicU64::new(0),
+            verified: Mutex::new(Vec::new()),
             cancel: CancellationToken::new(),
             throttle: Default::default(),
         });
@@ -402,6 +396,7 @@ impl Shared {
         }
         let (p, o) = (self.part_path(&row.id), self.obao_path(&row.id));
         let (size, root) = (row.size, row.root);
+        self.forget_held(&row.id);
         let complete = tokio::task::spawn_blocking(move || -> Result<bool, String> {
             let f = std::fs::OpenOptions::new()
                 .write(true)
@@ -453,6 +448,7 @@ impl Shared {
                 (_, TransferState::Failed) => None,
                 (FileDirection::Out, _) | (FileDirection::In, TransferState::Complete) => {
                     Some(LocalCopy {
+                        id: t.id,
                         data: PathBuf::from(t.path.as_ref()?),
                         obao,
                         size: t.size,
@@ -461,6 +457,7 @@ impl Shared {
                     })
                 }
                 (FileDirection::In, _) => Some(LocalCopy {
+                    id: t.id,
                     data: self.part_path(&t.id),
                     obao,
                     size: t.size,

@@ -66,7 +66,7 @@ async fn serve(
         match req {
             Request::Have { root } => {
                 let a = match shared.local_copy(root, peer).await {
-                    Ok(copy) => Answer::Have(copy.held().await),
+                    Ok(copy) => Answer::Have(shared.held(&copy).await),
                     Err(r) => Answer::Refused(r),
                 };
                 answer(&mut stream, &a).await?;
@@ -84,7 +84,7 @@ async fn serve(
                     continue;
                 }
                 if !copy.complete {
-                    let held = copy.held().await;
+                    let held = shared.held(&copy).await;
                     let inside = ranges
                         .iter()
                         .all(|&(a, b)| held.iter().any(|&(ha, hb)| ha <= a && b <= hb));
