@@ -13,6 +13,7 @@
 
 pub mod fast;
 pub(crate) mod fast_service;
+mod fast_util;
 pub mod keys;
 mod ops;
 pub(crate) mod receive;
