@@ -11,6 +11,7 @@ pub mod keep;
 pub mod lasting;
 pub mod locator;
 pub mod pubsub;
+pub mod wire_count;
 pub mod ratelimit;
 pub mod reach;
 pub mod record_handoff;
@@ -69,7 +70,9 @@ pub fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behavio
         .with_quic()
         .with_other_transport(
             |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                let written = wire_count::counter(identity.peer_id());
                 Ok(MemoryTransport::default()
+                    .map(move |c, _| wire_count::Counted::new(c, written.clone()))
                     .upgrade(Version::V1)
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default()))
