@@ -63,7 +63,9 @@ fn config(dir: &std::path::Path, boot: Vec<Multiaddr>, fast: FastConfig) -> Conf
 }
 
 async fn start(dir: std::path::PathBuf, boot: Vec<Multiaddr>, fast: FastConfig) -> NodeHandle {
-    Node::start(config(&dir, boot, fast)).await.expect("node starts")
+    Node::start(config(&dir, boot, fast))
+        .await
+        .expect("node starts")
 }
 
 /// Runs `jobs` with at most [`PARALLEL`] at a time; results in any order.
@@ -399,7 +401,10 @@ async fn offline_members(
                 got += have;
                 break;
             }
-            assert!(Instant::now() < deadline, "an offline member lacks messages");
+            assert!(
+                Instant::now() < deadline,
+                "an offline member lacks messages"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -417,7 +422,10 @@ async fn wait_deposited(net: &Net, away: &[usize], online: &[usize], k: usize) {
                 *held.entry(net.ids[a]).or_default() += items.map_or(0, |v| v.len());
             }
         }
-        if away.iter().all(|a| held.get(&net.ids[*a]).copied().unwrap_or(0) >= k) {
+        if away
+            .iter()
+            .all(|a| held.get(&net.ids[*a]).copied().unwrap_or(0) >= k)
+        {
             return;
         }
         assert!(Instant::now() < deadline, "not all deposited");

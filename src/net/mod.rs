@@ -11,7 +11,6 @@ pub mod keep;
 pub mod lasting;
 pub mod locator;
 pub mod pubsub;
-pub mod wire_count;
 pub mod ratelimit;
 pub mod reach;
 pub mod record_handoff;
@@ -19,6 +18,7 @@ pub mod record_store;
 mod relay_server;
 pub mod republish;
 pub mod stats;
+pub mod wire_count;
 
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;

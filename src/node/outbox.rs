@@ -332,7 +332,11 @@ mod tests {
         assert!(!o.receipt(&held, &eve));
         assert!(o.receipt(&held, &bob));
         let due = o.take_due(until);
-        assert_eq!(due[&bob], vec![other], "the unconfirmed one goes at its time");
+        assert_eq!(
+            due[&bob],
+            vec![other],
+            "the unconfirmed one goes at its time"
+        );
     }
 
     #[test]

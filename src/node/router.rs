@@ -39,7 +39,10 @@ pub(super) async fn route_net_events(
                 // Gossip on a private group's topic goes to the groups' fast path.
                 let group = matches!(&ev, net::pubsub::RoomEvent::Message { topic, .. }
                     if topic.starts_with(super::groups::fast::TOPIC_PREFIX));
-                if group { &to_groups } else { &to_rooms }.send(ev).await.is_ok()
+                if group { &to_groups } else { &to_rooms }
+                    .send(ev)
+                    .await
+                    .is_ok()
             }
             ev => to_msgs.send(Request::Net(ev)).await.is_ok(),
         };

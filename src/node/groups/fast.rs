@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 
+use super::Ctx;
 use super::receive::{self, Taken};
 use super::roster::GroupError;
-use super::Ctx;
 use crate::store::{Store, StoreError};
 use crate::wire::group::{GroupBody, GroupId, Header, decode_body, open_message};
 use crate::wire::message::{MAX_RECEIPT_IDS, MessageId};
@@ -292,11 +292,8 @@ pub fn pick_dials(
     let mut h = blake3::Hasher::new();
     h.update(&me.to_bytes());
     h.update(&round.to_be_bytes());
-    let start = u64::from_be_bytes(
-        h.finalize().as_bytes()[..8]
-            .try_into()
-            .unwrap_or([0; 8]),
-    ) as usize
+    let start = u64::from_be_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
+        as usize
         % roster.len();
     roster
         .iter()

@@ -27,7 +27,11 @@ fn copy_ids_differ_by_member_message_and_secret() {
     let (a, b) = (PeerId::random(), PeerId::random());
     let h = header(&a, 5);
     let id = copy_id(&[1; 32], &h, &b);
-    assert_eq!(id, copy_id(&[1; 32], &h, &b), "the member computes the same");
+    assert_eq!(
+        id,
+        copy_id(&[1; 32], &h, &b),
+        "the member computes the same"
+    );
     assert_ne!(id, copy_id(&[1; 32], &h, &a), "member");
     assert_ne!(id, copy_id(&[1; 32], &header(&a, 6), &b), "number");
     assert_ne!(id, copy_id(&[2; 32], &h, &b), "secret");
@@ -42,7 +46,10 @@ fn the_fast_path_takes_large_groups_and_gossip_sized_messages() {
     assert!(!c.applies(9, 100));
     assert!(c.applies(10, 100));
     assert!(c.applies(1000, MAX_GOSSIP_MESSAGE));
-    assert!(!c.applies(1000, MAX_GOSSIP_MESSAGE + 1), "too big for gossip");
+    assert!(
+        !c.applies(1000, MAX_GOSSIP_MESSAGE + 1),
+        "too big for gossip"
+    );
 }
 
 fn signed_msg(signer: &Identity, claimed: &PeerId) -> Vec<u8> {
@@ -72,7 +79,10 @@ fn gossip_must_come_from_the_sender_it_names_on_its_own_topic() {
         precheck(Some(eve.peer_id()), "t", &bytes, right),
         Err(GroupError::SenderMismatch)
     );
-    assert_eq!(precheck(None, "t", &bytes, right), Err(GroupError::SenderMismatch));
+    assert_eq!(
+        precheck(None, "t", &bytes, right),
+        Err(GroupError::SenderMismatch)
+    );
     // Signed by Eve, naming Alice.
     let forged = signed_msg(&eve, &alice.peer_id());
     assert!(precheck(Some(alice.peer_id()), "t", &forged, right).is_err());
@@ -102,7 +112,10 @@ fn confirmations_are_gathered_per_sender_and_capped() {
     for _ in 1..MAX_CONFIRM_SENDERS {
         assert!(c.add(PeerId::random(), MessageId::random()));
     }
-    assert!(!c.add(PeerId::random(), MessageId::random()), "senders capped");
+    assert!(
+        !c.add(PeerId::random(), MessageId::random()),
+        "senders capped"
+    );
     let taken = c.take();
     assert_eq!(taken.len(), MAX_CONFIRM_SENDERS);
     let of_a = taken.iter().find(|(p, _)| *p == a).expect("a's");
@@ -121,7 +134,11 @@ fn dials_skip_us_and_the_connected_and_spread_over_the_roster() {
     let all: std::collections::HashSet<PeerId> = (0..50)
         .flat_map(|r| pick_dials(&roster, &me, &connected, r, 4))
         .collect();
-    assert!(all.len() > 8, "rounds pick different members: {}", all.len());
+    assert!(
+        all.len() > 8,
+        "rounds pick different members: {}",
+        all.len()
+    );
     assert!(pick_dials(&[], &me, &connected, 1, 4).is_empty());
     assert!(pick_dials(&[me], &me, &|_| false, 1, 4).is_empty());
 }

@@ -14,11 +14,7 @@ impl NodeHandle {
             .read(move |s| {
                 Ok(resolve(s, &group).and_then(|id| {
                     let row = s.group(&id)?.ok_or(GroupOpError::UnknownGroup)?;
-                    let epoch = row
-                        .state
-                        .open()
-                        .map_err(super::GroupError::from)?
-                        .epoch;
+                    let epoch = row.state.open().map_err(super::GroupError::from)?.epoch;
                     let secret = row.secret.ok_or(super::GroupError::NotMember)?;
                     Ok(fast::topic(&secret, &id, epoch))
                 }))

@@ -44,7 +44,11 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     /// The context of `identity`, sharing the node's sealer.
-    pub(crate) fn new(identity: Identity, sealer: Arc<Sealer>, fast: fast::FastConfig) -> Arc<Self> {
+    pub(crate) fn new(
+        identity: Identity,
+        sealer: Arc<Sealer>,
+        fast: fast::FastConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             identity,
             sealer,

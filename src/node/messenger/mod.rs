@@ -463,7 +463,10 @@ impl Service {
     /// Publishes a large group's message on its topic; how long its 1:1
     /// copies are held back for confirmations (`None`: nobody took the
     /// publication, so they go now).
-    async fn publish_fast(&self, fast: Option<crate::node::groups::fast::Publish>) -> Option<Duration> {
+    async fn publish_fast(
+        &self,
+        fast: Option<crate::node::groups::fast::Publish>,
+    ) -> Option<Duration> {
         let f = fast?;
         match self.net.publish(f.topic, f.data).await {
             Ok(Ok(true)) => Some(f.hold),
