@@ -167,46 +167,45 @@ pub(crate) fn take_gossip(
     bytes: &[u8],
     now: u64,
 ) -> Result<(GossipVerdict, Taken), StoreError> {
+    // The header's epoch secret, read once (the state's signature is
+    // checked by `receive::take`, once).
+    let found = std::cell::Cell::new(None);
     let topic_of = |h: &Header| -> Option<String> {
         let row = s.group(&h.group_id).ok()??;
-        epoch_secret(&row, h.epoch).map(|e| self::topic(&e, &h.group_id, h.epoch))
+        let e = epoch_secret(&row, h.epoch)?;
+        found.set(Some((e, h.clone())));
+        Some(self::topic(&e, &h.group_id, h.epoch))
     };
     let sender = match precheck(Some(*source), topic, bytes, topic_of) {
         Ok(p) => p,
         Err(e) => return Ok((GossipVerdict::Reject(e), Taken::default())),
     };
-    let taken = match receive::take(s, ctx, &sender, bytes, now)? {
-        Ok(t) => t,
-        Err(GroupError::Later) => return Ok((GossipVerdict::Ignore, Taken::default())),
-        Err(e) => return Ok((GossipVerdict::Reject(e), Taken::default())),
+    let Some((secret, header)) = found.take() else {
+        return Ok((
+            GossipVerdict::Reject(GroupError::NotMember),
+            Taken::default(),
+        ));
     };
-    // The header again (precheck verified it): our copy's id.
-    let verdict = match decode_body(bytes) {
-        Ok(GroupBody::Message(signed)) => match open_message(&signed) {
-            Ok(body) => s
-                .group(&body.header.group_id)?
-                .and_then(|row| epoch_secret(&row, body.header.epoch))
-                .map_or(GossipVerdict::Ignore, |e| GossipVerdict::Took {
-                    sender,
-                    copy: copy_id(&e, &body.header, &ctx.sealer.me()),
-                }),
-            Err(e) => GossipVerdict::Reject(e.into()),
-        },
-        _ => GossipVerdict::Reject(GroupError::Malformed),
-    };
-    Ok((verdict, taken))
+    match receive::take(s, ctx, &sender, bytes, now)? {
+        Ok(t) => Ok((
+            GossipVerdict::Took {
+                sender,
+                copy: copy_id(&secret, &header, &ctx.sealer.me()),
+            },
+            t,
+        )),
+        Err(GroupError::Later) => Ok((GossipVerdict::Ignore, Taken::default())),
+        Err(e) => Ok((GossipVerdict::Reject(e), Taken::default())),
+    }
 }
 
-/// The secret of `epoch` as `row` holds it (current or previous).
+/// The secret `row` holds for `epoch`: the previous epoch's when it is
+/// that one, else the current one (a header of any other epoch then names
+/// a topic we do not follow, and is refused for it).
 pub(crate) fn epoch_secret(row: &crate::store::GroupRow, epoch: u64) -> Option<[u8; 32]> {
-    let cur = row.state.open().ok()?.epoch;
-    if epoch == cur {
-        row.secret
-    } else {
-        row.prev
-            .as_ref()
-            .filter(|p| p.epoch == epoch)
-            .and_then(|p| p.secret)
+    match &row.prev {
+        Some(p) if p.epoch == epoch => p.secret,
+        _ => row.secret,
     }
 }
 
