@@ -148,11 +148,9 @@ async fn an_offline_member_gets_all_three_from_its_mailboxes_once_and_in_order()
             .unwrap();
     }
     // The online members have them (over gossip).
-    for n in &m[..4] {
-        for i in 0..3 {
-            if !std::ptr::eq(n, &m[i]) {
-                has(&n.handle, &gid, &format!("message {i}")).await;
-            }
+    for (j, n) in m[..4].iter().enumerate() {
+        for i in (0..3).filter(|&i| i != j) {
+            has(&n.handle, &gid, &format!("message {i}")).await;
         }
     }
     // Eve's copies, unconfirmed, go to her mailboxes once their window ends.

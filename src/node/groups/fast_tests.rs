@@ -57,7 +57,7 @@ fn signed_msg(signer: &Identity, claimed: &PeerId) -> Vec<u8> {
         signer,
         &MsgBody {
             header: header(claimed, 0),
-            ct: vec![1, 2, 3].into(),
+            ct: vec![1, 2, 3],
         },
     )
     .expect("sign");
