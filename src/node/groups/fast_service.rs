@@ -28,10 +28,11 @@ use crate::wire::message::{Body, ReceiptKind};
 
 /// How often the topics and their meshes are looked after.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
-/// Below this many members seen on a topic, a few more are dialled.
-const FEW_PEERS: usize = 4;
+/// Below this many members seen on a topic, a few more are dialled:
+/// gossipsub's mesh wants six.
+const FEW_PEERS: usize = 6;
 /// Most members dialled per topic per round.
-const DIALS: usize = 4;
+const DIALS: usize = 6;
 /// How long a dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most gossip messages being filed at once; more are ignored (not
@@ -43,6 +44,13 @@ struct Filed {
     id: MessageId,
     from: PeerId,
     verdict: GossipVerdict,
+    events: Vec<GroupEvent>,
+}
+
+/// A message taken from gossip, now on disk.
+struct Durable {
+    sender: PeerId,
+    copy: crate::wire::message::MessageId,
     events: Vec<GroupEvent>,
 }
 
@@ -86,6 +94,7 @@ pub(crate) fn spawn(
 impl Service {
     async fn run(mut self, mut gossip: mpsc::Receiver<RoomEvent>, tasks: Tasks) {
         let (filed_tx, mut filed_rx) = mpsc::unbounded_channel::<Filed>();
+        let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<Durable>();
         let mut group_events = self.events.subscribe();
         let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
         let mut confirm = tokio::time::interval(self.ctx.fast.confirm_every);
@@ -102,7 +111,8 @@ impl Service {
                     Some(_) => {}
                     None => break,
                 },
-                Some(f) = filed_rx.recv() => self.on_filed(f).await,
+                Some(f) = filed_rx.recv() => self.on_filed(f, &durable_tx).await,
+                Some(d) = durable_rx.recv() => self.on_durable(d),
                 ev = group_events.recv() => {
                     // A state taken or an invitation: the topics may change.
                     refresh = matches!(
@@ -210,8 +220,11 @@ impl Service {
         self.filing += 1;
         let (ctx, tx) = (self.ctx.clone(), filed.clone());
         let gid = id.clone();
+        // The verdict does not wait for the disk, so gossipsub forwards at
+        // once; the events and the confirmation wait for the flush
+        // ([`Self::on_filed`]).
         self.store.then(
-            Flush::Now,
+            Flush::No,
             move |s| fast::take_gossip(s, &ctx, &source, &topic, &data, unix_ms()),
             move |res| {
                 let (verdict, events) = match res {
@@ -232,12 +245,31 @@ impl Service {
         );
     }
 
-    async fn on_filed(&mut self, f: Filed) {
+    async fn on_filed(&mut self, f: Filed, durable: &mpsc::UnboundedSender<Durable>) {
         self.filing = self.filing.saturating_sub(1);
         let acceptance = match f.verdict {
             GossipVerdict::Took { sender, copy } => {
-                self.confirm.add(sender, copy);
-                MessageAcceptance::Accept
+                // Told and confirmed once on disk: a flush after the job
+                // that filed it (jobs run in order) covers it.
+                let (tx, events) = (durable.clone(), f.events);
+                self.store.then(
+                    Flush::Soon,
+                    |_| Ok(()),
+                    move |res| {
+                        if res.is_ok() {
+                            let _ = tx.send(Durable {
+                                sender,
+                                copy,
+                                events,
+                            });
+                        }
+                    },
+                );
+                let _ = self
+                    .net
+                    .report(f.id, f.from, MessageAcceptance::Accept)
+                    .await;
+                return;
             }
             GossipVerdict::Ignore => MessageAcceptance::Ignore,
             GossipVerdict::Reject(e) => {
@@ -246,7 +278,13 @@ impl Service {
             }
         };
         let _ = self.net.report(f.id, f.from, acceptance).await;
-        for e in f.events {
+    }
+
+    /// A message taken from gossip is on disk: listeners are told, and our
+    /// copy is to be confirmed.
+    fn on_durable(&mut self, d: Durable) {
+        self.confirm.add(d.sender, d.copy);
+        for e in d.events {
             let _ = self.events.send(Event::Group(e));
         }
     }
