@@ -1,20 +1,27 @@
-//! `cargo bench --bench groups [-- --nodes N --messages M --offline F --offline-messages K]`:
-//! one private group of `N` members (default 1000), every member a real
-//! roost node in this process over libp2p's in-memory transport (as the
-//! swarm bench runs them).
+//! `cargo bench --bench groups [-- --nodes N --messages M --offline F --offline-messages K
+//! --threshold T --window S]`: one private group of `N` members (default
+//! 1000), every member a real roost node in this process over libp2p's
+//! in-memory transport (as the swarm bench runs them). Groups of `T`
+//! members or more (default 2: this one) take the fast path — gossip
+//! first, 1:1 copies held `S` seconds (default 15) for confirmations;
+//! `--threshold 100000` measures the 1:1 path alone.
 //!
 //! Phases, each checked, each timed:
 //! 1. start the nodes; node 0 creates the group and invites all others in
 //!    one change; every node takes the invitation and joins;
 //! 2. `M` messages, each from a random member, one after the other: the
-//!    time from `group_send` to every other member having it (its event);
+//!    time from `group_send` to every other member having it (its event),
+//!    the bytes the sender wrote on its connections from the send until its
+//!    outbox had no copy left (confirmed) or the window ended, and the
+//!    copies still unconfirmed then;
 //! 3. `F` members leave; `K` messages are sent and reach their mailboxes;
 //!    they come back and must have all `K`.
 //!
-//! Prints one JSON line: p50/p99 send → every online member, bytes each
-//! member's copy takes on the wire and the sender's bytes per message, CPU
-//! per message (the whole process: sender and every receiver), and the
-//! share of messages the offline members had after they returned.
+//! Prints one JSON line: p50/p99 send → every online member, the sender's
+//! counted bytes per message (`roost::net::wire_count`: everything it
+//! wrote, Noise and Yamux included, background traffic too), CPU per
+//! message (the whole process: sender and every receiver), and the share
+//! of messages the offline members had after they returned.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -24,7 +31,9 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use libp2p::{Multiaddr, PeerId};
 use roost::crypto::Sealer;
+use roost::net::wire_count::memory_bytes_written;
 use roost::node::groups::GroupEvent;
+use roost::node::groups::fast::FastConfig;
 use roost::wire::group::{GroupBody, SignedState};
 use roost::wire::message::{self, Body, Inner, MessageId};
 use roost::{Config, Event, Identity, Node, NodeHandle};
@@ -35,10 +44,13 @@ use common::{Rng, arg, cpu_s, init_tracing, ms, pct};
 
 /// How long any phase may take before the run fails.
 const LIMIT: Duration = Duration::from_secs(900);
+/// The span over which a sender's bytes are counted, before a send (idle)
+/// and after it.
+const WINDOW: Duration = Duration::from_secs(2);
 /// Nodes started (or calls made) at once.
 const PARALLEL: usize = 50;
 
-fn config(dir: &std::path::Path, boot: Vec<Multiaddr>) -> Config {
+fn config(dir: &std::path::Path, boot: Vec<Multiaddr>, fast: FastConfig) -> Config {
     let mut c = Config::local(dir.to_path_buf());
     c.listen = vec!["/memory/0".parse().expect("memory multiaddr")];
     c.bootstrap = boot;
@@ -46,11 +58,14 @@ fn config(dir: &std::path::Path, boot: Vec<Multiaddr>) -> Config {
     c.cache_bytes = 1 << 20;
     c.republish_min_interval = Duration::from_secs(5);
     c.idle_timeout = Duration::from_secs(30);
+    c.group_fast = fast;
     c
 }
 
-async fn start(dir: std::path::PathBuf, boot: Vec<Multiaddr>) -> NodeHandle {
-    Node::start(config(&dir, boot)).await.expect("node starts")
+async fn start(dir: std::path::PathBuf, boot: Vec<Multiaddr>, fast: FastConfig) -> NodeHandle {
+    Node::start(config(&dir, boot, fast))
+        .await
+        .expect("node starts")
 }
 
 /// Runs `jobs` with at most [`PARALLEL`] at a time; results in any order.
@@ -108,22 +123,94 @@ fn main() {
     rt.block_on(run());
 }
 
+/// The nodes of a run and how to start them again.
+struct Net {
+    nodes: Vec<NodeHandle>,
+    addrs: Vec<Vec<Multiaddr>>,
+    dirs: Vec<std::path::PathBuf>,
+    ids: Vec<PeerId>,
+    fast: FastConfig,
+}
+
+/// The figures of the message phase.
+struct Sent {
+    to_all: Vec<f64>,
+    per_member: Vec<f64>,
+    sender_bytes: Vec<f64>,
+    sender_idle: Vec<f64>,
+    /// Messages whose delivery or confirmations outlasted [`WINDOW`].
+    slow: usize,
+    unconfirmed: usize,
+    cpu_per_msg: f64,
+    wire_len: usize,
+    secs: f64,
+}
+
 async fn run() {
     let n = arg("--nodes", 1000) as usize;
     let m = arg("--messages", 20) as usize;
     let off = arg("--offline", (n / 10) as u64) as usize;
     let k = arg("--offline-messages", 3) as usize;
+    let fast = FastConfig {
+        threshold: arg("--threshold", 2) as usize,
+        window: Duration::from_secs(arg("--window", 15)),
+        ..FastConfig::default()
+    };
     let mut rng = Rng::new(arg("--seed", 1));
     let root = tempfile::tempdir().expect("temp dir");
-    let run = Instant::now();
+    let t0 = Instant::now();
+    let mut net = start_nodes(n, fast, root.path(), &mut rng).await;
+    eprintln!("{:>6.1} s: {n} nodes up", t0.elapsed().as_secs_f64());
+    let seen: Seen = Arc::default();
+    let (gid, invite_ms) = make_group(&net, &seen).await;
+    eprintln!("{:>6.1} s: all joined", t0.elapsed().as_secs_f64());
+    let idle = background_bytes(&net).await;
+    let sent = send_messages(&net, &gid, &seen, m, &mut rng).await;
+    eprintln!("{:>6.1} s: {m} messages to all", t0.elapsed().as_secs_f64());
+    let (away, got, back) = offline_members(&mut net, &gid, off, k, &mut rng).await;
+    let Sent {
+        mut to_all,
+        mut per_member,
+        mut sender_bytes,
+        mut sender_idle,
+        ..
+    } = sent;
+    println!(
+        "{}",
+        json!({
+            "nodes": n,
+            "fast_threshold": fast.threshold,
+            "window_s": fast.window.as_secs(),
+            "invite_all_ms": invite_ms,
+            "messages": m,
+            "to_every_member_ms": {"p50": pct(&mut to_all.clone(), 0.5), "p99": pct(&mut to_all, 0.99)},
+            "per_member_ms": {"p50": pct(&mut per_member.clone(), 0.5), "p99": pct(&mut per_member, 0.99)},
+            "bytes_of_a_1to1_copy": sent.wire_len,
+            "sender_bytes_2s_after_send": {"p50": pct(&mut sender_bytes.clone(), 0.5), "max": pct(&mut sender_bytes, 1.0)},
+            "sender_bytes_2s_before_send": {"p50": pct(&mut sender_idle.clone(), 0.5), "max": pct(&mut sender_idle, 1.0)},
+            "messages_past_2s": sent.slow,
+            "copies_unconfirmed_after_window": sent.unconfirmed,
+            "background_bytes_per_node_s": idle,
+            "cpu_ms_per_message": sent.cpu_per_msg * 1e3,
+            "phase_messages_s": sent.secs,
+            "offline": away,
+            "offline_delivered_pct": 100.0 * got as f64 / (away * k).max(1) as f64,
+            "offline_back_ms": ms(back),
+        })
+    );
+    for node in &net.nodes {
+        let _ = node.shutdown().await;
+    }
+}
 
-    // Phase 1: the nodes, the group.
-    let dirs: Vec<_> = (0..n).map(|i| root.path().join(format!("n{i}"))).collect();
+/// Phase 1a: `n` nodes, each bootstrapped from three started before it.
+async fn start_nodes(n: usize, fast: FastConfig, root: &std::path::Path, rng: &mut Rng) -> Net {
+    let dirs: Vec<_> = (0..n).map(|i| root.join(format!("n{i}"))).collect();
     let ids: Vec<PeerId> = dirs
         .iter()
         .map(|d| Identity::create_in(d).expect("identity").peer_id())
         .collect();
-    let mut nodes = vec![start(dirs[0].clone(), vec![]).await];
+    let mut nodes = vec![start(dirs[0].clone(), vec![], fast).await];
     let mut addrs = vec![nodes[0].dial_addrs().await.expect("addrs")];
     for chunk in (1..n).collect::<Vec<_>>().chunks(PARALLEL) {
         let jobs: Vec<_> = chunk
@@ -132,7 +219,7 @@ async fn run() {
                 let boot: Vec<Multiaddr> = (0..3)
                     .flat_map(|_| addrs[rng.below(addrs.len())].clone())
                     .collect();
-                start(dirs[i].clone(), boot)
+                start(dirs[i].clone(), boot, fast)
             })
             .collect();
         for node in futures::future::join_all(jobs).await {
@@ -140,17 +227,29 @@ async fn run() {
             nodes.push(node);
         }
     }
-    eprintln!("{:>6.1} s: {n} nodes up", run.elapsed().as_secs_f64());
-    let seen: Seen = Arc::default();
+    Net {
+        nodes,
+        addrs,
+        dirs,
+        ids,
+        fast,
+    }
+}
+
+/// Phase 1b: node 0 makes the group and invites everyone in one change;
+/// all join, and (on the fast path) all see a member on its topic.
+/// Returns the group's id and how long the invitations took.
+async fn make_group(net: &Net, seen: &Seen) -> (String, f64) {
+    let n = net.nodes.len();
     let invited: Arc<Mutex<HashSet<usize>>> = Arc::default();
-    for (i, node) in nodes.iter().enumerate() {
-        watch(i, node, &seen, &invited);
+    for (i, node) in net.nodes.iter().enumerate() {
+        watch(i, node, seen, &invited);
     }
     let t = Instant::now();
-    let (gid, _) = nodes[0].group_create("bench").await.expect("create");
+    let (gid, _) = net.nodes[0].group_create("bench").await.expect("create");
     let gid = gid.to_string();
-    nodes[0]
-        .group_invite(&gid, ids[1..].to_vec())
+    net.nodes[0]
+        .group_invite(&gid, net.ids[1..].to_vec())
         .await
         .expect("invite");
     wait("every invitation arrives", || {
@@ -158,28 +257,56 @@ async fn run() {
     })
     .await;
     let invite_ms = ms(t.elapsed());
-    parallel(
-        (1..n)
-            .map(|i| {
-                let (node, gid) = (nodes[i].clone(), gid.clone());
-                async move { node.group_join(&gid).await.expect("join") }
-            })
-            .collect(),
-    )
-    .await;
-    eprintln!("{:>6.1} s: all joined", run.elapsed().as_secs_f64());
+    let join = |i: usize| {
+        let (node, gid) = (net.nodes[i].clone(), gid.clone());
+        async move { node.group_join(&gid).await.expect("join") }
+    };
+    parallel((1..n).map(join).collect()).await;
+    if n >= net.fast.threshold {
+        let meshed = |i: usize| {
+            let (node, gid) = (net.nodes[i].clone(), gid.clone());
+            async move {
+                let deadline = Instant::now() + LIMIT;
+                while node.group_gossip_peers(&gid).await.unwrap_or(0) == 0 {
+                    assert!(Instant::now() < deadline, "stuck: a member meets none");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        parallel((0..n).map(meshed).collect()).await;
+    }
+    (gid, invite_ms)
+}
 
-    // Phase 2: messages to every online member.
+/// What a node writes per second when nothing is sent (DHT upkeep,
+/// gossipsub heartbeats): counted over every node for 3 s.
+async fn background_bytes(net: &Net) -> f64 {
+    let total = || net.ids.iter().map(memory_bytes_written).sum::<u64>();
+    let (b0, t) = (total(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    (total() - b0) as f64 / t.elapsed().as_secs_f64() / net.ids.len() as f64
+}
+
+/// Phase 2: `m` messages, one at a time, each from a random member.
+async fn send_messages(net: &Net, gid: &str, seen: &Seen, m: usize, rng: &mut Rng) -> Sent {
+    let n = net.nodes.len();
     let cpu0 = cpu_s();
     let t2 = Instant::now();
-    let mut to_all = Vec::new();
-    let mut per_member = Vec::new();
-    let mut wire_len = 0;
+    let (mut to_all, mut per_member, mut sender_bytes) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut unconfirmed, mut wire_len, mut slow) = (0, 0, 0);
+    let mut sender_idle = Vec::new();
     for j in 0..m {
         let s = 1 + rng.below(n - 1);
+        let sender = &net.nodes[s];
+        // The sender's own bytes over the [`WINDOW`] before the send (idle)
+        // and over the one after it (the message, its confirmations).
+        let idle0 = memory_bytes_written(&net.ids[s]);
+        tokio::time::sleep(WINDOW).await;
+        let bytes0 = memory_bytes_written(&net.ids[s]);
+        sender_idle.push((bytes0 - idle0) as f64);
         let t = Instant::now();
-        let id = nodes[s]
-            .group_send(&gid, &format!("message {j:04} {}", "x".repeat(80)))
+        let id = sender
+            .group_send(gid, &format!("message {j:04} {}", "x".repeat(80)))
             .await
             .expect("send");
         let others: Vec<usize> = (0..n).filter(|&i| i != s).collect();
@@ -190,26 +317,51 @@ async fn run() {
         .await;
         let lat: Vec<f64> = {
             let seen = seen.lock().expect("not poisoned");
-            others
-                .iter()
-                .filter_map(|&i| seen.get(&(i, id.clone())))
-                .map(|at| ms(at.saturating_duration_since(t)))
-                .collect()
+            let got = others.iter().filter_map(|&i| seen.get(&(i, id.clone())));
+            got.map(|at| ms(at.saturating_duration_since(t))).collect()
         };
         to_all.push(lat.iter().copied().fold(0.0, f64::max));
         per_member.extend(lat);
+        // Until every copy is confirmed, or the window has passed (then
+        // what is left goes 1:1 and is counted too).
+        let end = t + net.fast.window;
+        let mut left = sender.outbox_len().await.unwrap_or(0);
+        while left > 0 && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            left = sender.outbox_len().await.unwrap_or(0);
+        }
+        unconfirmed += left;
+        tokio::time::sleep_until((t + WINDOW).into()).await;
+        sender_bytes.push((memory_bytes_written(&net.ids[s]) - bytes0) as f64);
+        slow += usize::from(t.elapsed() > WINDOW + Duration::from_millis(100));
         if wire_len == 0 {
-            wire_len = copy_len(&nodes[s], &gid, &id, ids[0]).await;
+            wire_len = copy_len(sender, gid, &id, net.ids[0]).await;
         }
     }
-    let cpu_per_msg = (cpu_s() - cpu0) / m as f64;
-    let phase2 = t2.elapsed();
-    eprintln!(
-        "{:>6.1} s: {m} messages to all",
-        run.elapsed().as_secs_f64()
-    );
+    Sent {
+        to_all,
+        per_member,
+        sender_bytes,
+        sender_idle,
+        slow,
+        unconfirmed,
+        cpu_per_msg: (cpu_s() - cpu0) / m as f64,
+        wire_len,
+        secs: t2.elapsed().as_secs_f64(),
+    }
+}
 
-    // Phase 3: offline members, back later.
+/// Phase 3: `off` members stop; `k` messages are sent and reach their
+/// mailboxes; they come back. Returns how many were away, how many of the
+/// messages they had in all, and how long that took.
+async fn offline_members(
+    net: &mut Net,
+    gid: &str,
+    off: usize,
+    k: usize,
+    rng: &mut Rng,
+) -> (usize, usize, Duration) {
+    let n = net.nodes.len();
     let away: Vec<usize> = {
         let mut set = HashSet::new();
         while set.len() < off.min(n.saturating_sub(2)) {
@@ -218,50 +370,32 @@ async fn run() {
         set.into_iter().collect()
     };
     for &i in &away {
-        nodes[i].shutdown().await.expect("shutdown");
+        net.nodes[i].shutdown().await.expect("shutdown");
     }
     let online: Vec<usize> = (1..n).filter(|i| !away.contains(i)).collect();
     let mut sent_away = Vec::new();
     for j in 0..k {
         let s = online[rng.below(online.len())];
-        let id = nodes[s]
-            .group_send(&gid, &format!("while away {j}"))
+        let id = net.nodes[s]
+            .group_send(gid, &format!("while away {j}"))
             .await
             .expect("send");
         sent_away.push(id);
     }
-    // In the mailboxes of every member away before they return.
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let mut held: HashMap<PeerId, usize> = HashMap::new();
-        for &i in &online {
-            for &a in &away {
-                *held.entry(ids[a]).or_default() +=
-                    nodes[i].held_envelopes(ids[a]).await.map_or(0, |v| v.len());
-            }
-        }
-        if away
-            .iter()
-            .all(|a| held.get(&ids[*a]).copied().unwrap_or(0) >= k)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not all deposited");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_deposited(net, &away, &online, k).await;
     let t3 = Instant::now();
     for &i in &away {
-        let boot = addrs[online[rng.below(online.len())]].clone();
-        nodes[i] = start(dirs[i].clone(), boot).await;
+        let boot = net.addrs[online[rng.below(online.len())]].clone();
+        net.nodes[i] = start(net.dirs[i].clone(), boot, net.fast).await;
     }
     let mut got = 0;
     for &i in &away {
         let deadline = Instant::now() + LIMIT;
         loop {
-            let log = nodes[i].group_log(&gid, 10_000).await.expect("log");
+            let log = net.nodes[i].group_log(gid, 10_000).await.expect("log");
             let have = sent_away
                 .iter()
-                .filter(|id| log.iter().any(|l| &l.id == *id))
+                .filter(|id| log.iter().filter(|l| &l.id == *id).count() == 1)
                 .count();
             if have == k {
                 got += have;
@@ -274,26 +408,28 @@ async fn run() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let back = t3.elapsed();
-    println!(
-        "{}",
-        json!({
-            "nodes": n,
-            "invite_all_ms": invite_ms,
-            "messages": m,
-            "to_every_member_ms": {"p50": pct(&mut to_all.clone(), 0.5), "p99": pct(&mut to_all, 0.99)},
-            "per_member_ms": {"p50": pct(&mut per_member.clone(), 0.5), "p99": pct(&mut per_member, 0.99)},
-            "bytes_per_member_per_message": wire_len,
-            "sender_bytes_per_message": wire_len * (n - 1),
-            "cpu_ms_per_message": cpu_per_msg * 1e3,
-            "phase_messages_s": phase2.as_secs_f64(),
-            "offline": away.len(),
-            "offline_delivered_pct": 100.0 * got as f64 / (away.len() * k).max(1) as f64,
-            "offline_back_ms": ms(back),
-        })
-    );
-    for node in &nodes {
-        let _ = node.shutdown().await;
+    (away.len(), got, t3.elapsed())
+}
+
+/// Waits until the mailboxes of every member `away` hold `k` items.
+async fn wait_deposited(net: &Net, away: &[usize], online: &[usize], k: usize) {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let mut held: HashMap<PeerId, usize> = HashMap::new();
+        for &i in online {
+            for &a in away {
+                let items = net.nodes[i].held_envelopes(net.ids[a]).await;
+                *held.entry(net.ids[a]).or_default() += items.map_or(0, |v| v.len());
+            }
+        }
+        if away
+            .iter()
+            .all(|a| held.get(&net.ids[*a]).copied().unwrap_or(0) >= k)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not all deposited");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

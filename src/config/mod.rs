@@ -118,6 +118,9 @@ pub struct Config {
     pub room_limits: RoomLimits,
     /// What files this node takes in and sends through mailboxes.
     pub files: FilesConfig,
+    /// When a private group is large enough for gossip first, 1:1 copies
+    /// held back for confirmations (`node::groups::fast`).
+    pub group_fast: crate::node::groups::fast::FastConfig,
 }
 
 /// Kademlia's mode (`dht_mode`): whether this node serves the DHT, and so
@@ -268,6 +271,7 @@ impl Config {
             lasting_connection: Duration::from_secs(60),
             room_limits: Default::default(),
             files: FilesConfig::default(),
+            group_fast: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod record_store;
 mod relay_server;
 pub mod republish;
 pub mod stats;
+pub mod wire_count;
 
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
@@ -69,7 +70,9 @@ pub fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behavio
         .with_quic()
         .with_other_transport(
             |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                let written = wire_count::counter(identity.peer_id());
                 Ok(MemoryTransport::default()
+                    .map(move |c, _| wire_count::Counted::new(c, written.clone()))
                     .upgrade(Version::V1)
                     .authenticate(noise::Config::new(key)?)
                     .multiplex(yamux::Config::default()))

@@ -43,6 +43,10 @@ pub fn pubsub(key: &Keypair) -> Result<Pubsub, String> {
         // The first heartbeat builds the mesh; 5 s (the default) is a long
         // wait for a joiner's first forwarded message.
         .heartbeat_initial_delay(Duration::from_millis(500))
+        // A publisher sends to its mesh (about six peers), not to every
+        // subscriber it is connected to: a large group's sender pays
+        // O(message size), whatever the number of members.
+        .flood_publish(false)
         .build()
         .map_err(|e| e.to_string())?;
     let filter = MaxCountSubscriptionFilter {

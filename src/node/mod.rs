@@ -108,6 +108,7 @@ impl Node {
             &tasks,
         )
         .await?;
+        let group_ctx = groups::Ctx::new(identity.clone(), sealer.clone(), config.group_fast);
         let messages = messenger::spawn(
             store.clone(),
             store.sibling().await?,
@@ -118,9 +119,19 @@ impl Node {
             config.mailbox.clone(),
             presence.clone(),
             &tasks,
-            groups::Ctx::new(identity.clone(), sealer.clone()),
+            group_ctx.clone(),
         )
         .map_err(|_| NetError::Setup("message protocol registered twice".into()))?;
+        let (group_gossip_tx, group_gossip_rx) = mpsc::channel(256);
+        groups::fast_service::spawn(
+            group_ctx.clone(),
+            net.clone(),
+            store.clone(),
+            messages.clone(),
+            events.clone(),
+            group_gossip_rx,
+            &tasks,
+        );
         let (rooms_tx, rooms_rx) = mpsc::channel(256);
         let rooms = rooms::spawn(
             identity.clone(),
@@ -146,6 +157,7 @@ impl Node {
             messages.clone(),
             presence.clone(),
             rooms_tx,
+            group_gossip_tx,
             tasks.clone(),
         );
         tasks.spawn(router);
@@ -161,6 +173,7 @@ impl Node {
                 presence,
                 rooms,
                 sealer,
+                groups: group_ctx,
                 events,
                 files,
                 #[cfg(feature = "test-util")]
@@ -184,6 +197,8 @@ struct NodeInner {
     /// The public rooms service (`rooms`).
     rooms: Arc<rooms::Rooms>,
     sealer: Arc<Sealer>,
+    /// What group jobs need (identity, sealer, the fast path's settings).
+    groups: Arc<groups::Ctx>,
     events: broadcast::Sender<Event>,
     /// The files service (`files/`).
     files: files::Files,

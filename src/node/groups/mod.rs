@@ -11,6 +11,9 @@
 //! here run those jobs through the messaging service, which queues the
 //! 1:1 messages they leave.
 
+pub mod fast;
+pub(crate) mod fast_service;
+mod fast_util;
 pub mod keys;
 mod ops;
 pub(crate) mod receive;
@@ -31,16 +34,26 @@ use crate::wire::message::Envelope;
 pub use roster::GroupError;
 
 /// What group jobs need of the node: its identity (to sign states and
-/// messages) and its sealer (to seal each member's 1:1 copy).
+/// messages), its sealer (to seal each member's 1:1 copy) and when a group
+/// takes the fast path.
 pub(crate) struct Ctx {
     pub(crate) identity: Identity,
     pub(crate) sealer: Arc<Sealer>,
+    pub(crate) fast: fast::FastConfig,
 }
 
 impl Ctx {
     /// The context of `identity`, sharing the node's sealer.
-    pub(crate) fn new(identity: Identity, sealer: Arc<Sealer>) -> Arc<Self> {
-        Arc::new(Self { identity, sealer })
+    pub(crate) fn new(
+        identity: Identity,
+        sealer: Arc<Sealer>,
+        fast: fast::FastConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            identity,
+            sealer,
+            fast,
+        })
     }
 }
 
@@ -133,6 +146,8 @@ pub(crate) struct GroupDone {
     pub(crate) events: Vec<GroupEvent>,
     /// For the caller.
     pub(crate) answer: Answer,
+    /// A large group's message: published on gossip, its copies held back.
+    pub(crate) fast: Option<fast::Publish>,
 }
 
 type Outcome = Result<GroupDone, GroupOpError>;
@@ -196,7 +211,7 @@ pub type GroupLine = LogRow;
 
 impl NodeHandle {
     fn group_ctx(&self) -> Arc<Ctx> {
-        Ctx::new(self.inner.identity.clone(), self.inner.sealer.clone())
+        self.inner.groups.clone()
     }
 
     async fn group_job(

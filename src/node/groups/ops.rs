@@ -24,12 +24,24 @@ pub(super) fn send_1to1(
     bytes: &[u8],
     sent_at: u64,
 ) -> Result<Envelope, GroupOpError> {
+    send_1to1_as(s, ctx, MessageId::random(), to, bytes, sent_at)
+}
+
+/// [`send_1to1`] under the 1:1 id `id`.
+fn send_1to1_as(
+    s: &Store,
+    ctx: &Ctx,
+    id: MessageId,
+    to: &PeerId,
+    bytes: &[u8],
+    sent_at: u64,
+) -> Result<Envelope, GroupOpError> {
     let inner = Inner {
         from: ctx.sealer.me().to_bytes(),
         sent_at,
         body: Body::Group(bytes.to_vec()),
     };
-    let env = message::seal(&ctx.sealer, MessageId::random(), to, &inner)
+    let env = message::seal(&ctx.sealer, id, to, &inner)
         .map_err(|e| GroupOpError::Seal(e.to_string()))?;
     s.insert_outbox_only(to, &env)?;
     Ok(env)
@@ -73,6 +85,7 @@ pub(super) fn create(s: &Store, ctx: &Ctx, name: &str, now: u64) -> Outcome {
         out: Vec::new(),
         events: Vec::new(),
         answer: super::Answer::Created(state.group_id, state.name),
+        fast: None,
     })
 }
 
@@ -156,6 +169,7 @@ pub(super) fn issue(
             text: line.text,
         }],
         answer: super::Answer::Done,
+        fast: None,
     })
 }
 
@@ -186,6 +200,7 @@ pub(super) fn change(s: &Store, ctx: &Ctx, group: &GroupId, op: Op, now: u64) ->
         out: vec![(creator, env)],
         events: Vec::new(),
         answer: super::Answer::Requested,
+        fast: None,
     })
 }
 
@@ -235,10 +250,23 @@ pub(super) fn send(s: &Store, ctx: &Ctx, group: &GroupId, text: &str, now: u64) 
     )
     .map_err(|e| GroupError::Wire(e.into()))?;
     let bytes = encode(&GroupBody::Message(signed.clone()))?;
+    // A large group: each copy under the id its member can compute to
+    // confirm it, and the message published on the epoch's topic.
+    let fast = ctx.fast.applies(state.roster.len(), bytes.len());
     let mut out = Vec::new();
     for m in state.members().into_iter().filter(|m| *m != me) {
-        out.push((m, send_1to1(s, ctx, &m, &bytes, now)?));
+        let id = if fast {
+            super::fast::copy_id(&secret, &header, &m)
+        } else {
+            MessageId::random()
+        };
+        out.push((m, send_1to1_as(s, ctx, id, &m, &bytes, now)?));
     }
+    let fast = fast.then(|| super::fast::Publish {
+        topic: super::fast::topic(&secret, group, state.epoch),
+        data: bytes.clone(),
+        hold: ctx.fast.window,
+    });
     s.group_seen(group, state.epoch, &me_b, n)?;
     let id = msg_id(&header);
     s.add_group_log(
@@ -256,6 +284,7 @@ pub(super) fn send(s: &Store, ctx: &Ctx, group: &GroupId, text: &str, now: u64) 
         out,
         events: Vec::new(),
         answer: super::Answer::Sent(id),
+        fast,
     })
 }
 
@@ -271,6 +300,7 @@ pub(super) fn join(s: &Store, group: &GroupId) -> Outcome {
         out: Vec::new(),
         events: Vec::new(),
         answer: super::Answer::Done,
+        fast: None,
     })
 }
 
@@ -316,5 +346,6 @@ pub(super) fn send_forged(
         out,
         events: Vec::new(),
         answer: super::Answer::Done,
+        fast: None,
     })
 }

@@ -25,7 +25,7 @@ fn peer() -> Peer {
     let store = Store::open(dir.path(), 1 << 20).unwrap();
     let sealer = Arc::new(Sealer::new(&id));
     Peer {
-        ctx: Ctx::new(id, sealer),
+        ctx: Ctx::new(id, sealer, Default::default()),
         store,
         _dir: dir,
     }

@@ -1,0 +1,310 @@
+//! The large-group fast path, its pure rules (see docs/rooms.md, "Large
+//! groups: gossip first, 1:1 copies for the rest").
+//!
+//! In a group of at least [`FastConfig::threshold`] members, a message is
+//! published once on a gossipsub topic only members can name (derived
+//! from the epoch secret), and each member's 1:1 copy is written to the
+//! outbox as usual but held back for [`FastConfig::window`]. A member
+//! that took the message from gossip confirms it with an ordinary
+//! delivery receipt naming its copy's id — an id it computes itself
+//! ([`copy_id`]) — so the copy leaves the sender's outbox unsent. What is
+//! not confirmed in time is sent 1:1 as in a small group (direct, else the
+//! member's mailboxes): the 1:1 path stays the guarantee.
+//!
+//! The store job that files a gossip message ([`take_gossip`]) runs the
+//! same receive path as a 1:1 copy; the actor is `fast_service`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use libp2p::PeerId;
+
+use super::Ctx;
+use super::receive::{self, Taken};
+use super::roster::GroupError;
+use crate::store::{Store, StoreError};
+use crate::wire::group::{GroupBody, GroupId, Header, decode_body, open_message};
+use crate::wire::message::{MAX_RECEIPT_IDS, MessageId};
+
+/// Prefix of every group topic, so the node's router tells them from the
+/// public rooms' topics.
+pub const TOPIC_PREFIX: &str = "roost/group/";
+
+/// Largest group message published on gossip: what fits in the gossipsub
+/// frame roost allows (its envelope included). A larger one goes 1:1 only.
+pub const MAX_GOSSIP_MESSAGE: usize = crate::wire::room::MAX_GOSSIP_BYTES;
+
+/// Most senders with confirmations waiting at once, and most ids waiting
+/// per sender: a flood of gossip cannot grow the table without bound (a
+/// confirmation lost costs one redundant 1:1 copy, nothing more).
+pub const MAX_CONFIRM_SENDERS: usize = 1024;
+/// See [`MAX_CONFIRM_SENDERS`].
+pub const MAX_CONFIRM_IDS: usize = MAX_RECEIPT_IDS;
+
+/// When a group counts as large, and how long its 1:1 copies wait for a
+/// confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastConfig {
+    /// Groups with at least this many members (us included) use the fast
+    /// path; smaller ones send every copy 1:1 at once.
+    pub threshold: usize,
+    /// How long a large group's 1:1 copies wait for their member's
+    /// confirmation before they are sent.
+    pub window: Duration,
+    /// How long a member gathers confirmations before sending them (one
+    /// receipt per sender per round).
+    pub confirm_every: Duration,
+}
+
+impl Default for FastConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 50,
+            window: Duration::from_secs(15),
+            confirm_every: Duration::from_millis(500),
+        }
+    }
+}
+
+impl FastConfig {
+    /// Whether a message of `len` bytes to a group of `members` takes the
+    /// fast path.
+    pub fn applies(&self, members: usize, len: usize) -> bool {
+        members >= self.threshold && len <= MAX_GOSSIP_MESSAGE
+    }
+}
+
+/// The gossipsub topic of `group`'s epoch `epoch` under its secret: only
+/// members can name it, and it changes with every epoch, so a removed
+/// member cannot follow the next one.
+pub fn topic(secret: &[u8; 32], group: &GroupId, epoch: u64) -> String {
+    let mut h = blake3::Hasher::new_derive_key("roost group topic v1");
+    h.update(secret);
+    h.update(&group.0);
+    h.update(&epoch.to_be_bytes());
+    format!("{TOPIC_PREFIX}{}", hex::encode(h.finalize().as_bytes()))
+}
+
+/// The 1:1 message id of `member`'s copy of the message `header` names,
+/// keyed by the epoch's secret: the member computes it to confirm its copy
+/// without being told, and nobody outside the group can link it to the
+/// group.
+pub fn copy_id(secret: &[u8; 32], header: &Header, member: &PeerId) -> MessageId {
+    let mut h = blake3::Hasher::new_derive_key("roost group copy id v1");
+    h.update(secret);
+    h.update(&header.group_id.0);
+    h.update(&header.epoch.to_be_bytes());
+    h.update(&header.n.to_be_bytes());
+    h.update(&(header.sender.len() as u64).to_be_bytes());
+    h.update(&header.sender);
+    h.update(&member.to_bytes());
+    let mut id = [0; 16];
+    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    MessageId(id)
+}
+
+/// A large group's message as the send job leaves it: what the messaging
+/// service publishes, and how long it holds the 1:1 copies back.
+#[derive(Debug, Clone)]
+pub(crate) struct Publish {
+    /// The epoch's topic.
+    pub(crate) topic: String,
+    /// The `Body::Group` bytes, the same every copy carries.
+    pub(crate) data: Vec<u8>,
+    /// How long the copies wait for confirmations.
+    pub(crate) hold: Duration,
+}
+
+/// What became of a gossip message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GossipVerdict {
+    /// Taken (new or a duplicate): forward it, and confirm our copy (its
+    /// sender, the copy's id).
+    Took {
+        /// The sender to confirm to.
+        sender: PeerId,
+        /// Our copy's 1:1 id.
+        copy: MessageId,
+    },
+    /// Not for us now (its epoch's state has not come): not forwarded,
+    /// nobody penalised.
+    Ignore,
+    /// Refused: not forwarded, its forwarder penalised.
+    Reject(GroupError),
+}
+
+/// The checks a gossip message passes before the store sees it: a group
+/// message (never a state or a request), signed by the sender its header
+/// names, that sender the gossip author, on the topic it claims.
+pub fn precheck(
+    source: Option<PeerId>,
+    topic: &str,
+    bytes: &[u8],
+    topic_of: impl Fn(&Header) -> Option<String>,
+) -> Result<PeerId, GroupError> {
+    let source = source.ok_or(GroupError::SenderMismatch)?;
+    let GroupBody::Message(signed) = decode_body(bytes)? else {
+        return Err(GroupError::Malformed);
+    };
+    let body = open_message(&signed)?;
+    if body.header.sender != source.to_bytes() {
+        return Err(GroupError::SenderMismatch);
+    }
+    if topic_of(&body.header).as_deref() != Some(topic) {
+        return Err(GroupError::NotMember);
+    }
+    Ok(source)
+}
+
+/// Files a gossip message from `source` (its gossipsub author) through
+/// the same path as a 1:1 copy from that sender, and computes our copy's
+/// id to confirm. A store job.
+pub(crate) fn take_gossip(
+    s: &Store,
+    ctx: &Ctx,
+    source: &PeerId,
+    topic: &str,
+    bytes: &[u8],
+    now: u64,
+) -> Result<(GossipVerdict, Taken), StoreError> {
+    // The header's epoch secret, read once (the state's signature is
+    // checked by `receive::take`, once).
+    let found = std::cell::Cell::new(None);
+    let topic_of = |h: &Header| -> Option<String> {
+        let row = s.group(&h.group_id).ok()??;
+        let e = epoch_secret(&row, h.epoch)?;
+        found.set(Some((e, h.clone())));
+        Some(self::topic(&e, &h.group_id, h.epoch))
+    };
+    let sender = match precheck(Some(*source), topic, bytes, topic_of) {
+        Ok(p) => p,
+        Err(e) => return Ok((GossipVerdict::Reject(e), Taken::default())),
+    };
+    let Some((secret, header)) = found.take() else {
+        return Ok((
+            GossipVerdict::Reject(GroupError::NotMember),
+            Taken::default(),
+        ));
+    };
+    match receive::take(s, ctx, &sender, bytes, now)? {
+        Ok(t) => Ok((
+            GossipVerdict::Took {
+                sender,
+                copy: copy_id(&secret, &header, &ctx.sealer.me()),
+            },
+            t,
+        )),
+        Err(GroupError::Later) => Ok((GossipVerdict::Ignore, Taken::default())),
+        Err(e) => Ok((GossipVerdict::Reject(e), Taken::default())),
+    }
+}
+
+/// The secret `row` holds for `epoch`: the previous epoch's when it is
+/// that one, else the current one (a header of any other epoch then names
+/// a topic we do not follow, and is refused for it).
+pub(crate) fn epoch_secret(row: &crate::store::GroupRow, epoch: u64) -> Option<[u8; 32]> {
+    match &row.prev {
+        Some(p) if p.epoch == epoch => p.secret,
+        _ => row.secret,
+    }
+}
+
+/// Which topics a node should follow: the current and (within its grace)
+/// previous epoch of every large group it is in, with the group and
+/// epoch each stands for.
+pub(crate) fn wanted_topics(
+    groups: &[(GroupId, crate::store::GroupRow)],
+    cfg: &FastConfig,
+    now: u64,
+) -> HashMap<String, (GroupId, u64)> {
+    let mut out = HashMap::new();
+    for (id, row) in groups {
+        let Ok(st) = row.state.open() else { continue };
+        if row.gone || st.roster.len() < cfg.threshold {
+            continue;
+        }
+        if let Some(e) = row.secret {
+            out.insert(topic(&e, id, st.epoch), (*id, st.epoch));
+        }
+        if let Some(p) = &row.prev
+            && let Some(e) = p.secret
+            && now < p.ended_at.saturating_add(super::roster::GRACE_MS)
+        {
+            out.insert(topic(&e, id, p.epoch), (*id, p.epoch));
+        }
+    }
+    out
+}
+
+/// Confirmations gathered between two rounds: per sender, the ids of our
+/// copies to confirm. Capped ([`MAX_CONFIRM_SENDERS`], [`MAX_CONFIRM_IDS`]);
+/// beyond the caps a confirmation is dropped (its copy comes 1:1).
+#[derive(Debug, Default)]
+pub struct Confirmations {
+    waiting: HashMap<PeerId, Vec<MessageId>>,
+}
+
+impl Confirmations {
+    /// Notes that our copy `id` from `sender` is to be confirmed; false if
+    /// it was dropped for a cap.
+    pub fn add(&mut self, sender: PeerId, id: MessageId) -> bool {
+        if !self.waiting.contains_key(&sender) && self.waiting.len() >= MAX_CONFIRM_SENDERS {
+            return false;
+        }
+        let ids = self.waiting.entry(sender).or_default();
+        if ids.contains(&id) {
+            return true;
+        }
+        if ids.len() >= MAX_CONFIRM_IDS {
+            return false;
+        }
+        ids.push(id);
+        true
+    }
+
+    /// Everything gathered, one list per sender (each at most one receipt's
+    /// worth); the table is empty afterwards.
+    pub fn take(&mut self) -> Vec<(PeerId, Vec<MessageId>)> {
+        self.waiting.drain().collect()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
+/// Which members to dial so gossipsub can build a mesh: up to `k` roster
+/// members that are neither us nor connected, starting at a place that
+/// differs per node and round, so members spread their dials over the
+/// roster rather than all dialling its first entries.
+pub fn pick_dials(
+    roster: &[PeerId],
+    me: &PeerId,
+    connected: &dyn Fn(&PeerId) -> bool,
+    round: u64,
+    k: usize,
+) -> Vec<PeerId> {
+    if roster.is_empty() {
+        return Vec::new();
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(&me.to_bytes());
+    h.update(&round.to_be_bytes());
+    let start = u64::from_be_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or([0; 8]))
+        as usize
+        % roster.len();
+    roster
+        .iter()
+        .cycle()
+        .skip(start)
+        .take(roster.len())
+        .filter(|p| *p != me && !connected(p))
+        .take(k)
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "fast_tests.rs"]
+mod tests;

@@ -1,0 +1,310 @@
+//! The large-group fast path's actor: follows the topics of the large
+//! groups this node is in, files what gossip brings through the same store
+//! job as a 1:1 copy ([`fast::take_gossip`]), tells gossipsub its verdict,
+//! sends the gathered confirmations as delivery receipts through the
+//! messaging service, and dials a few members when it sees too few on a
+//! topic. Every rule is in [`fast`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::PeerId;
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use tokio::sync::{broadcast, mpsc};
+use tracing::debug;
+
+use super::fast::{self, Confirmations, GossipVerdict};
+use super::{Ctx, GroupEvent};
+use crate::clock::unix_ms;
+use crate::net::NetClient;
+use crate::net::pubsub::RoomEvent;
+use crate::node::Event;
+use crate::node::lifecycle::Tasks;
+use crate::node::messenger::Request;
+use crate::store::{Flush, Worker};
+use crate::wire::group::GroupId;
+use crate::wire::message::{Body, ReceiptKind};
+
+/// How often the topics and their meshes are looked after.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// Below this many members seen on a topic, a few more are dialled:
+/// gossipsub's mesh wants six.
+const FEW_PEERS: usize = 6;
+/// Most members dialled per topic per round.
+const DIALS: usize = 6;
+/// How long a dial may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most gossip messages being filed at once; more are ignored (not
+/// forwarded, nobody penalised), their 1:1 copies come later.
+const MAX_FILING: usize = 256;
+
+/// What the store job of a gossip message reports back.
+struct Filed {
+    id: MessageId,
+    from: PeerId,
+    verdict: GossipVerdict,
+    events: Vec<GroupEvent>,
+}
+
+/// A message taken from gossip, now on disk.
+struct Durable {
+    sender: PeerId,
+    copy: crate::wire::message::MessageId,
+    events: Vec<GroupEvent>,
+}
+
+struct Service {
+    ctx: Arc<Ctx>,
+    net: NetClient,
+    store: Worker,
+    messages: mpsc::Sender<Request>,
+    events: broadcast::Sender<Event>,
+    /// The topics we follow, with the group and epoch of each.
+    topics: HashMap<String, (GroupId, u64)>,
+    confirm: Confirmations,
+    filing: usize,
+    round: u64,
+}
+
+/// Starts the fast path's actor; gossip on group topics comes on `gossip`.
+pub(crate) fn spawn(
+    ctx: Arc<Ctx>,
+    net: NetClient,
+    store: Worker,
+    messages: mpsc::Sender<Request>,
+    events: broadcast::Sender<Event>,
+    gossip: mpsc::Receiver<RoomEvent>,
+    tasks: &Tasks,
+) {
+    let svc = Service {
+        ctx,
+        net,
+        store,
+        messages,
+        events,
+        topics: HashMap::new(),
+        confirm: Confirmations::default(),
+        filing: 0,
+        round: 0,
+    };
+    tasks.spawn(svc.run(gossip, tasks.clone()));
+}
+
+impl Service {
+    async fn run(mut self, mut gossip: mpsc::Receiver<RoomEvent>, tasks: Tasks) {
+        let (filed_tx, mut filed_rx) = mpsc::unbounded_channel::<Filed>();
+        let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<Durable>();
+        let mut group_events = self.events.subscribe();
+        let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
+        let mut confirm = tokio::time::interval(self.ctx.fast.confirm_every);
+        let mut refresh = true;
+        loop {
+            if std::mem::take(&mut refresh) {
+                self.follow_topics().await;
+            }
+            tokio::select! {
+                ev = gossip.recv() => match ev {
+                    Some(RoomEvent::Message { from, id, source, topic, data }) => {
+                        self.on_gossip(from, id, source, topic, data, &filed_tx).await;
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                Some(f) = filed_rx.recv() => self.on_filed(f, &durable_tx).await,
+                Some(d) = durable_rx.recv() => self.on_durable(d),
+                ev = group_events.recv() => {
+                    // A state taken or an invitation: the topics may change.
+                    refresh = matches!(
+                        ev,
+                        Ok(Event::Group(GroupEvent::Change { .. } | GroupEvent::Invitation { .. }))
+                            | Err(broadcast::error::RecvError::Lagged(_))
+                    );
+                }
+                _ = confirm.tick() => self.send_confirmations().await,
+                _ = upkeep.tick() => {
+                    self.round += 1;
+                    self.follow_topics().await;
+                    self.meet_members();
+                }
+                _ = tasks.stopping() => break,
+            }
+        }
+    }
+
+    /// Subscribes to the topics we should follow and leaves the others.
+    async fn follow_topics(&mut self) {
+        let cfg = self.ctx.fast;
+        let wanted = match self
+            .store
+            .run(move |s| Ok(fast::wanted_topics(&s.groups()?, &cfg, unix_ms())))
+            .await
+        {
+            Ok(w) => w,
+            Err(e) => {
+                debug!("cannot read the groups: {e}");
+                return;
+            }
+        };
+        for t in self.topics.keys() {
+            if !wanted.contains_key(t) {
+                let _ = self.net.unsubscribe(t.clone()).await;
+            }
+        }
+        for t in wanted.keys() {
+            if !self.topics.contains_key(t)
+                && let Ok(Err(e)) = self.net.subscribe(t.clone()).await
+            {
+                debug!("cannot follow a group topic: {e}");
+            }
+        }
+        self.topics = wanted;
+    }
+
+    /// For each topic with few members seen, dials a few roster members
+    /// (in the background; gossipsub meets them on the connections).
+    fn meet_members(&self) {
+        let current: HashMap<GroupId, String> = self
+            .topics
+            .iter()
+            .map(|(t, (g, _))| (*g, t.clone()))
+            .collect();
+        for (group, topic) in current {
+            let (net, store, round) = (self.net.clone(), self.store.clone(), self.round);
+            let me = self.ctx.sealer.me();
+            tokio::spawn(async move {
+                let Ok(seen) = net.topic_peers(topic).await else {
+                    return;
+                };
+                if seen.len() >= FEW_PEERS {
+                    return;
+                }
+                let roster = store
+                    .run(move |s| {
+                        Ok(s.group(&group)?
+                            .and_then(|r| r.state.open().ok().map(|st| st.members())))
+                    })
+                    .await;
+                let Ok(Some(roster)) = roster else { return };
+                let connected = net.connected_peers().await.unwrap_or_default();
+                let is_connected = |p: &PeerId| connected.contains(p);
+                let dials = fast::pick_dials(&roster, &me, &is_connected, round, DIALS);
+                let dials = dials.into_iter().map(|p| {
+                    let net = net.clone();
+                    async move {
+                        let _ = tokio::time::timeout(DIAL_TIMEOUT, net.dial(p)).await;
+                    }
+                });
+                futures::future::join_all(dials).await;
+            });
+        }
+    }
+
+    async fn on_gossip(
+        &mut self,
+        from: PeerId,
+        id: MessageId,
+        source: Option<PeerId>,
+        topic: String,
+        data: Vec<u8>,
+        filed: &mpsc::UnboundedSender<Filed>,
+    ) {
+        let Some(source) = source.filter(|_| self.topics.contains_key(&topic)) else {
+            let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
+            return;
+        };
+        if self.filing >= MAX_FILING {
+            let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
+            return;
+        }
+        self.filing += 1;
+        let (ctx, tx) = (self.ctx.clone(), filed.clone());
+        let gid = id.clone();
+        // The verdict does not wait for the disk, so gossipsub forwards at
+        // once; the events and the confirmation wait for the flush
+        // ([`Self::on_filed`]).
+        self.store.then(
+            Flush::No,
+            move |s| fast::take_gossip(s, &ctx, &source, &topic, &data, unix_ms()),
+            move |res| {
+                let (verdict, events) = match res {
+                    Ok((v, t)) => (v, t.events),
+                    // Not filed: not forwarded; its copy comes 1:1.
+                    Err(e) => {
+                        debug!("cannot file a gossip message: {e}");
+                        (GossipVerdict::Ignore, Vec::new())
+                    }
+                };
+                let _ = tx.send(Filed {
+                    id: gid,
+                    from,
+                    verdict,
+                    events,
+                });
+            },
+        );
+    }
+
+    async fn on_filed(&mut self, f: Filed, durable: &mpsc::UnboundedSender<Durable>) {
+        self.filing = self.filing.saturating_sub(1);
+        let acceptance = match f.verdict {
+            GossipVerdict::Took { sender, copy } => {
+                // Told and confirmed once on disk: a flush after the job
+                // that filed it (jobs run in order) covers it.
+                let (tx, events) = (durable.clone(), f.events);
+                self.store.then(
+                    Flush::Soon,
+                    |_| Ok(()),
+                    move |res| {
+                        if res.is_ok() {
+                            let _ = tx.send(Durable {
+                                sender,
+                                copy,
+                                events,
+                            });
+                        }
+                    },
+                );
+                let _ = self
+                    .net
+                    .report(f.id, f.from, MessageAcceptance::Accept)
+                    .await;
+                return;
+            }
+            GossipVerdict::Ignore => MessageAcceptance::Ignore,
+            GossipVerdict::Reject(e) => {
+                debug!(from = %f.from, "group gossip refused: {e}");
+                MessageAcceptance::Reject
+            }
+        };
+        let _ = self.net.report(f.id, f.from, acceptance).await;
+    }
+
+    /// A message taken from gossip is on disk: listeners are told, and our
+    /// copy is to be confirmed.
+    fn on_durable(&mut self, d: Durable) {
+        self.confirm.add(d.sender, d.copy);
+        for e in d.events {
+            let _ = self.events.send(Event::Group(e));
+        }
+    }
+
+    /// One delivery receipt per sender for the copies gathered since the
+    /// last round: it takes them out of the sender's outbox unsent.
+    async fn send_confirmations(&mut self) {
+        for (to, ids) in self.confirm.take() {
+            let body = Body::Receipt {
+                kind: ReceiptKind::Delivered,
+                ids,
+            };
+            if self
+                .messages
+                .send(Request::Control { to, body })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+use super::*;
+use crate::identity::Identity;
+use crate::wire::group::{MsgBody, sign_message};
+
+fn header(sender: &PeerId, n: u64) -> Header {
+    Header {
+        group_id: GroupId([7; 32]),
+        epoch: 3,
+        sender: sender.to_bytes(),
+        n,
+    }
+}
+
+#[test]
+fn topics_differ_by_secret_group_and_epoch() {
+    let g = GroupId([1; 32]);
+    let t = topic(&[9; 32], &g, 1);
+    assert!(t.starts_with(TOPIC_PREFIX));
+    assert_ne!(t, topic(&[8; 32], &g, 1), "secret");
+    assert_ne!(t, topic(&[9; 32], &GroupId([2; 32]), 1), "group");
+    assert_ne!(t, topic(&[9; 32], &g, 2), "epoch");
+    assert_eq!(t, topic(&[9; 32], &g, 1));
+}
+
+#[test]
+fn copy_ids_differ_by_member_message_and_secret() {
+    let (a, b) = (PeerId::random(), PeerId::random());
+    let h = header(&a, 5);
+    let id = copy_id(&[1; 32], &h, &b);
+    assert_eq!(
+        id,
+        copy_id(&[1; 32], &h, &b),
+        "the member computes the same"
+    );
+    assert_ne!(id, copy_id(&[1; 32], &h, &a), "member");
+    assert_ne!(id, copy_id(&[1; 32], &header(&a, 6), &b), "number");
+    assert_ne!(id, copy_id(&[2; 32], &h, &b), "secret");
+}
+
+#[test]
+fn the_fast_path_takes_large_groups_and_gossip_sized_messages() {
+    let c = FastConfig {
+        threshold: 10,
+        ..FastConfig::default()
+    };
+    assert!(!c.applies(9, 100));
+    assert!(c.applies(10, 100));
+    assert!(c.applies(1000, MAX_GOSSIP_MESSAGE));
+    assert!(
+        !c.applies(1000, MAX_GOSSIP_MESSAGE + 1),
+        "too big for gossip"
+    );
+}
+
+fn signed_msg(signer: &Identity, claimed: &PeerId) -> Vec<u8> {
+    let signed = sign_message(
+        signer,
+        &MsgBody {
+            header: header(claimed, 0),
+            ct: vec![1, 2, 3],
+        },
+    )
+    .expect("sign");
+    crate::wire::encode(&GroupBody::Message(signed)).expect("encode")
+}
+
+#[test]
+fn gossip_must_come_from_the_sender_it_names_on_its_own_topic() {
+    let alice = Identity::generate().expect("id");
+    let eve = Identity::generate().expect("id");
+    let bytes = signed_msg(&alice, &alice.peer_id());
+    let right = |_: &Header| Some("t".to_string());
+    assert_eq!(
+        precheck(Some(alice.peer_id()), "t", &bytes, right),
+        Ok(alice.peer_id())
+    );
+    // Re-published by another author.
+    assert_eq!(
+        precheck(Some(eve.peer_id()), "t", &bytes, right),
+        Err(GroupError::SenderMismatch)
+    );
+    assert_eq!(
+        precheck(None, "t", &bytes, right),
+        Err(GroupError::SenderMismatch)
+    );
+    // Signed by Eve, naming Alice.
+    let forged = signed_msg(&eve, &alice.peer_id());
+    assert!(precheck(Some(alice.peer_id()), "t", &forged, right).is_err());
+    // On another topic, or one of a group we do not know.
+    assert_eq!(
+        precheck(Some(alice.peer_id()), "u", &bytes, right),
+        Err(GroupError::NotMember)
+    );
+    assert_eq!(
+        precheck(Some(alice.peer_id()), "t", &bytes, |_| None),
+        Err(GroupError::NotMember)
+    );
+    assert!(precheck(Some(alice.peer_id()), "t", b"junk", right).is_err());
+}
+
+#[test]
+fn confirmations_are_gathered_per_sender_and_capped() {
+    let mut c = Confirmations::default();
+    let a = PeerId::random();
+    let id = MessageId::random();
+    assert!(c.add(a, id));
+    assert!(c.add(a, id), "a repeat is one id");
+    for _ in 1..MAX_CONFIRM_IDS {
+        assert!(c.add(a, MessageId::random()));
+    }
+    assert!(!c.add(a, MessageId::random()), "ids per sender capped");
+    for _ in 1..MAX_CONFIRM_SENDERS {
+        assert!(c.add(PeerId::random(), MessageId::random()));
+    }
+    assert!(
+        !c.add(PeerId::random(), MessageId::random()),
+        "senders capped"
+    );
+    let taken = c.take();
+    assert_eq!(taken.len(), MAX_CONFIRM_SENDERS);
+    let of_a = taken.iter().find(|(p, _)| *p == a).expect("a's");
+    assert_eq!(of_a.1.len(), MAX_CONFIRM_IDS);
+    assert!(c.is_empty());
+}
+
+#[test]
+fn dials_skip_us_and_the_connected_and_spread_over_the_roster() {
+    let roster: Vec<PeerId> = (0..20).map(|_| PeerId::random()).collect();
+    let me = roster[3];
+    let connected = |p: &PeerId| *p == roster[4] || *p == roster[5];
+    let picks = pick_dials(&roster, &me, &connected, 1, 4);
+    assert_eq!(picks.len(), 4);
+    assert!(picks.iter().all(|p| *p != me && !connected(p)));
+    let all: std::collections::HashSet<PeerId> = (0..50)
+        .flat_map(|r| pick_dials(&roster, &me, &connected, r, 4))
+        .collect();
+    assert!(
+        all.len() > 8,
+        "rounds pick different members: {}",
+        all.len()
+    );
+    assert!(pick_dials(&[], &me, &connected, 1, 4).is_empty());
+    assert!(pick_dials(&[me], &me, &|_| false, 1, 4).is_empty());
+}

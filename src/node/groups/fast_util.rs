@@ -1,0 +1,77 @@
+//! What tests and benchmarks see of the large-group fast path: a group's
+//! topic and the members gossipsub knows on it, and the means to put
+//! chosen bytes on a topic (what a misbehaving member or stranger would
+//! publish).
+
+use super::{GroupOpError, NodeError, NodeHandle, fast, ops, resolve};
+use crate::wire::group::GroupBody;
+
+impl NodeHandle {
+    /// The gossipsub topic of `group`'s current epoch.
+    pub async fn group_topic(&self, group: &str) -> Result<String, NodeError> {
+        let group = group.to_string();
+        let res = self
+            .read(move |s| {
+                Ok(resolve(s, &group).and_then(|id| {
+                    let row = s.group(&id)?.ok_or(GroupOpError::UnknownGroup)?;
+                    let epoch = row.state.open().map_err(super::GroupError::from)?.epoch;
+                    let secret = row.secret.ok_or(super::GroupError::NotMember)?;
+                    Ok(fast::topic(&secret, &id, epoch))
+                }))
+            })
+            .await?;
+        Ok(res?)
+    }
+
+    /// How many peers gossipsub knows to follow `group`'s current topic.
+    pub async fn group_gossip_peers(&self, group: &str) -> Result<usize, NodeError> {
+        let topic = self.group_topic(group).await?;
+        Ok(self.inner.net.topic_peers(topic).await?.len())
+    }
+
+    /// How many peers gossipsub knows to follow `topic`.
+    #[cfg(feature = "test-util")]
+    pub async fn gossip_topic_peers(&self, topic: String) -> Result<usize, NodeError> {
+        Ok(self.inner.net.topic_peers(topic).await?.len())
+    }
+
+    /// Publishes `data` on `topic` as this node; whether a peer took it.
+    #[cfg(feature = "test-util")]
+    pub async fn gossip_publish(&self, topic: String, data: Vec<u8>) -> Result<bool, NodeError> {
+        Ok(self.inner.net.publish(topic, data).await?.unwrap_or(false))
+    }
+
+    /// Seals and signs our next message to `group` as a send would, but
+    /// sends no copy: the `Body::Group` bytes, for a test to hand to
+    /// someone else to publish.
+    #[cfg(feature = "test-util")]
+    pub async fn group_seal_unsent(&self, group: &str, text: &str) -> Result<Vec<u8>, NodeError> {
+        let (group, text) = (group.to_string(), text.to_string());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.group_job(move |s, ctx, now| {
+            let id = resolve(s, &group)?;
+            let mut done = ops::send(s, ctx, &id, &text, now)?;
+            for (_, env) in done.out.drain(..) {
+                s.remove_from_outbox(&env.id)?;
+            }
+            done.fast = None;
+            let super::Answer::Sent(mid) = &done.answer else {
+                return Err(GroupOpError::UnknownGroup);
+            };
+            let wire = s
+                .group_log(&id, 10_000)?
+                .into_iter()
+                .find(|l| &l.id == mid)
+                .and_then(|l| l.wire)
+                .ok_or(GroupOpError::UnknownGroup)?;
+            let signed = crate::wire::decode(&wire, crate::wire::group::MAX_GROUP_BYTES)
+                .map_err(|e| super::GroupError::Wire(e.into()))?;
+            let bytes = crate::wire::encode(&GroupBody::Message(signed))
+                .map_err(|e| super::GroupError::Wire(e.into()))?;
+            let _ = tx.send(bytes);
+            Ok(done)
+        })
+        .await?;
+        rx.await.map_err(|_| NodeError::Stopped)
+    }
+}
