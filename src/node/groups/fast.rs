@@ -22,7 +22,7 @@ use libp2p::PeerId;
 use super::Ctx;
 use super::receive::{self, Taken};
 use super::roster::GroupError;
-use crate::store::{Store, StoreError};
+use crate::store::{Relation, Store, StoreError};
 use crate::wire::group::{GroupBody, GroupId, Header, decode_body, open_message};
 use crate::wire::message::{MAX_RECEIPT_IDS, MessageId};
 
@@ -158,7 +158,10 @@ pub fn precheck(
 
 /// Files a gossip message from `source` (its gossipsub author) through
 /// the same path as a 1:1 copy from that sender, and computes our copy's
-/// id to confirm. A store job.
+/// id to confirm. A store job. A sender we blocked is ignored, as its 1:1
+/// copies are refused (`messenger::accept::decide`): nothing filed,
+/// nothing confirmed, not forwarded by us, and its forwarder not
+/// penalised (it cannot know whom we block).
 pub(crate) fn take_gossip(
     s: &Store,
     ctx: &Ctx,
@@ -167,6 +170,9 @@ pub(crate) fn take_gossip(
     bytes: &[u8],
     now: u64,
 ) -> Result<(GossipVerdict, Taken), StoreError> {
+    if s.relation(source)? == Relation::Blocked {
+        return Ok((GossipVerdict::Ignore, Taken::default()));
+    }
     // The header's epoch secret, read once (the state's signature is
     // checked by `receive::take`, once).
     let found = std::cell::Cell::new(None);
@@ -308,3 +314,7 @@ pub fn pick_dials(
 #[cfg(test)]
 #[path = "fast_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fast_store_tests.rs"]
+mod store_tests;
