@@ -216,8 +216,11 @@ pub(crate) fn epoch_secret(row: &crate::store::GroupRow, epoch: u64) -> Option<[
 }
 
 /// Which topics a node should follow: the current and (within its grace)
-/// previous epoch of every large group it is in, with the group and
-/// epoch each stands for.
+/// previous epoch of every large group it has joined, with the group and
+/// epoch each stands for. A pending invitation is not followed: its
+/// roster is whatever a stranger wrote, and following it would have us
+/// dial those peers and tell them we hold its secret before the user
+/// accepted.
 pub(crate) fn wanted_topics(
     groups: &[(GroupId, crate::store::GroupRow)],
     cfg: &FastConfig,
@@ -226,7 +229,7 @@ pub(crate) fn wanted_topics(
     let mut out = HashMap::new();
     for (id, row) in groups {
         let Ok(st) = row.state.open() else { continue };
-        if row.gone || st.roster.len() < cfg.threshold {
+        if row.gone || !row.joined || st.roster.len() < cfg.threshold {
             continue;
         }
         if let Some(e) = row.secret {

@@ -114,3 +114,31 @@ fn gossip_from_a_blocked_member_is_neither_filed_nor_confirmed() {
     assert!(matches!(verdict, GossipVerdict::Took { .. }), "{verdict:?}");
     assert_eq!(bob.texts(&gid), ["sentinel"], "only Alice's is filed");
 }
+
+#[test]
+fn only_joined_groups_are_followed() {
+    let (alice, bob) = (peer(), peer());
+    let Answer::Created(gid, _) = ops::create(&alice.store, &alice.ctx, "g", 1)
+        .unwrap()
+        .answer
+    else {
+        panic!("not created")
+    };
+    let add = Op::Add(vec![bob.id().to_bytes().into()]);
+    let done = ops::change(&alice.store, &alice.ctx, &gid, add, 2).unwrap();
+    receive::take(&bob.store, &bob.ctx, &alice.id(), &bob.mine(&done.out), 3)
+        .unwrap()
+        .unwrap();
+    let cfg = FastConfig {
+        threshold: 2,
+        ..FastConfig::default()
+    };
+    let wanted = |p: &Peer| wanted_topics(&p.store.groups().unwrap(), &cfg, 4);
+    assert!(wanted(&bob).is_empty(), "an invitation is not followed");
+    ops::join(&bob.store, &gid).unwrap();
+    let topics = wanted(&bob);
+    assert_eq!(topics.len(), 1, "joined: followed");
+    let epoch = bob.store.group(&gid).unwrap().unwrap().state.open().unwrap().epoch;
+    assert_eq!(topics.get(&bob.topic(&gid)), Some(&(gid, epoch)));
+    assert_eq!(wanted(&alice).len(), 1, "the creator follows it");
+}
