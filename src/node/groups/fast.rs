@@ -284,13 +284,14 @@ impl Confirmations {
 }
 
 /// Which members to dial so gossipsub can build a mesh: up to `k` roster
-/// members that are neither us nor connected, starting at a place that
+/// members that are neither us nor to `skip` (connected already, or
+/// waiting out a failed dial), starting at a place that
 /// differs per node and round, so members spread their dials over the
 /// roster rather than all dialling its first entries.
 pub fn pick_dials(
     roster: &[PeerId],
     me: &PeerId,
-    connected: &dyn Fn(&PeerId) -> bool,
+    skip: &dyn Fn(&PeerId) -> bool,
     round: u64,
     k: usize,
 ) -> Vec<PeerId> {
@@ -308,7 +309,7 @@ pub fn pick_dials(
         .cycle()
         .skip(start)
         .take(roster.len())
-        .filter(|p| *p != me && !connected(p))
+        .filter(|p| *p != me && !skip(p))
         .take(k)
         .copied()
         .collect()
