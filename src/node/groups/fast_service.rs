@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
 use super::fast::{self, Confirmations, GossipVerdict};
-use super::fast_dials::{self, DialBackoff, MAX_DIALS_PER_ROUND};
+use super::fast_limits::{self, DialBackoff, GossipGate, MAX_DIALS_PER_ROUND};
 use super::{Ctx, GroupEvent};
 use crate::clock::unix_ms;
 use crate::net::NetClient;
@@ -37,9 +37,6 @@ const FEW_PEERS: usize = 6;
 const DIALS: usize = 6;
 /// How long a dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most gossip messages being filed at once; more are ignored (not
-/// forwarded, nobody penalised), their 1:1 copies come later.
-const MAX_FILING: usize = 256;
 
 /// What the store job of a gossip message reports back.
 struct Filed {
@@ -67,6 +64,8 @@ struct Service {
     confirm: Confirmations,
     filing: usize,
     round: u64,
+    /// Which gossip messages are filed (per author and in all).
+    gate: GossipGate,
     /// Members not to dial yet after a failed dial.
     backoff: Arc<Mutex<DialBackoff>>,
     /// A round of dials is running.
@@ -93,6 +92,7 @@ pub(crate) fn spawn(
         confirm: Confirmations::default(),
         filing: 0,
         round: 0,
+        gate: GossipGate::default(),
         backoff: Arc::default(),
         dialling: Arc::default(),
     };
@@ -179,7 +179,7 @@ impl Service {
             return;
         }
         let round = Round {
-            groups: fast_dials::current_topics(&self.topics),
+            groups: fast_limits::current_topics(&self.topics),
             net: self.net.clone(),
             store: self.store.clone(),
             me: self.ctx.sealer.me(),
@@ -209,7 +209,10 @@ impl Service {
             let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
             return;
         };
-        if self.filing >= MAX_FILING {
+        if !self
+            .gate
+            .admit(source, self.filing, std::time::Instant::now())
+        {
             let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
             return;
         }

@@ -1,5 +1,6 @@
-//! Whom the fast path dials so gossipsub can build a mesh, and when it
-//! stops trying: pure rules (time is passed in), used by `fast_service`.
+//! The fast path's limits, pure rules (time is passed in) used by
+//! `fast_service`: whom it dials so gossipsub can build a mesh and when it
+//! stops trying, and how much gossip it files per author.
 //!
 //! A member seeing fewer than a mesh's worth of members on a topic dials a
 //! few more each round. A member that cannot be reached is not dialled
@@ -10,9 +11,11 @@
 //! member look up and dial the offline ones every round, forever.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use libp2p::PeerId;
 
+use crate::net::ratelimit::RateLimiter;
 use crate::wire::group::GroupId;
 
 /// The wait after a member's first failed dial.
@@ -98,6 +101,40 @@ pub fn current_topics(followed: &HashMap<String, (GroupId, u64)>) -> HashMap<Gro
     best.into_iter().map(|(g, (_, t))| (g, t.clone())).collect()
 }
 
+/// Gossip messages one author may have filed at once: generous for a
+/// person typing (a pasted burst), tight enough that a member flooding
+/// valid messages cannot take the filing slots from the others.
+pub const GOSSIP_BURST: f64 = 50.0;
+/// Gossip messages per second one author may have filed after its burst.
+pub const GOSSIP_RATE: f64 = 10.0;
+/// Most gossip messages being filed at once, over all authors.
+pub const MAX_FILING: usize = 256;
+
+/// Which gossip messages are filed: at most [`MAX_FILING`] at once, and per
+/// author a token bucket ([`GOSSIP_BURST`], [`GOSSIP_RATE`]; the table is
+/// capped by [`RateLimiter`]). A message beyond either is ignored (not
+/// forwarded, nobody penalised); its 1:1 copy comes after the window.
+#[derive(Debug)]
+pub struct GossipGate {
+    per_author: RateLimiter,
+}
+
+impl Default for GossipGate {
+    fn default() -> Self {
+        Self {
+            per_author: RateLimiter::new(GOSSIP_RATE, GOSSIP_BURST),
+        }
+    }
+}
+
+impl GossipGate {
+    /// Whether a message by `author` is filed at `now`, with `filing`
+    /// messages being filed already.
+    pub fn admit(&mut self, author: PeerId, filing: usize, now: Instant) -> bool {
+        filing < MAX_FILING && self.per_author.allow(author, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +193,32 @@ mod tests {
             assert_eq!(cur[&g], "g-new");
             assert_eq!(cur[&h], "h");
         }
+    }
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_flooding_author_is_held_to_its_rate_and_others_still_pass() {
+        let mut gate = GossipGate::default();
+        let (mallory, alice) = (PeerId::random(), PeerId::random());
+        let t0 = Instant::now();
+        let mut passed = 0;
+        for _ in 0..1000 {
+            if gate.admit(mallory, 0, t0) {
+                passed += 1;
+            }
+        }
+        assert_eq!(passed, GOSSIP_BURST as usize, "the flood beyond its burst");
+        assert!(gate.admit(alice, 0, t0), "another author still passes");
+        assert!(
+            gate.admit(mallory, 0, t0 + Duration::from_secs(1)),
+            "refilled at its rate"
+        );
+        assert!(!gate.admit(alice, MAX_FILING, t0), "the global cap");
     }
 }
