@@ -28,7 +28,7 @@ use crate::wire::message::{MAX_RECEIPT_IDS, MessageId};
 
 /// Prefix of every group topic, so the node's router tells them from the
 /// public rooms' topics.
-pub const TOPIC_PREFIX: &str = "roost/group/";
+pub const TOPIC_PREFIX: &str = crate::net::pubsub::GROUP_TOPIC_PREFIX;
 
 /// Largest group message published on gossip: what fits in the gossipsub
 /// frame roost allows (its envelope included). A larger one goes 1:1 only.
