@@ -11,6 +11,8 @@
 //! member look up and dial the offline ones every round, forever.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use libp2p::PeerId;
@@ -135,6 +137,27 @@ impl GossipGate {
     }
 }
 
+/// One gossip message being filed, counted in a shared count while it
+/// lives: the count goes down when the slot is dropped, whether the store
+/// job that holds it ran or was dropped unrun, so a lost job cannot leak a
+/// slot of [`MAX_FILING`] for good.
+#[derive(Debug)]
+pub struct FilingSlot(Arc<AtomicUsize>);
+
+impl FilingSlot {
+    /// Takes a slot of `count`.
+    pub fn take(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for FilingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +243,18 @@ mod gate_tests {
             "refilled at its rate"
         );
         assert!(!gate.admit(alice, MAX_FILING, t0), "the global cap");
+    }
+
+    #[test]
+    fn a_filing_slot_is_given_back_when_its_job_is_dropped_unrun() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let slot = FilingSlot::take(&count);
+        let job = move || drop(slot);
+        assert_eq!(count.load(Ordering::Acquire), 1);
+        drop(job);
+        assert_eq!(count.load(Ordering::Acquire), 0, "the slot leaked");
+        let ran = FilingSlot::take(&count);
+        drop(ran);
+        assert_eq!(count.load(Ordering::Acquire), 0);
     }
 }

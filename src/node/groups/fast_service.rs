@@ -6,7 +6,7 @@
 //! topic. Every rule is in [`fast`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
 use super::fast::{self, Confirmations, GossipVerdict};
-use super::fast_limits::{self, DialBackoff, GossipGate, MAX_DIALS_PER_ROUND};
+use super::fast_limits::{self, DialBackoff, FilingSlot, GossipGate, MAX_DIALS_PER_ROUND};
 use super::{Ctx, GroupEvent};
 use crate::clock::unix_ms;
 use crate::net::NetClient;
@@ -40,6 +40,8 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the store job of a gossip message reports back.
 struct Filed {
+    /// Its slot among the messages being filed, given back when dropped.
+    _slot: FilingSlot,
     id: MessageId,
     from: PeerId,
     verdict: GossipVerdict,
@@ -62,7 +64,7 @@ struct Service {
     /// The topics we follow, with the group and epoch of each.
     topics: HashMap<String, (GroupId, u64)>,
     confirm: Confirmations,
-    filing: usize,
+    filing: Arc<AtomicUsize>,
     round: u64,
     /// Which gossip messages are filed (per author and in all).
     gate: GossipGate,
@@ -90,7 +92,7 @@ pub(crate) fn spawn(
         events,
         topics: HashMap::new(),
         confirm: Confirmations::default(),
-        filing: 0,
+        filing: Arc::default(),
         round: 0,
         gate: GossipGate::default(),
         backoff: Arc::default(),
@@ -211,12 +213,12 @@ impl Service {
         };
         if !self
             .gate
-            .admit(source, self.filing, std::time::Instant::now())
+            .admit(source, self.filing.load(Ordering::Acquire), std::time::Instant::now())
         {
             let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
             return;
         }
-        self.filing += 1;
+        let slot = FilingSlot::take(&self.filing);
         let (ctx, tx) = (self.ctx.clone(), filed.clone());
         let gid = id.clone();
         // The verdict does not wait for the disk, so gossipsub forwards at
@@ -235,6 +237,7 @@ impl Service {
                     }
                 };
                 let _ = tx.send(Filed {
+                    _slot: slot,
                     id: gid,
                     from,
                     verdict,
@@ -245,7 +248,6 @@ impl Service {
     }
 
     async fn on_filed(&mut self, f: Filed, durable: &mpsc::UnboundedSender<Durable>) {
-        self.filing = self.filing.saturating_sub(1);
         let acceptance = match f.verdict {
             GossipVerdict::Took { sender, copy } => {
                 // Told and confirmed once on disk: a flush after the job
