@@ -14,7 +14,7 @@
 //! The store job that files a gossip message ([`take_gossip`]) runs the
 //! same receive path as a 1:1 copy; the actor is `fast_service`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use libp2p::PeerId;
@@ -243,6 +243,20 @@ pub(crate) fn wanted_topics(
         }
     }
     out
+}
+
+/// The topics followed after a round: of the `wanted` ones, those
+/// followed `before` and those `subscribed` now. A topic whose
+/// subscription failed is not recorded, so the next round tries again.
+pub(crate) fn followed_after(
+    wanted: HashMap<String, (GroupId, u64)>,
+    before: &HashMap<String, (GroupId, u64)>,
+    subscribed: &HashSet<String>,
+) -> HashMap<String, (GroupId, u64)> {
+    wanted
+        .into_iter()
+        .filter(|(t, _)| before.contains_key(t) || subscribed.contains(t))
+        .collect()
 }
 
 /// Confirmations gathered between two rounds: per sender, the ids of our

@@ -5,7 +5,7 @@
 //! messaging service, and dials a few members when it sees too few on a
 //! topic. Every rule is in [`fast`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -161,14 +161,17 @@ impl Service {
                 let _ = self.net.unsubscribe(t.clone()).await;
             }
         }
-        for t in wanted.keys() {
-            if !self.topics.contains_key(t)
-                && let Ok(Err(e)) = self.net.subscribe(t.clone()).await
-            {
-                debug!("cannot follow a group topic: {e}");
+        let mut subscribed = HashSet::new();
+        for t in wanted.keys().filter(|t| !self.topics.contains_key(*t)) {
+            match self.net.subscribe(t.clone()).await {
+                Ok(Ok(())) => {
+                    subscribed.insert(t.clone());
+                }
+                Ok(Err(e)) => debug!("cannot follow a group topic: {e}"),
+                Err(e) => debug!("cannot follow a group topic: {e}"),
             }
         }
-        self.topics = wanted;
+        self.topics = fast::followed_after(wanted, &self.topics, &subscribed);
     }
 
     /// Starts a round of dials in the background, unless the last one
