@@ -3,8 +3,7 @@
 //! chosen bytes on a topic (what a misbehaving member or stranger would
 //! publish).
 
-use super::{GroupOpError, NodeError, NodeHandle, fast, ops, resolve};
-use crate::wire::group::GroupBody;
+use super::{GroupOpError, NodeError, NodeHandle, fast, resolve};
 
 impl NodeHandle {
     /// The gossipsub topic of `group`'s current epoch.
@@ -46,6 +45,8 @@ impl NodeHandle {
     /// someone else to publish.
     #[cfg(feature = "test-util")]
     pub async fn group_seal_unsent(&self, group: &str, text: &str) -> Result<Vec<u8>, NodeError> {
+        use super::ops;
+        use crate::wire::group::GroupBody;
         let (group, text) = (group.to_string(), text.to_string());
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.group_job(move |s, ctx, now| {

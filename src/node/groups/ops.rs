@@ -248,18 +248,8 @@ pub(super) fn send(s: &Store, ctx: &Ctx, group: &GroupId, text: &str, now: u64) 
     )
     .map_err(|e| GroupError::Wire(e.into()))?;
     let bytes = encode(&GroupBody::Message(signed.clone()))?;
-    // A large group: each copy under the id its member can compute to
-    // confirm it, and the message published on the epoch's topic.
     let fast = ctx.fast.applies(state.roster.len(), bytes.len());
-    let mut out = Vec::new();
-    for m in state.members().into_iter().filter(|m| *m != me) {
-        let id = if fast {
-            super::fast::copy_id(&secret, &header, &m)
-        } else {
-            MessageId::random()
-        };
-        out.push((m, send_1to1_as(s, ctx, id, &m, &bytes, now)?));
-    }
+    let out = copies(s, ctx, &state, (&secret, &header), fast, &bytes, now)?;
     let fast = fast.then(|| super::fast::Publish {
         topic: super::fast::topic(&secret, group, state.epoch),
         data: bytes.clone(),
@@ -284,6 +274,32 @@ pub(super) fn send(s: &Store, ctx: &Ctx, group: &GroupId, text: &str, now: u64) 
         answer: super::Answer::Sent(id),
         fast,
     })
+}
+
+/// Writes every other member's 1:1 copy of the group message `bytes` to
+/// the outbox. In a large group (`fast`) each copy goes under the id its
+/// member can compute to confirm it ([`super::fast::copy_id`]), the
+/// message being published on the epoch's topic too.
+fn copies(
+    s: &Store,
+    ctx: &Ctx,
+    state: &GroupState,
+    (secret, header): (&[u8; 32], &Header),
+    fast: bool,
+    bytes: &[u8],
+    now: u64,
+) -> Result<Vec<(PeerId, Envelope)>, GroupOpError> {
+    let me = ctx.sealer.me();
+    let mut out = Vec::new();
+    for m in state.members().into_iter().filter(|m| *m != me) {
+        let id = if fast {
+            super::fast::copy_id(secret, header, &m)
+        } else {
+            MessageId::random()
+        };
+        out.push((m, send_1to1_as(s, ctx, id, &m, bytes, now)?));
+    }
+    Ok(out)
 }
 
 /// Accepts an invitation: the group is listed and its log shown.
