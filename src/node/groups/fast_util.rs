@@ -75,4 +75,25 @@ impl NodeHandle {
         .await?;
         rx.await.map_err(|_| NodeError::Stopped)
     }
+
+    /// Seals a message to `group` claiming `claimed` as its sender, under
+    /// `claimed`'s chain of the current epoch, unsigned: what a stranger
+    /// who learnt the epoch secret could seal and sign as itself.
+    #[cfg(feature = "test-util")]
+    pub async fn group_seal_as(
+        &self,
+        group: &str,
+        claimed: libp2p::PeerId,
+        text: &str,
+    ) -> Result<crate::wire::group::MsgBody, NodeError> {
+        let (group, text) = (group.to_string(), text.to_string());
+        let now = crate::clock::unix_ms();
+        let res = self
+            .read(move |s| {
+                Ok(resolve(s, &group)
+                    .and_then(|id| super::ops::seal_as(s, &id, &claimed, &text, now)))
+            })
+            .await?;
+        Ok(res?)
+    }
 }

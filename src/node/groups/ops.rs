@@ -319,17 +319,17 @@ pub(super) fn join(s: &Store, group: &GroupId) -> Outcome {
 }
 
 /// A group message claiming `claimed` as its sender, sealed under
-/// `claimed`'s chain and signed with our key (tests: the impersonation
-/// every member could attempt, since all know the epoch secret).
+/// `claimed`'s chain of the current epoch with our copy of the epoch
+/// secret, unsigned (tests: what anyone who knows the secret can seal, to
+/// be signed by whoever publishes it).
 #[cfg(feature = "test-util")]
-pub(super) fn send_forged(
+pub(super) fn seal_as(
     s: &Store,
-    ctx: &Ctx,
     group: &GroupId,
     claimed: &PeerId,
     text: &str,
     now: u64,
-) -> Outcome {
+) -> Result<MsgBody, GroupOpError> {
     let row = s.group(group)?.ok_or(GroupOpError::UnknownGroup)?;
     let state = row.state.open().map_err(GroupError::from)?;
     let secret = row.secret.ok_or(GroupError::NotMember)?;
@@ -348,8 +348,29 @@ pub(super) fn send_forged(
     })
     .map_err(|e| GroupError::Wire(e.into()))?;
     let ct = keys::seal(&keys::key_at(&start, header.n), &aad, &plain).map_err(GroupError::from)?;
-    let signed = sign_message(&ctx.identity, &MsgBody { header, ct })
-        .map_err(|e| GroupError::Wire(e.into()))?;
+    Ok(MsgBody { header, ct })
+}
+
+/// A group message claiming `claimed` as its sender, sealed under
+/// `claimed`'s chain and signed with our key (tests: the impersonation
+/// every member could attempt, since all know the epoch secret).
+#[cfg(feature = "test-util")]
+pub(super) fn send_forged(
+    s: &Store,
+    ctx: &Ctx,
+    group: &GroupId,
+    claimed: &PeerId,
+    text: &str,
+    now: u64,
+) -> Outcome {
+    let body = seal_as(s, group, claimed, text, now)?;
+    let state = s
+        .group(group)?
+        .ok_or(GroupOpError::UnknownGroup)?
+        .state
+        .open()
+        .map_err(GroupError::from)?;
+    let signed = sign_message(&ctx.identity, &body).map_err(|e| GroupError::Wire(e.into()))?;
     let bytes = encode(&GroupBody::Message(signed))?;
     let me = ctx.sealer.me();
     let mut out = Vec::new();
