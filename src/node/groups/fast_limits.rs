@@ -21,7 +21,7 @@ use crate::net::ratelimit::RateLimiter;
 use crate::wire::group::GroupId;
 
 /// The wait after a member's first failed dial.
-pub const BACKOFF_FIRST_MS: u64 = 30_000;
+pub const BACKOFF_FIRST_MS: u64 = 10_000;
 /// The longest wait between two dials of the same member of a group.
 pub const BACKOFF_MAX_MS: u64 = 30 * 60_000;
 /// Most (group, member) pairs remembered: the table is bounded whatever
