@@ -214,10 +214,11 @@ impl Service {
             let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
             return;
         };
-        if !self
-            .gate
-            .admit(source, self.filing.load(Ordering::Acquire), std::time::Instant::now())
-        {
+        if !self.gate.admit(
+            source,
+            self.filing.load(Ordering::Acquire),
+            std::time::Instant::now(),
+        ) {
             let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
             return;
         }

@@ -138,7 +138,15 @@ fn only_joined_groups_are_followed() {
     ops::join(&bob.store, &gid).unwrap();
     let topics = wanted(&bob);
     assert_eq!(topics.len(), 1, "joined: followed");
-    let epoch = bob.store.group(&gid).unwrap().unwrap().state.open().unwrap().epoch;
+    let epoch = bob
+        .store
+        .group(&gid)
+        .unwrap()
+        .unwrap()
+        .state
+        .open()
+        .unwrap()
+        .epoch;
     assert_eq!(topics.get(&bob.topic(&gid)), Some(&(gid, epoch)));
     assert!(
         wanted(&alice).contains_key(&bob.topic(&gid)),

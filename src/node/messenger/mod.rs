@@ -43,8 +43,8 @@ use tracing::warn;
 
 mod accept;
 mod deposit;
-mod groups;
 pub mod fetch;
+mod groups;
 mod holder;
 mod inbound;
 mod interface;
