@@ -84,7 +84,7 @@ impl DialBackoff {
 
     /// Pairs remembered (tests).
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn remembered(&self) -> usize {
         self.waits.len()
     }
 }
@@ -196,7 +196,7 @@ mod tests {
         for i in 0..MAX_BACKOFF_ENTRIES as u64 + 100 {
             b.failed(&g, &PeerId::random(), i);
         }
-        assert_eq!(b.len(), MAX_BACKOFF_ENTRIES);
+        assert_eq!(b.remembered(), MAX_BACKOFF_ENTRIES);
     }
 
     #[test]
