@@ -13,9 +13,11 @@ use serde::Deserialize;
 
 mod data_dir;
 mod files;
+mod groups;
 mod rooms;
 pub use data_dir::{DataDirError, check_owned, data_dir, ensure_private_dir};
 pub use files::{FilesConfig, FilesSection, MAX_INLINE_BYTES};
+pub use groups::FastConfig;
 pub use rooms::{RoomLimits, RoomsSection};
 
 /// Name of the optional configuration file inside the data directory.
@@ -120,7 +122,7 @@ pub struct Config {
     pub files: FilesConfig,
     /// When a private group is large enough for gossip first, 1:1 copies
     /// held back for confirmations (`node::groups::fast`).
-    pub group_fast: crate::node::groups::fast::FastConfig,
+    pub group_fast: FastConfig,
 }
 
 /// Kademlia's mode (`dht_mode`): whether this node serves the DHT, and so

@@ -23,6 +23,36 @@ use crate::wire::room::{HistoryRequest, HistoryResponse, MAX_GOSSIP_BYTES};
 /// per (peer, topic), so the count must be capped.
 pub const MAX_PEER_TOPICS: usize = 100;
 
+/// Prefix of every private group's topic (`node::groups::fast`), so the
+/// network task and the message id tell them from the public rooms'.
+pub const GROUP_TOPIC_PREFIX: &str = "roost/group/";
+
+/// A gossip message's id. A room's is its content's
+/// ([`crate::wire::room::message_id`]): one message is one message
+/// whichever peer forwards it. A group's also covers its gossipsub author:
+/// a member re-publishing another's bytes as its own is refused, and its
+/// copy must not share an id with the genuine one, which peers that saw
+/// the copy first would then drop as a duplicate.
+pub fn gossip_id(topic: &str, source: Option<&PeerId>, data: &[u8]) -> MessageId {
+    if !topic.starts_with(GROUP_TOPIC_PREFIX) {
+        return MessageId::from(crate::wire::room::message_id(data));
+    }
+    let mut h = blake3::Hasher::new_derive_key("roost group gossip id v1");
+    match source {
+        Some(p) => {
+            let b = p.to_bytes();
+            h.update(&[1]);
+            h.update(&(b.len() as u64).to_be_bytes());
+            h.update(&b);
+        }
+        None => {
+            h.update(&[0]);
+        }
+    }
+    h.update(data);
+    MessageId::from(hex::encode(&h.finalize().as_bytes()[..16]))
+}
+
 /// Gossipsub with roost's settings.
 pub type Pubsub =
     gossipsub::Behaviour<IdentityTransform, MaxCountSubscriptionFilter<AllowAllSubscriptionFilter>>;
@@ -31,15 +61,16 @@ pub type Pubsub =
 /// (`Signed` + `Strict`: the source peer is authenticated and unsigned
 /// messages are dropped), nothing forwarded before the rooms service has
 /// checked it (`validate_messages`), a frame limit just above the largest
-/// room message, and ids from the content so one message is one message
-/// whichever peer forwards it.
+/// room message, and ids from the content (and, on a group's topic, the
+/// author: [`gossip_id`]) so one message is one message whichever peer
+/// forwards it.
 pub fn pubsub(key: &Keypair) -> Result<Pubsub, String> {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Strict)
         .validate_messages()
         // Our payload plus gossipsub's envelope (topic, signature, key).
         .max_transmit_size(MAX_GOSSIP_BYTES + 1024)
-        .message_id_fn(|m| MessageId::from(crate::wire::room::message_id(&m.data)))
+        .message_id_fn(|m| gossip_id(m.topic.as_str(), m.source.as_ref(), &m.data))
         // The first heartbeat builds the mesh; 5 s (the default) is a long
         // wait for a joiner's first forwarded message.
         .heartbeat_initial_delay(Duration::from_millis(500))
@@ -296,5 +327,36 @@ impl NetClient {
         let _ = self
             .room_tell(RoomCommand::HistoryRespond { channel, response })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_message_id_covers_its_author_a_room_message_id_does_not() {
+        let (alice, mallory) = (PeerId::random(), PeerId::random());
+        let group = format!("{GROUP_TOPIC_PREFIX}abc");
+        let data = b"alice's signed message";
+        let id = gossip_id(&group, Some(&alice), data);
+        assert_eq!(id, gossip_id(&group, Some(&alice), data));
+        assert_ne!(
+            id,
+            gossip_id(&group, Some(&mallory), data),
+            "re-published by another author: another id"
+        );
+        assert_ne!(id, gossip_id(&group, None, data));
+        assert_ne!(id, gossip_id(&group, Some(&alice), b"other"));
+        let room = "roost/room/xyz";
+        assert_eq!(
+            gossip_id(room, Some(&alice), data),
+            gossip_id(room, Some(&mallory), data),
+            "a room's id is its content's"
+        );
+        assert_eq!(
+            gossip_id(room, None, data),
+            MessageId::from(crate::wire::room::message_id(data))
+        );
     }
 }

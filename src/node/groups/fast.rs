@@ -14,7 +14,7 @@
 //! The store job that files a gossip message ([`take_gossip`]) runs the
 //! same receive path as a 1:1 copy; the actor is `fast_service`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use libp2p::PeerId;
@@ -22,13 +22,13 @@ use libp2p::PeerId;
 use super::Ctx;
 use super::receive::{self, Taken};
 use super::roster::GroupError;
-use crate::store::{Store, StoreError};
+use crate::store::{Relation, Store, StoreError};
 use crate::wire::group::{GroupBody, GroupId, Header, decode_body, open_message};
 use crate::wire::message::{MAX_RECEIPT_IDS, MessageId};
 
 /// Prefix of every group topic, so the node's router tells them from the
 /// public rooms' topics.
-pub const TOPIC_PREFIX: &str = "roost/group/";
+pub const TOPIC_PREFIX: &str = crate::net::pubsub::GROUP_TOPIC_PREFIX;
 
 /// Largest group message published on gossip: what fits in the gossipsub
 /// frame roost allows (its envelope included). A larger one goes 1:1 only.
@@ -41,30 +41,7 @@ pub const MAX_CONFIRM_SENDERS: usize = 1024;
 /// See [`MAX_CONFIRM_SENDERS`].
 pub const MAX_CONFIRM_IDS: usize = MAX_RECEIPT_IDS;
 
-/// When a group counts as large, and how long its 1:1 copies wait for a
-/// confirmation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FastConfig {
-    /// Groups with at least this many members (us included) use the fast
-    /// path; smaller ones send every copy 1:1 at once.
-    pub threshold: usize,
-    /// How long a large group's 1:1 copies wait for their member's
-    /// confirmation before they are sent.
-    pub window: Duration,
-    /// How long a member gathers confirmations before sending them (one
-    /// receipt per sender per round).
-    pub confirm_every: Duration,
-}
-
-impl Default for FastConfig {
-    fn default() -> Self {
-        Self {
-            threshold: 50,
-            window: Duration::from_secs(15),
-            confirm_every: Duration::from_millis(500),
-        }
-    }
-}
+pub use crate::config::FastConfig;
 
 impl FastConfig {
     /// Whether a message of `len` bytes to a group of `members` takes the
@@ -158,7 +135,10 @@ pub fn precheck(
 
 /// Files a gossip message from `source` (its gossipsub author) through
 /// the same path as a 1:1 copy from that sender, and computes our copy's
-/// id to confirm. A store job.
+/// id to confirm. A store job. A sender we blocked is ignored, as its 1:1
+/// copies are refused (`messenger::accept::decide`): nothing filed,
+/// nothing confirmed, not forwarded by us, and its forwarder not
+/// penalised (it cannot know whom we block).
 pub(crate) fn take_gossip(
     s: &Store,
     ctx: &Ctx,
@@ -167,6 +147,9 @@ pub(crate) fn take_gossip(
     bytes: &[u8],
     now: u64,
 ) -> Result<(GossipVerdict, Taken), StoreError> {
+    if s.relation(source)? == Relation::Blocked {
+        return Ok((GossipVerdict::Ignore, Taken::default()));
+    }
     // The header's epoch secret, read once (the state's signature is
     // checked by `receive::take`, once).
     let found = std::cell::Cell::new(None);
@@ -210,8 +193,11 @@ pub(crate) fn epoch_secret(row: &crate::store::GroupRow, epoch: u64) -> Option<[
 }
 
 /// Which topics a node should follow: the current and (within its grace)
-/// previous epoch of every large group it is in, with the group and
-/// epoch each stands for.
+/// previous epoch of every large group it has joined, with the group and
+/// epoch each stands for. A pending invitation is not followed: its
+/// roster is whatever a stranger wrote, and following it would have us
+/// dial those peers and tell them we hold its secret before the user
+/// accepted.
 pub(crate) fn wanted_topics(
     groups: &[(GroupId, crate::store::GroupRow)],
     cfg: &FastConfig,
@@ -220,7 +206,7 @@ pub(crate) fn wanted_topics(
     let mut out = HashMap::new();
     for (id, row) in groups {
         let Ok(st) = row.state.open() else { continue };
-        if row.gone || st.roster.len() < cfg.threshold {
+        if row.gone || !row.joined || st.roster.len() < cfg.threshold {
             continue;
         }
         if let Some(e) = row.secret {
@@ -234,6 +220,20 @@ pub(crate) fn wanted_topics(
         }
     }
     out
+}
+
+/// The topics followed after a round: of the `wanted` ones, those
+/// followed `before` and those `subscribed` now. A topic whose
+/// subscription failed is not recorded, so the next round tries again.
+pub(crate) fn followed_after(
+    wanted: HashMap<String, (GroupId, u64)>,
+    before: &HashMap<String, (GroupId, u64)>,
+    subscribed: &HashSet<String>,
+) -> HashMap<String, (GroupId, u64)> {
+    wanted
+        .into_iter()
+        .filter(|(t, _)| before.contains_key(t) || subscribed.contains(t))
+        .collect()
 }
 
 /// Confirmations gathered between two rounds: per sender, the ids of our
@@ -275,13 +275,14 @@ impl Confirmations {
 }
 
 /// Which members to dial so gossipsub can build a mesh: up to `k` roster
-/// members that are neither us nor connected, starting at a place that
+/// members that are neither us nor to `skip` (connected already, or
+/// waiting out a failed dial), starting at a place that
 /// differs per node and round, so members spread their dials over the
 /// roster rather than all dialling its first entries.
 pub fn pick_dials(
     roster: &[PeerId],
     me: &PeerId,
-    connected: &dyn Fn(&PeerId) -> bool,
+    skip: &dyn Fn(&PeerId) -> bool,
     round: u64,
     k: usize,
 ) -> Vec<PeerId> {
@@ -299,7 +300,7 @@ pub fn pick_dials(
         .cycle()
         .skip(start)
         .take(roster.len())
-        .filter(|p| *p != me && !connected(p))
+        .filter(|p| *p != me && !skip(p))
         .take(k)
         .copied()
         .collect()
@@ -308,3 +309,7 @@ pub fn pick_dials(
 #[cfg(test)]
 #[path = "fast_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fast_store_tests.rs"]
+mod store_tests;

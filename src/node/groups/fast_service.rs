@@ -5,8 +5,9 @@
 //! messaging service, and dials a few members when it sees too few on a
 //! topic. Every rule is in [`fast`].
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use libp2p::PeerId;
@@ -15,6 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
 use super::fast::{self, Confirmations, GossipVerdict};
+use super::fast_limits::{self, DialBackoff, FilingSlot, GossipGate, MAX_DIALS_PER_ROUND};
 use super::{Ctx, GroupEvent};
 use crate::clock::unix_ms;
 use crate::net::NetClient;
@@ -31,16 +33,15 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// Below this many members seen on a topic, a few more are dialled:
 /// gossipsub's mesh wants six.
 const FEW_PEERS: usize = 6;
-/// Most members dialled per topic per round.
+/// Most members dialled per group per round.
 const DIALS: usize = 6;
 /// How long a dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most gossip messages being filed at once; more are ignored (not
-/// forwarded, nobody penalised), their 1:1 copies come later.
-const MAX_FILING: usize = 256;
 
 /// What the store job of a gossip message reports back.
 struct Filed {
+    /// Its slot among the messages being filed, given back when dropped.
+    _slot: FilingSlot,
     id: MessageId,
     from: PeerId,
     verdict: GossipVerdict,
@@ -63,8 +64,14 @@ struct Service {
     /// The topics we follow, with the group and epoch of each.
     topics: HashMap<String, (GroupId, u64)>,
     confirm: Confirmations,
-    filing: usize,
+    filing: Arc<AtomicUsize>,
     round: u64,
+    /// Which gossip messages are filed (per author and in all).
+    gate: GossipGate,
+    /// Members not to dial yet after a failed dial.
+    backoff: Arc<Mutex<DialBackoff>>,
+    /// A round of dials is running.
+    dialling: Arc<AtomicBool>,
 }
 
 /// Starts the fast path's actor; gossip on group topics comes on `gossip`.
@@ -85,8 +92,11 @@ pub(crate) fn spawn(
         events,
         topics: HashMap::new(),
         confirm: Confirmations::default(),
-        filing: 0,
+        filing: Arc::default(),
         round: 0,
+        gate: GossipGate::default(),
+        backoff: Arc::default(),
+        dialling: Arc::default(),
     };
     tasks.spawn(svc.run(gossip, tasks.clone()));
 }
@@ -125,7 +135,7 @@ impl Service {
                 _ = upkeep.tick() => {
                     self.round += 1;
                     self.follow_topics().await;
-                    self.meet_members();
+                    self.meet_members(&tasks);
                 }
                 _ = tasks.stopping() => break,
             }
@@ -151,53 +161,44 @@ impl Service {
                 let _ = self.net.unsubscribe(t.clone()).await;
             }
         }
-        for t in wanted.keys() {
-            if !self.topics.contains_key(t)
-                && let Ok(Err(e)) = self.net.subscribe(t.clone()).await
-            {
-                debug!("cannot follow a group topic: {e}");
+        let mut subscribed = HashSet::new();
+        for t in wanted.keys().filter(|t| !self.topics.contains_key(*t)) {
+            match self.net.subscribe(t.clone()).await {
+                Ok(Ok(())) => {
+                    subscribed.insert(t.clone());
+                }
+                Ok(Err(e)) => debug!("cannot follow a group topic: {e}"),
+                Err(e) => debug!("cannot follow a group topic: {e}"),
             }
         }
-        self.topics = wanted;
+        self.topics = fast::followed_after(wanted, &self.topics, &subscribed);
     }
 
-    /// For each topic with few members seen, dials a few roster members
-    /// (in the background; gossipsub meets them on the connections).
-    fn meet_members(&self) {
-        let current: HashMap<GroupId, String> = self
-            .topics
-            .iter()
-            .map(|(t, (g, _))| (*g, t.clone()))
-            .collect();
-        for (group, topic) in current {
-            let (net, store, round) = (self.net.clone(), self.store.clone(), self.round);
-            let me = self.ctx.sealer.me();
-            tokio::spawn(async move {
-                let Ok(seen) = net.topic_peers(topic).await else {
-                    return;
-                };
-                if seen.len() >= FEW_PEERS {
-                    return;
-                }
-                let roster = store
-                    .run(move |s| {
-                        Ok(s.group(&group)?
-                            .and_then(|r| r.state.open().ok().map(|st| st.members())))
-                    })
-                    .await;
-                let Ok(Some(roster)) = roster else { return };
-                let connected = net.connected_peers().await.unwrap_or_default();
-                let is_connected = |p: &PeerId| connected.contains(p);
-                let dials = fast::pick_dials(&roster, &me, &is_connected, round, DIALS);
-                let dials = dials.into_iter().map(|p| {
-                    let net = net.clone();
-                    async move {
-                        let _ = tokio::time::timeout(DIAL_TIMEOUT, net.dial(p)).await;
-                    }
-                });
-                futures::future::join_all(dials).await;
-            });
+    /// Starts a round of dials in the background, unless the last one
+    /// still runs: for each group whose newest topic has few members seen,
+    /// a few roster members not waiting out a failed dial
+    /// ([`DialBackoff`]), at most [`MAX_DIALS_PER_ROUND`] in all. The round
+    /// runs on the node's tasks and ends with it.
+    fn meet_members(&self, tasks: &Tasks) {
+        if self.dialling.swap(true, Ordering::AcqRel) {
+            return;
         }
+        let round = Round {
+            groups: fast_limits::current_topics(&self.topics),
+            net: self.net.clone(),
+            store: self.store.clone(),
+            me: self.ctx.sealer.me(),
+            round: self.round,
+            backoff: self.backoff.clone(),
+        };
+        let (busy, stop) = (self.dialling.clone(), tasks.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = round.run() => {}
+                _ = stop.stopping() => {}
+            }
+            busy.store(false, Ordering::Release);
+        });
     }
 
     async fn on_gossip(
@@ -213,11 +214,15 @@ impl Service {
             let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
             return;
         };
-        if self.filing >= MAX_FILING {
+        if !self.gate.admit(
+            source,
+            self.filing.load(Ordering::Acquire),
+            std::time::Instant::now(),
+        ) {
             let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
             return;
         }
-        self.filing += 1;
+        let slot = FilingSlot::take(&self.filing);
         let (ctx, tx) = (self.ctx.clone(), filed.clone());
         let gid = id.clone();
         // The verdict does not wait for the disk, so gossipsub forwards at
@@ -236,6 +241,7 @@ impl Service {
                     }
                 };
                 let _ = tx.send(Filed {
+                    _slot: slot,
                     id: gid,
                     from,
                     verdict,
@@ -246,7 +252,6 @@ impl Service {
     }
 
     async fn on_filed(&mut self, f: Filed, durable: &mpsc::UnboundedSender<Durable>) {
-        self.filing = self.filing.saturating_sub(1);
         let acceptance = match f.verdict {
             GossipVerdict::Took { sender, copy } => {
                 // Told and confirmed once on disk: a flush after the job
@@ -306,5 +311,78 @@ impl Service {
                 return;
             }
         }
+    }
+}
+
+/// One round of dials, run in the background.
+struct Round {
+    groups: HashMap<GroupId, String>,
+    net: NetClient,
+    store: Worker,
+    me: PeerId,
+    round: u64,
+    backoff: Arc<Mutex<DialBackoff>>,
+}
+
+impl Round {
+    async fn run(self) {
+        let mut budget = MAX_DIALS_PER_ROUND;
+        for (group, topic) in &self.groups {
+            if budget == 0 {
+                return;
+            }
+            let Some(dials) = self.pick(group, topic.clone(), budget).await else {
+                continue;
+            };
+            budget = budget.saturating_sub(dials.len());
+            let dials = dials.into_iter().map(|p| {
+                let net = self.net.clone();
+                async move {
+                    let r = tokio::time::timeout(DIAL_TIMEOUT, net.dial(p)).await;
+                    (p, matches!(r, Ok(Ok(()))))
+                }
+            });
+            let results = futures::future::join_all(dials).await;
+            let now = unix_ms();
+            let Ok(mut b) = self.backoff.lock() else {
+                return;
+            };
+            for (p, ok) in results {
+                if ok {
+                    b.succeeded(group, &p);
+                } else {
+                    b.failed(group, &p, now);
+                }
+            }
+        }
+    }
+
+    /// Whom to dial for `group` (at most `budget`), if its topic has few
+    /// members seen.
+    async fn pick(&self, group: &GroupId, topic: String, budget: usize) -> Option<Vec<PeerId>> {
+        let seen = self.net.topic_peers(topic).await.ok()?;
+        if seen.len() >= FEW_PEERS {
+            return None;
+        }
+        let g = *group;
+        let roster = self
+            .store
+            .run(move |s| {
+                Ok(s.group(&g)?
+                    .and_then(|r| r.state.open().ok().map(|st| st.members())))
+            })
+            .await
+            .ok()??;
+        let connected = self.net.connected_peers().await.unwrap_or_default();
+        let now = unix_ms();
+        let b = self.backoff.lock().ok()?;
+        let skip = |p: &PeerId| connected.contains(p) || !b.may_dial(group, p, now);
+        Some(fast::pick_dials(
+            &roster,
+            &self.me,
+            &skip,
+            self.round,
+            DIALS.min(budget),
+        ))
     }
 }

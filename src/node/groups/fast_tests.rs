@@ -142,3 +142,19 @@ fn dials_skip_us_and_the_connected_and_spread_over_the_roster() {
     assert!(pick_dials(&[], &me, &connected, 1, 4).is_empty());
     assert!(pick_dials(&[me], &me, &|_| false, 1, 4).is_empty());
 }
+
+#[test]
+fn a_topic_whose_subscription_failed_is_not_recorded_as_followed() {
+    let g = GroupId([1; 32]);
+    let map = |ts: &[&str]| -> HashMap<String, (GroupId, u64)> {
+        ts.iter().map(|t| (t.to_string(), (g, 1))).collect()
+    };
+    let wanted = map(&["kept", "joined", "failed"]);
+    let before = map(&["kept", "left"]);
+    let subscribed: HashSet<String> = ["joined".to_string()].into();
+    let mut after: Vec<String> = followed_after(wanted, &before, &subscribed)
+        .into_keys()
+        .collect();
+    after.sort();
+    assert_eq!(after, ["joined", "kept"], "the failed one is tried again");
+}

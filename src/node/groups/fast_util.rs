@@ -3,8 +3,7 @@
 //! chosen bytes on a topic (what a misbehaving member or stranger would
 //! publish).
 
-use super::{GroupOpError, NodeError, NodeHandle, fast, ops, resolve};
-use crate::wire::group::GroupBody;
+use super::{GroupOpError, NodeError, NodeHandle, fast, resolve};
 
 impl NodeHandle {
     /// The gossipsub topic of `group`'s current epoch.
@@ -46,6 +45,8 @@ impl NodeHandle {
     /// someone else to publish.
     #[cfg(feature = "test-util")]
     pub async fn group_seal_unsent(&self, group: &str, text: &str) -> Result<Vec<u8>, NodeError> {
+        use super::ops;
+        use crate::wire::group::GroupBody;
         let (group, text) = (group.to_string(), text.to_string());
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.group_job(move |s, ctx, now| {
@@ -73,5 +74,26 @@ impl NodeHandle {
         })
         .await?;
         rx.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Seals a message to `group` claiming `claimed` as its sender, under
+    /// `claimed`'s chain of the current epoch, unsigned: what a stranger
+    /// who learnt the epoch secret could seal and sign as itself.
+    #[cfg(feature = "test-util")]
+    pub async fn group_seal_as(
+        &self,
+        group: &str,
+        claimed: libp2p::PeerId,
+        text: &str,
+    ) -> Result<crate::wire::group::MsgBody, NodeError> {
+        let (group, text) = (group.to_string(), text.to_string());
+        let now = crate::clock::unix_ms();
+        let res = self
+            .read(move |s| {
+                Ok(resolve(s, &group)
+                    .and_then(|id| super::ops::seal_as(s, &id, &claimed, &text, now)))
+            })
+            .await?;
+        Ok(res?)
     }
 }

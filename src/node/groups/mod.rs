@@ -12,6 +12,7 @@
 //! 1:1 messages they leave.
 
 pub mod fast;
+pub mod fast_limits;
 pub(crate) mod fast_service;
 mod fast_util;
 pub mod keys;

@@ -250,18 +250,8 @@ pub(super) fn send(s: &Store, ctx: &Ctx, group: &GroupId, text: &str, now: u64) 
     )
     .map_err(|e| GroupError::Wire(e.into()))?;
     let bytes = encode(&GroupBody::Message(signed.clone()))?;
-    // A large group: each copy under the id its member can compute to
-    // confirm it, and the message published on the epoch's topic.
     let fast = ctx.fast.applies(state.roster.len(), bytes.len());
-    let mut out = Vec::new();
-    for m in state.members().into_iter().filter(|m| *m != me) {
-        let id = if fast {
-            super::fast::copy_id(&secret, &header, &m)
-        } else {
-            MessageId::random()
-        };
-        out.push((m, send_1to1_as(s, ctx, id, &m, &bytes, now)?));
-    }
+    let out = copies(s, ctx, &state, (&secret, &header), fast, &bytes, now)?;
     let fast = fast.then(|| super::fast::Publish {
         topic: super::fast::topic(&secret, group, state.epoch),
         data: bytes.clone(),
@@ -288,6 +278,32 @@ pub(super) fn send(s: &Store, ctx: &Ctx, group: &GroupId, text: &str, now: u64) 
     })
 }
 
+/// Writes every other member's 1:1 copy of the group message `bytes` to
+/// the outbox. In a large group (`fast`) each copy goes under the id its
+/// member can compute to confirm it ([`super::fast::copy_id`]), the
+/// message being published on the epoch's topic too.
+fn copies(
+    s: &Store,
+    ctx: &Ctx,
+    state: &GroupState,
+    (secret, header): (&[u8; 32], &Header),
+    fast: bool,
+    bytes: &[u8],
+    now: u64,
+) -> Result<Vec<(PeerId, Envelope)>, GroupOpError> {
+    let me = ctx.sealer.me();
+    let mut out = Vec::new();
+    for m in state.members().into_iter().filter(|m| *m != me) {
+        let id = if fast {
+            super::fast::copy_id(secret, header, &m)
+        } else {
+            MessageId::random()
+        };
+        out.push((m, send_1to1_as(s, ctx, id, &m, bytes, now)?));
+    }
+    Ok(out)
+}
+
 /// Accepts an invitation: the group is listed and its log shown.
 pub(super) fn join(s: &Store, group: &GroupId) -> Outcome {
     let mut row = s.group(group)?.ok_or(GroupOpError::UnknownGroup)?;
@@ -305,17 +321,17 @@ pub(super) fn join(s: &Store, group: &GroupId) -> Outcome {
 }
 
 /// A group message claiming `claimed` as its sender, sealed under
-/// `claimed`'s chain and signed with our key (tests: the impersonation
-/// every member could attempt, since all know the epoch secret).
+/// `claimed`'s chain of the current epoch with our copy of the epoch
+/// secret, unsigned (tests: what anyone who knows the secret can seal, to
+/// be signed by whoever publishes it).
 #[cfg(feature = "test-util")]
-pub(super) fn send_forged(
+pub(super) fn seal_as(
     s: &Store,
-    ctx: &Ctx,
     group: &GroupId,
     claimed: &PeerId,
     text: &str,
     now: u64,
-) -> Outcome {
+) -> Result<MsgBody, GroupOpError> {
     let row = s.group(group)?.ok_or(GroupOpError::UnknownGroup)?;
     let state = row.state.open().map_err(GroupError::from)?;
     let secret = row.secret.ok_or(GroupError::NotMember)?;
@@ -334,8 +350,29 @@ pub(super) fn send_forged(
     })
     .map_err(|e| GroupError::Wire(e.into()))?;
     let ct = keys::seal(&keys::key_at(&start, header.n), &aad, &plain).map_err(GroupError::from)?;
-    let signed = sign_message(&ctx.identity, &MsgBody { header, ct })
-        .map_err(|e| GroupError::Wire(e.into()))?;
+    Ok(MsgBody { header, ct })
+}
+
+/// A group message claiming `claimed` as its sender, sealed under
+/// `claimed`'s chain and signed with our key (tests: the impersonation
+/// every member could attempt, since all know the epoch secret).
+#[cfg(feature = "test-util")]
+pub(super) fn send_forged(
+    s: &Store,
+    ctx: &Ctx,
+    group: &GroupId,
+    claimed: &PeerId,
+    text: &str,
+    now: u64,
+) -> Outcome {
+    let body = seal_as(s, group, claimed, text, now)?;
+    let state = s
+        .group(group)?
+        .ok_or(GroupOpError::UnknownGroup)?
+        .state
+        .open()
+        .map_err(GroupError::from)?;
+    let signed = sign_message(&ctx.identity, &body).map_err(|e| GroupError::Wire(e.into()))?;
     let bytes = encode(&GroupBody::Message(signed))?;
     let me = ctx.sealer.me();
     let mut out = Vec::new();

@@ -1,0 +1,155 @@
+//! The fast path's store job ([`take_gossip`]) against a real store (no
+//! sockets): what it files and what it confirms.
+
+use std::sync::Arc;
+
+use libp2p::PeerId;
+
+use super::*;
+use crate::crypto::Sealer;
+use crate::identity::Identity;
+use crate::node::groups::{Answer, Ctx, ops};
+use crate::wire::group::Op;
+use crate::wire::message::{self, Body, Envelope};
+
+struct Peer {
+    ctx: Arc<Ctx>,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+fn peer() -> Peer {
+    let id = Identity::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 1 << 20).unwrap();
+    let sealer = Arc::new(Sealer::new(&id));
+    Peer {
+        ctx: Ctx::new(id, sealer, Default::default()),
+        store,
+        _dir: dir,
+    }
+}
+
+impl Peer {
+    fn id(&self) -> PeerId {
+        self.ctx.sealer.me()
+    }
+
+    /// The `Body::Group` bytes of the first envelope among `out` to us.
+    fn mine(&self, out: &[(PeerId, Envelope)]) -> Vec<u8> {
+        let (_, env) = out.iter().find(|(p, _)| *p == self.id()).unwrap();
+        match message::open(&self.ctx.sealer, env).unwrap().1.body {
+            Body::Group(b) => b,
+            other => panic!("not a group item: {other:?}"),
+        }
+    }
+
+    /// The topic of `gid`'s current epoch, as we know it.
+    fn topic(&self, gid: &GroupId) -> String {
+        let row = self.store.group(gid).unwrap().unwrap();
+        let epoch = row.state.open().unwrap().epoch;
+        topic(&row.secret.unwrap(), gid, epoch)
+    }
+
+    fn texts(&self, gid: &GroupId) -> Vec<String> {
+        self.store
+            .group_log(gid, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|l| !l.system)
+            .map(|l| l.text)
+            .collect()
+    }
+}
+
+/// Alice's group with every one of `members` in it and joined.
+fn group(alice: &Peer, members: &[&Peer]) -> GroupId {
+    let Answer::Created(gid, _) = ops::create(&alice.store, &alice.ctx, "g", 1)
+        .unwrap()
+        .answer
+    else {
+        panic!("not created")
+    };
+    let add = Op::Add(members.iter().map(|m| m.id().to_bytes().into()).collect());
+    let done = ops::change(&alice.store, &alice.ctx, &gid, add, 2).unwrap();
+    for m in members {
+        let inv = m.mine(&done.out);
+        receive::take(&m.store, &m.ctx, &alice.id(), &inv, 3)
+            .unwrap()
+            .unwrap();
+        ops::join(&m.store, &gid).unwrap();
+    }
+    gid
+}
+
+#[test]
+fn gossip_from_a_blocked_member_is_neither_filed_nor_confirmed() {
+    let (alice, bob, mallory) = (peer(), peer(), peer());
+    let gid = group(&alice, &[&bob, &mallory]);
+    bob.store.block(&mallory.id()).unwrap();
+    let topic = bob.topic(&gid);
+    let sent = ops::send(&mallory.store, &mallory.ctx, &gid, "blocked", 4).unwrap();
+    let (verdict, taken) = take_gossip(
+        &bob.store,
+        &bob.ctx,
+        &mallory.id(),
+        &topic,
+        &bob.mine(&sent.out),
+        5,
+    )
+    .unwrap();
+    assert_eq!(verdict, GossipVerdict::Ignore, "a blocked sender's gossip");
+    assert!(taken.events.is_empty());
+    // A sentinel from Alice, after it, on the same topic: taken.
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "sentinel", 6).unwrap();
+    let (verdict, _) = take_gossip(
+        &bob.store,
+        &bob.ctx,
+        &alice.id(),
+        &topic,
+        &bob.mine(&sent.out),
+        7,
+    )
+    .unwrap();
+    assert!(matches!(verdict, GossipVerdict::Took { .. }), "{verdict:?}");
+    assert_eq!(bob.texts(&gid), ["sentinel"], "only Alice's is filed");
+}
+
+#[test]
+fn only_joined_groups_are_followed() {
+    let (alice, bob) = (peer(), peer());
+    let Answer::Created(gid, _) = ops::create(&alice.store, &alice.ctx, "g", 1)
+        .unwrap()
+        .answer
+    else {
+        panic!("not created")
+    };
+    let add = Op::Add(vec![bob.id().to_bytes().into()]);
+    let done = ops::change(&alice.store, &alice.ctx, &gid, add, 2).unwrap();
+    receive::take(&bob.store, &bob.ctx, &alice.id(), &bob.mine(&done.out), 3)
+        .unwrap()
+        .unwrap();
+    let cfg = FastConfig {
+        threshold: 2,
+        ..FastConfig::default()
+    };
+    let wanted = |p: &Peer| wanted_topics(&p.store.groups().unwrap(), &cfg, 4);
+    assert!(wanted(&bob).is_empty(), "an invitation is not followed");
+    ops::join(&bob.store, &gid).unwrap();
+    let topics = wanted(&bob);
+    assert_eq!(topics.len(), 1, "joined: followed");
+    let epoch = bob
+        .store
+        .group(&gid)
+        .unwrap()
+        .unwrap()
+        .state
+        .open()
+        .unwrap()
+        .epoch;
+    assert_eq!(topics.get(&bob.topic(&gid)), Some(&(gid, epoch)));
+    assert!(
+        wanted(&alice).contains_key(&bob.topic(&gid)),
+        "the creator follows it"
+    );
+}
