@@ -78,6 +78,32 @@ pub enum GroupError {
     Malformed,
 }
 
+/// A requester of role `role` makes member `id` a `to`: admins only,
+/// never the creator, and only a change.
+fn set_role(
+    roster: &mut [Member],
+    role: Role,
+    creator: &[u8],
+    id: &[u8],
+    to: Role,
+) -> Result<Change, GroupError> {
+    if role != Role::Admin {
+        return Err(GroupError::NotAdmin);
+    }
+    if id == creator {
+        return Err(GroupError::Creator);
+    }
+    let member = roster
+        .iter_mut()
+        .find(|m| m.id == id)
+        .ok_or(GroupError::NotMember)?;
+    if member.role == to {
+        return Err(GroupError::SameRole);
+    }
+    member.role = to;
+    Ok(Change::Role(id.to_vec(), to))
+}
+
 /// The state the creator issues for `op`, asked by `requester`, on top of
 /// `cur` (signed as `cur_signed`), at `now`.
 pub fn next_state(
@@ -131,23 +157,7 @@ pub fn next_state(
             roster.retain(|m| m.id != me);
             Change::Left(me)
         }
-        Op::SetRole(id, to) => {
-            if role != Role::Admin {
-                return Err(GroupError::NotAdmin);
-            }
-            if id.as_slice() == creator {
-                return Err(GroupError::Creator);
-            }
-            let member = roster
-                .iter_mut()
-                .find(|m| m.id == *id)
-                .ok_or(GroupError::NotMember)?;
-            if member.role == *to {
-                return Err(GroupError::SameRole);
-            }
-            member.role = *to;
-            Change::Role(id.clone(), *to)
-        }
+        Op::SetRole(id, to) => set_role(&mut roster, role, creator, id, *to)?,
     };
     let next = GroupState {
         group_id: cur.group_id,
