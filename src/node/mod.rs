@@ -103,14 +103,6 @@ impl Node {
             &config, &identity, &sealer, &store, &net, &control, net_rx, &tasks,
         )
         .await?;
-        let Services {
-            events,
-            presence,
-            group_ctx,
-            messages,
-            rooms,
-            files,
-        } = services;
         let net_stop = CancellationToken::new();
         let net_task = tokio::spawn(event_loop.run(net_stop.clone()));
         let stopped = lifecycle::supervise(tasks.clone(), net_stop, net_task, store);
@@ -119,13 +111,13 @@ impl Node {
                 peer_id: identity.peer_id(),
                 identity,
                 net,
-                messages,
-                presence,
-                rooms,
+                messages: services.messages,
+                presence: services.presence,
+                rooms: services.rooms,
                 sealer,
-                groups: group_ctx,
-                events,
-                files,
+                groups: services.group_ctx,
+                events: services.events,
+                files: services.files,
                 #[cfg(feature = "test-util")]
                 control,
                 last_sent_at: AtomicU64::new(0),

@@ -113,6 +113,25 @@ pub(super) fn change_line(state: &GroupState) -> LogRow {
     }
 }
 
+/// Moves `row` from its state `cur` to `signed` with `secret`: the epoch
+/// left becomes the previous one, kept for its grace from `now`.
+pub(super) fn advance(
+    row: &mut GroupRow,
+    cur: &GroupState,
+    signed: &SignedState,
+    secret: Option<[u8; 32]>,
+    now: u64,
+) {
+    row.prev = Some(PrevEpoch {
+        epoch: cur.epoch,
+        members: cur.roster.iter().map(|m| m.id.clone().into()).collect(),
+        secret: row.secret,
+        ended_at: now,
+    });
+    row.state = signed.clone();
+    row.secret = secret;
+}
+
 /// The creator applies `op` asked by `requester`: issues the next state
 /// with a fresh epoch secret, takes it itself, and sends it to every
 /// member (the secret sealed 1:1 to each) and to whoever is no longer
@@ -133,14 +152,7 @@ pub(super) fn issue(
     let next = roster::next_state(&cur, &row.state, requester, op, now)?;
     let signed = SignedState::sign(&ctx.identity, &next).map_err(|e| GroupError::Wire(e.into()))?;
     let secret = keys::fresh_secret().ok_or(GroupOpError::NoRandomness)?;
-    row.prev = Some(PrevEpoch {
-        epoch: cur.epoch,
-        members: cur.roster.iter().map(|m| m.id.clone().into()).collect(),
-        secret: row.secret,
-        ended_at: now,
-    });
-    row.state = signed.clone();
-    row.secret = Some(secret);
+    advance(&mut row, &cur, &signed, Some(secret), now);
     s.put_group(group, &row)?;
     let line = change_line(&next);
     s.add_group_log(group, &line)?;

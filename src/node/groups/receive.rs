@@ -13,7 +13,7 @@ use super::keys::{self, Chain};
 use super::roster::{self, EpochView, GroupError};
 use super::{Ctx, GroupEvent, GroupOpError, msg_id, ops};
 use crate::node::rooms::rules::MAX_AHEAD_MS;
-use crate::store::{GroupRow, LogRow, PrevEpoch, Store, StoreError};
+use crate::store::{GroupRow, LogRow, Store, StoreError};
 use crate::wire::group::{
     GroupBody, GroupId, GroupState, MAX_GROUP_BYTES, Plain, SignedState, decode_body, open_message,
 };
@@ -272,14 +272,7 @@ fn update(
         return Ok(None);
     }
     pending_room(s, &row, &new.group_id)?;
-    row.prev = Some(PrevEpoch {
-        epoch: cur.epoch,
-        members: cur.roster.iter().map(|m| m.id.clone().into()).collect(),
-        secret: row.secret,
-        ended_at: now,
-    });
-    row.state = signed.clone();
-    row.secret = secret;
+    ops::advance(&mut row, &cur, signed, secret, now);
     // Removed (or left): no secret. Added again: a member again.
     row.gone = new.role_of(&me).is_none() || secret.is_none();
     if row.gone {
