@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod presence;
 pub mod rooms;
 mod router;
+mod services;
 /// The presence task, by the path the messenger's requests name.
 pub use presence::service as presence_service;
 
@@ -35,7 +36,7 @@ use crate::clock::unix_ms;
 use crate::config::{Config, ensure_private_dir};
 use crate::crypto::Sealer;
 use crate::identity::Identity;
-use crate::net::{self, EventLoop, NetClient, NetError, NetEvent};
+use crate::net::{self, EventLoop, NetClient};
 use crate::store::{
     BuddyRequest, Direction, MessageState, Store, StoreError, StoredMessage, Worker,
 };
@@ -99,7 +100,7 @@ impl Node {
         event_loop.start(&config.listen, &bootstrap, known).await?;
         let net = NetClient::new(cmd_tx);
         let sealer = Arc::new(Sealer::new(&identity));
-        let services = Services::spawn(
+        let services = services::Services::spawn(
             &config, &identity, &sealer, &store, &net, &control, net_rx, &tasks,
         )
         .await?;
@@ -125,103 +126,6 @@ impl Node {
                 stopped,
                 _stop_guard: stop_guard,
             }),
-        })
-    }
-}
-
-/// The services a node runs beside its network task, each behind a channel
-/// or a shared handle, wired to the network task's events by the router.
-struct Services {
-    events: broadcast::Sender<Event>,
-    presence: mpsc::Sender<presence_service::Request>,
-    group_ctx: Arc<groups::Ctx>,
-    messages: mpsc::Sender<Request>,
-    rooms: Arc<rooms::Rooms>,
-    files: files::Files,
-}
-
-impl Services {
-    /// Starts presence, messaging, the groups' gossip, rooms and files on
-    /// `tasks`, and the router that hands them the network's events.
-    #[allow(clippy::too_many_arguments)]
-    async fn spawn(
-        config: &Config,
-        identity: &Identity,
-        sealer: &Arc<Sealer>,
-        store: &Worker,
-        net: &NetClient,
-        control: &libp2p_stream::Control,
-        net_rx: mpsc::Receiver<NetEvent>,
-        tasks: &Tasks,
-    ) -> Result<Self, NodeError> {
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let presence = presence_service::spawn(
-            store.clone(),
-            net.clone(),
-            events.clone(),
-            config.auto_away,
-            tasks,
-        )
-        .await?;
-        let group_ctx = groups::Ctx::new(identity.clone(), sealer.clone(), config.group_fast);
-        let messages = messenger::spawn(
-            store.clone(),
-            store.sibling().await?,
-            sealer.clone(),
-            net.clone(),
-            control.clone(),
-            events.clone(),
-            config.mailbox.clone(),
-            presence.clone(),
-            tasks,
-            group_ctx.clone(),
-        )
-        .map_err(|_| NetError::Setup("message protocol registered twice".into()))?;
-        let (group_gossip_tx, group_gossip_rx) = mpsc::channel(256);
-        groups::fast_service::spawn(
-            group_ctx.clone(),
-            net.clone(),
-            store.clone(),
-            messages.clone(),
-            events.clone(),
-            group_gossip_rx,
-            tasks,
-        );
-        let (rooms_tx, rooms_rx) = mpsc::channel(256);
-        let rooms = rooms::spawn(
-            identity.clone(),
-            net.clone(),
-            store.clone(),
-            events.clone(),
-            config.room_limits,
-            rooms_rx,
-            tasks,
-        );
-        let files = files::spawn(
-            &config.data_dir,
-            config.files,
-            store.clone(),
-            net.clone(),
-            control.clone(),
-            &events,
-            tasks,
-        )
-        .map_err(|_| NetError::Setup("file protocol registered twice".into()))?;
-        tasks.spawn(router::route_net_events(
-            net_rx,
-            messages.clone(),
-            presence.clone(),
-            rooms_tx,
-            group_gossip_tx,
-            tasks.clone(),
-        ));
-        Ok(Self {
-            events,
-            presence,
-            group_ctx,
-            messages,
-            rooms,
-            files,
         })
     }
 }
