@@ -170,6 +170,9 @@ impl Daemon {
         std::fs::create_dir_all(&dir).unwrap();
         let out = roost(&dir, &["--json", "init"]);
         assert!(out.status.success(), "roost init: {out:?}");
+        // Every transfer starts on `roost files get`, whatever its size:
+        // a buddy's file under `auto_accept_mib` would start by itself.
+        std::fs::write(dir.join("config.toml"), "[files]\nauto_accept_mib = 0\n").unwrap();
         let mut d = Self {
             dir,
             child: None,
