@@ -5,20 +5,12 @@
 
 mod common;
 
-use common::presence::{seen, sees};
+use common::presence::{befriend, seen, sees};
 use common::{TestNode, arrives, init_tracing, reaches_state};
+use roost::Content;
 use roost::node::{BuddyChange, Own, OwnStatus};
 use roost::store::MessageState;
 use roost::wire::presence::{PresenceInfo, Status};
-use roost::{Content, NodeHandle};
-
-/// `a` and `b` add each other and each sees the other online.
-async fn befriend(a: &NodeHandle, a_name: &str, b: &NodeHandle, b_name: &str) {
-    a.add_buddy(b.peer_id(), b_name.into()).await.unwrap();
-    b.add_buddy(a.peer_id(), a_name.into()).await.unwrap();
-    sees(a, b.peer_id(), Status::Online, "a sees b online").await;
-    sees(b, a.peer_id(), Status::Online, "b sees a online").await;
-}
 
 /// Alice and Bob on fresh nodes (Bob joined through Alice), buddies of
 /// each other, each seeing the other online.

@@ -11,6 +11,7 @@ use libp2p::Multiaddr;
 use roost::{Config, Identity, Node, NodeHandle};
 use tempfile::TempDir;
 
+pub mod api;
 pub mod cli;
 pub mod fake_holder;
 pub mod fake_http;
