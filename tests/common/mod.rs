@@ -15,6 +15,7 @@ pub mod api;
 pub mod cli;
 pub mod fake_holder;
 pub mod fake_http;
+pub mod groups;
 pub mod nat;
 pub mod netns;
 pub mod presence;
