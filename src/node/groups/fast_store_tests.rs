@@ -64,9 +64,15 @@ fn gossip_from_a_blocked_member_is_neither_filed_nor_confirmed() {
 fn only_joined_groups_are_followed() {
     let (alice, bob) = (peer(), peer());
     let (gid, done) = create_adding(&alice, &[&bob]);
-    receive::take(&bob.store, &bob.ctx, &alice.id(), &bob.mine(&done.out)[0], 3)
-        .unwrap()
-        .unwrap();
+    receive::take(
+        &bob.store,
+        &bob.ctx,
+        &alice.id(),
+        &bob.mine(&done.out)[0],
+        3,
+    )
+    .unwrap()
+    .unwrap();
     let cfg = FastConfig {
         threshold: 2,
         ..FastConfig::default()
@@ -76,15 +82,7 @@ fn only_joined_groups_are_followed() {
     ops::join(&bob.store, &gid).unwrap();
     let topics = wanted(&bob);
     assert_eq!(topics.len(), 1, "joined: followed");
-    let epoch = bob
-        .store
-        .group(&gid)
-        .unwrap()
-        .unwrap()
-        .state
-        .open()
-        .unwrap()
-        .epoch;
+    let epoch = bob.epoch(&gid);
     assert_eq!(topics.get(&bob.topic(&gid)), Some(&(gid, epoch)));
     assert!(
         wanted(&alice).contains_key(&bob.topic(&gid)),

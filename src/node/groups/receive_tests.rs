@@ -214,10 +214,7 @@ fn a_full_buffer_answers_later_rather_than_losing_the_message() {
     assert_eq!(bob.texts(&gid).len(), MAX_PENDING.min(100));
     assert!(!bob.texts(&gid).contains(&"one more".to_string()));
     bob.take(&alice.id(), &last).unwrap();
-    assert_eq!(
-        bob.texts(&gid).last().map(String::as_str),
-        Some("one more")
-    );
+    assert_eq!(bob.texts(&gid).last().map(String::as_str), Some("one more"));
 }
 
 #[test]
@@ -227,15 +224,7 @@ fn a_store_failure_while_taking_leaves_the_retry_to_be_taken() {
     bob.take(&alice.id(), &inv).unwrap();
     let sent = ops::send(&alice.store, &alice.ctx, &gid, "kept", 3).unwrap();
     let msg = bob.mine(&sent.out).remove(0);
-    let epoch = bob
-        .store
-        .group(&gid)
-        .unwrap()
-        .unwrap()
-        .state
-        .open()
-        .unwrap()
-        .epoch;
+    let epoch = bob.epoch(&gid);
     let a = alice.id().to_bytes();
     // Alice's chain at Bob unreadable: taking fails in the store.
     bob.store

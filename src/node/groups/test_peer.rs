@@ -51,6 +51,12 @@ impl Peer {
             .collect()
     }
 
+    /// The epoch of `gid`'s state as we hold it.
+    pub(super) fn epoch(&self, gid: &GroupId) -> u64 {
+        let row = self.store.group(gid).unwrap().unwrap();
+        row.state.open().unwrap().epoch
+    }
+
     /// The texts of `gid`'s log, without its system lines.
     pub(super) fn texts(&self, gid: &GroupId) -> Vec<String> {
         self.store
