@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{TestNode, eventually_within, init_tracing};
+use common::{TestNode, eventually_within, init_tracing, random};
 use roost::Content;
 use roost::node::files::FileInfo;
 use roost::store::{Transfer, TransferState};
@@ -28,19 +28,6 @@ use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
 const LONG: Duration = Duration::from_secs(120);
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut bytes = Vec::with_capacity(len);
-    while bytes.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
 
 /// Waits until `node` has filed transfer `id`.
 async fn filed(node: &TestNode, id: MessageId) -> TransferState {
@@ -71,7 +58,7 @@ async fn two_partial_sources_holding_different_halves_complete_a_file() {
 
     let size = 4 * MIB;
     let half = size / 2;
-    let bytes = random_bytes(size, 7);
+    let bytes = random::bytes(size, 7);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("halves.bin");
     std::fs::write(&src, &bytes).unwrap();

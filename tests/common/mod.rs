@@ -19,6 +19,7 @@ pub mod groups;
 pub mod nat;
 pub mod netns;
 pub mod presence;
+pub mod random;
 pub mod raw;
 
 /// How long any condition may take before the test fails.
