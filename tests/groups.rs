@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::groups::{accept, at_epoch, has, mailboxes_hold, network, texts};
+use common::groups::{accept, at_epoch, has, mailboxes_hold, network, one_message_each, texts};
 use common::{TestNode, eventually, init_tracing};
 use libp2p::PeerId;
 use roost::NodeHandle;
@@ -57,13 +57,7 @@ async fn an_offline_member_gets_all_three_from_its_mailbox_once_and_in_order() {
         .await;
     }
     // Three senders, one message each, in turn.
-    for (i, sender) in m[..3].iter().enumerate() {
-        sender
-            .handle
-            .group_send(&gid, &format!("message {i}"))
-            .await
-            .unwrap();
-    }
+    one_message_each(&m[..3], &gid).await;
     mailboxes_hold(&plain, eve, 3, "all three are in Eve's mailboxes").await;
     // The senders leave: only the mailboxes can bring them now.
     for sender in &m[..3] {

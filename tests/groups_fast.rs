@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::groups::{at_epoch, has, mailboxes_hold, network, texts};
+use common::groups::{at_epoch, has, mailboxes_hold, network, one_message_each, texts};
 use common::{TestNode, eventually, init_tracing, start_with};
 use libp2p::{Multiaddr, PeerId};
 use roost::node::groups::fast::FastConfig;
@@ -110,13 +110,7 @@ async fn an_offline_member_gets_all_three_from_its_mailboxes_once_and_in_order()
     // Eve (m[4]) goes offline before anything is sent.
     let eve = m[4].handle.peer_id();
     m[4].handle.shutdown().await.unwrap();
-    for (i, sender) in m[..3].iter().enumerate() {
-        sender
-            .handle
-            .group_send(&gid, &format!("message {i}"))
-            .await
-            .unwrap();
-    }
+    one_message_each(&m[..3], &gid).await;
     // The online members have them (by gossip, or 1:1 once the window
     // ends: this test proves the mailbox path, not the gossip one).
     for (j, n) in m[..4].iter().enumerate() {

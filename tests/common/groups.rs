@@ -72,6 +72,18 @@ pub async fn has(node: &NodeHandle, gid: &str, text: &str) {
     .await;
 }
 
+/// Each of `senders` in turn sends `gid` one message, `message {i}` from
+/// the i-th.
+pub async fn one_message_each(senders: &[TestNode], gid: &str) {
+    for (i, sender) in senders.iter().enumerate() {
+        sender
+            .handle
+            .group_send(gid, &format!("message {i}"))
+            .await
+            .unwrap();
+    }
+}
+
 /// Waits until the `holders` together hold `n` different items for
 /// `whom` in their mailboxes; fails the test with `what` after the
 /// deadline.
