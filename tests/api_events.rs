@@ -5,20 +5,12 @@
 
 mod common;
 
-use common::presence::sees;
+use common::api::serve_local;
+use common::presence::befriend;
 use common::{DEADLINE, TestNode, arrives, init_tracing};
+use roost::Content;
+use roost::api::EventView;
 use roost::api::client::ApiClient;
-use roost::api::{EventView, serve};
-use roost::wire::presence::Status;
-use roost::{Content, NodeHandle};
-
-/// `a` and `b` add each other and each sees the other online.
-async fn befriend(a: &NodeHandle, a_name: &str, b: &NodeHandle, b_name: &str) {
-    a.add_buddy(b.peer_id(), b_name.into()).await.unwrap();
-    b.add_buddy(a.peer_id(), a_name.into()).await.unwrap();
-    sees(a, b.peer_id(), Status::Online, "a sees b online").await;
-    sees(b, a.peer_id(), Status::Online, "b sees a online").await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_from_a_name_pass_only_that_buddys_events() {
@@ -29,9 +21,7 @@ async fn events_from_a_name_pass_only_that_buddys_events() {
     befriend(&alice.handle, "alice", &bob.handle, "bob").await;
     befriend(&alice.handle, "alice", &carol.handle, "carol").await;
     let a = &alice.handle;
-    let api = serve(a.clone(), "127.0.0.1:0".parse().unwrap(), alice.dir.path())
-        .await
-        .unwrap();
+    let api = serve_local(a, alice.dir.path()).await;
     let client = ApiClient::open(alice.dir.path()).unwrap();
 
     let err = client.events(Some("nobody")).await.err().unwrap();

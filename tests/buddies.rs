@@ -5,19 +5,17 @@
 
 mod common;
 
-use common::presence::{seen, sees};
+use common::presence::{befriend, seen, sees};
 use common::{TestNode, arrives, init_tracing, reaches_state};
+use roost::Content;
 use roost::node::{BuddyChange, Own, OwnStatus};
-use roost::store::MessageState;
+use roost::store::{MessageState, StoredMessage};
+use roost::wire::message::MessageId;
 use roost::wire::presence::{PresenceInfo, Status};
-use roost::{Content, NodeHandle};
 
-/// `a` and `b` add each other and each sees the other online.
-async fn befriend(a: &NodeHandle, a_name: &str, b: &NodeHandle, b_name: &str) {
-    a.add_buddy(b.peer_id(), b_name.into()).await.unwrap();
-    b.add_buddy(a.peer_id(), a_name.into()).await.unwrap();
-    sees(a, b.peer_id(), Status::Online, "a sees b online").await;
-    sees(b, a.peer_id(), Status::Online, "b sees a online").await;
+/// Whether `messages` hold the message `id`.
+fn holds(messages: &[StoredMessage], id: MessageId) -> bool {
+    messages.iter().any(|m| m.id == id)
 }
 
 /// Alice and Bob on fresh nodes (Bob joined through Alice), buddies of
@@ -152,24 +150,8 @@ async fn bobs_messages_become_requests(alice: &TestNode, bob: &TestNode, carol: 
     let got = alice.handle.conversation(idb, 10).await.unwrap();
     let msg = got.iter().find(|m| m.id == after).unwrap();
     assert!(msg.request, "a message from a removed buddy is a request");
-    assert!(
-        alice
-            .handle
-            .requests()
-            .await
-            .unwrap()
-            .iter()
-            .any(|m| m.id == after)
-    );
-    assert!(
-        alice
-            .handle
-            .inbox()
-            .await
-            .unwrap()
-            .iter()
-            .all(|m| m.id != after)
-    );
+    assert!(holds(&alice.handle.requests().await.unwrap(), after));
+    assert!(!holds(&alice.handle.inbox().await.unwrap(), after));
     // Carol's message (sentinel) is still an ordinary inbox message.
     let from_carol = carol
         .handle
@@ -177,15 +159,7 @@ async fn bobs_messages_become_requests(alice: &TestNode, bob: &TestNode, carol: 
         .await
         .unwrap();
     arrives(&alice.handle, idc, from_carol).await;
-    assert!(
-        alice
-            .handle
-            .inbox()
-            .await
-            .unwrap()
-            .iter()
-            .any(|m| m.id == from_carol)
-    );
+    assert!(holds(&alice.handle.inbox().await.unwrap(), from_carol));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,15 +7,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use common::fake_holder::{
     FakeHolder, SLOW, Seen, alice_leaves_one_for, fetches, honest_fake, honest_fake_gated,
-    plain_answer,
+    plain_answer, start_fetching,
 };
-use common::{
-    TestNode, arrives, dir_for, eventually, eventually_within, init_tracing, start_in, start_with,
-};
+use common::{TestNode, arrives, dir_for, eventually, eventually_within, init_tracing, start_in};
 use libp2p::PeerId;
 use roost::Identity;
 use roost::crypto::{NONCE_LEN, Sealer};
@@ -53,10 +50,7 @@ async fn a_holder_whose_cursor_never_advances_cannot_hold_the_fetch() {
     .await;
     let jack_dir = dir_for(&jack_id);
     let boot = [honest.addr().await, hostile.addr.clone()];
-    let jack_node = start_with(&jack_dir, &boot, |c| {
-        c.mailbox.poll = Duration::from_secs(1);
-    })
-    .await;
+    let jack_node = start_fetching(&jack_dir, &boot).await;
     arrives(&jack_node, alice.handle.peer_id(), sent.id).await;
     let log = eventually(
         "a second fetch of Jack's reaches the hostile holder",
@@ -138,10 +132,7 @@ async fn a_stalled_store_does_not_hold_a_fetch_past_its_deadline() {
     let (open_gate, gate) = std::sync::mpsc::channel();
     let (holder, held) = honest_fake_gated(vec![env], Some(gate)).await;
     let jack_dir = dir_for(&jack_id);
-    let jack_node = start_with(&jack_dir, std::slice::from_ref(&holder.addr), |c| {
-        c.mailbox.poll = Duration::from_secs(1);
-    })
-    .await;
+    let jack_node = start_fetching(&jack_dir, std::slice::from_ref(&holder.addr)).await;
     eventually("Jack's first fetch reaches the holder", || async {
         holder.log_of(jack).contains(&Seen::Fetch(0)).then_some(())
     })

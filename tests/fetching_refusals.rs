@@ -5,10 +5,9 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use common::fake_holder::{FakeHolder, SLOW, Seen, honest_fake, plain_answer};
-use common::{TestNode, dir_for, eventually, eventually_within, init_tracing, start_with};
+use common::fake_holder::{FakeHolder, SLOW, Seen, honest_fake, plain_answer, start_fetching};
+use common::{TestNode, dir_for, eventually, eventually_within, init_tracing};
 use libp2p::PeerId;
 use roost::crypto::Sealer;
 use roost::node::messenger::fetch::FETCH_ITEMS;
@@ -50,10 +49,7 @@ async fn far_future_mail_at_a_holder_does_not_keep_real_mail_out() {
     envs.push(real);
     let (holder, held) = honest_fake(envs).await;
     let jack_dir = dir_for(jack_id);
-    let jack_node = start_with(&jack_dir, std::slice::from_ref(&holder.addr), |c| {
-        c.mailbox.poll = Duration::from_secs(1);
-    })
-    .await;
+    let jack_node = start_fetching(&jack_dir, std::slice::from_ref(&holder.addr)).await;
     eventually_within(SLOW, "Alice's message gets through", || async {
         let conv = jack_node.conversation(alice, 10).await.unwrap();
         conv.iter().any(|m| m.id == real_id).then_some(())
@@ -102,10 +98,7 @@ async fn a_buddy_request_from_the_future_is_refused_and_locks_nobody_out() {
     })
     .await;
     let jack_dir = dir_for(&jack_id);
-    let jack_node = start_with(&jack_dir, std::slice::from_ref(&holder.addr), |c| {
-        c.mailbox.poll = Duration::from_secs(1);
-    })
-    .await;
+    let jack_node = start_fetching(&jack_dir, std::slice::from_ref(&holder.addr)).await;
     eventually("Jack fetched and acked the early request", || async {
         holder
             .log_of(jack)
@@ -162,10 +155,7 @@ async fn a_replayed_buddy_request_does_not_come_back_after_removal() {
     })
     .await;
     let jack_dir = dir_for(&jack_id);
-    let jack_node = start_with(&jack_dir, std::slice::from_ref(&holder.addr), |c| {
-        c.mailbox.poll = Duration::from_secs(1);
-    })
-    .await;
+    let jack_node = start_fetching(&jack_dir, std::slice::from_ref(&holder.addr)).await;
     eventually("Bob's request arrives through the holder", || async {
         has_request(&jack_node, bob).await.then_some(())
     })

@@ -15,25 +15,17 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Daemon, eventually, eventually_within, init_tracing};
+use common::{Daemon, eventually, eventually_within, init_tracing, random};
 use serde_json::Value;
 
 const MIB: u64 = 1024 * 1024;
 const LONG: Duration = Duration::from_secs(180);
 
-/// `len` pseudo-random bytes (xorshift), different for each `seed`.
+/// A file `name` in `dir` of `len` pseudo-random bytes, different for
+/// each `seed`.
 fn random_file(dir: &Path, name: &str, len: u64, seed: u64) -> PathBuf {
-    let mut x = seed | 1;
-    let mut bytes = Vec::with_capacity(len as usize);
-    while (bytes.len() as u64) < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    bytes.truncate(len as usize);
     let p = dir.join(name);
-    std::fs::write(&p, &bytes).unwrap();
+    std::fs::write(&p, random::bytes(len as usize, seed)).unwrap();
     p
 }
 
@@ -47,11 +39,13 @@ async fn trio() -> (Daemon, Daemon, Daemon) {
     (hub, alice, bob)
 }
 
+/// `a` and `b` add each other by `roost buddy add`.
 fn befriend(a: &Daemon, a_name: &str, b: &Daemon, b_name: &str) {
     a.rows(&["buddy", "add", &b.id.to_string(), "--name", b_name]);
     b.rows(&["buddy", "add", &a.id.to_string(), "--name", a_name]);
 }
 
+/// Makes `d` pause `ms` before each 1 MiB piece it serves.
 fn delay(d: &Daemon, ms: u64) {
     std::fs::write(
         d.dir.path().join("files/.test-serve-delay-ms"),
@@ -93,6 +87,49 @@ fn offer(from: &Daemon, to: &str, path: &Path) -> String {
     sent[0]["file"]["id"].as_str().unwrap().to_string()
 }
 
+/// Waits until `d` lists file `id` as offered: its row then.
+async fn sees_offer(d: &Daemon, id: &str) -> Value {
+    until(d, id, "Bob sees the offer", |r| r["state"] == "offered").await
+}
+
+/// `roost files get ID --out OUT` on `d`, which must succeed.
+fn get(d: &Daemon, id: &str, out: &Path) {
+    d.rows(&["files", "get", id, "--out", out.to_str().unwrap()]);
+}
+
+/// Waits until `d` has file `id` complete: its row then.
+async fn completes(d: &Daemon, id: &str) -> Value {
+    until(d, id, "the file completes", |r| r["state"] == "complete").await
+}
+
+/// Waits until at least 40 % of file `id` (of `size` bytes) is at `d`:
+/// its row then.
+async fn at_40_percent(d: &Daemon, id: &str, size: u64) -> Value {
+    until(d, id, "40 % arrived", |r| {
+        r["done"].as_u64().unwrap() >= size * 4 / 10
+    })
+    .await
+}
+
+/// The bytes of file `id` that `d` counts as served.
+async fn served_by(d: &Daemon, id: &str) -> u64 {
+    row(d, id).await["served"].as_u64().unwrap()
+}
+
+/// Waits until `d` has two sources for file `id`: its row then.
+async fn merges(d: &Daemon, id: &str) -> Value {
+    until(d, id, "both offers merge", |r| r["sources"] == 2).await
+}
+
+/// Carol, joined through `hub` and a buddy of Bob's both ways: a second
+/// source for what she offers him.
+async fn carol_for(hub: &Daemon, bob: &Daemon) -> Daemon {
+    let carol = Daemon::start(Some(&hub.addr().await)).await;
+    befriend(&carol, "carol", bob, "bob");
+    carol
+}
+
+/// `a` and `b` hold files of the same bytes (same size, same BLAKE3).
 fn same_file(a: &Path, b: &Path) {
     let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
     assert_eq!(x.len(), y.len(), "sizes");
@@ -107,7 +144,7 @@ async fn a_50_mib_file_arrives_verified() {
     let tmp = tempfile::tempdir().unwrap();
     let src = random_file(tmp.path(), "big.bin", 50 * MIB, 1);
     let id = offer(&alice, "bob", &src);
-    let offered = until(&bob, &id, "Bob sees the offer", |r| r["state"] == "offered").await;
+    let offered = sees_offer(&bob, &id).await;
     assert_eq!(offered["size"], 50 * MIB);
     assert_eq!(offered["name"], "big.bin");
     assert_eq!(offered["direction"], "in");
@@ -119,11 +156,8 @@ async fn a_50_mib_file_arrives_verified() {
             .as_str()
     );
     let out = tmp.path().join("received.bin");
-    bob.rows(&["files", "get", &id, "--out", out.to_str().unwrap()]);
-    let done = until(&bob, &id, "the file completes", |r| {
-        r["state"] == "complete"
-    })
-    .await;
+    get(&bob, &id, &out);
+    let done = completes(&bob, &id).await;
     assert_eq!(done["done"], 50 * MIB);
     same_file(&src, &out);
 }
@@ -136,7 +170,7 @@ async fn get_refuses_an_out_that_exists_and_leaves_it_alone() {
     // Up to 32 MiB a buddy's file is taken at once; this one waits for `get`.
     let src = random_file(tmp.path(), "big.bin", 33 * MIB, 3);
     let id = offer(&alice, "bob", &src);
-    until(&bob, &id, "Bob sees the offer", |r| r["state"] == "offered").await;
+    sees_offer(&bob, &id).await;
     let taken = tmp.path().join("taken.txt");
     std::fs::write(&taken, b"keep me").unwrap();
     let out = common::roost(
@@ -149,11 +183,8 @@ async fn get_refuses_an_out_that_exists_and_leaves_it_alone() {
     // A get to a free place completes: the refused one started nothing
     // that would later land on the existing file.
     let free = tmp.path().join("free.bin");
-    bob.rows(&["files", "get", &id, "--out", free.to_str().unwrap()]);
-    until(&bob, &id, "the file completes", |r| {
-        r["state"] == "complete"
-    })
-    .await;
+    get(&bob, &id, &free);
+    completes(&bob, &id).await;
     same_file(&src, &free);
     assert_eq!(std::fs::read(&taken).unwrap(), b"keep me");
 }
@@ -167,23 +198,17 @@ async fn the_receiver_killed_at_40_percent_resumes_without_refetching() {
     let src = random_file(tmp.path(), "big.bin", size, 2);
     delay(&alice, 60);
     let id = offer(&alice, "bob", &src);
-    until(&bob, &id, "Bob sees the offer", |r| r["state"] == "offered").await;
+    sees_offer(&bob, &id).await;
     let out = tmp.path().join("received.bin");
-    bob.rows(&["files", "get", &id, "--out", out.to_str().unwrap()]);
-    let at = until(&bob, &id, "40 % arrived", |r| {
-        r["done"].as_u64().unwrap() >= size * 4 / 10
-    })
-    .await;
+    get(&bob, &id, &out);
+    let at = at_40_percent(&bob, &id, size).await;
     bob.kill();
     let done_at_kill = at["done"].as_u64().unwrap();
     assert!(done_at_kill < size, "killed part way");
     bob.restart().await;
-    until(&bob, &id, "the file completes", |r| {
-        r["state"] == "complete"
-    })
-    .await;
+    completes(&bob, &id).await;
     same_file(&src, &out);
-    let served = row(&alice, &id).await["served"].as_u64().unwrap();
+    let served = served_by(&alice, &id).await;
     assert!(
         served < size + size / 10,
         "Alice sent {served} bytes for a file of {size}: more than 10 % twice"
@@ -199,22 +224,16 @@ async fn the_sender_killed_and_restarted_resumes() {
     let src = random_file(tmp.path(), "big.bin", size, 3);
     delay(&alice, 60);
     let id = offer(&alice, "bob", &src);
-    until(&bob, &id, "Bob sees the offer", |r| r["state"] == "offered").await;
+    sees_offer(&bob, &id).await;
     let out = tmp.path().join("received.bin");
-    bob.rows(&["files", "get", &id, "--out", out.to_str().unwrap()]);
-    until(&bob, &id, "40 % arrived", |r| {
-        r["done"].as_u64().unwrap() >= size * 4 / 10
-    })
-    .await;
+    get(&bob, &id, &out);
+    at_40_percent(&bob, &id, size).await;
     alice.kill();
     alice.restart().await;
-    until(&bob, &id, "the file completes", |r| {
-        r["state"] == "complete"
-    })
-    .await;
+    completes(&bob, &id).await;
     same_file(&src, &out);
     // Alice's count starts again at her restart: she sent only the rest.
-    let served = row(&alice, &id).await["served"].as_u64().unwrap();
+    let served = served_by(&alice, &id).await;
     assert!(
         served < size * 7 / 10,
         "Alice sent {served} bytes after her restart, for a file of {size}: not resumed"
@@ -225,8 +244,7 @@ async fn the_sender_killed_and_restarted_resumes() {
 async fn a_lying_source_is_dropped_and_the_file_completes_from_another() {
     init_tracing();
     let (hub, alice, bob) = trio().await;
-    let carol = Daemon::start(Some(&hub.addr().await)).await;
-    befriend(&carol, "carol", &bob, "bob");
+    let carol = carol_for(&hub, &bob).await;
     std::fs::write(carol.dir.path().join("files/.test-corrupt"), "").unwrap();
     delay(&alice, 20);
     let tmp = tempfile::tempdir().unwrap();
@@ -235,14 +253,11 @@ async fn a_lying_source_is_dropped_and_the_file_completes_from_another() {
     let id = offer(&alice, "bob", &src);
     offer(&carol, "bob", &src);
     // One transfer with both as sources (same content, same root).
-    let r = until(&bob, &id, "both offers merge", |r| r["sources"] == 2).await;
+    let r = merges(&bob, &id).await;
     assert_eq!(r["state"], "offered");
     let out = tmp.path().join("received.bin");
-    bob.rows(&["files", "get", &id, "--out", out.to_str().unwrap()]);
-    let done = until(&bob, &id, "the file completes", |r| {
-        r["state"] == "complete"
-    })
-    .await;
+    get(&bob, &id, &out);
+    let done = completes(&bob, &id).await;
     same_file(&src, &out);
     assert_eq!(done["dropped"], 1, "Carol is dropped: {done}");
     let rows = carol.rows(&["files"]);
@@ -303,7 +318,7 @@ async fn a_crash_after_the_move_into_place_does_not_fetch_again() {
     .await;
     bob.kill();
     std::fs::remove_file(&hook).unwrap();
-    let sent = row(&alice, &id).await["served"].as_u64().unwrap();
+    let sent = served_by(&alice, &id).await;
     assert!(sent >= size, "Alice sent the whole file once: {sent}");
     bob.restart().await;
     let done = until(&bob, &id, "the file is complete", |r| {
@@ -316,7 +331,7 @@ async fn a_crash_after_the_move_into_place_does_not_fetch_again() {
         !bob.dir.path().join("files/landed.bin (1)").exists(),
         "no second copy"
     );
-    let again = row(&alice, &id).await["served"].as_u64().unwrap();
+    let again = served_by(&alice, &id).await;
     assert_eq!(again, sent, "Alice was asked for the file again");
 }
 
@@ -324,8 +339,7 @@ async fn a_crash_after_the_move_into_place_does_not_fetch_again() {
 async fn a_slow_source_loses_its_piece_to_another_after_the_deadline() {
     init_tracing();
     let (hub, alice, bob) = trio().await;
-    let carol = Daemon::start(Some(&hub.addr().await)).await;
-    befriend(&carol, "carol", &bob, "bob");
+    let carol = carol_for(&hub, &bob).await;
     // Carol answers, but a 1 MiB piece would take her about a minute (a
     // KiB every 50 ms: no read waits long enough to time out); Bob gives
     // a piece 1 s while another source could take it.
@@ -340,13 +354,10 @@ async fn a_slow_source_loses_its_piece_to_another_after_the_deadline() {
     let src = random_file(tmp.path(), "slow.bin", size, 7);
     let id = offer(&alice, "bob", &src);
     offer(&carol, "bob", &src);
-    until(&bob, &id, "both offers merge", |r| r["sources"] == 2).await;
+    merges(&bob, &id).await;
     let out = tmp.path().join("received.bin");
-    bob.rows(&["files", "get", &id, "--out", out.to_str().unwrap()]);
-    until(&bob, &id, "the file completes", |r| {
-        r["state"] == "complete"
-    })
-    .await;
+    get(&bob, &id, &out);
+    completes(&bob, &id).await;
     same_file(&src, &out);
     // Carol counts each write as it goes out.
     let carol_sent = carol.rows(&["files"])[0]["served"].as_u64().unwrap();

@@ -16,28 +16,18 @@
 
 mod common;
 
-use common::{TestNode, eventually_within, init_tracing};
+use common::{TestNode, eventually_within, init_tracing, random};
 use roost::Content;
-use roost::store::TransferState;
+use roost::node::files::FileInfo;
+use roost::store::{Transfer, TransferState};
 use roost::wire::files::{OFFER_TYPE, Offer};
 use roost::wire::message::MessageId;
+use std::ops::Range;
+use std::path::Path;
 use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
 const LONG: Duration = Duration::from_secs(120);
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut bytes = Vec::with_capacity(len);
-    while bytes.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
 
 /// Waits until `node` has filed transfer `id`.
 async fn filed(node: &TestNode, id: MessageId) -> TransferState {
@@ -68,52 +58,24 @@ async fn two_partial_sources_holding_different_halves_complete_a_file() {
 
     let size = 4 * MIB;
     let half = size / 2;
-    let bytes = random_bytes(size, 7);
+    let bytes = random::bytes(size, 7);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("halves.bin");
     std::fs::write(&src, &bytes).unwrap();
 
-    // Alice offers the file to Bob and to Carol (strangers: `offered`).
-    let mut held = Vec::new();
-    for (node, keep) in [(&bob, 0..half), (&carol, half..size)] {
-        let (_, t) = alice
-            .handle
-            .send_file(node.handle.peer_id(), src.clone())
-            .await
-            .unwrap();
-        assert_eq!(filed(node, t.id).await, TransferState::Offered);
-        let files = node.dir.path().join("files");
-        let obao = alice.dir.path().join(format!("files/{}.obao", t.id));
-        std::fs::copy(obao, files.join(format!("{}.obao", t.id))).unwrap();
-        let mut part = vec![0u8; size];
-        part[keep.clone()].copy_from_slice(&bytes[keep]);
-        std::fs::write(files.join(format!("{}.part", t.id)), part).unwrap();
-        held.push(t);
-    }
+    let held = hold_halves(
+        &alice,
+        [(&bob, 0..half), (&carol, half..size)],
+        &src,
+        &bytes,
+    )
+    .await;
     let root = held[0].root;
     alice.handle.shutdown().await.unwrap();
 
     // Both offer the file to Dave: one transfer with two sources.
     let file = MessageId::random();
-    for source in [&bob, &carol] {
-        let offer = Offer {
-            file,
-            name: "halves.bin".into(),
-            size: size as u64,
-            mime: "application/octet-stream".into(),
-            root,
-        };
-        let content = Content {
-            content_type: OFFER_TYPE.into(),
-            subject: None,
-            data: offer.encode().unwrap(),
-        };
-        source
-            .handle
-            .send(dave.handle.peer_id(), content)
-            .await
-            .unwrap();
-    }
+    offer_by_hand(&[&bob, &carol], &dave, file, size as u64, root).await;
     eventually_within(LONG, "both offers merge at Dave", || async {
         let f = dave.handle.file(file).await.ok()?;
         (f.transfer.sources.len() == 2).then_some(())
@@ -123,17 +85,7 @@ async fn two_partial_sources_holding_different_halves_complete_a_file() {
 
     let out = tmp.path().join("received.bin");
     dave.handle.get_file(file, Some(out.clone())).await.unwrap();
-    let done = eventually_within(LONG, "the file completes", || async {
-        let f = dave.handle.file(file).await.ok()?;
-        assert_ne!(
-            f.transfer.state,
-            TransferState::Failed,
-            "{:?}",
-            f.transfer.error
-        );
-        (f.transfer.state == TransferState::Complete).then_some(f)
-    })
-    .await;
+    let done = completes(&dave, file).await;
     assert!(done.transfer.dropped.is_empty(), "no source lied");
     let got = std::fs::read(&out).unwrap();
     assert_eq!(got.len(), size);
@@ -148,4 +100,81 @@ async fn two_partial_sources_holding_different_halves_complete_a_file() {
         served_b + served_c >= size as u64,
         "together they served the whole file: {served_b} + {served_c}"
     );
+}
+
+/// Alice offers `src` (holding `bytes`) to each node, which files it as
+/// `offered` (a stranger's offer); each is then made a partial source the
+/// way a paused download leaves one: Alice's outboard copied beside a
+/// `<id>.part` at full size holding only its range of the true bytes.
+/// The transfers, in the order of `holders`.
+async fn hold_halves(
+    alice: &TestNode,
+    holders: [(&TestNode, Range<usize>); 2],
+    src: &Path,
+    bytes: &[u8],
+) -> Vec<Transfer> {
+    let mut held = Vec::new();
+    for (node, keep) in holders {
+        let (_, t) = alice
+            .handle
+            .send_file(node.handle.peer_id(), src.to_path_buf())
+            .await
+            .unwrap();
+        assert_eq!(filed(node, t.id).await, TransferState::Offered);
+        let files = node.dir.path().join("files");
+        let obao = alice.dir.path().join(format!("files/{}.obao", t.id));
+        std::fs::copy(obao, files.join(format!("{}.obao", t.id))).unwrap();
+        let mut part = vec![0u8; bytes.len()];
+        part[keep.clone()].copy_from_slice(&bytes[keep]);
+        std::fs::write(files.join(format!("{}.part", t.id)), part).unwrap();
+        held.push(t);
+    }
+    held
+}
+
+/// Each of `sources` sends `to` an offer of `file` (`halves.bin`, `size`
+/// bytes, `root`) written by hand, as a member passing on a file it holds
+/// would.
+async fn offer_by_hand(
+    sources: &[&TestNode],
+    to: &TestNode,
+    file: MessageId,
+    size: u64,
+    root: [u8; 32],
+) {
+    for source in sources {
+        let offer = Offer {
+            file,
+            name: "halves.bin".into(),
+            size,
+            mime: "application/octet-stream".into(),
+            root,
+        };
+        let content = Content {
+            content_type: OFFER_TYPE.into(),
+            subject: None,
+            data: offer.encode().unwrap(),
+        };
+        source
+            .handle
+            .send(to.handle.peer_id(), content)
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits until `node`'s download of `file` is complete (failing at once
+/// if it failed): its row then.
+async fn completes(node: &TestNode, file: MessageId) -> FileInfo {
+    eventually_within(LONG, "the file completes", || async {
+        let f = node.handle.file(file).await.ok()?;
+        assert_ne!(
+            f.transfer.state,
+            TransferState::Failed,
+            "{:?}",
+            f.transfer.error
+        );
+        (f.transfer.state == TransferState::Complete).then_some(f)
+    })
+    .await
 }

@@ -8,32 +8,15 @@ mod common;
 
 use std::path::Path;
 
+use common::api::{over_tcp, serve_local};
 use common::{TestNode, eventually, init_tracing, start_with};
-use roost::api::serve;
 
 /// POSTs `body` to `/api/v1/{path}` over the daemon's TCP listener with
 /// the bearer token of `api.json`: the status and the answer's body.
 fn post(dir: &Path, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
-    let info: roost::api::ApiInfo =
-        serde_json::from_slice(&std::fs::read(dir.join("api.json")).unwrap()).unwrap();
-    let host = info.url.trim_start_matches("http://");
-    let mut tcp = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        tcp,
-        "POST /api/v1/{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        info.token,
-        body.len()
-    )
-    .unwrap();
-    tcp.write_all(body).unwrap();
-    let mut all = Vec::new();
-    tcp.read_to_end(&mut all).unwrap();
-    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let head = String::from_utf8_lossy(&all[..end]).to_string();
+    let (head, all) = over_tcp(dir, "POST", path, Some(body));
     let status = head[9..12].parse().unwrap();
-    let mut rest = &all[end..];
+    let mut rest = &all[..];
     // A chunked answer: the JSON is the first chunk.
     if head.to_lowercase().contains("transfer-encoding: chunked") {
         let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
@@ -65,13 +48,7 @@ fn uploads(dir: &Path) -> Vec<std::path::PathBuf> {
 async fn a_received_file_named_sent_does_not_block_uploads() {
     init_tracing();
     let alice = TestNode::start(&[]).await;
-    let _api = serve(
-        alice.handle.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-        alice.dir.path(),
-    )
-    .await
-    .unwrap();
+    let _api = serve_local(&alice.handle, alice.dir.path()).await;
     let bob = someone();
     // A buddy's auto-accepted file lands in <data-dir>/files/<its name>.
     let theirs = alice.dir.path().join("files/sent");
@@ -92,13 +69,7 @@ async fn a_received_file_named_sent_does_not_block_uploads() {
 async fn a_withdrawn_upload_is_deleted_and_one_no_offer_names_is_swept_at_start() {
     init_tracing();
     let mut alice = TestNode::start(&[]).await;
-    let api = serve(
-        alice.handle.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-        alice.dir.path(),
-    )
-    .await
-    .unwrap();
+    let api = serve_local(&alice.handle, alice.dir.path()).await;
     let bob = someone();
     let dir = alice.dir.path().to_path_buf();
     let (status, v) = post(&dir, &format!("files/upload?to={bob}&name=gone.txt"), b"1");
@@ -136,9 +107,7 @@ async fn an_upload_to_ourselves_or_past_the_free_margin_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     roost::Identity::create_in(dir.path()).unwrap();
     let node = start_with(&dir, &[], |c| c.files.free_margin_bytes = u64::MAX / 2).await;
-    let _api = serve(node.clone(), "127.0.0.1:0".parse().unwrap(), dir.path())
-        .await
-        .unwrap();
+    let _api = serve_local(&node, dir.path()).await;
     let me = node.peer_id();
     let (status, v) = post(
         dir.path(),

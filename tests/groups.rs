@@ -6,71 +6,11 @@
 
 mod common;
 
+use common::groups::{accept, at_epoch, has, mailboxes_hold, network, one_message_each, texts};
 use common::{TestNode, eventually, init_tracing};
-use libp2p::{Multiaddr, PeerId};
+use libp2p::PeerId;
 use roost::NodeHandle;
 use roost::node::groups::GroupError;
-
-/// A seed and `n` plain nodes (mailbox holders), all up.
-async fn network(n: usize) -> (Vec<TestNode>, Multiaddr) {
-    let seed = TestNode::start(&[]).await;
-    let boot = seed.addr().await;
-    let mut plain = vec![seed];
-    for _ in 0..n {
-        plain.push(TestNode::start(std::slice::from_ref(&boot)).await);
-    }
-    (plain, boot)
-}
-
-/// Waits until `node` has the invitation to the group `gid`, then accepts it.
-async fn accept(node: &NodeHandle, gid: &str) {
-    eventually("the invitation arrives", || async {
-        node.group_list()
-            .await
-            .unwrap()
-            .iter()
-            .any(|g| g.id.to_string() == gid)
-            .then_some(())
-    })
-    .await;
-    node.group_join(gid).await.unwrap();
-}
-
-/// Waits until `node` is at `epoch` of `gid`.
-async fn at_epoch(node: &NodeHandle, gid: &str, epoch: u64) {
-    eventually("the new state arrives", || async {
-        node.group_list()
-            .await
-            .unwrap()
-            .iter()
-            .any(|g| g.id.to_string() == gid && g.epoch == epoch)
-            .then_some(())
-    })
-    .await;
-}
-
-/// The texts of `node`'s log of `gid` that are messages (not changes).
-async fn texts(node: &NodeHandle, gid: &str) -> Vec<String> {
-    node.group_log(gid, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|l| !l.system)
-        .map(|l| l.text)
-        .collect()
-}
-
-/// Waits until `node`'s log of `gid` has a message `text`.
-async fn has(node: &NodeHandle, gid: &str, text: &str) {
-    eventually(&format!("{text:?} arrives"), || async {
-        texts(node, gid)
-            .await
-            .iter()
-            .any(|t| t == text)
-            .then_some(())
-    })
-    .await;
-}
 
 /// A group of `members.len() + 1` made by `creator`, every member in.
 async fn group_of(creator: &NodeHandle, name: &str, members: &[&NodeHandle]) -> String {
@@ -80,9 +20,20 @@ async fn group_of(creator: &NodeHandle, name: &str, members: &[&NodeHandle]) -> 
     creator.group_invite(&gid, ids).await.unwrap();
     for m in members {
         accept(m, &gid).await;
-        at_epoch(m, &gid, 1).await;
+        at_epoch(m, &gid, 1, "the new state arrives").await;
     }
     gid
+}
+
+/// Alice, Bob and Carol (joined through Alice) in Alice's group `three`,
+/// each of them in: the nodes and the group's id.
+async fn three() -> (TestNode, TestNode, TestNode, String) {
+    let alice = TestNode::start(&[]).await;
+    let boot = alice.addr().await;
+    let bob = TestNode::start(std::slice::from_ref(&boot)).await;
+    let carol = TestNode::start(std::slice::from_ref(&boot)).await;
+    let gid = group_of(&alice.handle, "three", &[&bob.handle, &carol.handle]).await;
+    (alice, bob, carol, gid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,23 +57,8 @@ async fn an_offline_member_gets_all_three_from_its_mailbox_once_and_in_order() {
         .await;
     }
     // Three senders, one message each, in turn.
-    for (i, sender) in m[..3].iter().enumerate() {
-        sender
-            .handle
-            .group_send(&gid, &format!("message {i}"))
-            .await
-            .unwrap();
-    }
-    eventually("all three are in Eve's mailboxes", || async {
-        let mut ids = std::collections::HashSet::new();
-        for p in &plain {
-            for env in p.handle.held_envelopes(eve).await.unwrap() {
-                ids.insert(env.id);
-            }
-        }
-        (ids.len() == 3).then_some(())
-    })
-    .await;
+    one_message_each(&m[..3], &gid).await;
+    mailboxes_hold(&plain, eve, 3, "all three are in Eve's mailboxes").await;
     // The senders leave: only the mailboxes can bring them now.
     for sender in &m[..3] {
         sender.handle.shutdown().await.unwrap();
@@ -149,11 +85,7 @@ async fn an_offline_member_gets_all_three_from_its_mailbox_once_and_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_member_cannot_open_what_is_sent_after_its_removal() {
     init_tracing();
-    let alice = TestNode::start(&[]).await;
-    let boot = alice.addr().await;
-    let bob = TestNode::start(std::slice::from_ref(&boot)).await;
-    let carol = TestNode::start(std::slice::from_ref(&boot)).await;
-    let gid = group_of(&alice.handle, "three", &[&bob.handle, &carol.handle]).await;
+    let (alice, bob, carol, gid) = three().await;
     alice.handle.group_send(&gid, "before").await.unwrap();
     has(&bob.handle, &gid, "before").await;
     has(&carol.handle, &gid, "before").await;
@@ -163,7 +95,7 @@ async fn a_removed_member_cannot_open_what_is_sent_after_its_removal() {
         .group_remove(&gid, carol.handle.peer_id())
         .await
         .unwrap();
-    at_epoch(&bob.handle, &gid, 2).await;
+    at_epoch(&bob.handle, &gid, 2, "the new state arrives").await;
     eventually("Carol learns she was removed", || async {
         let log = carol.handle.group_log(&gid, 100).await.unwrap();
         log.iter()
@@ -265,11 +197,7 @@ async fn holders_and_non_members_learn_nothing_but_sizes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_cannot_speak_as_another() {
     init_tracing();
-    let alice = TestNode::start(&[]).await;
-    let boot = alice.addr().await;
-    let bob = TestNode::start(std::slice::from_ref(&boot)).await;
-    let carol = TestNode::start(std::slice::from_ref(&boot)).await;
-    let gid = group_of(&alice.handle, "three", &[&bob.handle, &carol.handle]).await;
+    let (alice, bob, carol, gid) = three().await;
     // Bob writes as Alice (he holds the epoch secret, so he can seal under
     // her chain; only her signature he cannot make).
     bob.handle

@@ -9,6 +9,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::groups::{at_epoch, has, mailboxes_hold, network, one_message_each, texts};
 use common::{TestNode, eventually, init_tracing, start_with};
 use libp2p::{Multiaddr, PeerId};
 use roost::node::groups::fast::FastConfig;
@@ -44,15 +45,7 @@ async fn group_of(creator: &NodeHandle, members: &[&NodeHandle]) -> String {
     let ids: Vec<PeerId> = members.iter().map(|m| m.peer_id()).collect();
     creator.group_invite(&gid, ids).await.unwrap();
     for m in members {
-        eventually("the invitation arrives", || async {
-            m.group_list()
-                .await
-                .unwrap()
-                .iter()
-                .any(|g| g.id.to_string() == gid && g.epoch == 1)
-                .then_some(())
-        })
-        .await;
+        at_epoch(m, &gid, 1, "the invitation arrives").await;
         m.group_join(&gid).await.unwrap();
     }
     // Every member sees every other on the topic: a message published
@@ -65,27 +58,6 @@ async fn group_of(creator: &NodeHandle, members: &[&NodeHandle]) -> String {
         .await;
     }
     gid
-}
-
-async fn texts(node: &NodeHandle, gid: &str) -> Vec<String> {
-    node.group_log(gid, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|l| !l.system)
-        .map(|l| l.text)
-        .collect()
-}
-
-async fn has(node: &NodeHandle, gid: &str, text: &str) {
-    eventually(&format!("{text:?} arrives"), || async {
-        texts(node, gid)
-            .await
-            .iter()
-            .any(|t| t == text)
-            .then_some(())
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,12 +99,7 @@ async fn online_members_get_it_by_gossip_and_their_confirmations_cancel_the_copi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_member_gets_all_three_from_its_mailboxes_once_and_in_order() {
     init_tracing();
-    let seed = TestNode::start(&[]).await;
-    let boot = seed.addr().await;
-    let mut plain = vec![seed];
-    for _ in 0..4 {
-        plain.push(TestNode::start(std::slice::from_ref(&boot)).await);
-    }
+    let (plain, boot) = network(4).await;
     let window = Duration::from_secs(2);
     let mut m = Vec::new();
     for _ in 0..5 {
@@ -143,13 +110,7 @@ async fn an_offline_member_gets_all_three_from_its_mailboxes_once_and_in_order()
     // Eve (m[4]) goes offline before anything is sent.
     let eve = m[4].handle.peer_id();
     m[4].handle.shutdown().await.unwrap();
-    for (i, sender) in m[..3].iter().enumerate() {
-        sender
-            .handle
-            .group_send(&gid, &format!("message {i}"))
-            .await
-            .unwrap();
-    }
+    one_message_each(&m[..3], &gid).await;
     // The online members have them (by gossip, or 1:1 once the window
     // ends: this test proves the mailbox path, not the gossip one).
     for (j, n) in m[..4].iter().enumerate() {
@@ -158,16 +119,7 @@ async fn an_offline_member_gets_all_three_from_its_mailboxes_once_and_in_order()
         }
     }
     // Eve's copies, unconfirmed, go to her mailboxes once their window ends.
-    eventually("all three are in Eve's mailboxes", || async {
-        let mut ids = std::collections::HashSet::new();
-        for p in &plain {
-            for env in p.handle.held_envelopes(eve).await.unwrap() {
-                ids.insert(env.id);
-            }
-        }
-        (ids.len() == 3).then_some(())
-    })
-    .await;
+    mailboxes_hold(&plain, eve, 3, "all three are in Eve's mailboxes").await;
     // The senders leave: only the mailboxes can bring them now.
     for sender in &m[..3] {
         sender.handle.shutdown().await.unwrap();

@@ -309,6 +309,32 @@ fn keys(v: &serde_json::Value) -> Vec<String> {
 async fn the_cli_prints_the_rows_of_the_contract() {
     let a = common::Daemon::start(None).await;
     let b = common::Daemon::start(Some(&a.addr().await)).await;
+    let room = cli_create_and_join(&a, &b).await;
+    cli_send_and_log(&a, &b).await;
+    cli_list_and_members(&a, &b);
+    // A public room has no roster to remove from.
+    let out = common::roost(
+        a.dir.path(),
+        &["group", "remove", "lobby", &b.id.to_string()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ban instead"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cli_kinds_and_a_twin_name(&a, &room);
+    // Only the owner bans.
+    let out = common::roost(b.dir.path(), &["group", "ban", "lobby", &a.id.to_string()]);
+    assert!(!out.status.success());
+    a.rows(&["group", "ban", &room, &b.id.to_string()]);
+    b.rows(&["group", "leave", "lobby"]);
+    assert!(b.rows(&["group", "list"]).is_empty());
+}
+
+/// A creates the public room `Lobby` (named `lobby`), B joins it by name,
+/// and A sees B in it: the rows `create` and `join` print. The room's id.
+async fn cli_create_and_join(a: &common::Daemon, b: &common::Daemon) -> String {
     let created = a.rows(&["group", "create", "Lobby", "--public"]);
     assert_eq!(keys(&created[0]), ["id", "name"]);
     assert_eq!(created[0]["name"], "lobby");
@@ -326,6 +352,12 @@ async fn the_cli_prints_the_rows_of_the_contract() {
         (a.rows(&["group", "members", &room]).len() == 2).then_some(())
     })
     .await;
+    room
+}
+
+/// B sends to `lobby` and A's log shows it: the rows `send` and `log`
+/// print.
+async fn cli_send_and_log(a: &common::Daemon, b: &common::Daemon) {
     let sent = b.rows(&["group", "send", "lobby", "hello room"]);
     assert_eq!(keys(&sent[0]), ["id", "state"]);
     assert_eq!(sent[0]["state"], "sent");
@@ -337,6 +369,11 @@ async fn the_cli_prints_the_rows_of_the_contract() {
     assert_eq!(row["text"], "hello room");
     assert_eq!(row["from"], b.id.to_string());
     assert_eq!(row["id"], sent[0]["id"]);
+}
+
+/// The rows A's `list` and `members` print for `lobby`: a public room of
+/// two, A its owner and B a member.
+fn cli_list_and_members(a: &common::Daemon, b: &common::Daemon) {
     let list = a.rows(&["group", "list"]);
     assert_eq!(keys(&list[0]), ["id", "members", "name", "public"]);
     assert_eq!(list[0]["public"], true);
@@ -360,18 +397,12 @@ async fn the_cli_prints_the_rows_of_the_contract() {
         roles.contains(&(b.id.to_string(), "member".into())),
         "{roles:?}"
     );
-    // A public room has no roster to remove from.
-    let out = common::roost(
-        a.dir.path(),
-        &["group", "remove", "lobby", &b.id.to_string()],
-    );
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("ban instead"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // A private group and a public room, both listed with their kind.
+}
+
+/// A private group and the public `room`, both listed with their kind;
+/// then a private group also named `lobby`: a send to the name both hold
+/// is refused, naming both ids, and neither log shows it.
+fn cli_kinds_and_a_twin_name(a: &common::Daemon, room: &str) {
     let team = a.rows(&["group", "create", "team"]);
     let private = team[0]["id"].as_str().unwrap().to_string();
     let kinds: Vec<(String, bool)> = a
@@ -386,15 +417,15 @@ async fn the_cli_prints_the_rows_of_the_contract() {
         .collect();
     assert_eq!(kinds.len(), 2, "{kinds:?}");
     assert!(kinds.contains(&(private.clone(), false)), "{kinds:?}");
-    assert!(kinds.contains(&(room.clone(), true)), "{kinds:?}");
+    assert!(kinds.contains(&(room.to_string(), true)), "{kinds:?}");
     // A name both kinds hold is refused, naming both ids; nothing is sent.
     let twin = a.rows(&["group", "create", "lobby"]);
     let twin = twin[0]["id"].as_str().unwrap().to_string();
     let out = common::roost(a.dir.path(), &["group", "send", "lobby", "which one?"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&twin) && err.contains(&room), "{err}");
-    for id in [&twin, &room] {
+    assert!(err.contains(&twin) && err.contains(room), "{err}");
+    for id in [twin.as_str(), room] {
         let texts: Vec<serde_json::Value> = a
             .rows(&["group", "log", id])
             .iter()
@@ -402,12 +433,6 @@ async fn the_cli_prints_the_rows_of_the_contract() {
             .collect();
         assert!(!texts.contains(&"which one?".into()), "{texts:?}");
     }
-    // Only the owner bans.
-    let out = common::roost(b.dir.path(), &["group", "ban", "lobby", &a.id.to_string()]);
-    assert!(!out.status.success());
-    a.rows(&["group", "ban", &room, &b.id.to_string()]);
-    b.rows(&["group", "leave", "lobby"]);
-    assert!(b.rows(&["group", "list"]).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,13 +11,14 @@ use libp2p::kad::store::MemoryStore;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, kad, request_response};
-use roost::Content;
 use roost::store::{MessageState, StoredMessage};
 use roost::wire::frame::CborCodec;
 use roost::wire::mailbox::{self, MailboxRequest, MailboxResponse, PAGE_ITEMS};
 use roost::wire::message::{Envelope, MessageId};
+use roost::{Content, NodeHandle};
+use tempfile::TempDir;
 
-use super::{TestNode, eventually};
+use super::{TestNode, eventually, start_with};
 
 /// What a fake holder speaks: our Kademlia (so lookups find it) and the
 /// mailbox protocol, answered by the test.
@@ -226,4 +227,13 @@ pub fn fetches(log: &[Seen]) -> Vec<Vec<u64>> {
         }
     }
     out
+}
+
+/// A node on `dir` bootstrapped from `boot` that fetches its mailbox
+/// every second, so a test sees each fetch a holder answers soon.
+pub async fn start_fetching(dir: &TempDir, boot: &[Multiaddr]) -> NodeHandle {
+    start_with(dir, boot, |c| {
+        c.mailbox.poll = Duration::from_secs(1);
+    })
+    .await
 }

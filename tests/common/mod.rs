@@ -11,12 +11,15 @@ use libp2p::Multiaddr;
 use roost::{Config, Identity, Node, NodeHandle};
 use tempfile::TempDir;
 
+pub mod api;
 pub mod cli;
 pub mod fake_holder;
 pub mod fake_http;
+pub mod groups;
 pub mod nat;
 pub mod netns;
 pub mod presence;
+pub mod random;
 pub mod raw;
 
 /// How long any condition may take before the test fails.

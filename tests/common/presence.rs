@@ -26,3 +26,12 @@ pub async fn sees(who: &NodeHandle, buddy: PeerId, status: Status, what: &str) {
     })
     .await;
 }
+
+/// `a` and `b` add each other (as `b_name` and `a_name`) and each sees
+/// the other online.
+pub async fn befriend(a: &NodeHandle, a_name: &str, b: &NodeHandle, b_name: &str) {
+    a.add_buddy(b.peer_id(), b_name.into()).await.unwrap();
+    b.add_buddy(a.peer_id(), a_name.into()).await.unwrap();
+    sees(a, b.peer_id(), Status::Online, "a sees b online").await;
+    sees(b, a.peer_id(), Status::Online, "b sees a online").await;
+}

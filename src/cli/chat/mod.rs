@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ratatui::crossterm::event::{self, Event};
-use roost::api::client::{ApiClient, escape};
+use roost::api::client::{ApiClient, EventStream, escape};
 use roost::api::{BuddyRow, Empty, FileRow, MessageView, ReadView, SendRequest, SendView};
 use tokio::sync::mpsc;
 
@@ -40,29 +40,13 @@ pub(crate) async fn run(
     let client = Arc::new(client()?);
     // The event stream first: nothing that happens while the lists are
     // fetched is missed.
-    let mut events = client.events(None).await?;
+    let events = client.events(None).await?;
     let buddies: Vec<BuddyRow> = client.get("buddies").await?;
     let inbox: Vec<MessageView> = client.get("inbox").await?;
     let files: Vec<FileRow> = client.get("files").await?;
 
     let (tx, mut rx) = mpsc::channel::<Input>(256);
-    let events_tx = tx.clone();
-    tokio::spawn(async move {
-        let gone = loop {
-            match events.next().await {
-                Ok(Some(ev)) => {
-                    if events_tx.send(Input::Event(ev)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => break "the daemon ended the event stream".to_string(),
-                Err(e) => break e.to_string(),
-            }
-        };
-        let _ = events_tx
-            .send(Input::Error(format!("no live updates: {gone}")))
-            .await;
-    });
+    tokio::spawn(forward_events(events, tx.clone()));
 
     let mut terminal = match ratatui::try_init() {
         Ok(t) => t,
@@ -77,39 +61,69 @@ pub(crate) async fn run(
         let done = done.clone();
         std::thread::spawn(move || read_keys(&key_tx, &done))
     };
-    let mut app = App::default();
-    let result = async {
-        let first = app.handle(Input::Snapshot {
-            buddies,
-            inbox,
-            files,
-        });
-        if carry_out(first, &client, &tx) {
-            return Ok(());
-        }
-        loop {
-            terminal.draw(|f| view::draw(f, &app))?;
-            let input = tokio::select! {
-                k = key_rx.recv() => match k {
-                    Some(Some(k)) => Input::Key(k),
-                    Some(None) => continue, // resized: drawn again
-                    None => return Ok(()),  // the terminal is gone
-                },
-                i = rx.recv() => match i {
-                    Some(i) => i,
-                    None => return Ok(()),
-                },
-            };
-            if carry_out(app.handle(input), &client, &tx) {
-                return Ok(());
-            }
-        }
-    }
-    .await;
+    let snapshot = Input::Snapshot {
+        buddies,
+        inbox,
+        files,
+    };
+    let result = drive(&mut terminal, snapshot, &client, &tx, &mut rx, &mut key_rx).await;
     done.store(true, Ordering::Relaxed);
     ratatui::restore();
     let _ = reader.join();
     result
+}
+
+/// Passes the daemon's events on to the chat as inputs; when the stream
+/// ends or fails, says so once, as an error the chat shows.
+async fn forward_events(mut events: EventStream, tx: mpsc::Sender<Input>) {
+    let gone = loop {
+        match events.next().await {
+            Ok(Some(ev)) => {
+                if tx.send(Input::Event(ev)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => break "the daemon ended the event stream".to_string(),
+            Err(e) => break e.to_string(),
+        }
+    };
+    let _ = tx
+        .send(Input::Error(format!("no live updates: {gone}")))
+        .await;
+}
+
+/// The chat's loop: hands `snapshot`, then each key and each input from
+/// the daemon, to the model, draws it, and carries out what it asks for,
+/// until the model quits or a source of input is gone.
+async fn drive(
+    terminal: &mut ratatui::DefaultTerminal,
+    snapshot: Input,
+    client: &Arc<ApiClient>,
+    tx: &mpsc::Sender<Input>,
+    rx: &mut mpsc::Receiver<Input>,
+    key_rx: &mut mpsc::Receiver<Option<Key>>,
+) -> Result<()> {
+    let mut app = App::default();
+    if carry_out(app.handle(snapshot), client, tx) {
+        return Ok(());
+    }
+    loop {
+        terminal.draw(|f| view::draw(f, &app))?;
+        let input = tokio::select! {
+            k = key_rx.recv() => match k {
+                Some(Some(k)) => Input::Key(k),
+                Some(None) => continue, // resized: drawn again
+                None => return Ok(()),  // the terminal is gone
+            },
+            i = rx.recv() => match i {
+                Some(i) => i,
+                None => return Ok(()),
+            },
+        };
+        if carry_out(app.handle(input), client, tx) {
+            return Ok(());
+        }
+    }
 }
 
 /// Reads the terminal's keys on a thread of its own (crossterm's reads

@@ -101,6 +101,12 @@ impl Rig {
         the_put(out)
     }
 
+    /// A lookup `op` found `record` at `d`, from the peer `from` (`None`:
+    /// our own copy).
+    fn found(&mut self, op: Op, from: Option<PeerId>, record: Record, d: Duration) -> Vec<Output> {
+        self.run(Input::Found { op, from, record }, d)
+    }
+
     fn key_of(&self) -> RecordKey {
         record_key(&self.local)
     }
@@ -278,25 +284,11 @@ fn a_peer_answer_beats_and_replaces_our_stale_copy() {
     let op = look_up(&mut r, &owner, 5);
     // libp2p reports our own copy first: it does not answer...
     let own = record_of(&owner, 1);
-    let out = r.run(
-        Input::Found {
-            op,
-            from: None,
-            record: own,
-        },
-        secs(1),
-    );
+    let out = r.found(op, None, own, secs(1));
     assert!(out.is_empty(), "{out:?}");
     // ...a peer's newer one does, ends the lookup and replaces our copy.
     let peer = PeerId::random();
-    let out = r.run(
-        Input::Found {
-            op,
-            from: Some(peer),
-            record: record_of(&owner, 2),
-        },
-        secs(1),
-    );
+    let out = r.found(op, Some(peer), record_of(&owner, 2), secs(1));
     assert_eq!(answer(&out, 5).unwrap().unwrap().seq, 2);
     assert!(
         out.iter()
@@ -320,24 +312,8 @@ fn our_newer_copy_answers_over_an_older_peer_answer_and_stays() {
         .put_from(owner.peer_id(), record_of(&owner, 3), r.t0)
         .unwrap();
     let op = look_up(&mut r, &owner, 6);
-    let from = None;
-    r.run(
-        Input::Found {
-            op,
-            from,
-            record: record_of(&owner, 3),
-        },
-        secs(1),
-    );
-    let from = Some(PeerId::random());
-    let out = r.run(
-        Input::Found {
-            op,
-            from,
-            record: record_of(&owner, 2),
-        },
-        secs(1),
-    );
+    r.found(op, None, record_of(&owner, 3), secs(1));
+    let out = r.found(op, Some(PeerId::random()), record_of(&owner, 2), secs(1));
     assert_eq!(answer(&out, 6).unwrap().unwrap().seq, 3);
     assert_eq!(r.dht.held_seq(&record_key(&owner.peer_id())), Some(3));
 }
@@ -348,25 +324,9 @@ fn our_copy_answers_only_when_no_peer_does() {
     let owner = Identity::from_seed([1; 32]);
     let other = Identity::from_seed([2; 32]);
     let op = look_up(&mut r, &owner, 7);
-    let from = None;
-    r.run(
-        Input::Found {
-            op,
-            from,
-            record: record_of(&owner, 1),
-        },
-        secs(1),
-    );
+    r.found(op, None, record_of(&owner, 1), secs(1));
     // A peer answering with another identity's valid record is ignored.
-    let from = Some(PeerId::random());
-    let out = r.run(
-        Input::Found {
-            op,
-            from,
-            record: record_of(&other, 9),
-        },
-        secs(1),
-    );
+    let out = r.found(op, Some(PeerId::random()), record_of(&other, 9), secs(1));
     assert!(out.is_empty(), "{out:?}");
     let out = r.run(Input::LookupDone { op }, secs(2));
     assert_eq!(answer(&out, 7).unwrap().unwrap().seq, 1);

@@ -1,79 +1,24 @@
 //! The fast path's store job ([`take_gossip`]) against a real store (no
 //! sockets): what it files and what it confirms.
 
-use std::sync::Arc;
-
-use libp2p::PeerId;
-
 use super::*;
-use crate::crypto::Sealer;
-use crate::identity::Identity;
-use crate::node::groups::{Answer, Ctx, ops};
-use crate::wire::group::Op;
-use crate::wire::message::{self, Body, Envelope};
-
-struct Peer {
-    ctx: Arc<Ctx>,
-    store: Store,
-    _dir: tempfile::TempDir,
-}
-
-fn peer() -> Peer {
-    let id = Identity::generate().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 1 << 20).unwrap();
-    let sealer = Arc::new(Sealer::new(&id));
-    Peer {
-        ctx: Ctx::new(id, sealer, Default::default()),
-        store,
-        _dir: dir,
-    }
-}
+use crate::node::groups::ops;
+use crate::node::groups::test_peer::{Peer, create_adding, peer};
 
 impl Peer {
-    fn id(&self) -> PeerId {
-        self.ctx.sealer.me()
-    }
-
-    /// The `Body::Group` bytes of the first envelope among `out` to us.
-    fn mine(&self, out: &[(PeerId, Envelope)]) -> Vec<u8> {
-        let (_, env) = out.iter().find(|(p, _)| *p == self.id()).unwrap();
-        match message::open(&self.ctx.sealer, env).unwrap().1.body {
-            Body::Group(b) => b,
-            other => panic!("not a group item: {other:?}"),
-        }
-    }
-
     /// The topic of `gid`'s current epoch, as we know it.
     fn topic(&self, gid: &GroupId) -> String {
         let row = self.store.group(gid).unwrap().unwrap();
         let epoch = row.state.open().unwrap().epoch;
         topic(&row.secret.unwrap(), gid, epoch)
     }
-
-    fn texts(&self, gid: &GroupId) -> Vec<String> {
-        self.store
-            .group_log(gid, 100)
-            .unwrap()
-            .into_iter()
-            .filter(|l| !l.system)
-            .map(|l| l.text)
-            .collect()
-    }
 }
 
 /// Alice's group with every one of `members` in it and joined.
 fn group(alice: &Peer, members: &[&Peer]) -> GroupId {
-    let Answer::Created(gid, _) = ops::create(&alice.store, &alice.ctx, "g", 1)
-        .unwrap()
-        .answer
-    else {
-        panic!("not created")
-    };
-    let add = Op::Add(members.iter().map(|m| m.id().to_bytes().into()).collect());
-    let done = ops::change(&alice.store, &alice.ctx, &gid, add, 2).unwrap();
+    let (gid, done) = create_adding(alice, members);
     for m in members {
-        let inv = m.mine(&done.out);
+        let inv = m.mine(&done.out).remove(0);
         receive::take(&m.store, &m.ctx, &alice.id(), &inv, 3)
             .unwrap()
             .unwrap();
@@ -94,7 +39,7 @@ fn gossip_from_a_blocked_member_is_neither_filed_nor_confirmed() {
         &bob.ctx,
         &mallory.id(),
         &topic,
-        &bob.mine(&sent.out),
+        &bob.mine(&sent.out)[0],
         5,
     )
     .unwrap();
@@ -107,7 +52,7 @@ fn gossip_from_a_blocked_member_is_neither_filed_nor_confirmed() {
         &bob.ctx,
         &alice.id(),
         &topic,
-        &bob.mine(&sent.out),
+        &bob.mine(&sent.out)[0],
         7,
     )
     .unwrap();
@@ -118,17 +63,16 @@ fn gossip_from_a_blocked_member_is_neither_filed_nor_confirmed() {
 #[test]
 fn only_joined_groups_are_followed() {
     let (alice, bob) = (peer(), peer());
-    let Answer::Created(gid, _) = ops::create(&alice.store, &alice.ctx, "g", 1)
-        .unwrap()
-        .answer
-    else {
-        panic!("not created")
-    };
-    let add = Op::Add(vec![bob.id().to_bytes().into()]);
-    let done = ops::change(&alice.store, &alice.ctx, &gid, add, 2).unwrap();
-    receive::take(&bob.store, &bob.ctx, &alice.id(), &bob.mine(&done.out), 3)
-        .unwrap()
-        .unwrap();
+    let (gid, done) = create_adding(&alice, &[&bob]);
+    receive::take(
+        &bob.store,
+        &bob.ctx,
+        &alice.id(),
+        &bob.mine(&done.out)[0],
+        3,
+    )
+    .unwrap()
+    .unwrap();
     let cfg = FastConfig {
         threshold: 2,
         ..FastConfig::default()
@@ -138,15 +82,7 @@ fn only_joined_groups_are_followed() {
     ops::join(&bob.store, &gid).unwrap();
     let topics = wanted(&bob);
     assert_eq!(topics.len(), 1, "joined: followed");
-    let epoch = bob
-        .store
-        .group(&gid)
-        .unwrap()
-        .unwrap()
-        .state
-        .open()
-        .unwrap()
-        .epoch;
+    let epoch = bob.epoch(&gid);
     assert_eq!(topics.get(&bob.topic(&gid)), Some(&(gid, epoch)));
     assert!(
         wanted(&alice).contains_key(&bob.topic(&gid)),

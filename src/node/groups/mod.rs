@@ -19,6 +19,8 @@ pub mod keys;
 mod ops;
 pub(crate) mod receive;
 pub mod roster;
+#[cfg(test)]
+mod test_peer;
 
 use std::sync::Arc;
 

@@ -2,53 +2,14 @@
 //! dedupe, messages that come before their epoch's state, the cap on
 //! pending invitations.
 
-use std::sync::Arc;
-
 use libp2p::PeerId;
 
 use super::*;
-use crate::crypto::Sealer;
-use crate::identity::Identity;
-use crate::node::groups::{Answer, Ctx, ops};
+use crate::node::groups::ops;
+use crate::node::groups::test_peer::{Peer, create_adding, peer};
 use crate::wire::group::{GroupId, Op};
-use crate::wire::message::{self, Body, Envelope};
-
-struct Peer {
-    ctx: Arc<Ctx>,
-    store: Store,
-    _dir: tempfile::TempDir,
-}
-
-fn peer() -> Peer {
-    let id = Identity::generate().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), 1 << 20).unwrap();
-    let sealer = Arc::new(Sealer::new(&id));
-    Peer {
-        ctx: Ctx::new(id, sealer, Default::default()),
-        store,
-        _dir: dir,
-    }
-}
 
 impl Peer {
-    fn id(&self) -> PeerId {
-        self.ctx.sealer.me()
-    }
-
-    /// The `Body::Group` bytes of the envelopes among `out` addressed to us.
-    fn mine(&self, out: &[(PeerId, Envelope)]) -> Vec<Vec<u8>> {
-        out.iter()
-            .filter(|(p, _)| *p == self.id())
-            .map(
-                |(_, env)| match message::open(&self.ctx.sealer, env).unwrap().1.body {
-                    Body::Group(b) => b,
-                    other => panic!("not a group item: {other:?}"),
-                },
-            )
-            .collect()
-    }
-
     fn take(&self, from: &PeerId, bytes: &[u8]) -> Result<Taken, GroupError> {
         take(&self.store, &self.ctx, from, bytes, 1_000).unwrap()
     }
@@ -56,25 +17,8 @@ impl Peer {
 
 /// Alice's group with Bob invited; returns its id and Bob's invitation.
 fn invited(alice: &Peer, bob: &Peer) -> (GroupId, Vec<u8>) {
-    let Answer::Created(gid, _) = ops::create(&alice.store, &alice.ctx, "g", 1)
-        .unwrap()
-        .answer
-    else {
-        panic!("not created")
-    };
-    let add = Op::Add(vec![bob.id().to_bytes().into()]);
-    let done = ops::change(&alice.store, &alice.ctx, &gid, add, 2).unwrap();
+    let (gid, done) = create_adding(alice, &[bob]);
     (gid, bob.mine(&done.out).remove(0))
-}
-
-fn texts(p: &Peer, gid: &GroupId) -> Vec<String> {
-    p.store
-        .group_log(gid, 100)
-        .unwrap()
-        .into_iter()
-        .filter(|l| !l.system)
-        .map(|l| l.text)
-        .collect()
 }
 
 #[test]
@@ -86,7 +30,7 @@ fn a_message_is_filed_once_however_often_it_comes() {
     let msg = bob.mine(&sent.out).remove(0);
     assert!(!bob.take(&alice.id(), &msg).unwrap().duplicate);
     assert!(bob.take(&alice.id(), &msg).unwrap().duplicate);
-    assert_eq!(texts(&bob, &gid), ["hello"]);
+    assert_eq!(bob.texts(&gid), ["hello"]);
     // The same bytes from another member's envelope: refused.
     assert_eq!(
         bob.take(&PeerId::random(), &msg).err(),
@@ -104,9 +48,9 @@ fn a_message_ahead_of_its_state_waits_for_it() {
     let change = ops::change(&alice.store, &alice.ctx, &gid, add, 4).unwrap();
     let sent = ops::send(&alice.store, &alice.ctx, &gid, "in epoch 2", 5).unwrap();
     bob.take(&alice.id(), &bob.mine(&sent.out)[0]).unwrap();
-    assert!(texts(&bob, &gid).is_empty(), "not readable yet");
+    assert!(bob.texts(&gid).is_empty(), "not readable yet");
     let t = bob.take(&alice.id(), &bob.mine(&change.out)[0]).unwrap();
-    assert_eq!(texts(&bob, &gid), ["in epoch 2"]);
+    assert_eq!(bob.texts(&gid), ["in epoch 2"]);
     assert!(
         t.events
             .iter()
@@ -154,7 +98,7 @@ fn a_member_removed_and_added_again_is_a_member_again() {
     assert!(!row.gone && row.secret.is_some(), "a member again");
     let sent = ops::send(&alice.store, &alice.ctx, &gid, "welcome back", 5).unwrap();
     bob.take(&alice.id(), &bob.mine(&sent.out)[0]).unwrap();
-    assert_eq!(texts(&bob, &gid), ["welcome back"]);
+    assert_eq!(bob.texts(&gid), ["welcome back"]);
 }
 
 #[test]
@@ -199,7 +143,7 @@ fn a_message_dated_far_ahead_is_dropped() {
     );
     let sent = ops::send(&alice.store, &alice.ctx, &gid, "now", 900).unwrap();
     bob.take(&alice.id(), &bob.mine(&sent.out)[0]).unwrap();
-    assert_eq!(texts(&bob, &gid), ["now"]);
+    assert_eq!(bob.texts(&gid), ["now"]);
 }
 
 #[test]
@@ -218,10 +162,10 @@ fn a_message_ahead_from_a_sender_we_do_not_know_is_not_kept() {
     assert_eq!(bob.take(&carol.id(), &msg).err(), Some(GroupError::Later));
     // Nothing was kept: the state alone files nothing.
     bob.take(&alice.id(), &bob.mine(&change.out)[0]).unwrap();
-    assert!(texts(&bob, &gid).is_empty());
+    assert!(bob.texts(&gid).is_empty());
     // Offered again, it is taken.
     bob.take(&carol.id(), &msg).unwrap();
-    assert_eq!(texts(&bob, &gid), ["hi from carol"]);
+    assert_eq!(bob.texts(&gid), ["hi from carol"]);
 }
 
 #[test]
@@ -241,9 +185,9 @@ fn a_message_too_many_epochs_ahead_is_not_kept() {
     for st in &states {
         bob.take(&alice.id(), st).unwrap();
     }
-    assert!(texts(&bob, &gid).is_empty(), "nothing was kept");
+    assert!(bob.texts(&gid).is_empty(), "nothing was kept");
     bob.take(&alice.id(), &msg).unwrap();
-    assert_eq!(texts(&bob, &gid), ["far ahead"]);
+    assert_eq!(bob.texts(&gid), ["far ahead"]);
 }
 
 #[test]
@@ -267,13 +211,10 @@ fn a_full_buffer_answers_later_rather_than_losing_the_message() {
     let last = bob.mine(&sent.out).remove(0);
     assert_eq!(bob.take(&alice.id(), &last).err(), Some(GroupError::Later));
     bob.take(&alice.id(), &bob.mine(&change.out)[0]).unwrap();
-    assert_eq!(texts(&bob, &gid).len(), MAX_PENDING.min(100));
-    assert!(!texts(&bob, &gid).contains(&"one more".to_string()));
+    assert_eq!(bob.texts(&gid).len(), MAX_PENDING.min(100));
+    assert!(!bob.texts(&gid).contains(&"one more".to_string()));
     bob.take(&alice.id(), &last).unwrap();
-    assert_eq!(
-        texts(&bob, &gid).last().map(String::as_str),
-        Some("one more")
-    );
+    assert_eq!(bob.texts(&gid).last().map(String::as_str), Some("one more"));
 }
 
 #[test]
@@ -283,15 +224,7 @@ fn a_store_failure_while_taking_leaves_the_retry_to_be_taken() {
     bob.take(&alice.id(), &inv).unwrap();
     let sent = ops::send(&alice.store, &alice.ctx, &gid, "kept", 3).unwrap();
     let msg = bob.mine(&sent.out).remove(0);
-    let epoch = bob
-        .store
-        .group(&gid)
-        .unwrap()
-        .unwrap()
-        .state
-        .open()
-        .unwrap()
-        .epoch;
+    let epoch = bob.epoch(&gid);
     let a = alice.id().to_bytes();
     // Alice's chain at Bob unreadable: taking fails in the store.
     bob.store
@@ -304,7 +237,7 @@ fn a_store_failure_while_taking_leaves_the_retry_to_be_taken() {
     let fresh = crate::wire::encode(&fresh).unwrap();
     bob.store.put_group_chain(&gid, epoch, &a, &fresh).unwrap();
     assert!(!bob.take(&alice.id(), &msg).unwrap().duplicate);
-    assert_eq!(texts(&bob, &gid), ["kept"]);
+    assert_eq!(bob.texts(&gid), ["kept"]);
 }
 
 #[test]
@@ -336,5 +269,5 @@ fn a_pending_invitation_holds_a_bounded_log_and_the_rest_waits_with_its_senders(
     // Accepted: the one put off is taken when its sender offers it again.
     ops::join(&bob.store, &gid).unwrap();
     bob.take(&alice.id(), &over).unwrap();
-    assert_eq!(texts(&bob, &gid).last().map(String::as_str), Some("m99999"));
+    assert_eq!(bob.texts(&gid).last().map(String::as_str), Some("m99999"));
 }
