@@ -42,23 +42,36 @@ pub async fn connected(protocol: StreamProtocol) -> (Control, IncomingStreams, P
     let pb: PeerId = *sb.local_peer_id();
     let incoming = sb.behaviour().new_control().accept(protocol).unwrap();
     let control = sa.behaviour().new_control();
-    sa.dial(addr.with(libp2p::multiaddr::Protocol::P2p(pb)))
-        .unwrap();
-    tokio::spawn(async move {
-        loop {
-            sa.select_next_some().await;
-        }
-    });
     tokio::spawn(async move {
         loop {
             sb.select_next_some().await;
         }
     });
+    // Connected before anyone opens a stream: a stream asked for while the
+    // dial is still under way can wait for good.
+    sa.dial(addr.with(libp2p::multiaddr::Protocol::P2p(pb)))
+        .unwrap();
+    loop {
+        match sa.select_next_some().await {
+            libp2p::swarm::SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == pb => {
+                break;
+            }
+            libp2p::swarm::SwarmEvent::OutgoingConnectionError { error, .. } => {
+                panic!("the bare swarms did not connect: {error}")
+            }
+            _ => {}
+        }
+    }
+    tokio::spawn(async move {
+        loop {
+            sa.select_next_some().await;
+        }
+    });
     (control, incoming, pb)
 }
 
-/// Opens a stream of `protocol` to `peer`, retrying until the connection
-/// is up.
+/// Opens a stream of `protocol` to `peer` (connected by [`connected`]),
+/// asking again after a failure.
 pub async fn open(control: &mut Control, peer: PeerId, protocol: StreamProtocol) -> Stream {
     loop {
         match control.open_stream(peer, protocol.clone()).await {

@@ -161,29 +161,41 @@ async fn main() {
         c.fanout = vec![(watchers, watchers > 100)];
     }
     if want("floor") {
-        floor::floor(&c, false).await;
-        syncs("durable-floor", &c, floor::floor(&c, true)).await;
+        within("stream-floor", floor::floor(&c, false)).await;
+        within("durable-floor", syncs("durable-floor", &c, floor::floor(&c, true))).await;
     }
     if want("commit") {
         floor::commit(&c);
     }
     if want("roost") {
-        syncs("roost", &c, system::roost_system(&c)).await;
+        within("roost", syncs("roost", &c, system::roost_system(&c))).await;
         ratios();
     }
     if want("slowsync") && !slowsync::is_child() {
         slowsync::run();
     }
     if want("mailbox") {
-        system::mailbox(&c).await;
+        within("mailbox", system::mailbox(&c)).await;
     }
     if want("fanout") {
         for &(n, memory) in &c.fanout {
-            fanout::fanout(n, memory).await;
+            within("fanout", fanout::fanout(n, memory)).await;
         }
     }
     if want("idle") {
-        idle::idle().await;
+        within("idle", idle::idle()).await;
+    }
+}
+
+/// Longest a part may take: a part that hangs fails the run, naming
+/// itself, instead of leaving it waiting for good.
+const PART_LIMIT: Duration = Duration::from_secs(1800);
+
+/// Awaits `part`, panicking if it takes longer than [`PART_LIMIT`].
+async fn within<T>(name: &str, part: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(PART_LIMIT, part).await {
+        Ok(v) => v,
+        Err(_) => panic!("bench part {name} did not finish within {PART_LIMIT:?}"),
     }
 }
 
