@@ -298,6 +298,7 @@ impl Service {
     /// last round: it takes them out of the sender's outbox unsent.
     async fn send_confirmations(&mut self) {
         for (to, ids) in self.confirm.take() {
+            crate::net::stats::count(crate::net::stats::Kind::GroupConfirm);
             let body = Body::Receipt {
                 kind: ReceiptKind::Delivered,
                 ids,
@@ -337,6 +338,7 @@ impl Round {
             budget = budget.saturating_sub(dials.len());
             let dials = dials.into_iter().map(|p| {
                 let net = self.net.clone();
+                crate::net::stats::count(crate::net::stats::Kind::GroupDial);
                 async move {
                     let r = tokio::time::timeout(DIAL_TIMEOUT, net.dial(p)).await;
                     (p, matches!(r, Ok(Ok(()))))
