@@ -6,6 +6,7 @@ mod behaviour;
 mod client;
 mod command;
 pub mod dials;
+pub mod gossip_idle;
 mod event_loop;
 pub mod keep;
 pub mod lasting;

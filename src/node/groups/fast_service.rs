@@ -30,11 +30,6 @@ use crate::wire::message::{Body, ReceiptKind};
 
 /// How often the topics and their meshes are looked after.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
-/// Below this many members seen on a topic, a few more are dialled:
-/// gossipsub's mesh wants six.
-const FEW_PEERS: usize = 6;
-/// Most members dialled per group per round.
-const DIALS: usize = 6;
 /// How long a dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -359,11 +354,12 @@ impl Round {
         }
     }
 
-    /// Whom to dial for `group` (at most `budget`), if its topic has few
-    /// members seen.
+    /// Whom to dial for `group` (at most `budget`), if its topic has too
+    /// few members seen for a mesh ([`fast_limits::dials_wanted`]).
     async fn pick(&self, group: &GroupId, topic: String, budget: usize) -> Option<Vec<PeerId>> {
         let seen = self.net.topic_peers(topic).await.ok()?;
-        if seen.len() >= FEW_PEERS {
+        let want = fast_limits::dials_wanted(seen.len(), budget);
+        if want == 0 {
             return None;
         }
         let g = *group;
@@ -384,7 +380,7 @@ impl Round {
             &self.me,
             &skip,
             self.round,
-            DIALS.min(budget),
+            want,
         ))
     }
 }
