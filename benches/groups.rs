@@ -305,9 +305,7 @@ async fn peer_counts(net: &Net, gid: &str) -> (serde_json::Value, serde_json::Va
         peers.push(node.connected_peers().await.map_or(0, |p| p.len()) as f64);
         topic.push(node.group_gossip_peers(gid).await.unwrap_or(0) as f64);
     }
-    let spread = |v: &mut Vec<f64>| {
-        json!({"p50": pct(&mut v.clone(), 0.5), "min": pct(&mut v.clone(), 0.0), "max": pct(v, 1.0)})
-    };
+    let spread = |v: &mut Vec<f64>| json!({"p50": pct(&mut v.clone(), 0.5), "min": pct(&mut v.clone(), 0.0), "max": pct(v, 1.0)});
     (spread(&mut peers), spread(&mut topic))
 }
 

@@ -15,6 +15,7 @@
 
 use std::task::{Context, Poll};
 
+use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
 use libp2p::gossipsub::{self, IdentityTransform};
@@ -23,7 +24,6 @@ use libp2p::swarm::{
     ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
     NetworkBehaviour, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
-use libp2p::PeerId;
 
 /// The gossipsub behaviour roost runs.
 pub type Inner = gossipsub::Behaviour<
@@ -112,7 +112,10 @@ impl NetworkBehaviour for GossipIdle {
         self.0.on_connection_handler_event(peer, id, event);
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
         self.0.poll(cx)
     }
 }
@@ -165,10 +168,7 @@ impl ConnectionHandler for Handler {
         >,
     ) {
         let event = match event {
-            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
-                protocol,
-                info,
-            }) => {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol, info }) => {
                 let protocol = match protocol {
                     futures::future::Either::Left((mut framed, kind)) => {
                         framed.ignore_for_keep_alive();

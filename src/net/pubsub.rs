@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use libp2p::gossipsub::{
-    self, AllowAllSubscriptionFilter, MaxCountSubscriptionFilter,
-    MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
+    self, AllowAllSubscriptionFilter, MaxCountSubscriptionFilter, MessageAcceptance,
+    MessageAuthenticity, MessageId, ValidationMode,
 };
 use libp2p::kad::RecordKey;
 use libp2p::request_response::ResponseChannel;

@@ -375,12 +375,6 @@ impl Round {
         let now = unix_ms();
         let b = self.backoff.lock().ok()?;
         let skip = |p: &PeerId| connected.contains(p) || !b.may_dial(group, p, now);
-        Some(fast::pick_dials(
-            &roster,
-            &self.me,
-            &skip,
-            self.round,
-            want,
-        ))
+        Some(fast::pick_dials(&roster, &self.me, &skip, self.round, want))
     }
 }
