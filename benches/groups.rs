@@ -20,8 +20,11 @@
 //! Prints one JSON line: p50/p99 send → every online member, the sender's
 //! counted bytes per message (`roost::net::wire_count`: everything it
 //! wrote, Noise and Yamux included, background traffic too), CPU per
-//! message (the whole process: sender and every receiver), and the share
-//! of messages the offline members had after they returned.
+//! message (the whole process: sender and every receiver), the share
+//! of messages the offline members had after they returned, what the
+//! nodes woke up for per node and minute (`roost::net::stats`) over 10 s of
+//! quiet and over the message phase (also on stderr every 5 messages), and
+//! each node's connected and topic peers after the message phase.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
