@@ -20,8 +20,11 @@
 //! Prints one JSON line: p50/p99 send → every online member, the sender's
 //! counted bytes per message (`roost::net::wire_count`: everything it
 //! wrote, Noise and Yamux included, background traffic too), CPU per
-//! message (the whole process: sender and every receiver), and the share
-//! of messages the offline members had after they returned.
+//! message (the whole process: sender and every receiver), the share
+//! of messages the offline members had after they returned, what the
+//! nodes woke up for per node and minute (`roost::net::stats`) over 10 s of
+//! quiet and over the message phase (also on stderr every 5 messages), and
+//! each node's connected and topic peers after the message phase.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -40,7 +43,7 @@ use roost::{Config, Event, Identity, Node, NodeHandle};
 use serde_json::json;
 
 mod common;
-use common::{Rng, arg, cpu_s, init_tracing, ms, pct};
+use common::{Rng, Window, arg, cpu_s, init_tracing, ms, pct};
 
 /// How long any phase may take before the run fails.
 const LIMIT: Duration = Duration::from_secs(900);
@@ -144,6 +147,9 @@ struct Sent {
     cpu_per_msg: f64,
     wire_len: usize,
     secs: f64,
+    /// What the nodes woke up for, per node and minute
+    /// (`roost::net::stats`).
+    woke: serde_json::Map<String, serde_json::Value>,
 }
 
 async fn run() {
@@ -164,9 +170,10 @@ async fn run() {
     let seen: Seen = Arc::default();
     let (gid, invite_ms) = make_group(&net, &seen).await;
     eprintln!("{:>6.1} s: all joined", t0.elapsed().as_secs_f64());
-    let idle = background_bytes(&net).await;
+    let (idle, idle_woke) = background_bytes(&net).await;
     let sent = send_messages(&net, &gid, &seen, m, &mut rng).await;
     eprintln!("{:>6.1} s: {m} messages to all", t0.elapsed().as_secs_f64());
+    let (peers, topic_peers) = peer_counts(&net, &gid).await;
     let (away, got, back) = offline_members(&mut net, &gid, off, k, &mut rng).await;
     let Sent {
         mut to_all,
@@ -193,6 +200,10 @@ async fn run() {
             "background_bytes_per_node_s": idle,
             "cpu_ms_per_message": sent.cpu_per_msg * 1e3,
             "phase_messages_s": sent.secs,
+            "idle_per_node_min": idle_woke,
+            "messages_per_node_min": sent.woke,
+            "connected_peers_after": peers,
+            "topic_peers_after": topic_peers,
             "offline": away,
             "offline_delivered_pct": 100.0 * got as f64 / (away * k).max(1) as f64,
             "offline_back_ms": ms(back),
@@ -279,18 +290,32 @@ async fn make_group(net: &Net, seen: &Seen) -> (String, f64) {
 }
 
 /// What a node writes per second when nothing is sent (DHT upkeep,
-/// gossipsub heartbeats): counted over every node for 3 s.
-async fn background_bytes(net: &Net) -> f64 {
+/// gossipsub heartbeats), counted over every node for 10 s, and what the
+/// nodes woke up for meanwhile, per node and minute.
+async fn background_bytes(net: &Net) -> (f64, serde_json::Map<String, serde_json::Value>) {
     let total = || net.ids.iter().map(memory_bytes_written).sum::<u64>();
-    let (b0, t) = (total(), Instant::now());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    (total() - b0) as f64 / t.elapsed().as_secs_f64() / net.ids.len() as f64
+    let (b0, t, woke) = (total(), Instant::now(), Window::start());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let bytes = (total() - b0) as f64 / t.elapsed().as_secs_f64() / net.ids.len() as f64;
+    (bytes, woke.per_node_minute(net.ids.len()))
+}
+
+/// Per node, after the message phase: the peers it has a connection to
+/// and those it sees on the group's topic (p50, min, max of each).
+async fn peer_counts(net: &Net, gid: &str) -> (serde_json::Value, serde_json::Value) {
+    let (mut peers, mut topic) = (Vec::new(), Vec::new());
+    for node in &net.nodes {
+        peers.push(node.connected_peers().await.map_or(0, |p| p.len()) as f64);
+        topic.push(node.group_gossip_peers(gid).await.unwrap_or(0) as f64);
+    }
+    let spread = |v: &mut Vec<f64>| json!({"p50": pct(&mut v.clone(), 0.5), "min": pct(&mut v.clone(), 0.0), "max": pct(v, 1.0)});
+    (spread(&mut peers), spread(&mut topic))
 }
 
 /// Phase 2: `m` messages, one at a time, each from a random member.
 async fn send_messages(net: &Net, gid: &str, seen: &Seen, m: usize, rng: &mut Rng) -> Sent {
     let n = net.nodes.len();
-    let cpu0 = cpu_s();
+    let (cpu0, woke) = (cpu_s(), Window::start());
     let t2 = Instant::now();
     let (mut to_all, mut per_member, mut sender_bytes) = (Vec::new(), Vec::new(), Vec::new());
     let (mut unconfirmed, mut wire_len, mut slow) = (0, 0, 0);
@@ -337,6 +362,10 @@ async fn send_messages(net: &Net, gid: &str, seen: &Seen, m: usize, rng: &mut Rn
         if wire_len == 0 {
             wire_len = copy_len(sender, gid, &id, net.ids[0]).await;
         }
+        if j % 5 == 4 {
+            let rates = serde_json::Value::Object(woke.per_node_minute(n));
+            eprintln!("{} messages; per node and minute: {rates}", j + 1);
+        }
     }
     Sent {
         to_all,
@@ -348,6 +377,7 @@ async fn send_messages(net: &Net, gid: &str, seen: &Seen, m: usize, rng: &mut Rn
         cpu_per_msg: (cpu_s() - cpu0) / m as f64,
         wire_len,
         secs: t2.elapsed().as_secs_f64(),
+        woke: woke.per_node_minute(n),
     }
 }
 

@@ -7,6 +7,7 @@ mod client;
 mod command;
 pub mod dials;
 mod event_loop;
+pub mod gossip_idle;
 pub mod keep;
 pub mod lasting;
 pub mod locator;

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use libp2p::gossipsub::{
-    self, AllowAllSubscriptionFilter, IdentityTransform, MaxCountSubscriptionFilter,
-    MessageAcceptance, MessageAuthenticity, MessageId, ValidationMode,
+    self, AllowAllSubscriptionFilter, MaxCountSubscriptionFilter, MessageAcceptance,
+    MessageAuthenticity, MessageId, ValidationMode,
 };
 use libp2p::kad::RecordKey;
 use libp2p::request_response::ResponseChannel;
@@ -53,9 +53,9 @@ pub fn gossip_id(topic: &str, source: Option<&PeerId>, data: &[u8]) -> MessageId
     MessageId::from(hex::encode(&h.finalize().as_bytes()[..16]))
 }
 
-/// Gossipsub with roost's settings.
-pub type Pubsub =
-    gossipsub::Behaviour<IdentityTransform, MaxCountSubscriptionFilter<AllowAllSubscriptionFilter>>;
+/// Gossipsub with roost's settings; its streams do not keep a connection
+/// open ([`super::gossip_idle`]).
+pub type Pubsub = super::gossip_idle::GossipIdle;
 
 /// Builds gossipsub: every message signed by its author's key
 /// (`Signed` + `Strict`: the source peer is authenticated and unsigned
@@ -90,6 +90,7 @@ pub fn pubsub(key: &Keypair) -> Result<Pubsub, String> {
         config,
         filter,
     )
+    .map(super::gossip_idle::GossipIdle)
     .map_err(str::to_string)
 }
 

@@ -80,10 +80,23 @@ pub enum Kind {
     TimerHolder,
     /// The mailbox holder told of a new peer.
     HolderNewPeer,
+    /// A gossipsub event: a message, a peer (un)subscribed.
+    Gossip,
+    /// Command: gossipsub (subscribe, publish, a verdict, topic peers) or
+    /// the public rooms' DHT and history.
+    CmdRooms,
+    /// A roster member dialled by the large-group fast path because its
+    /// topic has few peers.
+    GroupDial,
+    /// A delivery receipt the fast path sends to a sender, confirming the
+    /// copies gossip brought.
+    GroupConfirm,
+    /// An outbound message link (`/roost/msg/1` stream) set up.
+    MsgLink,
 }
 
 /// Every kind, in order, with the name the bench prints.
-pub const KINDS: [(Kind, &str); 33] = [
+pub const KINDS: [(Kind, &str); 38] = [
     (Kind::ConnOpened, "conn_opened"),
     (Kind::ConnClosed, "conn_closed"),
     (Kind::DialFailed, "dial_failed"),
@@ -117,6 +130,11 @@ pub const KINDS: [(Kind, &str); 33] = [
     (Kind::TimerMessenger, "timer_messenger"),
     (Kind::TimerHolder, "timer_holder"),
     (Kind::HolderNewPeer, "holder_new_peer"),
+    (Kind::Gossip, "gossip_event"),
+    (Kind::CmdRooms, "cmd_rooms"),
+    (Kind::GroupDial, "group_dial"),
+    (Kind::GroupConfirm, "group_confirm"),
+    (Kind::MsgLink, "msg_link"),
 ];
 
 static COUNTS: [AtomicU64; KINDS.len()] = [const { AtomicU64::new(0) }; KINDS.len()];
@@ -165,6 +183,7 @@ pub(crate) fn of_swarm_event(
         S::Behaviour(B::Autonat(_)) => Kind::AutoNat,
         S::Behaviour(B::Mailbox(_)) => Kind::MailboxRpc,
         S::Behaviour(B::Presence(_)) => Kind::PresenceRpc,
+        S::Behaviour(B::Pubsub(_)) => Kind::Gossip,
         S::Behaviour(_) => Kind::ReachEvent,
         _ => Kind::OtherSwarm,
     }
@@ -182,6 +201,7 @@ pub(crate) fn of_command(cmd: &super::command::Command) -> Kind {
         C::Notify { .. } => Kind::CmdNotify,
         C::MailboxRespond { .. } | C::PresenceRespond { .. } => Kind::CmdRespond,
         C::KeepAlive { .. } => Kind::CmdOther,
+        C::Rooms(_) => Kind::CmdRooms,
         _ => Kind::CmdOther,
     }
 }

@@ -89,6 +89,27 @@ impl DialBackoff {
     }
 }
 
+/// Gossipsub's `mesh_n_low` (roost keeps its defaults): with at least
+/// this many peers on a topic its heartbeat keeps a mesh it is content
+/// with, and those connections stay open.
+pub const MESH_N_LOW: usize = 5;
+/// Gossipsub's `mesh_n`: the mesh size its heartbeat grafts up to.
+pub const MESH_N: usize = 6;
+
+/// How many roster members to dial for a topic on which `seen` peers are
+/// known: none while gossipsub can keep a mesh from them (at least
+/// [`MESH_N_LOW`]); below that, the shortfall to [`MESH_N`], at most
+/// `budget`. Peers beyond the mesh are not kept (their connections idle
+/// out), so dialling while `seen` is already enough would open the same
+/// connections again every round.
+pub fn dials_wanted(seen: usize, budget: usize) -> usize {
+    if seen >= MESH_N_LOW {
+        0
+    } else {
+        MESH_N.saturating_sub(seen).min(budget)
+    }
+}
+
 /// The topic to look after per group: of the topics followed (a group's
 /// current epoch and, during its grace, the previous one), the one of the
 /// highest epoch, so a new epoch's mesh is built as soon as it begins.
@@ -216,6 +237,32 @@ mod tests {
             assert_eq!(cur[&g], "g-new");
             assert_eq!(cur[&h], "h");
         }
+    }
+}
+
+#[cfg(test)]
+mod dial_tests {
+    use super::*;
+
+    #[test]
+    fn mesh_sizes_are_gossipsubs() {
+        let c = libp2p::gossipsub::Config::default();
+        assert_eq!((MESH_N_LOW, MESH_N), (c.mesh_n_low(), c.mesh_n()));
+    }
+
+    #[test]
+    fn a_mesh_gossipsub_keeps_dials_none() {
+        for seen in MESH_N_LOW..MESH_N_LOW + 20 {
+            assert_eq!(dials_wanted(seen, 12), 0, "{seen} peers seen");
+        }
+    }
+
+    #[test]
+    fn too_few_dials_the_shortfall_within_the_budget() {
+        assert_eq!(dials_wanted(0, 12), MESH_N);
+        assert_eq!(dials_wanted(MESH_N_LOW - 1, 12), MESH_N - MESH_N_LOW + 1);
+        assert_eq!(dials_wanted(0, 2), 2);
+        assert_eq!(dials_wanted(0, 0), 0);
     }
 }
 

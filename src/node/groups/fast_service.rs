@@ -30,11 +30,6 @@ use crate::wire::message::{Body, ReceiptKind};
 
 /// How often the topics and their meshes are looked after.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
-/// Below this many members seen on a topic, a few more are dialled:
-/// gossipsub's mesh wants six.
-const FEW_PEERS: usize = 6;
-/// Most members dialled per group per round.
-const DIALS: usize = 6;
 /// How long a dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -298,6 +293,7 @@ impl Service {
     /// last round: it takes them out of the sender's outbox unsent.
     async fn send_confirmations(&mut self) {
         for (to, ids) in self.confirm.take() {
+            crate::net::stats::count(crate::net::stats::Kind::GroupConfirm);
             let body = Body::Receipt {
                 kind: ReceiptKind::Delivered,
                 ids,
@@ -337,6 +333,7 @@ impl Round {
             budget = budget.saturating_sub(dials.len());
             let dials = dials.into_iter().map(|p| {
                 let net = self.net.clone();
+                crate::net::stats::count(crate::net::stats::Kind::GroupDial);
                 async move {
                     let r = tokio::time::timeout(DIAL_TIMEOUT, net.dial(p)).await;
                     (p, matches!(r, Ok(Ok(()))))
@@ -357,11 +354,12 @@ impl Round {
         }
     }
 
-    /// Whom to dial for `group` (at most `budget`), if its topic has few
-    /// members seen.
+    /// Whom to dial for `group` (at most `budget`), if its topic has too
+    /// few members seen for a mesh ([`fast_limits::dials_wanted`]).
     async fn pick(&self, group: &GroupId, topic: String, budget: usize) -> Option<Vec<PeerId>> {
         let seen = self.net.topic_peers(topic).await.ok()?;
-        if seen.len() >= FEW_PEERS {
+        let want = fast_limits::dials_wanted(seen.len(), budget);
+        if want == 0 {
             return None;
         }
         let g = *group;
@@ -377,12 +375,6 @@ impl Round {
         let now = unix_ms();
         let b = self.backoff.lock().ok()?;
         let skip = |p: &PeerId| connected.contains(p) || !b.may_dial(group, p, now);
-        Some(fast::pick_dials(
-            &roster,
-            &self.me,
-            &skip,
-            self.round,
-            DIALS.min(budget),
-        ))
+        Some(fast::pick_dials(&roster, &self.me, &skip, self.round, want))
     }
 }

@@ -45,6 +45,7 @@ pub(super) async fn connect(
     .await;
     match result {
         Ok(stream) => {
+            crate::net::stats::count(crate::net::stats::Kind::MsgLink);
             let (tx, rx) = mpsc::unbounded_channel();
             let _ = int_tx.send(Internal::LinkUp(peer, tx)).await;
             tokio::spawn(link(peer, stream, rx, int_tx));
