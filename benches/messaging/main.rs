@@ -162,7 +162,11 @@ async fn main() {
     }
     if want("floor") {
         within("stream-floor", floor::floor(&c, false)).await;
-        within("durable-floor", syncs("durable-floor", &c, floor::floor(&c, true))).await;
+        within(
+            "durable-floor",
+            syncs("durable-floor", &c, floor::floor(&c, true)),
+        )
+        .await;
     }
     if want("commit") {
         floor::commit(&c);
