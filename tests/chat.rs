@@ -133,8 +133,7 @@ fn start_chat(a: &Daemon) -> (Tmux, PathBuf) {
 async fn buddies() -> (Daemon, Daemon) {
     let a = Daemon::start(None).await;
     let b = Daemon::start(Some(&a.addr().await)).await;
-    a.rows(&["buddy", "add", &b.id.to_string(), "--name", "bob"]);
-    b.rows(&["buddy", "add", &a.id.to_string(), "--name", "alice"]);
+    a.befriend("alice", &b, "bob");
     (a, b)
 }
 

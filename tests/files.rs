@@ -35,14 +35,8 @@ async fn trio() -> (Daemon, Daemon, Daemon) {
     let hub = Daemon::start(None).await;
     let alice = Daemon::start(Some(&hub.addr().await)).await;
     let bob = Daemon::start(Some(&hub.addr().await)).await;
-    befriend(&alice, "alice", &bob, "bob");
+    alice.befriend("alice", &bob, "bob");
     (hub, alice, bob)
-}
-
-/// `a` and `b` add each other by `roost buddy add`.
-fn befriend(a: &Daemon, a_name: &str, b: &Daemon, b_name: &str) {
-    a.rows(&["buddy", "add", &b.id.to_string(), "--name", b_name]);
-    b.rows(&["buddy", "add", &a.id.to_string(), "--name", a_name]);
 }
 
 /// Makes `d` pause `ms` before each 1 MiB piece it serves.
@@ -89,7 +83,7 @@ fn offer(from: &Daemon, to: &str, path: &Path) -> String {
 
 /// Waits until `d` lists file `id` as offered: its row then.
 async fn sees_offer(d: &Daemon, id: &str) -> Value {
-    until(d, id, "Bob sees the offer", |r| r["state"] == "offered").await
+    until(d, id, "the offer is listed", |r| r["state"] == "offered").await
 }
 
 /// `roost files get ID --out OUT` on `d`, which must succeed.
@@ -125,7 +119,7 @@ async fn merges(d: &Daemon, id: &str) -> Value {
 /// source for what she offers him.
 async fn carol_for(hub: &Daemon, bob: &Daemon) -> Daemon {
     let carol = Daemon::start(Some(&hub.addr().await)).await;
-    befriend(&carol, "carol", bob, "bob");
+    carol.befriend("carol", bob, "bob");
     carol
 }
 

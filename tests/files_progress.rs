@@ -99,8 +99,7 @@ async fn files_get_wait_follows_the_download_to_its_end() {
     let hub = common::Daemon::start(None).await;
     let alice = common::Daemon::start(Some(&hub.addr().await)).await;
     let bob = common::Daemon::start(Some(&hub.addr().await)).await;
-    alice.rows(&["buddy", "add", &bob.id.to_string(), "--name", "bob"]);
-    bob.rows(&["buddy", "add", &alice.id.to_string(), "--name", "alice"]);
+    alice.befriend("alice", &bob, "bob");
     let size: u64 = 6 * 1024 * 1024;
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("waited.bin");

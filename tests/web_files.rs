@@ -27,20 +27,13 @@ use serde_json::json;
 /// the file protocol, and above B's `auto_accept_mib` (1), so B must ask.
 const SIZE: usize = 3 * 1024 * 1024 + 123;
 
-/// Bytes no two runs share and no compressor shrinks (xorshift).
+/// Bytes no two runs share and no compressor shrinks: pseudo-random from
+/// a seed taken from the clock.
 fn random_bytes(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    common::random::bytes(n, seed)
 }
 
 /// B takes files of at most 1 MiB by itself: the test's file waits for

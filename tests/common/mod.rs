@@ -276,6 +276,13 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// `self` and `other` add each other by `roost buddy add`: `self`
+    /// calls the other `other_name`, the other calls `self` `name`.
+    pub fn befriend(&self, name: &str, other: &Daemon, other_name: &str) {
+        self.rows(&["buddy", "add", &other.id.to_string(), "--name", other_name]);
+        other.rows(&["buddy", "add", &self.id.to_string(), "--name", name]);
+    }
+
     /// `roost init` in a new temp dir, then starts the daemon and waits
     /// until it answers.
     pub async fn start(bootstrap: Option<&Multiaddr>) -> Self {

@@ -46,8 +46,7 @@ pub fn presence_of(me: &Daemon, of: &Daemon) -> Option<Value> {
 
 /// Makes `a` and `b` buddies of each other.
 pub fn befriend(a: &Daemon, b: &Daemon) {
-    a.rows(&["buddy", "add", &b.id.to_string(), "--name", "b"]);
-    b.rows(&["buddy", "add", &a.id.to_string(), "--name", "a"]);
+    a.befriend("a", b, "b");
 }
 
 /// Waits until `a` and `b` see each other `online`.

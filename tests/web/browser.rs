@@ -171,8 +171,7 @@ pub(crate) fn log_texts(a: &Daemon, b: &Daemon) -> Vec<String> {
 pub(crate) async fn buddies() -> (Daemon, Daemon) {
     let a = Daemon::start(None).await;
     let b = Daemon::start(Some(&a.addr().await)).await;
-    a.rows(&["buddy", "add", &b.id.to_string(), "--name", "Bob"]);
-    b.rows(&["buddy", "add", &a.id.to_string(), "--name", "Alice"]);
+    a.befriend("Alice", &b, "Bob");
     (a, b)
 }
 
