@@ -361,3 +361,57 @@ async fn a_slow_source_loses_its_piece_to_another_after_the_deadline() {
         "Carol sent {carol_sent} bytes: the file waited for her whole piece"
     );
 }
+
+/// A small file comes both ways at once: in its mailbox parts and over
+/// the stream (its download). The parts verify the file; the download,
+/// started meanwhile, is moving it into place when the parts' side
+/// cancels it. The file still lands once, complete, and no partial file
+/// is left behind. Holds order the two paths: Alice serves nothing until
+/// the parts verified the file; the parts' side then waits until the
+/// download has moved the file; the end of the move waits until the
+/// parts' side cancelled the download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cancelled_while_it_moves_the_file_leaves_it_complete() {
+    init_tracing();
+    let (_hub, alice, bob) = trio().await;
+    let files = bob.dir.path().join("files");
+    let hold = |name: &str| files.join(format!(".test-hold-{name}"));
+    let at = |name: &str| files.join(format!(".test-at-{name}"));
+    let serving = alice.dir.path().join("files/.test-hold-serve");
+    std::fs::write(&serving, "").unwrap();
+    std::fs::write(hold("verified"), "").unwrap();
+    std::fs::write(hold("moved"), "").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = random_file(tmp.path(), "notes.bin", 150 * 1024, 8);
+    let id = offer(&alice, "bob", &src);
+    eventually_within(LONG, "the parts verified the file", || async {
+        at("verified").exists().then_some(())
+    })
+    .await;
+    std::fs::remove_file(&serving).unwrap();
+    eventually_within(LONG, "the download moved the file", || async {
+        at("moved").exists().then_some(())
+    })
+    .await;
+    std::fs::remove_file(hold("verified")).unwrap();
+    eventually_within(LONG, "the parts' side cancelled the download", || async {
+        at("parts-complete").exists().then_some(())
+    })
+    .await;
+    std::fs::remove_file(hold("moved")).unwrap();
+    let done = completes(&bob, &id).await;
+    let landed = files.join("notes.bin");
+    assert_eq!(PathBuf::from(done["path"].as_str().unwrap()), landed);
+    same_file(&src, &landed);
+    let names: Vec<String> = std::fs::read_dir(&files)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "notes.bin" || n.ends_with(".obao")),
+        "one copy, no partial file: {names:?}"
+    );
+}

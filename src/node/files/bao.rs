@@ -172,7 +172,9 @@ pub enum DecodeFault {
 
 /// Reads the verified stream of `spans` from `input` into the partial file
 /// `part` and its outboard; every chunk is checked against `root` before
-/// it is written.
+/// it is written. The partial file must exist (its download created it):
+/// a decode that outlives its download, whose file was moved into place
+/// meanwhile, fails instead of leaving a new partial file behind.
 pub fn decode(
     input: impl Read,
     part: &Path,
@@ -183,12 +185,7 @@ pub fn decode(
 ) -> Result<(), DecodeFault> {
     let lost = |e: io::Error| DecodeFault::Lost(e.to_string());
     let mut ob = outboard(obao, size, root, true).map_err(lost)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(part)
-        .map_err(lost)?;
+    let mut file = OpenOptions::new().write(true).open(part).map_err(lost)?;
     let input = BufReader::with_capacity(128 * 1024, input);
     decode_ranges(input, &to_ranges(spans), &mut file, &mut ob).map_err(|e| match e {
         DecodeError::ParentHashMismatch(_) | DecodeError::LeafHashMismatch(_) => {
@@ -284,6 +281,17 @@ mod tests {
         let n = chunks(size);
         let (part, pob) = (dir.path().join("part"), dir.path().join("part.obao"));
         assert_eq!(verified(&part, &pob, size, root).unwrap(), vec![]);
+        let mut wire = Vec::new();
+        encode(&src, &obao, size, root, &[(0, 16)], &mut wire).unwrap();
+        assert!(
+            matches!(
+                decode(&wire[..], &part, &pob, size, root, &[(0, 16)]),
+                Err(DecodeFault::Lost(_))
+            ),
+            "a decode made the partial file"
+        );
+        assert!(!part.exists());
+        File::create(&part).unwrap().set_len(size).unwrap();
         let halves = [(0, 144), (144, n)];
         for h in halves {
             let mut wire = Vec::new();
@@ -305,6 +313,7 @@ mod tests {
         let at = wire.len() - 100;
         wire[at] ^= 1;
         let (p2, o2) = (dir.path().join("p2"), dir.path().join("p2.obao"));
+        File::create(&p2).unwrap().set_len(size).unwrap();
         assert!(matches!(
             decode(&wire[..], &p2, &o2, size, root, &[(16, 32)]),
             Err(DecodeFault::Lied(_))

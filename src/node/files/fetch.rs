@@ -87,8 +87,9 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
     let (size, root) = (row.size, row.root);
     let (part, obao) = (shared.part_path(&id), shared.obao_path(&id));
     let n = bao::chunks(size);
-    let have = match on_disk(part.clone(), obao.clone(), size, root).await {
-        Ok(h) => h,
+    let have = match on_disk(shared, id, part.clone(), obao.clone()).await {
+        Ok(Some(h)) => h,
+        Ok(None) => return,
         Err(e) => return shared.fail(id, e).await,
     };
     shared.forget_held(&id);
@@ -105,7 +106,12 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
             shared.finish(id).await;
             return;
         }
-        let Some(row) = shared.row(id).await else {
+        // The file's mailbox parts may have completed it meanwhile.
+        let Some(row) = shared
+            .row(id)
+            .await
+            .filter(|r| r.state != TransferState::Complete)
+        else {
             return;
         };
         let sources = live_sources(&row, &plan);
@@ -143,27 +149,47 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
 }
 
 /// Creates the partial file at its full size if need be, and finds the
-/// chunk ranges of it that already verify (what a crash left).
+/// chunk ranges of it that already verify (what a crash left); `None` if
+/// the file is complete (its mailbox parts finished it). The file is
+/// created under the finishing lock, so never again after a finish moved
+/// it away.
 async fn on_disk(
+    shared: &Shared,
+    id: MessageId,
     part: std::path::PathBuf,
     obao: std::path::PathBuf,
-    size: u64,
-    root: [u8; 32],
-) -> Result<Vec<Span>, String> {
-    let have = tokio::task::spawn_blocking(move || {
+) -> Result<Option<Vec<Span>>, String> {
+    let no_finish = shared.finishing.lock().await;
+    let Some(row) = shared.row(id).await else {
+        return Ok(None);
+    };
+    if row.state == TransferState::Complete {
+        return Ok(None);
+    }
+    let (size, root) = (row.size, row.root);
+    let at = part.clone();
+    let made = tokio::task::spawn_blocking(move || {
         let f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&part)?;
+            .open(&at)?;
         if f.metadata()?.len() != size {
             f.set_len(size)?;
         }
-        bao::verified(&part, &obao, size, root)
+        Ok::<_, std::io::Error>(())
     })
     .await;
+    drop(no_finish);
+    let have = match made {
+        Ok(Ok(())) => {
+            tokio::task::spawn_blocking(move || bao::verified(&part, &obao, size, root)).await
+        }
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(e) => Err(e),
+    };
     match have {
-        Ok(Ok(h)) => Ok(h),
+        Ok(Ok(h)) => Ok(Some(h)),
         Ok(Err(e)) => Err(format!("cannot use the partial file: {e}")),
         Err(e) => Err(e.to_string()),
     }

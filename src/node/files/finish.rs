@@ -7,6 +7,8 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use super::{Shared, bao};
 use crate::store::{Transfer, TransferState};
 use crate::wire::message::MessageId;
@@ -16,7 +18,22 @@ impl Shared {
     /// The move never replaces a file: a path the node chose that another
     /// file took meanwhile is chosen again; a user's `--out` that is taken
     /// fails the download.
-    pub(super) async fn finish(&self, id: MessageId) {
+    ///
+    /// It runs as a task of its own, to its end even when the caller is
+    /// dropped: a download cancelled while it finishes (the file's last
+    /// mailbox part verified it meanwhile) must not leave the file moved
+    /// but its row not saying so, for the next finish to fail on.
+    pub(super) async fn finish(self: &Arc<Self>, id: MessageId) {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let me = self.clone();
+        self.tasks.spawn(async move {
+            me.finish_now(id).await;
+            let _ = done.send(());
+        });
+        let _ = finished.await;
+    }
+
+    async fn finish_now(&self, id: MessageId) {
         let _once = self.finishing.lock().await;
         for _ in 0..PLACE_TRIES {
             let Some(row) = self.row(id).await else {
@@ -37,13 +54,19 @@ impl Shared {
             }
             let part = self.part_path(&id);
             #[cfg(feature = "test-util")]
-            let crash = super::test_hooks::crash_after_move(&self.dir);
+            let (crash, hooks) = (
+                super::test_hooks::crash_after_move(&self.dir),
+                self.dir.clone(),
+            );
             let at = to.clone();
             let moved = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                 place(&part, &at)?;
                 #[cfg(feature = "test-util")]
-                if crash {
-                    std::process::abort();
+                {
+                    if crash {
+                        std::process::abort();
+                    }
+                    super::test_hooks::hold(&hooks, "moved");
                 }
                 Ok(())
             })

@@ -102,7 +102,9 @@ pub(crate) struct Shared {
     served: Mutex<HashMap<[u8; 32], u64>>,
     /// What partial copies not being downloaded hold (see [`held`]).
     held: Mutex<HashMap<MessageId, Vec<crate::wire::files::Span>>>,
-    /// Held while a file is moved into place, so it happens once.
+    /// Held while a file is moved into place, so it happens once, and
+    /// while a partial file is created or a mailbox part written to it,
+    /// so neither comes after the move (a new partial file left behind).
     finishing: tokio::sync::Mutex<()>,
 }
 
@@ -380,6 +382,8 @@ impl Shared {
         let (Some(from), Ok(part)) = (m.peer_id(), Part::decode(&m.data)) else {
             return;
         };
+        // No finish moves the file while its part is written.
+        let no_finish = self.finishing.lock().await;
         let Some(row) = self.row(part.file).await else {
             tracing::debug!(file = %part.file, "a file part before its offer");
             return;
@@ -413,17 +417,37 @@ impl Shared {
             Ok(held == vec![(0, n)])
         })
         .await;
+        drop(no_finish);
         match complete {
             Ok(Ok(true)) => {
-                if let Some(l) = self.live.lock().ok().and_then(|mut l| l.remove(&row.id)) {
-                    l.cancel.cancel();
+                // Held, the rest waits in a task of its own, without
+                // holding up the offers, so a download can start meanwhile.
+                #[cfg(feature = "test-util")]
+                if test_hooks::held(&self.dir, "verified") {
+                    let me = self.clone();
+                    self.tasks.spawn(async move {
+                        test_hooks::lifted(&me.dir, "verified").await;
+                        me.parts_complete(row.id).await;
+                    });
+                    return;
                 }
-                self.finish(row.id).await;
+                self.parts_complete(row.id).await;
             }
             Ok(Ok(false)) => {}
             Ok(Err(e)) => tracing::debug!(%from, "a file part was not taken: {e}"),
             Err(e) => tracing::debug!("a file part was not taken: {e}"),
         }
+    }
+
+    /// File `id` verified from its mailbox parts: a download of it stops,
+    /// and the file is moved into place.
+    async fn parts_complete(self: &Arc<Self>, id: MessageId) {
+        if let Some(l) = self.live.lock().ok().and_then(|mut l| l.remove(&id)) {
+            l.cancel.cancel();
+        }
+        #[cfg(feature = "test-util")]
+        test_hooks::mark(&self.dir, "parts-complete");
+        self.finish(id).await;
     }
 
     /// The local copy of the file with `root` that `peer` may fetch.

@@ -113,6 +113,10 @@ async fn send(
     if let Some(ms) = super::test_hooks::serve_delay_ms(&shared.dir) {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
+    #[cfg(feature = "test-util")]
+    if super::test_hooks::held(&shared.dir, "serve") {
+        super::test_hooks::lifted(&shared.dir, "serve").await;
+    }
     let rt = tokio::runtime::Handle::current();
     let c = copy;
     #[cfg(feature = "test-util")]

@@ -5,7 +5,10 @@
 //! sends (`.test-corrupt`), a lying source; a source that sends each KiB
 //! after a pause (`.test-serve-trickle-ms`); a deadline per piece fetched
 //! (`.test-piece-deadline-ms`); and a crash right after a finished
-//! download is moved into place (`.test-crash-after-move`).
+//! download is moved into place (`.test-crash-after-move`); and named
+//! holds (`.test-hold-<name>`), where a node marks its arrival
+//! (`.test-at-<name>`) and waits while the file is there, so a test can
+//! order two of a node's paths.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -27,6 +30,54 @@ pub fn serve_delay_ms(dir: &Path) -> Option<u64> {
 /// says so (`.test-crash-after-move`).
 pub fn crash_after_move(dir: &Path) -> bool {
     dir.join(".test-crash-after-move").exists()
+}
+
+/// How often a held path looks whether its hold is lifted.
+const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Marks that this node reached point `name` (one line more in
+/// `.test-at-<name>`), so a test can wait for it.
+pub fn mark(dir: &Path, name: &str) {
+    let at = dir.join(format!(".test-at-{name}"));
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(at)
+        .and_then(|mut f| f.write_all(b"1\n"));
+    if let Err(e) = appended {
+        tracing::warn!("test hook {name}: {e}");
+    }
+}
+
+/// At point `name`, if `.test-hold-<name>` exists: marks the arrival,
+/// then blocks this thread while the hold is there.
+pub fn hold(dir: &Path, name: &str) {
+    if held(dir, name) {
+        while held_at(dir, name).exists() {
+            std::thread::sleep(HOLD_POLL);
+        }
+    }
+}
+
+/// Whether point `name` is held (`.test-hold-<name>` exists); if so, marks
+/// the arrival.
+pub fn held(dir: &Path, name: &str) -> bool {
+    let held = held_at(dir, name).exists();
+    if held {
+        mark(dir, name);
+    }
+    held
+}
+
+/// Resolves once point `name` is no longer held.
+pub async fn lifted(dir: &Path, name: &str) {
+    while held_at(dir, name).exists() {
+        tokio::time::sleep(HOLD_POLL).await;
+    }
+}
+
+fn held_at(dir: &Path, name: &str) -> std::path::PathBuf {
+    dir.join(format!(".test-hold-{name}"))
 }
 
 /// The base deadline of a piece this node fetches, if set
