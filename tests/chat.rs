@@ -286,3 +286,58 @@ fn chat_refuses_when_stdout_is_not_a_terminal() {
     );
     assert!(out.stdout.is_empty(), "nothing drawn: {out:?}");
 }
+
+/// `/get` typed in B's chat downloads the newest file A offered in the
+/// open conversation, one too large to come by itself (above B's
+/// `auto_accept_mib` and `inline_kib`): its line follows the download to
+/// `complete`, and the bytes that landed are A's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_typed_in_the_chat_downloads_the_offered_file() {
+    let (a, mut b) = buddies().await;
+    // B restarts with the config; it finds A again through its bootstrap.
+    b.kill();
+    std::fs::write(
+        b.dir.path().join("config.toml"),
+        "[files]\nauto_accept_mib = 1\n",
+    )
+    .expect("write B's config");
+    b.restart().await;
+    let (tmux, _exit) = start_chat(&b);
+    tmux.shows("alice online", "B's chat lists alice, online")
+        .await;
+
+    let files = tempfile::tempdir().expect("temp dir");
+    let path = files.path().join("big.bin");
+    let bytes = common::random::bytes(2 * 1024 * 1024 + 7, 11);
+    std::fs::write(&path, &bytes).expect("write the file");
+    a.rows(&[
+        "send",
+        "bob",
+        "--file",
+        path.to_str().expect("a UTF-8 path"),
+    ]);
+    tmux.shows(
+        "< 📎 big.bin · 2.0 MiB · offered",
+        "the offer waits to be asked for",
+    )
+    .await;
+    let row = |d: &Daemon| {
+        d.rows(&["files"])
+            .into_iter()
+            .find(|r| r["name"] == "big.bin")
+            .expect("B lists the file")
+    };
+    assert_eq!(row(&b)["state"], "offered", "it came by itself");
+    tmux.type_line("/get");
+    tmux.shows(
+        "< 📎 big.bin · 2.0 MiB · complete",
+        "the download asked for in the chat completes",
+    )
+    .await;
+    let landed = row(&b)["path"].as_str().expect("a path").to_string();
+    assert!(
+        std::fs::read(&landed).expect("the file landed") == bytes,
+        "the bytes differ"
+    );
+    std::fs::write(output_dir().join("b-get.txt"), tmux.screen()).expect("write the screen");
+}

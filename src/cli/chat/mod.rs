@@ -16,7 +16,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ratatui::crossterm::event::{self, Event};
 use roost::api::client::{ApiClient, EventStream, escape};
-use roost::api::{BuddyRow, Empty, FileRow, MessageView, ReadView, SendRequest, SendView};
+use roost::api::{
+    BuddyRow, Empty, FileRow, GetFileRequest, MessageView, ReadView, SendRequest, SendView,
+};
 use tokio::sync::mpsc;
 
 use model::{App, ConvId, Effect, Input, Key};
@@ -180,6 +182,17 @@ fn carry_out(effects: Vec<Effect>, client: &Arc<ApiClient>, tx: &mpsc::Sender<In
             }
             Effect::Send { to, text } => {
                 tokio::spawn(send(client, tx, to, text));
+            }
+            Effect::GetFile(id) => {
+                tokio::spawn(async move {
+                    let path = format!("files/{}/get", escape(&id));
+                    let body = GetFileRequest::default();
+                    let input = match client.post::<FileRow>(&path, &body).await {
+                        Ok(row) => Input::File(row),
+                        Err(e) => Input::Error(format!("cannot get the file: {e}")),
+                    };
+                    let _ = tx.send(input).await;
+                });
             }
         }
     }

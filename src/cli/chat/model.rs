@@ -204,6 +204,8 @@ pub(crate) enum Input {
     },
     /// A live event from the daemon.
     Event(EventView),
+    /// The daemon's row of a file, as a `get` answered it.
+    File(FileRow),
     /// Something failed; shown on the help line.
     Error(String),
 }
@@ -213,9 +215,18 @@ pub(crate) enum Input {
 pub(crate) enum Effect {
     LoadLog(ConvId),
     MarkRead(ConvId),
-    Send { to: ConvId, text: String },
+    Send {
+        to: ConvId,
+        text: String,
+    },
+    /// Download (or resume) the file with this id.
+    GetFile(String),
     Quit,
 }
+
+/// What `/help` and an unknown command show.
+pub(crate) const COMMANDS: &str =
+    "commands: /get downloads the newest file offered here · //text sends /text";
 
 /// The chat's whole state.
 #[derive(Debug, Default)]
@@ -263,16 +274,15 @@ impl App {
                 files,
             } => {
                 for f in files {
-                    self.files.insert(
-                        f.id,
-                        FileState {
-                            done: f.done,
-                            size: f.size,
-                            state: f.state,
-                        },
-                    );
+                    self.file_row(f);
                 }
                 self.snapshot(buddies, inbox)
+            }
+            Input::File(f) => {
+                let id = f.id.clone();
+                self.file_row(f);
+                self.refresh_file(&id);
+                Vec::new()
             }
             Input::Log(id, msgs) => {
                 let lines: Vec<Line> = msgs.iter().filter(|m| shown(m)).map(Line::from).collect();
@@ -321,15 +331,7 @@ impl App {
             Key::Backspace => {
                 self.input.pop();
             }
-            Key::Enter => {
-                let text = self.input.trim().to_string();
-                if let (false, Some(c)) = (text.is_empty(), self.current()) {
-                    let to = c.id.clone();
-                    self.input.clear();
-                    self.scroll = 0;
-                    return vec![Effect::Send { to, text }];
-                }
-            }
+            Key::Enter => return self.enter(),
             Key::Next | Key::Prev if !self.convs.is_empty() => {
                 let n = self.convs.len();
                 let step = if k == Key::Next { 1 } else { n - 1 };
@@ -343,6 +345,74 @@ impl App {
             Key::PageDown => self.scroll = self.scroll.saturating_sub(PAGE),
         }
         Vec::new()
+    }
+
+    /// The typed line: a message to the open conversation, or a command
+    /// (`/…`; `//` starts a message with `/`). An unknown command stays
+    /// in the input, to be corrected.
+    fn enter(&mut self) -> Vec<Effect> {
+        let text = self.input.trim().to_string();
+        let Some(c) = self.current() else {
+            return Vec::new();
+        };
+        let to = c.id.clone();
+        let message = match text.strip_prefix('/') {
+            _ if text.is_empty() => return Vec::new(),
+            None => text,
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            Some(command) => return self.command(command),
+        };
+        self.input.clear();
+        self.scroll = 0;
+        vec![Effect::Send { to, text: message }]
+    }
+
+    fn command(&mut self, command: &str) -> Vec<Effect> {
+        match command.trim() {
+            "get" => {
+                self.input.clear();
+                let Some(f) = self.newest_to_get() else {
+                    self.notice = Some("no file offered here is waiting to be got".into());
+                    return Vec::new();
+                };
+                self.notice = Some(format!(
+                    "getting {}: it lands in the daemon's files folder (`roost files` says where)",
+                    f.name
+                ));
+                vec![Effect::GetFile(f.id)]
+            }
+            "help" => {
+                self.input.clear();
+                self.notice = Some(COMMANDS.into());
+                Vec::new()
+            }
+            other => {
+                self.notice = Some(format!("unknown command /{other}; {COMMANDS}"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// The newest file offered to us in the open conversation that is
+    /// neither here nor on its way.
+    fn newest_to_get(&self) -> Option<OfferedFile> {
+        let c = self.current()?;
+        c.lines.iter().rev().find_map(|l| {
+            let f = l.file.as_ref().filter(|_| !l.out)?;
+            let state = self.files.get(&f.id).map(|s| s.state.as_str());
+            (!matches!(state, Some("complete" | "downloading" | "waiting"))).then(|| f.clone())
+        })
+    }
+
+    fn file_row(&mut self, f: FileRow) {
+        self.files.insert(
+            f.id,
+            FileState {
+                done: f.done,
+                size: f.size,
+                state: f.state,
+            },
+        );
     }
 
     /// Opens conversation `i`: fetches its history (again: what was sent

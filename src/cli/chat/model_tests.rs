@@ -469,3 +469,87 @@ fn our_message_sent_from_elsewhere_shows_once() {
         Some(2)
     );
 }
+
+/// Types `line` and presses Enter: the effects.
+fn enter_line(app: &mut App, line: &str) -> Vec<Effect> {
+    type_text(app, line);
+    key(app, Key::Enter)
+}
+
+#[test]
+fn get_asks_for_the_newest_offer_here_that_is_neither_here_nor_coming() {
+    let (mut app, _) = two_buddies();
+    let mine = offer("o3", ALICE, true, 30, "f3", 1 << 20);
+    for m in [
+        offer("o1", ALICE, false, 10, "f1", 1 << 20),
+        offer("o2", ALICE, false, 20, "f2", 1 << 20),
+    ] {
+        app.handle(Input::Event(EventView::Message(m)));
+    }
+    app.handle(Input::Event(EventView::MessageSent(mine)));
+    progress(&mut app, "f2", 0, 1 << 20, "downloading");
+    // Ours (f3) is not ours to get, f2 is coming: f1.
+    assert_eq!(enter_line(&mut app, "/get"), [Effect::GetFile("f1".into())]);
+    assert_eq!(app.input, "", "the command is taken from the input");
+    assert!(
+        app.notice
+            .as_deref()
+            .is_some_and(|n| n.contains("getting report.pdf"))
+    );
+    // The daemon's answer updates the line at once.
+    let mut row = FileRow {
+        id: "f1".into(),
+        name: "report.pdf".into(),
+        size: 1 << 20,
+        done: 0,
+        state: "waiting".into(),
+        peer: ALICE.into(),
+        direction: "in".into(),
+        mime: "application/pdf".into(),
+        blake3: String::new(),
+        path: None,
+        sources: 1,
+        dropped: 0,
+        served: 0,
+        error: None,
+    };
+    app.handle(Input::File(row.clone()));
+    assert_eq!(
+        texts(&app, ALICE)[0],
+        "📎 report.pdf · 1.0 MiB · waiting 0 %"
+    );
+    assert_eq!(enter_line(&mut app, "/get"), [], "nothing left to get");
+    assert!(app.notice.as_deref().is_some_and(|n| n.contains("no file")));
+    // A download that stopped can be asked for again.
+    row.id = "f2".into();
+    row.state = "paused".into();
+    app.handle(Input::File(row));
+    assert_eq!(enter_line(&mut app, "/get"), [Effect::GetFile("f2".into())]);
+}
+
+#[test]
+fn a_line_starting_with_a_slash_is_a_command_and_two_slashes_send_one() {
+    let (mut app, _) = two_buddies();
+    assert_eq!(
+        enter_line(&mut app, "//shrug"),
+        [Effect::Send {
+            to: peer(ALICE),
+            text: "/shrug".into()
+        }]
+    );
+    assert_eq!(
+        enter_line(&mut app, "/shrug"),
+        [],
+        "an unknown command was sent"
+    );
+    assert_eq!(app.input, "/shrug", "kept, to be corrected");
+    assert!(
+        app.notice
+            .as_deref()
+            .is_some_and(|n| n.contains("unknown command /shrug"))
+    );
+    app.input.clear();
+    assert_eq!(enter_line(&mut app, "/help"), []);
+    assert_eq!(app.notice.as_deref(), Some(COMMANDS));
+    assert_eq!(app.input, "");
+}

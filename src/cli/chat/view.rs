@@ -16,7 +16,8 @@ use super::model::{App, Conversation};
 /// Width of the conversation list, in columns.
 const LIST_WIDTH: u16 = 26;
 /// What the keys do, on the bottom line.
-pub(crate) const HELP: &str = "Enter send · Tab/↑↓ switch · PgUp/PgDn scroll · Esc quit";
+pub(crate) const HELP: &str =
+    "Enter send · Tab/↑↓ switch · PgUp/PgDn scroll · /get file · /help · Esc quit";
 
 /// Draws the whole chat.
 pub(crate) fn draw(frame: &mut Frame, app: &App) {
