@@ -12,7 +12,8 @@
 //! bytes and the other zeros, next to the file's outboard (`<id>.obao`,
 //! the same tree every holder of the root has). What verifies there is
 //! what each serves. Their offers to Dave are written by hand, as a
-//! member passing on a file it holds would.
+//! member passing on a file it holds would. A second test has a download
+//! in progress serve what it has verified.
 
 mod common;
 
@@ -65,7 +66,7 @@ async fn two_partial_sources_holding_different_halves_complete_a_file() {
 
     let held = hold_halves(
         &alice,
-        [(&bob, 0..half), (&carol, half..size)],
+        &[(&bob, 0..half), (&carol, half..size)],
         &src,
         &bytes,
     )
@@ -102,6 +103,85 @@ async fn two_partial_sources_holding_different_halves_complete_a_file() {
     );
 }
 
+/// A download in progress is a source too, of what it has verified so
+/// far (the list the download keeps). Bob downloads a file from Carol, who
+/// holds only its first half: his download verifies that half and waits
+/// for a source of the rest. Offered the file by Bob alone, Dave gets that
+/// half from him while Bob's download is still waiting. Then Alice offers
+/// Bob the file: his download completes, and Dave's with it, from Bob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_in_progress_serves_what_it_has_verified() {
+    init_tracing();
+    let alice = TestNode::start(&[]).await;
+    let boot = [alice.addr().await];
+    let carol = TestNode::start(&boot).await;
+    let bob = TestNode::start(&boot).await;
+    let dave = TestNode::start(&[bob.addr().await]).await;
+    // Carol serves Bob, and Bob serves Dave, as buddies.
+    for (source, to, name) in [(&carol, &bob, "bob"), (&bob, &dave, "dave")] {
+        source
+            .handle
+            .add_buddy(to.handle.peer_id(), name.into())
+            .await
+            .unwrap();
+    }
+    let size = 4 * MIB;
+    let half = size / 2;
+    let bytes = random::bytes(size, 9);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("halves.bin");
+    std::fs::write(&src, &bytes).unwrap();
+    let root = hold_halves(&alice, &[(&carol, 0..half)], &src, &bytes).await[0].root;
+
+    let at_bob = MessageId::random();
+    offer_by_hand(&[&carol], &bob, at_bob, size as u64, root).await;
+    assert_eq!(filed(&bob, at_bob).await, TransferState::Offered);
+    bob.handle.get_file(at_bob, None).await.unwrap();
+    eventually_within(LONG, "Bob verified Carol's half", || async {
+        let f = bob.handle.file(at_bob).await.ok()?;
+        (f.done >= half as u64).then_some(())
+    })
+    .await;
+
+    let at_dave = MessageId::random();
+    offer_by_hand(&[&bob], &dave, at_dave, size as u64, root).await;
+    assert_eq!(filed(&dave, at_dave).await, TransferState::Offered);
+    let out = tmp.path().join("received.bin");
+    dave.handle
+        .get_file(at_dave, Some(out.clone()))
+        .await
+        .unwrap();
+    eventually_within(LONG, "Dave has the half Bob verified", || async {
+        let f = dave.handle.file(at_dave).await.ok()?;
+        (f.done >= half as u64).then_some(())
+    })
+    .await;
+    let b = bob.handle.file(at_bob).await.unwrap();
+    assert_ne!(
+        b.transfer.state,
+        TransferState::Complete,
+        "Bob's download ended"
+    );
+    assert!(
+        b.done < size as u64,
+        "Bob has more than Carol's half: {}",
+        b.done
+    );
+
+    alice
+        .handle
+        .send_file(bob.handle.peer_id(), src.clone())
+        .await
+        .unwrap();
+    completes(&bob, at_bob).await;
+    let done = completes(&dave, at_dave).await;
+    assert_eq!(done.transfer.sources.len(), 1, "Bob is Dave's only source");
+    let got = std::fs::read(&out).unwrap();
+    assert!(got == bytes, "the bytes differ");
+    let served = bob.handle.file(at_bob).await.unwrap().served;
+    assert!(served >= size as u64, "Bob served the whole file: {served}");
+}
+
 /// Alice offers `src` (holding `bytes`) to each node, which files it as
 /// `offered` (a stranger's offer); each is then made a partial source the
 /// way a paused download leaves one: Alice's outboard copied beside a
@@ -109,12 +189,12 @@ async fn two_partial_sources_holding_different_halves_complete_a_file() {
 /// The transfers, in the order of `holders`.
 async fn hold_halves(
     alice: &TestNode,
-    holders: [(&TestNode, Range<usize>); 2],
+    holders: &[(&TestNode, Range<usize>)],
     src: &Path,
     bytes: &[u8],
 ) -> Vec<Transfer> {
     let mut held = Vec::new();
-    for (node, keep) in holders {
+    for (node, keep) in holders.iter().cloned() {
         let (_, t) = alice
             .handle
             .send_file(node.handle.peer_id(), src.to_path_buf())
