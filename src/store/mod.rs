@@ -80,10 +80,30 @@ pub struct Store {
     requests: sled::Tree,
 }
 
+/// How often sled's own flusher thread wakes (its default is 500 ms). It
+/// is also the only place sled cleans its log's segments, so it stays on,
+/// but rarely: the store worker writes out what it left unflushed within
+/// [`worker::LAZY`] of writing it, and sleeps while nothing is written, so
+/// an idle node does not wake twice a second per database. (In a process
+/// running many nodes, each of those wake-ups also walks every thread
+/// registered with crossbeam's epoch collector: at 500 nodes they were
+/// most of the process's idle CPU.)
+const SLED_FLUSH_EVERY_MS: u64 = 10_000;
+
 impl Store {
     /// Opens (or creates) the database in `dir` with a page cache of
     /// `cache_bytes`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        Self::open_with(dir, cache_bytes, Some(SLED_FLUSH_EVERY_MS))
+    }
+
+    /// [`Store::open`] with sled's flusher waking every `flush_every_ms`
+    /// (none: never; for a test that must see only the worker's writes).
+    fn open_with(
+        dir: &Path,
+        cache_bytes: u64,
+        flush_every_ms: Option<u64>,
+    ) -> Result<Self, StoreError> {
         // sled releases its file lock from background threads a moment
         // after the last handle is dropped; a restart in the same process
         // (tests, the demo) may get there first. Retry briefly.
@@ -92,6 +112,7 @@ impl Store {
             let opened = sled::Config::new()
                 .path(dir)
                 .cache_capacity(cache_bytes)
+                .flush_every_ms(flush_every_ms)
                 .open();
             match opened {
                 Err(sled::Error::Io(ref io)) if io.to_string().contains("acquire lock") => {
@@ -142,14 +163,22 @@ impl Store {
     /// Forces everything written so far to disk, so that it survives a
     /// power cut too. `sled::Db::flush` alone does not promise that: it
     /// writes the log with `sync_file_range`, which neither empties the
-    /// device's write cache nor records the log's new length; sled's own
-    /// `fsync` follows only up to 500 ms later. One `fdatasync` of the log
-    /// closes that gap.
+    /// device's write cache nor records the log's new length (nor does
+    /// sled's flusher thread). One `fdatasync` of the log closes that gap.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.log.sync_data().map_err(sled::Error::Io)?;
         self.syncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes out what sled holds in its buffers (sled's flush: the log
+    /// written, `sync_file_range`, no `fdatasync`), so it survives a crash
+    /// of the process: what sled's own flusher does, for the store worker
+    /// ([`worker::LAZY`]). Not counted by `sync_count`.
+    pub fn write_out(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
         Ok(())
     }
 

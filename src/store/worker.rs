@@ -17,7 +17,10 @@
 //!   be durable but not this instant ([`Flush::Soon`]) rides on the next
 //!   flush, at the latest [`SOON`] after it ran. Plain jobs queued behind a
 //!   held one still report at once (a `delivered` must not wait for the
-//!   flush of the send it answers).
+//!   flush of the send it answers). What plain jobs wrote is written out
+//!   (sled's flush, no `fdatasync`) at the latest [`LAZY`] after they
+//!   ran, unless a flush came first; with nothing written the thread
+//!   sleeps, so an idle node does not wake for its store.
 //! - **Best effort** ([`Worker::try_submit`]) is for the swarm task, which
 //!   must never wait: such writes (the peer book, the locator seq) are
 //!   bounded to [`BEST_EFFORT`] waiting at once and dropped with a warning
@@ -59,12 +62,17 @@ pub const BEST_EFFORT: usize = 1024;
 /// a second. Nobody notices 2 ms.
 pub const SOON: Duration = Duration::from_millis(2);
 
+/// Longest what a [`Flush::No`] job wrote stays in sled's buffers: then
+/// the thread writes it out (sled's flush), as sled's own flusher, which
+/// wakes only rarely (see `Store::open`), did every 500 ms.
+pub const LAZY: Duration = Duration::from_millis(500);
+
 /// When a job's writes must be on disk before it reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flush {
-    /// Reports once run; the writes reach disk with a later flush (or
-    /// sled's own, within half a second). For state that is learnt again
-    /// if lost, and for reads.
+    /// Reports once run; the writes reach disk with a later flush, at the
+    /// latest [`LAZY`] after. For state that is learnt again if lost, and
+    /// for reads.
     No,
     /// Reports once on disk, but waits up to [`SOON`] for a flush that
     /// some other job needs, instead of starting one.
@@ -269,10 +277,16 @@ fn serve(store: &Store, rx: &mpsc::Receiver<Msg>) {
     loop {
         // Checked before waiting, not only on a timeout: a steady stream
         // of jobs would never let one happen.
-        if held.due.is_some_and(|due| Instant::now() >= due) {
+        let now = Instant::now();
+        if held.due.is_some_and(|due| now >= due) {
             held.report(&flush(store));
+        } else if held.lazy.is_some_and(|due| now >= due) {
+            held.lazy = None;
+            if let Err(e) = store.write_out() {
+                tracing::warn!("cannot write the store out: {e}");
+            }
         }
-        let first = match held.due {
+        let first = match held.next() {
             None => rx.recv().ok(),
             Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(job) => Some(job),
@@ -293,19 +307,31 @@ fn serve(store: &Store, rx: &mpsc::Receiver<Msg>) {
 }
 
 /// [`Flush::Soon`] jobs that have run and wait for a flush, and when that
-/// flush is due at the latest.
+/// flush is due at the latest; and when what plain jobs wrote is to be
+/// written out ([`LAZY`]).
 #[derive(Default)]
 struct Held {
     jobs: Vec<Finish>,
     due: Option<Instant>,
+    lazy: Option<Instant>,
 }
 
 impl Held {
-    /// Reports every held job with the outcome of the flush that covered it.
+    /// Reports every held job with the outcome of the flush that covered it
+    /// (which covered every plain job's writes too).
     fn report(&mut self, flushed: &Result<(), String>) {
         self.due = None;
+        self.lazy = None;
         for f in self.jobs.drain(..) {
             f(flushed);
+        }
+    }
+
+    /// The earliest of the flush and the write-out due, if any.
+    fn next(&self) -> Option<Instant> {
+        match (self.due, self.lazy) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }
@@ -360,6 +386,7 @@ fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Msg>, held: &mut Hel
         }
         return closed;
     }
+    held.lazy.get_or_insert_with(|| Instant::now() + LAZY);
     for (kind, f) in finish {
         if kind == Flush::Soon {
             held.jobs.push(f);

@@ -189,3 +189,49 @@ async fn a_job_that_panics_loses_its_own_answer_and_the_worker_serves_on() {
     assert_eq!(rx.await.unwrap().unwrap(), 7);
     w.close().await;
 }
+
+/// Copies the database files in `from` to `to`: what is on disk now, as a
+/// `kill -9` would leave it.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// What a plain job wrote reaches the file without any flush asked for
+/// and without sled's flusher (off here): the worker writes it out
+/// ([`LAZY`]). A copy of the files taken then has it.
+#[tokio::test]
+async fn a_plain_write_is_written_out_without_a_flush_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::new(Store::open_with(dir.path(), 1 << 20, None).unwrap());
+    w.run(|s| s.set_locator_seq(42)).await.unwrap();
+    let copies = tempfile::tempdir().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let copy = copies.path().join(n.to_string());
+        copy_dir(dir.path(), &copy);
+        let seq = Store::open_with(&copy, 1 << 20, None)
+            .unwrap()
+            .locator_seq()
+            .unwrap();
+        if seq == 42 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the write never reached the file"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.close().await;
+}
