@@ -6,7 +6,6 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 
 use super::{Shared, bao};
