@@ -82,9 +82,9 @@ pub struct Store {
 
 /// How often sled's own flusher thread wakes (its default is 500 ms). It
 /// is also the only place sled cleans its log's segments, so it stays on,
-/// but rarely: the store worker writes out what it left unflushed within
-/// [`worker::LAZY`] of writing it, and sleeps while nothing is written, so
-/// an idle node does not wake twice a second per database. (In a process
+/// but rarely: the store worker writes out (and `fsync`s) what it left
+/// unflushed within [`worker::LAZY`] of running it, and does nothing while
+/// no job runs, so an idle node does not wake twice a second per database. (In a process
 /// running many nodes, each of those wake-ups also walks every thread
 /// registered with crossbeam's epoch collector: at 500 nodes they were
 /// most of the process's idle CPU.)
@@ -163,8 +163,9 @@ impl Store {
     /// Forces everything written so far to disk, so that it survives a
     /// power cut too. `sled::Db::flush` alone does not promise that: it
     /// writes the log with `sync_file_range`, which neither empties the
-    /// device's write cache nor records the log's new length (nor does
-    /// sled's flusher thread). One `fdatasync` of the log closes that gap.
+    /// device's write cache nor records the log's new length; the `fsync`
+    /// of [`Store::write_out`] (or of sled's own flusher) follows only up
+    /// to 500 ms later. One `fdatasync` of the log closes that gap.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.log.sync_data().map_err(sled::Error::Io)?;
@@ -173,12 +174,14 @@ impl Store {
         Ok(())
     }
 
-    /// Writes out what sled holds in its buffers (sled's flush: the log
-    /// written, `sync_file_range`, no `fdatasync`), so it survives a crash
-    /// of the process: what sled's own flusher does, for the store worker
-    /// ([`worker::LAZY`]). Not counted by `sync_count`.
+    /// Writes out what sled holds in its buffers and `fsync`s the log:
+    /// what sled's own flusher does on each wake-up, done by the store
+    /// worker [`worker::LAZY`] after writes no caller asked to flush.
+    /// Neither counted by `sync_count` nor an `fdatasync`, so the tests
+    /// that watch the acknowledged path's syncs see only that path's.
     pub fn write_out(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        self.log.sync_all().map_err(sled::Error::Io)?;
         Ok(())
     }
 

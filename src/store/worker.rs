@@ -18,9 +18,9 @@
 //!   flush, at the latest [`SOON`] after it ran. Plain jobs queued behind a
 //!   held one still report at once (a `delivered` must not wait for the
 //!   flush of the send it answers). What plain jobs wrote is written out
-//!   (sled's flush, no `fdatasync`) at the latest [`LAZY`] after they
-//!   ran, unless a flush came first; with nothing written the thread
-//!   sleeps, so an idle node does not wake for its store.
+//!   and `fsync`ed (`Store::write_out`) at the latest [`LAZY`] after they
+//!   ran, unless a flush came first; while no job runs the thread sleeps,
+//!   so an idle node does not wake for its store.
 //! - **Best effort** ([`Worker::try_submit`]) is for the swarm task, which
 //!   must never wait: such writes (the peer book, the locator seq) are
 //!   bounded to [`BEST_EFFORT`] waiting at once and dropped with a warning
@@ -62,9 +62,9 @@ pub const BEST_EFFORT: usize = 1024;
 /// a second. Nobody notices 2 ms.
 pub const SOON: Duration = Duration::from_millis(2);
 
-/// Longest what a [`Flush::No`] job wrote stays in sled's buffers: then
-/// the thread writes it out (sled's flush), as sled's own flusher, which
-/// wakes only rarely (see `Store::open`), did every 500 ms.
+/// Longest what a [`Flush::No`] job wrote waits to be written out and
+/// `fsync`ed (`Store::write_out`), as sled's own flusher, which wakes only
+/// rarely here (see `Store::open`), does every 500 ms by default.
 pub const LAZY: Duration = Duration::from_millis(500);
 
 /// When a job's writes must be on disk before it reports.

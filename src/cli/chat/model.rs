@@ -279,9 +279,12 @@ impl App {
                 self.snapshot(buddies, inbox)
             }
             Input::File(f) => {
-                let id = f.id.clone();
-                self.file_row(f);
-                self.refresh_file(&id);
+                // The answer may come after an event that said `complete`.
+                if self.files.get(&f.id).is_none_or(|s| s.state != "complete") {
+                    let id = f.id.clone();
+                    self.file_row(f);
+                    self.refresh_file(&id);
+                }
                 Vec::new()
             }
             Input::Log(id, msgs) => {
@@ -352,16 +355,16 @@ impl App {
     /// in the input, to be corrected.
     fn enter(&mut self) -> Vec<Effect> {
         let text = self.input.trim().to_string();
-        let Some(c) = self.current() else {
-            return Vec::new();
-        };
-        let to = c.id.clone();
         let message = match text.strip_prefix('/') {
             _ if text.is_empty() => return Vec::new(),
             None => text,
             Some(rest) if rest.starts_with('/') => rest.to_string(),
             Some(command) => return self.command(command),
         };
+        let Some(c) = self.current() else {
+            return Vec::new();
+        };
+        let to = c.id.clone();
         self.input.clear();
         self.scroll = 0;
         vec![Effect::Send { to, text: message }]

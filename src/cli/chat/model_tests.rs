@@ -518,6 +518,10 @@ fn get_asks_for_the_newest_offer_here_that_is_neither_here_nor_coming() {
         texts(&app, ALICE)[0],
         "📎 report.pdf · 1.0 MiB · waiting 0 %"
     );
+    // An answer that comes after the file completed does not undo it.
+    progress(&mut app, "f1", 1 << 20, 1 << 20, "complete");
+    app.handle(Input::File(row.clone()));
+    assert_eq!(texts(&app, ALICE)[0], "📎 report.pdf · 1.0 MiB · complete");
     assert_eq!(enter_line(&mut app, "/get"), [], "nothing left to get");
     assert!(app.notice.as_deref().is_some_and(|n| n.contains("no file")));
     // A download that stopped can be asked for again.

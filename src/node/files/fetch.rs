@@ -151,15 +151,15 @@ async fn run(shared: &Arc<Shared>, id: MessageId, live: &Arc<Live>) {
 /// Creates the partial file at its full size if need be, and finds the
 /// chunk ranges of it that already verify (what a crash left); `None` if
 /// the file is complete (its mailbox parts finished it). The file is
-/// created under the finishing lock, so never again after a finish moved
-/// it away.
+/// created under the file's lock, so never again after a finish moved it
+/// away.
 async fn on_disk(
     shared: &Shared,
     id: MessageId,
     part: std::path::PathBuf,
     obao: std::path::PathBuf,
 ) -> Result<Option<Vec<Span>>, String> {
-    let no_finish = shared.finishing.lock().await;
+    let no_finish = shared.file_lock(id).await;
     let Some(row) = shared.row(id).await else {
         return Ok(None);
     };

@@ -32,8 +32,28 @@ impl Shared {
         let _ = finished.await;
     }
 
+    /// The lock of file `id`: held while the file is moved into place, so
+    /// that happens once, and while its partial file is created or a
+    /// mailbox part written to it, so neither comes after the move (a new
+    /// partial file left behind). One per file, so a large file's move
+    /// holds up no other file; an entry lives while someone holds or
+    /// awaits it.
+    pub(super) async fn file_lock(&self, id: MessageId) -> tokio::sync::OwnedMutexGuard<()> {
+        // Nothing panics while the table is held; if something did, the
+        // table is still whole.
+        let lock = {
+            let mut locks = self
+                .finishing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks.entry(id).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
     async fn finish_now(&self, id: MessageId) {
-        let _once = self.finishing.lock().await;
+        let _once = self.file_lock(id).await;
         for _ in 0..PLACE_TRIES {
             let Some(row) = self.row(id).await else {
                 return;
@@ -42,9 +62,9 @@ impl Shared {
                 return;
             }
             let (dir, recorded) = (self.dir.clone(), row.clone());
-            let Ok(to) = tokio::task::spawn_blocking(move || destination(&dir, &recorded)).await
-            else {
-                return;
+            let to = match tokio::task::spawn_blocking(move || destination(&dir, &recorded)).await {
+                Ok(to) => to,
+                Err(e) => return self.fail(id, e.to_string()).await,
             };
             if let Err(e) = self.record(id, &to).await {
                 return self

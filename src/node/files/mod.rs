@@ -102,10 +102,8 @@ pub(crate) struct Shared {
     served: Mutex<HashMap<[u8; 32], u64>>,
     /// What partial copies not being downloaded hold (see [`held`]).
     held: Mutex<HashMap<MessageId, Vec<crate::wire::files::Span>>>,
-    /// Held while a file is moved into place, so it happens once, and
-    /// while a partial file is created or a mailbox part written to it,
-    /// so neither comes after the move (a new partial file left behind).
-    finishing: tokio::sync::Mutex<()>,
+    /// One lock per file being written (see [`Shared::file_lock`]).
+    finishing: Mutex<HashMap<MessageId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A local copy of a file a peer asked for.
@@ -148,7 +146,7 @@ pub(crate) fn spawn(
         live: Mutex::new(HashMap::new()),
         served: Mutex::new(HashMap::new()),
         held: Mutex::new(HashMap::new()),
-        finishing: tokio::sync::Mutex::new(()),
+        finishing: Mutex::new(HashMap::new()),
     });
     if let Err(e) = crate::config::ensure_private_dir(&shared.dir) {
         tracing::warn!("cannot create {}: {e}", shared.dir.display());
@@ -383,7 +381,7 @@ impl Shared {
             return;
         };
         // No finish moves the file while its part is written.
-        let no_finish = self.finishing.lock().await;
+        let no_finish = self.file_lock(part.file).await;
         let Some(row) = self.row(part.file).await else {
             tracing::debug!(file = %part.file, "a file part before its offer");
             return;
