@@ -295,13 +295,8 @@ fn chat_refuses_when_stdout_is_not_a_terminal() {
 async fn get_typed_in_the_chat_downloads_the_offered_file() {
     let (a, mut b) = buddies().await;
     // B restarts with the config; it finds A again through its bootstrap.
-    b.kill();
-    std::fs::write(
-        b.dir.path().join("config.toml"),
-        "[files]\nauto_accept_mib = 1\n",
-    )
-    .expect("write B's config");
-    b.restart().await;
+    b.restart_with_config("[files]\nauto_accept_mib = 1\n")
+        .await;
     let (tmux, _exit) = start_chat(&b);
     tmux.shows("alice online", "B's chat lists alice, online")
         .await;

@@ -39,13 +39,8 @@ fn random_bytes(n: usize) -> Vec<u8> {
 /// B takes files of at most 1 MiB by itself: the test's file waits for
 /// *Get*.
 async fn ask_before_downloading(b: &mut Daemon) {
-    b.kill();
-    std::fs::write(
-        b.dir.path().join("config.toml"),
-        "[files]\nauto_accept_mib = 1\n",
-    )
-    .expect("write B's config");
-    b.restart().await;
+    b.restart_with_config("[files]\nauto_accept_mib = 1\n")
+        .await;
 }
 
 /// Opens the conversation with `peer` in page `c`.

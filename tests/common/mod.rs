@@ -318,6 +318,14 @@ impl Daemon {
         self.status().await;
     }
 
+    /// Stops the daemon, writes `toml` as its `config.toml` and starts it
+    /// again: a daemon with settings of its own, already a buddy.
+    pub async fn restart_with_config(&mut self, toml: &str) {
+        self.kill();
+        std::fs::write(self.dir.path().join("config.toml"), toml).expect("write config.toml");
+        self.restart().await;
+    }
+
     /// `roost --json status`, once the daemon answers it.
     pub async fn status(&self) -> serde_json::Value {
         eventually("the daemon answers `roost status`", || async {

@@ -333,6 +333,27 @@ fn offer(id: &str, peer: &str, out: bool, at: u64, file: &str, size: u64) -> Mes
     m
 }
 
+/// The daemon's row of incoming file `id` (`report.pdf`, `size` bytes,
+/// all of them here) from `peer`, in `state`.
+fn file_row(id: &str, peer: &str, size: u64, state: &str) -> FileRow {
+    FileRow {
+        id: id.into(),
+        name: "report.pdf".into(),
+        size,
+        done: size,
+        state: state.into(),
+        peer: peer.into(),
+        direction: "in".into(),
+        mime: "application/pdf".into(),
+        blake3: String::new(),
+        path: None,
+        sources: 1,
+        dropped: 0,
+        served: 0,
+        error: None,
+    }
+}
+
 fn part(id: &str, peer: &str, at: u64) -> MessageView {
     let mut m = msg(id, peer, false, "unread", at, "");
     m.content_type = PART_TYPE.into();
@@ -409,22 +430,7 @@ fn the_snapshot_gives_a_files_state_and_parts_are_not_unread() {
             part("p", BOB, 2),
             msg("a1", ALICE, false, "unread", 3, "hi"),
         ],
-        files: vec![FileRow {
-            id: "f".into(),
-            name: "report.pdf".into(),
-            size: 1500,
-            done: 1500,
-            state: "complete".into(),
-            peer: BOB.into(),
-            direction: "in".into(),
-            mime: "application/pdf".into(),
-            blake3: String::new(),
-            path: None,
-            sources: 1,
-            dropped: 0,
-            served: 0,
-            error: None,
-        }],
+        files: vec![file_row("f", BOB, 1500, "complete")],
     });
     // Bob's conversation is not the open one, so nothing marked it read:
     // its unread part is simply not counted.
@@ -497,22 +503,8 @@ fn get_asks_for_the_newest_offer_here_that_is_neither_here_nor_coming() {
             .is_some_and(|n| n.contains("getting report.pdf"))
     );
     // The daemon's answer updates the line at once.
-    let mut row = FileRow {
-        id: "f1".into(),
-        name: "report.pdf".into(),
-        size: 1 << 20,
-        done: 0,
-        state: "waiting".into(),
-        peer: ALICE.into(),
-        direction: "in".into(),
-        mime: "application/pdf".into(),
-        blake3: String::new(),
-        path: None,
-        sources: 1,
-        dropped: 0,
-        served: 0,
-        error: None,
-    };
+    let mut row = file_row("f1", ALICE, 1 << 20, "waiting");
+    row.done = 0;
     app.handle(Input::File(row.clone()));
     assert_eq!(
         texts(&app, ALICE)[0],
