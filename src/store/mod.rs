@@ -83,11 +83,11 @@ pub struct Store {
 /// How often sled's own flusher thread wakes (its default is 500 ms). It
 /// is also the only place sled cleans its log's segments, so it stays on,
 /// but rarely: the store worker writes out (and `fsync`s) what it left
-/// unflushed within [`worker::LAZY`] of running it, and does nothing while
-/// no job runs, so an idle node does not wake twice a second per database. (In a process
-/// running many nodes, each of those wake-ups also walks every thread
-/// registered with crossbeam's epoch collector: at 500 nodes they were
-/// most of the process's idle CPU.)
+/// unflushed within [`worker::LAZY`] of running it, and does nothing
+/// while no job runs, so an idle node does not wake twice a second per
+/// database. (In a process running many nodes, each of those wake-ups
+/// also walks every thread registered with crossbeam's epoch collector:
+/// at 500 nodes they were most of the process's idle CPU.)
 const SLED_FLUSH_EVERY_MS: u64 = 10_000;
 
 impl Store {

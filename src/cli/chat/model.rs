@@ -355,8 +355,10 @@ impl App {
     /// in the input, to be corrected.
     fn enter(&mut self) -> Vec<Effect> {
         let text = self.input.trim().to_string();
+        if text.is_empty() {
+            return Vec::new();
+        }
         let message = match text.strip_prefix('/') {
-            _ if text.is_empty() => return Vec::new(),
             None => text,
             Some(rest) if rest.starts_with('/') => rest.to_string(),
             Some(command) => return self.command(command),

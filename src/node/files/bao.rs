@@ -170,9 +170,23 @@ pub enum DecodeFault {
     Slow(String),
 }
 
+/// Creates the partial file `part` of a download at its full `size` if it
+/// is not there at that size yet; what it holds stays.
+pub fn make_partial(part: &Path, size: u64) -> io::Result<()> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(part)?;
+    if f.metadata()?.len() != size {
+        f.set_len(size)?;
+    }
+    Ok(())
+}
+
 /// Reads the verified stream of `spans` from `input` into the partial file
 /// `part` and its outboard; every chunk is checked against `root` before
-/// it is written. The partial file must exist (its download created it):
+/// it is written. The partial file must exist ([`make_partial`]):
 /// a decode that outlives its download, whose file was moved into place
 /// meanwhile, fails instead of leaving a new partial file behind.
 pub fn decode(
@@ -291,7 +305,7 @@ mod tests {
             "a decode made the partial file"
         );
         assert!(!part.exists());
-        File::create(&part).unwrap().set_len(size).unwrap();
+        make_partial(&part, size).unwrap();
         let halves = [(0, 144), (144, n)];
         for h in halves {
             let mut wire = Vec::new();
@@ -313,7 +327,7 @@ mod tests {
         let at = wire.len() - 100;
         wire[at] ^= 1;
         let (p2, o2) = (dir.path().join("p2"), dir.path().join("p2.obao"));
-        File::create(&p2).unwrap().set_len(size).unwrap();
+        make_partial(&p2, size).unwrap();
         assert!(matches!(
             decode(&wire[..], &p2, &o2, size, root, &[(16, 32)]),
             Err(DecodeFault::Lied(_))

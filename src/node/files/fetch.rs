@@ -159,7 +159,7 @@ async fn on_disk(
     part: std::path::PathBuf,
     obao: std::path::PathBuf,
 ) -> Result<Option<Vec<Span>>, String> {
-    let no_finish = shared.file_lock(id).await;
+    let locked = shared.file_lock(id).await;
     let Some(row) = shared.row(id).await else {
         return Ok(None);
     };
@@ -168,31 +168,15 @@ async fn on_disk(
     }
     let (size, root) = (row.size, row.root);
     let at = part.clone();
-    let made = tokio::task::spawn_blocking(move || {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&at)?;
-        if f.metadata()?.len() != size {
-            f.set_len(size)?;
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    drop(no_finish);
-    let have = match made {
-        Ok(Ok(())) => {
-            tokio::task::spawn_blocking(move || bao::verified(&part, &obao, size, root)).await
-        }
-        Ok(Err(e)) => Ok(Err(e)),
-        Err(e) => Err(e),
-    };
-    match have {
-        Ok(Ok(h)) => Ok(Some(h)),
-        Ok(Err(e)) => Err(format!("cannot use the partial file: {e}")),
-        Err(e) => Err(e.to_string()),
-    }
+    let made = tokio::task::spawn_blocking(move || bao::make_partial(&at, size)).await;
+    drop(locked);
+    let unusable = |e: std::io::Error| format!("cannot use the partial file: {e}");
+    made.map_err(|e| e.to_string())?.map_err(unusable)?;
+    tokio::task::spawn_blocking(move || bao::verified(&part, &obao, size, root))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(Some)
+        .map_err(unusable)
 }
 
 /// The sources of `row` neither recorded nor caught in `plan` lying.

@@ -43,7 +43,7 @@ impl Shared {
         // table is still whole.
         let lock = {
             let mut locks = self
-                .finishing
+                .file_locks
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             locks.retain(|_, l| Arc::strong_count(l) > 1);

@@ -270,9 +270,7 @@ impl NodeHandle {
             .row(id)
             .await
             .ok_or_else(|| FileError::Unknown(id.to_string()))?;
-        if let Some(l) = shared.live.lock().ok().and_then(|mut l| l.remove(&id)) {
-            l.cancel.cancel();
-        }
+        shared.stop_download(&id);
         let state = match row.direction {
             FileDirection::In if row.state == TransferState::Complete => TransferState::Complete,
             FileDirection::In => TransferState::Paused,

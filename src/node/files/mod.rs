@@ -103,7 +103,7 @@ pub(crate) struct Shared {
     /// What partial copies not being downloaded hold (see [`held`]).
     held: Mutex<HashMap<MessageId, Vec<crate::wire::files::Span>>>,
     /// One lock per file being written (see [`Shared::file_lock`]).
-    finishing: Mutex<HashMap<MessageId, Arc<tokio::sync::Mutex<()>>>>,
+    file_locks: Mutex<HashMap<MessageId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A local copy of a file a peer asked for.
@@ -146,7 +146,7 @@ pub(crate) fn spawn(
         live: Mutex::new(HashMap::new()),
         served: Mutex::new(HashMap::new()),
         held: Mutex::new(HashMap::new()),
-        finishing: Mutex::new(HashMap::new()),
+        file_locks: Mutex::new(HashMap::new()),
     });
     if let Err(e) = crate::config::ensure_private_dir(&shared.dir) {
         tracing::warn!("cannot create {}: {e}", shared.dir.display());
@@ -381,7 +381,7 @@ impl Shared {
             return;
         };
         // No finish moves the file while its part is written.
-        let no_finish = self.file_lock(part.file).await;
+        let locked = self.file_lock(part.file).await;
         let Some(row) = self.row(part.file).await else {
             tracing::debug!(file = %part.file, "a file part before its offer");
             return;
@@ -400,22 +400,14 @@ impl Shared {
         let (size, root) = (row.size, row.root);
         self.forget_held(&row.id);
         let complete = tokio::task::spawn_blocking(move || -> Result<bool, String> {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&p)
-                .map_err(|e| e.to_string())?;
-            if f.metadata().map_err(|e| e.to_string())?.len() != size {
-                f.set_len(size).map_err(|e| e.to_string())?;
-            }
+            bao::make_partial(&p, size).map_err(|e| e.to_string())?;
             bao::decode(&part.bao[..], &p, &o, size, root, &[part.span])
                 .map_err(|e| format!("{e:?}"))?;
             let held = bao::verified(&p, &o, size, root).map_err(|e| e.to_string())?;
             Ok(held == vec![(0, n)])
         })
         .await;
-        drop(no_finish);
+        drop(locked);
         match complete {
             Ok(Ok(true)) => {
                 // Held, the rest waits in a task of its own, without
@@ -425,11 +417,14 @@ impl Shared {
                     let me = self.clone();
                     self.tasks.spawn(async move {
                         test_hooks::lifted(&me.dir, "verified").await;
-                        me.parts_complete(row.id).await;
+                        me.stop_download(&row.id);
+                        test_hooks::mark(&me.dir, "parts-complete");
+                        me.finish(row.id).await;
                     });
                     return;
                 }
-                self.parts_complete(row.id).await;
+                self.stop_download(&row.id);
+                self.finish(row.id).await;
             }
             Ok(Ok(false)) => {}
             Ok(Err(e)) => tracing::debug!(%from, "a file part was not taken: {e}"),
@@ -437,15 +432,12 @@ impl Shared {
         }
     }
 
-    /// File `id` verified from its mailbox parts: a download of it stops,
-    /// and the file is moved into place.
-    async fn parts_complete(self: &Arc<Self>, id: MessageId) {
-        if let Some(l) = self.live.lock().ok().and_then(|mut l| l.remove(&id)) {
+    /// Stops the running download of `id`, if any (a `cancel`, or its
+    /// mailbox parts completed the file).
+    fn stop_download(&self, id: &MessageId) {
+        if let Some(l) = self.live.lock().ok().and_then(|mut l| l.remove(id)) {
             l.cancel.cancel();
         }
-        #[cfg(feature = "test-util")]
-        test_hooks::mark(&self.dir, "parts-complete");
-        self.finish(id).await;
     }
 
     /// The local copy of the file with `root` that `peer` may fetch.
