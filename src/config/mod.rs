@@ -92,8 +92,13 @@ pub struct Config {
     pub locator_ttl: Duration,
     /// Least time between two republications caused by the network growing.
     pub republish_min_interval: Duration,
-    /// How long a connection with no open stream is kept (libp2p's default
-    /// of 10 s would close links to buddies between two messages).
+    /// How long a connection no protocol keeps is kept. The connections
+    /// that should last keep themselves: buddies' (`net::keep`), message
+    /// links (their stream idles out after 5 minutes), relay reservations,
+    /// gossip meshes. What is left is mostly DHT traffic, and every one of
+    /// those kept longer costs memory while open and wake-ups when it
+    /// finally closes: with 300 s, a network of 500 nodes was still taking
+    /// its start-up's connections down five minutes after the last start.
     pub idle_timeout: Duration,
     /// Upper bound for one DHT query.
     pub query_timeout: Duration,
@@ -113,7 +118,9 @@ pub struct Config {
     pub auto_away: Option<Duration>,
     /// How long a connection we dialled must stay open before its peer is
     /// remembered for the next start (`net::lasting`): strangers passing
-    /// by stay out of the `peers` table a restart reseeds from.
+    /// by stay out of the `peers` table a restart reseeds from. Shorter
+    /// than [`Config::idle_timeout`], so a peer met by a lookup, which
+    /// stays connected until the idle timeout, counts.
     pub lasting_connection: Duration,
     /// Per-sender rate of public rooms' messages this node forwards and
     /// shows (`node::rooms`).
@@ -263,14 +270,14 @@ impl Config {
             external_addrs: Vec::new(),
             locator_ttl: Duration::from_secs(3600),
             republish_min_interval: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(20),
             query_timeout: Duration::from_secs(20),
             max_incoming_connections: 2048,
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             cache_bytes: 16 << 20,
             mailbox: MailboxConfig::default(),
             auto_away: Some(Duration::from_secs(15 * 60)),
-            lasting_connection: Duration::from_secs(60),
+            lasting_connection: Duration::from_secs(10),
             room_limits: Default::default(),
             files: FilesConfig::default(),
             group_fast: Default::default(),

@@ -82,8 +82,9 @@ pub struct Behaviour {
     /// AutoNAT v2 client: asks peers to dial our candidate addresses back.
     /// Off under `dht_mode = "server"`, which declares us reachable: its
     /// probes (and the dial-back connections they cause) would tell us
-    /// nothing we act on.
-    pub autonat: Toggle<autonat::v2::client::Behaviour>,
+    /// nothing we act on. Its probe timer sleeps while every candidate
+    /// address has its answer ([`super::quiet::Untested`]).
+    pub autonat: super::quiet::Quiet<super::quiet::AutonatClient, super::quiet::Untested>,
     /// AutoNAT v2 server: dials back the peers that ask. It only ever dials
     /// the IP the request came from (or makes the asker pay in bytes for
     /// another), so it is no amplifier; it runs on every node, a NATed one
@@ -170,9 +171,12 @@ impl Behaviour {
             relay: super::relay_server::RelayServer::new(relay),
             relay_client,
             dcutr: dcutr::Behaviour::new(peer_id),
-            autonat: (config.dht_mode != crate::config::DhtMode::Server)
-                .then(autonat::v2::client::Behaviour::default)
-                .into(),
+            autonat: super::quiet::Quiet::new(
+                (config.dht_mode != crate::config::DhtMode::Server)
+                    .then(autonat::v2::client::Behaviour::default)
+                    .into(),
+                super::quiet::Untested::default(),
+            ),
             autonat_server: autonat::v2::server::Behaviour::default(),
             upnp: config.upnp.then(upnp::tokio::Behaviour::default).into(),
             pubsub: super::pubsub::pubsub(identity.keypair()).map_err(std::io::Error::other)?,

@@ -6,12 +6,11 @@
 //! connects for a moment enter the `peers` table, and with it the peers a
 //! restarted node reseeds from. A connection is lasting when *we* dialled
 //! it and it has stayed open for the threshold (`Config::lasting_connection`,
-//! a minute by default). Both are cheap to check (the connection's
+//! 10 s by default, half the idle timeout). Both are cheap to check (the connection's
 //! direction, a timer; no protocol of our own) and both matter:
 //!
 //! - Dialled by us: a stranger cannot get in by connecting to us, however
-//!   long it stays (our idle timeout alone keeps an idle connection open
-//!   five minutes). We dial our bootstrap peers, the peers our own lookups,
+//!   long it stays. We dial our bootstrap peers, the peers our own lookups,
 //!   publications and bucket refreshes lead to, buddies and mailbox
 //!   holders — and each such connection has shown that the peer is
 //!   reachable, which is what a restart needs of it.

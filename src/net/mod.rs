@@ -12,6 +12,7 @@ pub mod keep;
 pub mod lasting;
 pub mod locator;
 pub mod pubsub;
+pub mod quiet;
 pub mod ratelimit;
 pub mod reach;
 pub mod record_handoff;

@@ -54,8 +54,9 @@ pub fn gossip_id(topic: &str, source: Option<&PeerId>, data: &[u8]) -> MessageId
 }
 
 /// Gossipsub with roost's settings; its streams do not keep a connection
-/// open ([`super::gossip_idle`]).
-pub type Pubsub = super::gossip_idle::GossipIdle;
+/// open ([`super::gossip_idle`]) and its heartbeat sleeps while we follow
+/// no topic ([`super::quiet`]).
+pub type Pubsub = super::quiet::Quiet<super::gossip_idle::GossipIdle, super::quiet::NoTopics>;
 
 /// Builds gossipsub: every message signed by its author's key
 /// (`Signed` + `Strict`: the source peer is authenticated and unsigned
@@ -90,7 +91,7 @@ pub fn pubsub(key: &Keypair) -> Result<Pubsub, String> {
         config,
         filter,
     )
-    .map(super::gossip_idle::GossipIdle)
+    .map(|g| super::quiet::Quiet::new(super::gossip_idle::GossipIdle(g), super::quiet::NoTopics))
     .map_err(str::to_string)
 }
 

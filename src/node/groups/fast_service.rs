@@ -28,7 +28,8 @@ use crate::store::{Flush, Worker};
 use crate::wire::group::GroupId;
 use crate::wire::message::{Body, ReceiptKind};
 
-/// How often the topics and their meshes are looked after.
+/// How often the topics and their meshes are looked after, while a
+/// large group is ours.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// How long a dial may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,6 +59,9 @@ struct Service {
     events: broadcast::Sender<Event>,
     /// The topics we follow, with the group and epoch of each.
     topics: HashMap<String, (GroupId, u64)>,
+    /// Some large group wants following (its topic may have failed to
+    /// subscribe, and is tried again at each upkeep).
+    following: bool,
     confirm: Confirmations,
     filing: Arc<AtomicUsize>,
     round: u64,
@@ -86,6 +90,7 @@ pub(crate) fn spawn(
         messages,
         events,
         topics: HashMap::new(),
+        following: false,
         confirm: Confirmations::default(),
         filing: Arc::default(),
         round: 0,
@@ -101,12 +106,19 @@ impl Service {
         let (filed_tx, mut filed_rx) = mpsc::unbounded_channel::<Filed>();
         let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<Durable>();
         let mut group_events = self.events.subscribe();
+        // Both timers run only while there is something for them: the
+        // upkeep while a large group is ours, the confirmations' while
+        // some are gathered. An idle node wakes for neither.
         let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
-        let mut confirm = tokio::time::interval(self.ctx.fast.confirm_every);
+        upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut confirm_at: Option<tokio::time::Instant> = None;
         let mut refresh = true;
         loop {
             if std::mem::take(&mut refresh) {
                 self.follow_topics().await;
+            }
+            if confirm_at.is_none() && !self.confirm.is_empty() {
+                confirm_at = Some(tokio::time::Instant::now() + self.ctx.fast.confirm_every);
             }
             tokio::select! {
                 ev = gossip.recv() => match ev {
@@ -126,8 +138,14 @@ impl Service {
                             | Err(broadcast::error::RecvError::Lagged(_))
                     );
                 }
-                _ = confirm.tick() => self.send_confirmations().await,
-                _ = upkeep.tick() => {
+                _ = tokio::time::sleep_until(confirm_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if confirm_at.is_some() =>
+                {
+                    confirm_at = None;
+                    self.send_confirmations().await;
+                }
+                _ = self.ctx.joined.notified() => refresh = true,
+                _ = upkeep.tick(), if self.following => {
                     self.round += 1;
                     self.follow_topics().await;
                     self.meet_members(&tasks);
@@ -166,6 +184,7 @@ impl Service {
                 Err(e) => debug!("cannot follow a group topic: {e}"),
             }
         }
+        self.following = !wanted.is_empty();
         self.topics = fast::followed_after(wanted, &self.topics, &subscribed);
     }
 

@@ -43,6 +43,10 @@ pub(crate) struct Ctx {
     pub(crate) identity: Identity,
     pub(crate) sealer: Arc<Sealer>,
     pub(crate) fast: fast::FastConfig,
+    /// Told when an invitation is accepted, the one change to the groups
+    /// we follow that no event announces: the fast path's actor sleeps
+    /// while we are in no large group.
+    pub(crate) joined: tokio::sync::Notify,
 }
 
 impl Ctx {
@@ -56,6 +60,7 @@ impl Ctx {
             identity,
             sealer,
             fast,
+            joined: tokio::sync::Notify::new(),
         })
     }
 }
@@ -291,6 +296,7 @@ impl NodeHandle {
             ops::join(s, &id)
         })
         .await?;
+        self.group_ctx().joined.notify_one();
         rx.await.map_err(|_| NodeError::Stopped)
     }
 

@@ -119,6 +119,9 @@ pub(crate) struct Rooms {
     /// rate, a record that may not replace ours): tests wait on it to know
     /// a frame was judged.
     dropped: AtomicU64,
+    /// Told when a room is entered: the upkeep runs only while we are in
+    /// a room, so an idle node with none does not wake for it.
+    entered: tokio::sync::Notify,
 }
 
 impl Rooms {

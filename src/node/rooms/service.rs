@@ -28,7 +28,7 @@ use crate::wire::room::{
     RoomId, RoomRecord,
 };
 
-/// How often the upkeep runs.
+/// How often the upkeep runs while we are in a room.
 const UPKEEP_EVERY: Duration = Duration::from_secs(15);
 /// Below this many members seen, the upkeep looks for more.
 const FEW_MEMBERS: usize = 3;
@@ -66,6 +66,7 @@ pub(crate) fn spawn(
         state: Mutex::new(HashMap::new()),
         last_sent_at: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
+        entered: tokio::sync::Notify::new(),
     });
     let run = run(svc.clone(), from_net, tasks.clone());
     tasks.spawn(run);
@@ -77,14 +78,17 @@ async fn run(svc: Arc<Rooms>, mut from_net: mpsc::Receiver<RoomEvent>, tasks: Ta
         tracing::warn!("cannot enter the rooms of the last run: {e}");
     }
     let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
+    // A tick missed while we were in no room comes once, not in a burst.
+    upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut round: u64 = 0;
     loop {
+        let in_rooms = !svc.lock().is_empty();
         tokio::select! {
             ev = from_net.recv() => match ev {
                 Some(ev) => on_event(&svc, ev).await,
                 None => break,
             },
-            _ = upkeep.tick() => {
+            _ = upkeep.tick(), if in_rooms => {
                 round += 1;
                 // Concurrently with the events: its lookups take seconds.
                 let svc = svc.clone();
@@ -94,6 +98,8 @@ async fn run(svc: Arc<Rooms>, mut from_net: mpsc::Receiver<RoomEvent>, tasks: Ta
                     }
                 });
             }
+            // Only to look at `in_rooms` again.
+            _ = svc.entered.notified() => {}
             _ = tasks.stopping() => break,
         }
     }
@@ -143,6 +149,7 @@ pub(super) async fn enter(
         .map_err(|e| RoomFailure::Full(e.to_string()))?;
     let state = RoomState::new(id, name, record, svc.limits);
     svc.lock().entry(id).or_insert(state);
+    svc.entered.notify_one();
     announce(svc, id).await?;
     let met = meet_members(svc, id).await?;
     fetch_history(svc, id, &met).await;
