@@ -175,24 +175,37 @@ impl Window {
         }
     }
 
+    /// CPU seconds the process used since the start.
+    pub fn cpu_s(&self) -> f64 {
+        cpu_s() - self.cpu
+    }
+
     /// Cores busy since the start (1.0 = one core all the time).
     pub fn cores(&self) -> f64 {
-        (cpu_s() - self.cpu) / self.at.elapsed().as_secs_f64().max(1e-3)
+        self.cpu_s() / self.at.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    /// What all nodes counted since the start, by kind (kinds that did
+    /// not occur left out).
+    pub fn counted(&self) -> Vec<(&'static str, u64)> {
+        let now = roost::net::stats::snapshot();
+        self.counts
+            .iter()
+            .zip(now)
+            .map(|((name, before), (_, after))| (*name, after.saturating_sub(*before)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// Per node and minute since the start, by kind, rounded to 0.01.
     pub fn per_node_minute(&self, nodes: usize) -> serde_json::Map<String, serde_json::Value> {
         let minutes = self.at.elapsed().as_secs_f64() / 60.0;
-        let now = roost::net::stats::snapshot();
         let mut out = serde_json::Map::new();
         let mut total = 0.0;
-        for ((name, before), (_, after)) in self.counts.iter().zip(now) {
-            let n = after.saturating_sub(*before) as f64;
-            if n > 0.0 {
-                let rate = n / nodes.max(1) as f64 / minutes.max(1e-6);
-                total += rate;
-                out.insert(name.to_string(), ((rate * 100.0).round() / 100.0).into());
-            }
+        for (name, n) in self.counted() {
+            let rate = n as f64 / nodes.max(1) as f64 / minutes.max(1e-6);
+            total += rate;
+            out.insert(name.to_string(), ((rate * 100.0).round() / 100.0).into());
         }
         out.insert("all".into(), ((total * 100.0).round() / 100.0).into());
         out

@@ -54,6 +54,10 @@ pub async fn fanout(n: usize, memory: bool) {
             "idle_s": idle.as_secs(),
             "background_cpu_pct": (background * 1000.0).round() / 10.0,
             "per_node_per_min": rates,
+            "changes_cpu_s": (change_cpu_s * 100.0).round() / 100.0,
+            "changes_counted": serde_json::Map::from_iter(
+                change_counts.into_iter().map(|(k, n)| (k.to_string(), n.into()))
+            ),
         })
     );
     // In parallel: each leaving node waits up to 3 s for its offline

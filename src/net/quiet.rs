@@ -133,7 +133,16 @@ where
         let polled = if self.rule.dormant(&self.inner) {
             self.inner.poll(&mut Context::from_waker(Waker::noop()))
         } else {
-            self.inner.poll(cx)
+            let mut polled = self.inner.poll(cx);
+            // A timer found fired is re-armed (gossipsub resets its
+            // heartbeat and returns) with no waker: a fired timer gives its
+            // waker up, and a new one is taken only by a poll that finds it
+            // pending. The second poll hands it ours, so the timer wakes us
+            // again by itself, also the first time after a sleep.
+            if polled.is_pending() {
+                polled = self.inner.poll(cx);
+            }
+            polled
         };
         if let Poll::Ready(ToSwarm::GenerateEvent(e)) = &polled {
             self.rule.on_event(e);
@@ -272,11 +281,17 @@ mod tests {
         pubsub
             .subscribe(&libp2p::gossipsub::IdentTopic::new("t"))
             .expect("subscribe");
-        while pubsub.poll(&mut cx).is_ready() {}
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while count.0.load(Ordering::SeqCst) == 0 {
-            assert!(Instant::now() < deadline, "no heartbeat with a topic");
-            std::thread::sleep(Duration::from_millis(20));
+        // As the swarm does: poll whenever woken. The heartbeat must keep
+        // waking us on its own, not only once.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = 0;
+        while seen < 3 {
+            while pubsub.poll(&mut cx).is_ready() {}
+            while count.0.load(Ordering::SeqCst) == seen {
+                assert!(Instant::now() < deadline, "{seen} heartbeats with a topic");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            seen = count.0.load(Ordering::SeqCst);
         }
     }
 
