@@ -38,7 +38,10 @@ pub async fn fanout(n: usize, memory: bool) {
     let window = Window::start();
     tokio::time::sleep(idle).await;
     let (background, rates) = (window.cores(), window.per_node_minute(n + 1));
+    // What the five changes cost the whole network, counted.
+    let during = Window::start();
     let mut samples = changes(&publisher, &watchers).await;
+    let (change_cpu_s, change_counts) = (during.cpu_s(), during.counted());
     samples.sort();
     println!(
         "{}",
