@@ -6,7 +6,8 @@ use serde_json::json;
 
 use crate::common::{context_switches, cpu_s_of, rss_mib};
 
-/// An idle daemon: resident memory and CPU time over 30 s.
+/// An idle daemon: resident memory and CPU time over 30 s, after
+/// `--settle S` seconds (3 by default) for its start-up to end.
 pub async fn idle() {
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_roost");
@@ -25,7 +26,7 @@ pub async fn idle() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(crate::common::arg("--settle", 3))).await;
     let pid = pid.to_string();
     let (c0, s0, t0) = (cpu_s_of(&pid), context_switches(&pid), Instant::now());
     tokio::time::sleep(Duration::from_secs(30)).await;
