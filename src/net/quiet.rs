@@ -152,8 +152,9 @@ where
 }
 
 /// Gossipsub sleeps while we follow no topic: its heartbeat keeps meshes,
-/// and with no topic there is none. We never publish on a topic we do not
-/// follow, so no fanout waits for it either.
+/// and with no topic there is none. A message published on a topic we do
+/// not follow (a sender a moment before it follows its group's new epoch)
+/// is sent at once all the same; the heartbeat only ages that state.
 #[derive(Default)]
 pub struct NoTopics;
 
