@@ -60,7 +60,6 @@ fn config(dir: &std::path::Path, boot: Vec<Multiaddr>, fast: FastConfig) -> Conf
     c.auto_away = None;
     c.cache_bytes = 1 << 20;
     c.republish_min_interval = Duration::from_secs(5);
-    c.idle_timeout = Duration::from_secs(30);
     c.group_fast = fast;
     c
 }

@@ -45,10 +45,6 @@ fn config(dir: &std::path::Path, boot: Vec<Multiaddr>) -> Config {
     c.cache_bytes = 1 << 20;
     // Production pacing, not the tests' quick one.
     c.republish_min_interval = Duration::from_secs(5);
-    // Connections made only for DHT queries go after 30 s instead of 300 s
-    // (a message link keeps its connection open while its stream is):
-    // otherwise a startup storm leaves every node connected to most others.
-    c.idle_timeout = Duration::from_secs(30);
     c
 }
 
