@@ -96,9 +96,8 @@ pub struct Config {
     /// that should last keep themselves: buddies' (`net::keep`), message
     /// links (their stream idles out after 5 minutes), relay reservations,
     /// gossip meshes. What is left is mostly DHT traffic, and every one of
-    /// those kept longer costs memory while open and wake-ups when it
-    /// finally closes: with 300 s, a network of 500 nodes was still taking
-    /// its start-up's connections down five minutes after the last start.
+    /// those kept longer costs memory while open and keeps a network busy
+    /// closing its start-up's connections for as long after the start.
     pub idle_timeout: Duration,
     /// Upper bound for one DHT query.
     pub query_timeout: Duration,
@@ -463,6 +462,9 @@ impl FileConfig {
         }
         if let Some(v) = self.idle_timeout_secs {
             c.idle_timeout = Duration::from_secs(v);
+            // A peer met by a lookup stays connected only this long: the
+            // threshold for remembering it must be shorter.
+            c.lasting_connection = c.lasting_connection.min(c.idle_timeout / 2);
         }
         if let Some(v) = self.max_incoming_connections {
             c.max_incoming_connections = v.max(1);

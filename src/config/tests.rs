@@ -131,3 +131,21 @@ fn the_rooms_table_sets_the_per_sender_rate() {
     let err = Config::new(dir.path().into()).apply_file().unwrap_err();
     assert!(err.to_string().contains("rate_per_sec"), "{err}");
 }
+
+#[test]
+fn a_short_idle_timeout_shortens_the_lasting_threshold_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(CONFIG_FILE), "idle_timeout_secs = 6\n").unwrap();
+    let mut c = Config::new(dir.path().into());
+    c.apply_file().unwrap();
+    assert_eq!(c.idle_timeout, Duration::from_secs(6));
+    assert_eq!(c.lasting_connection, Duration::from_secs(3));
+    // A longer one leaves the default threshold alone.
+    std::fs::write(dir.path().join(CONFIG_FILE), "idle_timeout_secs = 600\n").unwrap();
+    let mut c = Config::new(dir.path().into());
+    c.apply_file().unwrap();
+    assert_eq!(
+        c.lasting_connection,
+        Config::new(dir.path().into()).lasting_connection
+    );
+}

@@ -298,7 +298,7 @@ impl NetClient {
     }
 
     /// Keeps the connections to exactly `peers` (our buddies) open past the
-    /// idle timeout, so presence does not re-dial them every few minutes.
+    /// idle timeout, so presence does not re-dial them at every timeout.
     pub async fn keep_alive(&self, peers: std::collections::HashSet<PeerId>) {
         let _ = self.commands.send(Command::KeepAlive { peers }).await;
     }

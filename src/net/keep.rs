@@ -6,7 +6,7 @@
 //! closes subscribes again, which dials again. Left to the idle timeout,
 //! every buddy connection closed once per timeout and both sides
 //! re-dialled, handshook, identified and re-subscribed — a settled network
-//! paid for every buddy pair every few minutes. An open connection with
+//! paid for every buddy pair at every idle timeout. An open connection with
 //! nothing on it costs nothing (no ping runs), and a buddy that vanishes is
 //! still noticed: a clean stop closes the connection, and a dead peer fails
 //! the next renewal. The set is bounded by the buddy list.

@@ -2,8 +2,8 @@
 //!
 //! Why: some libp2p behaviours run timers whatever the node does —
 //! gossipsub's heartbeat every second, AutoNAT's probe every 5 s — so a
-//! daemon with no room, no large group and no address left to test still
-//! woke for them several times a second. [`Quiet`] wraps such a behaviour
+//! daemon with no room, no large group and no address left to test would
+//! wake for them several times a second. [`Quiet`] wraps such a behaviour
 //! with a [`Dormancy`] rule. While the rule says it is dormant, the
 //! behaviour is polled with a waker that does nothing: whatever it queued
 //! still comes out (the swarm polls every behaviour again after each event
@@ -11,8 +11,9 @@
 //! armed again until a poll with the real waker. The first poll after the
 //! rule turns (a topic joined, a candidate address to test) arms them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
@@ -130,20 +131,22 @@ where
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        let polled = if self.rule.dormant(&self.inner) {
-            self.inner.poll(&mut Context::from_waker(Waker::noop()))
+        let mut sleeping = Context::from_waker(Waker::noop());
+        let cx = if self.rule.dormant(&self.inner) {
+            &mut sleeping
         } else {
-            let mut polled = self.inner.poll(cx);
-            // A timer found fired is re-armed (gossipsub resets its
-            // heartbeat and returns) with no waker: a fired timer gives its
-            // waker up, and a new one is taken only by a poll that finds it
-            // pending. The second poll hands it ours, so the timer wakes us
-            // again by itself, also the first time after a sleep.
-            if polled.is_pending() {
-                polled = self.inner.poll(cx);
-            }
-            polled
+            cx
         };
+        let mut polled = self.inner.poll(cx);
+        // A timer found fired is re-armed (gossipsub resets its heartbeat
+        // and returns) with no waker: a fired timer gives its waker up, and
+        // a new one is taken only by a poll that finds it pending. The
+        // second poll hands it ours, so the timer wakes us again by itself,
+        // also the first time after a sleep; and it hands on what that
+        // timer's work queued.
+        if polled.is_pending() {
+            polled = self.inner.poll(cx);
+        }
         if let Poll::Ready(ToSwarm::GenerateEvent(e)) = &polled {
             self.rule.on_event(e);
         }
@@ -165,16 +168,26 @@ impl Dormancy<super::gossip_idle::GossipIdle> for NoTopics {
 }
 
 /// Most candidate addresses [`Untested`] keeps apart; beyond, AutoNAT
-/// simply runs its timer (a node with that many addresses is not idle).
+/// simply runs its timer for good (a node that met that many addresses,
+/// roaming between networks for days, is rare, and pays only the probe).
 pub const MAX_TRACKED_CANDIDATES: usize = 256;
 
+/// How long AutoNAT keeps probing an address that has no answer yet. A
+/// test that times out (a home NAT dropping the dial-back) or that a
+/// server refuses leaves the address untested and AutoNAT asks again at
+/// every tick, for ever; after this long the rule lets it sleep. Its
+/// timer still fires whenever the swarm is polled for something else, so
+/// the address is still asked about now and then.
+pub const OPEN_FOR: Duration = Duration::from_secs(60);
+
 /// AutoNAT's probe sleeps while every candidate address it was told of has
-/// its answer: each tick only tests candidates not tested yet (a tested
-/// one is never tested again), so with none left it has nothing to do.
+/// its answer (reachable, or found unreachable: AutoNAT never tests those
+/// again) or has been asked about for [`OPEN_FOR`]; and always while the
+/// client is off.
 #[derive(Default)]
 pub struct Untested {
-    /// Candidates told of and not answered yet.
-    open: HashSet<Multiaddr>,
+    /// Candidates told of and not answered yet, with when first told.
+    open: HashMap<Multiaddr, Instant>,
     /// Candidates answered.
     answered: HashSet<Multiaddr>,
 }
@@ -182,6 +195,11 @@ pub struct Untested {
 impl Untested {
     fn full(&self) -> bool {
         self.open.len() + self.answered.len() >= MAX_TRACKED_CANDIDATES
+    }
+
+    /// Whether nothing is left to probe at `now`.
+    fn settled_at(&self, now: Instant) -> bool {
+        !self.full() && self.open.values().all(|&told| now >= told + OPEN_FOR)
     }
 }
 
@@ -192,20 +210,21 @@ impl Dormancy<AutonatClient> for Untested {
     fn on_swarm_event(&mut self, event: &FromSwarm) {
         if let FromSwarm::NewExternalAddrCandidate(NewExternalAddrCandidate { addr }) = event
             && !self.answered.contains(*addr)
+            && !self.open.contains_key(*addr)
             && !self.full()
         {
-            self.open.insert((*addr).clone());
+            self.open.insert((*addr).clone(), Instant::now());
         }
     }
 
     fn on_event(&mut self, event: &autonat::v2::client::Event) {
-        if self.open.remove(&event.tested_addr) || !self.full() {
+        if self.open.remove(&event.tested_addr).is_some() || !self.full() {
             self.answered.insert(event.tested_addr.clone());
         }
     }
 
-    fn dormant(&self, _inner: &AutonatClient) -> bool {
-        self.open.is_empty() && !self.full()
+    fn dormant(&self, inner: &AutonatClient) -> bool {
+        !inner.is_enabled() || self.settled_at(Instant::now())
     }
 }
 
@@ -239,7 +258,7 @@ mod tests {
     }
 
     fn dormant(rule: &Untested) -> bool {
-        rule.dormant(&Toggle::from(None))
+        rule.settled_at(Instant::now())
     }
 
     #[test]
@@ -294,6 +313,27 @@ mod tests {
             }
             seen = count.0.load(Ordering::SeqCst);
         }
+    }
+
+    #[test]
+    fn autonat_sleeps_on_an_address_asked_about_for_long_enough() {
+        let mut rule = Untested::default();
+        let a = addr(1);
+        candidate(&mut rule, &a);
+        let told = rule.open[&a];
+        assert!(!rule.settled_at(told + OPEN_FOR / 2), "still probing");
+        assert!(rule.settled_at(told + OPEN_FOR), "never answered: asleep");
+        // Told again, it is not probed afresh.
+        candidate(&mut rule, &a);
+        assert_eq!(rule.open[&a], told);
+    }
+
+    #[test]
+    fn a_client_that_is_off_sleeps_whatever_it_was_told() {
+        let mut rule = Untested::default();
+        candidate(&mut rule, &addr(1));
+        assert!(!dormant(&rule));
+        assert!(rule.dormant(&Toggle::from(None)));
     }
 
     #[test]

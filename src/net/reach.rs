@@ -75,6 +75,11 @@ pub const RELAY_RETRY: Backoff = Backoff::new(FIRST_BACKOFF, RELAY_BACKOFF);
 pub const PRIVATE_AFTER: Duration = Duration::from_secs(30);
 /// Most relay candidates remembered (peers advertising HOP).
 pub const MAX_CANDIDATES: usize = 64;
+/// How long a relay candidate is kept after its last direct connection
+/// closed. Most close at the idle timeout (20 s) with nothing wrong with
+/// the peer: it can still be dialled when a relay is lost, so a private
+/// node is not left with one relay until a lookup happens to meet another.
+pub const CANDIDATE_KEPT: Duration = Duration::from_secs(600);
 /// Most open connections tracked; beyond, a connection is not tracked (it
 /// is then neither listed nor closed in favour of a direct one).
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -165,7 +170,7 @@ pub struct Reach {
     candidate_since: Option<Instant>,
     unconfirmed: bool,
     conns: HashMap<ConnectionId, Conn>,
-    candidates: HashMap<PeerId, Vec<Multiaddr>>,
+    candidates: HashMap<PeerId, relays::Candidate>,
     relays: HashMap<PeerId, Relay>,
     /// Relays that failed: until when they rest ([`RELAY_RETRY`]), and how
     /// often in a row they failed.
@@ -334,10 +339,11 @@ impl Reach {
                 if let Some(c) = self.conns.remove(&conn)
                     && !c.relayed
                     && !self.conns.values().any(|o| o.peer == c.peer && !o.relayed)
+                    && let Some(candidate) = self.candidates.get_mut(&c.peer)
                 {
-                    // No direct path to it any more: not a relay candidate
-                    // until it identifies again.
-                    self.candidates.remove(&c.peer);
+                    // No direct path to it any more: dialled if picked,
+                    // and forgotten after [`CANDIDATE_KEPT`].
+                    candidate.gone_since = Some(now);
                 }
             }
             Input::Identified { peer, hop, listen } => self.identified(peer, hop, listen),
@@ -361,6 +367,9 @@ impl Reach {
         let (peer, relayed) = (c.peer, c.relayed);
         if self.conns.len() < MAX_CONNECTIONS {
             self.conns.insert(conn, c);
+        }
+        if !relayed && let Some(candidate) = self.candidates.get_mut(&peer) {
+            candidate.gone_since = None;
         }
         if !relayed && let Some(Relay::Dialing { addr, .. }) = self.relays.get(&peer) {
             let addr = addr.clone();
@@ -496,6 +505,7 @@ impl Reach {
             out.extend(gone.into_iter().map(|relay| Output::Release { relay }));
             return;
         }
+        self.candidates.retain(|_, c| c.kept_at(now));
         // A rest that is over ends; the count of failures in a row stays,
         // for the relay's next rest.
         for f in self.failed.values_mut() {
@@ -504,7 +514,7 @@ impl Reach {
             }
         }
         while self.relays.len() < MIN_RELAYS {
-            let Some((relay, addr)) = self.pick_relay() else {
+            let Some((relay, addr)) = self.pick_relay(now) else {
                 break;
             };
             let circuit = addr
@@ -537,6 +547,9 @@ impl Reach {
     }
 }
 
+#[cfg(test)]
+#[path = "reach/candidate_tests.rs"]
+mod candidate_tests;
 #[cfg(test)]
 #[path = "reach/publish_tests.rs"]
 mod publish_tests;

@@ -7,14 +7,41 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 
 use super::addr::{is_circuit, is_unspecified, split_peer};
-use super::{Failed, MAX_BACKOFF, MAX_CANDIDATES, RELAY_RETRY, Reach};
+use super::{CANDIDATE_KEPT, Failed, MAX_BACKOFF, MAX_CANDIDATES, RELAY_RETRY, Reach};
+
+/// A peer advertising HOP that we reached directly.
+#[derive(Debug, Default)]
+pub(super) struct Candidate {
+    /// Where to dial it (the addresses we dialled it on first).
+    pub(super) addrs: Vec<Multiaddr>,
+    /// When its last direct connection closed; `None` while connected.
+    pub(super) gone_since: Option<Instant>,
+}
+
+impl Candidate {
+    /// Still worth dialling at `now`.
+    pub(super) fn kept_at(&self, now: Instant) -> bool {
+        self.gone_since.is_none_or(|g| now < g + CANDIDATE_KEPT)
+    }
+}
 
 impl Reach {
     pub(super) fn add_candidate(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
         if !self.candidates.contains_key(&peer) && self.candidates.len() >= MAX_CANDIDATES {
-            return;
+            // Full: the one gone longest makes room, if any is gone.
+            let oldest = self
+                .candidates
+                .iter()
+                .filter_map(|(p, c)| c.gone_since.map(|g| (g, *p)))
+                .min();
+            match oldest {
+                Some((_, p)) => {
+                    self.candidates.remove(&p);
+                }
+                None => return,
+            }
         }
-        let list = self.candidates.entry(peer).or_default();
+        let list = &mut self.candidates.entry(peer).or_default().addrs;
         for mut a in addrs {
             // A dialled address may end in the peer's ID; ours gets it added.
             if let Some(Protocol::P2p(_)) = a.iter().last() {
@@ -47,8 +74,10 @@ impl Reach {
 
     /// The next relay to reserve on: a configured one first, else a
     /// candidate drawn at random (not by ID order: IDs are cheap to grind,
-    /// and whoever holds the smallest would become everyone's relay).
-    pub(super) fn pick_relay(&mut self) -> Option<(PeerId, Multiaddr)> {
+    /// and whoever holds the smallest would become everyone's relay), one
+    /// still connected if any is, else one gone less than
+    /// [`CANDIDATE_KEPT`] ago (it is dialled).
+    pub(super) fn pick_relay(&mut self, now: Instant) -> Option<(PeerId, Multiaddr)> {
         let resting = |p: &PeerId| self.failed.get(p).is_some_and(|f| f.rest_until.is_some());
         let free = |p: &PeerId| !self.relays.contains_key(p) && !resting(p);
         let configured = self
@@ -60,12 +89,18 @@ impl Reach {
         if configured.is_some() {
             return configured;
         }
-        let mut found: Vec<(PeerId, Multiaddr)> = self
-            .candidates
-            .iter()
-            .filter(|(p, a)| free(p) && !a.is_empty())
-            .map(|(p, a)| (*p, a[0].clone()))
-            .collect();
+        let usable = |connected: bool| -> Vec<(PeerId, Multiaddr)> {
+            self.candidates
+                .iter()
+                .filter(|(p, c)| free(p) && c.gone_since.is_none() == connected)
+                .filter(|(_, c)| c.kept_at(now))
+                .filter_map(|(p, c)| Some((*p, c.addrs.first()?.clone())))
+                .collect()
+        };
+        let mut found = usable(true);
+        if found.is_empty() {
+            found = usable(false);
+        }
         if found.is_empty() {
             return None;
         }

@@ -166,6 +166,8 @@ impl Service {
             Ok(w) => w,
             Err(e) => {
                 debug!("cannot read the groups: {e}");
+                // Read again at the next upkeep.
+                self.following = true;
                 return;
             }
         };

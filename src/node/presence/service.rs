@@ -190,7 +190,7 @@ impl Service {
 
     /// Keeps the connections to our (unblocked) buddies open: presence
     /// lives on them, and letting them close at the idle timeout made both
-    /// sides re-dial and re-subscribe every few minutes.
+    /// sides re-dial and re-subscribe at every idle timeout.
     fn keep_buddies(&self) {
         let peers = self
             .buddies

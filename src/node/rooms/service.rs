@@ -98,8 +98,9 @@ async fn run(svc: Arc<Rooms>, mut from_net: mpsc::Receiver<RoomEvent>, tasks: Ta
                     }
                 });
             }
-            // Only to look at `in_rooms` again.
-            _ = svc.entered.notified() => {}
+            // To look at `in_rooms` again; the room just entered met its
+            // members itself, so its first upkeep comes a period later.
+            _ = svc.entered.notified() => upkeep.reset(),
             _ = tasks.stopping() => break,
         }
     }
