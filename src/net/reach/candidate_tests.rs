@@ -11,9 +11,10 @@ fn dials(out: &[Output], relay: PeerId) -> bool {
         .any(|o| matches!(o, Output::Dial { relay: r, .. } if *r == relay))
 }
 
-#[test]
-fn a_candidate_whose_connection_idled_out_is_dialled_when_a_relay_is_lost() {
-    let t = Instant::now();
+/// A private node holding reservations on `a` and `b` (connections 1 and
+/// 2), and `c`, a candidate whose connection (3) nothing used: it reached
+/// the idle timeout at `t`.
+fn two_relays_and_one_gone(t: Instant) -> (Reach, PeerId, PeerId) {
     let mut m = Reach::new(settings(DhtMode::Auto));
     m.start(t);
     let (a, _) = hop_peer(&mut m, 1, t);
@@ -21,8 +22,14 @@ fn a_candidate_whose_connection_idled_out_is_dialled_when_a_relay_is_lost() {
     let (c, _) = hop_peer(&mut m, 3, t);
     m.handle(Input::ReservationAccepted { relay: a }, t);
     m.handle(Input::ReservationAccepted { relay: b }, t);
-    // Nothing used c's connection: it reached the idle timeout.
     m.handle(Input::Disconnected { conn: conn(3) }, t);
+    (m, a, c)
+}
+
+#[test]
+fn a_candidate_whose_connection_idled_out_is_dialled_when_a_relay_is_lost() {
+    let t = Instant::now();
+    let (mut m, a, c) = two_relays_and_one_gone(t);
     let out = m.handle(Input::RelayClosed { relay: a }, t + CANDIDATE_KEPT / 2);
     assert!(dials(&out, c), "{out:?}");
     assert!(reserves(&out).is_empty(), "c is not connected: {out:?}");
@@ -31,14 +38,7 @@ fn a_candidate_whose_connection_idled_out_is_dialled_when_a_relay_is_lost() {
 #[test]
 fn a_candidate_gone_longer_than_it_is_kept_is_forgotten() {
     let t = Instant::now();
-    let mut m = Reach::new(settings(DhtMode::Auto));
-    m.start(t);
-    let (a, _) = hop_peer(&mut m, 1, t);
-    let (b, _) = hop_peer(&mut m, 2, t);
-    let (c, _) = hop_peer(&mut m, 3, t);
-    m.handle(Input::ReservationAccepted { relay: a }, t);
-    m.handle(Input::ReservationAccepted { relay: b }, t);
-    m.handle(Input::Disconnected { conn: conn(3) }, t);
+    let (mut m, a, c) = two_relays_and_one_gone(t);
     let out = m.handle(Input::RelayClosed { relay: a }, t + CANDIDATE_KEPT);
     assert!(!dials(&out, c), "{out:?}");
     assert!(!m.candidates.contains_key(&c));
