@@ -514,7 +514,7 @@ impl Reach {
             }
         }
         while self.relays.len() < MIN_RELAYS {
-            let Some((relay, addr)) = self.pick_relay(now) else {
+            let Some((relay, addr)) = self.pick_relay() else {
                 break;
             };
             let circuit = addr

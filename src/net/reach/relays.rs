@@ -75,9 +75,9 @@ impl Reach {
     /// The next relay to reserve on: a configured one first, else a
     /// candidate drawn at random (not by ID order: IDs are cheap to grind,
     /// and whoever holds the smallest would become everyone's relay), one
-    /// still connected if any is, else one gone less than
-    /// [`CANDIDATE_KEPT`] ago (it is dialled).
-    pub(super) fn pick_relay(&mut self, now: Instant) -> Option<(PeerId, Multiaddr)> {
+    /// still connected if any is, else one gone (it is dialled; those gone
+    /// longer than [`CANDIDATE_KEPT`] were forgotten before the pick).
+    pub(super) fn pick_relay(&mut self) -> Option<(PeerId, Multiaddr)> {
         let resting = |p: &PeerId| self.failed.get(p).is_some_and(|f| f.rest_until.is_some());
         let free = |p: &PeerId| !self.relays.contains_key(p) && !resting(p);
         let configured = self
@@ -93,7 +93,6 @@ impl Reach {
             self.candidates
                 .iter()
                 .filter(|(p, c)| free(p) && c.gone_since.is_none() == connected)
-                .filter(|(_, c)| c.kept_at(now))
                 .filter_map(|(p, c)| Some((*p, c.addrs.first()?.clone())))
                 .collect()
         };
