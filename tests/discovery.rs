@@ -281,6 +281,20 @@ async fn a_holder_with_a_stale_copy_looks_past_it() {
         (s.as_ref() == Some(&online) && o.as_ref() == Some(&offline)).then_some(())
     })
     .await;
+    // The lookup needs somewhere to look past its own copy: `other` in the
+    // stale holder's routing table (identify brings its address).
+    let (net, o) = (stale_holder.handle.net().clone(), other.handle.peer_id());
+    eventually("the stale holder knows the other node", || {
+        let (net, key) = (net.clone(), key.clone());
+        async move {
+            net.closest_peers(key.to_vec())
+                .await
+                .expect("running")
+                .contains(&o)
+                .then_some(())
+        }
+    })
+    .await;
 
     let loc = stale_holder
         .handle
