@@ -1,5 +1,6 @@
 //! [hardening] Hostile peers: silent streams, too many streams, garbage on
-//! every protocol. Honest nodes keep serving and lose nothing.
+//! every protocol, presence pushed by strangers. Honest nodes keep serving
+//! and lose nothing.
 
 mod common;
 
@@ -14,12 +15,13 @@ use libp2p::swarm::{SwarmEvent, dummy};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use roost::clock::unix_ms;
 use roost::crypto::Sealer;
-use roost::net::ratelimit::{MAILBOX_BURST, MAILBOX_RATE};
+use roost::net::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, PRESENCE_BURST};
 use roost::net::{MAX_CONNECTIONS_PER_PEER, RequestError};
 use roost::node::messenger::{MAX_STREAMS_PER_PEER, MSG_PROTOCOL};
 use roost::wire::mailbox::{DepositReject, FETCH_FROM, MailboxRequest, MailboxResponse};
 use roost::wire::message::{self, Ack, AckResult, MAX_FRAME, MessageId, ReadFrame};
-use roost::{Content, Identity};
+use roost::wire::presence::{MAX_NOTE, MAX_PRESENCE_FRAME, PUSH_PROTOCOL, PresenceInfo, Status};
+use roost::{Content, Event, Identity};
 
 /// `honest` still takes a message from `other`: whatever was thrown at it
 /// did not stop it serving.
@@ -354,4 +356,108 @@ async fn many_peers_together_are_held_to_the_incoming_limit() {
         .collect();
     dials_end(peers, 3, 2).await;
     node.shutdown().await.unwrap();
+}
+
+/// A presence push stream carries states from the peer that opened it, and
+/// the node takes them only from a buddy it watches and only within the
+/// limits; a frame over the size limit, or one that does not decode, ends
+/// the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_presence_is_taken_only_from_watched_buddies_within_limits() {
+    init_tracing();
+    let (honest, buddy) = honest_and_other().await;
+    let stranger = TestNode::start(&[honest.addr().await]).await;
+    let (target, idb) = (honest.handle.peer_id(), buddy.handle.peer_id());
+    honest.handle.add_buddy(idb, "buddy".into()).await.unwrap();
+    let mut events = honest.handle.events();
+    let state = |status, note: Option<String>| {
+        roost::wire::encode(&PresenceInfo {
+            status,
+            note,
+            activity: None,
+            location: None,
+            until: None,
+        })
+        .unwrap()
+    };
+
+    // A stranger's state is read and dropped. The announced frame after
+    // it, over the size limit, closes the stream: by then the first has
+    // been handed to the presence service.
+    let mut s = stranger
+        .handle
+        .open_raw_stream(target, PUSH_PROTOCOL)
+        .await
+        .unwrap();
+    message::write_frame(&mut s, &state(Status::Busy, None))
+        .await
+        .unwrap();
+    let too_large = u32::try_from(MAX_PRESENCE_FRAME + 1).unwrap();
+    s.write_all(&too_large.to_be_bytes()).await.unwrap();
+    s.flush().await.unwrap();
+    assert!(
+        closed(&mut s).await,
+        "a frame over the limit ends the stream"
+    );
+
+    // The buddy's: a frame that is not a state ends its stream.
+    let mut garbage = buddy
+        .handle
+        .open_raw_stream(target, PUSH_PROTOCOL)
+        .await
+        .unwrap();
+    message::write_frame(&mut garbage, b"\xff\x00 not a state")
+        .await
+        .unwrap();
+    garbage.flush().await.unwrap();
+    assert!(closed(&mut garbage).await, "garbage ends the stream");
+
+    // On a new stream, a note over the limit is dropped, and the state
+    // after it (the sentinel) is taken.
+    let mut b = buddy
+        .handle
+        .open_raw_stream(target, PUSH_PROTOCOL)
+        .await
+        .unwrap();
+    let long = Some("x".repeat(MAX_NOTE + 1));
+    message::write_frame(&mut b, &state(Status::Busy, long))
+        .await
+        .unwrap();
+    let sentinel = Some("sentinel".to_string());
+    message::write_frame(&mut b, &state(Status::Away, sentinel.clone()))
+        .await
+        .unwrap();
+    b.flush().await.unwrap();
+    let before = tokio::time::timeout(common::DEADLINE, async {
+        let mut before = Vec::new();
+        loop {
+            match events.recv().await {
+                Ok(Event::Presence { peer, info }) if peer == idb && info.note == sentinel => {
+                    return before;
+                }
+                Ok(Event::Presence { peer, info }) => before.push((peer, info)),
+                Ok(_) => {}
+                Err(e) => panic!("event stream: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the buddy's sentinel state is shown");
+    assert!(
+        before
+            .iter()
+            .all(|(peer, info)| *peer == idb && info.status != Status::Busy),
+        "a stranger's state or one over the limits was shown: {before:?}"
+    );
+    // States faster than presence requests may come end the stream.
+    let mut flood = Vec::new();
+    for _ in 0..2 * PRESENCE_BURST as usize {
+        message::push_frame(&mut flood, &state(Status::Away, None)).unwrap();
+    }
+    b.write_all(&flood).await.unwrap();
+    b.flush().await.unwrap();
+    assert!(closed(&mut b).await, "a flood of states ends the stream");
+    for node in [honest, buddy, stranger] {
+        node.handle.shutdown().await.unwrap();
+    }
 }

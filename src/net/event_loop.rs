@@ -39,7 +39,7 @@ use super::command::{Command, NetEvent};
 use super::dials::Dials;
 use super::lasting::{Lasting, Remember};
 use super::locator::{self, Op};
-use super::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, RateLimiter};
+use super::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, PRESENCE_BURST, PRESENCE_RATE, RateLimiter};
 use super::reach::addr::split_peer;
 use super::reach::{Reach, Settings};
 use crate::clock::unix_ms;
@@ -135,7 +135,7 @@ impl EventLoop {
             // Generous for honest peers (a mailbox fetch is a few requests,
             // presence one per change), tight enough to stop a flood.
             mailbox_limit: RateLimiter::new(MAILBOX_RATE, MAILBOX_BURST),
-            presence_limit: RateLimiter::new(20.0, 100.0),
+            presence_limit: RateLimiter::new(PRESENCE_RATE, PRESENCE_BURST),
             lasting: Lasting::new(config.lasting_connection),
             reach: Reach::new(Settings {
                 dht_mode: config.dht_mode,

@@ -14,6 +14,11 @@ pub const MAX_PEERS: usize = 10_000;
 pub const MAILBOX_BURST: f64 = 200.0;
 /// Mailbox requests per second one peer may make after its burst.
 pub const MAILBOX_RATE: f64 = 50.0;
+/// Presence requests (or pushed states) one peer may send at once: a
+/// user changes state a few times a minute.
+pub const PRESENCE_BURST: f64 = 100.0;
+/// Presence requests (or pushed states) per second after the burst.
+pub const PRESENCE_RATE: f64 = 20.0;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {

@@ -93,10 +93,15 @@ pub enum Kind {
     GroupConfirm,
     /// An outbound message link (`/roost/msg/1` stream) set up.
     MsgLink,
+    /// A presence push stream (`/roost/presence-push/1`) opened to a
+    /// subscriber.
+    PushStream,
+    /// A presence change read off a push stream.
+    PushReceived,
 }
 
 /// Every kind, in order, with the name the bench prints.
-pub const KINDS: [(Kind, &str); 38] = [
+pub const KINDS: [(Kind, &str); 40] = [
     (Kind::ConnOpened, "conn_opened"),
     (Kind::ConnClosed, "conn_closed"),
     (Kind::DialFailed, "dial_failed"),
@@ -135,6 +140,8 @@ pub const KINDS: [(Kind, &str); 38] = [
     (Kind::GroupDial, "group_dial"),
     (Kind::GroupConfirm, "group_confirm"),
     (Kind::MsgLink, "msg_link"),
+    (Kind::PushStream, "presence_push_stream"),
+    (Kind::PushReceived, "presence_push_received"),
 ];
 
 static COUNTS: [AtomicU64; KINDS.len()] = [const { AtomicU64::new(0) }; KINDS.len()];

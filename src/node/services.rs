@@ -41,9 +41,14 @@ impl Services {
         tasks: &Tasks,
     ) -> Result<Self, NodeError> {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let pushed_to_us = control
+            .clone()
+            .accept(crate::wire::presence::PUSH_PROTOCOL)
+            .map_err(|_| NetError::Setup("presence push protocol registered twice".into()))?;
         let presence = presence_service::spawn(
             store.clone(),
             net.clone(),
+            (control.clone(), pushed_to_us),
             events.clone(),
             config.auto_away,
             tasks,

@@ -1,11 +1,18 @@
 //! `/roost/presence/1`: SUBSCRIBE / NOTIFY for presence, as in SIP's
 //! "presence" event package. Request-response; one small CBOR frame each way.
+//!
+//! `/roost/presence-push/1`: the same NOTIFYs, pushed. The publisher opens
+//! one stream to each subscriber and writes each change as a
+//! length-prefixed CBOR [`PresenceInfo`], unanswered. A change then costs
+//! a frame on a stream already open, not a stream and an answer each.
 
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
 
 /// The protocol name.
 pub const PRESENCE_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/presence/1");
+/// The push protocol's name.
+pub const PUSH_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/presence-push/1");
 /// Largest presence frame.
 pub const MAX_PRESENCE_FRAME: usize = 4096;
 /// Longest note.

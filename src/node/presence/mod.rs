@@ -8,11 +8,13 @@
 use std::time::Duration;
 
 mod publisher;
+mod push;
 pub mod service;
 mod watcher;
 
 pub use crate::wire::presence::{Own, OwnStatus};
 pub use publisher::{Permission, Publisher};
+pub use push::{MAX_PUSH_STREAMS, MAX_PUSHERS};
 pub use watcher::{FIRST_RETRY, RETRY_MAX, RETRY_MIN, Watcher};
 
 /// How long a subscription lasts before it must be renewed.

@@ -93,6 +93,11 @@ impl Publisher {
         Some(view)
     }
 
+    /// Whether `peer` is subscribed (and not expired at the last tick).
+    pub fn is_subscribed(&self, peer: &PeerId) -> bool {
+        self.subs.contains_key(peer)
+    }
+
     /// The watcher left (unsubscribed, or its connection dropped).
     pub fn unsubscribe(&mut self, peer: &PeerId) {
         self.subs.remove(peer);

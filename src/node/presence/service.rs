@@ -17,6 +17,7 @@ use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::warn;
 
+use super::push::{self, Pushers};
 use super::{Own, Permission, Publisher, SUBSCRIPTION, Watcher};
 use crate::net::{NetClient, NetEvent};
 use crate::node::Event;
@@ -72,6 +73,8 @@ pub(crate) enum Request {
     /// subscribe again now instead of waiting for the backoff.
     Retry(PeerId),
     Net(NetEvent),
+    /// A publisher pushed its state on its stream (see [`push`]).
+    Pushed(PeerId, PresenceInfo),
 }
 
 enum Internal {
@@ -84,6 +87,8 @@ struct Service {
     net: NetClient,
     events: broadcast::Sender<Event>,
     publisher: Publisher,
+    /// Carries the publisher's changes to its subscribers.
+    pushers: Pushers,
     watcher: Watcher,
     buddies: HashMap<PeerId, Buddy>,
     int_tx: mpsc::Sender<Internal>,
@@ -92,10 +97,13 @@ struct Service {
     kept: tokio::sync::watch::Sender<HashSet<PeerId>>,
 }
 
-/// Loads the buddy list and my presence, and starts the service.
+/// Loads the buddy list and my presence, and starts the service, with
+/// `control` to push our changes on and `incoming`, the push streams
+/// publishers open to us.
 pub(crate) async fn spawn(
     store: Worker,
     net: NetClient,
+    (control, incoming): (libp2p_stream::Control, libp2p_stream::IncomingStreams),
     events: broadcast::Sender<Event>,
     auto_away: Option<Duration>,
     tasks: &Tasks,
@@ -116,8 +124,18 @@ pub(crate) async fn spawn(
     let (int_tx, int_rx) = mpsc::channel(256);
     let (kept, kept_rx) = tokio::sync::watch::channel(HashSet::new());
     tasks.spawn(forward_kept(kept_rx, net.clone()));
+    // Not waited for at shutdown beyond the services' stop: the streams
+    // end only when the network does, which is stopped after the services.
+    let (pushed, stop) = (tx.clone(), tasks.clone());
+    tasks.spawn(async move {
+        tokio::select! {
+            () = push::accept(incoming, pushed) => {}
+            () = stop.stopping() => {}
+        }
+    });
     let service = Service {
         store,
+        pushers: Pushers::new(control, net.clone()),
         net,
         events,
         publisher: Publisher::new(own.unwrap_or_default(), auto_away, now),
@@ -164,6 +182,7 @@ impl Service {
             if self.publisher.tick(now) {
                 self.notify_all();
             }
+            self.forget_gone();
             for peer in self.watcher.due(now) {
                 self.subscribe(peer);
             }
@@ -205,14 +224,17 @@ impl Service {
         permission(&self.buddies, peer)
     }
 
-    /// Hands NOTIFYs to the event loop in one command, from a task of its
-    /// own (the command channel is bounded; the service must not wait).
-    fn send_notifies(&self, to: Vec<(PeerId, PresenceInfo)>) {
-        if to.is_empty() {
-            return;
-        }
-        let net = self.net.clone();
-        tokio::spawn(async move { net.notify(to).await });
+    /// Hands each subscriber's state to its pusher (the service never
+    /// waits on the network).
+    fn send_notifies(&mut self, to: Vec<(PeerId, PresenceInfo)>) {
+        self.pushers.push(to);
+    }
+
+    /// Ends the pushers of watchers whose subscription has ended (expired,
+    /// dropped, or no longer permitted).
+    fn forget_gone(&mut self) {
+        let publisher = &self.publisher;
+        self.pushers.retain(|p| publisher.is_subscribed(p));
     }
 
     fn notify_all(&mut self) {
@@ -221,6 +243,7 @@ impl Service {
         let buddies = &self.buddies;
         let to = self.publisher.notifications(|p| permission(buddies, p));
         self.send_notifies(to);
+        self.forget_gone();
     }
 
     fn subscribe(&self, peer: PeerId) {
@@ -261,13 +284,21 @@ impl Service {
                 let _ = reply.send(self.change(peer, change).await);
             }
             Request::SetOwn { own, reply } => {
+                // Watchers hear of the change at once, not after the disk
+                // write (a flush) that keeps it across a restart; the
+                // caller's answer waits for that write, off this task. A
+                // write that fails is reported to the caller, and the
+                // state holds until the node restarts.
                 let saved = own.clone();
-                let res = self.store.run(move |s| s.set_own_presence(&saved)).await;
-                if res.is_ok() {
-                    self.publisher.set_own(own, Instant::now());
-                    self.notify_all();
-                }
-                let _ = reply.send(res);
+                let written = self.store.submit(move |s| s.set_own_presence(&saved));
+                self.publisher.set_own(own, Instant::now());
+                self.notify_all();
+                tokio::spawn(async move {
+                    let res = written
+                        .await
+                        .unwrap_or_else(|_| Err(StoreError::Failed("store worker closed".into())));
+                    let _ = reply.send(res);
+                });
             }
             Request::Own(reply) => {
                 let _ = reply.send(self.publisher.own().clone());
@@ -294,6 +325,7 @@ impl Service {
             }
             Request::Retry(peer) => self.watcher.connected(&peer, Instant::now()),
             Request::Net(ev) => self.on_net(ev).await,
+            Request::Pushed(peer, info) => self.notified(peer, info),
         }
     }
 
@@ -303,6 +335,7 @@ impl Service {
             NetEvent::Connected(peer) => self.watcher.connected(&peer, now),
             NetEvent::Disconnected(peer) => {
                 self.publisher.unsubscribe(&peer);
+                self.forget_gone();
                 self.watcher.disconnected(&peer, now);
             }
             NetEvent::PresenceRequest {
@@ -317,28 +350,37 @@ impl Service {
                             .publisher
                             .subscribe(peer, self.permission(&peer), expires, now)
                         {
-                            Some(info) => PresenceResponse::State(info),
+                            Some(info) => {
+                                self.pushers.open(peer);
+                                PresenceResponse::State(info)
+                            }
                             None => PresenceResponse::Rejected,
                         }
                     }
                     PresenceRequest::Unsubscribe => {
                         self.publisher.unsubscribe(&peer);
+                        self.forget_gone();
                         PresenceResponse::Ok
                     }
                     PresenceRequest::Notify(info) => {
-                        // Only from buddies we watch, and only well-formed.
-                        if self.watcher.watches(&peer)
-                            && info.is_within_limits()
-                            && let Some(info) = self.watcher.notified(&peer, info)
-                        {
-                            let _ = self.events.send(Event::Presence { peer, info });
-                        }
+                        self.notified(peer, info);
                         PresenceResponse::Ok
                     }
                 };
                 self.net.presence_respond(channel, response).await;
             }
             _ => {}
+        }
+    }
+
+    /// A publisher's new state, pushed or as a NOTIFY request: taken only
+    /// from buddies we watch, and only well-formed.
+    fn notified(&mut self, peer: PeerId, info: PresenceInfo) {
+        if self.watcher.watches(&peer)
+            && info.is_within_limits()
+            && let Some(info) = self.watcher.notified(&peer, info)
+        {
+            let _ = self.events.send(Event::Presence { peer, info });
         }
     }
 
@@ -401,6 +443,7 @@ impl Service {
             .notification_for(&peer, self.permission(&peer))
         {
             self.send_notifies(vec![(peer, info)]);
+            self.forget_gone();
         }
         Ok(became_buddy)
     }
