@@ -18,6 +18,7 @@ use roost::crypto::Sealer;
 use roost::net::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, PRESENCE_BURST};
 use roost::net::{MAX_CONNECTIONS_PER_PEER, RequestError};
 use roost::node::messenger::{MAX_STREAMS_PER_PEER, MSG_PROTOCOL};
+use roost::node::presence::READING;
 use roost::wire::mailbox::{DepositReject, FETCH_FROM, MailboxRequest, MailboxResponse};
 use roost::wire::message::{self, Ack, AckResult, MAX_FRAME, MessageId, ReadFrame};
 use roost::wire::presence::{MAX_NOTE, MAX_PRESENCE_FRAME, PUSH_PROTOCOL, PresenceInfo, Status};
@@ -358,10 +359,21 @@ async fn many_peers_together_are_held_to_the_incoming_limit() {
     node.shutdown().await.unwrap();
 }
 
-/// A presence push stream carries states from the peer that opened it, and
-/// the node takes them only from a buddy it watches and only within the
-/// limits; a frame over the size limit, or one that does not decode, ends
-/// the stream.
+/// Waits for the node to say it reads push stream `s` (its first byte).
+async fn taken(s: &mut libp2p::Stream) {
+    let mut first = [0u8; 1];
+    tokio::time::timeout(common::DEADLINE, s.read_exact(&mut first))
+        .await
+        .expect("the node takes the push stream in time")
+        .expect("the node takes the push stream");
+    assert_eq!(first[0], READING);
+}
+
+/// A presence push stream carries states from the peer that opened it.
+/// The node refuses one from a peer it does not watch; from a buddy it
+/// takes states only within the limits. A frame over the size limit, one
+/// that does not decode, or states faster than the peer's rate (one bucket
+/// per peer, whichever stream) end the stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_presence_is_taken_only_from_watched_buddies_within_limits() {
     init_tracing();
@@ -380,32 +392,31 @@ async fn pushed_presence_is_taken_only_from_watched_buddies_within_limits() {
         })
         .unwrap()
     };
+    let open = |node: &TestNode| {
+        let handle = node.handle.clone();
+        async move { handle.open_raw_stream(target, PUSH_PROTOCOL).await.unwrap() }
+    };
 
-    // A stranger's state is read and dropped. The announced frame after
-    // it, over the size limit, closes the stream: by then the first has
-    // been handed to the presence service.
-    let mut s = stranger
-        .handle
-        .open_raw_stream(target, PUSH_PROTOCOL)
-        .await
-        .unwrap();
-    message::write_frame(&mut s, &state(Status::Busy, None))
-        .await
-        .unwrap();
+    // A stranger's stream is refused before a byte is read from it (what
+    // it writes may already find the stream gone).
+    let mut s = open(&stranger).await;
+    let _ = message::write_frame(&mut s, &state(Status::Busy, None)).await;
+    let _ = s.flush().await;
+    assert!(closed(&mut s).await, "a stranger's push stream is refused");
+
+    // The buddy's: a frame announced over the size limit ends its stream,
+    // as does a frame that is not a state.
+    let mut big = open(&buddy).await;
+    taken(&mut big).await;
     let too_large = u32::try_from(MAX_PRESENCE_FRAME + 1).unwrap();
-    s.write_all(&too_large.to_be_bytes()).await.unwrap();
-    s.flush().await.unwrap();
+    big.write_all(&too_large.to_be_bytes()).await.unwrap();
+    big.flush().await.unwrap();
     assert!(
-        closed(&mut s).await,
+        closed(&mut big).await,
         "a frame over the limit ends the stream"
     );
-
-    // The buddy's: a frame that is not a state ends its stream.
-    let mut garbage = buddy
-        .handle
-        .open_raw_stream(target, PUSH_PROTOCOL)
-        .await
-        .unwrap();
+    let mut garbage = open(&buddy).await;
+    taken(&mut garbage).await;
     message::write_frame(&mut garbage, b"\xff\x00 not a state")
         .await
         .unwrap();
@@ -414,11 +425,8 @@ async fn pushed_presence_is_taken_only_from_watched_buddies_within_limits() {
 
     // On a new stream, a note over the limit is dropped, and the state
     // after it (the sentinel) is taken.
-    let mut b = buddy
-        .handle
-        .open_raw_stream(target, PUSH_PROTOCOL)
-        .await
-        .unwrap();
+    let mut b = open(&buddy).await;
+    taken(&mut b).await;
     let long = Some("x".repeat(MAX_NOTE + 1));
     message::write_frame(&mut b, &state(Status::Busy, long))
         .await
@@ -449,7 +457,8 @@ async fn pushed_presence_is_taken_only_from_watched_buddies_within_limits() {
             .all(|(peer, info)| *peer == idb && info.status != Status::Busy),
         "a stranger's state or one over the limits was shown: {before:?}"
     );
-    // States faster than presence requests may come end the stream.
+
+    // States faster than presence requests may come end the stream...
     let mut flood = Vec::new();
     for _ in 0..2 * PRESENCE_BURST as usize {
         message::push_frame(&mut flood, &state(Status::Away, None)).unwrap();
@@ -457,6 +466,21 @@ async fn pushed_presence_is_taken_only_from_watched_buddies_within_limits() {
     b.write_all(&flood).await.unwrap();
     b.flush().await.unwrap();
     assert!(closed(&mut b).await, "a flood of states ends the stream");
+    // ... and a new stream does not bring a new bucket: states a fresh
+    // bucket would take (one short of a burst) are over the peer's rate
+    // unless some five seconds passed since the flood.
+    let mut again = open(&buddy).await;
+    taken(&mut again).await;
+    let mut short = Vec::new();
+    for _ in 0..PRESENCE_BURST as usize - 1 {
+        message::push_frame(&mut short, &state(Status::Away, None)).unwrap();
+    }
+    again.write_all(&short).await.unwrap();
+    again.flush().await.unwrap();
+    assert!(
+        closed(&mut again).await,
+        "a new stream reset the peer's rate"
+    );
     for node in [honest, buddy, stranger] {
         node.handle.shutdown().await.unwrap();
     }

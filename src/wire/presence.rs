@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol name.
 pub const PRESENCE_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/presence/1");
-/// The push protocol's name.
+/// The push protocol's name: NOTIFYs on a standing stream, one frame per
+/// change, so a change costs no new stream and no answer.
 pub const PUSH_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/presence-push/1");
 /// Largest presence frame.
 pub const MAX_PRESENCE_FRAME: usize = 4096;

@@ -14,7 +14,7 @@ mod watcher;
 
 pub use crate::wire::presence::{Own, OwnStatus};
 pub use publisher::{Permission, Publisher};
-pub use push::{MAX_PUSH_STREAMS, MAX_PUSHERS};
+pub use push::{MAX_PUSH_STREAMS, MAX_PUSHERS, PUSH_TIMEOUT, READING};
 pub use watcher::{FIRST_RETRY, RETRY_MAX, RETRY_MIN, Watcher};
 
 /// How long a subscription lasts before it must be renewed.

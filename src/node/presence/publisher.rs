@@ -93,7 +93,8 @@ impl Publisher {
         Some(view)
     }
 
-    /// Whether `peer` is subscribed (and not expired at the last tick).
+    /// Whether `peer` is subscribed (and not expired at the last tick):
+    /// only subscribers keep a push stream.
     pub fn is_subscribed(&self, peer: &PeerId) -> bool {
         self.subs.contains_key(peer)
     }
@@ -177,8 +178,8 @@ impl Publisher {
         }
     }
 
-    /// Number of live subscribers (tests).
-    #[cfg(test)]
+    /// Number of live subscribers: the service ends the push streams of
+    /// those gone when it changes.
     pub fn subscriber_count(&self) -> usize {
         self.subs.len()
     }

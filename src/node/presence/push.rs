@@ -11,49 +11,74 @@
 //! The publisher's side: one [`pusher`] task per subscriber, fed the
 //! latest state through a `watch` channel (presence is a state: when two
 //! changes queue up, only the newer matters). It opens its stream as soon
-//! as the subscription is taken, so the first change finds it open. When
-//! the subscriber does not speak the push protocol, or the stream cannot
-//! be opened or written, the change goes as a NOTIFY request, as before.
+//! as the subscription is taken, so the first change finds it open, and
+//! counts it open only once the watcher has said it reads it (one byte,
+//! [`READING`]): libp2p-stream drops an inbound stream that arrives while
+//! the one before it is still being handed over, and a frame written into
+//! such a stream would be lost without an error. Where no stream can be
+//! had — the subscriber does not speak the push protocol, refuses the
+//! stream, or a write fails or stalls — the change goes as a NOTIFY
+//! request, answered before the pusher goes on, so changes arrive in the
+//! order they were made.
 //!
-//! The watcher's side ([`accept`]): one reader per publisher (a newer
-//! stream from the same peer replaces the older), at most
-//! [`MAX_PUSH_STREAMS`] at once. A reader hands each state to the presence
-//! service, which takes it only from a buddy it watches, exactly as a
+//! The watcher's side ([`accept`]): a stream only from a buddy it watches,
+//! one reader per publisher (a newer stream from the same peer replaces
+//! the older), at most [`MAX_PUSH_STREAMS`] at once. A reader hands each
+//! state to the presence service on a channel of its own (a flood cannot
+//! fill the queue the network's events take), which takes it exactly as a
 //! NOTIFY request. A frame over [`MAX_PRESENCE_FRAME`], one that does not
-//! decode, or states faster than presence requests may come end the
-//! stream.
+//! decode, or states from one peer faster than its presence requests may
+//! come (one bucket per peer, whichever stream they take) end the stream.
+//!
+//! Push streams do not keep a connection open: the connections to buddies
+//! are kept by `net::keep`, and a silent stream must not hold one for ever.
 
-use std::collections::HashMap;
-use std::time::Instant;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use futures::{AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
 use libp2p_stream::{Control, IncomingStreams, OpenStreamError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::timeout;
 use tracing::debug;
 
-use super::service::Request;
 use crate::net::NetClient;
 use crate::net::ratelimit::{PRESENCE_BURST, PRESENCE_RATE, RateLimiter};
 use crate::net::stats::{self, Kind};
 use crate::wire::frame::{ReadFrame, read_frame, write_frame};
-use crate::wire::presence::{MAX_PRESENCE_FRAME, PUSH_PROTOCOL, PresenceInfo};
+use crate::wire::presence::{MAX_PRESENCE_FRAME, PUSH_PROTOCOL, PresenceInfo, PresenceRequest};
 
 /// Most publishers pushing to us at once. A watcher reads from its
 /// buddies; past this many, a new stream is refused (its publisher falls
 /// back to NOTIFY requests).
 pub const MAX_PUSH_STREAMS: usize = 4096;
 
-/// Most subscribers we push to over streams at once; past this many, a
-/// subscriber gets NOTIFY requests.
+/// Most pusher tasks at once (subscribers, and pushers still sending a
+/// last state); past this many, a subscriber gets NOTIFY requests.
 pub const MAX_PUSHERS: usize = 4096;
+
+/// The byte a watcher writes first on a push stream: it has taken the
+/// stream and reads it.
+pub const READING: u8 = 1;
+
+/// Longest a pusher waits for a stream to open and be taken, or for a
+/// frame to be written: past it, the subscriber gets the change as a
+/// request.
+pub const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A state on its way to the presence service: who pushed it, and what.
+pub(super) type Pushed = (PeerId, PresenceInfo);
 
 /// The publisher's side: a pusher task per subscriber.
 pub(super) struct Pushers {
     control: Control,
     net: NetClient,
-    to: HashMap<PeerId, watch::Sender<Option<PresenceInfo>>>,
+    to: HashMap<PeerId, (watch::Sender<Option<PresenceInfo>>, JoinHandle<()>)>,
+    /// Pushers of former subscribers, sending their last state.
+    finishing: HashMap<PeerId, JoinHandle<()>>,
 }
 
 impl Pushers {
@@ -63,6 +88,7 @@ impl Pushers {
             control,
             net,
             to: HashMap::new(),
+            finishing: HashMap::new(),
         }
     }
 
@@ -93,25 +119,37 @@ impl Pushers {
     /// handed over before still goes out: a pusher sends what it was given
     /// last before it sees its channel closed.
     pub(super) fn retain(&mut self, mut subscribed: impl FnMut(&PeerId) -> bool) {
-        self.to.retain(|peer, _| subscribed(peer));
+        let gone: Vec<PeerId> = self.to.keys().filter(|p| !subscribed(p)).copied().collect();
+        for peer in gone {
+            if let Some((_, task)) = self.to.remove(&peer) {
+                self.finishing.insert(peer, task);
+            }
+        }
     }
 
     fn sender(&mut self, peer: PeerId) -> Option<&watch::Sender<Option<PresenceInfo>>> {
         if !self.to.contains_key(&peer) {
-            if self.to.len() >= MAX_PUSHERS {
+            // A former pusher of this peer has nothing left to say that
+            // the new one will not say.
+            if let Some(old) = self.finishing.remove(&peer) {
+                old.abort();
+            }
+            self.finishing.retain(|_, t| !t.is_finished());
+            if self.to.len() + self.finishing.len() >= MAX_PUSHERS {
                 return None;
             }
             let (tx, rx) = watch::channel(None);
-            tokio::spawn(pusher(peer, self.control.clone(), self.net.clone(), rx));
-            self.to.insert(peer, tx);
+            let (control, net) = (self.control.clone(), self.net.clone());
+            let task = tokio::spawn(pusher(peer, control, net, rx));
+            self.to.insert(peer, (tx, task));
         }
-        self.to.get(&peer)
+        self.to.get(&peer).map(|(tx, _)| tx)
     }
 }
 
 /// Where a pusher's changes go.
 enum Route {
-    /// Its open stream.
+    /// Its open stream, which the watcher reads.
     Stream(Stream),
     /// None open: the next change tries to open one.
     Closed,
@@ -119,23 +157,37 @@ enum Route {
     Requests,
 }
 
-/// Opens the push stream to `peer`.
+/// Opens the push stream to `peer` and waits until the watcher reads it.
 async fn open(control: &mut Control, peer: PeerId) -> Route {
-    match control.open_stream(peer, PUSH_PROTOCOL).await {
-        Ok(s) => {
+    let opened = timeout(PUSH_TIMEOUT, async {
+        let mut s = control.open_stream(peer, PUSH_PROTOCOL).await?;
+        s.ignore_for_keep_alive();
+        let mut first = [0u8; 1];
+        s.read_exact(&mut first).await?;
+        if first[0] != READING {
+            return Err(std::io::Error::other("unexpected first byte").into());
+        }
+        Ok::<_, OpenStreamError>(s)
+    });
+    match opened.await {
+        Ok(Ok(s)) => {
             stats::count(Kind::PushStream);
             Route::Stream(s)
         }
-        Err(OpenStreamError::UnsupportedProtocol(_)) => Route::Requests,
-        Err(e) => {
-            debug!(%peer, "cannot open a presence push stream: {e}");
+        Ok(Err(OpenStreamError::UnsupportedProtocol(_))) => Route::Requests,
+        Ok(Err(e)) => {
+            debug!(%peer, "no presence push stream: {e}");
+            Route::Closed
+        }
+        Err(_) => {
+            debug!(%peer, "no presence push stream: timed out");
             Route::Closed
         }
     }
 }
 
 /// Pushes the latest state handed to `latest` to `peer`, until the sender
-/// is dropped (the subscription ended).
+/// is dropped (the subscription ended) and the last state is out.
 async fn pusher(
     peer: PeerId,
     mut control: Control,
@@ -147,19 +199,21 @@ async fn pusher(
         let Some(info) = latest.borrow_and_update().clone() else {
             continue;
         };
-        if matches!(route, Route::Closed) {
+        // A last state (the subscription has ended) opens no stream.
+        let last = latest.has_changed().is_err();
+        if matches!(route, Route::Closed) && !last {
             route = open(&mut control, peer).await;
         }
         if let Route::Stream(s) = &mut route {
-            match write(s, &info).await {
-                Ok(()) => continue,
-                Err(e) => {
-                    debug!(%peer, "presence push stream failed: {e}");
-                    route = Route::Closed;
-                }
+            match timeout(PUSH_TIMEOUT, write(s, &info)).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => debug!(%peer, "presence push stream failed: {e}"),
+                Err(_) => debug!(%peer, "presence push stream stalled"),
             }
+            route = Route::Closed;
         }
-        net.notify(vec![(peer, info)]).await;
+        // Answered before the next change goes, so none overtakes it.
+        let _ = net.presence(peer, PresenceRequest::Notify(info)).await;
     }
 }
 
@@ -170,11 +224,21 @@ async fn write(s: &mut Stream, info: &PresenceInfo) -> std::io::Result<()> {
     s.flush().await
 }
 
-/// The watcher's side: takes the push streams publishers open to us, one
-/// reader each, and hands what they read to the presence service.
-pub(super) async fn accept(mut incoming: IncomingStreams, service: mpsc::Sender<Request>) {
+/// The watcher's side: takes the push streams publishers open to us — only
+/// from peers in `watched`, one reader each — and hands what they read to
+/// the presence service on `service`.
+pub(super) async fn accept(
+    mut incoming: IncomingStreams,
+    watched: watch::Receiver<HashSet<PeerId>>,
+    service: mpsc::Sender<Pushed>,
+) {
+    let limit = Arc::new(Mutex::new(RateLimiter::new(PRESENCE_RATE, PRESENCE_BURST)));
     let mut readers: HashMap<PeerId, JoinHandle<()>> = HashMap::new();
     while let Some((peer, stream)) = incoming.next().await {
+        if !watched.borrow().contains(&peer) {
+            debug!(%peer, "presence push stream from a peer we do not watch; refused");
+            continue;
+        }
         if let Some(old) = readers.remove(&peer) {
             old.abort();
         }
@@ -185,15 +249,27 @@ pub(super) async fn accept(mut incoming: IncomingStreams, service: mpsc::Sender<
                 continue;
             }
         }
-        readers.insert(peer, tokio::spawn(read(peer, stream, service.clone())));
+        let reader = read(peer, stream, limit.clone(), service.clone());
+        readers.insert(peer, tokio::spawn(reader));
     }
 }
 
-/// Reads the states `peer` pushes, until the stream ends or breaks a rule
-/// (as many as presence requests: [`PRESENCE_RATE`] a second after a
-/// burst of [`PRESENCE_BURST`]).
-async fn read(peer: PeerId, mut s: Stream, service: mpsc::Sender<Request>) {
-    let mut limit = RateLimiter::new(PRESENCE_RATE, PRESENCE_BURST);
+/// Says we read `s`, then reads the states `peer` pushes on it until the
+/// stream ends or breaks a rule.
+async fn read(
+    peer: PeerId,
+    mut s: Stream,
+    limit: Arc<Mutex<RateLimiter>>,
+    service: mpsc::Sender<Pushed>,
+) {
+    s.ignore_for_keep_alive();
+    let said = async {
+        s.write_all(&[READING]).await?;
+        s.flush().await
+    };
+    if !matches!(timeout(PUSH_TIMEOUT, said).await, Ok(Ok(()))) {
+        return;
+    }
     loop {
         let bytes = match read_frame(&mut s, MAX_PRESENCE_FRAME).await {
             Ok(ReadFrame::Frame(bytes)) => bytes,
@@ -210,12 +286,16 @@ async fn read(peer: PeerId, mut s: Stream, service: mpsc::Sender<Request>) {
                 return;
             }
         };
-        if !limit.allow(peer, Instant::now()) {
+        let allowed = limit
+            .lock()
+            .map(|mut l| l.allow(peer, Instant::now()))
+            .unwrap_or(false);
+        if !allowed {
             debug!(%peer, "presence pushed too fast; closing");
             return;
         }
         stats::count(Kind::PushReceived);
-        if service.send(Request::Pushed(peer, info)).await.is_err() {
+        if service.send((peer, info)).await.is_err() {
             return;
         }
     }

@@ -73,8 +73,6 @@ pub(crate) enum Request {
     /// subscribe again now instead of waiting for the backoff.
     Retry(PeerId),
     Net(NetEvent),
-    /// A publisher pushed its state on its stream (see [`push`]).
-    Pushed(PeerId, PresenceInfo),
 }
 
 enum Internal {
@@ -126,10 +124,11 @@ pub(crate) async fn spawn(
     tasks.spawn(forward_kept(kept_rx, net.clone()));
     // Not waited for at shutdown beyond the services' stop: the streams
     // end only when the network does, which is stopped after the services.
-    let (pushed, stop) = (tx.clone(), tasks.clone());
+    let (pushed_tx, pushed) = mpsc::channel(256);
+    let (watched, stop) = (kept.subscribe(), tasks.clone());
     tasks.spawn(async move {
         tokio::select! {
-            () = push::accept(incoming, pushed) => {}
+            () = push::accept(incoming, watched, pushed_tx) => {}
             () = stop.stopping() => {}
         }
     });
@@ -145,7 +144,7 @@ pub(crate) async fn spawn(
         kept,
     };
     service.keep_buddies();
-    tasks.spawn(service.run(rx, int_rx, tasks.clone()));
+    tasks.spawn(service.run(rx, int_rx, pushed, tasks.clone()));
     Ok(tx)
 }
 
@@ -175,14 +174,18 @@ impl Service {
         mut self,
         mut requests: mpsc::Receiver<Request>,
         mut internal: mpsc::Receiver<Internal>,
+        mut pushed: mpsc::Receiver<push::Pushed>,
         tasks: Tasks,
     ) {
         loop {
             let now = Instant::now();
+            let subscribers = self.publisher.subscriber_count();
             if self.publisher.tick(now) {
                 self.notify_all();
             }
-            self.forget_gone();
+            if self.publisher.subscriber_count() != subscribers {
+                self.forget_gone();
+            }
             for peer in self.watcher.due(now) {
                 self.subscribe(peer);
             }
@@ -200,6 +203,7 @@ impl Service {
                 Some(Internal::Subscribed(peer, answer)) = internal.recv() => {
                     self.on_subscribed(peer, answer);
                 }
+                Some((peer, info)) = pushed.recv() => self.notified(peer, info),
                 _ = tokio::time::sleep_until(wake.into()) => {
                     crate::net::stats::count(crate::net::stats::Kind::TimerPresence);
                 }
@@ -323,9 +327,8 @@ impl Service {
                     self.notify_all();
                 }
             }
-            Request::Retry(peer) => self.watcher.connected(&peer, Instant::now()),
+            Request::Retry(peer) => self.watcher.granted(&peer, Instant::now()),
             Request::Net(ev) => self.on_net(ev).await,
-            Request::Pushed(peer, info) => self.notified(peer, info),
         }
     }
 

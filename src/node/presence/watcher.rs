@@ -45,6 +45,16 @@ struct Watched {
     info: PresenceInfo,
     sub: Sub,
     failures: u32,
+    /// A state was pushed since our last SUBSCRIBE went out. The answer
+    /// to that SUBSCRIBE travels another way than pushes (through both
+    /// network tasks) and may arrive after a newer pushed state; it then
+    /// must not overwrite it.
+    heard: bool,
+    /// The buddy granted us its presence (its buddy request came) while
+    /// our SUBSCRIBE was in flight: if that one is refused (the publisher
+    /// answered it before the grant), try again at once, not after the
+    /// backoff.
+    granted: bool,
 }
 
 /// My buddies' states as pushed to me, and my subscriptions to them.
@@ -67,6 +77,8 @@ impl Watcher {
             info: PresenceInfo::offline(),
             sub: Sub::Idle { retry_at: now },
             failures: 0,
+            heard: false,
+            granted: false,
         });
     }
 
@@ -86,6 +98,8 @@ impl Watcher {
             };
             if due {
                 w.sub = Sub::Pending;
+                w.heard = false;
+                w.granted = false;
                 out.push(*peer);
             }
         }
@@ -101,7 +115,8 @@ impl Watcher {
     }
 
     /// The subscription was accepted with `info`; returns the new state if
-    /// it changed.
+    /// it changed. A state pushed since the SUBSCRIBE went out is newer
+    /// than `info` and stays.
     pub fn subscribed(
         &mut self,
         peer: &PeerId,
@@ -113,6 +128,9 @@ impl Watcher {
             renew_at: now + SUBSCRIPTION / 2,
         };
         w.failures = 0;
+        if w.heard {
+            return None;
+        }
         self.set(peer, info)
     }
 
@@ -120,6 +138,11 @@ impl Watcher {
     /// we try again with backoff.
     pub fn failed(&mut self, peer: &PeerId, now: Instant) -> Option<PresenceInfo> {
         let w = self.buddies.get_mut(peer)?;
+        if std::mem::take(&mut w.granted) {
+            w.failures = 0;
+            w.sub = Sub::Idle { retry_at: now };
+            return self.set(peer, PresenceInfo::offline());
+        }
         let jitter = self.jitter.next_u64();
         let delay = match w.failures.checked_sub(1) {
             None => Backoff::new(FIRST_RETRY, RETRY_MAX).next_delay(0, jitter),
@@ -132,8 +155,12 @@ impl Watcher {
         self.set(peer, PresenceInfo::offline())
     }
 
-    /// A NOTIFY arrived; ignored unless we watch that buddy.
+    /// A NOTIFY arrived (pushed or as a request); ignored unless we watch
+    /// that buddy.
     pub fn notified(&mut self, peer: &PeerId, info: PresenceInfo) -> Option<PresenceInfo> {
+        if let Some(w) = self.buddies.get_mut(peer) {
+            w.heard = true;
+        }
         self.set(peer, info)
     }
 
@@ -149,6 +176,21 @@ impl Watcher {
         {
             w.sub = Sub::Idle { retry_at: now };
             w.failures = 0;
+        }
+    }
+
+    /// `peer` granted us its presence (its buddy request arrived): if we
+    /// are not subscribed, try now; if a SUBSCRIBE is in flight and is
+    /// refused, try again at once.
+    pub fn granted(&mut self, peer: &PeerId, now: Instant) {
+        match self.buddies.get(peer).map(|w| w.sub) {
+            Some(Sub::Pending) => {
+                if let Some(w) = self.buddies.get_mut(peer) {
+                    w.granted = true;
+                }
+            }
+            Some(_) => self.connected(peer, now),
+            None => {}
         }
     }
 
@@ -216,6 +258,49 @@ mod tests {
         }
         assert_eq!(retried, 20);
         assert!(at.len() > 15, "{} distinct retry times of 20", at.len());
+    }
+
+    /// A buddy request that arrives while our SUBSCRIBE is in flight is
+    /// not lost: when that SUBSCRIBE is refused (answered before the
+    /// grant), the next goes at once; without a grant, the backoff holds.
+    #[test]
+    fn a_grant_during_a_subscribe_in_flight_retries_at_once_if_refused() {
+        let t0 = Instant::now();
+        let mut w = Watcher::new();
+        let bob = PeerId::random();
+        w.add(bob, t0);
+        assert_eq!(w.due(t0), vec![bob]);
+        w.granted(&bob, t0);
+        let t1 = t0 + Duration::from_millis(10);
+        w.failed(&bob, t1);
+        assert_eq!(w.due(t1), vec![bob], "the refused one is retried at once");
+        w.failed(&bob, t1);
+        assert!(w.due(t1).is_empty(), "without a grant, the backoff holds");
+        let next = w.next_deadline().expect("a retry");
+        assert!(within_jitter(next - t1, FIRST_RETRY), "{:?}", next - t1);
+    }
+
+    /// The answer to a SUBSCRIBE can arrive after a state the publisher
+    /// pushed later: the pushed one stays. The next SUBSCRIBE's answer,
+    /// with nothing pushed meanwhile, is taken.
+    #[test]
+    fn an_answer_overtaken_by_a_pushed_state_does_not_overwrite_it() {
+        let t0 = Instant::now();
+        let mut w = Watcher::new();
+        let bob = PeerId::random();
+        let state = |status| PresenceInfo {
+            status,
+            ..PresenceInfo::offline()
+        };
+        w.add(bob, t0);
+        assert_eq!(w.due(t0), vec![bob]);
+        assert!(w.notified(&bob, state(Status::Busy)).is_some());
+        assert_eq!(w.subscribed(&bob, state(Status::Online), t0), None);
+        assert_eq!(w.view(&bob).status, Status::Busy, "the older answer won");
+        let renew = w.next_deadline().expect("a renewal");
+        assert_eq!(w.due(renew), vec![bob]);
+        let answer = w.subscribed(&bob, state(Status::Away), renew);
+        assert_eq!(answer.map(|i| i.status), Some(Status::Away));
     }
 
     #[test]
