@@ -15,7 +15,7 @@ use libp2p::swarm::{SwarmEvent, dummy};
 use libp2p::{Multiaddr, PeerId, Swarm};
 use roost::clock::unix_ms;
 use roost::crypto::Sealer;
-use roost::net::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, PRESENCE_BURST};
+use roost::net::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, PRESENCE_BURST, PRESENCE_RATE};
 use roost::net::{MAX_CONNECTIONS_PER_PEER, RequestError};
 use roost::node::messenger::{MAX_STREAMS_PER_PEER, MSG_PROTOCOL};
 use roost::node::presence::READING;
@@ -466,6 +466,7 @@ async fn pushed_presence_is_taken_only_from_watched_buddies_within_limits() {
     b.write_all(&flood).await.unwrap();
     b.flush().await.unwrap();
     assert!(closed(&mut b).await, "a flood of states ends the stream");
+    let flooded = Instant::now();
     // ... and a new stream does not bring a new bucket: states a fresh
     // bucket would take (one short of a burst) are over the peer's rate
     // unless some five seconds passed since the flood.
@@ -477,10 +478,17 @@ async fn pushed_presence_is_taken_only_from_watched_buddies_within_limits() {
     }
     again.write_all(&short).await.unwrap();
     again.flush().await.unwrap();
-    assert!(
-        closed(&mut again).await,
-        "a new stream reset the peer's rate"
-    );
+    // The bucket refills at PRESENCE_RATE a second: only a machine that
+    // stalled for seconds since the flood could have refilled it.
+    let refilled = flooded.elapsed().as_secs_f64() * PRESENCE_RATE;
+    if refilled < PRESENCE_BURST / 2.0 {
+        assert!(
+            closed(&mut again).await,
+            "a new stream reset the peer's rate"
+        );
+    } else {
+        eprintln!("{refilled:.0} states refilled since the flood: the rate check is moot");
+    }
     for node in [honest, buddy, stranger] {
         node.handle.shutdown().await.unwrap();
     }

@@ -127,6 +127,17 @@ impl Pushers {
         }
     }
 
+    /// Stops every pusher where it is (the node is leaving; its watchers
+    /// are told `offline` by request).
+    pub(super) fn stop(&mut self) {
+        for (_, task) in self.to.drain().map(|(p, (_, t))| (p, t)) {
+            task.abort();
+        }
+        for (_, task) in self.finishing.drain() {
+            task.abort();
+        }
+    }
+
     fn sender(&mut self, peer: PeerId) -> Option<&watch::Sender<Option<PresenceInfo>>> {
         if !self.to.contains_key(&peer) {
             // A former pusher of this peer has nothing left to say that
@@ -194,7 +205,12 @@ async fn pusher(
     net: NetClient,
     mut latest: watch::Receiver<Option<PresenceInfo>>,
 ) {
-    let mut route = open(&mut control, peer).await;
+    // A pusher started only to carry a last state opens no stream.
+    let mut route = if latest.has_changed().is_err() {
+        Route::Closed
+    } else {
+        open(&mut control, peer).await
+    };
     while latest.changed().await.is_ok() {
         let Some(info) = latest.borrow_and_update().clone() else {
             continue;

@@ -453,6 +453,10 @@ impl Service {
 
     /// Clean shutdown: every watcher is told `offline` (briefly awaited).
     async fn leave(&mut self) {
+        // The pushers stop first, so that no state they still carry can
+        // arrive after the `offline`, which goes as a request: its answer
+        // says the watcher has it before the network stops.
+        self.pushers.stop();
         let notes = self.publisher.notifications(|_| Permission::Hidden);
         let sends = notes
             .into_iter()
