@@ -119,21 +119,16 @@ impl Pushers {
     /// handed over before still goes out: a pusher sends what it was given
     /// last before it sees its channel closed.
     pub(super) fn retain(&mut self, mut subscribed: impl FnMut(&PeerId) -> bool) {
-        let gone: Vec<PeerId> = self.to.keys().filter(|p| !subscribed(p)).copied().collect();
-        for peer in gone {
-            if let Some((_, task)) = self.to.remove(&peer) {
-                self.finishing.insert(peer, task);
-            }
-        }
+        let gone = self.to.extract_if(|peer, _| !subscribed(peer));
+        self.finishing
+            .extend(gone.map(|(peer, (_sender, task))| (peer, task)));
     }
 
     /// Stops every pusher where it is (the node is leaving; its watchers
     /// are told `offline` by request).
     pub(super) fn stop(&mut self) {
-        for (_, task) in self.to.drain().map(|(p, (_, t))| (p, t)) {
-            task.abort();
-        }
-        for (_, task) in self.finishing.drain() {
+        let running = self.to.drain().map(|(_, (_, task))| task);
+        for task in running.chain(self.finishing.drain().map(|(_, task)| task)) {
             task.abort();
         }
     }
