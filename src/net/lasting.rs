@@ -20,8 +20,9 @@
 //! The event loop hands only the connections we dialled to [`Lasting`]. A
 //! peer is remembered (with the listen addresses it told identify, for
 //! peers that speak our DHT) once per connected spell: when its first
-//! tracked connection becomes lasting, and again when its last one closes
-//! or the node stops, so the time stored is when we last saw it.
+//! tracked connection becomes lasting; again when its last one closes, if
+//! that was [`RESAVE`] or more later, and as the node stops, so the time
+//! stored is when we last saw it, give or take [`RESAVE`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -31,6 +32,13 @@ use libp2p::{Multiaddr, PeerId};
 
 /// Listen addresses kept per peer (the `peers` table keeps no more).
 pub const MAX_ADDRS: usize = 8;
+
+/// How old a remembered peer's stored time must be for the end of its
+/// connected spell to store it again. The table only orders peers by when
+/// they were last seen; a write at every close cost a database write per
+/// DHT connection closing at the idle timeout, thousands a minute while a
+/// network of a few hundred nodes settles after starting.
+pub const RESAVE: Duration = Duration::from_secs(600);
 
 /// A peer to remember, with where it listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +55,8 @@ struct Peer {
     conns: HashMap<ConnectionId, Instant>,
     /// Its listen addresses, once identify told us (DHT peers only).
     addrs: Option<Vec<Multiaddr>>,
-    /// Whether this connected spell has been remembered.
-    remembered: bool,
+    /// When this connected spell was remembered, if it was.
+    remembered: Option<Instant>,
 }
 
 /// Open connections per peer, and which have become lasting. Holds only
@@ -93,12 +101,13 @@ impl Lasting {
         addrs.truncate(MAX_ADDRS);
         p.addrs = Some(addrs);
         let lasted = p.conns.values().any(|&t| now >= t + threshold);
-        Self::remember(peer, p, lasted)
+        Self::remember(peer, p, lasted, now)
     }
 
-    /// A connection closed. When it was the peer's last and the peer was
-    /// remembered, remember it again (it was seen until now).
-    pub fn closed(&mut self, conn: ConnectionId) -> Option<Remember> {
+    /// A connection closed at `now`. When it was the peer's last and the
+    /// peer was remembered [`RESAVE`] or more ago, remember it again (it
+    /// was seen until now).
+    pub fn closed(&mut self, conn: ConnectionId, now: Instant) -> Option<Remember> {
         let peer = self.owner.remove(&conn)?;
         let p = self.peers.get_mut(&peer)?;
         if let Some(opened) = p.conns.remove(&conn) {
@@ -108,7 +117,8 @@ impl Lasting {
             return None;
         }
         let p = self.peers.remove(&peer)?;
-        p.remembered.then(|| Remember {
+        let stale = p.remembered.is_some_and(|at| now >= at + RESAVE);
+        stale.then(|| Remember {
             peer,
             addrs: p.addrs.unwrap_or_default(),
         })
@@ -131,7 +141,7 @@ impl Lasting {
                 continue;
             };
             if let Some(p) = self.peers.get_mut(&peer) {
-                out.extend(Self::remember(peer, p, true));
+                out.extend(Self::remember(peer, p, true, now));
             }
         }
         out
@@ -143,7 +153,7 @@ impl Lasting {
     pub fn still_connected(&self) -> Vec<Remember> {
         self.peers
             .iter()
-            .filter(|(_, p)| p.remembered)
+            .filter(|(_, p)| p.remembered.is_some())
             .filter_map(|(&peer, p)| {
                 let addrs = p.addrs.clone()?;
                 Some(Remember { peer, addrs })
@@ -157,12 +167,12 @@ impl Lasting {
         self.peers.len()
     }
 
-    fn remember(peer: PeerId, p: &mut Peer, lasted: bool) -> Option<Remember> {
-        if !lasted || p.remembered {
+    fn remember(peer: PeerId, p: &mut Peer, lasted: bool, now: Instant) -> Option<Remember> {
+        if !lasted || p.remembered.is_some() {
             return None;
         }
         let addrs = p.addrs.clone()?;
-        p.remembered = true;
+        p.remembered = Some(now);
         Some(Remember { peer, addrs })
     }
 }
@@ -190,7 +200,7 @@ mod tests {
         assert_eq!(l.identified(stranger, addrs(), t0), None);
         assert_eq!(l.due(), Some(t0 + MIN));
         assert!(l.still_connected().is_empty());
-        assert_eq!(l.closed(conn(1)), None);
+        assert_eq!(l.closed(conn(1), t0 + MIN + RESAVE), None);
         assert_eq!(l.due(), None);
         assert!(l.poll(t0 + 2 * MIN).is_empty());
         assert_eq!(l.tracked(), 0);
@@ -212,10 +222,11 @@ mod tests {
         // A second connection becoming lasting adds nothing.
         l.opened(conn(2), peer, t0 + MIN);
         assert!(l.poll(t0 + 3 * MIN).is_empty());
-        assert_eq!(l.closed(conn(1)), None);
+        let later = t0 + MIN + RESAVE;
+        assert_eq!(l.closed(conn(1), later), None);
         assert_eq!(l.still_connected(), vec![want.clone()]);
-        // The last one closing refreshes it.
-        assert_eq!(l.closed(conn(2)), Some(want));
+        // The last one closing, RESAVE after it was remembered, refreshes it.
+        assert_eq!(l.closed(conn(2), later), Some(want));
         assert!(l.still_connected().is_empty());
         assert_eq!(l.tracked(), 0);
     }
@@ -242,7 +253,21 @@ mod tests {
         let peer = PeerId::random();
         l.opened(conn(1), peer, t0);
         assert!(l.poll(t0 + MIN).is_empty());
-        assert_eq!(l.closed(conn(1)), None);
+        assert_eq!(l.closed(conn(1), t0 + MIN + RESAVE), None);
+    }
+
+    #[test]
+    fn a_spell_ending_soon_after_it_was_remembered_is_not_stored_again() {
+        let t0 = Instant::now();
+        let mut l = Lasting::new(MIN);
+        let peer = PeerId::random();
+        l.opened(conn(1), peer, t0);
+        l.identified(peer, addrs(), t0);
+        assert_eq!(l.poll(t0 + MIN).len(), 1);
+        // Closed at the idle timeout, as a lookup's connection is.
+        let soon = t0 + MIN + RESAVE - Duration::from_millis(1);
+        assert_eq!(l.closed(conn(1), soon), None);
+        assert_eq!(l.tracked(), 0);
     }
 
     #[test]

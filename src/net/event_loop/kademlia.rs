@@ -23,6 +23,22 @@ use crate::net::locator::{CLOSEST_NEEDED, Dht, Input, Now, Output};
 use crate::net::record_store::SourceCappedStore;
 use crate::wire::locator::Locator;
 
+/// How many buckets a bootstrap refreshes after its lookup of our own key:
+/// the farthest ones (half, a quarter of the key space), where a lookup's
+/// first hop goes. libp2p refreshes every bucket beyond our closest
+/// neighbour's, one lookup (~45 requests, most over new connections) each,
+/// one after another: about ten lookups a join in a network of a few
+/// hundred nodes, which kept a network busy for a minute after its last
+/// node started. The nearer buckets fill from the lookup of our own key,
+/// which walks through them, and from the peers that query us.
+const FAR_BUCKETS_REFRESHED: u32 = 2;
+
+/// Whether a bootstrap whose step just ended, with `num_remaining`
+/// buckets still to refresh (nearest first), skips the one it goes on to.
+fn skips_refresh(num_remaining: Option<u32>) -> bool {
+    num_remaining.is_some_and(|n| n > FAR_BUCKETS_REFRESHED)
+}
+
 /// What the locator machine reads of our Kademlia node.
 struct KadView<'a> {
     kad: &'a mut kad::Behaviour<SourceCappedStore>,
@@ -261,6 +277,20 @@ impl EventLoop {
                     let _ = reply.send(peers.into_iter().map(|p| p.peer_id).collect());
                 }
             }
+            QueryResult::Bootstrap(res) => {
+                let remaining = match res {
+                    Ok(ok) => Some(ok.num_remaining),
+                    Err(kad::BootstrapError::Timeout { num_remaining, .. }) => num_remaining,
+                };
+                // The query now refreshes a bucket nearer than the farthest
+                // few: end it before it sends a request (libp2p then moves
+                // on to the next bucket, which this ends too, up to those).
+                if skips_refresh(remaining)
+                    && let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id)
+                {
+                    q.finish();
+                }
+            }
             QueryResult::PutRecord(res) => {
                 #[cfg(feature = "test-util")]
                 if let Some(reply) = self.pending_puts.remove(&id) {
@@ -278,5 +308,27 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libp2p reports, after each step, how many bucket refreshes remain
+    /// (nearest bucket first) and goes on to the next: only the last
+    /// `FAR_BUCKETS_REFRESHED` run.
+    #[test]
+    fn a_bootstrap_refreshes_only_the_farthest_buckets() {
+        // Ten buckets to refresh after the lookup of our own key.
+        let run: Vec<u32> = (1..=10)
+            .rev()
+            .filter(|&n| !skips_refresh(Some(n)))
+            .collect();
+        assert_eq!(run, vec![2, 1]);
+        // The last step (nothing remains) and a step whose count is not
+        // known are left alone.
+        assert!(!skips_refresh(Some(0)));
+        assert!(!skips_refresh(None));
     }
 }

@@ -161,7 +161,7 @@ impl EventLoop {
         conn: ConnectionId,
         num_established: u32,
     ) {
-        if let Some(r) = self.lasting.closed(conn) {
+        if let Some(r) = self.lasting.closed(conn, Instant::now()) {
             self.remember(r);
         }
         if num_established == 0 {
