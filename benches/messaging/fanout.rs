@@ -191,7 +191,7 @@ async fn lag_report(
     }
     let mut sorted: Vec<_> = lags.iter().map(|l| l.0).collect();
     sorted.sort();
-    lags.sort_by(|a, b| b.0.cmp(&a.0));
+    lags.sort_by_key(|l| std::cmp::Reverse(l.0));
     let worst: Vec<String> = lags
         .iter()
         .take(10)
