@@ -27,9 +27,9 @@ use crate::wire::locator::Locator;
 /// the farthest ones (half, a quarter of the key space), where a lookup's
 /// first hop goes. libp2p refreshes every bucket beyond our closest
 /// neighbour's, one lookup (~45 requests, most over new connections) each,
-/// one after another: about ten lookups a join in a network of a few
-/// hundred nodes, which kept a network busy for a minute after its last
-/// node started. The nearer buckets fill from the lookup of our own key,
+/// one after another: about log2(N) lookups a join, eight or so in a
+/// network of a few hundred nodes, which kept a network busy for a minute
+/// after its last node started. The nearer buckets fill from the lookup of our own key,
 /// which walks through them, and from the peers that query us.
 const FAR_BUCKETS_REFRESHED: u32 = 2;
 
