@@ -29,8 +29,8 @@ use crate::wire::locator::Locator;
 /// neighbour's, one lookup (~45 requests, most over new connections) each,
 /// one after another: about log2(N) lookups a join, eight or so in a
 /// network of a few hundred nodes, which kept a network busy for a minute
-/// after its last node started. The nearer buckets fill from the lookup of our own key,
-/// which walks through them, and from the peers that query us.
+/// after its last node started. The nearer buckets fill from the lookup of
+/// our own key, which walks through them, and from the peers that query us.
 const FAR_BUCKETS_REFRESHED: u32 = 2;
 
 /// Whether a bootstrap whose step just ended, with `num_remaining`
