@@ -191,11 +191,20 @@ async fn start_all(
             addrs.push(node.dial_addrs().await.expect("addrs"));
             nodes.push(node);
         }
+        // Memory grows with the connections open (each holds its
+        // protocols' state and buffers), so the two are printed together.
+        let mut peers = Vec::with_capacity(nodes.len());
+        for node in &nodes {
+            peers.push(node.connected_peers().await.expect("running").len());
+        }
         eprintln!(
-            "{:>6.1} s: {} nodes up ({:.0} s CPU)",
+            "{:>6.1} s: {} nodes up ({:.0} s CPU, {:.0} MiB; connected peers a node: mean {:.1}, max {})",
             run.elapsed().as_secs_f64(),
             nodes.len(),
-            cpu_s()
+            cpu_s(),
+            rss_mib("self"),
+            peers.iter().sum::<usize>() as f64 / peers.len() as f64,
+            peers.iter().max().copied().unwrap_or(0)
         );
     }
     let swarm = Swarm {

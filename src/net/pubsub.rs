@@ -91,7 +91,12 @@ pub fn pubsub(key: &Keypair) -> Result<Pubsub, String> {
         config,
         filter,
     )
-    .map(|g| super::quiet::Quiet::new(super::gossip_idle::GossipIdle(g), super::quiet::NoTopics))
+    .map(|g| {
+        super::quiet::Quiet::new(
+            super::gossip_idle::GossipIdle::new(g),
+            super::quiet::NoTopics,
+        )
+    })
     .map_err(str::to_string)
 }
 
