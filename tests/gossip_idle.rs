@@ -1,6 +1,7 @@
-//! Gossipsub does not hold connections open: a connection between two
-//! real nodes (127.0.0.1, mDNS off) over which gossipsub has spoken, the
-//! peer in none of our meshes, closes after the idle timeout.
+//! Connections close at the idle timeout once nothing uses them: between
+//! two real nodes (127.0.0.1, mDNS off), one over which gossipsub has
+//! spoken (the peer in none of our meshes), and one used only in its first
+//! seconds (which the relay server's handler kept without a timer).
 
 mod common;
 
@@ -37,6 +38,25 @@ async fn a_connection_only_gossipsub_spoke_on_idles_out() {
     // A follows no topic, so B is in none of A's meshes: nothing keeps
     // the connection but gossipsub's streams.
     eventually("the idle connection closes", || async {
+        let peers = a.connected_peers().await.ok()?;
+        (!peers.contains(&b.peer_id())).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_used_only_at_its_start_idles_out() {
+    let (_da, a) = start(&[]).await;
+    let boot = a.dial_addrs().await.expect("addrs");
+    // B's start-up (identify, its bootstrap lookup through A) is the only
+    // use the connection gets, all within its first seconds.
+    let (_db, b) = start(&boot).await;
+    eventually("A is connected to B", || async {
+        let peers = a.connected_peers().await.ok()?;
+        peers.contains(&b.peer_id()).then_some(())
+    })
+    .await;
+    eventually("the connection closes", || async {
         let peers = a.connected_peers().await.ok()?;
         (!peers.contains(&b.peer_id())).then_some(())
     })

@@ -18,6 +18,7 @@ pub mod reach;
 pub mod record_handoff;
 pub mod record_store;
 mod relay_server;
+pub mod relay_wake;
 pub mod republish;
 pub mod stats;
 pub mod wire_count;

@@ -8,6 +8,8 @@
 //! hits `unreachable!()` — a panic in that connection's task. This wrapper
 //! never tells it about relayed connections, so it never records them; it
 //! has nothing to serve on them anyway (it refuses every stream there).
+//! Its connection handlers are wrapped in [`super::relay_wake::Handler`],
+//! so a connection it stops keeping on the clock is looked at again.
 
 use std::task::{Context, Poll};
 
@@ -34,8 +36,15 @@ impl RelayServer {
     }
 }
 
+/// The relay server's handler, woken when its keep-alive runs out.
+type Wrapped = super::relay_wake::Handler<THandler<relay::Behaviour>>;
+
+fn wrap(inner: THandler<relay::Behaviour>) -> Wrapped {
+    super::relay_wake::Handler::new(inner, super::relay_wake::GRACE)
+}
+
 impl NetworkBehaviour for RelayServer {
-    type ConnectionHandler = THandler<relay::Behaviour>;
+    type ConnectionHandler = Wrapped;
     type ToSwarm = relay::Event;
 
     fn handle_pending_inbound_connection(
@@ -56,6 +65,7 @@ impl NetworkBehaviour for RelayServer {
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.0
             .handle_established_inbound_connection(id, peer, local, remote)
+            .map(wrap)
     }
 
     fn handle_pending_outbound_connection(
@@ -79,6 +89,7 @@ impl NetworkBehaviour for RelayServer {
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.0
             .handle_established_outbound_connection(id, peer, addr, role, port_use)
+            .map(wrap)
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
