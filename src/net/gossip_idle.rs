@@ -432,13 +432,24 @@ mod tests {
             a_heard && b_heard
         })
         .await;
-        // A sentinel after the connection's first streams: B's push to A,
-        // on a stream opened after identify's and done once A has read it.
+        // A sentinel after the connection's first streams: B's push, on a
+        // stream opened after identify's, sent by B and taken by A.
         // Gossipsub's hello is asked for when the connection opens, long
         // before.
         b.behaviour_mut().identify.push([ida]);
-        until(&mut a, &mut b, "B's identify push", |_, _, e| {
-            matches!(e, Some(NodeEvent::Identify(identify::Event::Pushed { peer_id, .. })) if peer_id == ida)
+        let (mut sent, mut taken) = (false, false);
+        until(&mut a, &mut b, "B's identify push, both ends", |_, _, e| {
+            match e {
+                Some(NodeEvent::Identify(identify::Event::Pushed { peer_id, .. })) => {
+                    sent |= peer_id == ida
+                }
+                // A's second identify of B: the push.
+                Some(NodeEvent::Identify(identify::Event::Received { peer_id, .. })) => {
+                    taken |= peer_id == idb
+                }
+                _ => {}
+            }
+            sent && taken
         })
         .await;
         assert_eq!(

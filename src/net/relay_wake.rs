@@ -7,8 +7,9 @@
 //! only from a poll at which no handler keeps it, so a connection whose
 //! last use came within its first 10 s (one DHT request, say) was never
 //! polled again after the 10 s and stayed open until something else
-//! happened on it. On a public node (the relay server runs there) every
-//! such connection stayed: in the swarm bench, 800 nodes in one process
+//! happened on it. Every node runs the relay server's handler on its
+//! direct connections (a node that is not public only refuses its
+//! requests), so every such connection stayed: in the swarm bench, 800 nodes in one process
 //! had 329 connections each on average, and 22 GiB. [`Handler`] arms a
 //! timer while the inner handler keeps the connection, so the swarm looks
 //! again once the 10 s are over.
@@ -27,8 +28,9 @@ pub const GRACE: Duration = Duration::from_millis(10_500);
 /// At most this many graces between looks while the inner handler keeps
 /// the connection (it holds a reservation): each look that finds it still
 /// kept doubles the wait, so a connection held for an hour costs a few
-/// dozen wake-ups, and one whose reservation ended closes at most this
-/// long after its idle timeout would have.
+/// dozen wake-ups. Any event of the inner handler (a reservation ending,
+/// which starts a fresh 10 s spell) brings the next look back to one
+/// grace.
 pub const MAX_BACKOFF: u32 = 16;
 
 /// `inner`, with a timer that wakes the connection when `inner`'s
@@ -49,7 +51,8 @@ impl<H> Handler<H> {
     pub fn new(inner: H, grace: Duration) -> Self {
         Self {
             inner,
-            grace,
+            // A zero grace would re-arm a timer that is always ready.
+            grace: grace.max(Duration::from_millis(1)),
             backoff: 1,
             timer: None,
         }
@@ -104,6 +107,13 @@ impl<H: ConnectionHandler> ConnectionHandler for Handler<H> {
         ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
     > {
         let polled = self.inner.poll(cx);
+        if polled.is_ready() && self.backoff > 1 {
+            // Something happened (a reservation ended, say, which starts
+            // a fresh 10 s spell): look again one grace from now, not at
+            // the end of a long backoff.
+            self.timer = None;
+            self.backoff = 1;
+        }
         if polled.is_pending() {
             self.look_again(cx);
         }
