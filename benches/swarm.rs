@@ -193,18 +193,15 @@ async fn start_all(
         }
         // Memory grows with the connections open (each holds its
         // protocols' state and buffers), so the two are printed together.
-        let mut peers = Vec::with_capacity(nodes.len());
-        for node in &nodes {
-            peers.push(node.connected_peers().await.expect("running").len());
-        }
+        let peers = connected_peers(&nodes).await;
         eprintln!(
-            "{:>6.1} s: {} nodes up ({:.0} s CPU, {:.0} MiB; connected peers a node: mean {:.1}, max {})",
+            "{:>6.1} s: {} nodes up ({:.0} s CPU, {:.0} MiB; connected peers a node: mean {:.1}, max {:.0})",
             run.elapsed().as_secs_f64(),
             nodes.len(),
             cpu_s(),
             rss_mib("self"),
-            peers.iter().sum::<usize>() as f64 / peers.len() as f64,
-            peers.iter().max().copied().unwrap_or(0)
+            peers.iter().sum::<f64>() / peers.len() as f64,
+            peers.iter().copied().fold(0.0, f64::max)
         );
     }
     let swarm = Swarm {
@@ -436,15 +433,21 @@ async fn main() {
     parallel(s.nodes.iter().map(|n| n.shutdown()).collect()).await;
 }
 
+/// How many peers each node is connected to, in node order.
+async fn connected_peers(nodes: &[NodeHandle]) -> Vec<f64> {
+    let mut peers = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        peers.push(node.connected_peers().await.expect("running").len() as f64);
+    }
+    peers
+}
+
 /// After start (which took `all`): the CPU it used, connections per node,
 /// and optionally (`--idle`) a quiet spell: what a settled network costs
 /// doing nothing.
 async fn settled(s: &Swarm, all: Duration) -> Started {
     let cpu_start = cpu_s();
-    let mut conns = Vec::with_capacity(s.nodes.len());
-    for node in &s.nodes {
-        conns.push(node.connected_peers().await.expect("running").len() as f64);
-    }
+    let conns = connected_peers(&s.nodes).await;
     let idle = Duration::from_secs(arg("--idle", 0));
     let before_idle = cpu_s();
     let window = common::Window::start();

@@ -90,7 +90,8 @@ impl GossipIdle {
     }
 
     /// Whether this node has used gossipsub (and so opens its streams).
-    pub fn in_use(&self) -> bool {
+    #[cfg(test)]
+    fn in_use(&self) -> bool {
         self.in_use
     }
 
