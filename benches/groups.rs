@@ -1,9 +1,10 @@
 //! `cargo bench --bench groups [-- --nodes N --messages M --offline F --offline-messages K
-//! --threshold T --window S]`: one private group of `N` members (default
+//! --threshold T --sync-every S]`: one private group of `N` members (default
 //! 1000), every member a real roost node in this process over libp2p's
 //! in-memory transport (as the swarm bench runs them). Groups of `T`
-//! members or more (default 2: this one) take the fast path — gossip
-//! first, 1:1 copies held `S` seconds (default 15) for confirmations;
+//! members or more (default 2: this one) take the fast path — each
+//! message once over gossip, no 1:1 copy, members catching up from each
+//! other when they start following and every `S` seconds (default 60);
 //! `--threshold 100000` measures the 1:1 path alone.
 //!
 //! Phases, each checked, each timed:
@@ -11,11 +12,11 @@
 //!    one change; every node takes the invitation and joins;
 //! 2. `M` messages, each from a random member, one after the other: the
 //!    time from `group_send` to every other member having it (its event),
-//!    the bytes the sender wrote on its connections from the send until its
-//!    outbox had no copy left (confirmed) or the window ended, and the
-//!    copies still unconfirmed then;
-//! 3. `F` members leave; `K` messages are sent and reach their mailboxes;
-//!    they come back and must have all `K`.
+//!    and the bytes the sender wrote on its connections in the 2 s after
+//!    the send (and in the 2 s before it, the idle baseline);
+//! 3. `F` members leave; `K` messages are sent and reach every member
+//!    online (fast path) or the away members' mailboxes (1:1 path); the
+//!    away members come back and must have all `K`, once each.
 //!
 //! Prints one JSON line: p50/p99 send → every online member, the sender's
 //! counted bytes per message (`roost::net::wire_count`: everything it
@@ -140,9 +141,8 @@ struct Sent {
     per_member: Vec<f64>,
     sender_bytes: Vec<f64>,
     sender_idle: Vec<f64>,
-    /// Messages whose delivery or confirmations outlasted [`WINDOW`].
+    /// Messages whose delivery outlasted [`WINDOW`].
     slow: usize,
-    unconfirmed: usize,
     cpu_per_msg: f64,
     wire_len: usize,
     secs: f64,
@@ -158,8 +158,7 @@ async fn run() {
     let k = arg("--offline-messages", 3) as usize;
     let fast = FastConfig {
         threshold: arg("--threshold", 2) as usize,
-        window: Duration::from_secs(arg("--window", 15)),
-        ..FastConfig::default()
+        sync_every: Duration::from_secs(arg("--sync-every", 60)),
     };
     let mut rng = Rng::new(arg("--seed", 1));
     let root = tempfile::tempdir().expect("temp dir");
@@ -173,7 +172,7 @@ async fn run() {
     let sent = send_messages(&net, &gid, &seen, m, &mut rng).await;
     eprintln!("{:>6.1} s: {m} messages to all", t0.elapsed().as_secs_f64());
     let (peers, topic_peers) = peer_counts(&net, &gid).await;
-    let (away, got, back) = offline_members(&mut net, &gid, off, k, &mut rng).await;
+    let (away, got, back) = offline_members(&mut net, &gid, &seen, (off, k), &mut rng).await;
     let Sent {
         mut to_all,
         mut per_member,
@@ -186,7 +185,7 @@ async fn run() {
         json!({
             "nodes": n,
             "fast_threshold": fast.threshold,
-            "window_s": fast.window.as_secs(),
+            "sync_every_s": fast.sync_every.as_secs(),
             "invite_all_ms": invite_ms,
             "messages": m,
             "to_every_member_ms": {"p50": pct(&mut to_all.clone(), 0.5), "p99": pct(&mut to_all, 0.99)},
@@ -195,7 +194,6 @@ async fn run() {
             "sender_bytes_2s_after_send": {"p50": pct(&mut sender_bytes.clone(), 0.5), "max": pct(&mut sender_bytes, 1.0)},
             "sender_bytes_2s_before_send": {"p50": pct(&mut sender_idle.clone(), 0.5), "max": pct(&mut sender_idle, 1.0)},
             "messages_past_2s": sent.slow,
-            "copies_unconfirmed_after_window": sent.unconfirmed,
             "background_bytes_per_node_s": idle,
             "cpu_ms_per_message": sent.cpu_per_msg * 1e3,
             "phase_messages_s": sent.secs,
@@ -317,13 +315,13 @@ async fn send_messages(net: &Net, gid: &str, seen: &Seen, m: usize, rng: &mut Rn
     let (cpu0, woke) = (cpu_s(), Window::start());
     let t2 = Instant::now();
     let (mut to_all, mut per_member, mut sender_bytes) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut unconfirmed, mut wire_len, mut slow) = (0, 0, 0);
+    let (mut wire_len, mut slow) = (0, 0);
     let mut sender_idle = Vec::new();
     for j in 0..m {
         let s = 1 + rng.below(n - 1);
         let sender = &net.nodes[s];
         // The sender's own bytes over the [`WINDOW`] before the send (idle)
-        // and over the one after it (the message, its confirmations).
+        // and over the one after it (the message).
         let idle0 = memory_bytes_written(&net.ids[s]);
         tokio::time::sleep(WINDOW).await;
         let bytes0 = memory_bytes_written(&net.ids[s]);
@@ -346,15 +344,6 @@ async fn send_messages(net: &Net, gid: &str, seen: &Seen, m: usize, rng: &mut Rn
         };
         to_all.push(lat.iter().copied().fold(0.0, f64::max));
         per_member.extend(lat);
-        // Until every copy is confirmed, or the window has passed (then
-        // what is left goes 1:1 and is counted too).
-        let end = t + net.fast.window;
-        let mut left = sender.outbox_len().await.unwrap_or(0);
-        while left > 0 && Instant::now() < end {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            left = sender.outbox_len().await.unwrap_or(0);
-        }
-        unconfirmed += left;
         tokio::time::sleep_until((t + WINDOW).into()).await;
         sender_bytes.push((memory_bytes_written(&net.ids[s]) - bytes0) as f64);
         slow += usize::from(t.elapsed() > WINDOW + Duration::from_millis(100));
@@ -372,7 +361,6 @@ async fn send_messages(net: &Net, gid: &str, seen: &Seen, m: usize, rng: &mut Rn
         sender_bytes,
         sender_idle,
         slow,
-        unconfirmed,
         cpu_per_msg: (cpu_s() - cpu0) / m as f64,
         wire_len,
         secs: t2.elapsed().as_secs_f64(),
@@ -380,14 +368,16 @@ async fn send_messages(net: &Net, gid: &str, seen: &Seen, m: usize, rng: &mut Rn
     }
 }
 
-/// Phase 3: `off` members stop; `k` messages are sent and reach their
-/// mailboxes; they come back. Returns how many were away, how many of the
-/// messages they had in all, and how long that took.
+/// Phase 3: `off` members stop; `k` messages are sent and reach every
+/// member online (fast path: the away ones must catch up from them) or
+/// the away members' mailboxes (1:1 path); they come back. Returns how
+/// many were away, how many of the messages they had in all, and how
+/// long that took.
 async fn offline_members(
     net: &mut Net,
     gid: &str,
-    off: usize,
-    k: usize,
+    seen: &Seen,
+    (off, k): (usize, usize),
     rng: &mut Rng,
 ) -> (usize, usize, Duration) {
     let n = net.nodes.len();
@@ -409,9 +399,21 @@ async fn offline_members(
             .group_send(gid, &format!("while away {j}"))
             .await
             .expect("send");
-        sent_away.push(id);
+        sent_away.push((s, id));
     }
-    wait_deposited(net, &away, &online, k).await;
+    if n >= net.fast.threshold {
+        wait("every member online has the messages", || {
+            let seen = seen.lock().expect("not poisoned");
+            sent_away.iter().all(|(s, id)| {
+                online
+                    .iter()
+                    .all(|&i| i == *s || seen.contains_key(&(i, id.clone())))
+            })
+        })
+        .await;
+    } else {
+        wait_deposited(net, &away, &online, k).await;
+    }
     let t3 = Instant::now();
     for &i in &away {
         let boot = net.addrs[online[rng.below(online.len())]].clone();
@@ -424,7 +426,7 @@ async fn offline_members(
             let log = net.nodes[i].group_log(gid, 10_000).await.expect("log");
             let have = sent_away
                 .iter()
-                .filter(|id| log.iter().filter(|l| &l.id == *id).count() == 1)
+                .filter(|(_, id)| log.iter().filter(|l| &l.id == id).count() == 1)
                 .count();
             if have == k {
                 got += have;

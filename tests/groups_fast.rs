@@ -1,44 +1,47 @@
 //! [rooms] The large-group fast path with real nodes on 127.0.0.1: online
-//! members get a message over gossip and their confirmations take its 1:1
-//! copies out of the sender's outbox unsent; a member offline during the
-//! sends gets them from its mailboxes once each and in order; gossip
-//! whose author is not the sender it names, or from a non-member, is
-//! dropped.
+//! members get a message over gossip alone, the sender writing no 1:1
+//! copy; a member offline during the sends catches them up from a member
+//! once it is back, once each and in order, with nothing in any mailbox
+//! and every sender gone; gossip whose author is not the sender it
+//! names, or from a non-member, is dropped.
 
 mod common;
 
 use std::time::Duration;
 
-use common::groups::{at_epoch, has, mailboxes_hold, network, one_message_each, texts};
+use common::groups::{at_epoch, has, network, one_message_each, texts};
 use common::{TestNode, eventually, init_tracing, start_with};
 use libp2p::{Multiaddr, PeerId};
 use roost::node::groups::fast::FastConfig;
 use roost::wire::group::{GroupBody, sign_message};
 use roost::{Identity, NodeHandle};
 
-/// Every group of three or more takes the fast path; its copies wait
-/// `window` for confirmations.
-fn fast(window: Duration) -> FastConfig {
+/// Every group of three or more takes the fast path; members catch up
+/// when they start following an epoch, then every `sync_every`.
+fn fast(sync_every: Duration) -> FastConfig {
     FastConfig {
         threshold: 3,
-        window,
-        confirm_every: Duration::from_millis(200),
+        sync_every,
     }
 }
 
-/// A node with the fast path set to `window`.
-async fn member(boot: &Multiaddr, window: Duration) -> TestNode {
+/// No catch-up within a test but the one when an epoch is first followed.
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A node with the fast path set to catch up every `sync_every`.
+async fn member(boot: &Multiaddr, sync_every: Duration) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
     Identity::create_in(dir.path()).unwrap();
     let handle = start_with(&dir, std::slice::from_ref(boot), |c| {
-        c.group_fast = fast(window)
+        c.group_fast = fast(sync_every)
     })
     .await;
     TestNode { dir, handle }
 }
 
-/// A group made by `creator` with `members`, every member in and each
-/// seeing all the others on the group's topic.
+/// A group made by `creator` with `members`, every member in, each
+/// seeing all the others on the group's topic and done with its first
+/// catch-up.
 async fn group_of(creator: &NodeHandle, members: &[&NodeHandle]) -> String {
     let (gid, _) = creator.group_create("large").await.unwrap();
     let gid = gid.to_string();
@@ -56,54 +59,61 @@ async fn group_of(creator: &NodeHandle, members: &[&NodeHandle]) -> String {
             (m.group_gossip_peers(&gid).await.unwrap() >= members.len()).then_some(())
         })
         .await;
+        eventually("the member's first catch-up", || async {
+            (m.group_catch_ups() >= 1).then_some(())
+        })
+        .await;
+    }
+    // And every question delivered: none is left to go to a mailbox.
+    for m in members.iter().chain([&creator]) {
+        eventually("the questions are delivered", || async {
+            (m.outbox_len().await.unwrap() == 0).then_some(())
+        })
+        .await;
     }
     gid
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_members_get_it_by_gossip_and_their_confirmations_cancel_the_copies() {
+async fn online_members_get_it_by_gossip_alone_and_the_sender_writes_no_copy() {
     init_tracing();
     let seed = TestNode::start(&[]).await;
     let boot = seed.addr().await;
-    // An hour's window: no 1:1 copy can go within the test.
     let mut m = Vec::new();
     for _ in 0..5 {
-        m.push(member(&boot, Duration::from_secs(3600)).await);
+        m.push(member(&boot, HOUR).await);
     }
     let others: Vec<&NodeHandle> = m[1..].iter().map(|n| &n.handle).collect();
     let gid = group_of(&m[0].handle, &others).await;
+    // Every node has had its one catch-up of the hour: from now on no
+    // question is asked, so nothing is answered, and only gossip carries.
+    let asks: Vec<usize> = m.iter().map(|n| n.handle.group_catch_ups()).collect();
     let sender = &m[1].handle;
     sender.group_send(&gid, "over gossip").await.unwrap();
+    assert_eq!(
+        sender.outbox_len().await.unwrap(),
+        0,
+        "the sender wrote 1:1 copies"
+    );
     for (i, n) in m.iter().enumerate() {
         if i != 1 {
             has(&n.handle, &gid, "over gossip").await;
         }
     }
-    // Each member confirmed its copy: none is left in the sender's outbox.
-    eventually("the confirmations take every copy out", || async {
-        (sender.outbox_len().await.unwrap() == 0).then_some(())
-    })
-    .await;
-    // And none went 1:1: the sender opened no message stream to anyone.
-    for (i, n) in m.iter().enumerate() {
-        if i != 1 {
-            assert_eq!(
-                n.handle.message_streams(sender.peer_id()).await.unwrap(),
-                0,
-                "member {i} got a 1:1 copy"
-            );
-        }
-    }
+    let after: Vec<usize> = m.iter().map(|n| n.handle.group_catch_ups()).collect();
+    assert_eq!(
+        asks, after,
+        "a catch-up was asked, so gossip alone is not proven"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_offline_member_gets_all_three_from_its_mailboxes_once_and_in_order() {
+async fn an_offline_member_catches_all_three_up_from_a_member_once_and_in_order() {
     init_tracing();
     let (plain, boot) = network(4).await;
-    let window = Duration::from_secs(2);
     let mut m = Vec::new();
     for _ in 0..5 {
-        m.push(member(&boot, window).await);
+        m.push(member(&boot, HOUR).await);
     }
     let others: Vec<&NodeHandle> = m[1..].iter().map(|n| &n.handle).collect();
     let gid = group_of(&m[0].handle, &others).await;
@@ -111,22 +121,24 @@ async fn an_offline_member_gets_all_three_from_its_mailboxes_once_and_in_order()
     let eve = m[4].handle.peer_id();
     m[4].handle.shutdown().await.unwrap();
     one_message_each(&m[..3], &gid).await;
-    // The online members have them (by gossip, or 1:1 once the window
-    // ends: this test proves the mailbox path, not the gossip one).
-    for (j, n) in m[..4].iter().enumerate() {
-        for i in (0..3).filter(|&i| i != j) {
-            has(&n.handle, &gid, &format!("message {i}")).await;
-        }
+    // Dave (m[3]), who sends nothing, has all three.
+    for i in 0..3 {
+        has(&m[3].handle, &gid, &format!("message {i}")).await;
     }
-    // Eve's copies, unconfirmed, go to her mailboxes once their window ends.
-    mailboxes_hold(&plain, eve, 3, "all three are in Eve's mailboxes").await;
-    // The senders leave: only the mailboxes can bring them now.
+    // The senders leave, and nothing waits for Eve in any mailbox: only
+    // Dave can bring the three now.
     for sender in &m[..3] {
         sender.handle.shutdown().await.unwrap();
     }
+    for n in plain.iter().chain([&m[3]]) {
+        assert!(
+            n.handle.held_envelopes(eve).await.unwrap().is_empty(),
+            "a mailbox holds something for Eve"
+        );
+    }
     let dir = std::mem::replace(&mut m[4].dir, tempfile::tempdir().unwrap());
     let back = start_with(&dir, &[plain[2].addr().await], |c| {
-        c.group_fast = fast(window)
+        c.group_fast = fast(HOUR)
     })
     .await;
     eventually("Eve has the three", || async {
@@ -148,10 +160,9 @@ async fn gossip_not_from_its_sender_or_from_a_non_member_is_dropped() {
     init_tracing();
     let seed = TestNode::start(&[]).await;
     let boot = seed.addr().await;
-    let window = Duration::from_secs(3600);
-    let alice = member(&boot, window).await;
-    let bob = member(&boot, window).await;
-    let mallory = member(&boot, window).await;
+    let alice = member(&boot, HOUR).await;
+    let bob = member(&boot, HOUR).await;
+    let mallory = member(&boot, HOUR).await;
     let gid = group_of(&alice.handle, &[&bob.handle, &mallory.handle]).await;
     let topic = mallory.handle.group_topic(&gid).await.unwrap();
 

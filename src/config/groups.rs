@@ -1,29 +1,26 @@
 //! The large-group fast path's settings (the rules are in
-//! `node::groups::fast`, which re-exports [`FastConfig`]).
+//! `node::groups::fast` and `node::groups::sync`; `fast` re-exports
+//! [`FastConfig`]).
 
 use std::time::Duration;
 
-/// When a group counts as large, and how long its 1:1 copies wait for a
-/// confirmation.
+/// When a group counts as large, and how often its members catch up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FastConfig {
-    /// Groups with at least this many members (us included) use the fast
-    /// path; smaller ones send every copy 1:1 at once.
+    /// Groups with at least this many members (us included) send each
+    /// message once over gossip; smaller ones send every copy 1:1.
     pub threshold: usize,
-    /// How long a large group's 1:1 copies wait for their member's
-    /// confirmation before they are sent.
-    pub window: Duration,
-    /// How long a member gathers confirmations before sending them (one
-    /// receipt per sender per round).
-    pub confirm_every: Duration,
+    /// How often a member of a large group asks another member for what
+    /// it missed, besides when it starts following an epoch's topic:
+    /// what repairs a message gossip did not bring.
+    pub sync_every: Duration,
 }
 
 impl Default for FastConfig {
     fn default() -> Self {
         Self {
             threshold: 50,
-            window: Duration::from_secs(15),
-            confirm_every: Duration::from_millis(500),
+            sync_every: Duration::from_secs(60),
         }
     }
 }

@@ -88,9 +88,9 @@ pub enum Kind {
     /// A roster member dialled by the large-group fast path because its
     /// topic has few peers.
     GroupDial,
-    /// A delivery receipt the fast path sends to a sender, confirming the
-    /// copies gossip brought.
-    GroupConfirm,
+    /// A large group's catch-up answered: the messages a member lacked,
+    /// relayed to it (`node::groups::sync`).
+    GroupSync,
     /// An outbound message link (`/roost/msg/1` stream) set up.
     MsgLink,
     /// A presence push stream (`/roost/presence-push/1`) opened to a
@@ -138,7 +138,7 @@ pub const KINDS: [(Kind, &str); 40] = [
     (Kind::Gossip, "gossip_event"),
     (Kind::CmdRooms, "cmd_rooms"),
     (Kind::GroupDial, "group_dial"),
-    (Kind::GroupConfirm, "group_confirm"),
+    (Kind::GroupSync, "group_sync"),
     (Kind::MsgLink, "msg_link"),
     (Kind::PushStream, "presence_push_stream"),
     (Kind::PushReceived, "presence_push_received"),

@@ -41,9 +41,6 @@ struct Item {
     /// The recipient's node was seen while this attempt was in flight: if
     /// the attempt fails (or ends in a mailbox), retry at once.
     seen: bool,
-    /// Not sent before this (a large group's copy waiting for its member's
-    /// confirmation): seeing the member does not make it due earlier.
-    held_until: Option<Instant>,
 }
 
 /// The retry schedule of every undelivered message.
@@ -91,23 +88,10 @@ impl Outbox {
                 phase: Phase::Waiting(now),
                 failures: 0,
                 seen: false,
-                held_until: None,
             },
         );
         self.due.insert((now, id));
         self.by_peer.entry(to).or_default().insert(id);
-    }
-
-    /// A new message held back until `until`: due then, whatever happens
-    /// before (a receipt may still take it out unsent).
-    pub fn enqueue_held(&mut self, id: MessageId, to: PeerId, until: Instant) {
-        if self.items.contains_key(&id) {
-            return;
-        }
-        self.enqueue(id, to, until);
-        if let Some(item) = self.items.get_mut(&id) {
-            item.held_until = Some(until);
-        }
     }
 
     /// Messages due at `now`, grouped by recipient; they become in flight.
@@ -221,7 +205,6 @@ impl Outbox {
                 continue;
             };
             match item.phase {
-                Phase::Waiting(_) if item.held_until.is_some_and(|t| t > now) => {}
                 Phase::Waiting(_) => self.wait(&id, now, |f| f),
                 Phase::InFlight => item.seen = true,
             }
@@ -313,30 +296,6 @@ mod tests {
         // Waiting again: no ack counts until it is sent again.
         assert!(!o.acked(&b, &bob));
         assert!(!o.acked(&a, &bob), "a second ack finds nothing");
-    }
-
-    #[test]
-    fn a_held_copy_waits_out_its_hold_even_when_its_member_is_seen() {
-        let t0 = Instant::now();
-        let (bob, eve) = (PeerId::random(), PeerId::random());
-        let mut o = Outbox::new();
-        let (held, other) = (MessageId::random(), MessageId::random());
-        let until = t0 + Duration::from_secs(15);
-        o.enqueue_held(held, bob, until);
-        o.enqueue_held(other, bob, until);
-        assert!(o.take_due(t0).is_empty(), "held, not due");
-        o.peer_seen(&bob, t0 + Duration::from_secs(1));
-        assert!(o.take_due(t0 + Duration::from_secs(1)).is_empty());
-        assert_eq!(o.next_due(), Some(until));
-        // Confirmed by its member: out unsent; by anyone else: kept.
-        assert!(!o.receipt(&held, &eve));
-        assert!(o.receipt(&held, &bob));
-        let due = o.take_due(until);
-        assert_eq!(
-            due[&bob],
-            vec![other],
-            "the unconfirmed one goes at its time"
-        );
     }
 
     #[test]

@@ -22,6 +22,10 @@ const PENDING: &str = "group_pending";
 /// `Body::Group` bytes.
 pub type Pending = (Vec<u8>, Vec<u8>);
 
+/// A message taken in an epoch: its sender (PeerId bytes), its number,
+/// and the key of its log line (empty if it has none).
+pub type Taken = (Vec<u8>, u64, Vec<u8>);
+
 /// Most messages kept per group while their epoch's state has not come.
 pub const MAX_PENDING: usize = 1024;
 
@@ -168,26 +172,55 @@ impl Store {
     }
 
     /// Whether (sender, epoch, n) of group `id` was taken before; notes it
-    /// as taken.
+    /// as taken, with the key of its log line (`at`, from
+    /// [`Store::add_group_log`]) so a catch-up answer can find its bytes.
     pub fn group_seen(
         &self,
         id: &GroupId,
         epoch: u64,
         sender: &[u8],
         n: u64,
+        at: &[u8],
     ) -> Result<bool, StoreError> {
         let k = key(&[&id.0, &epoch.to_be_bytes(), &n.to_be_bytes(), sender]);
-        Ok(self.tree(SEEN)?.insert(k, &[])?.is_some())
+        Ok(self.tree(SEEN)?.insert(k, at)?.is_some())
+    }
+
+    /// Every (sender, n) taken in `epoch` of group `id`, by number then
+    /// sender, with the key of its log line (empty if it has none): what
+    /// a large group's catch-up asks for and answers from.
+    pub fn group_seen_in(&self, id: &GroupId, epoch: u64) -> Result<Vec<Taken>, StoreError> {
+        let prefix = key(&[&id.0, &epoch.to_be_bytes()]);
+        let mut out = Vec::new();
+        for kv in self.tree(SEEN)?.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let n = k
+                .get(40..48)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or(StoreError::Corrupt(SEEN))?;
+            out.push((k[48..].to_vec(), n, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The log line stored under `at` (a key [`Store::add_group_log`]
+    /// returned), if it is still there.
+    pub fn group_log_at(&self, at: &[u8]) -> Result<Option<LogRow>, StoreError> {
+        match self.tree(LOG)?.get(at)? {
+            Some(v) => Ok(Some(crate::wire::decode(&v, usize::MAX).map_err(corrupt)?)),
+            None => Ok(None),
+        }
     }
 
     /// Adds a line to the group's log, ordered by the writer's clock, then
     /// the id (a sender's own clock never goes back, so its lines stay in
-    /// the order it wrote them).
-    pub fn add_group_log(&self, id: &GroupId, row: &LogRow) -> Result<(), StoreError> {
+    /// the order it wrote them). Returns the line's key.
+    pub fn add_group_log(&self, id: &GroupId, row: &LogRow) -> Result<Vec<u8>, StoreError> {
         let k = key(&[&id.0, &row.sent_at.to_be_bytes(), row.id.as_bytes()]);
         self.tree(LOG)?
-            .insert(k, crate::wire::encode(row).map_err(corrupt)?)?;
-        Ok(())
+            .insert(k.as_slice(), crate::wire::encode(row).map_err(corrupt)?)?;
+        Ok(k)
     }
 
     /// Whether the group's log lines and the messages kept for epochs not

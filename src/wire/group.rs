@@ -281,6 +281,44 @@ pub enum GroupBody {
         /// What to change.
         op: Op,
     },
+    /// A member asks another for the messages of an epoch it lacks (a
+    /// large group's catch-up, `node::groups::sync`): what it has of
+    /// each sender, so the answer carries only the rest.
+    SyncAsk {
+        /// Which group.
+        group_id: GroupId,
+        /// Which epoch.
+        epoch: u64,
+        /// What the asker has, per sender (at most [`MAX_MEMBERS`]).
+        have: Vec<Have>,
+    },
+    /// The answer to a [`GroupBody::SyncAsk`]: group messages as their
+    /// senders signed them (at most [`MAX_RELAY`]), each checked by its
+    /// own signature, not by who relays it.
+    Relay {
+        /// The signed messages, oldest first.
+        messages: Vec<SignedState>,
+        /// The answer left some out (its size): ask again.
+        more: bool,
+    },
+}
+
+/// Most messages in one [`GroupBody::Relay`].
+pub const MAX_RELAY: usize = 256;
+/// Most missing numbers named per sender in one [`Have`].
+pub const MAX_MISSING: usize = 64;
+
+/// What a member has of one sender's chain in an epoch: every number
+/// below `next` except those in `missing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Have {
+    /// The sender (PeerId bytes).
+    #[serde(with = "serde_bytes")]
+    pub sender: Vec<u8>,
+    /// One past the highest number we have.
+    pub next: u64,
+    /// Numbers below `next` we lack (at most [`MAX_MISSING`]).
+    pub missing: Vec<u64>,
 }
 
 /// Why group bytes were refused.
@@ -310,6 +348,14 @@ pub fn decode_body(bytes: &[u8]) -> Result<GroupBody, GroupWireError> {
         GroupBody::Request {
             op: Op::Add(ids), ..
         } if ids.len() > MAX_ADD => Err(GroupWireError::FieldTooLarge),
+        GroupBody::SyncAsk { have, .. }
+            if have.len() > MAX_MEMBERS || have.iter().any(|h| h.missing.len() > MAX_MISSING) =>
+        {
+            Err(GroupWireError::FieldTooLarge)
+        }
+        GroupBody::Relay { messages, .. } if messages.len() > MAX_RELAY => {
+            Err(GroupWireError::FieldTooLarge)
+        }
         _ => Ok(body),
     }
 }

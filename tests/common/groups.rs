@@ -87,7 +87,7 @@ pub async fn one_message_each(senders: &[TestNode], gid: &str) {
 /// Waits until the `holders` together hold `n` different items for
 /// `whom` in their mailboxes; fails the test with `what` after the
 /// deadline.
-pub async fn mailboxes_hold(holders: &[TestNode], whom: PeerId, n: usize, what: &str) {
+pub async fn mailboxes_hold(holders: &[&TestNode], whom: PeerId, n: usize, what: &str) {
     eventually(what, || async {
         let mut ids = HashSet::new();
         for p in holders {

@@ -1,21 +1,18 @@
 //! The large-group fast path, its pure rules (see docs/rooms.md, "Large
-//! groups: gossip first, 1:1 copies for the rest").
+//! groups: gossip, then catch-up from members").
 //!
 //! In a group of at least [`FastConfig::threshold`] members, a message is
 //! published once on a gossipsub topic only members can name (derived
-//! from the epoch secret), and each member's 1:1 copy is written to the
-//! outbox as usual but held back for [`FastConfig::window`]. A member
-//! that took the message from gossip confirms it with an ordinary
-//! delivery receipt naming its copy's id — an id it computes itself
-//! ([`copy_id`]) — so the copy leaves the sender's outbox unsent. What is
-//! not confirmed in time is sent 1:1 as in a small group (direct, else the
-//! member's mailboxes): the 1:1 path stays the guarantee.
+//! from the epoch secret), and nothing else: no 1:1 copy, no
+//! confirmation, so the sender writes the message a handful of times
+//! (its mesh) whatever the group's size. A member that missed it (away,
+//! or out of the mesh for a while) catches up from other members, who all
+//! keep the signed message in their logs (`super::sync`).
 //!
 //! The store job that files a gossip message ([`take_gossip`]) runs the
 //! same receive path as a 1:1 copy; the actor is `fast_service`.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use libp2p::PeerId;
 
@@ -24,7 +21,6 @@ use super::receive::{self, Taken};
 use super::roster::GroupError;
 use crate::store::{Relation, Store, StoreError};
 use crate::wire::group::{GroupBody, GroupId, Header, decode_body, open_message};
-use crate::wire::message::{MAX_RECEIPT_IDS, MessageId};
 
 /// Prefix of every group topic, so the node's router tells them from the
 /// public rooms' topics.
@@ -33,13 +29,6 @@ pub const TOPIC_PREFIX: &str = crate::net::pubsub::GROUP_TOPIC_PREFIX;
 /// Largest group message published on gossip: what fits in the gossipsub
 /// frame roost allows (its envelope included). A larger one goes 1:1 only.
 pub const MAX_GOSSIP_MESSAGE: usize = crate::wire::room::MAX_GOSSIP_BYTES;
-
-/// Most senders with confirmations waiting at once, and most ids waiting
-/// per sender: a flood of gossip cannot grow the table without bound (a
-/// confirmation lost costs one redundant 1:1 copy, nothing more).
-pub const MAX_CONFIRM_SENDERS: usize = 1024;
-/// See [`MAX_CONFIRM_SENDERS`].
-pub const MAX_CONFIRM_IDS: usize = MAX_RECEIPT_IDS;
 
 pub use crate::config::FastConfig;
 
@@ -62,47 +51,21 @@ pub fn topic(secret: &[u8; 32], group: &GroupId, epoch: u64) -> String {
     format!("{TOPIC_PREFIX}{}", hex::encode(h.finalize().as_bytes()))
 }
 
-/// The 1:1 message id of `member`'s copy of the message `header` names,
-/// keyed by the epoch's secret: the member computes it to confirm its copy
-/// without being told, and nobody outside the group can link it to the
-/// group.
-pub fn copy_id(secret: &[u8; 32], header: &Header, member: &PeerId) -> MessageId {
-    let mut h = blake3::Hasher::new_derive_key("roost group copy id v1");
-    h.update(secret);
-    h.update(&header.group_id.0);
-    h.update(&header.epoch.to_be_bytes());
-    h.update(&header.n.to_be_bytes());
-    h.update(&(header.sender.len() as u64).to_be_bytes());
-    h.update(&header.sender);
-    h.update(&member.to_bytes());
-    let mut id = [0; 16];
-    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
-    MessageId(id)
-}
-
 /// A large group's message as the send job leaves it: what the messaging
-/// service publishes, and how long it holds the 1:1 copies back.
+/// service publishes.
 #[derive(Debug, Clone)]
 pub(crate) struct Publish {
     /// The epoch's topic.
     pub(crate) topic: String,
-    /// The `Body::Group` bytes, the same every copy carries.
+    /// The `Body::Group` bytes.
     pub(crate) data: Vec<u8>,
-    /// How long the copies wait for confirmations.
-    pub(crate) hold: Duration,
 }
 
 /// What became of a gossip message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum GossipVerdict {
-    /// Taken (new or a duplicate): forward it, and confirm our copy (its
-    /// sender, the copy's id).
-    Took {
-        /// The sender to confirm to.
-        sender: PeerId,
-        /// Our copy's 1:1 id.
-        copy: MessageId,
-    },
+    /// Taken (new or a duplicate): forward it.
+    Took,
     /// Not for us now (its epoch's state has not come): not forwarded,
     /// nobody penalised.
     Ignore,
@@ -134,11 +97,10 @@ pub fn precheck(
 }
 
 /// Files a gossip message from `source` (its gossipsub author) through
-/// the same path as a 1:1 copy from that sender, and computes our copy's
-/// id to confirm. A store job. A sender we blocked is ignored, as its 1:1
-/// copies are refused (`messenger::accept::decide`): nothing filed,
-/// nothing confirmed, not forwarded by us, and its forwarder not
-/// penalised (it cannot know whom we block).
+/// the same path as a 1:1 copy from that sender. A store job. A sender
+/// we blocked is ignored, as its 1:1 copies are refused
+/// (`messenger::accept::decide`): nothing filed, not forwarded by us,
+/// and its forwarder not penalised (it cannot know whom we block).
 pub(crate) fn take_gossip(
     s: &Store,
     ctx: &Ctx,
@@ -150,33 +112,17 @@ pub(crate) fn take_gossip(
     if s.relation(source)? == Relation::Blocked {
         return Ok((GossipVerdict::Ignore, Taken::default()));
     }
-    // The header's epoch secret, read once (the state's signature is
-    // checked by `receive::take`, once).
-    let found = std::cell::Cell::new(None);
     let topic_of = |h: &Header| -> Option<String> {
         let row = s.group(&h.group_id).ok()??;
         let e = epoch_secret(&row, h.epoch)?;
-        found.set(Some((e, h.clone())));
         Some(self::topic(&e, &h.group_id, h.epoch))
     };
     let sender = match precheck(Some(*source), topic, bytes, topic_of) {
         Ok(p) => p,
         Err(e) => return Ok((GossipVerdict::Reject(e), Taken::default())),
     };
-    let Some((secret, header)) = found.take() else {
-        return Ok((
-            GossipVerdict::Reject(GroupError::NotMember),
-            Taken::default(),
-        ));
-    };
     match receive::take(s, ctx, &sender, bytes, now)? {
-        Ok(t) => Ok((
-            GossipVerdict::Took {
-                sender,
-                copy: copy_id(&secret, &header, &ctx.sealer.me()),
-            },
-            t,
-        )),
+        Ok(t) => Ok((GossipVerdict::Took, t)),
         Err(GroupError::Later) => Ok((GossipVerdict::Ignore, Taken::default())),
         Err(e) => Ok((GossipVerdict::Reject(e), Taken::default())),
     }
@@ -234,44 +180,6 @@ pub(crate) fn followed_after(
         .into_iter()
         .filter(|(t, _)| before.contains_key(t) || subscribed.contains(t))
         .collect()
-}
-
-/// Confirmations gathered between two rounds: per sender, the ids of our
-/// copies to confirm. Capped ([`MAX_CONFIRM_SENDERS`], [`MAX_CONFIRM_IDS`]);
-/// beyond the caps a confirmation is dropped (its copy comes 1:1).
-#[derive(Debug, Default)]
-pub struct Confirmations {
-    waiting: HashMap<PeerId, Vec<MessageId>>,
-}
-
-impl Confirmations {
-    /// Notes that our copy `id` from `sender` is to be confirmed; false if
-    /// it was dropped for a cap.
-    pub fn add(&mut self, sender: PeerId, id: MessageId) -> bool {
-        if !self.waiting.contains_key(&sender) && self.waiting.len() >= MAX_CONFIRM_SENDERS {
-            return false;
-        }
-        let ids = self.waiting.entry(sender).or_default();
-        if ids.contains(&id) {
-            return true;
-        }
-        if ids.len() >= MAX_CONFIRM_IDS {
-            return false;
-        }
-        ids.push(id);
-        true
-    }
-
-    /// Everything gathered, one list per sender (each at most one receipt's
-    /// worth); the table is empty afterwards.
-    pub fn take(&mut self) -> Vec<(PeerId, Vec<MessageId>)> {
-        self.waiting.drain().collect()
-    }
-
-    /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
-    }
 }
 
 /// Which members to dial so gossipsub can build a mesh: up to `k` roster

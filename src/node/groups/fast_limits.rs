@@ -136,7 +136,8 @@ pub const MAX_FILING: usize = 256;
 /// Which gossip messages are filed: at most [`MAX_FILING`] at once, and per
 /// author a token bucket ([`GOSSIP_BURST`], [`GOSSIP_RATE`]; the table is
 /// capped by [`RateLimiter`]). A message beyond either is ignored (not
-/// forwarded, nobody penalised); its 1:1 copy comes after the window.
+/// forwarded, nobody penalised); the member catches it up from another
+/// member later (`super::sync`).
 #[derive(Debug)]
 pub struct GossipGate {
     per_author: RateLimiter,

@@ -1,9 +1,9 @@
 //! The large-group fast path's actor: follows the topics of the large
 //! groups this node is in, files what gossip brings through the same store
 //! job as a 1:1 copy ([`fast::take_gossip`]), tells gossipsub its verdict,
-//! sends the gathered confirmations as delivery receipts through the
-//! messaging service, and dials a few members when it sees too few on a
-//! topic. Every rule is in [`fast`].
+//! asks members it sees on a topic for what it missed ([`sync`]), and
+//! dials a few members when it sees too few on a topic. Every rule is in
+//! [`fast`] and [`sync`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,8 +15,9 @@ use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
-use super::fast::{self, Confirmations, GossipVerdict};
+use super::fast::{self, GossipVerdict};
 use super::fast_limits::{self, DialBackoff, FilingSlot, GossipGate, MAX_DIALS_PER_ROUND};
+use super::sync::{self, SyncPlan};
 use super::{Ctx, GroupEvent};
 use crate::clock::unix_ms;
 use crate::net::NetClient;
@@ -26,7 +27,7 @@ use crate::node::lifecycle::Tasks;
 use crate::node::messenger::Request;
 use crate::store::{Flush, Worker};
 use crate::wire::group::GroupId;
-use crate::wire::message::{Body, ReceiptKind};
+use crate::wire::message::Body;
 
 /// How often the topics and their meshes are looked after, while a
 /// large group is ours.
@@ -44,10 +45,8 @@ struct Filed {
     events: Vec<GroupEvent>,
 }
 
-/// A message taken from gossip, now on disk.
+/// A message taken from gossip, now on disk: what listeners are told.
 struct Durable {
-    sender: PeerId,
-    copy: crate::wire::message::MessageId,
     events: Vec<GroupEvent>,
 }
 
@@ -62,7 +61,8 @@ struct Service {
     /// Some large group wants following (its topic may have failed to
     /// subscribe, and is tried again at each upkeep).
     following: bool,
-    confirm: Confirmations,
+    /// When each followed epoch is next caught up.
+    sync: SyncPlan,
     filing: Arc<AtomicUsize>,
     round: u64,
     /// Which gossip messages are filed (per author and in all).
@@ -83,6 +83,7 @@ pub(crate) fn spawn(
     gossip: mpsc::Receiver<RoomEvent>,
     tasks: &Tasks,
 ) {
+    let every = ctx.fast.sync_every;
     let svc = Service {
         ctx,
         net,
@@ -91,7 +92,7 @@ pub(crate) fn spawn(
         events,
         topics: HashMap::new(),
         following: false,
-        confirm: Confirmations::default(),
+        sync: SyncPlan::new(every),
         filing: Arc::default(),
         round: 0,
         gate: GossipGate::default(),
@@ -106,19 +107,14 @@ impl Service {
         let (filed_tx, mut filed_rx) = mpsc::unbounded_channel::<Filed>();
         let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<Durable>();
         let mut group_events = self.events.subscribe();
-        // Both timers run only while there is something for them: the
-        // upkeep while a large group is ours, the confirmations' while
-        // some are gathered. An idle node wakes for neither.
+        // The upkeep runs only while a large group is ours: a node in none
+        // does not wake for it.
         let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
         upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut confirm_at: Option<tokio::time::Instant> = None;
         let mut refresh = true;
         loop {
             if std::mem::take(&mut refresh) {
                 self.follow_topics().await;
-            }
-            if confirm_at.is_none() && !self.confirm.is_empty() {
-                confirm_at = Some(tokio::time::Instant::now() + self.ctx.fast.confirm_every);
             }
             tokio::select! {
                 ev = gossip.recv() => match ev {
@@ -138,17 +134,12 @@ impl Service {
                             | Err(broadcast::error::RecvError::Lagged(_))
                     );
                 }
-                _ = tokio::time::sleep_until(confirm_at.unwrap_or_else(tokio::time::Instant::now)),
-                    if confirm_at.is_some() =>
-                {
-                    confirm_at = None;
-                    self.send_confirmations().await;
-                }
                 _ = self.ctx.joined.notified() => refresh = true,
                 _ = upkeep.tick(), if self.following => {
                     self.round += 1;
                     self.follow_topics().await;
                     self.meet_members(&tasks);
+                    self.catch_up().await;
                 }
                 _ = tasks.stopping() => break,
             }
@@ -188,6 +179,55 @@ impl Service {
         }
         self.following = !wanted.is_empty();
         self.topics = fast::followed_after(wanted, &self.topics, &subscribed);
+        self.sync
+            .follow(self.topics.values().copied(), std::time::Instant::now());
+    }
+
+    /// Asks, for each followed epoch due a catch-up, one or two members
+    /// seen on its topic what they have that we lack. An epoch whose
+    /// topic shows nobody yet stays due for the next round.
+    async fn catch_up(&mut self) {
+        let now = std::time::Instant::now();
+        let me = self.ctx.sealer.me();
+        for (group, epoch) in self.sync.due(now) {
+            let Some(topic) = self
+                .topics
+                .iter()
+                .find(|(_, v)| **v == (group, epoch))
+                .map(|(t, _)| t.clone())
+            else {
+                continue;
+            };
+            let seen = self.net.topic_peers(topic).await.unwrap_or_default();
+            let asked = sync::pick_asked(&seen, &me, self.round);
+            if asked.is_empty() {
+                continue;
+            }
+            let ask = match self
+                .store
+                .run(move |s| super::sync_jobs::ask(s, &group, epoch))
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    debug!("cannot read what we have of a group: {e}");
+                    continue;
+                }
+            };
+            self.sync.asked((group, epoch), now);
+            for to in asked {
+                self.ctx.asks.fetch_add(1, Ordering::AcqRel);
+                let body = Body::Group(ask.clone());
+                if self
+                    .messages
+                    .send(Request::Control { to, body })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
     }
 
     /// Starts a round of dials in the background, unless the last one
@@ -242,7 +282,7 @@ impl Service {
         let (ctx, tx) = (self.ctx.clone(), filed.clone());
         let gid = id.clone();
         // The verdict does not wait for the disk, so gossipsub forwards at
-        // once; the events and the confirmation wait for the flush
+        // once; the events wait for the flush
         // ([`Self::on_filed`]).
         self.store.then(
             Flush::No,
@@ -250,7 +290,7 @@ impl Service {
             move |res| {
                 let (verdict, events) = match res {
                     Ok((v, t)) => (v, t.events),
-                    // Not filed: not forwarded; its copy comes 1:1.
+                    // Not filed: not forwarded; caught up later.
                     Err(e) => {
                         debug!("cannot file a gossip message: {e}");
                         (GossipVerdict::Ignore, Vec::new())
@@ -269,20 +309,16 @@ impl Service {
 
     async fn on_filed(&mut self, f: Filed, durable: &mpsc::UnboundedSender<Durable>) {
         let acceptance = match f.verdict {
-            GossipVerdict::Took { sender, copy } => {
-                // Told and confirmed once on disk: a flush after the job
-                // that filed it (jobs run in order) covers it.
+            GossipVerdict::Took => {
+                // Told once on disk: a flush after the job that filed it
+                // (jobs run in order) covers it.
                 let (tx, events) = (durable.clone(), f.events);
                 self.store.then(
                     Flush::Soon,
                     |_| Ok(()),
                     move |res| {
                         if res.is_ok() {
-                            let _ = tx.send(Durable {
-                                sender,
-                                copy,
-                                events,
-                            });
+                            let _ = tx.send(Durable { events });
                         }
                     },
                 );
@@ -301,32 +337,10 @@ impl Service {
         let _ = self.net.report(f.id, f.from, acceptance).await;
     }
 
-    /// A message taken from gossip is on disk: listeners are told, and our
-    /// copy is to be confirmed.
+    /// A message taken from gossip is on disk: listeners are told.
     fn on_durable(&mut self, d: Durable) {
-        self.confirm.add(d.sender, d.copy);
         for e in d.events {
             let _ = self.events.send(Event::Group(e));
-        }
-    }
-
-    /// One delivery receipt per sender for the copies gathered since the
-    /// last round: it takes them out of the sender's outbox unsent.
-    async fn send_confirmations(&mut self) {
-        for (to, ids) in self.confirm.take() {
-            crate::net::stats::count(crate::net::stats::Kind::GroupConfirm);
-            let body = Body::Receipt {
-                kind: ReceiptKind::Delivered,
-                ids,
-            };
-            if self
-                .messages
-                .send(Request::Control { to, body })
-                .await
-                .is_err()
-            {
-                return;
-            }
         }
     }
 }

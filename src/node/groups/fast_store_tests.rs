@@ -1,5 +1,5 @@
 //! The fast path's store job ([`take_gossip`]) against a real store (no
-//! sockets): what it files and what it confirms.
+//! sockets): what it files.
 
 use super::*;
 use crate::node::groups::ops;
@@ -28,7 +28,7 @@ fn group(alice: &Peer, members: &[&Peer]) -> GroupId {
 }
 
 #[test]
-fn gossip_from_a_blocked_member_is_neither_filed_nor_confirmed() {
+fn gossip_from_a_blocked_member_is_not_filed() {
     let (alice, bob, mallory) = (peer(), peer(), peer());
     let gid = group(&alice, &[&bob, &mallory]);
     bob.store.block(&mallory.id()).unwrap();
@@ -56,7 +56,7 @@ fn gossip_from_a_blocked_member_is_neither_filed_nor_confirmed() {
         7,
     )
     .unwrap();
-    assert!(matches!(verdict, GossipVerdict::Took { .. }), "{verdict:?}");
+    assert!(matches!(verdict, GossipVerdict::Took), "{verdict:?}");
     assert_eq!(bob.texts(&gid), ["sentinel"], "only Alice's is filed");
 }
 

@@ -23,21 +23,6 @@ fn topics_differ_by_secret_group_and_epoch() {
 }
 
 #[test]
-fn copy_ids_differ_by_member_message_and_secret() {
-    let (a, b) = (PeerId::random(), PeerId::random());
-    let h = header(&a, 5);
-    let id = copy_id(&[1; 32], &h, &b);
-    assert_eq!(
-        id,
-        copy_id(&[1; 32], &h, &b),
-        "the member computes the same"
-    );
-    assert_ne!(id, copy_id(&[1; 32], &h, &a), "member");
-    assert_ne!(id, copy_id(&[1; 32], &header(&a, 6), &b), "number");
-    assert_ne!(id, copy_id(&[2; 32], &h, &b), "secret");
-}
-
-#[test]
 fn the_fast_path_takes_large_groups_and_gossip_sized_messages() {
     let c = FastConfig {
         threshold: 10,
@@ -96,31 +81,6 @@ fn gossip_must_come_from_the_sender_it_names_on_its_own_topic() {
         Err(GroupError::NotMember)
     );
     assert!(precheck(Some(alice.peer_id()), "t", b"junk", right).is_err());
-}
-
-#[test]
-fn confirmations_are_gathered_per_sender_and_capped() {
-    let mut c = Confirmations::default();
-    let a = PeerId::random();
-    let id = MessageId::random();
-    assert!(c.add(a, id));
-    assert!(c.add(a, id), "a repeat is one id");
-    for _ in 1..MAX_CONFIRM_IDS {
-        assert!(c.add(a, MessageId::random()));
-    }
-    assert!(!c.add(a, MessageId::random()), "ids per sender capped");
-    for _ in 1..MAX_CONFIRM_SENDERS {
-        assert!(c.add(PeerId::random(), MessageId::random()));
-    }
-    assert!(
-        !c.add(PeerId::random(), MessageId::random()),
-        "senders capped"
-    );
-    let taken = c.take();
-    assert_eq!(taken.len(), MAX_CONFIRM_SENDERS);
-    let of_a = taken.iter().find(|(p, _)| *p == a).expect("a's");
-    assert_eq!(of_a.1.len(), MAX_CONFIRM_IDS);
-    assert!(c.is_empty());
 }
 
 #[test]

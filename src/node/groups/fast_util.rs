@@ -28,6 +28,16 @@ impl NodeHandle {
         Ok(self.inner.net.topic_peers(topic).await?.len())
     }
 
+    /// How many catch-up questions this node has sent to other members of
+    /// its large groups.
+    #[cfg(feature = "test-util")]
+    pub fn group_catch_ups(&self) -> usize {
+        self.inner
+            .groups
+            .asks
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// How many peers gossipsub knows to follow `topic`.
     #[cfg(feature = "test-util")]
     pub async fn gossip_topic_peers(&self, topic: String) -> Result<usize, NodeError> {

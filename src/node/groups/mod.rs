@@ -1,9 +1,12 @@
 //! Private groups, end to end (see docs/rooms.md).
 //!
 //! A group message is sealed once under its sender's chain ([`keys`]) and
-//! signed by its sender; each member's copy of those same bytes rides in
-//! that member's ordinary 1:1 envelope as `Body::Group`, through the
-//! outbox, links and mailboxes every 1:1 message uses. The creator is the
+//! signed by its sender. In a small group each member's copy of those
+//! same bytes rides in that member's ordinary 1:1 envelope as
+//! `Body::Group`, through the outbox, links and mailboxes every 1:1
+//! message uses; a large group's goes out once over gossip ([`fast`]),
+//! and members catch up what they missed from each other ([`sync`]).
+//! The creator is the
 //! one key authority: it signs every state (roster, epoch) and hands each
 //! new epoch's secret to every member 1:1 ([`ops::issue`]); other admins
 //! ask it. The rules are pure ([`roster`], [`keys`]); [`ops`] and
@@ -19,6 +22,8 @@ pub mod keys;
 mod ops;
 pub(crate) mod receive;
 pub mod roster;
+pub mod sync;
+mod sync_jobs;
 #[cfg(test)]
 mod test_peer;
 
@@ -37,8 +42,8 @@ use crate::wire::message::Envelope;
 pub use roster::GroupError;
 
 /// What group jobs need of the node: its identity (to sign states and
-/// messages), its sealer (to seal each member's 1:1 copy) and when a group
-/// takes the fast path.
+/// messages), its sealer (to seal 1:1 messages) and when a group takes
+/// the fast path.
 pub(crate) struct Ctx {
     pub(crate) identity: Identity,
     pub(crate) sealer: Arc<Sealer>,
@@ -47,6 +52,9 @@ pub(crate) struct Ctx {
     /// we follow that no event announces: the fast path's actor sleeps
     /// while we are in no large group.
     pub(crate) joined: tokio::sync::Notify,
+    /// Catch-up questions this node has sent (`sync`), for tests to tell
+    /// a message gossip brought from one a catch-up brought.
+    pub(crate) asks: std::sync::atomic::AtomicUsize,
 }
 
 impl Ctx {
@@ -61,6 +69,7 @@ impl Ctx {
             sealer,
             fast,
             joined: tokio::sync::Notify::new(),
+            asks: Default::default(),
         })
     }
 }

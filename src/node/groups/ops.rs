@@ -24,24 +24,12 @@ pub(super) fn send_1to1(
     bytes: &[u8],
     sent_at: u64,
 ) -> Result<Envelope, GroupOpError> {
-    send_1to1_as(s, ctx, MessageId::random(), to, bytes, sent_at)
-}
-
-/// [`send_1to1`] under the 1:1 id `id`.
-fn send_1to1_as(
-    s: &Store,
-    ctx: &Ctx,
-    id: MessageId,
-    to: &PeerId,
-    bytes: &[u8],
-    sent_at: u64,
-) -> Result<Envelope, GroupOpError> {
     let inner = Inner {
         from: ctx.sealer.me().to_bytes(),
         sent_at,
         body: Body::Group(bytes.to_vec()),
     };
-    let env = message::seal(&ctx.sealer, id, to, &inner)
+    let env = message::seal(&ctx.sealer, MessageId::random(), to, &inner)
         .map_err(|e| GroupOpError::Seal(e.to_string()))?;
     s.insert_outbox_only(to, &env)?;
     Ok(env)
@@ -216,8 +204,10 @@ pub(super) fn change(s: &Store, ctx: &Ctx, group: &GroupId, op: Op, now: u64) ->
     })
 }
 
-/// Sends `text` to the group: sealed once under our chain, signed, and one
-/// copy of those bytes to each other member in its own 1:1 envelope.
+/// Sends `text` to the group: sealed once under our chain, signed, and
+/// either published once on the large group's topic or, in a small
+/// group, one copy of those bytes to each other member in its own 1:1
+/// envelope.
 pub(super) fn send(s: &Store, ctx: &Ctx, group: &GroupId, text: &str, now: u64) -> Outcome {
     roster::check_text(text)?;
     let row = s.group(group)?.ok_or(GroupOpError::UnknownGroup)?;
@@ -262,26 +252,31 @@ pub(super) fn send(s: &Store, ctx: &Ctx, group: &GroupId, text: &str, now: u64) 
     )
     .map_err(|e| GroupError::Wire(e.into()))?;
     let bytes = encode(&GroupBody::Message(signed.clone()))?;
-    let fast = ctx.fast.applies(state.roster.len(), bytes.len());
-    let out = copies(s, ctx, &state, (&secret, &header), fast, &bytes, now)?;
-    let fast = fast.then(|| super::fast::Publish {
-        topic: super::fast::topic(&secret, group, state.epoch),
-        data: bytes.clone(),
-        hold: ctx.fast.window,
-    });
-    s.group_seen(group, state.epoch, &me_b, n)?;
+    // A large group's message goes out once, on gossip; members who miss
+    // it catch up from other members (`super::sync`). A small group's
+    // goes to each member 1:1.
+    let (out, fast) = if ctx.fast.applies(state.roster.len(), bytes.len()) {
+        let publish = super::fast::Publish {
+            topic: super::fast::topic(&secret, group, state.epoch),
+            data: bytes,
+        };
+        (Vec::new(), Some(publish))
+    } else {
+        (copies(s, ctx, &state, &bytes, now)?, None)
+    };
     let id = msg_id(&header);
-    s.add_group_log(
+    let at = s.add_group_log(
         group,
         &LogRow {
             id: id.clone(),
-            from: me_b,
+            from: me_b.clone(),
             sent_at: now,
             text: text.to_string(),
             system: false,
             wire: Some(crate::wire::encode(&signed).map_err(|e| GroupError::Wire(e.into()))?),
         },
     )?;
+    s.group_seen(group, state.epoch, &me_b, n, &at)?;
     Ok(GroupDone {
         out,
         events: Vec::new(),
@@ -291,27 +286,18 @@ pub(super) fn send(s: &Store, ctx: &Ctx, group: &GroupId, text: &str, now: u64) 
 }
 
 /// Writes every other member's 1:1 copy of the group message `bytes` to
-/// the outbox. In a large group (`fast`) each copy goes under the id its
-/// member can compute to confirm it ([`super::fast::copy_id`]), the
-/// message being published on the epoch's topic too.
+/// the outbox.
 fn copies(
     s: &Store,
     ctx: &Ctx,
     state: &GroupState,
-    (secret, header): (&[u8; 32], &Header),
-    fast: bool,
     bytes: &[u8],
     now: u64,
 ) -> Result<Vec<(PeerId, Envelope)>, GroupOpError> {
     let me = ctx.sealer.me();
     let mut out = Vec::new();
     for m in state.members().into_iter().filter(|m| *m != me) {
-        let id = if fast {
-            super::fast::copy_id(secret, header, &m)
-        } else {
-            MessageId::random()
-        };
-        out.push((m, send_1to1_as(s, ctx, id, &m, bytes, now)?));
+        out.push((m, send_1to1(s, ctx, &m, bytes, now)?));
     }
     Ok(out)
 }

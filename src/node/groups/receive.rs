@@ -65,6 +65,14 @@ pub(crate) fn take(
         GroupBody::State { state, secret } => {
             take_state(s, ctx, from, &state, secret, now, &mut taken)
         }
+        GroupBody::SyncAsk {
+            group_id,
+            epoch,
+            have,
+        } => super::sync_jobs::answer(s, ctx, from, (&group_id, epoch), &have, now, &mut taken),
+        GroupBody::Relay { messages, more } => {
+            super::sync_jobs::relayed(s, ctx, from, &messages, more, now, &mut taken)
+        }
         GroupBody::Request { group_id, op } => {
             match ops::issue(s, ctx, &group_id, from, &op, now) {
                 Ok(done) => {
@@ -90,7 +98,7 @@ pub(crate) fn take(
 
 /// The current and previous epochs of a stored group, for
 /// [`roster::may_send`].
-fn views(state: &GroupState, row: &GroupRow) -> (EpochView, Option<EpochView>) {
+pub(super) fn views(state: &GroupState, row: &GroupRow) -> (EpochView, Option<EpochView>) {
     let cur = EpochView {
         epoch: state.epoch,
         members: state.roster.iter().map(|m| m.id.clone()).collect(),
@@ -117,7 +125,7 @@ pub fn authenticate(
     Ok(body)
 }
 
-fn message(
+pub(super) fn message(
     s: &Store,
     from: &PeerId,
     raw: &[u8],
@@ -185,9 +193,9 @@ fn message(
         system: false,
         wire: crate::wire::encode(signed).ok(),
     };
-    s.add_group_log(&h.group_id, &line)?;
+    let at = s.add_group_log(&h.group_id, &line)?;
     // Noted last: had anything before failed, the retry is taken.
-    s.group_seen(&h.group_id, h.epoch, &h.sender, h.n)?;
+    s.group_seen(&h.group_id, h.epoch, &h.sender, h.n, &at)?;
     taken.events.push(GroupEvent::Message {
         group: h.group_id,
         from: *from,
@@ -317,7 +325,7 @@ fn invitation(
 /// sender offers it again, to be taken once the invitation is accepted.
 /// Messages kept for their epoch count too, so the ones a state releases
 /// always fit. An accepted group is not capped here.
-fn pending_room(s: &Store, row: &GroupRow, gid: &GroupId) -> Result<(), Fail> {
+pub(super) fn pending_room(s: &Store, row: &GroupRow, gid: &GroupId) -> Result<(), Fail> {
     if !row.joined && !row.gone && s.group_lines_reach(gid, MAX_PENDING_LINES)? {
         return Err(GroupError::Later.into());
     }
@@ -326,7 +334,7 @@ fn pending_room(s: &Store, row: &GroupRow, gid: &GroupId) -> Result<(), Fail> {
 
 /// Why taking an item stopped: the store failed (the batch fails and
 /// its sender tries again), or the item is dropped.
-enum Fail {
+pub(super) enum Fail {
     Store(StoreError),
     Drop(GroupError),
 }

@@ -1,0 +1,142 @@
+//! A large group's catch-up, its pure rules (see docs/rooms.md, "Large
+//! groups: gossip, then catch-up from members").
+//!
+//! A large group's message goes out once, over gossip, with no 1:1 copy
+//! (`super::fast`). Every member keeps the signed bytes of what it took
+//! in its log, so a member that missed some (it was away, or outside the
+//! mesh for a while) asks one or two members it sees on the epoch's
+//! topic what they have that it lacks: a [`GroupBody::SyncAsk`] naming,
+//! per sender, the numbers it has ([`have_of`]); the answer is a
+//! [`GroupBody::Relay`] of the rest ([`lacking`]), each message checked by
+//! its own sender's signature and filed like any other (once, by the
+//! dedupe on sender, epoch and number). It asks when it starts following
+//! an epoch's topic (at start, on joining, on a new epoch) and every
+//! [`FastConfig::sync_every`] after ([`SyncPlan`]); an answer that left
+//! some out (`more`) and brought something new is followed by the next
+//! question at once.
+//!
+//! [`GroupBody::SyncAsk`]: crate::wire::group::GroupBody::SyncAsk
+//! [`GroupBody::Relay`]: crate::wire::group::GroupBody::Relay
+//! [`FastConfig::sync_every`]: super::fast::FastConfig::sync_every
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+
+use crate::wire::group::{GroupId, Have, MAX_MEMBERS, MAX_MISSING, MAX_RELAY};
+
+/// Most members asked per epoch and round.
+pub const ASKED_PER_ROUND: usize = 2;
+
+/// Most bytes of signed messages in one answer: well inside a 1:1 body
+/// (`wire::message::MAX_BODY`), whatever the messages' sizes.
+pub const RELAY_BUDGET: usize = 48 * 1024;
+
+/// Most messages one answer carries (the wire's cap).
+pub const RELAY_MAX: usize = MAX_RELAY;
+
+/// What we have of an epoch, per sender, from the (sender, number) pairs
+/// taken in it (`Store::group_seen_in`): the next number and the gaps
+/// below it (the first [`MAX_MISSING`]; the rest are asked for once
+/// those are filled). At most [`MAX_MEMBERS`] senders.
+pub fn have_of<'a>(taken: impl IntoIterator<Item = (&'a [u8], u64)>) -> Vec<Have> {
+    let mut per: BTreeMap<&[u8], Vec<u64>> = BTreeMap::new();
+    for (sender, n) in taken {
+        per.entry(sender).or_default().push(n);
+    }
+    per.into_iter()
+        .take(MAX_MEMBERS)
+        .map(|(sender, mut ns)| {
+            ns.sort_unstable();
+            ns.dedup();
+            let mut missing = Vec::new();
+            let mut expect = 0u64;
+            for &n in &ns {
+                while expect < n && missing.len() < MAX_MISSING {
+                    missing.push(expect);
+                    expect += 1;
+                }
+                expect = n.saturating_add(1);
+            }
+            Have {
+                sender: sender.to_vec(),
+                next: expect,
+                missing,
+            }
+        })
+        .collect()
+}
+
+/// Of the (sender, number) pairs we have (in our order), those an asker
+/// with `have` lacks.
+pub fn lacking<'a, T>(ours: impl IntoIterator<Item = (&'a [u8], u64, T)>, have: &[Have]) -> Vec<T> {
+    let by: HashMap<&[u8], &Have> = have.iter().map(|h| (h.sender.as_slice(), h)).collect();
+    ours.into_iter()
+        .filter(|(sender, n, _)| match by.get(sender) {
+            None => true,
+            Some(h) => *n >= h.next || h.missing.contains(n),
+        })
+        .map(|(_, _, t)| t)
+        .collect()
+}
+
+/// When each followed epoch is next asked about: at once when it starts
+/// being followed, then every `every`.
+#[derive(Debug)]
+pub struct SyncPlan {
+    every: Duration,
+    next: HashMap<(GroupId, u64), Instant>,
+}
+
+impl SyncPlan {
+    /// A plan asking every `every`.
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            next: HashMap::new(),
+        }
+    }
+
+    /// The epochs followed now: a new one is due at `now`, one no longer
+    /// followed is forgotten.
+    pub fn follow(&mut self, epochs: impl IntoIterator<Item = (GroupId, u64)>, now: Instant) {
+        let mut next = HashMap::new();
+        for k in epochs {
+            let at = self.next.get(&k).copied().unwrap_or(now);
+            next.insert(k, at);
+        }
+        self.next = next;
+    }
+
+    /// The epochs to ask about at `now`.
+    pub fn due(&self, now: Instant) -> Vec<(GroupId, u64)> {
+        let mut d: Vec<_> = self
+            .next
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        d.sort_unstable();
+        d
+    }
+
+    /// We asked about `epoch` at `now` (or found nobody to ask: the next
+    /// look is at the next round, as `now` has not moved the due time).
+    pub fn asked(&mut self, epoch: (GroupId, u64), now: Instant) {
+        if let Some(at) = self.next.get_mut(&epoch) {
+            *at = now + self.every;
+        }
+    }
+}
+
+/// Whom to ask of the members `seen` on the topic: up to
+/// [`ASKED_PER_ROUND`], from a place that moves with the round, so the
+/// questions spread over the members.
+pub fn pick_asked(seen: &[PeerId], me: &PeerId, round: u64) -> Vec<PeerId> {
+    super::fast::pick_dials(seen, me, &|_| false, round, ASKED_PER_ROUND)
+}
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod tests;

@@ -1,0 +1,184 @@
+//! The catch-up's store jobs against real stores (no sockets): who is
+//! answered, what the answer carries, and how it is filed.
+
+use super::*;
+use crate::node::groups::test_peer::{Peer, create_adding, peer};
+use crate::wire::group::{Op, sign_message};
+
+/// Alice's group with every one of `members` in it and joined.
+fn group(alice: &Peer, members: &[&Peer]) -> GroupId {
+    let (gid, done) = create_adding(alice, members);
+    for m in members {
+        let inv = m.mine(&done.out).remove(0);
+        receive::take(&m.store, &m.ctx, &alice.id(), &inv, 3)
+            .unwrap()
+            .unwrap();
+        super::ops::join(&m.store, &gid).unwrap();
+    }
+    gid
+}
+
+/// What `to` answers `from`'s question about `gid`'s current epoch (as
+/// `from` asks it): the answer's bytes for `from`, or why it refused.
+fn answer_of(
+    from: &Peer,
+    to: &Peer,
+    gid: &GroupId,
+    epoch: u64,
+) -> Result<Vec<Vec<u8>>, GroupError> {
+    let ask = ask(&from.store, gid, epoch).unwrap();
+    receive::take(&to.store, &to.ctx, &from.id(), &ask, 10)
+        .unwrap()
+        .map(|t| from.mine(&t.out))
+}
+
+#[test]
+fn a_member_catches_up_what_it_lacks_once_and_in_order() {
+    let (alice, bob, carol) = (peer(), peer(), peer());
+    let gid = group(&alice, &[&bob, &carol]);
+    let epoch = carol.epoch(&gid);
+    for (i, text) in ["m0", "m1", "m2"].iter().enumerate() {
+        let sent = super::ops::send(&alice.store, &alice.ctx, &gid, text, 4 + i as u64).unwrap();
+        receive::take(
+            &bob.store,
+            &bob.ctx,
+            &alice.id(),
+            &bob.mine(&sent.out)[0],
+            7,
+        )
+        .unwrap()
+        .unwrap();
+        if i == 1 {
+            // Carol had only the second.
+            receive::take(
+                &carol.store,
+                &carol.ctx,
+                &alice.id(),
+                &carol.mine(&sent.out)[0],
+                7,
+            )
+            .unwrap()
+            .unwrap();
+        }
+    }
+    let answer = answer_of(&carol, &bob, &gid, epoch).unwrap();
+    assert_eq!(answer.len(), 1, "one answer");
+    let GroupBody::Relay { messages, more } = crate::wire::group::decode_body(&answer[0]).unwrap()
+    else {
+        panic!("not a relay")
+    };
+    assert_eq!((messages.len(), more), (2, false), "the two she lacks");
+    let taken = receive::take(&carol.store, &carol.ctx, &bob.id(), &answer[0], 11)
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.events.len(), 2);
+    assert!(taken.out.is_empty(), "nothing more to ask");
+    assert_eq!(carol.texts(&gid), ["m0", "m1", "m2"]);
+    // The same answer again files nothing twice; a new question gets none.
+    let again = receive::take(&carol.store, &carol.ctx, &bob.id(), &answer[0], 12)
+        .unwrap()
+        .unwrap();
+    assert!(again.events.is_empty());
+    assert_eq!(carol.texts(&gid), ["m0", "m1", "m2"]);
+    assert!(answer_of(&carol, &bob, &gid, epoch).unwrap().is_empty());
+}
+
+#[test]
+fn only_a_member_of_the_epoch_is_answered() {
+    let (alice, bob, carol, dave) = (peer(), peer(), peer(), peer());
+    let gid = group(&alice, &[&bob, &carol]);
+    let first = bob.epoch(&gid);
+    let sent = super::ops::send(&alice.store, &alice.ctx, &gid, "before", 4).unwrap();
+    receive::take(
+        &bob.store,
+        &bob.ctx,
+        &alice.id(),
+        &bob.mine(&sent.out)[0],
+        5,
+    )
+    .unwrap()
+    .unwrap();
+    // Dave was never in it.
+    assert_eq!(
+        answer_of(&dave, &bob, &gid, first),
+        Err(GroupError::NotMember)
+    );
+    // Carol is removed: Bob takes the new epoch, and a message in it.
+    let removed = super::ops::change(
+        &alice.store,
+        &alice.ctx,
+        &gid,
+        Op::Remove(carol.id().to_bytes()),
+        6,
+    )
+    .unwrap();
+    receive::take(
+        &bob.store,
+        &bob.ctx,
+        &alice.id(),
+        &bob.mine(&removed.out)[0],
+        7,
+    )
+    .unwrap()
+    .unwrap();
+    let second = bob.epoch(&gid);
+    assert!(second > first);
+    let sent = super::ops::send(&alice.store, &alice.ctx, &gid, "after", 8).unwrap();
+    receive::take(
+        &bob.store,
+        &bob.ctx,
+        &alice.id(),
+        &bob.mine(&sent.out)[0],
+        9,
+    )
+    .unwrap()
+    .unwrap();
+    // Carol asks about the epoch after her removal: refused.
+    assert_eq!(
+        answer_of(&carol, &bob, &gid, second),
+        Err(GroupError::NotMember)
+    );
+    // About the one she was in, while Bob keeps it: answered, with what
+    // was sent in it only.
+    let answer = answer_of(&carol, &bob, &gid, first).unwrap();
+    let GroupBody::Relay { messages, .. } = crate::wire::group::decode_body(&answer[0]).unwrap()
+    else {
+        panic!("not a relay")
+    };
+    assert_eq!(messages.len(), 1, "only the epoch she was in");
+}
+
+#[test]
+fn a_relayed_message_not_signed_by_its_sender_is_dropped() {
+    let (alice, bob, mallory) = (peer(), peer(), peer());
+    let gid = group(&alice, &[&bob, &mallory]);
+    let sent = super::ops::send(&alice.store, &alice.ctx, &gid, "real", 4).unwrap();
+    let GroupBody::Message(real) =
+        crate::wire::group::decode_body(&mallory.mine(&sent.out)[0]).unwrap()
+    else {
+        panic!("not a message")
+    };
+    // Mallory signs Alice's message body with her own key and relays it.
+    let body: MsgBody = crate::wire::decode(&real.body, MAX_GROUP_BYTES).unwrap();
+    let forged = sign_message(&mallory.ctx.identity, &body).unwrap();
+    let relay = crate::wire::encode(&GroupBody::Relay {
+        messages: vec![forged],
+        more: true,
+    })
+    .unwrap();
+    let taken = receive::take(&bob.store, &bob.ctx, &mallory.id(), &relay, 5)
+        .unwrap()
+        .unwrap();
+    assert!(taken.events.is_empty(), "the forged one is filed");
+    assert!(taken.out.is_empty(), "nothing new: no question back");
+    // The genuine bytes, relayed by Mallory, are taken: Alice signed them.
+    let relay = crate::wire::encode(&GroupBody::Relay {
+        messages: vec![real],
+        more: false,
+    })
+    .unwrap();
+    receive::take(&bob.store, &bob.ctx, &mallory.id(), &relay, 6)
+        .unwrap()
+        .unwrap();
+    assert_eq!(bob.texts(&gid), ["real"]);
+}

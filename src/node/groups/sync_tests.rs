@@ -1,0 +1,78 @@
+use super::*;
+
+fn gid(b: u8) -> GroupId {
+    GroupId([b; 32])
+}
+
+#[test]
+fn have_names_the_next_number_and_the_gaps_per_sender() {
+    let (a, b) = (b"alice".as_slice(), b"bob".as_slice());
+    let have = have_of([(a, 0), (a, 1), (a, 4), (b, 2), (a, 1)]);
+    assert_eq!(have.len(), 2);
+    let alice = have.iter().find(|h| h.sender == a).unwrap();
+    assert_eq!((alice.next, alice.missing.clone()), (5, vec![2, 3]));
+    let bob = have.iter().find(|h| h.sender == b).unwrap();
+    assert_eq!((bob.next, bob.missing.clone()), (3, vec![0, 1]));
+}
+
+#[test]
+fn the_gaps_named_are_capped() {
+    let a = b"alice".as_slice();
+    let have = have_of([(a, 10_000)]);
+    assert_eq!(have[0].next, 10_001);
+    assert_eq!(have[0].missing.len(), MAX_MISSING);
+    assert_eq!(have[0].missing[0], 0);
+}
+
+#[test]
+fn the_answer_is_what_the_asker_lacks_in_our_order() {
+    let (a, b, c) = (b"alice".as_slice(), b"bob".as_slice(), b"carol".as_slice());
+    let have = have_of([(a, 0), (a, 2), (b, 0)]);
+    let ours = [
+        (a, 0, "a0"),
+        (b, 0, "b0"),
+        (a, 1, "a1"),
+        (b, 1, "b1"),
+        (a, 2, "a2"),
+        (c, 0, "c0"),
+        (a, 3, "a3"),
+    ];
+    assert_eq!(lacking(ours, &have), ["a1", "b1", "c0", "a3"]);
+    // An asker with everything gets nothing.
+    let all = have_of(ours.iter().map(|(s, n, _)| (*s, *n)));
+    assert!(lacking(ours, &all).is_empty());
+}
+
+#[test]
+fn an_epoch_is_due_when_followed_then_every_period() {
+    let every = Duration::from_secs(60);
+    let t0 = Instant::now();
+    let mut plan = SyncPlan::new(every);
+    assert!(plan.due(t0).is_empty(), "nothing followed");
+    plan.follow([(gid(1), 1)], t0);
+    assert_eq!(plan.due(t0), [(gid(1), 1)], "due as soon as followed");
+    plan.asked((gid(1), 1), t0);
+    assert!(plan.due(t0 + every / 2).is_empty());
+    // A new epoch of the same group is due at once; the old one keeps its
+    // time while followed.
+    plan.follow([(gid(1), 1), (gid(1), 2)], t0 + every / 2);
+    assert_eq!(plan.due(t0 + every / 2), [(gid(1), 2)]);
+    assert_eq!(plan.due(t0 + every), [(gid(1), 1), (gid(1), 2)]);
+    // One no longer followed is forgotten.
+    plan.follow([(gid(1), 2)], t0 + every);
+    assert_eq!(plan.due(t0 + every), [(gid(1), 2)]);
+}
+
+#[test]
+fn the_asked_rotate_over_the_members_seen() {
+    let me = PeerId::random();
+    let seen: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
+    let mut all = std::collections::HashSet::new();
+    for round in 0..40 {
+        let asked = pick_asked(&seen, &me, round);
+        assert_eq!(asked.len(), ASKED_PER_ROUND);
+        all.extend(asked);
+    }
+    assert!(all.len() > ASKED_PER_ROUND, "the same members every round");
+    assert!(pick_asked(&[], &me, 0).is_empty());
+}
