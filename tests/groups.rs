@@ -7,10 +7,11 @@
 mod common;
 
 use common::groups::{accept, at_epoch, has, mailboxes_hold, network, one_message_each, texts};
-use common::{TestNode, eventually, init_tracing};
-use libp2p::PeerId;
-use roost::NodeHandle;
+use common::{TestNode, eventually, init_tracing, start_with};
+use libp2p::{Multiaddr, PeerId};
+use roost::config::DhtMode;
 use roost::node::groups::GroupError;
+use roost::{Identity, NodeHandle};
 
 /// A group of `members.len() + 1` made by `creator`, every member in.
 async fn group_of(creator: &NodeHandle, name: &str, members: &[&NodeHandle]) -> String {
@@ -23,6 +24,14 @@ async fn group_of(creator: &NodeHandle, name: &str, members: &[&NodeHandle]) -> 
         at_epoch(m, &gid, 1, "the new state arrives").await;
     }
     gid
+}
+
+/// A node that is a DHT client only: it never holds anyone's mailbox.
+async fn dht_client(boot: &[Multiaddr]) -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    Identity::create_in(dir.path()).unwrap();
+    let handle = start_with(&dir, boot, |c| c.dht_mode = DhtMode::Client).await;
+    TestNode { dir, handle }
 }
 
 /// Alice, Bob and Carol (joined through Alice) in Alice's group `three`,
@@ -42,8 +51,15 @@ async fn an_offline_member_gets_all_three_from_its_mailbox_once_and_in_order() {
     let (plain, boot) = network(5).await;
     let b = std::slice::from_ref(&boot);
     let mut m = Vec::new();
-    for _ in 0..5 {
-        m.push(TestNode::start(b).await);
+    for i in 0..5 {
+        // The three senders (m[0..3]) are DHT clients, so none of them can
+        // be among the holders of Eve's mailbox: they all leave before she
+        // is back, and would take their copies with them.
+        m.push(if i < 3 {
+            dht_client(b).await
+        } else {
+            TestNode::start(b).await
+        });
     }
     let others: Vec<&NodeHandle> = m[1..].iter().map(|n| &n.handle).collect();
     let gid = group_of(&m[0].handle, "five", &others).await;
@@ -58,12 +74,10 @@ async fn an_offline_member_gets_all_three_from_its_mailbox_once_and_in_order() {
     }
     // Three senders, one message each, in turn.
     one_message_each(&m[..3], &gid).await;
-    // Members are DHT servers too, so a sender may be among the holders
-    // of Eve's mailbox: the three must be with nodes that stay up (the
-    // plain ones and Dave, m[3], who sends nothing) before the senders
-    // leave.
+    // The holders are among the nodes that stay up: the plain ones and
+    // Dave (m[3]), who sends nothing.
     let staying: Vec<&TestNode> = plain.iter().chain([&m[3]]).collect();
-    mailboxes_hold(&staying, eve, 3, "all three are with nodes that stay up").await;
+    mailboxes_hold(&staying, eve, 3, "all three are in Eve's mailboxes").await;
     // The senders leave: only the mailboxes can bring them now.
     for sender in &m[..3] {
         sender.handle.shutdown().await.unwrap();

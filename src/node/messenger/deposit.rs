@@ -46,7 +46,7 @@ impl Service {
                 .map(|(e, n)| (e.id, !chosen.is_empty() && n >= need))
                 .collect();
             let (stored, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(|(_, ok)| *ok);
-            debug!(%peer, holders = chosen.len(), stored = stored.len(), failed = failed.len(), "deposit round");
+            debug!(%peer, holders = ?chosen, need, stored = stored.len(), failed = failed.len(), "deposit round");
             let _ = int_tx
                 .send(Internal::Deposited {
                     peer,
