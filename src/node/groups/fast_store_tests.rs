@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::node::groups::ops;
-use crate::node::groups::test_peer::{Peer, create_adding, peer};
+use crate::node::groups::test_peer::{Peer, create_adding, joined_group as group, peer};
 
 impl Peer {
     /// The topic of `gid`'s current epoch, as we know it.
@@ -12,19 +12,6 @@ impl Peer {
         let epoch = row.state.open().unwrap().epoch;
         topic(&row.secret.unwrap(), gid, epoch)
     }
-}
-
-/// Alice's group with every one of `members` in it and joined.
-fn group(alice: &Peer, members: &[&Peer]) -> GroupId {
-    let (gid, done) = create_adding(alice, members);
-    for m in members {
-        let inv = m.mine(&done.out).remove(0);
-        receive::take(&m.store, &m.ctx, &alice.id(), &inv, 3)
-            .unwrap()
-            .unwrap();
-        ops::join(&m.store, &gid).unwrap();
-    }
-    gid
 }
 
 #[test]

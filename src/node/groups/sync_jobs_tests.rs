@@ -2,21 +2,8 @@
 //! answered, what the answer carries, and how it is filed.
 
 use super::*;
-use crate::node::groups::test_peer::{Peer, create_adding, peer};
+use crate::node::groups::test_peer::{Peer, joined_group as group, peer};
 use crate::wire::group::{Op, sign_message};
-
-/// Alice's group with every one of `members` in it and joined.
-fn group(alice: &Peer, members: &[&Peer]) -> GroupId {
-    let (gid, done) = create_adding(alice, members);
-    for m in members {
-        let inv = m.mine(&done.out).remove(0);
-        receive::take(&m.store, &m.ctx, &alice.id(), &inv, 3)
-            .unwrap()
-            .unwrap();
-        super::ops::join(&m.store, &gid).unwrap();
-    }
-    gid
-}
 
 /// What `to` answers `from`'s question about `gid`'s current epoch (as
 /// `from` asks it): the answer's bytes for `from`, or why it refused.
@@ -39,26 +26,10 @@ fn a_member_catches_up_what_it_lacks_once_and_in_order() {
     let epoch = carol.epoch(&gid);
     for (i, text) in ["m0", "m1", "m2"].iter().enumerate() {
         let sent = super::ops::send(&alice.store, &alice.ctx, &gid, text, 4 + i as u64).unwrap();
-        receive::take(
-            &bob.store,
-            &bob.ctx,
-            &alice.id(),
-            &bob.mine(&sent.out)[0],
-            7,
-        )
-        .unwrap()
-        .unwrap();
+        bob.takes(&alice, &sent.out, 7);
         if i == 1 {
             // Carol had only the second.
-            receive::take(
-                &carol.store,
-                &carol.ctx,
-                &alice.id(),
-                &carol.mine(&sent.out)[0],
-                7,
-            )
-            .unwrap()
-            .unwrap();
+            carol.takes(&alice, &sent.out, 7);
         }
     }
     let answer = answer_of(&carol, &bob, &gid, epoch).unwrap();
@@ -89,15 +60,7 @@ fn only_a_member_of_the_epoch_is_answered() {
     let gid = group(&alice, &[&bob, &carol]);
     let first = bob.epoch(&gid);
     let sent = super::ops::send(&alice.store, &alice.ctx, &gid, "before", 4).unwrap();
-    receive::take(
-        &bob.store,
-        &bob.ctx,
-        &alice.id(),
-        &bob.mine(&sent.out)[0],
-        5,
-    )
-    .unwrap()
-    .unwrap();
+    bob.takes(&alice, &sent.out, 5);
     // Dave was never in it.
     assert_eq!(
         answer_of(&dave, &bob, &gid, first),
@@ -112,27 +75,11 @@ fn only_a_member_of_the_epoch_is_answered() {
         6,
     )
     .unwrap();
-    receive::take(
-        &bob.store,
-        &bob.ctx,
-        &alice.id(),
-        &bob.mine(&removed.out)[0],
-        7,
-    )
-    .unwrap()
-    .unwrap();
+    bob.takes(&alice, &removed.out, 7);
     let second = bob.epoch(&gid);
     assert!(second > first);
     let sent = super::ops::send(&alice.store, &alice.ctx, &gid, "after", 8).unwrap();
-    receive::take(
-        &bob.store,
-        &bob.ctx,
-        &alice.id(),
-        &bob.mine(&sent.out)[0],
-        9,
-    )
-    .unwrap()
-    .unwrap();
+    bob.takes(&alice, &sent.out, 9);
     // Carol asks about the epoch after her removal: refused.
     assert_eq!(
         answer_of(&carol, &bob, &gid, second),

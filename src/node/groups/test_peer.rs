@@ -82,3 +82,28 @@ pub(super) fn create_adding(alice: &Peer, members: &[&Peer]) -> (GroupId, GroupD
     let done = ops::change(&alice.store, &alice.ctx, &gid, add, 2).unwrap();
     (gid, done)
 }
+
+/// Alice's group with every one of `members` in it and joined.
+pub(super) fn joined_group(alice: &Peer, members: &[&Peer]) -> GroupId {
+    let (gid, done) = create_adding(alice, members);
+    for m in members {
+        m.takes(alice, &done.out, 3);
+        ops::join(&m.store, &gid).unwrap();
+    }
+    gid
+}
+
+impl Peer {
+    /// Takes the first group item among `out` addressed to us, as from
+    /// `from`, at `now`.
+    pub(super) fn takes(
+        &self,
+        from: &Peer,
+        out: &[(PeerId, Envelope)],
+        now: u64,
+    ) -> super::receive::Taken {
+        super::receive::take(&self.store, &self.ctx, &from.id(), &self.mine(out)[0], now)
+            .unwrap()
+            .unwrap()
+    }
+}
