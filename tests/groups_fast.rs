@@ -105,6 +105,9 @@ async fn online_members_get_it_by_gossip_alone_and_the_sender_writes_no_copy() {
         asks, after,
         "a catch-up was asked, so gossip alone is not proven"
     );
+    for n in &m {
+        assert_eq!(n.handle.group_relayed(), 0, "a message came by catch-up");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,6 +148,8 @@ async fn an_offline_member_catches_all_three_up_from_a_member_once_and_in_order(
         (texts(&back, &gid).await.len() >= 3).then_some(())
     })
     .await;
+    // They came in catch-up answers, not by gossip's own recent history.
+    assert_eq!(back.group_relayed(), 3, "not all three came by catch-up");
     // A sentinel from Dave: once it is in, whatever else was coming has come.
     m[3].handle.group_send(&gid, "sentinel").await.unwrap();
     has(&back, &gid, "sentinel").await;

@@ -184,40 +184,50 @@ impl Service {
     }
 
     /// Asks, for each followed epoch due a catch-up, one or two members
-    /// seen on its topic what they have that we lack. An epoch whose
-    /// topic shows nobody yet stays due for the next round.
+    /// of that epoch we see on any of the group's topics what they have
+    /// that we lack (the previous epoch's topic empties once the others'
+    /// grace is over; its members are on the current one). Only roster
+    /// members are asked: anyone connected to us may follow a topic, and
+    /// a question names the group. An epoch with nobody to ask stays due
+    /// for the next round.
     async fn catch_up(&mut self) {
         let now = std::time::Instant::now();
         let me = self.ctx.sealer.me();
         for (group, epoch) in self.sync.due(now) {
-            let Some(topic) = self
-                .topics
-                .iter()
-                .find(|(_, v)| **v == (group, epoch))
-                .map(|(t, _)| t.clone())
-            else {
-                continue;
-            };
-            let seen = self.net.topic_peers(topic).await.unwrap_or_default();
-            let asked = sync::pick_asked(&seen, &me, self.round);
-            if asked.is_empty() {
-                continue;
-            }
             let ask = match self
                 .store
                 .run(move |s| super::sync_jobs::ask(s, &group, epoch))
                 .await
             {
-                Ok(a) => a,
+                Ok(Some(a)) => a,
+                Ok(None) => continue,
                 Err(e) => {
                     debug!("cannot read what we have of a group: {e}");
                     continue;
                 }
             };
+            let topics: Vec<String> = self
+                .topics
+                .iter()
+                .filter(|(_, (g, _))| *g == group)
+                .map(|(t, _)| t.clone())
+                .collect();
+            let mut seen = Vec::new();
+            for t in topics {
+                for p in self.net.topic_peers(t).await.unwrap_or_default() {
+                    if ask.members.contains(&p) && !seen.contains(&p) {
+                        seen.push(p);
+                    }
+                }
+            }
+            let asked = sync::pick_asked(&seen, &me, self.round);
+            if asked.is_empty() {
+                continue;
+            }
             self.sync.asked((group, epoch), now);
             for to in asked {
                 self.ctx.asks.fetch_add(1, Ordering::AcqRel);
-                let body = Body::Group(ask.clone());
+                let body = Body::Group(ask.bytes.clone());
                 if self
                     .messages
                     .send(Request::Control { to, body })

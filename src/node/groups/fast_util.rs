@@ -38,6 +38,16 @@ impl NodeHandle {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// How many group messages this node filed from catch-up answers
+    /// (new ones only).
+    #[cfg(feature = "test-util")]
+    pub fn group_relayed(&self) -> usize {
+        self.inner
+            .groups
+            .relayed
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// How many peers gossipsub knows to follow `topic`.
     #[cfg(feature = "test-util")]
     pub async fn gossip_topic_peers(&self, topic: String) -> Result<usize, NodeError> {

@@ -55,6 +55,8 @@ pub(crate) struct Ctx {
     /// Catch-up questions this node has sent (`sync`), for tests to tell
     /// a message gossip brought from one a catch-up brought.
     pub(crate) asks: std::sync::atomic::AtomicUsize,
+    /// Messages this node filed from catch-up answers, for the same tests.
+    pub(crate) relayed: std::sync::atomic::AtomicUsize,
 }
 
 impl Ctx {
@@ -70,6 +72,7 @@ impl Ctx {
             fast,
             joined: tokio::sync::Notify::new(),
             asks: Default::default(),
+            relayed: Default::default(),
         })
     }
 }
@@ -163,7 +166,7 @@ pub(crate) struct GroupDone {
     pub(crate) events: Vec<GroupEvent>,
     /// For the caller.
     pub(crate) answer: Answer,
-    /// A large group's message: published on gossip, its copies held back.
+    /// A large group's message: published once on its epoch's topic.
     pub(crate) fast: Option<fast::Publish>,
 }
 

@@ -36,15 +36,21 @@ pub const RELAY_BUDGET: usize = 48 * 1024;
 /// Most messages one answer carries (the wire's cap).
 pub const RELAY_MAX: usize = MAX_RELAY;
 
+/// Most gaps named in one question, over all senders: with 1000 senders
+/// the question stays within a 1:1 body (`wire::message::MAX_BODY`).
+pub const MAX_MISSING_TOTAL: usize = 512;
+
 /// What we have of an epoch, per sender, from the (sender, number) pairs
 /// taken in it (`Store::group_seen_in`): the next number and the gaps
-/// below it (the first [`MAX_MISSING`]; the rest are asked for once
-/// those are filled). At most [`MAX_MEMBERS`] senders.
+/// below it (the first [`MAX_MISSING`] per sender and
+/// [`MAX_MISSING_TOTAL`] in all; the rest are asked for once those are
+/// filled). At most [`MAX_MEMBERS`] senders.
 pub fn have_of<'a>(taken: impl IntoIterator<Item = (&'a [u8], u64)>) -> Vec<Have> {
     let mut per: BTreeMap<&[u8], Vec<u64>> = BTreeMap::new();
     for (sender, n) in taken {
         per.entry(sender).or_default().push(n);
     }
+    let mut budget = MAX_MISSING_TOTAL;
     per.into_iter()
         .take(MAX_MEMBERS)
         .map(|(sender, mut ns)| {
@@ -52,13 +58,15 @@ pub fn have_of<'a>(taken: impl IntoIterator<Item = (&'a [u8], u64)>) -> Vec<Have
             ns.dedup();
             let mut missing = Vec::new();
             let mut expect = 0u64;
+            let cap = MAX_MISSING.min(budget);
             for &n in &ns {
-                while expect < n && missing.len() < MAX_MISSING {
+                while expect < n && missing.len() < cap {
                     missing.push(expect);
                     expect += 1;
                 }
                 expect = n.saturating_add(1);
             }
+            budget -= missing.len();
             Have {
                 sender: sender.to_vec(),
                 next: expect,

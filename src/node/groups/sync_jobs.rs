@@ -4,6 +4,8 @@
 //! ([`relayed`]). Questions and answers travel as ordinary 1:1 messages
 //! (`Body::Group`), so they are sealed, durable and retried like any.
 
+use std::sync::atomic::Ordering;
+
 use libp2p::PeerId;
 use tracing::debug;
 
@@ -12,47 +14,105 @@ use super::roster::GroupError;
 use super::sync::{self, RELAY_BUDGET, RELAY_MAX};
 use super::{Ctx, GroupOpError, ops};
 use crate::store::{Relation, Store, StoreError};
-use crate::wire::group::{GroupBody, GroupId, Have, MAX_GROUP_BYTES, MsgBody, SignedState};
+use crate::wire::group::{
+    GroupBody, GroupId, Have, MAX_GROUP_BYTES, MAX_MEMBERS, MsgBody, SignedState,
+};
 
 fn encode(body: &GroupBody) -> Result<Vec<u8>, StoreError> {
     crate::wire::encode(body).map_err(|_| StoreError::Corrupt("group"))
 }
 
-/// What we have of `epoch` of `group`, per sender.
-fn have(s: &Store, group: &GroupId, epoch: u64) -> Result<Vec<Have>, StoreError> {
-    let taken = s.group_seen_in(group, epoch)?;
-    Ok(sync::have_of(
-        taken.iter().map(|(sender, n, _)| (sender.as_slice(), *n)),
-    ))
+/// The members (PeerId bytes) of `epoch` of our joined group `row`, if we
+/// hold that epoch (the current one, or the previous in its grace).
+fn epoch_members(row: &crate::store::GroupRow, epoch: u64) -> Option<Vec<Vec<u8>>> {
+    if row.gone || !row.joined {
+        return None;
+    }
+    let state = row.state.open().ok()?;
+    let (cur, prev) = receive::views(&state, row);
+    [Some(cur), prev]
+        .into_iter()
+        .flatten()
+        .find(|v| v.epoch == epoch)
+        .map(|v| v.members)
 }
 
-/// The `Body::Group` bytes asking a member for what we lack of `epoch` of
-/// `group`.
-pub(crate) fn ask(s: &Store, group: &GroupId, epoch: u64) -> Result<Vec<u8>, StoreError> {
-    encode(&GroupBody::SyncAsk {
+/// What we have of `epoch` of `group`, per sender; a member we blocked
+/// counts as complete (its messages are refused, so asking for them
+/// would only fill answers with what we drop).
+fn have(
+    s: &Store,
+    group: &GroupId,
+    epoch: u64,
+    members: &[Vec<u8>],
+) -> Result<Vec<Have>, StoreError> {
+    let taken = s.group_seen_in(group, epoch)?;
+    let mut have = sync::have_of(taken.iter().map(|(sender, n, _)| (sender.as_slice(), *n)));
+    for m in members {
+        let Ok(peer) = PeerId::from_bytes(m) else {
+            continue;
+        };
+        if s.relation(&peer)? != Relation::Blocked {
+            continue;
+        }
+        have.retain(|h| h.sender != *m);
+        have.push(Have {
+            sender: m.clone(),
+            next: u64::MAX,
+            missing: Vec::new(),
+        });
+    }
+    have.truncate(MAX_MEMBERS);
+    Ok(have)
+}
+
+/// A catch-up question, and whom it may go to.
+pub(crate) struct Ask {
+    /// The `Body::Group` bytes.
+    pub(crate) bytes: Vec<u8>,
+    /// The members of the epoch asked about, us included.
+    pub(crate) members: Vec<PeerId>,
+}
+
+/// The question asking a member for what we lack of `epoch` of `group`;
+/// `None` when we do not hold that epoch of a group we joined.
+pub(crate) fn ask(s: &Store, group: &GroupId, epoch: u64) -> Result<Option<Ask>, StoreError> {
+    let Some(row) = s.group(group)? else {
+        return Ok(None);
+    };
+    let Some(members) = epoch_members(&row, epoch) else {
+        return Ok(None);
+    };
+    let bytes = encode(&GroupBody::SyncAsk {
         group_id: *group,
         epoch,
-        have: have(s, group, epoch)?,
-    })
+        have: have(s, group, epoch, &members)?,
+    })?;
+    let members = members
+        .iter()
+        .filter_map(|m| PeerId::from_bytes(m).ok())
+        .collect();
+    Ok(Some(Ask { bytes, members }))
 }
 
-/// Seals `body` to `to` in a 1:1 message left in `taken` for sending.
+/// Seals the group item `bytes` to `to` in a 1:1 message left in `taken`
+/// for sending.
 fn reply(
     s: &Store,
     ctx: &Ctx,
     to: &PeerId,
-    body: &GroupBody,
+    bytes: &[u8],
     now: u64,
     taken: &mut Taken,
 ) -> Result<(), Fail> {
-    match ops::send_1to1(s, ctx, to, &encode(body)?, now) {
+    match ops::send_1to1(s, ctx, to, bytes, now) {
         Ok(env) => {
             taken.out.push((*to, env));
             Ok(())
         }
         Err(GroupOpError::Store(e)) => Err(Fail::Store(e)),
         Err(e) => {
-            debug!(%to, "cannot answer a catch-up: {e}");
+            debug!(%to, "cannot send a catch-up item: {e}");
             Ok(())
         }
     }
@@ -74,17 +134,8 @@ pub(super) fn answer(
     taken: &mut Taken,
 ) -> Result<(), Fail> {
     let row = s.group(group)?.ok_or(GroupError::NotMember)?;
-    if row.gone || !row.joined {
-        return Err(GroupError::NotMember.into());
-    }
-    let state = row.state.open().map_err(GroupError::from)?;
-    let (cur, prev) = receive::views(&state, &row);
-    let asker = from.to_bytes();
-    let member = [Some(&cur), prev.as_ref()]
-        .into_iter()
-        .flatten()
-        .any(|v| v.epoch == epoch && v.members.contains(&asker));
-    if !member {
+    let members = epoch_members(&row, epoch).ok_or(GroupError::NotMember)?;
+    if !members.contains(&from.to_bytes()) {
         return Err(GroupError::NotMember.into());
     }
     let ours = s.group_seen_in(group, epoch)?;
@@ -112,21 +163,16 @@ pub(super) fn answer(
         return Ok(());
     }
     crate::net::stats::count(crate::net::stats::Kind::GroupSync);
-    reply(
-        s,
-        ctx,
-        from,
-        &GroupBody::Relay { messages, more },
-        now,
-        taken,
-    )
+    let bytes = encode(&GroupBody::Relay { messages, more })?;
+    reply(s, ctx, from, &bytes, now, taken)
 }
 
-/// Files an answer from `from`: each message by its own sender's
-/// signature and the roster rules, as if that sender had sent it (once:
-/// the dedupe on sender, epoch and number), a blocked sender's skipped.
-/// When the answer left some out and brought something new, the next
-/// question goes back to `from` at once.
+/// Files an answer from `from`, a member of the group's current or
+/// previous epoch (anyone else's is dropped whole): each message by its
+/// own sender's signature and the roster rules, as if that sender had
+/// sent it (once: the dedupe on sender, epoch and number), a blocked
+/// sender's skipped. When the answer left some out and brought something
+/// new, the next question goes back to `from` at once.
 pub(super) fn relayed(
     s: &Store,
     ctx: &Ctx,
@@ -136,22 +182,41 @@ pub(super) fn relayed(
     now: u64,
     taken: &mut Taken,
 ) -> Result<(), Fail> {
+    let bodies: Vec<(MsgBody, &SignedState)> = messages
+        .iter()
+        .filter_map(|m| {
+            let body = crate::wire::decode::<MsgBody>(&m.body, MAX_GROUP_BYTES).ok()?;
+            Some((body, m))
+        })
+        .collect();
+    let Some(group) = bodies.first().map(|(b, _)| b.header.group_id) else {
+        return Ok(());
+    };
+    let row = s.group(&group)?.ok_or(GroupError::NotMember)?;
+    let state = row.state.open().map_err(GroupError::from)?;
+    let (cur, prev) = receive::views(&state, &row);
+    let asker = from.to_bytes();
+    if ![Some(cur), prev]
+        .into_iter()
+        .flatten()
+        .any(|v| v.members.contains(&asker))
+    {
+        return Err(GroupError::NotMember.into());
+    }
     let mut progress = None;
-    for signed in messages {
-        let Ok(body) = crate::wire::decode::<MsgBody>(&signed.body, MAX_GROUP_BYTES) else {
-            continue;
-        };
+    for (body, signed) in bodies.iter().filter(|(b, _)| b.header.group_id == group) {
         let Ok(sender) = PeerId::from_bytes(&body.header.sender) else {
             continue;
         };
         if s.relation(&sender)? == Relation::Blocked {
             continue;
         }
-        let raw = encode(&GroupBody::Message(signed.clone()))?;
+        let raw = encode(&GroupBody::Message((*signed).clone()))?;
         let before = taken.events.len();
         match receive::message(s, &sender, &raw, signed, now, taken) {
             Ok(()) if taken.events.len() > before => {
-                progress = Some((body.header.group_id, body.header.epoch));
+                ctx.relayed.fetch_add(1, Ordering::AcqRel);
+                progress = Some(body.header.epoch);
             }
             Ok(()) => {}
             Err(Fail::Store(e)) => return Err(Fail::Store(e)),
@@ -161,15 +226,13 @@ pub(super) fn relayed(
     // The answer as a whole is new to us, whatever its messages were.
     taken.duplicate = false;
     match progress {
-        Some((group, epoch)) if more => {
-            let have = have(s, &group, epoch)?;
-            let ask = GroupBody::SyncAsk {
-                group_id: group,
-                epoch,
-                have,
-            };
-            reply(s, ctx, from, &ask, now, taken)
-        }
+        Some(epoch) if more => match ask(s, &group, epoch)? {
+            Some(a) => {
+                ctx.asks.fetch_add(1, Ordering::AcqRel);
+                reply(s, ctx, from, &a.bytes, now, taken)
+            }
+            None => Ok(()),
+        },
         _ => Ok(()),
     }
 }

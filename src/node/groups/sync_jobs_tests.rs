@@ -5,15 +5,22 @@ use super::*;
 use crate::node::groups::test_peer::{Peer, joined_group as group, peer};
 use crate::wire::group::{Op, sign_message};
 
-/// What `to` answers `from`'s question about `gid`'s current epoch (as
-/// `from` asks it): the answer's bytes for `from`, or why it refused.
+/// What `to` answers `from`'s question about `epoch` of `gid` (naming
+/// what `from` has of it): the answer's bytes for `from`, or why it
+/// refused.
 fn answer_of(
     from: &Peer,
     to: &Peer,
     gid: &GroupId,
     epoch: u64,
 ) -> Result<Vec<Vec<u8>>, GroupError> {
-    let ask = ask(&from.store, gid, epoch).unwrap();
+    let taken = from.store.group_seen_in(gid, epoch).unwrap();
+    let ask = crate::wire::encode(&GroupBody::SyncAsk {
+        group_id: *gid,
+        epoch,
+        have: sync::have_of(taken.iter().map(|(s, n, _)| (s.as_slice(), *n))),
+    })
+    .unwrap();
     receive::take(&to.store, &to.ctx, &from.id(), &ask, 10)
         .unwrap()
         .map(|t| from.mine(&t.out))
@@ -128,4 +135,55 @@ fn a_relayed_message_not_signed_by_its_sender_is_dropped() {
         .unwrap()
         .unwrap();
     assert_eq!(bob.texts(&gid), ["real"]);
+}
+
+#[test]
+fn a_relay_from_a_non_member_is_dropped_whole() {
+    let (alice, bob, carol, nora) = (peer(), peer(), peer(), peer());
+    let gid = group(&alice, &[&bob, &carol]);
+    let sent = super::ops::send(&alice.store, &alice.ctx, &gid, "real", 4).unwrap();
+    let GroupBody::Message(real) =
+        crate::wire::group::decode_body(&carol.mine(&sent.out)[0]).unwrap()
+    else {
+        panic!("not a message")
+    };
+    // Nora, no member, relays genuine bytes she got somehow.
+    let relay = crate::wire::encode(&GroupBody::Relay {
+        messages: vec![real.clone()],
+        more: true,
+    })
+    .unwrap();
+    let res = receive::take(&bob.store, &bob.ctx, &nora.id(), &relay, 5).unwrap();
+    assert_eq!(res.err(), Some(GroupError::NotMember));
+    assert!(bob.texts(&gid).is_empty(), "filed from a non-member");
+    // The same bytes from Carol, a member: taken.
+    let taken = receive::take(&bob.store, &bob.ctx, &carol.id(), &relay, 6)
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.events.len(), 1);
+    assert_eq!(bob.texts(&gid), ["real"]);
+}
+
+#[test]
+fn a_blocked_member_counts_as_complete_in_a_question() {
+    let (alice, bob, mallory) = (peer(), peer(), peer());
+    let gid = group(&alice, &[&bob, &mallory]);
+    let epoch = bob.epoch(&gid);
+    let sent = super::ops::send(&mallory.store, &mallory.ctx, &gid, "blocked", 4).unwrap();
+    alice.takes(&mallory, &sent.out, 5);
+    bob.store.block(&mallory.id()).unwrap();
+    let q = ask(&bob.store, &gid, epoch).unwrap().unwrap();
+    assert!(q.members.contains(&mallory.id()));
+    // Alice, asked, has nothing Bob lacks: Mallory's message is not sent.
+    let taken = receive::take(&alice.store, &alice.ctx, &bob.id(), &q.bytes, 6)
+        .unwrap()
+        .unwrap();
+    assert!(taken.out.is_empty(), "a blocked sender's message relayed");
+    // A sentinel from Alice, after it: relayed.
+    super::ops::send(&alice.store, &alice.ctx, &gid, "sentinel", 7).unwrap();
+    let q = ask(&bob.store, &gid, epoch).unwrap().unwrap();
+    let taken = receive::take(&alice.store, &alice.ctx, &bob.id(), &q.bytes, 8)
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.out.len(), 1, "Alice's own message not relayed");
 }

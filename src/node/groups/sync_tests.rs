@@ -25,6 +25,15 @@ fn the_gaps_named_are_capped() {
 }
 
 #[test]
+fn the_gaps_named_in_all_are_capped() {
+    let senders: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 8]).collect();
+    let have = have_of(senders.iter().map(|s| (s.as_slice(), 1000)));
+    let named: usize = have.iter().map(|h| h.missing.len()).sum();
+    assert_eq!(named, MAX_MISSING_TOTAL);
+    assert!(have.iter().all(|h| h.next == 1001));
+}
+
+#[test]
 fn the_answer_is_what_the_asker_lacks_in_our_order() {
     let (a, b, c) = (b"alice".as_slice(), b"bob".as_slice(), b"carol".as_slice());
     let have = have_of([(a, 0), (a, 2), (b, 0)]);
