@@ -1,5 +1,6 @@
-//! The relay server's connection handler, polled again when its keep-alive
-//! runs out.
+//! The relay server's connection handler: its keep-alive counts only on
+//! connections the relay protocol was used on, and it is polled again
+//! when that keep-alive runs out.
 //!
 //! Why: libp2p-relay 0.22's server handler keeps a connection alive for
 //! 10 s after it was first idle (no reservation) — a rule on the clock,
@@ -13,6 +14,14 @@
 //! nodes in one process had 329 connections each on average, and 22 GiB. [`Handler`] arms a
 //! timer while the inner handler keeps the connection, so the swarm looks
 //! again once the 10 s are over.
+//!
+//! And the 10 s themselves are for a client that connected to make a
+//! reservation, to give it time to ask; the swarm's own idle timeout
+//! (`Config::idle_timeout`, 20 s) gives it that already. So until the
+//! relay protocol is used on a connection (a stream of it negotiated, an
+//! event from the behaviour or from the inner handler), [`Handler`] does
+//! not keep the connection for it: a connection used once by the DHT
+//! closes at the idle timeout after that use, not 10 s later.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -43,6 +52,9 @@ pub struct Handler<H> {
     backoff: u32,
     /// Armed while `inner` keeps the connection.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The relay protocol was used on this connection: only then does
+    /// `inner`'s keep-alive count.
+    used: bool,
 }
 
 impl<H> Handler<H> {
@@ -55,6 +67,7 @@ impl<H> Handler<H> {
             grace: grace.max(Duration::from_millis(1)),
             backoff: 1,
             timer: None,
+            used: false,
         }
     }
 }
@@ -62,7 +75,7 @@ impl<H> Handler<H> {
 impl<H: ConnectionHandler> Handler<H> {
     /// Arms, keeps or drops the timer after a poll of `inner`.
     fn look_again(&mut self, cx: &mut Context<'_>) {
-        if !self.inner.connection_keep_alive() {
+        if !self.connection_keep_alive() {
             self.timer = None;
             self.backoff = 1;
             return;
@@ -97,7 +110,7 @@ impl<H: ConnectionHandler> ConnectionHandler for Handler<H> {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        self.inner.connection_keep_alive()
+        self.used && self.inner.connection_keep_alive()
     }
 
     fn poll(
@@ -109,7 +122,10 @@ impl<H: ConnectionHandler> ConnectionHandler for Handler<H> {
         let polled = self.inner.poll(cx);
         if polled.is_pending() {
             self.look_again(cx);
-        } else if self.backoff > 1 {
+            return polled;
+        }
+        self.used = true;
+        if self.backoff > 1 {
             // Something happened (a reservation ended, say, which starts
             // a fresh 10 s spell): look again one grace from now, not at
             // the end of a long backoff.
@@ -124,6 +140,7 @@ impl<H: ConnectionHandler> ConnectionHandler for Handler<H> {
     }
 
     fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
+        self.used = true;
         self.inner.on_behaviour_event(event);
     }
 
@@ -136,6 +153,15 @@ impl<H: ConnectionHandler> ConnectionHandler for Handler<H> {
             Self::OutboundOpenInfo,
         >,
     ) {
+        if matches!(
+            event,
+            ConnectionEvent::FullyNegotiatedInbound(_)
+                | ConnectionEvent::FullyNegotiatedOutbound(_)
+                | ConnectionEvent::DialUpgradeError(_)
+                | ConnectionEvent::ListenUpgradeError(_)
+        ) {
+            self.used = true;
+        }
         self.inner.on_connection_event(event);
     }
 }
@@ -192,10 +218,12 @@ mod tests {
         }
     }
 
-    /// A wrapped [`Silent`] handler, its switch and a counting waker.
+    /// A wrapped [`Silent`] handler the relay protocol was used on (the
+    /// behaviour told it something), its switch and a counting waker.
     fn handler(grace: Duration) -> (Handler<Silent>, Arc<AtomicBool>, Arc<Count>) {
         let kept = Arc::new(AtomicBool::new(true));
-        let h = Handler::new(Silent { kept: kept.clone() }, grace);
+        let mut h = Handler::new(Silent { kept: kept.clone() }, grace);
+        h.on_behaviour_event(());
         (
             h,
             kept,
@@ -232,6 +260,24 @@ mod tests {
         assert!(h.poll(&mut cx).is_pending());
         assert!(!h.connection_keep_alive());
         assert!(h.timer.is_none(), "no timer once the connection is free");
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_relay_protocol_was_not_used_on_is_not_kept_for_it() {
+        let kept = Arc::new(AtomicBool::new(true));
+        let mut h = Handler::new(Silent { kept }, Duration::from_millis(10));
+        let count = Arc::new(Count(AtomicUsize::new(0), tokio::sync::Notify::new()));
+        let waker = Waker::from(count);
+        let mut cx = Context::from_waker(&waker);
+        assert!(h.poll(&mut cx).is_pending());
+        assert!(!h.connection_keep_alive(), "kept for the relay, unused");
+        assert!(h.timer.is_none(), "a timer for nothing");
+        // The behaviour tells it something (a reservation's answer, say):
+        // from now on the inner handler's keep-alive counts.
+        h.on_behaviour_event(());
+        assert!(h.connection_keep_alive());
+        assert!(h.poll(&mut cx).is_pending());
+        assert!(h.timer.is_some(), "kept: a timer is armed");
     }
 
     #[tokio::test]
