@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::common::bare;
-use crate::{Counts, WARMUP, WINDOW, line, payload, percentile};
+use crate::{Counts, WARMUP, line, payload, percentile};
 
 const FLOOR: StreamProtocol = StreamProtocol::new("/roost-bench/floor/1");
 
@@ -135,7 +135,7 @@ pub async fn floor(c: &Counts, durable: bool) {
             rtts.push(t.elapsed());
         }
     }
-    let tp = throughput(r, w, msg, c.throughput).await;
+    let tp = throughput(r, w, msg, (c.throughput, c.window)).await;
     let system = if durable {
         "durable-floor"
     } else {
@@ -176,14 +176,14 @@ fn answer(mut incoming: IncomingStreams, dir: PathBuf, durable: bool) {
     });
 }
 
-/// Frames per second over the stream, at most [`WINDOW`] unanswered.
+/// Frames per second over the stream, at most `window` unanswered.
 async fn throughput(
     mut r: ReadHalf<Stream>,
     mut w: WriteHalf<Stream>,
     msg: Vec<u8>,
-    n: usize,
+    (n, window): (usize, usize),
 ) -> f64 {
-    let window = Arc::new(Semaphore::new(WINDOW));
+    let window = Arc::new(Semaphore::new(window));
     let t = Instant::now();
     let writer = {
         let window = window.clone();

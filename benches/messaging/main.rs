@@ -27,6 +27,8 @@ use common::{arg, init_tracing, raise_fd_limit};
 
 const MSG_BYTES: usize = 100;
 const WARMUP: usize = 100;
+/// Messages unacknowledged at most in a throughput phase, unless
+/// `ROOST_BENCH_WINDOW` says otherwise.
 const WINDOW: usize = 64;
 /// Longest wait for any bench condition.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -34,6 +36,8 @@ const LIMIT: Duration = Duration::from_secs(120);
 struct Counts {
     latency: usize,
     throughput: usize,
+    /// Most unacknowledged in a throughput phase (roost's and the floors').
+    window: usize,
     mailbox: usize,
     /// Watchers, and whether over the memory transport.
     fanout: Vec<(usize, bool)>,
@@ -41,7 +45,7 @@ struct Counts {
 
 /// `ROOST_BENCH_ROUNDS` and `ROOST_BENCH_MESSAGES` override the round
 /// trips and the throughput messages (a profile of one phase makes the
-/// other small).
+/// other small), `ROOST_BENCH_WINDOW` the throughput window.
 fn counts() -> Counts {
     let mut c = default_counts();
     let get = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
@@ -51,6 +55,9 @@ fn counts() -> Counts {
     if let Some(n) = get("ROOST_BENCH_MESSAGES") {
         c.throughput = n;
     }
+    if let Some(n) = get("ROOST_BENCH_WINDOW") {
+        c.window = n;
+    }
     c
 }
 
@@ -59,6 +66,7 @@ fn default_counts() -> Counts {
         Counts {
             latency: 200,
             throughput: 2000,
+            window: WINDOW,
             mailbox: 100,
             fanout: vec![(10, false), (10, true)],
         }
@@ -66,6 +74,7 @@ fn default_counts() -> Counts {
         Counts {
             latency: 2000,
             throughput: 20000,
+            window: WINDOW,
             mailbox: 1000,
             fanout: vec![(50, false), (100, false), (100, true), (500, true)],
         }
@@ -105,6 +114,7 @@ fn line(system: &str, connect: Duration, mut rtts: Vec<Duration>, tp: f64, c: &C
             "msg_bytes": MSG_BYTES,
             "n_latency": rtts.len(),
             "n_throughput": c.throughput,
+            "window": c.window,
         })
     );
 }

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::sync::broadcast::Receiver;
 
 use crate::common::wait_until;
-use crate::{Counts, LIMIT, WARMUP, WINDOW, bench_config, line, node, payload};
+use crate::{Counts, LIMIT, WARMUP, bench_config, line, node, payload};
 
 /// The full application path: sealed, authenticated, stored durably by the
 /// recipient before it acknowledges, and B's answer too.
@@ -37,7 +37,7 @@ pub async fn roost_system(c: &Counts) {
     a.add_buddy(idb, "b".into()).await.unwrap();
     b.add_buddy(ida, "a".into()).await.unwrap();
     let rtts = round_trips(&a, &b, &mut a_events, c.latency).await;
-    let tp = throughput(&a, idb, &mut a_events, c.throughput).await;
+    let tp = throughput(&a, idb, &mut a_events, (c.throughput, c.window)).await;
     line("roost", connect, rtts, tp, c);
     for n in [&a, &b, &seed] {
         n.shutdown().await.unwrap();
@@ -100,11 +100,16 @@ async fn round_trips(
     rtts
 }
 
-/// Messages per second from A to B, at most [`WINDOW`] unacknowledged
+/// Messages per second from A to B, at most `window` unacknowledged
 /// (not yet delivered). Only this part's own messages count: a late
 /// `Delivered` of a round trip's message is no throughput.
-async fn throughput(a: &NodeHandle, idb: PeerId, a_events: &mut Receiver<Event>, n: usize) -> f64 {
-    let window = Arc::new(Semaphore::new(WINDOW));
+async fn throughput(
+    a: &NodeHandle,
+    idb: PeerId,
+    a_events: &mut Receiver<Event>,
+    (n, window): (usize, usize),
+) -> f64 {
+    let window = Arc::new(Semaphore::new(window));
     let (ids_tx, mut ids_rx) = tokio::sync::mpsc::unbounded_channel();
     let t = Instant::now();
     let sender = {

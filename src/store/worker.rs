@@ -15,7 +15,8 @@
 //!   durable now, and only then reports their results, in order: under
 //!   load one flush covers many writes from many callers. A job that must
 //!   be durable but not this instant ([`Flush::Soon`]) rides on the next
-//!   flush, at the latest [`SOON`] after it ran. Plain jobs queued behind a
+//!   flush, at the latest [`SOON`] after it ran, or at once when
+//!   [`SOON_BATCH`] of them are waiting. Plain jobs queued behind a
 //!   held one still report at once (a `delivered` must not wait for the
 //!   flush of the send it answers). What plain jobs wrote is written out
 //!   and `fsync`ed (`Store::write_out`) at the latest [`LAZY`] after they
@@ -61,6 +62,15 @@ pub const BEST_EFFORT: usize = 1024;
 /// short enough that one caller's sequential sends still run at hundreds
 /// a second. Nobody notices 2 ms.
 pub const SOON: Duration = Duration::from_millis(2);
+
+/// Most [`Flush::Soon`] jobs held at once: with this many waiting, the
+/// flush runs without waiting for another job's. Under load (a window of
+/// sends in flight) the wait would stall all of them to save one flush
+/// in eight; a lone send, or a few, still ride on the next flush. In the
+/// messaging bench eight took a 16-message window from 4.7–5.0 k to
+/// 8.0–9.2 k msgs/s and a 64-message one from 12.0 k to 14.3–15.3 k
+/// (docs/performance.md).
+pub const SOON_BATCH: usize = 8;
 
 /// Longest what a [`Flush::No`] job wrote waits to be written out and
 /// `fsync`ed (`Store::write_out`), as sled's own flusher, which wakes only
@@ -109,7 +119,14 @@ pub struct Worker {
 impl Worker {
     /// Starts a thread over `store`.
     pub fn new(store: Store) -> Self {
-        Self::start(move || Ok(store), |_| {})
+        Self::start(move || Ok(store), |_| {}, SOON)
+    }
+
+    /// A worker whose [`Flush::Soon`] jobs wait up to `soon`, for tests
+    /// that must tell the batch rule from the timer.
+    #[cfg(test)]
+    fn with_soon(store: Store, soon: Duration) -> Self {
+        Self::start(move || Ok(store), |_| {}, soon)
     }
 
     /// Starts a thread that opens the database in `dir` (see
@@ -122,6 +139,7 @@ impl Worker {
             move |r| {
                 let _ = opened_tx.send(r);
             },
+            SOON,
         );
         opened
             .await
@@ -139,6 +157,7 @@ impl Worker {
     fn start(
         open: impl FnOnce() -> Result<Store, StoreError> + Send + 'static,
         opened: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+        soon: Duration,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Msg>();
         let (released_tx, released) = watch::channel(false);
@@ -147,7 +166,7 @@ impl Worker {
             .spawn(move || match open() {
                 Ok(store) => {
                     opened(Ok(()));
-                    serve(&store, &rx);
+                    serve(&store, &rx, soon);
                     // Refuse later jobs before anyone hears of the close.
                     drop(rx);
                     drop(store);
@@ -272,7 +291,7 @@ impl Worker {
 
 /// The thread's loop: serves jobs until closed (or every clone is gone),
 /// then flushes a last time and reports what is still held.
-fn serve(store: &Store, rx: &mpsc::Receiver<Msg>) {
+fn serve(store: &Store, rx: &mpsc::Receiver<Msg>, soon: Duration) {
     let mut held = Held::default();
     loop {
         // Checked before waiting, not only on a timeout: a steady stream
@@ -295,7 +314,7 @@ fn serve(store: &Store, rx: &mpsc::Receiver<Msg>) {
             },
         };
         let Some(Some(first)) = first else { break };
-        if run_group(store, first, rx, &mut held) {
+        if run_group(store, first, rx, (&mut held, soon)) {
             break;
         }
     }
@@ -356,9 +375,14 @@ fn flush(store: &Store) -> Result<(), String> {
 /// Runs `first` and every job already waiting behind it. If any must be
 /// durable now, flushes once and reports all of them, and every held
 /// [`Flush::Soon`] job, in order; otherwise reports the plain ones at once
-/// and holds the `Soon` ones for a later flush. Returns whether the worker
-/// was closed.
-fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Msg>, held: &mut Held) -> bool {
+/// and holds the `Soon` ones for a later flush, up to `soon` away, unless
+/// [`SOON_BATCH`] are now held. Returns whether the worker was closed.
+fn run_group(
+    store: &Store,
+    first: Job,
+    rx: &mpsc::Receiver<Msg>,
+    (held, soon): (&mut Held, Duration),
+) -> bool {
     let mut finish = Vec::new();
     let mut now = false;
     let mut next = Some(first);
@@ -390,10 +414,13 @@ fn run_group(store: &Store, first: Job, rx: &mpsc::Receiver<Msg>, held: &mut Hel
     for (kind, f) in finish {
         if kind == Flush::Soon {
             held.jobs.push(f);
-            held.due.get_or_insert_with(|| Instant::now() + SOON);
+            held.due.get_or_insert_with(|| Instant::now() + soon);
         } else {
             f(&Ok(()));
         }
+    }
+    if held.jobs.len() >= SOON_BATCH {
+        held.report(&flush(store));
     }
     closed
 }

@@ -111,6 +111,33 @@ async fn a_soon_job_rides_on_the_next_flush_or_its_own() {
 }
 
 #[tokio::test]
+async fn soon_jobs_are_flushed_at_once_when_a_batch_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    // Their wait an hour: only the batch rule can flush them.
+    let w = Worker::with_soon(open(&dir), Duration::from_secs(3600));
+    let mut held: Vec<_> = (1..SOON_BATCH as u64)
+        .map(|i| w.reply(Flush::Soon, move |s| s.set_locator_seq(i)))
+        .collect();
+    // Every one has run, one short of a batch: none reported.
+    assert_eq!(
+        w.run(|s| s.locator_seq()).await.unwrap(),
+        SOON_BATCH as u64 - 1
+    );
+    for r in &mut held {
+        assert!(r.try_recv().is_err(), "reported before a flush was due");
+    }
+    // The batch's last: all flushed and reported, without the hour.
+    held.push(w.reply(Flush::Soon, |s| s.set_locator_seq(SOON_BATCH as u64)));
+    for r in held {
+        tokio::time::timeout(Duration::from_secs(60), r)
+            .await
+            .expect("a full batch waits for its timer")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[tokio::test]
 async fn best_effort_writes_beyond_the_bound_are_dropped_without_waiting() {
     let dir = tempfile::tempdir().unwrap();
     let w = Worker::new(open(&dir));
