@@ -212,7 +212,10 @@ fn kademlia(peer_id: libp2p::PeerId, config: &Config) -> kad::Behaviour<SourceCa
         // 5-minute refreshes alone kept both cores busy, and queries
         // keep the buckets fresh in between.
         .set_periodic_bootstrap_interval(Some(Duration::from_secs(3600)))
-        .set_max_packet_size(16 * 1024);
+        .set_max_packet_size(16 * 1024)
+        // The event loop inserts peers itself, checking a full bucket's
+        // oldest entry at most every 10 minutes (`net::kad_probe`).
+        .set_kbucket_inserts(kad::BucketInserts::Manual);
     let store =
         SourceCappedStore::new(peer_id, MAX_RECORDS, crate::wire::locator::MAX_RECORD_BYTES);
     let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);

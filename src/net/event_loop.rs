@@ -37,6 +37,7 @@ mod rpc;
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::command::{Command, NetEvent};
 use super::dials::Dials;
+use super::kad_probe::BucketProbes;
 use super::lasting::{Lasting, Remember};
 use super::locator::{self, Op};
 use super::ratelimit::{MAILBOX_BURST, MAILBOX_RATE, PRESENCE_BURST, PRESENCE_RATE, RateLimiter};
@@ -90,6 +91,8 @@ pub struct EventLoop {
     presence_limit: RateLimiter,
     /// Which connections have lasted: their peers are the ones remembered.
     lasting: Lasting,
+    /// When each full Kademlia bucket last checked its oldest entry.
+    probes: BucketProbes,
     /// Our reachability and what follows from it.
     reach: Reach,
     /// The circuit listener held on each relay.
@@ -137,6 +140,7 @@ impl EventLoop {
             mailbox_limit: RateLimiter::new(MAILBOX_RATE, MAILBOX_BURST),
             presence_limit: RateLimiter::new(PRESENCE_RATE, PRESENCE_BURST),
             lasting: Lasting::new(config.lasting_connection),
+            probes: BucketProbes::default(),
             reach: Reach::new(Settings {
                 dht_mode: config.dht_mode,
                 relay_server: config.relay_server,

@@ -8,6 +8,7 @@ mod command;
 pub mod dials;
 mod event_loop;
 pub mod gossip_idle;
+pub mod kad_probe;
 pub mod keep;
 pub mod lasting;
 pub mod locator;

@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 use super::{EventLoop, NetEvent};
 use crate::clock::unix_ms;
 use crate::net::behaviour::KAD_PROTOCOL;
+use crate::net::kad_probe::{Admit, Bucket};
 use crate::net::locator::{CLOSEST_NEEDED, Dht, Input, Now, Output};
 use crate::net::record_store::SourceCappedStore;
 use crate::wire::locator::Locator;
@@ -178,16 +179,32 @@ impl EventLoop {
             return;
         }
         for addr in &info.listen_addrs {
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer, addr.clone());
+            self.admit(peer, addr.clone());
         }
         if let Some(r) = self
             .lasting
             .identified(peer, info.listen_addrs, Instant::now())
         {
             self.remember(r);
+        }
+    }
+
+    /// Offers `peer` at `addr` to the routing table under the rule of
+    /// [`crate::net::kad_probe`]: a full bucket takes it (and checks its
+    /// oldest entry) at most once per period.
+    fn admit(&mut self, peer: PeerId, addr: Multiaddr) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let Some(b) = kad.kbucket(peer) else {
+            return;
+        };
+        let bucket = Bucket {
+            index: b.range().0.ilog2().unwrap_or(0),
+            full: b.num_entries() >= kad::K_VALUE.get(),
+            holds: b.iter().any(|e| *e.node.key.preimage() == peer),
+            pending: b.has_pending(),
+        };
+        if self.probes.admit(bucket, Instant::now()) == Admit::Add {
+            self.swarm.behaviour_mut().kad.add_address(&peer, addr);
         }
     }
 
@@ -234,6 +251,8 @@ impl EventLoop {
                 self.drive_locator(Input::NewPeer(peer));
                 let _ = self.net_events.try_send(NetEvent::NewPeer(peer));
             }
+            kad::Event::RoutablePeer { peer, address }
+            | kad::Event::PendingRoutablePeer { peer, address } => self.admit(peer, address),
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
             } => self.on_query(id, result, step.last),
