@@ -24,11 +24,13 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(600);
 /// What the event loop does with a peer offered for the routing table.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admit {
-    /// Add it: the bucket has room, holds it already, or may check its
-    /// oldest entry now.
+    /// Add it: the bucket has room, holds it already, is checking its
+    /// oldest entry already (kad adds the address to a peer waiting on
+    /// that check and dials nothing), or may check its oldest now.
     Add,
-    /// Leave it out: the bucket is full and checked its oldest entry
-    /// less than [`PROBE_EVERY`] ago, or is checking it now.
+    /// Leave it out: the bucket is full and checked its oldest entry less
+    /// than [`PROBE_EVERY`] ago, or its oldest is connected (nothing to
+    /// check: kad would refuse the newcomer).
     Skip,
 }
 
@@ -41,8 +43,12 @@ pub struct Bucket {
     pub full: bool,
     /// Whether it already holds the peer.
     pub holds: bool,
-    /// Whether a newcomer already waits on a check of its oldest entry.
+    /// Whether a newcomer already waits on a check of its oldest entry
+    /// (libp2p-kad then takes no other newcomer, and dials nothing).
     pub pending: bool,
+    /// Whether its oldest entry is disconnected: only then does a
+    /// newcomer make libp2p-kad dial it.
+    pub oldest_gone: bool,
 }
 
 /// When each full bucket last checked its oldest entry (at most 256
@@ -54,12 +60,13 @@ pub struct BucketProbes {
 
 impl BucketProbes {
     /// Whether a peer falling in `b` goes into the table now; a full
-    /// bucket's check is counted from here.
+    /// bucket's check is counted from here, and only when there is one
+    /// to make.
     pub fn admit(&mut self, b: Bucket, now: Instant) -> Admit {
-        if b.holds || !b.full {
+        if b.holds || !b.full || b.pending {
             return Admit::Add;
         }
-        if b.pending {
+        if !b.oldest_gone {
             return Admit::Skip;
         }
         if let Some(at) = self.last.get(&b.index)
@@ -82,6 +89,7 @@ mod tests {
             full,
             holds: false,
             pending: false,
+            oldest_gone: true,
         }
     }
 
@@ -111,13 +119,24 @@ mod tests {
     }
 
     #[test]
-    fn a_full_bucket_already_checking_takes_nobody() {
+    fn a_full_bucket_with_nothing_to_check_uses_up_no_check() {
         let (mut p, t) = (BucketProbes::default(), Instant::now());
+        // Checking already: the newcomer's address goes to kad, which
+        // dials nothing; no check counted.
         let pending = Bucket {
             pending: true,
             ..bucket(3, true)
         };
-        assert_eq!(p.admit(pending, t), Admit::Skip);
-        assert_eq!(p.admit(bucket(3, true), t), Admit::Add, "not counted");
+        assert_eq!(p.admit(pending, t), Admit::Add);
+        // Its oldest connected: nothing to check, and nothing counted.
+        let alive = Bucket {
+            oldest_gone: false,
+            ..bucket(3, true)
+        };
+        assert_eq!(p.admit(alive, t), Admit::Skip);
+        assert!(p.last.is_empty());
+        // So once its oldest is gone, it is checked at once.
+        assert_eq!(p.admit(bucket(3, true), t), Admit::Add);
+        assert_eq!(p.admit(bucket(3, true), t), Admit::Skip);
     }
 }

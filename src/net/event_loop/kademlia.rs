@@ -202,6 +202,10 @@ impl EventLoop {
             full: b.num_entries() >= kad::K_VALUE.get(),
             holds: b.iter().any(|e| *e.node.key.preimage() == peer),
             pending: b.has_pending(),
+            oldest_gone: b
+                .iter()
+                .next()
+                .is_some_and(|e| e.status == kad::NodeStatus::Disconnected),
         };
         if self.probes.admit(bucket, Instant::now()) == Admit::Add {
             self.swarm.behaviour_mut().kad.add_address(&peer, addr);
@@ -251,8 +255,8 @@ impl EventLoop {
                 self.drive_locator(Input::NewPeer(peer));
                 let _ = self.net_events.try_send(NetEvent::NewPeer(peer));
             }
-            kad::Event::RoutablePeer { peer, address }
-            | kad::Event::PendingRoutablePeer { peer, address } => self.admit(peer, address),
+            // (`PendingRoutablePeer` comes only with libp2p's own inserts.)
+            kad::Event::RoutablePeer { peer, address } => self.admit(peer, address),
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
             } => self.on_query(id, result, step.last),

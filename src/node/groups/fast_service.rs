@@ -194,6 +194,25 @@ impl Service {
         let now = std::time::Instant::now();
         let me = self.ctx.sealer.me();
         for (group, epoch) in self.sync.due(now) {
+            // Who follows the group's topics, first: with nobody there the
+            // question is not worth reading the epoch's log for.
+            let topics: Vec<String> = self
+                .topics
+                .iter()
+                .filter(|(_, (g, _))| *g == group)
+                .map(|(t, _)| t.clone())
+                .collect();
+            let mut there = Vec::new();
+            for t in topics {
+                for p in self.net.topic_peers(t).await.unwrap_or_default() {
+                    if p != me && !there.contains(&p) {
+                        there.push(p);
+                    }
+                }
+            }
+            if there.is_empty() {
+                continue;
+            }
             let ask = match self
                 .store
                 .run(move |s| super::sync_jobs::ask(s, &group, epoch))
@@ -206,20 +225,10 @@ impl Service {
                     continue;
                 }
             };
-            let topics: Vec<String> = self
-                .topics
-                .iter()
-                .filter(|(_, (g, _))| *g == group)
-                .map(|(t, _)| t.clone())
+            let seen: Vec<_> = there
+                .into_iter()
+                .filter(|p| ask.members.contains(p))
                 .collect();
-            let mut seen = Vec::new();
-            for t in topics {
-                for p in self.net.topic_peers(t).await.unwrap_or_default() {
-                    if ask.members.contains(&p) && !seen.contains(&p) {
-                        seen.push(p);
-                    }
-                }
-            }
             let asked = sync::pick_asked(&seen, &me, self.round);
             if asked.is_empty() {
                 continue;

@@ -29,15 +29,17 @@ use crate::wire::group::{GroupId, Have, MAX_MEMBERS, MAX_MISSING, MAX_RELAY};
 /// Most members asked per epoch and round.
 pub const ASKED_PER_ROUND: usize = 2;
 
-/// Most bytes of signed messages in one answer: well inside a 1:1 body
-/// (`wire::message::MAX_BODY`), whatever the messages' sizes.
+/// Most bytes of signed messages in one answer: well inside a group
+/// item's bytes (`wire::group::MAX_GROUP_BYTES`, 100 KiB), whatever the
+/// messages' sizes.
 pub const RELAY_BUDGET: usize = 48 * 1024;
 
 /// Most messages one answer carries (the wire's cap).
 pub const RELAY_MAX: usize = MAX_RELAY;
 
 /// Most gaps named in one question, over all senders: with 1000 senders
-/// the question stays within a 1:1 body (`wire::message::MAX_BODY`).
+/// (about 70 bytes each) the question stays within a group item's bytes
+/// (`wire::group::MAX_GROUP_BYTES`, 100 KiB).
 pub const MAX_MISSING_TOTAL: usize = 512;
 
 /// What we have of an epoch, per sender, from the (sender, number) pairs

@@ -46,22 +46,28 @@ fn have(
     epoch: u64,
     members: &[Vec<u8>],
 ) -> Result<Vec<Have>, StoreError> {
-    let taken = s.group_seen_in(group, epoch)?;
-    let mut have = sync::have_of(taken.iter().map(|(sender, n, _)| (sender.as_slice(), *n)));
+    let mut blocked = Vec::new();
     for m in members {
-        let Ok(peer) = PeerId::from_bytes(m) else {
-            continue;
-        };
-        if s.relation(&peer)? != Relation::Blocked {
-            continue;
+        if let Ok(peer) = PeerId::from_bytes(m)
+            && s.relation(&peer)? == Relation::Blocked
+        {
+            blocked.push(m.as_slice());
         }
-        have.retain(|h| h.sender != *m);
-        have.push(Have {
-            sender: m.clone(),
-            next: u64::MAX,
-            missing: Vec::new(),
-        });
     }
+    let taken = s.group_seen_in(group, epoch)?;
+    // The blocked left out first, so that their gaps, which never fill,
+    // spend none of the question's budget of gaps.
+    let mut have = sync::have_of(
+        taken
+            .iter()
+            .filter(|(sender, _, _)| !blocked.contains(&sender.as_slice()))
+            .map(|(sender, n, _)| (sender.as_slice(), *n)),
+    );
+    have.extend(blocked.iter().map(|m| Have {
+        sender: m.to_vec(),
+        next: u64::MAX,
+        missing: Vec::new(),
+    }));
     have.truncate(MAX_MEMBERS);
     Ok(have)
 }
@@ -193,13 +199,16 @@ pub(super) fn relayed(
         return Ok(());
     };
     let row = s.group(&group)?.ok_or(GroupError::NotMember)?;
+    if row.gone || !row.joined {
+        return Err(GroupError::NotMember.into());
+    }
     let state = row.state.open().map_err(GroupError::from)?;
     let (cur, prev) = receive::views(&state, &row);
-    let asker = from.to_bytes();
+    let relayer = from.to_bytes();
     if ![Some(cur), prev]
         .into_iter()
         .flatten()
-        .any(|v| v.members.contains(&asker))
+        .any(|v| v.members.contains(&relayer))
     {
         return Err(GroupError::NotMember.into());
     }
