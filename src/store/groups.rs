@@ -191,15 +191,17 @@ impl Store {
     /// a large group's catch-up asks for and answers from.
     pub fn group_seen_in(&self, id: &GroupId, epoch: u64) -> Result<Vec<Taken>, StoreError> {
         let prefix = key(&[&id.0, &epoch.to_be_bytes()]);
+        // After the prefix: the number (8 bytes), then the sender.
+        let (at, sender_at) = (prefix.len(), prefix.len() + 8);
         let mut out = Vec::new();
         for kv in self.tree(SEEN)?.scan_prefix(&prefix) {
             let (k, v) = kv?;
             let n = k
-                .get(40..48)
+                .get(at..sender_at)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_be_bytes)
                 .ok_or(StoreError::Corrupt(SEEN))?;
-            out.push((k[48..].to_vec(), n, v.to_vec()));
+            out.push((k[sender_at..].to_vec(), n, v.to_vec()));
         }
         Ok(out)
     }

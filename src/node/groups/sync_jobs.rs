@@ -10,7 +10,7 @@ use libp2p::PeerId;
 use tracing::debug;
 
 use super::receive::{self, Fail, Taken};
-use super::roster::GroupError;
+use super::roster::{self, GroupError};
 use super::sync::{self, RELAY_BUDGET, RELAY_MAX};
 use super::{Ctx, GroupOpError, ops};
 use crate::store::{Relation, Store, StoreError};
@@ -22,17 +22,24 @@ fn encode(body: &GroupBody) -> Result<Vec<u8>, StoreError> {
     crate::wire::encode(body).map_err(|_| StoreError::Corrupt("group"))
 }
 
-/// The members (PeerId bytes) of `epoch` of our joined group `row`, if we
-/// hold that epoch (the current one, or the previous in its grace).
-fn epoch_members(row: &crate::store::GroupRow, epoch: u64) -> Option<Vec<Vec<u8>>> {
+/// The epochs we hold of our joined group `row` (the current one, and the
+/// previous in its grace); none of a group we left or never joined.
+fn held_epochs(row: &crate::store::GroupRow) -> Vec<roster::EpochView> {
     if row.gone || !row.joined {
-        return None;
+        return Vec::new();
     }
-    let state = row.state.open().ok()?;
+    let Ok(state) = row.state.open() else {
+        return Vec::new();
+    };
     let (cur, prev) = receive::views(&state, row);
-    [Some(cur), prev]
+    [Some(cur), prev].into_iter().flatten().collect()
+}
+
+/// The members (PeerId bytes) of `epoch` of our joined group `row`, if we
+/// hold that epoch.
+fn epoch_members(row: &crate::store::GroupRow, epoch: u64) -> Option<Vec<Vec<u8>>> {
+    held_epochs(row)
         .into_iter()
-        .flatten()
         .find(|v| v.epoch == epoch)
         .map(|v| v.members)
 }
@@ -199,15 +206,9 @@ pub(super) fn relayed(
         return Ok(());
     };
     let row = s.group(&group)?.ok_or(GroupError::NotMember)?;
-    if row.gone || !row.joined {
-        return Err(GroupError::NotMember.into());
-    }
-    let state = row.state.open().map_err(GroupError::from)?;
-    let (cur, prev) = receive::views(&state, &row);
     let relayer = from.to_bytes();
-    if ![Some(cur), prev]
-        .into_iter()
-        .flatten()
+    if !held_epochs(&row)
+        .iter()
         .any(|v| v.members.contains(&relayer))
     {
         return Err(GroupError::NotMember.into());
