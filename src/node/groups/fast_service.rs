@@ -213,9 +213,10 @@ impl Service {
             if there.is_empty() {
                 continue;
             }
+            let round = self.round;
             let ask = match self
                 .store
-                .run(move |s| super::sync_jobs::ask(s, &group, epoch))
+                .run(move |s| super::sync_jobs::ask(s, &group, epoch, round))
                 .await
             {
                 Ok(Some(a)) => a,

@@ -57,6 +57,8 @@ pub(crate) struct Ctx {
     pub(crate) asks: std::sync::atomic::AtomicUsize,
     /// Messages this node filed from catch-up answers, for the same tests.
     pub(crate) relayed: std::sync::atomic::AtomicUsize,
+    /// How many catch-up questions each member may have answered.
+    pub(crate) answers: std::sync::Mutex<sync::AnswerLimit>,
 }
 
 impl Ctx {
@@ -73,6 +75,7 @@ impl Ctx {
             joined: tokio::sync::Notify::new(),
             asks: Default::default(),
             relayed: Default::default(),
+            answers: Default::default(),
         })
     }
 }

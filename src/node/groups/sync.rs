@@ -46,36 +46,48 @@ pub const MAX_MISSING_TOTAL: usize = 512;
 /// taken in it (`Store::group_seen_in`): the next number and the gaps
 /// below it (the first [`MAX_MISSING`] per sender and
 /// [`MAX_MISSING_TOTAL`] in all; the rest are asked for once those are
-/// filled). At most [`MAX_MEMBERS`] senders.
-pub fn have_of<'a>(taken: impl IntoIterator<Item = (&'a [u8], u64)>) -> Vec<Have> {
+/// filled). At most [`MAX_MEMBERS`] senders, in their bytes' order.
+///
+/// The budget of gaps is spent from the sender at `round` (modulo the
+/// senders) on, wrapping: gaps that nobody can fill (every holder away)
+/// would otherwise hold the front of the budget every round, and the
+/// senders behind them would never be asked about.
+pub fn have_of<'a>(taken: impl IntoIterator<Item = (&'a [u8], u64)>, round: u64) -> Vec<Have> {
     let mut per: BTreeMap<&[u8], Vec<u64>> = BTreeMap::new();
     for (sender, n) in taken {
         per.entry(sender).or_default().push(n);
     }
-    let mut budget = MAX_MISSING_TOTAL;
-    per.into_iter()
+    let mut have: Vec<Have> = per
+        .into_iter()
         .take(MAX_MEMBERS)
         .map(|(sender, mut ns)| {
             ns.sort_unstable();
             ns.dedup();
             let mut missing = Vec::new();
             let mut expect = 0u64;
-            let cap = MAX_MISSING.min(budget);
             for &n in &ns {
-                while expect < n && missing.len() < cap {
+                while expect < n && missing.len() < MAX_MISSING {
                     missing.push(expect);
                     expect += 1;
                 }
                 expect = n.saturating_add(1);
             }
-            budget -= missing.len();
             Have {
                 sender: sender.to_vec(),
                 next: expect,
                 missing,
             }
         })
-        .collect()
+        .collect();
+    let len = have.len();
+    let start = (round % len.max(1) as u64) as usize;
+    let mut budget = MAX_MISSING_TOTAL;
+    for i in (start..len).chain(0..start) {
+        let missing = &mut have[i].missing;
+        missing.truncate(budget);
+        budget -= missing.len();
+    }
+    have
 }
 
 /// Of the (sender, number) pairs we have (in our order), those an asker
@@ -137,6 +149,71 @@ impl SyncPlan {
         if let Some(at) = self.next.get_mut(&epoch) {
             *at = now + self.every;
         }
+    }
+}
+
+/// Questions one asker may have answered back to back: a member back
+/// from a long absence asks again at once after each answer that left
+/// some out, and 64 answers carry up to 16 384 messages (3 MiB).
+pub const ANSWER_BURST: u64 = 64;
+
+/// After a burst, one answer per asker this often (milliseconds). Each
+/// question costs a read of the epoch's index and up to
+/// [`RELAY_BUDGET`] bytes sent: a member asking in a loop gets this pace,
+/// not our disk and uplink.
+pub const ANSWER_EVERY_MS: u64 = 1000;
+
+/// Most askers [`AnswerLimit`] tracks; one absent from the table has a
+/// full burst, so when it is full the one closest to a full burst goes.
+pub const MAX_ASKERS: usize = 1024;
+
+/// How many catch-up questions each asker may have answered: a token
+/// bucket per asker, [`ANSWER_BURST`] deep, one token back every
+/// [`ANSWER_EVERY_MS`]. Time is the caller's (unix milliseconds).
+#[derive(Debug, Default)]
+pub struct AnswerLimit {
+    /// Per asker: its tokens as of the time beside them.
+    askers: HashMap<PeerId, (u64, u64)>,
+}
+
+impl AnswerLimit {
+    /// Whether `asker`'s question at `now` is answered (and, if so, takes
+    /// one of its tokens).
+    pub fn admit(&mut self, asker: PeerId, now: u64) -> bool {
+        if !self.askers.contains_key(&asker) && self.askers.len() >= MAX_ASKERS {
+            self.askers.retain(|_, b| refill(*b, now).0 < ANSWER_BURST);
+            if self.askers.len() >= MAX_ASKERS {
+                let fullest = self
+                    .askers
+                    .iter()
+                    .max_by_key(|(_, b)| refill(**b, now).0)
+                    .map(|(p, _)| *p);
+                if let Some(p) = fullest {
+                    self.askers.remove(&p);
+                }
+            }
+        }
+        let bucket = self.askers.entry(asker).or_insert((ANSWER_BURST, now));
+        let (tokens, at) = refill(*bucket, now);
+        if tokens == 0 {
+            *bucket = (0, at);
+            return false;
+        }
+        *bucket = (tokens - 1, at);
+        true
+    }
+}
+
+/// A bucket `(tokens, as of)` brought to `now`: a token per whole
+/// [`ANSWER_EVERY_MS`] gone by, up to [`ANSWER_BURST`]; the time moves by
+/// the tokens given back only, so no part of a period is lost.
+fn refill((tokens, at): (u64, u64), now: u64) -> (u64, u64) {
+    let back = now.saturating_sub(at) / ANSWER_EVERY_MS;
+    let tokens = tokens.saturating_add(back);
+    if tokens >= ANSWER_BURST {
+        (ANSWER_BURST, now.max(at))
+    } else {
+        (tokens, at + back * ANSWER_EVERY_MS)
     }
 }
 

@@ -44,14 +44,15 @@ fn epoch_members(row: &crate::store::GroupRow, epoch: u64) -> Option<Vec<Vec<u8>
         .map(|v| v.members)
 }
 
-/// What we have of `epoch` of `group`, per sender; a member we blocked
-/// counts as complete (its messages are refused, so asking for them
-/// would only fill answers with what we drop).
+/// What we have of `epoch` of `group`, per sender, the gaps' budget
+/// spent from the sender at `round` on ([`sync::have_of`]); a member we
+/// blocked counts as complete (its messages are refused, so asking for
+/// them would only fill answers with what we drop).
 fn have(
     s: &Store,
-    group: &GroupId,
-    epoch: u64,
+    (group, epoch): (&GroupId, u64),
     members: &[Vec<u8>],
+    round: u64,
 ) -> Result<Vec<Have>, StoreError> {
     let mut blocked = Vec::new();
     for m in members {
@@ -69,6 +70,7 @@ fn have(
             .iter()
             .filter(|(sender, _, _)| !blocked.contains(&sender.as_slice()))
             .map(|(sender, n, _)| (sender.as_slice(), *n)),
+        round,
     );
     have.extend(blocked.iter().map(|m| Have {
         sender: m.to_vec(),
@@ -87,9 +89,15 @@ pub(crate) struct Ask {
     pub(crate) members: Vec<PeerId>,
 }
 
-/// The question asking a member for what we lack of `epoch` of `group`;
-/// `None` when we do not hold that epoch of a group we joined.
-pub(crate) fn ask(s: &Store, group: &GroupId, epoch: u64) -> Result<Option<Ask>, StoreError> {
+/// The question asking a member for what we lack of `epoch` of `group`
+/// in catch-up round `round`; `None` when we do not hold that epoch of a
+/// group we joined.
+pub(crate) fn ask(
+    s: &Store,
+    group: &GroupId,
+    epoch: u64,
+    round: u64,
+) -> Result<Option<Ask>, StoreError> {
     let Some(row) = s.group(group)? else {
         return Ok(None);
     };
@@ -99,7 +107,7 @@ pub(crate) fn ask(s: &Store, group: &GroupId, epoch: u64) -> Result<Option<Ask>,
     let bytes = encode(&GroupBody::SyncAsk {
         group_id: *group,
         epoch,
-        have: have(s, group, epoch, &members)?,
+        have: have(s, (group, epoch), &members, round)?,
     })?;
     let members = members
         .iter()
@@ -136,7 +144,7 @@ fn reply(
 /// bytes and [`RELAY_MAX`] messages (`more` when some were left out).
 /// Only a member of that epoch is answered, and only by a member: a
 /// removed member learns nothing sent after its removal, a stranger
-/// nothing at all.
+/// nothing at all; and a member only at [`sync::AnswerLimit`]'s pace.
 pub(super) fn answer(
     s: &Store,
     ctx: &Ctx,
@@ -150,6 +158,17 @@ pub(super) fn answer(
     let members = epoch_members(&row, epoch).ok_or(GroupError::NotMember)?;
     if !members.contains(&from.to_bytes()) {
         return Err(GroupError::NotMember.into());
+    }
+    // Before the epoch's index is read: a member asking in a loop is
+    // answered at the limit's pace, and the rest costs a lookup.
+    let admitted = ctx
+        .answers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .admit(*from, now);
+    if !admitted {
+        debug!(%from, "a catch-up question over the asker's limit: not answered");
+        return Ok(());
     }
     let ours = s.group_seen_in(group, epoch)?;
     let lines = sync::lacking(
@@ -235,8 +254,10 @@ pub(super) fn relayed(
     }
     // The answer as a whole is new to us, whatever its messages were.
     taken.duplicate = false;
+    // The next question at once; the time stands in for the round, so
+    // its gaps' budget starts at another sender than the last one's.
     match progress {
-        Some(epoch) if more => match ask(s, &group, epoch)? {
+        Some(epoch) if more => match ask(s, &group, epoch, now)? {
             Some(a) => {
                 ctx.asks.fetch_add(1, Ordering::AcqRel);
                 reply(s, ctx, from, &a.bytes, now, taken)

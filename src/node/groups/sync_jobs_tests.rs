@@ -14,14 +14,25 @@ fn answer_of(
     gid: &GroupId,
     epoch: u64,
 ) -> Result<Vec<Vec<u8>>, GroupError> {
+    answer_at(from, to, gid, epoch, 10)
+}
+
+/// [`answer_of`] at time `now` (unix ms).
+fn answer_at(
+    from: &Peer,
+    to: &Peer,
+    gid: &GroupId,
+    epoch: u64,
+    now: u64,
+) -> Result<Vec<Vec<u8>>, GroupError> {
     let taken = from.store.group_seen_in(gid, epoch).unwrap();
     let ask = crate::wire::encode(&GroupBody::SyncAsk {
         group_id: *gid,
         epoch,
-        have: sync::have_of(taken.iter().map(|(s, n, _)| (s.as_slice(), *n))),
+        have: sync::have_of(taken.iter().map(|(s, n, _)| (s.as_slice(), *n)), 0),
     })
     .unwrap();
-    receive::take(&to.store, &to.ctx, &from.id(), &ask, 10)
+    receive::take(&to.store, &to.ctx, &from.id(), &ask, now)
         .unwrap()
         .map(|t| from.mine(&t.out))
 }
@@ -172,7 +183,7 @@ fn a_blocked_member_counts_as_complete_in_a_question() {
     let sent = super::ops::send(&mallory.store, &mallory.ctx, &gid, "blocked", 4).unwrap();
     alice.takes(&mallory, &sent.out, 5);
     bob.store.block(&mallory.id()).unwrap();
-    let q = ask(&bob.store, &gid, epoch).unwrap().unwrap();
+    let q = ask(&bob.store, &gid, epoch, 0).unwrap().unwrap();
     assert!(q.members.contains(&mallory.id()));
     // Alice, asked, has nothing Bob lacks: Mallory's message is not sent.
     let taken = receive::take(&alice.store, &alice.ctx, &bob.id(), &q.bytes, 6)
@@ -181,9 +192,32 @@ fn a_blocked_member_counts_as_complete_in_a_question() {
     assert!(taken.out.is_empty(), "a blocked sender's message relayed");
     // A sentinel from Alice, after it: relayed.
     super::ops::send(&alice.store, &alice.ctx, &gid, "sentinel", 7).unwrap();
-    let q = ask(&bob.store, &gid, epoch).unwrap().unwrap();
+    let q = ask(&bob.store, &gid, epoch, 0).unwrap().unwrap();
     let taken = receive::take(&alice.store, &alice.ctx, &bob.id(), &q.bytes, 8)
         .unwrap()
         .unwrap();
     assert_eq!(taken.out.len(), 1, "Alice's own message not relayed");
+}
+
+#[test]
+fn a_member_asking_in_a_loop_is_answered_at_the_limits_pace() {
+    let (alice, bob, carol, dave) = (peer(), peer(), peer(), peer());
+    let gid = group(&alice, &[&bob, &carol, &dave]);
+    let epoch = carol.epoch(&gid);
+    let sent = super::ops::send(&alice.store, &alice.ctx, &gid, "lacked", 4).unwrap();
+    bob.takes(&alice, &sent.out, 5);
+    // Carol (and Dave) never file the answers, so every question lacks the message.
+    let t0 = 1_000_000;
+    for i in 0..sync::ANSWER_BURST {
+        let answer = answer_at(&carol, &bob, &gid, epoch, t0).unwrap();
+        assert_eq!(answer.len(), 1, "question {i} of the burst unanswered");
+    }
+    let over = answer_at(&carol, &bob, &gid, epoch, t0).unwrap();
+    assert!(over.is_empty(), "answered past the burst");
+    // Another member is not held back by Carol's questions.
+    let dave = answer_at(&dave, &bob, &gid, epoch, t0).unwrap();
+    assert_eq!(dave.len(), 1, "Dave held back by Carol's questions");
+    // A period later, Carol is answered again: the limit, not a refusal.
+    let later = answer_at(&carol, &bob, &gid, epoch, t0 + sync::ANSWER_EVERY_MS).unwrap();
+    assert_eq!(later.len(), 1, "not answered after a period");
 }

@@ -7,7 +7,7 @@ fn gid(b: u8) -> GroupId {
 #[test]
 fn have_names_the_next_number_and_the_gaps_per_sender() {
     let (a, b) = (b"alice".as_slice(), b"bob".as_slice());
-    let have = have_of([(a, 0), (a, 1), (a, 4), (b, 2), (a, 1)]);
+    let have = have_of([(a, 0), (a, 1), (a, 4), (b, 2), (a, 1)], 0);
     assert_eq!(have.len(), 2);
     let alice = have.iter().find(|h| h.sender == a).unwrap();
     assert_eq!((alice.next, alice.missing.clone()), (5, vec![2, 3]));
@@ -18,7 +18,7 @@ fn have_names_the_next_number_and_the_gaps_per_sender() {
 #[test]
 fn the_gaps_named_are_capped() {
     let a = b"alice".as_slice();
-    let have = have_of([(a, 10_000)]);
+    let have = have_of([(a, 10_000)], 0);
     assert_eq!(have[0].next, 10_001);
     assert_eq!(have[0].missing.len(), MAX_MISSING);
     assert_eq!(have[0].missing[0], 0);
@@ -27,16 +27,39 @@ fn the_gaps_named_are_capped() {
 #[test]
 fn the_gaps_named_in_all_are_capped() {
     let senders: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 8]).collect();
-    let have = have_of(senders.iter().map(|s| (s.as_slice(), 1000)));
+    let have = have_of(senders.iter().map(|s| (s.as_slice(), 1000)), 0);
     let named: usize = have.iter().map(|h| h.missing.len()).sum();
     assert_eq!(named, MAX_MISSING_TOTAL);
     assert!(have.iter().all(|h| h.next == 1001));
 }
 
 #[test]
+fn the_gaps_budget_starts_at_another_sender_each_round() {
+    // 20 senders, each 1000 messages behind: the budget covers 8 of them
+    // (64 gaps each), from the round's sender on, wrapping.
+    let senders: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 8]).collect();
+    let asked = |round| -> Vec<usize> {
+        let have = have_of(senders.iter().map(|s| (s.as_slice(), 1000)), round);
+        assert_eq!(have.len(), 20, "every sender named, in its order");
+        assert!(have.iter().zip(&senders).all(|(h, s)| &h.sender == s));
+        let named: usize = have.iter().map(|h| h.missing.len()).sum();
+        assert_eq!(named, MAX_MISSING_TOTAL);
+        (0..20).filter(|&i| !have[i].missing.is_empty()).collect()
+    };
+    assert_eq!(asked(0), (0..8).collect::<Vec<_>>());
+    assert_eq!(asked(8), (8..16).collect::<Vec<_>>());
+    assert_eq!(asked(16), [0, 1, 2, 3, 16, 17, 18, 19]);
+    assert_eq!(
+        asked(36),
+        asked(16),
+        "the round is taken modulo the senders"
+    );
+}
+
+#[test]
 fn the_answer_is_what_the_asker_lacks_in_our_order() {
     let (a, b, c) = (b"alice".as_slice(), b"bob".as_slice(), b"carol".as_slice());
-    let have = have_of([(a, 0), (a, 2), (b, 0)]);
+    let have = have_of([(a, 0), (a, 2), (b, 0)], 0);
     let ours = [
         (a, 0, "a0"),
         (b, 0, "b0"),
@@ -48,7 +71,7 @@ fn the_answer_is_what_the_asker_lacks_in_our_order() {
     ];
     assert_eq!(lacking(ours, &have), ["a1", "b1", "c0", "a3"]);
     // An asker with everything gets nothing.
-    let all = have_of(ours.iter().map(|(s, n, _)| (*s, *n)));
+    let all = have_of(ours.iter().map(|(s, n, _)| (*s, *n)), 0);
     assert!(lacking(ours, &all).is_empty());
 }
 
@@ -84,4 +107,43 @@ fn the_asked_rotate_over_the_members_seen() {
     }
     assert!(all.len() > ASKED_PER_ROUND, "the same members every round");
     assert!(pick_asked(&[], &me, 0).is_empty());
+}
+
+#[test]
+fn an_asker_gets_a_burst_then_one_answer_a_period() {
+    let (mut limit, asker, other) = (AnswerLimit::default(), PeerId::random(), PeerId::random());
+    let t0 = 1_000_000;
+    let burst = (0..ANSWER_BURST * 2)
+        .filter(|_| limit.admit(asker, t0))
+        .count();
+    assert_eq!(burst as u64, ANSWER_BURST, "a burst, then refused");
+    assert!(limit.admit(other, t0), "another asker has its own burst");
+    // Half a period later: still none; a whole period: one, then none.
+    assert!(!limit.admit(asker, t0 + ANSWER_EVERY_MS / 2));
+    assert!(limit.admit(asker, t0 + ANSWER_EVERY_MS));
+    assert!(!limit.admit(asker, t0 + ANSWER_EVERY_MS));
+    // The refused half period was not lost: one more at two periods.
+    assert!(limit.admit(asker, t0 + 2 * ANSWER_EVERY_MS));
+    // Long quiet: a full burst again, no more.
+    let later = t0 + 1000 * ANSWER_EVERY_MS;
+    let again = (0..ANSWER_BURST * 2)
+        .filter(|_| limit.admit(asker, later))
+        .count();
+    assert_eq!(again as u64, ANSWER_BURST);
+}
+
+#[test]
+fn the_askers_table_is_capped_and_keeps_the_drained() {
+    let mut limit = AnswerLimit::default();
+    let t0 = 1_000_000;
+    let drained = PeerId::random();
+    while limit.admit(drained, t0) {}
+    for _ in 0..MAX_ASKERS * 2 {
+        assert!(limit.admit(PeerId::random(), t0));
+        assert!(limit.askers.len() <= MAX_ASKERS);
+    }
+    assert!(
+        !limit.admit(drained, t0),
+        "a drained asker forgotten: new askers bought it a fresh burst"
+    );
 }
