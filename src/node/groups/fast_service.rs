@@ -213,7 +213,7 @@ impl Service {
             if there.is_empty() {
                 continue;
             }
-            let round = self.round;
+            let round = self.sync.round((group, epoch));
             let ask = match self
                 .store
                 .run(move |s| super::sync_jobs::ask(s, &group, epoch, round))

@@ -57,7 +57,8 @@ pub(crate) struct Ctx {
     pub(crate) asks: std::sync::atomic::AtomicUsize,
     /// Messages this node filed from catch-up answers, for the same tests.
     pub(crate) relayed: std::sync::atomic::AtomicUsize,
-    /// How many catch-up questions each member may have answered.
+    /// How many catch-up questions each asker may have answered, so a
+    /// member asking in a loop cannot spend our disk and uplink.
     pub(crate) answers: std::sync::Mutex<sync::AnswerLimit>,
 }
 

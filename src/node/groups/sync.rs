@@ -42,16 +42,24 @@ pub const RELAY_MAX: usize = MAX_RELAY;
 /// (`wire::group::MAX_GROUP_BYTES`, 100 KiB).
 pub const MAX_MISSING_TOTAL: usize = 512;
 
+/// The fewest senders one question's budget of gaps names when it runs
+/// out (each named at most [`MAX_MISSING`]): how far the start moves from
+/// one question about an epoch to the next.
+pub const SENDERS_PER_BUDGET: usize = MAX_MISSING_TOTAL / MAX_MISSING;
+
 /// What we have of an epoch, per sender, from the (sender, number) pairs
 /// taken in it (`Store::group_seen_in`): the next number and the gaps
 /// below it (the first [`MAX_MISSING`] per sender and
 /// [`MAX_MISSING_TOTAL`] in all; the rest are asked for once those are
 /// filled). At most [`MAX_MEMBERS`] senders, in their bytes' order.
 ///
-/// The budget of gaps is spent from the sender at `round` (modulo the
-/// senders) on, wrapping: gaps that nobody can fill (every holder away)
-/// would otherwise hold the front of the budget every round, and the
-/// senders behind them would never be asked about.
+/// The budget of gaps is spent from the sender at `round` ×
+/// [`SENDERS_PER_BUDGET`] (modulo the senders) on, wrapping, `round`
+/// being how many questions about the epoch went before: gaps that
+/// nobody can fill (every holder away) would otherwise hold the front of
+/// the budget every round, and the senders behind them would never be
+/// asked about. The budget covers at least that many senders whenever it
+/// runs out, so the windows of successive rounds leave no sender out.
 pub fn have_of<'a>(taken: impl IntoIterator<Item = (&'a [u8], u64)>, round: u64) -> Vec<Have> {
     let mut per: BTreeMap<&[u8], Vec<u64>> = BTreeMap::new();
     for (sender, n) in taken {
@@ -80,7 +88,8 @@ pub fn have_of<'a>(taken: impl IntoIterator<Item = (&'a [u8], u64)>, round: u64)
         })
         .collect();
     let len = have.len();
-    let start = (round % len.max(1) as u64) as usize;
+    let step = SENDERS_PER_BUDGET as u64;
+    let start = (round.wrapping_mul(step) % len.max(1) as u64) as usize;
     let mut budget = MAX_MISSING_TOTAL;
     for i in (start..len).chain(0..start) {
         let missing = &mut have[i].missing;
@@ -108,7 +117,9 @@ pub fn lacking<'a, T>(ours: impl IntoIterator<Item = (&'a [u8], u64, T)>, have: 
 #[derive(Debug)]
 pub struct SyncPlan {
     every: Duration,
-    next: HashMap<(GroupId, u64), Instant>,
+    /// Per followed epoch: when it is next due, and how many questions
+    /// about it went out (the round [`have_of`] starts its budget from).
+    next: HashMap<(GroupId, u64), (Instant, u64)>,
 }
 
 impl SyncPlan {
@@ -125,7 +136,7 @@ impl SyncPlan {
     pub fn follow(&mut self, epochs: impl IntoIterator<Item = (GroupId, u64)>, now: Instant) {
         let mut next = HashMap::new();
         for k in epochs {
-            let at = self.next.get(&k).copied().unwrap_or(now);
+            let at = self.next.get(&k).copied().unwrap_or((now, 0));
             next.insert(k, at);
         }
         self.next = next;
@@ -136,7 +147,7 @@ impl SyncPlan {
         let mut d: Vec<_> = self
             .next
             .iter()
-            .filter(|(_, at)| **at <= now)
+            .filter(|(_, (at, _))| *at <= now)
             .map(|(k, _)| *k)
             .collect();
         d.sort_unstable();
@@ -146,9 +157,16 @@ impl SyncPlan {
     /// We asked about `epoch` at `now` (or found nobody to ask: the next
     /// look is at the next round, as `now` has not moved the due time).
     pub fn asked(&mut self, epoch: (GroupId, u64), now: Instant) {
-        if let Some(at) = self.next.get_mut(&epoch) {
+        if let Some((at, questions)) = self.next.get_mut(&epoch) {
             *at = now + self.every;
+            *questions += 1;
         }
+    }
+
+    /// How many questions about `epoch` went out so far: the round of the
+    /// next one ([`have_of`]).
+    pub fn round(&self, epoch: (GroupId, u64)) -> u64 {
+        self.next.get(&epoch).map_or(0, |(_, q)| *q)
     }
 }
 
@@ -208,10 +226,15 @@ impl AnswerLimit {
 /// [`ANSWER_EVERY_MS`] gone by, up to [`ANSWER_BURST`]; the time moves by
 /// the tokens given back only, so no part of a period is lost.
 fn refill((tokens, at): (u64, u64), now: u64) -> (u64, u64) {
-    let back = now.saturating_sub(at) / ANSWER_EVERY_MS;
+    // The clock stepped back: nothing given back, and the bucket counts
+    // from now on, rather than waiting for the clock to pass `at` again.
+    if now < at {
+        return (tokens, now);
+    }
+    let back = (now - at) / ANSWER_EVERY_MS;
     let tokens = tokens.saturating_add(back);
     if tokens >= ANSWER_BURST {
-        (ANSWER_BURST, now.max(at))
+        (ANSWER_BURST, now)
     } else {
         (tokens, at + back * ANSWER_EVERY_MS)
     }

@@ -254,8 +254,9 @@ pub(super) fn relayed(
     }
     // The answer as a whole is new to us, whatever its messages were.
     taken.duplicate = false;
-    // The next question at once; the time stands in for the round, so
-    // its gaps' budget starts at another sender than the last one's.
+    // The next question at once; the time stands in for the round (no
+    // count of questions here), so its gaps' budget starts at another
+    // sender than the last one's.
     match progress {
         Some(epoch) if more => match ask(s, &group, epoch, now)? {
             Some(a) => {

@@ -36,7 +36,7 @@ fn the_gaps_named_in_all_are_capped() {
 #[test]
 fn the_gaps_budget_starts_at_another_sender_each_round() {
     // 20 senders, each 1000 messages behind: the budget covers 8 of them
-    // (64 gaps each), from the round's sender on, wrapping.
+    // (64 gaps each), from the round's start on, wrapping.
     let senders: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 8]).collect();
     let asked = |round| -> Vec<usize> {
         let have = have_of(senders.iter().map(|s| (s.as_slice(), 1000)), round);
@@ -46,14 +46,31 @@ fn the_gaps_budget_starts_at_another_sender_each_round() {
         assert_eq!(named, MAX_MISSING_TOTAL);
         (0..20).filter(|&i| !have[i].missing.is_empty()).collect()
     };
+    assert_eq!(SENDERS_PER_BUDGET, 8);
     assert_eq!(asked(0), (0..8).collect::<Vec<_>>());
-    assert_eq!(asked(8), (8..16).collect::<Vec<_>>());
-    assert_eq!(asked(16), [0, 1, 2, 3, 16, 17, 18, 19]);
-    assert_eq!(
-        asked(36),
-        asked(16),
-        "the round is taken modulo the senders"
-    );
+    assert_eq!(asked(1), (8..16).collect::<Vec<_>>());
+    assert_eq!(asked(2), [0, 1, 2, 3, 16, 17, 18, 19]);
+    assert_eq!(asked(3), (4..12).collect::<Vec<_>>());
+    assert_eq!(asked(7), asked(2), "the start is taken modulo the senders");
+}
+
+#[test]
+fn successive_questions_name_every_sender_whatever_their_number() {
+    // However many senders lag (each past the per-sender cap), as many
+    // successive questions as there are senders name every one of them.
+    for len in 1..=70usize {
+        let senders: Vec<Vec<u8>> = (0..len)
+            .map(|i| (i as u32).to_be_bytes().to_vec())
+            .collect();
+        let mut named = vec![false; len];
+        for round in 0..len as u64 {
+            let have = have_of(senders.iter().map(|s| (s.as_slice(), 1000)), round);
+            for (i, h) in have.iter().enumerate() {
+                named[i] |= !h.missing.is_empty();
+            }
+        }
+        assert!(named.iter().all(|n| *n), "{len} senders: some never named");
+    }
 }
 
 #[test]
@@ -96,6 +113,23 @@ fn an_epoch_is_due_when_followed_then_every_period() {
 }
 
 #[test]
+fn the_round_of_an_epoch_counts_its_questions() {
+    let t0 = Instant::now();
+    let mut plan = SyncPlan::new(Duration::from_secs(60));
+    plan.follow([(gid(1), 1), (gid(1), 2)], t0);
+    assert_eq!(plan.round((gid(1), 1)), 0);
+    plan.asked((gid(1), 1), t0);
+    plan.asked((gid(1), 1), t0);
+    assert_eq!(plan.round((gid(1), 1)), 2, "each question counted");
+    assert_eq!(plan.round((gid(1), 2)), 0, "per epoch");
+    // Kept while followed, forgotten with the epoch.
+    plan.follow([(gid(1), 1)], t0);
+    assert_eq!(plan.round((gid(1), 1)), 2);
+    plan.follow([], t0);
+    assert_eq!(plan.round((gid(1), 1)), 0);
+}
+
+#[test]
 fn the_asked_rotate_over_the_members_seen() {
     let me = PeerId::random();
     let seen: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
@@ -130,6 +164,18 @@ fn an_asker_gets_a_burst_then_one_answer_a_period() {
         .filter(|_| limit.admit(asker, later))
         .count();
     assert_eq!(again as u64, ANSWER_BURST);
+}
+
+#[test]
+fn a_clock_stepping_back_does_not_silence_an_asker() {
+    let (mut limit, asker) = (AnswerLimit::default(), PeerId::random());
+    let t0 = 10_000_000;
+    while limit.admit(asker, t0) {}
+    // An hour back: nothing given back, but a period later one answer,
+    // not an hour's wait for the clock to pass t0 again.
+    let back = t0 - 3_600_000;
+    assert!(!limit.admit(asker, back));
+    assert!(limit.admit(asker, back + ANSWER_EVERY_MS));
 }
 
 #[test]
