@@ -1,6 +1,6 @@
 //! Per-peer token buckets for inbound requests, so one peer cannot flood a
 //! node's services. Pure (time is passed in) and bounded: it tracks at most
-//! [`MAX_PEERS`] peers and forgets idle ones.
+//! [`MAX_PEERS`] peers (or a cap of the caller's) and forgets idle ones.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -20,42 +20,70 @@ pub const PRESENCE_BURST: f64 = 100.0;
 /// Presence requests (or pushed states) per second after the burst.
 pub const PRESENCE_RATE: f64 = 20.0;
 
+/// A point in time a limiter measures from: an [`Instant`], or unix
+/// milliseconds (`u64`) where the caller's rules take the wall clock as
+/// an input. Time going backwards counts as none gone by.
+pub trait Moment: Copy {
+    /// Seconds from `earlier` to `self`, 0 if `earlier` is later.
+    fn secs_since(self, earlier: Self) -> f64;
+}
+
+impl Moment for Instant {
+    fn secs_since(self, earlier: Self) -> f64 {
+        self.saturating_duration_since(earlier).as_secs_f64()
+    }
+}
+
+impl Moment for u64 {
+    fn secs_since(self, earlier: Self) -> f64 {
+        self.saturating_sub(earlier) as f64 / 1000.0
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+struct Bucket<T> {
     tokens: f64,
-    at: Instant,
+    at: T,
 }
 
 /// A token bucket per peer: `burst` requests at once, refilled at `rate`
-/// per second.
+/// per second; at most `cap` peers tracked.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<T = Instant> {
     rate: f64,
     burst: f64,
-    peers: HashMap<PeerId, Bucket>,
+    cap: usize,
+    peers: HashMap<PeerId, Bucket<T>>,
 }
 
-impl RateLimiter {
-    /// Allows `burst` at once and `rate` per second after that.
+impl<T: Moment> RateLimiter<T> {
+    /// Allows `burst` at once and `rate` per second after that, for up to
+    /// [`MAX_PEERS`] peers.
     pub fn new(rate: f64, burst: f64) -> Self {
+        Self::with_cap(rate, burst, MAX_PEERS)
+    }
+
+    /// [`RateLimiter::new`] tracking at most `cap` peers.
+    pub fn with_cap(rate: f64, burst: f64, cap: usize) -> Self {
         Self {
             rate,
             burst,
+            cap: cap.max(1),
             peers: HashMap::new(),
         }
     }
 
     /// Whether `peer` may make one more request at `now`.
-    pub fn allow(&mut self, peer: PeerId, now: Instant) -> bool {
-        if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&peer) {
+    pub fn allow(&mut self, peer: PeerId, now: T) -> bool {
+        if self.peers.len() >= self.cap && !self.peers.contains_key(&peer) {
             self.prune(now);
         }
-        let (rate, burst) = (self.rate, self.burst);
+        let burst = self.burst;
         let b = self.peers.entry(peer).or_insert(Bucket {
             tokens: burst,
             at: now,
         });
-        b.tokens = (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate).min(burst);
+        b.tokens = (b.tokens + now.secs_since(b.at) * self.rate).min(burst);
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
@@ -65,16 +93,30 @@ impl RateLimiter {
         }
     }
 
-    /// Forgets peers whose bucket is full again (they are idle); if that is
-    /// not enough, forgets everyone (they start with a full bucket, which
-    /// is what they would have after idling).
-    fn prune(&mut self, now: Instant) {
-        let (rate, burst) = (self.rate, self.burst);
-        self.peers.retain(|_, b| {
-            b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
-        });
-        if self.peers.len() >= MAX_PEERS {
-            self.peers.clear();
+    /// A bucket's tokens at `now`.
+    fn tokens(&self, b: &Bucket<T>, now: T) -> f64 {
+        (b.tokens + now.secs_since(b.at) * self.rate).min(self.burst)
+    }
+
+    /// Forgets peers whose bucket is full again (they are idle: a peer
+    /// not tracked starts full); if none is, forgets the one nearest a
+    /// full bucket, so that fresh peers cannot buy a drained one a new
+    /// burst by crowding it out.
+    fn prune(&mut self, now: T) {
+        let peers = std::mem::take(&mut self.peers);
+        self.peers = peers
+            .into_iter()
+            .filter(|(_, b)| self.tokens(b, now) < self.burst)
+            .collect();
+        if self.peers.len() >= self.cap {
+            let fullest = self
+                .peers
+                .iter()
+                .max_by(|a, b| self.tokens(a.1, now).total_cmp(&self.tokens(b.1, now)))
+                .map(|(p, _)| *p);
+            if let Some(p) = fullest {
+                self.peers.remove(&p);
+            }
         }
     }
 

@@ -76,7 +76,7 @@ impl Ctx {
             joined: tokio::sync::Notify::new(),
             asks: Default::default(),
             relayed: Default::default(),
-            answers: Default::default(),
+            answers: std::sync::Mutex::new(sync::answer_limit()),
         })
     }
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
+use crate::net::ratelimit::RateLimiter;
 use crate::wire::group::{GroupId, Have, MAX_MEMBERS, MAX_MISSING, MAX_RELAY};
 
 /// Most members asked per epoch and round.
@@ -181,63 +182,23 @@ pub const ANSWER_BURST: u64 = 64;
 /// not our disk and uplink.
 pub const ANSWER_EVERY_MS: u64 = 1000;
 
-/// Most askers [`AnswerLimit`] tracks; one absent from the table has a
+/// Most askers the answer limit tracks; one absent from the table has a
 /// full burst, so when it is full the one closest to a full burst goes.
 pub const MAX_ASKERS: usize = 1024;
 
 /// How many catch-up questions each asker may have answered: a token
-/// bucket per asker, [`ANSWER_BURST`] deep, one token back every
-/// [`ANSWER_EVERY_MS`]. Time is the caller's (unix milliseconds).
-#[derive(Debug, Default)]
-pub struct AnswerLimit {
-    /// Per asker: its tokens as of the time beside them.
-    askers: HashMap<PeerId, (u64, u64)>,
-}
+/// bucket per asker ([`RateLimiter`]), [`ANSWER_BURST`] deep, one token
+/// back every [`ANSWER_EVERY_MS`], at most [`MAX_ASKERS`] tracked. Time
+/// is the caller's (unix milliseconds).
+pub type AnswerLimit = RateLimiter<u64>;
 
-impl AnswerLimit {
-    /// Whether `asker`'s question at `now` is answered (and, if so, takes
-    /// one of its tokens).
-    pub fn admit(&mut self, asker: PeerId, now: u64) -> bool {
-        if !self.askers.contains_key(&asker) && self.askers.len() >= MAX_ASKERS {
-            self.askers.retain(|_, b| refill(*b, now).0 < ANSWER_BURST);
-            if self.askers.len() >= MAX_ASKERS {
-                let fullest = self
-                    .askers
-                    .iter()
-                    .max_by_key(|(_, b)| refill(**b, now).0)
-                    .map(|(p, _)| *p);
-                if let Some(p) = fullest {
-                    self.askers.remove(&p);
-                }
-            }
-        }
-        let bucket = self.askers.entry(asker).or_insert((ANSWER_BURST, now));
-        let (tokens, at) = refill(*bucket, now);
-        if tokens == 0 {
-            *bucket = (0, at);
-            return false;
-        }
-        *bucket = (tokens - 1, at);
-        true
-    }
-}
-
-/// A bucket `(tokens, as of)` brought to `now`: a token per whole
-/// [`ANSWER_EVERY_MS`] gone by, up to [`ANSWER_BURST`]; the time moves by
-/// the tokens given back only, so no part of a period is lost.
-fn refill((tokens, at): (u64, u64), now: u64) -> (u64, u64) {
-    // The clock stepped back: nothing given back, and the bucket counts
-    // from now on, rather than waiting for the clock to pass `at` again.
-    if now < at {
-        return (tokens, now);
-    }
-    let back = (now - at) / ANSWER_EVERY_MS;
-    let tokens = tokens.saturating_add(back);
-    if tokens >= ANSWER_BURST {
-        (ANSWER_BURST, now)
-    } else {
-        (tokens, at + back * ANSWER_EVERY_MS)
-    }
+/// A fresh [`AnswerLimit`].
+pub fn answer_limit() -> AnswerLimit {
+    RateLimiter::with_cap(
+        1000.0 / ANSWER_EVERY_MS as f64,
+        ANSWER_BURST as f64,
+        MAX_ASKERS,
+    )
 }
 
 /// Whom to ask of the members `seen` on the topic: up to

@@ -165,7 +165,7 @@ pub(super) fn answer(
         .answers
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .admit(*from, now);
+        .allow(*from, now);
     if !admitted {
         debug!(%from, "a catch-up question over the asker's limit: not answered");
         return Ok(());

@@ -145,51 +145,51 @@ fn the_asked_rotate_over_the_members_seen() {
 
 #[test]
 fn an_asker_gets_a_burst_then_one_answer_a_period() {
-    let (mut limit, asker, other) = (AnswerLimit::default(), PeerId::random(), PeerId::random());
+    let (mut limit, asker, other) = (answer_limit(), PeerId::random(), PeerId::random());
     let t0 = 1_000_000;
     let burst = (0..ANSWER_BURST * 2)
-        .filter(|_| limit.admit(asker, t0))
+        .filter(|_| limit.allow(asker, t0))
         .count();
     assert_eq!(burst as u64, ANSWER_BURST, "a burst, then refused");
-    assert!(limit.admit(other, t0), "another asker has its own burst");
+    assert!(limit.allow(other, t0), "another asker has its own burst");
     // Half a period later: still none; a whole period: one, then none.
-    assert!(!limit.admit(asker, t0 + ANSWER_EVERY_MS / 2));
-    assert!(limit.admit(asker, t0 + ANSWER_EVERY_MS));
-    assert!(!limit.admit(asker, t0 + ANSWER_EVERY_MS));
+    assert!(!limit.allow(asker, t0 + ANSWER_EVERY_MS / 2));
+    assert!(limit.allow(asker, t0 + ANSWER_EVERY_MS));
+    assert!(!limit.allow(asker, t0 + ANSWER_EVERY_MS));
     // The refused half period was not lost: one more at two periods.
-    assert!(limit.admit(asker, t0 + 2 * ANSWER_EVERY_MS));
+    assert!(limit.allow(asker, t0 + 2 * ANSWER_EVERY_MS));
     // Long quiet: a full burst again, no more.
     let later = t0 + 1000 * ANSWER_EVERY_MS;
     let again = (0..ANSWER_BURST * 2)
-        .filter(|_| limit.admit(asker, later))
+        .filter(|_| limit.allow(asker, later))
         .count();
     assert_eq!(again as u64, ANSWER_BURST);
 }
 
 #[test]
 fn a_clock_stepping_back_does_not_silence_an_asker() {
-    let (mut limit, asker) = (AnswerLimit::default(), PeerId::random());
+    let (mut limit, asker) = (answer_limit(), PeerId::random());
     let t0 = 10_000_000;
-    while limit.admit(asker, t0) {}
+    while limit.allow(asker, t0) {}
     // An hour back: nothing given back, but a period later one answer,
     // not an hour's wait for the clock to pass t0 again.
     let back = t0 - 3_600_000;
-    assert!(!limit.admit(asker, back));
-    assert!(limit.admit(asker, back + ANSWER_EVERY_MS));
+    assert!(!limit.allow(asker, back));
+    assert!(limit.allow(asker, back + ANSWER_EVERY_MS));
 }
 
 #[test]
 fn the_askers_table_is_capped_and_keeps_the_drained() {
-    let mut limit = AnswerLimit::default();
+    let mut limit = answer_limit();
     let t0 = 1_000_000;
     let drained = PeerId::random();
-    while limit.admit(drained, t0) {}
+    while limit.allow(drained, t0) {}
     for _ in 0..MAX_ASKERS * 2 {
-        assert!(limit.admit(PeerId::random(), t0));
-        assert!(limit.askers.len() <= MAX_ASKERS);
+        assert!(limit.allow(PeerId::random(), t0));
+        assert!(limit.tracked() <= MAX_ASKERS);
     }
     assert!(
-        !limit.admit(drained, t0),
+        !limit.allow(drained, t0),
         "a drained asker forgotten: new askers bought it a fresh burst"
     );
 }
