@@ -13,12 +13,13 @@
 //! same receive path as a 1:1 copy; the actor is `fast_service`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use libp2p::PeerId;
 
 use super::Ctx;
 use super::receive::{self, Taken};
-use super::roster::GroupError;
+use super::roster::{EpochView, GroupError};
 use crate::store::{Relation, Store, StoreError};
 use crate::wire::group::{GroupBody, GroupId, Header, decode_body, open_message};
 
@@ -146,13 +147,20 @@ pub(crate) fn epoch_secret(row: &crate::store::GroupRow, epoch: u64) -> Option<[
 /// accepted.
 pub(crate) fn wanted_topics(
     groups: &[(GroupId, crate::store::GroupRow)],
+    states: &super::opened::OpenedStates,
     cfg: &FastConfig,
     now: u64,
 ) -> HashMap<String, (GroupId, u64)> {
     let mut out = HashMap::new();
     for (id, row) in groups {
-        let Ok(st) = row.state.open() else { continue };
-        if row.gone || !row.joined || st.roster.len() < cfg.threshold {
+        if row.gone || !row.joined {
+            continue;
+        }
+        let Ok(opened) = states.open(id, &row.state) else {
+            continue;
+        };
+        let st = &opened.state;
+        if st.roster.len() < cfg.threshold {
             continue;
         }
         if let Some(e) = row.secret {
@@ -166,6 +174,77 @@ pub(crate) fn wanted_topics(
         }
     }
     out
+}
+
+/// Who may speak on each followed topic, and whom we blocked, as the
+/// actor keeps them in memory: a gossip message is judged with them
+/// ([`judge`]) and forwarded at once, before the store job that files it
+/// runs. Waiting for that job (a queue behind every other store job of
+/// the node, on a thread of its own) made every hop of a large group's
+/// message as slow as the node's store. The store job checks the message
+/// again against the stored rows ([`take_gossip`]).
+#[derive(Debug, Default)]
+pub(crate) struct Speakers {
+    /// Per topic followed: its group and its epoch's members.
+    topics: HashMap<String, (GroupId, Arc<EpochView>)>,
+    /// The keys we blocked (PeerId bytes): their messages are neither
+    /// filed nor forwarded.
+    blocked: HashSet<Vec<u8>>,
+}
+
+/// The [`Speakers`] of the `wanted` topics of `groups`; `blocked` are the
+/// keys we blocked.
+pub(crate) fn speakers(
+    groups: &[(GroupId, crate::store::GroupRow)],
+    states: &super::opened::OpenedStates,
+    wanted: &HashMap<String, (GroupId, u64)>,
+    blocked: HashSet<Vec<u8>>,
+) -> Speakers {
+    let rows: HashMap<&GroupId, &crate::store::GroupRow> =
+        groups.iter().map(|(id, row)| (id, row)).collect();
+    let mut topics = HashMap::new();
+    for (topic, (group, epoch)) in wanted {
+        let Some(row) = rows.get(group) else { continue };
+        let Ok(opened) = states.open(group, &row.state) else {
+            continue;
+        };
+        let view = if opened.view.epoch == *epoch {
+            opened.view.clone()
+        } else {
+            match receive::prev_view(row) {
+                Some(v) if v.epoch == *epoch => Arc::new(v),
+                _ => continue,
+            }
+        };
+        topics.insert(topic.clone(), (*group, view));
+    }
+    Speakers { topics, blocked }
+}
+
+/// The verdict on a gossip message from `source` on `topic`, before it is
+/// filed: taken (forward it) when a member of the topic's epoch signed it
+/// for that group and epoch; ignored on a topic we do not follow or from
+/// a key we blocked; refused otherwise.
+pub(crate) fn judge(
+    speakers: &Speakers,
+    source: Option<PeerId>,
+    topic: &str,
+    bytes: &[u8],
+) -> GossipVerdict {
+    let Some((group, view)) = speakers.topics.get(topic) else {
+        return GossipVerdict::Ignore;
+    };
+    if source.is_some_and(|p| speakers.blocked.contains(&p.to_bytes())) {
+        return GossipVerdict::Ignore;
+    }
+    let topic_of = |h: &Header| {
+        let member = view.members.contains(&h.sender);
+        (h.group_id == *group && h.epoch == view.epoch && member).then(|| topic.to_string())
+    };
+    match precheck(source, topic, bytes, topic_of) {
+        Ok(_) => GossipVerdict::Took,
+        Err(e) => GossipVerdict::Reject(e),
+    }
 }
 
 /// The topics followed after a round: of the `wanted` ones, those

@@ -1,6 +1,8 @@
 //! The large-group fast path's actor: follows the topics of the large
-//! groups this node is in, files what gossip brings through the same store
-//! job as a 1:1 copy ([`fast::take_gossip`]), tells gossipsub its verdict,
+//! groups this node is in, judges what gossip brings with the members it
+//! keeps in memory ([`fast::judge`]) and tells gossipsub at once, then
+//! files it through the same store job as a 1:1 copy
+//! ([`fast::take_gossip`]),
 //! asks members it sees on a topic for what it missed ([`sync`]), and
 //! dials a few members when it sees too few on a topic. Every rule is in
 //! [`fast`] and [`sync`].
@@ -39,7 +41,6 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 struct Filed {
     /// Its slot among the messages being filed, given back when dropped.
     _slot: FilingSlot,
-    id: MessageId,
     from: PeerId,
     verdict: GossipVerdict,
     events: Vec<GroupEvent>,
@@ -58,6 +59,8 @@ struct Service {
     events: broadcast::Sender<Event>,
     /// The topics we follow, with the group and epoch of each.
     topics: HashMap<String, (GroupId, u64)>,
+    /// Who may speak on them: gossip is judged with these.
+    speakers: fast::Speakers,
     /// Some large group wants following (its topic may have failed to
     /// subscribe, and is tried again at each upkeep).
     following: bool,
@@ -91,6 +94,7 @@ pub(crate) fn spawn(
         messages,
         events,
         topics: HashMap::new(),
+        speakers: Default::default(),
         following: false,
         sync: SyncPlan::new(every),
         filing: Arc::default(),
@@ -124,7 +128,7 @@ impl Service {
                     Some(_) => {}
                     None => break,
                 },
-                Some(f) = filed_rx.recv() => self.on_filed(f, &durable_tx).await,
+                Some(f) = filed_rx.recv() => self.on_filed(f, &durable_tx),
                 Some(d) = durable_rx.recv() => self.on_durable(d),
                 ev = group_events.recv() => {
                     // A state taken or an invitation: the topics may change.
@@ -148,13 +152,23 @@ impl Service {
 
     /// Subscribes to the topics we should follow and leaves the others.
     async fn follow_topics(&mut self) {
-        let cfg = self.ctx.fast;
+        let (cfg, ctx) = (self.ctx.fast, self.ctx.clone());
         let wanted = match self
             .store
-            .run(move |s| Ok(fast::wanted_topics(&s.groups()?, &cfg, unix_ms())))
+            .run(move |s| {
+                let groups = s.groups()?;
+                let wanted = fast::wanted_topics(&groups, &ctx.states, &cfg, unix_ms());
+                let blocked = s.buddies()?.into_iter().filter(|b| b.blocked);
+                let blocked = blocked.map(|b| b.peer).collect();
+                let speakers = fast::speakers(&groups, &ctx.states, &wanted, blocked);
+                Ok((wanted, speakers))
+            })
             .await
         {
-            Ok(w) => w,
+            Ok((w, speakers)) => {
+                self.speakers = speakers;
+                w
+            }
             Err(e) => {
                 debug!("cannot read the groups: {e}");
                 // Read again at the next upkeep.
@@ -214,9 +228,10 @@ impl Service {
                 continue;
             }
             let round = self.sync.round((group, epoch));
+            let ctx = self.ctx.clone();
             let ask = match self
                 .store
-                .run(move |s| super::sync_jobs::ask(s, &group, epoch, round))
+                .run(move |s| super::sync_jobs::ask(s, &ctx, &group, epoch, round))
                 .await
             {
                 Ok(Some(a)) => a,
@@ -298,19 +313,30 @@ impl Service {
             let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
             return;
         }
+        // Judged and forwarded now; filed after (see `fast::Speakers`).
+        let acceptance = match fast::judge(&self.speakers, Some(source), &topic, &data) {
+            GossipVerdict::Took => MessageAcceptance::Accept,
+            GossipVerdict::Ignore => MessageAcceptance::Ignore,
+            GossipVerdict::Reject(e) => {
+                debug!(%from, "group gossip refused: {e}");
+                MessageAcceptance::Reject
+            }
+        };
+        let took = acceptance == MessageAcceptance::Accept;
+        let _ = self.net.report(id, from, acceptance).await;
+        if !took {
+            return;
+        }
         let slot = FilingSlot::take(&self.filing);
         let (ctx, tx) = (self.ctx.clone(), filed.clone());
-        let gid = id.clone();
-        // The verdict does not wait for the disk, so gossipsub forwards at
-        // once; the events wait for the flush
-        // ([`Self::on_filed`]).
+        // The events wait for the flush ([`Self::on_filed`]).
         self.store.then(
             Flush::No,
             move |s| fast::take_gossip(s, &ctx, &source, &topic, &data, unix_ms()),
             move |res| {
                 let (verdict, events) = match res {
                     Ok((v, t)) => (v, t.events),
-                    // Not filed: not forwarded; caught up later.
+                    // Not filed: caught up later.
                     Err(e) => {
                         debug!("cannot file a gossip message: {e}");
                         (GossipVerdict::Ignore, Vec::new())
@@ -318,7 +344,6 @@ impl Service {
                 };
                 let _ = tx.send(Filed {
                     _slot: slot,
-                    id: gid,
                     from,
                     verdict,
                     events,
@@ -327,11 +352,12 @@ impl Service {
         );
     }
 
-    async fn on_filed(&mut self, f: Filed, durable: &mpsc::UnboundedSender<Durable>) {
-        let acceptance = match f.verdict {
+    /// A gossip message went through its store job: once on disk, its
+    /// events are told (a flush after the job that filed it covers it;
+    /// jobs run in order).
+    fn on_filed(&mut self, f: Filed, durable: &mpsc::UnboundedSender<Durable>) {
+        match f.verdict {
             GossipVerdict::Took => {
-                // Told once on disk: a flush after the job that filed it
-                // (jobs run in order) covers it.
                 let (tx, events) = (durable.clone(), f.events);
                 self.store.then(
                     Flush::Soon,
@@ -342,19 +368,12 @@ impl Service {
                         }
                     },
                 );
-                let _ = self
-                    .net
-                    .report(f.id, f.from, MessageAcceptance::Accept)
-                    .await;
-                return;
             }
-            GossipVerdict::Ignore => MessageAcceptance::Ignore,
-            GossipVerdict::Reject(e) => {
-                debug!(from = %f.from, "group gossip refused: {e}");
-                MessageAcceptance::Reject
-            }
-        };
-        let _ = self.net.report(f.id, f.from, acceptance).await;
+            // Forwarded already: the stored rows said otherwise than the
+            // speakers kept in memory (a change taken in between).
+            GossipVerdict::Ignore => {}
+            GossipVerdict::Reject(e) => debug!(from = %f.from, "group gossip not filed: {e}"),
+        }
     }
 
     /// A message taken from gossip is on disk: listeners are told.

@@ -64,7 +64,7 @@ fn only_joined_groups_are_followed() {
         threshold: 2,
         ..FastConfig::default()
     };
-    let wanted = |p: &Peer| wanted_topics(&p.store.groups().unwrap(), &cfg, 4);
+    let wanted = |p: &Peer| wanted_topics(&p.store.groups().unwrap(), &p.ctx.states, &cfg, 4);
     assert!(wanted(&bob).is_empty(), "an invitation is not followed");
     ops::join(&bob.store, &gid).unwrap();
     let topics = wanted(&bob);
@@ -75,4 +75,12 @@ fn only_joined_groups_are_followed() {
         wanted(&alice).contains_key(&bob.topic(&gid)),
         "the creator follows it"
     );
+    // Who may speak there, as the actor keeps it: the epoch's members.
+    let groups = bob.store.groups().unwrap();
+    let speakers = super::speakers(&groups, &bob.ctx.states, &topics, HashSet::new());
+    let (group, view) = &speakers.topics[&bob.topic(&gid)];
+    assert_eq!((*group, view.epoch), (gid, epoch));
+    for p in [&alice, &bob] {
+        assert!(view.members.contains(&p.id().to_bytes()));
+    }
 }

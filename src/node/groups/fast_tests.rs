@@ -83,6 +83,68 @@ fn gossip_must_come_from_the_sender_it_names_on_its_own_topic() {
     assert!(precheck(Some(alice.peer_id()), "t", b"junk", right).is_err());
 }
 
+fn msg_in(signer: &Identity, epoch: u64) -> Vec<u8> {
+    let mut h = header(&signer.peer_id(), 0);
+    h.epoch = epoch;
+    let signed = sign_message(
+        signer,
+        &MsgBody {
+            header: h,
+            ct: vec![1],
+        },
+    )
+    .expect("sign");
+    crate::wire::encode(&GroupBody::Message(signed)).expect("encode")
+}
+
+#[test]
+fn gossip_is_judged_by_the_members_kept_for_its_topic() {
+    let [alice, mallory, bob, eve] = [(); 4].map(|_| Identity::generate().expect("id"));
+    let view = EpochView {
+        epoch: 3,
+        members: vec![alice.peer_id().to_bytes(), mallory.peer_id().to_bytes()],
+        ended_at: None,
+    };
+    let speakers = Speakers {
+        topics: HashMap::from([("t".to_string(), (GroupId([7; 32]), Arc::new(view)))]),
+        blocked: HashSet::from([mallory.peer_id().to_bytes()]),
+    };
+    let judge = |source: &Identity, topic: &str, bytes: &[u8]| {
+        judge(&speakers, Some(source.peer_id()), topic, bytes)
+    };
+    let from_alice = msg_in(&alice, 3);
+    assert_eq!(judge(&alice, "t", &from_alice), GossipVerdict::Took);
+    assert_eq!(
+        judge(&alice, "u", &from_alice),
+        GossipVerdict::Ignore,
+        "not followed"
+    );
+    assert_eq!(
+        judge(&eve, "t", &from_alice),
+        GossipVerdict::Reject(GroupError::SenderMismatch),
+        "re-published by another author"
+    );
+    assert_eq!(
+        judge(&bob, "t", &msg_in(&bob, 3)),
+        GossipVerdict::Reject(GroupError::NotMember),
+        "not a member of the epoch"
+    );
+    assert_eq!(
+        judge(&alice, "t", &msg_in(&alice, 4)),
+        GossipVerdict::Reject(GroupError::NotMember),
+        "sealed for another epoch than the topic's"
+    );
+    assert_eq!(
+        judge(&mallory, "t", &msg_in(&mallory, 3)),
+        GossipVerdict::Ignore,
+        "a member we blocked: not forwarded, nobody penalised"
+    );
+    assert!(matches!(
+        judge(&alice, "t", b"junk"),
+        GossipVerdict::Reject(_)
+    ));
+}
+
 #[test]
 fn dials_skip_us_and_the_connected_and_spread_over_the_roster() {
     let roster: Vec<PeerId> = (0..20).map(|_| PeerId::random()).collect();

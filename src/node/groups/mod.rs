@@ -19,6 +19,7 @@ pub mod fast_limits;
 pub(crate) mod fast_service;
 mod fast_util;
 pub mod keys;
+mod opened;
 mod ops;
 pub(crate) mod receive;
 pub mod roster;
@@ -60,6 +61,8 @@ pub(crate) struct Ctx {
     /// How many catch-up questions each asker may have answered, so a
     /// member asking in a loop cannot spend our disk and uplink.
     pub(crate) answers: std::sync::Mutex<sync::AnswerLimit>,
+    /// Our groups' states, opened once rather than for every message.
+    pub(crate) states: opened::OpenedStates,
 }
 
 impl Ctx {
@@ -77,6 +80,7 @@ impl Ctx {
             asks: Default::default(),
             relayed: Default::default(),
             answers: std::sync::Mutex::new(sync::answer_limit()),
+            states: Default::default(),
         })
     }
 }

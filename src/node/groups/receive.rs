@@ -61,7 +61,7 @@ pub(crate) fn take(
     };
     let mut taken = Taken::default();
     let res = match body {
-        GroupBody::Message(signed) => message(s, from, bytes, &signed, now, &mut taken),
+        GroupBody::Message(signed) => message(s, ctx, from, bytes, &signed, now, &mut taken),
         GroupBody::State { state, secret } => {
             take_state(s, ctx, from, &state, secret, now, &mut taken)
         }
@@ -96,20 +96,14 @@ pub(crate) fn take(
     }
 }
 
-/// The current and previous epochs of a stored group, for
-/// [`roster::may_send`].
-pub(super) fn views(state: &GroupState, row: &GroupRow) -> (EpochView, Option<EpochView>) {
-    let cur = EpochView {
-        epoch: state.epoch,
-        members: state.roster.iter().map(|m| m.id.clone()).collect(),
-        ended_at: None,
-    };
-    let prev = row.prev.as_ref().map(|p| EpochView {
+/// The previous epoch of a stored group, for [`roster::may_send`] (the
+/// current one is [`Opened::view`](super::opened::Opened)).
+pub(super) fn prev_view(row: &GroupRow) -> Option<EpochView> {
+    row.prev.as_ref().map(|p| EpochView {
         epoch: p.epoch,
         members: p.members.iter().map(|m| m.to_vec()).collect(),
         ended_at: Some(p.ended_at),
-    });
-    (cur, prev)
+    })
 }
 
 /// Authenticates a signed group message: the signature is its named
@@ -127,6 +121,7 @@ pub fn authenticate(
 
 pub(super) fn message(
     s: &Store,
+    ctx: &Ctx,
     from: &PeerId,
     raw: &[u8],
     signed: &SignedState,
@@ -139,9 +134,18 @@ pub(super) fn message(
         return Err(GroupError::NotMember.into());
     };
     pending_room(s, &row, &h.group_id)?;
-    let state = row.state.open().map_err(GroupError::from)?;
-    let (cur, prev) = views(&state, &row);
-    match roster::may_send(&cur, prev.as_ref(), &h.sender, h.epoch, now) {
+    let opened = ctx
+        .states
+        .open(&h.group_id, &row.state)
+        .map_err(GroupError::from)?;
+    let state = &opened.state;
+    match roster::may_send(
+        &opened.view,
+        prev_view(&row).as_ref(),
+        &h.sender,
+        h.epoch,
+        now,
+    ) {
         Err(GroupError::UnknownEpoch(e)) if e > state.epoch => {
             // The state of that epoch has not reached us yet: keep it, if
             // a member we know sent it for an epoch near ours and there is

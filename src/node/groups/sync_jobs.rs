@@ -13,7 +13,7 @@ use super::receive::{self, Fail, Taken};
 use super::roster::{self, GroupError};
 use super::sync::{self, RELAY_BUDGET, RELAY_MAX};
 use super::{Ctx, GroupOpError, ops};
-use crate::store::{Relation, Store, StoreError};
+use crate::store::{GroupRow, Relation, Store, StoreError};
 use crate::wire::group::{
     GroupBody, GroupId, Have, MAX_GROUP_BYTES, MAX_MEMBERS, MsgBody, SignedState,
 };
@@ -24,21 +24,23 @@ fn encode(body: &GroupBody) -> Result<Vec<u8>, StoreError> {
 
 /// The epochs we hold of our joined group `row` (the current one, and the
 /// previous in its grace); none of a group we left or never joined.
-fn held_epochs(row: &crate::store::GroupRow) -> Vec<roster::EpochView> {
+fn held_epochs(ctx: &Ctx, group: &GroupId, row: &GroupRow) -> Vec<roster::EpochView> {
     if row.gone || !row.joined {
         return Vec::new();
     }
-    let Ok(state) = row.state.open() else {
+    let Ok(opened) = ctx.states.open(group, &row.state) else {
         return Vec::new();
     };
-    let (cur, prev) = receive::views(&state, row);
-    [Some(cur), prev].into_iter().flatten().collect()
+    [Some((*opened.view).clone()), receive::prev_view(row)]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The members (PeerId bytes) of `epoch` of our joined group `row`, if we
 /// hold that epoch.
-fn epoch_members(row: &crate::store::GroupRow, epoch: u64) -> Option<Vec<Vec<u8>>> {
-    held_epochs(row)
+fn epoch_members(ctx: &Ctx, group: &GroupId, row: &GroupRow, epoch: u64) -> Option<Vec<Vec<u8>>> {
+    held_epochs(ctx, group, row)
         .into_iter()
         .find(|v| v.epoch == epoch)
         .map(|v| v.members)
@@ -54,14 +56,18 @@ fn have(
     members: &[Vec<u8>],
     round: u64,
 ) -> Result<Vec<Have>, StoreError> {
-    let mut blocked = Vec::new();
-    for m in members {
-        if let Ok(peer) = PeerId::from_bytes(m)
-            && s.relation(&peer)? == Relation::Blocked
-        {
-            blocked.push(m.as_slice());
-        }
-    }
+    // One read of the buddy list (short), not one per member.
+    let blocked_keys: Vec<Vec<u8>> = s
+        .buddies()?
+        .into_iter()
+        .filter(|b| b.blocked)
+        .map(|b| b.peer)
+        .collect();
+    let blocked: Vec<&[u8]> = members
+        .iter()
+        .filter(|m| blocked_keys.contains(m))
+        .map(Vec::as_slice)
+        .collect();
     let taken = s.group_seen_in(group, epoch)?;
     // The blocked left out first, so that their gaps, which never fill,
     // spend none of the question's budget of gaps.
@@ -94,6 +100,7 @@ pub(crate) struct Ask {
 /// group we joined.
 pub(crate) fn ask(
     s: &Store,
+    ctx: &Ctx,
     group: &GroupId,
     epoch: u64,
     round: u64,
@@ -101,7 +108,7 @@ pub(crate) fn ask(
     let Some(row) = s.group(group)? else {
         return Ok(None);
     };
-    let Some(members) = epoch_members(&row, epoch) else {
+    let Some(members) = epoch_members(ctx, group, &row, epoch) else {
         return Ok(None);
     };
     let bytes = encode(&GroupBody::SyncAsk {
@@ -155,7 +162,7 @@ pub(super) fn answer(
     taken: &mut Taken,
 ) -> Result<(), Fail> {
     let row = s.group(group)?.ok_or(GroupError::NotMember)?;
-    let members = epoch_members(&row, epoch).ok_or(GroupError::NotMember)?;
+    let members = epoch_members(ctx, group, &row, epoch).ok_or(GroupError::NotMember)?;
     if !members.contains(&from.to_bytes()) {
         return Err(GroupError::NotMember.into());
     }
@@ -226,7 +233,7 @@ pub(super) fn relayed(
     };
     let row = s.group(&group)?.ok_or(GroupError::NotMember)?;
     let relayer = from.to_bytes();
-    if !held_epochs(&row)
+    if !held_epochs(ctx, &group, &row)
         .iter()
         .any(|v| v.members.contains(&relayer))
     {
@@ -242,7 +249,7 @@ pub(super) fn relayed(
         }
         let raw = encode(&GroupBody::Message((*signed).clone()))?;
         let before = taken.events.len();
-        match receive::message(s, &sender, &raw, signed, now, taken) {
+        match receive::message(s, ctx, &sender, &raw, signed, now, taken) {
             Ok(()) if taken.events.len() > before => {
                 ctx.relayed.fetch_add(1, Ordering::AcqRel);
                 progress = Some(body.header.epoch);
@@ -258,7 +265,7 @@ pub(super) fn relayed(
     // count of questions here), so its gaps' budget starts at another
     // sender than the last one's.
     match progress {
-        Some(epoch) if more => match ask(s, &group, epoch, now)? {
+        Some(epoch) if more => match ask(s, ctx, &group, epoch, now)? {
             Some(a) => {
                 ctx.asks.fetch_add(1, Ordering::AcqRel);
                 reply(s, ctx, from, &a.bytes, now, taken)

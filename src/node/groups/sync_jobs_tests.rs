@@ -183,7 +183,7 @@ fn a_blocked_member_counts_as_complete_in_a_question() {
     let sent = super::ops::send(&mallory.store, &mallory.ctx, &gid, "blocked", 4).unwrap();
     alice.takes(&mallory, &sent.out, 5);
     bob.store.block(&mallory.id()).unwrap();
-    let q = ask(&bob.store, &gid, epoch, 0).unwrap().unwrap();
+    let q = ask(&bob.store, &bob.ctx, &gid, epoch, 0).unwrap().unwrap();
     assert!(q.members.contains(&mallory.id()));
     // Alice, asked, has nothing Bob lacks: Mallory's message is not sent.
     let taken = receive::take(&alice.store, &alice.ctx, &bob.id(), &q.bytes, 6)
@@ -192,7 +192,7 @@ fn a_blocked_member_counts_as_complete_in_a_question() {
     assert!(taken.out.is_empty(), "a blocked sender's message relayed");
     // A sentinel from Alice, after it: relayed.
     super::ops::send(&alice.store, &alice.ctx, &gid, "sentinel", 7).unwrap();
-    let q = ask(&bob.store, &gid, epoch, 0).unwrap().unwrap();
+    let q = ask(&bob.store, &bob.ctx, &gid, epoch, 0).unwrap().unwrap();
     let taken = receive::take(&alice.store, &alice.ctx, &bob.id(), &q.bytes, 8)
         .unwrap()
         .unwrap();
