@@ -136,7 +136,10 @@ async fn an_offline_member_catches_all_three_up_from_a_member_once_and_in_order(
     let who = |from: &[u8]| m.iter().position(|n| n.handle.peer_id().to_bytes() == from);
     for n in plain.iter().chain([&m[3]]) {
         let held = n.handle.held_envelopes(eve).await.unwrap();
-        let from: Vec<_> = held.iter().map(|e| (who(&e.from), e.sealed.len())).collect();
+        let from: Vec<_> = held
+            .iter()
+            .map(|e| (who(&e.from), e.sealed.len()))
+            .collect();
         assert!(
             held.is_empty(),
             "a mailbox holds something for Eve (member, bytes): {from:?}"
