@@ -101,6 +101,13 @@ impl Store {
         self.buddies.iter().map(|i| dec(&i?.1, BUDDIES)).collect()
     }
 
+    /// The keys we blocked (PeerId bytes): one read of the list, for
+    /// rules that check many peers at once.
+    pub fn blocked(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let all = self.buddies()?.into_iter();
+        Ok(all.filter(|b| b.blocked).map(|b| b.peer).collect())
+    }
+
     /// How we relate to `peer`.
     pub fn relation(&self, peer: &PeerId) -> Result<Relation, StoreError> {
         Ok(match self.buddy(peer)? {

@@ -158,8 +158,7 @@ impl Service {
             .run(move |s| {
                 let groups = s.groups()?;
                 let wanted = fast::wanted_topics(&groups, &ctx.states, &cfg, unix_ms());
-                let blocked = s.buddies()?.into_iter().filter(|b| b.blocked);
-                let blocked = blocked.map(|b| b.peer).collect();
+                let blocked = s.blocked()?.into_iter().collect();
                 let speakers = fast::speakers(&groups, &ctx.states, &wanted, blocked);
                 Ok((wanted, speakers))
             })

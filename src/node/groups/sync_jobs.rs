@@ -57,12 +57,7 @@ fn have(
     round: u64,
 ) -> Result<Vec<Have>, StoreError> {
     // One read of the buddy list (short), not one per member.
-    let blocked_keys: Vec<Vec<u8>> = s
-        .buddies()?
-        .into_iter()
-        .filter(|b| b.blocked)
-        .map(|b| b.peer)
-        .collect();
+    let blocked_keys = s.blocked()?;
     let blocked: Vec<&[u8]> = members
         .iter()
         .filter(|m| blocked_keys.contains(m))
