@@ -64,13 +64,27 @@ async fn group_of(creator: &NodeHandle, members: &[&NodeHandle]) -> String {
         })
         .await;
     }
-    // And every question delivered: none is left to go to a mailbox.
-    for m in members.iter().chain([&creator]) {
-        eventually("the questions are delivered", || async {
-            (m.outbox_len().await.unwrap() == 0).then_some(())
-        })
-        .await;
-    }
+    // And every question and every answer delivered: none is left to go
+    // to a mailbox. An answer is written to the answerer's outbox before
+    // the question is acknowledged, so some outbox holds the exchange
+    // until it is over; one pass over the outboxes may still miss an
+    // answer written behind it, so the passes must find them all empty
+    // three times running.
+    let all: Vec<&NodeHandle> = members.iter().copied().chain([creator]).collect();
+    let empty_passes = std::cell::Cell::new(0);
+    eventually("the questions and answers are delivered", || async {
+        let mut queued = 0;
+        for m in &all {
+            queued += m.outbox_len().await.unwrap();
+        }
+        empty_passes.set(if queued == 0 {
+            empty_passes.get() + 1
+        } else {
+            0
+        });
+        (empty_passes.get() >= 3).then_some(())
+    })
+    .await;
     gid
 }
 

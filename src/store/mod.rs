@@ -71,6 +71,10 @@ pub struct Store {
     syncs: std::sync::Arc<std::sync::atomic::AtomicU64>,
     meta: sled::Tree,
     peers: sled::Tree,
+    /// Rows in `peers`, kept beside the tree: sled's `Tree::len` walks the
+    /// whole tree, and the peer book asks at every new lasting connection
+    /// (`peers::MAX_KNOWN_PEERS`).
+    peer_rows: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     msgs: sled::Tree,
     index: sled::Tree,
     outbox: sled::Tree,
@@ -144,10 +148,13 @@ impl Store {
         }
         // sled 0.34 keeps its log in this one file (`Config::db_path`).
         let log = std::fs::File::open(dir.join("db")).map_err(sled::Error::Io)?;
+        let peers = db.open_tree(peers::TREE)?;
         Ok(Self {
             log: std::sync::Arc::new(log),
             syncs: Default::default(),
-            peers: db.open_tree(peers::TREE)?,
+            // Counted once here, then kept by `remember_peer`.
+            peer_rows: std::sync::Arc::new(peers.len().into()),
+            peers,
             msgs: db.open_tree(messages::MSGS)?,
             index: db.open_tree(messages::INDEX)?,
             outbox: db.open_tree(messages::OUTBOX)?,

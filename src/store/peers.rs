@@ -4,6 +4,8 @@
 //! `net::lasting`), and the table is capped at [`MAX_KNOWN_PEERS`]: a new
 //! peer beyond it replaces the one seen longest ago.
 
+use std::sync::atomic::Ordering;
+
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -56,15 +58,18 @@ impl Store {
         if !self.peers.contains_key(&key)? {
             self.make_room_for_a_peer()?;
         }
-        self.peers.insert(key, bytes)?;
+        if self.peers.insert(key, bytes)?.is_none() {
+            self.peer_rows.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
     /// Removes the peers seen longest ago (and unreadable rows) until one
     /// more fits under [`MAX_KNOWN_PEERS`]. A scan of at most the cap, run
-    /// only when a new peer is remembered: after a lasting connection.
+    /// only when a new peer is remembered into a full table; below the cap
+    /// it reads only the count kept beside the tree.
     fn make_room_for_a_peer(&self) -> Result<(), StoreError> {
-        if self.peers.len() < MAX_KNOWN_PEERS {
+        if self.peer_rows.load(Ordering::Relaxed) < MAX_KNOWN_PEERS {
             return Ok(());
         }
         let mut rows: Vec<(u64, sled::IVec)> = Vec::new();
@@ -74,21 +79,25 @@ impl Store {
             let seen = crate::wire::decode::<Row>(&v, 4096).map_or(0, |r| r.last_seen);
             rows.push((seen, k));
         }
-        if rows.len() < MAX_KNOWN_PEERS {
-            return Ok(());
+        let mut left = rows.len();
+        if left >= MAX_KNOWN_PEERS {
+            rows.sort_by_key(|(seen, _)| *seen);
+            let surplus = left + 1 - MAX_KNOWN_PEERS;
+            for (_, key) in rows.into_iter().take(surplus) {
+                self.peers.remove(key)?;
+                left -= 1;
+            }
         }
-        rows.sort_by_key(|(seen, _)| *seen);
-        let surplus = rows.len() + 1 - MAX_KNOWN_PEERS;
-        for (_, key) in rows.into_iter().take(surplus) {
-            self.peers.remove(key)?;
-        }
+        self.peer_rows.store(left, Ordering::Relaxed);
         Ok(())
     }
 
     /// Removes a peer that turned out to be gone for good.
     #[cfg(test)]
     pub fn forget_peer(&self, peer: &PeerId) -> Result<(), StoreError> {
-        self.peers.remove(peer.to_bytes())?;
+        if self.peers.remove(peer.to_bytes())?.is_some() {
+            self.peer_rows.fetch_sub(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -162,40 +171,68 @@ mod tests {
             s.remember_peer(p, std::slice::from_ref(&addr), seen)
                 .unwrap();
         }
-        assert_eq!(s.peers.len(), MAX_KNOWN_PEERS);
+        assert_eq!(rows(&s), MAX_KNOWN_PEERS);
         let oldest = peers[MAX_KNOWN_PEERS - 1];
         let second_oldest = peers[MAX_KNOWN_PEERS - 2];
 
         // Refreshing a peer already known evicts nobody.
         s.remember_peer(&oldest, &[], 5).unwrap();
-        assert_eq!(s.peers.len(), MAX_KNOWN_PEERS);
+        assert_eq!(rows(&s), MAX_KNOWN_PEERS);
 
         // A new peer evicts the one seen longest ago, and only it.
         let newcomer = PeerId::random();
         s.remember_peer(&newcomer, &[], 2_000_000).unwrap();
-        assert_eq!(s.peers.len(), MAX_KNOWN_PEERS);
-        let all: Vec<PeerId> = s
-            .known_peers(usize::MAX)
-            .unwrap()
-            .into_iter()
-            .map(|k| k.peer)
-            .collect();
+        assert_eq!(rows(&s), MAX_KNOWN_PEERS);
+        let all = book(&s);
         assert!(!all.contains(&oldest));
         assert!(all.contains(&second_oldest));
         assert_eq!(all[0], newcomer);
 
-        // An unreadable row is the first to go.
+        // A row forgotten makes room: the next newcomer evicts nobody.
         s.forget_peer(&newcomer).unwrap();
+        s.remember_peer(&PeerId::random(), &[], 2_500_000).unwrap();
+        assert!(all_kept_but(&s, &all, &newcomer));
+        // Forgetting a peer not in the book changes no count.
+        s.forget_peer(&newcomer).unwrap();
+        s.forget_peer(&peers[0]).unwrap();
+        assert_eq!(rows(&s), MAX_KNOWN_PEERS - 1);
+
+        // An unreadable row (found on disk at the next start) is the first
+        // to go.
         let junk = PeerId::random();
         s.peers.insert(junk.to_bytes(), &b"\xff"[..]).unwrap();
+        drop(s);
+        let s = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rows(&s), MAX_KNOWN_PEERS);
         s.remember_peer(&PeerId::random(), &[], 3_000_000).unwrap();
         assert!(!s.peers.contains_key(junk.to_bytes()).unwrap());
-        assert!(
-            s.known_peers(usize::MAX)
-                .unwrap()
-                .iter()
-                .any(|k| k.peer == second_oldest)
-        );
-        assert_eq!(s.peers.len(), MAX_KNOWN_PEERS);
+        assert!(book(&s).contains(&second_oldest));
+        assert_eq!(rows(&s), MAX_KNOWN_PEERS);
+    }
+
+    /// The rows of the peer book, after checking the count kept beside
+    /// the tree against a walk of it.
+    fn rows(s: &Store) -> usize {
+        let walked = s.peers.len();
+        assert_eq!(s.peer_rows.load(Ordering::Relaxed), walked, "kept count");
+        walked
+    }
+
+    /// Every peer in the book, newest first.
+    fn book(s: &Store) -> Vec<PeerId> {
+        s.known_peers(usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.peer)
+            .collect()
+    }
+
+    /// Whether every peer of `before` but `gone` is still in the book.
+    fn all_kept_but(s: &Store, before: &[PeerId], gone: &PeerId) -> bool {
+        let now = book(s);
+        before
+            .iter()
+            .filter(|p| *p != gone)
+            .all(|p| now.contains(p))
     }
 }

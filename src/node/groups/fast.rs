@@ -21,7 +21,9 @@ use super::Ctx;
 use super::receive::{self, Taken};
 use super::roster::{EpochView, GroupError};
 use crate::store::{Relation, Store, StoreError};
-use crate::wire::group::{GroupBody, GroupId, Header, decode_body, open_message};
+use crate::wire::group::{
+    GroupBody, GroupId, Header, MsgBody, SignedState, decode_body, open_message,
+};
 
 /// Prefix of every group topic, so the node's router tells them from the
 /// public rooms' topics.
@@ -74,15 +76,29 @@ pub enum GossipVerdict {
     Reject(GroupError),
 }
 
-/// The checks a gossip message passes before the store sees it: a group
-/// message (never a state or a request), signed by the sender its header
-/// names, that sender the gossip author, on the topic it claims.
+/// A gossip message that passed [`precheck`]: its signature checked once,
+/// so the store job that files it ([`take_gossip`]) does not check it
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The sender its header names, who signed it and is its gossip
+    /// author.
+    pub sender: PeerId,
+    /// As signed.
+    pub signed: SignedState,
+    /// What [`open_message`] made of `signed`.
+    pub body: MsgBody,
+}
+
+/// The checks a gossip message passes before it is forwarded or filed: a
+/// group message (never a state or a request), signed by the sender its
+/// header names, that sender the gossip author, on the topic it claims.
 pub fn precheck(
     source: Option<PeerId>,
     topic: &str,
     bytes: &[u8],
     topic_of: impl Fn(&Header) -> Option<String>,
-) -> Result<PeerId, GroupError> {
+) -> Result<Checked, GroupError> {
     let source = source.ok_or(GroupError::SenderMismatch)?;
     let GroupBody::Message(signed) = decode_body(bytes)? else {
         return Err(GroupError::Malformed);
@@ -94,35 +110,47 @@ pub fn precheck(
     if topic_of(&body.header).as_deref() != Some(topic) {
         return Err(GroupError::NotMember);
     }
-    Ok(source)
+    Ok(Checked {
+        sender: source,
+        signed,
+        body,
+    })
 }
 
-/// Files a gossip message from `source` (its gossipsub author) through
-/// the same path as a 1:1 copy from that sender. A store job. A sender
-/// we blocked is ignored, as its 1:1 copies are refused
-/// (`messenger::accept::decide`): nothing filed, not forwarded by us,
-/// and its forwarder not penalised (it cannot know whom we block).
+/// Files a gossip message (`bytes` on `topic`, judged [`Checked`]
+/// already) through the same path as a 1:1 copy from its sender, against
+/// the stored rows: the topic must be the one the stored group names for
+/// its epoch. A store job. A sender we blocked is ignored, as its 1:1
+/// copies are refused (`messenger::accept::decide`): nothing filed, and
+/// its forwarder not penalised (it cannot know whom we block).
 pub(crate) fn take_gossip(
     s: &Store,
     ctx: &Ctx,
-    source: &PeerId,
     topic: &str,
     bytes: &[u8],
+    checked: Checked,
     now: u64,
 ) -> Result<(GossipVerdict, Taken), StoreError> {
-    if s.relation(source)? == Relation::Blocked {
+    let Checked {
+        sender,
+        signed,
+        body,
+    } = checked;
+    if s.relation(&sender)? == Relation::Blocked {
         return Ok((GossipVerdict::Ignore, Taken::default()));
     }
-    let topic_of = |h: &Header| -> Option<String> {
-        let row = s.group(&h.group_id).ok()??;
-        let e = epoch_secret(&row, h.epoch)?;
-        Some(self::topic(&e, &h.group_id, h.epoch))
-    };
-    let sender = match precheck(Some(*source), topic, bytes, topic_of) {
-        Ok(p) => p,
-        Err(e) => return Ok((GossipVerdict::Reject(e), Taken::default())),
-    };
-    match receive::take(s, ctx, &sender, bytes, now)? {
+    let h = &body.header;
+    let stored_topic = s
+        .group(&h.group_id)?
+        .and_then(|row| epoch_secret(&row, h.epoch))
+        .map(|e| self::topic(&e, &h.group_id, h.epoch));
+    if stored_topic.as_deref() != Some(topic) {
+        return Ok((
+            GossipVerdict::Reject(GroupError::NotMember),
+            Taken::default(),
+        ));
+    }
+    match receive::take_checked(s, ctx, &sender, (bytes, &signed, body), now)? {
         Ok(t) => Ok((GossipVerdict::Took, t)),
         Err(GroupError::Later) => Ok((GossipVerdict::Ignore, Taken::default())),
         Err(e) => Ok((GossipVerdict::Reject(e), Taken::default())),
@@ -222,29 +250,26 @@ pub(crate) fn speakers(
 }
 
 /// The verdict on a gossip message from `source` on `topic`, before it is
-/// filed: taken (forward it) when a member of the topic's epoch signed it
-/// for that group and epoch; ignored on a topic we do not follow or from
-/// a key we blocked; refused otherwise.
+/// filed: taken (`Ok`: forward it, then file it) when a member of the
+/// topic's epoch signed it for that group and epoch; ignored on a topic
+/// we do not follow or from a key we blocked; refused otherwise.
 pub(crate) fn judge(
     speakers: &Speakers,
     source: Option<PeerId>,
     topic: &str,
     bytes: &[u8],
-) -> GossipVerdict {
+) -> Result<Checked, GossipVerdict> {
     let Some((group, view)) = speakers.topics.get(topic) else {
-        return GossipVerdict::Ignore;
+        return Err(GossipVerdict::Ignore);
     };
     if source.is_some_and(|p| speakers.blocked.contains(&p.to_bytes())) {
-        return GossipVerdict::Ignore;
+        return Err(GossipVerdict::Ignore);
     }
     let topic_of = |h: &Header| {
         let member = view.members.contains(&h.sender);
         (h.group_id == *group && h.epoch == view.epoch && member).then(|| topic.to_string())
     };
-    match precheck(source, topic, bytes, topic_of) {
-        Ok(_) => GossipVerdict::Took,
-        Err(e) => GossipVerdict::Reject(e),
-    }
+    precheck(source, topic, bytes, topic_of).map_err(GossipVerdict::Reject)
 }
 
 /// The topics followed after a round: of the `wanted` ones, those

@@ -46,11 +46,6 @@ struct Filed {
     events: Vec<GroupEvent>,
 }
 
-/// A message taken from gossip, now on disk: what listeners are told.
-struct Durable {
-    events: Vec<GroupEvent>,
-}
-
 struct Service {
     ctx: Arc<Ctx>,
     net: NetClient,
@@ -109,7 +104,6 @@ pub(crate) fn spawn(
 impl Service {
     async fn run(mut self, mut gossip: mpsc::Receiver<RoomEvent>, tasks: Tasks) {
         let (filed_tx, mut filed_rx) = mpsc::unbounded_channel::<Filed>();
-        let (durable_tx, mut durable_rx) = mpsc::unbounded_channel::<Durable>();
         let mut group_events = self.events.subscribe();
         // The upkeep runs only while a large group is ours: a node in none
         // does not wake for it.
@@ -128,8 +122,7 @@ impl Service {
                     Some(_) => {}
                     None => break,
                 },
-                Some(f) = filed_rx.recv() => self.on_filed(f, &durable_tx),
-                Some(d) = durable_rx.recv() => self.on_durable(d),
+                Some(f) = filed_rx.recv() => self.on_filed(f),
                 ev = group_events.recv() => {
                     // A state taken or an invitation: the topics may change.
                     refresh = matches!(
@@ -313,25 +306,24 @@ impl Service {
             return;
         }
         // Judged and forwarded now; filed after (see `fast::Speakers`).
-        let acceptance = match fast::judge(&self.speakers, Some(source), &topic, &data) {
-            GossipVerdict::Took => MessageAcceptance::Accept,
-            GossipVerdict::Ignore => MessageAcceptance::Ignore,
-            GossipVerdict::Reject(e) => {
+        let (acceptance, checked) = match fast::judge(&self.speakers, Some(source), &topic, &data) {
+            Ok(checked) => (MessageAcceptance::Accept, Some(checked)),
+            Err(GossipVerdict::Reject(e)) => {
                 debug!(%from, "group gossip refused: {e}");
-                MessageAcceptance::Reject
+                (MessageAcceptance::Reject, None)
             }
+            Err(_) => (MessageAcceptance::Ignore, None),
         };
-        let took = acceptance == MessageAcceptance::Accept;
         let _ = self.net.report(id, from, acceptance).await;
-        if !took {
+        let Some(checked) = checked else {
             return;
-        }
+        };
         let slot = FilingSlot::take(&self.filing);
         let (ctx, tx) = (self.ctx.clone(), filed.clone());
-        // The events wait for the flush ([`Self::on_filed`]).
+        // Told once filed ([`Self::on_filed`]).
         self.store.then(
             Flush::No,
-            move |s| fast::take_gossip(s, &ctx, &source, &topic, &data, unix_ms()),
+            move |s| fast::take_gossip(s, &ctx, &topic, &data, checked, unix_ms()),
             move |res| {
                 let (verdict, events) = match res {
                     Ok((v, t)) => (v, t.events),
@@ -351,34 +343,25 @@ impl Service {
         );
     }
 
-    /// A gossip message went through its store job: once on disk, its
-    /// events are told (a flush after the job that filed it covers it;
-    /// jobs run in order).
-    fn on_filed(&mut self, f: Filed, durable: &mpsc::UnboundedSender<Durable>) {
+    /// A gossip message went through its store job: listeners are told
+    /// at once. Its rows reach the disk with the store's next write-out
+    /// (`store::worker::LAZY`, 500 ms at the latest), not before the
+    /// event: nobody else relies on them (no receipt goes back to the
+    /// sender for gossip), and a line lost to a power cut in that window
+    /// comes back from the members at the next catch-up, as any line
+    /// missed does. Waiting for a flush of its own put a sync of every
+    /// member's disk on the way of every large group's message.
+    fn on_filed(&mut self, f: Filed) {
         match f.verdict {
             GossipVerdict::Took => {
-                let (tx, events) = (durable.clone(), f.events);
-                self.store.then(
-                    Flush::Soon,
-                    |_| Ok(()),
-                    move |res| {
-                        if res.is_ok() {
-                            let _ = tx.send(Durable { events });
-                        }
-                    },
-                );
+                for e in f.events {
+                    let _ = self.events.send(Event::Group(e));
+                }
             }
             // Forwarded already: the stored rows said otherwise than the
             // speakers kept in memory (a change taken in between).
             GossipVerdict::Ignore => {}
             GossipVerdict::Reject(e) => debug!(from = %f.from, "group gossip not filed: {e}"),
-        }
-    }
-
-    /// A message taken from gossip is on disk: listeners are told.
-    fn on_durable(&mut self, d: Durable) {
-        for e in d.events {
-            let _ = self.events.send(Event::Group(e));
         }
     }
 }

@@ -14,6 +14,13 @@ impl Peer {
     }
 }
 
+/// What `p`'s store job makes of `bytes` gossiped by `source` on `topic`,
+/// once the message passed [`precheck`] (as the actor judges it).
+fn filed(p: &Peer, source: &PeerId, topic: &str, bytes: &[u8], now: u64) -> (GossipVerdict, Taken) {
+    let checked = precheck(Some(*source), topic, bytes, |_| Some(topic.to_string())).unwrap();
+    take_gossip(&p.store, &p.ctx, topic, bytes, checked, now).unwrap()
+}
+
 #[test]
 fn gossip_from_a_blocked_member_is_not_filed() {
     let (alice, bob, mallory) = (peer(), peer(), peer());
@@ -21,28 +28,12 @@ fn gossip_from_a_blocked_member_is_not_filed() {
     bob.store.block(&mallory.id()).unwrap();
     let topic = bob.topic(&gid);
     let sent = ops::send(&mallory.store, &mallory.ctx, &gid, "blocked", 4).unwrap();
-    let (verdict, taken) = take_gossip(
-        &bob.store,
-        &bob.ctx,
-        &mallory.id(),
-        &topic,
-        &bob.mine(&sent.out)[0],
-        5,
-    )
-    .unwrap();
+    let (verdict, taken) = filed(&bob, &mallory.id(), &topic, &bob.mine(&sent.out)[0], 5);
     assert_eq!(verdict, GossipVerdict::Ignore, "a blocked sender's gossip");
     assert!(taken.events.is_empty());
     // A sentinel from Alice, after it, on the same topic: taken.
     let sent = ops::send(&alice.store, &alice.ctx, &gid, "sentinel", 6).unwrap();
-    let (verdict, _) = take_gossip(
-        &bob.store,
-        &bob.ctx,
-        &alice.id(),
-        &topic,
-        &bob.mine(&sent.out)[0],
-        7,
-    )
-    .unwrap();
+    let (verdict, _) = filed(&bob, &alice.id(), &topic, &bob.mine(&sent.out)[0], 7);
     assert!(matches!(verdict, GossipVerdict::Took), "{verdict:?}");
     assert_eq!(bob.texts(&gid), ["sentinel"], "only Alice's is filed");
 }
@@ -83,4 +74,29 @@ fn only_joined_groups_are_followed() {
     for p in [&alice, &bob] {
         assert!(view.members.contains(&p.id().to_bytes()));
     }
+}
+
+#[test]
+fn the_store_job_files_only_what_the_stored_group_puts_on_that_topic() {
+    let (alice, bob, carol) = (peer(), peer(), peer());
+    let gid = group(&alice, &[&bob, &carol]);
+    let topic = bob.topic(&gid);
+    // Judged against a topic the stored group does not name (the
+    // speakers kept in memory were stale): refused, nothing filed.
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "elsewhere", 4).unwrap();
+    let (verdict, taken) = filed(&bob, &alice.id(), "other", &bob.mine(&sent.out)[0], 5);
+    assert_eq!(verdict, GossipVerdict::Reject(GroupError::NotMember));
+    assert!(taken.events.is_empty());
+    // A checked message handed over with another sender than it names.
+    let sent = ops::send(&carol.store, &carol.ctx, &gid, "carol's", 6).unwrap();
+    let bytes = &bob.mine(&sent.out)[0];
+    let mut checked = precheck(Some(carol.id()), &topic, bytes, |_| Some(topic.clone())).unwrap();
+    checked.sender = alice.id();
+    let (verdict, _) = take_gossip(&bob.store, &bob.ctx, &topic, bytes, checked, 7).unwrap();
+    assert_eq!(verdict, GossipVerdict::Reject(GroupError::SenderMismatch));
+    // A sentinel on the stored topic, after them: filed.
+    let sent = ops::send(&alice.store, &alice.ctx, &gid, "sentinel", 8).unwrap();
+    let (verdict, _) = filed(&bob, &alice.id(), &topic, &bob.mine(&sent.out)[0], 9);
+    assert_eq!(verdict, GossipVerdict::Took);
+    assert_eq!(bob.texts(&gid), ["sentinel"], "only the sentinel is filed");
 }

@@ -56,16 +56,16 @@ fn gossip_must_come_from_the_sender_it_names_on_its_own_topic() {
     let bytes = signed_msg(&alice, &alice.peer_id());
     let right = |_: &Header| Some("t".to_string());
     assert_eq!(
-        precheck(Some(alice.peer_id()), "t", &bytes, right),
+        precheck(Some(alice.peer_id()), "t", &bytes, right).map(|c| c.sender),
         Ok(alice.peer_id())
     );
     // Re-published by another author.
     assert_eq!(
-        precheck(Some(eve.peer_id()), "t", &bytes, right),
+        precheck(Some(eve.peer_id()), "t", &bytes, right).map(|c| c.sender),
         Err(GroupError::SenderMismatch)
     );
     assert_eq!(
-        precheck(None, "t", &bytes, right),
+        precheck(None, "t", &bytes, right).map(|c| c.sender),
         Err(GroupError::SenderMismatch)
     );
     // Signed by Eve, naming Alice.
@@ -73,11 +73,11 @@ fn gossip_must_come_from_the_sender_it_names_on_its_own_topic() {
     assert!(precheck(Some(alice.peer_id()), "t", &forged, right).is_err());
     // On another topic, or one of a group we do not know.
     assert_eq!(
-        precheck(Some(alice.peer_id()), "u", &bytes, right),
+        precheck(Some(alice.peer_id()), "u", &bytes, right).map(|c| c.sender),
         Err(GroupError::NotMember)
     );
     assert_eq!(
-        precheck(Some(alice.peer_id()), "t", &bytes, |_| None),
+        precheck(Some(alice.peer_id()), "t", &bytes, |_| None).map(|c| c.sender),
         Err(GroupError::NotMember)
     );
     assert!(precheck(Some(alice.peer_id()), "t", b"junk", right).is_err());
@@ -109,8 +109,14 @@ fn gossip_is_judged_by_the_members_kept_for_its_topic() {
         topics: HashMap::from([("t".to_string(), (GroupId([7; 32]), Arc::new(view)))]),
         blocked: HashSet::from([mallory.peer_id().to_bytes()]),
     };
-    let judge = |source: &Identity, topic: &str, bytes: &[u8]| {
-        judge(&speakers, Some(source.peer_id()), topic, bytes)
+    let judge = |source: &Identity, topic: &str, bytes: &[u8]| match judge(
+        &speakers,
+        Some(source.peer_id()),
+        topic,
+        bytes,
+    ) {
+        Ok(_) => GossipVerdict::Took,
+        Err(v) => v,
     };
     let from_alice = msg_in(&alice, 3);
     assert_eq!(judge(&alice, "t", &from_alice), GossipVerdict::Took);

@@ -89,6 +89,32 @@ pub(crate) fn take(
             }
         }
     };
+    outcome(res, taken)
+}
+
+/// Files a group message whose signature was checked already, as
+/// [`take`] files one: `body` is what [`open_message`] made of `signed`
+/// (the fast path's judgement, `fast::precheck`), and `from` the sender
+/// it names.
+pub(crate) fn take_checked(
+    s: &Store,
+    ctx: &Ctx,
+    from: &PeerId,
+    (raw, signed, body): (&[u8], &SignedState, crate::wire::group::MsgBody),
+    now: u64,
+) -> Result<Result<Taken, GroupError>, StoreError> {
+    let mut taken = Taken::default();
+    let res = if body.header.sender == from.to_bytes() {
+        opened_message(s, ctx, from, (raw, signed, body), now, &mut taken)
+    } else {
+        Err(GroupError::SenderMismatch.into())
+    };
+    outcome(res, taken)
+}
+
+/// The result of taking one item: the store's error outside, why it was
+/// dropped inside.
+fn outcome(res: Result<(), Fail>, taken: Taken) -> Result<Result<Taken, GroupError>, StoreError> {
     match res {
         Ok(()) => Ok(Ok(taken)),
         Err(Fail::Drop(e)) => Ok(Err(e)),
@@ -129,6 +155,19 @@ pub(super) fn message(
     taken: &mut Taken,
 ) -> Result<(), Fail> {
     let body = authenticate(from, signed)?;
+    opened_message(s, ctx, from, (raw, signed, body), now, taken)
+}
+
+/// [`message`] once `body` is authenticated: `signed` opened, signed by
+/// `from`.
+fn opened_message(
+    s: &Store,
+    ctx: &Ctx,
+    from: &PeerId,
+    (raw, signed, body): (&[u8], &SignedState, crate::wire::group::MsgBody),
+    now: u64,
+    taken: &mut Taken,
+) -> Result<(), Fail> {
     let h = &body.header;
     let Some(row) = s.group(&h.group_id)? else {
         return Err(GroupError::NotMember.into());
