@@ -139,18 +139,23 @@ pub(crate) fn take_gossip(
     if s.relation(&sender)? == Relation::Blocked {
         return Ok((GossipVerdict::Ignore, Taken::default()));
     }
+    // One read of the group row (its state is the large part): the topic
+    // is checked against it, and the message filed with it.
     let h = &body.header;
-    let stored_topic = s
-        .group(&h.group_id)?
-        .and_then(|row| epoch_secret(&row, h.epoch))
-        .map(|e| self::topic(&e, &h.group_id, h.epoch));
-    if stored_topic.as_deref() != Some(topic) {
+    let row = s.group(&h.group_id)?.filter(|row| {
+        let secret = epoch_secret(row, h.epoch);
+        secret
+            .map(|e| self::topic(&e, &h.group_id, h.epoch))
+            .as_deref()
+            == Some(topic)
+    });
+    let Some(row) = row else {
         return Ok((
             GossipVerdict::Reject(GroupError::NotMember),
             Taken::default(),
         ));
-    }
-    match receive::take_checked(s, ctx, &sender, (bytes, &signed, body), now)? {
+    };
+    match receive::take_checked(s, ctx, &sender, row, (bytes, &signed, body), now)? {
         Ok(t) => Ok((GossipVerdict::Took, t)),
         Err(GroupError::Later) => Ok((GossipVerdict::Ignore, Taken::default())),
         Err(e) => Ok((GossipVerdict::Reject(e), Taken::default())),

@@ -94,18 +94,19 @@ pub(crate) fn take(
 
 /// Files a group message whose signature was checked already, as
 /// [`take`] files one: `body` is what [`open_message`] made of `signed`
-/// (the fast path's judgement, `fast::precheck`), and `from` the sender
-/// it names.
+/// (the fast path's judgement, `fast::precheck`), `from` the sender it
+/// names, and `row` its group as the caller read it in this store job.
 pub(crate) fn take_checked(
     s: &Store,
     ctx: &Ctx,
     from: &PeerId,
+    row: GroupRow,
     (raw, signed, body): (&[u8], &SignedState, crate::wire::group::MsgBody),
     now: u64,
 ) -> Result<Result<Taken, GroupError>, StoreError> {
     let mut taken = Taken::default();
     let res = if body.header.sender == from.to_bytes() {
-        opened_message(s, ctx, from, (raw, signed, body), now, &mut taken)
+        opened_message(s, ctx, from, row, (raw, signed, body), now, &mut taken)
     } else {
         Err(GroupError::SenderMismatch.into())
     };
@@ -155,23 +156,24 @@ pub(super) fn message(
     taken: &mut Taken,
 ) -> Result<(), Fail> {
     let body = authenticate(from, signed)?;
-    opened_message(s, ctx, from, (raw, signed, body), now, taken)
+    let Some(row) = s.group(&body.header.group_id)? else {
+        return Err(GroupError::NotMember.into());
+    };
+    opened_message(s, ctx, from, row, (raw, signed, body), now, taken)
 }
 
-/// [`message`] once `body` is authenticated: `signed` opened, signed by
-/// `from`.
+/// [`message`] once `body` is authenticated (`signed` opened, signed by
+/// `from`) and its group's `row` read.
 fn opened_message(
     s: &Store,
     ctx: &Ctx,
     from: &PeerId,
+    row: GroupRow,
     (raw, signed, body): (&[u8], &SignedState, crate::wire::group::MsgBody),
     now: u64,
     taken: &mut Taken,
 ) -> Result<(), Fail> {
     let h = &body.header;
-    let Some(row) = s.group(&h.group_id)? else {
-        return Err(GroupError::NotMember.into());
-    };
     pending_room(s, &row, &h.group_id)?;
     let opened = ctx
         .states
