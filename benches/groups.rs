@@ -168,7 +168,7 @@ async fn run() {
     let seen: Seen = Arc::default();
     let (gid, invite_ms) = make_group(&net, &seen).await;
     eprintln!("{:>6.1} s: all joined", t0.elapsed().as_secs_f64());
-    let (idle, idle_woke) = background_bytes(&net).await;
+    let (idle, idle_cores, idle_woke) = background_bytes(&net).await;
     let sent = send_messages(&net, &gid, &seen, m, &mut rng).await;
     eprintln!("{:>6.1} s: {m} messages to all", t0.elapsed().as_secs_f64());
     let (peers, topic_peers) = peer_counts(&net, &gid).await;
@@ -195,6 +195,7 @@ async fn run() {
             "sender_bytes_2s_before_send": {"p50": pct(&mut sender_idle.clone(), 0.5), "max": pct(&mut sender_idle, 1.0)},
             "messages_past_2s": sent.slow,
             "background_bytes_per_node_s": idle,
+            "background_cpu_cores": idle_cores,
             "cpu_ms_per_message": sent.cpu_per_msg * 1e3,
             "phase_messages_s": sent.secs,
             "idle_per_node_min": idle_woke,
@@ -206,9 +207,15 @@ async fn run() {
             "offline_back_ms": ms(back),
         })
     );
-    for node in &net.nodes {
-        let _ = node.shutdown().await;
-    }
+    // All at once: one after another, a thousand nodes took longer to
+    // stop than the whole run.
+    let stop = |i: usize| {
+        let node = net.nodes[i].clone();
+        async move {
+            let _ = node.shutdown().await;
+        }
+    };
+    parallel((0..n).map(stop).collect()).await;
 }
 
 /// Phase 1a: `n` nodes, each bootstrapped from three started before it.
@@ -287,14 +294,18 @@ async fn make_group(net: &Net, seen: &Seen) -> (String, f64) {
 }
 
 /// What a node writes per second when nothing is sent (DHT upkeep,
-/// gossipsub heartbeats), counted over every node for 10 s, and what the
-/// nodes woke up for meanwhile, per node and minute.
-async fn background_bytes(net: &Net) -> (f64, serde_json::Map<String, serde_json::Value>) {
+/// gossipsub heartbeats), counted over every node for 10 s, the cores
+/// the whole process kept busy meanwhile (what each message's gossip
+/// hops compete with), and what the nodes woke up for, per node and
+/// minute.
+async fn background_bytes(net: &Net) -> (f64, f64, serde_json::Map<String, serde_json::Value>) {
     let total = || net.ids.iter().map(memory_bytes_written).sum::<u64>();
-    let (b0, t, woke) = (total(), Instant::now(), Window::start());
+    let (b0, cpu0, t, woke) = (total(), cpu_s(), Instant::now(), Window::start());
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let bytes = (total() - b0) as f64 / t.elapsed().as_secs_f64() / net.ids.len() as f64;
-    (bytes, woke.per_node_minute(net.ids.len()))
+    let secs = t.elapsed().as_secs_f64();
+    let bytes = (total() - b0) as f64 / secs / net.ids.len() as f64;
+    let cores = (cpu_s() - cpu0) / secs;
+    (bytes, cores, woke.per_node_minute(net.ids.len()))
 }
 
 /// Per node, after the message phase: the peers it has a connection to

@@ -179,7 +179,7 @@ impl Behaviour {
             ),
             autonat_server: autonat::v2::server::Behaviour::default(),
             upnp: config.upnp.then(upnp::tokio::Behaviour::default).into(),
-            pubsub: super::pubsub::pubsub(identity.keypair()).map_err(std::io::Error::other)?,
+            pubsub: super::pubsub::pubsub().map_err(std::io::Error::other)?,
             room_history: rpc(
                 CborCodec::new(room::MAX_HISTORY_REQUEST, room::MAX_HISTORY_RESPONSE),
                 room::HISTORY_PROTOCOL,

@@ -361,7 +361,7 @@ mod tests {
             })
             .expect("transport")
             .with_behaviour(|key| Node {
-                gossip: pubsub(key).expect("gossipsub"),
+                gossip: pubsub().expect("gossipsub"),
                 identify: identify::Behaviour::new(identify::Config::new(
                     "/test/1".into(),
                     key.public(),

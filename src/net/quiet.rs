@@ -289,8 +289,7 @@ mod tests {
 
     #[test]
     fn gossipsub_heartbeat_wakes_nobody_while_no_topic_is_followed() {
-        let key = libp2p::identity::Keypair::generate_ed25519();
-        let mut pubsub = crate::net::pubsub::pubsub(&key).expect("gossipsub");
+        let mut pubsub = crate::net::pubsub::pubsub().expect("gossipsub");
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);

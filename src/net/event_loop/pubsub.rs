@@ -140,7 +140,6 @@ impl EventLoop {
         let ev = NetEvent::Rooms(RoomEvent::Message {
             from: propagation_source,
             id: message_id.clone(),
-            source: message.source,
             topic: message.topic.into_string(),
             data: message.data,
         });

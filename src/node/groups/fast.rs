@@ -81,8 +81,7 @@ pub enum GossipVerdict {
 /// again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
-    /// The sender its header names, who signed it and is its gossip
-    /// author.
+    /// The sender its header names, who signed it: its author.
     pub sender: PeerId,
     /// As signed.
     pub signed: SignedState,
@@ -92,26 +91,23 @@ pub struct Checked {
 
 /// The checks a gossip message passes before it is forwarded or filed: a
 /// group message (never a state or a request), signed by the sender its
-/// header names, that sender the gossip author, on the topic it claims.
+/// header names (its author, whoever gossiped it), on the topic it
+/// claims.
 pub fn precheck(
-    source: Option<PeerId>,
     topic: &str,
     bytes: &[u8],
     topic_of: impl Fn(&Header) -> Option<String>,
 ) -> Result<Checked, GroupError> {
-    let source = source.ok_or(GroupError::SenderMismatch)?;
     let GroupBody::Message(signed) = decode_body(bytes)? else {
         return Err(GroupError::Malformed);
     };
     let body = open_message(&signed)?;
-    if body.header.sender != source.to_bytes() {
-        return Err(GroupError::SenderMismatch);
-    }
+    let sender = PeerId::from_bytes(&body.header.sender).map_err(|_| GroupError::Malformed)?;
     if topic_of(&body.header).as_deref() != Some(topic) {
         return Err(GroupError::NotMember);
     }
     Ok(Checked {
-        sender: source,
+        sender,
         signed,
         body,
     })
@@ -254,27 +250,27 @@ pub(crate) fn speakers(
     Speakers { topics, blocked }
 }
 
-/// The verdict on a gossip message from `source` on `topic`, before it is
-/// filed: taken (`Ok`: forward it, then file it) when a member of the
-/// topic's epoch signed it for that group and epoch; ignored on a topic
-/// we do not follow or from a key we blocked; refused otherwise.
+/// The verdict on a gossip message on `topic`, before it is filed: taken
+/// (`Ok`: forward it, then file it) when a member of the topic's epoch
+/// signed it for that group and epoch; ignored on a topic we do not
+/// follow or from a key we blocked; refused otherwise.
 pub(crate) fn judge(
     speakers: &Speakers,
-    source: Option<PeerId>,
     topic: &str,
     bytes: &[u8],
 ) -> Result<Checked, GossipVerdict> {
     let Some((group, view)) = speakers.topics.get(topic) else {
         return Err(GossipVerdict::Ignore);
     };
-    if source.is_some_and(|p| speakers.blocked.contains(&p.to_bytes())) {
-        return Err(GossipVerdict::Ignore);
-    }
     let topic_of = |h: &Header| {
         let member = view.members.contains(&h.sender);
         (h.group_id == *group && h.epoch == view.epoch && member).then(|| topic.to_string())
     };
-    precheck(source, topic, bytes, topic_of).map_err(GossipVerdict::Reject)
+    let checked = precheck(topic, bytes, topic_of).map_err(GossipVerdict::Reject)?;
+    if speakers.blocked.contains(&checked.body.header.sender) {
+        return Err(GossipVerdict::Ignore);
+    }
+    Ok(checked)
 }
 
 /// The topics followed after a round: of the `wanted` ones, those

@@ -116,8 +116,8 @@ impl Service {
             }
             tokio::select! {
                 ev = gossip.recv() => match ev {
-                    Some(RoomEvent::Message { from, id, source, topic, data }) => {
-                        self.on_gossip(from, id, source, topic, data, &filed_tx).await;
+                    Some(RoomEvent::Message { from, id, topic, data }) => {
+                        self.on_gossip(from, id, topic, data, &filed_tx).await;
                     }
                     Some(_) => {}
                     None => break,
@@ -288,25 +288,23 @@ impl Service {
         &mut self,
         from: PeerId,
         id: MessageId,
-        source: Option<PeerId>,
         topic: String,
         data: Vec<u8>,
         filed: &mpsc::UnboundedSender<Filed>,
     ) {
-        let Some(source) = source.filter(|_| self.topics.contains_key(&topic)) else {
-            let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
-            return;
-        };
-        if !self.gate.admit(
-            source,
-            self.filing.load(Ordering::Acquire),
-            std::time::Instant::now(),
-        ) {
-            let _ = self.net.report(id, from, MessageAcceptance::Ignore).await;
-            return;
-        }
         // Judged and forwarded now; filed after (see `fast::Speakers`).
-        let (acceptance, checked) = match fast::judge(&self.speakers, Some(source), &topic, &data) {
+        // The per-author gate counts authors by the signature judged, so
+        // nobody spends another member's share.
+        let verdict = fast::judge(&self.speakers, &topic, &data).and_then(|c| {
+            let filing = self.filing.load(Ordering::Acquire);
+            let now = std::time::Instant::now();
+            if self.gate.admit(c.sender, filing, now) {
+                Ok(c)
+            } else {
+                Err(GossipVerdict::Ignore)
+            }
+        });
+        let (acceptance, checked) = match verdict {
             Ok(checked) => (MessageAcceptance::Accept, Some(checked)),
             Err(GossipVerdict::Reject(e)) => {
                 debug!(%from, "group gossip refused: {e}");

@@ -14,10 +14,10 @@ impl Peer {
     }
 }
 
-/// What `p`'s store job makes of `bytes` gossiped by `source` on `topic`,
-/// once the message passed [`precheck`] (as the actor judges it).
-fn filed(p: &Peer, source: &PeerId, topic: &str, bytes: &[u8], now: u64) -> (GossipVerdict, Taken) {
-    let checked = precheck(Some(*source), topic, bytes, |_| Some(topic.to_string())).unwrap();
+/// What `p`'s store job makes of `bytes` gossiped on `topic`, once the
+/// message passed [`precheck`] (as the actor judges it).
+fn filed(p: &Peer, topic: &str, bytes: &[u8], now: u64) -> (GossipVerdict, Taken) {
+    let checked = precheck(topic, bytes, |_| Some(topic.to_string())).unwrap();
     take_gossip(&p.store, &p.ctx, topic, bytes, checked, now).unwrap()
 }
 
@@ -28,12 +28,12 @@ fn gossip_from_a_blocked_member_is_not_filed() {
     bob.store.block(&mallory.id()).unwrap();
     let topic = bob.topic(&gid);
     let sent = ops::send(&mallory.store, &mallory.ctx, &gid, "blocked", 4).unwrap();
-    let (verdict, taken) = filed(&bob, &mallory.id(), &topic, &bob.mine(&sent.out)[0], 5);
+    let (verdict, taken) = filed(&bob, &topic, &bob.mine(&sent.out)[0], 5);
     assert_eq!(verdict, GossipVerdict::Ignore, "a blocked sender's gossip");
     assert!(taken.events.is_empty());
     // A sentinel from Alice, after it, on the same topic: taken.
     let sent = ops::send(&alice.store, &alice.ctx, &gid, "sentinel", 6).unwrap();
-    let (verdict, _) = filed(&bob, &alice.id(), &topic, &bob.mine(&sent.out)[0], 7);
+    let (verdict, _) = filed(&bob, &topic, &bob.mine(&sent.out)[0], 7);
     assert!(matches!(verdict, GossipVerdict::Took), "{verdict:?}");
     assert_eq!(bob.texts(&gid), ["sentinel"], "only Alice's is filed");
 }
@@ -84,19 +84,19 @@ fn the_store_job_files_only_what_the_stored_group_puts_on_that_topic() {
     // Judged against a topic the stored group does not name (the
     // speakers kept in memory were stale): refused, nothing filed.
     let sent = ops::send(&alice.store, &alice.ctx, &gid, "elsewhere", 4).unwrap();
-    let (verdict, taken) = filed(&bob, &alice.id(), "other", &bob.mine(&sent.out)[0], 5);
+    let (verdict, taken) = filed(&bob, "other", &bob.mine(&sent.out)[0], 5);
     assert_eq!(verdict, GossipVerdict::Reject(GroupError::NotMember));
     assert!(taken.events.is_empty());
     // A checked message handed over with another sender than it names.
     let sent = ops::send(&carol.store, &carol.ctx, &gid, "carol's", 6).unwrap();
     let bytes = &bob.mine(&sent.out)[0];
-    let mut checked = precheck(Some(carol.id()), &topic, bytes, |_| Some(topic.clone())).unwrap();
+    let mut checked = precheck(&topic, bytes, |_| Some(topic.clone())).unwrap();
     checked.sender = alice.id();
     let (verdict, _) = take_gossip(&bob.store, &bob.ctx, &topic, bytes, checked, 7).unwrap();
     assert_eq!(verdict, GossipVerdict::Reject(GroupError::SenderMismatch));
     // A sentinel on the stored topic, after them: filed.
     let sent = ops::send(&alice.store, &alice.ctx, &gid, "sentinel", 8).unwrap();
-    let (verdict, _) = filed(&bob, &alice.id(), &topic, &bob.mine(&sent.out)[0], 9);
+    let (verdict, _) = filed(&bob, &topic, &bob.mine(&sent.out)[0], 9);
     assert_eq!(verdict, GossipVerdict::Took);
     assert_eq!(bob.texts(&gid), ["sentinel"], "only the sentinel is filed");
 }

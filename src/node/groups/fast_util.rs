@@ -60,42 +60,6 @@ impl NodeHandle {
         Ok(self.inner.net.publish(topic, data).await?.unwrap_or(false))
     }
 
-    /// Seals and signs our next message to `group` as a send would, but
-    /// sends no copy: the `Body::Group` bytes, for a test to hand to
-    /// someone else to publish.
-    #[cfg(feature = "test-util")]
-    pub async fn group_seal_unsent(&self, group: &str, text: &str) -> Result<Vec<u8>, NodeError> {
-        use super::ops;
-        use crate::wire::group::GroupBody;
-        let (group, text) = (group.to_string(), text.to_string());
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.group_job(move |s, ctx, now| {
-            let id = resolve(s, &group)?;
-            let mut done = ops::send(s, ctx, &id, &text, now)?;
-            for (_, env) in done.out.drain(..) {
-                s.remove_from_outbox(&env.id)?;
-            }
-            done.fast = None;
-            let super::Answer::Sent(mid) = &done.answer else {
-                return Err(GroupOpError::UnknownGroup);
-            };
-            let wire = s
-                .group_log(&id, 10_000)?
-                .into_iter()
-                .find(|l| &l.id == mid)
-                .and_then(|l| l.wire)
-                .ok_or(GroupOpError::UnknownGroup)?;
-            let signed = crate::wire::decode(&wire, crate::wire::group::MAX_GROUP_BYTES)
-                .map_err(|e| super::GroupError::Wire(e.into()))?;
-            let bytes = crate::wire::encode(&GroupBody::Message(signed))
-                .map_err(|e| super::GroupError::Wire(e.into()))?;
-            let _ = tx.send(bytes);
-            Ok(done)
-        })
-        .await?;
-        rx.await.map_err(|_| NodeError::Stopped)
-    }
-
     /// Seals a message to `group` claiming `claimed` as its sender, under
     /// `claimed`'s chain of the current epoch, unsigned: what a stranger
     /// who learnt the epoch secret could seal and sign as itself.

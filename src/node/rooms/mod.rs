@@ -115,7 +115,7 @@ pub(crate) struct Rooms {
     limits: RoomLimits,
     state: Mutex<HashMap<RoomId, RoomState>>,
     last_sent_at: AtomicU64,
-    /// Gossip frames refused (bad signature or frame, wrong author, ban,
+    /// Gossip frames refused (bad signature or frame, ban,
     /// rate, a record that may not replace ours): tests wait on it to know
     /// a frame was judged.
     dropped: AtomicU64,

@@ -254,11 +254,10 @@ async fn on_event(svc: &Arc<Rooms>, ev: RoomEvent) {
         RoomEvent::Message {
             from,
             id,
-            source,
             topic,
             data,
         } => {
-            let verdict = on_gossip(svc, source, &topic, &data).await;
+            let verdict = on_gossip(svc, &topic, &data).await;
             if matches!(verdict, MessageAcceptance::Reject) {
                 svc.dropped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -282,12 +281,7 @@ async fn report(svc: &Rooms, id: MessageId, from: PeerId, verdict: MessageAccept
 }
 
 /// Judges one gossip frame; what gossipsub does with it follows.
-async fn on_gossip(
-    svc: &Rooms,
-    source: Option<PeerId>,
-    topic: &str,
-    data: &[u8],
-) -> MessageAcceptance {
+async fn on_gossip(svc: &Rooms, topic: &str, data: &[u8]) -> MessageAcceptance {
     use MessageAcceptance::{Accept, Ignore, Reject};
     let Some(id) = topic.strip_prefix("roost/room/").and_then(RoomId::parse) else {
         return Reject;
@@ -307,34 +301,27 @@ async fn on_gossip(
                 let Some(st) = state.get_mut(&id) else {
                     return Ignore;
                 };
-                (
-                    st.judge(&m, source, Instant::now(), unix_ms()),
-                    st.name.clone(),
-                )
+                (st.judge(&m, Instant::now(), unix_ms()), st.name.clone())
             };
             match verdict {
                 Verdict::Accept => {
                     store_and_show(svc, &name, RoomLogEntry::from(&m)).await;
                     Accept
                 }
-                Verdict::Duplicate | Verdict::FromFuture => Ignore,
-                v @ (Verdict::Banned | Verdict::OverRate | Verdict::WrongAuthor) => {
+                Verdict::Duplicate | Verdict::FromFuture | Verdict::Stale => Ignore,
+                v @ (Verdict::Banned | Verdict::OverRate) => {
                     debug!(sender = %m.sender, ?v, "dropping a room message");
                     Reject
                 }
             }
         }
-        Gossip::Record(raw) => {
-            let owner = room::decode_record(&raw).map(|r| r.owner);
-            if owner.as_ref().ok() != source.as_ref() {
-                return Reject;
-            }
-            match take_record(svc, id, &raw).await {
-                Ok(true) => Accept,
-                Ok(false) | Err(RoomError::Stale { .. }) => Ignore,
-                Err(_) => Reject,
-            }
-        }
+        // Signed by the room's owner, whoever gossips it (checked with
+        // the rest by `take_record`).
+        Gossip::Record(raw) => match take_record(svc, id, &raw).await {
+            Ok(true) => Accept,
+            Ok(false) | Err(RoomError::Stale { .. }) => Ignore,
+            Err(_) => Reject,
+        },
     }
 }
 
