@@ -139,11 +139,7 @@ pub(crate) fn take_gossip(
     // is checked against it, and the message filed with it.
     let h = &body.header;
     let row = s.group(&h.group_id)?.filter(|row| {
-        let secret = epoch_secret(row, h.epoch);
-        secret
-            .map(|e| self::topic(&e, &h.group_id, h.epoch))
-            .as_deref()
-            == Some(topic)
+        epoch_secret(row, h.epoch).is_some_and(|e| self::topic(&e, &h.group_id, h.epoch) == topic)
     });
     let Some(row) = row else {
         return Ok((

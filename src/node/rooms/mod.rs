@@ -115,9 +115,9 @@ pub(crate) struct Rooms {
     limits: RoomLimits,
     state: Mutex<HashMap<RoomId, RoomState>>,
     last_sent_at: AtomicU64,
-    /// Gossip frames refused (bad signature or frame, ban,
-    /// rate, a record that may not replace ours): tests wait on it to know
-    /// a frame was judged.
+    /// Gossip frames refused (bad signature or frame, ban, rate, a record
+    /// that may not replace ours): tests wait on it to know a frame was
+    /// judged.
     dropped: AtomicU64,
     /// Told when a room is entered: the upkeep runs only while we are in
     /// a room, so an idle node with none does not wake for it.
