@@ -1,5 +1,5 @@
 //! `cargo bench --bench groups [-- --nodes N --messages M --offline F --offline-messages K
-//! --threshold T --sync-every S]`: one private group of `N` members (default
+//! --threshold T --sync-every S --settle S --settle-permille P]`: one private group of `N` members (default
 //! 1000), every member a real roost node in this process over libp2p's
 //! in-memory transport (as the swarm bench runs them). Groups of `T`
 //! members or more (default 2: this one) take the fast path — each
@@ -10,6 +10,9 @@
 //! Phases, each checked, each timed:
 //! 1. start the nodes; node 0 creates the group and invites all others in
 //!    one change; every node takes the invitation and joins;
+//!    then the process must settle (below `--settle-permille` of a core,
+//!    default 50, for at most `--settle` seconds, default 300): the
+//!    messages go to a running group, not into its start-up's tail;
 //! 2. `M` messages, each from a random member, one after the other: the
 //!    time from `group_send` to every other member having it (its event),
 //!    and the bytes the sender wrote on its connections in the 2 s after
@@ -44,7 +47,7 @@ use roost::{Config, Event, Identity, Node, NodeHandle};
 use serde_json::json;
 
 mod common;
-use common::{Rng, Window, arg, cpu_s, init_tracing, ms, pct};
+use common::{Rng, Window, arg, cpu_s, init_tracing, ms, pct, settle};
 
 /// How long any phase may take before the run fails.
 const LIMIT: Duration = Duration::from_secs(900);
@@ -168,6 +171,28 @@ async fn run() {
     let seen: Seen = Arc::default();
     let (gid, invite_ms) = make_group(&net, &seen).await;
     eprintln!("{:>6.1} s: all joined", t0.elapsed().as_secs_f64());
+    // Messages in a running group, not in the tail of the start-up and the
+    // joins (lookups, mailbox fetches, the invitations' connections
+    // closing): the process must settle below `--settle-share` of a core,
+    // for at most `--settle` seconds; the time it took is a figure.
+    let joined = Instant::now();
+    let share = arg("--settle-permille", 50) as f64 / 1000.0;
+    let limit = Duration::from_secs(arg("--settle", 300));
+    let (_, settled_share) = settle(share, limit, |w| {
+        eprintln!(
+            "{:>6.1} s: {:.1} % of a core; per node and minute: {}",
+            t0.elapsed().as_secs_f64(),
+            w.cores() * 100.0,
+            serde_json::Value::Object(w.per_node_minute(n))
+        );
+    })
+    .await;
+    let settle_s = joined.elapsed().as_secs_f64();
+    eprintln!(
+        "{:>6.1} s: settled to {:.1} % of a core",
+        t0.elapsed().as_secs_f64(),
+        settled_share * 100.0
+    );
     let (idle, idle_cores, idle_woke) = background_bytes(&net).await;
     let sent = send_messages(&net, &gid, &seen, m, &mut rng).await;
     eprintln!("{:>6.1} s: {m} messages to all", t0.elapsed().as_secs_f64());
@@ -195,6 +220,8 @@ async fn run() {
             "sender_bytes_2s_before_send": {"p50": pct(&mut sender_idle.clone(), 0.5), "max": pct(&mut sender_idle, 1.0)},
             "messages_past_2s": sent.slow,
             "background_bytes_per_node_s": idle,
+            "settle_s": settle_s,
+            "settled_cores": settled_share,
             "background_cpu_cores": idle_cores,
             "cpu_ms_per_message": sent.cpu_per_msg * 1e3,
             "phase_messages_s": sent.secs,

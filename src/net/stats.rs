@@ -98,10 +98,16 @@ pub enum Kind {
     PushStream,
     /// A presence change read off a push stream.
     PushReceived,
+    /// A closest-peers lookup for a fetch of our own mailbox.
+    LookupFetch,
+    /// A closest-peers lookup for a holder's hand-off pass.
+    LookupHandoff,
+    /// A closest-peers lookup for a deposit with an offline peer's holders.
+    LookupDeposit,
 }
 
 /// Every kind, in order, with the name the bench prints.
-pub const KINDS: [(Kind, &str); 40] = [
+pub const KINDS: [(Kind, &str); 43] = [
     (Kind::ConnOpened, "conn_opened"),
     (Kind::ConnClosed, "conn_closed"),
     (Kind::DialFailed, "dial_failed"),
@@ -142,6 +148,9 @@ pub const KINDS: [(Kind, &str); 40] = [
     (Kind::MsgLink, "msg_link"),
     (Kind::PushStream, "presence_push_stream"),
     (Kind::PushReceived, "presence_push_received"),
+    (Kind::LookupFetch, "lookup_fetch"),
+    (Kind::LookupHandoff, "lookup_handoff"),
+    (Kind::LookupDeposit, "lookup_deposit"),
 ];
 
 static COUNTS: [AtomicU64; KINDS.len()] = [const { AtomicU64::new(0) }; KINDS.len()];

@@ -29,6 +29,7 @@ impl Service {
         let int_tx = self.int_tx.clone();
         tokio::spawn(async move {
             let key = mailbox_key(&peer);
+            crate::net::stats::count(crate::net::stats::Kind::LookupDeposit);
             let found = net.closest_peers(key.clone()).await.unwrap_or_default();
             let chosen = holders(&key, found, &[me, peer], r);
             let need = quorum(chosen.len(), want);

@@ -60,6 +60,7 @@ pub(super) async fn fetch_own(
 ) {
     let me = inbound.sealer.me();
     let key = mailbox_key(&me);
+    crate::net::stats::count(crate::net::stats::Kind::LookupFetch);
     let found = net.closest_peers(key.clone()).await.unwrap_or_default();
     // Every peer of the neighbourhood, not just the R closest: a copy left
     // on a peer that has since been outranked is found and cleared too.

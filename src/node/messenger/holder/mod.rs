@@ -275,6 +275,7 @@ impl Holder {
                 }
                 Output::Lookup { pass, key } => {
                     let (net, int_tx) = (self.net.clone(), self.int_tx.clone());
+                    crate::net::stats::count(crate::net::stats::Kind::LookupHandoff);
                     tokio::spawn(async move {
                         let peers = net.closest_peers(key).await.unwrap_or_default();
                         let _ = int_tx.send(Input::Found { pass, peers }).await;
