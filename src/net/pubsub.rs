@@ -49,8 +49,7 @@ pub type Pubsub = super::quiet::Quiet<super::gossip_idle::GossipIdle, super::qui
 /// number or signature (`Anonymous`), nothing forwarded before the rooms
 /// service or the groups' fast path has checked it
 /// (`validate_messages`), a frame limit just above the largest room
-/// message, ids from the content ([`gossip_id`]), and little IHAVE
-/// gossip.
+/// message, and ids from the content ([`gossip_id`]).
 ///
 /// Every frame roost gossips is signed inside by its author (a room's
 /// message and record, a group's message), and the services check that
@@ -74,14 +73,6 @@ pub fn pubsub() -> Result<Pubsub, String> {
         // subscriber it is connected to: a large group's sender pays
         // O(message size), whatever the number of members.
         .flood_publish(false)
-        // IHAVE (message ids gossiped outside the mesh, its repair) to two
-        // peers, for the last heartbeat's messages only. The defaults (six
-        // peers, three heartbeats) cost each node up to eighteen control
-        // frames per message, against about six copies along the mesh. A
-        // large group's members repair gaps through their catch-up, a
-        // public room's joiners through its history (docs/rooms.md).
-        .gossip_lazy(2)
-        .history_gossip(1)
         .build()
         .map_err(|e| e.to_string())?;
     let filter = MaxCountSubscriptionFilter {
