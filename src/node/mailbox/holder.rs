@@ -11,7 +11,8 @@
 //! (and only the recipient's, as authenticated by the connection);
 //! **expiry** (a purge at start, then every [`PURGE_EVERY`] or TTL/2);
 //! **hand-off** to the current closest peers after a deposit that brought
-//! something new, a closer peer entering the routing table (settled
+//! something new, a closer peer entering the routing table (for the
+//! mailboxes it is closer to than we are; settled
 //! [`SETTLE`], at most every [`REACT_EVERY`](super::react::REACT_EVERY)) and every poll, letting go
 //! once outranked and every target confirmed; and what each peer is known
 //! to hold ([`Handed`]), forgotten when nothing is left to remember.
@@ -92,6 +93,9 @@ pub struct Holder {
     passes: HashMap<PassId, Pass>,
     next_id: u64,
     handoff_due: Option<Instant>,
+    /// The recipients the pass due is for: those a new peer outranks us
+    /// for; `None`, every recipient held (a deposit's pass, the poll's).
+    handoff_only: Option<HashSet<PeerId>>,
     last_handoff: Option<Instant>,
     next_poll: Instant,
     next_purge: Instant,
@@ -119,6 +123,7 @@ impl Holder {
             passes: HashMap::new(),
             next_id: 0,
             handoff_due: None,
+            handoff_only: None,
             last_handoff: None,
             next_poll: now + poll,
             next_purge: now,
@@ -295,6 +300,7 @@ impl Holder {
                 }
                 if fresh.iter().any(|n| *n) {
                     self.handoff_due.get_or_insert(now + SETTLE);
+                    self.handoff_only = None;
                 }
             }
             None => {
@@ -316,18 +322,27 @@ impl Holder {
         self.handed.retain(|r, _| ledger.holds_for(r));
     }
 
-    /// A peer closer than we are to a mailbox we hold: look again at who
-    /// should hold it, after a settle and at most every
-    /// [`REACT_EVERY`](super::react::REACT_EVERY).
+    /// A peer closer than we are to mailboxes we hold: look again at who
+    /// should hold those (not every mailbox held: each costs a lookup, and
+    /// in a busy network new peers come all the time), after a settle and
+    /// at most every [`REACT_EVERY`](super::react::REACT_EVERY).
     fn new_peer(&mut self, peer: PeerId, now: Instant) {
-        let outranked = self
+        let outranked: Vec<PeerId> = self
             .ledger
             .recipients()
-            .iter()
-            .any(|r| outranks(&mailbox_key(r), &peer, &self.me));
-        if outranked {
-            self.handoff_due
-                .get_or_insert(react_at(self.last_handoff, now));
+            .into_iter()
+            .filter(|r| outranks(&mailbox_key(r), &peer, &self.me))
+            .collect();
+        if outranked.is_empty() {
+            return;
+        }
+        if self.handoff_due.is_none() {
+            self.handoff_only = Some(HashSet::new());
+        }
+        self.handoff_due
+            .get_or_insert(react_at(self.last_handoff, now));
+        if let Some(only) = self.handoff_only.as_mut() {
+            only.extend(outranked);
         }
     }
 
@@ -338,12 +353,20 @@ impl Holder {
             // changing: its copies must be replaced before the others go.
             if !self.ledger.recipients().is_empty() {
                 self.handoff_due.get_or_insert(now);
+                self.handoff_only = None;
             }
         }
         if self.handoff_due.is_some_and(|t| t <= now) {
             self.handoff_due = None;
             self.last_handoff = Some(now);
-            out.extend(self.ledger.recipients().into_iter().map(Output::ReadHeld));
+            let only = self.handoff_only.take();
+            out.extend(
+                self.ledger
+                    .recipients()
+                    .into_iter()
+                    .filter(|r| only.as_ref().is_none_or(|o| o.contains(r)))
+                    .map(Output::ReadHeld),
+            );
         }
         if now >= self.next_purge {
             self.next_purge = now + PURGE_EVERY.min(self.ttl / 2);

@@ -202,6 +202,35 @@ fn a_closer_newcomer_starts_a_pass_after_the_settle_and_at_most_every_react_ever
     assert_eq!(reads(&h.handle(Input::Tick, due, WALL)), vec![jack]);
 }
 
+#[test]
+fn a_closer_newcomer_starts_a_pass_only_for_the_mailboxes_it_is_closer_to() {
+    let t0 = Instant::now();
+    let (jack, jill) = (PeerId::random(), PeerId::random());
+    let (jack_key, jill_key) = (mailbox_key(&jack), mailbox_key(&jill));
+    let me = PeerId::random();
+    // A peer closer than us to Jack's mailbox and farther from Jill's.
+    let newcomer = std::iter::repeat_with(PeerId::random)
+        .find(|p| outranks(&jack_key, p, &me) && !outranks(&jill_key, p, &me))
+        .expect("such a peer is one in four");
+    let mut h = holder(me, Quotas::default(), t0);
+    h.handle(Input::Tick, t0, WALL);
+    let held = |recipient| HeldItem {
+        recipient,
+        depositor: PeerId::random(),
+        size: 10,
+        expires_at: 0,
+    };
+    h.handle(Input::Loaded(vec![held(jack), held(jill)]), t0, WALL);
+    h.handle(Input::NewPeer(newcomer), t0, WALL);
+    assert_eq!(reads(&h.handle(Input::Tick, t0 + SETTLE, WALL)), vec![jack]);
+    // The poll still passes over every mailbox held.
+    let mut all = reads(&h.handle(Input::Tick, t0 + POLL, WALL));
+    all.sort();
+    let mut both = vec![jack, jill];
+    both.sort();
+    assert_eq!(all, both);
+}
+
 /// A target of a pass and what it got.
 type Copied = (PeerId, Vec<Envelope>);
 
