@@ -336,14 +336,13 @@ impl Holder {
         if outranked.is_empty() {
             return;
         }
-        if self.handoff_due.is_none() {
-            self.handoff_only = Some(HashSet::new());
+        // A pass over every mailbox already due covers these too.
+        let full_due = self.handoff_due.is_some() && self.handoff_only.is_none();
+        if !full_due {
+            self.handoff_only.get_or_insert_default().extend(outranked);
         }
         self.handoff_due
             .get_or_insert(react_at(self.last_handoff, now));
-        if let Some(only) = self.handoff_only.as_mut() {
-            only.extend(outranked);
-        }
     }
 
     fn tick(&mut self, now: Instant, wall_ms: u64, out: &mut Vec<Output>) {
