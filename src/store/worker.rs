@@ -33,17 +33,26 @@
 //!   only finds its later jobs refused (their receivers see a closed
 //!   channel).
 //!
-//! Callers never block: submitting is a channel send. The thread is a plain
-//! OS thread, not a tokio blocking task: it lives as long as the node, and
-//! a process running many nodes (the benchmarks) would otherwise exhaust
-//! tokio's blocking pool. A node runs two workers over one database (the
-//! mailbox holder's own, so its flushes never delay messaging); each is
-//! ordered only within itself.
+//! - **Idle.** A thread with nothing to run, nothing held and nothing
+//!   left to write out for [`IDLE`] parks the store and the queue and
+//!   ends; the next job starts a new thread. An idle node keeps no store
+//!   thread, and a process running many nodes (the benchmarks) keeps
+//!   threads only for the nodes at work: sled's writes walk every thread
+//!   of the process registered with crossbeam's epoch collector, so each
+//!   idle thread made every node's writes dearer.
+//!
+//! Callers never block: submitting is a channel send (and, when the thread
+//! has ended, starting a new one). The thread is a plain OS thread, not a
+//! tokio blocking task: it serves a queue whose jobs block on `fsync`, and
+//! a process running many nodes would otherwise exhaust tokio's blocking
+//! pool. A node runs two workers over one database (the mailbox holder's
+//! own, so its flushes never delay messaging); each is ordered only within
+//! itself.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
@@ -77,6 +86,30 @@ pub const SOON_BATCH: usize = 8;
 /// rarely here (see `Store::open`), does every 500 ms by default.
 pub const LAZY: Duration = Duration::from_millis(500);
 
+/// How long a thread with nothing to do waits for a job before it ends.
+/// Long enough that a conversation's messages, seconds apart, find it
+/// running; a new thread costs tens of microseconds.
+pub const IDLE: Duration = Duration::from_secs(5);
+
+/// The thread's waits: for a flush to ride on ([`SOON`]) and for work
+/// before it ends ([`IDLE`]); tests shorten them.
+#[derive(Clone, Copy)]
+struct Timing {
+    soon: Duration,
+    idle: Duration,
+    /// A pause between seeing the queue empty and taking the slot's lock
+    /// to end, which tests widen so that jobs are sent in it.
+    #[cfg(test)]
+    before_parking: Duration,
+}
+
+const TIMING: Timing = Timing {
+    soon: SOON,
+    idle: IDLE,
+    #[cfg(test)]
+    before_parking: Duration::ZERO,
+};
+
 /// When a job's writes must be on disk before it reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flush {
@@ -105,6 +138,35 @@ struct Job {
 /// What the thread receives: a job, or `None` for [`Worker::close`].
 type Msg = Option<Job>;
 
+/// What a thread owns while it serves, and what waits for the next one
+/// while none does.
+struct Parked {
+    store: Store,
+    rx: mpsc::Receiver<Msg>,
+    /// Told `true` once the store is released for good ([`Worker::close`]).
+    released: watch::Sender<bool>,
+}
+
+/// Whether a thread serves the queue.
+enum Thread {
+    /// One does (or is opening the database).
+    Running,
+    /// None does; `starting` once one has been spawned to take over.
+    Parked { parked: Parked, starting: bool },
+    /// Closed, or the database could not be opened: jobs are refused.
+    Gone,
+}
+
+/// The shared [`Thread`] state; its lock orders a submitter's check for a
+/// thread after its send against an ending thread's last look at the queue.
+type Slot = Arc<Mutex<Thread>>;
+
+fn lock(slot: &Mutex<Thread>) -> MutexGuard<'_, Thread> {
+    // Nothing panics while holding it; a poisoned lock still holds a
+    // consistent state.
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Handle to a store thread; cheap to clone. See the module doc for the
 /// rules.
 #[derive(Clone)]
@@ -114,37 +176,102 @@ pub struct Worker {
     waiting: Arc<AtomicUsize>,
     /// Becomes `true` (or closes) once the thread has released the store.
     released: watch::Receiver<bool>,
+    thread: Slot,
+    timing: Timing,
 }
 
 impl Worker {
-    /// Starts a thread over `store`.
+    /// A worker over `store`; its thread starts with the first job.
     pub fn new(store: Store) -> Self {
-        Self::start(move || Ok(store), |_| {}, SOON)
+        Self::parked(store, TIMING)
     }
 
     /// A worker whose [`Flush::Soon`] jobs wait up to `soon`, for tests
     /// that must tell the batch rule from the timer.
     #[cfg(test)]
     fn with_soon(store: Store, soon: Duration) -> Self {
-        Self::start(move || Ok(store), |_| {}, soon)
+        Self::parked(store, Timing { soon, ..TIMING })
+    }
+
+    /// A worker whose thread ends after `idle` without work, pausing
+    /// `before_parking` on its way out, for tests.
+    #[cfg(test)]
+    fn with_idle(store: Store, idle: Duration, before_parking: Duration) -> Self {
+        Self::parked(
+            store,
+            Timing {
+                idle,
+                before_parking,
+                ..TIMING
+            },
+        )
+    }
+
+    /// Whether a thread serves the queue now, for tests.
+    #[cfg(test)]
+    fn running(&self) -> bool {
+        !matches!(*lock(&self.thread), Thread::Parked { .. })
+    }
+
+    fn parked(store: Store, timing: Timing) -> Self {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let (released_tx, released) = watch::channel(false);
+        let parked = Parked {
+            store,
+            rx,
+            released: released_tx,
+        };
+        Self {
+            tx,
+            waiting: Arc::default(),
+            released,
+            thread: Arc::new(Mutex::new(Thread::Parked {
+                parked,
+                starting: false,
+            })),
+            timing,
+        }
     }
 
     /// Starts a thread that opens the database in `dir` (see
     /// [`Store::open`]) and then serves jobs; the open's blocking retries
     /// happen there, not on the caller's task.
     pub async fn open(dir: PathBuf, cache_bytes: u64) -> Result<Self, StoreError> {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let (released_tx, released) = watch::channel(false);
+        let thread: Slot = Arc::new(Mutex::new(Thread::Running));
         let (opened_tx, opened) = oneshot::channel();
-        let worker = Self::start(
-            move || Store::open(&dir, cache_bytes),
-            move |r| {
-                let _ = opened_tx.send(r);
-            },
-            SOON,
-        );
+        let slot = thread.clone();
+        let spawned = spawn(move || match Store::open(&dir, cache_bytes) {
+            Ok(store) => {
+                let _ = opened_tx.send(Ok(()));
+                let parked = Parked {
+                    store,
+                    rx,
+                    released: released_tx,
+                };
+                serve_then_park(parked, &slot, TIMING);
+            }
+            Err(e) => {
+                *lock(&slot) = Thread::Gone;
+                let _ = opened_tx.send(Err(e));
+            }
+        });
+        if let Err(e) = spawned {
+            return Err(StoreError::Failed(format!(
+                "cannot start the store thread: {e}"
+            )));
+        }
         opened
             .await
             .map_err(|_| StoreError::Failed("store thread did not start".into()))??;
-        Ok(worker)
+        Ok(Self {
+            tx,
+            waiting: Arc::default(),
+            released,
+            thread,
+            timing: TIMING,
+        })
     }
 
     /// A second worker over the same database, with its own thread and
@@ -154,36 +281,21 @@ impl Worker {
         Ok(Self::new(store))
     }
 
-    fn start(
-        open: impl FnOnce() -> Result<Store, StoreError> + Send + 'static,
-        opened: impl FnOnce(Result<(), StoreError>) + Send + 'static,
-        soon: Duration,
-    ) -> Self {
-        let (tx, rx) = mpsc::channel::<Msg>();
-        let (released_tx, released) = watch::channel(false);
-        let spawned = std::thread::Builder::new()
-            .name("roost-store".into())
-            .spawn(move || match open() {
-                Ok(store) => {
-                    opened(Ok(()));
-                    serve(&store, &rx, soon);
-                    // Refuse later jobs before anyone hears of the close.
-                    drop(rx);
-                    drop(store);
-                    let _ = released_tx.send(true);
-                }
-                Err(e) => opened(Err(e)),
-            });
-        if let Err(e) = spawned {
-            // The closure (and with it the receiver) is gone: every job is
-            // refused, every waiter sees a closed channel.
-            tracing::warn!("cannot start the store thread: {e}");
+    /// Queues `msg`, then makes sure a thread serves the queue.
+    fn send(&self, msg: Msg) -> Result<(), mpsc::SendError<Msg>> {
+        self.tx.send(msg)?;
+        let mut thread = lock(&self.thread);
+        if let Thread::Parked { starting, .. } = &mut *thread
+            && !*starting
+        {
+            let (slot, timing) = (self.thread.clone(), self.timing);
+            match spawn(move || take_over(&slot, timing)) {
+                Ok(()) => *starting = true,
+                // Still parked: the next job tries again.
+                Err(e) => tracing::warn!("cannot start the store thread: {e}"),
+            }
         }
-        Self {
-            tx,
-            waiting: Arc::default(),
-            released,
-        }
+        Ok(())
     }
 
     /// Queues `work`; `then` gets its result on the store thread once it has
@@ -208,7 +320,7 @@ impl Worker {
                 })
             }),
         };
-        if self.tx.send(Some(job)).is_err() {
+        if self.send(Some(job)).is_err() {
             // The thread is gone; `then` is dropped, so a waiting receiver
             // sees a closed channel.
             tracing::debug!("store worker closed; a job was not run");
@@ -270,7 +382,7 @@ impl Worker {
                 Box::new(|_| {})
             }),
         };
-        if self.tx.send(Some(job)).is_err() {
+        if self.send(Some(job)).is_err() {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("store worker closed; dropping a best-effort write");
             return false;
@@ -282,16 +394,71 @@ impl Worker {
     /// the thread's store; returns once that is done. Jobs submitted later
     /// (by any clone) are not run.
     pub async fn close(&self) {
-        let _ = self.tx.send(None);
+        let _ = self.send(None);
         let mut released = self.released.clone();
         // An error means the thread is gone, which is as good.
         let _ = released.wait_for(|r| *r).await;
     }
 }
 
+fn spawn(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("roost-store".into())
+        .spawn(f)
+        .map(drop)
+}
+
+/// A new thread's start: takes what the last one parked and serves it.
+fn take_over(slot: &Mutex<Thread>, timing: Timing) {
+    let taken = std::mem::replace(&mut *lock(slot), Thread::Running);
+    let parked = match taken {
+        Thread::Parked { parked, .. } => parked,
+        // Only a submitter that saw it parked spawns a thread, and only
+        // this thread takes what is parked; nothing else to serve.
+        other => {
+            *lock(slot) = other;
+            return;
+        }
+    };
+    serve_then_park(parked, slot, timing);
+}
+
+/// Serves until the queue is closed, then releases the store; or until
+/// idle, then parks it for the next thread.
+fn serve_then_park(parked: Parked, slot: &Mutex<Thread>, timing: Timing) {
+    match serve(&parked.store, &parked.rx, timing, slot) {
+        Some(mut thread) => {
+            *thread = Thread::Parked {
+                parked,
+                starting: false,
+            }
+        }
+        None => {
+            let Parked {
+                store,
+                rx,
+                released,
+            } = parked;
+            *lock(slot) = Thread::Gone;
+            // Refuse later jobs before anyone hears of the close.
+            drop(rx);
+            drop(store);
+            let _ = released.send(true);
+        }
+    }
+}
+
 /// The thread's loop: serves jobs until closed (or every clone is gone),
-/// then flushes a last time and reports what is still held.
-fn serve(store: &Store, rx: &mpsc::Receiver<Msg>, soon: Duration) {
+/// then flushes a last time, reports what is still held and returns
+/// `None`. After `timing.idle` with nothing to run, hold or write out, it
+/// returns the slot's lock instead, taken while the queue was seen empty:
+/// a job sent meanwhile finds the slot parked and starts a new thread.
+fn serve<'a>(
+    store: &Store,
+    rx: &mpsc::Receiver<Msg>,
+    timing: Timing,
+    slot: &'a Mutex<Thread>,
+) -> Option<MutexGuard<'a, Thread>> {
     let mut held = Held::default();
     loop {
         // Checked before waiting, not only on a timeout: a steady stream
@@ -305,16 +472,27 @@ fn serve(store: &Store, rx: &mpsc::Receiver<Msg>, soon: Duration) {
                 tracing::warn!("cannot write the store out: {e}");
             }
         }
-        let first = match held.next() {
-            None => rx.recv().ok(),
-            Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(job) => Some(job),
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => None,
-            },
+        let (wait, idle) = match held.next() {
+            None => (timing.idle, true),
+            Some(due) => (due.saturating_duration_since(Instant::now()), false),
+        };
+        let first = match rx.recv_timeout(wait) {
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Timeout) if idle => {
+                #[cfg(test)]
+                std::thread::sleep(timing.before_parking);
+                let thread = lock(slot);
+                match rx.try_recv() {
+                    Ok(job) => Some(job),
+                    Err(TryRecvError::Empty) => return Some(thread),
+                    Err(TryRecvError::Disconnected) => None,
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => None,
         };
         let Some(Some(first)) = first else { break };
-        if run_group(store, first, rx, (&mut held, soon)) {
+        if run_group(store, first, rx, (&mut held, timing.soon)) {
             break;
         }
     }
@@ -323,6 +501,7 @@ fn serve(store: &Store, rx: &mpsc::Receiver<Msg>, soon: Duration) {
         tracing::warn!("final flush failed: {e}");
     }
     held.report(&flushed);
+    None
 }
 
 /// [`Flush::Soon`] jobs that have run and wait for a flush, and when that

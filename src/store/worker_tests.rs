@@ -1,3 +1,4 @@
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use super::*;
@@ -261,4 +262,101 @@ async fn a_plain_write_is_written_out_without_a_flush_asked_for() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     w.close().await;
+}
+
+/// Polls `w` until its thread has ended, for at most a minute.
+async fn until_parked(w: &Worker) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while w.running() {
+        assert!(Instant::now() < deadline, "the idle thread never ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An idle thread ends only once what it wrote is in the file (sled's
+/// flusher is off here); the next job starts a thread that sees it, and a
+/// close while no thread runs still releases the store.
+#[tokio::test]
+async fn an_idle_worker_ends_its_thread_after_writing_out_and_the_next_job_starts_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), 1 << 20, None).unwrap();
+    let w = Worker::with_idle(store, Duration::from_millis(50), Duration::ZERO);
+    w.run(|s| s.set_locator_seq(42)).await.unwrap();
+    until_parked(&w).await;
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    let on_disk = Store::open_with(copy.path(), 1 << 20, None).unwrap();
+    assert_eq!(
+        on_disk.locator_seq().unwrap(),
+        42,
+        "parked before writing out"
+    );
+    assert_eq!(w.run(|s| s.locator_seq()).await.unwrap(), 42);
+    w.run(|s| s.set_locator_seq(43)).await.unwrap();
+    until_parked(&w).await;
+    w.close().await;
+    assert_eq!(open(&dir).locator_seq().unwrap(), 43);
+}
+
+/// With threads ending whenever the queue is empty (each pausing on its
+/// way out, so that jobs arrive just then), jobs sent from many tasks are
+/// all run, each task's in its order, by many threads in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_sent_while_threads_end_and_start_are_all_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::with_idle(open(&dir), Duration::ZERO, Duration::from_millis(1));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for task in 0..4u32 {
+        let (w, seen) = (w.clone(), seen.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut replies = Vec::new();
+            for i in 0..300u32 {
+                let seen = seen.clone();
+                // Durable, so nothing is left to write out once it ran.
+                replies.push(w.reply(Flush::Now, move |_| {
+                    seen.lock()
+                        .unwrap()
+                        .push((task, i, std::thread::current().id()));
+                    Ok(())
+                }));
+                // Sometimes wait, so the queue runs dry and the thread ends.
+                if i % 3 == 0 {
+                    for r in replies.drain(..) {
+                        r.await.unwrap().unwrap();
+                    }
+                }
+                if i % 10 == 0 {
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+            }
+            for r in replies {
+                r.await.unwrap().unwrap();
+            }
+        }));
+    }
+    let all = async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), all)
+        .await
+        .expect("a job was never answered");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1200);
+    for task in 0..4 {
+        let order: Vec<u32> = seen.iter().filter(|s| s.0 == task).map(|s| s.1).collect();
+        assert_eq!(
+            order,
+            (0..300).collect::<Vec<_>>(),
+            "task {task} out of order"
+        );
+    }
+    let threads: std::collections::HashSet<_> = seen.iter().map(|s| s.2).collect();
+    assert!(
+        threads.len() > 5,
+        "only {} threads ran the jobs",
+        threads.len()
+    );
 }
