@@ -94,7 +94,8 @@ pub struct Holder {
     next_id: u64,
     handoff_due: Option<Instant>,
     /// The recipients the pass due is for: those a new peer outranks us
-    /// for; `None`, every recipient held (a deposit's pass, the poll's).
+    /// for and those something new was deposited for; `None`, every
+    /// recipient held (the poll's pass).
     handoff_only: Option<HashSet<PeerId>>,
     last_handoff: Option<Instant>,
     next_poll: Instant,
@@ -288,6 +289,7 @@ impl Holder {
         };
         match fresh {
             Some(fresh) => {
+                let mut added = Vec::new();
                 for ((item, hash, from_holder), new) in items.iter().zip(&fresh) {
                     if !new {
                         // Counted in `admit`, but held already.
@@ -297,10 +299,14 @@ impl Holder {
                         let handed = self.handed.entry(item.recipient).or_default();
                         handed.gave(&[peer], &[*hash]);
                     }
+                    if *new {
+                        added.push(item.recipient);
+                    }
                 }
-                if fresh.iter().any(|n| *n) {
-                    self.handoff_due.get_or_insert(now + SETTLE);
-                    self.handoff_only = None;
+                // Only these mailboxes changed: the others' holders are
+                // as they were (the poll's pass looks at every one).
+                if !added.is_empty() {
+                    self.pass_over(added, now + SETTLE);
                 }
             }
             None => {
@@ -336,13 +342,17 @@ impl Holder {
         if outranked.is_empty() {
             return;
         }
-        // A pass over every mailbox already due covers these too.
+        self.pass_over(outranked, react_at(self.last_handoff, now));
+    }
+
+    /// Adds `recipients` to the pass due, or makes one due at `at`. A pass
+    /// over every mailbox already due covers them.
+    fn pass_over(&mut self, recipients: Vec<PeerId>, at: Instant) {
         let full_due = self.handoff_due.is_some() && self.handoff_only.is_none();
         if !full_due {
-            self.handoff_only.get_or_insert_default().extend(outranked);
+            self.handoff_only.get_or_insert_default().extend(recipients);
         }
-        self.handoff_due
-            .get_or_insert(react_at(self.last_handoff, now));
+        self.handoff_due.get_or_insert(at);
     }
 
     fn tick(&mut self, now: Instant, wall_ms: u64, out: &mut Vec<Output>) {

@@ -69,6 +69,10 @@ fn reads(out: &[Output]) -> Vec<PeerId> {
         .collect()
 }
 
+fn sorted_pair(a: PeerId, b: PeerId) -> Vec<PeerId> {
+    if a <= b { vec![a, b] } else { vec![b, a] }
+}
+
 fn purges(out: &[Output]) -> usize {
     out.iter()
         .filter(|o| matches!(o, Output::Purge { .. }))
@@ -226,9 +230,35 @@ fn a_closer_newcomer_starts_a_pass_only_for_the_mailboxes_it_is_closer_to() {
     // The poll still passes over every mailbox held.
     let mut all = reads(&h.handle(Input::Tick, t0 + POLL, WALL));
     all.sort();
-    let mut both = vec![jack, jill];
-    both.sort();
-    assert_eq!(all, both);
+    assert_eq!(all, sorted_pair(jack, jill));
+}
+
+#[test]
+fn a_deposit_starts_a_pass_only_for_the_mailboxes_it_added_to() {
+    let t0 = Instant::now();
+    let [me, jack, jill, alice] = std::array::from_fn(|_| PeerId::random());
+    let mut h = holder(me, Quotas::default(), t0);
+    h.handle(Input::Tick, t0, WALL);
+    let for_jill = envelope(jill, alice, MessageId::random(), 1);
+    deposit(&mut h, alice, vec![for_jill.clone()], t0);
+    assert_eq!(reads(&h.handle(Input::Tick, t0 + SETTLE, WALL)), vec![jill]);
+    // Something new for Jack: his mailbox's pass only, not Jill's again.
+    let t1 = t0 + SETTLE * 2;
+    deposit(
+        &mut h,
+        alice,
+        vec![envelope(jack, alice, MessageId::random(), 2)],
+        t1,
+    );
+    assert_eq!(reads(&h.handle(Input::Tick, t1 + SETTLE, WALL)), vec![jack]);
+    // Bytes held already are nothing new: no pass.
+    let (_, written) = deposit_with(&mut h, alice, vec![for_jill], t1, |n| Some(vec![false; n]));
+    assert_eq!(written.len(), 1);
+    assert_eq!(h.poll_timeout(), t0 + POLL);
+    // The poll still passes over every mailbox held.
+    let mut all = reads(&h.handle(Input::Tick, t0 + POLL, WALL));
+    all.sort();
+    assert_eq!(all, sorted_pair(jack, jill));
 }
 
 /// A target of a pass and what it got.
