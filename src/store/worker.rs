@@ -53,7 +53,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
+
 use std::time::{Duration, Instant};
+use thread::{Parked, Slot, Thread, lock, serve_then_park, spawn, take_over};
 
 use tokio::sync::{oneshot, watch};
 
@@ -137,35 +139,6 @@ struct Job {
 
 /// What the thread receives: a job, or `None` for [`Worker::close`].
 type Msg = Option<Job>;
-
-/// What a thread owns while it serves, and what waits for the next one
-/// while none does.
-struct Parked {
-    store: Store,
-    rx: mpsc::Receiver<Msg>,
-    /// Told `true` once the store is released for good ([`Worker::close`]).
-    released: watch::Sender<bool>,
-}
-
-/// Whether a thread serves the queue.
-enum Thread {
-    /// One does (or is opening the database).
-    Running,
-    /// None does; `starting` once one has been spawned to take over.
-    Parked { parked: Parked, starting: bool },
-    /// Closed, or the database could not be opened: jobs are refused.
-    Gone,
-}
-
-/// The shared [`Thread`] state; its lock orders a submitter's check for a
-/// thread after its send against an ending thread's last look at the queue.
-type Slot = Arc<Mutex<Thread>>;
-
-fn lock(slot: &Mutex<Thread>) -> MutexGuard<'_, Thread> {
-    // Nothing panics while holding it; a poisoned lock still holds a
-    // consistent state.
-    slot.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Handle to a store thread; cheap to clone. See the module doc for the
 /// rules.
@@ -401,53 +374,6 @@ impl Worker {
     }
 }
 
-fn spawn(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("roost-store".into())
-        .spawn(f)
-        .map(drop)
-}
-
-/// A new thread's start: takes what the last one parked and serves it.
-fn take_over(slot: &Mutex<Thread>, timing: Timing) {
-    let taken = std::mem::replace(&mut *lock(slot), Thread::Running);
-    let parked = match taken {
-        Thread::Parked { parked, .. } => parked,
-        // Only a submitter that saw it parked spawns a thread, and only
-        // this thread takes what is parked; nothing else to serve.
-        other => {
-            *lock(slot) = other;
-            return;
-        }
-    };
-    serve_then_park(parked, slot, timing);
-}
-
-/// Serves until the queue is closed, then releases the store; or until
-/// idle, then parks it for the next thread.
-fn serve_then_park(parked: Parked, slot: &Mutex<Thread>, timing: Timing) {
-    match serve(&parked.store, &parked.rx, timing, slot) {
-        Some(mut thread) => {
-            *thread = Thread::Parked {
-                parked,
-                starting: false,
-            }
-        }
-        None => {
-            let Parked {
-                store,
-                rx,
-                released,
-            } = parked;
-            *lock(slot) = Thread::Gone;
-            // Refuse later jobs before anyone hears of the close.
-            drop(rx);
-            drop(store);
-            let _ = released.send(true);
-        }
-    }
-}
-
 /// The thread's loop: serves jobs until closed (or every clone is gone),
 /// then flushes a last time, reports what is still held and returns
 /// `None`. After `timing.idle` with nothing to run, hold or write out, it
@@ -603,6 +529,9 @@ fn run_group(
     }
     closed
 }
+
+#[path = "worker_thread.rs"]
+mod thread;
 
 #[cfg(test)]
 #[path = "worker_tests.rs"]
