@@ -64,11 +64,12 @@ async fn group_of(creator: &NodeHandle, members: &[&NodeHandle]) -> String {
         })
         .await;
     }
-    // And every question and every answer delivered: none is left to go
-    // to a mailbox. An answer is written to the answerer's outbox before
-    // the question is acknowledged, so some outbox holds the exchange
-    // until it is over; one pass over the outboxes may still miss an
-    // answer written behind it, so the passes must find them all empty
+    // And every roster message delivered (invitations, joins, the
+    // creator's new states): none is left to go to a mailbox. Catch-up
+    // questions and answers never do: they go over a direct link or not
+    // at all. A state is written to the creator's outbox before the join
+    // that causes it is acknowledged, so one pass over the outboxes may
+    // miss one written behind it: the passes must find them all empty
     // three times running.
     let all: Vec<&NodeHandle> = members.iter().copied().chain([creator]).collect();
     let empty_passes = std::cell::Cell::new(0);

@@ -440,6 +440,30 @@ impl NodeHandle {
         self.request(Request::PauseHolder).await
     }
 
+    /// Sends `body` to `peer` the way a large group's catch-up question
+    /// goes: over a direct link only, once, never deposited. Tests show
+    /// where such a message ends when `peer` is up and when it is away.
+    #[cfg(feature = "test-util")]
+    pub async fn send_direct(
+        &self,
+        peer: PeerId,
+        body: crate::wire::message::Body,
+    ) -> Result<(), NodeError> {
+        self.inner
+            .messages
+            .send(Request::Direct { to: peer, body })
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// How many messages the messaging service still tries to deliver
+    /// (sending, waiting for a retry, or parked in mailboxes): tests see
+    /// a message that ends rather than wait in the outbox.
+    #[cfg(feature = "test-util")]
+    pub async fn pending_messages(&self) -> Result<usize, NodeError> {
+        self.request(Request::Pending).await
+    }
+
     /// How many message streams `peer` has open to this node now: tests
     /// open streams one at a time, each once the node has taken the last.
     #[cfg(feature = "test-util")]

@@ -9,6 +9,12 @@
 //! all its messages due at once. Only the recipient takes a message out:
 //! its ack for an attempt in flight to it, or its receipt; acks and
 //! receipts naming the id from anyone else are ignored.
+//!
+//! A *direct-only* message ([`Outbox::enqueue_direct`]) gets one attempt:
+//! it is neither retried nor left in a mailbox, so a failed attempt
+//! drops it. That is for what is worth something only while both ends
+//! are up (a large group's catch-up question and its answer), which the
+//! asker asks again once it is back.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -41,6 +47,8 @@ struct Item {
     /// The recipient's node was seen while this attempt was in flight: if
     /// the attempt fails (or ends in a mailbox), retry at once.
     seen: bool,
+    /// One attempt over a link, then gone ([`Outbox::enqueue_direct`]).
+    direct: bool,
 }
 
 /// The retry schedule of every undelivered message.
@@ -78,6 +86,23 @@ impl Outbox {
 
     /// A new (or reloaded) message, due at once.
     pub fn enqueue(&mut self, id: MessageId, to: PeerId, now: Instant) {
+        self.insert(id, to, now, false);
+    }
+
+    /// A new message that only a direct link may carry, due at once: its
+    /// first failed attempt ends it ([`Self::failed`] returns false), and
+    /// it is never deposited ([`Self::is_direct`]).
+    pub fn enqueue_direct(&mut self, id: MessageId, to: PeerId, now: Instant) {
+        self.insert(id, to, now, true);
+    }
+
+    /// Whether `id` is a pending direct-only message: one that must not
+    /// go to the recipient's mailboxes.
+    pub fn is_direct(&self, id: &MessageId) -> bool {
+        self.items.get(id).is_some_and(|i| i.direct)
+    }
+
+    fn insert(&mut self, id: MessageId, to: PeerId, now: Instant, direct: bool) {
         if self.items.contains_key(&id) {
             return;
         }
@@ -88,6 +113,7 @@ impl Outbox {
                 phase: Phase::Waiting(now),
                 failures: 0,
                 seen: false,
+                direct,
             },
         );
         self.due.insert((now, id));
@@ -145,7 +171,8 @@ impl Outbox {
     }
 
     /// `from` answered `id` "cannot store it now": back off as after a
-    /// failure — only if `id` is in flight to `from` (see [`Self::acked`]).
+    /// failure (a direct-only message ends) — only if `id` is in flight to
+    /// `from` (see [`Self::acked`]).
     pub fn unavailable(&mut self, id: &MessageId, from: &PeerId, now: Instant) -> bool {
         let ours = self.in_flight_to(id, from);
         if ours {
@@ -163,10 +190,16 @@ impl Outbox {
     }
 
     /// The attempt failed (no route, link lost before the ack): back off.
-    pub fn failed(&mut self, id: &MessageId, now: Instant) {
+    /// Returns whether the message is still pending: a direct-only one
+    /// ends here.
+    pub fn failed(&mut self, id: &MessageId, now: Instant) -> bool {
         let Some(item) = self.items.get_mut(id) else {
-            return;
+            return false;
         };
+        if item.direct {
+            self.finished(id);
+            return false;
+        }
         let delay = BACKOFF.next_delay(item.failures, self.jitter.next_u64());
         let at = if std::mem::take(&mut item.seen) {
             now
@@ -174,6 +207,7 @@ impl Outbox {
             now + delay
         };
         self.wait(id, at, |f| f.saturating_add(1));
+        true
     }
 
     /// Deposited in the recipient's mailboxes: no need to hurry. Retry only
@@ -391,11 +425,14 @@ mod tests {
             let now = t0 + Duration::from_millis(step * 300);
             let id = ids[(x % 40) as usize];
             match (x >> 8) % 6 {
-                0 => o.enqueue(id, peers[(x >> 16) as usize % 3], now),
+                0 if x & 1 == 0 => o.enqueue(id, peers[(x >> 16) as usize % 3], now),
+                0 => o.enqueue_direct(id, peers[(x >> 16) as usize % 3], now),
                 1 => {
                     o.take_due(now);
                 }
-                2 => o.failed(&id, now),
+                2 => {
+                    o.failed(&id, now);
+                }
                 3 => o.parked(&id, now),
                 4 => o.peer_seen(&peers[(x >> 16) as usize % 3], now),
                 _ => {
@@ -454,5 +491,38 @@ mod tests {
         let due = o.take_due(later);
         assert_eq!(due.get(&bob), Some(&vec![a]));
         assert!(!due.contains_key(&eve));
+    }
+
+    #[test]
+    fn a_direct_only_message_gets_one_attempt_whichever_way_it_fails() {
+        let t0 = Instant::now();
+        let (bob, eve) = (PeerId::random(), PeerId::random());
+        let mut o = Outbox::new();
+        let (lost, refused, kept) = (
+            MessageId::random(),
+            MessageId::random(),
+            MessageId::random(),
+        );
+        o.enqueue_direct(lost, bob, t0);
+        o.enqueue_direct(refused, bob, t0);
+        o.enqueue(kept, bob, t0);
+        assert!(o.is_direct(&lost) && !o.is_direct(&kept));
+        assert_eq!(o.take_due(t0)[&bob].len(), 3);
+        // Bob's node is seen meanwhile: an ordinary message would be
+        // retried at once, a direct-only one still ends.
+        o.peer_seen(&bob, t0);
+        assert!(!o.failed(&lost, t0), "a lost link ends it");
+        assert!(!o.unavailable(&refused, &eve, t0), "not Eve's to answer");
+        assert!(o.unavailable(&refused, &bob, t0));
+        assert!(o.failed(&kept, t0), "the ordinary one waits for a retry");
+        assert_eq!(o.len(), 1);
+        assert!(!o.is_direct(&lost) && !o.is_direct(&refused));
+        let later = t0 + BACKOFF_MAX * 2;
+        assert_eq!(
+            o.take_due(later).get(&bob),
+            Some(&vec![kept]),
+            "only it comes back"
+        );
+        assert!(o.take_due(later).is_empty());
     }
 }

@@ -247,7 +247,7 @@ impl Service {
                 let body = Body::Group(ask.bytes.clone());
                 if self
                     .messages
-                    .send(Request::Control { to, body })
+                    .send(Request::Direct { to, body })
                     .await
                     .is_err()
                 {

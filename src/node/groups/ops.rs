@@ -24,15 +24,26 @@ pub(super) fn send_1to1(
     bytes: &[u8],
     sent_at: u64,
 ) -> Result<Envelope, GroupOpError> {
+    let env = seal_1to1(ctx, to, bytes, sent_at)?;
+    s.insert_outbox_only(to, &env)?;
+    Ok(env)
+}
+
+/// Seals `body` to `to` as a 1:1 message of ours, to send over a direct
+/// link only: no outbox row.
+pub(super) fn seal_1to1(
+    ctx: &Ctx,
+    to: &PeerId,
+    bytes: &[u8],
+    sent_at: u64,
+) -> Result<Envelope, GroupOpError> {
     let inner = Inner {
         from: ctx.sealer.me().to_bytes(),
         sent_at,
         body: Body::Group(bytes.to_vec()),
     };
-    let env = message::seal(&ctx.sealer, MessageId::random(), to, &inner)
-        .map_err(|e| GroupOpError::Seal(e.to_string()))?;
-    s.insert_outbox_only(to, &env)?;
-    Ok(env)
+    message::seal(&ctx.sealer, MessageId::random(), to, &inner)
+        .map_err(|e| GroupOpError::Seal(e.to_string()))
 }
 
 fn encode(body: &GroupBody) -> Result<Vec<u8>, GroupOpError> {

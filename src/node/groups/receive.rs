@@ -42,6 +42,9 @@ pub(crate) struct Taken {
     pub(crate) events: Vec<GroupEvent>,
     /// Written to the outbox already; the service queues them.
     pub(crate) out: Vec<(PeerId, Envelope)>,
+    /// For a direct link only, in no outbox (catch-up answers and the
+    /// questions that follow them): one who went away asks again.
+    pub(crate) direct: Vec<(PeerId, Envelope)>,
     /// Whether the item was one we had (a duplicate).
     pub(crate) duplicate: bool,
 }

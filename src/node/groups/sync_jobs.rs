@@ -1,8 +1,10 @@
 //! The store jobs of a large group's catch-up ([`super::sync`] holds the
 //! rules): the question a member asks ([`ask`]), the answer another
 //! member gives from its log ([`answer`]), and filing that answer
-//! ([`relayed`]). Questions and answers travel as ordinary 1:1 messages
-//! (`Body::Group`), so they are sealed, durable and retried like any.
+//! ([`relayed`]). Questions and answers travel as sealed 1:1 messages
+//! (`Body::Group`) over a direct link only: no outbox row, no retry, no
+//! mailbox copy. Both are worth something only while both ends are up,
+//! and a member who went away asks again when it is back.
 
 use std::sync::atomic::Ordering;
 
@@ -12,7 +14,7 @@ use tracing::debug;
 use super::receive::{self, Fail, Taken};
 use super::roster::{self, GroupError};
 use super::sync::{self, RELAY_BUDGET, RELAY_MAX};
-use super::{Ctx, GroupOpError, ops};
+use super::{Ctx, ops};
 use crate::store::{GroupRow, Relation, Store, StoreError};
 use crate::wire::group::{
     GroupBody, GroupId, Have, MAX_GROUP_BYTES, MAX_MEMBERS, MsgBody, SignedState,
@@ -119,25 +121,11 @@ pub(crate) fn ask(
 }
 
 /// Seals the group item `bytes` to `to` in a 1:1 message left in `taken`
-/// for sending.
-fn reply(
-    s: &Store,
-    ctx: &Ctx,
-    to: &PeerId,
-    bytes: &[u8],
-    now: u64,
-    taken: &mut Taken,
-) -> Result<(), Fail> {
-    match ops::send_1to1(s, ctx, to, bytes, now) {
-        Ok(env) => {
-            taken.out.push((*to, env));
-            Ok(())
-        }
-        Err(GroupOpError::Store(e)) => Err(Fail::Store(e)),
-        Err(e) => {
-            debug!(%to, "cannot send a catch-up item: {e}");
-            Ok(())
-        }
+/// for sending over a direct link only.
+fn reply(ctx: &Ctx, to: &PeerId, bytes: &[u8], now: u64, taken: &mut Taken) {
+    match ops::seal_1to1(ctx, to, bytes, now) {
+        Ok(env) => taken.direct.push((*to, env)),
+        Err(e) => debug!(%to, "cannot send a catch-up item: {e}"),
     }
 }
 
@@ -198,7 +186,8 @@ pub(super) fn answer(
     }
     crate::net::stats::count(crate::net::stats::Kind::GroupSync);
     let bytes = encode(&GroupBody::Relay { messages, more })?;
-    reply(s, ctx, from, &bytes, now, taken)
+    reply(ctx, from, &bytes, now, taken);
+    Ok(())
 }
 
 /// Files an answer from `from`, a member of the group's current or
@@ -263,7 +252,8 @@ pub(super) fn relayed(
         Some(epoch) if more => match ask(s, ctx, &group, epoch, now)? {
             Some(a) => {
                 ctx.asks.fetch_add(1, Ordering::AcqRel);
-                reply(s, ctx, from, &a.bytes, now, taken)
+                reply(ctx, from, &a.bytes, now, taken);
+                Ok(())
             }
             None => Ok(()),
         },

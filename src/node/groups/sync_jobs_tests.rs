@@ -32,9 +32,20 @@ fn answer_at(
         have: sync::have_of(taken.iter().map(|(s, n, _)| (s.as_slice(), *n)), 0),
     })
     .unwrap();
-    receive::take(&to.store, &to.ctx, &from.id(), &ask, now)
+    let rows = to.store.outbox_len();
+    let answer = receive::take(&to.store, &to.ctx, &from.id(), &ask, now)
         .unwrap()
-        .map(|t| from.mine(&t.out))
+        .map(|t| {
+            assert!(t.out.is_empty(), "an answer for the outbox");
+            from.mine(&t.direct)
+        });
+    // For a direct link only: nothing to retry, nothing to deposit.
+    assert_eq!(
+        to.store.outbox_len(),
+        rows,
+        "an answer written to the outbox"
+    );
+    answer
 }
 
 #[test]
@@ -61,7 +72,7 @@ fn a_member_catches_up_what_it_lacks_once_and_in_order() {
         .unwrap()
         .unwrap();
     assert_eq!(taken.events.len(), 2);
-    assert!(taken.out.is_empty(), "nothing more to ask");
+    assert!(taken.direct.is_empty(), "nothing more to ask");
     assert_eq!(carol.texts(&gid), ["m0", "m1", "m2"]);
     // The same answer again files nothing twice; a new question gets none.
     let again = receive::take(&carol.store, &carol.ctx, &bob.id(), &answer[0], 12)
@@ -135,7 +146,7 @@ fn a_relayed_message_not_signed_by_its_sender_is_dropped() {
         .unwrap()
         .unwrap();
     assert!(taken.events.is_empty(), "the forged one is filed");
-    assert!(taken.out.is_empty(), "nothing new: no question back");
+    assert!(taken.direct.is_empty(), "nothing new: no question back");
     // The genuine bytes, relayed by Mallory, are taken: Alice signed them.
     let relay = crate::wire::encode(&GroupBody::Relay {
         messages: vec![real],
@@ -189,14 +200,17 @@ fn a_blocked_member_counts_as_complete_in_a_question() {
     let taken = receive::take(&alice.store, &alice.ctx, &bob.id(), &q.bytes, 6)
         .unwrap()
         .unwrap();
-    assert!(taken.out.is_empty(), "a blocked sender's message relayed");
+    assert!(
+        taken.direct.is_empty(),
+        "a blocked sender's message relayed"
+    );
     // A sentinel from Alice, after it: relayed.
     super::ops::send(&alice.store, &alice.ctx, &gid, "sentinel", 7).unwrap();
     let q = ask(&bob.store, &bob.ctx, &gid, epoch, 0).unwrap().unwrap();
     let taken = receive::take(&alice.store, &alice.ctx, &bob.id(), &q.bytes, 8)
         .unwrap()
         .unwrap();
-    assert_eq!(taken.out.len(), 1, "Alice's own message not relayed");
+    assert_eq!(taken.direct.len(), 1, "Alice's own message not relayed");
 }
 
 #[test]

@@ -46,6 +46,9 @@ pub(super) struct Received {
     /// 1:1 messages a group item left (a creator's new state), already
     /// in the outbox: the service queues them.
     pub(super) out: Vec<(PeerId, Envelope)>,
+    /// 1:1 messages for a direct link only (catch-up answers), in no
+    /// outbox.
+    pub(super) direct: Vec<(PeerId, Envelope)>,
 }
 
 /// What storing incoming messages needs, shared by the service and every
@@ -164,6 +167,8 @@ struct Batch {
     group_events: Vec<crate::node::groups::GroupEvent>,
     /// 1:1 messages group items left, in the outbox already.
     group_out: Vec<(PeerId, Envelope)>,
+    /// 1:1 messages group items left for a direct link only.
+    group_direct: Vec<(PeerId, Envelope)>,
 }
 
 /// What a filed batch leaves: the acks, the messages stored anew and those
@@ -178,6 +183,7 @@ struct Outcome {
     group_ids: Vec<(PeerId, MessageId)>,
     group_events: Vec<crate::node::groups::GroupEvent>,
     group_out: Vec<(PeerId, Envelope)>,
+    group_direct: Vec<(PeerId, Envelope)>,
 }
 
 /// Files a batch (the store worker's job): reads the facts each message's
@@ -237,6 +243,7 @@ fn file_batch(
         group_ids: b.group_ids,
         group_events: b.group_events,
         group_out: b.group_out,
+        group_direct: b.group_direct,
     })
 }
 
@@ -316,6 +323,7 @@ fn report(
         group_ids,
         group_events,
         group_out,
+        group_direct,
     } = filed;
     for e in group_events {
         let _ = events.send(Event::Group(e));
@@ -343,13 +351,18 @@ fn report(
         let _ = events.send(Event::Message(m));
     }
     let _ = reply.send(acks);
-    if !(accepted.is_empty() && delivered.is_empty() && receipts.is_empty() && group_out.is_empty())
+    if !(accepted.is_empty()
+        && delivered.is_empty()
+        && receipts.is_empty()
+        && group_out.is_empty()
+        && group_direct.is_empty())
     {
         let _ = done.send(Internal::Received(Received {
             accepted,
             delivered,
             receipts,
             out: group_out,
+            direct: group_direct,
         }));
     }
 }

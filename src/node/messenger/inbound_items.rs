@@ -52,6 +52,7 @@ impl Batch {
                     self.group_ids.push((from, id));
                     self.group_events.extend(t.events);
                     self.group_out.extend(t.out);
+                    self.group_direct.extend(t.direct);
                     if t.duplicate {
                         AckResult::Duplicate
                     } else {

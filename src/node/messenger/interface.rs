@@ -73,6 +73,10 @@ pub(crate) enum Request {
     },
     /// Queue a control message (buddy request) for `to`.
     Control { to: PeerId, body: Body },
+    /// Send `body` to `to` over a direct link, once, with no outbox row
+    /// and no mailbox copy (a large group's catch-up question): worth
+    /// something only while both are up.
+    Direct { to: PeerId, body: Body },
     /// A store read, run in order with the writes.
     Read(Box<dyn FnOnce(&Store) + Send>),
     /// Hold the mailbox holder's store worker (tests).
@@ -81,6 +85,9 @@ pub(crate) enum Request {
     /// How many message streams a peer has open to us (tests).
     #[cfg(feature = "test-util")]
     MessageStreams(PeerId, oneshot::Sender<usize>),
+    /// How many messages the outbox schedule still tries (tests).
+    #[cfg(feature = "test-util")]
+    Pending(oneshot::Sender<usize>),
     /// Something happened on the network.
     Net(NetEvent),
     /// Run a group operation (a store job, flushed before the answer) and

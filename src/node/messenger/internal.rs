@@ -34,14 +34,22 @@ impl Service {
             Internal::LinkFailed(peer, reason) => {
                 debug!(%peer, "cannot reach directly: {reason}");
                 if let Some(Link::Connecting(ids)) = self.links.remove(&peer) {
-                    // Store and forward: leave them in the recipient's mailboxes.
-                    self.deposit(peer, ids);
+                    // Store and forward: leave them in the recipient's
+                    // mailboxes, all but those for a direct link only.
+                    let (direct, ids): (Vec<_>, Vec<_>) =
+                        ids.into_iter().partition(|id| self.outbox.is_direct(id));
+                    for id in direct {
+                        self.attempt_failed(&id, now);
+                    }
+                    if !ids.is_empty() {
+                        self.deposit(peer, ids);
+                    }
                 }
             }
             Internal::LinkDown(peer) => {
                 if let Some(Link::Up { in_flight, .. }) = self.links.remove(&peer) {
                     for id in in_flight {
-                        self.outbox.failed(&id, now);
+                        self.attempt_failed(&id, now);
                     }
                 }
             }
@@ -53,7 +61,7 @@ impl Service {
                 failed,
             } => {
                 for id in failed {
-                    self.outbox.failed(&id, now);
+                    self.attempt_failed(&id, now);
                 }
                 for id in stored {
                     self.outbox.parked(&id, now);
@@ -97,14 +105,21 @@ impl Service {
         if !on_link {
             return None;
         }
+        // A direct-only message has no retry after this and no row to finish.
+        let direct = self.outbox.is_direct(&id);
         if ack.result == AckResult::Rejected(RejectReason::Unavailable) {
-            self.outbox.unavailable(&id, &peer, now);
+            if self.outbox.unavailable(&id, &peer, now) && direct {
+                self.envelopes.remove(&id);
+            }
             return None;
         }
         if !self.outbox.acked(&id, &peer) {
             return None;
         }
         let out = self.envelopes.remove(&id)?;
+        if direct {
+            return None;
+        }
         let state = match ack.result {
             AckResult::Accepted | AckResult::Duplicate => MessageState::Delivered,
             AckResult::Rejected(reason) => {

@@ -312,6 +312,26 @@ impl Service {
         self.envelopes.insert(out.envelope.id, out);
     }
 
+    /// Puts a message on its way over a direct link only, with no outbox
+    /// row: if that one attempt fails, it is dropped, neither retried nor
+    /// deposited ([`Outbox::enqueue_direct`]).
+    fn queue_direct(&mut self, peer: PeerId, envelope: Envelope, now: Instant) {
+        self.outbox.enqueue_direct(envelope.id, peer, now);
+        let out = Outgoing {
+            envelope,
+            message: None,
+        };
+        self.envelopes.insert(out.envelope.id, out);
+    }
+
+    /// An attempt at `id` failed: it waits for a retry, or, direct-only,
+    /// is dropped.
+    fn attempt_failed(&mut self, id: &MessageId, now: Instant) {
+        if !self.outbox.failed(id, now) {
+            self.envelopes.remove(id);
+        }
+    }
+
     /// Takes a message out of the outbox schedule for good; `None` if it
     /// was not there (already finished).
     fn finish(&mut self, id: &MessageId) -> Option<Outgoing> {
@@ -363,6 +383,10 @@ impl Service {
                 let _ = reply.send(res);
             }
             Request::Control { to, body } => self.send_control(to, body),
+            Request::Direct { to, body } => match seal_control(&self.inbound.sealer, to, body) {
+                Ok(env) => self.queue_direct(to, env, Instant::now()),
+                Err(e) => warn!("cannot seal a direct message: {e}"),
+            },
             Request::Group { job, reply } => {
                 let res = self.group(job).await;
                 let _ = reply.send(res);
@@ -382,6 +406,10 @@ impl Service {
             #[cfg(feature = "test-util")]
             Request::MessageStreams(peer, reply) => {
                 let _ = reply.send(self.inbound.sessions_of(&peer));
+            }
+            #[cfg(feature = "test-util")]
+            Request::Pending(reply) => {
+                let _ = reply.send(self.outbox.len());
             }
             Request::Net(NetEvent::NewPeer(peer)) => {
                 self.drive_fetcher(fetcher::Input::NewPeer(peer));
@@ -495,6 +523,9 @@ impl Service {
         let now = Instant::now();
         for (peer, env) in r.out {
             self.queue(peer, env, None, now);
+        }
+        for (peer, env) in r.direct {
+            self.queue_direct(peer, env, now);
         }
         for peer in r.accepted {
             let _ = self

@@ -1,0 +1,99 @@
+//! [rooms] A message for a direct link only — how a large group's
+//! catch-up question and answer travel — reaches a peer that is up, and
+//! is dropped, neither retried nor deposited, when the peer is away:
+//! its mailbox holders keep only what was sent the ordinary way.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestNode, arrives, eventually, init_tracing};
+use roost::wire::message::Body;
+use roost::{Content, Event};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_only_message_reaches_a_peer_that_is_up_and_no_mailbox_when_it_is_away() {
+    init_tracing();
+    let seed = TestNode::start(&[]).await;
+    let boot = seed.addr().await;
+    let b = std::slice::from_ref(&boot);
+    let mut holders = vec![seed];
+    for _ in 0..2 {
+        holders.push(TestNode::start(b).await);
+    }
+    let alice = TestNode::start(b).await;
+    let bob = TestNode::start(b).await;
+    let (ida, idb) = (alice.handle.peer_id(), bob.handle.peer_id());
+
+    // Up, and connected as members seen on a group's topic are (an
+    // ordinary message first): it arrives over the link.
+    let id = alice
+        .handle
+        .send(idb, Content::text("hello"))
+        .await
+        .unwrap();
+    arrives(&bob.handle, ida, id).await;
+    let mut events = bob.handle.events();
+    alice
+        .handle
+        .send_direct(idb, Body::BuddyRequest)
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match events.recv().await {
+                Ok(Event::BuddyRequest { peer }) if peer == ida => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("Bob's events ended: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "the direct message never reached Bob");
+    eventually("Bob knows the holders", || async {
+        (bob.handle.connected_peers().await.unwrap().len() >= 3).then_some(())
+    })
+    .await;
+
+    // Away: the direct one ends at its failed attempt, while the
+    // ordinary request after it goes to Bob's mailboxes.
+    bob.handle.shutdown().await.unwrap();
+    alice
+        .handle
+        .send_direct(idb, Body::BuddyRequest)
+        .await
+        .unwrap();
+    alice.handle.add_buddy(idb, "bob".into()).await.unwrap();
+    let all: Vec<&TestNode> = holders.iter().chain([&alice]).collect();
+    eventually(
+        "holders keep the ordinary request (a quorum of copies)",
+        || async {
+            let mut held = 0;
+            for n in &all {
+                held += n.handle.held_for(idb).await.unwrap();
+            }
+            (held >= 2).then_some(())
+        },
+    )
+    .await;
+    // Only the request is still tried (parked until Bob is back): the
+    // direct one is not waiting for a retry, nor parked in a mailbox.
+    eventually("Alice tries only the request", || async {
+        (alice.handle.pending_messages().await.unwrap() == 1).then_some(())
+    })
+    .await;
+    for n in &all {
+        assert!(
+            n.handle.held_for(idb).await.unwrap() <= 1,
+            "a holder keeps the direct-only message for Bob"
+        );
+    }
+    assert_eq!(
+        alice.handle.outbox_len().await.unwrap(),
+        1,
+        "the direct-only message has an outbox row"
+    );
+    for n in holders.iter().chain([&alice]) {
+        n.handle.shutdown().await.unwrap();
+    }
+}
