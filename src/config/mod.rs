@@ -92,12 +92,15 @@ pub struct Config {
     pub locator_ttl: Duration,
     /// Least time between two republications caused by the network growing.
     pub republish_min_interval: Duration,
-    /// How long a connection no protocol keeps is kept. The connections
-    /// that should last keep themselves: buddies' (`net::keep`), message
-    /// links (their stream idles out after 5 minutes), relay reservations,
-    /// gossip meshes. What is left is mostly DHT traffic, and every one of
-    /// those kept longer costs memory while open and keeps a network busy
-    /// closing its start-up's connections for as long after the start.
+    /// How long a connection no protocol keeps is kept (10 s, libp2p's
+    /// own default). The connections that should last keep themselves:
+    /// buddies' (`net::keep`), message links (their stream idles out after
+    /// 5 minutes), relay reservations, gossip meshes. What is left is
+    /// mostly DHT traffic: a lookup's steps follow each other within a
+    /// second or two, and a node's next lookup comes minutes later, so
+    /// keeping them longer saves few dials, costs memory while they are
+    /// open, and keeps a network busy closing its start-up's connections
+    /// for as long after the start.
     pub idle_timeout: Duration,
     /// Upper bound for one DHT query.
     pub query_timeout: Duration,
@@ -269,14 +272,14 @@ impl Config {
             external_addrs: Vec::new(),
             locator_ttl: Duration::from_secs(3600),
             republish_min_interval: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(10),
             query_timeout: Duration::from_secs(20),
             max_incoming_connections: 2048,
             api: SocketAddr::from(([127, 0, 0, 1], 0)),
             cache_bytes: 16 << 20,
             mailbox: MailboxConfig::default(),
             auto_away: Some(Duration::from_secs(15 * 60)),
-            lasting_connection: Duration::from_secs(10),
+            lasting_connection: Duration::from_secs(5),
             room_limits: Default::default(),
             files: FilesConfig::default(),
             group_fast: Default::default(),

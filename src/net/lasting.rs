@@ -6,7 +6,7 @@
 //! connects for a moment enter the `peers` table, and with it the peers a
 //! restarted node reseeds from. A connection is lasting when *we* dialled
 //! it and it has stayed open for the threshold (`Config::lasting_connection`,
-//! 10 s by default, half the idle timeout). Both are cheap to check (the connection's
+//! 5 s by default, half the idle timeout). Both are cheap to check (the connection's
 //! direction, a timer; no protocol of our own) and both matter:
 //!
 //! - Dialled by us: a stranger cannot get in by connecting to us, however

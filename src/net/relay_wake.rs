@@ -17,7 +17,7 @@
 //!
 //! And the 10 s themselves are for a client that connected to make a
 //! reservation, to give it time to ask; the swarm's own idle timeout
-//! (`Config::idle_timeout`, 20 s) gives it that already. So until the
+//! (`Config::idle_timeout`, 10 s) gives it that already. So until the
 //! relay protocol is used on a connection (a stream of it negotiated, an
 //! event from the behaviour or from the inner handler), [`Handler`] does
 //! not keep the connection for it: a connection used once by the DHT
