@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::groups::network;
 use common::{TestNode, arrives, eventually, init_tracing};
 use roost::wire::message::Body;
 use roost::{Content, Event};
@@ -14,13 +15,8 @@ use roost::{Content, Event};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_only_message_reaches_a_peer_that_is_up_and_no_mailbox_when_it_is_away() {
     init_tracing();
-    let seed = TestNode::start(&[]).await;
-    let boot = seed.addr().await;
+    let (holders, boot) = network(2).await;
     let b = std::slice::from_ref(&boot);
-    let mut holders = vec![seed];
-    for _ in 0..2 {
-        holders.push(TestNode::start(b).await);
-    }
     let alice = TestNode::start(b).await;
     let bob = TestNode::start(b).await;
     let (ida, idb) = (alice.handle.peer_id(), bob.handle.peer_id());
