@@ -12,6 +12,15 @@ use common::{TestNode, arrives, eventually, init_tracing};
 use roost::wire::message::Body;
 use roost::{Content, Event};
 
+/// Mailbox items `nodes` hold for `who`, all told.
+async fn held_for(nodes: &[&TestNode], who: libp2p::PeerId) -> usize {
+    let mut n = 0;
+    for node in nodes {
+        n += node.handle.held_for(who).await.unwrap();
+    }
+    n
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_only_message_reaches_a_peer_that_is_up_and_no_mailbox_when_it_is_away() {
     init_tracing();
@@ -22,7 +31,12 @@ async fn a_direct_only_message_reaches_a_peer_that_is_up_and_no_mailbox_when_it_
     let (ida, idb) = (alice.handle.peer_id(), bob.handle.peer_id());
 
     // Up, and connected as members seen on a group's topic are (an
-    // ordinary message first): it arrives over the link.
+    // ordinary message first, once Bob's locator is out, so that it goes
+    // directly): it arrives over the link.
+    eventually("Alice finds Bob's locator", || async {
+        alice.handle.find(idb).await.unwrap().map(|_| ())
+    })
+    .await;
     let id = alice
         .handle
         .send(idb, Content::text("hello"))
@@ -50,6 +64,13 @@ async fn a_direct_only_message_reaches_a_peer_that_is_up_and_no_mailbox_when_it_
         (bob.handle.connected_peers().await.unwrap().len() >= 3).then_some(())
     })
     .await;
+    // Nothing waits for Bob in a mailbox yet: all that is held for him
+    // later was sent while he was away.
+    let all: Vec<&TestNode> = holders.iter().chain([&alice]).collect();
+    eventually("nothing waits for Bob in a mailbox", || async {
+        (held_for(&all, idb).await == 0).then_some(())
+    })
+    .await;
 
     // Away: the direct one ends at its failed attempt, while the
     // ordinary request after it goes to Bob's mailboxes.
@@ -60,16 +81,9 @@ async fn a_direct_only_message_reaches_a_peer_that_is_up_and_no_mailbox_when_it_
         .await
         .unwrap();
     alice.handle.add_buddy(idb, "bob".into()).await.unwrap();
-    let all: Vec<&TestNode> = holders.iter().chain([&alice]).collect();
     eventually(
         "holders keep the ordinary request (a quorum of copies)",
-        || async {
-            let mut held = 0;
-            for n in &all {
-                held += n.handle.held_for(idb).await.unwrap();
-            }
-            (held >= 2).then_some(())
-        },
+        || async { (held_for(&all, idb).await >= 2).then_some(()) },
     )
     .await;
     // Only the request is still tried (parked until Bob is back): the
