@@ -76,7 +76,7 @@ pub const PRIVATE_AFTER: Duration = Duration::from_secs(30);
 /// Most relay candidates remembered (peers advertising HOP).
 pub const MAX_CANDIDATES: usize = 64;
 /// How long a relay candidate is kept after its last direct connection
-/// closed. Most close at the idle timeout (20 s) with nothing wrong with
+/// closed. Most close at the idle timeout (10 s) with nothing wrong with
 /// the peer: it can still be dialled when a relay is lost, so a private
 /// node is not left with one relay until a lookup happens to meet another.
 pub const CANDIDATE_KEPT: Duration = Duration::from_secs(600);
