@@ -53,11 +53,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
-
 use std::time::{Duration, Instant};
-use thread::{Parked, Slot, Thread, lock, serve_then_park, spawn, take_over};
 
 use tokio::sync::{oneshot, watch};
+
+use thread::{Parked, Slot, Thread, lock, serve_then_park, spawn, take_over};
 
 use super::{Store, StoreError};
 
