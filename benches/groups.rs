@@ -10,7 +10,8 @@
 //!
 //! Phases, each checked, each timed:
 //! 1. start the nodes; node 0 creates the group and invites all others in
-//!    one change; every node takes the invitation and joins;
+//!    one change; every node takes the invitation and joins (progress on
+//!    stderr every 30 s while invitations are missing);
 //!    then the process must settle (below `--settle-permille` of a core,
 //!    default 50, for at most `--settle` seconds, default 300): the
 //!    messages go to a running group, not into its start-up's tail;
@@ -22,7 +23,8 @@
 //!    online (fast path) or the away members' mailboxes (1:1 path); the
 //!    away members come back and must have all `K`, once each.
 //!
-//! Prints one JSON line: p50/p99 send → every online member, the sender's
+//! Prints one JSON line: p50/p99 send → every online member (and each
+//! message's, in the order sent), the sender's
 //! counted bytes per message (`roost::net::wire_count`: everything it
 //! wrote, Noise and Yamux included, background traffic too), CPU per
 //! message (the whole process: sender and every receiver), the share
@@ -198,7 +200,7 @@ async fn run() {
     let (peers, topic_peers) = peer_counts(&net, &gid).await;
     let (away, got, back) = offline_members(&mut net, &gid, &seen, (off, k), &mut rng).await;
     let Sent {
-        mut to_all,
+        to_all,
         mut per_member,
         mut sender_bytes,
         mut sender_idle,
@@ -212,7 +214,9 @@ async fn run() {
             "sync_every_s": fast.sync_every.as_secs(),
             "invite_all_ms": invite_ms,
             "messages": m,
-            "to_every_member_ms": {"p50": pct(&mut to_all.clone(), 0.5), "p99": pct(&mut to_all, 0.99)},
+            "to_every_member_ms": {"p50": pct(&mut to_all.clone(), 0.5), "p99": pct(&mut to_all.clone(), 0.99)},
+            // In the order sent: which messages made the tail.
+            "to_every_member_each_ms": to_all.iter().map(|v| v.round()).collect::<Vec<_>>(),
             "per_member_ms": {"p50": pct(&mut per_member.clone(), 0.5), "p99": pct(&mut per_member, 0.99)},
             "bytes_of_a_1to1_copy": sent.wire_len,
             "sender_bytes_2s_after_send": {"p50": pct(&mut sender_bytes.clone(), 0.5), "max": pct(&mut sender_bytes, 1.0)},
@@ -293,10 +297,31 @@ async fn make_group(net: &Net, seen: &Seen) -> (String, f64) {
         .group_invite(&gid, net.ids[1..].to_vec())
         .await
         .expect("invite");
-    wait("every invitation arrives", || {
-        invited.lock().is_ok_and(|s| s.len() == n - 1)
-    })
-    .await;
+    // Progress every 30 s: a phase that stalls (invitations fallen back
+    // to mailboxes on a saturated start-up wait for their invitees' poll)
+    // says how far it got and what the nodes were doing.
+    let (deadline, mut woke, mut report) = (t + LIMIT, Window::start(), t);
+    loop {
+        let got = invited.lock().map_or(0, |s| s.len());
+        if got == n - 1 {
+            break;
+        }
+        if report.elapsed() >= Duration::from_secs(30) {
+            eprintln!(
+                "invitations: {got} of {} after {:.0} s; per node and minute: {}",
+                n - 1,
+                t.elapsed().as_secs_f64(),
+                serde_json::Value::Object(woke.per_node_minute(n))
+            );
+            (woke, report) = (Window::start(), Instant::now());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stuck: {got} of {} invitations arrived",
+            n - 1
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let invite_ms = ms(t.elapsed());
     let join = |i: usize| {
         let (node, gid) = (net.nodes[i].clone(), gid.clone());

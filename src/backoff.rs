@@ -41,12 +41,19 @@ impl Backoff {
     /// spread over ±[`JITTER_PERCENT`]: 0 gives the least, `u64::MAX`
     /// nearly the most), never over the cap.
     pub fn next_delay(&self, attempt: u32, jitter: u64) -> Duration {
-        let nominal = self.nominal(attempt).as_nanos();
-        let swing = nominal * u128::from(JITTER_PERCENT) / 100;
-        let offset = (2 * swing * u128::from(jitter)) >> 64;
-        let nanos = (nominal - swing + offset).min(self.cap.as_nanos());
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        spread(self.nominal(attempt), jitter).min(self.cap)
     }
+}
+
+/// `nominal` moved by `jitter` (any `u64`, uniformly spread over
+/// ±[`JITTER_PERCENT`]: 0 gives the least, `u64::MAX` nearly the most):
+/// for a period many nodes started together, so they do not keep it in
+/// step (a large group's catch-up, `node::groups::sync::SyncPlan`).
+pub fn spread(nominal: Duration, jitter: u64) -> Duration {
+    let nominal = nominal.as_nanos();
+    let swing = nominal * u128::from(JITTER_PERCENT) / 100;
+    let offset = (2 * swing * u128::from(jitter)) >> 64;
+    Duration::from_nanos(u64::try_from(nominal - swing + offset).unwrap_or(u64::MAX))
 }
 
 /// A small generator of the random numbers [`Backoff::next_delay`] takes

@@ -10,8 +10,8 @@
 //! [`GroupBody::Relay`] of the rest ([`lacking`]), each message checked by
 //! its own sender's signature and filed like any other (once, by the
 //! dedupe on sender, epoch and number). It asks when it starts following
-//! an epoch's topic (at start, on joining, on a new epoch) and every
-//! [`FastConfig::sync_every`] after ([`SyncPlan`]); an answer that left
+//! an epoch's topic (at start, on joining, on a new epoch) and about every
+//! [`FastConfig::sync_every`] after (±20 %, [`SyncPlan`]); an answer that left
 //! some out (`more`) and brought something new is followed by the next
 //! question at once.
 //!
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
+use crate::backoff::{Jitter, spread};
 use crate::net::ratelimit::RateLimiter;
 use crate::wire::group::{GroupId, Have, MAX_MEMBERS, MAX_MISSING, MAX_RELAY};
 
@@ -114,20 +115,34 @@ pub fn lacking<'a, T>(ours: impl IntoIterator<Item = (&'a [u8], u64, T)>, have: 
 }
 
 /// When each followed epoch is next asked about: at once when it starts
-/// being followed, then every `every`.
+/// being followed, then every `every`, each period spread by ±20 %
+/// ([`crate::backoff::spread`]). Every member starts following a new
+/// epoch in the same second (the change that made it reaches them all at
+/// once), and a fixed period would keep a thousand members asking in
+/// that second every minute for as long as they run: a burst of
+/// questions and answers on the same cores and links as the messages.
+/// With the spread their questions drift apart within a few rounds.
 #[derive(Debug)]
 pub struct SyncPlan {
     every: Duration,
+    jitter: Jitter,
     /// Per followed epoch: when it is next due, and how many questions
     /// about it went out (the round [`have_of`] starts its budget from).
     next: HashMap<(GroupId, u64), (Instant, u64)>,
 }
 
 impl SyncPlan {
-    /// A plan asking every `every`.
+    /// A plan asking about every `every`, spread by numbers from the OS.
     pub fn new(every: Duration) -> Self {
+        Self::with_jitter(every, Jitter::from_entropy())
+    }
+
+    /// A plan whose spread comes from `jitter`: seeded, the same times
+    /// every run (tests).
+    pub fn with_jitter(every: Duration, jitter: Jitter) -> Self {
         Self {
             every,
+            jitter,
             next: HashMap::new(),
         }
     }
@@ -155,11 +170,12 @@ impl SyncPlan {
         d
     }
 
-    /// We asked about `epoch` at `now` (or found nobody to ask: the next
-    /// look is at the next round, as `now` has not moved the due time).
+    /// We asked about `epoch` at `now`: the next question is due about
+    /// `every` later. (An epoch with nobody to ask is not `asked`: it
+    /// stays due, and the next round looks again.)
     pub fn asked(&mut self, epoch: (GroupId, u64), now: Instant) {
         if let Some((at, questions)) = self.next.get_mut(&epoch) {
-            *at = now + self.every;
+            *at = now + spread(self.every, self.jitter.next_u64());
             *questions += 1;
         }
     }

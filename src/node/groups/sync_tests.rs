@@ -96,7 +96,7 @@ fn the_answer_is_what_the_asker_lacks_in_our_order() {
 fn an_epoch_is_due_when_followed_then_every_period() {
     let every = Duration::from_secs(60);
     let t0 = Instant::now();
-    let mut plan = SyncPlan::new(every);
+    let mut plan = SyncPlan::with_jitter(every, Jitter::seeded(1));
     assert!(plan.due(t0).is_empty(), "nothing followed");
     plan.follow([(gid(1), 1)], t0);
     assert_eq!(plan.due(t0), [(gid(1), 1)], "due as soon as followed");
@@ -106,10 +106,44 @@ fn an_epoch_is_due_when_followed_then_every_period() {
     // time while followed.
     plan.follow([(gid(1), 1), (gid(1), 2)], t0 + every / 2);
     assert_eq!(plan.due(t0 + every / 2), [(gid(1), 2)]);
-    assert_eq!(plan.due(t0 + every), [(gid(1), 1), (gid(1), 2)]);
+    // Due within the period's spread (±20 %).
+    assert_eq!(plan.due(t0 + every * 6 / 5), [(gid(1), 1), (gid(1), 2)]);
     // One no longer followed is forgotten.
     plan.follow([(gid(1), 2)], t0 + every);
     assert_eq!(plan.due(t0 + every), [(gid(1), 2)]);
+}
+
+#[test]
+fn epochs_asked_in_the_same_instant_are_next_due_spread_over_the_period() {
+    // A thousand members start following a new epoch in the same second
+    // and ask at once; each plan's own numbers spread their next ones.
+    let every = Duration::from_secs(60);
+    let t0 = Instant::now();
+    let mut plans: Vec<SyncPlan> = (0..100)
+        .map(|i| SyncPlan::with_jitter(every, Jitter::seeded(i)))
+        .collect();
+    for p in &mut plans {
+        p.follow([(gid(1), 1)], t0);
+        p.asked((gid(1), 1), t0);
+    }
+    let due_at = |plans: &[SyncPlan], after: Duration| {
+        plans
+            .iter()
+            .filter(|p| !p.due(t0 + after).is_empty())
+            .count()
+    };
+    assert_eq!(due_at(&plans, every * 4 / 5 - Duration::from_millis(1)), 0);
+    assert_eq!(due_at(&plans, every * 6 / 5), 100);
+    // Spread over the window, not bunched at one end: about half by the
+    // nominal period, and each tenth of the window holds some.
+    let half = due_at(&plans, every);
+    assert!((30..=70).contains(&half), "{half} of 100 due by the period");
+    let mut before = 0;
+    for tenth in 1..=10 {
+        let by = due_at(&plans, every * (80 + 4 * tenth) / 100);
+        assert!(by > before, "nobody due in tenth {tenth} of the window");
+        before = by;
+    }
 }
 
 #[test]
