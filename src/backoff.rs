@@ -56,8 +56,8 @@ pub fn spread(nominal: Duration, jitter: u64) -> Duration {
     Duration::from_nanos(u64::try_from(nominal - swing + offset).unwrap_or(u64::MAX))
 }
 
-/// A small generator of the random numbers [`Backoff::next_delay`] takes
-/// (splitmix64). Not for secrets: it only spreads retries in time.
+/// A small generator of the random numbers [`Backoff::next_delay`] and
+/// [`spread`] take (splitmix64). Not for secrets: it only spreads retries in time.
 #[derive(Debug, Clone)]
 pub struct Jitter(u64);
 
