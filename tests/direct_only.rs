@@ -6,7 +6,7 @@
 mod common;
 
 use common::groups::network;
-use common::{TestNode, arrives, eventually, init_tracing};
+use common::{TestNode, arrives, buddy_request_arrives, eventually, init_tracing};
 use roost::Content;
 use roost::wire::message::Body;
 
@@ -46,16 +46,8 @@ async fn a_direct_only_message_reaches_a_peer_that_is_up_and_no_mailbox_when_it_
         .send_direct(idb, Body::BuddyRequest)
         .await
         .unwrap();
-    eventually("the direct message reaches Bob", || async {
-        bob.handle
-            .buddy_requests()
-            .await
-            .unwrap()
-            .iter()
-            .any(|r| r.peer == ida.to_bytes())
-            .then_some(())
-    })
-    .await;
+    // The direct message reaches Bob.
+    buddy_request_arrives(&bob.handle, ida).await;
     eventually("Bob knows the holders", || async {
         (bob.handle.connected_peers().await.unwrap().len() >= 3).then_some(())
     })

@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::presence::{seen, sees};
-use common::{TestNode, eventually, init_tracing, reaches_state};
+use common::{
+    TestNode, buddy_request_arrives, eventually, has_buddy_request, init_tracing, reaches_state,
+};
 use libp2p::{Multiaddr, PeerId};
 use roost::node::{BuddyChange, Own, OwnStatus};
 use roost::store::MessageState;
@@ -90,16 +92,7 @@ impl Figure {
         alice.handle.add_buddy(idj, "jack".into()).await.unwrap();
         alice.handle.add_buddy(idx, "alex".into()).await.unwrap();
         // Bob sees Alice's request and accepts it by adding her back.
-        eventually("Bob gets Alice's buddy request", || async {
-            bob.handle
-                .buddy_requests()
-                .await
-                .unwrap()
-                .iter()
-                .any(|r| r.peer == ida.to_bytes())
-                .then_some(())
-        })
-        .await;
+        buddy_request_arrives(&bob.handle, ida).await;
         bob.handle.add_buddy(ida, "alice".into()).await.unwrap();
         assert!(bob.handle.buddy_requests().await.unwrap().is_empty());
         oscar.handle.add_buddy(ida, "alice".into()).await.unwrap();
@@ -264,14 +257,7 @@ impl Figure {
             "Alice sees Bob away after his restart",
         )
         .await;
-        assert!(
-            alex.handle
-                .buddy_requests()
-                .await
-                .unwrap()
-                .iter()
-                .any(|r| r.peer == ida.to_bytes())
-        );
+        assert!(has_buddy_request(&alex.handle, ida).await);
     }
 
     async fn bob_blocks_alice(&self) {

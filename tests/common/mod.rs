@@ -225,6 +225,20 @@ pub async fn arrives(node: &NodeHandle, from: libp2p::PeerId, id: roost::wire::m
     .await
 }
 
+/// Whether `node` holds a buddy request from `from`.
+pub async fn has_buddy_request(node: &NodeHandle, from: libp2p::PeerId) -> bool {
+    let requests = node.buddy_requests().await.expect("node running");
+    requests.iter().any(|r| r.peer == from.to_bytes())
+}
+
+/// Waits until `node` holds a buddy request from `from`.
+pub async fn buddy_request_arrives(node: &NodeHandle, from: libp2p::PeerId) {
+    eventually("the buddy request arrives", || async {
+        has_buddy_request(node, from).await.then_some(())
+    })
+    .await
+}
+
 /// The state of our message `id` in the conversation with `peer`.
 pub async fn state_of(
     node: &NodeHandle,
