@@ -30,6 +30,8 @@ struct Item {
 struct Counts {
     /// Deposit requests senders made (to live holders or not).
     deposits: usize,
+    /// Direct rechecks of parked messages, which miss the away recipient.
+    rechecks: usize,
     /// Messages stored with a quorum at their first attempt.
     stored_first: usize,
     /// Nodes that left for good.
@@ -100,6 +102,11 @@ fn deposit_due(
             continue;
         }
         for (_, ids) in outbox.take_due(now) {
+            // The recipient is away: a recheck of a parked message misses,
+            // and only the others are deposited.
+            let due = ids.len();
+            let ids = outbox.missed(ids, now);
+            counts.rechecks += due - ids.len();
             for id in ids {
                 let it = &msgs[&id];
                 let key = mailbox_key(&net.peers[it.recipient]);
@@ -116,7 +123,7 @@ fn deposit_due(
                     }
                 }
                 if !chosen.is_empty() && ok >= quorum(chosen.len(), QUORUM) {
-                    outbox.parked(&id, now);
+                    outbox.parked(&[id], now);
                     counts.stored_first += usize::from(first);
                 } else {
                     outbox.failed(&id, now);
@@ -249,6 +256,7 @@ pub fn offline_delivery(
         "lost_no_copy_left": lost_no_copy,
         "success_percent": (delivered as f64 / messages as f64 * 1e4).round() / 100.0,
         "deposit_rpcs": counts.deposits,
+        "direct_rechecks": counts.rechecks,
         "handoff_copies": boxes.handoff_copies,
         "copies_left_at_end_per_message": (copies as f64 / messages as f64 * 100.0).round() / 100.0,
     })

@@ -6,7 +6,16 @@
 //! awaiting the recipient's ack). A failed attempt waits with exponential
 //! backoff ([`BACKOFF`]: 1 s doubling to 5 min, each delay ±20 % at
 //! random); seeing the recipient's node again makes
-//! all its messages due at once. Only the recipient takes a message out:
+//! all its messages due at once.
+//!
+//! A message whose direct attempt failed is deposited in the recipient's
+//! mailboxes and *parked* ([`Outbox::parked`]). It is tried directly again
+//! a few times soon after ([`PARKED_RECHECKS`]: 15 s, 1 min and 4 min
+//! apart), and a missed recheck deposits nothing ([`Outbox::missed`]):
+//! a failure is often passing (a lookup that timed out on a loaded
+//! network, a dial that lost a race), and an online recipient otherwise
+//! waits for its mailbox poll, up to 20 min. After the rechecks, it is
+//! tried (and deposited again) every [`PARKED_RETRY`]. Only the recipient takes a message out:
 //! its ack for an attempt in flight to it, or its receipt; acks and
 //! receipts naming the id from anyone else are ignored.
 //!
@@ -21,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
-use crate::backoff::{Backoff, Jitter};
+use crate::backoff::{Backoff, Jitter, spread};
 use crate::wire::message::MessageId;
 
 /// First retry delay (nominal, before jitter).
@@ -30,8 +39,20 @@ pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// When to retry a message after a failed attempt.
 pub const BACKOFF: Backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-/// Retry interval of a message already deposited in mailboxes.
+/// Retry interval of a message already deposited in mailboxes, once its
+/// rechecks are used up; each retry that fails deposits it again.
 pub const PARKED_RETRY: Duration = Duration::from_secs(1800);
+/// The delays (nominal, ±20 % at random) before each direct recheck of a
+/// message just deposited, counted from the deposit and then from each
+/// missed recheck. Three lookups of an offline recipient in its first
+/// 5 min, one per recipient (messages parked together recheck together),
+/// for an online recipient's message in seconds rather than at its next
+/// mailbox poll.
+pub const PARKED_RECHECKS: [Duration; 3] = [
+    Duration::from_secs(15),
+    Duration::from_secs(60),
+    Duration::from_secs(240),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -49,6 +70,11 @@ struct Item {
     seen: bool,
     /// One attempt over a link, then gone ([`Outbox::enqueue_direct`]).
     direct: bool,
+    /// Rechecks scheduled since the message was first parked.
+    rechecks: u8,
+    /// A copy is in the mailboxes and the next attempt is a recheck: if it
+    /// fails, no deposit ([`Outbox::missed`]).
+    rechecking: bool,
 }
 
 /// The retry schedule of every undelivered message.
@@ -114,6 +140,8 @@ impl Outbox {
                 failures: 0,
                 seen: false,
                 direct,
+                rechecks: 0,
+                rechecking: false,
             },
         );
         self.due.insert((now, id));
@@ -210,19 +238,42 @@ impl Outbox {
         true
     }
 
-    /// Deposited in the recipient's mailboxes: no need to hurry. Retry only
-    /// after [`PARKED_RETRY`] (re-depositing is idempotent) or as soon as
-    /// the recipient's node is seen again.
-    pub fn parked(&mut self, id: &MessageId, now: Instant) {
-        let Some(item) = self.items.get_mut(id) else {
-            return;
-        };
-        let at = if std::mem::take(&mut item.seen) {
-            now
-        } else {
-            now + PARKED_RETRY
-        };
-        self.wait(id, at, |_| 0);
+    /// Deposited in the recipient's mailboxes (`ids`, all to one
+    /// recipient): no need to hurry. Each is tried directly again at its
+    /// next recheck ([`PARKED_RECHECKS`]) while it has one, else after
+    /// [`PARKED_RETRY`] (re-depositing is idempotent), or as soon as the
+    /// recipient's node is seen again. Messages parked in one call draw
+    /// one jitter, so they come due together: one lookup, not one each.
+    pub fn parked(&mut self, ids: &[MessageId], now: Instant) {
+        let jitter = self.jitter.next_u64();
+        for id in ids {
+            let Some(item) = self.items.get_mut(id) else {
+                continue;
+            };
+            let recheck = PARKED_RECHECKS.get(usize::from(item.rechecks)).copied();
+            item.rechecking = recheck.is_some();
+            let at = match (std::mem::take(&mut item.seen), recheck) {
+                (true, _) => now,
+                (false, Some(delay)) => {
+                    item.rechecks += 1;
+                    now + spread(delay, jitter)
+                }
+                (false, None) => now + PARKED_RETRY,
+            };
+            self.wait(id, at, |_| 0);
+        }
+    }
+
+    /// The direct attempt at `ids` (all to one recipient) found no link.
+    /// Those that were on a recheck wait for the next one (or for
+    /// [`PARKED_RETRY`]), their copies still in the mailboxes; returns the
+    /// others, which the caller deposits.
+    pub fn missed(&mut self, ids: Vec<MessageId>, now: Instant) -> Vec<MessageId> {
+        let (rechecked, deposit): (Vec<_>, Vec<_>) = ids
+            .into_iter()
+            .partition(|id| self.items.get(id).is_some_and(|i| i.rechecking));
+        self.parked(&rechecked, now);
+        deposit
     }
 
     /// The recipient's node is reachable again: retry its messages now —
@@ -340,10 +391,11 @@ mod tests {
         let id = MessageId::random();
         o.enqueue(id, bob, t0);
         o.take_due(t0);
-        o.parked(&id, t0); // in the mailbox `holder` keeps
+        o.parked(&[id], t0); // in the mailbox `holder` keeps
+        let due = o.next_due();
         assert!(!o.receipt(&id, &holder), "the holder saw the id");
         assert_eq!(o.len(), 1);
-        assert_eq!(o.next_due(), Some(t0 + PARKED_RETRY), "schedule kept");
+        assert_eq!(o.next_due(), due, "schedule kept");
         assert!(o.receipt(&id, &bob));
         assert!(o.is_empty());
         assert!(!o.receipt(&id, &bob));
@@ -397,16 +449,92 @@ mod tests {
         assert!(at.len() > 15, "{} distinct retry times of 20", at.len());
     }
 
+    /// Parks `id` (to `bob`) at `t0`, then lets every attempt miss as
+    /// soon as it is due: the delays between attempts, and how many of
+    /// the misses `missed` handed back for a deposit.
+    fn miss_every_attempt(
+        o: &mut Outbox,
+        id: MessageId,
+        t0: Instant,
+        n: usize,
+    ) -> (Vec<Duration>, usize) {
+        o.parked(&[id], t0);
+        let (mut now, mut delays, mut deposits) = (t0, Vec::new(), 0);
+        for _ in 0..n {
+            let next = o.next_due().expect("still pending");
+            assert!(o.take_due(next - Duration::from_millis(1)).is_empty());
+            delays.push(next - now);
+            now = next;
+            let ids = o.take_due(now).remove(&o.items[&id].to).unwrap_or_default();
+            let deposit = o.missed(ids, now);
+            deposits += deposit.len();
+            // What the caller deposits parks again once stored.
+            o.parked(&deposit, now);
+        }
+        (delays, deposits)
+    }
+
     #[test]
-    fn parked_messages_wait_long_but_wake_when_the_peer_is_seen() {
+    fn a_parked_message_is_rechecked_three_times_then_retried_every_half_hour() {
+        let t0 = Instant::now();
+        let mut o = Outbox::new();
+        let id = MessageId::random();
+        o.enqueue(id, PeerId::random(), t0);
+        o.take_due(t0);
+        let (delays, deposits) = miss_every_attempt(&mut o, id, t0, 6);
+        for (d, nominal) in delays.iter().zip(PARKED_RECHECKS) {
+            assert!(within_jitter(*d, nominal), "{d:?} for {nominal:?}");
+        }
+        assert_eq!(&delays[3..], [PARKED_RETRY; 3], "then the long pace");
+        // The rechecks' misses deposit nothing; the three half-hourly
+        // ones each deposit again, as before the rechecks.
+        assert_eq!(deposits, 3);
+    }
+
+    #[test]
+    fn a_message_never_parked_is_handed_back_for_a_deposit() {
+        let t0 = Instant::now();
+        let bob = PeerId::random();
+        let (mut o, a, b) = two_for(bob, t0);
+        o.take_due(t0);
+        assert_eq!(o.missed(vec![a, b], t0).len(), 2);
+        // One of them is stored; its next miss is a recheck's.
+        o.parked(&[a], t0);
+        o.failed(&b, t0);
+        let due = o.take_due(t0 + PARKED_RETRY).remove(&bob).unwrap();
+        assert_eq!(o.missed(due, t0 + PARKED_RETRY), vec![b]);
+    }
+
+    #[test]
+    fn messages_parked_together_are_rechecked_together() {
+        let t0 = Instant::now();
+        let bob = PeerId::random();
+        let mut o = Outbox::with_jitter(Jitter::seeded(5));
+        let ids: Vec<MessageId> = (0..20).map(|_| MessageId::random()).collect();
+        for id in &ids {
+            o.enqueue(*id, bob, t0);
+        }
+        o.take_due(t0);
+        o.parked(&ids, t0);
+        let first = o.next_due().unwrap();
+        assert_eq!(o.take_due(first)[&bob].len(), 20, "one attempt for all");
+        // Parked apart (two deposits), they draw apart.
+        o.parked(&ids[..10], first);
+        o.parked(&ids[10..], first);
+        let next = o.next_due().unwrap();
+        assert_eq!(o.take_due(next)[&bob].len(), 10);
+    }
+
+    #[test]
+    fn parked_messages_wake_when_the_peer_is_seen() {
         let t0 = Instant::now();
         let bob = PeerId::random();
         let mut o = Outbox::new();
         let id = MessageId::random();
         o.enqueue(id, bob, t0);
         o.take_due(t0);
-        o.parked(&id, t0);
-        assert_eq!(o.next_due(), Some(t0 + PARKED_RETRY));
+        o.parked(&[id], t0);
+        assert!(o.next_due() > Some(t0 + Duration::from_secs(5)));
         o.peer_seen(&bob, t0 + Duration::from_secs(5));
         assert_eq!(o.take_due(t0 + Duration::from_secs(5)).len(), 1);
     }
@@ -433,7 +561,10 @@ mod tests {
                 2 => {
                     o.failed(&id, now);
                 }
-                3 => o.parked(&id, now),
+                3 if x & 1 == 0 => o.parked(&[id], now),
+                3 => {
+                    o.missed(vec![id], now);
+                }
                 4 => o.peer_seen(&peers[(x >> 16) as usize % 3], now),
                 _ => {
                     o.finished(&id);
@@ -466,7 +597,7 @@ mod tests {
         o.take_due(t0);
         // The lookup missed Bob; meanwhile his node connected.
         o.peer_seen(&bob, t0);
-        o.parked(&a, t0); // ended in his mailbox
+        o.parked(&[a], t0); // ended in his mailbox
         o.failed(&b, t0);
         assert_eq!(o.next_due(), Some(t0));
         assert_eq!(o.take_due(t0)[&bob].len(), 2);

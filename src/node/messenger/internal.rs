@@ -41,6 +41,8 @@ impl Service {
                     for id in direct {
                         self.attempt_failed(&id, now);
                     }
+                    // Those on a recheck are in the mailboxes already.
+                    let ids = self.outbox.missed(ids, now);
                     if !ids.is_empty() {
                         self.deposit(peer, ids);
                     }
@@ -63,10 +65,8 @@ impl Service {
                 for id in failed {
                     self.attempt_failed(&id, now);
                 }
-                for id in stored {
-                    self.outbox.parked(&id, now);
-                    ops.push(Op::Stored(peer, id));
-                }
+                self.outbox.parked(&stored, now);
+                ops.extend(stored.into_iter().map(|id| Op::Stored(peer, id)));
             }
             Internal::FetchDone { asked, more } => {
                 self.drive_fetcher(fetcher::Input::Done { asked, more });

@@ -1,0 +1,119 @@
+//! [mbox] A message left in the mailboxes after a failed direct attempt
+//! is still tried directly soon after (`outbox::PARKED_RECHECKS`), so a
+//! recipient that comes online just after the failure has it in seconds,
+//! not at its next mailbox poll (5 min, backing off to 20 min) or the
+//! sender's next half-hourly retry. Real nodes on 127.0.0.1.
+//!
+//! Every other way is closed: no holder keeps a copy, and nothing makes
+//! Jack's node connect to Alice's (which would make her retry at once).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    TestNode, dir_for, eventually, eventually_within, init_tracing, reaches_state, start_with,
+};
+use roost::config::DhtMode;
+use roost::store::MessageState;
+use roost::{Content, Identity};
+
+/// Alice's message to Jack fails directly (his node is off) and is
+/// stored with three holders, which then all leave: no copy is left for
+/// Jack's start-up fetch or his polls to find. Jack then comes online
+/// through a new server. Both are DHT clients, so neither node has a
+/// reason to contact the other (which would make Alice retry at once):
+/// only her recheck can bring the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_message_reaches_a_recipient_that_came_online_through_a_recheck() {
+    init_tracing();
+    let seed = TestNode::start(&[]).await;
+    let boot = seed.addr().await;
+    let mut holders = vec![seed];
+    for _ in 0..2 {
+        holders.push(TestNode::start(std::slice::from_ref(&boot)).await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    Identity::create_in(dir.path()).unwrap();
+    let alice_handle = start_with(&dir, std::slice::from_ref(&boot), |c| {
+        c.dht_mode = DhtMode::Client;
+    })
+    .await;
+    let alice = TestNode {
+        dir,
+        handle: alice_handle,
+    };
+    eventually("Alice knows the three holders", || async {
+        (alice.handle.connected_peers().await.unwrap().len() >= 3).then_some(())
+    })
+    .await;
+
+    let jack_id = Identity::generate().unwrap();
+    let jack = jack_id.peer_id();
+    let id = alice
+        .handle
+        .send(jack, Content::text("are you there?"))
+        .await
+        .unwrap();
+    reaches_state(
+        &alice.handle,
+        jack,
+        id,
+        MessageState::Stored,
+        "the message is stored in Jack's mailboxes",
+    )
+    .await;
+    for h in holders {
+        h.handle.shutdown().await.unwrap();
+    }
+
+    // A new server, which Alice meets (Alice's address must not reach
+    // its routing table: from there Jack's lookups would connect to her).
+    let server = TestNode::start(&[]).await;
+    let server_id = server.handle.peer_id();
+    let contact = (server_id, server.addr().await);
+    alice
+        .handle
+        .net()
+        .meet(server_id, vec![contact])
+        .await
+        .unwrap();
+    eventually("Alice knows the new server", || async {
+        let peers = alice.handle.connected_peers().await.unwrap();
+        peers.contains(&server_id).then_some(())
+    })
+    .await;
+    // Jack is a DHT client too: as a server he would be in the server's
+    // routing table, and Alice's own lookups would connect to him.
+    let jack_dir = dir_for(&jack_id);
+    let jack_handle = start_with(&jack_dir, &[server.addr().await], |c| {
+        c.dht_mode = DhtMode::Client;
+    })
+    .await;
+    let jack_node = TestNode {
+        dir: jack_dir,
+        handle: jack_handle,
+    };
+
+    // Two rechecks (15 s and 1 min apart, ±20 %) fit in the deadline; the
+    // half-hourly retry and Jack's poll do not.
+    let from = alice.handle.peer_id();
+    eventually_within(Duration::from_secs(150), "Jack has the message", || async {
+        let conv = jack_node.handle.conversation(from, 10).await.unwrap();
+        conv.iter().any(|m| m.id == id).then_some(())
+    })
+    .await;
+    reaches_state(
+        &alice.handle,
+        jack,
+        id,
+        MessageState::Delivered,
+        "Alice sees it delivered",
+    )
+    .await;
+    // It came over the direct link: no holder Jack could reach had it.
+    assert_eq!(server.handle.held_for(jack).await.unwrap(), 0);
+    for n in [&alice, &server, &jack_node] {
+        n.handle.shutdown().await.unwrap();
+    }
+}
