@@ -1,6 +1,9 @@
 //! Offline delivery under churn: senders deposit with the holders roost's
 //! placement picks and count roost's quorum (`node::mailbox::{holders,
-//! quorum}`), and retry per roost's outbox (`node::outbox::Outbox`); every
+//! quorum}`), and retry per roost's outbox (`node::outbox::Outbox`, its
+//! timers rounded up to the next step: the rechecks of a parked message
+//! take a step each, so the first deposit again comes 45 min after the
+//! deposit at 5 min steps, against about 35 min in roost); every
 //! holder is roost's holder machine and a returning recipient fetches with
 //! roost's fetcher machines (`holding.rs`), over the modelled network.
 

@@ -6,7 +6,9 @@
 //! awaiting the recipient's ack). A failed attempt waits with exponential
 //! backoff ([`BACKOFF`]: 1 s doubling to 5 min, each delay ±20 % at
 //! random); seeing the recipient's node again makes
-//! all its messages due at once.
+//! all its messages due at once. Only the recipient takes a message out:
+//! its ack for an attempt in flight to it, or its receipt; acks and
+//! receipts naming the id from anyone else are ignored.
 //!
 //! A message whose direct attempt failed is deposited in the recipient's
 //! mailboxes and *parked* ([`Outbox::parked`]). It is tried directly again
@@ -15,9 +17,7 @@
 //! a failure is often passing (a lookup that timed out on a loaded
 //! network, a dial that lost a race), and an online recipient otherwise
 //! waits for its mailbox poll, up to 20 min. After the rechecks, it is
-//! tried (and deposited again) every [`PARKED_RETRY`]. Only the recipient takes a message out:
-//! its ack for an attempt in flight to it, or its receipt; acks and
-//! receipts naming the id from anyone else are ignored.
+//! tried (and deposited again) every [`PARKED_RETRY`].
 //!
 //! A *direct-only* message ([`Outbox::enqueue_direct`]) gets one attempt:
 //! it is neither retried nor left in a mailbox, so a failed attempt
@@ -44,10 +44,10 @@ pub const BACKOFF: Backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
 pub const PARKED_RETRY: Duration = Duration::from_secs(1800);
 /// The delays (nominal, ±20 % at random) before each direct recheck of a
 /// message just deposited, counted from the deposit and then from each
-/// missed recheck. Three lookups of an offline recipient in its first
-/// 5 min, one per recipient (messages parked together recheck together),
-/// for an online recipient's message in seconds rather than at its next
-/// mailbox poll.
+/// missed recheck. They cost three lookups of an offline recipient in
+/// about the first 5–6 min after a deposit (messages deposited together
+/// recheck together: one lookup, not one each), and bring an online
+/// recipient's message in seconds rather than at its next mailbox poll.
 pub const PARKED_RECHECKS: [Duration; 3] = [
     Duration::from_secs(15),
     Duration::from_secs(60),
@@ -72,8 +72,8 @@ struct Item {
     direct: bool,
     /// Rechecks scheduled since the message was first parked.
     rechecks: u8,
-    /// A copy is in the mailboxes and the next attempt is a recheck: if it
-    /// fails, no deposit ([`Outbox::missed`]).
+    /// A copy is in the mailboxes and rechecks are left: until they are
+    /// used up, a missed attempt deposits nothing ([`Outbox::missed`]).
     rechecking: bool,
 }
 
@@ -252,12 +252,14 @@ impl Outbox {
             };
             let recheck = PARKED_RECHECKS.get(usize::from(item.rechecks)).copied();
             item.rechecking = recheck.is_some();
+            // A retry at once (the recipient's node was seen) uses up a
+            // recheck too: it is one, only sooner.
+            if recheck.is_some() {
+                item.rechecks += 1;
+            }
             let at = match (std::mem::take(&mut item.seen), recheck) {
                 (true, _) => now,
-                (false, Some(delay)) => {
-                    item.rechecks += 1;
-                    now + spread(delay, jitter)
-                }
+                (false, Some(delay)) => now + spread(delay, jitter),
                 (false, None) => now + PARKED_RETRY,
             };
             self.wait(id, at, |_| 0);
