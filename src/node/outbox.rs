@@ -609,6 +609,41 @@ mod tests {
     }
 
     #[test]
+    fn retries_at_once_use_up_the_rechecks_too() {
+        let t0 = Instant::now();
+        let bob = PeerId::random();
+        let mut o = Outbox::new();
+        let id = MessageId::random();
+        o.enqueue(id, bob, t0);
+        o.take_due(t0);
+        assert_eq!(
+            o.missed(vec![id], t0),
+            vec![id],
+            "a first miss is deposited"
+        );
+        o.parked(&[id], t0);
+        // From now on Bob's node connects during every attempt, and every
+        // attempt misses: each is retried at once, but only as often as
+        // the rechecks allow before one is deposited again.
+        let mut at_once = 0;
+        loop {
+            let due = o.next_due().expect("pending");
+            let ids = o.take_due(due).remove(&bob).expect("due");
+            o.peer_seen(&bob, due);
+            if !o.missed(ids, due).is_empty() {
+                break;
+            }
+            assert_eq!(o.next_due(), Some(due), "at once");
+            at_once += 1;
+            assert!(
+                at_once <= PARKED_RECHECKS.len(),
+                "retried at once without end"
+            );
+        }
+        assert_eq!(at_once, PARKED_RECHECKS.len());
+    }
+
+    #[test]
     fn seeing_the_peer_again_retries_at_once() {
         let t0 = Instant::now();
         let (bob, eve) = (PeerId::random(), PeerId::random());
