@@ -7,11 +7,10 @@
 mod common;
 
 use common::groups::{accept, at_epoch, has, mailboxes_hold, network, one_message_each, texts};
-use common::{TestNode, eventually, init_tracing, start_with};
-use libp2p::{Multiaddr, PeerId};
-use roost::config::DhtMode;
+use common::{TestNode, eventually, init_tracing, new_dir};
+use libp2p::PeerId;
+use roost::NodeHandle;
 use roost::node::groups::GroupError;
-use roost::{Identity, NodeHandle};
 
 /// A group of `members.len() + 1` made by `creator`, every member in.
 async fn group_of(creator: &NodeHandle, name: &str, members: &[&NodeHandle]) -> String {
@@ -24,14 +23,6 @@ async fn group_of(creator: &NodeHandle, name: &str, members: &[&NodeHandle]) -> 
         at_epoch(m, &gid, 1, "the new state arrives").await;
     }
     gid
-}
-
-/// A node that is a DHT client only: it never holds anyone's mailbox.
-async fn dht_client(boot: &[Multiaddr]) -> TestNode {
-    let dir = tempfile::tempdir().unwrap();
-    Identity::create_in(dir.path()).unwrap();
-    let handle = start_with(&dir, boot, |c| c.dht_mode = DhtMode::Client).await;
-    TestNode { dir, handle }
 }
 
 /// Alice, Bob and Carol (joined through Alice) in Alice's group `three`,
@@ -56,7 +47,7 @@ async fn an_offline_member_gets_all_three_from_its_mailbox_once_and_in_order() {
         // be among the holders of Eve's mailbox: they all leave before she
         // is back, and would take their copies with them.
         m.push(if i < 3 {
-            dht_client(b).await
+            TestNode::start_client(new_dir(), b).await
         } else {
             TestNode::start(b).await
         });

@@ -13,9 +13,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    TestNode, dir_for, eventually, eventually_within, init_tracing, reaches_state, start_with,
+    TestNode, dir_for, eventually, eventually_within, init_tracing, new_dir, reaches_state,
 };
-use roost::config::DhtMode;
 use roost::store::MessageState;
 use roost::{Content, Identity};
 
@@ -34,16 +33,7 @@ async fn a_parked_message_reaches_a_recipient_that_came_online_through_a_recheck
     for _ in 0..2 {
         holders.push(TestNode::start(std::slice::from_ref(&boot)).await);
     }
-    let dir = tempfile::tempdir().unwrap();
-    Identity::create_in(dir.path()).unwrap();
-    let alice_handle = start_with(&dir, std::slice::from_ref(&boot), |c| {
-        c.dht_mode = DhtMode::Client;
-    })
-    .await;
-    let alice = TestNode {
-        dir,
-        handle: alice_handle,
-    };
+    let alice = TestNode::start_client(new_dir(), std::slice::from_ref(&boot)).await;
     eventually("Alice knows the three holders", || async {
         (alice.handle.connected_peers().await.unwrap().len() >= 3).then_some(())
     })
@@ -89,15 +79,7 @@ async fn a_parked_message_reaches_a_recipient_that_came_online_through_a_recheck
     .await;
     // Jack is a DHT client too: as a server he would be in the server's
     // routing table, and Alice's own lookups would connect to him.
-    let jack_dir = dir_for(&jack_id);
-    let jack_handle = start_with(&jack_dir, &[server.addr().await], |c| {
-        c.dht_mode = DhtMode::Client;
-    })
-    .await;
-    let jack_node = TestNode {
-        dir: jack_dir,
-        handle: jack_handle,
-    };
+    let jack_node = TestNode::start_client(dir_for(&jack_id), &[server.addr().await]).await;
 
     // Two rechecks (15 s and 1 min apart, ±20 %) fit in the deadline; the
     // half-hourly retry and Jack's poll do not.

@@ -9,11 +9,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestNode, init_tracing, start_with};
+use common::{TestNode, init_tracing, new_dir};
 use libp2p::Multiaddr;
 use roost::Identity;
 use roost::clock::unix_ms;
-use roost::config::DhtMode;
 use roost::wire::locator;
 
 /// Alice (a DHT client: Bob's node, joining, has no reason to contact
@@ -34,13 +33,7 @@ impl Hanging {
     /// first packet arrived).
     async fn start() -> Self {
         let server = TestNode::start(&[]).await;
-        let dir = tempfile::tempdir().unwrap();
-        Identity::create_in(dir.path()).unwrap();
-        let handle = start_with(&dir, &[server.addr().await], |c| {
-            c.dht_mode = DhtMode::Client;
-        })
-        .await;
-        let alice = TestNode { dir, handle };
+        let alice = TestNode::start_client(new_dir(), &[server.addr().await]).await;
         let bob = Identity::generate().unwrap();
         let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = silent.local_addr().unwrap().port();

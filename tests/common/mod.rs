@@ -34,9 +34,19 @@ pub struct TestNode {
 impl TestNode {
     /// A fresh identity in a new temp dir, started with `bootstrap`.
     pub async fn start(bootstrap: &[Multiaddr]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        Identity::create_in(dir.path()).expect("identity");
+        let dir = new_dir();
         let handle = start_in(&dir, bootstrap).await;
+        Self { dir, handle }
+    }
+
+    /// Starts the identity in `dir` as a DHT client only: it holds no
+    /// one's mailbox, and others' lookups never reach it, so it connects
+    /// only to whom it dials itself.
+    pub async fn start_client(dir: TempDir, bootstrap: &[Multiaddr]) -> Self {
+        let handle = start_with(&dir, bootstrap, |c| {
+            c.dht_mode = roost::config::DhtMode::Client;
+        })
+        .await;
         Self { dir, handle }
     }
 
@@ -74,6 +84,13 @@ pub async fn start_with(
     config.bootstrap = bootstrap.to_vec();
     adjust(&mut config);
     Node::start(config).await.expect("node starts")
+}
+
+/// A new temp dir holding a fresh identity, not started yet.
+pub fn new_dir() -> TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    Identity::create_in(dir.path()).expect("identity");
+    dir
 }
 
 /// A data dir holding `identity`, not started yet.
