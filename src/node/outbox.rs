@@ -427,16 +427,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn messages_that_fail_together_retry_apart() {
-        let t0 = Instant::now();
-        let bob = PeerId::random();
-        let mut o = Outbox::with_jitter(Jitter::seeded(3));
+    /// Twenty messages to `bob` sent at `t0`, in flight, in an outbox
+    /// whose jitter is seeded with `seed`.
+    fn twenty_in_flight(bob: PeerId, t0: Instant, seed: u64) -> (Outbox, Vec<MessageId>) {
+        let mut o = Outbox::with_jitter(Jitter::seeded(seed));
         let ids: Vec<MessageId> = (0..20).map(|_| MessageId::random()).collect();
         for id in &ids {
             o.enqueue(*id, bob, t0);
         }
         o.take_due(t0);
+        (o, ids)
+    }
+
+    #[test]
+    fn messages_that_fail_together_retry_apart() {
+        let t0 = Instant::now();
+        let (mut o, ids) = twenty_in_flight(PeerId::random(), t0, 3);
         for id in &ids {
             o.failed(id, t0);
         }
@@ -511,12 +517,7 @@ mod tests {
     fn messages_parked_together_are_rechecked_together() {
         let t0 = Instant::now();
         let bob = PeerId::random();
-        let mut o = Outbox::with_jitter(Jitter::seeded(5));
-        let ids: Vec<MessageId> = (0..20).map(|_| MessageId::random()).collect();
-        for id in &ids {
-            o.enqueue(*id, bob, t0);
-        }
-        o.take_due(t0);
+        let (mut o, ids) = twenty_in_flight(bob, t0, 5);
         o.parked(&ids, t0);
         let first = o.next_due().unwrap();
         assert_eq!(o.take_due(first)[&bob].len(), 20, "one attempt for all");
