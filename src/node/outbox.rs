@@ -427,6 +427,14 @@ mod tests {
         }
     }
 
+    /// One message sent at `t0`, in flight to its recipient.
+    fn one_in_flight(t0: Instant) -> (Outbox, PeerId, MessageId) {
+        let (mut o, bob, id) = (Outbox::new(), PeerId::random(), MessageId::random());
+        o.enqueue(id, bob, t0);
+        o.take_due(t0);
+        (o, bob, id)
+    }
+
     /// Twenty messages to `bob` sent at `t0`, in flight, in an outbox
     /// whose jitter is seeded with `seed`.
     fn twenty_in_flight(bob: PeerId, t0: Instant, seed: u64) -> (Outbox, Vec<MessageId>) {
@@ -531,11 +539,7 @@ mod tests {
     #[test]
     fn parked_messages_wake_when_the_peer_is_seen() {
         let t0 = Instant::now();
-        let bob = PeerId::random();
-        let mut o = Outbox::new();
-        let id = MessageId::random();
-        o.enqueue(id, bob, t0);
-        o.take_due(t0);
+        let (mut o, bob, id) = one_in_flight(t0);
         o.parked(&[id], t0);
         assert!(o.next_due() > Some(t0 + Duration::from_secs(5)));
         o.peer_seen(&bob, t0 + Duration::from_secs(5));
@@ -612,11 +616,7 @@ mod tests {
     #[test]
     fn retries_at_once_use_up_the_rechecks_too() {
         let t0 = Instant::now();
-        let bob = PeerId::random();
-        let mut o = Outbox::new();
-        let id = MessageId::random();
-        o.enqueue(id, bob, t0);
-        o.take_due(t0);
+        let (mut o, bob, id) = one_in_flight(t0);
         assert_eq!(
             o.missed(vec![id], t0),
             vec![id],
