@@ -12,9 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    TestNode, dir_for, eventually, eventually_within, init_tracing, new_dir, reaches_state,
-};
+use common::{TestNode, arrives_within, dir_for, eventually, init_tracing, new_dir, reaches_state};
 use roost::store::MessageState;
 use roost::{Content, Identity};
 
@@ -84,11 +82,7 @@ async fn a_parked_message_reaches_a_recipient_that_came_online_through_a_recheck
     // Two rechecks (15 s and 1 min apart, ±20 %) fit in the deadline; the
     // half-hourly retry and Jack's poll do not.
     let from = alice.handle.peer_id();
-    eventually_within(Duration::from_secs(150), "Jack has the message", || async {
-        let conv = jack_node.handle.conversation(from, 10).await.unwrap();
-        conv.iter().any(|m| m.id == id).then_some(())
-    })
-    .await;
+    arrives_within(Duration::from_secs(150), &jack_node.handle, from, id).await;
     reaches_state(
         &alice.handle,
         jack,

@@ -235,7 +235,17 @@ impl Launch {
 
 /// Waits until `node` has the message `id` from `from`.
 pub async fn arrives(node: &NodeHandle, from: libp2p::PeerId, id: roost::wire::message::MessageId) {
-    eventually("the message arrives", || async {
+    arrives_within(DEADLINE, node, from, id).await
+}
+
+/// [`arrives`] with a deadline of its own, for a path that takes longer.
+pub async fn arrives_within(
+    deadline: Duration,
+    node: &NodeHandle,
+    from: libp2p::PeerId,
+    id: roost::wire::message::MessageId,
+) {
+    eventually_within(deadline, "the message arrives", || async {
         let conv = node.conversation(from, 10_000).await.expect("node running");
         conv.iter().any(|m| m.id == id).then_some(())
     })
