@@ -11,11 +11,11 @@ use std::collections::HashSet;
 use common::{TestNode, eventually, init_tracing};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
-use roost::node::messenger::{ACK_TIMEOUT, MSG_PROTOCOL, WINDOW};
+use roost::Content;
+use roost::node::messenger::{ACK_TIMEOUT, WINDOW};
 use roost::wire::message::{
     self, Ack, AckResult, Frame, MAX_FRAME, MessageId, ReadFrame, RejectReason,
 };
-use roost::{Content, Identity};
 
 /// The next frame on `link`: the id of the message it carries, or `None`
 /// once the stream has ended (closed or reset). Panics with `what` if
@@ -50,8 +50,7 @@ fn accepted(id: MessageId) -> Ack {
     }
 }
 
-/// Alice, a hand speaker connected to her, and the speaker's queue of
-/// streams Alice opens to it.
+/// Alice and a hand speaker connected to her.
 struct Setup {
     alice: TestNode,
     speaker: PeerId,
@@ -62,30 +61,12 @@ struct Setup {
 async fn setup() -> Setup {
     init_tracing();
     let alice = TestNode::start(&[]).await;
-    let identity = Identity::generate().unwrap();
-    let speaker = identity.peer_id();
-    let mut swarm = common::raw::hand_speaker(identity.keypair().clone());
-    let incoming = swarm
-        .behaviour()
-        .new_control()
-        .accept(MSG_PROTOCOL)
-        .unwrap();
-    swarm.dial(alice.addr().await).unwrap();
-    let driver = tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
-    eventually("alice is connected to the speaker", || async {
-        let peers = alice.handle.connected_peers().await.unwrap();
-        peers.contains(&speaker).then_some(())
-    })
-    .await;
+    let s = common::raw::Speaker::connect(&alice).await;
     Setup {
         alice,
-        speaker,
-        incoming,
-        driver,
+        speaker: s.id,
+        incoming: s.incoming,
+        driver: s.driver,
     }
 }
 

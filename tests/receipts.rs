@@ -54,7 +54,6 @@ fn frame<T: serde::Serialize>(buf: &mut Vec<u8>, value: &T) {
 async fn acks_and_receipts_from_a_third_peer_leave_the_message_queued() {
     init_tracing();
     let alice = TestNode::start(&[]).await;
-    let alice_addr = alice.addr().await;
     // Bob exists but is not online: the message waits in Alice's outbox.
     let bob_identity = Identity::generate().unwrap();
     let bob = bob_identity.peer_id();
@@ -67,22 +66,13 @@ async fn acks_and_receipts_from_a_third_peer_leave_the_message_queued() {
 
     // Mallory learnt the id (a holder of Bob's mailbox would see it) and
     // talks to Alice by hand.
-    let mallory_identity = Identity::generate().unwrap();
-    let mallory = mallory_identity.peer_id();
-    let mut swarm = common::raw::hand_speaker(mallory_identity.keypair().clone());
-    let mut control = swarm.behaviour().new_control();
-    let mut incoming = control.accept(MSG_PROTOCOL).unwrap();
-    swarm.dial(alice_addr).unwrap();
-    let driver = tokio::spawn(async move {
-        loop {
-            swarm.select_next_some().await;
-        }
-    });
-    eventually("alice is connected to mallory", || async {
-        let peers = alice.handle.connected_peers().await.unwrap();
-        peers.contains(&mallory).then_some(())
-    })
-    .await;
+    let common::raw::Speaker {
+        identity: mallory_identity,
+        id: mallory,
+        mut control,
+        mut incoming,
+        driver,
+    } = common::raw::Speaker::connect(&alice).await;
 
     let for_mallory = forged_acks(&alice, &mut incoming, mallory, bob, for_bob).await;
     forged_receipts(

@@ -7,8 +7,8 @@ use super::messenger::Request;
 use super::presence::service as presence_service;
 use crate::net::{self, NetEvent};
 
-/// Hands each network event to the service it concerns (a new connection
-/// to both), until the services stop.
+/// Hands each network event to the service it concerns (a connection
+/// opened or closed to both), until the services stop.
 pub(super) async fn route_net_events(
     mut from: mpsc::Receiver<NetEvent>,
     to_msgs: mpsc::Sender<Request>,
@@ -32,9 +32,14 @@ pub(super) async fn route_net_events(
                     .await
                     .is_ok()
             }
-            ev @ (NetEvent::Disconnected(_) | NetEvent::PresenceRequest { .. }) => {
-                to_presence.send(P::Net(ev)).await.is_ok()
+            NetEvent::Disconnected(peer) => {
+                let _ = to_presence.send(P::Net(NetEvent::Disconnected(peer))).await;
+                to_msgs
+                    .send(Request::Net(NetEvent::Disconnected(peer)))
+                    .await
+                    .is_ok()
             }
+            ev @ NetEvent::PresenceRequest { .. } => to_presence.send(P::Net(ev)).await.is_ok(),
             NetEvent::Rooms(ev) => {
                 // Gossip on a private group's topic goes to the groups' fast path.
                 let group = matches!(&ev, net::pubsub::RoomEvent::Message { topic, .. }

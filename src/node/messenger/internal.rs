@@ -10,7 +10,8 @@ use libp2p::PeerId;
 use tracing::{debug, warn};
 
 use super::link::LinkTx;
-use super::{Event, Internal, Link, Service, hand_to_link};
+use super::link::hand_to_link;
+use super::{Event, Internal, Link, Service};
 use crate::node::mailbox::fetcher;
 use crate::store::{Direction, Flush, MessageState, StoredMessage};
 use crate::wire::message::{Ack, AckResult, MessageId, ReceiptKind, RejectReason};
@@ -33,6 +34,7 @@ impl Service {
             Internal::LinkUp(peer, tx) => self.link_up(peer, tx),
             Internal::LinkFailed(peer, reason) => {
                 debug!(%peer, "cannot reach directly: {reason}");
+                self.connect_ended(&peer);
                 if let Some(Link::Connecting(ids)) = self.links.remove(&peer) {
                     // Store and forward: leave them in the recipient's
                     // mailboxes, all but those for a direct link only.
@@ -81,6 +83,7 @@ impl Service {
 
     /// A link to `peer` is open: what waited for it goes on the wire.
     fn link_up(&mut self, peer: PeerId, tx: LinkTx) {
+        self.connect_ended(&peer);
         let waiting = match self.links.remove(&peer) {
             Some(Link::Connecting(w)) => w,
             _ => Vec::new(),

@@ -1,7 +1,9 @@
-//! The outbound side of the message path: dialling a peer and the *link*
+//! The outbound side of the message path: setting up a link to a peer
+//! (dialling it, in turn as [`super::connects`] allows) and the *link*
 //! task that holds one long-lived `/roost/msg/1` stream to it, writing
 //! envelopes back to back within the send [`Window`] and reading the acks.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,9 +15,11 @@ use tracing::debug;
 
 use super::inbound::write_out;
 use super::window::{Verdict, Window};
-use super::{Internal, MSG_PROTOCOL, READ_BUFFER, STREAM_IDLE, WINDOW, WRITE_BYTES};
+use super::{
+    Internal, MSG_PROTOCOL, Outgoing, READ_BUFFER, STREAM_IDLE, Service, WINDOW, WRITE_BYTES,
+};
 use crate::net::NetClient;
-use crate::wire::message::{self, Ack, MAX_FRAME, MessageId, ReadFrame};
+use crate::wire::message::{self, Ack, Envelope, MAX_FRAME, MessageId, ReadFrame};
 
 /// Longest a link keeps frames unanswered with no ack crediting any of
 /// them before it gives up on the peer and hands its messages back to the
@@ -28,8 +32,27 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the service hands a link: a message's id and its encoded frame.
 pub(super) type LinkTx = mpsc::UnboundedSender<(MessageId, Vec<u8>)>;
 
+impl Service {
+    /// Starts setting up a link to `peer` ([`Connects`] said it may);
+    /// its end comes back as [`Internal::LinkUp`] or
+    /// [`Internal::LinkFailed`].
+    ///
+    /// [`Connects`]: super::connects::Connects
+    pub(super) fn connect(&mut self, peer: PeerId) {
+        let (net, control) = (self.net.clone(), self.control.clone());
+        tokio::spawn(set_up(peer, net, control, self.int_tx.clone()));
+    }
+
+    /// The set-up of `peer`'s link ended: its slot goes to those waiting.
+    pub(super) fn connect_ended(&mut self, peer: &PeerId) {
+        for next in self.connects.ended(peer) {
+            self.connect(next);
+        }
+    }
+}
+
 /// Finds and dials the peer, then opens the message stream.
-pub(super) async fn connect(
+async fn set_up(
     peer: PeerId,
     net: NetClient,
     mut control: libp2p_stream::Control,
@@ -180,4 +203,25 @@ async fn watch_acks(shared: &Shared) -> std::io::Result<()> {
             ));
         }
     }
+}
+
+/// Puts messages on an open link: each one's frame goes to the link's
+/// writer and its id to what the link has in flight. (A free function, so
+/// the service's link map can stay borrowed.)
+pub(super) fn hand_to_link(
+    envelopes: &HashMap<MessageId, Outgoing>,
+    ids: Vec<MessageId>,
+    tx: &LinkTx,
+    in_flight: &mut HashSet<MessageId>,
+) {
+    for id in ids {
+        if let Some(frame) = envelopes.get(&id).and_then(|o| encode_frame(&o.envelope)) {
+            in_flight.insert(id);
+            let _ = tx.send((id, frame));
+        }
+    }
+}
+
+fn encode_frame(env: &Envelope) -> Option<Vec<u8>> {
+    message::encode_deliver(env).ok()
 }

@@ -42,6 +42,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::warn;
 
 mod accept;
+mod connects;
 mod deposit;
 pub mod fetch;
 mod groups;
@@ -65,13 +66,14 @@ use crate::net::{NetClient, NetEvent};
 use crate::store::{Flush, Store, StoreError, StoredMessage, Worker};
 use crate::wire::mailbox::mailbox_key;
 use crate::wire::message::{self, Ack, Body, Envelope, Inner, MessageId, ReceiptKind};
+pub use connects::MAX_CONNECTS;
 use inbound::{Inbound, Received};
 pub use interface::Event;
 use interface::Reply;
 pub(crate) use interface::Request;
 use internal::Op;
 pub use link::ACK_TIMEOUT;
-use link::{LinkTx, connect};
+use link::{LinkTx, hand_to_link};
 
 /// The message protocol.
 pub const MSG_PROTOCOL: StreamProtocol = StreamProtocol::new("/roost/msg/1");
@@ -180,6 +182,7 @@ pub(crate) fn spawn(
         outbox: Outbox::new(),
         envelopes: HashMap::new(),
         links: HashMap::new(),
+        connects: connects::Connects::default(),
         int_tx,
         holder,
         presence,
@@ -201,6 +204,8 @@ struct Service {
     /// Every message in the outbox.
     envelopes: HashMap<MessageId, Outgoing>,
     links: HashMap<PeerId, Link>,
+    /// Which links are being set up, and which wait for their turn.
+    connects: connects::Connects,
     int_tx: mpsc::Sender<Internal>,
     /// The mailbox holder, which serves the mailboxes we keep for others.
     holder: holder::Handle,
@@ -398,7 +403,13 @@ impl Service {
                     Ok(())
                 }));
             }
-            Request::Net(NetEvent::Connected(peer)) => self.outbox.peer_seen(&peer, Instant::now()),
+            Request::Net(NetEvent::Connected(peer)) => {
+                self.outbox.peer_seen(&peer, Instant::now());
+                if self.connects.connected(peer) {
+                    self.connect(peer);
+                }
+            }
+            Request::Net(NetEvent::Disconnected(peer)) => self.connects.disconnected(&peer),
             #[cfg(feature = "test-util")]
             Request::PauseHolder(reply) => {
                 self.holder.offer(holder::Job::Pause(reply));
@@ -508,10 +519,9 @@ impl Service {
                 Some(Link::Connecting(waiting)) => waiting.extend(ids),
                 None => {
                     self.links.insert(peer, Link::Connecting(ids));
-                    let net = self.net.clone();
-                    let control = self.control.clone();
-                    let int_tx = self.int_tx.clone();
-                    tokio::spawn(connect(peer, net, control, int_tx));
+                    if self.connects.want(peer) {
+                        self.connect(peer);
+                    }
                 }
             }
         }
@@ -555,23 +565,6 @@ impl Service {
     }
 }
 
-/// Puts messages on an open link: each one's frame goes to the link's
-/// writer and its id to what the link has in flight. (A free function, so
-/// the service's link map can stay borrowed.)
-fn hand_to_link(
-    envelopes: &HashMap<MessageId, Outgoing>,
-    ids: Vec<MessageId>,
-    tx: &LinkTx,
-    in_flight: &mut HashSet<MessageId>,
-) {
-    for id in ids {
-        if let Some(frame) = envelopes.get(&id).and_then(|o| encode_frame(&o.envelope)) {
-            in_flight.insert(id);
-            let _ = tx.send((id, frame));
-        }
-    }
-}
-
 /// Seals a message of ours that is not part of the visible history (a
 /// receipt, a buddy request) under a fresh id.
 fn seal_control(
@@ -585,8 +578,4 @@ fn seal_control(
         body,
     };
     message::seal(sealer, MessageId::random(), &peer, &inner)
-}
-
-fn encode_frame(env: &Envelope) -> Option<Vec<u8>> {
-    message::encode_deliver(env).ok()
 }
