@@ -104,9 +104,11 @@ async fn set_ups_past_the_cap_wait_and_a_connected_peer_does_not() {
     let alice = TestNode::start(&[server.addr().await]).await;
 
     // Each stranger's record, at the server, names its own silent port.
+    // All are stored before the first send: the sends go out back to back,
+    // well within the 10 s the first set-ups hang.
     let expires_at = unix_ms() + 30 * 60 * 1000;
-    let mut ports = Vec::new();
-    for i in 0..MAX_CONNECTS + PAST_THE_CAP {
+    let (mut ports, mut strangers) = (Vec::new(), Vec::new());
+    for _ in 0..MAX_CONNECTS + PAST_THE_CAP {
         let stranger = Identity::generate().unwrap();
         let port = Silent::bind();
         let record = locator::sign(&stranger, 1, &[port.addr()], expires_at, true).unwrap();
@@ -121,8 +123,11 @@ async fn set_ups_past_the_cap_wait_and_a_connected_peer_does_not() {
             .await
             .expect("the server takes a stranger's record");
         ports.push(port);
+        strangers.push(stranger.peer_id());
+    }
+    for (i, stranger) in strangers.iter().enumerate() {
         let text = Content::text(format!("to stranger {i}"));
-        alice.handle.send(stranger.peer_id(), text).await.unwrap();
+        alice.handle.send(*stranger, text).await.unwrap();
     }
     eventually("the set-ups allowed reach their silent ports", || {
         let n = dialled(&mut ports);

@@ -61,10 +61,15 @@ impl Connects {
         true
     }
 
-    /// The set-up of `peer`'s link ended, up or failed: the waiting peers
-    /// whose set-ups start now, in their turn.
-    pub(super) fn ended(&mut self, peer: &PeerId) -> Vec<PeerId> {
-        self.free.remove(peer);
+    /// The set-up of `peer`'s link ended, up or `failed`: the waiting
+    /// peers whose set-ups start now, in their turn. A set-up that started
+    /// as connected and failed forgets the connection: the network's word
+    /// of its closing may have been lost, and the next set-up must not
+    /// pass the cap on it.
+    pub(super) fn ended(&mut self, peer: &PeerId, failed: bool) -> Vec<PeerId> {
+        if self.free.remove(peer) && failed {
+            self.connected.remove(peer);
+        }
         let mut start = Vec::new();
         if self.counted.remove(peer) {
             while self.counted.len() < MAX_CONNECTS {
@@ -131,11 +136,11 @@ mod tests {
         }
         assert_eq!(c.waiting(), 3);
         // Each one that ends lets the next in line start, in order.
-        assert_eq!(c.ended(&started[5]), vec![waiting[0]]);
-        assert_eq!(c.ended(&started[0]), vec![waiting[1]]);
-        assert_eq!(c.ended(&waiting[0]), vec![waiting[2]]);
+        assert_eq!(c.ended(&started[5], false), vec![waiting[0]]);
+        assert_eq!(c.ended(&started[0], false), vec![waiting[1]]);
+        assert_eq!(c.ended(&waiting[0], false), vec![waiting[2]]);
         assert_eq!(c.waiting(), 0);
-        assert!(c.ended(&started[1]).is_empty());
+        assert!(c.ended(&started[1], false).is_empty());
         // A slot freed with nobody waiting is there for the next want.
         assert!(c.want(PeerId::random()));
     }
@@ -148,13 +153,13 @@ mod tests {
         assert!(!c.connected(buddy), "nothing of its was waiting");
         assert!(c.want(buddy), "a connected peer needs no slot");
         // Its end frees no slot: the one waiting still waits.
-        assert!(c.ended(&buddy).is_empty());
+        assert!(c.ended(&buddy, false).is_empty());
         assert_eq!(c.waiting(), 1);
         // Once disconnected it queues like any other.
         c.disconnected(&buddy);
         assert!(!c.want(buddy));
         assert_eq!(c.waiting(), 2);
-        assert_eq!(c.ended(&started[0]).len(), 1);
+        assert_eq!(c.ended(&started[0], false).len(), 1);
     }
 
     #[test]
@@ -166,8 +171,8 @@ mod tests {
         assert!(c.connected(second));
         assert_eq!(c.waiting(), 1);
         // It took no slot: the next slot goes to the one still waiting.
-        assert!(c.ended(&second).is_empty());
-        assert_eq!(c.ended(&started[0]), vec![first]);
+        assert!(c.ended(&second, false).is_empty());
+        assert_eq!(c.ended(&started[0], false), vec![first]);
     }
 
     #[test]
@@ -178,6 +183,16 @@ mod tests {
         assert!(!c.want(late));
         assert!(!c.want(late));
         assert_eq!(c.waiting(), 1);
+    }
+
+    #[test]
+    fn a_failed_set_up_of_a_connected_peer_forgets_the_connection() {
+        let (mut c, _) = full();
+        let peer = PeerId::random();
+        c.connected(peer);
+        assert!(c.want(peer));
+        assert!(c.ended(&peer, true).is_empty());
+        assert!(!c.want(peer), "it waits for a slot like any other");
     }
 
     #[test]

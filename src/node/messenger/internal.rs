@@ -34,7 +34,7 @@ impl Service {
             Internal::LinkUp(peer, tx) => self.link_up(peer, tx),
             Internal::LinkFailed(peer, reason) => {
                 debug!(%peer, "cannot reach directly: {reason}");
-                self.connect_ended(&peer);
+                self.connect_ended(&peer, true);
                 if let Some(Link::Connecting(ids)) = self.links.remove(&peer) {
                     // Store and forward: leave them in the recipient's
                     // mailboxes, all but those for a direct link only.
@@ -83,7 +83,7 @@ impl Service {
 
     /// A link to `peer` is open: what waited for it goes on the wire.
     fn link_up(&mut self, peer: PeerId, tx: LinkTx) {
-        self.connect_ended(&peer);
+        self.connect_ended(&peer, false);
         let waiting = match self.links.remove(&peer) {
             Some(Link::Connecting(w)) => w,
             _ => Vec::new(),

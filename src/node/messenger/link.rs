@@ -43,29 +43,39 @@ impl Service {
         tokio::spawn(set_up(peer, net, control, self.int_tx.clone()));
     }
 
-    /// The set-up of `peer`'s link ended: its slot goes to those waiting.
-    pub(super) fn connect_ended(&mut self, peer: &PeerId) {
-        for next in self.connects.ended(peer) {
+    /// The set-up of `peer`'s link ended, up or `failed`: its slot goes to
+    /// those waiting.
+    pub(super) fn connect_ended(&mut self, peer: &PeerId, failed: bool) {
+        for next in self.connects.ended(peer, failed) {
             self.connect(next);
         }
     }
 }
 
-/// Finds and dials the peer, then opens the message stream.
+/// Longest a link's set-up may take, lookup, dial and stream together
+/// (each bounded at about 20 s by the network task, all but the stream's
+/// opening): a set-up holds one of [`super::MAX_CONNECTS`] slots, and one
+/// that never ended would hold it for good.
+pub const SET_UP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Finds and dials the peer, then opens the message stream, within
+/// [`SET_UP_TIMEOUT`].
 async fn set_up(
     peer: PeerId,
     net: NetClient,
     mut control: libp2p_stream::Control,
     int_tx: mpsc::Sender<Internal>,
 ) {
-    let result = async {
+    let steps = async {
         net.dial(peer).await.map_err(|e| e.to_string())?;
         control
             .open_stream(peer, MSG_PROTOCOL)
             .await
             .map_err(|e| e.to_string())
-    }
-    .await;
+    };
+    let result = tokio::time::timeout(SET_UP_TIMEOUT, steps)
+        .await
+        .unwrap_or_else(|_| Err(format!("no link after {SET_UP_TIMEOUT:?}")));
     match result {
         Ok(stream) => {
             crate::net::stats::count(crate::net::stats::Kind::MsgLink);
