@@ -139,16 +139,20 @@ impl Service {
         Some(Op::Done(peer, id, state, out.message))
     }
 
-    /// Applies collected state changes in one store job, then tells
-    /// listeners about those that changed something. Not flushed: a state
-    /// lost in a crash is learnt again (the message is resent and answered
-    /// `Duplicate`).
+    /// Applies collected state changes in one store job and tells listeners
+    /// about each that changed something as soon as it is written, on the
+    /// store thread: a read queued after this job (which answers from
+    /// inside its own job) never shows a state whose event has not been
+    /// sent. Not flushed: a state lost in a crash is learnt again (the
+    /// message is resent and answered `Duplicate`).
     pub(super) fn apply(&mut self, ops: Vec<Op>) {
         let events = self.inbound.events.clone();
         self.inbound.queue.then(
             Flush::No,
             move |s| {
-                let mut changed = Vec::new();
+                let changed = |peer, id, state| {
+                    let _ = events.send(Event::State { id, peer, state });
+                };
                 for op in ops {
                     match op {
                         Op::Done(peer, id, state, message) => {
@@ -164,7 +168,7 @@ impl Service {
                                 // written before outbox rows carried it.
                                 None => {
                                     if s.advance(Direction::Out, &peer, &id, state)?.is_some() {
-                                        changed.push((peer, id, state));
+                                        changed(peer, id, state);
                                     }
                                 }
                             }
@@ -173,7 +177,7 @@ impl Service {
                             if s.advance(Direction::Out, &peer, &id, MessageState::Stored)?
                                 .is_some()
                             {
-                                changed.push((peer, id, MessageState::Stored));
+                                changed(peer, id, MessageState::Stored);
                             }
                         }
                         Op::Receipt(peer, kind, ids) => {
@@ -183,21 +187,18 @@ impl Service {
                             };
                             for id in ids {
                                 if s.receipt(&peer, &id, state)?.is_some() {
-                                    changed.push((peer, id, state));
+                                    changed(peer, id, state);
                                 }
                             }
                         }
                     }
                 }
-                Ok(changed)
+                Ok(())
             },
-            move |changed| match changed {
-                Ok(changed) => {
-                    for (peer, id, state) in changed {
-                        let _ = events.send(Event::State { id, peer, state });
-                    }
+            |res| {
+                if let Err(e) = res {
+                    warn!("cannot record message states: {e}");
                 }
-                Err(e) => warn!("cannot record message states: {e}"),
             },
         );
     }
