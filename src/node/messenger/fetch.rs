@@ -64,11 +64,14 @@ pub(super) async fn fetch_own(
     let found = net.closest_peers(key.clone()).await.unwrap_or_default();
     // Every peer of the neighbourhood, not just the R closest: a copy left
     // on a peer that has since been outranked is found and cleared too.
+    let found_n = found.len();
     let asked = holders(&key, found, &[me], r.max(FETCH_FROM));
+    debug!(found = found_n, asked = asked.len(), "fetching our mailbox");
     let more = join_all(asked.iter().map(|h| fetch_from(*h, &inbound, &net)))
         .await
         .into_iter()
         .any(|more| more);
+    debug!(more, "fetched our mailbox");
     let _ = int_tx.send(Internal::FetchDone { asked, more }).await;
 }
 
@@ -94,6 +97,7 @@ async fn fetch_from(holder: PeerId, inbound: &Arc<Inbound>, net: &NetClient) -> 
                 Ok(_) => break Stop::Failed,
                 Err(_) => break Stop::Deadline,
             };
+        debug!(%holder, items = items.len(), "a page of our mailbox");
         let verdict = run.page(Instant::now(), items.len(), next);
         items.truncate(verdict.take);
         step = verdict.then;

@@ -188,6 +188,8 @@ impl Service {
                             for id in ids {
                                 if s.receipt(&peer, &id, state)?.is_some() {
                                     changed(peer, id, state);
+                                } else {
+                                    tracing::debug!(%peer, %id, ?state, "a receipt changed nothing");
                                 }
                             }
                         }
