@@ -64,9 +64,8 @@ pub(super) async fn fetch_own(
     let found = net.closest_peers(key.clone()).await.unwrap_or_default();
     // Every peer of the neighbourhood, not just the R closest: a copy left
     // on a peer that has since been outranked is found and cleared too.
-    let found_n = found.len();
     let asked = holders(&key, found, &[me], r.max(FETCH_FROM));
-    debug!(found = found_n, asked = asked.len(), "fetching our mailbox");
+    debug!(asked = asked.len(), "fetching our mailbox");
     let more = join_all(asked.iter().map(|h| fetch_from(*h, &inbound, &net)))
         .await
         .into_iter()

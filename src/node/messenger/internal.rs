@@ -189,7 +189,7 @@ impl Service {
                                 if s.receipt(&peer, &id, state)?.is_some() {
                                     changed(peer, id, state);
                                 } else {
-                                    tracing::debug!(%peer, %id, ?state, "a receipt changed nothing");
+                                    debug!(%peer, %id, ?state, "a receipt changed nothing");
                                 }
                             }
                         }
