@@ -189,7 +189,7 @@ impl Mailboxes {
     /// long as it asks for more). Returns the messages it got.
     pub fn fetch_own(&mut self, net: &mut Net, r: usize, now: Instant) -> BTreeSet<MessageId> {
         let key = mailbox_key(&net.peers[r]);
-        let mut machine = Fetcher::new(&key, self.config.poll, now);
+        let mut machine = Fetcher::new(&key, self.config.poll, 2 * R, now);
         let mut got = BTreeSet::new();
         let Some(&first) = net.tables[r].first() else {
             return got;
@@ -198,23 +198,38 @@ impl Mailboxes {
         let at = machine.poll_timeout();
         let mut outputs = machine.handle(fetcher::Input::Tick, at);
         for _ in 0..FETCHES {
-            if !outputs.contains(&fetcher::Output::Fetch) {
+            let Some(ask) = outputs.into_iter().find_map(|o| match o {
+                fetcher::Output::Fetch(ask) => Some(ask),
+                _ => None,
+            }) else {
                 break;
-            }
-            let l = net.lookup(r, &key_of_bytes(&key));
-            let found = l.found.iter().map(|&i| net.peers[i]);
-            let asked = holders(&key, found, &[net.peers[r]], R.max(FETCH_FROM));
-            let mut more = false;
+            };
+            let asked = match ask {
+                fetcher::Ask::Holders(asked) => asked,
+                fetcher::Ask::Lookup => {
+                    let l = net.lookup(r, &key_of_bytes(&key));
+                    let found = l.found.iter().map(|&i| net.peers[i]);
+                    holders(&key, found, &[net.peers[r]], R.max(FETCH_FROM))
+                }
+            };
+            let (mut more, mut failed) = (false, false);
             for h in &asked {
-                more |= self.fetch_from(net, r, self.index[h], at, &mut got);
+                let (stop, again) = self.fetch_from(net, r, self.index[h], at, &mut got);
+                more |= again;
+                failed |= stop.unanswered();
             }
-            outputs = machine.handle(fetcher::Input::Done { asked, more }, at);
+            let done = fetcher::Input::Done {
+                asked,
+                more,
+                failed,
+            };
+            outputs = machine.handle(done, at);
         }
         got
     }
 
     /// One fetch of `r`'s mailbox from `holder`, within [`HolderFetch`]'s
-    /// bounds; whether to fetch again at once.
+    /// bounds: why it stopped, and whether to fetch again at once.
     fn fetch_from(
         &mut self,
         net: &mut Net,
@@ -222,7 +237,7 @@ impl Mailboxes {
         holder: usize,
         now: Instant,
         got: &mut BTreeSet<MessageId>,
-    ) -> bool {
+    ) -> (Stop, bool) {
         let me = net.peers[r].to_bytes();
         let mut run = HolderFetch::new(now);
         let mut step = run.start();
@@ -266,7 +281,7 @@ impl Mailboxes {
             };
             self.request(net, r, holder, ack, now);
         };
-        run.more(stop)
+        (stop, run.more(stop))
     }
 
     /// `from` sends `request` to `to`'s holder machine: its answer, or

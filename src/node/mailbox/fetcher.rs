@@ -13,6 +13,23 @@
 //! [`MAX_BACKOFF`] × the configured poll) and returns to its pace as soon
 //! as mail is found ([`next_interval`]).
 //!
+//! **Whom** ([`Ask`]). A lookup of the mailbox key's neighbourhood and a
+//! request to each of its (at most [`FETCH_FROM`]) peers costs a few dozen
+//! requests, most over connections opened for them: in a 1000-node network
+//! the polls alone opened several connections per node and minute. So a
+//! lookup runs only when the neighbourhood may have changed — at start-up,
+//! after a new peer within it ([`Reach`]), after [`GROWN`] new peers of
+//! any distance (the network is growing: newcomers near the key rarely
+//! enter our own table), after a holder did not answer, in a network too
+//! small to fill a neighbourhood, and at least every [`LOOKUP_AGE`] — and
+//! asks all its peers, which also clears copies left on peers since
+//! outranked. Any other poll asks only the closest few of the last
+//! neighbourhood (`poll_from`, twice the replicas), without a lookup:
+//! senders deposit with the R closest they find and holders hand their
+//! items on towards the R closest, so that is where new mail waits. A
+//! fetch that stopped early with new mail is followed by one to the same
+//! holders.
+//!
 //! **Bounds.** A holder answers each `Fetch` with a page and a cursor for
 //! the next one, and nothing in the protocol makes it stop: one that hands
 //! back the same cursor, or a fresh one forever, or answers just inside the
@@ -80,6 +97,13 @@ impl Stop {
     #[cfg(test)]
     pub fn capped(self) -> bool {
         matches!(self, Self::PageCap | Self::ItemCap)
+    }
+
+    /// Whether the holder failed to answer in time: it may have left, so
+    /// the next fetch looks the neighbourhood up again
+    /// ([`Input::Done`]'s `failed`).
+    pub fn unanswered(self) -> bool {
+        matches!(self, Self::Failed | Self::Deadline)
     }
 }
 
@@ -226,6 +250,32 @@ fn due_by(due: Option<Instant>, at: Instant) -> Option<Instant> {
     Some(due.map_or(at, |t| t.min(at)))
 }
 
+/// Longest a neighbourhood found by a lookup is asked again without a new
+/// one. Mail that moved beyond the peers a poll asks (a sender that saw
+/// other closest peers than ours, a hand-off to a newcomer we do not know)
+/// waits at most this long plus a poll; its sender retries the recipient
+/// directly meanwhile.
+pub const LOOKUP_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// New peers in our routing table, at any distance, after which the next
+/// fetch looks up. A growing network brings newcomers near our mailbox
+/// key that our own table, kept around our id, rarely takes in, and
+/// senders deposit with them; the growth of our table is the sign of it.
+/// A settled network adds a peer to a table now and then (the 1000-node
+/// bench: under 0.1 a node and minute once all had joined), so its polls
+/// keep asking without a lookup.
+pub const GROWN: usize = 4;
+
+/// Whom one fetch asks (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    /// Look the mailbox key's neighbourhood up and ask every peer of it,
+    /// at most [`FETCH_FROM`].
+    Lookup,
+    /// Ask these holders, without a lookup.
+    Holders(Vec<PeerId>),
+}
+
 /// What the service tells the [`Fetcher`].
 #[derive(Debug)]
 pub enum Input {
@@ -234,11 +284,13 @@ pub enum Input {
     /// A fetch ended: it asked `asked`; `more` if some holder stopped
     /// before its end after giving new mail ([`HolderFetch::more`]).
     Done {
-        /// The holders asked. (Mail it found comes as
+        /// The holders asked, closest first. (Mail it found comes as
         /// [`Input::Delivered`], which resets the poll's backoff.)
         asked: Vec<PeerId>,
         /// Fetch again at once.
         more: bool,
+        /// Some holder did not answer ([`Stop::unanswered`]).
+        failed: bool,
     },
     /// Messages fetched from a mailbox (new or already in our history),
     /// per sender: their senders are owed a delivery receipt, and the poll
@@ -251,8 +303,9 @@ pub enum Input {
 /// What the [`Fetcher`] asks the service to do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
-    /// Fetch our own mailbox now, then report [`Input::Done`].
-    Fetch,
+    /// Fetch our own mailbox now, from these holders, then report
+    /// [`Input::Done`].
+    Fetch(Ask),
     /// Send `peer` a delivery receipt for `ids`.
     Receipt {
         /// The sender.
@@ -277,15 +330,32 @@ pub struct Fetcher {
     /// When the last fetch started.
     last: Option<Instant>,
     next_poll: Instant,
-    /// Which new peers may hold mail the last fetch did not ask for.
+    /// Which new peers may hold mail the last lookup did not find.
     reach: Reach,
+    /// How many of the neighbourhood's closest a poll without a lookup
+    /// asks.
+    poll_from: usize,
+    /// The peers the last lookup found and asked, closest first, and
+    /// when it ran.
+    neighbourhood: Vec<PeerId>,
+    looked: Option<Instant>,
+    /// The next fetch must look up: a peer that may hold mail came, or a
+    /// holder did not answer.
+    stale: bool,
+    /// New peers in our routing table since the last lookup started.
+    grown: usize,
+    /// The running fetch looked up.
+    looking: bool,
+    /// Holders to ask again at once: they stopped early with new mail.
+    follow: Option<Vec<PeerId>>,
     receipted: Receipted,
 }
 
 impl Fetcher {
     /// Nothing fetched yet from the mailbox at `key`, at `now`; polls
-    /// every `poll`.
-    pub fn new(key: &[u8], poll: Duration, now: Instant) -> Self {
+    /// every `poll`, asking the `poll_from` closest holders between
+    /// lookups (twice the replicas a sender deposits with).
+    pub fn new(key: &[u8], poll: Duration, poll_from: usize, now: Instant) -> Self {
         Self {
             poll,
             interval: poll,
@@ -295,6 +365,13 @@ impl Fetcher {
             last: None,
             next_poll: now + poll,
             reach: Reach::new(key),
+            poll_from: poll_from.clamp(1, FETCH_FROM),
+            neighbourhood: Vec::new(),
+            looked: None,
+            stale: true,
+            grown: 0,
+            looking: false,
+            follow: None,
             receipted: Receipted::new(RECEIPTED),
         }
     }
@@ -315,18 +392,29 @@ impl Fetcher {
                 // A fetch costs a lookup plus up to K requests, and in a
                 // growing network every node's table changes all the
                 // time: react only to a peer that may hold mail ([`Reach`]).
+                self.grown = self.grown.saturating_add(1);
                 if self.reach.may_hold(&peer) {
+                    self.stale = true;
                     self.due.get_or_insert(react_at(self.last, now));
                 }
                 Vec::new()
             }
-            Input::Done { asked, more } => {
+            Input::Done {
+                asked,
+                more,
+                failed,
+            } => {
                 self.fetching = false;
                 self.interval = next_interval(self.interval, self.poll, self.found || more);
-                self.reach.fetched(&asked, FETCH_FROM);
+                if self.looking {
+                    self.reach.fetched(&asked, FETCH_FROM);
+                    self.neighbourhood.clone_from(&asked);
+                }
+                self.stale |= failed;
                 if more {
                     // At once, even if a later fetch was already planned.
                     self.due = due_by(self.due, now);
+                    self.follow = Some(asked);
                 }
                 self.tick(now)
             }
@@ -372,7 +460,30 @@ impl Fetcher {
         self.fetching = true;
         self.found = false;
         self.next_poll = now + self.interval;
-        vec![Output::Fetch]
+        let ask = self.ask(now);
+        self.looking = ask == Ask::Lookup;
+        if self.looking {
+            self.stale = false;
+            self.grown = 0;
+            self.looked = Some(now);
+        }
+        vec![Output::Fetch(ask)]
+    }
+
+    /// Whom the fetch starting at `now` asks (see the module
+    /// documentation).
+    fn ask(&mut self, now: Instant) -> Ask {
+        let follow = self.follow.take();
+        let young = self
+            .looked
+            .is_some_and(|t| now.saturating_duration_since(t) < LOOKUP_AGE);
+        let small = self.neighbourhood.len() < FETCH_FROM;
+        if self.stale || !young || small || self.grown >= GROWN {
+            return Ask::Lookup;
+        }
+        Ask::Holders(follow.unwrap_or_else(|| {
+            self.neighbourhood[..self.poll_from.min(self.neighbourhood.len())].to_vec()
+        }))
     }
 }
 

@@ -186,17 +186,19 @@ fn ranked(key: &[u8], n: usize) -> Vec<PeerId> {
 }
 
 const POLL: Duration = Duration::from_secs(300);
+/// Twice the default replicas.
+const POLL_FROM: usize = 6;
 
 #[test]
 fn the_first_peer_starts_a_fetch_after_the_settle_and_one_fetch_runs_at_a_time() {
     let t0 = Instant::now();
-    let mut f = Fetcher::new(b"key", POLL, t0);
+    let mut f = Fetcher::new(b"key", POLL, POLL_FROM, t0);
     assert_eq!(f.poll_timeout(), t0 + POLL);
     assert!(f.handle(Input::NewPeer(PeerId::random()), t0).is_empty());
     assert_eq!(f.poll_timeout(), t0 + SETTLE);
     assert!(f.handle(Input::Tick, t0 + SETTLE / 2).is_empty());
     let t1 = t0 + SETTLE;
-    assert_eq!(f.handle(Input::Tick, t1), vec![Output::Fetch]);
+    assert_eq!(f.handle(Input::Tick, t1), vec![Output::Fetch(Ask::Lookup)]);
     // A peer while it runs: due after REACT_EVERY, but no tick is
     // wanted for it until the fetch ends.
     f.handle(Input::NewPeer(PeerId::random()), t1);
@@ -207,11 +209,12 @@ fn the_first_peer_starts_a_fetch_after_the_settle_and_one_fetch_runs_at_a_time()
         f.handle(
             Input::Done {
                 asked: Vec::new(),
-                more: false
+                more: false,
+                failed: false,
             },
             due
         ),
-        vec![Output::Fetch],
+        vec![Output::Fetch(Ask::Lookup)],
         "the due fetch starts when the last one ends"
     );
 }
@@ -219,9 +222,12 @@ fn the_first_peer_starts_a_fetch_after_the_settle_and_one_fetch_runs_at_a_time()
 #[test]
 fn the_poll_fetches_without_a_reason_and_more_fetches_at_once() {
     let t0 = Instant::now();
-    let mut f = Fetcher::new(b"key", POLL, t0);
+    let mut f = Fetcher::new(b"key", POLL, POLL_FROM, t0);
     assert!(f.handle(Input::Tick, t0 + POLL / 2).is_empty());
-    assert_eq!(f.handle(Input::Tick, t0 + POLL), vec![Output::Fetch]);
+    assert_eq!(
+        f.handle(Input::Tick, t0 + POLL),
+        vec![Output::Fetch(Ask::Lookup)]
+    );
     let t1 = t0 + POLL + Duration::from_secs(1);
     // A fetch stopped at a cap after new mail: again at once, even
     // with one planned for later.
@@ -230,18 +236,20 @@ fn the_poll_fetches_without_a_reason_and_more_fetches_at_once() {
         f.handle(
             Input::Done {
                 asked: Vec::new(),
-                more: true
+                more: true,
+                failed: false,
             },
             t1
         ),
-        vec![Output::Fetch]
+        vec![Output::Fetch(Ask::Lookup)]
     );
     let t2 = t1 + Duration::from_secs(2);
     assert!(
         f.handle(
             Input::Done {
                 asked: Vec::new(),
-                more: false
+                more: false,
+                failed: false,
             },
             t2
         )
@@ -259,12 +267,25 @@ fn after_a_full_fetch_only_a_peer_within_it_starts_another() {
     let t0 = Instant::now();
     let key = b"mailbox key".to_vec();
     let peers = ranked(&key, 40);
-    let mut f = Fetcher::new(&key, POLL, t0);
+    let mut f = Fetcher::new(&key, POLL, POLL_FROM, t0);
     f.handle(Input::NewPeer(peers[0]), t0);
-    assert_eq!(f.handle(Input::Tick, t0 + SETTLE), vec![Output::Fetch]);
+    assert_eq!(
+        f.handle(Input::Tick, t0 + SETTLE),
+        vec![Output::Fetch(Ask::Lookup)]
+    );
     let t1 = t0 + Duration::from_secs(60);
     let asked = peers[..FETCH_FROM].to_vec();
-    assert!(f.handle(Input::Done { asked, more: false }, t1).is_empty());
+    assert!(
+        f.handle(
+            Input::Done {
+                asked,
+                more: false,
+                failed: false,
+            },
+            t1
+        )
+        .is_empty()
+    );
     f.handle(Input::NewPeer(peers[39]), t1);
     assert_eq!(
         f.poll_timeout(),
@@ -278,7 +299,7 @@ fn after_a_full_fetch_only_a_peer_within_it_starts_another() {
 #[test]
 fn fetched_messages_are_receipted_once_per_sender_and_id() {
     let t0 = Instant::now();
-    let mut f = Fetcher::new(b"key", POLL, t0);
+    let mut f = Fetcher::new(b"key", POLL, POLL_FROM, t0);
     let (alice, bob) = (PeerId::random(), PeerId::random());
     let (a, b) = (MessageId([1; 16]), MessageId([2; 16]));
     let first = f.handle(Input::Delivered(HashMap::from([(alice, vec![a])])), t0);
@@ -347,10 +368,11 @@ fn the_poll_interval_doubles_while_nothing_is_found_and_resets_on_mail() {
 /// Runs the poll once at its time with nothing found; returns when it ran.
 fn empty_poll(f: &mut Fetcher) -> Instant {
     let at = f.poll_timeout();
-    assert_eq!(f.handle(Input::Tick, at), vec![Output::Fetch]);
+    assert_eq!(f.handle(Input::Tick, at), vec![Output::Fetch(Ask::Lookup)]);
     let done = Input::Done {
         asked: Vec::new(),
         more: false,
+        failed: false,
     };
     assert!(f.handle(done, at).is_empty());
     at
@@ -359,7 +381,7 @@ fn empty_poll(f: &mut Fetcher) -> Instant {
 #[test]
 fn an_idle_poll_backs_off_and_mail_found_brings_it_back() {
     let t0 = Instant::now();
-    let mut f = Fetcher::new(b"key", POLL, t0);
+    let mut f = Fetcher::new(b"key", POLL, POLL_FROM, t0);
     let mut at = t0;
     let mut gaps = Vec::new();
     for _ in 0..5 {
@@ -371,13 +393,14 @@ fn an_idle_poll_backs_off_and_mail_found_brings_it_back() {
     // A fetch that finds mail: the next poll is back at the configured
     // pace, counted from when the mail came.
     let t1 = f.poll_timeout();
-    assert_eq!(f.handle(Input::Tick, t1), vec![Output::Fetch]);
+    assert_eq!(f.handle(Input::Tick, t1), vec![Output::Fetch(Ask::Lookup)]);
     let from = PeerId::random();
     let mail = HashMap::from([(from, vec![MessageId::random()])]);
     assert_eq!(f.handle(Input::Delivered(mail), t1).len(), 1);
     let done = Input::Done {
         asked: Vec::new(),
         more: false,
+        failed: false,
     };
     assert!(f.handle(done, t1).is_empty());
     assert_eq!(f.interval(), POLL);
@@ -390,4 +413,153 @@ fn an_idle_poll_backs_off_and_mail_found_brings_it_back() {
     f.handle(Input::Delivered(late), t2);
     assert_eq!(f.interval(), POLL);
     assert_eq!(f.poll_timeout(), t2 + POLL);
+}
+
+/// Ends the running fetch at `at`, which asked `asked`; returns what the
+/// machine asks for next, if anything.
+fn done(f: &mut Fetcher, asked: &[PeerId], more: bool, failed: bool, at: Instant) -> Vec<Output> {
+    let asked = asked.to_vec();
+    f.handle(
+        Input::Done {
+            asked,
+            more,
+            failed,
+        },
+        at,
+    )
+}
+
+/// Runs the poll at its time; returns whom it asks, and when.
+fn next_poll(f: &mut Fetcher) -> (Ask, Instant) {
+    let at = f.poll_timeout();
+    match f.handle(Input::Tick, at).pop() {
+        Some(Output::Fetch(ask)) => (ask, at),
+        other => panic!("the poll did not fetch: {other:?}"),
+    }
+}
+
+/// A fetcher whose first fetch, a lookup, found the full neighbourhood
+/// `peers[..FETCH_FROM]` of `key`; returns when it ended.
+fn looked_up(f: &mut Fetcher, peers: &[PeerId]) -> Instant {
+    let (ask, at) = next_poll(f);
+    assert_eq!(ask, Ask::Lookup, "the first fetch looks up");
+    assert!(done(f, &peers[..FETCH_FROM], false, false, at).is_empty());
+    at
+}
+
+#[test]
+fn polls_between_lookups_ask_the_closest_few_and_the_lookup_comes_back_with_age() {
+    let t0 = Instant::now();
+    let key = b"mailbox key".to_vec();
+    let peers = ranked(&key, 40);
+    let mut f = Fetcher::new(&key, POLL, POLL_FROM, t0);
+    let looked = looked_up(&mut f, &peers);
+    let mut lookups = vec![looked];
+    let mut asked_without = 0;
+    while f.poll_timeout() < looked + 3 * LOOKUP_AGE {
+        let (ask, at) = next_poll(&mut f);
+        let asked = match ask {
+            Ask::Lookup => {
+                lookups.push(at);
+                peers[..FETCH_FROM].to_vec()
+            }
+            Ask::Holders(asked) => {
+                assert_eq!(asked, peers[..POLL_FROM].to_vec(), "the closest few");
+                asked_without += 1;
+                asked
+            }
+        };
+        assert!(done(&mut f, &asked, false, false, at).is_empty());
+    }
+    // Polls 5, 10, 20, 20 … min apart: a lookup at least every hour, and
+    // never more often than the age asks.
+    assert!(asked_without >= 6, "{asked_without} polls without a lookup");
+    assert!(lookups.len() >= 3, "{lookups:?}");
+    for w in lookups.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap >= LOOKUP_AGE && gap <= LOOKUP_AGE + MAX_BACKOFF * POLL,
+            "{gap:?}"
+        );
+    }
+}
+
+#[test]
+fn a_new_peer_within_reach_a_growing_table_or_a_silent_holder_brings_the_lookup_back() {
+    let t0 = Instant::now();
+    let key = b"mailbox key".to_vec();
+    let peers = ranked(&key, 40);
+    let mut f = Fetcher::new(&key, POLL, POLL_FROM, t0);
+    let t1 = looked_up(&mut f, &peers);
+    // Peers beyond the neighbourhood change nothing, up to GROWN of them.
+    for p in &peers[FETCH_FROM..FETCH_FROM + GROWN - 1] {
+        f.handle(Input::NewPeer(*p), t1);
+    }
+    let (ask, at) = next_poll(&mut f);
+    assert_eq!(ask, Ask::Holders(peers[..POLL_FROM].to_vec()));
+    assert!(done(&mut f, &peers[..POLL_FROM], false, false, at).is_empty());
+    // One more: the network is growing, the next poll looks up.
+    f.handle(Input::NewPeer(peers[30]), at);
+    let (ask, at) = next_poll(&mut f);
+    assert_eq!(ask, Ask::Lookup, "after {GROWN} new peers");
+    assert!(done(&mut f, &peers[..FETCH_FROM], false, false, at).is_empty());
+    let (ask, at) = next_poll(&mut f);
+    assert!(matches!(ask, Ask::Holders(_)), "the count starts again");
+    // A holder that does not answer: the next fetch looks up.
+    assert!(done(&mut f, &peers[..POLL_FROM], false, true, at).is_empty());
+    let (ask, at) = next_poll(&mut f);
+    assert_eq!(ask, Ask::Lookup, "after a silent holder");
+    assert!(done(&mut f, &peers[..FETCH_FROM], false, false, at).is_empty());
+    let (ask, at) = next_poll(&mut f);
+    assert!(matches!(ask, Ask::Holders(_)), "looked up: polls ask again");
+    assert!(done(&mut f, &peers[..POLL_FROM], false, false, at).is_empty());
+    // A new peer within it: a fetch soon, and it looks up.
+    f.handle(Input::NewPeer(peers[2]), at);
+    let (ask, _) = next_poll(&mut f);
+    assert_eq!(ask, Ask::Lookup, "after a new peer within reach");
+}
+
+#[test]
+fn a_fetch_that_had_more_asks_the_same_holders_again_without_a_lookup() {
+    let t0 = Instant::now();
+    let key = b"mailbox key".to_vec();
+    let peers = ranked(&key, 40);
+    let mut f = Fetcher::new(&key, POLL, POLL_FROM, t0);
+    let (ask, at) = next_poll(&mut f);
+    assert_eq!(ask, Ask::Lookup);
+    // The lookup's whole neighbourhood: all of it again, at once.
+    let whole = peers[..FETCH_FROM].to_vec();
+    let again = done(&mut f, &whole, true, false, at);
+    assert_eq!(again, vec![Output::Fetch(Ask::Holders(whole.clone()))]);
+    assert!(done(&mut f, &whole, false, false, at).is_empty());
+    // A poll's few: the same few.
+    let (ask, at) = next_poll(&mut f);
+    let few = peers[..POLL_FROM].to_vec();
+    assert_eq!(ask, Ask::Holders(few.clone()));
+    let again = done(&mut f, &few, true, false, at);
+    assert_eq!(again, vec![Output::Fetch(Ask::Holders(few.clone()))]);
+    assert!(done(&mut f, &few, false, false, at).is_empty());
+    assert_eq!(next_poll(&mut f).0, Ask::Holders(few));
+}
+
+#[test]
+fn a_network_too_small_for_a_neighbourhood_looks_up_every_time() {
+    let t0 = Instant::now();
+    let key = b"mailbox key".to_vec();
+    let peers = ranked(&key, FETCH_FROM - 1);
+    let mut f = Fetcher::new(&key, POLL, POLL_FROM, t0);
+    for more in [false, true, false] {
+        let (ask, at) = next_poll(&mut f);
+        assert_eq!(ask, Ask::Lookup);
+        let next = done(&mut f, &peers, more, false, at);
+        let want = if more {
+            vec![Output::Fetch(Ask::Lookup)]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(next, want);
+        if more {
+            assert!(done(&mut f, &peers, false, false, at).is_empty());
+        }
+    }
 }

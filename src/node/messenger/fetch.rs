@@ -1,7 +1,8 @@
 //! Fetching our own mailbox from its holders: the task that runs what the
-//! fetcher machines ([`crate::node::mailbox::fetcher`]) decide. A lookup
-//! finds the mailbox key's neighbourhood; every holder in it is asked
-//! concurrently (at most [`FETCH_FROM`]), each within its own
+//! fetcher machines ([`crate::node::mailbox::fetcher`]) decide. The holders
+//! are the ones the machine names, or, when it asks for a lookup, the
+//! mailbox key's neighbourhood (at most [`FETCH_FROM`]). Each is asked
+//! concurrently, each within its own
 //! [`HolderFetch`], so a slow or hostile one delays nobody's items but its
 //! own. Each page is opened off the async workers, filed through the
 //! normal incoming path (one flush per page) and acknowledged to the
@@ -20,8 +21,8 @@ use super::accept::Path;
 use super::inbound::{Inbound, Opened, open_envelope, store_incoming};
 use super::{Internal, Service};
 use crate::net::NetClient;
+use crate::node::mailbox::fetcher::{Ask, HolderFetch, Input, Output, Step, Stop};
 pub use crate::node::mailbox::fetcher::{FETCH_ITEMS, FETCH_PAGES, HOLDER_DEADLINE};
-use crate::node::mailbox::fetcher::{HolderFetch, Input, Output, Step, Stop};
 use crate::node::mailbox::holders;
 use crate::wire::mailbox::{FETCH_FROM, MailboxRequest, MailboxResponse, mailbox_key};
 use crate::wire::message::{Body, Envelope, ReceiptKind};
@@ -33,8 +34,9 @@ impl Service {
     pub(super) fn drive_fetcher(&mut self, input: Input) {
         for output in self.fetcher.handle(input, Instant::now()) {
             match output {
-                Output::Fetch => {
+                Output::Fetch(ask) => {
                     tokio::spawn(fetch_own(
+                        ask,
                         self.inbound.clone(),
                         self.net.clone(),
                         self.mcfg.replicas,
@@ -49,34 +51,46 @@ impl Service {
     }
 }
 
-/// Fetches our own mailbox from its holders, concurrently, each within
-/// [`HolderFetch`]'s bounds, and reports [`Internal::FetchDone`]: the
-/// holders asked, and whether to fetch again at once.
+/// Fetches our own mailbox from the holders `ask` names, concurrently,
+/// each within [`HolderFetch`]'s bounds, and reports
+/// [`Internal::FetchDone`]: the holders asked, whether to fetch again at
+/// once, and whether one did not answer.
 pub(super) async fn fetch_own(
+    ask: Ask,
     inbound: Arc<Inbound>,
     net: NetClient,
     r: usize,
     int_tx: mpsc::Sender<Internal>,
 ) {
     let me = inbound.sealer.me();
-    let key = mailbox_key(&me);
-    crate::net::stats::count(crate::net::stats::Kind::LookupFetch);
-    let found = net.closest_peers(key.clone()).await.unwrap_or_default();
-    // Every peer of the neighbourhood, not just the R closest: a copy left
-    // on a peer that has since been outranked is found and cleared too.
-    let asked = holders(&key, found, &[me], r.max(FETCH_FROM));
+    let asked = match ask {
+        Ask::Holders(asked) => asked,
+        Ask::Lookup => {
+            let key = mailbox_key(&me);
+            crate::net::stats::count(crate::net::stats::Kind::LookupFetch);
+            let found = net.closest_peers(key.clone()).await.unwrap_or_default();
+            // Every peer of the neighbourhood, not just the R closest: a
+            // copy left on a peer since outranked is found and cleared too.
+            holders(&key, found, &[me], r.max(FETCH_FROM))
+        }
+    };
     debug!(asked = asked.len(), "fetching our mailbox");
-    let more = join_all(asked.iter().map(|h| fetch_from(*h, &inbound, &net)))
-        .await
-        .into_iter()
-        .any(|more| more);
-    debug!(more, "fetched our mailbox");
-    let _ = int_tx.send(Internal::FetchDone { asked, more }).await;
+    let stops = join_all(asked.iter().map(|h| fetch_from(*h, &inbound, &net))).await;
+    let more = stops.iter().any(|(_, more)| *more);
+    let failed = stops.iter().any(|(stop, _)| stop.unanswered());
+    debug!(more, failed, "fetched our mailbox");
+    let done = Internal::FetchDone {
+        asked,
+        more,
+        failed,
+    };
+    let _ = int_tx.send(done).await;
 }
 
 /// Fetches from one holder until its [`HolderFetch`] says stop; returns
-/// whether to fetch again at once ([`HolderFetch::more`]).
-async fn fetch_from(holder: PeerId, inbound: &Arc<Inbound>, net: &NetClient) -> bool {
+/// why it stopped, and whether to fetch again at once
+/// ([`HolderFetch::more`]).
+async fn fetch_from(holder: PeerId, inbound: &Arc<Inbound>, net: &NetClient) -> (Stop, bool) {
     let me = inbound.sealer.me().to_bytes();
     let mut run = HolderFetch::new(Instant::now());
     let deadline = tokio::time::Instant::from_std(run.deadline());
@@ -134,7 +148,7 @@ async fn fetch_from(holder: PeerId, inbound: &Arc<Inbound>, net: &NetClient) -> 
     if stop != Stop::Drained {
         debug!(%holder, ?stop, "fetch from mailbox holder stopped early");
     }
-    run.more(stop)
+    (stop, run.more(stop))
 }
 
 /// Opens a page's envelopes on the blocking pool (decryption is CPU work

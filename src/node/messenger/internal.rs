@@ -70,8 +70,16 @@ impl Service {
                 self.outbox.parked(&stored, now);
                 ops.extend(stored.into_iter().map(|id| Op::Stored(peer, id)));
             }
-            Internal::FetchDone { asked, more } => {
-                self.drive_fetcher(fetcher::Input::Done { asked, more });
+            Internal::FetchDone {
+                asked,
+                more,
+                failed,
+            } => {
+                self.drive_fetcher(fetcher::Input::Done {
+                    asked,
+                    more,
+                    failed,
+                });
             }
             Internal::Unsent(ids) => {
                 for id in ids {

@@ -111,10 +111,11 @@ enum Internal {
         failed: Vec<MessageId>,
     },
     /// A fetch of our own mailbox ended: it asked these holders; fetch
-    /// again at once if `more`.
+    /// again at once if `more`; look them up again if one `failed`.
     FetchDone {
         asked: Vec<PeerId>,
         more: bool,
+        failed: bool,
     },
     /// A batch of incoming messages is on disk; what is left to do.
     Received(Received),
@@ -172,6 +173,7 @@ pub(crate) fn spawn(
     let fetcher = Fetcher::new(
         &mailbox_key(&inbound.sealer.me()),
         mailbox.poll,
+        2 * mailbox.replicas,
         Instant::now(),
     );
     let service = Service {
