@@ -189,7 +189,7 @@ impl Mailboxes {
     /// long as it asks for more). Returns the messages it got.
     pub fn fetch_own(&mut self, net: &mut Net, r: usize, now: Instant) -> BTreeSet<MessageId> {
         let key = mailbox_key(&net.peers[r]);
-        let mut machine = Fetcher::new(&key, self.config.poll, 2 * R, now);
+        let mut machine = Fetcher::new(&key, self.config.poll, R, now);
         let mut got = BTreeSet::new();
         let Some(&first) = net.tables[r].first() else {
             return got;
@@ -212,18 +212,11 @@ impl Mailboxes {
                     holders(&key, found, &[net.peers[r]], R.max(FETCH_FROM))
                 }
             };
-            let (mut more, mut failed) = (false, false);
-            for h in &asked {
-                let (stop, again) = self.fetch_from(net, r, self.index[h], at, &mut got);
-                more |= again;
-                failed |= stop.unanswered();
-            }
-            let done = fetcher::Input::Done {
-                asked,
-                more,
-                failed,
-            };
-            outputs = machine.handle(done, at);
+            let ends: Vec<_> = asked
+                .iter()
+                .map(|h| self.fetch_from(net, r, self.index[h], at, &mut got))
+                .collect();
+            outputs = machine.handle(fetcher::Input::done(asked, &ends), at);
         }
         got
     }

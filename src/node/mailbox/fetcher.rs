@@ -300,6 +300,19 @@ pub enum Input {
     Tick,
 }
 
+impl Input {
+    /// [`Input::Done`] for a fetch that asked `asked`, whose fetch from
+    /// each holder ended as `ends`: why it stopped, and
+    /// [`HolderFetch::more`].
+    pub fn done(asked: Vec<PeerId>, ends: &[(Stop, bool)]) -> Self {
+        Self::Done {
+            asked,
+            more: ends.iter().any(|(_, more)| *more),
+            failed: ends.iter().any(|(stop, _)| stop.unanswered()),
+        }
+    }
+}
+
 /// What the [`Fetcher`] asks the service to do.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
@@ -353,9 +366,9 @@ pub struct Fetcher {
 
 impl Fetcher {
     /// Nothing fetched yet from the mailbox at `key`, at `now`; polls
-    /// every `poll`, asking the `poll_from` closest holders between
-    /// lookups (twice the replicas a sender deposits with).
-    pub fn new(key: &[u8], poll: Duration, poll_from: usize, now: Instant) -> Self {
+    /// every `poll`, asking between lookups the closest twice `replicas`
+    /// (the holders a sender deposits with).
+    pub fn new(key: &[u8], poll: Duration, replicas: usize, now: Instant) -> Self {
         Self {
             poll,
             interval: poll,
@@ -365,7 +378,7 @@ impl Fetcher {
             last: None,
             next_poll: now + poll,
             reach: Reach::new(key),
-            poll_from: poll_from.clamp(1, FETCH_FROM),
+            poll_from: (2 * replicas).clamp(1, FETCH_FROM),
             neighbourhood: Vec::new(),
             looked: None,
             stale: true,

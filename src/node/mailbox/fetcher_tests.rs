@@ -186,13 +186,14 @@ fn ranked(key: &[u8], n: usize) -> Vec<PeerId> {
 }
 
 const POLL: Duration = Duration::from_secs(300);
-/// Twice the default replicas.
-const POLL_FROM: usize = 6;
+/// The default replicas, and the holders a poll without a lookup asks.
+const REPLICAS: usize = 3;
+const POLL_FROM: usize = 2 * REPLICAS;
 
 #[test]
 fn the_first_peer_starts_a_fetch_after_the_settle_and_one_fetch_runs_at_a_time() {
     let t0 = Instant::now();
-    let mut f = Fetcher::new(b"key", POLL, POLL_FROM, t0);
+    let mut f = Fetcher::new(b"key", POLL, REPLICAS, t0);
     assert_eq!(f.poll_timeout(), t0 + POLL);
     assert!(f.handle(Input::NewPeer(PeerId::random()), t0).is_empty());
     assert_eq!(f.poll_timeout(), t0 + SETTLE);
@@ -222,7 +223,7 @@ fn the_first_peer_starts_a_fetch_after_the_settle_and_one_fetch_runs_at_a_time()
 #[test]
 fn the_poll_fetches_without_a_reason_and_more_fetches_at_once() {
     let t0 = Instant::now();
-    let mut f = Fetcher::new(b"key", POLL, POLL_FROM, t0);
+    let mut f = Fetcher::new(b"key", POLL, REPLICAS, t0);
     assert!(f.handle(Input::Tick, t0 + POLL / 2).is_empty());
     assert_eq!(
         f.handle(Input::Tick, t0 + POLL),
@@ -267,7 +268,7 @@ fn after_a_full_fetch_only_a_peer_within_it_starts_another() {
     let t0 = Instant::now();
     let key = b"mailbox key".to_vec();
     let peers = ranked(&key, 40);
-    let mut f = Fetcher::new(&key, POLL, POLL_FROM, t0);
+    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
     f.handle(Input::NewPeer(peers[0]), t0);
     assert_eq!(
         f.handle(Input::Tick, t0 + SETTLE),
@@ -299,7 +300,7 @@ fn after_a_full_fetch_only_a_peer_within_it_starts_another() {
 #[test]
 fn fetched_messages_are_receipted_once_per_sender_and_id() {
     let t0 = Instant::now();
-    let mut f = Fetcher::new(b"key", POLL, POLL_FROM, t0);
+    let mut f = Fetcher::new(b"key", POLL, REPLICAS, t0);
     let (alice, bob) = (PeerId::random(), PeerId::random());
     let (a, b) = (MessageId([1; 16]), MessageId([2; 16]));
     let first = f.handle(Input::Delivered(HashMap::from([(alice, vec![a])])), t0);
@@ -381,7 +382,7 @@ fn empty_poll(f: &mut Fetcher) -> Instant {
 #[test]
 fn an_idle_poll_backs_off_and_mail_found_brings_it_back() {
     let t0 = Instant::now();
-    let mut f = Fetcher::new(b"key", POLL, POLL_FROM, t0);
+    let mut f = Fetcher::new(b"key", POLL, REPLICAS, t0);
     let mut at = t0;
     let mut gaps = Vec::new();
     for _ in 0..5 {
@@ -452,7 +453,7 @@ fn polls_between_lookups_ask_the_closest_few_and_the_lookup_comes_back_with_age(
     let t0 = Instant::now();
     let key = b"mailbox key".to_vec();
     let peers = ranked(&key, 40);
-    let mut f = Fetcher::new(&key, POLL, POLL_FROM, t0);
+    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
     let looked = looked_up(&mut f, &peers);
     let mut lookups = vec![looked];
     let mut asked_without = 0;
@@ -489,7 +490,7 @@ fn a_new_peer_within_reach_a_growing_table_or_a_silent_holder_brings_the_lookup_
     let t0 = Instant::now();
     let key = b"mailbox key".to_vec();
     let peers = ranked(&key, 40);
-    let mut f = Fetcher::new(&key, POLL, POLL_FROM, t0);
+    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
     let t1 = looked_up(&mut f, &peers);
     // Peers beyond the neighbourhood change nothing, up to GROWN of them.
     for p in &peers[FETCH_FROM..FETCH_FROM + GROWN - 1] {
@@ -524,7 +525,7 @@ fn a_fetch_that_had_more_asks_the_same_holders_again_without_a_lookup() {
     let t0 = Instant::now();
     let key = b"mailbox key".to_vec();
     let peers = ranked(&key, 40);
-    let mut f = Fetcher::new(&key, POLL, POLL_FROM, t0);
+    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
     let (ask, at) = next_poll(&mut f);
     assert_eq!(ask, Ask::Lookup);
     // The lookup's whole neighbourhood: all of it again, at once.
@@ -547,7 +548,7 @@ fn a_network_too_small_for_a_neighbourhood_looks_up_every_time() {
     let t0 = Instant::now();
     let key = b"mailbox key".to_vec();
     let peers = ranked(&key, FETCH_FROM - 1);
-    let mut f = Fetcher::new(&key, POLL, POLL_FROM, t0);
+    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
     for more in [false, true, false] {
         let (ask, at) = next_poll(&mut f);
         assert_eq!(ask, Ask::Lookup);

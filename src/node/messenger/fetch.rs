@@ -75,16 +75,10 @@ pub(super) async fn fetch_own(
         }
     };
     debug!(asked = asked.len(), "fetching our mailbox");
-    let stops = join_all(asked.iter().map(|h| fetch_from(*h, &inbound, &net))).await;
-    let more = stops.iter().any(|(_, more)| *more);
-    let failed = stops.iter().any(|(stop, _)| stop.unanswered());
-    debug!(more, failed, "fetched our mailbox");
-    let done = Internal::FetchDone {
-        asked,
-        more,
-        failed,
-    };
-    let _ = int_tx.send(done).await;
+    let ends = join_all(asked.iter().map(|h| fetch_from(*h, &inbound, &net))).await;
+    let done = Input::done(asked, &ends);
+    debug!(?done, "fetched our mailbox");
+    let _ = int_tx.send(Internal::FetchDone(done)).await;
 }
 
 /// Fetches from one holder until its [`HolderFetch`] says stop; returns

@@ -12,7 +12,6 @@ use tracing::{debug, warn};
 use super::link::LinkTx;
 use super::link::hand_to_link;
 use super::{Event, Internal, Link, Service};
-use crate::node::mailbox::fetcher;
 use crate::store::{Direction, Flush, MessageState, StoredMessage};
 use crate::wire::message::{Ack, AckResult, MessageId, ReceiptKind, RejectReason};
 
@@ -70,17 +69,7 @@ impl Service {
                 self.outbox.parked(&stored, now);
                 ops.extend(stored.into_iter().map(|id| Op::Stored(peer, id)));
             }
-            Internal::FetchDone {
-                asked,
-                more,
-                failed,
-            } => {
-                self.drive_fetcher(fetcher::Input::Done {
-                    asked,
-                    more,
-                    failed,
-                });
-            }
+            Internal::FetchDone(done) => self.drive_fetcher(done),
             Internal::Unsent(ids) => {
                 for id in ids {
                     self.finish(&id);

@@ -110,13 +110,9 @@ enum Internal {
         stored: Vec<MessageId>,
         failed: Vec<MessageId>,
     },
-    /// A fetch of our own mailbox ended: it asked these holders; fetch
-    /// again at once if `more`; look them up again if one `failed`.
-    FetchDone {
-        asked: Vec<PeerId>,
-        more: bool,
-        failed: bool,
-    },
+    /// A fetch of our own mailbox ended: the fetcher's
+    /// [`fetcher::Input::Done`].
+    FetchDone(fetcher::Input),
     /// A batch of incoming messages is on disk; what is left to do.
     Received(Received),
     /// These could not be written to the outbox: stop sending them.
@@ -173,7 +169,7 @@ pub(crate) fn spawn(
     let fetcher = Fetcher::new(
         &mailbox_key(&inbound.sealer.me()),
         mailbox.poll,
-        2 * mailbox.replicas,
+        mailbox.replicas,
         Instant::now(),
     );
     let service = Service {
