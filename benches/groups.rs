@@ -11,7 +11,8 @@
 //! Phases, each checked, each timed:
 //! 1. start the nodes; node 0 creates the group and invites all others in
 //!    one change; every node takes the invitation and joins (progress on
-//!    stderr every 30 s while invitations are missing);
+//!    stderr every 30 s while invitations are missing, and where each
+//!    waits once no more than 20 are);
 //!    then the process must settle (below `--settle-permille` of a core,
 //!    default 50, for at most `--settle` seconds, default 300): the
 //!    messages go to a running group, not into its start-up's tail;
@@ -92,8 +93,11 @@ async fn parallel<T, F: std::future::Future<Output = T>>(jobs: Vec<F>) -> Vec<T>
 /// When node `i` got group message `id` (from its events).
 type Seen = Arc<Mutex<HashMap<(usize, String), Instant>>>;
 
+/// When node `i` got its invitation (from its events).
+type Invited = Arc<Mutex<HashMap<usize, Instant>>>;
+
 /// Follows the group events of `node` (index `i`): messages and invitations.
-fn watch(i: usize, node: &NodeHandle, seen: &Seen, invited: &Arc<Mutex<HashSet<usize>>>) {
+fn watch(i: usize, node: &NodeHandle, seen: &Seen, invited: &Invited) {
     let (mut events, seen, invited) = (node.events(), seen.clone(), invited.clone());
     tokio::spawn(async move {
         loop {
@@ -105,7 +109,7 @@ fn watch(i: usize, node: &NodeHandle, seen: &Seen, invited: &Arc<Mutex<HashSet<u
                 }
                 Ok(Event::Group(GroupEvent::Invitation { .. })) => {
                     if let Ok(mut s) = invited.lock() {
-                        s.insert(i);
+                        s.entry(i).or_insert_with(Instant::now);
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -281,12 +285,66 @@ async fn start_nodes(n: usize, fast: FastConfig, root: &std::path::Path, rng: &m
     }
 }
 
+/// Invitees listed one by one once no more than this many are missing.
+const MISSING_SHOWN: usize = 20;
+
+/// Where the invitations still missing wait: per invitee, whether the
+/// inviter (node 0) holds a connection to it, how many copies of mail for
+/// it the network's mailbox holders keep (a deposited invitation waits
+/// there for the invitee's fetch) and when that fetch comes, and where
+/// the inviter's outbox stands with it (next attempt, failures, parks,
+/// the link's set-up).
+async fn missing(net: &Net, invited: &Invited) -> serde_json::Value {
+    let have: HashSet<usize> = invited
+        .lock()
+        .map(|s| s.keys().copied().collect())
+        .unwrap_or_default();
+    let connected: HashSet<PeerId> = net.nodes[0]
+        .connected_peers()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut rows = Vec::new();
+    for i in (1..net.nodes.len()).filter(|i| !have.contains(i)) {
+        let id = net.ids[i];
+        let held = |j: usize| {
+            let node = net.nodes[j].clone();
+            async move { node.held_for(id).await.unwrap_or(0) }
+        };
+        let copies: usize = parallel((0..net.nodes.len()).map(held).collect())
+            .await
+            .into_iter()
+            .sum();
+        let attempts = net.nodes[0].outbox_attempts(id).await.ok();
+        let fetch = net.nodes[i].next_fetch().await.ok();
+        rows.push(json!({
+            "node": i,
+            "connected_to_inviter": connected.contains(&id),
+            "copies_held_for_it": copies,
+            "its_next_fetch_s": fetch.map(|(next, _)| next.as_secs()),
+            "its_poll_interval_s": fetch.map(|(_, every)| every.as_secs()),
+            "inviter_link": attempts.as_ref().map(|a| a.link),
+            "inviter_outbox": attempts.map(|a| a.messages.iter().map(|m| json!({
+                "in_flight": m.in_flight,
+                "due_in_s": m.due_in.map(|d| d.as_secs()),
+                "failures": m.failures,
+                "parks": m.parks,
+            })).collect::<Vec<_>>()),
+        }));
+    }
+    json!({
+        "inviter_outbox": net.nodes[0].outbox_len().await.unwrap_or(0),
+        "invitees": rows,
+    })
+}
+
 /// Phase 1b: node 0 makes the group and invites everyone in one change;
 /// all join, and (on the fast path) all see a member on its topic.
 /// Returns the group's id and how long the invitations took.
 async fn make_group(net: &Net, seen: &Seen) -> (String, f64) {
     let n = net.nodes.len();
-    let invited: Arc<Mutex<HashSet<usize>>> = Arc::default();
+    let invited: Invited = Arc::default();
     for (i, node) in net.nodes.iter().enumerate() {
         watch(i, node, seen, &invited);
     }
@@ -313,6 +371,9 @@ async fn make_group(net: &Net, seen: &Seen) -> (String, f64) {
                 t.elapsed().as_secs_f64(),
                 serde_json::Value::Object(woke.per_node_minute(n))
             );
+            if n - 1 - got <= MISSING_SHOWN {
+                eprintln!("still missing: {}", missing(net, &invited).await);
+            }
             (woke, report) = (Window::start(), Instant::now());
         }
         assert!(
@@ -322,7 +383,10 @@ async fn make_group(net: &Net, seen: &Seen) -> (String, f64) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let invite_ms = ms(t.elapsed());
+    // From the events, not from this loop: a report that reads where the
+    // last invitations wait takes a while, and must not count in.
+    let last = invited.lock().ok().and_then(|s| s.values().max().copied());
+    let invite_ms = ms(last.map_or(t.elapsed(), |l| l.saturating_duration_since(t)));
     let join = |i: usize| {
         let (node, gid) = (net.nodes[i].clone(), gid.clone());
         async move { node.group_join(&gid).await.expect("join") }

@@ -3,7 +3,9 @@
 //! copy; a member offline during the sends catches them up from a member
 //! once it is back, once each and in order, with nothing in any mailbox
 //! and every sender gone; gossip not signed by the sender it names, or
-//! from a non-member, is dropped.
+//! from a non-member, is dropped; after a removal the members follow the
+//! new epoch's topic from the change itself and get the next message over
+//! gossip.
 
 mod common;
 
@@ -179,6 +181,54 @@ async fn an_offline_member_catches_all_three_up_from_a_member_once_and_in_order(
         ["message 0", "message 1", "message 2", "sentinel"],
         "once each, in order"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_removal_the_members_follow_the_new_epoch_and_get_its_message_by_gossip() {
+    init_tracing();
+    let seed = TestNode::start(&[]).await;
+    let boot = seed.addr().await;
+    let mut m = Vec::new();
+    for _ in 0..4 {
+        m.push(member(&boot, HOUR).await);
+    }
+    let others: Vec<&NodeHandle> = m[1..].iter().map(|n| &n.handle).collect();
+    let gid = group_of(&m[0].handle, &others).await;
+    let groups = m[0].handle.group_list().await.unwrap();
+    let epoch = groups
+        .iter()
+        .find(|g| g.id.to_string() == gid)
+        .unwrap()
+        .epoch;
+    let asked: Vec<usize> = m[..3].iter().map(|n| n.handle.group_catch_ups()).collect();
+    let dave = m[3].handle.peer_id();
+    m[0].handle.group_remove(&gid, dave).await.unwrap();
+    // The change is the only thing that moves the members to the new
+    // epoch's topic: the fast path's upkeep does not read the groups
+    // again on its own, and no catch-up is due within the hour.
+    for (n, asked) in m[..3].iter().zip(asked) {
+        at_epoch(&n.handle, &gid, epoch + 1, "the new state arrives").await;
+        eventually("members meet on the new epoch's topic", || async {
+            (n.handle.group_gossip_peers(&gid).await.unwrap() >= 2).then_some(())
+        })
+        .await;
+        // Its first catch-up of the new epoch, before the message: what
+        // comes after can only come by gossip or a later catch-up.
+        eventually("the member's catch-up of the new epoch", || async {
+            (n.handle.group_catch_ups() > asked).then_some(())
+        })
+        .await;
+    }
+    let relayed: Vec<usize> = m[..3].iter().map(|n| n.handle.group_relayed()).collect();
+    m[1].handle
+        .group_send(&gid, "in the new epoch")
+        .await
+        .unwrap();
+    for i in [0, 2] {
+        has(&m[i].handle, &gid, "in the new epoch").await;
+    }
+    let after: Vec<usize> = m[..3].iter().map(|n| n.handle.group_relayed()).collect();
+    assert_eq!(relayed, after, "a message came by catch-up, not gossip");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

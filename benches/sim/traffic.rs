@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
+use roost::config::MailboxConfig;
+use roost::node::mailbox::fetcher::{self, Ask, Fetcher};
 use roost::node::mailbox::holders;
 use roost::node::presence::{Own, OwnStatus, Permission, Publisher, SUBSCRIPTION, Watcher};
 use roost::wire::mailbox::{FETCH_FROM, mailbox_key};
@@ -21,6 +23,8 @@ struct Tally {
     notifies: usize,
     notifies_received: usize,
     mailbox_poll: usize,
+    mailbox_fetches: usize,
+    mailbox_lookups: usize,
     handoff: usize,
     locator: usize,
     refresh: usize,
@@ -77,8 +81,17 @@ struct Hour {
     watcher: Watcher,
     /// Each buddy's publisher and its watcher of us.
     theirs: Vec<(Publisher, Watcher)>,
+    /// When to fetch our own mailbox and whom to ask: roost's machine, on
+    /// a clock an hour ahead (see [`Hour::fetch_due`]).
+    fetcher: Fetcher,
     sent: Tally,
 }
+
+/// How far the fetcher's clock runs ahead of the hour counted: the hour
+/// before it, uncounted, brings the machine to its settled pace (its first
+/// fetch a lookup, then polls that back off and ask the last lookup's
+/// closest), as a node that has been up a while polls.
+const FETCHER_AHEAD: Duration = Duration::from_secs(3600);
 
 impl Hour {
     /// A random live node holding `held` others' mailboxes, with `buddies`
@@ -103,6 +116,8 @@ impl Hour {
         for p in &ids {
             watcher.add(*p, t0);
         }
+        let poll = MailboxConfig::default().poll;
+        let fetcher = Fetcher::new(&mailbox_key(&me_id), poll, R, t0);
         Self {
             me,
             me_id,
@@ -112,6 +127,7 @@ impl Hour {
             locator,
             watcher,
             theirs,
+            fetcher,
             sent: Tally::default(),
         }
     }
@@ -159,15 +175,42 @@ impl Hour {
         }
     }
 
-    /// The mailbox poll: a lookup of our mailbox key, then a fetch from
-    /// each peer roost's poll picks among those found; and the hand-off
-    /// pass: a lookup per mailbox held for others.
-    fn mailbox_poll(&mut self, net: &mut Net) {
+    /// Our mailbox fetches due by `at` on the fetcher's clock, as roost's
+    /// `Fetcher` asks for them: a lookup of our mailbox key and a fetch
+    /// from each peer `node::mailbox::holders` picks among those found, or
+    /// a fetch from the holders it names without a lookup. No mail is
+    /// found (a settled node's poll), so its interval backs off. Counted
+    /// only if `count`.
+    fn fetch_due(&mut self, net: &mut Net, at: Instant, count: bool) {
         let key = mailbox_key(&self.me_id);
-        let l = net.lookup(self.me, &key_of_bytes(&key));
-        self.sent.mailbox_poll += l.msgs as usize;
-        let found: Vec<PeerId> = l.found.iter().map(|&i| net.peers[i]).collect();
-        self.sent.mailbox_poll += holders(&key, found, &[self.me_id], R.max(FETCH_FROM)).len();
+        while self.fetcher.poll_timeout() <= at {
+            let due = self.fetcher.poll_timeout();
+            for out in self.fetcher.handle(fetcher::Input::Tick, due) {
+                let fetcher::Output::Fetch(ask) = out else {
+                    continue;
+                };
+                let (rpcs, asked) = match ask {
+                    Ask::Holders(asked) => (0, asked),
+                    Ask::Lookup => {
+                        let l = net.lookup(self.me, &key_of_bytes(&key));
+                        let found = l.found.iter().map(|&i| net.peers[i]);
+                        let asked = holders(&key, found, &[self.me_id], R.max(FETCH_FROM));
+                        self.sent.mailbox_lookups += usize::from(count);
+                        (l.msgs as usize, asked)
+                    }
+                };
+                if count {
+                    self.sent.mailbox_fetches += 1;
+                    self.sent.mailbox_poll += rpcs + asked.len();
+                }
+                self.fetcher.handle(fetcher::Input::done(asked, &[]), due);
+            }
+        }
+    }
+
+    /// The hand-off pass of the holder's poll: a lookup per mailbox held
+    /// for others.
+    fn handoff_pass(&mut self, net: &mut Net) {
         for &r in &self.others {
             let key = mailbox_key(&net.peers[r]);
             self.sent.handoff += net.lookup(self.me, &key_of_bytes(&key)).msgs as usize;
@@ -178,8 +221,9 @@ impl Hour {
 /// Presence and background traffic of one live node of `net` over an hour,
 /// from roost's own state machines on the simulated clock: its presence
 /// publisher and watcher and those of its `buddies` (who change state as
-/// often as it does), its mailbox poll with the hand-off pass over the
-/// `held` mailboxes it holds for others (every 5 min), its locator
+/// often as it does), its mailbox fetches as roost's fetcher machine
+/// asks for them, the holder's hand-off pass over the `held` mailboxes it
+/// holds for others (every 5 min), its locator
 /// republish (roost's locator machine: every 30 min, half the locator's
 /// lifetime) and the hourly
 /// bucket refresh, each lookup run on the model. Every figure is a count of
@@ -190,10 +234,12 @@ pub fn per_node_traffic(
     changes_per_hour: u32,
     held: usize,
 ) -> Value {
-    const POLL_S: u32 = 300;
     const REFRESH_S: u32 = 3600;
     let t0 = Instant::now(); // the simulated clock's origin
     let mut hour = Hour::start(net, buddies, held, t0);
+    hour.fetch_due(net, t0 + FETCHER_AHEAD, false);
+    // The holder's pass runs at the configured poll, which does not back off.
+    let poll_s = MailboxConfig::default().poll.as_secs();
     let mut now = t0;
     let every = 3600 / changes_per_hour.max(1);
     for s in 1..=3600u32 {
@@ -211,8 +257,9 @@ pub fn per_node_traffic(
         for (p, _) in hour.theirs.iter_mut() {
             p.tick(now);
         }
-        if s.is_multiple_of(POLL_S) {
-            hour.mailbox_poll(net);
+        hour.fetch_due(net, now + FETCHER_AHEAD, true);
+        if u64::from(s).is_multiple_of(poll_s) {
+            hour.handoff_pass(net);
         }
         hour.sent.locator += hour.locator.tick(net, now);
         if s.is_multiple_of(REFRESH_S) {
@@ -242,6 +289,8 @@ fn report(net: &Net, sent: &Tally, buddies: usize, changes_per_hour: u32, held: 
         "notifies_sent": sent.notifies,
         "notifies_received": sent.notifies_received,
         "mailbox_poll_rpcs": sent.mailbox_poll,
+        "mailbox_fetches": sent.mailbox_fetches,
+        "mailbox_fetch_lookups": sent.mailbox_lookups,
         "handoff_pass_rpcs": sent.handoff,
         "locator_republish_rpcs": sent.locator,
         "dht_refresh_rpcs": sent.refresh,

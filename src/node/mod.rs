@@ -333,7 +333,11 @@ impl NodeHandle {
             change,
             reply,
         };
-        Ok(self.ask_presence(change).await??)
+        let became = self.ask_presence(change).await??;
+        // A block or an unblock changes whose gossip the fast path
+        // forwards; no event tells its actor.
+        self.inner.groups.refresh.notify_one();
+        Ok(became)
     }
 
     /// Blocks `peer`: its messages and subscriptions are refused from now on.
@@ -462,6 +466,24 @@ impl NodeHandle {
     #[cfg(feature = "test-util")]
     pub async fn pending_messages(&self) -> Result<usize, NodeError> {
         self.request(Request::Pending).await
+    }
+
+    /// Where the undelivered messages to `peer` stand (attempt in flight,
+    /// next retry, failures, mailbox parks) and its link's set-up: benches
+    /// tell why a message has not arrived yet.
+    #[cfg(feature = "test-util")]
+    pub async fn outbox_attempts(&self, peer: PeerId) -> Result<messenger::Attempts, NodeError> {
+        self.request(|reply| Request::Attempts(peer, reply)).await
+    }
+
+    /// How long until this node next fetches its own mailbox, and its
+    /// poll interval now (backed off while fetches find nothing): benches
+    /// tell when a deposited message will be picked up.
+    #[cfg(feature = "test-util")]
+    pub async fn next_fetch(
+        &self,
+    ) -> Result<(std::time::Duration, std::time::Duration), NodeError> {
+        self.request(Request::NextFetch).await
     }
 
     /// How many message streams `peer` has open to this node now: tests

@@ -84,6 +84,21 @@ impl Item {
     }
 }
 
+/// Where one undelivered message stands, as [`Outbox::attempts`] shows
+/// it: what a bench or a test reads to tell why a message has not
+/// arrived yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Handed to a link, waiting for the recipient's ack.
+    pub in_flight: bool,
+    /// Waiting: how long until the next attempt.
+    pub due_in: Option<Duration>,
+    /// Failed attempts since the last park.
+    pub failures: u32,
+    /// Times deposited in the recipient's mailboxes (or rechecked there).
+    pub parks: u8,
+}
+
 /// The retry schedule of every undelivered message.
 ///
 /// Indexed so that every operation costs O(log n) in the number of
@@ -299,6 +314,25 @@ impl Outbox {
                 Phase::InFlight => item.seen = true,
             }
         }
+    }
+
+    /// Where each undelivered message to `to` stands at `now`.
+    pub fn attempts(&self, to: &PeerId, now: Instant) -> Vec<Attempt> {
+        let Some(ids) = self.by_peer.get(to) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter_map(|id| self.items.get(id))
+            .map(|i| Attempt {
+                in_flight: i.phase == Phase::InFlight,
+                due_in: match i.phase {
+                    Phase::Waiting(at) => Some(at.saturating_duration_since(now)),
+                    Phase::InFlight => None,
+                },
+                failures: i.failures,
+                parks: i.parks,
+            })
+            .collect()
     }
 
     /// When the next waiting message becomes due.

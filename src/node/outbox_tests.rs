@@ -363,3 +363,46 @@ fn a_direct_only_message_gets_one_attempt_whichever_way_it_fails() {
     );
     assert!(o.take_due(later).is_empty());
 }
+
+#[test]
+fn attempts_show_each_message_in_flight_failed_or_parked() {
+    let t0 = Instant::now();
+    let (bob, eve) = (PeerId::random(), PeerId::random());
+    let (mut o, a, b) = two_for(bob, t0);
+    let shown = |o: &Outbox, now| {
+        let mut v = o.attempts(&bob, now);
+        v.sort_by_key(|x| (x.parks, x.failures));
+        v
+    };
+    assert!(o.attempts(&eve, t0).is_empty(), "nothing for Eve");
+    let fresh = Attempt {
+        in_flight: false,
+        due_in: Some(Duration::ZERO),
+        failures: 0,
+        parks: 0,
+    };
+    assert_eq!(shown(&o, t0), vec![fresh.clone(), fresh]);
+    o.take_due(t0);
+    assert!(
+        shown(&o, t0)
+            .iter()
+            .all(|x| x.in_flight && x.due_in.is_none())
+    );
+    // One fails and backs off; the other is deposited and waits for its
+    // first recheck.
+    o.failed(&a, t0);
+    o.parked(&[b], t0);
+    let v = shown(&o, t0);
+    assert_eq!((v[0].failures, v[0].parks, v[0].in_flight), (1, 0, false));
+    assert!(within_jitter(v[0].due_in.expect("waiting"), BACKOFF_MIN));
+    assert_eq!((v[1].failures, v[1].parks), (0, 1));
+    assert!(within_jitter(
+        v[1].due_in.expect("waiting"),
+        PARKED_RECHECKS[0]
+    ));
+    // Seen from later, the wait is shorter.
+    let later = shown(&o, t0 + Duration::from_secs(5));
+    assert!(later[1].due_in < v[1].due_in);
+    assert!(o.finished(&a) && o.finished(&b));
+    assert!(o.attempts(&bob, t0).is_empty(), "delivered: nothing left");
+}

@@ -201,6 +201,31 @@ pub(crate) fn wanted_topics(
     out
 }
 
+/// When the previous epoch of one of `groups` we joined stops being
+/// followed (its grace ends, [`wanted_topics`]), if one still is at
+/// `now`: the fast path's actor reads the groups again then.
+pub(crate) fn grace_end(groups: &[(GroupId, crate::store::GroupRow)], now: u64) -> Option<u64> {
+    groups
+        .iter()
+        .filter(|(_, row)| row.joined && !row.gone)
+        .filter_map(|(_, row)| row.prev.as_ref())
+        .filter(|p| p.secret.is_some())
+        .map(|p| p.ended_at.saturating_add(super::roster::GRACE_MS))
+        .filter(|end| now < *end)
+        .min()
+}
+
+/// Whether the fast path's upkeep round at `now` reads the groups again
+/// ([`wanted_topics`], [`speakers`]). Everything else that changes them
+/// comes with an event or [`super::Ctx::refresh`], which the actor
+/// answers at once; so a round reads them only when the last read or a
+/// subscription `failed`, or a previous epoch's grace ended
+/// ([`grace_end`]), not every round: each read decodes every group's
+/// row, a large group's whole roster with it, on every node every 5 s.
+pub(crate) fn refresh_due(failed: bool, grace_end: Option<u64>, now: u64) -> bool {
+    failed || grace_end.is_some_and(|end| now >= end)
+}
+
 /// Who may speak on each followed topic, and whom we blocked, as the
 /// actor keeps them in memory: a gossip message is judged with them
 /// ([`judge`]) and forwarded at once, before the store job that files it

@@ -56,9 +56,13 @@ struct Service {
     topics: HashMap<String, (GroupId, u64)>,
     /// Who may speak on them: gossip is judged with these.
     speakers: fast::Speakers,
-    /// Some large group wants following (its topic may have failed to
-    /// subscribe, and is tried again at each upkeep).
+    /// Some large group wants following: the upkeep runs.
     following: bool,
+    /// The last read of the groups, or a subscription, failed: the next
+    /// upkeep reads them again ([`fast::refresh_due`]).
+    failed: bool,
+    /// When a followed previous epoch's grace ends ([`fast::grace_end`]).
+    grace_end: Option<u64>,
     /// When each followed epoch is next caught up.
     sync: SyncPlan,
     filing: Arc<AtomicUsize>,
@@ -91,6 +95,8 @@ pub(crate) fn spawn(
         topics: HashMap::new(),
         speakers: Default::default(),
         following: false,
+        failed: false,
+        grace_end: None,
         sync: SyncPlan::new(every),
         filing: Arc::default(),
         round: 0,
@@ -131,10 +137,12 @@ impl Service {
                             | Err(broadcast::error::RecvError::Lagged(_))
                     );
                 }
-                _ = self.ctx.joined.notified() => refresh = true,
+                _ = self.ctx.refresh.notified() => refresh = true,
                 _ = upkeep.tick(), if self.following => {
                     self.round += 1;
-                    self.follow_topics().await;
+                    if fast::refresh_due(self.failed, self.grace_end, unix_ms()) {
+                        self.follow_topics().await;
+                    }
                     self.meet_members(&tasks);
                     self.catch_up().await;
                 }
@@ -153,21 +161,23 @@ impl Service {
                 let wanted = fast::wanted_topics(&groups, &ctx.states, &cfg, unix_ms());
                 let blocked = s.blocked()?.into_iter().collect();
                 let speakers = fast::speakers(&groups, &ctx.states, &wanted, blocked);
-                Ok((wanted, speakers))
+                Ok((wanted, speakers, fast::grace_end(&groups, unix_ms())))
             })
             .await
         {
-            Ok((w, speakers)) => {
+            Ok((w, speakers, grace_end)) => {
                 self.speakers = speakers;
+                self.grace_end = grace_end;
                 w
             }
             Err(e) => {
                 debug!("cannot read the groups: {e}");
                 // Read again at the next upkeep.
-                self.following = true;
+                (self.following, self.failed) = (true, true);
                 return;
             }
         };
+        self.failed = false;
         for t in self.topics.keys() {
             if !wanted.contains_key(t) {
                 let _ = self.net.unsubscribe(t.clone()).await;
@@ -179,8 +189,14 @@ impl Service {
                 Ok(Ok(())) => {
                     subscribed.insert(t.clone());
                 }
-                Ok(Err(e)) => debug!("cannot follow a group topic: {e}"),
-                Err(e) => debug!("cannot follow a group topic: {e}"),
+                Ok(Err(e)) => {
+                    debug!("cannot follow a group topic: {e}");
+                    self.failed = true;
+                }
+                Err(e) => {
+                    debug!("cannot follow a group topic: {e}");
+                    self.failed = true;
+                }
             }
         }
         self.following = !wanted.is_empty();

@@ -176,3 +176,61 @@ fn a_topic_whose_subscription_failed_is_not_recorded_as_followed() {
     after.sort();
     assert_eq!(after, ["joined", "kept"], "the failed one is tried again");
 }
+
+/// A group row of ours: `joined`, `gone`, and a previous epoch that ended
+/// at `ended` (with its secret, as a member keeps it) if any.
+fn row_with_prev(joined: bool, gone: bool, ended: Option<u64>) -> crate::store::GroupRow {
+    use crate::wire::group::{Change, GroupState, Member, Role, SignedState};
+    let me = Identity::generate().expect("identity");
+    let state = GroupState {
+        group_id: GroupId([3; 32]),
+        name: "g".into(),
+        creator: me.peer_id().to_bytes(),
+        epoch: 1,
+        roster: vec![Member {
+            id: me.peer_id().to_bytes(),
+            role: Role::Admin,
+        }],
+        prev: [0; 32],
+        issued_at: 0,
+        change: Change::Created,
+    };
+    crate::store::GroupRow {
+        state: SignedState::sign(&me, &state).expect("sign"),
+        secret: Some([1; 32]),
+        joined,
+        gone,
+        prev: ended.map(|ended_at| crate::store::PrevEpoch {
+            epoch: 0,
+            members: Vec::new(),
+            secret: Some([2; 32]),
+            ended_at,
+        }),
+    }
+}
+
+#[test]
+fn the_upkeep_reads_the_groups_again_only_after_a_failure_or_a_grace_ending() {
+    use super::super::roster::GRACE_MS;
+    let g = GroupId([3; 32]);
+    let now = 1_000_000;
+    // Previous epochs ended at different times: the first grace to end
+    // counts; one already over, and groups not followed, do not.
+    let groups = vec![
+        (g, row_with_prev(true, false, Some(now - 1000))),
+        (g, row_with_prev(true, false, Some(now - 5000))),
+        (g, row_with_prev(true, false, Some(now - GRACE_MS - 1))),
+        (g, row_with_prev(false, false, Some(now - 9000))),
+        (g, row_with_prev(true, true, Some(now - 9000))),
+        (g, row_with_prev(true, false, None)),
+    ];
+    let end = grace_end(&groups, now).expect("a grace runs");
+    assert_eq!(end, now - 5000 + GRACE_MS);
+    assert_eq!(grace_end(&groups[2..], now), None, "none left to end");
+    // A settled node's rounds read nothing until that grace ends.
+    assert!(!refresh_due(false, None, now));
+    assert!(!refresh_due(false, Some(end), end - 1));
+    assert!(refresh_due(false, Some(end), end));
+    // A failed read or subscription is tried again at the next round.
+    assert!(refresh_due(true, None, now));
+}

@@ -49,10 +49,11 @@ pub(crate) struct Ctx {
     pub(crate) identity: Identity,
     pub(crate) sealer: Arc<Sealer>,
     pub(crate) fast: fast::FastConfig,
-    /// Told when an invitation is accepted, the one change to the groups
-    /// we follow that no event announces: the fast path's actor sleeps
-    /// while we are in no large group.
-    pub(crate) joined: tokio::sync::Notify,
+    /// Told of the changes to what the fast path follows that no event
+    /// announces — an invitation accepted, a key blocked or unblocked —
+    /// so its actor reads the groups again at once; its upkeep does not
+    /// read them otherwise ([`fast::refresh_due`]).
+    pub(crate) refresh: tokio::sync::Notify,
     /// Catch-up questions this node has sent (`sync`), for tests to tell
     /// a message gossip brought from one a catch-up brought.
     pub(crate) asks: std::sync::atomic::AtomicUsize,
@@ -76,7 +77,7 @@ impl Ctx {
             identity,
             sealer,
             fast,
-            joined: tokio::sync::Notify::new(),
+            refresh: tokio::sync::Notify::new(),
             asks: Default::default(),
             relayed: Default::default(),
             answers: std::sync::Mutex::new(sync::answer_limit()),
@@ -316,7 +317,7 @@ impl NodeHandle {
             ops::join(s, &id)
         })
         .await?;
-        self.group_ctx().joined.notify_one();
+        self.group_ctx().refresh.notify_one();
         rx.await.map_err(|_| NodeError::Stopped)
     }
 

@@ -102,6 +102,19 @@ impl Connects {
         self.connected.remove(peer);
     }
 
+    /// Where `peer`'s link set-up stands: `"under way"`, `"queued"` (for
+    /// a slot) or `"none"`.
+    #[cfg(feature = "test-util")]
+    pub(super) fn state(&self, peer: &PeerId) -> &'static str {
+        if self.counted.contains(peer) || self.free.contains(peer) {
+            "under way"
+        } else if self.queue.contains(peer) {
+            "queued"
+        } else {
+            "none"
+        }
+    }
+
     /// Set-ups waiting for a slot.
     #[cfg(test)]
     fn waiting(&self) -> usize {

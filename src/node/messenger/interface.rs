@@ -88,6 +88,14 @@ pub(crate) enum Request {
     /// How many messages the outbox schedule still tries (tests).
     #[cfg(feature = "test-util")]
     Pending(oneshot::Sender<usize>),
+    /// Where the undelivered messages to a peer stand, and its link's
+    /// set-up (benches).
+    #[cfg(feature = "test-util")]
+    Attempts(PeerId, oneshot::Sender<Attempts>),
+    /// When our own mailbox is fetched next, and the poll interval now
+    /// (benches).
+    #[cfg(feature = "test-util")]
+    NextFetch(oneshot::Sender<(std::time::Duration, std::time::Duration)>),
     /// Something happened on the network.
     Net(NetEvent),
     /// Run a group operation (a store job, flushed before the answer) and
@@ -100,6 +108,19 @@ pub(crate) enum Request {
 }
 
 /// Who waits for a send to be durable.
+/// Where the messages to one peer stand in the messaging service
+/// ([`crate::NodeHandle::outbox_attempts`]): a bench's view of why a
+/// message has not arrived yet.
+#[cfg(feature = "test-util")]
+#[derive(Debug, Clone)]
+pub struct Attempts {
+    /// Each undelivered message to the peer.
+    pub messages: Vec<crate::node::outbox::Attempt>,
+    /// Its link's set-up: `"under way"`, `"queued"` for a slot, or
+    /// `"none"` (a link is up, or no attempt is running).
+    pub link: &'static str,
+}
+
 pub(super) type Reply = oneshot::Sender<Result<(), StoreError>>;
 
 #[cfg(test)]

@@ -68,6 +68,8 @@ use crate::wire::mailbox::mailbox_key;
 use crate::wire::message::{self, Ack, Body, Envelope, Inner, MessageId, ReceiptKind};
 pub use connects::MAX_CONNECTS;
 use inbound::{Inbound, Received};
+#[cfg(feature = "test-util")]
+pub use interface::Attempts;
 pub use interface::Event;
 use interface::Reply;
 pub(crate) use interface::Request;
@@ -419,6 +421,21 @@ impl Service {
             #[cfg(feature = "test-util")]
             Request::Pending(reply) => {
                 let _ = reply.send(self.outbox.len());
+            }
+            #[cfg(feature = "test-util")]
+            Request::Attempts(peer, reply) => {
+                let _ = reply.send(Attempts {
+                    messages: self.outbox.attempts(&peer, Instant::now()),
+                    link: self.connects.state(&peer),
+                });
+            }
+            #[cfg(feature = "test-util")]
+            Request::NextFetch(reply) => {
+                let next = self.fetcher.poll_timeout();
+                let _ = reply.send((
+                    next.saturating_duration_since(Instant::now()),
+                    self.fetcher.interval(),
+                ));
             }
             Request::Net(NetEvent::NewPeer(peer)) => {
                 self.drive_fetcher(fetcher::Input::NewPeer(peer));
