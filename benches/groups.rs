@@ -305,17 +305,26 @@ async fn missing(net: &Net, invited: &Invited) -> serde_json::Value {
         .unwrap_or_default()
         .into_iter()
         .collect();
+    let absent: Vec<usize> = (1..net.nodes.len()).filter(|i| !have.contains(i)).collect();
+    // One pass over the nodes, each asked for every invitee missing.
+    let held = |j: usize| {
+        let node = net.nodes[j].clone();
+        let ids: Vec<PeerId> = absent.iter().map(|&i| net.ids[i]).collect();
+        async move {
+            let mut copies = Vec::with_capacity(ids.len());
+            for id in ids {
+                copies.push(node.held_for(id).await.unwrap_or(0));
+            }
+            copies
+        }
+    };
+    let mut copies = vec![0; absent.len()];
+    for per_node in parallel((0..net.nodes.len()).map(held).collect()).await {
+        copies.iter_mut().zip(per_node).for_each(|(c, n)| *c += n);
+    }
     let mut rows = Vec::new();
-    for i in (1..net.nodes.len()).filter(|i| !have.contains(i)) {
+    for (&i, copies) in absent.iter().zip(copies) {
         let id = net.ids[i];
-        let held = |j: usize| {
-            let node = net.nodes[j].clone();
-            async move { node.held_for(id).await.unwrap_or(0) }
-        };
-        let copies: usize = parallel((0..net.nodes.len()).map(held).collect())
-            .await
-            .into_iter()
-            .sum();
         let attempts = net.nodes[0].outbox_attempts(id).await.ok();
         let fetch = net.nodes[i].next_fetch().await.ok();
         rows.push(json!({
@@ -324,9 +333,9 @@ async fn missing(net: &Net, invited: &Invited) -> serde_json::Value {
             "copies_held_for_it": copies,
             "its_next_fetch_s": fetch.map(|(next, _)| next.as_secs()),
             "its_poll_interval_s": fetch.map(|(_, every)| every.as_secs()),
-            "inviter_link": attempts.as_ref().map(|a| a.link),
+            "inviter_link": attempts.as_ref().map(|a| format!("{:?}", a.link)),
             "inviter_outbox": attempts.map(|a| a.messages.iter().map(|m| json!({
-                "in_flight": m.in_flight,
+                "in_flight": m.due_in.is_none(),
                 "due_in_s": m.due_in.map(|d| d.as_secs()),
                 "failures": m.failures,
                 "parks": m.parks,

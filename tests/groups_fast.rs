@@ -91,17 +91,24 @@ async fn group_of(creator: &NodeHandle, members: &[&NodeHandle]) -> String {
     gid
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_members_get_it_by_gossip_alone_and_the_sender_writes_no_copy() {
-    init_tracing();
+/// A seed node (kept by the caller for the test's length) and `n`
+/// members, catching up once an hour, in one group the first made.
+async fn seeded_group(n: usize) -> (TestNode, Vec<TestNode>, String) {
     let seed = TestNode::start(&[]).await;
     let boot = seed.addr().await;
     let mut m = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..n {
         m.push(member(&boot, HOUR).await);
     }
     let others: Vec<&NodeHandle> = m[1..].iter().map(|n| &n.handle).collect();
     let gid = group_of(&m[0].handle, &others).await;
+    (seed, m, gid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_members_get_it_by_gossip_alone_and_the_sender_writes_no_copy() {
+    init_tracing();
+    let (_seed, m, gid) = seeded_group(5).await;
     // Every node has had its one catch-up of the hour: from now on no
     // question is asked, so nothing is answered, and only gossip carries.
     let asks: Vec<usize> = m.iter().map(|n| n.handle.group_catch_ups()).collect();
@@ -186,14 +193,7 @@ async fn an_offline_member_catches_all_three_up_from_a_member_once_and_in_order(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_removal_the_members_follow_the_new_epoch_and_get_its_message_by_gossip() {
     init_tracing();
-    let seed = TestNode::start(&[]).await;
-    let boot = seed.addr().await;
-    let mut m = Vec::new();
-    for _ in 0..4 {
-        m.push(member(&boot, HOUR).await);
-    }
-    let others: Vec<&NodeHandle> = m[1..].iter().map(|n| &n.handle).collect();
-    let gid = group_of(&m[0].handle, &others).await;
+    let (_seed, m, gid) = seeded_group(4).await;
     let groups = m[0].handle.group_list().await.unwrap();
     let epoch = groups
         .iter()

@@ -95,8 +95,9 @@ const FETCHER_AHEAD: Duration = Duration::from_secs(3600);
 
 impl Hour {
     /// A random live node holding `held` others' mailboxes, with `buddies`
-    /// buddies, every machine started at `t0`.
-    fn start(net: &mut Net, buddies: usize, held: usize, t0: Instant) -> Self {
+    /// buddies, every machine started at `t0`; its fetcher polls every
+    /// `poll`.
+    fn start(net: &mut Net, buddies: usize, held: usize, poll: Duration, t0: Instant) -> Self {
         let mut others = live_nodes(net, held + 1);
         let me = others.remove(0);
         let me_id = net.peers[me];
@@ -116,7 +117,6 @@ impl Hour {
         for p in &ids {
             watcher.add(*p, t0);
         }
-        let poll = MailboxConfig::default().poll;
         let fetcher = Fetcher::new(&mailbox_key(&me_id), poll, R, t0);
         Self {
             me,
@@ -236,10 +236,12 @@ pub fn per_node_traffic(
 ) -> Value {
     const REFRESH_S: u32 = 3600;
     let t0 = Instant::now(); // the simulated clock's origin
-    let mut hour = Hour::start(net, buddies, held, t0);
+    // The fetcher's poll backs off while it finds nothing; the holder's
+    // pass runs at the configured poll.
+    let poll = MailboxConfig::default().poll;
+    let mut hour = Hour::start(net, buddies, held, poll, t0);
     hour.fetch_due(net, t0 + FETCHER_AHEAD, false);
-    // The holder's pass runs at the configured poll, which does not back off.
-    let poll_s = MailboxConfig::default().poll.as_secs();
+    let poll_s = poll.as_secs();
     let mut now = t0;
     let every = 3600 / changes_per_hour.max(1);
     for s in 1..=3600u32 {

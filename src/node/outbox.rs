@@ -89,9 +89,8 @@ impl Item {
 /// arrived yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
-    /// Handed to a link, waiting for the recipient's ack.
-    pub in_flight: bool,
-    /// Waiting: how long until the next attempt.
+    /// How long until the next attempt; `None` while one is in flight
+    /// (handed to a link, waiting for the recipient's ack).
     pub due_in: Option<Duration>,
     /// Failed attempts since the last park.
     pub failures: u32,
@@ -324,7 +323,6 @@ impl Outbox {
         ids.iter()
             .filter_map(|id| self.items.get(id))
             .map(|i| Attempt {
-                in_flight: i.phase == Phase::InFlight,
                 due_in: match i.phase {
                     Phase::Waiting(at) => Some(at.saturating_duration_since(now)),
                     Phase::InFlight => None,

@@ -158,10 +158,11 @@ impl Service {
             .store
             .run(move |s| {
                 let groups = s.groups()?;
-                let wanted = fast::wanted_topics(&groups, &ctx.states, &cfg, unix_ms());
+                let now = unix_ms();
+                let wanted = fast::wanted_topics(&groups, &ctx.states, &cfg, now);
                 let blocked = s.blocked()?.into_iter().collect();
                 let speakers = fast::speakers(&groups, &ctx.states, &wanted, blocked);
-                Ok((wanted, speakers, fast::grace_end(&groups, unix_ms())))
+                Ok((wanted, speakers, fast::grace_end(&groups, now)))
             })
             .await
         {
@@ -189,12 +190,8 @@ impl Service {
                 Ok(Ok(())) => {
                     subscribed.insert(t.clone());
                 }
-                Ok(Err(e)) => {
-                    debug!("cannot follow a group topic: {e}");
-                    self.failed = true;
-                }
-                Err(e) => {
-                    debug!("cannot follow a group topic: {e}");
+                failed => {
+                    debug!("cannot follow a group topic: {failed:?}");
                     self.failed = true;
                 }
             }

@@ -29,6 +29,19 @@ pub const MAX_CONNECTS: usize = 32;
 /// a new connection is simply not remembered.
 const MAX_CONNECTED: usize = 4096;
 
+/// Where one peer's link set-up stands ([`Connects`]): what a bench reads
+/// to tell a message waiting for a slot from one on its way.
+#[cfg(feature = "test-util")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkSetup {
+    /// Looking the peer up and dialling it, or opening the link.
+    UnderWay,
+    /// Waiting for one of the [`MAX_CONNECTS`] slots.
+    Queued,
+    /// None running: a link is up, or no message is due.
+    Idle,
+}
+
 /// The link set-ups under way and waiting.
 #[derive(Default)]
 pub(super) struct Connects {
@@ -102,16 +115,15 @@ impl Connects {
         self.connected.remove(peer);
     }
 
-    /// Where `peer`'s link set-up stands: `"under way"`, `"queued"` (for
-    /// a slot) or `"none"`.
+    /// Where `peer`'s link set-up stands.
     #[cfg(feature = "test-util")]
-    pub(super) fn state(&self, peer: &PeerId) -> &'static str {
+    pub(super) fn state(&self, peer: &PeerId) -> LinkSetup {
         if self.counted.contains(peer) || self.free.contains(peer) {
-            "under way"
+            LinkSetup::UnderWay
         } else if self.queue.contains(peer) {
-            "queued"
+            LinkSetup::Queued
         } else {
-            "none"
+            LinkSetup::Idle
         }
     }
 

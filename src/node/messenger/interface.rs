@@ -107,7 +107,6 @@ pub(crate) enum Request {
     },
 }
 
-/// Who waits for a send to be durable.
 /// Where the messages to one peer stand in the messaging service
 /// ([`crate::NodeHandle::outbox_attempts`]): a bench's view of why a
 /// message has not arrived yet.
@@ -116,11 +115,11 @@ pub(crate) enum Request {
 pub struct Attempts {
     /// Each undelivered message to the peer.
     pub messages: Vec<crate::node::outbox::Attempt>,
-    /// Its link's set-up: `"under way"`, `"queued"` for a slot, or
-    /// `"none"` (a link is up, or no attempt is running).
-    pub link: &'static str,
+    /// Its link's set-up.
+    pub link: super::connects::LinkSetup,
 }
 
+/// Who waits for a send to be durable.
 pub(super) type Reply = oneshot::Sender<Result<(), StoreError>>;
 
 #[cfg(test)]

@@ -66,6 +66,8 @@ use crate::net::{NetClient, NetEvent};
 use crate::store::{Flush, Store, StoreError, StoredMessage, Worker};
 use crate::wire::mailbox::mailbox_key;
 use crate::wire::message::{self, Ack, Body, Envelope, Inner, MessageId, ReceiptKind};
+#[cfg(feature = "test-util")]
+pub use connects::LinkSetup;
 pub use connects::MAX_CONNECTS;
 use inbound::{Inbound, Received};
 #[cfg(feature = "test-util")]
