@@ -91,7 +91,9 @@ pub struct Store {
 /// while no job runs, so an idle node does not wake twice a second per
 /// database. (In a process running many nodes, each of those wake-ups
 /// also walks every thread registered with crossbeam's epoch collector:
-/// at 500 nodes they were most of the process's idle CPU.)
+/// at 500 nodes they were most of the process's idle CPU.) What
+/// [`worker::Flush::Background`] jobs wrote waits for it, 10 s at most,
+/// unless another flush comes first.
 const SLED_FLUSH_EVERY_MS: u64 = 10_000;
 
 impl Store {

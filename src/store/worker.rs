@@ -20,7 +20,8 @@
 //!   held one still report at once (a `delivered` must not wait for the
 //!   flush of the send it answers). What plain jobs wrote is written out
 //!   and `fsync`ed (`Store::write_out`) at the latest [`LAZY`] after they
-//!   ran, unless a flush came first; while no job runs the thread sleeps,
+//!   ran, unless a flush came first ([`Flush::Background`] jobs leave
+//!   theirs to sled's own flusher); while no job runs the thread sleeps,
 //!   so an idle node does not wake for its store.
 //! - **Best effort** ([`Worker::try_submit`]) is for the swarm task, which
 //!   must never wait: such writes (the peer book, the locator seq) are
@@ -115,6 +116,13 @@ const TIMING: Timing = Timing {
 /// When a job's writes must be on disk before it reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flush {
+    /// Reports once run and schedules no write-out: the writes reach disk
+    /// with sled's own flusher (`Store::open`, every 10 s) or any earlier
+    /// flush or write-out. For rows that others hand back when a crash
+    /// loses them (a large group's gossip, caught up again from the
+    /// members): a write-out per message cost every member of a large
+    /// group an `fsync` per message.
+    Background,
     /// Reports once run; the writes reach disk with a later flush, at the
     /// latest [`LAZY`] after. For state that is learnt again if lost, and
     /// for reads.
@@ -280,7 +288,7 @@ impl Worker {
         work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
         then: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) {
-        let durable = flush != Flush::No;
+        let durable = matches!(flush, Flush::Soon | Flush::Now);
         let job = Job {
             flush,
             work: Box::new(move |s| {
@@ -480,7 +488,8 @@ fn flush(store: &Store) -> Result<(), String> {
 /// Runs `first` and every job already waiting behind it. If any must be
 /// durable now, flushes once and reports all of them, and every held
 /// [`Flush::Soon`] job, in order; otherwise reports the plain ones at once
-/// and holds the `Soon` ones for a later flush, up to `soon` away, unless
+/// (a [`Flush::No`] among them schedules the write-out) and holds the
+/// `Soon` ones for a later flush, up to `soon` away, unless
 /// [`SOON_BATCH`] are now held. Returns whether the worker was closed.
 fn run_group(
     store: &Store,
@@ -515,7 +524,9 @@ fn run_group(
         }
         return closed;
     }
-    held.lazy.get_or_insert_with(|| Instant::now() + LAZY);
+    if finish.iter().any(|(kind, _)| *kind == Flush::No) {
+        held.lazy.get_or_insert_with(|| Instant::now() + LAZY);
+    }
     for (kind, f) in finish {
         if kind == Flush::Soon {
             held.jobs.push(f);

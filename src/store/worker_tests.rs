@@ -298,6 +298,53 @@ async fn an_idle_worker_ends_its_thread_after_writing_out_and_the_next_job_start
     assert_eq!(open(&dir).locator_seq().unwrap(), 43);
 }
 
+/// Runs `set_locator_seq(seq)` as a [`Flush::Background`] job on `w`.
+async fn background_seq(w: &Worker, seq: u64) {
+    let (tx, rx) = oneshot::channel();
+    let report = move |r| drop(tx.send(r));
+    w.then(Flush::Background, move |s| s.set_locator_seq(seq), report);
+    rx.await.unwrap().unwrap();
+}
+
+/// The locator seq in a copy of `dir`'s files taken now, at `copy`.
+fn seq_on_disk(dir: &std::path::Path, copy: &std::path::Path) -> u64 {
+    copy_dir(dir, copy);
+    let on_disk = Store::open_with(copy, 1 << 20, None).unwrap();
+    on_disk.locator_seq().unwrap()
+}
+
+/// A [`Flush::Background`] job schedules no write-out: with sled's
+/// flusher off, its thread goes idle and ends with the write still only
+/// in memory (a plain job's would be in the file by then, above); the
+/// close's flush writes it. With sled's flusher on, the flusher alone
+/// puts it in the file.
+#[tokio::test]
+async fn a_background_write_waits_for_sleds_flusher_not_a_write_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), 1 << 20, None).unwrap();
+    let w = Worker::with_idle(store, Duration::from_millis(50), Duration::ZERO);
+    background_seq(&w, 42).await;
+    until_parked(&w).await;
+    let copy = tempfile::tempdir().unwrap();
+    assert_eq!(seq_on_disk(dir.path(), copy.path()), 0, "written out");
+    w.close().await;
+    assert_eq!(open(&dir).locator_seq().unwrap(), 42, "lost at the close");
+
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::new(Store::open_with(dir.path(), 1 << 20, Some(100)).unwrap());
+    background_seq(&w, 7).await;
+    let copies = tempfile::tempdir().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in 0.. {
+        if seq_on_disk(dir.path(), &copies.path().join(n.to_string())) == 7 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sled's flusher never wrote it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.close().await;
+}
+
 /// With threads ending whenever the queue is empty (each pausing on its
 /// way out, so that jobs arrive just then), jobs sent from many tasks are
 /// all run, each task's in its order, by many threads in turn.

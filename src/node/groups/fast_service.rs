@@ -333,7 +333,7 @@ impl Service {
         let (ctx, tx) = (self.ctx.clone(), filed.clone());
         // Told once filed ([`Self::on_filed`]).
         self.store.then(
-            Flush::No,
+            Flush::Background,
             move |s| fast::take_gossip(s, &ctx, &topic, &data, checked, unix_ms()),
             move |res| {
                 let (verdict, events) = match res {
@@ -355,13 +355,15 @@ impl Service {
     }
 
     /// A gossip message went through its store job: listeners are told
-    /// at once. Its rows reach the disk with the store's next write-out
-    /// (`store::worker::LAZY`, 500 ms at the latest), not before the
+    /// at once. Its rows reach the disk with sled's own flusher (every
+    /// 10 s) or any earlier flush ([`Flush::Background`]), not before the
     /// event: nobody else relies on them (no receipt goes back to the
-    /// sender for gossip), and a line lost to a power cut in that window
-    /// comes back from the members at the next catch-up, as any line
-    /// missed does. Waiting for a flush of its own put a sync of every
-    /// member's disk on the way of every large group's message.
+    /// sender for gossip), and a line lost to a crash in that window comes
+    /// back from the members at the next catch-up, as any line missed
+    /// does. Waiting for a flush of its own put a sync of every member's
+    /// disk on the way of every large group's message, and a write-out of
+    /// its own (`store::worker::LAZY`) an `fsync` per member and message
+    /// after it.
     fn on_filed(&mut self, f: Filed) {
         match f.verdict {
             GossipVerdict::Took => {
