@@ -94,6 +94,21 @@ pub fn pubsub() -> Result<Pubsub, String> {
     .map_err(str::to_string)
 }
 
+/// Judges gossip on private groups' topics ([`GROUP_TOPIC_PREFIX`]) in
+/// the network task itself, as gossipsub hands each message over (the
+/// sender that forwarded it, the topic, the bytes): its verdict goes back
+/// to gossipsub at once, so a hop of a large group's message waits for
+/// no other task to be scheduled. The rule is the caller's (the node's
+/// groups service installs it, [`NetClient::judge_groups`]); until one is
+/// installed, such gossip is ignored.
+pub struct GroupJudge(pub Box<dyn FnMut(PeerId, String, Vec<u8>) -> MessageAcceptance + Send>);
+
+impl std::fmt::Debug for GroupJudge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupJudge")
+    }
+}
+
 /// What the rooms service asks of the network task.
 #[derive(Debug)]
 pub enum RoomCommand {
@@ -127,6 +142,8 @@ pub enum RoomCommand {
         /// Forward it, or drop it (and penalise the forwarder).
         verdict: MessageAcceptance,
     },
+    /// Judge the private groups' gossip with this from now on.
+    JudgeGroups(GroupJudge),
     /// Peers we know to be subscribed to `topic`.
     TopicPeers {
         /// The topic.
@@ -248,6 +265,13 @@ impl NetClient {
     ) -> Result<Result<bool, String>, RequestError> {
         self.room(|reply| RoomCommand::Publish { topic, data, reply })
             .await
+    }
+
+    /// Installs the judge of the private groups' gossip ([`GroupJudge`]),
+    /// before any of their topics is followed: commands are taken in
+    /// order, so a subscription asked for after this call finds it there.
+    pub async fn judge_groups(&self, judge: GroupJudge) -> Result<(), RequestError> {
+        self.room_tell(RoomCommand::JudgeGroups(judge)).await
     }
 
     /// Reports our verdict on a gossip message.

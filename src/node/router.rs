@@ -14,7 +14,6 @@ pub(super) async fn route_net_events(
     to_msgs: mpsc::Sender<Request>,
     to_presence: mpsc::Sender<presence_service::Request>,
     to_rooms: mpsc::Sender<net::pubsub::RoomEvent>,
-    to_groups: mpsc::Sender<net::pubsub::RoomEvent>,
     tasks: Tasks,
 ) {
     use presence_service::Request as P;
@@ -40,15 +39,9 @@ pub(super) async fn route_net_events(
                     .is_ok()
             }
             ev @ NetEvent::PresenceRequest { .. } => to_presence.send(P::Net(ev)).await.is_ok(),
-            NetEvent::Rooms(ev) => {
-                // Gossip on a private group's topic goes to the groups' fast path.
-                let group = matches!(&ev, net::pubsub::RoomEvent::Message { topic, .. }
-                    if topic.starts_with(super::groups::fast::TOPIC_PREFIX));
-                if group { &to_groups } else { &to_rooms }
-                    .send(ev)
-                    .await
-                    .is_ok()
-            }
+            // A private group's gossip never comes here: the network task
+            // has it judged itself (`net::pubsub::GroupJudge`).
+            NetEvent::Rooms(ev) => to_rooms.send(ev).await.is_ok(),
             ev => to_msgs.send(Request::Net(ev)).await.is_ok(),
         };
         if !sent {

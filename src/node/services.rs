@@ -68,14 +68,12 @@ impl Services {
             group_ctx.clone(),
         )
         .map_err(|_| NetError::Setup("message protocol registered twice".into()))?;
-        let (group_gossip_tx, group_gossip_rx) = mpsc::channel(256);
         groups::fast_service::spawn(
             group_ctx.clone(),
             net.clone(),
             store.clone(),
             messages.clone(),
             events.clone(),
-            group_gossip_rx,
             tasks,
         );
         let (rooms_tx, rooms_rx) = mpsc::channel(256);
@@ -103,7 +101,6 @@ impl Services {
             messages.clone(),
             presence.clone(),
             rooms_tx,
-            group_gossip_tx,
             tasks.clone(),
         ));
         Ok(Self {

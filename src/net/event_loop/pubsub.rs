@@ -14,7 +14,7 @@ use tracing::debug;
 
 use super::rpc::{Pending, route_rpc};
 use super::{EventLoop, NetEvent};
-use crate::net::pubsub::{RoomCommand, RoomEvent};
+use crate::net::pubsub::{GROUP_TOPIC_PREFIX, GroupJudge, RoomCommand, RoomEvent};
 use crate::net::ratelimit::RateLimiter;
 use crate::wire::room::{HistoryRequest, HistoryResponse, is_room_key};
 
@@ -28,6 +28,8 @@ pub(in crate::net) struct RoomsPending {
     history: Pending<HistoryResponse>,
     /// History requests per peer: each answer costs a store read.
     history_limit: RateLimiter,
+    /// The verdict on the private groups' gossip, once installed.
+    group_judge: Option<GroupJudge>,
 }
 
 impl Default for RoomsPending {
@@ -38,6 +40,7 @@ impl Default for RoomsPending {
             providers: HashMap::new(),
             history: HashMap::new(),
             history_limit: RateLimiter::new(2.0, 20.0),
+            group_judge: None,
         }
     }
 }
@@ -74,6 +77,7 @@ impl EventLoop {
                 b.pubsub
                     .report_message_validation_result(&id, &from, verdict);
             }
+            RoomCommand::JudgeGroups(judge) => self.rooms_pending.group_judge = Some(judge),
             RoomCommand::TopicPeers { topic, reply } => {
                 let hash = TopicHash::from_raw(topic);
                 let peers = b
@@ -125,35 +129,43 @@ impl EventLoop {
         }
     }
 
-    /// Hands a gossip message to the rooms service for its verdict; when
+    /// Has a private group's gossip judged here ([`GroupJudge`]) and
+    /// hands a public room's to the rooms service for its verdict; when
     /// the service is behind, the message is ignored at once (not
     /// forwarded, nobody penalised) rather than left in gossipsub's cache.
     pub(super) fn on_pubsub(&mut self, event: gossipsub::Event) {
         let gossipsub::Event::Message {
-            propagation_source,
-            message_id,
+            propagation_source: from,
+            message_id: id,
             message,
         } = event
         else {
             return;
         };
-        let ev = NetEvent::Rooms(RoomEvent::Message {
-            from: propagation_source,
-            id: message_id.clone(),
-            topic: message.topic.into_string(),
-            data: message.data,
-        });
-        if self.net_events.try_send(ev).is_err() {
+        let topic = message.topic.into_string();
+        let verdict = if topic.starts_with(GROUP_TOPIC_PREFIX) {
+            match &mut self.rooms_pending.group_judge {
+                Some(judge) => (judge.0)(from, topic, message.data),
+                None => MessageAcceptance::Ignore,
+            }
+        } else {
+            let data = message.data;
+            let ev = NetEvent::Rooms(RoomEvent::Message {
+                from,
+                id: id.clone(),
+                topic,
+                data,
+            });
+            if self.net_events.try_send(ev).is_ok() {
+                return;
+            }
             debug!("rooms service busy; ignoring a gossip message");
-            self.swarm
-                .behaviour_mut()
-                .pubsub
-                .report_message_validation_result(
-                    &message_id,
-                    &propagation_source,
-                    MessageAcceptance::Ignore,
-                );
-        }
+            MessageAcceptance::Ignore
+        };
+        self.swarm
+            .behaviour_mut()
+            .pubsub
+            .report_message_validation_result(&id, &from, verdict);
     }
 
     pub(super) fn on_room_history(

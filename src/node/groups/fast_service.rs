@@ -1,19 +1,19 @@
 //! The large-group fast path's actor: follows the topics of the large
-//! groups this node is in, judges what gossip brings with the members it
-//! keeps in memory ([`fast::judge`]) and tells gossipsub at once, then
-//! files it through the same store job as a 1:1 copy
-//! ([`fast::take_gossip`]),
+//! groups this node is in, has what gossip brings judged in the network
+//! task with the members it keeps in memory ([`Judge`], [`fast::judge`]),
+//! which tells gossipsub at once and files it through the same store job
+//! as a 1:1 copy ([`fast::take_gossip`]),
 //! asks members it sees on a topic for what it missed ([`sync`]), and
 //! dials a few members when it sees too few on a topic. Every rule is in
 //! [`fast`] and [`sync`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use libp2p::PeerId;
-use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::gossipsub::MessageAcceptance;
 use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
@@ -23,7 +23,7 @@ use super::sync::{self, SyncPlan};
 use super::{Ctx, GroupEvent};
 use crate::clock::unix_ms;
 use crate::net::NetClient;
-use crate::net::pubsub::RoomEvent;
+use crate::net::pubsub::GroupJudge;
 use crate::node::Event;
 use crate::node::lifecycle::Tasks;
 use crate::node::messenger::Request;
@@ -54,8 +54,8 @@ struct Service {
     events: broadcast::Sender<Event>,
     /// The topics we follow, with the group and epoch of each.
     topics: HashMap<String, (GroupId, u64)>,
-    /// Who may speak on them: gossip is judged with these.
-    speakers: fast::Speakers,
+    /// Who may speak on them: the [`Judge`] judges gossip with these.
+    speakers: Arc<RwLock<fast::Speakers>>,
     /// Some large group wants following: the upkeep runs.
     following: bool,
     /// The last read of the groups, or a subscription, failed: the next
@@ -65,24 +65,21 @@ struct Service {
     grace_end: Option<u64>,
     /// When each followed epoch is next caught up.
     sync: SyncPlan,
-    filing: Arc<AtomicUsize>,
     round: u64,
-    /// Which gossip messages are filed (per author and in all).
-    gate: GossipGate,
     /// Members not to dial yet after a failed dial.
     backoff: Arc<Mutex<DialBackoff>>,
     /// A round of dials is running.
     dialling: Arc<AtomicBool>,
 }
 
-/// Starts the fast path's actor; gossip on group topics comes on `gossip`.
+/// Starts the fast path's actor; gossip on group topics is judged by the
+/// [`Judge`] it installs in the network task.
 pub(crate) fn spawn(
     ctx: Arc<Ctx>,
     net: NetClient,
     store: Worker,
     messages: mpsc::Sender<Request>,
     events: broadcast::Sender<Event>,
-    gossip: mpsc::Receiver<RoomEvent>,
     tasks: &Tasks,
 ) {
     let every = ctx.fast.sync_every;
@@ -98,18 +95,31 @@ pub(crate) fn spawn(
         failed: false,
         grace_end: None,
         sync: SyncPlan::new(every),
-        filing: Arc::default(),
         round: 0,
-        gate: GossipGate::default(),
         backoff: Arc::default(),
         dialling: Arc::default(),
     };
-    tasks.spawn(svc.run(gossip, tasks.clone()));
+    tasks.spawn(svc.run(tasks.clone()));
 }
 
 impl Service {
-    async fn run(mut self, mut gossip: mpsc::Receiver<RoomEvent>, tasks: Tasks) {
+    async fn run(mut self, tasks: Tasks) {
         let (filed_tx, mut filed_rx) = mpsc::unbounded_channel::<Filed>();
+        let mut judge = Judge {
+            ctx: self.ctx.clone(),
+            store: self.store.clone(),
+            speakers: self.speakers.clone(),
+            gate: GossipGate::default(),
+            filing: Arc::default(),
+            filed: filed_tx,
+        };
+        // Before any topic is followed (commands are taken in order).
+        let installed = GroupJudge(Box::new(move |from, topic, data| {
+            judge.judge(from, topic, data)
+        }));
+        if self.net.judge_groups(installed).await.is_err() {
+            return;
+        }
         let mut group_events = self.events.subscribe();
         // The upkeep runs only while a large group is ours: a node in none
         // does not wake for it.
@@ -121,13 +131,6 @@ impl Service {
                 self.follow_topics().await;
             }
             tokio::select! {
-                ev = gossip.recv() => match ev {
-                    Some(RoomEvent::Message { from, id, topic, data }) => {
-                        self.on_gossip(from, id, topic, data, &filed_tx).await;
-                    }
-                    Some(_) => {}
-                    None => break,
-                },
                 Some(f) = filed_rx.recv() => self.on_filed(f),
                 ev = group_events.recv() => {
                     // A state taken or an invitation: the topics may change.
@@ -167,7 +170,7 @@ impl Service {
             .await
         {
             Ok((w, speakers, grace_end)) => {
-                self.speakers = speakers;
+                *self.speakers.write().unwrap_or_else(|e| e.into_inner()) = speakers;
                 self.grace_end = grace_end;
                 w
             }
@@ -297,63 +300,6 @@ impl Service {
         });
     }
 
-    async fn on_gossip(
-        &mut self,
-        from: PeerId,
-        id: MessageId,
-        topic: String,
-        data: Vec<u8>,
-        filed: &mpsc::UnboundedSender<Filed>,
-    ) {
-        // Judged and forwarded now; filed after (see `fast::Speakers`).
-        // The per-author gate counts authors by the signature judged, so
-        // nobody spends another member's share.
-        let verdict = fast::judge(&self.speakers, &topic, &data).and_then(|c| {
-            let filing = self.filing.load(Ordering::Acquire);
-            let now = std::time::Instant::now();
-            if self.gate.admit(c.sender, filing, now) {
-                Ok(c)
-            } else {
-                Err(GossipVerdict::Ignore)
-            }
-        });
-        let (acceptance, checked) = match verdict {
-            Ok(checked) => (MessageAcceptance::Accept, Some(checked)),
-            Err(GossipVerdict::Reject(e)) => {
-                debug!(%from, "group gossip refused: {e}");
-                (MessageAcceptance::Reject, None)
-            }
-            Err(_) => (MessageAcceptance::Ignore, None),
-        };
-        let _ = self.net.report(id, from, acceptance).await;
-        let Some(checked) = checked else {
-            return;
-        };
-        let slot = FilingSlot::take(&self.filing);
-        let (ctx, tx) = (self.ctx.clone(), filed.clone());
-        // Told once filed ([`Self::on_filed`]).
-        self.store.then(
-            Flush::Background,
-            move |s| fast::take_gossip(s, &ctx, &topic, &data, checked, unix_ms()),
-            move |res| {
-                let (verdict, events) = match res {
-                    Ok((v, t)) => (v, t.events),
-                    // Not filed: caught up later.
-                    Err(e) => {
-                        debug!("cannot file a gossip message: {e}");
-                        (GossipVerdict::Ignore, Vec::new())
-                    }
-                };
-                let _ = tx.send(Filed {
-                    _slot: slot,
-                    from,
-                    verdict,
-                    events,
-                });
-            },
-        );
-    }
-
     /// A gossip message went through its store job: listeners are told
     /// at once. Its rows reach the disk with sled's own flusher (every
     /// 10 s) or any earlier flush ([`Flush::Background`]), not before the
@@ -376,6 +322,74 @@ impl Service {
             GossipVerdict::Ignore => {}
             GossipVerdict::Reject(e) => debug!(from = %f.from, "group gossip not filed: {e}"),
         }
+    }
+}
+
+/// The verdict on the large groups' gossip, given in the network task as
+/// gossipsub hands each message over ([`GroupJudge`]): judged with the
+/// speakers the actor keeps ([`fast::judge`]), admitted per author and
+/// while few are being filed ([`GossipGate`]), then handed to the store
+/// to be filed; the actor hears of it once filed ([`Service::on_filed`]).
+/// Judged in the actor instead, each hop of a message waited for two more
+/// tasks to be scheduled (the router's and the actor's) and the verdict's
+/// way back, behind every other node's work in a busy process.
+struct Judge {
+    ctx: Arc<Ctx>,
+    store: Worker,
+    speakers: Arc<RwLock<fast::Speakers>>,
+    /// Which gossip messages are filed (per author and in all).
+    gate: GossipGate,
+    filing: Arc<AtomicUsize>,
+    filed: mpsc::UnboundedSender<Filed>,
+}
+
+impl Judge {
+    fn judge(&mut self, from: PeerId, topic: String, data: Vec<u8>) -> MessageAcceptance {
+        // Forwarded once judged; filed after (see `fast::Speakers`). The
+        // per-author gate counts authors by the signature judged, so
+        // nobody spends another member's share.
+        let speakers = self.speakers.read().unwrap_or_else(|e| e.into_inner());
+        let verdict = fast::judge(&speakers, &topic, &data);
+        drop(speakers);
+        let checked = match verdict {
+            Ok(c) => c,
+            Err(GossipVerdict::Reject(e)) => {
+                debug!(%from, "group gossip refused: {e}");
+                return MessageAcceptance::Reject;
+            }
+            Err(_) => return MessageAcceptance::Ignore,
+        };
+        let filing = self.filing.load(Ordering::Acquire);
+        if !self
+            .gate
+            .admit(checked.sender, filing, std::time::Instant::now())
+        {
+            return MessageAcceptance::Ignore;
+        }
+        let slot = FilingSlot::take(&self.filing);
+        let (ctx, tx) = (self.ctx.clone(), self.filed.clone());
+        // Told once filed ([`Service::on_filed`]).
+        self.store.then(
+            Flush::Background,
+            move |s| fast::take_gossip(s, &ctx, &topic, &data, checked, unix_ms()),
+            move |res| {
+                let (verdict, events) = match res {
+                    Ok((v, t)) => (v, t.events),
+                    // Not filed: caught up later.
+                    Err(e) => {
+                        debug!("cannot file a gossip message: {e}");
+                        (GossipVerdict::Ignore, Vec::new())
+                    }
+                };
+                let _ = tx.send(Filed {
+                    _slot: slot,
+                    from,
+                    verdict,
+                    events,
+                });
+            },
+        );
+        MessageAcceptance::Accept
     }
 }
 
