@@ -1,8 +1,10 @@
-//! The network side of public rooms: gossipsub as roost configures it,
-//! the commands and events that cross between the network task and the
-//! rooms service (`node::rooms`), and [`NetClient`]'s methods for them.
-//! The network task only translates (`event_loop/pubsub.rs`); every rule
-//! (signatures, bans, rate limits, which record wins) is the service's.
+//! The network side of public rooms and private groups' gossip:
+//! gossipsub as roost configures it, the commands and events that cross
+//! between the network task and the rooms service (`node::rooms`), the
+//! judge the groups' actor installs ([`GroupJudge`]), and [`NetClient`]'s
+//! methods for them. The network task only translates
+//! (`event_loop/pubsub.rs`); every rule (signatures, bans, rate limits,
+//! which record wins) is the services'.
 
 use std::time::Duration;
 

@@ -316,8 +316,8 @@ fn seq_on_disk(dir: &std::path::Path, copy: &std::path::Path) -> u64 {
 /// A [`Flush::Background`] job schedules no write-out: with sled's
 /// flusher off, its thread goes idle and ends with the write still only
 /// in memory (a plain job's would be in the file by then, above); the
-/// close's flush writes it. With sled's flusher on, the flusher alone
-/// puts it in the file.
+/// close's flush writes it. With sled's flusher on (every 100 ms), the
+/// write reaches the file.
 #[tokio::test]
 async fn a_background_write_waits_for_sleds_flusher_not_a_write_out() {
     let dir = tempfile::tempdir().unwrap();

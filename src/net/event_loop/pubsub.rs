@@ -1,7 +1,9 @@
-//! The event loop's side of public rooms: a translator between the rooms
-//! service's [`RoomCommand`]s and gossipsub, Kademlia (room records and
-//! provider records) and the history protocol, and back as [`RoomEvent`]s.
-//! No rule lives here: the service judges every message and record.
+//! The event loop's side of public rooms and private groups' gossip: a
+//! translator between the rooms service's [`RoomCommand`]s and gossipsub,
+//! Kademlia (room records and provider records) and the history protocol,
+//! and back as [`RoomEvent`]s. No rule lives here: the rooms service
+//! judges every room message and record, and the groups' judge
+//! ([`GroupJudge`], installed by the groups' actor) every group message.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,7 +22,8 @@ use crate::wire::room::{HistoryRequest, HistoryResponse, is_room_key};
 
 type Values = Vec<(Option<PeerId>, Vec<u8>)>;
 
-/// Queries and requests under way for the rooms service.
+/// Queries and requests under way for the rooms service, and the
+/// groups' judge.
 pub(in crate::net) struct RoomsPending {
     records: HashMap<QueryId, (Values, oneshot::Sender<Values>)>,
     puts: HashMap<QueryId, oneshot::Sender<Result<(), String>>>,
@@ -145,7 +148,15 @@ impl EventLoop {
         let topic = message.topic.into_string();
         let verdict = if topic.starts_with(GROUP_TOPIC_PREFIX) {
             match &mut self.rooms_pending.group_judge {
-                Some(judge) => (judge.0)(from, topic, message.data),
+                // A judge that panics on some input costs that message,
+                // not the network task.
+                Some(judge) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    (judge.0)(from, topic, message.data)
+                }))
+                .unwrap_or_else(|_| {
+                    tracing::warn!("the groups' judge panicked; a gossip message ignored");
+                    MessageAcceptance::Ignore
+                }),
                 None => MessageAcceptance::Ignore,
             }
         } else {

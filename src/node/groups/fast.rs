@@ -25,7 +25,7 @@ use crate::wire::group::{
     GroupBody, GroupId, Header, MsgBody, SignedState, decode_body, open_message,
 };
 
-/// Prefix of every group topic, so the node's router tells them from the
+/// Prefix of every group topic, so the network task tells them from the
 /// public rooms' topics.
 pub const TOPIC_PREFIX: &str = crate::net::pubsub::GROUP_TOPIC_PREFIX;
 

@@ -132,26 +132,44 @@ pub const GOSSIP_BURST: f64 = 50.0;
 pub const GOSSIP_RATE: f64 = 10.0;
 /// Most gossip messages being filed at once, over all authors.
 pub const MAX_FILING: usize = 256;
+/// Gossip messages one forwarding peer may have us check (decode and
+/// verify a signature, in the network task) at once, and per second
+/// after that: gossipsub checks only a message's first copy, so a mesh
+/// peer forwards each group message once, far below this; a peer
+/// sending junk costs at most this many signature checks a second.
+pub const FORWARDER_BURST: f64 = 400.0;
+/// See [`FORWARDER_BURST`].
+pub const FORWARDER_RATE: f64 = 200.0;
 
-/// Which gossip messages are filed: at most [`MAX_FILING`] at once, and per
-/// author a token bucket ([`GOSSIP_BURST`], [`GOSSIP_RATE`]; the table is
-/// capped by [`RateLimiter`]). A message beyond either is ignored (not
-/// forwarded, nobody penalised); the member catches it up from another
-/// member later (`super::sync`).
+/// Which gossip messages are checked and filed: per forwarding peer a
+/// token bucket before any check ([`FORWARDER_BURST`],
+/// [`FORWARDER_RATE`]), and once checked at most [`MAX_FILING`] being
+/// filed at once and per author a token bucket ([`GOSSIP_BURST`],
+/// [`GOSSIP_RATE`]; the tables are capped by [`RateLimiter`]). A message
+/// beyond any of them is ignored (not forwarded, nobody penalised); the
+/// member catches it up from another member later (`super::sync`).
 #[derive(Debug)]
 pub struct GossipGate {
     per_author: RateLimiter,
+    per_forwarder: RateLimiter,
 }
 
 impl Default for GossipGate {
     fn default() -> Self {
         Self {
             per_author: RateLimiter::new(GOSSIP_RATE, GOSSIP_BURST),
+            per_forwarder: RateLimiter::new(FORWARDER_RATE, FORWARDER_BURST),
         }
     }
 }
 
 impl GossipGate {
+    /// Whether a message `from` this forwarding peer is checked at all at
+    /// `now`.
+    pub fn check(&mut self, from: PeerId, now: Instant) -> bool {
+        self.per_forwarder.allow(from, now)
+    }
+
     /// Whether a message by `author` is filed at `now`, with `filing`
     /// messages being filed already.
     pub fn admit(&mut self, author: PeerId, filing: usize, now: Instant) -> bool {
@@ -209,6 +227,18 @@ mod tests {
         assert!(b.may_dial(&g, &p, now), "capped at the maximum");
         b.succeeded(&g, &p);
         assert!(b.may_dial(&g, &p, 0), "a success forgets the wait");
+    }
+
+    #[test]
+    fn a_forwarder_past_its_burst_is_not_checked_until_its_bucket_refills() {
+        let mut gate = GossipGate::default();
+        let (junk, other) = (PeerId::random(), PeerId::random());
+        let t0 = Instant::now();
+        let checked = (0..1000).filter(|_| gate.check(junk, t0)).count();
+        assert_eq!(checked, FORWARDER_BURST as usize);
+        assert!(gate.check(other, t0), "another forwarder is not held back");
+        assert!(!gate.check(junk, t0 + std::time::Duration::from_millis(1)));
+        assert!(gate.check(junk, t0 + std::time::Duration::from_millis(20)));
     }
 
     #[test]

@@ -170,7 +170,11 @@ impl Service {
             .await
         {
             Ok((w, speakers, grace_end)) => {
-                *self.speakers.write().unwrap_or_else(|e| e.into_inner()) = speakers;
+                // The old ones are dropped after the lock is released.
+                let _old = std::mem::replace(
+                    &mut *self.speakers.write().unwrap_or_else(|e| e.into_inner()),
+                    speakers,
+                );
                 self.grace_end = grace_end;
                 w
             }
@@ -345,9 +349,15 @@ struct Judge {
 
 impl Judge {
     fn judge(&mut self, from: PeerId, topic: String, data: Vec<u8>) -> MessageAcceptance {
-        // Forwarded once judged; filed after (see `fast::Speakers`). The
-        // per-author gate counts authors by the signature judged, so
-        // nobody spends another member's share.
+        // Forwarded once judged; filed after (see `fast::Speakers`). A
+        // forwarder past its share is not checked at all: a check is a
+        // signature's, on the network task. The per-author gate counts
+        // authors by the signature judged, so nobody spends another
+        // member's share.
+        let now = std::time::Instant::now();
+        if !self.gate.check(from, now) {
+            return MessageAcceptance::Ignore;
+        }
         let speakers = self.speakers.read().unwrap_or_else(|e| e.into_inner());
         let verdict = fast::judge(&speakers, &topic, &data);
         drop(speakers);
@@ -360,10 +370,7 @@ impl Judge {
             Err(_) => return MessageAcceptance::Ignore,
         };
         let filing = self.filing.load(Ordering::Acquire);
-        if !self
-            .gate
-            .admit(checked.sender, filing, std::time::Instant::now())
-        {
+        if !self.gate.admit(checked.sender, filing, now) {
             return MessageAcceptance::Ignore;
         }
         let slot = FilingSlot::take(&self.filing);
