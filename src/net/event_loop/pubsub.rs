@@ -160,12 +160,11 @@ impl EventLoop {
                 None => MessageAcceptance::Ignore,
             }
         } else {
-            let data = message.data;
             let ev = NetEvent::Rooms(RoomEvent::Message {
                 from,
                 id: id.clone(),
                 topic,
-                data,
+                data: message.data,
             });
             if self.net_events.try_send(ev).is_ok() {
                 return;

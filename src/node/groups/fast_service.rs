@@ -330,9 +330,10 @@ impl Service {
 }
 
 /// The verdict on the large groups' gossip, given in the network task as
-/// gossipsub hands each message over ([`GroupJudge`]): judged with the
-/// speakers the actor keeps ([`fast::judge`]), admitted per author and
-/// while few are being filed ([`GossipGate`]), then handed to the store
+/// gossipsub hands each message over ([`GroupJudge`]): checked only while
+/// its forwarder is within its share, judged with the speakers the actor
+/// keeps ([`fast::judge`]), admitted per author and while few are being
+/// filed ([`GossipGate`]), then handed to the store
 /// to be filed; the actor hears of it once filed ([`Service::on_filed`]).
 /// Judged in the actor instead, each hop of a message waited for two more
 /// tasks to be scheduled (the router's and the actor's) and the verdict's
@@ -341,8 +342,11 @@ struct Judge {
     ctx: Arc<Ctx>,
     store: Worker,
     speakers: Arc<RwLock<fast::Speakers>>,
-    /// Which gossip messages are filed (per author and in all).
+    /// Which gossip messages are checked (per forwarder) and filed (per
+    /// author and in all).
     gate: GossipGate,
+    /// How many are being filed: each holds a [`FilingSlot`] until its
+    /// store job has reported.
     filing: Arc<AtomicUsize>,
     filed: mpsc::UnboundedSender<Filed>,
 }
