@@ -1,8 +1,11 @@
 //! [msg] An acknowledgement waits for the disk, seen at the syscall level:
 //! the recipient is a real `roost daemon` run under `strace`, which logs
 //! every `fdatasync` the process makes. sled 0.34 itself only ever calls
-//! `fsync` (`File::sync_all`), never `fdatasync`, so each `fdatasync` of
-//! sled's log file `<data-dir>/db/db` is `Store::flush`'s. strace writes
+//! `fsync` (`File::sync_all`), never `fdatasync`, and roost's own
+//! write-outs `fsync` too, so each `fdatasync` of the store's journal
+//! `<data-dir>/db/journal` is `Store::flush`'s (and each of sled's log
+//! `<data-dir>/db/db`, a checkpoint's, which also makes everything
+//! durable). strace writes
 //! a syscall's line when the call returns, before the traced thread runs
 //! on, so a sync the daemon waited for before it sent its ack is in the
 //! log by the time the ack reaches the sender. A test counting `Store::sync_count`
@@ -85,20 +88,25 @@ impl TracedDaemon {
         d
     }
 
-    /// sled's log file, as strace names it (`-y` prints resolved paths).
-    fn log(&self) -> PathBuf {
+    /// A file of the store, as strace names it (`-y` prints resolved
+    /// paths): `journal`, or sled's log `db`.
+    fn store_file(&self, name: &str) -> PathBuf {
         self.dir
             .path()
             .join(roost::node::DB_DIR)
-            .join("db")
+            .join(name)
             .canonicalize()
-            .expect("sled's log exists")
+            .expect("the store's file exists")
     }
 
-    /// Completed, successful `fdatasync` calls on sled's log so far.
-    fn log_syncs(&self) -> usize {
+    /// Completed, successful `fdatasync` calls on the journal or sled's
+    /// log so far.
+    fn syncs(&self) -> usize {
         let text = std::fs::read_to_string(&self.trace).expect("read the strace output");
-        count_syncs(&text, &self.log())
+        ["journal", "db"]
+            .iter()
+            .map(|f| count_syncs(&text, &self.store_file(f)))
+            .sum()
     }
 
     async fn addr(&self) -> libp2p::Multiaddr {
@@ -171,7 +179,7 @@ fn count_syncs(trace: &str, log: &Path) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_ack_and_stored_follows_an_fdatasync_of_the_log() {
+async fn every_ack_and_stored_follows_an_fdatasync_of_the_store() {
     init_tracing();
     let bob = TracedDaemon::start().await;
     let alice = TestNode::start(&[bob.addr().await]).await;
@@ -181,7 +189,7 @@ async fn every_ack_and_stored_follows_an_fdatasync_of_the_log() {
     .await;
 
     for i in 0..5 {
-        let before = bob.log_syncs();
+        let before = bob.syncs();
         let id = alice
             .handle
             .send(bob.id, Content::text(format!("durable {i}")))
@@ -194,18 +202,18 @@ async fn every_ack_and_stored_follows_an_fdatasync_of_the_log() {
                 .then_some(())
         })
         .await;
-        let after = bob.log_syncs();
+        let after = bob.syncs();
         assert!(
             after > before,
             "message {i} was acknowledged with no fdatasync of {} since it was sent \
              ({before} before, {after} after)",
-            bob.log().display()
+            bob.store_file("journal").display()
         );
     }
 
     // As a mailbox holder, Bob says "stored" only after a sync too.
     let a = alice.handle.peer_id();
-    let before = bob.log_syncs();
+    let before = bob.syncs();
     let envelope = Envelope {
         id: MessageId::random(),
         to: PeerId::random().to_bytes(),
@@ -220,10 +228,10 @@ async fn every_ack_and_stored_follows_an_fdatasync_of_the_log() {
         .await
         .expect("Bob answers the deposit");
     assert_eq!(answer, MailboxResponse::Deposited(vec![None]));
-    let after = bob.log_syncs();
+    let after = bob.syncs();
     assert!(
         after > before,
-        "the deposit was answered `stored` with no fdatasync of the log \
+        "the deposit was answered `stored` with no fdatasync of the journal \
          ({before} before, {after} after)"
     );
 

@@ -39,9 +39,10 @@ impl Journal {
 }
 
 /// The price of durability alone, with no messaging around it: one stored
-/// message made power-safe by roost's store (a sled write, sled's flush and
-/// an `fdatasync` of its log — what a recipient does before it
-/// acknowledges) against one frame appended to a file and `fdatasync`ed
+/// message made power-safe by roost's store (a sled write appended to the
+/// store's journal first, then the journal `fdatasync`ed — what a
+/// recipient does before it acknowledges) against one frame appended to a
+/// file and `fdatasync`ed
 /// (what the durable floor does), alternating on the same disk — which of
 /// the two goes first alternates too, so neither always finds the disk
 /// just flushed. A round trip pays two commits, so twice the difference is

@@ -100,8 +100,8 @@ impl Transfer {
 }
 
 impl Store {
-    fn files_tree(&self) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(FILES)?)
+    fn files_tree(&self) -> Result<super::tree::Tree, StoreError> {
+        self.tree(FILES)
     }
 
     /// Writes a transfer row and makes it durable.

@@ -86,10 +86,6 @@ fn corrupt<T>(_: T) -> StoreError {
 }
 
 impl Store {
-    fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(name)?)
-    }
-
     /// The group `id`, if known.
     pub fn group(&self, id: &GroupId) -> Result<Option<GroupRow>, StoreError> {
         match self.tree(GROUPS)?.get(id.0)? {

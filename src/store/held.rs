@@ -284,7 +284,7 @@ impl Store {
                 }
             }
         }
-        self.db.flush()?;
+        self.write_out()?;
         Ok(removed)
     }
 
@@ -336,7 +336,7 @@ impl Store {
             self.held.remove(k)?;
         }
         if !gone.is_empty() || dropped {
-            self.db.flush()?;
+            self.write_out()?;
         }
         Ok(gone)
     }

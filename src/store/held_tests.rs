@@ -196,7 +196,7 @@ fn a_hand_off_reads_the_hash_kept_at_admission_and_computes_only_a_missing_one()
 }
 
 #[test]
-fn hold_syncs_the_log_before_returning() {
+fn hold_syncs_the_store_before_returning() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path(), 1 << 20).unwrap();
     let jack = PeerId::random();

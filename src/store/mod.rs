@@ -3,27 +3,36 @@
 //! No sled tree leaks out of this module. Every call blocks (sled does disk
 //! I/O), so async code reaches the store only through a [`Worker`], the
 //! store's own thread (ordered jobs with group commit, best-effort writes
-//! for the swarm task, reads). sled fsyncs only every
-//! 500 ms by itself; anything the node acknowledges to someone else is
-//! flushed explicitly first, with an `fdatasync` of sled's log on top of
-//! sled's own flush ([`Store::flush`]).
+//! for the swarm task, reads). Every write is first appended to the
+//! store's journal ([`journal`]); anything the node acknowledges to
+//! someone else is made durable first ([`Store::flush`]: one `fdatasync`
+//! of the journal), and sled's own files are made durable at checkpoints
+//! and by sled's flusher.
 
 mod buddies;
 mod files;
 mod groups;
 mod held;
+mod journal;
 mod messages;
 mod peers;
 mod rooms;
 mod strangers;
+mod tree;
 mod worker;
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+
+use journal::{Journal, Wait};
+use tree::Tree;
 
 pub use buddies::{Buddy, BuddyRequest, MAX_BUDDY_REQUESTS, Relation};
 pub use files::{FileDirection, Transfer, TransferState};
 pub use groups::{GroupRow, LogRow, MAX_PENDING, PrevEpoch};
 pub use held::{Admitted, HeldItem};
+pub use journal::CHECKPOINT_AT;
 pub use messages::{Direction, Filed, MessageState, StoredMessage};
 pub use peers::KnownPeer;
 pub use rooms::{JoinedRoom, MAX_ROOM_LOG, MAX_ROOMS, RoomLogEntry};
@@ -64,24 +73,23 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    /// sled's log file, synced after every [`Store::flush`] (see there).
-    log: std::sync::Arc<std::fs::File>,
-    /// How many times [`Store::flush`] has synced the log: tests count
-    /// these around an acknowledgement to prove it waited for the disk.
-    syncs: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    meta: sled::Tree,
-    peers: sled::Tree,
+    /// sled's log file, synced at every checkpoint ([`Store::checkpoint`]).
+    log: Arc<std::fs::File>,
+    /// Every write of every tree, recorded for [`Store::flush`].
+    journal: Arc<Journal>,
+    meta: Tree,
+    peers: Tree,
     /// Rows in `peers`, kept beside the tree: sled's `Tree::len` walks the
     /// whole tree, and the peer book asks at every new lasting connection
     /// (`peers::MAX_KNOWN_PEERS`).
-    peer_rows: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    msgs: sled::Tree,
-    index: sled::Tree,
-    outbox: sled::Tree,
-    buddies: sled::Tree,
-    held: sled::Tree,
-    held_ids: sled::Tree,
-    requests: sled::Tree,
+    peer_rows: Arc<std::sync::atomic::AtomicUsize>,
+    msgs: Tree,
+    index: Tree,
+    outbox: Tree,
+    buddies: Tree,
+    held: Tree,
+    held_ids: Tree,
+    requests: Tree,
 }
 
 /// How often sled's own flusher thread wakes (its default is 500 ms). It
@@ -131,11 +139,15 @@ impl Store {
                 other => break other?,
             }
         };
-        let meta = db.open_tree(META)?;
+        let (journal, written) = Journal::open(dir)?;
+        apply_journal(&db, &written)?;
+        let tree = |name: &str| -> Result<Tree, StoreError> {
+            Ok(Tree::new(db.open_tree(name)?, journal.clone()))
+        };
+        let meta = tree(META)?;
         match meta.get(SCHEMA_KEY)? {
             None => {
                 meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-                db.flush()?;
             }
             Some(v) => {
                 let found = u32::from_be_bytes(
@@ -150,56 +162,83 @@ impl Store {
         }
         // sled 0.34 keeps its log in this one file (`Config::db_path`).
         let log = std::fs::File::open(dir.join("db")).map_err(sled::Error::Io)?;
-        let peers = db.open_tree(peers::TREE)?;
-        Ok(Self {
-            log: std::sync::Arc::new(log),
-            syncs: Default::default(),
+        let peers = tree(peers::TREE)?;
+        let store = Self {
+            log: Arc::new(log),
             // Counted once here, then kept by `remember_peer`.
-            peer_rows: std::sync::Arc::new(peers.len().into()),
+            peer_rows: Arc::new(peers.len().into()),
             peers,
-            msgs: db.open_tree(messages::MSGS)?,
-            index: db.open_tree(messages::INDEX)?,
-            outbox: db.open_tree(messages::OUTBOX)?,
-            buddies: db.open_tree(buddies::BUDDIES)?,
-            requests: db.open_tree(buddies::REQUESTS)?,
-            held: db.open_tree(held::HELD)?,
-            held_ids: db.open_tree(held::HELD_IDS)?,
+            msgs: tree(messages::MSGS)?,
+            index: tree(messages::INDEX)?,
+            outbox: tree(messages::OUTBOX)?,
+            buddies: tree(buddies::BUDDIES)?,
+            requests: tree(buddies::REQUESTS)?,
+            held: tree(held::HELD)?,
+            held_ids: tree(held::HELD_IDS)?,
+            journal,
             db,
             meta,
-        })
+        };
+        // What was applied (and the schema row of a new database) goes
+        // into sled's own files, and the journal starts empty.
+        store.checkpoint()?;
+        Ok(store)
     }
 
-    /// Forces everything written so far to disk, so that it survives a
-    /// power cut too. `sled::Db::flush` alone does not promise that: it
-    /// writes the log with `sync_file_range`, which neither empties the
-    /// device's write cache nor records the log's new length; the `fsync`
-    /// of [`Store::write_out`] (or of sled's own flusher) follows only up
-    /// to 500 ms later. One `fdatasync` of the log closes that gap.
+    /// A tree of the store by name, its writes journaled.
+    fn tree(&self, name: &str) -> Result<Tree, StoreError> {
+        Ok(Tree::new(self.db.open_tree(name)?, self.journal.clone()))
+    }
+
+    /// Makes everything written so far survive a power cut: one
+    /// `fdatasync` of the journal, which holds every write already (or,
+    /// when the file is due for it, a checkpoint). Cheaper than sled's own
+    /// flush, which hands its log to an I/O pool and waits for it, then
+    /// for `sync_file_range`, before the `fdatasync` could start.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.journal.sync(Wait::Data, || self.flush_db())
+    }
+
+    /// Makes what was written since the last flush durable, as sled's own
+    /// flusher would: done by the store worker [`worker::LAZY`] after
+    /// writes no caller asked to flush. An `fsync` of the journal (or a
+    /// checkpoint when one is due), neither counted by `sync_count` nor
+    /// an `fdatasync`, so the tests that watch the acknowledged path's
+    /// syncs see only that path's.
+    pub fn write_out(&self) -> Result<(), StoreError> {
+        self.journal.sync(Wait::All, || self.flush_db())
+    }
+
+    /// Puts everything written so far into sled's own files, power-safe
+    /// (sled's flush, then an `fdatasync` of its log: sled's flush alone
+    /// writes with `sync_file_range`, which neither empties the device's
+    /// write cache nor records the log's new length), and empties the
+    /// journal. Done on open, on close, and by [`Store::flush`] once the
+    /// journal passes [`CHECKPOINT_AT`].
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.journal.checkpoint(Wait::Data, || self.flush_db())
+    }
+
+    /// Whether the journal has grown past [`CHECKPOINT_AT`]: writes that
+    /// ask for no flush ([`worker::Flush::Background`]) could otherwise
+    /// grow it without bound; the worker writes out (a checkpoint, then).
+    fn checkpoint_due(&self) -> bool {
+        self.journal.checkpoint_due()
+    }
+
+    fn flush_db(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.log.sync_data().map_err(sled::Error::Io)?;
-        self.syncs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
-    /// Writes out what sled holds in its buffers and `fsync`s the log:
-    /// what sled's own flusher does on each wake-up, done by the store
-    /// worker [`worker::LAZY`] after writes no caller asked to flush.
-    /// Neither counted by `sync_count` nor an `fdatasync`, so the tests
-    /// that watch the acknowledged path's syncs see only that path's.
-    pub fn write_out(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        self.log.sync_all().map_err(sled::Error::Io)?;
-        Ok(())
-    }
-
-    /// How many `fdatasync`s of the log [`Store::flush`] has completed on
-    /// this handle and its clones: a test reads it before and after an
-    /// acknowledged write to show the write waited for the disk.
+    /// How many times [`Store::flush`] (or a checkpoint) has waited for the
+    /// disk with an `fdatasync`, on this handle and its clones: a test
+    /// reads it before and after an acknowledged write to show the write
+    /// waited for the disk.
     #[cfg(any(test, feature = "test-util"))]
     pub fn sync_count(&self) -> u64 {
-        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
+        self.journal.syncs()
     }
 
     /// The last locator seq we published (0 if none).
@@ -219,4 +258,31 @@ impl Store {
         self.meta.insert(LOCATOR_SEQ_KEY, &seq.to_be_bytes())?;
         Ok(())
     }
+}
+
+/// Applies the journal's records to sled, in order, up to the first
+/// damaged one (a write cut short by a crash ends the file so).
+fn apply_journal(db: &sled::Db, bytes: &[u8]) -> Result<(), StoreError> {
+    let (records, damage) = journal::decode(bytes);
+    if let Some(d) = damage {
+        tracing::warn!(
+            applied = records.len(),
+            "the journal's tail is unreadable ({d}); applying what comes before it"
+        );
+    }
+    let mut trees: HashMap<&[u8], sled::Tree> = HashMap::new();
+    for r in &records {
+        let t = match trees.get(r.tree) {
+            Some(t) => t,
+            None => trees.entry(r.tree).or_insert(db.open_tree(r.tree)?),
+        };
+        match r.value {
+            Some(v) => t.insert(r.key, v)?,
+            None => t.remove(r.key)?,
+        };
+    }
+    if !records.is_empty() {
+        tracing::info!(records = records.len(), "applied the store's journal");
+    }
+    Ok(())
 }

@@ -108,7 +108,7 @@ impl Store {
         name: &str,
         record: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        let t = self.db.open_tree(ROOMS)?;
+        let t = self.tree(ROOMS)?;
         if !t.contains_key(room.0)? && t.len() >= MAX_ROOMS {
             return Err(StoreError::Failed(format!("already in {MAX_ROOMS} rooms")));
         }
@@ -122,7 +122,7 @@ impl Store {
 
     /// Replaces the record kept for a room we are in.
     pub fn room_set_record(&self, room: &RoomId, record: &[u8]) -> Result<(), StoreError> {
-        let t = self.db.open_tree(ROOMS)?;
+        let t = self.tree(ROOMS)?;
         let Some(v) = t.get(room.0)? else {
             return Ok(());
         };
@@ -134,9 +134,9 @@ impl Store {
 
     /// Leaves a room: forgets it and its log.
     pub fn room_leave(&self, room: &RoomId) -> Result<(), StoreError> {
-        self.db.open_tree(ROOMS)?.remove(room.0)?;
+        self.tree(ROOMS)?.remove(room.0)?;
         for tree in [LOG, IDS] {
-            let t = self.db.open_tree(tree)?;
+            let t = self.tree(tree)?;
             for k in t.scan_prefix(room.0).keys() {
                 t.remove(k?)?;
             }
@@ -147,7 +147,7 @@ impl Store {
     /// The rooms we are in.
     pub fn rooms(&self) -> Result<Vec<JoinedRoom>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.db.open_tree(ROOMS)?.iter() {
+        for kv in self.tree(ROOMS)?.iter() {
             let (k, v) = kv?;
             let id = RoomId::from_slice(&k).ok_or(StoreError::Corrupt(ROOMS))?;
             let row: RoomRow = dec(&v, ROOMS)?;
@@ -162,12 +162,12 @@ impl Store {
 
     /// Adds a message to its room's log; `false` if it was there already.
     pub fn room_add(&self, m: &RoomLogEntry) -> Result<bool, StoreError> {
-        let ids = self.db.open_tree(IDS)?;
+        let ids = self.tree(IDS)?;
         let idk = id_key(&m.room, &m.id);
         if ids.contains_key(&idk)? {
             return Ok(false);
         }
-        let log = self.db.open_tree(LOG)?;
+        let log = self.tree(LOG)?;
         let key = log_key(&m.room, m.sent_at, &m.id);
         let row = LogRow {
             from: m.from.to_bytes(),
@@ -187,8 +187,8 @@ impl Store {
 
     /// Drops a room's oldest messages beyond `keep`.
     fn room_trim(&self, room: &RoomId, keep: usize) -> Result<(), StoreError> {
-        let log = self.db.open_tree(LOG)?;
-        let ids = self.db.open_tree(IDS)?;
+        let log = self.tree(LOG)?;
+        let ids = self.tree(IDS)?;
         let n = log.scan_prefix(room.0).count();
         for kv in log.scan_prefix(room.0).take(n.saturating_sub(keep)) {
             let (k, _) = kv?;
@@ -201,7 +201,7 @@ impl Store {
 
     /// The last `limit` messages of a room, oldest first.
     pub fn room_log(&self, room: &RoomId, limit: usize) -> Result<Vec<RoomLogEntry>, StoreError> {
-        let log = self.db.open_tree(LOG)?;
+        let log = self.tree(LOG)?;
         let mut out = Vec::new();
         for kv in log.scan_prefix(room.0).rev().take(limit) {
             let (k, v) = kv?;

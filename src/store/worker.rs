@@ -28,11 +28,11 @@
 //!   bounded to [`BEST_EFFORT`] waiting at once and dropped with a warning
 //!   beyond; they run in order with everything else.
 //! - **Close.** [`Worker::close`] (or dropping every clone) runs everything
-//!   submitted before it, flushes, reports held jobs, and drops the
-//!   thread's `Store`, which releases sled's lock once no other handle is
-//!   left. Clones do not hold the store, so a task that outlives the close
-//!   only finds its later jobs refused (their receivers see a closed
-//!   channel).
+//!   submitted before it, checkpoints (`Store::checkpoint`), reports held
+//!   jobs, and drops the thread's `Store`, which releases sled's lock once
+//!   no other handle is left. Clones do not hold the store, so a task that
+//!   outlives the close only finds its later jobs refused (their receivers
+//!   see a closed channel).
 //!
 //! - **Idle.** A thread with nothing to run, nothing held and nothing
 //!   left to write out for [`IDLE`] parks the store and the queue and
@@ -116,12 +116,13 @@ const TIMING: Timing = Timing {
 /// When a job's writes must be on disk before it reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flush {
-    /// Reports once run and schedules no write-out: the writes reach disk
-    /// with sled's own flusher (`Store::open`, every 10 s) or any earlier
-    /// flush or write-out. For rows that others hand back when a crash
-    /// loses them (a large group's gossip, caught up again from the
-    /// members): a write-out per message cost every member of a large
-    /// group an `fsync` per message.
+    /// Reports once run and schedules no write-out: the writes survive the
+    /// process dying at once (the journal's file holds them), and a power
+    /// cut once any later flush or write-out syncs the journal, or sled's
+    /// own flusher (`Store::open`, every 10 s) has them. For rows that
+    /// others hand back when a crash loses them (a large group's gossip,
+    /// caught up again from the members): a write-out per message cost
+    /// every member of a large group an `fsync` per message.
     Background,
     /// Reports once run; the writes reach disk with a later flush, at the
     /// latest [`LAZY`] after. For state that is learnt again if lost, and
@@ -198,7 +199,7 @@ impl Worker {
         let (tx, rx) = mpsc::channel::<Msg>();
         let (released_tx, released) = watch::channel(false);
         let parked = Parked {
-            store,
+            store: Box::new(store),
             rx,
             released: released_tx,
         };
@@ -227,7 +228,7 @@ impl Worker {
             Ok(store) => {
                 let _ = opened_tx.send(Ok(()));
                 let parked = Parked {
-                    store,
+                    store: Box::new(store),
                     rx,
                     released: released_tx,
                 };
@@ -429,8 +430,14 @@ fn serve<'a>(
         if run_group(store, first, rx, (&mut held, timing.soon)) {
             break;
         }
+        if store.checkpoint_due()
+            && let Err(e) = store.write_out()
+        {
+            tracing::warn!("cannot write the store out: {e}");
+        }
     }
-    let flushed = flush(store);
+    // Into sled's own files, so the next open has no journal to apply.
+    let flushed = store.checkpoint().map_err(|e| e.to_string());
     if let Err(e) = &flushed {
         tracing::warn!("final flush failed: {e}");
     }

@@ -2,6 +2,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use super::*;
+use crate::store::journal::tests::copy_dir;
 
 fn open(dir: &tempfile::TempDir) -> Store {
     Store::open(dir.path(), 1 << 20).unwrap()
@@ -175,9 +176,9 @@ async fn close_runs_everything_queued_flushes_and_releases_the_store() {
         replies.push(other.submit(move |s| s.set_locator_seq(i)));
     }
     // Only the thread holds the database now.
-    let syncs = store.syncs.clone();
+    let journal = store.journal.clone();
     drop(store);
-    let before = syncs.load(Ordering::SeqCst);
+    let before = journal.syncs();
     let closing = w.close();
     tokio::pin!(closing);
     assert!(
@@ -192,10 +193,7 @@ async fn close_runs_everything_queued_flushes_and_releases_the_store() {
         assert!(r.await.unwrap().is_ok(), "a job queued before the close");
     }
     assert!(late.await.is_err(), "a job queued after the close ran");
-    assert!(
-        syncs.load(Ordering::SeqCst) > before,
-        "closed without a flush"
-    );
+    assert!(journal.syncs() > before, "closed without a flush");
     // The store is released (it opens again) with the last write before
     // the close.
     assert_eq!(open(&dir).locator_seq().unwrap(), 100);
@@ -218,79 +216,51 @@ async fn a_job_that_panics_loses_its_own_answer_and_the_worker_serves_on() {
     w.close().await;
 }
 
-/// Copies the database files in `from` to `to`: what is on disk now, as a
-/// `kill -9` would leave it.
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
+/// Polls `done` for at most a minute.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
-/// What a plain job wrote reaches the file without any flush asked for
+/// What a plain job wrote is made power-safe without any flush asked for
 /// and without sled's flusher (off here): the worker writes it out
-/// ([`LAZY`]). A copy of the files taken then has it.
+/// ([`LAZY`]), an `fsync` of the journal that no flush count includes.
 #[tokio::test]
 async fn a_plain_write_is_written_out_without_a_flush_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let w = Worker::new(Store::open_with(dir.path(), 1 << 20, None).unwrap());
+    let probe = Store::open_with(dir.path(), 1 << 20, None).unwrap();
+    let w = Worker::new(probe.clone());
+    let flushes = probe.sync_count();
     w.run(|s| s.set_locator_seq(42)).await.unwrap();
-    let copies = tempfile::tempdir().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut n = 0;
-    loop {
-        n += 1;
-        let copy = copies.path().join(n.to_string());
-        copy_dir(dir.path(), &copy);
-        let seq = Store::open_with(&copy, 1 << 20, None)
-            .unwrap()
-            .locator_seq()
-            .unwrap();
-        if seq == 42 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the write never reached the file"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until("the write was never written out", || {
+        probe.journal.all_synced()
+    })
+    .await;
+    assert_eq!(probe.sync_count(), flushes, "a flush, not a write-out");
+    drop(probe);
     w.close().await;
 }
 
 /// Polls `w` until its thread has ended, for at most a minute.
 async fn until_parked(w: &Worker) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while w.running() {
-        assert!(Instant::now() < deadline, "the idle thread never ended");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("the idle thread never ended", || !w.running()).await;
 }
 
-/// An idle thread ends only once what it wrote is in the file (sled's
+/// An idle thread ends only once what it wrote is written out (sled's
 /// flusher is off here); the next job starts a thread that sees it, and a
 /// close while no thread runs still releases the store.
 #[tokio::test]
 async fn an_idle_worker_ends_its_thread_after_writing_out_and_the_next_job_starts_one() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), 1 << 20, None).unwrap();
-    let w = Worker::with_idle(store, Duration::from_millis(50), Duration::ZERO);
+    let probe = Store::open_with(dir.path(), 1 << 20, None).unwrap();
+    let w = Worker::with_idle(probe.clone(), Duration::from_millis(50), Duration::ZERO);
     w.run(|s| s.set_locator_seq(42)).await.unwrap();
     until_parked(&w).await;
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(dir.path(), copy.path());
-    let on_disk = Store::open_with(copy.path(), 1 << 20, None).unwrap();
-    assert_eq!(
-        on_disk.locator_seq().unwrap(),
-        42,
-        "parked before writing out"
-    );
+    assert!(probe.journal.all_synced(), "parked before writing out");
+    drop(probe);
     assert_eq!(w.run(|s| s.locator_seq()).await.unwrap(), 42);
     w.run(|s| s.set_locator_seq(43)).await.unwrap();
     until_parked(&w).await;
@@ -307,41 +277,80 @@ async fn background_seq(w: &Worker, seq: u64) {
 }
 
 /// The locator seq in a copy of `dir`'s files taken now, at `copy`.
-fn seq_on_disk(dir: &std::path::Path, copy: &std::path::Path) -> u64 {
-    copy_dir(dir, copy);
+fn seq_on_disk(dir: &std::path::Path, copy: &std::path::Path, journal: bool) -> u64 {
+    copy_dir(dir, copy, journal);
     let on_disk = Store::open_with(copy, 1 << 20, None).unwrap();
     on_disk.locator_seq().unwrap()
 }
 
 /// A [`Flush::Background`] job schedules no write-out: with sled's
-/// flusher off, its thread goes idle and ends with the write still only
-/// in memory (a plain job's would be in the file by then, above); the
-/// close's flush writes it. With sled's flusher on (every 100 ms), the
-/// write reaches the file.
+/// flusher off, its thread goes idle and ends with the write unsynced (a
+/// plain job's would be synced by then, above), though in the journal's
+/// file at once; the close's checkpoint puts it into sled's files. With
+/// sled's flusher on (every 100 ms), sled's files get it without one.
 #[tokio::test]
 async fn a_background_write_waits_for_sleds_flusher_not_a_write_out() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), 1 << 20, None).unwrap();
-    let w = Worker::with_idle(store, Duration::from_millis(50), Duration::ZERO);
+    let probe = Store::open_with(dir.path(), 1 << 20, None).unwrap();
+    let w = Worker::with_idle(probe.clone(), Duration::from_millis(50), Duration::ZERO);
     background_seq(&w, 42).await;
     until_parked(&w).await;
+    assert!(!probe.journal.all_synced(), "written out");
+    drop(probe);
     let copy = tempfile::tempdir().unwrap();
-    assert_eq!(seq_on_disk(dir.path(), copy.path()), 0, "written out");
+    assert_eq!(
+        seq_on_disk(dir.path(), copy.path(), true),
+        42,
+        "not in the journal"
+    );
     w.close().await;
-    assert_eq!(open(&dir).locator_seq().unwrap(), 42, "lost at the close");
+    let copy = tempfile::tempdir().unwrap();
+    assert_eq!(
+        seq_on_disk(dir.path(), copy.path(), false),
+        42,
+        "lost at the close"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let w = Worker::new(Store::open_with(dir.path(), 1 << 20, Some(100)).unwrap());
     background_seq(&w, 7).await;
     let copies = tempfile::tempdir().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for n in 0.. {
-        if seq_on_disk(dir.path(), &copies.path().join(n.to_string())) == 7 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "sled's flusher never wrote it");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut n = 0;
+    until("sled's flusher never wrote it", || {
+        n += 1;
+        seq_on_disk(dir.path(), &copies.path().join(n.to_string()), false) == 7
+    })
+    .await;
+    w.close().await;
+}
+
+/// Writes that ask for no flush never leave the journal past
+/// [`CHECKPOINT_AT`](super::super::CHECKPOINT_AT) for long: after the
+/// group of jobs that crossed it the worker writes out, a checkpoint,
+/// which empties the file (sled's flusher is off, and nothing else
+/// flushes here).
+#[tokio::test]
+async fn background_writes_past_the_checkpoint_size_checkpoint_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::new(Store::open_with(dir.path(), 1 << 20, None).unwrap());
+    let chunk = 1 << 20;
+    let limit = super::super::CHECKPOINT_AT;
+    for i in 0..limit / chunk + 2 {
+        let (tx, rx) = oneshot::channel();
+        let job = move |s: &Store| -> Result<(), StoreError> {
+            s.tree("bulk")?
+                .insert(i.to_be_bytes(), vec![0u8; chunk as usize])?;
+            Ok(())
+        };
+        w.then(Flush::Background, job, move |r| drop(tx.send(r)));
+        rx.await.unwrap().unwrap();
     }
+    let file = dir.path().join(super::super::journal::FILE);
+    until(
+        "the journal grew past the checkpoint size and stayed",
+        || std::fs::metadata(&file).unwrap().len() < limit,
+    )
+    .await;
     w.close().await;
 }
 

@@ -13,7 +13,9 @@ use crate::store::Store;
 /// What a thread owns while it serves, and what waits for the next one
 /// while none does.
 pub(super) struct Parked {
-    pub(super) store: Store,
+    /// Boxed: a `Store` is some 600 bytes of tree handles, and a parked
+    /// one sits in every [`Thread`] state.
+    pub(super) store: Box<Store>,
     pub(super) rx: mpsc::Receiver<Msg>,
     /// Told `true` once the store is released for good
     /// ([`Worker::close`](super::Worker::close)).
