@@ -206,7 +206,7 @@ impl Mailboxes {
             };
             let asked = match ask {
                 fetcher::Ask::Holders(asked) => asked,
-                fetcher::Ask::Lookup => {
+                fetcher::Ask::Lookup(_) => {
                     let l = net.lookup(r, &key_of_bytes(&key));
                     let found = l.found.iter().map(|&i| net.peers[i]);
                     holders(&key, found, &[net.peers[r]], R.max(FETCH_FROM))

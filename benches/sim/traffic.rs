@@ -191,7 +191,7 @@ impl Hour {
                 };
                 let (rpcs, asked) = match ask {
                     Ask::Holders(asked) => (0, asked),
-                    Ask::Lookup => {
+                    Ask::Lookup(_) => {
                         let l = net.lookup(self.me, &key_of_bytes(&key));
                         let found = l.found.iter().map(|&i| net.peers[i]);
                         let asked = holders(&key, found, &[self.me_id], R.max(FETCH_FROM));

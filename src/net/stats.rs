@@ -100,6 +100,18 @@ pub enum Kind {
     PushReceived,
     /// A closest-peers lookup for a fetch of our own mailbox.
     LookupFetch,
+    /// Of those: the first since start-up.
+    LookupFetchStart,
+    /// Of those: after a new peer that may hold our mail.
+    LookupFetchReach,
+    /// Of those: after a holder that answered before did not.
+    LookupFetchUnanswered,
+    /// Of those: after the routing table grew by a few peers.
+    LookupFetchGrown,
+    /// Of those: the last one found too few peers for a neighbourhood.
+    LookupFetchSmall,
+    /// Of those: the last one had grown old.
+    LookupFetchAged,
     /// A closest-peers lookup for a holder's hand-off pass.
     LookupHandoff,
     /// A closest-peers lookup for a deposit with an offline peer's holders.
@@ -107,7 +119,7 @@ pub enum Kind {
 }
 
 /// Every kind, in order, with the name the bench prints.
-pub const KINDS: [(Kind, &str); 43] = [
+pub const KINDS: [(Kind, &str); 49] = [
     (Kind::ConnOpened, "conn_opened"),
     (Kind::ConnClosed, "conn_closed"),
     (Kind::DialFailed, "dial_failed"),
@@ -149,6 +161,12 @@ pub const KINDS: [(Kind, &str); 43] = [
     (Kind::PushStream, "presence_push_stream"),
     (Kind::PushReceived, "presence_push_received"),
     (Kind::LookupFetch, "lookup_fetch"),
+    (Kind::LookupFetchStart, "lookup_fetch_start"),
+    (Kind::LookupFetchReach, "lookup_fetch_reach"),
+    (Kind::LookupFetchUnanswered, "lookup_fetch_unanswered"),
+    (Kind::LookupFetchGrown, "lookup_fetch_grown"),
+    (Kind::LookupFetchSmall, "lookup_fetch_small"),
+    (Kind::LookupFetchAged, "lookup_fetch_aged"),
     (Kind::LookupHandoff, "lookup_handoff"),
     (Kind::LookupDeposit, "lookup_deposit"),
 ];

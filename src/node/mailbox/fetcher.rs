@@ -1,7 +1,7 @@
 //! The fetcher machines: when this node fetches its own mailbox
 //! ([`Fetcher`]), the bounds and acks of one fetch from one holder
-//! ([`HolderFetch`]), and which fetched messages get a delivery receipt
-//! ([`Receipted`]). No I/O: the messaging service and its fetch tasks
+//! ([`HolderFetch`]); which fetched messages get a delivery receipt is
+//! [`Receipted`]'s (`receipted.rs`). No I/O: the messaging service and its fetch tasks
 //! (`node::messenger::fetch`) run the lookups, requests and store jobs.
 //!
 //! **When.** At start-up (a settle after the first peer is known), when a
@@ -17,18 +17,27 @@
 //! request to each of its (at most [`FETCH_FROM`]) peers costs a few dozen
 //! requests, most over connections opened for them: in a 1000-node network
 //! the polls alone opened several connections per node and minute. So a
-//! lookup runs only when the neighbourhood may have changed — at start-up,
-//! after a new peer within it ([`Reach`]), after [`GROWN`] new peers of
-//! any distance (the network is growing: newcomers near the key rarely
-//! enter our own table), after a holder did not answer, in a network too
-//! small to fill a neighbourhood, and at least every [`LOOKUP_AGE`] — and
-//! asks all its peers, which also clears copies left on peers since
-//! outranked. Any other poll asks only the closest few of the last
-//! neighbourhood (`poll_from`, twice the replicas), without a lookup:
-//! senders deposit with the R closest they find and holders hand their
-//! items on towards the R closest, so that is where new mail waits. A
-//! fetch that stopped early with new mail is followed by one to the same
-//! holders.
+//! lookup runs only when the neighbourhood may have changed ([`Why`]) —
+//! at start-up, after a new peer within it ([`Reach`]), after [`GROWN`]
+//! new peers of any distance (the network is growing: newcomers near the
+//! key rarely enter our own table), after a holder that answered before
+//! did not, in a network too small to fill a neighbourhood, and at least
+//! every [`LOOKUP_AGE`] — and asks all its peers, which also clears copies
+//! left on peers since outranked. Any other poll asks only the closest few
+//! of the last neighbourhood that answered (`poll_from`, twice the
+//! replicas), without a lookup: senders deposit with the R closest they
+//! find and holders hand their items on towards the R closest, so that is
+//! where new mail waits. A fetch that stopped early with new mail is
+//! followed by one to the same holders.
+//!
+//! **Silent holders.** A holder that does not answer may have left, so
+//! the next fetch looks up — once. It is remembered as silent until it
+//! answers again: polls pass it over, and it does not make another
+//! lookup, since a lookup only finds peers that answer it and the
+//! neighbourhood's own changes come as [`Input::NewPeer`]. Otherwise a
+//! single holder that keeps timing out (a peer gone for good that others
+//! still name, one overloaded) would turn every poll into a lookup and its
+//! few dozen connections.
 //!
 //! **Bounds.** A holder answers each `Fetch` with a page and a cursor for
 //! the next one, and nothing in the protocol makes it stop: one that hands
@@ -39,13 +48,14 @@
 //! takes at most [`FETCH_PAGES`] pages and [`FETCH_ITEMS`] items, and it
 //! ends at [`HOLDER_DEADLINE`] whatever the holder does.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
 use super::placement::Reach;
 use super::react::react_at;
+pub use super::receipted::{RECEIPTED, Receipted};
 use crate::wire::mailbox::{FETCH_FROM, PAGE_ITEMS};
 use crate::wire::message::{Ack, AckResult, MessageId, RejectReason};
 
@@ -99,9 +109,8 @@ impl Stop {
         matches!(self, Self::PageCap | Self::ItemCap)
     }
 
-    /// Whether the holder failed to answer in time: it may have left, so
-    /// the next fetch looks the neighbourhood up again
-    /// ([`Input::Done`]'s `failed`).
+    /// Whether the holder failed to answer in time: it may have left
+    /// ([`Input::Done`]'s `unanswered`).
     pub fn unanswered(self) -> bool {
         matches!(self, Self::Failed | Self::Deadline)
     }
@@ -266,12 +275,32 @@ pub const LOOKUP_AGE: Duration = Duration::from_secs(60 * 60);
 /// keep asking without a lookup.
 pub const GROWN: usize = 4;
 
+/// Why a fetch looks the neighbourhood up rather than asking the last
+/// one's closest: each is a sign that it may have changed (see the module
+/// documentation). The service counts them (`net::stats`), so a bench
+/// shows which rule its lookups and their connections come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// No lookup yet.
+    Start,
+    /// A new peer that may hold our mail ([`Reach`]).
+    Reach,
+    /// A holder that answered before did not.
+    Unanswered,
+    /// [`GROWN`] new peers in our routing table.
+    Grown,
+    /// The last lookup found fewer than [`FETCH_FROM`] peers.
+    Small,
+    /// The last lookup is [`LOOKUP_AGE`] old.
+    Aged,
+}
+
 /// Whom one fetch asks (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ask {
     /// Look the mailbox key's neighbourhood up and ask every peer of it,
     /// at most [`FETCH_FROM`].
-    Lookup,
+    Lookup(Why),
     /// Ask these holders, without a lookup.
     Holders(Vec<PeerId>),
 }
@@ -289,8 +318,9 @@ pub enum Input {
         asked: Vec<PeerId>,
         /// Fetch again at once.
         more: bool,
-        /// Some holder did not answer ([`Stop::unanswered`]).
-        failed: bool,
+        /// The holders of `asked` that did not answer
+        /// ([`Stop::unanswered`]).
+        unanswered: Vec<PeerId>,
     },
     /// Messages fetched from a mailbox (new or already in our history),
     /// per sender: their senders are owed a delivery receipt, and the poll
@@ -305,10 +335,16 @@ impl Input {
     /// each holder ended as `ends`: why it stopped, and
     /// [`HolderFetch::more`].
     pub fn done(asked: Vec<PeerId>, ends: &[(Stop, bool)]) -> Self {
+        let unanswered = asked
+            .iter()
+            .zip(ends)
+            .filter(|(_, (stop, _))| stop.unanswered())
+            .map(|(peer, _)| *peer)
+            .collect();
         Self::Done {
             asked,
             more: ends.iter().any(|(_, more)| *more),
-            failed: ends.iter().any(|(stop, _)| stop.unanswered()),
+            unanswered,
         }
     }
 }
@@ -352,9 +388,13 @@ pub struct Fetcher {
     /// when it ran.
     neighbourhood: Vec<PeerId>,
     looked: Option<Instant>,
-    /// The next fetch must look up: a peer that may hold mail came, or a
-    /// holder did not answer.
-    stale: bool,
+    /// Holders that did not answer when last asked, all of them in
+    /// `neighbourhood` (so at most [`FETCH_FROM`]): polls pass them over,
+    /// and they make no second lookup.
+    silent: HashSet<PeerId>,
+    /// The next fetch must look up, and why: a peer that may hold mail
+    /// came, or a holder stopped answering.
+    stale: Option<Why>,
     /// New peers in our routing table since the last lookup started.
     grown: usize,
     /// The running fetch looked up.
@@ -381,7 +421,8 @@ impl Fetcher {
             poll_from: (2 * replicas).clamp(1, FETCH_FROM),
             neighbourhood: Vec::new(),
             looked: None,
-            stale: true,
+            silent: HashSet::new(),
+            stale: Some(Why::Start),
             grown: 0,
             looking: false,
             follow: None,
@@ -407,7 +448,7 @@ impl Fetcher {
                 // time: react only to a peer that may hold mail ([`Reach`]).
                 self.grown = self.grown.saturating_add(1);
                 if self.reach.may_hold(&peer) {
-                    self.stale = true;
+                    self.stale.get_or_insert(Why::Reach);
                     self.due.get_or_insert(react_at(self.last, now));
                 }
                 Vec::new()
@@ -415,15 +456,17 @@ impl Fetcher {
             Input::Done {
                 asked,
                 more,
-                failed,
+                unanswered,
             } => {
                 self.fetching = false;
                 self.interval = next_interval(self.interval, self.poll, self.found || more);
                 if self.looking {
                     self.reach.fetched(&asked, FETCH_FROM);
                     self.neighbourhood.clone_from(&asked);
+                    let hood = &self.neighbourhood;
+                    self.silent.retain(|p| hood.contains(p));
                 }
-                self.stale |= failed;
+                self.heard(&asked, &unanswered);
                 if more {
                     // At once, even if a later fetch was already planned.
                     self.due = due_by(self.due, now);
@@ -452,6 +495,19 @@ impl Fetcher {
         self.interval
     }
 
+    /// A fetch asked `asked`, of which `unanswered` did not answer: those
+    /// that had answered before make the next fetch a lookup; all of them
+    /// are silent until they answer again (see the module documentation).
+    fn heard(&mut self, asked: &[PeerId], unanswered: &[PeerId]) {
+        for peer in asked {
+            if !unanswered.contains(peer) {
+                self.silent.remove(peer);
+            } else if self.neighbourhood.contains(peer) && self.silent.insert(*peer) {
+                self.stale.get_or_insert(Why::Unanswered);
+            }
+        }
+    }
+
     /// Mail came from a mailbox: the poll returns to its configured pace
     /// at once, whenever the fetch that found it reports its end.
     fn found_mail(&mut self, now: Instant) {
@@ -474,9 +530,9 @@ impl Fetcher {
         self.found = false;
         self.next_poll = now + self.interval;
         let ask = self.ask(now);
-        self.looking = ask == Ask::Lookup;
+        self.looking = matches!(ask, Ask::Lookup(_));
         if self.looking {
-            self.stale = false;
+            self.stale = None;
             self.grown = 0;
             self.looked = Some(now);
         }
@@ -490,57 +546,29 @@ impl Fetcher {
         let young = self
             .looked
             .is_some_and(|t| now.saturating_duration_since(t) < LOOKUP_AGE);
-        let small = self.neighbourhood.len() < FETCH_FROM;
-        if self.stale || !young || small || self.grown >= GROWN {
-            return Ask::Lookup;
+        let why = match self.stale {
+            Some(why) => Some(why),
+            None if !young => Some(Why::Aged),
+            None if self.neighbourhood.len() < FETCH_FROM => Some(Why::Small),
+            None if self.grown >= GROWN => Some(Why::Grown),
+            None => None,
+        };
+        if let Some(why) = why {
+            return Ask::Lookup(why);
         }
-        Ask::Holders(follow.unwrap_or_else(|| {
-            self.neighbourhood[..self.poll_from.min(self.neighbourhood.len())].to_vec()
-        }))
-    }
-}
-
-/// The ids we sent a delivery receipt for lately (at most `cap`, oldest
-/// forgotten first). A fetched message that is already in our history
-/// gets a receipt too — after a crash between storing it and sending the
-/// receipt, nothing else would ever tell its sender — but each of the R
-/// holders hands over the same message, and one receipt is enough.
-#[derive(Debug)]
-pub struct Receipted {
-    cap: usize,
-    order: VecDeque<MessageId>,
-    set: HashSet<MessageId>,
-}
-
-/// How many receipted ids are remembered: a few fetches' worth.
-pub const RECEIPTED: usize = 4 * FETCH_ITEMS;
-
-impl Receipted {
-    /// Remembers at most `cap` ids.
-    pub fn new(cap: usize) -> Self {
-        Self {
-            cap,
-            order: VecDeque::new(),
-            set: HashSet::new(),
+        let asked = follow.unwrap_or_else(|| {
+            self.neighbourhood
+                .iter()
+                .filter(|p| !self.silent.contains(*p))
+                .take(self.poll_from)
+                .copied()
+                .collect()
+        });
+        if asked.is_empty() {
+            // Every holder of the last neighbourhood is silent.
+            return Ask::Lookup(Why::Unanswered);
         }
-    }
-
-    /// Of `ids`, those not receipted lately, now remembered as receipted.
-    pub fn fresh(&mut self, ids: Vec<MessageId>) -> Vec<MessageId> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if self.cap == 0 || !self.set.insert(id) {
-                continue;
-            }
-            self.order.push_back(id);
-            if self.order.len() > self.cap
-                && let Some(old) = self.order.pop_front()
-            {
-                self.set.remove(&old);
-            }
-            out.push(id);
-        }
-        out
+        Ask::Holders(asked)
     }
 }
 

@@ -169,18 +169,6 @@ fn a_fetch_wanted_now_is_not_put_off_by_one_planned_later() {
     assert_eq!(due_by(Some(t0), later), Some(t0), "kept when sooner");
 }
 
-#[test]
-fn a_receipt_goes_once_per_id_while_it_is_remembered() {
-    let id = |n: u8| MessageId([n; 16]);
-    let mut r = Receipted::new(3);
-    assert_eq!(r.fresh(vec![id(1), id(2)]), vec![id(1), id(2)]);
-    assert_eq!(r.fresh(vec![id(2), id(3), id(3)]), vec![id(3)]);
-    // A fourth id pushes out the oldest, which may be receipted again.
-    assert_eq!(r.fresh(vec![id(4)]), vec![id(4)]);
-    assert_eq!(r.fresh(vec![id(2), id(1)]), vec![id(1)]);
-    assert!(r.set.len() <= 3 && r.order.len() <= 3);
-}
-
 fn ranked(key: &[u8], n: usize) -> Vec<PeerId> {
     crate::node::mailbox::holders(key, (0..n).map(|_| PeerId::random()), &[], n)
 }
@@ -199,7 +187,10 @@ fn the_first_peer_starts_a_fetch_after_the_settle_and_one_fetch_runs_at_a_time()
     assert_eq!(f.poll_timeout(), t0 + SETTLE);
     assert!(f.handle(Input::Tick, t0 + SETTLE / 2).is_empty());
     let t1 = t0 + SETTLE;
-    assert_eq!(f.handle(Input::Tick, t1), vec![Output::Fetch(Ask::Lookup)]);
+    assert_eq!(
+        f.handle(Input::Tick, t1),
+        vec![Output::Fetch(Ask::Lookup(Why::Start))]
+    );
     // A peer while it runs: due after REACT_EVERY, but no tick is
     // wanted for it until the fetch ends.
     f.handle(Input::NewPeer(PeerId::random()), t1);
@@ -211,11 +202,11 @@ fn the_first_peer_starts_a_fetch_after_the_settle_and_one_fetch_runs_at_a_time()
             Input::Done {
                 asked: Vec::new(),
                 more: false,
-                failed: false,
+                unanswered: Vec::new(),
             },
             due
         ),
-        vec![Output::Fetch(Ask::Lookup)],
+        vec![Output::Fetch(Ask::Lookup(Why::Reach))],
         "the due fetch starts when the last one ends"
     );
 }
@@ -227,7 +218,7 @@ fn the_poll_fetches_without_a_reason_and_more_fetches_at_once() {
     assert!(f.handle(Input::Tick, t0 + POLL / 2).is_empty());
     assert_eq!(
         f.handle(Input::Tick, t0 + POLL),
-        vec![Output::Fetch(Ask::Lookup)]
+        vec![Output::Fetch(Ask::Lookup(Why::Start))]
     );
     let t1 = t0 + POLL + Duration::from_secs(1);
     // A fetch stopped at a cap after new mail: again at once, even
@@ -238,11 +229,11 @@ fn the_poll_fetches_without_a_reason_and_more_fetches_at_once() {
             Input::Done {
                 asked: Vec::new(),
                 more: true,
-                failed: false,
+                unanswered: Vec::new(),
             },
             t1
         ),
-        vec![Output::Fetch(Ask::Lookup)]
+        vec![Output::Fetch(Ask::Lookup(Why::Reach))]
     );
     let t2 = t1 + Duration::from_secs(2);
     assert!(
@@ -250,7 +241,7 @@ fn the_poll_fetches_without_a_reason_and_more_fetches_at_once() {
             Input::Done {
                 asked: Vec::new(),
                 more: false,
-                failed: false,
+                unanswered: Vec::new(),
             },
             t2
         )
@@ -272,7 +263,7 @@ fn after_a_full_fetch_only_a_peer_within_it_starts_another() {
     f.handle(Input::NewPeer(peers[0]), t0);
     assert_eq!(
         f.handle(Input::Tick, t0 + SETTLE),
-        vec![Output::Fetch(Ask::Lookup)]
+        vec![Output::Fetch(Ask::Lookup(Why::Start))]
     );
     let t1 = t0 + Duration::from_secs(60);
     let asked = peers[..FETCH_FROM].to_vec();
@@ -281,7 +272,7 @@ fn after_a_full_fetch_only_a_peer_within_it_starts_another() {
             Input::Done {
                 asked,
                 more: false,
-                failed: false,
+                unanswered: Vec::new(),
             },
             t1
         )
@@ -369,11 +360,15 @@ fn the_poll_interval_doubles_while_nothing_is_found_and_resets_on_mail() {
 /// Runs the poll once at its time with nothing found; returns when it ran.
 fn empty_poll(f: &mut Fetcher) -> Instant {
     let at = f.poll_timeout();
-    assert_eq!(f.handle(Input::Tick, at), vec![Output::Fetch(Ask::Lookup)]);
+    let fetch = f.handle(Input::Tick, at);
+    assert!(
+        matches!(fetch[..], [Output::Fetch(Ask::Lookup(_))]),
+        "{fetch:?}"
+    );
     let done = Input::Done {
         asked: Vec::new(),
         more: false,
-        failed: false,
+        unanswered: Vec::new(),
     };
     assert!(f.handle(done, at).is_empty());
     at
@@ -394,14 +389,17 @@ fn an_idle_poll_backs_off_and_mail_found_brings_it_back() {
     // A fetch that finds mail: the next poll is back at the configured
     // pace, counted from when the mail came.
     let t1 = f.poll_timeout();
-    assert_eq!(f.handle(Input::Tick, t1), vec![Output::Fetch(Ask::Lookup)]);
+    assert_eq!(
+        f.handle(Input::Tick, t1),
+        vec![Output::Fetch(Ask::Lookup(Why::Small))]
+    );
     let from = PeerId::random();
     let mail = HashMap::from([(from, vec![MessageId::random()])]);
     assert_eq!(f.handle(Input::Delivered(mail), t1).len(), 1);
     let done = Input::Done {
         asked: Vec::new(),
         more: false,
-        failed: false,
+        unanswered: Vec::new(),
     };
     assert!(f.handle(done, t1).is_empty());
     assert_eq!(f.interval(), POLL);
@@ -418,13 +416,24 @@ fn an_idle_poll_backs_off_and_mail_found_brings_it_back() {
 
 /// Ends the running fetch at `at`, which asked `asked`; returns what the
 /// machine asks for next, if anything.
-fn done(f: &mut Fetcher, asked: &[PeerId], more: bool, failed: bool, at: Instant) -> Vec<Output> {
-    let asked = asked.to_vec();
+fn done(f: &mut Fetcher, asked: &[PeerId], more: bool, at: Instant) -> Vec<Output> {
+    ended(f, asked, more, &[], at)
+}
+
+/// [`done`], with `unanswered` of `asked` silent.
+fn ended(
+    f: &mut Fetcher,
+    asked: &[PeerId],
+    more: bool,
+    unanswered: &[PeerId],
+    at: Instant,
+) -> Vec<Output> {
+    let (asked, unanswered) = (asked.to_vec(), unanswered.to_vec());
     f.handle(
         Input::Done {
             asked,
             more,
-            failed,
+            unanswered,
         },
         at,
     )
@@ -443,8 +452,8 @@ fn next_poll(f: &mut Fetcher) -> (Ask, Instant) {
 /// `peers[..FETCH_FROM]` of `key`; returns when it ended.
 fn looked_up(f: &mut Fetcher, peers: &[PeerId]) -> Instant {
     let (ask, at) = next_poll(f);
-    assert_eq!(ask, Ask::Lookup, "the first fetch looks up");
-    assert!(done(f, &peers[..FETCH_FROM], false, false, at).is_empty());
+    assert_eq!(ask, Ask::Lookup(Why::Start), "the first fetch looks up");
+    assert!(done(f, &peers[..FETCH_FROM], false, at).is_empty());
     at
 }
 
@@ -460,7 +469,7 @@ fn polls_between_lookups_ask_the_closest_few_and_the_lookup_comes_back_with_age(
     while f.poll_timeout() < looked + 3 * LOOKUP_AGE {
         let (ask, at) = next_poll(&mut f);
         let asked = match ask {
-            Ask::Lookup => {
+            Ask::Lookup(_) => {
                 lookups.push(at);
                 peers[..FETCH_FROM].to_vec()
             }
@@ -470,7 +479,7 @@ fn polls_between_lookups_ask_the_closest_few_and_the_lookup_comes_back_with_age(
                 asked
             }
         };
-        assert!(done(&mut f, &asked, false, false, at).is_empty());
+        assert!(done(&mut f, &asked, false, at).is_empty());
     }
     // Polls 5, 10, 20, 20 … min apart: a lookup at least every hour, and
     // never more often than the age asks.
@@ -498,26 +507,30 @@ fn a_new_peer_within_reach_a_growing_table_or_a_silent_holder_brings_the_lookup_
     }
     let (ask, at) = next_poll(&mut f);
     assert_eq!(ask, Ask::Holders(peers[..POLL_FROM].to_vec()));
-    assert!(done(&mut f, &peers[..POLL_FROM], false, false, at).is_empty());
+    assert!(done(&mut f, &peers[..POLL_FROM], false, at).is_empty());
     // One more: the network is growing, the next poll looks up.
     f.handle(Input::NewPeer(peers[30]), at);
     let (ask, at) = next_poll(&mut f);
-    assert_eq!(ask, Ask::Lookup, "after {GROWN} new peers");
-    assert!(done(&mut f, &peers[..FETCH_FROM], false, false, at).is_empty());
+    assert_eq!(ask, Ask::Lookup(Why::Grown), "after {GROWN} new peers");
+    assert!(done(&mut f, &peers[..FETCH_FROM], false, at).is_empty());
     let (ask, at) = next_poll(&mut f);
     assert!(matches!(ask, Ask::Holders(_)), "the count starts again");
     // A holder that does not answer: the next fetch looks up.
-    assert!(done(&mut f, &peers[..POLL_FROM], false, true, at).is_empty());
+    assert!(ended(&mut f, &peers[..POLL_FROM], false, &peers[1..2], at).is_empty());
     let (ask, at) = next_poll(&mut f);
-    assert_eq!(ask, Ask::Lookup, "after a silent holder");
-    assert!(done(&mut f, &peers[..FETCH_FROM], false, false, at).is_empty());
+    assert_eq!(ask, Ask::Lookup(Why::Unanswered), "after a silent holder");
+    assert!(done(&mut f, &peers[..FETCH_FROM], false, at).is_empty());
     let (ask, at) = next_poll(&mut f);
     assert!(matches!(ask, Ask::Holders(_)), "looked up: polls ask again");
-    assert!(done(&mut f, &peers[..POLL_FROM], false, false, at).is_empty());
+    assert!(done(&mut f, &peers[..POLL_FROM], false, at).is_empty());
     // A new peer within it: a fetch soon, and it looks up.
     f.handle(Input::NewPeer(peers[2]), at);
     let (ask, _) = next_poll(&mut f);
-    assert_eq!(ask, Ask::Lookup, "after a new peer within reach");
+    assert_eq!(
+        ask,
+        Ask::Lookup(Why::Reach),
+        "after a new peer within reach"
+    );
 }
 
 #[test]
@@ -527,19 +540,19 @@ fn a_fetch_that_had_more_asks_the_same_holders_again_without_a_lookup() {
     let peers = ranked(&key, 40);
     let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
     let (ask, at) = next_poll(&mut f);
-    assert_eq!(ask, Ask::Lookup);
+    assert_eq!(ask, Ask::Lookup(Why::Start));
     // The lookup's whole neighbourhood: all of it again, at once.
     let whole = peers[..FETCH_FROM].to_vec();
-    let again = done(&mut f, &whole, true, false, at);
+    let again = done(&mut f, &whole, true, at);
     assert_eq!(again, vec![Output::Fetch(Ask::Holders(whole.clone()))]);
-    assert!(done(&mut f, &whole, false, false, at).is_empty());
+    assert!(done(&mut f, &whole, false, at).is_empty());
     // A poll's few: the same few.
     let (ask, at) = next_poll(&mut f);
     let few = peers[..POLL_FROM].to_vec();
     assert_eq!(ask, Ask::Holders(few.clone()));
-    let again = done(&mut f, &few, true, false, at);
+    let again = done(&mut f, &few, true, at);
     assert_eq!(again, vec![Output::Fetch(Ask::Holders(few.clone()))]);
-    assert!(done(&mut f, &few, false, false, at).is_empty());
+    assert!(done(&mut f, &few, false, at).is_empty());
     assert_eq!(next_poll(&mut f).0, Ask::Holders(few));
 }
 
@@ -549,18 +562,113 @@ fn a_network_too_small_for_a_neighbourhood_looks_up_every_time() {
     let key = b"mailbox key".to_vec();
     let peers = ranked(&key, FETCH_FROM - 1);
     let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
-    for more in [false, true, false] {
+    for (i, more) in [false, true, false].into_iter().enumerate() {
         let (ask, at) = next_poll(&mut f);
-        assert_eq!(ask, Ask::Lookup);
-        let next = done(&mut f, &peers, more, false, at);
+        let why = if i == 0 { Why::Start } else { Why::Small };
+        assert_eq!(ask, Ask::Lookup(why));
+        let next = done(&mut f, &peers, more, at);
         let want = if more {
-            vec![Output::Fetch(Ask::Lookup)]
+            vec![Output::Fetch(Ask::Lookup(Why::Small))]
         } else {
             Vec::new()
         };
         assert_eq!(next, want);
         if more {
-            assert!(done(&mut f, &peers, false, false, at).is_empty());
+            assert!(done(&mut f, &peers, false, at).is_empty());
         }
     }
+}
+
+#[test]
+fn a_holder_that_stays_silent_costs_one_lookup_and_polls_pass_it_over() {
+    let t0 = Instant::now();
+    let key = b"mailbox key".to_vec();
+    let peers = ranked(&key, 40);
+    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
+    looked_up(&mut f, &peers);
+    let gone = peers[1];
+    // The poll asks the closest few; one of them does not answer.
+    let (ask, at2) = next_poll(&mut f);
+    assert_eq!(ask, Ask::Holders(peers[..POLL_FROM].to_vec()));
+    assert!(ended(&mut f, &peers[..POLL_FROM], false, &[gone], at2).is_empty());
+    // One lookup, which others still answer with the silent holder in
+    // it (it answered their lookup, or they still name it).
+    let (ask, at3) = next_poll(&mut f);
+    assert_eq!(ask, Ask::Lookup(Why::Unanswered));
+    let hood = &peers[..FETCH_FROM];
+    assert!(ended(&mut f, hood, false, &[gone], at3).is_empty());
+    // From then on the polls ask the closest few that answer, without a
+    // lookup, however long it stays silent.
+    let without: Vec<PeerId> = hood
+        .iter()
+        .filter(|p| **p != gone)
+        .take(POLL_FROM)
+        .copied()
+        .collect();
+    let mut polls = 0;
+    while f.poll_timeout() < at3 + LOOKUP_AGE {
+        let (ask, at) = next_poll(&mut f);
+        assert_eq!(ask, Ask::Holders(without.clone()), "passed over, no lookup");
+        assert!(done(&mut f, &without, false, at).is_empty());
+        polls += 1;
+    }
+    assert!(polls >= 2, "{polls} polls");
+    // It answers a lookup's fetch again: the polls ask it again, and its
+    // next silence is news, so the fetch after it looks up.
+    let (ask, at4) = next_poll(&mut f);
+    assert_eq!(ask, Ask::Lookup(Why::Aged));
+    assert!(done(&mut f, hood, false, at4).is_empty());
+    let (ask, at5) = next_poll(&mut f);
+    assert_eq!(ask, Ask::Holders(peers[..POLL_FROM].to_vec()));
+    assert!(ended(&mut f, &peers[..POLL_FROM], false, &[gone], at5).is_empty());
+    assert_eq!(next_poll(&mut f).0, Ask::Lookup(Why::Unanswered));
+}
+
+#[test]
+fn silent_holders_outside_the_new_neighbourhood_are_forgotten_and_all_silent_looks_up() {
+    let t0 = Instant::now();
+    let key = b"mailbox key".to_vec();
+    let peers = ranked(&key, 40);
+    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
+    looked_up(&mut f, &peers);
+    // Every holder the poll asks is silent, and so is the rest of the
+    // neighbourhood when the lookup asks it: the poll after has no one
+    // left to ask, so it looks up again.
+    let (_, at) = next_poll(&mut f);
+    let few = &peers[..POLL_FROM];
+    assert!(ended(&mut f, few, false, few, at).is_empty());
+    let (ask, at) = next_poll(&mut f);
+    assert_eq!(ask, Ask::Lookup(Why::Unanswered));
+    let hood = &peers[..FETCH_FROM];
+    assert!(ended(&mut f, hood, false, hood, at).is_empty());
+    let (ask, at) = next_poll(&mut f);
+    assert_eq!(ask, Ask::Lookup(Why::Unanswered), "no one left to poll");
+    // That lookup finds a neighbourhood without them: all forgotten, so
+    // if they come back within a later neighbourhood they are asked.
+    let moved = &peers[FETCH_FROM..2 * FETCH_FROM];
+    assert!(done(&mut f, moved, false, at).is_empty());
+    assert!(f.silent.is_empty(), "{:?}", f.silent);
+    assert_eq!(
+        next_poll(&mut f).0,
+        Ask::Holders(moved[..POLL_FROM].to_vec())
+    );
+}
+
+#[test]
+fn a_fetchs_end_names_the_holders_that_did_not_answer() {
+    let asked: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+    let ends = [
+        (Stop::Drained, false),
+        (Stop::Failed, false),
+        (Stop::ItemCap, true),
+        (Stop::Deadline, false),
+    ];
+    let Input::Done {
+        more, unanswered, ..
+    } = Input::done(asked.clone(), &ends)
+    else {
+        panic!("not Done");
+    };
+    assert!(more);
+    assert_eq!(unanswered, vec![asked[1], asked[3]]);
 }

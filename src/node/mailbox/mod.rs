@@ -11,8 +11,8 @@
 //! - [`holder`]: the holder machine — admission, quotas, expiry, hand-off,
 //!   release — behind `/roost/mailbox/1`;
 //! - [`fetcher`]: the fetcher machines — when to fetch our own mailbox,
-//!   the bounds and acks of a fetch from one holder, and which fetched
-//!   messages get a delivery receipt.
+//!   whom to ask, the bounds and acks of a fetch from one holder;
+//! - [`receipted`]: which fetched messages still owe a delivery receipt.
 //!
 //! Each machine takes inputs with the time (`handle(input, now)`) and
 //! returns what to do; its unit tests drive it through simulated time.
@@ -22,6 +22,7 @@ pub mod holder;
 pub mod ledger;
 pub mod placement;
 pub mod react;
+pub mod receipted;
 
 pub use crate::config::{PAIR_ITEMS, Quotas};
 pub use ledger::Ledger;

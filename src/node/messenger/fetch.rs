@@ -21,7 +21,7 @@ use super::accept::Path;
 use super::inbound::{Inbound, Opened, open_envelope, store_incoming};
 use super::{Internal, Service};
 use crate::net::NetClient;
-use crate::node::mailbox::fetcher::{Ask, HolderFetch, Input, Output, Step, Stop};
+use crate::node::mailbox::fetcher::{Ask, HolderFetch, Input, Output, Step, Stop, Why};
 pub use crate::node::mailbox::fetcher::{FETCH_ITEMS, FETCH_PAGES, HOLDER_DEADLINE};
 use crate::node::mailbox::holders;
 use crate::wire::mailbox::{FETCH_FROM, MailboxRequest, MailboxResponse, mailbox_key};
@@ -65,9 +65,9 @@ pub(super) async fn fetch_own(
     let me = inbound.sealer.me();
     let asked = match ask {
         Ask::Holders(asked) => asked,
-        Ask::Lookup => {
+        Ask::Lookup(why) => {
             let key = mailbox_key(&me);
-            crate::net::stats::count(crate::net::stats::Kind::LookupFetch);
+            count_lookup(why);
             let found = net.closest_peers(key.clone()).await.unwrap_or_default();
             // Every peer of the neighbourhood, not just the R closest: a
             // copy left on a peer since outranked is found and cleared too.
@@ -79,6 +79,20 @@ pub(super) async fn fetch_own(
     let done = Input::done(asked, &ends);
     debug!(?done, "fetched our mailbox");
     let _ = int_tx.send(Internal::FetchDone(done)).await;
+}
+
+/// Counts a lookup for a fetch, and why it runs (`net::stats`).
+fn count_lookup(why: Why) {
+    use crate::net::stats::{Kind, count};
+    count(Kind::LookupFetch);
+    count(match why {
+        Why::Start => Kind::LookupFetchStart,
+        Why::Reach => Kind::LookupFetchReach,
+        Why::Unanswered => Kind::LookupFetchUnanswered,
+        Why::Grown => Kind::LookupFetchGrown,
+        Why::Small => Kind::LookupFetchSmall,
+        Why::Aged => Kind::LookupFetchAged,
+    });
 }
 
 /// Fetches from one holder until its [`HolderFetch`] says stop; returns
