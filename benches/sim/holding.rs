@@ -266,7 +266,7 @@ impl Mailboxes {
                 })
                 .collect();
             let Some(ids) = run.filed(acks, &vec![true; items.len()]) else {
-                break Stop::Failed;
+                break Stop::Unfiled;
             };
             let ack = MailboxRequest::Ack {
                 recipient: me.clone(),

@@ -112,6 +112,14 @@ pub enum Kind {
     LookupFetchSmall,
     /// Of those: the last one had grown old.
     LookupFetchAged,
+    /// A fetch from one mailbox holder that got no page: an error, a
+    /// request timeout, a refusal.
+    FetchFailed,
+    /// A fetch from one mailbox holder that ran out of time.
+    FetchDeadline,
+    /// A fetch from one mailbox holder that ended because we could not
+    /// open or store its page.
+    FetchUnfiled,
     /// A closest-peers lookup for a holder's hand-off pass.
     LookupHandoff,
     /// A closest-peers lookup for a deposit with an offline peer's holders.
@@ -119,7 +127,7 @@ pub enum Kind {
 }
 
 /// Every kind, in order, with the name the bench prints.
-pub const KINDS: [(Kind, &str); 49] = [
+pub const KINDS: [(Kind, &str); 52] = [
     (Kind::ConnOpened, "conn_opened"),
     (Kind::ConnClosed, "conn_closed"),
     (Kind::DialFailed, "dial_failed"),
@@ -167,6 +175,9 @@ pub const KINDS: [(Kind, &str); 49] = [
     (Kind::LookupFetchGrown, "lookup_fetch_grown"),
     (Kind::LookupFetchSmall, "lookup_fetch_small"),
     (Kind::LookupFetchAged, "lookup_fetch_aged"),
+    (Kind::FetchFailed, "fetch_holder_failed"),
+    (Kind::FetchDeadline, "fetch_holder_deadline"),
+    (Kind::FetchUnfiled, "fetch_unfiled"),
     (Kind::LookupHandoff, "lookup_handoff"),
     (Kind::LookupDeposit, "lookup_deposit"),
 ];

@@ -99,6 +99,9 @@ pub enum Stop {
     Deadline,
     /// The holder did not answer with a page.
     Failed,
+    /// We could not open or store a page it gave: our side failed, not
+    /// the holder, which keeps the items for the next fetch.
+    Unfiled,
 }
 
 impl Stop {
@@ -208,7 +211,7 @@ impl HolderFetch {
     /// replay, never count as new). Returns the ids to acknowledge to the
     /// holder — everything stored, duplicate or refused for good; what we
     /// could not store stays with it — or `None` when nothing was stored
-    /// and the fetch from this holder is over ([`Stop::Failed`]).
+    /// and the fetch from this holder is over ([`Stop::Unfiled`]).
     pub fn filed(&mut self, acks: Vec<Ack>, content: &[bool]) -> Option<Vec<MessageId>> {
         if acks.len() != content.len() {
             return None;

@@ -656,12 +656,14 @@ fn silent_holders_outside_the_new_neighbourhood_are_forgotten_and_all_silent_loo
 
 #[test]
 fn a_fetchs_end_names_the_holders_that_did_not_answer() {
-    let asked: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+    let asked: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+    // A page we could not store is our failure, not the holder's.
     let ends = [
         (Stop::Drained, false),
         (Stop::Failed, false),
         (Stop::ItemCap, true),
         (Stop::Deadline, false),
+        (Stop::Unfiled, false),
     ];
     let Input::Done {
         more, unanswered, ..

@@ -76,6 +76,7 @@ pub(super) async fn fetch_own(
     };
     debug!(asked = asked.len(), "fetching our mailbox");
     let ends = join_all(asked.iter().map(|h| fetch_from(*h, &inbound, &net))).await;
+    count_ends(&ends);
     let done = Input::done(asked, &ends);
     debug!(?done, "fetched our mailbox");
     let _ = int_tx.send(Internal::FetchDone(done)).await;
@@ -93,6 +94,20 @@ fn count_lookup(why: Why) {
         Why::Small => Kind::LookupFetchSmall,
         Why::Aged => Kind::LookupFetchAged,
     });
+}
+
+/// Counts the fetches from one holder that ended short of the holder's
+/// end for want of an answer, or on our side (`net::stats`).
+fn count_ends(ends: &[(Stop, bool)]) {
+    use crate::net::stats::{Kind, count};
+    for (stop, _) in ends {
+        match stop {
+            Stop::Failed => count(Kind::FetchFailed),
+            Stop::Deadline => count(Kind::FetchDeadline),
+            Stop::Unfiled => count(Kind::FetchUnfiled),
+            _ => {}
+        }
+    }
 }
 
 /// Fetches from one holder until its [`HolderFetch`] says stop; returns
@@ -126,7 +141,7 @@ async fn fetch_from(holder: PeerId, inbound: &Arc<Inbound>, net: &NetClient) -> 
             continue;
         }
         let Some((opened, content)) = open_page(inbound, items).await else {
-            break Stop::Failed;
+            break Stop::Unfiled;
         };
         let (tx, rx) = oneshot::channel();
         store_incoming(inbound, opened, Path::Mailbox, tx);
@@ -140,7 +155,7 @@ async fn fetch_from(holder: PeerId, inbound: &Arc<Inbound>, net: &NetClient) -> 
         };
         // Not stored: the holder keeps it all for the next fetch.
         let Some(ids) = run.filed(acks, &content) else {
-            break Stop::Failed;
+            break Stop::Unfiled;
         };
         let ack = MailboxRequest::Ack {
             recipient: me.clone(),
