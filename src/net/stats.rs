@@ -104,7 +104,7 @@ pub enum Kind {
     LookupFetchStart,
     /// Of those: after a new peer that may hold our mail.
     LookupFetchReach,
-    /// Of those: after a holder that answered before did not.
+    /// Of those: after a holder not already silent did not answer.
     LookupFetchUnanswered,
     /// Of those: after the routing table grew by a few peers.
     LookupFetchGrown,

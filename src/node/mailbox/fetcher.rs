@@ -20,8 +20,8 @@
 //! lookup runs only when the neighbourhood may have changed ([`Why`]) —
 //! at start-up, after a new peer within it ([`Reach`]), after [`GROWN`]
 //! new peers of any distance (the network is growing: newcomers near the
-//! key rarely enter our own table), after a holder that answered before
-//! did not, in a network too small to fill a neighbourhood, and at least
+//! key rarely enter our own table), after a holder did not answer (once
+//! per holder until it answers again), in a network too small to fill a neighbourhood, and at least
 //! every [`LOOKUP_AGE`] — and asks all its peers, which also clears copies
 //! left on peers since outranked. Any other poll asks only the closest few
 //! of the last neighbourhood that answered (`poll_from`, twice the
@@ -288,7 +288,7 @@ pub enum Why {
     Start,
     /// A new peer that may hold our mail ([`Reach`]).
     Reach,
-    /// A holder that answered before did not.
+    /// A holder not already silent did not answer.
     Unanswered,
     /// [`GROWN`] new peers in our routing table.
     Grown,
@@ -499,8 +499,8 @@ impl Fetcher {
     }
 
     /// A fetch asked `asked`, of which `unanswered` did not answer: those
-    /// that had answered before make the next fetch a lookup; all of them
-    /// are silent until they answer again (see the module documentation).
+    /// not already silent make the next fetch a lookup; all of them are
+    /// silent until they answer again (see the module documentation).
     fn heard(&mut self, asked: &[PeerId], unanswered: &[PeerId]) {
         for peer in asked {
             if !unanswered.contains(peer) {
