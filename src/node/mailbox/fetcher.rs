@@ -578,3 +578,7 @@ impl Fetcher {
 #[cfg(test)]
 #[path = "fetcher_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "fetcher_ask_tests.rs"]
+mod ask_tests;
