@@ -22,6 +22,7 @@ mod tree;
 mod worker;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -141,9 +142,7 @@ impl Store {
         };
         let (journal, written) = Journal::open(dir)?;
         apply_journal(&db, &written)?;
-        let tree = |name: &str| -> Result<Tree, StoreError> {
-            Ok(Tree::new(db.open_tree(name)?, journal.clone()))
-        };
+        let tree = |name: &str| Tree::open(&db, name, &journal);
         let meta = tree(META)?;
         match meta.get(SCHEMA_KEY)? {
             None => {
@@ -187,7 +186,7 @@ impl Store {
 
     /// A tree of the store by name, its writes journaled.
     fn tree(&self, name: &str) -> Result<Tree, StoreError> {
-        Ok(Tree::new(self.db.open_tree(name)?, self.journal.clone()))
+        Tree::open(&self.db, name, &self.journal)
     }
 
     /// Makes everything written so far survive a power cut: one
@@ -272,9 +271,9 @@ fn apply_journal(db: &sled::Db, bytes: &[u8]) -> Result<(), StoreError> {
     }
     let mut trees: HashMap<&[u8], sled::Tree> = HashMap::new();
     for r in &records {
-        let t = match trees.get(r.tree) {
-            Some(t) => t,
-            None => trees.entry(r.tree).or_insert(db.open_tree(r.tree)?),
+        let t = match trees.entry(r.tree) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(db.open_tree(r.tree)?),
         };
         match r.value {
             Some(v) => t.insert(r.key, v)?,

@@ -23,12 +23,18 @@ pub(super) struct Tree {
 }
 
 impl Tree {
-    pub(super) fn new(tree: sled::Tree, journal: Arc<Journal>) -> Self {
-        Self {
+    /// The tree `name` of `db`, its writes recorded in `journal`.
+    pub(super) fn open(
+        db: &sled::Db,
+        name: &str,
+        journal: &Arc<Journal>,
+    ) -> Result<Self, super::StoreError> {
+        let tree = db.open_tree(name)?;
+        Ok(Self {
             name: tree.name(),
             tree,
-            journal,
-        }
+            journal: journal.clone(),
+        })
     }
 
     /// sled's `insert`, recorded first.
