@@ -195,6 +195,19 @@ impl Worker {
         !matches!(*lock(&self.thread), Thread::Parked { .. })
     }
 
+    /// Whether no thread serves the queue and none is starting to: every
+    /// job sent before has run on a thread that has since ended. For tests.
+    #[cfg(test)]
+    fn at_rest(&self) -> bool {
+        matches!(
+            *lock(&self.thread),
+            Thread::Parked {
+                starting: false,
+                ..
+            }
+        )
+    }
+
     fn parked(store: Store, timing: Timing) -> Self {
         let (tx, rx) = mpsc::channel::<Msg>();
         let (released_tx, released) = watch::channel(false);

@@ -356,7 +356,9 @@ async fn background_writes_past_the_checkpoint_size_checkpoint_the_journal() {
 
 /// With threads ending whenever the queue is empty (each pausing on its
 /// way out, so that jobs arrive just then), jobs sent from many tasks are
-/// all run, each task's in its order, by many threads in turn.
+/// all run, each task's in its order, by many threads in turn: more than
+/// thirty, as each task waits thirty times for the thread to end, so its
+/// thirty-one runs of jobs between those waits each had threads of their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_sent_while_threads_end_and_start_are_all_answered_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -382,8 +384,12 @@ async fn jobs_sent_while_threads_end_and_start_are_all_answered_in_order() {
                         r.await.unwrap().unwrap();
                     }
                 }
+                // Every tenth job, wait until the threads that ran this
+                // task's jobs have ended and none is starting, so that each
+                // task sees threads end and start thirty times while the
+                // others keep sending.
                 if i % 10 == 0 {
-                    tokio::time::sleep(Duration::from_millis(3)).await;
+                    until("the store thread never came to rest", || w.at_rest()).await;
                 }
             }
             for r in replies {
@@ -411,7 +417,7 @@ async fn jobs_sent_while_threads_end_and_start_are_all_answered_in_order() {
     }
     let threads: std::collections::HashSet<_> = seen.iter().map(|s| s.2).collect();
     assert!(
-        threads.len() > 5,
+        threads.len() > 30,
         "only {} threads ran the jobs",
         threads.len()
     );
