@@ -11,7 +11,9 @@
 //! a fetch that stopped before a holder's end having brought new mail. One
 //! fetch at a time. The poll backs off while fetches find nothing (up to
 //! [`MAX_BACKOFF`] × the configured poll) and returns to its pace as soon
-//! as mail is found ([`next_interval`]).
+//! as mail is found ([`next_interval`]). A lookup called for by a grown
+//! table or a silent holder (below) comes at the configured pace, a poll
+//! after the last fetch, not at the backed-off one.
 //!
 //! **Whom** ([`Ask`]). A lookup of the mailbox key's neighbourhood and a
 //! request to each of its (at most [`FETCH_FROM`]) peers costs a few dozen
@@ -453,6 +455,8 @@ impl Fetcher {
                 if self.reach.may_hold(&peer) {
                     self.stale.get_or_insert(Why::Reach);
                     self.due.get_or_insert(react_at(self.last, now));
+                } else if self.grown == GROWN {
+                    self.due = due_by(self.due, self.paced(now));
                 }
                 Vec::new()
             }
@@ -469,7 +473,7 @@ impl Fetcher {
                     let hood = &self.neighbourhood;
                     self.silent.retain(|p| hood.contains(p));
                 }
-                self.heard(&asked, &unanswered);
+                self.heard(&asked, &unanswered, now);
                 if more {
                     // At once, even if a later fetch was already planned.
                     self.due = due_by(self.due, now);
@@ -499,16 +503,27 @@ impl Fetcher {
     }
 
     /// A fetch asked `asked`, of which `unanswered` did not answer: those
-    /// not already silent make the next fetch a lookup; all of them are
-    /// silent until they answer again (see the module documentation).
-    fn heard(&mut self, asked: &[PeerId], unanswered: &[PeerId]) {
+    /// not already silent make the next fetch a lookup, at the configured
+    /// poll's pace ([`Fetcher::paced`]); all of them are silent until they
+    /// answer again (see the module documentation).
+    fn heard(&mut self, asked: &[PeerId], unanswered: &[PeerId], now: Instant) {
         for peer in asked {
             if !unanswered.contains(peer) {
                 self.silent.remove(peer);
             } else if self.neighbourhood.contains(peer) && self.silent.insert(*peer) {
                 self.stale.get_or_insert(Why::Unanswered);
+                self.due = due_by(self.due, self.paced(now));
             }
         }
+    }
+
+    /// When a lookup for a grown table or a silent holder falls due: a
+    /// configured poll after the last fetch started, not at the next poll,
+    /// up to [`MAX_BACKOFF`] polls away. Such signs come mostly while a
+    /// network forms; at the backed-off pace, a start-up's lookups and
+    /// their dozens of connections fell into the settled network's traffic.
+    fn paced(&self, now: Instant) -> Instant {
+        self.last.map_or(now, |t| t + self.poll).max(now)
     }
 
     /// Mail came from a mailbox: the poll returns to its configured pace

@@ -124,6 +124,67 @@ fn a_new_peer_within_reach_a_growing_table_or_a_silent_holder_brings_the_lookup_
     );
 }
 
+/// A fetcher after `looked_up` whose polls found nothing until its poll
+/// backed off all the way; returns when the last of them ended.
+fn backed_off(f: &mut Fetcher, peers: &[PeerId]) -> Instant {
+    let mut at = looked_up(f, peers);
+    while f.poll_timeout() < at + MAX_BACKOFF * POLL {
+        let (ask, t) = next_poll(f);
+        assert_eq!(ask, Ask::Holders(peers[..POLL_FROM].to_vec()));
+        assert!(done(f, &peers[..POLL_FROM], false, t).is_empty());
+        at = t;
+    }
+    at
+}
+
+#[test]
+fn a_grown_table_or_a_silent_holder_looks_up_a_configured_poll_after_the_last_fetch() {
+    let t0 = Instant::now();
+    let key = b"mailbox key".to_vec();
+    let peers = ranked(&key, 40);
+    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
+    let last = backed_off(&mut f, &peers);
+    assert_eq!(f.poll_timeout(), last + MAX_BACKOFF * POLL, "backed off");
+    // Fewer than GROWN new peers beyond the neighbourhood: no sooner.
+    let soon = last + POLL / 2;
+    for p in &peers[FETCH_FROM..FETCH_FROM + GROWN - 1] {
+        f.handle(Input::NewPeer(*p), soon);
+    }
+    assert_eq!(f.poll_timeout(), last + MAX_BACKOFF * POLL);
+    // The GROWN-th: a configured poll after the last fetch, and a lookup.
+    f.handle(Input::NewPeer(peers[30]), soon);
+    assert_eq!(
+        f.poll_timeout(),
+        last + POLL,
+        "a grown table waits one poll"
+    );
+    let (ask, at) = next_poll(&mut f);
+    assert_eq!((ask, at), (Ask::Lookup(Why::Grown), last + POLL));
+    assert!(done(&mut f, &peers[..FETCH_FROM], false, at).is_empty());
+    // Nothing found: the poll stays backed off …
+    let (ask, at) = next_poll(&mut f);
+    assert_eq!(at, last + POLL + MAX_BACKOFF * POLL, "still backed off");
+    assert_eq!(ask, Ask::Holders(peers[..POLL_FROM].to_vec()));
+    // … and a holder that does not answer brings the lookup back to a
+    // configured poll after this fetch, not the backed-off one.
+    assert!(ended(&mut f, &peers[..POLL_FROM], false, &peers[1..2], at).is_empty());
+    assert_eq!(
+        f.poll_timeout(),
+        at + POLL,
+        "a silent holder waits one poll"
+    );
+    let (ask, t) = next_poll(&mut f);
+    assert_eq!((ask, t), (Ask::Lookup(Why::Unanswered), at + POLL));
+    // A sign that comes when a poll has already passed since the last
+    // fetch: at once.
+    assert!(done(&mut f, &peers[..FETCH_FROM], false, t).is_empty());
+    let late = t + 2 * POLL;
+    for p in &peers[FETCH_FROM..FETCH_FROM + GROWN] {
+        f.handle(Input::NewPeer(*p), late);
+    }
+    assert_eq!(f.poll_timeout(), late);
+}
+
 #[test]
 fn a_fetch_that_had_more_asks_the_same_holders_again_without_a_lookup() {
     let t0 = Instant::now();
