@@ -5,6 +5,14 @@
 use super::tests::{POLL, POLL_FROM, REPLICAS, ranked};
 use super::*;
 
+/// A fetcher started now for a mailbox key, and `n` peers ranked by
+/// their distance to that key, closest first.
+fn fetcher(n: usize) -> (Fetcher, Vec<PeerId>) {
+    let key = b"mailbox key";
+    let f = Fetcher::new(key, POLL, REPLICAS, Instant::now());
+    (f, ranked(key, n))
+}
+
 /// Ends the running fetch at `at`, which asked `asked`; returns what the
 /// machine asks for next, if anything.
 fn done(f: &mut Fetcher, asked: &[PeerId], more: bool, at: Instant) -> Vec<Output> {
@@ -39,8 +47,15 @@ fn next_poll(f: &mut Fetcher) -> (Ask, Instant) {
     }
 }
 
+/// Checks that the next fetch is a lookup for `why`, due at `at`, and
+/// runs it.
+fn looks_up_at(f: &mut Fetcher, why: Why, at: Instant, what: &str) {
+    assert_eq!(f.poll_timeout(), at, "{what}");
+    assert_eq!(next_poll(f), (Ask::Lookup(why), at), "{what}");
+}
+
 /// A fetcher whose first fetch, a lookup, found the full neighbourhood
-/// `peers[..FETCH_FROM]` of `key`; returns when it ended.
+/// `peers[..FETCH_FROM]` of its key; returns when it ended.
 fn looked_up(f: &mut Fetcher, peers: &[PeerId]) -> Instant {
     let (ask, at) = next_poll(f);
     assert_eq!(ask, Ask::Lookup(Why::Start), "the first fetch looks up");
@@ -50,10 +65,7 @@ fn looked_up(f: &mut Fetcher, peers: &[PeerId]) -> Instant {
 
 #[test]
 fn polls_between_lookups_ask_the_closest_few_and_the_lookup_comes_back_with_age() {
-    let t0 = Instant::now();
-    let key = b"mailbox key".to_vec();
-    let peers = ranked(&key, 40);
-    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
+    let (mut f, peers) = fetcher(40);
     let looked = looked_up(&mut f, &peers);
     let mut lookups = vec![looked];
     let mut asked_without = 0;
@@ -87,10 +99,7 @@ fn polls_between_lookups_ask_the_closest_few_and_the_lookup_comes_back_with_age(
 
 #[test]
 fn a_new_peer_within_reach_a_growing_table_or_a_silent_holder_brings_the_lookup_back() {
-    let t0 = Instant::now();
-    let key = b"mailbox key".to_vec();
-    let peers = ranked(&key, 40);
-    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
+    let (mut f, peers) = fetcher(40);
     let t1 = looked_up(&mut f, &peers);
     // Peers beyond the neighbourhood change nothing, up to GROWN of them.
     for p in &peers[FETCH_FROM..FETCH_FROM + GROWN - 1] {
@@ -139,10 +148,7 @@ fn backed_off(f: &mut Fetcher, peers: &[PeerId]) -> Instant {
 
 #[test]
 fn a_grown_table_or_a_silent_holder_looks_up_a_configured_poll_after_the_last_fetch() {
-    let t0 = Instant::now();
-    let key = b"mailbox key".to_vec();
-    let peers = ranked(&key, 40);
-    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
+    let (mut f, peers) = fetcher(40);
     let last = backed_off(&mut f, &peers);
     assert_eq!(f.poll_timeout(), last + MAX_BACKOFF * POLL, "backed off");
     // Fewer than GROWN new peers beyond the neighbourhood: no sooner.
@@ -153,13 +159,8 @@ fn a_grown_table_or_a_silent_holder_looks_up_a_configured_poll_after_the_last_fe
     assert_eq!(f.poll_timeout(), last + MAX_BACKOFF * POLL);
     // The GROWN-th: a configured poll after the last fetch, and a lookup.
     f.handle(Input::NewPeer(peers[30]), soon);
-    assert_eq!(
-        f.poll_timeout(),
-        last + POLL,
-        "a grown table waits one poll"
-    );
-    let (ask, at) = next_poll(&mut f);
-    assert_eq!((ask, at), (Ask::Lookup(Why::Grown), last + POLL));
+    let at = last + POLL;
+    looks_up_at(&mut f, Why::Grown, at, "a grown table waits one poll");
     assert!(done(&mut f, &peers[..FETCH_FROM], false, at).is_empty());
     // Nothing found: the poll stays backed off …
     let (ask, at) = next_poll(&mut f);
@@ -168,13 +169,8 @@ fn a_grown_table_or_a_silent_holder_looks_up_a_configured_poll_after_the_last_fe
     // … and a holder that does not answer brings the lookup back to a
     // configured poll after this fetch, not the backed-off one.
     assert!(ended(&mut f, &peers[..POLL_FROM], false, &peers[1..2], at).is_empty());
-    assert_eq!(
-        f.poll_timeout(),
-        at + POLL,
-        "a silent holder waits one poll"
-    );
-    let (ask, t) = next_poll(&mut f);
-    assert_eq!((ask, t), (Ask::Lookup(Why::Unanswered), at + POLL));
+    let t = at + POLL;
+    looks_up_at(&mut f, Why::Unanswered, t, "a silent holder waits one poll");
     // A sign that comes when a poll has already passed since the last
     // fetch: at once.
     assert!(done(&mut f, &peers[..FETCH_FROM], false, t).is_empty());
@@ -187,10 +183,7 @@ fn a_grown_table_or_a_silent_holder_looks_up_a_configured_poll_after_the_last_fe
 
 #[test]
 fn a_fetch_that_had_more_asks_the_same_holders_again_without_a_lookup() {
-    let t0 = Instant::now();
-    let key = b"mailbox key".to_vec();
-    let peers = ranked(&key, 40);
-    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
+    let (mut f, peers) = fetcher(40);
     let (ask, at) = next_poll(&mut f);
     assert_eq!(ask, Ask::Lookup(Why::Start));
     // The lookup's whole neighbourhood: all of it again, at once.
@@ -210,10 +203,7 @@ fn a_fetch_that_had_more_asks_the_same_holders_again_without_a_lookup() {
 
 #[test]
 fn a_network_too_small_for_a_neighbourhood_looks_up_every_time() {
-    let t0 = Instant::now();
-    let key = b"mailbox key".to_vec();
-    let peers = ranked(&key, FETCH_FROM - 1);
-    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
+    let (mut f, peers) = fetcher(FETCH_FROM - 1);
     for (i, more) in [false, true, false].into_iter().enumerate() {
         let (ask, at) = next_poll(&mut f);
         let why = if i == 0 { Why::Start } else { Why::Small };
@@ -233,10 +223,7 @@ fn a_network_too_small_for_a_neighbourhood_looks_up_every_time() {
 
 #[test]
 fn a_holder_that_stays_silent_costs_one_lookup_and_polls_pass_it_over() {
-    let t0 = Instant::now();
-    let key = b"mailbox key".to_vec();
-    let peers = ranked(&key, 40);
-    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
+    let (mut f, peers) = fetcher(40);
     looked_up(&mut f, &peers);
     let gone = peers[1];
     // The poll asks the closest few; one of them does not answer.
@@ -278,10 +265,7 @@ fn a_holder_that_stays_silent_costs_one_lookup_and_polls_pass_it_over() {
 
 #[test]
 fn silent_holders_outside_the_new_neighbourhood_are_forgotten_and_all_silent_looks_up() {
-    let t0 = Instant::now();
-    let key = b"mailbox key".to_vec();
-    let peers = ranked(&key, 40);
-    let mut f = Fetcher::new(&key, POLL, REPLICAS, t0);
+    let (mut f, peers) = fetcher(40);
     looked_up(&mut f, &peers);
     // Every holder the poll asks is silent, and so is the rest of the
     // neighbourhood when the lookup asks it: the poll after has no one
