@@ -25,6 +25,24 @@ use crate::wire::room::{HistoryRequest, HistoryResponse, MAX_GOSSIP_BYTES};
 /// per (peer, topic), so the count must be capped.
 pub const MAX_PEER_TOPICS: usize = 100;
 
+/// Gossipsub's `mesh_n`: the peers a node keeps in its mesh per topic,
+/// to which it publishes and forwards. Smaller than gossipsub's 6: in a
+/// 1000-member group on two cores, every copy a mesh peer forwards wakes
+/// a connection task that polls all of its protocols' handlers, and a
+/// mesh of 4 brought the message to every member sooner (docs/rooms.md,
+/// "What it costs").
+pub const MESH_N: usize = 4;
+/// Gossipsub's `mesh_n_low`: below this many mesh peers its heartbeat
+/// grafts more; the groups' fast path dials members while it sees fewer
+/// (`node::groups::fast_limits`).
+pub const MESH_N_LOW: usize = 3;
+/// Gossipsub's `mesh_n_high`: above this many its heartbeat prunes.
+pub const MESH_N_HIGH: usize = 6;
+/// Gossipsub's `mesh_outbound_min`: mesh peers we dialled ourselves, so
+/// peers dialling in cannot fill a mesh on their own; at most half of
+/// [`MESH_N`] and below [`MESH_N_LOW`], as gossipsub requires.
+pub const MESH_OUTBOUND_MIN: usize = 1;
+
 /// Prefix of every private group's topic (`node::groups::fast`), so the
 /// network task and the message id tell them from the public rooms'.
 pub const GROUP_TOPIC_PREFIX: &str = "roost/group/";
@@ -47,22 +65,9 @@ pub fn gossip_id(topic: &str, data: &[u8]) -> MessageId {
 /// no topic ([`super::quiet`]).
 pub type Pubsub = super::quiet::Quiet<super::gossip_idle::GossipIdle, super::quiet::NoTopics>;
 
-/// Builds gossipsub: frames without gossipsub's own author, sequence
-/// number or signature (`Anonymous`), nothing forwarded before the rooms
-/// service or the groups' fast path has checked it
-/// (`validate_messages`), a frame limit just above the largest room
-/// message, and ids from the content ([`gossip_id`]).
-///
-/// Every frame roost gossips is signed inside by its author (a room's
-/// message and record, a group's message), and the services check that
-/// signature before anything is forwarded. Gossipsub's `Strict` mode
-/// would sign each frame a second time and check that signature on
-/// every copy a mesh peer forwards, duplicates included, before its
-/// duplicate check: in a large group, six to twelve checks per node and
-/// message for nothing the inner one does not prove, and 110 bytes more
-/// per copy.
-pub fn pubsub() -> Result<Pubsub, String> {
-    let config = gossipsub::ConfigBuilder::default()
+/// Gossipsub's settings, as [`pubsub`] builds it.
+fn config() -> Result<gossipsub::Config, String> {
+    gossipsub::ConfigBuilder::default()
         .validation_mode(ValidationMode::Anonymous)
         .validate_messages()
         // Our payload plus gossipsub's envelope (the topic, framing).
@@ -71,12 +76,34 @@ pub fn pubsub() -> Result<Pubsub, String> {
         // The first heartbeat builds the mesh; 5 s (the default) is a long
         // wait for a joiner's first forwarded message.
         .heartbeat_initial_delay(Duration::from_millis(500))
-        // A publisher sends to its mesh (about six peers), not to every
+        .mesh_n(MESH_N)
+        .mesh_n_low(MESH_N_LOW)
+        .mesh_n_high(MESH_N_HIGH)
+        .mesh_outbound_min(MESH_OUTBOUND_MIN)
+        // A publisher sends to its mesh (MESH_N peers), not to every
         // subscriber it is connected to: a large group's sender pays
         // O(message size), whatever the number of members.
         .flood_publish(false)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// Builds gossipsub: a mesh of [`MESH_N`], frames without gossipsub's
+/// own author, sequence number or signature (`Anonymous`), nothing
+/// forwarded before the rooms service or the groups' fast path has
+/// checked it (`validate_messages`), a frame limit just above the
+/// largest room message, and ids from the content ([`gossip_id`]).
+///
+/// Every frame roost gossips is signed inside by its author (a room's
+/// message and record, a group's message), and the services check that
+/// signature before anything is forwarded. Gossipsub's `Strict` mode
+/// would sign each frame a second time and check that signature on
+/// every copy a mesh peer forwards, duplicates included, before its
+/// duplicate check: in a large group, four to six checks per node and
+/// message for nothing the inner one does not prove, and 110 bytes more
+/// per copy.
+pub fn pubsub() -> Result<Pubsub, String> {
+    let config = config()?;
     let filter = MaxCountSubscriptionFilter {
         filter: AllowAllSubscriptionFilter {},
         max_subscribed_topics: MAX_PEER_TOPICS,
@@ -370,5 +397,21 @@ mod tests {
         // The topic's length is hashed: moving bytes between topic and
         // data gives another id.
         assert_ne!(gossip_id("ab", b"c"), gossip_id("a", b"bc"));
+    }
+
+    #[test]
+    fn the_mesh_is_roosts_not_gossipsubs_default() -> Result<(), String> {
+        let c = config()?;
+        assert_eq!(
+            (
+                c.mesh_n_low(),
+                c.mesh_n(),
+                c.mesh_n_high(),
+                c.mesh_outbound_min()
+            ),
+            (MESH_N_LOW, MESH_N, MESH_N_HIGH, MESH_OUTBOUND_MIN)
+        );
+        assert_ne!(c.mesh_n(), gossipsub::Config::default().mesh_n());
+        Ok(())
     }
 }

@@ -89,12 +89,11 @@ impl DialBackoff {
     }
 }
 
-/// Gossipsub's `mesh_n_low` (roost keeps its defaults): with at least
-/// this many peers on a topic its heartbeat keeps a mesh it is content
-/// with, and those connections stay open.
-pub const MESH_N_LOW: usize = 5;
-/// Gossipsub's `mesh_n`: the mesh size its heartbeat grafts up to.
-pub const MESH_N: usize = 6;
+/// Gossipsub's mesh sizes as roost sets them (`net::pubsub`): with at
+/// least [`MESH_N_LOW`] peers on a topic its heartbeat keeps a mesh it is
+/// content with, and those connections stay open; below, it grafts up to
+/// [`MESH_N`].
+pub use crate::net::pubsub::{MESH_N, MESH_N_LOW};
 
 /// How many roster members to dial for a topic on which `seen` peers are
 /// known: none while gossipsub can keep a mesh from them (at least
@@ -274,12 +273,6 @@ mod tests {
 #[cfg(test)]
 mod dial_tests {
     use super::*;
-
-    #[test]
-    fn mesh_sizes_are_gossipsubs() {
-        let c = libp2p::gossipsub::Config::default();
-        assert_eq!((MESH_N_LOW, MESH_N), (c.mesh_n_low(), c.mesh_n()));
-    }
 
     #[test]
     fn a_mesh_gossipsub_keeps_dials_none() {
