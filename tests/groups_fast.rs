@@ -67,18 +67,27 @@ async fn group_of(creator: &NodeHandle, members: &[&NodeHandle]) -> String {
         .await;
     }
     // And every roster message delivered (invitations, joins, the
-    // creator's new states): none is left to go to a mailbox. Catch-up
-    // questions and answers never do: they go over a direct link or not
-    // at all. A state is written to the creator's outbox before the join
-    // that causes it is acknowledged, so one pass over the outboxes may
-    // miss one written behind it: the passes must find them all empty
-    // three times running.
+    // creator's new states): none is left to go to a mailbox.
     let all: Vec<&NodeHandle> = members.iter().copied().chain([creator]).collect();
+    delivered(&all).await;
+    gid
+}
+
+/// Waits until `nodes`' outboxes, and what their messaging services still
+/// try to deliver, are empty three passes running. Catch-up questions
+/// and answers are pending there (no outbox row) until delivered or
+/// dropped (they go over a direct link or not at all, never to a
+/// mailbox), and a question is acknowledged only once its answer was
+/// read: after this, no answer can carry a message sent later. A state
+/// is written to the creator's outbox before the join that causes it is
+/// acknowledged, so one pass over the outboxes may miss one written
+/// behind it: hence three.
+async fn delivered(nodes: &[&NodeHandle]) {
     let empty_passes = std::cell::Cell::new(0);
     eventually("the questions and answers are delivered", || async {
         let mut queued = 0;
-        for m in &all {
-            queued += m.outbox_len().await.unwrap();
+        for m in nodes {
+            queued += m.outbox_len().await.unwrap() + m.pending_messages().await.unwrap();
         }
         empty_passes.set(if queued == 0 {
             empty_passes.get() + 1
@@ -88,7 +97,6 @@ async fn group_of(creator: &NodeHandle, members: &[&NodeHandle]) -> String {
         (empty_passes.get() >= 3).then_some(())
     })
     .await;
-    gid
 }
 
 /// A seed node (kept by the caller for the test's length) and `n`
@@ -183,10 +191,21 @@ async fn an_offline_member_catches_all_three_up_from_a_member_once_and_in_order(
     // A sentinel from Dave: once it is in, whatever else was coming has come.
     m[3].handle.group_send(&gid, "sentinel").await.unwrap();
     has(&back, &gid, "sentinel").await;
+    // The three senders sent one after the other without waiting, so
+    // gossip may have brought them to Dave in any order: his log's order
+    // is the one Eve's catch-up follows.
+    let daves = texts(&m[3].handle, &gid).await;
+    let mut three = daves.clone();
+    three.sort();
+    assert_eq!(
+        three,
+        ["message 0", "message 1", "message 2", "sentinel"],
+        "Dave's log"
+    );
     assert_eq!(
         texts(&back, &gid).await,
-        ["message 0", "message 1", "message 2", "sentinel"],
-        "once each, in order"
+        daves,
+        "once each, in the order of the log they came from"
     );
 }
 
@@ -219,6 +238,9 @@ async fn after_a_removal_the_members_follow_the_new_epoch_and_get_its_message_by
         })
         .await;
     }
+    // Its questions answered (or lost) before the message exists.
+    let all: Vec<&NodeHandle> = m.iter().map(|n| &n.handle).collect();
+    delivered(&all).await;
     let relayed: Vec<usize> = m[..3].iter().map(|n| n.handle.group_relayed()).collect();
     m[1].handle
         .group_send(&gid, "in the new epoch")
