@@ -195,10 +195,10 @@ async fn an_offline_member_catches_all_three_up_from_a_member_once_and_in_order(
     // gossip may have brought them to Dave in any order: his log's order
     // is the one Eve's catch-up follows.
     let daves = texts(&m[3].handle, &gid).await;
-    let mut three = daves.clone();
-    three.sort();
+    let mut sorted = daves.clone();
+    sorted.sort();
     assert_eq!(
-        three,
+        sorted,
         ["message 0", "message 1", "message 2", "sentinel"],
         "Dave's log"
     );
@@ -238,7 +238,8 @@ async fn after_a_removal_the_members_follow_the_new_epoch_and_get_its_message_by
         })
         .await;
     }
-    // Its questions answered (or lost) before the message exists.
+    // Every catch-up question delivered or dropped before the message
+    // exists.
     let all: Vec<&NodeHandle> = m.iter().map(|n| &n.handle).collect();
     delivered(&all).await;
     let relayed: Vec<usize> = m[..3].iter().map(|n| n.handle.group_relayed()).collect();

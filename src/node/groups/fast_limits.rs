@@ -17,6 +17,10 @@ use std::time::Instant;
 
 use libp2p::PeerId;
 
+// Gossipsub's mesh sizes as roost sets them: with at least MESH_N_LOW
+// peers on a topic its heartbeat keeps a mesh it is content with, and
+// those connections stay open; below, it grafts up to MESH_N.
+use crate::net::pubsub::{MESH_N, MESH_N_LOW};
 use crate::net::ratelimit::RateLimiter;
 use crate::wire::group::GroupId;
 
@@ -88,12 +92,6 @@ impl DialBackoff {
         self.waits.len()
     }
 }
-
-/// Gossipsub's mesh sizes as roost sets them (`net::pubsub`): with at
-/// least [`MESH_N_LOW`] peers on a topic its heartbeat keeps a mesh it is
-/// content with, and those connections stay open; below, it grafts up to
-/// [`MESH_N`].
-pub use crate::net::pubsub::{MESH_N, MESH_N_LOW};
 
 /// How many roster members to dial for a topic on which `seen` peers are
 /// known: none while gossipsub can keep a mesh from them (at least
