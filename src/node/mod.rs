@@ -407,12 +407,12 @@ impl NodeHandle {
 
     /// Messages waiting in the outbox.
     pub async fn outbox_len(&self) -> Result<usize, NodeError> {
-        self.read(|s| Ok(s.outbox_len())).await
+        self.read(|s| s.outbox_len()).await
     }
 
     /// Mailbox items this node holds for others.
     pub async fn held_len(&self) -> Result<usize, NodeError> {
-        self.read(|s| Ok(s.held_len())).await
+        self.read(|s| s.held_len()).await
     }
 
     /// Mailbox items this node holds for `recipient`.

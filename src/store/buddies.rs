@@ -84,7 +84,7 @@ impl Store {
     /// `fdatasync`) before the user is told it is done: a block or a hide
     /// that a power cut undoes would let through what the user shut out.
     fn write_buddy(&self, b: &Buddy) -> Result<(), StoreError> {
-        self.buddies.insert(&b.peer, enc(b, BUDDIES)?)?;
+        self.buddies.put(&b.peer, enc(b, BUDDIES)?)?;
         self.flush()
     }
 
@@ -98,7 +98,7 @@ impl Store {
 
     /// The whole list, blocked keys included.
     pub fn buddies(&self) -> Result<Vec<Buddy>, StoreError> {
-        self.buddies.iter().map(|i| dec(&i?.1, BUDDIES)).collect()
+        self.buddies.iter()?.map(|i| dec(&i?.1, BUDDIES)).collect()
     }
 
     /// The keys we blocked (PeerId bytes): one read of the list, for
@@ -129,7 +129,7 @@ impl Store {
             hidden: old.is_some_and(|b| b.hidden),
             blocked: false,
         };
-        self.requests.remove(peer.to_bytes())?;
+        self.requests.delete(peer.to_bytes())?;
         self.release_stranger(peer)?;
         self.write_buddy(&b)?;
         Ok(!was_buddy)
@@ -166,7 +166,7 @@ impl Store {
             blocked: false,
         });
         b.blocked = true;
-        self.requests.remove(peer.to_bytes())?;
+        self.requests.delete(peer.to_bytes())?;
         self.release_stranger(peer)?;
         self.write_buddy(&b)
     }
@@ -184,9 +184,9 @@ impl Store {
         if self.requests.contains_key(peer.to_bytes())? {
             return Ok(false);
         }
-        if self.requests.len() >= cap {
+        if self.requests.len()? >= cap {
             let mut rows: Vec<(u64, sled::IVec)> = Vec::new();
-            for item in self.requests.iter() {
+            for item in self.requests.iter()? {
                 let (k, v) = item?;
                 // An unreadable request sorts first and goes first.
                 let at = dec::<BuddyRequest>(&v, REQUESTS).map_or(0, |r| r.at);
@@ -195,14 +195,14 @@ impl Store {
             rows.sort_by_key(|(at, _)| *at);
             let surplus = rows.len() + 1 - cap.max(1);
             for (_, k) in rows.into_iter().take(surplus) {
-                self.requests.remove(k)?;
+                self.requests.delete(k)?;
             }
         }
         let r = BuddyRequest {
             peer: peer.to_bytes(),
             at,
         };
-        self.requests.insert(peer.to_bytes(), enc(&r, REQUESTS)?)?;
+        self.requests.put(peer.to_bytes(), enc(&r, REQUESTS)?)?;
         Ok(true)
     }
 
@@ -243,7 +243,7 @@ impl Store {
         let key = request_seen_key(peer);
         if !self.meta.contains_key(&key)? {
             let mut rows: Vec<(u64, sled::IVec)> = Vec::new();
-            for item in self.meta.scan_prefix(REQUEST_SEEN_PREFIX) {
+            for item in self.meta.scan_prefix(REQUEST_SEEN_PREFIX)? {
                 let (k, v) = item?;
                 // An unreadable marker sorts first and goes first.
                 let at = <[u8; 8]>::try_from(v.as_ref()).map_or(0, u64::from_be_bytes);
@@ -253,11 +253,11 @@ impl Store {
                 rows.sort_by_key(|(at, _)| *at);
                 let surplus = rows.len() + 1 - cap.max(1);
                 for (_, k) in rows.into_iter().take(surplus) {
-                    self.meta.remove(k)?;
+                    self.meta.delete(k)?;
                 }
             }
         }
-        self.meta.insert(key, &sent_at.to_be_bytes())?;
+        self.meta.put(key, &sent_at.to_be_bytes())?;
         Ok(())
     }
 
@@ -265,7 +265,7 @@ impl Store {
     pub fn buddy_requests(&self) -> Result<Vec<BuddyRequest>, StoreError> {
         let mut v: Vec<BuddyRequest> = self
             .requests
-            .iter()
+            .iter()?
             .map(|i| dec(&i?.1, REQUESTS))
             .collect::<Result<_, _>>()?;
         v.sort_by_key(|r| r.at);
@@ -283,7 +283,7 @@ impl Store {
     /// Saves my explicit presence, durably ([`Store::flush`]): an
     /// "invisible" must survive a power cut as the user set it.
     pub fn set_own_presence(&self, own: &Own) -> Result<(), StoreError> {
-        self.meta.insert(OWN_PRESENCE_KEY, enc(own, "meta")?)?;
+        self.meta.put(OWN_PRESENCE_KEY, enc(own, "meta")?)?;
         self.flush()
     }
 }
@@ -361,7 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), 1 << 20).unwrap();
         let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
-        let markers = || s.meta.scan_prefix(REQUEST_SEEN_PREFIX).count();
+        let markers = || s.meta.scan_prefix(REQUEST_SEEN_PREFIX).unwrap().count();
         // Sealed at 300, 100, 200: the one at 100 is the oldest.
         for (p, at) in peers.iter().zip([300, 100, 200]) {
             s.note_buddy_request_within(p, at, 3).unwrap();
@@ -423,7 +423,7 @@ mod tests {
         // An unreadable row goes before any readable one.
         s.requests.insert(peers[0].to_bytes(), &b"bad"[..]).unwrap();
         assert!(s.add_request_within(&peers[4], 60, 3).unwrap());
-        assert_eq!(s.requests.len(), 3);
+        assert_eq!(s.requests.len().unwrap(), 3);
         assert_eq!(
             listed(),
             vec![

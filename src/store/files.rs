@@ -121,7 +121,7 @@ impl Store {
     /// Every transfer row.
     pub fn transfers(&self) -> Result<Vec<Transfer>, StoreError> {
         let mut out = Vec::new();
-        for item in self.files_tree()?.iter() {
+        for item in self.files_tree()?.iter()? {
             let (_, v) = item?;
             out.push(dec(&v, FILES)?);
         }

@@ -104,7 +104,7 @@ impl Store {
     /// Every group known, joined or invited.
     pub fn groups(&self) -> Result<Vec<(GroupId, GroupRow)>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.tree(GROUPS)?.iter() {
+        for kv in self.tree(GROUPS)?.iter()? {
             let (k, v) = kv?;
             let id = GroupId(k.as_ref().try_into().map_err(corrupt)?);
             out.push((id, crate::wire::decode(&v, usize::MAX).map_err(corrupt)?));
@@ -119,8 +119,8 @@ impl Store {
     pub fn delete_group(&self, id: &GroupId) -> Result<(), StoreError> {
         for name in [CHAINS, LOG, SEEN, PENDING] {
             let t = self.tree(name)?;
-            for k in t.scan_prefix(id.0).keys() {
-                t.remove(k?)?;
+            for k in t.scan_prefix(id.0)?.keys() {
+                t.delete(k?)?;
             }
         }
         self.tree(GROUPS)?.remove(id.0)?;
@@ -190,7 +190,7 @@ impl Store {
         // After the prefix: the number (8 bytes), then the sender.
         let (at, sender_at) = (prefix.len(), prefix.len() + 8);
         let mut out = Vec::new();
-        for kv in self.tree(SEEN)?.scan_prefix(&prefix) {
+        for kv in self.tree(SEEN)?.scan_prefix(&prefix)? {
             let (k, v) = kv?;
             let n = k
                 .get(at..sender_at)
@@ -224,10 +224,10 @@ impl Store {
     /// Whether the group's log lines and the messages kept for epochs not
     /// yet here number at least `n` (reads at most `n` keys).
     pub fn group_lines_reach(&self, id: &GroupId, n: usize) -> Result<bool, StoreError> {
-        let log = self.tree(LOG)?.scan_prefix(id.0).keys().take(n).count();
+        let log = self.tree(LOG)?.scan_prefix(id.0)?.keys().take(n).count();
         let kept = self
             .tree(PENDING)?
-            .scan_prefix(id.0)
+            .scan_prefix(id.0)?
             .keys()
             .take(n - log.min(n))
             .count();
@@ -237,7 +237,7 @@ impl Store {
     /// The last `limit` lines of the group's log, oldest first.
     pub fn group_log(&self, id: &GroupId, limit: usize) -> Result<Vec<LogRow>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.tree(LOG)?.scan_prefix(id.0).rev().take(limit) {
+        for kv in self.tree(LOG)?.scan_prefix(id.0)?.rev().take(limit) {
             let (_, v) = kv?;
             out.push(crate::wire::decode(&v, usize::MAX).map_err(corrupt)?);
         }
@@ -255,7 +255,7 @@ impl Store {
         bytes: &[u8],
     ) -> Result<bool, StoreError> {
         let t = self.tree(PENDING)?;
-        if t.scan_prefix(id.0).count() >= MAX_PENDING {
+        if t.scan_prefix(id.0)?.count() >= MAX_PENDING {
             return Ok(false);
         }
         let h = blake3::hash(bytes);
@@ -265,7 +265,7 @@ impl Store {
             serde_bytes::Bytes::new(bytes),
         ))
         .map_err(corrupt)?;
-        t.insert(k, v)?;
+        t.put(k, v)?;
         Ok(true)
     }
 
@@ -273,7 +273,7 @@ impl Store {
     pub fn take_group_pending(&self, id: &GroupId, epoch: u64) -> Result<Vec<Pending>, StoreError> {
         let t = self.tree(PENDING)?;
         let mut out = Vec::new();
-        for kv in t.scan_prefix(id.0) {
+        for kv in t.scan_prefix(id.0)? {
             let (k, v) = kv?;
             let e = u64::from_be_bytes(
                 k.get(32..40)
@@ -284,7 +284,7 @@ impl Store {
                 let (from, bytes): (serde_bytes::ByteBuf, serde_bytes::ByteBuf) =
                     crate::wire::decode(&v, usize::MAX).map_err(corrupt)?;
                 out.push((from.into_vec(), bytes.into_vec()));
-                t.remove(k)?;
+                t.delete(k)?;
             }
         }
         Ok(out)

@@ -176,8 +176,8 @@ impl Store {
                 hash: Some(&hash.0),
             };
             let row = row_bytes(bytes, &tail).ok_or(StoreError::Corrupt(HELD))?;
-            self.held.insert(key, row)?;
-            self.held_ids.insert(ik, &seq.to_be_bytes())?;
+            self.held.put(key, row)?;
+            self.held_ids.put(ik, &seq.to_be_bytes())?;
             fresh.push(true);
         }
         self.flush()?;
@@ -187,7 +187,7 @@ impl Store {
     /// Deletes a held row no reader can use, so it stops nothing.
     fn drop_unreadable(&self, key: &[u8]) -> Result<(), StoreError> {
         warn!(len = key.len(), "deleting an unreadable mailbox item");
-        self.held.remove(key)?;
+        self.held.delete(key)?;
         Ok(())
     }
 
@@ -196,9 +196,9 @@ impl Store {
     fn unindex(&self, recipient: &PeerId, row: &Row) -> Result<(), StoreError> {
         let id = &row.envelope.id;
         if let Some(h) = row.hash() {
-            self.held_ids.remove(id_key(recipient, id, Some(&h)))?;
+            self.held_ids.delete(id_key(recipient, id, Some(&h)))?;
         }
-        self.held_ids.remove(id_key(recipient, id, None))?;
+        self.held_ids.delete(id_key(recipient, id, None))?;
         Ok(())
     }
 
@@ -217,7 +217,7 @@ impl Store {
         let mut end = p.clone();
         end.extend_from_slice(&u64::MAX.to_be_bytes());
         let (mut items, mut bytes) = (Vec::new(), 0usize);
-        for item in self.held.range(start..=end) {
+        for item in self.held.range(start..=end)? {
             let (k, v) = item?;
             let Ok(row) = row_of(&v) else {
                 self.drop_unreadable(&k)?;
@@ -270,9 +270,9 @@ impl Store {
     ) -> Result<Vec<HeldItem>, StoreError> {
         let mut removed = Vec::new();
         for p in prefixes {
-            for entry in self.held_ids.scan_prefix(p) {
+            for entry in self.held_ids.scan_prefix(p)? {
                 let (ik, seq) = entry?;
-                self.held_ids.remove(ik)?;
+                self.held_ids.delete(ik)?;
                 let mut key = prefix(recipient);
                 key.extend_from_slice(&seq);
                 let Some(v) = self.held.remove(key)? else {
@@ -292,7 +292,7 @@ impl Store {
     /// peers (the hash is the one kept in the row: a pass hashes nothing).
     pub fn held_for(&self, recipient: &PeerId) -> Result<Vec<(ItemHash, Envelope)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.held.scan_prefix(prefix(recipient)) {
+        for item in self.held.scan_prefix(prefix(recipient))? {
             let (k, v) = item?;
             match row_of(&v).ok().and_then(|r| Some((r.hash()?, r.envelope))) {
                 Some(entry) => out.push(entry),
@@ -305,7 +305,7 @@ impl Store {
     /// A summary of everything held (to rebuild quota counts at start).
     pub fn held_items(&self) -> Result<Vec<HeldItem>, StoreError> {
         let mut out = Vec::new();
-        for item in self.held.iter() {
+        for item in self.held.iter()? {
             let (k, v) = item?;
             match row_of(&v).ok().as_ref().and_then(Row::item) {
                 Some(item) => out.push(item),
@@ -319,7 +319,7 @@ impl Store {
     pub fn purge_expired(&self, now_ms: u64) -> Result<Vec<HeldItem>, StoreError> {
         let mut gone = Vec::new();
         let mut dropped = false;
-        for item in self.held.iter() {
+        for item in self.held.iter()? {
             let (k, v) = item?;
             let Ok(row) = row_of(&v) else {
                 self.drop_unreadable(&k)?;
@@ -333,7 +333,7 @@ impl Store {
                 self.unindex(&item.recipient, &row)?;
                 gone.push(item);
             }
-            self.held.remove(k)?;
+            self.held.delete(k)?;
         }
         if !gone.is_empty() || dropped {
             self.write_out()?;
@@ -342,8 +342,8 @@ impl Store {
     }
 
     /// Number of items held for others.
-    pub fn held_len(&self) -> usize {
-        self.held.len()
+    pub fn held_len(&self) -> Result<usize, StoreError> {
+        Ok(self.held.len()?)
     }
 }
 

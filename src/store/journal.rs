@@ -2,29 +2,37 @@
 //! flush.
 //!
 //! Every write to a tree of the store ([`Tree`](super::tree::Tree)) is
-//! first appended to one file, then applied to sled, under one lock, so the
-//! file's order is sled's. To make everything written so far durable
-//! ([`Journal::sync`]) one `fdatasync` of that file is enough: one wait for
-//! the device, on the thread that needs it. sled's own flush, by contrast,
-//! hands its log buffer to its I/O pool (waking all of its threads), waits
-//! for it, then for `sync_file_range`, and only then could the `fdatasync`
-//! start; on the message path that cost about half again as much as the
-//! `fdatasync` alone (docs/performance.md).
+//! encoded as a record and held, with its value, in the write-behind map
+//! ([`Overlay`]) in front of sled, under one lock, so the records' order is
+//! the writes' order. The records reach the file in batches
+//! ([`Journal::settle`], which the store worker calls after each group of
+//! jobs and before reporting any of them; at most [`PENDING_MAX`] bytes
+//! wait), never one `write` system call per store write. To make
+//! everything written so far durable ([`Journal::sync`]) the waiting
+//! records are written and one `fdatasync` of the file is enough: one wait
+//! for the device, on the thread that needs it. sled's own flush, by
+//! contrast, hands its log buffer to its I/O pool (waking all of its
+//! threads), waits for it, then for `sync_file_range`, and only then could
+//! the `fdatasync` start; on the message path that cost about half again as
+//! much as the `fdatasync` alone (docs/performance.md).
 //!
-//! The record reaches the file (the kernel's page cache) before sled holds
-//! the write, so whatever sled's background threads put into sled's own
-//! files is in the journal too. When the process dies (`kill -9`, a
-//! panic), applying the journal over sled's files therefore gives exactly
-//! the writes made up to some point, in order: a prefix, as sled alone
-//! promises. After a power cut the journal's synced part survives, so
-//! every flushed write does; a write never flushed may or may not.
+//! sled holds a write only once the map is drained into it (a scan of its
+//! tree, the map's bounds, a checkpoint), and a drain first writes every
+//! waiting record to the file. So whatever sled's background threads put
+//! into sled's own files is in the journal's file too. When the process
+//! dies (`kill -9`, a panic), applying the journal over sled's files
+//! therefore gives exactly the writes made up to some point, in order: a
+//! prefix, as sled alone promises. Writes whose records were still waiting
+//! are lost with the process, but no job that made them had reported. After
+//! a power cut the journal's synced part survives, so every flushed write
+//! does; a write never flushed may or may not.
 //!
 //! sled is flushed and `fdatasync`ed only at a checkpoint
 //! ([`Journal::checkpoint`]): when the file passes [`CHECKPOINT_AT`], when
 //! the store is opened or closed, and after a failed write. A checkpoint
-//! holds every writer back while it flushes sled and then empties the
-//! file, so the file only ever holds records written after the last
-//! checkpoint.
+//! holds every writer back while it drains the map, flushes sled and then
+//! empties the file, so the file only ever holds records written after the
+//! last checkpoint.
 //!
 //! On open, the file's records are applied to sled again, in order, up to
 //! the first torn or damaged one, and a checkpoint follows. A record holds
@@ -41,7 +49,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use sled::IVec;
+
 use super::StoreError;
+use super::overlay::Overlay;
 
 /// The journal's file, in sled's directory.
 pub(super) const FILE: &str = "journal";
@@ -62,6 +73,11 @@ const MAX_RECORD: usize = 16 << 20;
 /// after any group of jobs that leaves it past that, so a longer file is
 /// damage; its records are applied up to here.
 const MAX_FILE: u64 = 256 << 20;
+
+/// Most bytes of records waiting to be written to the file: past it, the
+/// next write writes them first. Bounds the memory they take and the
+/// work lost with a process that dies before its worker settles.
+pub(super) const PENDING_MAX: usize = 256 << 10;
 
 const REMOVE: u8 = 0;
 const PUT: u8 = 1;
@@ -164,8 +180,9 @@ fn next(bytes: &[u8]) -> Result<(Record<'_>, &[u8]), Damage> {
     Ok((Record { tree, key, value }, &bytes[8 + len..]))
 }
 
-/// The file, held across each record and its sled write (and across a
-/// checkpoint, which empties the file).
+/// The file, the records waiting for it and the writes held in front of
+/// sled; held across each write (and across a checkpoint, which drains
+/// the map and empties the file).
 struct Appender {
     file: File,
     /// Bytes in the file now.
@@ -173,8 +190,41 @@ struct Appender {
     /// Bytes ever appended through this handle: a sync covers every
     /// record up to the count it read.
     appended: u64,
-    /// Reused for each record's bytes.
-    scratch: Vec<u8>,
+    /// Records not yet written to the file, in order.
+    pending: Vec<u8>,
+    /// The latest value of every key written since its tree's last drain.
+    overlay: Overlay,
+}
+
+impl Appender {
+    /// Writes the waiting records to the file. On a failure the file is
+    /// cut back to its last whole record and the records keep waiting, so
+    /// a later try appends them after whole records only.
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all(&self.pending) {
+            if let Err(cut) = self.file.set_len(self.len) {
+                tracing::error!("cannot cut the store's journal back after a failed write: {cut}");
+            }
+            return Err(e);
+        }
+        let n = self.pending.len() as u64;
+        self.len += n;
+        self.appended += n;
+        self.pending.clear();
+        if self.pending.capacity() > 4 * PENDING_MAX {
+            self.pending.shrink_to(PENDING_MAX);
+        }
+        Ok(())
+    }
+
+    /// Drains every held write into sled, its records written first.
+    fn drain_all(&mut self) -> sled::Result<()> {
+        self.write_pending()?;
+        self.overlay.drain_all()
+    }
 }
 
 /// The store's journal; shared by every clone of a `Store` (both workers
@@ -204,18 +254,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Records writes while the journal's lock is held ([`Journal::write`]).
+/// Reads and writes the trees while the journal's lock is held
+/// ([`Journal::with`]).
 pub(super) struct Writer<'a>(MutexGuard<'a, Appender>);
 
 impl Writer<'_> {
-    /// Appends a put (`Some`) or a removal (`None`) of `key` in `tree`.
-    pub(super) fn record(
+    /// Puts `value` (`Some`) or removes `key` (`None`) in the tree `tree`
+    /// named `name`: recorded for the file and held in front of sled. A
+    /// write that fails is not made.
+    pub(super) fn set(
         &mut self,
-        tree: &[u8],
+        tree: &sled::Tree,
+        name: &IVec,
         key: &[u8],
-        value: Option<&[u8]>,
+        value: Option<IVec>,
     ) -> sled::Result<()> {
-        let size = key.len() + value.map_or(0, <[u8]>::len);
+        let size = key.len() + value.as_ref().map_or(0, |v| v.len());
         // The rest of a body is at most 261 bytes (op, a tree name of up
         // to 255 bytes and its length, the key's length).
         if size > MAX_RECORD - 300 {
@@ -225,12 +279,45 @@ impl Writer<'_> {
             )));
         }
         let a = &mut *self.0;
-        a.scratch.clear();
-        encode(&mut a.scratch, tree, key, value);
-        a.file.write_all(&a.scratch)?;
-        a.len += a.scratch.len() as u64;
-        a.appended += a.scratch.len() as u64;
+        if a.pending.len() >= PENDING_MAX {
+            a.write_pending()?;
+        }
+        if a.overlay.full() {
+            a.drain_all()?;
+        }
+        encode(&mut a.pending, name, key, value.as_deref());
+        a.overlay.set(tree, name, key, value);
         Ok(())
+    }
+
+    /// The current value of `key` in `tree` named `name`: held, or sled's.
+    pub(super) fn get(
+        &self,
+        tree: &sled::Tree,
+        name: &[u8],
+        key: &[u8],
+    ) -> sled::Result<Option<IVec>> {
+        match self.0.overlay.get(name, key) {
+            Some(held) => Ok(held),
+            None => tree.get(key),
+        }
+    }
+
+    /// Drains the writes held for `name` into sled, so that sled alone
+    /// answers an ordered read of it.
+    pub(super) fn drain(&mut self, name: &[u8]) -> sled::Result<()> {
+        let a = &mut *self.0;
+        if !a.overlay.holds(name) {
+            return Ok(());
+        }
+        a.write_pending()?;
+        a.overlay.drain(name)
+    }
+
+    /// Keys held in front of sled, for tests.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.0.overlay.entries()
     }
 }
 
@@ -254,7 +341,8 @@ impl Journal {
             appender: Mutex::new(Appender {
                 len: bytes.len() as u64,
                 appended: 0,
-                scratch: Vec::new(),
+                pending: Vec::new(),
+                overlay: Overlay::default(),
                 file,
             }),
             synced: AtomicU64::new(0),
@@ -265,10 +353,10 @@ impl Journal {
         Ok((Arc::new(journal), bytes))
     }
 
-    /// Runs `write` (records, each followed by its sled write) under the
-    /// journal's lock, so that the file's order is sled's whichever thread
-    /// writes. A failure marks the journal damaged (see there).
-    pub(super) fn write<T>(
+    /// Runs `write` (reads, and writes recorded and held) under the
+    /// journal's lock, so that the records' order is the writes' whichever
+    /// thread writes. A failure marks the journal damaged (see there).
+    pub(super) fn with<T>(
         &self,
         write: impl FnOnce(&mut Writer<'_>) -> sled::Result<T>,
     ) -> sled::Result<T> {
@@ -289,9 +377,13 @@ impl Journal {
         flush_db: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let target = {
-            let a = lock(&self.appender);
+            let mut a = lock(&self.appender);
             if self.damaged.load(Ordering::Acquire) || a.len >= CHECKPOINT_AT {
                 return self.checkpoint_locked(a, wait, flush_db);
+            }
+            if let Err(e) = a.write_pending() {
+                self.damaged.store(true, Ordering::Release);
+                return Err(io(e));
             }
             a.appended
         };
@@ -324,8 +416,31 @@ impl Journal {
         Ok(())
     }
 
-    /// Makes every write so far durable by `flush_db` (sled's flush and an
-    /// `fdatasync` of its log), then empties the file.
+    /// Writes the waiting records to the file: after it, the writes made so
+    /// far survive the process dying (not yet a power cut). The store
+    /// worker calls it before it reports a group of jobs.
+    pub(super) fn settle(&self) -> Result<(), StoreError> {
+        let mut a = lock(&self.appender);
+        a.write_pending().map_err(|e| {
+            self.damaged.store(true, Ordering::Release);
+            io(e)
+        })
+    }
+
+    /// Drains every held write into sled (its records written to the file
+    /// first), so that sled's own flusher makes it durable: what an idle
+    /// store thread does before it ends.
+    pub(super) fn drain(&self) -> Result<(), StoreError> {
+        let mut a = lock(&self.appender);
+        a.drain_all().map_err(|e| {
+            self.damaged.store(true, Ordering::Release);
+            StoreError::Db(e)
+        })
+    }
+
+    /// Makes every write so far durable by draining the held writes into
+    /// sled and `flush_db` (sled's flush and an `fdatasync` of its log),
+    /// then empties the file.
     pub(super) fn checkpoint(
         &self,
         wait: Wait,
@@ -342,15 +457,19 @@ impl Journal {
         wait: Wait,
         flush_db: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let done = flush_db().and_then(|()| {
-            // Emptied, and that made durable, before anyone is told the
-            // flush is done: records left in the file would be applied
-            // over newer values on the next open.
-            a.file
-                .set_len(0)
-                .and_then(|()| a.file.sync_all())
-                .map_err(io)
-        });
+        let done = a
+            .drain_all()
+            .map_err(StoreError::Db)
+            .and_then(|()| flush_db())
+            .and_then(|()| {
+                // Emptied, and that made durable, before anyone is told the
+                // flush is done: records left in the file would be applied
+                // over newer values on the next open.
+                a.file
+                    .set_len(0)
+                    .and_then(|()| a.file.sync_all())
+                    .map_err(io)
+            });
         match done {
             Ok(()) => {
                 a.len = 0;
@@ -372,7 +491,8 @@ impl Journal {
     /// Whether the file has passed [`CHECKPOINT_AT`], so that the next
     /// sync will be a checkpoint.
     pub(super) fn checkpoint_due(&self) -> bool {
-        lock(&self.appender).len >= CHECKPOINT_AT
+        let a = lock(&self.appender);
+        a.len + a.pending.len() as u64 >= CHECKPOINT_AT
     }
 
     /// Completed syncs of the journal, checkpoints included.
@@ -384,8 +504,19 @@ impl Journal {
     /// write-out or a checkpoint): what survives a power cut now.
     #[cfg(test)]
     pub(super) fn all_synced(&self) -> bool {
-        let appended = lock(&self.appender).appended;
-        self.durable.load(Ordering::Acquire) >= appended
+        let a = lock(&self.appender);
+        a.pending.is_empty() && self.durable.load(Ordering::Acquire) >= a.appended
+    }
+}
+
+impl Drop for Journal {
+    /// The last handle's records go to the file, so that a store dropped
+    /// without a close (a test, a failed start) is reopened with them.
+    fn drop(&mut self) {
+        let a = self.appender.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = a.write_pending() {
+            tracing::warn!("cannot write the store's journal on drop: {e}");
+        }
     }
 }
 

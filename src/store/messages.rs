@@ -202,7 +202,7 @@ impl Store {
             envelope,
             message,
         };
-        self.outbox.insert(envelope.id.0, enc(&row, OUTBOX)?)?;
+        self.outbox.put(envelope.id.0, enc(&row, OUTBOX)?)?;
         Ok(())
     }
 
@@ -211,7 +211,7 @@ impl Store {
     /// message's row until it leaves the outbox). The caller knows that
     /// the state moves forward.
     pub fn put_history(&self, msg: &StoredMessage) -> Result<(), StoreError> {
-        self.msgs.insert(msg_key(msg), enc(msg, MSGS)?)?;
+        self.msgs.put(msg_key(msg), enc(msg, MSGS)?)?;
         Ok(())
     }
 
@@ -219,7 +219,7 @@ impl Store {
     fn insert_history(&self, msg: &StoredMessage) -> Result<(), StoreError> {
         self.put_history(msg)?;
         self.index
-            .insert(index_key(msg.direction, &msg.peer, &msg.id), msg_key(msg))?;
+            .put(index_key(msg.direction, &msg.peer, &msg.id), msg_key(msg))?;
         Ok(())
     }
 
@@ -275,7 +275,7 @@ impl Store {
             return Ok(None);
         }
         m.state = state;
-        self.msgs.insert(key, enc(&m, MSGS)?)?;
+        self.msgs.put(key, enc(&m, MSGS)?)?;
         Ok(Some(m))
     }
 
@@ -296,7 +296,7 @@ impl Store {
             if row.to != from_b {
                 return Ok(None);
             }
-            self.outbox.remove(id.0)?;
+            self.outbox.delete(id.0)?;
         }
         self.advance(Direction::Out, from, id, state)
     }
@@ -309,7 +309,7 @@ impl Store {
 
     /// Takes a message out of the outbox (delivered, or given up).
     pub fn remove_from_outbox(&self, id: &MessageId) -> Result<(), StoreError> {
-        self.outbox.remove(id.0)?;
+        self.outbox.delete(id.0)?;
         Ok(())
     }
 
@@ -319,7 +319,7 @@ impl Store {
     #[allow(clippy::type_complexity)]
     pub fn outbox(&self) -> Result<Vec<(PeerId, Envelope, Option<StoredMessage>)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.outbox.iter() {
+        for item in self.outbox.iter()? {
             let (_, v) = item?;
             let row: OutboxRow = dec(&v, OUTBOX)?;
             let peer = PeerId::from_bytes(&row.to).map_err(|_| StoreError::Corrupt(OUTBOX))?;
@@ -337,8 +337,8 @@ impl Store {
     }
 
     /// Number of messages waiting in the outbox.
-    pub fn outbox_len(&self) -> usize {
-        self.outbox.len()
+    pub fn outbox_len(&self) -> Result<usize, StoreError> {
+        Ok(self.outbox.len()?)
     }
 
     /// The last `limit` messages exchanged with `peer`, oldest first.
@@ -348,7 +348,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let mut out = Vec::new();
-        for item in self.msgs.scan_prefix(peer_prefix(&peer.to_bytes())).rev() {
+        for item in self.msgs.scan_prefix(peer_prefix(&peer.to_bytes()))?.rev() {
             if out.len() >= limit {
                 break;
             }
@@ -371,7 +371,7 @@ impl Store {
         scan: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let mut out = Vec::new();
-        let rows = self.msgs.scan_prefix(peer_prefix(&peer.to_bytes())).rev();
+        let rows = self.msgs.scan_prefix(peer_prefix(&peer.to_bytes()))?.rev();
         for item in rows.take(scan) {
             if out.len() >= limit {
                 break;
@@ -391,7 +391,7 @@ impl Store {
     /// (`None`) in one scan.
     pub fn incoming(&self, requests: Option<bool>) -> Result<Vec<StoredMessage>, StoreError> {
         let mut out = Vec::new();
-        for item in self.msgs.iter() {
+        for item in self.msgs.iter()? {
             let (_, v) = item?;
             let m: StoredMessage = dec(&v, MSGS)?;
             if m.direction == Direction::In && requests.is_none_or(|r| m.request == r) {
@@ -404,12 +404,12 @@ impl Store {
     /// Marks every unread message from `peer` read; returns their ids.
     pub fn mark_read(&self, peer: &PeerId) -> Result<Vec<MessageId>, StoreError> {
         let mut ids = Vec::new();
-        for item in self.msgs.scan_prefix(peer_prefix(&peer.to_bytes())) {
+        for item in self.msgs.scan_prefix(peer_prefix(&peer.to_bytes()))? {
             let (k, v) = item?;
             let mut m: StoredMessage = dec(&v, MSGS)?;
             if m.direction == Direction::In && m.state == MessageState::Unread {
                 m.state = MessageState::Read;
-                self.msgs.insert(k, enc(&m, MSGS)?)?;
+                self.msgs.put(k, enc(&m, MSGS)?)?;
                 ids.push(m.id);
             }
         }
@@ -540,12 +540,12 @@ mod tests {
                 None
             );
         }
-        assert_eq!(s.outbox_len(), 1, "still queued for Bob");
+        assert_eq!(s.outbox_len().unwrap(), 1, "still queued for Bob");
         assert_eq!(s.conversation(&bob, 10).unwrap(), vec![m.clone()]);
         // Bob's own receipt does it.
         let read = s.receipt(&bob, &m.id, MessageState::Read).unwrap();
         assert_eq!(read.map(|r| r.state), Some(MessageState::Read));
-        assert_eq!(s.outbox_len(), 0);
+        assert_eq!(s.outbox_len().unwrap(), 0);
     }
 
     fn envelope(m: &StoredMessage, to: &PeerId) -> Envelope {
@@ -589,6 +589,6 @@ mod tests {
                 .is_none()
         );
         s.remove_from_outbox(&m.id).unwrap();
-        assert_eq!(s.outbox_len(), 0);
+        assert_eq!(s.outbox_len().unwrap(), 0);
     }
 }

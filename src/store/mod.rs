@@ -15,6 +15,7 @@ mod groups;
 mod held;
 mod journal;
 mod messages;
+mod overlay;
 mod peers;
 mod rooms;
 mod strangers;
@@ -146,7 +147,7 @@ impl Store {
         let meta = tree(META)?;
         match meta.get(SCHEMA_KEY)? {
             None => {
-                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                meta.put(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
             }
             Some(v) => {
                 let found = u32::from_be_bytes(
@@ -165,7 +166,7 @@ impl Store {
         let store = Self {
             log: Arc::new(log),
             // Counted once here, then kept by `remember_peer`.
-            peer_rows: Arc::new(peers.len().into()),
+            peer_rows: Arc::new(peers.len()?.into()),
             peers,
             msgs: tree(messages::MSGS)?,
             index: tree(messages::INDEX)?,
@@ -218,6 +219,19 @@ impl Store {
         self.journal.checkpoint(Wait::Data, || self.flush_db())
     }
 
+    /// Writes the journal's waiting records to its file: what the store
+    /// worker does before reporting a group of jobs, so that a reported
+    /// write survives the process dying.
+    fn settle(&self) -> Result<(), StoreError> {
+        self.journal.settle()
+    }
+
+    /// Drains the writes held in front of sled into it: what an idle store
+    /// thread does before it ends, so that sled's flusher has them.
+    fn drain(&self) -> Result<(), StoreError> {
+        self.journal.drain()
+    }
+
     /// Whether the journal has grown past [`CHECKPOINT_AT`]: writes that
     /// ask for no flush ([`worker::Flush::Background`]) could otherwise
     /// grow it without bound; the worker writes out (a checkpoint, then).
@@ -254,7 +268,7 @@ impl Store {
 
     /// Records the seq of a locator about to be published.
     pub fn set_locator_seq(&self, seq: u64) -> Result<(), StoreError> {
-        self.meta.insert(LOCATOR_SEQ_KEY, &seq.to_be_bytes())?;
+        self.meta.put(LOCATOR_SEQ_KEY, &seq.to_be_bytes())?;
         Ok(())
     }
 }

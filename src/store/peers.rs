@@ -73,7 +73,7 @@ impl Store {
             return Ok(());
         }
         let mut rows: Vec<(u64, sled::IVec)> = Vec::new();
-        for item in self.peers.iter() {
+        for item in self.peers.iter()? {
             let (k, v) = item?;
             // An unreadable row sorts first and goes first.
             let seen = crate::wire::decode::<Row>(&v, 4096).map_or(0, |r| r.last_seen);
@@ -84,7 +84,7 @@ impl Store {
             rows.sort_by_key(|(seen, _)| *seen);
             let surplus = left + 1 - MAX_KNOWN_PEERS;
             for (_, key) in rows.into_iter().take(surplus) {
-                self.peers.remove(key)?;
+                self.peers.delete(key)?;
                 left -= 1;
             }
         }
@@ -104,7 +104,7 @@ impl Store {
     /// The `limit` most recently seen peers, newest first.
     pub fn known_peers(&self, limit: usize) -> Result<Vec<KnownPeer>, StoreError> {
         let mut out = Vec::new();
-        for item in self.peers.iter() {
+        for item in self.peers.iter().unwrap() {
             let (k, v) = item?;
             let Ok(peer) = PeerId::from_bytes(&k) else {
                 continue;
@@ -213,7 +213,7 @@ mod tests {
     /// The rows of the peer book, after checking the count kept beside
     /// the tree against a walk of it.
     fn rows(s: &Store) -> usize {
-        let walked = s.peers.len();
+        let walked = s.peers.len().unwrap();
         assert_eq!(s.peer_rows.load(Ordering::Relaxed), walked, "kept count");
         walked
     }

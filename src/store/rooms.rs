@@ -109,14 +109,14 @@ impl Store {
         record: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let t = self.tree(ROOMS)?;
-        if !t.contains_key(room.0)? && t.len() >= MAX_ROOMS {
+        if !t.contains_key(room.0)? && t.len()? >= MAX_ROOMS {
             return Err(StoreError::Failed(format!("already in {MAX_ROOMS} rooms")));
         }
         let row = RoomRow {
             name: name.to_string(),
             record: record.map(|r| ByteBuf::from(r.to_vec())),
         };
-        t.insert(room.0, enc(&row, ROOMS)?)?;
+        t.put(room.0, enc(&row, ROOMS)?)?;
         Ok(())
     }
 
@@ -128,7 +128,7 @@ impl Store {
         };
         let mut row: RoomRow = dec(&v, ROOMS)?;
         row.record = Some(ByteBuf::from(record.to_vec()));
-        t.insert(room.0, enc(&row, ROOMS)?)?;
+        t.put(room.0, enc(&row, ROOMS)?)?;
         Ok(())
     }
 
@@ -137,8 +137,8 @@ impl Store {
         self.tree(ROOMS)?.remove(room.0)?;
         for tree in [LOG, IDS] {
             let t = self.tree(tree)?;
-            for k in t.scan_prefix(room.0).keys() {
-                t.remove(k?)?;
+            for k in t.scan_prefix(room.0)?.keys() {
+                t.delete(k?)?;
             }
         }
         Ok(())
@@ -147,7 +147,7 @@ impl Store {
     /// The rooms we are in.
     pub fn rooms(&self) -> Result<Vec<JoinedRoom>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.tree(ROOMS)?.iter() {
+        for kv in self.tree(ROOMS)?.iter()? {
             let (k, v) = kv?;
             let id = RoomId::from_slice(&k).ok_or(StoreError::Corrupt(ROOMS))?;
             let row: RoomRow = dec(&v, ROOMS)?;
@@ -175,8 +175,8 @@ impl Store {
             text: m.text.clone(),
             raw: m.raw.clone(),
         };
-        log.insert(&key, enc(&row, LOG)?)?;
-        ids.insert(idk, key)?;
+        log.put(&key, enc(&row, LOG)?)?;
+        ids.put(idk, key)?;
         // Trim now and then (one in 16 ids): counting a room's log on
         // every message would cost a scan each.
         if m.id.starts_with('0') {
@@ -189,12 +189,12 @@ impl Store {
     fn room_trim(&self, room: &RoomId, keep: usize) -> Result<(), StoreError> {
         let log = self.tree(LOG)?;
         let ids = self.tree(IDS)?;
-        let n = log.scan_prefix(room.0).count();
-        for kv in log.scan_prefix(room.0).take(n.saturating_sub(keep)) {
+        let n = log.scan_prefix(room.0)?.count();
+        for kv in log.scan_prefix(room.0)?.take(n.saturating_sub(keep)) {
             let (k, _) = kv?;
             let id = std::str::from_utf8(&k[40..]).map_err(|_| StoreError::Corrupt(LOG))?;
-            ids.remove(id_key(room, id))?;
-            log.remove(&k)?;
+            ids.delete(id_key(room, id))?;
+            log.delete(&k)?;
         }
         Ok(())
     }
@@ -203,7 +203,7 @@ impl Store {
     pub fn room_log(&self, room: &RoomId, limit: usize) -> Result<Vec<RoomLogEntry>, StoreError> {
         let log = self.tree(LOG)?;
         let mut out = Vec::new();
-        for kv in log.scan_prefix(room.0).rev().take(limit) {
+        for kv in log.scan_prefix(room.0)?.rev().take(limit) {
             let (k, v) = kv?;
             let row: LogRow = dec(&v, LOG)?;
             let id = std::str::from_utf8(&k[40..]).map_err(|_| StoreError::Corrupt(LOG))?;

@@ -64,8 +64,8 @@ impl Store {
         if mine >= per_stranger || all >= total {
             return Ok(false);
         }
-        self.meta.insert(key, &(mine + 1).to_be_bytes())?;
-        self.meta.insert(TOTAL_KEY, &(all + 1).to_be_bytes())?;
+        self.meta.put(key, &(mine + 1).to_be_bytes())?;
+        self.meta.put(TOTAL_KEY, &(all + 1).to_be_bytes())?;
         Ok(true)
     }
 
@@ -79,7 +79,7 @@ impl Store {
         let all = self.counter(TOTAL_KEY)?;
         if all != u64::MAX {
             self.meta
-                .insert(TOTAL_KEY, &all.saturating_sub(mine).to_be_bytes())?;
+                .put(TOTAL_KEY, &all.saturating_sub(mine).to_be_bytes())?;
         }
         Ok(())
     }

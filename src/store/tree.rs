@@ -1,11 +1,13 @@
-//! A sled tree whose every write is recorded in the store's journal.
+//! A sled tree whose every write is recorded in the store's journal and
+//! held in front of sled until drained into it.
 //!
-//! The store's modules reach sled only through [`Tree`]: it offers sled's
-//! reads as they are and the three writes the store uses, each recorded in
-//! the journal before sled holds it ([`Journal::write`]), so that a sync
-//! of the journal makes it durable.
-//! A write method sled has and this type lacks cannot be called by
-//! mistake and left out of the journal.
+//! The store's modules reach sled only through [`Tree`]: it offers the
+//! writes the store uses, each recorded for the journal and held in its
+//! write-behind map ([`Journal::with`], [`super::overlay`]), so that a
+//! sync of the journal makes it durable; point reads that look at the map
+//! first; and ordered reads that drain the tree's held writes into sled
+//! first. A method sled has and this type lacks cannot be called by
+//! mistake and bypass the journal or the map.
 
 use std::ops::RangeBounds;
 use std::sync::Arc;
@@ -37,33 +39,47 @@ impl Tree {
         })
     }
 
-    /// sled's `insert`, recorded first.
+    /// Puts `value` under `key` and returns what it replaced.
     pub(super) fn insert<K: AsRef<[u8]>, V: Into<IVec>>(
         &self,
         key: K,
         value: V,
     ) -> sled::Result<Option<IVec>> {
+        self.swap(key.as_ref(), Some(value.into()))
+    }
+
+    /// Puts `value` under `key`, not reading what it replaces: for the
+    /// message path's writes, which never need it.
+    pub(super) fn put<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> sled::Result<()> {
         let (key, value) = (key.as_ref(), value.into());
-        self.journal.write(|w| {
-            w.record(&self.name, key, Some(&value))?;
-            self.tree.insert(key, value)
-        })
+        self.journal
+            .with(|w| w.set(&self.tree, &self.name, key, Some(value)))
     }
 
-    /// sled's `remove`, recorded first (a removal of nothing is recorded
-    /// too: harmless to apply, and cheaper than looking first).
+    /// Removes `key` and returns what it held.
     pub(super) fn remove<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
+        self.swap(key.as_ref(), None)
+    }
+
+    /// Removes `key`, not reading what it held (a removal of nothing is
+    /// recorded too: harmless to apply, and cheaper than looking first).
+    pub(super) fn delete<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<()> {
         let key = key.as_ref();
-        self.journal.write(|w| {
-            w.record(&self.name, key, None)?;
-            self.tree.remove(key)
+        self.journal
+            .with(|w| w.set(&self.tree, &self.name, key, None))
+    }
+
+    fn swap(&self, key: &[u8], value: Option<IVec>) -> sled::Result<Option<IVec>> {
+        self.journal.with(|w| {
+            let old = w.get(&self.tree, &self.name, key)?;
+            w.set(&self.tree, &self.name, key, value)?;
+            Ok(old)
         })
     }
 
-    /// sled's `compare_and_swap`, recorded first when it swaps. Every
-    /// write of the tree holds the journal's lock, so the value read here
-    /// stays current until the put or removal that swaps it: one read of
-    /// the tree, not a second inside sled's own compare-and-swap.
+    /// sled's `compare_and_swap`. Every use of the tree holds the
+    /// journal's lock, so the value read here stays current until the
+    /// write that swaps it.
     pub(super) fn compare_and_swap<K: AsRef<[u8]>, OV: AsRef<[u8]>, NV: Into<IVec>>(
         &self,
         key: K,
@@ -71,50 +87,63 @@ impl Tree {
         new: Option<NV>,
     ) -> sled::Result<Result<(), CompareAndSwapError>> {
         let (key, new) = (key.as_ref(), new.map(Into::into));
-        self.journal.write(|w| {
-            let current = self.tree.get(key)?;
+        self.journal.with(|w| {
+            let current = w.get(&self.tree, &self.name, key)?;
             if current.as_deref() != old.as_ref().map(AsRef::as_ref) {
                 return Ok(Err(CompareAndSwapError {
                     current,
                     proposed: new,
                 }));
             }
-            w.record(&self.name, key, new.as_deref())?;
-            match new {
-                Some(v) => self.tree.insert(key, v)?,
-                None => self.tree.remove(key)?,
-            };
+            w.set(&self.tree, &self.name, key, new)?;
             Ok(Ok(()))
         })
     }
 
-    /// sled's `get`.
+    /// The current value of `key`.
     pub(super) fn get<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
-        self.tree.get(key)
+        let key = key.as_ref();
+        self.journal.with(|w| w.get(&self.tree, &self.name, key))
     }
 
-    /// sled's `contains_key`.
+    /// Whether `key` holds a value.
     pub(super) fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<bool> {
-        self.tree.contains_key(key)
+        Ok(self.get(key)?.is_some())
     }
 
-    /// sled's `iter`.
-    pub(super) fn iter(&self) -> sled::Iter {
-        self.tree.iter()
+    /// Drains the writes held for this tree into sled, so that sled's
+    /// ordered reads see them.
+    fn drained(&self) -> sled::Result<&sled::Tree> {
+        self.journal.with(|w| w.drain(&self.name))?;
+        Ok(&self.tree)
     }
 
-    /// sled's `scan_prefix`.
-    pub(super) fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> sled::Iter {
-        self.tree.scan_prefix(prefix)
+    /// sled's `iter`, over every write made.
+    pub(super) fn iter(&self) -> sled::Result<sled::Iter> {
+        Ok(self.drained()?.iter())
     }
 
-    /// sled's `range`.
-    pub(super) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> sled::Iter {
-        self.tree.range(range)
+    /// sled's `scan_prefix`, over every write made.
+    pub(super) fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> sled::Result<sled::Iter> {
+        Ok(self.drained()?.scan_prefix(prefix))
     }
 
-    /// sled's `len` (walks the whole tree).
-    pub(super) fn len(&self) -> usize {
-        self.tree.len()
+    /// sled's `range`, over every write made.
+    pub(super) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(
+        &self,
+        range: R,
+    ) -> sled::Result<sled::Iter> {
+        Ok(self.drained()?.range(range))
+    }
+
+    /// What sled itself holds for `key`, held writes aside, for tests.
+    #[cfg(test)]
+    pub(super) fn in_sled<K: AsRef<[u8]>>(&self, key: K) -> Option<IVec> {
+        self.tree.get(key).unwrap()
+    }
+
+    /// Keys in the tree (walks the whole tree).
+    pub(super) fn len(&self) -> sled::Result<usize> {
+        Ok(self.drained()?.len())
     }
 }

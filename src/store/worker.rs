@@ -16,7 +16,10 @@
 //!   load one flush covers many writes from many callers. A job that must
 //!   be durable but not this instant ([`Flush::Soon`]) rides on the next
 //!   flush, at the latest [`SOON`] after it ran, or at once when
-//!   [`SOON_BATCH`] of them are waiting. Plain jobs queued behind a
+//!   [`SOON_BATCH`] of them are waiting. Before it reports anything the
+//!   thread writes the group's journal records to the file
+//!   (`Store::settle`), so that what a job reported survives the process
+//!   dying. Plain jobs queued behind a
 //!   held one still report at once (a `delivered` must not wait for the
 //!   flush of the send it answers). What plain jobs wrote is written out
 //!   and `fsync`ed (`Store::write_out`) at the latest [`LAZY`] after they
@@ -35,8 +38,9 @@
 //!   see a closed channel).
 //!
 //! - **Idle.** A thread with nothing to run, nothing held and nothing
-//!   left to write out for [`IDLE`] parks the store and the queue and
-//!   ends; the next job starts a new thread. An idle node keeps no store
+//!   left to write out for [`IDLE`] drains the writes held in front of
+//!   sled into it (so that sled's flusher has them), parks the store and
+//!   the queue and ends; the next job starts a new thread. An idle node keeps no store
 //!   thread, and a process running many nodes (the benchmarks) keeps
 //!   threads only for the nodes at work: sled's writes walk every thread
 //!   of the process registered with crossbeam's epoch collector, so each
@@ -117,9 +121,11 @@ const TIMING: Timing = Timing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flush {
     /// Reports once run and schedules no write-out: the writes survive the
-    /// process dying at once (the journal's file holds them), and a power
-    /// cut once any later flush or write-out syncs the journal, or sled's
-    /// own flusher (`Store::open`, every 10 s) has them. For rows that
+    /// process dying once reported (the worker writes a group's journal
+    /// records to the file before it reports any of the group), and a
+    /// power cut once any later flush or write-out syncs the journal, or
+    /// they were drained into sled and sled's own flusher (`Store::open`,
+    /// every 10 s) has them. For rows that
     /// others hand back when a crash loses them (a large group's gossip,
     /// caught up again from the members): a write-out per message cost
     /// every member of a large group an `fsync` per message.
@@ -432,7 +438,12 @@ fn serve<'a>(
                 let thread = lock(slot);
                 match rx.try_recv() {
                     Ok(job) => Some(job),
-                    Err(TryRecvError::Empty) => return Some(thread),
+                    Err(TryRecvError::Empty) => {
+                        if let Err(e) = store.drain() {
+                            tracing::warn!("cannot drain the store's held writes: {e}");
+                        }
+                        return Some(thread);
+                    }
                     Err(TryRecvError::Disconnected) => None,
                 }
             }
@@ -535,6 +546,9 @@ fn run_group(
             }
             Err(_) => None,
         };
+    }
+    if !now && let Err(e) = store.settle() {
+        tracing::warn!("cannot write the store's journal: {e}");
     }
     if now {
         let flushed = flush(store);

@@ -286,8 +286,9 @@ fn seq_on_disk(dir: &std::path::Path, copy: &std::path::Path, journal: bool) -> 
 /// A [`Flush::Background`] job schedules no write-out: with sled's
 /// flusher off, its thread goes idle and ends with the write unsynced (a
 /// plain job's would be synced by then, above), though in the journal's
-/// file at once; the close's checkpoint puts it into sled's files. With
-/// sled's flusher on (every 100 ms), sled's files get it without one.
+/// file once reported; the close's checkpoint puts it into sled's files.
+/// With sled's flusher on (every 100 ms), sled's files get it without
+/// one, once the idle thread has drained its held writes into sled.
 #[tokio::test]
 async fn a_background_write_waits_for_sleds_flusher_not_a_write_out() {
     let dir = tempfile::tempdir().unwrap();

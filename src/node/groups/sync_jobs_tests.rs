@@ -32,7 +32,7 @@ fn answer_at(
         have: sync::have_of(taken.iter().map(|(s, n, _)| (s.as_slice(), *n)), 0),
     })
     .unwrap();
-    let rows = to.store.outbox_len();
+    let rows = to.store.outbox_len().unwrap();
     let answer = receive::take(&to.store, &to.ctx, &from.id(), &ask, now)
         .unwrap()
         .map(|t| {
@@ -41,7 +41,7 @@ fn answer_at(
         });
     // For a direct link only: nothing to retry, nothing to deposit.
     assert_eq!(
-        to.store.outbox_len(),
+        to.store.outbox_len().unwrap(),
         rows,
         "an answer written to the outbox"
     );
