@@ -282,8 +282,11 @@ impl Writer<'_> {
         if a.pending.len() >= PENDING_MAX {
             a.write_pending()?;
         }
+        a.overlay.reap()?;
         if a.overlay.full() {
-            a.drain_all()?;
+            // Records first: sled never holds a write the file lacks.
+            a.write_pending()?;
+            a.overlay.start_drain()?;
         }
         encode(&mut a.pending, name, key, value.as_deref());
         a.overlay.set(tree, name, key, value);
@@ -314,10 +317,16 @@ impl Writer<'_> {
         a.overlay.drain(name)
     }
 
-    /// Keys held in front of sled, for tests.
+    /// Keys held in front of sled and not being drained, for tests.
     #[cfg(test)]
     pub(super) fn held(&self) -> usize {
         self.0.overlay.entries()
+    }
+
+    /// Waits for the drain under way, for tests.
+    #[cfg(test)]
+    pub(super) fn drained(&mut self) -> sled::Result<()> {
+        self.0.overlay.finish_drain()
     }
 }
 
@@ -516,6 +525,9 @@ impl Drop for Journal {
         let a = self.appender.get_mut().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = a.write_pending() {
             tracing::warn!("cannot write the store's journal on drop: {e}");
+        }
+        if let Err(e) = a.overlay.finish_drain() {
+            tracing::warn!("the store's last drain failed: {e}");
         }
     }
 }

@@ -264,19 +264,27 @@ fn writes_are_held_in_front_of_sled_until_a_scan_drains_them() {
     assert_eq!(t.in_sled(b"gone"), None);
 }
 
+const MAX_ENTRIES_U32: u32 = super::super::overlay::MAX_ENTRIES as u32;
+
 /// The held writes are bounded: past `MAX_ENTRIES` keys everything held
-/// is drained into sled.
+/// is handed to a drain into sled, read from there until it is done.
 #[test]
 fn held_writes_are_drained_past_their_bound() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open_with(dir.path(), 1 << 20, None).unwrap();
     let t = s.tree("t").unwrap();
-    for i in 0..super::super::overlay::MAX_ENTRIES as u32 + 1 {
+    for i in 0..=MAX_ENTRIES_U32 {
         t.put(i.to_be_bytes(), b"v").unwrap();
     }
     let held = s.journal.with(|w| Ok(w.held())).unwrap();
     assert_eq!(held, 1, "only the write after the drain is held");
+    assert_eq!(
+        t.get(0u32.to_be_bytes()).unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    s.journal.with(|w| w.drained()).unwrap();
     assert_eq!(t.in_sled(0u32.to_be_bytes()).as_deref(), Some(&b"v"[..]));
+    assert_eq!(t.in_sled(MAX_ENTRIES_U32.to_be_bytes()), None, "held");
 }
 
 /// What recovery rests on: sled never holds a write whose record the

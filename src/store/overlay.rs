@@ -13,7 +13,10 @@
 //! Readers see the map first and sled behind it: a point read finds a key
 //! here or in sled; an ordered read (a scan) drains its tree first, so
 //! sled alone answers it. The map is bounded ([`MAX_ENTRIES`],
-//! [`MAX_BYTES`]): past either, the writer drains all of it.
+//! [`MAX_BYTES`]): past either, all of it is handed to a thread of its own
+//! that applies it to sled while the store thread goes on (the writes
+//! being drained are read from here until that thread is done), so that
+//! sled's copies run on another core than the store's jobs.
 //!
 //! The journal owns the map and holds its lock across every use, and it
 //! writes the records of everything the map holds to its file before a
@@ -21,6 +24,8 @@
 //! journal's recovery rests on).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use sled::IVec;
 
@@ -43,22 +48,47 @@ struct TreeWrites {
 }
 
 /// Held writes of every tree, keyed by tree name.
+type Writes = HashMap<IVec, TreeWrites>;
+
+/// Writes handed to a thread of their own to be applied to sled, still
+/// read from here until that thread is done and reaped.
+struct Draining {
+    writes: Arc<Writes>,
+    thread: JoinHandle<sled::Result<()>>,
+}
+
+/// Held writes of every tree, and those being drained.
 #[derive(Default)]
 pub(super) struct Overlay {
-    trees: HashMap<IVec, TreeWrites>,
+    trees: Writes,
     entries: usize,
     bytes: usize,
+    /// At most one drain runs at a time; the map's bound therefore holds
+    /// at most twice [`MAX_ENTRIES`] keys in memory.
+    draining: Option<Draining>,
 }
 
 fn size(key: &[u8], value: &Held) -> usize {
     key.len() + value.as_ref().map_or(0, |v| v.len())
 }
 
+/// Applies `writes` of one tree to sled, in key order.
+fn apply(t: &TreeWrites) -> sled::Result<()> {
+    for (key, value) in &t.writes {
+        match value {
+            Some(v) => t.tree.insert(key, v.clone()).map(drop)?,
+            None => t.tree.remove(key).map(drop)?,
+        }
+    }
+    Ok(())
+}
+
 impl Overlay {
     /// The held write of `key` in `name`: `None` if nothing is held (ask
     /// sled), `Some(None)` if it is held removed.
     pub(super) fn get(&self, name: &[u8], key: &[u8]) -> Option<Held> {
-        self.trees.get(name)?.writes.get(key).cloned()
+        let held = |w: &Writes| w.get(name)?.writes.get(key).cloned();
+        held(&self.trees).or_else(|| held(self.draining.as_ref()?.writes.as_ref()))
     }
 
     /// Holds `value` (or a removal) as the latest write of `key`.
@@ -83,20 +113,91 @@ impl Overlay {
         self.entries >= MAX_ENTRIES || self.bytes >= MAX_BYTES
     }
 
-    /// Whether anything is held for `name`.
+    /// Whether anything is held for `name`, or a drain is under way.
     pub(super) fn holds(&self, name: &[u8]) -> bool {
-        self.trees.contains_key(name)
+        self.draining.is_some() || self.trees.contains_key(name)
     }
 
-    /// Keys held, for tests.
+    /// Keys held (not those being drained), for tests.
     #[cfg(test)]
     pub(super) fn entries(&self) -> usize {
         self.entries
     }
 
-    /// Applies the held writes of `name` to sled, in key order. On a
-    /// failure the writes not yet applied stay held.
+    /// Hands every held write to a thread of its own that applies it to
+    /// sled, so that the store thread goes on serving jobs meanwhile; the
+    /// writes are still read from here until that thread is done. Waits
+    /// for the drain before it first. The caller has written their records
+    /// to the journal's file.
+    pub(super) fn start_drain(&mut self) -> sled::Result<()> {
+        self.finish_drain()?;
+        let writes = Arc::new(std::mem::take(&mut self.trees));
+        (self.entries, self.bytes) = (0, 0);
+        let shared = writes.clone();
+        let spawned = std::thread::Builder::new()
+            .name("roost-store-drain".into())
+            .spawn(move || shared.values().try_for_each(apply));
+        match spawned {
+            Ok(thread) => {
+                self.draining = Some(Draining { writes, thread });
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!("no thread to drain the store's writes ({e}); draining here");
+                let done = writes.values().try_for_each(apply);
+                if done.is_err() {
+                    self.keep(&writes);
+                }
+                done
+            }
+        }
+    }
+
+    /// Reaps a drain whose thread is done, if any, without waiting.
+    pub(super) fn reap(&mut self) -> sled::Result<()> {
+        match &self.draining {
+            Some(d) if d.thread.is_finished() => self.finish_drain(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits for the drain under way, if any. A failed one's writes are
+    /// held again (those not written since), to be drained later.
+    pub(super) fn finish_drain(&mut self) -> sled::Result<()> {
+        let Some(d) = self.draining.take() else {
+            return Ok(());
+        };
+        let done = d.thread.join().unwrap_or_else(|_| {
+            Err(sled::Error::ReportableBug(
+                "the store's drain thread panicked".into(),
+            ))
+        });
+        if done.is_err() {
+            self.keep(&d.writes);
+        }
+        done
+    }
+
+    /// Holds `writes` again where no later write of the same key is held.
+    fn keep(&mut self, writes: &Writes) {
+        for (name, t) in writes {
+            for (key, value) in &t.writes {
+                let held = self
+                    .trees
+                    .get(name)
+                    .is_some_and(|h| h.writes.contains_key(key));
+                if !held {
+                    self.set(&t.tree, name, key, value.clone());
+                }
+            }
+        }
+    }
+
+    /// Applies the held writes of `name` to sled here, in key order, after
+    /// the drain under way. On a failure the writes not yet applied stay
+    /// held.
     pub(super) fn drain(&mut self, name: &[u8]) -> sled::Result<()> {
+        self.finish_drain()?;
         let Some(mut t) = self.trees.remove(name) else {
             return Ok(());
         };
@@ -116,8 +217,9 @@ impl Overlay {
         Ok(())
     }
 
-    /// Applies every held write to sled.
+    /// Applies every held write to sled here.
     pub(super) fn drain_all(&mut self) -> sled::Result<()> {
+        self.finish_drain()?;
         let names: Vec<IVec> = self.trees.keys().cloned().collect();
         for name in names {
             self.drain(&name)?;
