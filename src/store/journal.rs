@@ -17,8 +17,8 @@
 //! much as the `fdatasync` alone (docs/performance.md).
 //!
 //! sled holds a write only once the map is drained into it (a scan of its
-//! tree, the map's bounds, a checkpoint), and a drain first writes every
-//! waiting record to the file. So whatever sled's background threads put
+//! tree, the map's bound, an idle store thread, a checkpoint), and a drain
+//! first writes every waiting record to the file. So whatever sled's background threads put
 //! into sled's own files is in the journal's file too. When the process
 //! dies (`kill -9`, a panic), applying the journal over sled's files
 //! therefore gives exactly the writes made up to some point, in order: a
@@ -282,7 +282,7 @@ impl Writer<'_> {
         if a.pending.len() >= PENDING_MAX {
             a.write_pending()?;
         }
-        a.overlay.reap()?;
+        a.overlay.reap();
         if a.overlay.full() {
             // Records first: sled never holds a write the file lacks.
             a.write_pending()?;
@@ -325,8 +325,8 @@ impl Writer<'_> {
 
     /// Waits for the drain under way, for tests.
     #[cfg(test)]
-    pub(super) fn drained(&mut self) -> sled::Result<()> {
-        self.0.overlay.finish_drain()
+    pub(super) fn drained(&mut self) {
+        self.0.overlay.finish_drain();
     }
 }
 
@@ -526,9 +526,7 @@ impl Drop for Journal {
         if let Err(e) = a.write_pending() {
             tracing::warn!("cannot write the store's journal on drop: {e}");
         }
-        if let Err(e) = a.overlay.finish_drain() {
-            tracing::warn!("the store's last drain failed: {e}");
-        }
+        a.overlay.finish_drain();
     }
 }
 

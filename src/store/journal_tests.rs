@@ -183,14 +183,20 @@ fn a_flush_skips_only_what_a_flush_synced() {
     );
 }
 
+/// A store in a new directory (sled's flusher off) and its tree `t`.
+fn store_with_tree() -> (tempfile::TempDir, Store, super::super::tree::Tree) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_with(dir.path(), 1 << 20, None).unwrap();
+    let t = s.tree("t").unwrap();
+    (dir, s, t)
+}
+
 /// A failed write (here, one past the record limit, refused before it is
 /// made) leaves neither sled nor the journal holding it, and the next
 /// flush is a checkpoint, which empties a file that might end torn.
 #[test]
 fn a_failed_write_is_not_made_and_the_next_flush_checkpoints() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open_with(dir.path(), 1 << 20, None).unwrap();
-    let t = s.tree("t").unwrap();
+    let (dir, s, t) = store_with_tree();
     t.insert(b"small", b"1").unwrap();
     assert!(t.insert(b"big", vec![0; MAX_RECORD]).is_err());
     assert_eq!(t.get(b"big").unwrap(), None);
@@ -248,9 +254,7 @@ fn the_journal_is_applied_in_order() {
 /// point reads see them at once, and the removed key never reaches sled.
 #[test]
 fn writes_are_held_in_front_of_sled_until_a_scan_drains_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open_with(dir.path(), 1 << 20, None).unwrap();
-    let t = s.tree("t").unwrap();
+    let (_dir, _s, t) = store_with_tree();
     t.put(b"a", b"1").unwrap();
     t.put(b"a", b"2").unwrap();
     t.put(b"gone", b"x").unwrap();
@@ -270,9 +274,7 @@ const MAX_ENTRIES_U32: u32 = super::super::overlay::MAX_ENTRIES as u32;
 /// is handed to a drain into sled, read from there until it is done.
 #[test]
 fn held_writes_are_drained_past_their_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open_with(dir.path(), 1 << 20, None).unwrap();
-    let t = s.tree("t").unwrap();
+    let (_dir, s, t) = store_with_tree();
     for i in 0..=MAX_ENTRIES_U32 {
         t.put(i.to_be_bytes(), b"v").unwrap();
     }
@@ -282,7 +284,12 @@ fn held_writes_are_drained_past_their_bound() {
         t.get(0u32.to_be_bytes()).unwrap().as_deref(),
         Some(&b"v"[..])
     );
-    s.journal.with(|w| w.drained()).unwrap();
+    s.journal
+        .with(|w| {
+            w.drained();
+            Ok(())
+        })
+        .unwrap();
     assert_eq!(t.in_sled(0u32.to_be_bytes()).as_deref(), Some(&b"v"[..]));
     assert_eq!(t.in_sled(MAX_ENTRIES_U32.to_be_bytes()), None, "held");
 }

@@ -130,7 +130,7 @@ impl Overlay {
     /// for the drain before it first. The caller has written their records
     /// to the journal's file.
     pub(super) fn start_drain(&mut self) -> sled::Result<()> {
-        self.finish_drain()?;
+        self.finish_drain();
         let writes = Arc::new(std::mem::take(&mut self.trees));
         (self.entries, self.bytes) = (0, 0);
         let shared = writes.clone();
@@ -154,28 +154,35 @@ impl Overlay {
     }
 
     /// Reaps a drain whose thread is done, if any, without waiting.
-    pub(super) fn reap(&mut self) -> sled::Result<()> {
-        match &self.draining {
-            Some(d) if d.thread.is_finished() => self.finish_drain(),
-            _ => Ok(()),
+    pub(super) fn reap(&mut self) {
+        if self
+            .draining
+            .as_ref()
+            .is_some_and(|d| d.thread.is_finished())
+        {
+            self.finish_drain();
         }
     }
 
     /// Waits for the drain under way, if any. A failed one's writes are
-    /// held again (those not written since), to be drained later.
-    pub(super) fn finish_drain(&mut self) -> sled::Result<()> {
+    /// held again (those not written since), so the next drain applies
+    /// them; the write or scan that waits here is not the one that failed,
+    /// so it is logged, not returned.
+    pub(super) fn finish_drain(&mut self) {
         let Some(d) = self.draining.take() else {
-            return Ok(());
+            return;
         };
         let done = d.thread.join().unwrap_or_else(|_| {
             Err(sled::Error::ReportableBug(
                 "the store's drain thread panicked".into(),
             ))
         });
-        if done.is_err() {
+        if let Err(e) = done {
+            tracing::warn!(
+                "draining the store's held writes into sled failed ({e}); they stay held"
+            );
             self.keep(&d.writes);
         }
-        done
     }
 
     /// Holds `writes` again where no later write of the same key is held.
@@ -197,7 +204,7 @@ impl Overlay {
     /// the drain under way. On a failure the writes not yet applied stay
     /// held.
     pub(super) fn drain(&mut self, name: &[u8]) -> sled::Result<()> {
-        self.finish_drain()?;
+        self.finish_drain();
         let Some(mut t) = self.trees.remove(name) else {
             return Ok(());
         };
@@ -219,7 +226,7 @@ impl Overlay {
 
     /// Applies every held write to sled here.
     pub(super) fn drain_all(&mut self) -> sled::Result<()> {
-        self.finish_drain()?;
+        self.finish_drain();
         let names: Vec<IVec> = self.trees.keys().cloned().collect();
         for name in names {
             self.drain(&name)?;
