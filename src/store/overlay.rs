@@ -188,40 +188,35 @@ impl Overlay {
     /// Holds `writes` again where no later write of the same key is held.
     fn keep(&mut self, writes: &Writes) {
         for (name, t) in writes {
-            for (key, value) in &t.writes {
-                let held = self
-                    .trees
-                    .get(name)
-                    .is_some_and(|h| h.writes.contains_key(key));
-                if !held {
-                    self.set(&t.tree, name, key, value.clone());
-                }
+            self.keep_tree(name, t);
+        }
+    }
+
+    fn keep_tree(&mut self, name: &IVec, t: &TreeWrites) {
+        for (key, value) in &t.writes {
+            let held = self
+                .trees
+                .get(name)
+                .is_some_and(|h| h.writes.contains_key(key));
+            if !held {
+                self.set(&t.tree, name, key, value.clone());
             }
         }
     }
 
     /// Applies the held writes of `name` to sled here, in key order, after
-    /// the drain under way. On a failure the writes not yet applied stay
-    /// held.
+    /// the drain under way. On a failure they are held again (applying
+    /// one twice is harmless).
     pub(super) fn drain(&mut self, name: &[u8]) -> sled::Result<()> {
         self.finish_drain();
-        let Some(mut t) = self.trees.remove(name) else {
+        let Some((name, t)) = self.trees.remove_entry(name) else {
             return Ok(());
         };
-        while let Some((key, value)) = t.writes.pop_first() {
-            let applied = match &value {
-                Some(v) => t.tree.insert(&key, v.clone()).map(drop),
-                None => t.tree.remove(&key).map(drop),
-            };
-            if let Err(e) = applied {
-                t.writes.insert(key, value);
-                self.trees.insert(IVec::from(name), t);
-                return Err(e);
-            }
+        for (key, value) in &t.writes {
             self.entries -= 1;
-            self.bytes -= size(&key, &value);
+            self.bytes -= size(key, value);
         }
-        Ok(())
+        apply(&t).inspect_err(|_| self.keep_tree(&name, &t))
     }
 
     /// Applies every held write to sled here.

@@ -104,7 +104,7 @@ impl Store {
     /// The `limit` most recently seen peers, newest first.
     pub fn known_peers(&self, limit: usize) -> Result<Vec<KnownPeer>, StoreError> {
         let mut out = Vec::new();
-        for item in self.peers.iter().unwrap() {
+        for item in self.peers.iter()? {
             let (k, v) = item?;
             let Ok(peer) = PeerId::from_bytes(&k) else {
                 continue;
